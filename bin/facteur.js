@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The `facteur` command: runs the compiled CLI (npm install builds dist/ through the prepare script).
+import { main } from '../dist/cli/main.js';
+
+main(process.argv.slice(2)).then(
+  (code) => { if (typeof code === 'number') process.exitCode = code; },
+  (err) => { process.stderr.write(`facteur: ${err instanceof Error ? err.message : String(err)}\n`); process.exitCode = 1; },
+);

@@ -1,0 +1,73 @@
+/**
+ * What every protocol server is given by the composition root (app.ts). Servers receive these
+ * as interfaces and never construct a store, a resolver or a logger themselves, so tests can
+ * start any server on port 0 with a fresh store.
+ */
+import type { SecureContext, TlsOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import type { AccountId } from './lib/brand.js';
+import type { Account, MailStore } from './store/types.js';
+
+export type Protocol = 'smtp' | 'submission' | 'lmtp' | 'imap' | 'pop3' | 'http';
+
+export interface AuthMeta {
+  /** Remote address of the client. */
+  ip: string;
+  protocol: Protocol;
+  /** Whether the connection is TLS-protected (or on the same host, see DESIGN.md invariant 5). */
+  secure: boolean;
+}
+
+export type AuthResult =
+  | { ok: true; account: Account }
+  /** invalid: wrong user or password (never says which); throttled: too many failures, try
+   * later; disabled: account disabled or needs an app password. */
+  | { ok: false; reason: 'invalid' | 'throttled' | 'disabled' };
+
+/** Stored SCRAM-SHA-256 credentials (RFC 5802 §3, RFC 7677). */
+export interface ScramCredentials {
+  salt: Buffer;
+  iterations: number;
+  storedKey: Buffer;
+  serverKey: Buffer;
+}
+
+export interface Authenticator {
+  /**
+   * Checks a user name (an address) and password. Applies per-IP and per-account failure limits
+   * and takes as long for an unknown account as for a known one.
+   */
+  verifyPassword(username: string, password: string, meta: AuthMeta): Promise<AuthResult>;
+  /** SCRAM lookup; for an unknown user returns deterministic fake credentials so the exchange
+   * proceeds and fails at the proof, like for a wrong password. */
+  scramCredentials(username: string): Promise<{ credentials: ScramCredentials; account: Account | null }>;
+  /** Records the outcome of a SCRAM exchange (for the failure limits). */
+  recordScramOutcome(username: string, account: Account | null, success: boolean, meta: AuthMeta): Promise<AuthResult>;
+}
+
+export interface TlsProvider {
+  /** Options for tls.createServer / new TLSSocket (certificate for the default hostname, SNI
+   * callback for the others, TLS 1.2 minimum). */
+  serverOptions(): TlsOptions;
+  secureContext(servername?: string): SecureContext;
+}
+
+export interface ServerContext {
+  /** This server's host name: greeting, EHLO, Received, authserv-id. */
+  hostname: string;
+  store: MailStore;
+  log: Logger;
+  auth: Authenticator;
+  tls: TlsProvider | null;
+}
+
+/** A listening protocol server. */
+export interface ListeningServer {
+  readonly name: string;
+  /** Resolves with the bound port (useful with port 0). */
+  listen(host: string, port: number): Promise<number>;
+  /** Stops accepting, lets running commands finish (up to the grace period), closes sessions. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export type { AccountId };

@@ -1,0 +1,294 @@
+/**
+ * The store: the one place where mail state lives, under every protocol.
+ *
+ * Invariants (each is checked by `checkConsistency` and by tests):
+ * - A write that resolved is durable (fsync'd) before the promise resolves.
+ * - Raw message bytes are stored once per content hash (sha256), with a reference count; an
+ *   entry never points at a missing blob (blob written and synced before the metadata commit).
+ * - UIDs only grow within a UIDVALIDITY and stay below UIDNEXT; UIDVALIDITY changes only when a
+ *   mailbox is recreated (a new mailbox row).
+ * - Every change (append, flags, expunge, mailbox create/rename/delete) takes a new account
+ *   modseq and is recorded in the change log; the feed publishes it after commit.
+ * - Nothing but the write operations below changes state. Protocol code never writes SQL.
+ *
+ * The interface is asynchronous so that a networked backend (PostgreSQL) fits behind it.
+ */
+import type { AccountId, MailboxId, ModSeq, Uid, UidValidity } from '../lib/brand.js';
+import type { ParsedMessage } from '../mail/types.js';
+
+export type SpecialUse = '\\Drafts' | '\\Sent' | '\\Trash' | '\\Junk' | '\\Archive' | '\\All' | '\\Flagged';
+
+/** The mailboxes every account is created with (RFC 6154). */
+export const DEFAULT_MAILBOXES: ReadonlyArray<{ name: string; specialUse: SpecialUse | null }> = [
+  { name: 'INBOX', specialUse: null },
+  { name: 'Drafts', specialUse: '\\Drafts' },
+  { name: 'Sent', specialUse: '\\Sent' },
+  { name: 'Trash', specialUse: '\\Trash' },
+  { name: 'Junk', specialUse: '\\Junk' },
+  { name: 'Archive', specialUse: '\\Archive' },
+];
+
+/** What POP3 DELE + QUIT does (docs/pop3-imap.md). */
+export type Pop3DeletePolicy = 'expunge' | 'trash' | 'hide';
+
+export interface Domain {
+  name: string;
+  createdAt: number;
+}
+
+export interface Account {
+  id: AccountId;
+  /** Primary address, lowercased: local@domain. */
+  address: string;
+  domain: string;
+  /** Encoded password hash (see auth/password.ts); never a clear password. */
+  passwordHash: string;
+  /** SCRAM-SHA-256 verifier (RFC 7677), or null when not yet derived. */
+  scram: string | null;
+  quotaBytes: number | null;
+  quotaMessages: number | null;
+  pop3DeletePolicy: Pop3DeletePolicy;
+  disabled: boolean;
+  createdAt: number;
+}
+
+export interface Alias {
+  /** local@domain, or @domain for the domain's catch-all. Lowercased. */
+  source: string;
+  /** Destination address: a local account or another alias (expanded recursively, bounded). */
+  target: string;
+}
+
+export interface Mailbox {
+  id: MailboxId;
+  accountId: AccountId;
+  /** Full UTF-8 name, hierarchy separator '/'. INBOX is always exactly "INBOX". */
+  name: string;
+  uidValidity: UidValidity;
+  uidNext: Uid;
+  highestModSeq: ModSeq;
+  specialUse: SpecialUse | null;
+  subscribed: boolean;
+}
+
+export interface MailboxCounts {
+  messages: number;
+  unseen: number;
+  deleted: number;
+  /** Sum of RFC822.SIZE of the messages (RFC 8438 STATUS=SIZE). */
+  size: number;
+}
+
+/** One message in one mailbox. */
+export interface MessageEntry {
+  mailboxId: MailboxId;
+  uid: Uid;
+  modseq: ModSeq;
+  /** System flags (\Seen, \Answered, \Flagged, \Deleted, \Draft) and keywords, no duplicates
+   * (case-insensitive), system flags in canonical case. */
+  flags: string[];
+  /** INTERNALDATE, epoch ms. */
+  internalDate: number;
+  /** SAVEDATE (RFC 8514): when the entry was added to this mailbox, epoch ms. */
+  saveDate: number;
+  size: number;
+  /** sha256 hex of the raw bytes: the blob key. */
+  blobHash: string;
+  /** RFC 8474 EMAILID: shared by copies of the same message within an account. */
+  emailId: string;
+  /** RFC 8474 THREADID. */
+  threadId: string;
+  /** Permanent id of this entry: kept by MOVE (also out of INBOX and back), new for COPY,
+   * never reused. Equal to emailId for the entry a delivery or APPEND created. POP3 UIDL. */
+  pid: string;
+  /** Set by the POP3 'hide' delete policy: POP3 never lists the entry again; IMAP still does. */
+  pop3Hidden: boolean;
+}
+
+export interface AppendInput {
+  raw: Buffer;
+  parsed: ParsedMessage;
+  flags?: readonly string[];
+  /** epoch ms; defaults to now. */
+  internalDate?: number;
+}
+
+export interface AppendResult {
+  uidValidity: UidValidity;
+  uid: Uid;
+  modseq: ModSeq;
+  emailId: string;
+}
+
+export interface DeliveryTarget {
+  accountId: AccountId;
+  /** Mailbox name; INBOX by default. Falls back to INBOX when the named one does not exist. */
+  mailbox?: string;
+  flags?: readonly string[];
+}
+
+export type DeliveryOutcome =
+  | { accountId: AccountId; ok: true; mailboxId: MailboxId; uid: Uid }
+  | { accountId: AccountId; ok: false; reason: 'over-quota' | 'no-account' };
+
+export type FlagMode = 'add' | 'remove' | 'set';
+
+export interface SetFlagsResult {
+  /** Entries whose flags changed, with their new modseq (RFC 7162: unchanged ones are not bumped). */
+  updated: MessageEntry[];
+  /** UIDs refused by UNCHANGEDSINCE (RFC 7162 §3.1.3 MODIFIED). */
+  modified: Uid[];
+}
+
+export interface CopyResult {
+  uidValidity: UidValidity;
+  /** [source uid, destination uid], in source UID order (RFC 4315 COPYUID). */
+  pairs: Array<[Uid, Uid]>;
+}
+
+/** What happened in a mailbox since a modseq: what a session needs to catch up. */
+export interface MailboxChanges {
+  highestModSeq: ModSeq;
+  /** Entries added (uid above the caller's known UIDNEXT or modseq above since), in UID order. */
+  added: MessageEntry[];
+  /** Entries that existed before and whose flags changed after since, in UID order. */
+  changed: MessageEntry[];
+  /** UIDs expunged after since, ascending. */
+  expunged: Uid[];
+}
+
+export interface ChangeEvent {
+  accountId: AccountId;
+  /** null for account-level changes (mailbox list, subscriptions). */
+  mailboxId: MailboxId | null;
+  modseq: ModSeq;
+  kind: 'append' | 'flags' | 'expunge' | 'mailbox';
+}
+
+export interface ChangeFeed {
+  /** Called after each commit that changed the account. Returns the unsubscribe function. */
+  subscribe(accountId: AccountId, listener: (event: ChangeEvent) => void): () => void;
+}
+
+export interface QuotaUsage {
+  bytes: number;
+  messages: number;
+}
+
+/** Text search over the index built at ingest (case-insensitive substring, RFC 9051 §6.4.4). */
+export interface TextQuery {
+  field: 'body' | 'text' | 'subject' | 'from' | 'to' | 'cc' | 'bcc' | 'header';
+  /** For field 'header': the lowercased header name. */
+  header?: string;
+  value: string;
+}
+
+export interface MailStore {
+  readonly feed: ChangeFeed;
+
+  // Domains, accounts, aliases.
+  addDomain(name: string): Promise<Domain>;
+  listDomains(): Promise<Domain[]>;
+  /** Refuses (StoreError 'conflict') while the domain has accounts unless force. */
+  removeDomain(name: string, force?: boolean): Promise<void>;
+  isLocalDomain(name: string): Promise<boolean>;
+
+  /** Creates the account with its default mailboxes. */
+  createAccount(input: { address: string; passwordHash: string; scram?: string | null }): Promise<Account>;
+  getAccount(id: AccountId): Promise<Account | null>;
+  getAccountByAddress(address: string): Promise<Account | null>;
+  listAccounts(domain?: string): Promise<Account[]>;
+  updateAccount(
+    id: AccountId,
+    patch: Partial<Pick<Account, 'passwordHash' | 'scram' | 'quotaBytes' | 'quotaMessages' | 'pop3DeletePolicy' | 'disabled'>>,
+  ): Promise<void>;
+  deleteAccount(id: AccountId): Promise<void>;
+
+  addAlias(source: string, target: string): Promise<void>;
+  removeAlias(source: string): Promise<void>;
+  listAliases(domain?: string): Promise<Alias[]>;
+  /**
+   * The accounts an address reaches: exact account, plus-addressing (user+tag@ reaches user@),
+   * aliases (recursively, bounded, cycles cut), then the domain's catch-all. Deduplicated.
+   * Empty when nothing matches.
+   */
+  resolveRecipient(address: string): Promise<AccountId[]>;
+  /** Addresses an account may send as: its own address and the aliases that lead to it. */
+  sendableAddresses(accountId: AccountId): Promise<string[]>;
+
+  // Mailboxes.
+  listMailboxes(accountId: AccountId): Promise<Mailbox[]>;
+  getMailbox(accountId: AccountId, name: string): Promise<Mailbox | null>;
+  getMailboxById(id: MailboxId): Promise<Mailbox | null>;
+  /** Creates missing parents too. StoreError 'exists' if the name exists. */
+  createMailbox(accountId: AccountId, name: string, specialUse?: SpecialUse | null): Promise<Mailbox>;
+  /** Renames the mailbox and its children. Renaming INBOX moves its messages into a new mailbox
+   * and leaves INBOX empty (RFC 9051 §6.3.6). */
+  renameMailbox(accountId: AccountId, from: string, to: string): Promise<void>;
+  /** Deletes the mailbox and its messages. INBOX cannot be deleted. */
+  deleteMailbox(accountId: AccountId, name: string): Promise<void>;
+  setSubscribed(accountId: AccountId, name: string, subscribed: boolean): Promise<void>;
+  /** Subscribed names, including names of mailboxes that no longer exist (RFC 9051 §6.3.7). */
+  listSubscriptions(accountId: AccountId): Promise<string[]>;
+  mailboxCounts(mailboxId: MailboxId): Promise<MailboxCounts>;
+
+  // Messages.
+  /** All entries of a mailbox in UID order (a session's initial view). */
+  listEntries(mailboxId: MailboxId): Promise<MessageEntry[]>;
+  getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]>;
+  changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges>;
+  /** The parse record stored at ingest for a blob. */
+  getParsed(blobHash: string): Promise<ParsedMessage>;
+  /** Bytes [start, end) of a stored message (whole message without a range). */
+  readBlob(blobHash: string, start?: number, end?: number): Promise<Buffer>;
+  /** Streams bytes [start, end) in chunks, for large literals with backpressure. */
+  streamBlob(blobHash: string, start?: number, end?: number): AsyncIterable<Buffer>;
+  searchText(mailboxId: MailboxId, query: TextQuery): Promise<Set<Uid>>;
+
+  append(mailboxId: MailboxId, input: AppendInput): Promise<AppendResult>;
+  /** Several messages into one mailbox, all or nothing (RFC 3502 MULTIAPPEND). */
+  appendMany(mailboxId: MailboxId, inputs: readonly AppendInput[]): Promise<AppendResult[]>;
+  /** One message to several accounts in one transaction; the blob is written once. */
+  deliver(raw: Buffer, parsed: ParsedMessage, targets: readonly DeliveryTarget[]): Promise<DeliveryOutcome[]>;
+  setFlags(
+    mailboxId: MailboxId,
+    uids: readonly Uid[],
+    mode: FlagMode,
+    flags: readonly string[],
+    unchangedSince?: ModSeq,
+  ): Promise<SetFlagsResult>;
+  copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult>;
+  /** Copy then expunge in one transaction (RFC 6851). The destination keeps each entry's pid. */
+  move(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult & { expunged: Uid[] }>;
+  /** Expunges the given UIDs (only those with \Deleted when onlyDeleted), or every \Deleted
+   * message when uids is undefined. Returns the UIDs removed, ascending. */
+  expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted?: boolean): Promise<Uid[]>;
+  /** POP3 'hide' policy. */
+  hideFromPop3(mailboxId: MailboxId, uids: readonly Uid[]): Promise<void>;
+
+  quotaUsage(accountId: AccountId): Promise<QuotaUsage>;
+
+  /**
+   * An exclusive named lock held until release (POP3's one-session-per-account). Resolves null
+   * when another holder has it. Released automatically if the process dies.
+   */
+  tryLock(name: string): Promise<(() => Promise<void>) | null>;
+
+  /** Verifies every invariant; returns the problems found (empty when consistent). */
+  checkConsistency(): Promise<string[]>;
+  /** Removes blobs no entry references (crash leftovers). Returns how many. */
+  collectGarbage(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export type StoreErrorCode = 'exists' | 'not-found' | 'conflict' | 'invalid' | 'over-quota' | 'too-big' | 'io';
+
+/** An expected refusal from the store: protocols map it to NO / -ERR / 4xx-5xx. */
+export class StoreError extends Error {
+  readonly code: StoreErrorCode;
+  constructor(code: StoreErrorCode, message: string) {
+    super(message);
+    this.name = 'StoreError';
+    this.code = code;
+  }
+}
