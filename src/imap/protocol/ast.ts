@@ -74,3 +74,20 @@ export type SearchKey =
   | { kind: 'not'; key: SearchKey }
   | { kind: 'or'; a: SearchKey; b: SearchKey }
   | { kind: 'and'; keys: SearchKey[] };
+
+/**
+ * A response value, serialised by imap/protocol/serialize.ts. Handlers build responses from these
+ * typed tokens and never paste client data into strings (STYLE.md).
+ * - null: NIL; number: a number; string: a string, quoted when it can be, else a literal;
+ * - { atom }: written as is (atoms, flags, FETCH item names like BODY[1.2]<0>);
+ * - { literal }: always a literal ({n}, or ~{n} when binary); { stream }: a literal of known
+ *   size streamed with backpressure; arrays: parenthesised lists.
+ */
+export type ImapValue =
+  | null
+  | number
+  | string
+  | { atom: string }
+  | { literal: Buffer; binary?: boolean }
+  | { stream: AsyncIterable<Buffer>; size: number; binary?: boolean }
+  | ImapValue[];
