@@ -1,0 +1,122 @@
+/**
+ * TLS material: certificates per hostname (SNI), TLS 1.2 minimum, reloaded when the files change.
+ *
+ * Certificates live in the data directory as `tls/<hostname>.crt` + `tls/<hostname>.key` (PEM).
+ * The first one loaded (or the configured default hostname) answers clients without SNI.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createSecureContext, type SecureContext, type TlsOptions } from 'node:tls';
+import { promisify } from 'node:util';
+import type { TlsProvider } from '../context.js';
+
+const run = promisify(execFile);
+
+interface Loaded {
+  hostname: string;
+  cert: Buffer;
+  key: Buffer;
+  context: SecureContext;
+  mtimeMs: number;
+}
+
+/** Modern settings: TLS 1.2+, server cipher order; Node's default cipher list is already AEAD-first. */
+const BASE_OPTIONS: TlsOptions = {
+  minVersion: 'TLSv1.2',
+  honorCipherOrder: true,
+};
+
+export interface FileTlsProvider extends TlsProvider {
+  /** Re-reads certificates whose files changed; returns the hostnames reloaded. */
+  reload(): Promise<string[]>;
+  hostnames(): string[];
+}
+
+/** Loads every `*.crt`/`*.key` pair in dir. */
+export async function loadTlsDirectory(dir: string, defaultHostname: string): Promise<FileTlsProvider> {
+  const byHost = new Map<string, Loaded>();
+
+  async function loadPair(hostname: string): Promise<Loaded> {
+    const certPath = join(dir, `${hostname}.crt`);
+    const keyPath = join(dir, `${hostname}.key`);
+    const [cert, key, st] = await Promise.all([readFile(certPath), readFile(keyPath), stat(certPath)]);
+    let context: SecureContext;
+    try {
+      context = createSecureContext({ ...BASE_OPTIONS, cert, key });
+    } catch (err) {
+      throw new Error(`Cannot load certificate ${certPath}: ${(err as Error).message}`);
+    }
+    return { hostname, cert, key, context, mtimeMs: st.mtimeMs };
+  }
+
+  async function scan(): Promise<string[]> {
+    const names = (await readdir(dir)).filter((n) => n.endsWith('.crt')).map((n) => n.slice(0, -4));
+    const changed: string[] = [];
+    for (const host of names) {
+      const st = await stat(join(dir, `${host}.crt`)).catch(() => null);
+      const old = byHost.get(host.toLowerCase());
+      if (st && old && old.mtimeMs === st.mtimeMs) continue;
+      byHost.set(host.toLowerCase(), await loadPair(host));
+      changed.push(host);
+    }
+    return changed;
+  }
+
+  await scan();
+  if (byHost.size === 0) throw new Error(`No certificate in ${dir} (expected <hostname>.crt and <hostname>.key)`);
+
+  function pick(servername?: string): Loaded {
+    const name = servername?.toLowerCase();
+    if (name) {
+      const exact = byHost.get(name);
+      if (exact) return exact;
+      // A wildcard certificate file is named with a leading "_" for "*" (e.g. _.example.test.crt).
+      const dot = name.indexOf('.');
+      const wild = dot > 0 ? byHost.get(`_${name.slice(dot)}`) : undefined;
+      if (wild) return wild;
+    }
+    const def = byHost.get(defaultHostname.toLowerCase()) ?? byHost.values().next().value;
+    if (!def) throw new Error('No certificate loaded');
+    return def;
+  }
+
+  return {
+    serverOptions(): TlsOptions {
+      const def = pick();
+      return {
+        ...BASE_OPTIONS,
+        cert: def.cert,
+        key: def.key,
+        SNICallback: (servername, cb) => {
+          try {
+            cb(null, pick(servername).context);
+          } catch (err) {
+            cb(err as Error);
+          }
+        },
+      };
+    },
+    secureContext: (servername) => pick(servername).context,
+    reload: scan,
+    hostnames: () => [...byHost.keys()],
+  };
+}
+
+/**
+ * Creates a self-signed certificate for hostname (ECDSA P-256, SAN = hostname) with the system's
+ * openssl, for first start and tests. Production installs replace the pair with a CA-issued one.
+ */
+export async function createSelfSignedCertificate(dir: string, hostname: string, days = 825): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(hostname)) throw new Error(`Invalid hostname for a certificate: ${hostname}`);
+  try {
+    await run('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', join(dir, `${hostname}.key`), '-out', join(dir, `${hostname}.crt`),
+      '-days', String(days), '-subj', `/CN=${hostname}`, '-addext', `subjectAltName=DNS:${hostname}`,
+    ]);
+  } catch (err) {
+    throw new Error(`Cannot create a self-signed certificate with openssl (is it installed?): ${(err as Error).message}`);
+  }
+}
