@@ -81,7 +81,10 @@ export type SearchKey =
  * - null: NIL; number: a number; string: a string, quoted when it can be, else a literal;
  * - { atom }: written as is (atoms, flags, FETCH item names like BODY[1.2]<0>);
  * - { literal }: always a literal ({n}, or ~{n} when binary); { stream }: a literal of known
- *   size streamed with backpressure; arrays: parenthesised lists.
+ *   size streamed with backpressure; arrays: parenthesised lists;
+ * - { concat }: the values written back to back with no space between them, for the one place the
+ *   grammar wants that: the child bodies of a multipart BODYSTRUCTURE (RFC 9051 §9 body-type-mpart
+ *   = 1*body SP media-subtype), e.g. [{ concat: [[...], [...]] }, 'MIXED'] -> ((...)(...) "MIXED").
  */
 export type ImapValue =
   | null
@@ -90,4 +93,5 @@ export type ImapValue =
   | { atom: string }
   | { literal: Buffer; binary?: boolean }
   | { stream: AsyncIterable<Buffer>; size: number; binary?: boolean }
+  | { concat: ImapValue[] }
   | ImapValue[];
