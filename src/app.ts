@@ -1,0 +1,81 @@
+/**
+ * The composition root: builds the context (config, store, logger, authenticator, TLS) from a
+ * data directory and starts the configured listeners. Only this file (with cli/ and test helpers)
+ * names concrete implementations.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { createAuthenticator } from './auth/authenticator.js';
+import { parseHostPort, type Config, type ListenerName } from './config/config.js';
+import type { ListeningServer, ServerContext } from './context.js';
+import { createLogger } from './log/logger.js';
+import { loadTlsDirectory, type FileTlsProvider } from './net/tls.js';
+import type { MailStore } from './store/types.js';
+import { LISTENER_FACTORIES } from './listeners.js';
+
+export interface App {
+  config: Config;
+  ctx: ServerContext;
+  servers: Array<{ name: ListenerName; server: ListeningServer; host: string; port: number }>;
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface AppOptions {
+  dataDir: string;
+  config: Config;
+  store: MailStore;
+  log?: Logger;
+}
+
+export async function startApp(options: AppOptions): Promise<App> {
+  const { config, store, dataDir } = options;
+  const log = options.log ?? createLogger({ level: config.log.level });
+  let tls: FileTlsProvider | null = null;
+  try {
+    tls = await loadTlsDirectory(join(dataDir, 'tls'), config.hostname);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'no TLS certificate: STARTTLS and implicit-TLS listeners are off');
+  }
+  const auth = createAuthenticator(store, {
+    maxFailuresPerIp: config.security.maxAuthFailuresPerIp,
+    maxFailuresPerAccount: config.security.maxAuthFailuresPerAccount,
+  });
+  const ctx: ServerContext = { hostname: config.hostname, store, log, auth, tls };
+  const servers: App['servers'] = [];
+  const closeAll = async (graceMs?: number) => {
+    await Promise.allSettled(servers.map((s) => s.server.close(graceMs)));
+  };
+  try {
+    for (const [name, addr] of Object.entries(config.listen) as Array<[ListenerName, string]>) {
+      const factory = LISTENER_FACTORIES[name];
+      if (!factory) {
+        log.warn({ listener: name }, 'listener not available in this version; skipped');
+        continue;
+      }
+      const { host, port } = parseHostPort(addr, `listen.${name}`);
+      const server = factory(ctx, config, { dataDir });
+      if (!server) continue;
+      let bound: number;
+      try {
+        bound = await server.listen(host, port);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : (err as Error).message;
+        throw new Error(`Cannot listen for ${name} on ${addr}: ${why}`);
+      }
+      servers.push({ name, server, host, port: bound });
+      log.info({ listener: name, host, port: bound }, 'listening');
+    }
+  } catch (err) {
+    await closeAll(0);
+    throw err;
+  }
+  return {
+    config,
+    ctx,
+    servers,
+    async close(graceMs = 10_000) {
+      await closeAll(graceMs);
+    },
+  };
+}

@@ -1,0 +1,262 @@
+/**
+ * The `facteur` command. Every command takes `--data DIR` (or FACTEUR_DATA). Exit codes: 0 done,
+ * 1 failed (message on stderr), 2 usage error.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { hashPassword } from '../auth/password.js';
+import { LISTENER_NAMES, parseHostPort, type ListenerName } from '../config/config.js';
+import type { MailStore } from '../store/types.js';
+import { CONFIG_FILE, dataDirFrom, exists, initDataDir, openDataDir } from './data-dir.js';
+import { serve } from './serve.js';
+
+class UsageError extends Error {}
+
+const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DIR or FACTEUR_DATA)
+
+  init --domain DOMAIN [--hostname HOST] [--dev]   create a data directory
+  serve [--listen NAME=HOST:PORT]... [--dns HOST:PORT]...
+                                                    run the server in the foreground
+  demo                                              create ./data with a demo account if missing, then serve
+  domain add DOMAIN | list | remove DOMAIN [--force]
+  user add ADDRESS (--password P | --password-stdin)
+  user passwd ADDRESS (--password P | --password-stdin)
+  user list [DOMAIN] | remove ADDRESS
+  user import FILE                                  one "address password" pair per line
+  alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE   (SOURCE @domain = catch-all)
+  check-store                                       verify the store's invariants
+
+Listener names: ${LISTENER_NAMES.join(', ')}`;
+
+type Options = Record<string, string | boolean | string[] | undefined>;
+
+function parse(argv: string[], options: ParseArgsConfig['options']): { values: Options; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: { data: { type: 'string' }, ...options }, allowPositionals: true, strict: true });
+    return { values: values as Options, positionals };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+async function readPassword(values: Options): Promise<string> {
+  if (typeof values.password === 'string') return values.password;
+  if (values['password-stdin']) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    const pw = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+    if (pw === '') throw new Error('Empty password on standard input');
+    return pw;
+  }
+  throw new UsageError('a password is needed: --password P or --password-stdin');
+}
+
+function checkPassword(pw: string): void {
+  if (pw.length < 8) throw new Error('Password too short: at least 8 characters');
+  if (pw.length > 1024) throw new Error('Password too long: at most 1024 characters');
+}
+
+async function withStore<T>(values: Options, fn: (store: MailStore) => Promise<T>): Promise<T> {
+  const { store } = await openDataDir(dataDirFrom(values.data as string | undefined));
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function addUser(store: MailStore, address: string, password: string): Promise<void> {
+  checkPassword(password);
+  const at = address.lastIndexOf('@');
+  if (at < 1 || at === address.length - 1) throw new Error(`Invalid address: ${address}`);
+  const domain = address.slice(at + 1).toLowerCase();
+  if (!(await store.isLocalDomain(domain))) throw new Error(`Domain ${domain} is not local: facteur domain add ${domain}`);
+  await store.createAccount({ address, passwordHash: await hashPassword(password) });
+}
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+async function domainCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { force: { type: 'boolean' } });
+  const [sub, name] = positionals;
+  return withStore(values, async (store) => {
+    if (sub === 'add' && name) { await store.addDomain(name.toLowerCase()); out(`added ${name.toLowerCase()}`); return 0; }
+    if (sub === 'list') { for (const d of await store.listDomains()) out(d.name); return 0; }
+    if (sub === 'remove' && name) { await store.removeDomain(name.toLowerCase(), values.force === true); out(`removed ${name}`); return 0; }
+    throw new UsageError('domain add DOMAIN | list | remove DOMAIN [--force]');
+  });
+}
+
+async function userCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { password: { type: 'string' }, 'password-stdin': { type: 'boolean' } });
+  const [sub, arg] = positionals;
+  if (sub === 'add' && arg) {
+    const pw = await readPassword(values);
+    return withStore(values, async (store) => { await addUser(store, arg, pw); out(`added ${arg.toLowerCase()}`); return 0; });
+  }
+  if (sub === 'passwd' && arg) {
+    const pw = await readPassword(values);
+    checkPassword(pw);
+    return withStore(values, async (store) => {
+      const account = await store.getAccountByAddress(arg);
+      if (!account) throw new Error(`No such user: ${arg}`);
+      await store.updateAccount(account.id, { passwordHash: await hashPassword(pw), scram: null });
+      out(`password changed for ${account.address}`);
+      return 0;
+    });
+  }
+  if (sub === 'list') {
+    return withStore(values, async (store) => {
+      for (const a of await store.listAccounts(arg?.toLowerCase())) out(a.disabled ? `${a.address} (disabled)` : a.address);
+      return 0;
+    });
+  }
+  if (sub === 'remove' && arg) {
+    return withStore(values, async (store) => {
+      const account = await store.getAccountByAddress(arg);
+      if (!account) throw new Error(`No such user: ${arg}`);
+      await store.deleteAccount(account.id);
+      out(`removed ${account.address}`);
+      return 0;
+    });
+  }
+  if (sub === 'import' && arg) {
+    const text = await readFile(arg, 'utf8');
+    return withStore(values, async (store) => {
+      let added = 0;
+      let refused = 0;
+      const lines = text.split(/\r?\n/);
+      for (let i = 0; i < lines.length; i++) {
+        const line = lines[i]!.trim();
+        if (line === '' || line.startsWith('#')) continue;
+        const m = /^(\S+)\s+(\S.*)$/.exec(line);
+        try {
+          if (!m) throw new Error('expected "address password"');
+          await addUser(store, m[1]!, m[2]!);
+          added++;
+        } catch (err) {
+          refused++;
+          process.stderr.write(`${arg}:${i + 1}: refused: ${(err as Error).message}\n`);
+        }
+      }
+      out(`imported ${added} user(s), refused ${refused}`);
+      return refused > 0 ? 1 : 0;
+    });
+  }
+  throw new UsageError('user add|passwd ADDRESS (--password P | --password-stdin) | list [DOMAIN] | remove ADDRESS | import FILE');
+}
+
+async function aliasCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {});
+  const [sub, a, b] = positionals;
+  return withStore(values, async (store) => {
+    if (sub === 'add' && a && b) { await store.addAlias(a.toLowerCase(), b.toLowerCase()); out(`${a.toLowerCase()} -> ${b.toLowerCase()}`); return 0; }
+    if (sub === 'list') { for (const al of await store.listAliases(a?.toLowerCase())) out(`${al.source} -> ${al.target}`); return 0; }
+    if (sub === 'remove' && a) { await store.removeAlias(a.toLowerCase()); out(`removed ${a.toLowerCase()}`); return 0; }
+    throw new UsageError('alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE');
+  });
+}
+
+async function checkStoreCmd(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {});
+  return withStore(values, async (store) => {
+    const problems = await store.checkConsistency();
+    for (const p of problems) out(`problem: ${p}`);
+    out(problems.length === 0 ? 'store is consistent' : `${problems.length} problem(s)`);
+    return problems.length === 0 ? 0 : 1;
+  });
+}
+
+function parseListen(values: Options): Partial<Record<ListenerName, string>> {
+  const result: Partial<Record<ListenerName, string>> = {};
+  for (const spec of (values.listen as string[] | undefined) ?? []) {
+    const eq = spec.indexOf('=');
+    const name = spec.slice(0, eq) as ListenerName;
+    if (eq < 0 || !LISTENER_NAMES.includes(name)) throw new UsageError(`--listen ${spec}: expected NAME=HOST:PORT with NAME one of ${LISTENER_NAMES.join(', ')}`);
+    parseHostPort(spec.slice(eq + 1), `--listen ${name}`);
+    result[name] = spec.slice(eq + 1);
+  }
+  return result;
+}
+
+const SERVE_OPTIONS = { listen: { type: 'string', multiple: true }, dns: { type: 'string', multiple: true }, only: { type: 'boolean' } } as const;
+
+async function serveCmd(argv: string[]): Promise<number> {
+  const { values } = parse(argv, SERVE_OPTIONS);
+  const dir = dataDirFrom(values.data as string | undefined);
+  return serve(dir, { listen: parseListen(values), onlyListed: values.only === true, dns: (values.dns as string[] | undefined) ?? [] });
+}
+
+const DEMO_DOMAIN = 'example.test';
+
+/** `npm start`: a working server on unprivileged ports with a demo account, no setup. */
+async function demoCmd(argv: string[]): Promise<number> {
+  const { values } = parse(argv, SERVE_OPTIONS);
+  const dir = resolve((values.data as string | undefined) ?? process.env.FACTEUR_DATA ?? 'data');
+  const credFile = join(dir, 'demo-account.txt');
+  if (!(await exists(join(dir, CONFIG_FILE)))) {
+    await initDataDir(dir, { domain: DEMO_DOMAIN, hostname: 'localhost', dev: true });
+    const password = randomBytes(9).toString('base64url');
+    const { store } = await openDataDir(dir);
+    try {
+      await addUser(store, `demo@${DEMO_DOMAIN}`, password);
+    } finally {
+      await store.close();
+    }
+    await writeFile(credFile, `demo@${DEMO_DOMAIN} ${password}\n`, { mode: 0o600 });
+  }
+  const cred = (await readFile(credFile, 'utf8').catch(() => '')).trim();
+  const [user, password] = cred.split(' ');
+  process.stderr.write(
+    `\nFacteur demo: data in ${dir}\n` +
+      (user ? `  account:  ${user}\n  password: ${password}\n` : '') +
+      `  IMAP 127.0.0.1:2143 (STARTTLS) / 2993 (TLS), POP3 2110 / 2995, SMTP 2525, submission 2587 / 2465, HTTP 8080\n` +
+      `  The certificate is self-signed: accept it in your client. Stop with Ctrl-C.\n\n`,
+  );
+  return serve(dir, { listen: parseListen(values), onlyListed: false, dns: (values.dns as string[] | undefined) ?? [] });
+}
+
+async function initCmd(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { domain: { type: 'string' }, hostname: { type: 'string' }, dev: { type: 'boolean' } });
+  if (typeof values.domain !== 'string') throw new UsageError('init needs --domain DOMAIN');
+  const dir = dataDirFrom(values.data as string | undefined);
+  const config = await initDataDir(dir, { domain: values.domain, hostname: values.hostname as string | undefined, dev: values.dev === true });
+  out(`initialised ${dir} for ${values.domain.toLowerCase()} (hostname ${config.hostname})`);
+  out(`next: facteur user add postmaster@${values.domain.toLowerCase()} --password-stdin --data ${dir}`);
+  return 0;
+}
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  init: initCmd,
+  serve: serveCmd,
+  demo: demoCmd,
+  domain: domainCmd,
+  user: userCmd,
+  alias: aliasCmd,
+  'check-store': checkStoreCmd,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    out(USAGE);
+    return cmd ? 0 : 2;
+  }
+  const fn = COMMANDS[cmd];
+  if (!fn) {
+    process.stderr.write(`facteur: unknown command "${cmd}"\n\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    return await fn(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`facteur ${cmd}: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`facteur ${cmd}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * The configuration file (`facteur.toml` in the data directory): parsed, checked against the
+ * schema below, and merged over the defaults. Every mistake is reported with the file, the key
+ * and the reason, and a misspelt key names the closest known one: a typo never silently falls
+ * back to a default.
+ */
+import { readFile } from 'node:fs/promises';
+import { parse as parseToml } from 'smol-toml';
+
+export const LISTENER_NAMES = ['smtp', 'submission', 'submissions', 'lmtp', 'imap', 'imaps', 'pop3', 'pop3s', 'http'] as const;
+export type ListenerName = (typeof LISTENER_NAMES)[number];
+
+/** Production ports (the documented defaults). */
+export const PRODUCTION_PORTS: Record<ListenerName, number> = {
+  smtp: 25, submission: 587, submissions: 465, lmtp: 24, imap: 143, imaps: 993, pop3: 110, pop3s: 995, http: 80,
+};
+/** Unprivileged ports of a development data directory (`facteur init --dev`, `npm start`). */
+export const DEV_PORTS: Record<ListenerName, number> = {
+  smtp: 2525, submission: 2587, submissions: 2465, lmtp: 2024, imap: 2143, imaps: 2993, pop3: 2110, pop3s: 2995, http: 8080,
+};
+
+export interface Config {
+  hostname: string;
+  /** "sqlite" (embedded, in the data directory) or a postgres:// URL. FACTEUR_STORE overrides. */
+  store: string;
+  /** NAME -> "host:port"; a listener absent here does not start. */
+  listen: Partial<Record<ListenerName, string>>;
+  dns: { servers: string[] };
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  security: {
+    /** Allow AUTH/LOGIN/USER without TLS from other hosts (DESIGN.md invariant 5). */
+    allowPlaintextAuth: boolean;
+    maxConnectionsPerIp: number;
+    maxAuthFailuresPerIp: number;
+    maxAuthFailuresPerAccount: number;
+  };
+  smtp: {
+    maxMessageSize: number;
+    maxRecipients: number;
+    /** Port 25 only, like postscreen's greet delay; early talkers are refused. */
+    greetingDelayMs: number;
+    /** What to do with mail failing DMARC at a p=reject domain. */
+    dmarcReject: 'reject' | 'junk';
+  };
+  imap: { appendLimit: number; maxConnectionsPerAccount: number };
+  pop3: { retrSetsSeen: boolean; loginDelaySeconds: number; expireDays: number | null };
+}
+
+export function defaultConfig(hostname: string, ports: Record<ListenerName, number> = PRODUCTION_PORTS): Config {
+  const listen: Partial<Record<ListenerName, string>> = {};
+  for (const name of LISTENER_NAMES) if (name !== 'lmtp') listen[name] = `0.0.0.0:${ports[name]}`;
+  return {
+    hostname,
+    store: 'sqlite',
+    listen,
+    dns: { servers: [] },
+    log: { level: 'info' },
+    security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10 },
+    smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, dmarcReject: 'junk' },
+    imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50 },
+    pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null },
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(file: string, key: string | null, reason: string) {
+    super(key ? `${file}: ${key}: ${reason}` : `${file}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Kind = 'string' | 'number' | 'boolean' | 'string[]' | 'number|null' | { enum: readonly string[] } | 'listen';
+
+/** The schema: TOML key (snake_case) -> kind and where it goes in Config. */
+const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: never) => void }> | { kind: Kind; set: (c: Config, v: never) => void }> = {
+  hostname: { kind: 'string', set: (c, v: string) => { c.hostname = v; } },
+  store: { kind: 'string', set: (c, v: string) => { c.store = v; } },
+  listen: { kind: 'listen', set: (c, v: Partial<Record<ListenerName, string>>) => { c.listen = v; } },
+  dns: { servers: { kind: 'string[]', set: (c, v: string[]) => { c.dns.servers = v; } } },
+  log: { level: { kind: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, set: (c, v: Config['log']['level']) => { c.log.level = v; } } },
+  security: {
+    allow_plaintext_auth: { kind: 'boolean', set: (c, v: boolean) => { c.security.allowPlaintextAuth = v; } },
+    max_connections_per_ip: { kind: 'number', set: (c, v: number) => { c.security.maxConnectionsPerIp = v; } },
+    max_auth_failures_per_ip: { kind: 'number', set: (c, v: number) => { c.security.maxAuthFailuresPerIp = v; } },
+    max_auth_failures_per_account: { kind: 'number', set: (c, v: number) => { c.security.maxAuthFailuresPerAccount = v; } },
+  },
+  smtp: {
+    max_message_size: { kind: 'number', set: (c, v: number) => { c.smtp.maxMessageSize = v; } },
+    max_recipients: { kind: 'number', set: (c, v: number) => { c.smtp.maxRecipients = v; } },
+    greeting_delay_ms: { kind: 'number', set: (c, v: number) => { c.smtp.greetingDelayMs = v; } },
+    dmarc_reject: { kind: { enum: ['reject', 'junk'] }, set: (c, v: 'reject' | 'junk') => { c.smtp.dmarcReject = v; } },
+  },
+  imap: {
+    append_limit: { kind: 'number', set: (c, v: number) => { c.imap.appendLimit = v; } },
+    max_connections_per_account: { kind: 'number', set: (c, v: number) => { c.imap.maxConnectionsPerAccount = v; } },
+  },
+  pop3: {
+    retr_sets_seen: { kind: 'boolean', set: (c, v: boolean) => { c.pop3.retrSetsSeen = v; } },
+    login_delay_seconds: { kind: 'number', set: (c, v: number) => { c.pop3.loginDelaySeconds = v; } },
+    expire_days: { kind: 'number|null', set: (c, v: number | null) => { c.pop3.expireDays = v; } },
+  },
+};
+
+function isLeaf(x: unknown): x is { kind: Kind; set: (c: Config, v: never) => void } {
+  return typeof x === 'object' && x !== null && 'kind' in x && 'set' in x;
+}
+
+/** Levenshtein distance, for "did you mean" on misspelt keys. */
+function distance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+function unknownKey(file: string, key: string, known: string[]): ConfigError {
+  const name = key.slice(key.lastIndexOf('.') + 1);
+  const best = known.map((k) => [k, distance(name, k)] as const).sort((x, y) => x[1] - y[1])[0];
+  const hint = best && best[1] <= 3 ? ` (did you mean "${best[0]}"?)` : '';
+  return new ConfigError(file, key, `unknown key${hint}`);
+}
+
+function checkValue(file: string, key: string, kind: Kind, v: unknown): unknown {
+  const fail = (what: string) => new ConfigError(file, key, `expected ${what}, got ${JSON.stringify(v)}`);
+  if (kind === 'string') { if (typeof v !== 'string' || v === '') throw fail('a non-empty string'); return v; }
+  if (kind === 'boolean') { if (typeof v !== 'boolean') throw fail('true or false'); return v; }
+  if (kind === 'number' || kind === 'number|null') {
+    if (kind === 'number|null' && (v === 'none' || v === 0)) return null;
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || !Number.isInteger(n)) throw fail('a whole number ≥ 0');
+    return n;
+  }
+  if (kind === 'string[]') {
+    if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) throw fail('a list of strings');
+    return v;
+  }
+  if (kind === 'listen') {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail('a table of NAME = "host:port"');
+    const out: Partial<Record<ListenerName, string>> = {};
+    for (const [name, addr] of Object.entries(v)) {
+      if (!(LISTENER_NAMES as readonly string[]).includes(name)) throw unknownKey(file, `${key}.${name}`, [...LISTENER_NAMES]);
+      if (addr === false || addr === '') continue; // a listener turned off
+      if (typeof addr !== 'string') throw new ConfigError(file, `${key}.${name}`, 'expected "host:port" or false');
+      parseHostPort(addr, `${file}: ${key}.${name}`);
+      out[name as ListenerName] = addr;
+    }
+    return out;
+  }
+  if (!kind.enum.includes(v as string)) throw fail(`one of ${kind.enum.join(', ')}`);
+  return v;
+}
+
+/** Parses "host:port", "[v6]:port" or ":port" (all addresses). */
+export function parseHostPort(s: string, where: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`${where}: cannot parse "${s}" as host:port`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+/** Checks a parsed TOML document and applies it over base. */
+export function applyConfig(base: Config, doc: Record<string, unknown>, file: string): Config {
+  const config = structuredClone(base);
+  for (const [key, value] of Object.entries(doc)) {
+    const entry = SCHEMA[key];
+    if (!entry) throw unknownKey(file, key, Object.keys(SCHEMA));
+    if (isLeaf(entry)) {
+      entry.set(config, checkValue(file, key, entry.kind, value) as never);
+      continue;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(file, key, 'expected a table');
+    for (const [sub, v] of Object.entries(value)) {
+      const leaf = entry[sub];
+      if (!leaf) throw unknownKey(file, `${key}.${sub}`, Object.keys(entry));
+      leaf.set(config, checkValue(file, `${key}.${sub}`, leaf.kind, v) as never);
+    }
+  }
+  return config;
+}
+
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, null, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(file, null, `not valid TOML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const hostname = typeof doc.hostname === 'string' ? doc.hostname : '';
+  if (!hostname) throw new ConfigError(file, 'hostname', 'missing (the server\'s fully qualified host name)');
+  const config = applyConfig(defaultConfig(hostname), doc, file);
+  if (process.env.FACTEUR_STORE) config.store = process.env.FACTEUR_STORE;
+  return config;
+}
+
+/** The documented config file written by `facteur init`. */
+export function renderConfigFile(config: Config): string {
+  const q = (s: string) => JSON.stringify(s);
+  const lines = [
+    '# Facteur configuration. Every key is optional except hostname; the values shown are the',
+    '# defaults unless `facteur init` chose them. A misspelt key is an error at start.',
+    '',
+    '# Fully qualified name of this server: SMTP greeting and EHLO, Received headers,',
+    '# Authentication-Results authserv-id, the default TLS certificate.',
+    `hostname = ${q(config.hostname)}`,
+    '',
+    '# Where mail is stored: "sqlite" (embedded, in this directory) or a postgres:// URL.',
+    '# The FACTEUR_STORE environment variable overrides it.',
+    `store = ${q(config.store)}`,
+    '',
+    '# Listeners: NAME = "host:port" (or false to turn one off). smtp (MX, port 25), submission',
+    '# (587, STARTTLS), submissions (465, implicit TLS), imap (143, STARTTLS), imaps (993),',
+    '# pop3 (110, STLS), pop3s (995), http (autoconfig, MTA-STS policy, metrics), lmtp (off by default).',
+    '[listen]',
+    ...LISTENER_NAMES.filter((n) => config.listen[n]).map((n) => `${n} = ${q(config.listen[n]!)}`),
+    '',
+    '[dns]',
+    '# Resolvers used for every lookup (MX, SPF, DKIM, DMARC, MTA-STS), as "host:port"; empty means',
+    '# the system resolver. Sites with their own validating resolver name it here.',
+    `servers = [${config.dns.servers.map(q).join(', ')}]`,
+    '',
+    '[log]',
+    '# JSON lines on standard output: fatal, error, warn, info, debug, trace or silent.',
+    `level = ${q(config.log.level)}`,
+    '',
+    '[security]',
+    '# Allow passwords over unencrypted connections from other hosts (never do this on the internet).',
+    `allow_plaintext_auth = ${config.security.allowPlaintextAuth}`,
+    `max_connections_per_ip = ${config.security.maxConnectionsPerIp}`,
+    `max_auth_failures_per_ip = ${config.security.maxAuthFailuresPerIp}`,
+    `max_auth_failures_per_account = ${config.security.maxAuthFailuresPerAccount}`,
+    '',
+    '[smtp]',
+    `max_message_size = ${config.smtp.maxMessageSize}  # bytes, advertised as SIZE`,
+    `max_recipients = ${config.smtp.maxRecipients}`,
+    '# Port 25 only: hold the greeting this long and refuse clients that talk first (0 = off).',
+    `greeting_delay_ms = ${config.smtp.greetingDelayMs}`,
+    '# Mail failing DMARC from a domain with p=reject: "reject" (550 5.7.1) or "junk" (deliver to Junk).',
+    `dmarc_reject = ${q(config.smtp.dmarcReject)}`,
+    '',
+    '[imap]',
+    `append_limit = ${config.imap.appendLimit}  # bytes (RFC 7889 APPENDLIMIT)`,
+    `max_connections_per_account = ${config.imap.maxConnectionsPerAccount}`,
+    '',
+    '[pop3]',
+    '# RETR marks the message \\Seen (visible at once over IMAP); TOP never does.',
+    `retr_sets_seen = ${config.pop3.retrSetsSeen}`,
+    `login_delay_seconds = ${config.pop3.loginDelaySeconds}  # RFC 2449 LOGIN-DELAY, advertised in CAPA`,
+    `expire_days = ${config.pop3.expireDays ?? 0}  # RFC 2449 EXPIRE advertised in CAPA; 0 = NEVER`,
+    '',
+  ];
+  return lines.join('\n');
+}
