@@ -1,5 +1,5 @@
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { strict as assert } from 'node:assert';
 import type { Envelope, MimePart } from '../../../src/mail/types.js';
 import { envelopeValue } from '../../../src/imap/fetch/envelope.js';
 import { bodyStructureValue } from '../../../src/imap/fetch/bodystructure.js';
