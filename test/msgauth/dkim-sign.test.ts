@@ -1,5 +1,5 @@
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { strict as assert } from 'node:assert';
 import { mkdtemp, rm, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,7 +97,7 @@ test('a message signed with RSA and Ed25519 verifies with both signatures, From 
       assert.equal(r.status?.result, 'pass', JSON.stringify(r.status));
       assert.equal(r.signingDomain, 'example.org');
     }
-    const algos = result.results.map((r) => r.algo).sort();
+    const algos = result.results.map((r) => r.algorithm).sort();
     assert.deepEqual(algos, ['ed25519-sha256', 'rsa-sha256']);
     // h= names From twice for one From field (RFC 6376 §5.4.2).
     const hTags = [...text.matchAll(/\bh=([^;]+);/g)].map((m) => m[1]!.replace(/\s+/g, '').toLowerCase().split(':'));
