@@ -16,7 +16,7 @@ export const PRODUCTION_PORTS: Record<ListenerName, number> = {
 };
 /** Unprivileged ports of a development data directory (`facteur init --dev`, `npm start`). */
 export const DEV_PORTS: Record<ListenerName, number> = {
-  smtp: 2525, submission: 2587, submissions: 2465, lmtp: 2024, imap: 2143, imaps: 2993, pop3: 2110, pop3s: 2995, http: 8080,
+  smtp: 2525, submission: 2587, submissions: 2465, lmtp: 2424, imap: 2143, imaps: 2993, pop3: 2110, pop3s: 2995, http: 8080,
 };
 
 export interface Config {
