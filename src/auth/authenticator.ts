@@ -1,0 +1,190 @@
+/**
+ * The Authenticator every protocol uses (IMAP LOGIN/AUTHENTICATE, POP3 USER/PASS/AUTH, SMTP AUTH):
+ * one place for user-name rules, password checks, SCRAM credentials and failure limits.
+ *
+ * Invariants:
+ * - The answer never tells an unknown account from a wrong password: both are 'invalid', both
+ *   run one scrypt (an unknown user is checked against a dummy hash of the same cost), and both
+ *   count against the same limits. A disabled account is reported only after its password
+ *   verified, so 'disabled' reveals nothing to someone without the password.
+ * - SCRAM for an unknown user gets deterministic fake credentials (HMAC of the name with a
+ *   per-process secret): the same salt on every attempt, failing at the proof like a wrong
+ *   password (RFC 5802 §9 recommends this to avoid revealing which users exist).
+ * - Limits (DESIGN.md invariant 4): failures are counted per client IP (IPv6 per /64) and per
+ *   account name within a window; reaching a limit blocks the key for blockMs ('throttled',
+ *   without checking the password); each failure past the third is answered after a growing
+ *   delay. A successful login clears the account's counter (not the IP's).
+ * - Bounded input: names over 320 bytes or passwords over 1024 bytes are refused before any
+ *   hashing.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
+import type { Logger } from 'pino';
+import type { AuthMeta, AuthResult, Authenticator, ScramCredentials } from '../context.js';
+import type { Account, MailStore } from '../store/types.js';
+import { saslprep } from '../sasl/saslprep.js';
+import {
+  createMemoryFailureCounters,
+  type AuthFailureCounters,
+  type FailureLimits,
+} from './failure-counters.js';
+import { deriveScram, hashPassword, needsRehash, parseScram, SCRAM_ITERATIONS, verifyPassword } from './password.js';
+
+/** RFC 5321 §4.5.3.1.3: a path is at most 256 octets; 320 leaves room for odd but valid names. */
+export const MAX_USERNAME_BYTES = 320;
+/** Long passphrases fit; a megabyte "password" does not reach scrypt. */
+export const MAX_PASSWORD_BYTES = 1024;
+
+/** What the authenticator needs from the store. */
+export type AuthStore = Pick<MailStore, 'getAccountByAddress' | 'updateAccount'>;
+
+export interface AuthenticatorOptions extends FailureLimits {
+  /** Shared counters (several nodes); default: in memory, built from the limits above. */
+  counters?: AuthFailureCounters;
+  /** Base of the growing delay after a failure (default 250 ms; 0 disables). */
+  failureDelayMs?: number;
+  /** Cap of that delay (default 4000 ms). */
+  maxFailureDelayMs?: number;
+  /** Waits before answering a failure; injected by tests. */
+  sleep?: (ms: number) => Promise<void>;
+  log?: Pick<Logger, 'warn'>;
+}
+
+/** Failures in the window answered without delay (a user mistyping twice waits for nothing). */
+const FREE_FAILURES = 3;
+
+/**
+ * The key failures are counted under for an IP: IPv4 as is (also when IPv4-mapped), IPv6 by its
+ * /64, since one host usually owns a whole /64 and could otherwise rotate addresses freely.
+ */
+export function ipKey(ip: string): string {
+  const bare = ip.replace(/%.*$/, '');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
+  if (mapped?.[1]) return mapped[1];
+  if (isIPv4(bare) || !isIPv6(bare)) return bare;
+  let text = bare.toLowerCase();
+  // An embedded IPv4 tail (e.g. 64:ff9b::192.0.2.1) becomes two groups.
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    text = text.slice(0, v4.index) + ((a << 8) | b).toString(16) + ':' + ((c << 8) | d).toString(16);
+  }
+  const [head = '', tail] = text.split('::');
+  const headGroups = head === '' ? [] : head.split(':');
+  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined ? headGroups : [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
+  return groups.slice(0, 4).map((g) => g.padStart(4, '0')).join(':') + '::/64';
+}
+
+/** The form user names are compared in: SASLprep (RFC 4013), then lower case. */
+export function normalizeUsername(username: string): string {
+  return (saslprep(username) ?? username).toLowerCase();
+}
+
+export function createAuthenticator(store: AuthStore, options: AuthenticatorOptions = {}): Authenticator {
+  const counters = options.counters ?? createMemoryFailureCounters(options);
+  const failureDelayMs = options.failureDelayMs ?? 250;
+  const maxFailureDelayMs = options.maxFailureDelayMs ?? 4000;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  // Per instance, never stored: fake SCRAM credentials stay stable for this process's lifetime.
+  const secret = randomBytes(32);
+  // Same parameters as real hashes, so an unknown user costs the same scrypt as a known one.
+  const dummyHash = hashPassword(randomBytes(18).toString('base64'));
+  // Handled where awaited; this only keeps a failure from being reported as unhandled before.
+  dummyHash.catch(() => undefined);
+
+  async function findAccount(name: string): Promise<Account | null> {
+    const exact = await store.getAccountByAddress(name);
+    if (exact) return exact;
+    // Accept the sub-address form too: user+tag@domain logs in as user@domain.
+    const m = /^([^@+]+)\+[^@]*(@.+)$/.exec(name);
+    return m ? store.getAccountByAddress(`${m[1]}${m[2]}`) : null;
+  }
+
+  async function throttled(ip: string, accountKey: string | null): Promise<boolean> {
+    if ((await counters.blockedFor('ip', ip)) > 0) return true;
+    return accountKey !== null && (await counters.blockedFor('account', accountKey)) > 0;
+  }
+
+  async function fail(ip: string, accountKey: string): Promise<AuthResult> {
+    const n = Math.max(await counters.recordFailure('ip', ip), await counters.recordFailure('account', accountKey));
+    if (n > FREE_FAILURES && failureDelayMs > 0) {
+      await sleep(Math.min(failureDelayMs * 2 ** (n - FREE_FAILURES - 1), maxFailureDelayMs));
+    }
+    return { ok: false, reason: 'invalid' };
+  }
+
+  function fakeScram(name: string): ScramCredentials {
+    const derive = (label: string) => createHmac('sha256', secret).update(label).update('\0').update(name).digest();
+    return {
+      salt: derive('salt').subarray(0, 16),
+      iterations: SCRAM_ITERATIONS,
+      storedKey: derive('stored-key'),
+      serverKey: derive('server-key'),
+    };
+  }
+
+  async function afterPasswordLogin(account: Account, password: string): Promise<void> {
+    const patch: { scram?: string; passwordHash?: string } = {};
+    // First password login of an account without a verifier: derive it now, so that the next
+    // login can use SCRAM (RFC 5802 §3: the server keeps only StoredKey and ServerKey).
+    if (account.scram === null) patch.scram = deriveScram(password);
+    if (needsRehash(account.passwordHash)) patch.passwordHash = await hashPassword(password);
+    if (patch.scram === undefined && patch.passwordHash === undefined) return;
+    try {
+      await store.updateAccount(account.id, patch);
+    } catch (err) {
+      // The login itself succeeded; the upgrade is retried at the next one.
+      options.log?.warn({ err, account: account.address }, 'cannot store upgraded credentials');
+    }
+  }
+
+  return {
+    async verifyPassword(username: string, password: string, meta: AuthMeta): Promise<AuthResult> {
+      const ip = ipKey(meta.ip);
+      if (await throttled(ip, null)) return { ok: false, reason: 'throttled' };
+      const name = normalizeUsername(username);
+      if (Buffer.byteLength(name) > MAX_USERNAME_BYTES || Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
+        return fail(ip, name.slice(0, MAX_USERNAME_BYTES));
+      }
+      const account = name === '' ? null : await findAccount(name);
+      const accountKey = account?.address ?? name;
+      if (await throttled(ip, accountKey)) return { ok: false, reason: 'throttled' };
+      const ok = account
+        ? await verifyPassword(account.passwordHash, password)
+        : (await verifyPassword(await dummyHash, password)) && false;
+      if (!ok || !account) return fail(ip, accountKey);
+      if (account.disabled) return { ok: false, reason: 'disabled' };
+      await counters.reset('account', accountKey);
+      await afterPasswordLogin(account, password);
+      return { ok: true, account };
+    },
+
+    async scramCredentials(username: string) {
+      const name = normalizeUsername(username);
+      const account =
+        name === '' || Buffer.byteLength(name) > MAX_USERNAME_BYTES ? null : await findAccount(name);
+      if (account?.scram) {
+        try {
+          return { credentials: parseScram(account.scram), account };
+        } catch (err) {
+          options.log?.warn({ err, account: account.address }, 'stored SCRAM verifier is unreadable');
+        }
+      }
+      // Unknown user, or an account whose verifier is not derived yet (it is at its first
+      // password login): the exchange fails at the proof.
+      return { credentials: fakeScram(name), account };
+    },
+
+    async recordScramOutcome(username: string, account: Account | null, success: boolean, meta: AuthMeta) {
+      const ip = ipKey(meta.ip);
+      const accountKey = account?.address ?? normalizeUsername(username).slice(0, MAX_USERNAME_BYTES);
+      if (await throttled(ip, accountKey)) return { ok: false, reason: 'throttled' };
+      if (!success || !account) return fail(ip, accountKey);
+      if (account.disabled) return { ok: false, reason: 'disabled' };
+      await counters.reset('account', accountKey);
+      return { ok: true, account };
+    },
+  };
+}
