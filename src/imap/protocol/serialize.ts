@@ -1,0 +1,164 @@
+/**
+ * ImapValue -> bytes. Sans-IO: the session writes what this returns. Every response is built from
+ * typed values; client data can only appear as a quoted string or a literal, never as raw text, so
+ * no CRLF or bracket a client sent can change the structure of a response.
+ *
+ * Invariants:
+ * - A string is quoted only if it has no CR, LF or NUL, is short, and is 7-bit or the client
+ *   accepts UTF-8 (RFC 6855 §3); otherwise it is a literal (RFC 9051 §4.3).
+ * - Literal sizes are byte counts of exactly the bytes written after them.
+ */
+import type { ImapValue } from './ast.js';
+
+/** Longer strings go out as literals: keeps lines short for clients with line limits. */
+export const MAX_QUOTED_BYTES = 1024;
+
+export interface SerializeOptions {
+  /** UTF8=ACCEPT or IMAP4rev2 enabled: 8-bit UTF-8 may appear in quoted strings. */
+  utf8: boolean;
+}
+
+export interface StreamPart {
+  stream: AsyncIterable<Buffer>;
+  size: number;
+}
+
+/** Bytes ready to write, with streamed literal bodies in place. */
+export type Output = Array<Buffer | StreamPart>;
+
+const CRLF = Buffer.from('\r\n');
+const SP = Buffer.from(' ');
+
+function canQuote(bytes: Buffer, utf8: boolean): boolean {
+  if (bytes.length > MAX_QUOTED_BYTES) return false;
+  for (const b of bytes) {
+    if (b === 0x00 || b === 0x0d || b === 0x0a) return false;
+    if (b >= 0x80 && !utf8) return false;
+  }
+  return true;
+}
+
+function quote(bytes: Buffer): Buffer {
+  const out: number[] = [0x22];
+  for (const b of bytes) {
+    if (b === 0x22 || b === 0x5c) out.push(0x5c);
+    out.push(b);
+  }
+  out.push(0x22);
+  return Buffer.from(out);
+}
+
+function literalHead(size: number, binary: boolean): Buffer {
+  return Buffer.from(`${binary ? '~' : ''}{${size}}\r\n`, 'latin1');
+}
+
+/** Atoms are written as is; refuse anything that could break the response framing. */
+function checkAtom(atom: string): string {
+  if (atom.length === 0 || /[\s\x00-\x1f\x7f"{]/.test(atom)) throw new Error(`Cannot serialise atom: ${JSON.stringify(atom)}`);
+  return atom;
+}
+
+export function writeValue(value: ImapValue, opts: SerializeOptions, out: Output): void {
+  if (value === null) {
+    out.push(Buffer.from('NIL'));
+  } else if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) throw new Error(`Cannot serialise number: ${value}`);
+    out.push(Buffer.from(String(value)));
+  } else if (typeof value === 'string') {
+    const bytes = Buffer.from(value, 'utf8');
+    if (canQuote(bytes, opts.utf8)) out.push(quote(bytes));
+    else out.push(literalHead(bytes.length, false), bytes);
+  } else if (Array.isArray(value)) {
+    out.push(Buffer.from('('));
+    value.forEach((v, i) => {
+      if (i > 0) out.push(SP);
+      writeValue(v, opts, out);
+    });
+    out.push(Buffer.from(')'));
+  } else if ('atom' in value) {
+    out.push(Buffer.from(checkAtom(value.atom), 'latin1'));
+  } else if ('concat' in value) {
+    // Written back to back: multipart BODYSTRUCTURE children (RFC 9051 §9 body-type-mpart).
+    for (const v of value.concat) writeValue(v, opts, out);
+  } else if ('literal' in value) {
+    out.push(literalHead(value.literal.length, value.binary === true), value.literal);
+  } else {
+    out.push(literalHead(value.size, value.binary === true), { stream: value.stream, size: value.size });
+  }
+}
+
+/** Values separated by SP, without CRLF. */
+export function writeValues(values: readonly ImapValue[], opts: SerializeOptions, out: Output): void {
+  values.forEach((v, i) => {
+    if (i > 0) out.push(SP);
+    writeValue(v, opts, out);
+  });
+}
+
+/** `* value value ...` CRLF. */
+export function untagged(values: readonly ImapValue[], opts: SerializeOptions): Output {
+  const out: Output = [Buffer.from('* ')];
+  writeValues(values, opts, out);
+  out.push(CRLF);
+  return out;
+}
+
+export type Status = 'OK' | 'NO' | 'BAD' | 'BYE' | 'PREAUTH';
+
+/** Human-readable text is ours, never the client's; still, it must stay on one line. */
+function safeText(text: string): string {
+  return text.replace(/[\r\n\x00]/g, ' ');
+}
+
+/**
+ * A status response: `tag SP status SP ["[" code "]" SP] text CRLF` (RFC 9051 §7.1), tag "*" for
+ * untagged. The tag has been validated by the parser (RFC 9051 §9 tag).
+ */
+export function statusResponse(tag: string, status: Status, code: readonly ImapValue[] | null, text: string, opts: SerializeOptions): Output {
+  const out: Output = [Buffer.from(`${checkAtom(tag)} ${status} `, 'latin1')];
+  if (code !== null && code.length > 0) {
+    out.push(Buffer.from('['));
+    writeValues(code, opts, out);
+    out.push(Buffer.from('] '));
+  }
+  out.push(Buffer.from(safeText(text) || status, 'utf8'), CRLF);
+  return out;
+}
+
+/** `+ text` CRLF (RFC 9051 §7.6), or `+ base64` for a SASL challenge. */
+export function continuation(text: string): Buffer {
+  return Buffer.from(`+ ${safeText(text)}\r\n`, 'utf8');
+}
+
+/** Joins consecutive buffers: fewer socket writes. Streams stay in place. */
+export function coalesce(parts: Output): Output {
+  const out: Output = [];
+  let run: Buffer[] = [];
+  for (const p of parts) {
+    if (Buffer.isBuffer(p)) run.push(p);
+    else {
+      if (run.length > 0) out.push(Buffer.concat(run));
+      run = [];
+      out.push(p);
+    }
+  }
+  if (run.length > 0) out.push(Buffer.concat(run));
+  return out;
+}
+
+/** Formats a sorted list of numbers as a sequence set ("1:3,5") for response codes. */
+export function formatSet(numbers: readonly number[]): string {
+  const parts: string[] = [];
+  let i = 0;
+  while (i < numbers.length) {
+    const start = numbers[i]!;
+    let end = start;
+    while (i + 1 < numbers.length && numbers[i + 1] === end + 1) {
+      i++;
+      end = numbers[i]!;
+    }
+    parts.push(start === end ? String(start) : `${start}:${end}`);
+    i++;
+  }
+  return parts.join(',');
+}
