@@ -1,5 +1,5 @@
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { strict as assert } from 'node:assert';
 import { parseMessage } from '../../src/mail/parse.js';
 import type { MimePart } from '../../src/mail/types.js';
 import { makeMessage } from '../helpers/messages.js';
