@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createAuthenticator, ipKey, normalizeUsername } from '../../src/auth/authenticator.js';
+import { deriveScram, hashPassword, parseScram, verifyPassword } from '../../src/auth/password.js';
+import type { AuthMeta } from '../../src/context.js';
+import { memoryAccounts } from './memory-accounts.js';
+
+const meta: AuthMeta = { ip: '192.0.2.10', protocol: 'imap', secure: true };
+const other: AuthMeta = { ip: '198.51.100.7', protocol: 'imap', secure: true };
+
+function clock(start = 1_700_000_000_000) {
+  let t = start;
+  return { now: () => t, advance: (ms: number) => void (t += ms) };
+}
+
+async function setup(options: Parameters<typeof createAuthenticator>[1] = {}) {
+  const accounts = memoryAccounts();
+  const alice = accounts.add('alice@example.test', await hashPassword('alice-secret'));
+  const auth = createAuthenticator(accounts, { failureDelayMs: 0, ...options });
+  return { accounts, alice, auth };
+}
+
+test('the right password logs in; a wrong password or an unknown user is invalid', async () => {
+  const { auth, alice } = await setup();
+  const ok = await auth.verifyPassword('alice@example.test', 'alice-secret', meta);
+  assert.equal(ok.ok, true);
+  assert.equal(ok.ok && ok.account.id, alice.id);
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'wrong', meta), { ok: false, reason: 'invalid' });
+  assert.deepEqual(await auth.verifyPassword('nobody@example.test', 'alice-secret', meta), { ok: false, reason: 'invalid' });
+  assert.deepEqual(await auth.verifyPassword('', 'alice-secret', meta), { ok: false, reason: 'invalid' });
+});
+
+test('user names are case-insensitive and the plus-addressed form reaches the account', async () => {
+  const { auth, alice } = await setup();
+  for (const name of ['Alice@Example.TEST', 'alice+phone@example.test', 'ALICE+x+y@example.test']) {
+    const r = await auth.verifyPassword(name, 'alice-secret', meta);
+    assert.equal(r.ok && r.account.id, alice.id, name);
+  }
+  assert.equal(normalizeUsername('B\u00F6B@Example.test'), 'b\u00F6b@example.test');
+});
+
+test('a disabled account is reported only to someone who knows its password', async () => {
+  const { auth, accounts } = await setup();
+  accounts.add('gone@example.test', await hashPassword('gone-secret'), { disabled: true });
+  assert.deepEqual(await auth.verifyPassword('gone@example.test', 'gone-secret', meta), { ok: false, reason: 'disabled' });
+  assert.deepEqual(await auth.verifyPassword('gone@example.test', 'guess', meta), { ok: false, reason: 'invalid' });
+});
+
+test('over-long user names and passwords are refused without hashing', async () => {
+  const { auth } = await setup();
+  const start = performance.now();
+  assert.deepEqual(await auth.verifyPassword('a'.repeat(400) + '@example.test', 'x', meta), { ok: false, reason: 'invalid' });
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'x'.repeat(2000), meta), { ok: false, reason: 'invalid' });
+  assert.ok(performance.now() - start < 500);
+});
+
+test('an unknown user takes as long as a known user with a wrong password (medians within tolerance)', async () => {
+  const { auth } = await setup({ maxFailuresPerAccount: 1000, maxFailuresPerIp: 1000 });
+  await auth.verifyPassword('warmup@example.test', 'x', meta); // the dummy hash is ready after this
+  const known: number[] = [];
+  const unknown: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    let t = performance.now();
+    await auth.verifyPassword('alice@example.test', `wrong-${i}`, meta);
+    known.push(performance.now() - t);
+    t = performance.now();
+    await auth.verifyPassword(`nobody-${i}@example.test`, `wrong-${i}`, meta);
+    unknown.push(performance.now() - t);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const k = median(known);
+  const u = median(unknown);
+  // Both run one scrypt of the same cost (tens of ms); a missing dummy hash would make u ~0.1 ms.
+  assert.ok(Math.abs(k - u) <= 0.5 * Math.max(k, u), `known median ${k.toFixed(1)} ms, unknown median ${u.toFixed(1)} ms`);
+});
+
+test('an account is locked after N failures, even for the right password, and unlocks after the block', async () => {
+  const c = clock();
+  const { auth } = await setup({ maxFailuresPerAccount: 5, windowMs: 60_000, blockMs: 120_000, now: c.now });
+  for (let i = 0; i < 5; i++) {
+    assert.deepEqual(await auth.verifyPassword('alice@example.test', `guess-${i}`, meta), { ok: false, reason: 'invalid' });
+  }
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'throttled' });
+  // The lock is on the account, whatever the client address.
+  assert.deepEqual(await auth.verifyPassword('ALICE@example.test', 'alice-secret', other), { ok: false, reason: 'throttled' });
+  c.advance(119_999);
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'throttled' });
+  c.advance(1);
+  assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true);
+});
+
+test('unknown user names are limited like accounts', async () => {
+  const c = clock();
+  const { auth } = await setup({ maxFailuresPerAccount: 3, now: c.now });
+  for (let i = 0; i < 3; i++) await auth.verifyPassword('ghost@example.test', `g${i}`, meta);
+  assert.deepEqual(await auth.verifyPassword('ghost@example.test', 'g', meta), { ok: false, reason: 'throttled' });
+});
+
+test('an IP that fails too often is blocked for every account, other IPs are not', async () => {
+  const c = clock();
+  const { auth } = await setup({ maxFailuresPerIp: 4, maxFailuresPerAccount: 100, blockMs: 60_000, now: c.now });
+  for (let i = 0; i < 4; i++) await auth.verifyPassword(`user${i}@example.test`, 'spray', meta);
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'throttled' });
+  assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', other)).ok, true);
+  c.advance(60_000);
+  assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true);
+});
+
+test('IPv6 clients are counted per /64 and IPv4-mapped addresses as IPv4', async () => {
+  assert.equal(ipKey('2001:db8:1:2:aaaa::1'), '2001:0db8:0001:0002::/64');
+  assert.equal(ipKey('2001:db8:1:2:bbbb:cccc:dddd:eeee'), '2001:0db8:0001:0002::/64');
+  assert.equal(ipKey('::1'), '0000:0000:0000:0000::/64');
+  assert.equal(ipKey('fe80::1%eth0'), 'fe80:0000:0000:0000::/64');
+  assert.equal(ipKey('::ffff:192.0.2.1'), '192.0.2.1');
+  assert.equal(ipKey('192.0.2.1'), '192.0.2.1');
+  const c = clock();
+  const { auth } = await setup({ maxFailuresPerIp: 2, maxFailuresPerAccount: 100, now: c.now });
+  const v6 = (ip: string): AuthMeta => ({ ip, protocol: 'smtp', secure: true });
+  await auth.verifyPassword('x@example.test', 'a', v6('2001:db8:1:2::10'));
+  await auth.verifyPassword('y@example.test', 'b', v6('2001:db8:1:2::20'));
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', v6('2001:db8:1:2::30')), {
+    ok: false,
+    reason: 'throttled',
+  });
+  assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', v6('2001:db8:1:3::30'))).ok, true);
+});
+
+test('a successful login clears the account counter', async () => {
+  const c = clock();
+  const { auth } = await setup({ maxFailuresPerAccount: 3, maxFailuresPerIp: 100, now: c.now });
+  for (let round = 0; round < 3; round++) {
+    await auth.verifyPassword('alice@example.test', 'typo-1', meta);
+    await auth.verifyPassword('alice@example.test', 'typo-2', meta);
+    assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true, `round ${round}`);
+  }
+});
+
+test('failures after the third are answered after a growing, capped delay', async () => {
+  const delays: number[] = [];
+  const { auth } = await setup({
+    maxFailuresPerAccount: 10,
+    failureDelayMs: 100,
+    maxFailureDelayMs: 1000,
+    sleep: async (ms) => void delays.push(ms),
+  });
+  for (let i = 0; i < 9; i++) await auth.verifyPassword('alice@example.test', `w${i}`, meta);
+  assert.deepEqual(delays, [100, 200, 400, 800, 1000, 1000]);
+});
+
+test('the first password login stores a SCRAM verifier for that password', async () => {
+  const { auth, accounts } = await setup();
+  assert.equal(accounts.get('alice@example.test')?.scram, null);
+  assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true);
+  const scram = accounts.get('alice@example.test')?.scram;
+  assert.ok(scram);
+  const stored = parseScram(scram);
+  const { credentials, account } = await auth.scramCredentials('Alice@example.test');
+  assert.equal(account?.address, 'alice@example.test');
+  assert.deepEqual(credentials, stored);
+  // The verifier is for the right password: recomputing with its salt gives the same keys.
+  assert.equal(deriveScram('alice-secret', { salt: stored.salt, iterations: stored.iterations }), scram);
+});
+
+test('a hash with an outdated cost is replaced at login', async () => {
+  const accounts = memoryAccounts();
+  accounts.add('old@example.test', await hashPassword('pw', { ln: 10, r: 8, p: 1 }), { scram: deriveScram('pw') });
+  const auth = createAuthenticator(accounts, { failureDelayMs: 0 });
+  assert.equal((await auth.verifyPassword('old@example.test', 'pw', meta)).ok, true);
+  const hash = accounts.get('old@example.test')?.passwordHash ?? '';
+  assert.match(hash, /^\$scrypt\$ln=14,/);
+  assert.equal(await verifyPassword(hash, 'pw'), true);
+});
+
+test('SCRAM credentials for an unknown user are fake but stable, and differ per name', async () => {
+  const { auth } = await setup();
+  const a = await auth.scramCredentials('nobody@example.test');
+  const b = await auth.scramCredentials('NOBODY@example.test');
+  const c = await auth.scramCredentials('someone@example.test');
+  assert.equal(a.account, null);
+  assert.deepEqual(a.credentials, b.credentials);
+  assert.notDeepEqual(a.credentials.salt, c.credentials.salt);
+  assert.equal(a.credentials.salt.length, 16);
+  assert.equal(a.credentials.iterations, 10000);
+  // Another process (another authenticator) uses another secret.
+  const other = createAuthenticator(memoryAccounts(), { failureDelayMs: 0 });
+  assert.notDeepEqual((await other.scramCredentials('nobody@example.test')).credentials.salt, a.credentials.salt);
+});
+
+test('SCRAM outcomes count against the same limits and a success clears the account counter', async () => {
+  const c = clock();
+  const { auth, alice } = await setup({ maxFailuresPerAccount: 3, now: c.now, blockMs: 1000 });
+  assert.deepEqual(await auth.recordScramOutcome('alice@example.test', alice, false, meta), { ok: false, reason: 'invalid' });
+  assert.deepEqual(await auth.recordScramOutcome('alice@example.test', alice, false, meta), { ok: false, reason: 'invalid' });
+  assert.equal((await auth.recordScramOutcome('alice@example.test', alice, true, meta)).ok, true);
+  for (let i = 0; i < 3; i++) await auth.recordScramOutcome('alice@example.test', alice, false, meta);
+  assert.deepEqual(await auth.recordScramOutcome('alice@example.test', alice, true, meta), { ok: false, reason: 'throttled' });
+  // The SCRAM lock also stops password logins.
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'throttled' });
+  c.advance(1000);
+  assert.equal((await auth.recordScramOutcome('alice@example.test', alice, true, meta)).ok, true);
+  assert.deepEqual(await auth.recordScramOutcome('nobody@example.test', null, true, meta), { ok: false, reason: 'invalid' });
+  assert.deepEqual(await auth.recordScramOutcome('gone@example.test', { ...alice, disabled: true }, true, meta), {
+    ok: false,
+    reason: 'disabled',
+  });
+});
