@@ -1,0 +1,207 @@
+/**
+ * The data items of one message's FETCH response (RFC 9051 §6.4.5, §7.5.2), as the flat list
+ * `name value name value ...` the session writes inside `* n FETCH (...)` (writeValues, or as one
+ * ImapValue list).
+ *
+ * Invariants:
+ * - items come back in the order asked, as values to write separated by spaces: a name then its
+ *   value, except that a HEADER.FIELDS(.NOT) item's name is two values (see itemName); names are
+ *   in the form RFC 9051 §7.5.2 gives them (BODY.PEEK[...] answers as BODY[...], a partial shows
+ *   its origin only: BODY[]<0>);
+ * - the parse record is loaded only when an item needs it, and at most once;
+ * - message bytes are read by range from the store, never re-parsed; a literal larger than
+ *   `largeLiteral` is handed over as a stream of known size so the socket's backpressure holds;
+ * - nothing here changes state: the session sets \Seen (see needsSeenFlag) before it calls this.
+ */
+import type { ParsedMessage } from '../../mail/types.js';
+import type { MailStore, MessageEntry } from '../../store/types.js';
+import type { FetchAtt, ImapValue, SectionSpec } from '../protocol/ast.js';
+import { bodyStructureValue } from './bodystructure.js';
+import { binaryBytes, binarySize, resolveBinary } from './binary.js';
+import { envelopeValue } from './envelope.js';
+import { resolveSection, sectionBytes, type SectionBytes } from './section.js';
+
+/** Default size above which a literal is streamed rather than read into memory. */
+export const DEFAULT_LARGE_LITERAL = 256 * 1024;
+
+export interface FetchSource {
+  entry: MessageEntry;
+  store: Pick<MailStore, 'getParsed' | 'readBlob' | 'streamBlob'>;
+  /** The parse record when the caller has it already. */
+  parsed?: ParsedMessage;
+  /** The message is \Recent in this session (IMAP4rev1 only; RFC 3501 §2.3.2). */
+  recent?: boolean;
+}
+
+export interface FetchOptions {
+  /** IMAP4rev2 enabled (affects BODYSTRUCTURE of message/global). */
+  rev2: boolean;
+  /** UTF8=ACCEPT enabled (RFC 9051 §6.3.1): UTF-8 may be sent in strings. */
+  utf8Accept: boolean;
+  /** Literals above this many bytes are streamed; DEFAULT_LARGE_LITERAL when absent. */
+  largeLiteral?: number;
+  /** Minutes east of UTC for a date-time written in a response; the server's zone by default. */
+  timezoneOffset?: (epochMs: number) => number;
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+const localOffset = (epochMs: number): number => -new Date(epochMs).getTimezoneOffset();
+
+/** RFC 9051 §9 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz", day padded with a space (date-day-fixed). */
+export function formatDateTime(epochMs: number, offsetMinutes: number): string {
+  const d = new Date(epochMs + offsetMinutes * 60_000);
+  const two = (n: number): string => String(n).padStart(2, '0');
+  const day = String(d.getUTCDate()).padStart(2, ' ');
+  const sign = offsetMinutes < 0 ? '-' : '+';
+  const abs = Math.abs(offsetMinutes);
+  const zone = `${sign}${two(Math.floor(abs / 60))}${two(abs % 60)}`;
+  return `${day}-${MONTHS[d.getUTCMonth()]}-${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} ${zone}`;
+}
+
+// RFC 9051 §9 ATOM-CHAR: CHAR except atom-specials ( ) { SP CTL % * " \ ]
+const ATOM = /^[!#$&'+,\-./0-9:;<=>?@A-Z[^_`a-z|}~]+$/;
+
+/** A header field name as echoed in a section: an atom when it can be one, else a string the
+ * serializer quotes (RFC 9051 §9 header-fld-name = astring). */
+function fieldNameValue(name: string): ImapValue {
+  return ATOM.test(name) ? { atom: name } : name;
+}
+
+/**
+ * The name of a BODY[...] or BINARY[...] item as echoed in the response (RFC 9051 §7.5.2):
+ * "BODY[1.2.MIME]", "BODY[]<0>" (a partial shows its origin only).
+ *
+ * For HEADER.FIELDS(.NOT) the name holds a space and a list of field names, which no single
+ * atom may carry: it is then two values, `BODY[1.HEADER.FIELDS` and `(FROM TO)]`, that the
+ * serializer writes with the space between them. So the item list is "values written in order,
+ * separated by spaces", and such an item takes three values instead of two.
+ */
+export function itemName(prefix: 'BODY' | 'BINARY' | 'BINARY.SIZE', section: SectionSpec, origin: number | null): ImapValue[] {
+  const parts = section.part.join('.');
+  const tail = `]${origin !== null ? `<${origin}>` : ''}`;
+  if (section.text === 'HEADER.FIELDS' || section.text === 'HEADER.FIELDS.NOT') {
+    const head = `${prefix}[${parts === '' ? '' : `${parts}.`}${section.text}`;
+    const names: ImapValue[] = (section.fields ?? []).map(fieldNameValue);
+    return [{ atom: head }, { concat: [names, { atom: tail }] }];
+  }
+  const text = section.text === null ? parts : parts === '' ? section.text : `${parts}.${section.text}`;
+  return [{ atom: `${prefix}[${text}${tail}` }];
+}
+
+/** RFC 8474 objectid = 1*255(ALPHA / DIGIT / "_" / "-"): safe to write as an atom. */
+const OBJECT_ID = /^[A-Za-z0-9_-]{1,255}$/;
+
+function objectIdValue(id: string): ImapValue {
+  return OBJECT_ID.test(id) ? [{ atom: id }] : null;
+}
+
+function hasNul(data: Buffer): boolean {
+  return data.includes(0);
+}
+
+/**
+ * True when one of the items is a non-PEEK BODY[...] or BINARY[...] (RFC822 and RFC822.TEXT
+ * included): RFC 9051 §6.4.5 "The \Seen flag is implicitly set". RFC822.HEADER does not set it
+ * (RFC 3501 §6.4.5: equivalent to BODY.PEEK[HEADER]).
+ */
+export function needsSeenFlag(atts: readonly FetchAtt[]): boolean {
+  return atts.some(
+    (a) => (a.kind === 'BODY[]' && !a.peek && a.legacy !== 'RFC822.HEADER') || (a.kind === 'BINARY[]' && !a.peek),
+  );
+}
+
+/** Fetches the values of `atts` for one message. Throws UnknownCteError (binary.ts) for
+ * BINARY of a part whose encoding cannot be decoded: the command answers NO [UNKNOWN-CTE]. */
+export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, opts: FetchOptions): Promise<ImapValue[]> {
+  const { entry, store } = src;
+  const hash = entry.blobHash;
+  const large = opts.largeLiteral ?? DEFAULT_LARGE_LITERAL;
+  const offset = opts.timezoneOffset ?? localOffset;
+  let parsed = src.parsed;
+  const getParsed = async (): Promise<ParsedMessage> => (parsed ??= await store.getParsed(hash));
+
+  /** A literal from section bytes: in memory when small, streamed when large. */
+  const literal = async (bytes: SectionBytes, binaryItem: boolean): Promise<ImapValue> => {
+    if (bytes.kind === 'buffer') {
+      // RFC 3516 §4.1: literal8 is needed when the content holds NUL, which a literal may not.
+      return binaryItem && hasNul(bytes.data) ? { literal: bytes.data, binary: true } : { literal: bytes.data };
+    }
+    const size = Math.max(0, bytes.end - bytes.start);
+    if (size > large) {
+      // Unknown content: a BINARY item may always be a literal8 (RFC 3516 §4.1 grammar).
+      const stream = store.streamBlob(hash, bytes.start, bytes.end);
+      return binaryItem ? { stream, size, binary: true } : { stream, size };
+    }
+    const data = size === 0 ? Buffer.alloc(0) : await store.readBlob(hash, bytes.start, bytes.end);
+    return binaryItem && hasNul(data) ? { literal: data, binary: true } : { literal: data };
+  };
+
+  const bs = { rev2: opts.rev2, utf8: opts.utf8Accept };
+  const out: ImapValue[] = [];
+  for (const att of atts) {
+    switch (att.kind) {
+      case 'FLAGS': {
+        const flags: ImapValue[] = entry.flags.map((f) => ({ atom: f }));
+        if (src.recent === true) flags.push({ atom: '\\Recent' });
+        out.push({ atom: 'FLAGS' }, flags);
+        break;
+      }
+      case 'UID':
+        out.push({ atom: 'UID' }, entry.uid);
+        break;
+      case 'INTERNALDATE':
+        out.push({ atom: 'INTERNALDATE' }, formatDateTime(entry.internalDate, offset(entry.internalDate)));
+        break;
+      case 'RFC822.SIZE':
+        out.push({ atom: 'RFC822.SIZE' }, entry.size);
+        break;
+      case 'MODSEQ':
+        out.push({ atom: 'MODSEQ' }, [entry.modseq]); // RFC 7162 §3.1.4.1: MODSEQ (n)
+        break;
+      case 'EMAILID':
+        out.push({ atom: 'EMAILID' }, objectIdValue(entry.emailId) ?? [entry.emailId]); // RFC 8474 §5.1
+        break;
+      case 'THREADID':
+        out.push({ atom: 'THREADID' }, objectIdValue(entry.threadId)); // RFC 8474 §5.2: NIL when none
+        break;
+      case 'SAVEDATE':
+        // RFC 8514 §4.3: NIL when the mailbox keeps no save date; ours always does.
+        out.push({ atom: 'SAVEDATE' }, formatDateTime(entry.saveDate, offset(entry.saveDate)));
+        break;
+      case 'ENVELOPE':
+        out.push({ atom: 'ENVELOPE' }, envelopeValue((await getParsed()).envelope));
+        break;
+      case 'BODY':
+        out.push({ atom: 'BODY' }, bodyStructureValue((await getParsed()).root, false, bs));
+        break;
+      case 'BODYSTRUCTURE':
+        out.push({ atom: 'BODYSTRUCTURE' }, bodyStructureValue((await getParsed()).root, true, bs));
+        break;
+      case 'PREVIEW':
+        // RFC 8970 §3: the preview was computed at ingest, so LAZY gets it too.
+        out.push({ atom: 'PREVIEW' }, (await getParsed()).preview);
+        break;
+      case 'BODY[]': {
+        const source = resolveSection(await getParsed(), att.section);
+        const bytes = await sectionBytes(source, att.partial, hash, store);
+        // RFC 3501 §6.4.5 legacy items answer under their own names.
+        const name = att.legacy !== undefined ? [{ atom: att.legacy }] : itemName('BODY', att.section, att.partial?.offset ?? null);
+        out.push(...name, await literal(bytes, false));
+        break;
+      }
+      case 'BINARY[]': {
+        const source = resolveBinary(await getParsed(), att.section);
+        const bytes = await binaryBytes(source, att.partial, hash, store);
+        out.push(...itemName('BINARY', att.section, att.partial?.offset ?? null), await literal(bytes, true));
+        break;
+      }
+      case 'BINARY.SIZE': {
+        const source = resolveBinary(await getParsed(), att.section);
+        out.push(...itemName('BINARY.SIZE', att.section, null), await binarySize(source, hash, store));
+        break;
+      }
+    }
+  }
+  return out;
+}
