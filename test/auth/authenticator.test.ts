@@ -1,4 +1,4 @@
-import assert from 'node:assert/strict';
+import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { createAuthenticator, ipKey, normalizeUsername } from '../../src/auth/authenticator.js';
 import { deriveScram, hashPassword, parseScram, verifyPassword } from '../../src/auth/password.js';

@@ -1,4 +1,4 @@
-import assert from 'node:assert/strict';
+import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { scramCredentialsFor } from '../../src/auth/password.js';
 import { createScramServer, type ScramServer } from '../../src/sasl/scram.js';
