@@ -75,6 +75,13 @@ export type SearchKey =
   | { kind: 'or'; a: SearchKey; b: SearchKey }
   | { kind: 'and'; keys: SearchKey[] };
 
+/** RFC 5256 §3 sort-criterion (with RFC 5957 DISPLAYFROM/DISPLAYTO); `reverse` is REVERSE
+ * before the key. Evaluated by imap/search/sort.ts. */
+export interface SortCriterion {
+  key: 'ARRIVAL' | 'CC' | 'DATE' | 'FROM' | 'SIZE' | 'SUBJECT' | 'TO' | 'DISPLAYFROM' | 'DISPLAYTO';
+  reverse: boolean;
+}
+
 /**
  * A response value, serialised by imap/protocol/serialize.ts. Handlers build responses from these
  * typed tokens and never paste client data into strings (STYLE.md).
