@@ -1,0 +1,208 @@
+/**
+ * One outbound SMTP session on nodemailer's client, as promises, with the TLS policy of the
+ * delivery: opportunistic STARTTLS (RFC 3207, RFC 7435), or validated TLS required (MTA-STS
+ * enforce, REQUIRETLS, a smarthost that asks for it).
+ */
+import type { ConnectionOptions } from 'node:tls';
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+
+export type TlsMode =
+  /** STARTTLS whenever offered, certificate not checked (RFC 7435: better than plain text). */
+  | 'opportunistic'
+  /** STARTTLS must succeed with a certificate valid for the server name (RFC 8461 §4.2). */
+  | 'verified'
+  /** TLS from the first byte (a smarthost on 465). */
+  | 'implicit';
+
+export interface SessionOptions {
+  /** Address to connect to. */
+  address: string;
+  port: number;
+  /** Host name for SNI and certificate checks. */
+  servername: string;
+  /** Our name in EHLO. */
+  ehloName: string;
+  localAddress?: string;
+  tls: TlsMode;
+  /** Extra TLS options (a CA to trust in tests). */
+  tlsOptions?: ConnectionOptions;
+  auth?: { user: string; pass: string };
+  connectTimeoutMs?: number;
+  socketTimeoutMs?: number;
+}
+
+export interface RecipientRefusal {
+  address: string;
+  code: number | null;
+  reply: string;
+}
+
+export interface SendResult {
+  accepted: string[];
+  refused: RecipientRefusal[];
+  /** The remote's reply to the end of DATA. */
+  reply: string;
+}
+
+/** A failure of the session or of a whole transaction. */
+export class SmtpFailure extends Error {
+  /** The remote's reply code, when it answered; null for network and TLS errors. */
+  readonly code: number | null;
+  readonly reply: string | null;
+  readonly stage: string;
+  readonly tlsFailure: boolean;
+  /** Whether the connection can carry another transaction. */
+  readonly usable: boolean;
+  readonly refused: RecipientRefusal[];
+  constructor(message: string, f: { code: number | null; reply: string | null; stage: string; tlsFailure?: boolean; usable?: boolean; refused?: RecipientRefusal[] }) {
+    super(message);
+    this.name = 'SmtpFailure';
+    this.code = f.code;
+    this.reply = f.reply;
+    this.stage = f.stage;
+    this.tlsFailure = f.tlsFailure ?? false;
+    this.usable = f.usable ?? false;
+    this.refused = f.refused ?? [];
+  }
+}
+
+interface ClientInternals {
+  _ehloLines?: string[];
+  _sendCommand(str: string, logStr?: string): void;
+}
+
+type NodemailerError = SMTPConnection.SMTPError & { rejectedErrors?: Array<SMTPConnection.SMTPError & { recipient?: string }> };
+
+function refusalOf(e: SMTPConnection.SMTPError & { recipient?: string }): RecipientRefusal {
+  return { address: e.recipient ?? '', code: typeof e.responseCode === 'number' ? e.responseCode : null, reply: e.response ?? e.message };
+}
+
+function toFailure(err: NodemailerError, usable: boolean): SmtpFailure {
+  const code = typeof err.responseCode === 'number' ? err.responseCode : null;
+  const tls = err.code === 'ETLS' || /certificate|self[- ]signed|TLS|SSL/i.test(err.message);
+  return new SmtpFailure(err.message, {
+    code,
+    reply: err.response ?? null,
+    stage: err.command ?? 'CONN',
+    tlsFailure: tls && code === null,
+    usable: usable && code !== null && code !== 421,
+    refused: (err.rejectedErrors ?? []).map(refusalOf),
+  });
+}
+
+export interface SmtpSession {
+  readonly secure: boolean;
+  /** Extension keywords from EHLO (after STARTTLS), uppercase. */
+  readonly extensions: readonly string[];
+  readonly open: boolean;
+  send(envelope: { from: string; to: string[]; size: number; eightBit: boolean; requireTls: boolean; dsn?: SMTPConnection.DSNOptions }, body: Buffer): Promise<SendResult>;
+  /** RSET after a failed transaction, so the connection can carry the next one. */
+  reset(): Promise<void>;
+  quit(): void;
+}
+
+export async function openSession(o: SessionOptions): Promise<SmtpSession> {
+  const conn = new SMTPConnection({
+    host: o.address,
+    port: o.port,
+    secure: o.tls === 'implicit',
+    requireTLS: o.tls === 'verified',
+    opportunisticTLS: o.tls === 'opportunistic',
+    name: o.ehloName,
+    localAddress: o.localAddress,
+    connectionTimeout: o.connectTimeoutMs ?? 30_000,
+    greetingTimeout: o.connectTimeoutMs ?? 30_000,
+    // RFC 5321 §4.5.3.2: the client waits minutes for replies (5 for MAIL/RCPT, 10 for DATA end).
+    socketTimeout: o.socketTimeoutMs ?? 5 * 60_000,
+    tls: {
+      servername: o.servername,
+      rejectUnauthorized: o.tls !== 'opportunistic',
+      minVersion: 'TLSv1.2',
+      ...o.tlsOptions,
+    },
+    logger: false,
+  });
+  (conn.options as { servername?: string }).servername = o.servername;
+  let closed = false;
+  let failPending: ((err: NodemailerError) => void) | null = null;
+  let lastError: NodemailerError | null = null;
+  conn.on('error', (err: NodemailerError) => {
+    lastError = err;
+    closed = true;
+    failPending?.(err);
+  });
+  conn.on('end', () => {
+    closed = true;
+    failPending?.(lastError ?? Object.assign(new Error('Connection closed unexpectedly'), { code: 'ECONNECTION' }));
+  });
+
+  const run = <T>(start: (done: (err: NodemailerError | null | undefined, value?: T) => void) => void): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const finish = (err: NodemailerError | null | undefined, value?: T) => {
+        if (settled) return;
+        settled = true;
+        failPending = null;
+        if (err) reject(err);
+        else resolve(value as T);
+      };
+      failPending = (err) => finish(err);
+      if (closed) {
+        finish(lastError ?? Object.assign(new Error('Connection closed'), { code: 'ECONNECTION' }));
+        return;
+      }
+      start(finish);
+    });
+
+  try {
+    await run<void>((done) => conn.connect((err) => done(err)));
+    if (o.auth) await run<void>((done) => conn.login({ user: o.auth!.user, pass: o.auth!.pass }, (err) => done(err)));
+  } catch (err) {
+    conn.close();
+    throw toFailure(err as NodemailerError, false);
+  }
+
+  const internals = conn as unknown as ClientInternals;
+  const baseSend = internals._sendCommand.bind(conn);
+  const extensions = (internals._ehloLines ?? []).map((l) => l.split(' ')[0]!.toUpperCase());
+
+  return {
+    get secure() {
+      return conn.secure;
+    },
+    extensions,
+    get open() {
+      return !closed;
+    },
+    async send(envelope, body) {
+      // RFC 8689 §4.2.1: MAIL FROM carries REQUIRETLS; nodemailer has no parameter for it,
+      // so this connection's command writer appends it to the MAIL line of this transaction.
+      internals._sendCommand = envelope.requireTls
+        ? (str: string, logStr?: string) => baseSend(/^MAIL FROM:/i.test(str) ? `${str} REQUIRETLS` : str, logStr)
+        : baseSend;
+      try {
+        const info = await run<SMTPConnection.SentMessageInfo>((done) =>
+          conn.send(
+            { from: envelope.from, to: envelope.to, size: envelope.size, use8BitMime: envelope.eightBit, dsn: envelope.dsn },
+            body,
+            (err, value) => done(err, value),
+          ),
+        );
+        return {
+          accepted: info.accepted,
+          refused: (info.rejectedErrors ?? []).map((e) => refusalOf(e as SMTPConnection.SMTPError & { recipient?: string })),
+          reply: info.response,
+        };
+      } catch (err) {
+        throw toFailure(err as NodemailerError, !closed);
+      }
+    },
+    async reset() {
+      await run<void>((done) => conn.reset((err) => done(err)));
+    },
+    quit() {
+      if (!closed) conn.quit();
+      closed = true;
+    },
+  };
+}

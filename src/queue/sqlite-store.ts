@@ -1,0 +1,298 @@
+/**
+ * The outbound queue in its own SQLite database (`<data>/queue.db`), apart from the mail store
+ * so that a busy queue never holds the store's write lock.
+ *
+ * Durability: WAL with synchronous=FULL, so every commit is fsync'd before it returns; the
+ * message bytes are a BLOB column written in the same transaction as the rows, so an enqueue
+ * that resolved cannot leave a recipient without its message.
+ */
+import Database from 'better-sqlite3';
+import type {
+  DsnNotify,
+  DueRecipient,
+  NewQueuedMessage,
+  QueuedMessageInfo,
+  QueueStore,
+  RecipientInfo,
+  RecipientState,
+  StoredStsPolicy,
+} from './types.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS messages (
+  id TEXT PRIMARY KEY,
+  sender TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  envid TEXT,
+  ret TEXT,
+  requiretls INTEGER NOT NULL DEFAULT 0,
+  is_report INTEGER NOT NULL DEFAULT 0,
+  held INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS recipients (
+  id INTEGER PRIMARY KEY,
+  message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  address TEXT NOT NULL,
+  domain TEXT NOT NULL,
+  notify TEXT,
+  orcpt TEXT,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt INTEGER NOT NULL,
+  last_error TEXT,
+  delay_notified INTEGER NOT NULL DEFAULT 0,
+  lease_until INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recipients_due ON recipients(state, next_attempt);
+CREATE INDEX IF NOT EXISTS recipients_message ON recipients(message_id);
+CREATE TABLE IF NOT EXISTS mta_sts (
+  domain TEXT PRIMARY KEY,
+  policy TEXT NOT NULL
+);
+`;
+
+interface DueRow {
+  id: number;
+  message_id: string;
+  address: string;
+  domain: string;
+  notify: string | null;
+  orcpt: string | null;
+  attempts: number;
+  delay_notified: number;
+  last_error: string | null;
+  sender: string;
+  created_at: number;
+  size: number;
+  envid: string | null;
+  ret: string | null;
+  requiretls: number;
+  is_report: number;
+}
+
+interface MessageRow {
+  id: string;
+  sender: string;
+  created_at: number;
+  size: number;
+  held: number;
+  is_report: number;
+  requiretls: number;
+}
+
+interface RecipientRow {
+  id: number;
+  message_id: string;
+  address: string;
+  state: string;
+  attempts: number;
+  next_attempt: number;
+  last_error: string | null;
+  updated_at: number;
+}
+
+function parseNotify(v: string | null): DsnNotify[] | null {
+  if (v === null) return null;
+  return v === '' ? [] : (v.split(',') as DsnNotify[]);
+}
+
+export function openSqliteQueueStore(path: string): QueueStore {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  // Every commit fsync'd: an enqueue acknowledged with 250 survives a power cut (DESIGN.md inv. 1).
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  db.exec(SCHEMA);
+
+  const insertMessage = db.prepare(
+    `INSERT INTO messages (id, sender, created_at, size, body, envid, ret, requiretls, is_report)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  );
+  const insertRecipient = db.prepare(
+    `INSERT INTO recipients (message_id, address, domain, notify, orcpt, state, next_attempt, updated_at)
+     VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)`,
+  );
+  const selectDue = db.prepare(
+    `SELECT r.id, r.message_id, r.address, r.domain, r.notify, r.orcpt, r.attempts, r.delay_notified, r.last_error,
+            m.sender, m.created_at, m.size, m.envid, m.ret, m.requiretls, m.is_report
+       FROM recipients r JOIN messages m ON m.id = r.message_id
+      WHERE r.state = 'queued' AND r.next_attempt <= ? AND r.lease_until <= ? AND m.held = 0
+      ORDER BY r.next_attempt, r.id
+      LIMIT ?`,
+  );
+  const lease = db.prepare(`UPDATE recipients SET lease_until = ? WHERE id = ?`);
+  const readBody = db.prepare(`SELECT body FROM messages WHERE id = ?`).pluck();
+  const finish = db.prepare(
+    `UPDATE recipients SET state = ?, last_error = ?, lease_until = 0, updated_at = ? WHERE id = ? AND state = 'queued'`,
+  );
+  const deferOne = db.prepare(
+    `UPDATE recipients SET next_attempt = ?, attempts = COALESCE(?, attempts), last_error = COALESCE(?, last_error),
+            lease_until = 0, updated_at = ? WHERE id = ? AND state = 'queued'`,
+  );
+  const delayNotified = db.prepare(`UPDATE recipients SET delay_notified = 1 WHERE id = ?`);
+  const queuedCount = db.prepare(`SELECT COUNT(*) FROM recipients WHERE message_id = ? AND state = 'queued'`).pluck();
+  const deleteMessage = db.prepare(`DELETE FROM messages WHERE id = ?`);
+  const nextDue = db.prepare(
+    `SELECT MIN(MAX(r.next_attempt, r.lease_until)) FROM recipients r JOIN messages m ON m.id = r.message_id
+      WHERE r.state = 'queued' AND m.held = 0`,
+  ).pluck();
+  const clearLeases = db.prepare(`UPDATE recipients SET lease_until = 0 WHERE lease_until <> 0`);
+  const listMessages = db.prepare(
+    `SELECT id, sender, created_at, size, held, is_report, requiretls FROM messages ORDER BY created_at, id`,
+  );
+  const getMessage = db.prepare(`SELECT id, sender, created_at, size, held, is_report, requiretls FROM messages WHERE id = ?`);
+  const allRecipients = db.prepare(
+    `SELECT id, message_id, address, state, attempts, next_attempt, last_error, updated_at FROM recipients ORDER BY id`,
+  );
+  const messageRecipients = db.prepare(
+    `SELECT id, message_id, address, state, attempts, next_attempt, last_error, updated_at FROM recipients WHERE message_id = ? ORDER BY id`,
+  );
+  const setHeld = db.prepare(`UPDATE messages SET held = ? WHERE id = ?`);
+  const retryNow = db.prepare(`UPDATE recipients SET next_attempt = ?, updated_at = ? WHERE message_id = ? AND state = 'queued'`);
+  const getPolicy = db.prepare(`SELECT policy FROM mta_sts WHERE domain = ?`).pluck();
+  const putPolicy = db.prepare(
+    `INSERT INTO mta_sts (domain, policy) VALUES (?, ?) ON CONFLICT(domain) DO UPDATE SET policy = excluded.policy`,
+  );
+
+  const toRecipientInfo = (r: RecipientRow): RecipientInfo => ({
+    id: r.id,
+    address: r.address,
+    state: r.state as RecipientState,
+    attempts: r.attempts,
+    nextAttempt: r.next_attempt,
+    lastError: r.last_error,
+    updatedAt: r.updated_at,
+  });
+  const toInfo = (m: MessageRow, recipients: RecipientInfo[]): QueuedMessageInfo => ({
+    id: m.id,
+    sender: m.sender,
+    createdAt: m.created_at,
+    size: m.size,
+    held: m.held !== 0,
+    isReport: m.is_report !== 0,
+    requireTls: m.requiretls !== 0,
+    recipients,
+  });
+
+  const insertTx = db.transaction((message: NewQueuedMessage, nextAttempt: number) => {
+    insertMessage.run(
+      message.id,
+      message.sender,
+      message.createdAt,
+      message.body.length,
+      message.body,
+      message.envid,
+      message.ret,
+      message.requireTls ? 1 : 0,
+      message.isReport ? 1 : 0,
+    );
+    for (const r of message.recipients) {
+      insertRecipient.run(message.id, r.address, r.domain, r.notify === null ? null : r.notify.join(','), r.orcpt, nextAttempt, message.createdAt);
+    }
+  });
+  const claimTx = db.transaction((now: number, limit: number, leaseUntil: number): DueRow[] => {
+    const rows = selectDue.all(now, now, limit) as DueRow[];
+    for (const r of rows) lease.run(leaseUntil, r.id);
+    return rows;
+  });
+  const finishTx = db.transaction((ids: readonly number[], state: string, detail: string, now: number) => {
+    for (const id of ids) finish.run(state, detail, now, id);
+  });
+  const deferTx = db.transaction((ids: readonly number[], next: number, attempts: number | null, error: string | null, now: number) => {
+    for (const id of ids) deferOne.run(next, attempts, error, now, id);
+  });
+  const removeTx = db.transaction((id: string): boolean => {
+    if ((queuedCount.get(id) as number) > 0) return false;
+    return deleteMessage.run(id).changes > 0;
+  });
+
+  return {
+    async insert(message, nextAttempt) {
+      insertTx(message, nextAttempt);
+    },
+    async claimDue(now, limit, leaseUntil) {
+      return claimTx(now, limit, leaseUntil).map(
+        (r): DueRecipient => ({
+          id: r.id,
+          messageId: r.message_id,
+          address: r.address,
+          domain: r.domain,
+          notify: parseNotify(r.notify),
+          orcpt: r.orcpt,
+          attempts: r.attempts,
+          delayNotified: r.delay_notified !== 0,
+          lastError: r.last_error,
+          sender: r.sender,
+          createdAt: r.created_at,
+          size: r.size,
+          envid: r.envid,
+          ret: r.ret === 'FULL' || r.ret === 'HDRS' ? r.ret : null,
+          requireTls: r.requiretls !== 0,
+          isReport: r.is_report !== 0,
+        }),
+      );
+    },
+    async readBody(messageId) {
+      const b = readBody.get(messageId) as Buffer | undefined;
+      return b ?? null;
+    },
+    async finish(ids, state, detail, now) {
+      finishTx(ids, state, detail, now);
+    },
+    async defer(ids, nextAttempt, attempts, error, now) {
+      deferTx(ids, nextAttempt, attempts, error, now);
+    },
+    async markDelayNotified(ids) {
+      db.transaction(() => {
+        for (const id of ids) delayNotified.run(id);
+      })();
+    },
+    async removeIfFinished(id) {
+      return removeTx(id);
+    },
+    async nextDue() {
+      const v = nextDue.get() as number | null;
+      return v ?? null;
+    },
+    async clearLeases() {
+      clearLeases.run();
+    },
+    async listMessages() {
+      const byMessage = new Map<string, RecipientInfo[]>();
+      for (const r of allRecipients.all() as RecipientRow[]) {
+        let list = byMessage.get(r.message_id);
+        if (!list) byMessage.set(r.message_id, (list = []));
+        list.push(toRecipientInfo(r));
+      }
+      return (listMessages.all() as MessageRow[]).map((m) => toInfo(m, byMessage.get(m.id) ?? []));
+    },
+    async getMessage(id) {
+      const m = getMessage.get(id) as MessageRow | undefined;
+      if (!m) return null;
+      return toInfo(m, (messageRecipients.all(id) as RecipientRow[]).map(toRecipientInfo));
+    },
+    async setHeld(id, held) {
+      return setHeld.run(held ? 1 : 0, id).changes > 0;
+    },
+    async retryNow(id, now) {
+      return retryNow.run(now, now, id).changes;
+    },
+    async drop(id) {
+      return deleteMessage.run(id).changes > 0;
+    },
+    async getStsPolicy(domain) {
+      const v = getPolicy.get(domain) as string | undefined;
+      return v === undefined ? null : (JSON.parse(v) as StoredStsPolicy);
+    },
+    async putStsPolicy(policy) {
+      putPolicy.run(policy.domain, JSON.stringify(policy));
+    },
+    async close() {
+      db.close();
+    },
+  };
+}

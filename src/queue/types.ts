@@ -1,0 +1,139 @@
+/**
+ * The outbound queue's data model and its storage interface.
+ *
+ * A queued message is stored once (its bytes and its envelope); each recipient has its own
+ * delivery state. A recipient is `queued` until an attempt ends it as `delivered` (the remote
+ * answered 250 to the DATA that carried it) or `failed` (a permanent refusal, or it expired).
+ * The message row goes away when no recipient is left `queued`.
+ *
+ * The SQL lives behind `QueueStore` so a PostgreSQL version (claims with FOR UPDATE SKIP LOCKED,
+ * several nodes) can follow the SQLite one.
+ */
+
+/** RFC 3461 §4.1 NOTIFY values; NEVER stands alone. */
+export type DsnNotify = 'SUCCESS' | 'FAILURE' | 'DELAY';
+
+export interface RecipientDsn {
+  /** Absent: the default (failures and delays are reported). ['NEVER'] is written as []. */
+  notify?: readonly DsnNotify[];
+  /** RFC 3461 §4.2 ORCPT, as given ("rfc822;user@example.org"). */
+  orcpt?: string;
+}
+
+export interface OutboundEnvelope {
+  /** Reverse path; '' for the null sender (never bounced to). */
+  from: string;
+  to: readonly string[];
+  dsn?: {
+    /** RFC 3461 §4.3: what a DSN returns of the message. */
+    ret?: 'FULL' | 'HDRS';
+    /** RFC 3461 §4.4 ENVID. */
+    envid?: string;
+    /** Per recipient (keyed by the address as in `to`). */
+    recipients?: Readonly<Record<string, RecipientDsn>>;
+  };
+}
+
+export type RecipientState = 'queued' | 'delivered' | 'failed';
+
+export interface NewQueuedMessage {
+  id: string;
+  sender: string;
+  createdAt: number;
+  body: Buffer;
+  envid: string | null;
+  ret: 'FULL' | 'HDRS' | null;
+  /** RFC 8689: deliver only over validated TLS to hosts that support REQUIRETLS. */
+  requireTls: boolean;
+  /** A report this server generated (DSN): it is never itself bounced. */
+  isReport: boolean;
+  recipients: ReadonlyArray<{ address: string; domain: string; notify: readonly DsnNotify[] | null; orcpt: string | null }>;
+}
+
+/** A recipient claimed for an attempt, with what the worker needs of its message. */
+export interface DueRecipient {
+  id: number;
+  messageId: string;
+  address: string;
+  domain: string;
+  notify: DsnNotify[] | null;
+  orcpt: string | null;
+  attempts: number;
+  delayNotified: boolean;
+  lastError: string | null;
+  sender: string;
+  createdAt: number;
+  size: number;
+  envid: string | null;
+  ret: 'FULL' | 'HDRS' | null;
+  requireTls: boolean;
+  isReport: boolean;
+}
+
+export interface RecipientInfo {
+  id: number;
+  address: string;
+  state: RecipientState;
+  attempts: number;
+  nextAttempt: number;
+  lastError: string | null;
+  updatedAt: number;
+}
+
+export interface QueuedMessageInfo {
+  id: string;
+  sender: string;
+  createdAt: number;
+  size: number;
+  held: boolean;
+  isReport: boolean;
+  requireTls: boolean;
+  recipients: RecipientInfo[];
+}
+
+export interface StoredStsPolicy {
+  domain: string;
+  /** The policy id from the _mta-sts TXT record (RFC 8461 §3.1). */
+  id: string;
+  mode: 'enforce' | 'testing' | 'none';
+  mx: string[];
+  maxAge: number;
+  /** epoch ms */
+  fetchedAt: number;
+  expiresAt: number;
+}
+
+export interface QueueStore {
+  /** Stores the message and its recipients; resolves once durable (fsync'd). */
+  insert(message: NewQueuedMessage, nextAttempt: number): Promise<void>;
+  /**
+   * Claims up to `limit` queued recipients due at `now` (not held, not leased) by leasing them
+   * until `leaseUntil`, oldest due first.
+   */
+  claimDue(now: number, limit: number, leaseUntil: number): Promise<DueRecipient[]>;
+  readBody(messageId: string): Promise<Buffer | null>;
+  /** Final state for recipients (one durable commit for the group); clears their lease. */
+  finish(recipientIds: readonly number[], state: 'delivered' | 'failed', detail: string, now: number): Promise<void>;
+  /** Back to the queue for a later attempt; clears the lease. */
+  defer(recipientIds: readonly number[], nextAttempt: number, attempts: number | null, error: string | null, now: number): Promise<void>;
+  markDelayNotified(recipientIds: readonly number[]): Promise<void>;
+  /** Deletes the message when none of its recipients is queued any more. */
+  removeIfFinished(messageId: string): Promise<boolean>;
+  /** The earliest next attempt among claimable recipients, or null when there is none. */
+  nextDue(): Promise<number | null>;
+  /** Leases are a crash's leftovers when a single process owns the queue: dropped at start. */
+  clearLeases(): Promise<void>;
+
+  listMessages(): Promise<QueuedMessageInfo[]>;
+  getMessage(id: string): Promise<QueuedMessageInfo | null>;
+  setHeld(id: string, held: boolean): Promise<boolean>;
+  /** Makes every queued recipient of the message due now. Returns how many. */
+  retryNow(id: string, now: number): Promise<number>;
+  /** Removes the message and its recipients, whatever their state. */
+  drop(id: string): Promise<boolean>;
+
+  getStsPolicy(domain: string): Promise<StoredStsPolicy | null>;
+  putStsPolicy(policy: StoredStsPolicy): Promise<void>;
+
+  close(): Promise<void>;
+}
