@@ -46,12 +46,16 @@ export class RawPop3 {
   }
 
   static async connect(port: number, opts: { tls?: boolean; localAddress?: string; greeting?: boolean } = {}): Promise<RawPop3> {
-    const socket: Socket = await new Promise((resolve, reject) => {
-      const s: Socket = opts.tls
-        ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, localAddress: opts.localAddress }, () => resolve(s))
-        : netConnect({ host: '127.0.0.1', port, localAddress: opts.localAddress }, () => resolve(s));
+    const plain: Socket = await new Promise((resolve, reject) => {
+      const s = netConnect({ host: '127.0.0.1', port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) }, () => resolve(s));
       s.once('error', reject);
     });
+    const socket: Socket = opts.tls
+      ? await new Promise((resolve, reject) => {
+          const s = tlsConnect({ socket: plain, rejectUnauthorized: false }, () => resolve(s));
+          s.once('error', reject);
+        })
+      : plain;
     const client = new RawPop3(socket);
     if (opts.greeting !== false) {
       const g = await client.line();
