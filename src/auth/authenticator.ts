@@ -9,11 +9,15 @@
  *   verified, so 'disabled' reveals nothing to someone without the password.
  * - SCRAM for an unknown user gets deterministic fake credentials (HMAC of the name with a
  *   per-process secret): the same salt on every attempt, failing at the proof like a wrong
- *   password (RFC 5802 §9 recommends this to avoid revealing which users exist).
+ *   password, so the exchange never reveals which users exist (the RFC 5802 §7 "unknown-user"
+ *   error is never used).
  * - Limits (DESIGN.md invariant 4): failures are counted per client IP (IPv6 per /64) and per
  *   account name within a window; reaching a limit blocks the key for blockMs ('throttled',
  *   without checking the password); each failure past the third is answered after a growing
  *   delay. A successful login clears the account's counter (not the IP's).
+ * - Attempts on one account run one at a time and at most 4 per IP at once (gate.ts), so a
+ *   client opening many connections in parallel gets no more guesses than the limit allows; at
+ *   most 2 scrypt computations run at once in the process, leaving libuv threads for the store.
  * - Bounded input: names over 320 bytes or passwords over 1024 bytes are refused before any
  *   hashing.
  */
@@ -28,6 +32,7 @@ import {
   type AuthFailureCounters,
   type FailureLimits,
 } from './failure-counters.js';
+import { createGate } from './gate.js';
 import { deriveScram, hashPassword, needsRehash, parseScram, SCRAM_ITERATIONS, verifyPassword } from './password.js';
 
 /** RFC 5321 §4.5.3.1.3: a path is at most 256 octets; 320 leaves room for odd but valid names. */
@@ -48,6 +53,11 @@ export interface AuthenticatorOptions extends FailureLimits {
   /** Waits before answering a failure; injected by tests. */
   sleep?: (ms: number) => Promise<void>;
   log?: Pick<Logger, 'warn'>;
+  /** Password checks running at once from one IP (default 4); more wait their turn. */
+  maxConcurrentPerIp?: number;
+  /** scrypt computations at once in this process (default 2, the core count of the reference
+   * machine); past 1024 waiting, attempts are answered 'throttled'. */
+  maxConcurrentHashes?: number;
 }
 
 /** Failures in the window answered without delay (a user mistyping twice waits for nothing). */
@@ -90,6 +100,9 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
   // Per instance, never stored: fake SCRAM credentials stay stable for this process's lifetime.
   const secret = randomBytes(32);
   // Same parameters as real hashes, so an unknown user costs the same scrypt as a known one.
+  const ipGate = createGate({ max: options.maxConcurrentPerIp ?? 4, maxQueue: 32 });
+  const accountGate = createGate({ max: 1, maxQueue: 16 });
+  const hashGate = createGate({ max: options.maxConcurrentHashes ?? 2, maxQueue: 1024 });
   const dummyHash = hashPassword(randomBytes(18).toString('base64'));
   // Handled where awaited; this only keeps a failure from being reported as unhandled before.
   dummyHash.catch(() => undefined);
@@ -107,12 +120,57 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
     return accountKey !== null && (await counters.blockedFor('account', accountKey)) > 0;
   }
 
-  async function fail(ip: string, accountKey: string): Promise<AuthResult> {
+  /** Records a failure; returns how long to wait before answering. */
+  async function recordFailure(ip: string, accountKey: string): Promise<number> {
     const n = Math.max(await counters.recordFailure('ip', ip), await counters.recordFailure('account', accountKey));
-    if (n > FREE_FAILURES && failureDelayMs > 0) {
-      await sleep(Math.min(failureDelayMs * 2 ** (n - FREE_FAILURES - 1), maxFailureDelayMs));
+    if (n <= FREE_FAILURES || failureDelayMs <= 0) return 0;
+    return Math.min(failureDelayMs * 2 ** (n - FREE_FAILURES - 1), maxFailureDelayMs);
+  }
+
+  const INVALID: AuthResult = { ok: false, reason: 'invalid' };
+  const THROTTLED: AuthResult = { ok: false, reason: 'throttled' };
+
+  /**
+   * Runs one attempt inside the IP and account gates (see gate.ts) and re-checks the blocks once
+   * admitted. The attempt returns its result and the delay to apply; the delay is waited out
+   * after the gates are released, since the failure is already counted.
+   */
+  async function gated(
+    ip: string,
+    accountKey: string,
+    attempt: () => Promise<{ result: AuthResult; delayMs: number }>,
+  ): Promise<AuthResult> {
+    const ipTurn = ipGate.acquire(ip);
+    if (!ipTurn) return THROTTLED;
+    const releaseIp = await ipTurn;
+    let outcome: { result: AuthResult; delayMs: number };
+    try {
+      const accountTurn = accountGate.acquire(accountKey);
+      if (!accountTurn) return THROTTLED;
+      const releaseAccount = await accountTurn;
+      try {
+        if (await throttled(ip, accountKey)) return THROTTLED;
+        outcome = await attempt();
+      } finally {
+        releaseAccount();
+      }
+    } finally {
+      releaseIp();
     }
-    return { ok: false, reason: 'invalid' };
+    if (outcome.delayMs > 0) await sleep(outcome.delayMs);
+    return outcome.result;
+  }
+
+  /** scrypt under the global gate; null when too many hashes are already waiting. */
+  async function hashGated<T>(work: () => Promise<T>): Promise<T | null> {
+    const turn = hashGate.acquire('');
+    if (!turn) return null;
+    const release = await turn;
+    try {
+      return await work();
+    } finally {
+      release();
+    }
   }
 
   function fakeScram(name: string): ScramCredentials {
@@ -130,7 +188,10 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
     // First password login of an account without a verifier: derive it now, so that the next
     // login can use SCRAM (RFC 5802 §3: the server keeps only StoredKey and ServerKey).
     if (account.scram === null) patch.scram = deriveScram(password);
-    if (needsRehash(account.passwordHash)) patch.passwordHash = await hashPassword(password);
+    if (needsRehash(account.passwordHash)) {
+      const rehashed = await hashGated(() => hashPassword(password));
+      if (rehashed !== null) patch.passwordHash = rehashed;
+    }
     if (patch.scram === undefined && patch.passwordHash === undefined) return;
     try {
       await store.updateAccount(account.id, patch);
@@ -143,22 +204,27 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
   return {
     async verifyPassword(username: string, password: string, meta: AuthMeta): Promise<AuthResult> {
       const ip = ipKey(meta.ip);
-      if (await throttled(ip, null)) return { ok: false, reason: 'throttled' };
+      if (await throttled(ip, null)) return THROTTLED;
       const name = normalizeUsername(username);
       if (Buffer.byteLength(name) > MAX_USERNAME_BYTES || Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
-        return fail(ip, name.slice(0, MAX_USERNAME_BYTES));
+        const delayMs = await recordFailure(ip, name.slice(0, MAX_USERNAME_BYTES));
+        if (delayMs > 0) await sleep(delayMs);
+        return INVALID;
       }
       const account = name === '' ? null : await findAccount(name);
       const accountKey = account?.address ?? name;
-      if (await throttled(ip, accountKey)) return { ok: false, reason: 'throttled' };
-      const ok = account
-        ? await verifyPassword(account.passwordHash, password)
-        : (await verifyPassword(await dummyHash, password)) && false;
-      if (!ok || !account) return fail(ip, accountKey);
-      if (account.disabled) return { ok: false, reason: 'disabled' };
-      await counters.reset('account', accountKey);
-      await afterPasswordLogin(account, password);
-      return { ok: true, account };
+      return gated(ip, accountKey, async () => {
+        // An unknown user is checked against the dummy hash: same cost, always false.
+        const matched = await hashGated(async () =>
+          account ? verifyPassword(account.passwordHash, password) : (await verifyPassword(await dummyHash, password)) && false,
+        );
+        if (matched === null) return { result: THROTTLED, delayMs: 0 };
+        if (!matched || !account) return { result: INVALID, delayMs: await recordFailure(ip, accountKey) };
+        if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
+        await counters.reset('account', accountKey);
+        await afterPasswordLogin(account, password);
+        return { result: { ok: true, account }, delayMs: 0 };
+      });
     },
 
     async scramCredentials(username: string) {
@@ -180,11 +246,13 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
     async recordScramOutcome(username: string, account: Account | null, success: boolean, meta: AuthMeta) {
       const ip = ipKey(meta.ip);
       const accountKey = account?.address ?? normalizeUsername(username).slice(0, MAX_USERNAME_BYTES);
-      if (await throttled(ip, accountKey)) return { ok: false, reason: 'throttled' };
-      if (!success || !account) return fail(ip, accountKey);
-      if (account.disabled) return { ok: false, reason: 'disabled' };
-      await counters.reset('account', accountKey);
-      return { ok: true, account };
+      if (await throttled(ip, null)) return THROTTLED;
+      return gated(ip, accountKey, async () => {
+        if (!success || !account) return { result: INVALID, delayMs: await recordFailure(ip, accountKey) };
+        if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
+        await counters.reset('account', accountKey);
+        return { result: { ok: true, account }, delayMs: 0 };
+      });
     },
   };
 }

@@ -204,3 +204,22 @@ test('SCRAM outcomes count against the same limits and a success clears the acco
     reason: 'disabled',
   });
 });
+
+test('parallel attempts on one account get no more guesses than the limit', async () => {
+  const { auth } = await setup({ maxFailuresPerAccount: 5, maxFailuresPerIp: 1000 });
+  const results = await Promise.all(
+    Array.from({ length: 12 }, (_, i) => auth.verifyPassword('alice@example.test', `parallel-${i}`, i % 2 ? meta : other)),
+  );
+  const reasons = results.map((r) => (r.ok ? 'ok' : r.reason));
+  assert.equal(reasons.filter((r) => r === 'invalid').length, 5, reasons.join(' '));
+  assert.equal(reasons.filter((r) => r === 'throttled').length, 7, reasons.join(' '));
+});
+
+test('parallel logins of one user (a client opening several connections) all succeed', async () => {
+  const { auth } = await setup();
+  const results = await Promise.all(Array.from({ length: 5 }, () => auth.verifyPassword('alice@example.test', 'alice-secret', meta)));
+  assert.deepEqual(
+    results.map((r) => r.ok),
+    [true, true, true, true, true],
+  );
+});
