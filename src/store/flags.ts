@@ -1,0 +1,101 @@
+/**
+ * Message flags as stored: the five system flags as a bitmask (so STORE on a whole mailbox and
+ * the unseen/deleted counts are integer operations) and keywords as a list kept in first-seen
+ * case. Shared by every backend.
+ */
+import { StoreError } from './types.js';
+import type { FlagMode } from './types.js';
+
+export const FLAG_SEEN = 1;
+export const FLAG_ANSWERED = 2;
+export const FLAG_FLAGGED = 4;
+export const FLAG_DELETED = 8;
+export const FLAG_DRAFT = 16;
+
+/** Canonical spelling and bit of each system flag (RFC 9051 §2.3.2), in display order. */
+const SYSTEM_FLAGS: ReadonlyArray<readonly [string, number]> = [
+  ['\\Seen', FLAG_SEEN],
+  ['\\Answered', FLAG_ANSWERED],
+  ['\\Flagged', FLAG_FLAGGED],
+  ['\\Deleted', FLAG_DELETED],
+  ['\\Draft', FLAG_DRAFT],
+];
+const SYSTEM_BY_LOWER = new Map(SYSTEM_FLAGS.map(([name, bit]) => [name.toLowerCase(), bit]));
+
+/** Longest keyword accepted; IMAP atoms have no fixed limit, this only bounds storage. */
+export const MAX_KEYWORD_LENGTH = 256;
+/** Keywords are stored space-separated, so none may contain a space or a control character. */
+const KEYWORD_RE = /^[^\s\x00-\x1f\x7f()\\{%*"\]]+$/u;
+
+export interface FlagSet {
+  mask: number;
+  keywords: string[];
+}
+
+/**
+ * Validates and canonicalises a flag list: system flags become bits, keywords are deduplicated
+ * case-insensitively (RFC 9051 §2.3.2: flags are case-insensitive). \Recent cannot be set by a
+ * client (RFC 3501 §2.3.2, dropped in RFC 9051) and is ignored.
+ */
+export function parseFlags(flags: readonly string[]): FlagSet {
+  let mask = 0;
+  const keywords: string[] = [];
+  const seen = new Set<string>();
+  for (const flag of flags) {
+    const lower = flag.toLowerCase();
+    if (flag.startsWith('\\')) {
+      const bit = SYSTEM_BY_LOWER.get(lower);
+      if (bit !== undefined) mask |= bit;
+      else if (lower !== '\\recent') throw new StoreError('invalid', `Cannot store flag ${flag}: not a system flag`);
+      continue;
+    }
+    if (flag.length === 0 || flag.length > MAX_KEYWORD_LENGTH || !KEYWORD_RE.test(flag)) {
+      throw new StoreError('invalid', `Cannot store keyword ${JSON.stringify(flag)}: not an atom`);
+    }
+    if (!seen.has(lower)) {
+      seen.add(lower);
+      keywords.push(flag);
+    }
+  }
+  return { mask, keywords };
+}
+
+export function decodeKeywords(stored: string): string[] {
+  return stored === '' ? [] : stored.split(' ');
+}
+
+export function encodeKeywords(keywords: readonly string[]): string {
+  return keywords.join(' ');
+}
+
+/** The flag list of an entry: system flags in canonical order, then keywords. */
+export function flagList(mask: number, keywords: string): string[] {
+  const out: string[] = [];
+  for (const [name, bit] of SYSTEM_FLAGS) if ((mask & bit) !== 0) out.push(name);
+  if (keywords !== '') for (const k of keywords.split(' ')) out.push(k);
+  return out;
+}
+
+/** The new flags of an entry after STORE in the given mode (RFC 9051 §6.4.6). */
+export function applyFlags(current: FlagSet, mode: FlagMode, change: FlagSet): FlagSet {
+  switch (mode) {
+    case 'set':
+      return change;
+    case 'add': {
+      const have = new Set(current.keywords.map((k) => k.toLowerCase()));
+      const added = change.keywords.filter((k) => !have.has(k.toLowerCase()));
+      return { mask: current.mask | change.mask, keywords: added.length === 0 ? current.keywords : [...current.keywords, ...added] };
+    }
+    case 'remove': {
+      const drop = new Set(change.keywords.map((k) => k.toLowerCase()));
+      return { mask: current.mask & ~change.mask, keywords: current.keywords.filter((k) => !drop.has(k.toLowerCase())) };
+    }
+  }
+}
+
+/** Same flags, ignoring keyword order and case. */
+export function sameFlags(a: FlagSet, b: FlagSet): boolean {
+  if (a.mask !== b.mask || a.keywords.length !== b.keywords.length) return false;
+  const set = new Set(a.keywords.map((k) => k.toLowerCase()));
+  return b.keywords.every((k) => set.has(k.toLowerCase()));
+}

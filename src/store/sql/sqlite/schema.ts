@@ -1,0 +1,140 @@
+/**
+ * The SQLite schema, as numbered migrations applied in order at open. Each migration runs in its
+ * own transaction and records its number in schema_version, so a crash mid-upgrade leaves the
+ * database at the previous version. Never edit a released migration: add the next one.
+ */
+import type { Database } from 'better-sqlite3';
+import { StoreError } from '../../types.js';
+
+export interface Migration {
+  version: number;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+-- Global counters: 'uidvalidity' is the last UIDVALIDITY given (never reused, RFC 9051 §2.3.1.1).
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('uidvalidity', 0);
+
+CREATE TABLE domains (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID;
+
+-- modseq: the account's last given modification sequence (RFC 7162), shared by its mailboxes.
+-- pid_counter: suffix of the pids given to copies. used_*: quota usage (sum over entries).
+CREATE TABLE accounts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  address TEXT NOT NULL UNIQUE,
+  domain TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  scram TEXT,
+  quota_bytes INTEGER,
+  quota_messages INTEGER,
+  pop3_delete_policy TEXT NOT NULL DEFAULT 'expunge',
+  disabled INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  modseq INTEGER NOT NULL DEFAULT 1,
+  pid_counter INTEGER NOT NULL DEFAULT 0,
+  used_bytes INTEGER NOT NULL DEFAULT 0,
+  used_messages INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX accounts_domain ON accounts (domain);
+
+-- source is local@domain or @domain (catch-all); a source may have several targets.
+CREATE TABLE aliases (source TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY (source, target)) WITHOUT ROWID;
+CREATE INDEX aliases_target ON aliases (target);
+
+-- AUTOINCREMENT: a mailbox id is never reused, sessions may hold one across a delete.
+-- messages/unseen/deleted/size are kept up to date by every write (checked by checkConsistency).
+CREATE TABLE mailboxes (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  uid_validity INTEGER NOT NULL,
+  uid_next INTEGER NOT NULL DEFAULT 1,
+  highest_modseq INTEGER NOT NULL,
+  special_use TEXT,
+  messages INTEGER NOT NULL DEFAULT 0,
+  unseen INTEGER NOT NULL DEFAULT 0,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  size INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (account_id, name)
+);
+
+-- By name, not mailbox id: subscriptions outlive the mailbox (RFC 9051 §6.3.7).
+CREATE TABLE subscriptions (account_id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (account_id, name)) WITHOUT ROWID;
+
+-- One row per distinct content (sha256). data is NULL when the bytes live in blobs/ab/cdef...
+-- parsed is the ParsedMessage as JSON without its text, which lives in search.body.
+CREATE TABLE blobs (
+  id INTEGER PRIMARY KEY,
+  hash TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  refs INTEGER NOT NULL,
+  data BLOB,
+  parsed TEXT NOT NULL
+);
+
+-- flags: bitmask of the system flags (store/flags.ts); keywords: space-separated.
+CREATE TABLE entries (
+  mailbox_id INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  modseq INTEGER NOT NULL,
+  flags INTEGER NOT NULL,
+  keywords TEXT NOT NULL,
+  internal_date INTEGER NOT NULL,
+  save_date INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  blob_hash TEXT NOT NULL,
+  email_id TEXT NOT NULL,
+  thread_id TEXT NOT NULL,
+  pid TEXT NOT NULL,
+  pop3_hidden INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX entries_modseq ON entries (mailbox_id, modseq);
+CREATE INDEX entries_blob ON entries (blob_hash);
+
+-- The change log of removals. Appends and flag changes need no rows: an entry's own modseq
+-- says when it last changed. Expunged UIDs are kept for QRESYNC VANISHED (RFC 7162 §3.2.10).
+CREATE TABLE expunged (
+  mailbox_id INTEGER NOT NULL,
+  modseq INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  PRIMARY KEY (mailbox_id, modseq, uid)
+) WITHOUT ROWID;
+
+-- Message-ID -> thread, per account, for THREADID (RFC 8474 §5.2).
+CREATE TABLE thread_keys (
+  account_id INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  thread_id TEXT NOT NULL,
+  PRIMARY KEY (account_id, message_id)
+) WITHOUT ROWID;
+
+-- Full-text index, rowid = blobs.id. Trigram: a quoted phrase matches any substring of 3+
+-- characters, case-insensitively (RFC 9051 §6.4.4 SEARCH semantics).
+CREATE VIRTUAL TABLE search USING fts5(subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body, tokenize = 'trigram');
+`,
+  },
+];
+
+/** Applies the missing migrations. Refuses a database written by a newer version. */
+export function migrate(db: Database): number {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  const row = db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number | null };
+  const current = row.v ?? 0;
+  const latest = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+  if (current > latest) {
+    throw new StoreError('invalid', `Cannot open store: schema version ${current} is newer than this program (${latest})`);
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(m.version, Date.now());
+    }).immediate();
+  }
+  return latest;
+}

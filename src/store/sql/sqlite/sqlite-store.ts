@@ -1,0 +1,1652 @@
+/**
+ * MailStore on SQLite (better-sqlite3), the embedded default.
+ *
+ * Design and invariants:
+ * - One connection, WAL mode, synchronous=FULL: a COMMIT returns only after the WAL is fsync'd,
+ *   so a promise that resolved survives kill -9 and power loss (DESIGN.md invariant 1).
+ * - Group commit. Every write is a job in one queue; the queue is flushed on the next turn of the
+ *   event loop (setImmediate) as ONE transaction, each job inside its own SAVEPOINT so a refused
+ *   job rolls back alone. Callers that arrive while a transaction is being committed (the fsync
+ *   blocks this thread, their I/O waits in the kernel) land in the next batch. Each job resolves
+ *   only after the COMMIT of its batch; change events are published after that COMMIT, before
+ *   the callers resume.
+ * - Blobs are content-addressed by sha256 with a reference count (DESIGN.md invariant 6): one
+ *   row per content however many entries point at it. Up to inlineMaxBytes (256 KiB) the bytes
+ *   are in the row (covered by the same fsync as the metadata); above, they are a file
+ *   blobs/ab/cdef... written, fsync'd, renamed and its directory fsync'd BEFORE the job that
+ *   references it is queued (blob-files.ts), so an entry never points at missing bytes.
+ * - A file blob is removed only when its row is gone and no ingest holds it (`pending`), checked
+ *   and unlinked synchronously after the commit, so an ingest that decided "the file is there"
+ *   cannot lose it to a concurrent expunge.
+ * - The parse record is stored once per blob (JSON without its text; the text lives in the FTS
+ *   table, which indexes it anyway).
+ * - Every write takes a new modseq from its account's counter. Flags, appends and copies are
+ *   recorded by the entry's own modseq; expunges by rows of `expunged`, kept forever (QRESYNC).
+ * - Mailbox counters (messages, unseen, deleted, size) and account usage are maintained by every
+ *   write and verified by checkConsistency.
+ * - One process owns a data directory (tryLock is an in-process map).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
+import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
+import { LruCache } from '../../../lib/lru.js';
+import type { ParsedMessage } from '../../../mail/types.js';
+import { createLocalFeed } from '../../feed.js';
+import type { LocalFeed } from '../../feed.js';
+import {
+  FLAG_DELETED,
+  FLAG_SEEN,
+  applyFlags,
+  decodeKeywords,
+  encodeKeywords,
+  flagList,
+  parseFlags,
+  sameFlags,
+} from '../../flags.js';
+import type { FlagSet } from '../../flags.js';
+import { copyPid, newEmailId, newThreadId } from '../../ids.js';
+import {
+  domainOf,
+  normalizeAddress,
+  normalizeAliasSource,
+  normalizeDomain,
+  normalizeMailboxName,
+  parentNames,
+} from '../../names.js';
+import { headerContains, searchColumns } from '../../search-text.js';
+import { DEFAULT_MAILBOXES, StoreError } from '../../types.js';
+import type {
+  Account,
+  Alias,
+  AppendInput,
+  AppendResult,
+  ChangeEvent,
+  ChangeFeed,
+  CopyResult,
+  DeliveryOutcome,
+  DeliveryTarget,
+  Domain,
+  FlagMode,
+  Mailbox,
+  MailboxChanges,
+  MailboxCounts,
+  MailStore,
+  MessageEntry,
+  Pop3DeletePolicy,
+  QuotaUsage,
+  SetFlagsResult,
+  SpecialUse,
+  TextQuery,
+} from '../../types.js';
+import {
+  TMP_DIR,
+  blobPath,
+  createBlobFileWriter,
+  listBlobFiles,
+  removeBlobFile,
+  removeTempFile,
+  syncDir,
+} from './blob-files.js';
+import type { BlobFileWriter } from './blob-files.js';
+import { migrate } from './schema.js';
+
+export interface SqliteStoreOptions {
+  /** Data directory: facteur.db and blobs/ live in it. Created if missing. */
+  dir: string;
+  blobs?: {
+    /** Larger blobs are stored as files. Default 256 KiB. */
+    inlineMaxBytes?: number;
+  };
+  /** Parse records kept in memory. Default 512. */
+  parsedCacheSize?: number;
+  /** Most jobs committed in one transaction. Default 1000. */
+  maxBatch?: number;
+  /** Where a throwing feed listener's error goes (default: a process warning). */
+  onListenerError?: (err: unknown) => void;
+}
+
+export const DB_FILE = 'facteur.db';
+export const BLOB_DIR = 'blobs';
+const DEFAULT_INLINE_MAX = 256 * 1024;
+const STREAM_CHUNK = 64 * 1024;
+/** Alias expansion depth: stops runaway chains; cycles are cut by the visited set. */
+const MAX_ALIAS_DEPTH = 10;
+/** References considered for threading (the last ones are the closest ancestors). */
+const MAX_THREAD_REFS = 50;
+const MAX_MESSAGE_ID_LENGTH = 998;
+/** Problems reported per check, so a badly broken store still gives a readable report. */
+const MAX_PROBLEMS_PER_CHECK = 50;
+
+interface AccountRow {
+  id: number;
+  address: string;
+  domain: string;
+  password_hash: string;
+  scram: string | null;
+  quota_bytes: number | null;
+  quota_messages: number | null;
+  pop3_delete_policy: Pop3DeletePolicy;
+  disabled: number;
+  created_at: number;
+  modseq: number;
+  pid_counter: number;
+  used_bytes: number;
+  used_messages: number;
+}
+
+interface MailboxRow {
+  id: number;
+  account_id: number;
+  name: string;
+  uid_validity: number;
+  uid_next: number;
+  highest_modseq: number;
+  special_use: SpecialUse | null;
+  messages: number;
+  unseen: number;
+  deleted: number;
+  size: number;
+}
+
+const ENTRY_COLS =
+  'mailbox_id, uid, modseq, flags, keywords, internal_date, save_date, size, blob_hash, email_id, thread_id, pid, pop3_hidden';
+type EntryRow = [
+  mailboxId: number,
+  uid: number,
+  modseq: number,
+  flags: number,
+  keywords: string,
+  internalDate: number,
+  saveDate: number,
+  size: number,
+  blobHash: string,
+  emailId: string,
+  threadId: string,
+  pid: string,
+  pop3Hidden: number,
+];
+
+function toEntry(r: EntryRow): MessageEntry {
+  return {
+    mailboxId: asMailboxId(r[0]),
+    uid: asUid(r[1]),
+    modseq: asModSeq(r[2]),
+    flags: flagList(r[3], r[4]),
+    internalDate: r[5],
+    saveDate: r[6],
+    size: r[7],
+    blobHash: r[8],
+    emailId: r[9],
+    threadId: r[10],
+    pid: r[11],
+    pop3Hidden: r[12] !== 0,
+  };
+}
+
+function toAccount(r: AccountRow): Account {
+  return {
+    id: asAccountId(r.id),
+    address: r.address,
+    domain: r.domain,
+    passwordHash: r.password_hash,
+    scram: r.scram,
+    quotaBytes: r.quota_bytes,
+    quotaMessages: r.quota_messages,
+    pop3DeletePolicy: r.pop3_delete_policy,
+    disabled: r.disabled !== 0,
+    createdAt: r.created_at,
+  };
+}
+
+function toMailbox(r: MailboxRow, subscribed: boolean): Mailbox {
+  return {
+    id: asMailboxId(r.id),
+    accountId: asAccountId(r.account_id),
+    name: r.name,
+    uidValidity: asUidValidity(r.uid_validity),
+    uidNext: asUid(r.uid_next),
+    highestModSeq: asModSeq(r.highest_modseq),
+    specialUse: r.special_use,
+    subscribed,
+  };
+}
+
+const seenDelta = (mask: number): number => ((mask & FLAG_SEEN) === 0 ? 1 : 0);
+const deletedDelta = (mask: number): number => ((mask & FLAG_DELETED) !== 0 ? 1 : 0);
+
+function cleanMessageId(id: string): string | null {
+  const s = id.trim().replace(/^<|>$/g, '');
+  return s.length === 0 || s.length > MAX_MESSAGE_ID_LENGTH ? null : s;
+}
+
+const POP3_POLICIES: ReadonlySet<string> = new Set<Pop3DeletePolicy>(['expunge', 'trash', 'hide']);
+const SPECIAL_USES: ReadonlySet<string> = new Set<SpecialUse>([
+  '\\Drafts',
+  '\\Sent',
+  '\\Trash',
+  '\\Junk',
+  '\\Archive',
+  '\\All',
+  '\\Flagged',
+]);
+
+/** A message's bytes ready to be referenced by a job: hashed, and on disk if large. */
+interface IngestBlob {
+  hash: string;
+  raw: Buffer;
+  parsed: ParsedMessage;
+  /** Whether a file with these bytes is durably in place (written now or already referenced). */
+  fileReady: boolean;
+}
+
+interface WriteContext {
+  events: ChangeEvent[];
+  /** Hashes whose blob row this job deleted (last reference gone). */
+  removed: string[];
+}
+
+interface Job {
+  run: (ctx: WriteContext) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+type Stmt = Database.Statement<unknown[], unknown>;
+
+class SqliteStore implements MailStore {
+  readonly feed: ChangeFeed;
+  readonly #db: Database.Database;
+  readonly #blobRoot: string;
+  readonly #inlineMax: number;
+  readonly #maxBatch: number;
+  readonly #files: BlobFileWriter;
+  readonly #local: LocalFeed;
+  readonly #parsedCache: LruCache<string, ParsedMessage>;
+  readonly #stmts = new Map<string, Stmt>();
+  readonly #rawStmts = new Map<string, Stmt>();
+  /** Blob hashes held by ingests in progress: their files must not be removed. */
+  readonly #pending = new Map<string, number>();
+  readonly #locks = new Map<string, symbol>();
+  #queue: Job[] = [];
+  #flushScheduled = false;
+  #closed = false;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(db: Database.Database, blobRoot: string, options: SqliteStoreOptions) {
+    this.#db = db;
+    this.#blobRoot = blobRoot;
+    this.#inlineMax = options.blobs?.inlineMaxBytes ?? DEFAULT_INLINE_MAX;
+    this.#maxBatch = Math.max(1, options.maxBatch ?? 1000);
+    this.#files = createBlobFileWriter(blobRoot);
+    this.#local = createLocalFeed(
+      options.onListenerError ??
+        ((err) => process.emitWarning(`change feed listener failed: ${err instanceof Error ? err.stack : String(err)}`)),
+    );
+    this.feed = this.#local.feed;
+    this.#parsedCache = new LruCache(options.parsedCacheSize ?? 512);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Statement cache and the write queue.
+
+  #q(sql: string): Stmt {
+    let s = this.#stmts.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Same, returning rows as arrays (entries: no per-row object with 13 keys). */
+  #qr(sql: string): Stmt {
+    let s = this.#rawStmts.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql).raw(true);
+      this.#rawStmts.set(sql, s);
+    }
+    return s;
+  }
+
+  #write<T>(run: (ctx: WriteContext) => T): Promise<T> {
+    if (this.#closed) return Promise.reject(new StoreError('io', 'Cannot write: the store is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  /** Runs one batch of jobs as one transaction (group commit). */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const jobs = this.#queue.splice(0, this.#maxBatch);
+    if (this.#queue.length > 0) this.#scheduleFlush();
+    if (jobs.length === 0) return this.#notifyIdle();
+
+    const outcomes: Array<{ job: Job; ctx: WriteContext; ok: boolean; value: unknown }> = [];
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      for (const job of jobs) job.reject(new StoreError('io', `Cannot begin transaction: ${String(err)}`));
+      return this.#notifyIdle();
+    }
+    for (const job of jobs) {
+      const ctx: WriteContext = { events: [], removed: [] };
+      this.#db.exec('SAVEPOINT job');
+      try {
+        const value = job.run(ctx);
+        this.#db.exec('RELEASE job');
+        outcomes.push({ job, ctx, ok: true, value });
+      } catch (err) {
+        if (this.#db.inTransaction) {
+          this.#db.exec('ROLLBACK TO job');
+          this.#db.exec('RELEASE job');
+        }
+        outcomes.push({ job, ctx, ok: false, value: err });
+        // SQLite rolled back the whole transaction itself (e.g. disk full): the batch is lost.
+        if (!this.#db.inTransaction) break;
+      }
+    }
+    let committed = false;
+    let commitError: unknown = null;
+    if (this.#db.inTransaction) {
+      try {
+        this.#db.exec('COMMIT');
+        committed = true;
+      } catch (err) {
+        commitError = err;
+        if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      }
+    } else {
+      commitError = new Error('transaction rolled back by SQLite');
+    }
+    const failure = new StoreError('io', `Cannot commit: ${String(commitError)}`);
+    // Jobs never attempted because the transaction died are failed too.
+    const done = new Set(outcomes.map((o) => o.job));
+    for (const job of jobs) if (!done.has(job)) job.reject(failure);
+
+    if (committed) {
+      for (const o of outcomes) if (o.ok) this.#local.publish(o.ctx.events);
+      for (const o of outcomes) {
+        if (!o.ok) continue;
+        for (const hash of o.ctx.removed) {
+          this.#parsedCache.delete(hash);
+          this.#maybeRemoveFile(hash);
+        }
+      }
+    }
+    for (const o of outcomes) {
+      if (!o.ok) o.job.reject(o.value);
+      else if (committed) o.job.resolve(o.value);
+      else o.job.reject(failure);
+    }
+    this.#notifyIdle();
+  }
+
+  #notifyIdle(): void {
+    if (this.#queue.length > 0 || this.#flushScheduled) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#queue.length === 0 && !this.#flushScheduled) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Blobs.
+
+  #hold(hash: string): void {
+    this.#pending.set(hash, (this.#pending.get(hash) ?? 0) + 1);
+  }
+
+  #release(hash: string): void {
+    const n = (this.#pending.get(hash) ?? 1) - 1;
+    if (n > 0) this.#pending.set(hash, n);
+    else {
+      this.#pending.delete(hash);
+      this.#maybeRemoveFile(hash);
+    }
+  }
+
+  /** Removes the file of a hash unless an ingest holds it or a file-backed row references it. */
+  #maybeRemoveFile(hash: string): void {
+    if (this.#pending.has(hash) || this.#closed) return;
+    const row = this.#q('SELECT data IS NULL AS in_file FROM blobs WHERE hash = ?').get(hash) as
+      | { in_file: number }
+      | undefined;
+    if (row !== undefined && row.in_file !== 0) return;
+    try {
+      removeBlobFile(this.#blobRoot, hash);
+    } catch {
+      // Left for collectGarbage; the metadata is already right.
+    }
+  }
+
+  /** Hashes the bytes and, for a large message, makes its file durable before any job runs. */
+  async #prepareBlob(raw: Buffer, parsed: ParsedMessage): Promise<IngestBlob> {
+    const hash = createHash('sha256').update(raw).digest('hex');
+    this.#hold(hash);
+    try {
+      let fileReady = false;
+      if (raw.length > this.#inlineMax) {
+        const row = this.#q('SELECT data IS NULL AS in_file FROM blobs WHERE hash = ?').get(hash) as
+          | { in_file: number }
+          | undefined;
+        if (row !== undefined && row.in_file !== 0) {
+          fileReady = true; // referenced, so present; our hold keeps it from removal
+        } else if (row === undefined) {
+          await this.#files.write(hash, raw);
+          fileReady = true;
+        }
+      }
+      return { hash, raw, parsed, fileReady };
+    } catch (err) {
+      this.#release(hash);
+      throw new StoreError('io', `Cannot store message bytes: ${String(err)}`);
+    }
+  }
+
+  /** Adds n references to a blob, creating its row (and index entry) on first use. */
+  #addBlobRefs(blob: IngestBlob, n: number): void {
+    const r = this.#q('UPDATE blobs SET refs = refs + ? WHERE hash = ?').run(n, blob.hash);
+    if (r.changes > 0) return;
+    // A large blob whose file could not be confirmed (its row vanished meanwhile) goes inline:
+    // always correct, only less compact.
+    const data = blob.fileReady ? null : blob.raw;
+    const { text, ...rest } = blob.parsed;
+    void text;
+    const ins = this.#q('INSERT INTO blobs (hash, size, refs, data, parsed) VALUES (?, ?, ?, ?, ?)').run(
+      blob.hash,
+      blob.raw.length,
+      n,
+      data,
+      JSON.stringify(rest),
+    );
+    const c = searchColumns(blob.raw, blob.parsed);
+    this.#q(
+      'INSERT INTO search (rowid, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ).run(ins.lastInsertRowid, c.subject, c.from, c.to, c.cc, c.bcc, c.headers, c.body);
+  }
+
+  #incRefs(counts: Map<string, number>): void {
+    const s = this.#q('UPDATE blobs SET refs = refs + ? WHERE hash = ?');
+    for (const [hash, n] of counts) {
+      if (s.run(n, hash).changes === 0) throw new StoreError('io', `Blob ${hash} is missing`);
+    }
+  }
+
+  /** Drops references; the last one removes the row, its index entry and (after commit) file. */
+  #decRefs(ctx: WriteContext, counts: Map<string, number>): void {
+    const dec = this.#q('UPDATE blobs SET refs = refs - ? WHERE hash = ? RETURNING id, refs');
+    for (const [hash, n] of counts) {
+      const row = dec.get(n, hash) as { id: number; refs: number } | undefined;
+      if (row === undefined || row.refs > 0) continue;
+      this.#q('DELETE FROM search WHERE rowid = ?').run(row.id);
+      this.#q('DELETE FROM blobs WHERE id = ?').run(row.id);
+      ctx.removed.push(hash);
+    }
+  }
+
+  #blobRow(hash: string): { id: number; size: number; in_file: number } {
+    const row = this.#q('SELECT id, size, data IS NULL AS in_file FROM blobs WHERE hash = ?').get(hash) as
+      | { id: number; size: number; in_file: number }
+      | undefined;
+    if (row === undefined) throw new StoreError('not-found', `Cannot read message ${hash}: no such blob`);
+    return row;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Row helpers (run inside jobs or reads).
+
+  #accountRow(id: number): AccountRow | undefined {
+    return this.#q('SELECT * FROM accounts WHERE id = ?').get(id) as AccountRow | undefined;
+  }
+
+  #mailboxRow(id: number): MailboxRow | undefined {
+    return this.#q('SELECT * FROM mailboxes WHERE id = ?').get(id) as MailboxRow | undefined;
+  }
+
+  #mailboxByName(accountId: number, name: string): MailboxRow | undefined {
+    return this.#q('SELECT * FROM mailboxes WHERE account_id = ? AND name = ?').get(accountId, name) as
+      | MailboxRow
+      | undefined;
+  }
+
+  #requireMailbox(id: number): MailboxRow {
+    const row = this.#mailboxRow(id);
+    if (row === undefined) throw new StoreError('not-found', `Cannot find mailbox ${id}`);
+    return row;
+  }
+
+  #requireAccount(id: number): AccountRow {
+    const row = this.#accountRow(id);
+    if (row === undefined) throw new StoreError('not-found', `Cannot find account ${id}`);
+    return row;
+  }
+
+  #nextModseq(accountId: number): number {
+    const row = this.#q('UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq').get(accountId) as
+      | { modseq: number }
+      | undefined;
+    if (row === undefined) throw new StoreError('not-found', `Cannot find account ${accountId}`);
+    return row.modseq;
+  }
+
+  /** Never reused, even for a recreated name (RFC 9051 §2.3.1.1): above every earlier value. */
+  #nextUidValidity(): number {
+    const row = this.#q("SELECT value FROM counters WHERE name = 'uidvalidity'").get() as { value: number };
+    const v = Math.max(Math.floor(Date.now() / 1000), row.value + 1);
+    this.#q("UPDATE counters SET value = ? WHERE name = 'uidvalidity'").run(v);
+    return v;
+  }
+
+  #insertMailbox(accountId: number, name: string, specialUse: SpecialUse | null, modseq: number): MailboxRow {
+    return this.#q(
+      'INSERT INTO mailboxes (account_id, name, uid_validity, uid_next, highest_modseq, special_use) VALUES (?, ?, ?, 1, ?, ?) RETURNING *',
+    ).get(accountId, name, this.#nextUidValidity(), modseq, specialUse) as MailboxRow;
+  }
+
+  #createMissingParents(accountId: number, name: string, modseq: number): void {
+    for (const parent of parentNames(name)) {
+      if (this.#mailboxByName(accountId, parent) === undefined) this.#insertMailbox(accountId, parent, null, modseq);
+    }
+  }
+
+  /** Applies counter deltas to a mailbox and raises its HIGHESTMODSEQ (and UIDNEXT if given). */
+  #bumpMailbox(
+    id: number,
+    d: { messages: number; unseen: number; deleted: number; size: number },
+    modseq: number,
+    uidNext: number | null,
+  ): void {
+    this.#q(
+      `UPDATE mailboxes SET messages = messages + ?, unseen = unseen + ?, deleted = deleted + ?, size = size + ?,
+         highest_modseq = max(highest_modseq, ?), uid_next = coalesce(?, uid_next) WHERE id = ?`,
+    ).run(d.messages, d.unseen, d.deleted, d.size, modseq, uidNext, id);
+  }
+
+  #bumpUsage(accountId: number, bytes: number, messages: number): void {
+    this.#q('UPDATE accounts SET used_bytes = used_bytes + ?, used_messages = used_messages + ? WHERE id = ?').run(
+      bytes,
+      messages,
+      accountId,
+    );
+  }
+
+  #overQuota(account: AccountRow, bytes: number, messages: number): boolean {
+    if (account.quota_bytes !== null && account.used_bytes + bytes > account.quota_bytes) return true;
+    if (account.quota_messages !== null && account.used_messages + messages > account.quota_messages) return true;
+    return false;
+  }
+
+  #insertEntry(r: EntryRow): void {
+    this.#q(`INSERT INTO entries (${ENTRY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(...r);
+  }
+
+  /** THREADID (RFC 8474 §5.2): the thread of any known message this one is linked to. */
+  #threadFor(accountId: number, parsed: ParsedMessage): string {
+    const keys: string[] = [];
+    const add = (id: string): void => {
+      const c = cleanMessageId(id);
+      if (c !== null && !keys.includes(c)) keys.push(c);
+    };
+    // Own id first: a reply stored earlier already put it in a thread.
+    if (parsed.messageId !== null) add(parsed.messageId);
+    for (const id of parsed.inReplyTo) add(id);
+    for (const id of parsed.references.slice(-MAX_THREAD_REFS).reverse()) add(id);
+    let threadId: string | null = null;
+    if (keys.length > 0) {
+      const found = new Map(
+        (
+          this.#q(
+            'SELECT message_id, thread_id FROM thread_keys WHERE account_id = ? AND message_id IN (SELECT value FROM json_each(?))',
+          ).all(accountId, JSON.stringify(keys)) as Array<{ message_id: string; thread_id: string }>
+        ).map((r) => [r.message_id, r.thread_id]),
+      );
+      for (const k of keys) {
+        const t = found.get(k);
+        if (t !== undefined) {
+          threadId = t;
+          break;
+        }
+      }
+    }
+    threadId ??= newThreadId();
+    const ins = this.#q('INSERT OR IGNORE INTO thread_keys (account_id, message_id, thread_id) VALUES (?, ?, ?)');
+    for (const k of keys) ins.run(accountId, k, threadId);
+    return threadId;
+  }
+
+  /** Stores one new message (delivery or APPEND) in a mailbox; quota already checked. */
+  #ingest(
+    ctx: WriteContext,
+    account: AccountRow,
+    mailboxId: number,
+    blob: IngestBlob,
+    flags: FlagSet,
+    internalDate: number,
+  ): AppendResult {
+    const mailbox = this.#requireMailbox(mailboxId);
+    const modseq = this.#nextModseq(account.id);
+    const emailId = newEmailId();
+    const threadId = this.#threadFor(account.id, blob.parsed);
+    const uid = mailbox.uid_next;
+    const size = blob.raw.length;
+    this.#insertEntry([
+      mailboxId,
+      uid,
+      modseq,
+      flags.mask,
+      encodeKeywords(flags.keywords),
+      internalDate,
+      Date.now(),
+      size,
+      blob.hash,
+      emailId,
+      threadId,
+      emailId,
+      0,
+    ]);
+    this.#bumpMailbox(
+      mailboxId,
+      { messages: 1, unseen: seenDelta(flags.mask), deleted: deletedDelta(flags.mask), size },
+      modseq,
+      uid + 1,
+    );
+    this.#bumpUsage(account.id, size, 1);
+    this.#addBlobRefs(blob, 1);
+    ctx.events.push({
+      accountId: asAccountId(account.id),
+      mailboxId: asMailboxId(mailboxId),
+      modseq: asModSeq(modseq),
+      kind: 'append',
+    });
+    return { uidValidity: asUidValidity(mailbox.uid_validity), uid: asUid(uid), modseq: asModSeq(modseq), emailId };
+  }
+
+  /** Entries of a mailbox among uids, in UID order: one query (json_each, or a scan when most
+   * of the mailbox is asked for). */
+  #selectRows(mailbox: MailboxRow, uids: readonly Uid[]): EntryRow[] {
+    if (uids.length === 0) return [];
+    if (uids.length >= 256 && uids.length * 4 >= mailbox.messages) {
+      const wanted = new Set<number>(uids);
+      const all = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? ORDER BY uid`).all(
+        mailbox.id,
+      ) as EntryRow[];
+      return all.filter((r) => wanted.has(r[1]));
+    }
+    return this.#qr(
+      `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`,
+    ).all(mailbox.id, JSON.stringify(uids)) as EntryRow[];
+  }
+
+  /** Removes entries (already read) from a mailbox, logging their UIDs as expunged at modseq. */
+  #removeEntries(ctx: WriteContext, mailbox: MailboxRow, rows: ReadonlyArray<EntryRow>, modseq: number, keepBlobs: boolean): void {
+    if (rows.length === 0) return;
+    const uidsJson = JSON.stringify(rows.map((r) => r[1]));
+    this.#q('DELETE FROM entries WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))').run(mailbox.id, uidsJson);
+    // RFC 7162 §3.2.10: expunged UIDs are remembered for VANISHED (EARLIER).
+    this.#q('INSERT INTO expunged (mailbox_id, modseq, uid) SELECT ?, ?, value FROM json_each(?)').run(
+      mailbox.id,
+      modseq,
+      uidsJson,
+    );
+    const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
+    const refs = new Map<string, number>();
+    for (const r of rows) {
+      d.messages -= 1;
+      d.unseen -= seenDelta(r[3]);
+      d.deleted -= deletedDelta(r[3]);
+      d.size -= r[7];
+      refs.set(r[8], (refs.get(r[8]) ?? 0) + 1);
+    }
+    this.#bumpMailbox(mailbox.id, d, modseq, null);
+    if (!keepBlobs) {
+      this.#bumpUsage(mailbox.account_id, d.size, d.messages);
+      this.#decRefs(ctx, refs);
+    }
+    ctx.events.push({
+      accountId: asAccountId(mailbox.account_id),
+      mailboxId: asMailboxId(mailbox.id),
+      modseq: asModSeq(modseq),
+      kind: 'expunge',
+    });
+  }
+
+  /** COPY and MOVE (RFC 4315 COPYUID, RFC 6851): new UIDs in the destination, in source order. */
+  #transfer(ctx: WriteContext, fromId: number, uids: readonly Uid[], toId: number, move: boolean): CopyResult & { expunged: Uid[] } {
+    const src = this.#requireMailbox(fromId);
+    const dst = this.#requireMailbox(toId);
+    if (src.account_id !== dst.account_id) {
+      throw new StoreError('invalid', 'Cannot copy between accounts');
+    }
+    const rows = this.#selectRows(src, uids);
+    if (rows.length === 0) return { uidValidity: asUidValidity(dst.uid_validity), pairs: [], expunged: [] };
+    const account = this.#requireAccount(src.account_id);
+    const bytes = rows.reduce((n, r) => n + r[7], 0);
+    // A move within the account changes no usage; a copy adds to it (RFC 9208 §4.3 OVERQUOTA).
+    if (!move && this.#overQuota(account, bytes, rows.length)) {
+      throw new StoreError('over-quota', 'Cannot copy: the account is over its quota');
+    }
+    const modseq = this.#nextModseq(account.id);
+    const now = Date.now();
+    let uid = dst.uid_next;
+    let pidCounter = account.pid_counter;
+    const pairs: Array<[Uid, Uid]> = [];
+    const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
+    const refs = new Map<string, number>();
+    for (const r of rows) {
+      const pid = move ? r[11] : copyPid(r[9], ++pidCounter);
+      this.#insertEntry([toId, uid, modseq, r[3], r[4], r[5], now, r[7], r[8], r[9], r[10], pid, move ? r[12] : 0]);
+      pairs.push([asUid(r[1]), asUid(uid)]);
+      uid += 1;
+      d.messages += 1;
+      d.unseen += seenDelta(r[3]);
+      d.deleted += deletedDelta(r[3]);
+      d.size += r[7];
+      refs.set(r[8], (refs.get(r[8]) ?? 0) + 1);
+    }
+    this.#bumpMailbox(toId, d, modseq, uid);
+    ctx.events.push({ accountId: asAccountId(account.id), mailboxId: asMailboxId(toId), modseq: asModSeq(modseq), kind: 'append' });
+    if (move) {
+      // Source row re-read: when from === to its UIDNEXT and counters just changed.
+      this.#removeEntries(ctx, this.#requireMailbox(fromId), rows, modseq, true);
+    } else {
+      this.#q('UPDATE accounts SET pid_counter = ? WHERE id = ?').run(pidCounter, account.id);
+      this.#bumpUsage(account.id, d.size, d.messages);
+      this.#incRefs(refs);
+    }
+    return {
+      uidValidity: asUidValidity(dst.uid_validity),
+      pairs,
+      expunged: move ? rows.map((r) => asUid(r[1])) : [],
+    };
+  }
+
+  #mailboxEvent(ctx: WriteContext, accountId: number, modseq: number): void {
+    ctx.events.push({ accountId: asAccountId(accountId), mailboxId: null, modseq: asModSeq(modseq), kind: 'mailbox' });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Domains, accounts, aliases.
+
+  async addDomain(name: string): Promise<Domain> {
+    const d = normalizeDomain(name);
+    return this.#write(() => {
+      if (this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) !== undefined) {
+        throw new StoreError('exists', `Cannot add domain ${d}: it exists`);
+      }
+      const createdAt = Date.now();
+      this.#q('INSERT INTO domains (name, created_at) VALUES (?, ?)').run(d, createdAt);
+      return { name: d, createdAt };
+    });
+  }
+
+  async listDomains(): Promise<Domain[]> {
+    const rows = this.#q('SELECT name, created_at FROM domains ORDER BY name').all() as Array<{ name: string; created_at: number }>;
+    return rows.map((r) => ({ name: r.name, createdAt: r.created_at }));
+  }
+
+  async removeDomain(name: string, force = false): Promise<void> {
+    const d = normalizeDomain(name);
+    return this.#write((ctx) => {
+      if (this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) === undefined) {
+        throw new StoreError('not-found', `Cannot remove domain ${d}: it is not local`);
+      }
+      const ids = (this.#q('SELECT id FROM accounts WHERE domain = ?').all(d) as Array<{ id: number }>).map((r) => r.id);
+      if (ids.length > 0 && !force) {
+        throw new StoreError('conflict', `Cannot remove domain ${d}: it has ${ids.length} account(s)`);
+      }
+      for (const id of ids) this.#deleteAccountRows(ctx, id);
+      this.#q("DELETE FROM aliases WHERE source = ? OR source LIKE ? ESCAPE '\\'").run(`@${d}`, `%@${likeEscape(d)}`);
+      this.#q('DELETE FROM domains WHERE name = ?').run(d);
+    });
+  }
+
+  async isLocalDomain(name: string): Promise<boolean> {
+    let d: string;
+    try {
+      d = normalizeDomain(name);
+    } catch {
+      return false;
+    }
+    return this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) !== undefined;
+  }
+
+  async createAccount(input: { address: string; passwordHash: string; scram?: string | null }): Promise<Account> {
+    const address = normalizeAddress(input.address);
+    const domain = domainOf(address);
+    return this.#write(() => {
+      if (this.#q('SELECT 1 FROM domains WHERE name = ?').get(domain) === undefined) {
+        throw new StoreError('not-found', `Cannot create account ${address}: domain ${domain} is not local`);
+      }
+      if (this.#q('SELECT 1 FROM accounts WHERE address = ?').get(address) !== undefined) {
+        throw new StoreError('exists', `Cannot create account ${address}: it exists`);
+      }
+      const row = this.#q(
+        'INSERT INTO accounts (address, domain, password_hash, scram, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
+      ).get(address, domain, input.passwordHash, input.scram ?? null, Date.now()) as AccountRow;
+      const modseq = this.#nextModseq(row.id);
+      for (const m of DEFAULT_MAILBOXES) {
+        this.#insertMailbox(row.id, m.name, m.specialUse, modseq);
+        this.#q('INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)').run(row.id, m.name);
+      }
+      return toAccount(row);
+    });
+  }
+
+  async getAccount(id: AccountId): Promise<Account | null> {
+    const row = this.#accountRow(id);
+    return row === undefined ? null : toAccount(row);
+  }
+
+  async getAccountByAddress(address: string): Promise<Account | null> {
+    const row = this.#q('SELECT * FROM accounts WHERE address = ?').get(address.trim().toLowerCase()) as AccountRow | undefined;
+    return row === undefined ? null : toAccount(row);
+  }
+
+  async listAccounts(domain?: string): Promise<Account[]> {
+    const rows = (
+      domain === undefined
+        ? this.#q('SELECT * FROM accounts ORDER BY address').all()
+        : this.#q('SELECT * FROM accounts WHERE domain = ? ORDER BY address').all(normalizeDomain(domain))
+    ) as AccountRow[];
+    return rows.map(toAccount);
+  }
+
+  async updateAccount(
+    id: AccountId,
+    patch: Partial<Pick<Account, 'passwordHash' | 'scram' | 'quotaBytes' | 'quotaMessages' | 'pop3DeletePolicy' | 'disabled'>>,
+  ): Promise<void> {
+    if (patch.pop3DeletePolicy !== undefined && !POP3_POLICIES.has(patch.pop3DeletePolicy)) {
+      throw new StoreError('invalid', `Cannot set POP3 delete policy ${String(patch.pop3DeletePolicy)}`);
+    }
+    for (const q of [patch.quotaBytes, patch.quotaMessages]) {
+      if (q !== undefined && q !== null && (!Number.isSafeInteger(q) || q < 0)) {
+        throw new StoreError('invalid', `Cannot set quota ${q}: not a non-negative integer`);
+      }
+    }
+    return this.#write(() => {
+      this.#requireAccount(id);
+      const sets: string[] = [];
+      const args: unknown[] = [];
+      const put = (col: string, v: unknown): void => {
+        sets.push(`${col} = ?`);
+        args.push(v);
+      };
+      if (patch.passwordHash !== undefined) put('password_hash', patch.passwordHash);
+      if (patch.scram !== undefined) put('scram', patch.scram);
+      if (patch.quotaBytes !== undefined) put('quota_bytes', patch.quotaBytes);
+      if (patch.quotaMessages !== undefined) put('quota_messages', patch.quotaMessages);
+      if (patch.pop3DeletePolicy !== undefined) put('pop3_delete_policy', patch.pop3DeletePolicy);
+      if (patch.disabled !== undefined) put('disabled', patch.disabled ? 1 : 0);
+      if (sets.length === 0) return;
+      this.#q(`UPDATE accounts SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
+    });
+  }
+
+  async deleteAccount(id: AccountId): Promise<void> {
+    return this.#write((ctx) => {
+      this.#requireAccount(id);
+      this.#deleteAccountRows(ctx, id);
+    });
+  }
+
+  #deleteAccountRows(ctx: WriteContext, id: number): void {
+    const account = this.#requireAccount(id);
+    const rows = this.#q(
+      'DELETE FROM entries WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?) RETURNING blob_hash',
+    ).all(id) as Array<{ blob_hash: string }>;
+    const refs = new Map<string, number>();
+    for (const r of rows) refs.set(r.blob_hash, (refs.get(r.blob_hash) ?? 0) + 1);
+    this.#decRefs(ctx, refs);
+    this.#q('DELETE FROM expunged WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)').run(id);
+    this.#q('DELETE FROM mailboxes WHERE account_id = ?').run(id);
+    this.#q('DELETE FROM subscriptions WHERE account_id = ?').run(id);
+    this.#q('DELETE FROM thread_keys WHERE account_id = ?').run(id);
+    this.#q('DELETE FROM aliases WHERE target = ?').run(account.address);
+    this.#q('DELETE FROM accounts WHERE id = ?').run(id);
+    this.#mailboxEvent(ctx, id, account.modseq + 1);
+  }
+
+  async addAlias(source: string, target: string): Promise<void> {
+    const s = normalizeAliasSource(source);
+    const t = normalizeAddress(target);
+    const domain = domainOf(s);
+    return this.#write(() => {
+      if (this.#q('SELECT 1 FROM domains WHERE name = ?').get(domain) === undefined) {
+        throw new StoreError('not-found', `Cannot add alias ${s}: domain ${domain} is not local`);
+      }
+      if (this.#q('SELECT 1 FROM aliases WHERE source = ? AND target = ?').get(s, t) !== undefined) {
+        throw new StoreError('exists', `Cannot add alias ${s} -> ${t}: it exists`);
+      }
+      this.#q('INSERT INTO aliases (source, target) VALUES (?, ?)').run(s, t);
+    });
+  }
+
+  async removeAlias(source: string): Promise<void> {
+    const s = normalizeAliasSource(source);
+    return this.#write(() => {
+      if (this.#q('DELETE FROM aliases WHERE source = ?').run(s).changes === 0) {
+        throw new StoreError('not-found', `Cannot remove alias ${s}: no such alias`);
+      }
+    });
+  }
+
+  async listAliases(domain?: string): Promise<Alias[]> {
+    const rows = (
+      domain === undefined
+        ? this.#q('SELECT source, target FROM aliases ORDER BY source, target').all()
+        : this.#q("SELECT source, target FROM aliases WHERE source LIKE ? ESCAPE '\\' ORDER BY source, target").all(
+            `%@${likeEscape(normalizeDomain(domain))}`,
+          )
+    ) as Array<{ source: string; target: string }>;
+    return rows.map((r) => ({ source: r.source, target: r.target }));
+  }
+
+  async resolveRecipient(address: string): Promise<AccountId[]> {
+    let start: string;
+    try {
+      start = normalizeAddress(address);
+    } catch {
+      return [];
+    }
+    const out: AccountId[] = [];
+    const found = new Set<number>();
+    const visited = new Set<string>();
+    const accountStmt = this.#q('SELECT id FROM accounts WHERE address = ?');
+    const aliasStmt = this.#q('SELECT target FROM aliases WHERE source = ? ORDER BY target');
+    // Returns whether the address is known (an account or an alias), which stops the fallbacks.
+    const visit = (addr: string, depth: number): boolean => {
+      if (depth > MAX_ALIAS_DEPTH || visited.has(addr)) return false;
+      visited.add(addr);
+      let known = false;
+      const acc = accountStmt.get(addr) as { id: number } | undefined;
+      if (acc !== undefined) {
+        known = true;
+        if (!found.has(acc.id)) {
+          found.add(acc.id);
+          out.push(asAccountId(acc.id));
+        }
+      }
+      const targets = aliasStmt.all(addr) as Array<{ target: string }>;
+      if (targets.length > 0) known = true;
+      for (const t of targets) visit(t.target, depth + 1);
+      if (known) return true;
+      const at = addr.lastIndexOf('@');
+      const local = addr.slice(0, at);
+      const plus = local.indexOf('+');
+      // Plus-addressing: user+tag@domain reaches user@domain.
+      if (plus > 0 && visit(local.slice(0, plus) + addr.slice(at), depth)) return true;
+      // The domain's catch-all comes last, only for addresses nothing else knows.
+      const catchAll = aliasStmt.all(`@${addr.slice(at + 1)}`) as Array<{ target: string }>;
+      for (const t of catchAll) visit(t.target, depth + 1);
+      return catchAll.length > 0;
+    };
+    visit(start, 0);
+    return out;
+  }
+
+  async sendableAddresses(accountId: AccountId): Promise<string[]> {
+    const account = this.#accountRow(accountId);
+    if (account === undefined) return [];
+    const sourcesOf = this.#q('SELECT source FROM aliases WHERE target = ?');
+    const seen = new Set<string>([account.address]);
+    let frontier = [account.address];
+    for (let depth = 0; depth < MAX_ALIAS_DEPTH && frontier.length > 0; depth++) {
+      const next: string[] = [];
+      for (const addr of frontier) {
+        for (const r of sourcesOf.all(addr) as Array<{ source: string }>) {
+          if (seen.has(r.source)) continue;
+          seen.add(r.source);
+          next.push(r.source);
+        }
+      }
+      frontier = next;
+    }
+    const [own, ...rest] = [...seen];
+    return [own ?? account.address, ...rest.sort()];
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Mailboxes.
+
+  async listMailboxes(accountId: AccountId): Promise<Mailbox[]> {
+    const rows = this.#q(
+      `SELECT m.*, s.name IS NOT NULL AS subscribed FROM mailboxes m
+         LEFT JOIN subscriptions s ON s.account_id = m.account_id AND s.name = m.name
+       WHERE m.account_id = ? ORDER BY m.name != 'INBOX', m.name`,
+    ).all(accountId) as Array<MailboxRow & { subscribed: number }>;
+    return rows.map((r) => toMailbox(r, r.subscribed !== 0));
+  }
+
+  #isSubscribed(accountId: number, name: string): boolean {
+    return this.#q('SELECT 1 FROM subscriptions WHERE account_id = ? AND name = ?').get(accountId, name) !== undefined;
+  }
+
+  async getMailbox(accountId: AccountId, name: string): Promise<Mailbox | null> {
+    let n: string;
+    try {
+      n = normalizeMailboxName(name);
+    } catch {
+      return null;
+    }
+    const row = this.#mailboxByName(accountId, n);
+    return row === undefined ? null : toMailbox(row, this.#isSubscribed(row.account_id, row.name));
+  }
+
+  async getMailboxById(id: MailboxId): Promise<Mailbox | null> {
+    const row = this.#mailboxRow(id);
+    return row === undefined ? null : toMailbox(row, this.#isSubscribed(row.account_id, row.name));
+  }
+
+  async createMailbox(accountId: AccountId, name: string, specialUse: SpecialUse | null = null): Promise<Mailbox> {
+    const n = normalizeMailboxName(name);
+    if (specialUse !== null && !SPECIAL_USES.has(specialUse)) {
+      throw new StoreError('invalid', `Cannot create mailbox with special use ${String(specialUse)}`);
+    }
+    return this.#write((ctx) => {
+      this.#requireAccount(accountId);
+      if (this.#mailboxByName(accountId, n) !== undefined) {
+        throw new StoreError('exists', `Cannot create mailbox ${n}: it exists`);
+      }
+      const modseq = this.#nextModseq(accountId);
+      this.#createMissingParents(accountId, n, modseq);
+      const row = this.#insertMailbox(accountId, n, specialUse, modseq);
+      this.#mailboxEvent(ctx, accountId, modseq);
+      return toMailbox(row, this.#isSubscribed(accountId, n));
+    });
+  }
+
+  async renameMailbox(accountId: AccountId, from: string, to: string): Promise<void> {
+    const f = normalizeMailboxName(from);
+    const t = normalizeMailboxName(to);
+    return this.#write((ctx) => {
+      const src = this.#mailboxByName(accountId, f);
+      if (src === undefined) throw new StoreError('not-found', `Cannot rename mailbox ${f}: it does not exist`);
+      if (this.#mailboxByName(accountId, t) !== undefined) {
+        throw new StoreError('exists', `Cannot rename mailbox ${f} to ${t}: ${t} exists`);
+      }
+      if (t.startsWith(`${f}/`)) throw new StoreError('invalid', `Cannot rename mailbox ${f} into itself`);
+      const modseq = this.#nextModseq(accountId);
+      if (f === 'INBOX') {
+        // RFC 9051 §6.3.9: renaming INBOX moves its messages to a new mailbox; INBOX stays, empty,
+        // and its inferior names are not renamed.
+        this.#createMissingParents(accountId, t, modseq);
+        const dst = this.#insertMailbox(accountId, t, null, modseq);
+        const all = this.#qr(`SELECT uid FROM entries WHERE mailbox_id = ? ORDER BY uid`).all(src.id) as Array<[number]>;
+        this.#transfer(ctx, src.id, all.map((r) => asUid(r[0])), dst.id, true);
+        this.#mailboxEvent(ctx, accountId, modseq);
+        return;
+      }
+      const children = this.#q(
+        'SELECT id, name FROM mailboxes WHERE account_id = ? AND substr(name, 1, ?) = ?',
+      ).all(accountId, f.length + 1, `${f}/`) as Array<{ id: number; name: string }>;
+      const moves = [{ id: src.id, from: f, to: t }, ...children.map((c) => ({ id: c.id, from: c.name, to: t + c.name.slice(f.length) }))];
+      for (const m of moves.slice(1)) {
+        if (this.#mailboxByName(accountId, m.to) !== undefined) {
+          throw new StoreError('exists', `Cannot rename mailbox ${f} to ${t}: ${m.to} exists`);
+        }
+      }
+      // Two steps so that no intermediate state collides on (account_id, name).
+      const setName = this.#q('UPDATE mailboxes SET name = ? WHERE id = ?');
+      for (const m of moves) setName.run(`\u0000renaming\u0000${m.id}`, m.id);
+      for (const m of moves) setName.run(m.to, m.id);
+      this.#createMissingParents(accountId, t, modseq);
+      // Subscriptions follow the mailboxes they name.
+      const moveSub = this.#q('UPDATE OR REPLACE subscriptions SET name = ? WHERE account_id = ? AND name = ?');
+      for (const m of moves) moveSub.run(m.to, accountId, m.from);
+      this.#mailboxEvent(ctx, accountId, modseq);
+    });
+  }
+
+  async deleteMailbox(accountId: AccountId, name: string): Promise<void> {
+    const n = normalizeMailboxName(name);
+    return this.#write((ctx) => {
+      if (n === 'INBOX') throw new StoreError('invalid', 'Cannot delete INBOX');
+      const mb = this.#mailboxByName(accountId, n);
+      if (mb === undefined) throw new StoreError('not-found', `Cannot delete mailbox ${n}: it does not exist`);
+      const modseq = this.#nextModseq(accountId);
+      const rows = this.#q('DELETE FROM entries WHERE mailbox_id = ? RETURNING size, blob_hash').all(mb.id) as Array<{
+        size: number;
+        blob_hash: string;
+      }>;
+      const refs = new Map<string, number>();
+      let bytes = 0;
+      for (const r of rows) {
+        refs.set(r.blob_hash, (refs.get(r.blob_hash) ?? 0) + 1);
+        bytes += r.size;
+      }
+      this.#bumpUsage(accountId, -bytes, -rows.length);
+      this.#decRefs(ctx, refs);
+      this.#q('DELETE FROM expunged WHERE mailbox_id = ?').run(mb.id);
+      this.#q('DELETE FROM mailboxes WHERE id = ?').run(mb.id);
+      // Subscriptions are kept (RFC 9051 §6.3.7).
+      this.#mailboxEvent(ctx, accountId, modseq);
+    });
+  }
+
+  async setSubscribed(accountId: AccountId, name: string, subscribed: boolean): Promise<void> {
+    const n = normalizeMailboxName(name);
+    return this.#write((ctx) => {
+      this.#requireAccount(accountId);
+      const r = subscribed
+        ? this.#q('INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)').run(accountId, n)
+        : this.#q('DELETE FROM subscriptions WHERE account_id = ? AND name = ?').run(accountId, n);
+      if (r.changes > 0) this.#mailboxEvent(ctx, accountId, this.#nextModseq(accountId));
+    });
+  }
+
+  async listSubscriptions(accountId: AccountId): Promise<string[]> {
+    const rows = this.#q('SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name').all(accountId) as Array<{ name: string }>;
+    return rows.map((r) => r.name);
+  }
+
+  async mailboxCounts(mailboxId: MailboxId): Promise<MailboxCounts> {
+    const mb = this.#requireMailbox(mailboxId);
+    return { messages: mb.messages, unseen: mb.unseen, deleted: mb.deleted, size: mb.size };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages: reads.
+
+  async listEntries(mailboxId: MailboxId): Promise<MessageEntry[]> {
+    const rows = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? ORDER BY uid`).all(mailboxId) as EntryRow[];
+    return rows.map(toEntry);
+  }
+
+  async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
+    const mb = this.#mailboxRow(mailboxId);
+    if (mb === undefined) return [];
+    return this.#selectRows(mb, uids).map(toEntry);
+  }
+
+  async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
+    const mb = this.#requireMailbox(mailboxId);
+    const added = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND uid >= ? ORDER BY uid`).all(
+      mailboxId,
+      knownUidNext,
+    ) as EntryRow[];
+    const changed = this.#qr(
+      `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND modseq > ? AND uid < ? ORDER BY uid`,
+    ).all(mailboxId, since, knownUidNext) as EntryRow[];
+    // UIDs the caller never knew (>= its UIDNEXT) are not reported as expunged.
+    const expunged = this.#qr(
+      'SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid < ? ORDER BY uid',
+    ).all(mailboxId, since, knownUidNext) as Array<[number]>;
+    return {
+      highestModSeq: asModSeq(mb.highest_modseq),
+      added: added.map(toEntry),
+      changed: changed.map(toEntry),
+      expunged: expunged.map((r) => asUid(r[0])),
+    };
+  }
+
+  async getParsed(blobHash: string): Promise<ParsedMessage> {
+    const cached = this.#parsedCache.get(blobHash);
+    if (cached !== undefined) return cached;
+    const row = this.#q('SELECT b.parsed, s.body FROM blobs b JOIN search s ON s.rowid = b.id WHERE b.hash = ?').get(blobHash) as
+      | { parsed: string; body: string }
+      | undefined;
+    if (row === undefined) throw new StoreError('not-found', `Cannot find parse record of ${blobHash}`);
+    const parsed = { ...(JSON.parse(row.parsed) as Omit<ParsedMessage, 'text'>), text: row.body } as ParsedMessage;
+    this.#parsedCache.set(blobHash, parsed);
+    return parsed;
+  }
+
+  #range(size: number, start?: number, end?: number): [number, number] {
+    const s = Math.min(Math.max(0, start ?? 0), size);
+    const e = Math.min(Math.max(s, end ?? size), size);
+    return [s, e];
+  }
+
+  async readBlob(blobHash: string, start?: number, end?: number): Promise<Buffer> {
+    const blob = this.#blobRow(blobHash);
+    const [s, e] = this.#range(blob.size, start, end);
+    if (e === s) return Buffer.alloc(0);
+    if (blob.in_file === 0) {
+      // substr on a BLOB counts bytes, 1-based.
+      const row = this.#q('SELECT substr(data, ?, ?) AS d FROM blobs WHERE id = ?').get(s + 1, e - s, blob.id) as
+        | { d: Buffer }
+        | undefined;
+      if (row === undefined) throw new StoreError('not-found', `Cannot read message ${blobHash}: no such blob`);
+      return row.d;
+    }
+    const fh = await this.#openBlobFile(blobHash);
+    try {
+      const buf = Buffer.allocUnsafe(e - s);
+      let off = 0;
+      while (off < buf.length) {
+        const { bytesRead } = await fh.read(buf, off, buf.length - off, s + off);
+        if (bytesRead === 0) throw new StoreError('io', `Cannot read message ${blobHash}: file is short`);
+        off += bytesRead;
+      }
+      return buf;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async #openBlobFile(hash: string): Promise<import('node:fs/promises').FileHandle> {
+    try {
+      return await open(blobPath(this.#blobRoot, hash), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new StoreError('not-found', `Cannot read message ${hash}: no such blob`);
+      }
+      throw new StoreError('io', `Cannot read message ${hash}: ${String(err)}`);
+    }
+  }
+
+  async *streamBlob(blobHash: string, start?: number, end?: number): AsyncIterable<Buffer> {
+    const blob = this.#blobRow(blobHash);
+    const [s, e] = this.#range(blob.size, start, end);
+    if (blob.in_file === 0) {
+      const data = await this.readBlob(blobHash, s, e);
+      for (let off = 0; off < data.length; off += STREAM_CHUNK) yield data.subarray(off, off + STREAM_CHUNK);
+      return;
+    }
+    const fh = await this.#openBlobFile(blobHash);
+    try {
+      let pos = s;
+      while (pos < e) {
+        const buf = Buffer.allocUnsafe(Math.min(STREAM_CHUNK, e - pos));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) throw new StoreError('io', `Cannot read message ${blobHash}: file is short`);
+        pos += bytesRead;
+        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async searchText(mailboxId: MailboxId, query: TextQuery): Promise<Set<Uid>> {
+    const columns: Record<TextQuery['field'], string | null> = {
+      body: 'body',
+      text: null,
+      subject: 'subject',
+      from: 'addr_from',
+      to: 'addr_to',
+      cc: 'addr_cc',
+      bcc: 'addr_bcc',
+      header: 'headers',
+    };
+    const col = columns[query.field];
+    const needle = query.value;
+    const base = `FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN search s ON s.rowid = b.id WHERE e.mailbox_id = ?`;
+    if (query.field === 'header') {
+      const name = (query.header ?? '').toLowerCase();
+      if (name.length === 0) throw new StoreError('invalid', 'Cannot search a header without its name');
+      // The index narrows the candidates; the field match is exact on the header text.
+      const rows = (
+        [...needle].length >= 3
+          ? this.#qr(`SELECT e.uid, s.headers ${base} AND s.headers MATCH ?`).all(mailboxId, ftsPhrase(needle))
+          : this.#qr(`SELECT e.uid, s.headers ${base}`).all(mailboxId)
+      ) as Array<[number, string]>;
+      return new Set(rows.filter((r) => headerContains(r[1], name, needle)).map((r) => asUid(r[0])));
+    }
+    if (needle.length === 0) {
+      const rows = this.#qr('SELECT uid FROM entries WHERE mailbox_id = ?').all(mailboxId) as Array<[number]>;
+      return new Set(rows.map((r) => asUid(r[0])));
+    }
+    if ([...needle].length >= 3) {
+      // Trigram index: a quoted phrase is a case-insensitive substring match.
+      const match = col === null ? ftsPhrase(needle) : `${col} : ${ftsPhrase(needle)}`;
+      const rows = this.#qr(`SELECT e.uid ${base} AND search MATCH ?`).all(mailboxId, match) as Array<[number]>;
+      return new Set(rows.map((r) => asUid(r[0])));
+    }
+    // Under 3 characters the trigram index cannot answer: scan the indexed text.
+    const expr = col === null ? "s.subject || ' ' || s.addr_from || ' ' || s.addr_to || ' ' || s.addr_cc || ' ' || s.addr_bcc || ' ' || s.headers || ' ' || s.body" : `s.${col}`;
+    const rows = this.#qr(`SELECT e.uid, ${expr} ${base}`).all(mailboxId) as Array<[number, string]>;
+    const lower = needle.toLowerCase();
+    return new Set(rows.filter((r) => r[1].toLowerCase().includes(lower)).map((r) => asUid(r[0])));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages: writes.
+
+  async append(mailboxId: MailboxId, input: AppendInput): Promise<AppendResult> {
+    const [result] = await this.appendMany(mailboxId, [input]);
+    if (result === undefined) throw new StoreError('io', 'Cannot append: no result');
+    return result;
+  }
+
+  async appendMany(mailboxId: MailboxId, inputs: readonly AppendInput[]): Promise<AppendResult[]> {
+    if (inputs.length === 0) return [];
+    const flagSets = inputs.map((i) => parseFlags(i.flags ?? []));
+    const blobs: IngestBlob[] = [];
+    try {
+      for (const input of inputs) blobs.push(await this.#prepareBlob(input.raw, input.parsed));
+      return await this.#write((ctx) => {
+        const mailbox = this.#requireMailbox(mailboxId);
+        const account = this.#requireAccount(mailbox.account_id);
+        const bytes = inputs.reduce((n, i) => n + i.raw.length, 0);
+        if (this.#overQuota(account, bytes, inputs.length)) {
+          throw new StoreError('over-quota', 'Cannot append: the account is over its quota');
+        }
+        const now = Date.now();
+        return blobs.map((blob, i) =>
+          this.#ingest(ctx, account, mailboxId, blob, flagSets[i] ?? { mask: 0, keywords: [] }, inputs[i]?.internalDate ?? now),
+        );
+      });
+    } finally {
+      for (const b of blobs) this.#release(b.hash);
+    }
+  }
+
+  async deliver(raw: Buffer, parsed: ParsedMessage, targets: readonly DeliveryTarget[]): Promise<DeliveryOutcome[]> {
+    if (targets.length === 0) return [];
+    // One entry per distinct account: the first target naming it decides mailbox and flags.
+    const distinct: DeliveryTarget[] = [];
+    const seen = new Set<number>();
+    for (const t of targets) {
+      if (seen.has(t.accountId)) continue;
+      seen.add(t.accountId);
+      distinct.push(t);
+    }
+    const flagSets = distinct.map((t) => parseFlags(t.flags ?? []));
+    const blob = await this.#prepareBlob(raw, parsed);
+    try {
+      return await this.#write((ctx) => {
+        const now = Date.now();
+        return distinct.map((t, i): DeliveryOutcome => {
+          const account = this.#accountRow(t.accountId);
+          if (account === undefined) return { accountId: t.accountId, ok: false, reason: 'no-account' };
+          if (this.#overQuota(account, raw.length, 1)) return { accountId: t.accountId, ok: false, reason: 'over-quota' };
+          let mailbox: MailboxRow | undefined;
+          if (t.mailbox !== undefined) {
+            try {
+              mailbox = this.#mailboxByName(account.id, normalizeMailboxName(t.mailbox));
+            } catch {
+              mailbox = undefined; // an invalid name falls back to INBOX like a missing one
+            }
+          }
+          mailbox ??= this.#mailboxByName(account.id, 'INBOX');
+          if (mailbox === undefined) throw new StoreError('io', `Account ${account.id} has no INBOX`);
+          const r = this.#ingest(ctx, account, mailbox.id, blob, flagSets[i] ?? { mask: 0, keywords: [] }, now);
+          return { accountId: t.accountId, ok: true, mailboxId: asMailboxId(mailbox.id), uid: r.uid };
+        });
+      });
+    } finally {
+      this.#release(blob.hash);
+    }
+  }
+
+  async setFlags(
+    mailboxId: MailboxId,
+    uids: readonly Uid[],
+    mode: FlagMode,
+    flags: readonly string[],
+    unchangedSince?: ModSeq,
+  ): Promise<SetFlagsResult> {
+    const change = parseFlags(flags);
+    return this.#write((ctx) => {
+      const mailbox = this.#requireMailbox(mailboxId);
+      const rows = this.#selectRows(mailbox, uids);
+      const updated: MessageEntry[] = [];
+      const modified: Uid[] = [];
+      let modseq = 0;
+      const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
+      const upd = this.#q('UPDATE entries SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?');
+      for (const r of rows) {
+        // RFC 7162 §3.1.3: an entry changed after UNCHANGEDSINCE is refused (MODIFIED).
+        if (unchangedSince !== undefined && r[2] > unchangedSince) {
+          modified.push(asUid(r[1]));
+          continue;
+        }
+        const current: FlagSet = { mask: r[3], keywords: decodeKeywords(r[4]) };
+        const next = applyFlags(current, mode, change);
+        // RFC 7162 §3.1.3: an entry whose flags do not change keeps its modseq.
+        if (sameFlags(current, next)) continue;
+        if (modseq === 0) modseq = this.#nextModseq(mailbox.account_id);
+        const kw = encodeKeywords(next.keywords);
+        upd.run(next.mask, kw, modseq, mailboxId, r[1]);
+        d.unseen += seenDelta(next.mask) - seenDelta(current.mask);
+        d.deleted += deletedDelta(next.mask) - deletedDelta(current.mask);
+        r[2] = modseq;
+        r[3] = next.mask;
+        r[4] = kw;
+        updated.push(toEntry(r));
+      }
+      if (modseq !== 0) {
+        this.#bumpMailbox(mailboxId, d, modseq, null);
+        ctx.events.push({
+          accountId: asAccountId(mailbox.account_id),
+          mailboxId: asMailboxId(mailboxId),
+          modseq: asModSeq(modseq),
+          kind: 'flags',
+        });
+      }
+      return { updated, modified };
+    });
+  }
+
+  async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult> {
+    return this.#write((ctx) => {
+      const r = this.#transfer(ctx, from, uids, to, false);
+      return { uidValidity: r.uidValidity, pairs: r.pairs };
+    });
+  }
+
+  async move(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult & { expunged: Uid[] }> {
+    return this.#write((ctx) => this.#transfer(ctx, from, uids, to, true));
+  }
+
+  async expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted = false): Promise<Uid[]> {
+    return this.#write((ctx) => {
+      const mailbox = this.#requireMailbox(mailboxId);
+      let rows: EntryRow[];
+      if (uids === undefined) {
+        rows = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND (flags & ${FLAG_DELETED}) != 0 ORDER BY uid`).all(
+          mailboxId,
+        ) as EntryRow[];
+      } else {
+        rows = this.#selectRows(mailbox, uids);
+        if (onlyDeleted) rows = rows.filter((r) => (r[3] & FLAG_DELETED) !== 0);
+      }
+      if (rows.length === 0) return [];
+      const modseq = this.#nextModseq(mailbox.account_id);
+      this.#removeEntries(ctx, mailbox, rows, modseq, false);
+      return rows.map((r) => asUid(r[1]));
+    });
+  }
+
+  async hideFromPop3(mailboxId: MailboxId, uids: readonly Uid[]): Promise<void> {
+    // Invisible to IMAP, so no modseq and no event: IMAP clients must not see a change.
+    return this.#write(() => {
+      this.#requireMailbox(mailboxId);
+      this.#q('UPDATE entries SET pop3_hidden = 1 WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))').run(
+        mailboxId,
+        JSON.stringify(uids),
+      );
+    });
+  }
+
+  async quotaUsage(accountId: AccountId): Promise<QuotaUsage> {
+    const a = this.#requireAccount(accountId);
+    return { bytes: a.used_bytes, messages: a.used_messages };
+  }
+
+  async tryLock(name: string): Promise<(() => Promise<void>) | null> {
+    if (this.#locks.has(name)) return null;
+    const token = Symbol(name);
+    this.#locks.set(name, token);
+    return async () => {
+      if (this.#locks.get(name) === token) this.#locks.delete(name);
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Maintenance.
+
+  async checkConsistency(): Promise<string[]> {
+    await this.#whenIdle();
+    const problems: string[] = [];
+    const check = (sql: string, describe: (r: Record<string, unknown>) => string): void => {
+      const rows = this.#db.prepare(`${sql} LIMIT ${MAX_PROBLEMS_PER_CHECK}`).all() as Array<Record<string, unknown>>;
+      for (const r of rows) problems.push(describe(r));
+    };
+    check(
+      'SELECT e.mailbox_id, e.uid FROM entries e LEFT JOIN mailboxes m ON m.id = e.mailbox_id WHERE m.id IS NULL',
+      (r) => `entry uid ${r.uid} is in missing mailbox ${r.mailbox_id}`,
+    );
+    check(
+      'SELECT m.id, m.account_id FROM mailboxes m LEFT JOIN accounts a ON a.id = m.account_id WHERE a.id IS NULL',
+      (r) => `mailbox ${r.id} belongs to missing account ${r.account_id}`,
+    );
+    check(
+      'SELECT e.mailbox_id, e.uid, m.uid_next FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id WHERE e.uid < 1 OR e.uid >= m.uid_next',
+      (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} is not below UIDNEXT ${r.uid_next}`,
+    );
+    check(
+      `SELECT e.mailbox_id, e.uid, e.modseq, m.highest_modseq, a.modseq AS account_modseq FROM entries e
+         JOIN mailboxes m ON m.id = e.mailbox_id JOIN accounts a ON a.id = m.account_id
+       WHERE e.modseq > m.highest_modseq OR e.modseq > a.modseq OR e.modseq < 1`,
+      (r) =>
+        `mailbox ${r.mailbox_id}: uid ${r.uid} has modseq ${r.modseq} above HIGHESTMODSEQ ${r.highest_modseq} or account modseq ${r.account_modseq}`,
+    );
+    check(
+      'SELECT m.id, m.highest_modseq, a.modseq FROM mailboxes m JOIN accounts a ON a.id = m.account_id WHERE m.highest_modseq > a.modseq',
+      (r) => `mailbox ${r.id}: HIGHESTMODSEQ ${r.highest_modseq} is above account modseq ${r.modseq}`,
+    );
+    check(
+      `SELECT m.id, m.messages, m.unseen, m.deleted, m.size, count(e.uid) AS n,
+              coalesce(sum((e.flags & ${FLAG_SEEN}) = 0), 0) AS u, coalesce(sum((e.flags & ${FLAG_DELETED}) != 0), 0) AS d,
+              coalesce(sum(e.size), 0) AS s
+         FROM mailboxes m LEFT JOIN entries e ON e.mailbox_id = m.id GROUP BY m.id
+       HAVING m.messages != n OR m.unseen != u OR m.deleted != d OR m.size != s`,
+      (r) =>
+        `mailbox ${r.id}: counters messages=${r.messages} unseen=${r.unseen} deleted=${r.deleted} size=${r.size}, entries say ${r.n}/${r.u}/${r.d}/${r.s}`,
+    );
+    check(
+      `SELECT a.id, a.used_bytes, a.used_messages, coalesce(sum(e.size), 0) AS s, count(e.uid) AS n
+         FROM accounts a LEFT JOIN mailboxes m ON m.account_id = a.id LEFT JOIN entries e ON e.mailbox_id = m.id
+       GROUP BY a.id HAVING a.used_bytes != s OR a.used_messages != n`,
+      (r) => `account ${r.id}: usage ${r.used_bytes} bytes/${r.used_messages} messages, entries say ${r.s}/${r.n}`,
+    );
+    check(
+      `SELECT b.hash, b.refs, (SELECT count(*) FROM entries e WHERE e.blob_hash = b.hash) AS n FROM blobs b WHERE b.refs != n`,
+      (r) => `blob ${r.hash}: refcount ${r.refs} but ${r.n} entries reference it`,
+    );
+    check(
+      'SELECT DISTINCT e.blob_hash FROM entries e LEFT JOIN blobs b ON b.hash = e.blob_hash WHERE b.id IS NULL',
+      (r) => `blob ${r.blob_hash} is referenced but missing`,
+    );
+    check(
+      'SELECT e.mailbox_id, e.uid, e.size, b.size AS bsize FROM entries e JOIN blobs b ON b.hash = e.blob_hash WHERE e.size != b.size',
+      (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} has size ${r.size} but its blob has ${r.bsize}`,
+    );
+    check(
+      'SELECT hash, size, length(data) AS len FROM blobs WHERE data IS NOT NULL AND length(data) != size',
+      (r) => `blob ${r.hash}: ${r.len} bytes stored, ${r.size} expected`,
+    );
+    check(
+      'SELECT b.hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM search s WHERE s.rowid = b.id)',
+      (r) => `blob ${r.hash} has no search index row`,
+    );
+    check(
+      `SELECT m.account_id, e.pid, count(*) AS n FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id
+       GROUP BY m.account_id, e.pid HAVING n > 1`,
+      (r) => `account ${r.account_id}: pid ${r.pid} is used by ${r.n} entries`,
+    );
+    check(
+      'SELECT uid_validity, count(*) AS n FROM mailboxes GROUP BY uid_validity HAVING n > 1',
+      (r) => `UIDVALIDITY ${r.uid_validity} is used by ${r.n} mailboxes`,
+    );
+    check(
+      `SELECT x.mailbox_id, x.uid FROM expunged x JOIN entries e ON e.mailbox_id = x.mailbox_id AND e.uid = x.uid`,
+      (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} is both expunged and present`,
+    );
+    const files = this.#q('SELECT hash, size FROM blobs WHERE data IS NULL').all() as Array<{ hash: string; size: number }>;
+    for (const f of files) {
+      try {
+        const st = await stat(blobPath(this.#blobRoot, f.hash));
+        if (st.size !== f.size) problems.push(`blob ${f.hash}: file has ${st.size} bytes, ${f.size} expected`);
+      } catch {
+        problems.push(`blob ${f.hash}: file is missing`);
+      }
+    }
+    return problems;
+  }
+
+  async collectGarbage(): Promise<number> {
+    const listed = await listBlobFiles(this.#blobRoot);
+    return this.#write((ctx) => {
+      let removed = 0;
+      // Rows without references (none are left by the write paths; repairs and old crashes).
+      const dead = this.#q('SELECT hash FROM blobs WHERE refs <= 0').all() as Array<{ hash: string }>;
+      for (const d of dead) {
+        const row = this.#q('DELETE FROM blobs WHERE hash = ? RETURNING id').get(d.hash) as { id: number };
+        this.#q('DELETE FROM search WHERE rowid = ?').run(row.id);
+        ctx.removed.push(d.hash);
+        removed += 1;
+      }
+      const isFileBlob = this.#q('SELECT 1 FROM blobs WHERE hash = ? AND data IS NULL');
+      for (const hash of listed.hashes) {
+        if (this.#pending.has(hash) || isFileBlob.get(hash) !== undefined) continue;
+        removeBlobFile(this.#blobRoot, hash);
+        removed += 1;
+      }
+      for (const name of listed.temps) {
+        if (this.#files.active.has(name)) continue;
+        removeTempFile(this.#blobRoot, name);
+        removed += 1;
+      }
+      return removed;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#whenIdle();
+    this.#closed = true;
+    this.#locks.clear();
+    this.#db.close();
+  }
+}
+
+function likeEscape(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/** An FTS5 string literal: double quotes doubled (FTS5 query syntax §3.1). */
+function ftsPhrase(s: string): string {
+  return `"${s.replace(/"/g, '""')}"`;
+}
+
+/** Opens (creating if needed) the store in a data directory. */
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<MailStore> {
+  const blobRoot = join(options.dir, BLOB_DIR);
+  await mkdir(join(blobRoot, TMP_DIR), { recursive: true });
+  await syncDir(options.dir);
+  await syncDir(blobRoot);
+  const db = new Database(join(options.dir, DB_FILE));
+  try {
+    db.pragma('journal_mode = WAL');
+    // FULL: the WAL is fsync'd at every COMMIT (NORMAL would lose the last commits on power loss).
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = OFF');
+    db.pragma('cache_size = -32768');
+    db.pragma('temp_store = MEMORY');
+    db.pragma('journal_size_limit = 67108864');
+    migrate(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return new SqliteStore(db, blobRoot, options);
+}

@@ -1,0 +1,120 @@
+import { strict as assert } from 'node:assert';
+import { readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { asUid } from '../../src/lib/brand.js';
+import { openStore } from '../../src/store/open.js';
+import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { StoreError } from '../../src/store/types.js';
+import { openTestStore, testMessage } from '../helpers/store.js';
+import { registerStoreSuite } from './store-suite.js';
+
+registerStoreSuite('sqlite', () => openTestStore());
+// The same suite with every message stored as a file blob.
+registerStoreSuite('sqlite, file blobs', () => openTestStore({ blobs: { inlineMaxBytes: 0 } }));
+
+async function setup(inlineMaxBytes?: number) {
+  const t = await openTestStore(inlineMaxBytes === undefined ? {} : { blobs: { inlineMaxBytes } });
+  await t.store.addDomain('example.com');
+  const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+  const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+  return { ...t, bob, inbox };
+}
+
+async function blobFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of await readdir(join(dir, 'blobs'))) {
+    if (d === 'tmp') continue;
+    for (const f of await readdir(join(dir, 'blobs', d))) out.push(d + f);
+  }
+  return out.sort();
+}
+
+test('sqlite: large messages are files blobs/ab/cdef..., removed with their last reference', async () => {
+  const t = await setup(1024);
+  try {
+    const big = testMessage({ subject: 'big', body: 'y'.repeat(300_000) });
+    const small = testMessage({ subject: 'small' });
+    await t.store.append(t.inbox.id, big);
+    await t.store.append(t.inbox.id, big);
+    await t.store.append(t.inbox.id, small);
+    const [e1, , e3] = await t.store.listEntries(t.inbox.id);
+    assert.deepEqual(await blobFiles(t.dir), [e1!.blobHash]);
+    assert.equal((await stat(join(t.dir, 'blobs', e1!.blobHash.slice(0, 2), e1!.blobHash.slice(2)))).size, big.raw.length);
+    assert.deepEqual(await t.store.readBlob(e1!.blobHash, 100_000, 100_010), big.raw.subarray(100_000, 100_010));
+    assert.deepEqual(await t.store.readBlob(e3!.blobHash), small.raw);
+    await t.store.expunge(t.inbox.id, [asUid(1)]);
+    assert.equal((await blobFiles(t.dir)).length, 1, 'still referenced once');
+    await t.store.expunge(t.inbox.id, [asUid(2)]);
+    assert.deepEqual(await blobFiles(t.dir), []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('sqlite: collectGarbage removes orphan blob files and temp files, not referenced ones', async () => {
+  const t = await setup(0);
+  try {
+    await t.store.append(t.inbox.id, testMessage());
+    const orphan = 'ab' + 'c'.repeat(62);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(t.dir, 'blobs', 'ab'), { recursive: true });
+    await writeFile(join(t.dir, 'blobs', 'ab', 'c'.repeat(62)), 'junk');
+    await writeFile(join(t.dir, 'blobs', 'tmp', 'leftover.123'), 'junk');
+    assert.equal((await blobFiles(t.dir)).includes(orphan), true);
+    assert.equal(await t.store.collectGarbage(), 2);
+    const files = await blobFiles(t.dir);
+    assert.equal(files.length, 1);
+    assert.deepEqual(await readdir(join(t.dir, 'blobs', 'tmp')), []);
+    const [e] = await t.store.listEntries(t.inbox.id);
+    assert.equal(files[0], e!.blobHash);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('sqlite: checkConsistency reports corrupted rows and missing blob files', async () => {
+  const t = await setup(0);
+  await t.store.append(t.inbox.id, testMessage({ subject: 'one' }));
+  await t.store.append(t.inbox.id, testMessage({ subject: 'two' }));
+  assert.deepEqual(await t.store.checkConsistency(), []);
+  const [e1, e2] = await t.store.listEntries(t.inbox.id);
+  const db = new Database(join(t.dir, 'facteur.db'));
+  db.prepare('UPDATE entries SET uid = 77 WHERE mailbox_id = ? AND uid = 1').run(t.inbox.id);
+  db.prepare('UPDATE blobs SET refs = 5 WHERE hash = ?').run(e2!.blobHash);
+  db.close();
+  const { rm } = await import('node:fs/promises');
+  await rm(join(t.dir, 'blobs', e1!.blobHash.slice(0, 2), e1!.blobHash.slice(2)));
+  const problems = await t.store.checkConsistency();
+  assert.ok(problems.some((p) => /uid 77 is not below UIDNEXT 3/.test(p)), problems.join('\n'));
+  assert.ok(problems.some((p) => p.includes(`blob ${e2!.blobHash}: refcount 5 but 1 entries`)), problems.join('\n'));
+  assert.ok(problems.some((p) => p.includes(`blob ${e1!.blobHash}: file is missing`)), problems.join('\n'));
+  await t.store.close();
+  await rm(t.dir, { recursive: true, force: true });
+});
+
+test('sqlite: the schema version is recorded and data survives reopening', async () => {
+  const t = await setup();
+  const r = await t.store.append(t.inbox.id, testMessage({ subject: 'persisted' }));
+  await t.store.close();
+  const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+  assert.deepEqual(db.prepare('SELECT version FROM schema_version').all(), [{ version: 1 }]);
+  assert.equal((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal');
+  db.close();
+  const store = await openSqliteStore({ dir: t.dir });
+  const [e] = await store.listEntries(t.inbox.id);
+  assert.equal(e?.emailId, r.emailId);
+  assert.equal((await store.getParsed(e.blobHash)).subject, 'persisted');
+  const m = await store.createMailbox(t.bob.id, 'After reopen');
+  assert.ok(m.uidValidity > t.inbox.uidValidity);
+  assert.deepEqual(await store.checkConsistency(), []);
+  await store.close();
+  const { rm } = await import('node:fs/promises');
+  await rm(t.dir, { recursive: true, force: true });
+});
+
+test('openStore refuses PostgreSQL URLs until that backend exists', async () => {
+  await assert.rejects(openStore('postgres://localhost/facteur'), (err: unknown) => err instanceof StoreError && err.code === 'invalid');
+  await assert.rejects(openStore('mysql://x'), (err: unknown) => err instanceof StoreError && err.code === 'invalid');
+});

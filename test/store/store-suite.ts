@@ -1,0 +1,647 @@
+/**
+ * The store conformance suite: every MailStore backend must pass it. A backend's test file calls
+ * registerStoreSuite with a factory that opens a fresh, empty store.
+ */
+import { strict as assert } from 'node:assert';
+import { describe, test } from 'node:test';
+import type { AccountId, ModSeq, Uid } from '../../src/lib/brand.js';
+import { asAccountId, asModSeq, asUid } from '../../src/lib/brand.js';
+import { StoreError } from '../../src/store/types.js';
+import type { Account, ChangeEvent, MailStore, Mailbox } from '../../src/store/types.js';
+import { testMessage } from '../helpers/store.js';
+
+export interface OpenedStore {
+  store: MailStore;
+  cleanup(): Promise<void>;
+}
+
+interface World {
+  store: MailStore;
+  bob: Account;
+  alice: Account;
+  inbox: Mailbox;
+}
+
+const uids = (...n: number[]): Uid[] => n.map(asUid);
+
+async function rejectsWith(p: Promise<unknown>, code: StoreError['code']): Promise<void> {
+  await assert.rejects(p, (err: unknown) => err instanceof StoreError && err.code === code);
+}
+
+export function registerStoreSuite(backend: string, open: () => Promise<OpenedStore>): void {
+  /** Runs a test on a fresh store; cleanup checks consistency, so every test also checks it. */
+  async function withStore(fn: (w: World) => Promise<void>): Promise<void> {
+    const opened = await open();
+    try {
+      const { store } = opened;
+      await store.addDomain('example.com');
+      const bob = await store.createAccount({ address: 'bob@example.com', passwordHash: 'hash-b' });
+      const alice = await store.createAccount({ address: 'alice@example.com', passwordHash: 'hash-a' });
+      const inbox = await store.getMailbox(bob.id, 'INBOX');
+      assert.ok(inbox);
+      await fn({ store, bob, alice, inbox });
+    } finally {
+      await opened.cleanup();
+    }
+  }
+
+  async function mailbox(store: MailStore, account: AccountId, name: string): Promise<Mailbox> {
+    const m = await store.getMailbox(account, name);
+    assert.ok(m, `mailbox ${name} exists`);
+    return m;
+  }
+
+  describe(`store (${backend}): domains and accounts`, () => {
+    test('createAccount lowercases the address and creates the default mailboxes, subscribed', () =>
+      withStore(async ({ store }) => {
+        const a = await store.createAccount({ address: 'Carol.Smith@EXAMPLE.com', passwordHash: 'h', scram: 'v' });
+        assert.equal(a.address, 'carol.smith@example.com');
+        assert.equal(a.domain, 'example.com');
+        assert.equal(a.passwordHash, 'h');
+        assert.equal(a.scram, 'v');
+        assert.equal(a.pop3DeletePolicy, 'expunge');
+        const boxes = await store.listMailboxes(a.id);
+        assert.deepEqual(
+          boxes.map((b) => [b.name, b.specialUse, b.subscribed]),
+          [
+            ['INBOX', null, true],
+            ['Archive', '\\Archive', true],
+            ['Drafts', '\\Drafts', true],
+            ['Junk', '\\Junk', true],
+            ['Sent', '\\Sent', true],
+            ['Trash', '\\Trash', true],
+          ],
+        );
+        assert.equal(new Set(boxes.map((b) => b.uidValidity)).size, boxes.length);
+        assert.equal((await store.getAccountByAddress('CAROL.smith@example.COM'))?.id, a.id);
+        assert.equal((await store.getAccount(a.id))?.address, a.address);
+      }));
+
+    test('createAccount refuses an existing address and a domain that is not local', () =>
+      withStore(async ({ store }) => {
+        await rejectsWith(store.createAccount({ address: 'BOB@example.com', passwordHash: 'h' }), 'exists');
+        await rejectsWith(store.createAccount({ address: 'x@elsewhere.org', passwordHash: 'h' }), 'not-found');
+        await rejectsWith(store.createAccount({ address: 'no-at-sign', passwordHash: 'h' }), 'invalid');
+      }));
+
+    test('updateAccount changes only the given fields', () =>
+      withStore(async ({ store, bob }) => {
+        await store.updateAccount(bob.id, { quotaBytes: 1000, disabled: true, pop3DeletePolicy: 'hide' });
+        const b = await store.getAccount(bob.id);
+        assert.equal(b?.quotaBytes, 1000);
+        assert.equal(b?.quotaMessages, null);
+        assert.equal(b?.disabled, true);
+        assert.equal(b?.pop3DeletePolicy, 'hide');
+        assert.equal(b?.passwordHash, 'hash-b');
+        await rejectsWith(store.updateAccount(asAccountId(9999), { disabled: false }), 'not-found');
+      }));
+
+    test('removeDomain refuses while accounts exist, unless forced', () =>
+      withStore(async ({ store }) => {
+        await store.addDomain('Other.ORG');
+        assert.equal(await store.isLocalDomain('other.org'), true);
+        await rejectsWith(store.addDomain('other.org'), 'exists');
+        await store.createAccount({ address: 'z@other.org', passwordHash: 'h' });
+        await store.addAlias('@other.org', 'z@other.org');
+        await rejectsWith(store.removeDomain('other.org'), 'conflict');
+        await store.removeDomain('other.org', true);
+        assert.equal(await store.isLocalDomain('other.org'), false);
+        assert.equal(await store.getAccountByAddress('z@other.org'), null);
+        assert.deepEqual(await store.listAliases('other.org'), []);
+        assert.deepEqual((await store.listDomains()).map((d) => d.name), ['example.com']);
+      }));
+
+    test('deleteAccount removes its mailboxes and messages and frees shared blobs correctly', () =>
+      withStore(async ({ store, bob, alice }) => {
+        const m = testMessage({ subject: 'shared' });
+        const out = await store.deliver(m.raw, m.parsed, [{ accountId: bob.id }, { accountId: alice.id }]);
+        assert.ok(out.every((o) => o.ok));
+        await store.deleteAccount(bob.id);
+        assert.equal(await store.getAccount(bob.id), null);
+        assert.deepEqual(await store.listMailboxes(bob.id), []);
+        const aliceInbox = await mailbox(store, alice.id, 'INBOX');
+        const [entry] = await store.listEntries(aliceInbox.id);
+        assert.ok(entry);
+        assert.deepEqual(await store.readBlob(entry.blobHash), m.raw);
+      }));
+  });
+
+  describe(`store (${backend}): recipients`, () => {
+    test('resolveRecipient finds accounts case-insensitively and with plus-addressing', () =>
+      withStore(async ({ store, bob }) => {
+        assert.deepEqual(await store.resolveRecipient('BOB@Example.Com'), [bob.id]);
+        assert.deepEqual(await store.resolveRecipient('bob+lists@example.com'), [bob.id]);
+        assert.deepEqual(await store.resolveRecipient('nobody@example.com'), []);
+        assert.deepEqual(await store.resolveRecipient('bob@elsewhere.org'), []);
+        assert.deepEqual(await store.resolveRecipient('not an address'), []);
+      }));
+
+    test('aliases expand recursively, deduplicated, cycles cut, depth bounded', () =>
+      withStore(async ({ store, bob, alice }) => {
+        await store.addAlias('team@example.com', 'bob@example.com');
+        await store.addAlias('team@example.com', 'alice@example.com');
+        await store.addAlias('team@example.com', 'leads@example.com');
+        await store.addAlias('leads@example.com', 'bob@example.com');
+        await store.addAlias('loop1@example.com', 'loop2@example.com');
+        await store.addAlias('loop2@example.com', 'loop1@example.com');
+        await store.addAlias('loop2@example.com', 'alice@example.com');
+        await rejectsWith(store.addAlias('team@example.com', 'bob@example.com'), 'exists');
+        const team = await store.resolveRecipient('Team@example.com');
+        assert.deepEqual([...team].sort(), [bob.id, alice.id].sort());
+        assert.equal(team.length, 2);
+        assert.deepEqual(await store.resolveRecipient('loop1@example.com'), [alice.id]);
+        assert.deepEqual(await store.resolveRecipient('team+x@example.com'), await store.resolveRecipient('team@example.com'));
+        // A chain of 12 aliases: past depth 10 the account is not reached.
+        for (let i = 0; i < 12; i++) await store.addAlias(`c${i}@example.com`, `c${i + 1}@example.com`);
+        await store.addAlias('c12@example.com', 'bob@example.com');
+        assert.deepEqual(await store.resolveRecipient('c12@example.com'), [bob.id]);
+        assert.deepEqual(await store.resolveRecipient('c3@example.com'), [bob.id]);
+        assert.deepEqual(await store.resolveRecipient('c0@example.com'), []);
+        await store.removeAlias('team@example.com');
+        assert.deepEqual(await store.resolveRecipient('team@example.com'), []);
+        await rejectsWith(store.removeAlias('team@example.com'), 'not-found');
+      }));
+
+    test('the catch-all applies only to addresses nothing else knows', () =>
+      withStore(async ({ store, bob, alice }) => {
+        await store.addAlias('@example.com', 'alice@example.com');
+        await store.addAlias('sales@example.com', 'bob@example.com');
+        assert.deepEqual(await store.resolveRecipient('random@example.com'), [alice.id]);
+        assert.deepEqual(await store.resolveRecipient('bob@example.com'), [bob.id]);
+        assert.deepEqual(await store.resolveRecipient('sales@example.com'), [bob.id]);
+        assert.deepEqual(await store.resolveRecipient('bob+tag@example.com'), [bob.id]);
+        assert.deepEqual(
+          (await store.listAliases('example.com')).map((a) => `${a.source}>${a.target}`),
+          ['@example.com>alice@example.com', 'sales@example.com>bob@example.com'],
+        );
+        await rejectsWith(store.addAlias('x@unknown.org', 'bob@example.com'), 'not-found');
+      }));
+
+    test('sendableAddresses lists the own address and aliases leading to the account', () =>
+      withStore(async ({ store, bob }) => {
+        await store.addAlias('info@example.com', 'bob@example.com');
+        await store.addAlias('contact@example.com', 'info@example.com');
+        await store.addAlias('other@example.com', 'alice@example.com');
+        assert.deepEqual(await store.sendableAddresses(bob.id), ['bob@example.com', 'contact@example.com', 'info@example.com']);
+      }));
+  });
+
+  describe(`store (${backend}): mailboxes`, () => {
+    test('createMailbox creates missing parents and refuses an existing name', () =>
+      withStore(async ({ store, bob }) => {
+        const m = await store.createMailbox(bob.id, 'Projects/2024/Q1');
+        assert.equal(m.name, 'Projects/2024/Q1');
+        assert.equal(m.uidNext, 1);
+        assert.ok(await store.getMailbox(bob.id, 'Projects'));
+        assert.ok(await store.getMailbox(bob.id, 'Projects/2024'));
+        await rejectsWith(store.createMailbox(bob.id, 'Projects/2024'), 'exists');
+        await rejectsWith(store.createMailbox(bob.id, 'inbox'), 'exists');
+        await rejectsWith(store.createMailbox(bob.id, 'a//b'), 'invalid');
+        assert.equal((await store.getMailbox(bob.id, 'iNbOx'))?.name, 'INBOX');
+        const withUse = await store.createMailbox(bob.id, 'Everything', '\\All');
+        assert.equal(withUse.specialUse, '\\All');
+      }));
+
+    test('a recreated mailbox never gets an earlier UIDVALIDITY', () =>
+      withStore(async ({ store, bob }) => {
+        const seen = new Set<number>();
+        let last = 0;
+        for (let i = 0; i < 5; i++) {
+          const m = await store.createMailbox(bob.id, 'Again');
+          assert.ok(m.uidValidity > last, 'UIDVALIDITY grows');
+          assert.ok(!seen.has(m.uidValidity));
+          seen.add(m.uidValidity);
+          last = m.uidValidity;
+          await store.deleteMailbox(bob.id, 'Again');
+        }
+      }));
+
+    test('renameMailbox moves children and subscriptions, keeps UIDVALIDITY and messages', () =>
+      withStore(async ({ store, bob }) => {
+        const a = await store.createMailbox(bob.id, 'A/B/C');
+        await store.createMailbox(bob.id, 'AB');
+        await store.setSubscribed(bob.id, 'A/B', true);
+        const r = await store.append(a.id, testMessage());
+        await store.renameMailbox(bob.id, 'A/B', 'X/Y');
+        assert.equal(await store.getMailbox(bob.id, 'A/B'), null);
+        assert.equal(await store.getMailbox(bob.id, 'A/B/C'), null);
+        const moved = await mailbox(store, bob.id, 'X/Y/C');
+        assert.equal(moved.id, a.id);
+        assert.equal(moved.uidValidity, r.uidValidity);
+        assert.ok(await store.getMailbox(bob.id, 'X'));
+        assert.ok(await store.getMailbox(bob.id, 'A'));
+        assert.ok(await store.getMailbox(bob.id, 'AB'), 'a sibling with the same prefix is not renamed');
+        assert.equal((await store.listEntries(moved.id)).length, 1);
+        const subs = await store.listSubscriptions(bob.id);
+        assert.ok(subs.includes('X/Y') && !subs.includes('A/B'));
+        await rejectsWith(store.renameMailbox(bob.id, 'X', 'AB'), 'exists');
+        await rejectsWith(store.renameMailbox(bob.id, 'Nope', 'Z'), 'not-found');
+        await rejectsWith(store.renameMailbox(bob.id, 'X', 'X/Z'), 'invalid');
+      }));
+
+    test('renaming INBOX moves its messages to a new mailbox and leaves INBOX empty (RFC 9051 §6.3.9)', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        await store.createMailbox(bob.id, 'INBOX/Sub');
+        const first = await store.append(inbox.id, testMessage({ subject: 'one' }));
+        await store.append(inbox.id, testMessage({ subject: 'two' }));
+        await store.renameMailbox(bob.id, 'INBOX', 'Old Mail');
+        const inboxAfter = await mailbox(store, bob.id, 'INBOX');
+        assert.equal(inboxAfter.id, inbox.id);
+        assert.equal(inboxAfter.uidValidity, inbox.uidValidity);
+        assert.deepEqual(await store.listEntries(inbox.id), []);
+        assert.ok(await store.getMailbox(bob.id, 'INBOX/Sub'), 'inferiors of INBOX stay');
+        const old = await mailbox(store, bob.id, 'Old Mail');
+        assert.notEqual(old.uidValidity, inbox.uidValidity);
+        const moved = await store.listEntries(old.id);
+        assert.equal(moved.length, 2);
+        assert.equal(moved[0]?.emailId, first.emailId);
+        assert.equal(moved[0]?.pid, first.emailId, 'a move keeps the pid');
+        const changes = await store.changesSince(inbox.id, first.modseq, asUid(3));
+        assert.deepEqual(changes.expunged, uids(1, 2));
+        assert.deepEqual(await store.mailboxCounts(inbox.id), { messages: 0, unseen: 0, deleted: 0, size: 0 });
+      }));
+
+    test('deleteMailbox removes its messages, keeps subscriptions, refuses INBOX', () =>
+      withStore(async ({ store, bob }) => {
+        const m = await store.createMailbox(bob.id, 'Tmp');
+        await store.setSubscribed(bob.id, 'Tmp', true);
+        await store.append(m.id, testMessage({ subject: 'gone soon' }));
+        await store.deleteMailbox(bob.id, 'Tmp');
+        assert.equal(await store.getMailbox(bob.id, 'Tmp'), null);
+        assert.equal(await store.getMailboxById(m.id), null);
+        assert.ok((await store.listSubscriptions(bob.id)).includes('Tmp'), 'RFC 9051 §6.3.7');
+        assert.deepEqual(await store.quotaUsage(bob.id), { bytes: 0, messages: 0 });
+        await rejectsWith(store.deleteMailbox(bob.id, 'INBOX'), 'invalid');
+        await rejectsWith(store.deleteMailbox(bob.id, 'Tmp'), 'not-found');
+        await store.setSubscribed(bob.id, 'Tmp', false);
+        assert.ok(!(await store.listSubscriptions(bob.id)).includes('Tmp'));
+      }));
+  });
+
+  describe(`store (${backend}): messages`, () => {
+    test('append assigns growing UIDs and modseqs, ids, flags and counts', () =>
+      withStore(async ({ store, inbox }) => {
+        const a = await store.append(inbox.id, testMessage({ subject: 'a' }, { flags: ['\\seen', '$Label', '$label', '\\Recent'], internalDate: 1_700_000_000_000 }));
+        const b = await store.append(inbox.id, testMessage({ subject: 'b' }, { flags: ['\\Deleted'] }));
+        assert.equal(a.uid, 1);
+        assert.equal(b.uid, 2);
+        assert.ok(b.modseq > a.modseq);
+        assert.equal(a.uidValidity, inbox.uidValidity);
+        assert.match(a.emailId, /^M[a-z2-7]{16}$/);
+        const entries = await store.listEntries(inbox.id);
+        assert.deepEqual(entries.map((e) => e.flags), [['\\Seen', '$Label'], ['\\Deleted']]);
+        assert.equal(entries[0]?.internalDate, 1_700_000_000_000);
+        assert.equal(entries[0]?.pid, a.emailId);
+        assert.match(entries[0]?.threadId ?? '', /^T[a-z2-7]{16}$/);
+        const counts = await store.mailboxCounts(inbox.id);
+        assert.equal(counts.messages, 2);
+        assert.equal(counts.unseen, 1);
+        assert.equal(counts.deleted, 1);
+        assert.equal(counts.size, entries.reduce((n, e) => n + e.size, 0));
+        const mb = await store.getMailboxById(inbox.id);
+        assert.equal(mb?.uidNext, 3);
+        assert.equal(mb?.highestModSeq, b.modseq);
+        assert.deepEqual((await store.getEntries(inbox.id, uids(2, 7))).map((e) => e.uid), [2]);
+        await rejectsWith(store.append(inbox.id, testMessage({}, { flags: ['\\Bogus'] })), 'invalid');
+      }));
+
+    test('getParsed returns the parse record stored at ingest, readBlob byte ranges', () =>
+      withStore(async ({ store, inbox }) => {
+        const m = testMessage({ subject: 'Ranges', body: 'x'.repeat(200_000) });
+        await store.append(inbox.id, m);
+        const [e] = await store.listEntries(inbox.id);
+        assert.ok(e);
+        assert.deepEqual(await store.getParsed(e.blobHash), m.parsed);
+        assert.deepEqual(await store.readBlob(e.blobHash), m.raw);
+        assert.deepEqual(await store.readBlob(e.blobHash, 10, 20), m.raw.subarray(10, 20));
+        assert.deepEqual(await store.readBlob(e.blobHash, 5, 5), Buffer.alloc(0));
+        assert.deepEqual(await store.readBlob(e.blobHash, m.raw.length - 3, m.raw.length + 100), m.raw.subarray(-3));
+        const chunks: Buffer[] = [];
+        for await (const c of store.streamBlob(e.blobHash, 7)) chunks.push(c);
+        assert.ok(chunks.length > 1, 'streamed in chunks');
+        assert.ok(chunks.every((c) => c.length <= 64 * 1024));
+        assert.deepEqual(Buffer.concat(chunks), m.raw.subarray(7));
+        await rejectsWith(store.readBlob('0'.repeat(64)), 'not-found');
+      }));
+
+    test('setFlags bumps only changed entries; UNCHANGEDSINCE refuses entries modified since (RFC 7162)', () =>
+      withStore(async ({ store, inbox }) => {
+        for (let i = 0; i < 3; i++) await store.append(inbox.id, testMessage({ subject: `m${i}` }));
+        const before = await store.listEntries(inbox.id);
+        await store.setFlags(inbox.id, uids(1), 'add', ['\\Seen']);
+        const r = await store.setFlags(inbox.id, uids(1, 2, 3), 'add', ['\\Seen', 'Work']);
+        assert.deepEqual(r.updated.map((e) => e.uid), uids(1, 2, 3));
+        const again = await store.setFlags(inbox.id, uids(1, 2, 3), 'add', ['\\SEEN', 'work']);
+        assert.deepEqual(again.updated, [], 'no change, no new modseq');
+        const after = await store.listEntries(inbox.id);
+        assert.deepEqual(after.map((e) => e.modseq), r.updated.map((e) => e.modseq));
+        assert.deepEqual(after[0]?.flags, ['\\Seen', 'Work']);
+        const removed = await store.setFlags(inbox.id, uids(2), 'remove', ['work']);
+        assert.deepEqual(removed.updated[0]?.flags, ['\\Seen']);
+        const set = await store.setFlags(inbox.id, uids(3), 'set', ['\\Flagged']);
+        assert.deepEqual(set.updated[0]?.flags, ['\\Flagged']);
+        // UNCHANGEDSINCE at a modseq older than entry 2's last change: 2 is MODIFIED.
+        const cut = asModSeq(removed.updated[0]!.modseq - 1);
+        const cond = await store.setFlags(inbox.id, uids(1, 2), 'add', ['\\Answered'], cut);
+        assert.deepEqual(cond.modified, uids(2));
+        assert.deepEqual(cond.updated.map((e) => e.uid), uids(1));
+        assert.ok(before.every((e, i) => e.modseq < after[i]!.modseq));
+        const counts = await store.mailboxCounts(inbox.id);
+        assert.equal(counts.unseen, 1);
+        const mb = await store.getMailboxById(inbox.id);
+        assert.equal(mb?.highestModSeq, cond.updated[0]?.modseq);
+      }));
+
+    test('copy gives new UIDs and pids, keeps emailId; move keeps pid and expunges the source', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        const dst = await mailbox(store, bob.id, 'Archive');
+        const a = await store.append(inbox.id, testMessage({ subject: 'a' }, { flags: ['\\Seen'] }));
+        await store.append(inbox.id, testMessage({ subject: 'b' }));
+        await store.append(inbox.id, testMessage({ subject: 'c' }));
+        const c = await store.copy(inbox.id, uids(3, 1, 99), dst.id);
+        assert.equal(c.uidValidity, dst.uidValidity);
+        assert.deepEqual(c.pairs, [[1, 1], [3, 2]]);
+        const copies = await store.listEntries(dst.id);
+        assert.equal(copies[0]?.emailId, a.emailId);
+        assert.notEqual(copies[0]?.pid, a.emailId);
+        assert.ok(copies[0]?.pid.startsWith(a.emailId));
+        assert.deepEqual(copies[0]?.flags, ['\\Seen']);
+        assert.equal((await store.listEntries(inbox.id)).length, 3);
+        assert.deepEqual(await store.quotaUsage(bob.id), {
+          bytes: (await store.mailboxCounts(inbox.id)).size + (await store.mailboxCounts(dst.id)).size,
+          messages: 5,
+        });
+        const m = await store.move(inbox.id, uids(1, 2), dst.id);
+        assert.deepEqual(m.pairs, [[1, 3], [2, 4]]);
+        assert.deepEqual(m.expunged, uids(1, 2));
+        const moved = await store.getEntries(dst.id, uids(3));
+        assert.equal(moved[0]?.pid, a.emailId, 'MOVE keeps the pid (POP3 UIDL stays)');
+        assert.deepEqual((await store.listEntries(inbox.id)).map((e) => e.uid), uids(3));
+        assert.equal((await store.quotaUsage(bob.id)).messages, 5);
+        // Move back to INBOX: new UID, same pid.
+        const back = await store.move(dst.id, uids(3), inbox.id);
+        assert.deepEqual(back.pairs, [[3, 4]]);
+        assert.equal((await store.getEntries(inbox.id, uids(4)))[0]?.pid, a.emailId);
+        const empty = await store.copy(inbox.id, uids(42), dst.id);
+        assert.deepEqual(empty.pairs, []);
+      }));
+
+    test('expunge removes only \\Deleted entries when asked and logs them for changesSince', () =>
+      withStore(async ({ store, inbox }) => {
+        for (let i = 0; i < 4; i++) await store.append(inbox.id, testMessage({ subject: `m${i}` }));
+        const base = (await store.getMailboxById(inbox.id))!.highestModSeq;
+        await store.setFlags(inbox.id, uids(1, 3), 'add', ['\\Deleted']);
+        assert.deepEqual(await store.expunge(inbox.id, uids(2, 3), true), uids(3));
+        assert.deepEqual(await store.expunge(inbox.id), uids(1));
+        assert.deepEqual(await store.expunge(inbox.id), []);
+        assert.deepEqual(await store.expunge(inbox.id, uids(4)), uids(4));
+        assert.deepEqual((await store.listEntries(inbox.id)).map((e) => e.uid), uids(2));
+        const ch = await store.changesSince(inbox.id, base, asUid(5));
+        assert.deepEqual(ch.expunged, uids(1, 3, 4));
+        assert.deepEqual(ch.changed, []);
+        assert.deepEqual(ch.added, []);
+        assert.deepEqual(await store.mailboxCounts(inbox.id), {
+          messages: 1,
+          unseen: 1,
+          deleted: 0,
+          size: (await store.listEntries(inbox.id))[0]!.size,
+        });
+      }));
+
+    test('changesSince separates added, changed and expunged exactly', () =>
+      withStore(async ({ store, inbox }) => {
+        for (let i = 0; i < 3; i++) await store.append(inbox.id, testMessage({ subject: `m${i}` }));
+        const view = await store.getMailboxById(inbox.id);
+        assert.ok(view);
+        const since: ModSeq = view.highestModSeq;
+        await store.setFlags(inbox.id, uids(2), 'add', ['\\Flagged']);
+        await store.expunge(inbox.id, uids(3));
+        await store.append(inbox.id, testMessage({ subject: 'new' }));
+        await store.append(inbox.id, testMessage({ subject: 'new and gone' }));
+        await store.expunge(inbox.id, uids(5));
+        const ch = await store.changesSince(inbox.id, since, view.uidNext);
+        assert.deepEqual(ch.added.map((e) => e.uid), uids(4));
+        assert.deepEqual(ch.changed.map((e) => e.uid), uids(2));
+        assert.deepEqual(ch.expunged, uids(3), 'a UID the caller never saw is not reported');
+        assert.equal(ch.highestModSeq, (await store.getMailboxById(inbox.id))?.highestModSeq);
+        const none = await store.changesSince(inbox.id, ch.highestModSeq, asUid(5));
+        assert.deepEqual([none.added, none.changed, none.expunged], [[], [], []]);
+      }));
+
+    test('threads join by Message-ID, In-Reply-To and References within the account', () =>
+      withStore(async ({ store, inbox }) => {
+        const root = await store.append(inbox.id, testMessage({ messageId: 'root@x' }));
+        // A reply to a message not yet stored, then that message: they share a thread.
+        await store.append(inbox.id, testMessage({ messageId: 'r2@x', headers: { 'In-Reply-To': '<late@x>' } }));
+        await store.append(inbox.id, testMessage({ messageId: 'late@x' }));
+        await store.append(inbox.id, testMessage({ messageId: 'r1@x', headers: { References: '<root@x>', 'In-Reply-To': '<root@x>' } }));
+        await store.append(inbox.id, testMessage({ messageId: 'r3@x', headers: { References: '<root@x> <r1@x>' } }));
+        await store.append(inbox.id, testMessage({ messageId: 'other@x' }));
+        const e = await store.listEntries(inbox.id);
+        const t = e.map((x) => x.threadId);
+        assert.equal(t[0], t[3]);
+        assert.equal(t[0], t[4]);
+        assert.equal(t[1], t[2]);
+        assert.notEqual(t[0], t[1]);
+        assert.notEqual(t[5], t[0]);
+        assert.equal(e[0]?.emailId, root.emailId);
+      }));
+  });
+
+  describe(`store (${backend}): delivery, blobs, quota`, () => {
+    test('deliver stores the blob once for every recipient and frees it with the last reference', () =>
+      withStore(async ({ store, bob, alice }) => {
+        await store.addDomain('example.net');
+        const carol = await store.createAccount({ address: 'carol@example.net', passwordHash: 'h' });
+        const m = testMessage({ subject: 'To three', body: 'dedup me' });
+        const out = await store.deliver(m.raw, m.parsed, [
+          { accountId: bob.id },
+          { accountId: alice.id, mailbox: 'Archive', flags: ['\\Seen'] },
+          { accountId: carol.id, mailbox: 'Does/Not/Exist' },
+          { accountId: bob.id, mailbox: 'Archive' },
+        ]);
+        assert.equal(out.length, 3, 'one outcome per distinct account');
+        assert.ok(out.every((o) => o.ok));
+        const archive = await mailbox(store, alice.id, 'Archive');
+        assert.equal(out[1]?.ok && out[1].mailboxId, archive.id);
+        const carolInbox = await mailbox(store, carol.id, 'INBOX');
+        assert.equal(out[2]?.ok && out[2].mailboxId, carolInbox.id, 'unknown mailbox falls back to INBOX');
+        const bobInbox = await mailbox(store, bob.id, 'INBOX');
+        const all = [
+          ...(await store.listEntries(bobInbox.id)),
+          ...(await store.listEntries(archive.id)),
+          ...(await store.listEntries(carolInbox.id)),
+        ];
+        assert.equal(all.length, 3);
+        assert.equal(new Set(all.map((e) => e.blobHash)).size, 1, 'content stored once');
+        assert.equal(new Set(all.map((e) => e.emailId)).size, 3, 'emailId is per account');
+        assert.deepEqual(all[1]?.flags, ['\\Seen']);
+        const hash = all[0]!.blobHash;
+        await store.expunge(bobInbox.id, uids(1));
+        await store.expunge(archive.id, uids(1));
+        assert.deepEqual(await store.readBlob(hash), m.raw, 'still referenced by carol');
+        assert.equal((await store.searchText(carolInbox.id, { field: 'body', value: 'dedup' })).size, 1);
+        await store.expunge(carolInbox.id, uids(1));
+        await rejectsWith(store.readBlob(hash), 'not-found');
+        await rejectsWith(store.getParsed(hash), 'not-found');
+      }));
+
+    test('deliver reports over-quota and no-account per target without failing the others', () =>
+      withStore(async ({ store, bob, alice }) => {
+        const m = testMessage({ body: 'q'.repeat(500) });
+        await store.updateAccount(alice.id, { quotaBytes: m.raw.length * 2 - 1 });
+        const first = await store.deliver(m.raw, m.parsed, [{ accountId: alice.id }]);
+        assert.equal(first[0]?.ok, true);
+        const out = await store.deliver(m.raw, m.parsed, [
+          { accountId: alice.id },
+          { accountId: asAccountId(424242) },
+          { accountId: bob.id },
+        ]);
+        assert.deepEqual(
+          out.map((o) => (o.ok ? 'ok' : o.reason)),
+          ['over-quota', 'no-account', 'ok'],
+        );
+        assert.deepEqual(await store.quotaUsage(alice.id), { bytes: m.raw.length, messages: 1 });
+        await store.updateAccount(bob.id, { quotaMessages: 1 });
+        const none = await store.deliver(m.raw, m.parsed, [{ accountId: bob.id }]);
+        assert.deepEqual(none.map((o) => o.ok), [false]);
+      }));
+
+    test('append and copy over quota throw over-quota; appendMany is all or nothing', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        await store.updateAccount(bob.id, { quotaMessages: 2 });
+        await store.append(inbox.id, testMessage({ subject: '1' }));
+        await rejectsWith(
+          store.appendMany(inbox.id, [testMessage({ subject: '2' }), testMessage({ subject: '3' })]),
+          'over-quota',
+        );
+        assert.equal((await store.listEntries(inbox.id)).length, 1);
+        assert.equal((await store.getMailboxById(inbox.id))?.uidNext, 2, 'nothing of the refused batch remains');
+        const two = await store.appendMany(inbox.id, [testMessage({ subject: '2' })]);
+        assert.deepEqual(two.map((r) => r.uid), uids(2));
+        await rejectsWith(store.append(inbox.id, testMessage({ subject: '3' })), 'over-quota');
+        const trash = await mailbox(store, bob.id, 'Trash');
+        await rejectsWith(store.copy(inbox.id, uids(1), trash.id), 'over-quota');
+        const moved = await store.move(inbox.id, uids(1), trash.id);
+        assert.deepEqual(moved.pairs, [[1, 1]], 'a move adds no usage');
+      }));
+
+    test('50 concurrent deliveries all commit, with distinct UIDs and one event each', () =>
+      withStore(async ({ store, bob, alice, inbox }) => {
+        const events: ChangeEvent[] = [];
+        const unsubscribe = store.feed.subscribe(bob.id, (e) => events.push(e));
+        const msgs = Array.from({ length: 50 }, (_, i) => testMessage({ subject: `concurrent ${i}` }));
+        const outs = await Promise.all(msgs.map((m) => store.deliver(m.raw, m.parsed, [{ accountId: bob.id }, { accountId: alice.id }])));
+        unsubscribe();
+        const bobUids = outs.map((o) => (o[0]?.ok ? o[0].uid : -1));
+        assert.deepEqual([...bobUids].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i + 1));
+        assert.equal(events.filter((e) => e.kind === 'append' && e.mailboxId === inbox.id).length, 50);
+        assert.equal(new Set(events.map((e) => e.modseq)).size, 50, 'each write takes its own modseq');
+        assert.equal((await store.listEntries(inbox.id)).length, 50);
+        const subjects = await Promise.all((await store.listEntries(inbox.id)).map(async (e) => (await store.getParsed(e.blobHash)).subject));
+        assert.equal(new Set(subjects).size, 50);
+      }));
+
+    test('a failing write in a batch does not fail the writes committed with it', () =>
+      withStore(async ({ store, inbox, bob }) => {
+        const results = await Promise.allSettled([
+          store.append(inbox.id, testMessage({ subject: 'ok 1' })),
+          store.createMailbox(bob.id, 'INBOX'),
+          store.append(inbox.id, testMessage({ subject: 'ok 2' })),
+          store.setFlags(inbox.id, uids(1), 'add', ['bad keyword']),
+        ]);
+        assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'rejected']);
+        assert.equal((await store.listEntries(inbox.id)).length, 2);
+      }));
+
+    test('feed subscribers hear each change after commit, before the write resolves', () =>
+      withStore(async ({ store, bob, alice, inbox }) => {
+        const heard: ChangeEvent[] = [];
+        const unsubscribe = store.feed.subscribe(bob.id, (e) => heard.push(e));
+        const aliceHeard: ChangeEvent[] = [];
+        store.feed.subscribe(alice.id, (e) => aliceHeard.push(e));
+        const r = await store.append(inbox.id, testMessage());
+        assert.deepEqual(heard, [{ accountId: bob.id, mailboxId: inbox.id, modseq: r.modseq, kind: 'append' }]);
+        await store.setFlags(inbox.id, uids(1), 'add', ['\\Seen']);
+        await store.expunge(inbox.id, uids(1));
+        await store.createMailbox(bob.id, 'New');
+        assert.deepEqual(heard.map((e) => e.kind), ['append', 'flags', 'expunge', 'mailbox']);
+        assert.equal(heard[3]?.mailboxId, null);
+        unsubscribe();
+        await store.append(inbox.id, testMessage());
+        assert.equal(heard.length, 4);
+        assert.equal(aliceHeard.length, 0, 'other accounts hear nothing');
+        // A throwing listener does not fail the write nor keep others from hearing.
+        store.feed.subscribe(bob.id, () => {
+          throw new Error('listener bug');
+        });
+        const later: ChangeEvent[] = [];
+        store.feed.subscribe(bob.id, (e) => later.push(e));
+        await store.append(inbox.id, testMessage());
+        assert.equal(later.length, 1);
+      }));
+
+    test('hideFromPop3 marks entries without changing their modseq', () =>
+      withStore(async ({ store, inbox }) => {
+        const r = await store.append(inbox.id, testMessage());
+        await store.hideFromPop3(inbox.id, uids(1));
+        const [e] = await store.listEntries(inbox.id);
+        assert.equal(e?.pop3Hidden, true);
+        assert.equal(e?.modseq, r.modseq);
+      }));
+
+    test('tryLock is exclusive until released', () =>
+      withStore(async ({ store }) => {
+        const release = await store.tryLock('pop3:1');
+        assert.ok(release);
+        assert.equal(await store.tryLock('pop3:1'), null);
+        assert.ok(await store.tryLock('pop3:2'));
+        await release();
+        const again = await store.tryLock('pop3:1');
+        assert.ok(again);
+        await release(); // a stale release does not free the new holder's lock
+        assert.equal(await store.tryLock('pop3:1'), null);
+      }));
+  });
+
+  describe(`store (${backend}): text search`, () => {
+    test('searchText matches substrings case-insensitively per field, within the mailbox', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        await store.append(inbox.id, testMessage({
+          from: 'Jörg Müller <joerg@example.de>',
+          to: 'Bobby <bobby@example.com>',
+          cc: 'carl@example.org',
+          subject: 'Quarterly REPORT for Zürich',
+          body: 'The numbers look Excellent this year.\r\n',
+          headers: { 'X-Ticket': 'ABC-12345' },
+        }));
+        await store.append(inbox.id, testMessage({ subject: 'lunch', body: 'pizza?\r\n' }));
+        const other = await mailbox(store, bob.id, 'Archive');
+        await store.append(other.id, testMessage({ subject: 'Quarterly elsewhere' }));
+        const s = (field: 'body' | 'text' | 'subject' | 'from' | 'to' | 'cc' | 'bcc', value: string): Promise<Set<Uid>> =>
+          store.searchText(inbox.id, { field, value });
+        assert.deepEqual(await s('subject', 'report'), new Set(uids(1)));
+        assert.deepEqual(await s('subject', 'ZÜRICH'), new Set(uids(1)));
+        assert.deepEqual(await s('subject', 'arterly rep'), new Set(uids(1)));
+        assert.deepEqual(await s('subject', 'quarterly'), new Set(uids(1)), 'only this mailbox');
+        assert.deepEqual(await s('body', 'excellent'), new Set(uids(1)));
+        assert.deepEqual(await s('body', 'report'), new Set());
+        assert.deepEqual(await s('from', 'müller'), new Set(uids(1)));
+        assert.deepEqual(await s('from', 'joerg@example'), new Set(uids(1)));
+        assert.deepEqual(await s('to', 'BOBBY@'), new Set(uids(1)));
+        assert.deepEqual(await s('cc', 'carl'), new Set(uids(1)));
+        assert.deepEqual(await s('text', 'pizza'), new Set(uids(2)));
+        assert.deepEqual(await s('text', 'abc-123'), new Set(uids(1)));
+        assert.deepEqual(await s('subject', 'zz'), new Set());
+        assert.deepEqual(await s('subject', 'LU'), new Set(uids(2)), 'short needles scan');
+        assert.deepEqual(await s('body', 'a'), new Set(uids(1, 2)));
+        assert.deepEqual(await s('subject', ''), new Set(uids(1, 2)));
+        assert.deepEqual(await s('body', 'with "quotes'), new Set());
+        const h = (header: string, value: string): Promise<Set<Uid>> => store.searchText(inbox.id, { field: 'header', header, value });
+        assert.deepEqual(await h('x-ticket', 'abc-12'), new Set(uids(1)));
+        assert.deepEqual(await h('x-ticket', ''), new Set(uids(1)), 'empty value: has the field');
+        assert.deepEqual(await h('x-ticket', '45'), new Set(uids(1)));
+        assert.deepEqual(await h('subject', 'abc'), new Set(), 'another field does not match');
+      }));
+  });
+}
