@@ -471,8 +471,9 @@ class ArgParser {
 
   mailbox(): string {
     const name = this.mailboxText(this.astring());
-    // RFC 9051 §5.1: INBOX is case-insensitive.
-    return name.toUpperCase() === 'INBOX' ? 'INBOX' : name;
+    // RFC 9051 §5.1: INBOX is case-insensitive, also as the first level of a hierarchy.
+    const first = name.split(HIERARCHY_SEPARATOR, 1)[0]!;
+    return first.toUpperCase() === 'INBOX' ? `INBOX${name.slice(5)}` : name;
   }
 
   /** list-mailbox = 1*list-char / string (RFC 9051 §9). */
@@ -609,6 +610,8 @@ class ArgParser {
         utf8Msg = true;
       }
       const lit = c.takeLiteral();
+      // RFC 3516 §4.2: NUL only in a literal8; a plain literal is CHAR8 (RFC 9051 §9).
+      if (!lit.binary && lit.data.includes(0)) throw new ParseError('NUL in message literal; use a binary literal');
       if (utf8Msg) {
         if (!lit.binary) throw new ParseError('UTF8 APPEND data must be a literal8');
         c.expect(')');

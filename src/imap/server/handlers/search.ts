@@ -1,0 +1,61 @@
+/**
+ * SEARCH and UID SEARCH (RFC 9051 §6.4.4), with ESEARCH results (RFC 4731; always under
+ * IMAP4rev2, RFC 9051 §7.3.4) and SAVE for "$" (RFC 5182). Evaluation is imap/search's.
+ */
+import type { Uid } from '../../../lib/brand.js';
+import { BadCharsetError, checkSearchCharset, evaluateSearch } from '../../search/search.js';
+import type { ImapValue } from '../../protocol/ast.js';
+import type { Request, SearchReturn } from '../../protocol/parser.js';
+import { formatSet } from '../../protocol/serialize.js';
+import { NoError } from '../errors.js';
+import type { Session } from '../session.js';
+
+export async function search(s: Session, tag: string, req: Request): Promise<void> {
+  if (req.name !== 'SEARCH') throw new Error('unreachable');
+  const view = s.view();
+  try {
+    checkSearchCharset(req.charset ?? undefined);
+  } catch (err) {
+    // RFC 9051 §6.4.4: NO [BADCHARSET (supported charsets)].
+    if (err instanceof BadCharsetError) throw new NoError([{ atom: 'BADCHARSET' }, [{ atom: 'US-ASCII' }, { atom: 'UTF-8' }]], 'Unsupported charset');
+    throw err;
+  }
+  const entries = view.uids.map((u) => view.entries.get(u)!);
+  const indexes = await evaluateSearch(req.key, {
+    entries,
+    store: s.ctx.store,
+    mailboxId: view.mailbox.id,
+    saved: new Set(view.saved),
+  });
+  const uids: Uid[] = indexes.map((i) => view.uids[i]!);
+  const numbers: number[] = req.uid ? uids : indexes.map((i) => i + 1);
+  let returns: SearchReturn[] | null = req.returns;
+  if (returns === null && !s.rev2) {
+    await s.untagged([{ atom: 'SEARCH' }, ...numbers]);
+    return;
+  }
+  // RFC 4731 §3.1: RETURN () means ALL; so does a plain SEARCH under IMAP4rev2.
+  if (returns === null || returns.length === 0) returns = ['ALL'];
+  const has = (r: SearchReturn): boolean => returns.includes(r);
+  if (has('SAVE')) {
+    // RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT, only those are saved.
+    if ((has('MIN') || has('MAX')) && !has('ALL') && !has('COUNT') && uids.length > 0) {
+      const picked: Uid[] = [];
+      if (has('MIN')) picked.push(uids[0]!);
+      if (has('MAX') && (!has('MIN') || uids.length > 1)) picked.push(uids[uids.length - 1]!);
+      view.saved = picked;
+    } else {
+      view.saved = uids;
+    }
+    // RFC 5182 §2.1: SAVE alone returns no ESEARCH response.
+    if (returns.length === 1) return;
+  }
+  const out: ImapValue[] = [{ atom: 'ESEARCH' }, [{ atom: 'TAG' }, tag]];
+  if (req.uid) out.push({ atom: 'UID' });
+  const sorted = [...numbers].sort((a, b) => a - b);
+  if (has('MIN') && sorted.length > 0) out.push({ atom: 'MIN' }, sorted[0]!);
+  if (has('MAX') && sorted.length > 0) out.push({ atom: 'MAX' }, sorted[sorted.length - 1]!);
+  if (has('ALL') && sorted.length > 0) out.push({ atom: 'ALL' }, { atom: formatSet(sorted) });
+  if (has('COUNT')) out.push({ atom: 'COUNT' }, sorted.length);
+  await s.untagged(out);
+}

@@ -1,0 +1,78 @@
+/**
+ * SELECT / EXAMINE (RFC 9051 §6.3.2-3), CLOSE, UNSELECT (RFC 3691), CHECK, EXPUNGE and
+ * UID EXPUNGE (RFC 4315).
+ */
+import type { ImapValue } from '../../protocol/ast.js';
+import type { Request } from '../../protocol/parser.js';
+import type { Done } from '../commands.js';
+import { NoError } from '../errors.js';
+import type { Session } from '../session.js';
+import { MailboxView } from '../view.js';
+
+const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
+
+export async function select(s: Session, _tag: string, req: Request): Promise<Done> {
+  if (req.name !== 'SELECT' && req.name !== 'EXAMINE') throw new Error('unreachable');
+  if (s.state.kind === 'selected') {
+    // RFC 9051 §6.3.2: the previous mailbox is closed first, even if this SELECT fails; [CLOSED]
+    // marks the point (RFC 9051 §7.1).
+    s.unselect();
+    await s.status('*', 'OK', [{ atom: 'CLOSED' }], 'Previous mailbox closed');
+  }
+  const mb = await s.ctx.store.getMailbox(s.account().id, req.mailbox);
+  if (mb === null) throw new NoError('NONEXISTENT', 'No such mailbox');
+  const readOnly = req.name === 'EXAMINE';
+  const view = await MailboxView.open(s.ctx.store, mb, readOnly);
+  const keywords = new Map<string, string>();
+  for (const e of view.entries.values()) for (const f of e.flags) if (!f.startsWith('\\')) keywords.set(f.toLowerCase(), f);
+  const flags: ImapValue[] = [...SYSTEM_FLAGS, ...keywords.values()].map((f) => ({ atom: f }));
+  await s.untagged([{ atom: 'FLAGS' }, flags]);
+  // "\*": any keyword may be created (RFC 9051 §7.1). Nothing is permanent in a read-only view.
+  await s.status('*', 'OK', [{ atom: 'PERMANENTFLAGS' }, readOnly ? [] : [...flags, { atom: '\\*' }]], readOnly ? 'Read-only mailbox' : 'Flags permitted');
+  await s.untagged([view.exists, { atom: 'EXISTS' }]);
+  if (!s.rev2) {
+    // RFC 3501 §6.3.1 requires RECENT; \Recent is never set here (docs/rfc-index.md).
+    await s.untagged([0, { atom: 'RECENT' }]);
+    const firstUnseen = view.uids.findIndex((u) => !view.entries.get(u)!.flags.includes('\\Seen'));
+    if (firstUnseen >= 0) await s.status('*', 'OK', [{ atom: 'UNSEEN' }, firstUnseen + 1], 'First unseen');
+  }
+  await s.status('*', 'OK', [{ atom: 'UIDVALIDITY' }, mb.uidValidity], 'UIDs valid');
+  await s.status('*', 'OK', [{ atom: 'UIDNEXT' }, mb.uidNext], 'Predicted next UID');
+  if (s.rev2) {
+    // RFC 9051 §6.3.2: a LIST response with the mailbox name.
+    const attrs: ImapValue[] = mb.specialUse ? [{ atom: mb.specialUse }] : [];
+    await s.untagged([{ atom: 'LIST' }, attrs, '/', s.mailboxOut(mb.name)]);
+  }
+  s.select(view);
+  return { code: [{ atom: readOnly ? 'READ-ONLY' : 'READ-WRITE' }], text: `${req.name} completed`, sync: false };
+}
+
+/** RFC 9051 §6.4.2: expunges \Deleted messages silently (not in EXAMINE), then unselects. */
+export async function close(s: Session): Promise<Done> {
+  const view = s.view();
+  if (!view.readOnly) {
+    const uids = view.live(view.uids);
+    if (uids.length > 0) await s.ctx.store.expunge(view.mailbox.id, uids, true);
+  }
+  s.unselect();
+  return { sync: false };
+}
+
+/** RFC 3691: unselects without expunging. */
+export async function unselect(s: Session): Promise<Done> {
+  s.unselect();
+  return { sync: false };
+}
+
+/** RFC 3501 §6.4.1 (removed in RFC 9051, kept for IMAP4rev1): nothing to do; updates follow. */
+export async function check(): Promise<void> {}
+
+export async function expunge(s: Session, _tag: string, req: Request): Promise<void> {
+  if (req.name !== 'EXPUNGE') throw new Error('unreachable');
+  const view = s.view();
+  if (view.readOnly) throw new NoError('CANNOT', 'Mailbox is read-only');
+  // Only messages this session knows; RFC 4315 §2.1: UID EXPUNGE only those of the set.
+  const uids = view.live(req.uids === null ? view.uids : view.resolveUids(req.uids));
+  if (uids.length > 0) await s.ctx.store.expunge(view.mailbox.id, uids, true);
+  // The EXPUNGE responses come from the view's sync, before the tagged OK.
+}

@@ -1,0 +1,26 @@
+/** Options of one IMAP listener (app.ts builds them from the configuration). */
+export interface ImapServerOptions {
+  /** TLS from the first byte (port 993) rather than STARTTLS (port 143). */
+  implicitTls: boolean;
+  /** Accept LOGIN / AUTHENTICATE PLAIN without TLS from remote clients (DESIGN.md invariant 5:
+   * off by default; a client on the same host may always). */
+  allowPlaintextAuth?: boolean;
+  /** RFC 7889 APPENDLIMIT: largest message APPEND accepts, in bytes. */
+  appendLimit?: number;
+  /** Concurrent connections from one IP address (stops one host from taking every socket). */
+  maxConnectionsPerIp?: number;
+  /** Concurrent authenticated sessions of one account. */
+  maxConnectionsPerAccount?: number;
+  /** Total concurrent connections of this listener. */
+  maxConnections?: number;
+  /** Inactivity before autologout once authenticated; RFC 9051 §5.4 asks for at least 30 min. */
+  idleTimeoutMs?: number;
+  /** Listener name in logs; "imap" or "imaps" by default. */
+  name?: string;
+}
+
+export const DEFAULT_APPEND_LIMIT = 50 * 1024 * 1024;
+export const DEFAULT_MAX_CONNECTIONS_PER_IP = 20;
+export const DEFAULT_MAX_CONNECTIONS_PER_ACCOUNT = 20;
+export const DEFAULT_MAX_CONNECTIONS = 1000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000;

@@ -1,0 +1,114 @@
+/**
+ * The IMAP listener: accepts connections (plain with STARTTLS, or implicit TLS), applies the
+ * connection limits, and runs one Session per connection.
+ *
+ * Invariants:
+ * - Limits per IP, per account and in total are checked before any work is done for a
+ *   connection; a refused connection gets `* BYE` and is closed (DESIGN.md invariant 4).
+ * - close() stops accepting, lets each running command finish up to the grace period, sends BYE
+ *   and closes every session.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { ListeningServer, ServerContext } from '../../context.js';
+import type { AccountId } from '../../lib/brand.js';
+import {
+  DEFAULT_APPEND_LIMIT,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_CONNECTIONS_PER_ACCOUNT,
+  DEFAULT_MAX_CONNECTIONS_PER_IP,
+  type ImapServerOptions,
+} from './options.js';
+import { Session, type SessionHost } from './session.js';
+
+export type { ImapServerOptions } from './options.js';
+
+export function createImapServer(ctx: ServerContext, options: ImapServerOptions): ListeningServer {
+  const name = options.name ?? (options.implicitTls ? 'imaps' : 'imap');
+  const log = ctx.log.child({ server: name });
+  const resolved: SessionHost['options'] = {
+    ...options,
+    appendLimit: options.appendLimit ?? DEFAULT_APPEND_LIMIT,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    maxConnectionsPerAccount: options.maxConnectionsPerAccount ?? DEFAULT_MAX_CONNECTIONS_PER_ACCOUNT,
+  };
+  const maxPerIp = options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP;
+  const maxTotal = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const perIp = new Map<string, number>();
+  const perAccount = new Map<AccountId, number>();
+  const sessions = new Set<Session>();
+  let closing = false;
+
+  const host: SessionHost = {
+    ctx,
+    options: resolved,
+    claimAccount(id) {
+      const n = perAccount.get(id) ?? 0;
+      if (n >= resolved.maxConnectionsPerAccount) return false;
+      perAccount.set(id, n + 1);
+      return true;
+    },
+    releaseAccount(id) {
+      const n = (perAccount.get(id) ?? 1) - 1;
+      if (n <= 0) perAccount.delete(id);
+      else perAccount.set(id, n);
+    },
+  };
+
+  function onConnection(socket: Socket, tls: boolean): void {
+    socket.on('error', () => {}); // reported by the session; an unhandled error must not crash us
+    const ip = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const count = perIp.get(ip) ?? 0;
+    if (closing || count >= maxPerIp || sessions.size >= maxTotal) {
+      log.info({ ip, perIp: count, total: sessions.size }, 'connection refused: limit');
+      socket.end('* BYE [UNAVAILABLE] Too many connections\r\n');
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    perIp.set(ip, count + 1);
+    const session = new Session(host, socket, tls);
+    sessions.add(session);
+    session.log.info({ tls }, 'connection');
+    void session.run().finally(() => {
+      sessions.delete(session);
+      const n = (perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) perIp.delete(ip);
+      else perIp.set(ip, n);
+    });
+  }
+
+  let server: Server;
+  if (options.implicitTls) {
+    if (ctx.tls === null) throw new Error('Cannot start implicit TLS IMAP: no TLS certificate');
+    server = createTlsServer(ctx.tls.serverOptions(), (socket: TLSSocket) => onConnection(socket, true));
+    server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
+  } else {
+    server = createServer((socket) => onConnection(socket, false));
+  }
+
+  return {
+    name,
+    listen(hostname, port) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, hostname, () => {
+          server.off('error', reject);
+          const addr = server.address();
+          const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
+          log.info({ host: hostname, port: bound }, 'listening');
+          resolve(bound);
+        });
+      });
+    },
+    async close(graceMs = 5000) {
+      closing = true;
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.shutdown();
+      const deadline = Date.now() + graceMs;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const s of sessions) s.destroy();
+      await stopped;
+    },
+  };
+}

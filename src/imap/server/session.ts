@@ -1,0 +1,519 @@
+/**
+ * One IMAP connection: socket -> receiver -> dispatch (command table, state checked once) ->
+ * handler -> store -> responses.
+ *
+ * Invariants:
+ * - Commands of one connection run one at a time, in order (pipelined commands wait in the
+ *   receiver; the socket is paused when too much is waiting).
+ * - The state is a tagged union; the data of a state (account, selected view) lives in it.
+ * - Errors are mapped once, here, at the command boundary (errors.ts).
+ * - Untagged updates (EXISTS, EXPUNGE, FETCH FLAGS) are sent only while a command is in progress,
+ *   and EXPUNGE never during FETCH, STORE or SEARCH by sequence number (RFC 9051 §7.5.1).
+ * - Nothing is written to the socket inside a store transaction: store calls resolve after the
+ *   commit (and its publication); responses are written afterwards.
+ */
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { AccountId } from '../../lib/brand.js';
+import { newId } from '../../log/logger.js';
+import type { AuthMeta, ServerContext } from '../../context.js';
+import { saslMechanisms } from '../../sasl/session.js';
+import type { Account, ChangeEvent } from '../../store/types.js';
+import { StoreError } from '../../store/types.js';
+import type { ImapValue } from '../protocol/ast.js';
+import { encodeMutf7 } from '../protocol/mutf7.js';
+import { parseCommand, parseCommandName, ParseError, type Request } from '../protocol/parser.js';
+import { Receiver, type RawCommand, type ReceiverEvent } from '../protocol/receiver.js';
+import { coalesce, continuation, statusResponse, untagged, type Output, type Status } from '../protocol/serialize.js';
+import { COMMANDS, type Done, type StateKind } from './commands.js';
+import { BadError, ByeError, NoError, STORE_ERROR_CODES } from './errors.js';
+import type { ImapServerOptions } from './options.js';
+import { MailboxView } from './view.js';
+
+/** Bytes waiting in the receiver while a command runs before the socket is paused: stops a
+ * client from pipelining without bound while a slow command runs. */
+export const MAX_PIPELINED_BYTES = 256 * 1024;
+/** Inactivity allowed before login: short, so idle unauthenticated sockets do not pile up. */
+export const PREAUTH_TIMEOUT_MS = 60_000;
+
+export type SessionState =
+  | { kind: 'not-authenticated' }
+  | { kind: 'authenticated'; account: Account }
+  | { kind: 'selected'; account: Account; view: MailboxView }
+  | { kind: 'logout' };
+
+/** What the server shares with its sessions. */
+export interface SessionHost {
+  ctx: ServerContext;
+  options: Required<Pick<ImapServerOptions, 'appendLimit' | 'idleTimeoutMs' | 'maxConnectionsPerAccount'>> & ImapServerOptions;
+  /** Counts an authenticated session of the account; false when over the limit. */
+  claimAccount(id: AccountId): boolean;
+  releaseAccount(id: AccountId): void;
+}
+
+export class Session {
+  readonly id = newId();
+  log: Logger;
+  readonly ctx: ServerContext;
+  readonly host: SessionHost;
+  state: SessionState = { kind: 'not-authenticated' };
+  /** ENABLEd extensions (RFC 5161). */
+  rev2 = false;
+  utf8 = false;
+  /** TLS is active (implicit or after STARTTLS). */
+  tls: boolean;
+  readonly remoteAddress: string;
+  private readonly local: boolean;
+  private socket: Socket;
+  private readonly receiver: Receiver;
+  private waiter: ((ev: ReceiverEvent | null) => void) | null = null;
+  private closed = false;
+  private shuttingDown = false;
+  private inCommand = false;
+  private unsubscribe: (() => void) | null = null;
+  private claimed: AccountId | null = null;
+  /** Set by feed events for the selected mailbox; IDLE waits on it. */
+  private changeWaiter: (() => void) | null = null;
+  private changed = false;
+  private commands = 0;
+
+  constructor(host: SessionHost, socket: Socket, tls: boolean) {
+    this.host = host;
+    this.ctx = host.ctx;
+    this.socket = socket;
+    this.tls = tls;
+    this.remoteAddress = normalizeIp(socket.remoteAddress ?? '');
+    // DESIGN.md invariant 5: a client on the same host may send a password in clear.
+    this.local = this.remoteAddress !== '' && this.remoteAddress === normalizeIp(socket.localAddress ?? '');
+    this.log = host.ctx.log.child({ cid: this.id, proto: 'imap', ip: this.remoteAddress });
+    this.receiver = new Receiver({ appendLimit: host.options.appendLimit });
+    this.attach(socket);
+  }
+
+  // --- Capabilities and helpers for handlers -------------------------------------------------------
+
+  /** Passwords in clear are acceptable: TLS, same host, or configured (DESIGN.md invariant 5). */
+  get plaintextOk(): boolean {
+    return this.tls || this.local || this.host.options.allowPlaintextAuth === true;
+  }
+
+  get authMeta(): AuthMeta {
+    return { ip: this.remoteAddress, protocol: 'imap', secure: this.plaintextOk };
+  }
+
+  /** Exactly what is implemented (RFC 9051 §6.1.1). */
+  capabilities(): string[] {
+    const caps = ['IMAP4rev1', 'IMAP4rev2'];
+    if (this.state.kind === 'not-authenticated') {
+      if (!this.tls && this.ctx.tls !== null) caps.push('STARTTLS');
+      // RFC 9051 §6.2.3: LOGINDISABLED when LOGIN would be refused.
+      if (!this.plaintextOk) caps.push('LOGINDISABLED');
+      for (const m of saslMechanisms(this.plaintextOk)) caps.push(`AUTH=${m}`);
+    }
+    caps.push(
+      'SASL-IR',
+      'LITERAL+',
+      'ENABLE',
+      'IDLE',
+      'NAMESPACE',
+      'ID',
+      'UNSELECT',
+      'UIDPLUS',
+      'MOVE',
+      'CHILDREN',
+      'LIST-EXTENDED',
+      'LIST-STATUS',
+      'SPECIAL-USE',
+      'CREATE-SPECIAL-USE',
+      'ESEARCH',
+      'SEARCHRES',
+      'MULTIAPPEND',
+      'BINARY',
+      'UTF8=ACCEPT',
+      `APPENDLIMIT=${this.host.options.appendLimit}`,
+      'STATUS=SIZE',
+    );
+    return caps;
+  }
+
+  capabilityCode(): ImapValue[] {
+    return [{ atom: 'CAPABILITY' }, ...this.capabilities().map((c) => ({ atom: c }))];
+  }
+
+  /** A mailbox name as the client reads it: UTF-8, or modified UTF-7 (RFC 3501 §5.1.3). */
+  mailboxOut(name: string): string {
+    return this.utf8 || this.rev2 ? name : encodeMutf7(name);
+  }
+
+  /** RFC 9051 §9 QUOTED-CHAR allows UTF-8; for IMAP4rev1 only after ENABLE UTF8=ACCEPT. */
+  get serializeOptions(): { utf8: boolean } {
+    return { utf8: this.utf8 || this.rev2 };
+  }
+
+  account(): Account {
+    if (this.state.kind !== 'authenticated' && this.state.kind !== 'selected') throw new Error('no account in this state');
+    return this.state.account;
+  }
+
+  view(): MailboxView {
+    if (this.state.kind !== 'selected') throw new Error('no mailbox selected');
+    return this.state.view;
+  }
+
+  // --- Writing ----------------------------------------------------------------------------------------
+
+  async write(out: Output): Promise<void> {
+    for (const part of coalesce(out)) {
+      if (this.closed) return;
+      if (Buffer.isBuffer(part)) {
+        if (!this.socket.write(part)) await this.drain();
+      } else {
+        let sent = 0;
+        for await (const chunk of part.stream) {
+          if (this.closed) return;
+          sent += chunk.length;
+          if (!this.socket.write(chunk)) await this.drain();
+        }
+        // The literal size was announced: a short stream would desynchronise the client.
+        if (sent !== part.size) throw new ByeError('Internal error while sending a message');
+      }
+    }
+  }
+
+  private async drain(): Promise<void> {
+    if (this.closed) return;
+    await Promise.race([once(this.socket, 'drain'), once(this.socket, 'close')]);
+  }
+
+  untagged(values: readonly ImapValue[]): Promise<void> {
+    return this.write(untagged(values, this.serializeOptions));
+  }
+
+  status(tag: string, status: Status, code: readonly ImapValue[] | null, text: string): Promise<void> {
+    return this.write(statusResponse(tag, status, code, text, this.serializeOptions));
+  }
+
+  continue(text: string): Promise<void> {
+    return this.write([continuation(text)]);
+  }
+
+  // --- Reading ----------------------------------------------------------------------------------------
+
+  private attach(socket: Socket): void {
+    socket.on('data', this.onData);
+    socket.on('close', this.onClose);
+    socket.on('error', this.onError);
+    socket.on('timeout', this.onTimeout);
+    socket.setTimeout(PREAUTH_TIMEOUT_MS);
+  }
+
+  private detach(socket: Socket): void {
+    socket.off('data', this.onData);
+    socket.off('close', this.onClose);
+    socket.off('error', this.onError);
+    socket.off('timeout', this.onTimeout);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.receiver.push(chunk);
+    this.pump();
+    if (this.waiter === null && this.receiver.buffered > MAX_PIPELINED_BYTES) this.socket.pause();
+  };
+
+  private readonly onClose = (): void => {
+    this.closed = true;
+    this.wake(null);
+    this.notifyChange();
+  };
+
+  private readonly onError = (err: Error): void => {
+    this.log.debug({ err: err.message }, 'socket error');
+  };
+
+  private readonly onTimeout = (): void => {
+    // RFC 9051 §5.4: autologout after at least 30 minutes of inactivity (shorter before login).
+    void this.bye('Autologout; idle for too long');
+  };
+
+  private pump(): void {
+    if (this.waiter === null) return;
+    const ev = this.receiver.next();
+    if (ev !== null) this.wake(ev);
+  }
+
+  private wake(ev: ReceiverEvent | null): void {
+    const w = this.waiter;
+    this.waiter = null;
+    if (w) w(ev);
+  }
+
+  /** The next receiver event; null once the connection is closed. */
+  nextEvent(): Promise<ReceiverEvent | null> {
+    if (this.closed) return Promise.resolve(null);
+    const ev = this.receiver.next();
+    if (ev !== null) return Promise.resolve(ev);
+    if (this.socket.isPaused()) this.socket.resume();
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  /** Reads one raw line (AUTHENTICATE responses, IDLE's DONE); null when the connection closed. */
+  async readLine(): Promise<Buffer | null> {
+    this.receiver.readLine();
+    const ev = await this.nextEvent();
+    if (ev === null) return null;
+    if (ev.kind === 'line') return ev.line;
+    if (ev.kind === 'reject' && ev.fatal) throw new ByeError(ev.text);
+    throw new BadError('Unexpected input');
+  }
+
+  // --- Change feed ------------------------------------------------------------------------------------
+
+  subscribe(accountId: AccountId): void {
+    this.unsubscribe?.();
+    this.unsubscribe = this.ctx.store.feed.subscribe(accountId, this.onChange);
+  }
+
+  private readonly onChange = (event: ChangeEvent): void => {
+    if (this.state.kind !== 'selected' || event.mailboxId !== this.state.view.mailbox.id) return;
+    this.notifyChange();
+  };
+
+  private notifyChange(): void {
+    this.changed = true;
+    const w = this.changeWaiter;
+    this.changeWaiter = null;
+    if (w) w();
+  }
+
+  /** Resolves at the next change of the selected mailbox (or at once if one is pending). */
+  waitForChange(): Promise<void> {
+    if (this.changed || this.closed || this.shuttingDown) {
+      this.changed = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.changeWaiter = () => {
+        this.changed = false;
+        resolve();
+      };
+    });
+  }
+
+  /** Drops a pending waitForChange (its race was lost), so it cannot swallow a later change. */
+  cancelChangeWait(): void {
+    this.changeWaiter = null;
+  }
+
+  get isShuttingDown(): boolean {
+    return this.shuttingDown || this.closed;
+  }
+
+  /** Sends the view's pending updates (EXISTS, EXPUNGE when allowed, FETCH FLAGS). */
+  async syncView(allowExpunge: boolean): Promise<void> {
+    if (this.state.kind !== 'selected') return;
+    this.changed = false;
+    const updates = await this.state.view.sync(this.ctx.store, allowExpunge);
+    for (const u of updates) await this.untagged(u);
+  }
+
+  // --- State changes -------------------------------------------------------------------------------------
+
+  /** After a successful LOGIN or AUTHENTICATE. Throws NoError when over the connection limit. */
+  login(account: Account): void {
+    if (!this.host.claimAccount(account.id)) throw new NoError('LIMIT', 'Too many connections for this account');
+    this.claimed = account.id;
+    this.state = { kind: 'authenticated', account };
+    this.subscribe(account.id);
+    this.socket.setTimeout(this.host.options.idleTimeoutMs);
+    this.log = this.log.child({ account: account.address });
+  }
+
+  select(view: MailboxView): void {
+    this.state = { kind: 'selected', account: this.account(), view };
+    this.changed = false;
+  }
+
+  unselect(): void {
+    if (this.state.kind === 'selected') this.state = { kind: 'authenticated', account: this.state.account };
+  }
+
+  /** STARTTLS (RFC 9051 §6.2.1): drop what was pipelined in clear, then handshake. */
+  async startTls(): Promise<void> {
+    const tlsProvider = this.ctx.tls;
+    if (tlsProvider === null) throw new Error('no TLS provider');
+    // RFC 3501 §6.2.1 / CVE-2011-0411: bytes sent in clear after STARTTLS must not be executed.
+    this.receiver.discardBuffered();
+    const raw = this.socket;
+    raw.pause();
+    this.detach(raw);
+    const secure = new TLSSocket(raw, { isServer: true, ...tlsProvider.serverOptions() });
+    this.socket = secure;
+    this.attach(secure);
+    try {
+      await Promise.race([
+        once(secure, 'secure'),
+        once(secure, 'close').then(() => {
+          throw new Error('closed during TLS handshake');
+        }),
+      ]);
+    } catch (err) {
+      throw new ByeError(`TLS handshake failed: ${(err as Error).message}`);
+    }
+    this.tls = true;
+    secure.resume();
+  }
+
+  // --- Main loop ----------------------------------------------------------------------------------------
+
+  async run(greeting = true): Promise<void> {
+    const started = Date.now();
+    try {
+      if (greeting) await this.status('*', 'OK', this.capabilityCode(), `${this.ctx.hostname} IMAP ready`);
+      while (!this.closed && this.state.kind !== 'logout' && !this.shuttingDown) {
+        const ev = await this.nextEvent();
+        if (ev === null) break;
+        if (ev.kind === 'continue') {
+          await this.continue('Ready for literal');
+          continue;
+        }
+        if (ev.kind === 'line') continue; // cannot happen outside line mode
+        if (ev.kind === 'reject') {
+          if (ev.tag !== null) await this.status(ev.tag, ev.status, ev.code ? [{ atom: ev.code }] : null, ev.text);
+          else await this.status('*', 'BAD', null, ev.text);
+          if (ev.fatal) {
+            await this.bye(ev.text);
+            break;
+          }
+          continue;
+        }
+        this.inCommand = true;
+        await this.execute(ev.command);
+        this.inCommand = false;
+      }
+      if (this.shuttingDown && !this.closed) await this.bye('Server shutting down');
+    } catch (err) {
+      this.log.error({ err }, 'session failed');
+    } finally {
+      this.cleanup();
+      this.log.info({ commands: this.commands, ms: Date.now() - started }, 'connection closed');
+    }
+  }
+
+  /** Closes the session: BYE now if no command is running, else after it (up to close()). */
+  shutdown(): void {
+    this.shuttingDown = true;
+    this.notifyChange();
+    if (!this.inCommand) void this.bye('Server shutting down');
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  async bye(text: string): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.status('*', 'BYE', null, text);
+    } finally {
+      this.closed = true;
+      this.socket.end();
+      // A client that does not read cannot keep the socket: destroy after a short while.
+      setTimeout(() => this.socket.destroy(), 2000).unref();
+      this.wake(null);
+    }
+  }
+
+  private cleanup(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.claimed !== null) this.host.releaseAccount(this.claimed);
+    this.claimed = null;
+    if (!this.closed) {
+      this.closed = true;
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 2000).unref();
+    }
+  }
+
+  private async execute(raw: RawCommand): Promise<void> {
+    const started = Date.now();
+    this.commands++;
+    let tag = raw.tag ?? '*';
+    let name = '';
+    let outcome: Status = 'OK';
+    let code: string | undefined;
+    try {
+      let head: { tag: string; name: string };
+      try {
+        head = parseCommandName(raw);
+      } catch (err) {
+        if (err instanceof ParseError) throw new BadError(raw.tag === null ? 'Missing or invalid tag' : err.message);
+        throw err;
+      }
+      tag = head.tag;
+      name = head.name;
+      const entry = COMMANDS.get(name);
+      if (entry === undefined) throw new BadError('Unknown command');
+      if (!entry.states.includes(this.state.kind as StateKind)) throw new BadError(stateMessage(this.state.kind, entry.states));
+      let request: Request;
+      try {
+        request = parseCommand(raw, { utf8: this.utf8 || this.rev2 }).request;
+      } catch (err) {
+        if (err instanceof ParseError) throw new BadError(err.message);
+        throw err;
+      }
+      const done: Done | void = await entry.run(this, tag, request);
+      if (this.closed) return;
+      if (this.state.kind === 'selected' && (done?.sync ?? true)) {
+        await this.syncView(entry.expungeAllowed(request));
+      }
+      await this.status(tag, 'OK', done?.code ?? null, done?.text ?? `${name} completed`);
+      if (done?.after) await done.after();
+    } catch (err) {
+      if (this.closed && !(err instanceof ByeError)) return;
+      if (err instanceof BadError) {
+        outcome = 'BAD';
+        await this.status(tag, 'BAD', err.code, err.message);
+      } else if (err instanceof NoError) {
+        outcome = 'NO';
+        code = err.code && err.code[0] && typeof err.code[0] === 'object' && 'atom' in err.code[0] ? err.code[0].atom : undefined;
+        await this.status(tag, 'NO', err.code, err.message);
+      } else if (err instanceof StoreError) {
+        outcome = 'NO';
+        const mapped = STORE_ERROR_CODES[err.code];
+        code = mapped.code;
+        await this.status(tag, 'NO', [{ atom: mapped.code }], mapped.text);
+      } else if (err instanceof ByeError) {
+        outcome = 'BYE';
+        await this.bye(err.message);
+      } else {
+        outcome = 'NO';
+        code = 'SERVERBUG';
+        const id = newId();
+        this.log.error({ err, errorId: id, cmd: name }, 'command failed');
+        // DESIGN.md Errors: the client gets a short text and a correlation id, never internals.
+        await this.status(tag, 'NO', [{ atom: 'SERVERBUG' }], `Internal error, reference ${id}`);
+      }
+    } finally {
+      const fields = { tag, cmd: name, status: outcome, code, ms: Date.now() - started };
+      if (outcome === 'OK' || outcome === 'BAD') this.log.debug(fields, 'command');
+      else if (code === 'SERVERBUG') this.log.error(fields, 'command');
+      else this.log.info(fields, 'command');
+    }
+  }
+}
+
+function stateMessage(state: SessionState['kind'], allowed: readonly StateKind[]): string {
+  if (state === 'not-authenticated') return 'Log in first';
+  if (allowed.includes('selected') && !allowed.includes('authenticated')) return 'No mailbox selected';
+  if (allowed.length === 1 && allowed[0] === 'not-authenticated') return 'Already logged in';
+  return 'Command not allowed in this state';
+}
+
+function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
