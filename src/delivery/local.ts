@@ -1,0 +1,73 @@
+/**
+ * Local delivery: recipients to accounts, and one message to many mailboxes.
+ *
+ * Invariants:
+ * - A message is parsed once (parseMessage) and written once (content-addressed), with an entry
+ *   in each target account's mailbox, in one store transaction (store.deliver), which is durable
+ *   when the promise resolves: the caller may acknowledge then and not before.
+ * - An account reached by several recipients (aliases, plus-addressing) gets one copy.
+ */
+import type { AccountId } from '../lib/brand.js';
+import { parseMessage } from '../mail/parse.js';
+import type { DeliveryOutcome, MailStore } from '../store/types.js';
+
+export type RecipientCheck =
+  | { kind: 'ok'; accounts: AccountId[] }
+  | { kind: 'unknown' }
+  | { kind: 'disabled' }
+  | { kind: 'over-quota' };
+
+export interface LocalDelivery {
+  /** Is the domain one of ours? (Lowercased domain, no trailing dot.) */
+  isLocalDomain(domain: string): Promise<boolean>;
+  /** The accounts an address of a local domain reaches, with quota and status checked. */
+  checkRecipient(address: string, messageSize: number | null): Promise<RecipientCheck>;
+  /** Stores the message once for the accounts (deduplicated) in `mailbox` (INBOX by default). */
+  deliver(raw: Buffer, accounts: readonly AccountId[], mailbox?: string): Promise<Map<AccountId, DeliveryOutcome>>;
+}
+
+export function createLocalDelivery(store: MailStore): LocalDelivery {
+  return {
+    isLocalDomain: (domain) => store.isLocalDomain(domain),
+
+    async checkRecipient(address, messageSize) {
+      const ids = await store.resolveRecipient(address.toLowerCase());
+      if (ids.length === 0) return { kind: 'unknown' };
+      const accepted: AccountId[] = [];
+      let full = 0;
+      let disabled = 0;
+      for (const id of ids) {
+        const account = await store.getAccount(id);
+        if (!account) continue;
+        if (account.disabled) {
+          disabled++;
+          continue;
+        }
+        if (account.quotaBytes !== null || account.quotaMessages !== null) {
+          const usage = await store.quotaUsage(id);
+          const incoming = messageSize ?? 0;
+          if (
+            (account.quotaBytes !== null && usage.bytes + incoming > account.quotaBytes) ||
+            (account.quotaMessages !== null && usage.messages + 1 > account.quotaMessages)
+          ) {
+            full++;
+            continue;
+          }
+        }
+        accepted.push(id);
+      }
+      if (accepted.length > 0) return { kind: 'ok', accounts: accepted };
+      if (full > 0) return { kind: 'over-quota' };
+      if (disabled > 0) return { kind: 'disabled' };
+      return { kind: 'unknown' };
+    },
+
+    async deliver(raw, accounts, mailbox) {
+      const unique = [...new Set(accounts)];
+      const parsed = parseMessage(raw);
+      const targets = unique.map((accountId) => (mailbox ? { accountId, mailbox } : { accountId }));
+      const outcomes = await store.deliver(raw, parsed, targets);
+      return new Map(outcomes.map((o) => [o.accountId, o]));
+    },
+  };
+}

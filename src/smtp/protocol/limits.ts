@@ -1,0 +1,53 @@
+/**
+ * SMTP input limits: each named constant says which attack it stops. Session options may lower or
+ * raise the ones marked "default"; the protocol layer enforces whatever it is given.
+ */
+
+/** RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF. RFC 5321 lets
+ * extensions raise it: RFC 3461 §4 adds ORCPT (up to 500 octets of xtext) and ENVID (100) and
+ * RFC 4954 the AUTH= parameter, so MAIL/RCPT lines get that much more. Stops memory growth from a
+ * client that never sends LF. */
+export const COMMAND_LINE_MAX = 512;
+export const COMMAND_LINE_EXTENSION_ALLOWANCE = 1024;
+
+/** RFC 4954 §4: an AUTH continuation line may be as long as the mechanism needs (base64 of a
+ * SCRAM message or a PLAIN triple with long names); 12288 is what RFC 4954 §4 suggests servers
+ * accept ("at least 12288 octets"). */
+export const AUTH_LINE_MAX = 12_288;
+
+/** RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF. Real mail breaks this
+ * (HTML generators, long base64 without folding), so DATA lines are accepted up to this documented
+ * bound, then the message is refused with 500 5.5.2 / 554 5.6.0 after its end. Stops a single
+ * unbounded line from being treated as a message of normal shape. */
+export const DATA_LINE_MAX_DEFAULT = 10_000;
+
+/** Default SIZE (RFC 1870): 50 MB. Refused at MAIL FROM SIZE= and again while streaming
+ * (RFC 1870 §6, 552 5.3.4). */
+export const MESSAGE_SIZE_DEFAULT = 50 * 1024 * 1024;
+
+/** RFC 5321 §4.5.3.1.8 requires accepting at least 100 recipients; more is refused with
+ * 452 4.5.3 so one transaction cannot fan out without bound. */
+export const RECIPIENTS_MAX_DEFAULT = 100;
+
+/** Errors (4xx/5xx replies to commands) before 421 and disconnect: stops dictionary attacks on
+ * RCPT and clients that loop on a refused command. */
+export const ERRORS_MAX_DEFAULT = 10;
+
+/** Simultaneous connections from one IP address: one host cannot take every session slot. */
+export const CONNECTIONS_PER_IP_DEFAULT = 20;
+export const CONNECTIONS_MAX_DEFAULT = 1000;
+
+/** RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for the next command. */
+export const COMMAND_TIMEOUT_MS_DEFAULT = 5 * 60_000;
+/** RFC 5321 §4.5.3.2.5-6: 3 minutes per data block is what a client waits; the server's idle
+ * timeout while receiving data uses the same bound. */
+export const DATA_TIMEOUT_MS_DEFAULT = 3 * 60_000;
+
+/** Unprocessed pipelined input held per connection before reading pauses (RFC 2920 lets a client
+ * send many commands at once; this bounds what one client can make us buffer). */
+export const INPUT_BUFFER_MAX = 64 * 1024;
+
+/** RFC 5321 §4.5.3.1.1-3: local part 64 octets, domain 255, path 256. */
+export const LOCAL_PART_MAX = 64;
+export const DOMAIN_MAX = 255;
+export const PATH_MAX = 256;

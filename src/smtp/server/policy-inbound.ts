@@ -1,0 +1,112 @@
+/**
+ * Policy for mail arriving from other servers: MX (port 25) and LMTP.
+ *
+ * Invariants:
+ * - Only recipients of local domains are accepted; anything else is 554 5.7.1, whatever the
+ *   spelling (source routes are dropped by the parser, "%" and quoted local parts are plain local
+ *   parts here, address literals are never local). No relay without authentication (DESIGN.md
+ *   invariant 5).
+ * - The message is authenticated (mode 'mx', when a resolver is given) on the bytes as received,
+ *   then forged Authentication-Results fields are removed, and Return-Path, Received and our
+ *   Authentication-Results are prepended; the result is stored once for every account reached.
+ * - 250 is returned only after store.deliver resolved (durable).
+ */
+import { randomBytes } from 'node:crypto';
+import type { AccountId } from '../../lib/brand.js';
+import type { ServerContext } from '../../context.js';
+import type { Resolver } from '../../dns/resolver.js';
+import { createLocalDelivery, type LocalDelivery } from '../../delivery/local.js';
+import {
+  createInboundAuthenticator,
+  removeOwnAuthResults,
+  type DmarcRejectAction,
+  type InboundAuthenticator,
+} from '../../msgauth/inbound.js';
+import { R, reply, type Reply } from '../protocol/reply.js';
+import type { DataOutcome, SmtpPolicy } from './policy.js';
+import { receivedField, returnPathField } from './trace.js';
+
+export type { DmarcRejectAction };
+
+export interface InboundPolicyOptions {
+  /** DNS for SPF/DKIM/DMARC/ARC; null turns message authentication off (LMTP, tests). */
+  resolver: Resolver | null;
+  dmarcReject: DmarcRejectAction;
+  delivery?: LocalDelivery;
+}
+
+export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOptions): SmtpPolicy {
+  const delivery = options.delivery ?? createLocalDelivery(ctx.store);
+  const authenticator: InboundAuthenticator | null = options.resolver
+    ? createInboundAuthenticator({ resolver: options.resolver, hostname: ctx.hostname, dmarcReject: options.dmarcReject })
+    : null;
+
+  return {
+    async onMailFrom() {
+      return null;
+    },
+
+    async onRcptTo(_session, tx, to, params) {
+      // Address literals are never one of our domains: no relay through [ip] tricks.
+      if (to.literal || !(await delivery.isLocalDomain(to.domain))) return { ok: false, reply: R.relayDenied() };
+      const check = await delivery.checkRecipient(to.address, tx.params.size);
+      switch (check.kind) {
+        case 'unknown':
+          return { ok: false, reply: R.unknownUser() };
+        case 'disabled':
+          return { ok: false, reply: reply(550, '5.2.1', 'Mailbox disabled') };
+        case 'over-quota':
+          // RFC 3463 4.2.2: mailbox full (temporary: the user may make room)
+          return { ok: false, reply: R.overQuota() };
+        case 'ok':
+          return { ok: true, recipient: { mailbox: to, address: to.address, params, accounts: check.accounts, remote: false } };
+      }
+    },
+
+    async onData(session, tx, message): Promise<DataOutcome> {
+      const messageId = randomBytes(8).toString('hex');
+      let mailbox: string | undefined;
+      let authField = '';
+      if (authenticator) {
+        const verdict = await authenticator.check({
+          raw: message.raw,
+          ip: session.remoteAddress,
+          helo: session.helo,
+          mailFrom: tx.from ? tx.from.address : null,
+        });
+        ctx.log.info(
+          { session: session.id, spf: verdict.spf, dkim: verdict.dkim, dmarc: verdict.dmarc, arc: verdict.arc, action: verdict.action },
+          'message authentication',
+        );
+        if (verdict.action === 'reject') {
+          // RFC 7489 §6.7 / §10.1: a policy refusal with 550 5.7.1
+          const r = reply(550, '5.7.1', 'Message refused: DMARC policy of the sender domain');
+          return { perRecipient: tx.recipients.map(() => r), summary: r };
+        }
+        if (verdict.action === 'junk') mailbox = 'Junk';
+        authField = verdict.field;
+      }
+      const body = removeOwnAuthResults(message.raw, ctx.hostname);
+      const trace =
+        returnPathField(tx) +
+        authField +
+        receivedField({ session, tx, hostname: ctx.hostname, messageId, protocol: message.protocol, date: message.receivedAt });
+      const raw = Buffer.concat([Buffer.from(trace, 'utf8'), body]);
+      const accounts: AccountId[] = tx.recipients.flatMap((r) => r.accounts);
+      const outcomes = await delivery.deliver(raw, accounts, mailbox);
+      const perRecipient: Reply[] = tx.recipients.map((r) => {
+        const ok = r.accounts.some((id) => outcomes.get(id)?.ok);
+        return ok ? reply(250, '2.0.0', `Delivered ${messageId}`) : R.overQuota();
+      });
+      const delivered = perRecipient.filter((r) => r.code === 250).length;
+      if (delivered > 0 && delivered < perRecipient.length) {
+        // SMTP has one reply for all recipients; the ones that failed after RCPT (quota filled
+        // by a concurrent delivery) are logged. LMTP reports each.
+        ctx.log.warn({ session: session.id, messageId }, 'message delivered to some recipients only (quota)');
+      }
+      const summary = delivered > 0 ? reply(250, '2.0.0', `Delivered ${messageId}`) : R.overQuota();
+      ctx.log.info({ session: session.id, messageId, size: raw.length, recipients: tx.recipients.length, mailbox: mailbox ?? 'INBOX' }, 'message delivered');
+      return { perRecipient, summary };
+    },
+  };
+}

@@ -1,0 +1,151 @@
+/**
+ * SMTP (port 25), submission (587 STARTTLS, 465 implicit TLS) and LMTP listeners over one session
+ * engine (session.ts) and one delivery path (src/delivery/).
+ *
+ * Invariants: connections are counted per IP and in total, and refused with 421 above the limits
+ * (DESIGN.md invariant 4); every session is tracked so close() can end them gracefully.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { ListeningServer, ServerContext } from '../../context.js';
+import type { Resolver } from '../../dns/resolver.js';
+import { formatReply } from '../protocol/reply.js';
+import { R } from '../protocol/reply.js';
+import {
+  COMMAND_TIMEOUT_MS_DEFAULT,
+  CONNECTIONS_MAX_DEFAULT,
+  CONNECTIONS_PER_IP_DEFAULT,
+  DATA_LINE_MAX_DEFAULT,
+  DATA_TIMEOUT_MS_DEFAULT,
+  ERRORS_MAX_DEFAULT,
+  MESSAGE_SIZE_DEFAULT,
+  RECIPIENTS_MAX_DEFAULT,
+} from '../protocol/limits.js';
+import { createSaslSession, saslMechanisms } from '../../sasl/session.js';
+import type { SmtpMode, SmtpPolicy } from './policy.js';
+import { createInboundPolicy, type DmarcRejectAction } from './policy-inbound.js';
+import { createSubmissionPolicy, type SubmitHook } from './policy-submission.js';
+import { SmtpSession, type SaslProvider, type SessionLimits } from './session.js';
+
+export interface SmtpServerOptions {
+  mode: SmtpMode;
+  /** Submissions (465, RFC 8314 §3.3): TLS from the first byte. */
+  implicitTls?: boolean;
+  /** Port 25 policy only (like postscreen): wait before the greeting, refuse early talkers.
+   * Default 0. */
+  greetingDelayMs?: number;
+  limits?: Partial<SessionLimits> & { maxConnectionsPerIp?: number; maxConnections?: number };
+  /** Replaces the policy the mode implies (tests, special deployments). */
+  policy?: SmtpPolicy;
+  /** DNS for SPF/DKIM/DMARC/ARC (mode 'mx'). Without it message authentication is off. */
+  resolver?: Resolver | null;
+  /** Mail failing DMARC at a p=reject domain: 'junk' (default, delivered to Junk) or 'reject'
+   * (550 5.7.1). */
+  dmarcReject?: DmarcRejectAction;
+  /** Submission: AUTH mechanisms. */
+  sasl?: SaslProvider | null;
+  /** Submission: AUTH without TLS from other hosts (DESIGN.md invariant 5). Default false. */
+  allowPlaintextAuth?: boolean;
+  /** Submission: where mail for remote recipients goes (the outbound queue). */
+  onSubmit?: SubmitHook;
+}
+
+export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions): ListeningServer {
+  const limits: SessionLimits = {
+    maxMessageSize: options.limits?.maxMessageSize ?? MESSAGE_SIZE_DEFAULT,
+    maxRecipients: options.limits?.maxRecipients ?? RECIPIENTS_MAX_DEFAULT,
+    maxDataLineLength: options.limits?.maxDataLineLength ?? DATA_LINE_MAX_DEFAULT,
+    maxErrors: options.limits?.maxErrors ?? ERRORS_MAX_DEFAULT,
+    commandTimeoutMs: options.limits?.commandTimeoutMs ?? COMMAND_TIMEOUT_MS_DEFAULT,
+    dataTimeoutMs: options.limits?.dataTimeoutMs ?? DATA_TIMEOUT_MS_DEFAULT,
+  };
+  const maxPerIp = options.limits?.maxConnectionsPerIp ?? CONNECTIONS_PER_IP_DEFAULT;
+  const maxTotal = options.limits?.maxConnections ?? CONNECTIONS_MAX_DEFAULT;
+  const policy =
+    options.policy ??
+    (options.mode === 'submission'
+      ? createSubmissionPolicy(ctx, { onSubmit: options.onSubmit })
+      : createInboundPolicy(ctx, {
+          resolver: options.mode === 'mx' ? (options.resolver ?? null) : null,
+          dmarcReject: options.dmarcReject ?? 'junk',
+        }));
+  const allowPlaintextAuth = options.allowPlaintextAuth ?? false;
+  // Submission's AUTH: the SASL sessions of src/sasl over the context's Authenticator.
+  const sasl: SaslProvider | null =
+    options.sasl !== undefined
+      ? options.sasl
+      : options.mode === 'submission'
+        ? {
+            mechanisms: (secure) => saslMechanisms(secure || allowPlaintextAuth),
+            create: (mechanism, meta) => createSaslSession(mechanism, ctx.auth, meta, { allowPlaintext: meta.secure || allowPlaintextAuth }),
+          }
+        : null;
+  const implicitTls = options.implicitTls ?? false;
+  if (implicitTls && !ctx.tls) throw new Error('Cannot start implicit TLS: no certificate');
+  const sessions = new Set<SmtpSession>();
+  const perIp = new Map<string, number>();
+  const name = options.mode === 'submission' && implicitTls ? 'submissions' : options.mode === 'mx' ? 'smtp' : options.mode;
+
+  const onConnection = (socket: Socket): void => {
+    const ip = socket.remoteAddress ?? 'unknown';
+    const count = perIp.get(ip) ?? 0;
+    if (count >= maxPerIp || sessions.size >= maxTotal) {
+      socket.on('error', () => {});
+      socket.end(formatReply(R.tooManyConnections()));
+      return;
+    }
+    perIp.set(ip, count + 1);
+    let counted = true;
+    const session = new SmtpSession(socket, {
+      ctx,
+      mode: options.mode,
+      policy,
+      limits,
+      implicitTls,
+      greetingDelayMs: options.mode === 'mx' ? (options.greetingDelayMs ?? 0) : 0,
+      sasl,
+      allowPlaintextAuth,
+      onClose: () => {
+        if (!counted) return;
+        counted = false;
+        sessions.delete(session);
+        const n = (perIp.get(ip) ?? 1) - 1;
+        if (n <= 0) perIp.delete(ip);
+        else perIp.set(ip, n);
+      },
+    });
+    sessions.add(session);
+    session.start();
+  };
+
+  let server: Server;
+  if (implicitTls) {
+    server = createTlsServer(ctx.tls!.serverOptions());
+    server.on('secureConnection', onConnection);
+    server.on('tlsClientError', (err) => ctx.log.debug({ err: err.message }, 'tls handshake failed'));
+  } else {
+    server = createServer(onConnection);
+  }
+
+  return {
+    name,
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const addr = server.address();
+          resolve(typeof addr === 'object' && addr ? addr.port : port);
+        });
+      });
+    },
+    async close(graceMs = 10_000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.shutdown();
+      const deadline = Date.now() + graceMs;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const s of sessions) s.destroy();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,139 @@
+import { test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import fc from 'fast-check';
+import { MessageReceiver, InputBuffer } from '../../src/smtp/protocol/data.js';
+import { parseCommand } from '../../src/smtp/protocol/command.js';
+import { formatReply, reply } from '../../src/smtp/protocol/reply.js';
+
+function receive(input: Buffer, splits: number[] = []): { message: Buffer; rest: Buffer | null; r: MessageReceiver } {
+  const r = new MessageReceiver({ mode: 'dot', maxSize: 1 << 20, maxLineLength: 10_000 });
+  const points = [0, ...splits, input.length];
+  for (let k = 0; k + 1 < points.length; k++) {
+    const chunk = input.subarray(points[k], points[k + 1]);
+    const end = r.push(chunk);
+    if (end !== -1) {
+      const rest = Buffer.concat([chunk.subarray(end), input.subarray(points[k + 1])]);
+      return { message: r.finish(), rest, r };
+    }
+  }
+  return { message: r.finish(), rest: null, r };
+}
+
+const CASES: Array<[name: string, input: string, message: string | null, rest?: string]> = [
+  ['empty message', '.\r\n', ''],
+  ['simple', 'a\r\nb\r\n.\r\nNOOP\r\n', 'a\r\nb\r\n', 'NOOP\r\n'],
+  ['dot-stuffed line', '..x\r\n..\r\n.\r\n', '.x\r\n.\r\n'],
+  ['bare LF dot LF is content', 'a\n.\nb\r\n.\r\n', 'a\r\n.\r\nb\r\n', ''],
+  ['LF dot CRLF is content', 'a\n.\r\nb\r\n.\r\n', 'a\r\n.\r\nb\r\n'],
+  ['CRLF dot LF is content', 'a\r\n.\nb\r\n.\r\n', 'a\r\n\r\nb\r\n'],
+  ['CR dot CR is content', 'a\r.\rb\r\n.\r\n', 'a\r\n.\r\nb\r\n'],
+  ['CRLF dot CR is content', 'a\r\n.\rb\r\n.\r\n', 'a\r\n\r\nb\r\n'],
+  ['no terminator', 'a\r\nb\r\n', null],
+];
+
+test('DATA receiver: only CRLF.CRLF ends the data, at every split position', () => {
+  for (const [name, input, message, rest] of CASES) {
+    const buf = Buffer.from(input, 'latin1');
+    for (let i = 0; i <= buf.length; i++) {
+      for (const j of [i, Math.min(buf.length, i + 1), Math.min(buf.length, i + 2)]) {
+        const got = receive(buf, i === j ? [i] : [i, j]);
+        if (message === null) {
+          assert.equal(got.rest, null, `${name}: ended`);
+        } else {
+          assert.notEqual(got.rest, null, `${name}: did not end (split ${i},${j})`);
+          assert.equal(got.message.toString('latin1'), message, `${name} (split ${i},${j})`);
+          if (rest !== undefined) assert.equal(got.rest!.toString('latin1'), rest, `${name}: rest`);
+        }
+      }
+    }
+  }
+});
+
+test('DATA receiver: dot-stuffing then receiving gives back any CRLF message (property)', () => {
+  const line = fc.stringMatching(/^[ -~]{0,20}$/);
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 12 }), fc.array(fc.nat(200), { maxLength: 4 }), (lines, cuts) => {
+      const message = lines.map((l) => `${l}\r\n`).join('');
+      const wire = Buffer.from(`${message.replace(/^\./gm, '..')}.\r\nQUIT\r\n`, 'latin1');
+      const splits = [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((a, b) => a - b);
+      const got = receive(wire, splits);
+      assert.equal(got.message.toString('latin1'), message);
+      assert.equal(got.rest!.toString('latin1'), 'QUIT\r\n');
+    }),
+    { seed: 5321, numRuns: 300 },
+  );
+});
+
+test('DATA receiver: over-size and over-long lines are flagged and still read to the end', () => {
+  const r = new MessageReceiver({ mode: 'dot', maxSize: 10, maxLineLength: 5 });
+  assert.equal(r.push(Buffer.from('abcdefgh\r\n')), -1);
+  assert.equal(r.lineTooLong, true);
+  const end = r.push(Buffer.from('0123456789\r\n.\r\nNEXT'));
+  assert.equal(end, '0123456789\r\n.\r\n'.length);
+  assert.equal(r.tooBig, true);
+});
+
+test('BDAT receiver keeps dots, normalises bare line ends and completes a trailing CR', () => {
+  const r = new MessageReceiver({ mode: 'raw', maxSize: 1000, maxLineLength: 1000 });
+  r.push(Buffer.from('.a\n.\r\n'));
+  r.push(Buffer.from('b\r'));
+  assert.equal(r.finish().toString(), '.a\r\n.\r\nb\r\n');
+});
+
+test('input buffer: lines with CRLF or LF, over-long lines reported once and skipped', () => {
+  const b = new InputBuffer();
+  b.push(Buffer.from('NOOP\r\nRSET\nxxxxxxxxxxxx'));
+  assert.equal(b.readLine(10)!.toString(), 'NOOP');
+  assert.equal(b.readLine(10)!.toString(), 'RSET');
+  assert.equal(b.readLine(10), 'too-long');
+  b.push(Buffer.from('yyyy\r\nQUIT\r\n'));
+  assert.equal(b.readLine(10)!.toString(), 'QUIT');
+  assert.equal(b.readLine(10), null);
+});
+
+test('command parser: RFC 5321 paths, ESMTP parameters and refusals', () => {
+  const ok = (line: string) => {
+    const r = parseCommand(Buffer.from(line, 'utf8'));
+    assert.ok(r.ok, `${line}: ${r.ok ? '' : r.reply.lines[0]}`);
+    return r.command;
+  };
+  const bad = (line: string, code: number) => {
+    const r = parseCommand(Buffer.from(line, 'utf8'));
+    assert.ok(!r.ok, `${line} parsed`);
+    assert.equal(r.reply.code, code, `${line}: ${r.reply.code}`);
+  };
+  assert.deepEqual(ok('mail from:<>'), { verb: 'MAIL', from: null, params: { size: null, body: null, smtputf8: false, ret: null, envid: null, auth: null } });
+  const m = ok('MAIL FROM:<"a b"@Example.COM> SIZE=100 BODY=8bitmime SMTPUTF8');
+  assert.equal(m.verb, 'MAIL');
+  if (m.verb === 'MAIL') {
+    assert.equal(m.from!.address, '"a b"@example.com');
+    assert.equal(m.params.size, 100);
+    assert.equal(m.params.body, '8BITMIME');
+  }
+  const q = ok('RCPT TO:<"bob"@example.com>');
+  if (q.verb === 'RCPT' && q.to !== 'postmaster') assert.equal(q.to.address, 'bob@example.com', 'unneeded quotes dropped');
+  const route = ok('RCPT TO:<@a.example,@b.example:u@d.example>');
+  if (route.verb === 'RCPT' && route.to !== 'postmaster') assert.equal(route.to.address, 'u@d.example');
+  const lit = ok('RCPT TO:<u@[IPv6:2001:db8::1]>');
+  if (lit.verb === 'RCPT' && lit.to !== 'postmaster') assert.equal(lit.to.literal, true);
+  assert.deepEqual(ok('BDAT 100 LAST'), { verb: 'BDAT', size: 100, last: true });
+  assert.deepEqual(ok('AUTH plain AGJvYgBwdw=='), { verb: 'AUTH', mechanism: 'PLAIN', initialResponse: 'AGJvYgBwdw==' });
+  bad('MAIL FROM:<a@b.c> SIZE=x', 501);
+  bad('MAIL FROM:<a@b.c> XFOO', 555);
+  bad('MAIL FROM:<a@b.c> SIZE=1 SIZE=2', 501);
+  bad('RCPT TO:<>', 501);
+  bad('RCPT TO:<a@b.c.>', 501);
+  bad('RCPT TO:<a@b..c>', 501);
+  bad('RCPT TO:<a\u0000@b.c>', 500);
+  bad(`RCPT TO:<${'a'.repeat(65)}@b.c>`, 501);
+  bad('EHLO', 501);
+  bad('EHLO bad_host!', 501);
+  bad('DATA x', 501);
+  bad('FOO', 500);
+  assert.ok(!parseCommand(Buffer.from([0x4e, 0x4f, 0x4f, 0x50, 0x20, 0xff])).ok, 'invalid UTF-8');
+});
+
+test('replies never carry CR, LF or other controls from their text', () => {
+  assert.equal(formatReply(reply(250, '2.0.0', 'a\r\n250 forged')), '250 2.0.0 a??250 forged\r\n');
+  assert.equal(formatReply(reply(250, null, 'host', 'PIPELINING')), '250-host\r\n250 PIPELINING\r\n');
+});
