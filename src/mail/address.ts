@@ -13,6 +13,8 @@ import { decodeEncodedWords } from './headers.js';
 /** An address header longer than this is cut before parsing: it bounds the tokenizer's work and
  * memory for a hostile header (a real one with thousands of recipients stays well below). */
 export const MAX_ADDRESS_HEADER = 256 * 1024;
+/** Addresses read from one header; the rest are dropped. Bounds the stored parse record. */
+export const MAX_ADDRESSES = 10_000;
 
 interface Mailbox0 {
   name: string;
@@ -20,31 +22,104 @@ interface Mailbox0 {
 }
 type Entry = { kind: 'mailbox'; mailbox: Mailbox0 } | { kind: 'group'; name: string; members: Mailbox0[] };
 
-function entries(value: string): Entry[] {
-  const input = value.length > MAX_ADDRESS_HEADER ? value.slice(0, MAX_ADDRESS_HEADER) : value;
+/**
+ * Splits an address list at its top-level commas, outside quoted strings, comments and angle
+ * brackets, and finds groups ("name: a, b;", RFC 5322 §3.4). addressparser then reads each
+ * mailbox alone: on a whole list its work grows with the square of the number of addresses.
+ */
+function splitList(input: string): Array<{ group: string | null; items: string[] }> {
+  const out: Array<{ group: string | null; items: string[] }> = [];
+  let group: { group: string | null; items: string[] } | null = null;
+  let start = 0;
+  let quote = false;
+  let comment = 0;
+  let angle = false;
+  let count = 0;
+  const flush = (end: number): void => {
+    const item = input.slice(start, end);
+    if (item.trim() !== '' && count++ < MAX_ADDRESSES) {
+      if (group !== null) group.items.push(item);
+      else out.push({ group: null, items: [item] });
+    }
+    start = end + 1;
+  };
+  for (let i = 0; i < input.length; i++) {
+    const c = input[i];
+    if (quote) {
+      if (c === '\\') i++;
+      else if (c === '"') quote = false;
+      continue;
+    }
+    if (comment > 0) {
+      if (c === '\\') i++;
+      else if (c === '(') comment++;
+      else if (c === ')') comment--;
+      continue;
+    }
+    if (c === '"') quote = true;
+    else if (c === '(') comment = 1;
+    else if (angle) {
+      if (c === '>') angle = false;
+    } else if (c === '<') angle = true;
+    else if (c === ',') flush(i);
+    else if (c === ':' && group === null) {
+      // RFC 5322 §3.4 group: display-name ":" [group-list] ";"
+      group = { group: input.slice(start, i), items: [] };
+      out.push(group);
+      start = i + 1;
+    } else if (c === ';') {
+      flush(i);
+      group = null;
+    }
+  }
+  flush(input.length);
+  return out;
+}
+
+// Shapes most mailboxes have, read without the general tokenizer (its per-call cost dominates
+// for headers with thousands of recipients): "local@domain", "word", "Name <addr>", "\"Name\" <addr>".
+const SPECIALS = '\\s"(),:;<>@\\[\\]\\\\';
+const BARE = new RegExp(`^[^${SPECIALS}]+(?:@[^${SPECIALS}]+)?$`);
+const NAME_ADDR = new RegExp(`^(?:([^${SPECIALS}]+(?:\\s+[^${SPECIALS}]+)*)|"([^"\\\\]*)")?\\s*<([^${SPECIALS}]+@[^${SPECIALS}]+)>$`);
+
+function parseOne(raw: string): Mailbox0[] {
+  const item = raw.trim();
+  if (BARE.test(item)) return [item.includes('@') ? { name: '', address: item } : { name: item, address: '' }];
+  const na = NAME_ADDR.exec(item);
+  if (na !== null) return [{ name: (na[1] ?? na[2] ?? '').trim(), address: na[3]! }];
   let list: addressparser.AddressOrGroup[];
   try {
-    list = addressparser(input);
+    list = addressparser(item);
   } catch {
     return [];
   }
+  const out: Mailbox0[] = [];
+  const flatten = (xs: addressparser.AddressOrGroup[]): void => {
+    for (const x of xs) {
+      if ('group' in x && Array.isArray(x.group)) flatten(x.group);
+      else if ('address' in x) {
+        const m = { name: x.name ?? '', address: x.address ?? '' };
+        if (m.name !== '' || m.address !== '') out.push(m);
+      }
+    }
+  };
+  flatten(list);
+  return out;
+}
+
+function groupName(raw: string): string {
+  const t = raw.replace(/\([^()]*\)/g, ' ').trim().replace(/\s+/g, ' ');
+  return t.startsWith('"') && t.endsWith('"') && t.length >= 2 ? t.slice(1, -1).replace(/\\(.)/g, '$1') : t;
+}
+
+function entries(value: string): Entry[] {
+  const input = value.length > MAX_ADDRESS_HEADER ? value.slice(0, MAX_ADDRESS_HEADER) : value;
   const out: Entry[] = [];
-  for (const item of list) {
-    if ('group' in item && Array.isArray(item.group)) {
-      // Nested groups are not RFC 5322 syntax; their members join the outer group.
-      const members: Mailbox0[] = [];
-      const flatten = (xs: addressparser.AddressOrGroup[]): void => {
-        for (const x of xs) {
-          if ('group' in x && Array.isArray(x.group)) flatten(x.group);
-          else if ('address' in x) members.push({ name: x.name ?? '', address: x.address ?? '' });
-        }
-      };
-      flatten(item.group);
-      out.push({ kind: 'group', name: item.name ?? '', members });
-    } else if ('address' in item) {
-      const m = { name: item.name ?? '', address: item.address ?? '' };
-      if (m.name === '' && m.address === '') continue;
-      out.push({ kind: 'mailbox', mailbox: m });
+  for (const chunk of splitList(input)) {
+    if (chunk.group !== null) {
+      out.push({ kind: 'group', name: groupName(chunk.group), members: chunk.items.flatMap(parseOne) });
+    } else {
+      for (const item of chunk.items) for (const m of parseOne(item)) out.push({ kind: 'mailbox', mailbox: m });
     }
   }
   return out;
@@ -52,6 +127,10 @@ function entries(value: string): Entry[] {
 
 function toEnvelope(m: Mailbox0): EnvelopeAddress {
   let address = m.address.trim();
+  if (address === '' && /^[^\s<>()@,;:"]+$/.test(m.name)) {
+    // A bare word ("To: nodomain") is a local part without a domain, not a display name.
+    return { name: null, adl: null, mailbox: m.name, host: '' };
+  }
   let adl: string | null = null;
   // RFC 5322 §4.4 obs-route: "@a,@b:user@host" — the route goes to the ENVELOPE adl field.
   if (address.startsWith('@')) {

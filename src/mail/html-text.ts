@@ -103,17 +103,11 @@ export function htmlToText(html: string): string {
       else unclosed.add(name);
     }
   }
-  // Trim each line and keep at most one empty line in a row.
-  const lines = out.join('').split('\n');
+  // Trim each line; empty lines (from nested blocks) carry nothing for search or preview.
   const kept: string[] = [];
-  let blank = 0;
-  for (const line of lines) {
+  for (const line of out.join('').split('\n')) {
     const t = line.replace(/^[ \t]+|[ \t]+$/g, '');
-    if (t === '') {
-      blank++;
-      if (blank > 1) continue;
-    } else blank = 0;
-    kept.push(t);
+    if (t !== '') kept.push(t);
   }
-  return kept.join('\n').trim();
+  return kept.join('\n');
 }
