@@ -100,8 +100,16 @@ export class Receiver {
   private literalParts: Buffer[] = [];
   private readonly appendLimit: number;
 
+  private authenticated = false;
+
   constructor(options: ReceiverOptions) {
     this.appendLimit = options.appendLimit;
+  }
+
+  /** Before login, APPEND is refused anyway: its literal gets the small limit, so an
+   * unauthenticated client cannot make the server buffer APPENDLIMIT bytes. */
+  setAuthenticated(value: boolean): void {
+    this.authenticated = value;
   }
 
   push(chunk: Buffer): void {
@@ -220,7 +228,7 @@ export class Receiver {
     let j = i + 1;
     while (j < line.length && line[j] !== 0x20) j++;
     const name = tag === null ? '' : line.toString('latin1', i + 1, j).toUpperCase();
-    this.isAppend = name === 'APPEND';
+    this.isAppend = name === 'APPEND' && this.authenticated;
   }
 
   private resetCommand(): void {

@@ -327,6 +327,7 @@ export class Session {
     if (!this.host.claimAccount(account.id)) throw new NoError('LIMIT', 'Too many connections for this account');
     this.claimed = account.id;
     this.state = { kind: 'authenticated', account };
+    this.receiver.setAuthenticated(true);
     this.subscribe(account.id);
     this.socket.setTimeout(this.host.options.idleTimeoutMs);
     this.log = this.log.child({ account: account.address });
