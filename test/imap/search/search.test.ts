@@ -183,14 +183,19 @@ test('a flag search over 100,000 messages takes a few milliseconds and no I/O', 
     kind: 'and',
     keys: [{ kind: 'not', key: flag('\\Seen') }, { kind: 'or', a: flag('\\Deleted'), b: { kind: 'size', op: 'larger', n: 5_000_000 } }, { kind: 'uid', set: set([1, '*']) }],
   };
-  await evaluateSearch(key, v); // warm up
-  const t0 = performance.now();
-  const unseen = await evaluateSearch({ kind: 'and', keys: [{ kind: 'not', key: flag('\\Seen') }, { kind: 'uid', set: set([1, '*']) }] }, v);
-  const r = await evaluateSearch(key, v);
-  const ms = performance.now() - t0;
+  // Best of five runs: the machine is shared, the bound is about the algorithm, not the load.
+  let ms = Infinity;
+  let unseen: number[] = [];
+  let r: number[] = [];
+  for (let run = 0; run < 5; run++) {
+    const t0 = performance.now();
+    unseen = await evaluateSearch({ kind: 'and', keys: [{ kind: 'not', key: flag('\\Seen') }, { kind: 'uid', set: set([1, '*']) }] }, v);
+    r = await evaluateSearch(key, v);
+    ms = Math.min(ms, performance.now() - t0);
+  }
   assert.equal(unseen.length, 100_000 - Math.floor(100_000 / 3) - (Math.floor(100_000 / 7) - Math.floor(100_000 / 21)));
   const expected = many.flatMap((e, i) => (!e.flags.includes('\\Seen') && e.size > 5_000_000 ? [i] : []));
   assert.equal(expected.length > 1000, true);
   assert.deepEqual(r, expected);
-  assert.ok(ms < 200, `took ${ms} ms`);
+  assert.ok(ms < 150, `took ${ms} ms`);
 });
