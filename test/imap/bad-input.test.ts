@@ -1,0 +1,129 @@
+import { test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import { startImap, type ImapFixture } from '../helpers/imap-transcript.js';
+
+/** Another session, opened before the abuse, still works afterwards. */
+async function bystander(f: ImapFixture): Promise<() => Promise<void>> {
+  const other = await f.login();
+  await other.command('o1', 'SELECT INBOX');
+  return async () => {
+    await other.command('o2', 'NOOP');
+    await other.command('o3', 'LIST "" INBOX');
+  };
+}
+
+test('an over-long line gets BAD and BYE and the connection closes; other sessions go on', async () => {
+  const f = await startImap();
+  try {
+    const check = await bystander(f);
+    const t = await f.open();
+    t.sendRaw('a1 NOOP ' + 'x'.repeat(70 * 1024));
+    await t.expect('* BAD Line too long');
+    await t.expect(/^\* BYE /);
+    await t.expectClosed();
+    await check();
+  } finally {
+    await f.close();
+  }
+});
+
+test('a synchronising literal over the limit is refused before it is sent and the session stays usable', async () => {
+  const f = await startImap({ appendLimit: 1000 });
+  try {
+    const check = await bystander(f);
+    const t = await f.open();
+    t.send('a1 LOGIN {10000000}');
+    await t.expect('a1 BAD [TOOBIG] Literal too big');
+    await t.command('a2', 'LOGIN alice@example.test "correct horse"');
+    t.send('a3 APPEND INBOX {1001}');
+    await t.expect('a3 NO [TOOBIG] Message is larger than APPENDLIMIT');
+    const app = await t.command('a4', 'APPEND INBOX {12+}\r\nSubject: x\r\n');
+    assert.match(app.line, /APPENDUID/);
+    // A non-synchronising literal over the limit is already on its way: BAD, BYE, close (RFC 7888 §4).
+    t.sendRaw('a5 APPEND INBOX {5000+}\r\n' + 'y'.repeat(100));
+    await t.expect('a5 BAD [TOOBIG] Message is larger than APPENDLIMIT');
+    await t.expect(/^\* BYE /);
+    await t.expectClosed();
+    await check();
+  } finally {
+    await f.close();
+  }
+});
+
+test('unbalanced parentheses, deep nesting, unknown commands and garbage bytes get BAD and the session goes on', async () => {
+  const f = await startImap();
+  try {
+    const check = await bystander(f);
+    const t = await f.login();
+    await t.command('s', 'SELECT INBOX');
+    await t.command('b1', 'FETCH 1 (FLAGS', 'BAD');
+    await t.command('b2', 'SEARCH (ALL))', 'BAD');
+    await t.command('b3', `SEARCH ${'('.repeat(200)}ALL${')'.repeat(200)}`, 'BAD');
+    await t.command('b4', `SEARCH ${'NOT '.repeat(500)}ALL`, 'BAD');
+    await t.command('b5', 'FROBNICATE now', 'BAD');
+    await t.command('b6', 'FETCH 99 FLAGS', 'BAD');
+    t.sendRaw(Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x20, 0x7b, 0x0d, 0x0a]));
+    await t.expect(/^\* BAD /);
+    t.send('');
+    await t.expect(/^\* BAD /);
+    await t.command('ok', 'NOOP');
+    await check();
+  } finally {
+    await f.close();
+  }
+});
+
+test('a CRLF inside a quoted string cannot inject a second command', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    // The first line ends inside the quoted string: BAD. The rest is its own (bad) command, and
+    // in particular no LOGOUT happens.
+    t.sendRaw('a1 CREATE "x\r\na2 LOGOUT"\r\n');
+    await t.expectTagged('a1', 'BAD');
+    await t.expectTagged('a2', 'BAD');
+    await t.command('a3', 'NOOP');
+    // A name with CR LF sent as a literal is refused, not written back raw: not modified UTF-7
+    // (BAD), and with UTF-8 names a control character (NO [CANNOT]).
+    await t.command('a4', 'CREATE {5+}\r\na\r\nb', 'BAD');
+    await t.command('a4e', 'ENABLE UTF8=ACCEPT');
+    await t.command('a4u', 'CREATE {5+}\r\na\r\nb', 'NO').then((r) => assert.match(r.line, /NO \[CANNOT\]/));
+    const list = await t.command('a5', 'LIST "" *');
+    assert.ok(list.untagged.every((l) => /^\* LIST \(/.test(l)), list.untagged.join('\n'));
+  } finally {
+    await f.close();
+  }
+});
+
+test('mailbox names with NUL, empty levels, dot levels or too much depth are refused', async () => {
+  const f = await startImap();
+  try {
+    const check = await bystander(f);
+    const t = await f.login();
+    await t.command('n1', 'CREATE {3+}\r\na\x00b', 'BAD');
+    await t.command('n2', 'CREATE "a\x00b"', 'BAD');
+    for (const [i, name] of ['../etc', 'a/../b', 'a//b', '/abs', './x', Array(40).fill('d').join('/'), 'x'.repeat(1001)].entries()) {
+      const r = await t.command(`c${i}`, `CREATE "${name}"`, 'NO');
+      assert.match(r.line, /NO \[CANNOT\]/, name);
+    }
+    await t.command('s1', 'SELECT "../INBOX"', 'NO');
+    await t.command('r1', 'RENAME Drafts "../Drafts"', 'NO');
+    await t.command('u1', 'SELECT "&Jjo"', 'BAD');
+    const list = await t.command('l', 'LIST "" *');
+    assert.ok(!list.untagged.some((l) => /\.\./.test(l)), list.untagged.join('\n'));
+    await check();
+  } finally {
+    await f.close();
+  }
+});
+
+test('connections over the per-IP limit get BYE', async () => {
+  const f = await startImap({ maxConnectionsPerIp: 2 });
+  try {
+    await f.open();
+    await f.open();
+    await assert.rejects(f.open(), /BYE \[UNAVAILABLE\]|closed/);
+  } finally {
+    await f.close();
+  }
+});
