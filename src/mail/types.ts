@@ -9,7 +9,8 @@
 
 /** RFC 9051 §7.5.2 ENVELOPE address. A group is opened by {mailbox: groupName, host: null} and
  * closed by an all-null address (RFC 3501 §7.4.2). Strings are as in the header (encoded words
- * kept, as IMAP servers return them), unquoted. */
+ * kept, as IMAP servers return them), unquoted. A mailbox written without a domain has host ""
+ * (never null, which would read as a group marker). */
 export interface EnvelopeAddress {
   name: string | null;
   adl: string | null;
@@ -56,11 +57,15 @@ export interface MimePart {
   disposition: { type: string; params: Params } | null;
   language: string[] | null;
   location: string | null;
-  /** Number of lines in the body (for text/* and message/rfc822 in BODYSTRUCTURE). */
+  /** Number of lines in the body (for text/* and message/rfc822 in BODYSTRUCTURE); a last line
+   * without a line end counts. Computed for text/* and message/*, 0 for other types. */
   lines: number;
-  /** Children of a multipart, in order. Empty for non-multipart parts. */
+  /** Children of a multipart, in order. Empty for non-multipart parts. A multipart always has at
+   * least one child: when no boundary line is found (or nesting is too deep), a header-less
+   * text/plain part covering the whole body stands in (headerStart === bodyStart). */
   parts: MimePart[];
-  /** For message/rfc822 and message/global: the encapsulated message. */
+  /** For message/rfc822 and message/global: the encapsulated message. Null when it cannot be
+   * parsed in place (a transfer encoding other than 7bit/8bit/binary, or nesting too deep). */
   message: { envelope: Envelope; root: MimePart } | null;
 }
 
