@@ -8,6 +8,7 @@
  * - parse records are loaded only when a criterion needs one (all but ARRIVAL and SIZE), once per
  *   message, a bounded number at a time.
  */
+import { decodeEncodedWords } from '../../mail/headers.js';
 import { baseSubject } from '../../mail/subject.js';
 import type { EnvelopeAddress, ParsedMessage } from '../../mail/types.js';
 import type { MailStore, MessageEntry } from '../../store/types.js';
@@ -37,9 +38,13 @@ function firstMailbox(list: EnvelopeAddress[] | null): string {
   return list?.[0]?.mailbox ?? '';
 }
 
-/** RFC 5957 §3: the display name of the first address, else its addr-spec. */
-function displayKey(list: ParsedMessage['from']): string {
-  const a = list[0];
+/** RFC 5957 §3: the display name of the first address, else its addr-spec. When the first
+ * address is a group, the group's display name (Dovecot's imaptest sort-display-to expects this:
+ * "a: x@y;" sorts as "a"). */
+function displayKey(envelope: EnvelopeAddress[] | null, decoded: ParsedMessage['from']): string {
+  const first = envelope?.[0];
+  if (first !== undefined && first.host === null && first.mailbox !== null) return decodeEncodedWords(first.mailbox).trim();
+  const a = decoded[0];
   if (a === undefined) return '';
   return a.name.trim() !== '' ? a.name.trim() : a.address;
 }
@@ -70,9 +75,9 @@ function keyOf(c: SortCriterion, e: MessageEntry, p: ParsedMessage | undefined):
       // RFC 5256 §2.1 base subject of the raw Subject (encoded words decoded there).
       return unicodeCasemap(baseSubject(p?.envelope.subject ?? ''));
     case 'DISPLAYFROM':
-      return unicodeCasemap(displayKey(p?.from ?? []));
+      return unicodeCasemap(displayKey(p?.envelope.from ?? null, p?.from ?? []));
     case 'DISPLAYTO':
-      return unicodeCasemap(displayKey(p?.to ?? []));
+      return unicodeCasemap(displayKey(p?.envelope.to ?? null, p?.to ?? []));
   }
 }
 

@@ -187,3 +187,17 @@ test('SORT by DISPLAYFROM uses the decoded display name, else the address (RFC 5
   assert.deepEqual(await sortedMbox('sort-display-from.mbox', [{ key: 'DISPLAYFROM', reverse: false }]), [2, 3, 4, 1, 5]);
   assert.deepEqual(await sortedMbox('sort-display-from.mbox', [{ key: 'DISPLAYFROM', reverse: true }]), [5, 1, 4, 3, 2]);
 });
+
+test('SORT by ARRIVAL and SIZE, with ties in sequence order, as imaptest expects', async () => {
+  assert.deepEqual(await sortedMbox('sort-arrival.mbox', [{ key: 'ARRIVAL', reverse: false }]), [1, 3, 2, 4, 5]);
+  assert.deepEqual(await sortedMbox('sort-arrival.mbox', [{ key: 'ARRIVAL', reverse: true }]), [2, 4, 5, 3, 1]);
+  assert.deepEqual(await sortedMbox('sort-arrival.mbox', [{ key: 'ARRIVAL', reverse: false }, { key: 'SIZE', reverse: true }]), [1, 3, 5, 4, 2]);
+  assert.deepEqual(await sortedMbox('sort-size.mbox', [{ key: 'SIZE', reverse: false }]), [1, 8, 2, 6, 3, 5, 4, 7]);
+  assert.deepEqual(await sortedMbox('sort-size.mbox', [{ key: 'SIZE', reverse: true }]), [4, 7, 3, 5, 2, 6, 1, 8]);
+  assert.deepEqual(await sortedMbox('sort-size.mbox', [{ key: 'SIZE', reverse: false }, { key: 'ARRIVAL', reverse: true }]), [8, 1, 6, 2, 5, 3, 7, 4]);
+});
+
+test('SORT by DISPLAYTO, as imaptest sort-display-to expects', async () => {
+  assert.deepEqual(await sortedMbox('sort-display-to.mbox', [{ key: 'DISPLAYTO', reverse: false }]), [6, 2, 3, 8, 4, 1, 5, 7]);
+  assert.deepEqual(await sortedMbox('sort-display-to.mbox', [{ key: 'DISPLAYTO', reverse: true }]), [7, 5, 1, 4, 8, 3, 2, 6]);
+});
