@@ -189,7 +189,10 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       ? null
       : createStsPolicyService({ resolver: options.resolver, store, fetcher: options.mtaSts?.fetcher ?? httpsStsFetcher(), now });
 
+  /** The worker's timers are off (before start, after stop). */
   let stopped = true;
+  /** stop() was called: attempts in progress finish their transaction and start no other. */
+  let closing = false;
   let timer: NodeJS.Timeout | null = null;
   let ticking = false;
   let tickAgain = false;
@@ -469,60 +472,63 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     const bodies = new Map<string, Buffer>();
     const semaphore = destinationSemaphore(options.smarthost ? 'smarthost' : domain);
 
+    /** One connection to one address: 'next' when this address should be left for the next. */
+    const connection = async (host: MxHost, address: string): Promise<'again' | 'next'> => {
+      const releaseDest = await semaphore.acquire();
+      const releaseGlobal = await global.acquire();
+      let session: SmtpSession | null = null;
+      try {
+        if (pending.length === 0 || closing) return 'next';
+        try {
+          session = await openSession({
+            address,
+            port: r.port,
+            servername: host.name,
+            ehloName: options.hostname,
+            localAddress: localAddressFor(pending[0]!.recipients[0]!.sender, address),
+            tls: r.tls,
+            tlsOptions: options.tlsOptions,
+            auth: r.auth,
+            connectTimeoutMs: options.connectTimeoutMs,
+          });
+        } catch (err) {
+          const f = err as SmtpFailure;
+          hostError = f.code ? `${f.reply ?? f.code}` : `451 4.4.1 ${host.name} [${address}]: ${cleanText(f.message, 200)}`;
+          if (f.tlsFailure || (r.tls === 'verified' && /STARTTLS/i.test(f.message))) {
+            hostError = `451 4.7.5 ${host.name} [${address}]: TLS required and not available: ${cleanText(f.message, 200)}`;
+          }
+          log.info({ domain, host: host.name, address, err: f.message }, 'connection failed');
+          return 'next';
+        }
+        // RFC 8689 §4.2.1: a REQUIRETLS message only goes to a host that offers it.
+        if (requireTls && !session.extensions.includes('REQUIRETLS')) {
+          hostError = `550 5.7.30 ${host.name} does not support REQUIRETLS`;
+          for (const t of pending) lastError.set(t, { error: hostError, host: host.name, permanentTls: true });
+          return 'next';
+        }
+        let sent = 0;
+        while (pending.length > 0 && sent < perConnection && session.open && !closing) {
+          const task = pending.shift()!;
+          if ((await deliverTask(session, host.name, task, bodies)) === 'retry-elsewhere') {
+            pending.unshift(task);
+            return 'next';
+          }
+          sent++;
+        }
+        return session.open ? 'again' : 'next';
+      } finally {
+        session?.quit();
+        releaseGlobal();
+        releaseDest();
+      }
+    };
+
     const worker = async (): Promise<void> => {
       for (const host of r.hosts) {
         for (const address of host.addresses) {
-          if (pending.length === 0 || stopped) return;
-          const releaseDest = await semaphore.acquire();
-          const releaseGlobal = await global.acquire();
-          let session: SmtpSession | null = null;
-          try {
-            if (pending.length === 0) return;
-            try {
-              session = await openSession({
-                address,
-                port: r.port,
-                servername: host.name,
-                ehloName: options.hostname,
-                localAddress: localAddressFor(pending[0]!.recipients[0]!.sender, address),
-                tls: r.tls,
-                tlsOptions: options.tlsOptions,
-                auth: r.auth,
-                connectTimeoutMs: options.connectTimeoutMs,
-              });
-            } catch (err) {
-              const f = err as SmtpFailure;
-              hostError = f.code
-                ? `${f.reply ?? f.code}`
-                : `451 4.4.1 ${host.name} [${address}]: ${cleanText(f.message, 200)}`;
-              if (f.tlsFailure || (r.tls === 'verified' && /STARTTLS/i.test(f.message))) {
-                hostError = `451 4.7.5 ${host.name} [${address}]: TLS required and not available: ${cleanText(f.message, 200)}`;
-              }
-              log.info({ domain, host: host.name, address, err: f.message }, 'connection failed');
-              continue;
-            }
-            // RFC 8689 §4.2.1: a REQUIRETLS message only goes to a host that offers it.
-            if (requireTls && !session.extensions.includes('REQUIRETLS')) {
-              hostError = `550 5.7.30 ${host.name} does not support REQUIRETLS`;
-              for (const t of pending) lastError.set(t, { error: hostError, host: host.name, permanentTls: true });
-              continue;
-            }
-            let sent = 0;
-            while (pending.length > 0 && sent < perConnection && session.open && !stopped) {
-              const task = pending.shift()!;
-              const done = await deliverTask(session, host.name, task, bodies);
-              if (done === 'retry-elsewhere') {
-                pending.unshift(task);
-                break;
-              }
-              sent++;
-            }
-          } finally {
-            session?.quit();
-            releaseGlobal();
-            releaseDest();
-          }
-          if (pending.length === 0) return;
+          // Several connections in turn to an address that works (messagesPerConnection each).
+          while (pending.length > 0 && !closing && (await connection(host, address)) === 'again');
+          if (pending.length === 0 || closing) return;
         }
       }
     };
@@ -626,7 +632,9 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     const due = await store.claimDue(t, 500, t + leaseMs);
     const groups = new Map<string, { domain: string; requireTls: boolean; tasks: Map<string, Task> }>();
     for (const r of due) {
-      const key = `${options.smarthost ? '*' : r.domain}|${r.requireTls ? 1 : 0}`;
+      // A connection has one source address: messages are grouped by the sender's choice too.
+      const src = options.localAddress ? (options.localAddress[domainOf(r.sender)] ? domainOf(r.sender) : '*') : '';
+      const key = `${options.smarthost ? '*' : r.domain}|${r.requireTls ? 1 : 0}|${src}`;
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { domain: r.domain, requireTls: r.requireTls, tasks: new Map() }));
       // Smarthost: one transaction per message whatever the recipient domains.
@@ -690,6 +698,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       if (!stopped) return;
       await store.clearLeases();
       stopped = false;
+      closing = false;
       kick();
     },
     kick,
@@ -702,6 +711,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     },
     async stop() {
       stopped = true;
+      closing = true;
       if (timer) clearTimeout(timer);
       timer = null;
       await Promise.all([...inflight]);
