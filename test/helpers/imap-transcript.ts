@@ -180,10 +180,11 @@ export class ImapTranscript {
   }
 }
 
-export async function connectImap(port: number, options: { tls?: boolean } = {}): Promise<ImapTranscript> {
+/** localAddress: connect from another loopback address (127.0.0.2) to look like a remote client. */
+export async function connectImap(port: number, options: { tls?: boolean; localAddress?: string } = {}): Promise<ImapTranscript> {
   const socket: Socket = options.tls
-    ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
-    : connect({ host: '127.0.0.1', port });
+    ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, localAddress: options.localAddress })
+    : connect({ host: '127.0.0.1', port, localAddress: options.localAddress });
   await new Promise<void>((resolve, reject) => {
     socket.once(options.tls ? 'secureConnect' : 'connect', () => resolve());
     socket.once('error', reject);
