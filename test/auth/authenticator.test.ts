@@ -1,9 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { createAuthenticator, ipKey, normalizeUsername } from '../../src/auth/authenticator.js';
 import { deriveScram, hashPassword, parseScram, verifyPassword } from '../../src/auth/password.js';
 import type { AuthMeta } from '../../src/context.js';
-import { memoryAccounts } from './memory-accounts.js';
+import { openAuthStore } from './accounts.js';
 
 const meta: AuthMeta = { ip: '192.0.2.10', protocol: 'imap', secure: true };
 const other: AuthMeta = { ip: '198.51.100.7', protocol: 'imap', secure: true };
@@ -13,15 +13,15 @@ function clock(start = 1_700_000_000_000) {
   return { now: () => t, advance: (ms: number) => void (t += ms) };
 }
 
-async function setup(options: Parameters<typeof createAuthenticator>[1] = {}) {
-  const accounts = memoryAccounts();
-  const alice = accounts.add('alice@example.test', await hashPassword('alice-secret'));
-  const auth = createAuthenticator(accounts, { failureDelayMs: 0, ...options });
+async function setup(t: TestContext, options: Parameters<typeof createAuthenticator>[1] = {}) {
+  const accounts = await openAuthStore(t);
+  const alice = await accounts.add('alice@example.test', await hashPassword('alice-secret'));
+  const auth = createAuthenticator(accounts.store, { failureDelayMs: 0, ...options });
   return { accounts, alice, auth };
 }
 
-test('the right password logs in; a wrong password or an unknown user is invalid', async () => {
-  const { auth, alice } = await setup();
+test('the right password logs in; a wrong password or an unknown user is invalid', async (t) => {
+  const { auth, alice } = await setup(t);
   const ok = await auth.verifyPassword('alice@example.test', 'alice-secret', meta);
   assert.equal(ok.ok, true);
   assert.equal(ok.ok && ok.account.id, alice.id);
@@ -30,8 +30,8 @@ test('the right password logs in; a wrong password or an unknown user is invalid
   assert.deepEqual(await auth.verifyPassword('', 'alice-secret', meta), { ok: false, reason: 'invalid' });
 });
 
-test('user names are case-insensitive and the plus-addressed form reaches the account', async () => {
-  const { auth, alice } = await setup();
+test('user names are case-insensitive and the plus-addressed form reaches the account', async (t) => {
+  const { auth, alice } = await setup(t);
   for (const name of ['Alice@Example.TEST', 'alice+phone@example.test', 'ALICE+x+y@example.test']) {
     const r = await auth.verifyPassword(name, 'alice-secret', meta);
     assert.equal(r.ok && r.account.id, alice.id, name);
@@ -39,23 +39,23 @@ test('user names are case-insensitive and the plus-addressed form reaches the ac
   assert.equal(normalizeUsername('B\u00F6B@Example.test'), 'b\u00F6b@example.test');
 });
 
-test('a disabled account is reported only to someone who knows its password', async () => {
-  const { auth, accounts } = await setup();
-  accounts.add('gone@example.test', await hashPassword('gone-secret'), { disabled: true });
+test('a disabled account is reported only to someone who knows its password', async (t) => {
+  const { auth, accounts } = await setup(t);
+  await accounts.add('gone@example.test', await hashPassword('gone-secret'), { disabled: true });
   assert.deepEqual(await auth.verifyPassword('gone@example.test', 'gone-secret', meta), { ok: false, reason: 'disabled' });
   assert.deepEqual(await auth.verifyPassword('gone@example.test', 'guess', meta), { ok: false, reason: 'invalid' });
 });
 
-test('over-long user names and passwords are refused without hashing', async () => {
-  const { auth } = await setup();
+test('over-long user names and passwords are refused without hashing', async (t) => {
+  const { auth } = await setup(t);
   const start = performance.now();
   assert.deepEqual(await auth.verifyPassword('a'.repeat(400) + '@example.test', 'x', meta), { ok: false, reason: 'invalid' });
   assert.deepEqual(await auth.verifyPassword('alice@example.test', 'x'.repeat(2000), meta), { ok: false, reason: 'invalid' });
   assert.ok(performance.now() - start < 500);
 });
 
-test('an unknown user takes as long as a known user with a wrong password (medians within tolerance)', async () => {
-  const { auth } = await setup({ maxFailuresPerAccount: 1000, maxFailuresPerIp: 1000 });
+test('an unknown user takes as long as a known user with a wrong password (medians within tolerance)', async (t) => {
+  const { auth } = await setup(t, { maxFailuresPerAccount: 1000, maxFailuresPerIp: 1000 });
   await auth.verifyPassword('warmup@example.test', 'x', meta); // the dummy hash is ready after this
   const known: number[] = [];
   const unknown: number[] = [];
@@ -74,9 +74,9 @@ test('an unknown user takes as long as a known user with a wrong password (media
   assert.ok(Math.abs(k - u) <= 0.5 * Math.max(k, u), `known median ${k.toFixed(1)} ms, unknown median ${u.toFixed(1)} ms`);
 });
 
-test('an account is locked after N failures, even for the right password, and unlocks after the block', async () => {
+test('an account is locked after N failures, even for the right password, and unlocks after the block', async (t) => {
   const c = clock();
-  const { auth } = await setup({ maxFailuresPerAccount: 5, windowMs: 60_000, blockMs: 120_000, now: c.now });
+  const { auth } = await setup(t, { maxFailuresPerAccount: 5, windowMs: 60_000, blockMs: 120_000, now: c.now });
   for (let i = 0; i < 5; i++) {
     assert.deepEqual(await auth.verifyPassword('alice@example.test', `guess-${i}`, meta), { ok: false, reason: 'invalid' });
   }
@@ -89,16 +89,16 @@ test('an account is locked after N failures, even for the right password, and un
   assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true);
 });
 
-test('unknown user names are limited like accounts', async () => {
+test('unknown user names are limited like accounts', async (t) => {
   const c = clock();
-  const { auth } = await setup({ maxFailuresPerAccount: 3, now: c.now });
+  const { auth } = await setup(t, { maxFailuresPerAccount: 3, now: c.now });
   for (let i = 0; i < 3; i++) await auth.verifyPassword('ghost@example.test', `g${i}`, meta);
   assert.deepEqual(await auth.verifyPassword('ghost@example.test', 'g', meta), { ok: false, reason: 'throttled' });
 });
 
-test('an IP that fails too often is blocked for every account, other IPs are not', async () => {
+test('an IP that fails too often is blocked for every account, other IPs are not', async (t) => {
   const c = clock();
-  const { auth } = await setup({ maxFailuresPerIp: 4, maxFailuresPerAccount: 100, blockMs: 60_000, now: c.now });
+  const { auth } = await setup(t, { maxFailuresPerIp: 4, maxFailuresPerAccount: 100, blockMs: 60_000, now: c.now });
   for (let i = 0; i < 4; i++) await auth.verifyPassword(`user${i}@example.test`, 'spray', meta);
   assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'throttled' });
   assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', other)).ok, true);
@@ -106,7 +106,7 @@ test('an IP that fails too often is blocked for every account, other IPs are not
   assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true);
 });
 
-test('IPv6 clients are counted per /64 and IPv4-mapped addresses as IPv4', async () => {
+test('IPv6 clients are counted per /64 and IPv4-mapped addresses as IPv4', async (t) => {
   assert.equal(ipKey('2001:db8:1:2:aaaa::1'), '2001:0db8:0001:0002::/64');
   assert.equal(ipKey('2001:db8:1:2:bbbb:cccc:dddd:eeee'), '2001:0db8:0001:0002::/64');
   assert.equal(ipKey('::1'), '0000:0000:0000:0000::/64');
@@ -114,7 +114,7 @@ test('IPv6 clients are counted per /64 and IPv4-mapped addresses as IPv4', async
   assert.equal(ipKey('::ffff:192.0.2.1'), '192.0.2.1');
   assert.equal(ipKey('192.0.2.1'), '192.0.2.1');
   const c = clock();
-  const { auth } = await setup({ maxFailuresPerIp: 2, maxFailuresPerAccount: 100, now: c.now });
+  const { auth } = await setup(t, { maxFailuresPerIp: 2, maxFailuresPerAccount: 100, now: c.now });
   const v6 = (ip: string): AuthMeta => ({ ip, protocol: 'smtp', secure: true });
   await auth.verifyPassword('x@example.test', 'a', v6('2001:db8:1:2::10'));
   await auth.verifyPassword('y@example.test', 'b', v6('2001:db8:1:2::20'));
@@ -125,9 +125,9 @@ test('IPv6 clients are counted per /64 and IPv4-mapped addresses as IPv4', async
   assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', v6('2001:db8:1:3::30'))).ok, true);
 });
 
-test('a successful login clears the account counter', async () => {
+test('a successful login clears the account counter', async (t) => {
   const c = clock();
-  const { auth } = await setup({ maxFailuresPerAccount: 3, maxFailuresPerIp: 100, now: c.now });
+  const { auth } = await setup(t, { maxFailuresPerAccount: 3, maxFailuresPerIp: 100, now: c.now });
   for (let round = 0; round < 3; round++) {
     await auth.verifyPassword('alice@example.test', 'typo-1', meta);
     await auth.verifyPassword('alice@example.test', 'typo-2', meta);
@@ -135,9 +135,9 @@ test('a successful login clears the account counter', async () => {
   }
 });
 
-test('failures after the third are answered after a growing, capped delay', async () => {
+test('failures after the third are answered after a growing, capped delay', async (t) => {
   const delays: number[] = [];
-  const { auth } = await setup({
+  const { auth } = await setup(t, {
     maxFailuresPerAccount: 10,
     failureDelayMs: 100,
     maxFailureDelayMs: 1000,
@@ -147,11 +147,11 @@ test('failures after the third are answered after a growing, capped delay', asyn
   assert.deepEqual(delays, [100, 200, 400, 800, 1000, 1000]);
 });
 
-test('the first password login stores a SCRAM verifier for that password', async () => {
-  const { auth, accounts } = await setup();
-  assert.equal(accounts.get('alice@example.test')?.scram, null);
+test('the first password login stores a SCRAM verifier for that password', async (t) => {
+  const { auth, accounts } = await setup(t);
+  assert.equal((await accounts.get('alice@example.test'))?.scram, null);
   assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true);
-  const scram = accounts.get('alice@example.test')?.scram;
+  const scram = (await accounts.get('alice@example.test'))?.scram;
   assert.ok(scram);
   const stored = parseScram(scram);
   const { credentials, account } = await auth.scramCredentials('Alice@example.test');
@@ -161,18 +161,18 @@ test('the first password login stores a SCRAM verifier for that password', async
   assert.equal(deriveScram('alice-secret', { salt: stored.salt, iterations: stored.iterations }), scram);
 });
 
-test('a hash with an outdated cost is replaced at login', async () => {
-  const accounts = memoryAccounts();
-  accounts.add('old@example.test', await hashPassword('pw', { ln: 10, r: 8, p: 1 }), { scram: deriveScram('pw') });
-  const auth = createAuthenticator(accounts, { failureDelayMs: 0 });
+test('a hash with an outdated cost is replaced at login', async (t) => {
+  const accounts = await openAuthStore(t);
+  await accounts.add('old@example.test', await hashPassword('pw', { ln: 10, r: 8, p: 1 }), { scram: deriveScram('pw') });
+  const auth = createAuthenticator(accounts.store, { failureDelayMs: 0 });
   assert.equal((await auth.verifyPassword('old@example.test', 'pw', meta)).ok, true);
-  const hash = accounts.get('old@example.test')?.passwordHash ?? '';
+  const hash = (await accounts.get('old@example.test'))?.passwordHash ?? '';
   assert.match(hash, /^\$scrypt\$ln=14,/);
   assert.equal(await verifyPassword(hash, 'pw'), true);
 });
 
-test('SCRAM credentials for an unknown user are fake but stable, and differ per name', async () => {
-  const { auth } = await setup();
+test('SCRAM credentials for an unknown user are fake but stable, and differ per name', async (t) => {
+  const { auth, accounts } = await setup(t);
   const a = await auth.scramCredentials('nobody@example.test');
   const b = await auth.scramCredentials('NOBODY@example.test');
   const c = await auth.scramCredentials('someone@example.test');
@@ -182,13 +182,13 @@ test('SCRAM credentials for an unknown user are fake but stable, and differ per 
   assert.equal(a.credentials.salt.length, 16);
   assert.equal(a.credentials.iterations, 10000);
   // Another process (another authenticator) uses another secret.
-  const other = createAuthenticator(memoryAccounts(), { failureDelayMs: 0 });
+  const other = createAuthenticator(accounts.store, { failureDelayMs: 0 });
   assert.notDeepEqual((await other.scramCredentials('nobody@example.test')).credentials.salt, a.credentials.salt);
 });
 
-test('SCRAM outcomes count against the same limits and a success clears the account counter', async () => {
+test('SCRAM outcomes count against the same limits and a success clears the account counter', async (t) => {
   const c = clock();
-  const { auth, alice } = await setup({ maxFailuresPerAccount: 3, now: c.now, blockMs: 1000 });
+  const { auth, alice } = await setup(t, { maxFailuresPerAccount: 3, now: c.now, blockMs: 1000 });
   assert.deepEqual(await auth.recordScramOutcome('alice@example.test', alice, false, meta), { ok: false, reason: 'invalid' });
   assert.deepEqual(await auth.recordScramOutcome('alice@example.test', alice, false, meta), { ok: false, reason: 'invalid' });
   assert.equal((await auth.recordScramOutcome('alice@example.test', alice, true, meta)).ok, true);
@@ -205,8 +205,8 @@ test('SCRAM outcomes count against the same limits and a success clears the acco
   });
 });
 
-test('parallel attempts on one account get no more guesses than the limit', async () => {
-  const { auth } = await setup({ maxFailuresPerAccount: 5, maxFailuresPerIp: 1000 });
+test('parallel attempts on one account get no more guesses than the limit', async (t) => {
+  const { auth } = await setup(t, { maxFailuresPerAccount: 5, maxFailuresPerIp: 1000 });
   const results = await Promise.all(
     Array.from({ length: 12 }, (_, i) => auth.verifyPassword('alice@example.test', `parallel-${i}`, i % 2 ? meta : other)),
   );
@@ -215,8 +215,8 @@ test('parallel attempts on one account get no more guesses than the limit', asyn
   assert.equal(reasons.filter((r) => r === 'throttled').length, 7, reasons.join(' '));
 });
 
-test('parallel logins of one user (a client opening several connections) all succeed', async () => {
-  const { auth } = await setup();
+test('parallel logins of one user (a client opening several connections) all succeed', async (t) => {
+  const { auth } = await setup(t);
   const results = await Promise.all(Array.from({ length: 5 }, () => auth.verifyPassword('alice@example.test', 'alice-secret', meta)));
   assert.deepEqual(
     results.map((r) => r.ok),

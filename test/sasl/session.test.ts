@@ -1,21 +1,22 @@
 import { strict as assert } from 'node:assert';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { deriveScram, hashPassword } from '../../src/auth/password.js';
 import type { AuthMeta } from '../../src/context.js';
 import { createSaslSession, isKnownMechanism, isPlaintextMechanism, saslMechanisms } from '../../src/sasl/session.js';
 import type { SaslSession, SaslStep } from '../../src/sasl/types.js';
-import { memoryAccounts } from '../auth/memory-accounts.js';
+import { openAuthStore } from '../auth/accounts.js';
 import { scramClient } from './scram-client.js';
 
 const secure: AuthMeta = { ip: '192.0.2.1', protocol: 'imap', secure: true };
 const clear: AuthMeta = { ip: '192.0.2.1', protocol: 'imap', secure: false };
 const b = (s: string) => Buffer.from(s, 'utf8');
 
-async function setup() {
-  const accounts = memoryAccounts();
-  const tim = accounts.add('tim@example.test', await hashPassword('tanstaaftanstaaf'));
-  const auth = createAuthenticator(accounts, { failureDelayMs: 0 });
+/** A real SQLite store (fresh temp directory) with one account. */
+async function setup(t: TestContext) {
+  const accounts = await openAuthStore(t);
+  const tim = await accounts.add('tim@example.test', await hashPassword('tanstaaftanstaaf'));
+  const auth = createAuthenticator(accounts.store, { failureDelayMs: 0 });
   return { accounts, tim, auth };
 }
 
@@ -39,8 +40,8 @@ test('PLAIN and LOGIN are offered only on secure or local connections; SCRAM-SHA
   assert.equal(isPlaintextMechanism('SCRAM-SHA-256'), false);
 });
 
-test('no session for an unknown mechanism, nor for PLAIN/LOGIN in clear unless allowed', async () => {
-  const { auth } = await setup();
+test('no session for an unknown mechanism, nor for PLAIN/LOGIN in clear unless allowed', async (t) => {
+  const { auth } = await setup(t);
   assert.equal(createSaslSession('CRAM-MD5', auth, secure), null);
   assert.equal(createSaslSession('SCRAM-SHA-256-PLUS', auth, secure), null);
   assert.equal(createSaslSession('PLAIN', auth, clear), null);
@@ -50,23 +51,23 @@ test('no session for an unknown mechanism, nor for PLAIN/LOGIN in clear unless a
   assert.equal(createSaslSession('PLAIN', auth, secure, { allowPlaintext: false }), null);
 });
 
-test('PLAIN with an initial response logs in (RFC 4616 example credentials)', async () => {
-  const { auth, tim } = await setup();
+test('PLAIN with an initial response logs in (RFC 4616 example credentials)', async (t) => {
+  const { auth, tim } = await setup(t);
   const step = await session('PLAIN', auth).step(b('\0tim@example.test\0tanstaaftanstaaf'));
   assert.equal(step.kind, 'success');
   assert.equal(step.kind === 'success' && step.account.id, tim.id);
 });
 
-test('PLAIN without an initial response sends one empty challenge first', async () => {
-  const { auth } = await setup();
+test('PLAIN without an initial response sends one empty challenge first', async (t) => {
+  const { auth } = await setup(t);
   const s = session('PLAIN', auth);
   assert.equal(challenge(await s.step(null)).length, 0);
   assert.equal((await s.step(b('\0tim@example.test\0tanstaaftanstaaf'))).kind, 'success');
   assert.deepEqual(await s.step(b('again')), { kind: 'failure', reason: 'malformed' }, 'the session is over');
 });
 
-test('PLAIN failures: wrong password, other authzid, malformed message', async () => {
-  const { auth } = await setup();
+test('PLAIN failures: wrong password, other authzid, malformed message', async (t) => {
+  const { auth } = await setup(t);
   assert.deepEqual(await session('PLAIN', auth).step(b('\0tim@example.test\0nope')), { kind: 'failure', reason: 'invalid' });
   assert.deepEqual(await session('PLAIN', auth).step(b('admin@example.test\0tim@example.test\0tanstaaftanstaaf')), {
     kind: 'failure',
@@ -78,8 +79,8 @@ test('PLAIN failures: wrong password, other authzid, malformed message', async (
   assert.deepEqual(await s.step(null), { kind: 'failure', reason: 'malformed' });
 });
 
-test('LOGIN asks Username: then Password: and logs in', async () => {
-  const { auth, tim } = await setup();
+test('LOGIN asks Username: then Password: and logs in', async (t) => {
+  const { auth, tim } = await setup(t);
   const s = session('LOGIN', auth);
   assert.equal(challenge(await s.step(null)).toString(), 'Username:');
   assert.equal(challenge(await s.step(b('tim@example.test'))).toString(), 'Password:');
@@ -96,8 +97,8 @@ async function scramExchange(s: SaslSession, client: ReturnType<typeof scramClie
   return s.step(client.final(serverFirst));
 }
 
-test('SCRAM-SHA-256 works after the first password login stored the verifier', async () => {
-  const { auth, tim } = await setup();
+test('SCRAM-SHA-256 works after the first password login stored the verifier', async (t) => {
+  const { auth, tim } = await setup(t);
   // Before any password login there is no verifier: the exchange fails at the proof.
   assert.deepEqual(await scramExchange(session('SCRAM-SHA-256', auth), scramClient('tim@example.test', 'tanstaaftanstaaf')), {
     kind: 'failure',
@@ -113,27 +114,28 @@ test('SCRAM-SHA-256 works after the first password login stored the verifier', a
   }
 });
 
-test('SCRAM-SHA-256 runs the RFC 7677 example against a stored verifier', async () => {
-  const accounts = memoryAccounts();
-  accounts.add('user', await hashPassword('pencil'), {
+test('SCRAM-SHA-256 with the RFC 7677 salt, iteration count and nonces gives the expected messages', async (t) => {
+  const accounts = await openAuthStore(t);
+  await accounts.add('user@example.test', await hashPassword('pencil'), {
     scram: deriveScram('pencil', { salt: Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), iterations: 4096 }),
   });
-  const auth = createAuthenticator(accounts, { failureDelayMs: 0 });
+  const auth = createAuthenticator(accounts.store, { failureDelayMs: 0 });
   const s = createSaslSession('SCRAM-SHA-256', auth, secure, { scramNonce: () => '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0' });
   assert.ok(s);
+  const client = scramClient('user@example.test', 'pencil', { nonce: 'rOprNGfwEbeRWgbNEkqO' });
+  assert.equal(client.clientFirst.toString(), 'n,,n=user@example.test,r=rOprNGfwEbeRWgbNEkqO');
+  const serverFirst = challenge(await s.step(client.clientFirst));
   assert.equal(
-    challenge(await s.step(b('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'))).toString(),
+    serverFirst.toString(),
     'r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096',
   );
-  const done = await s.step(
-    b('c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ='),
-  );
+  const done = await s.step(client.final(serverFirst));
   assert.equal(done.kind, 'success');
-  assert.equal(done.kind === 'success' && done.data?.toString(), 'v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=');
+  assert.deepEqual(done.kind === 'success' && done.data, client.expectedServerFinal());
 });
 
-test('SCRAM-SHA-256 with a wrong password or an unknown user fails at the proof, the same way', async () => {
-  const { auth } = await setup();
+test('SCRAM-SHA-256 with a wrong password or an unknown user fails at the proof, the same way', async (t) => {
+  const { auth } = await setup(t);
   await session('PLAIN', auth).step(b('\0tim@example.test\0tanstaaftanstaaf'));
   const wrong = await scramExchange(session('SCRAM-SHA-256', auth), scramClient('tim@example.test', 'wrong'));
   const unknown = await scramExchange(session('SCRAM-SHA-256', auth), scramClient('ghost@example.test', 'x'));
@@ -144,10 +146,10 @@ test('SCRAM-SHA-256 with a wrong password or an unknown user fails at the proof,
   assert.equal(await salt(), await salt());
 });
 
-test('SCRAM-SHA-256 failures count toward the lockout', async () => {
-  const accounts = memoryAccounts();
-  accounts.add('tim@example.test', await hashPassword('pw'), { scram: deriveScram('pw') });
-  const auth = createAuthenticator(accounts, { failureDelayMs: 0, maxFailuresPerAccount: 2 });
+test('SCRAM-SHA-256 failures count toward the lockout', async (t) => {
+  const accounts = await openAuthStore(t);
+  await accounts.add('tim@example.test', await hashPassword('pw'), { scram: deriveScram('pw') });
+  const auth = createAuthenticator(accounts.store, { failureDelayMs: 0, maxFailuresPerAccount: 2 });
   for (let i = 0; i < 2; i++) await scramExchange(session('SCRAM-SHA-256', auth), scramClient('tim@example.test', 'bad'));
   assert.deepEqual(await scramExchange(session('SCRAM-SHA-256', auth), scramClient('tim@example.test', 'pw')), {
     kind: 'failure',
@@ -155,8 +157,8 @@ test('SCRAM-SHA-256 failures count toward the lockout', async () => {
   });
 });
 
-test('SCRAM-SHA-256 malformed messages fail as malformed', async () => {
-  const { auth } = await setup();
+test('SCRAM-SHA-256 malformed messages fail as malformed', async (t) => {
+  const { auth } = await setup(t);
   assert.deepEqual(await session('SCRAM-SHA-256', auth).step(b('garbage')), { kind: 'failure', reason: 'malformed' });
   const s = session('SCRAM-SHA-256', auth);
   challenge(await s.step(b('n,,n=tim@example.test,r=abc')));
