@@ -1,0 +1,168 @@
+import { test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import { generateKeyPairSync } from 'node:crypto';
+import { dkimSign } from 'mailauth';
+import { makeMessage } from '../helpers/messages.js';
+import { openTransaction } from './wire.js';
+import { dotStuff, startServer, type Harness } from './harness.js';
+import { createMockResolver, type DnsTable } from './mock-dns.js';
+
+const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const PRIVATE_PEM = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const PUBLIC_B64 = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+
+function table(dmarcPolicy: 'none' | 'quarantine' | 'reject', spf = 'v=spf1 ip4:127.0.0.1 -all'): DnsTable {
+  return {
+    txt: {
+      'sender.example': spf,
+      'mx.sender.example': 'v=spf1 ip4:127.0.0.1 -all',
+      'sel1._domainkey.sender.example': `v=DKIM1; k=rsa; p=${PUBLIC_B64}`,
+      '_dmarc.sender.example': `v=DMARC1; p=${dmarcPolicy}`,
+    },
+  };
+}
+
+async function signed(raw: Buffer): Promise<Buffer> {
+  const key = { signingDomain: 'sender.example', selector: 'sel1', privateKey: PRIVATE_PEM };
+  // mailauth 4 signs with the keys in signatureData (the top-level fields alone sign nothing).
+  const res = await dkimSign(raw, { ...key, canonicalization: 'relaxed/relaxed', signatureData: [key] });
+  assert.equal(res.errors.length, 0);
+  assert.match(res.signatures, /^DKIM-Signature: /);
+  return Buffer.concat([Buffer.from(res.signatures), raw]);
+}
+
+function message(subject: string, from = 'alice@sender.example'): Buffer {
+  return makeMessage({ from, to: 'bob@example.com', subject, body: 'Hello Bob\r\nsee you\r\n' });
+}
+
+async function send(h: Harness, raw: Buffer, mailFrom = 'alice@sender.example', helo = 'mx.sender.example') {
+  const c = await openTransaction(h.port, mailFrom, []);
+  await c.cmd(`EHLO ${helo}`, 250);
+  await c.cmd(`MAIL FROM:<${mailFrom}>`, 250);
+  await c.cmd('RCPT TO:<bob@example.com>', 250);
+  await c.cmd('DATA', 354);
+  c.write(dotStuff(raw));
+  const r = await c.read();
+  c.close();
+  return r;
+}
+
+test('DKIM, SPF (MAIL FROM and HELO) and DMARC pass are recorded in Authentication-Results', async () => {
+  const resolver = createMockResolver(table('reject'));
+  const h = await startServer({ resolver });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const sent = await signed(message('signed'));
+    const r = await send(h, sent);
+    assert.equal(r.code, 250, r.text);
+    const [m] = await h.messages(bob.id);
+    const text = m!.toString();
+    assert.ok(text.includes('dkim=pass'), `not dkim=pass; sent: ${JSON.stringify(sent.toString())}\nstored: ${JSON.stringify(text)}`);
+    const ar = /Authentication-Results: mail\.example\.test;\r\n((?:[ \t].*\r\n)+)/.exec(text);
+    assert.ok(ar, text.slice(0, 800));
+    assert.match(ar[1]!, /dkim=pass header\.i=@sender\.example header\.s=sel1/);
+    assert.match(ar[1]!, /spf=pass .*smtp\.mailfrom=alice@sender\.example/);
+    assert.match(ar[1]!, /spf=pass smtp\.helo=mx\.sender\.example/);
+    assert.match(ar[1]!, /dmarc=pass .*header\.from=sender\.example/);
+    assert.ok(text.indexOf('Return-Path:') < text.indexOf('Authentication-Results:'));
+    assert.ok(resolver.queries.includes('TXT sel1._domainkey.sender.example'), 'DNS went through the injected resolver');
+  } finally {
+    await h.close();
+  }
+});
+
+test('a message altered after signing fails DKIM', async () => {
+  const h = await startServer({ resolver: createMockResolver(table('none')) });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const good = await signed(message('tampered'));
+    const bad = Buffer.from(good.toString().replace('Hello Bob', 'Hello Eve'));
+    const r = await send(h, bad);
+    assert.equal(r.code, 250);
+    const [m] = await h.messages(bob.id);
+    // mailauth reports a body hash mismatch as "neutral" with the reason (not "pass" in any case)
+    assert.match(m!.toString(), /dkim=(fail|neutral) \(body hash did not verify\)/);
+    assert.match(m!.toString(), /dmarc=pass/, 'SPF still aligns');
+  } finally {
+    await h.close();
+  }
+});
+
+test('DMARC p=reject failure is refused with 550 5.7.1 when configured to reject', async () => {
+  const h = await startServer({ resolver: createMockResolver(table('reject', 'v=spf1 ip4:192.0.2.1 -all')), dmarcReject: 'reject' });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const r = await send(h, message('spoofed'));
+    assert.equal(r.code, 550);
+    assert.match(r.text, /^5\.7\.1 /);
+    assert.equal((await h.messages(bob.id)).length, 0);
+    assert.equal((await h.messages(bob.id, 'Junk')).length, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test('DMARC p=reject failure goes to Junk by default', async () => {
+  const h = await startServer({ resolver: createMockResolver(table('reject', 'v=spf1 ip4:192.0.2.1 -all')) });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const r = await send(h, message('spoofed'));
+    assert.equal(r.code, 250);
+    assert.equal((await h.messages(bob.id)).length, 0);
+    const junk = await h.messages(bob.id, 'Junk');
+    assert.equal(junk.length, 1);
+    assert.match(junk[0]!.toString(), /spf=fail/);
+    assert.match(junk[0]!.toString(), /dmarc=fail/);
+  } finally {
+    await h.close();
+  }
+});
+
+test('DMARC p=quarantine failure goes to Junk; p=none failure to INBOX', async () => {
+  const q = await startServer({ resolver: createMockResolver(table('quarantine', 'v=spf1 -all')) });
+  try {
+    const bob = await q.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    assert.equal((await send(q, message('q'))).code, 250);
+    assert.equal((await q.messages(bob.id, 'Junk')).length, 1);
+  } finally {
+    await q.close();
+  }
+  const n = await startServer({ resolver: createMockResolver(table('none', 'v=spf1 -all')) });
+  try {
+    const bob = await n.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    assert.equal((await send(n, message('n'))).code, 250);
+    assert.equal((await n.messages(bob.id)).length, 1);
+  } finally {
+    await n.close();
+  }
+});
+
+test('DKIM aligned signature passes DMARC even when SPF fails (forwarded mail)', async () => {
+  const h = await startServer({ resolver: createMockResolver(table('reject', 'v=spf1 ip4:192.0.2.1 -all')), dmarcReject: 'reject' });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const r = await send(h, await signed(message('forwarded')), 'list@forwarder.example', 'forwarder.example');
+    assert.equal(r.code, 250, r.text);
+    const [m] = await h.messages(bob.id);
+    assert.match(m!.toString(), /dmarc=pass/);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a DNS failure is a temporary result, not a crash', async () => {
+  const resolver = createMockResolver({});
+  resolver.resolveTxt = async (name) => {
+    throw Object.assign(new Error('SERVFAIL'), { code: 'ESERVFAIL', hostname: name });
+  };
+  const h = await startServer({ resolver });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const r = await send(h, message('servfail'));
+    assert.equal(r.code, 250, r.text);
+    const [m] = await h.messages(bob.id);
+    assert.match(m!.toString(), /spf=temperror/);
+  } finally {
+    await h.close();
+  }
+});
