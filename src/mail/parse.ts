@@ -382,7 +382,7 @@ function textOf(ctx: Ctx, part: MimePart, room: number): string {
     kind = 'identity';
   }
   // Decode only what can fit: at most 4 bytes per UTF-16 unit, markup included for HTML.
-  const budget = room * 4 * (html ? 4 : 1);
+  const budget = room * 4 * (html ? 2 : 1);
   const encodedBudget = kind === 'base64' ? Math.ceil(budget * 1.4) + 4 : kind === 'quoted-printable' ? budget * 3 : budget;
   const src = ctx.raw.subarray(part.bodyStart, Math.min(part.bodyEnd, part.bodyStart + encodedBudget));
   let bytes = decodeKnown(src, kind);

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
+import { cpuTime } from './check.js';
 import { MAX_ADDRESSES, decodeAddressList, parseAddressList, parseMailbox } from '../../src/mail/address.js';
 
 test('parseAddressList gives ENVELOPE addresses with group markers (RFC 9051 §7.5.2)', () => {
@@ -41,10 +42,9 @@ test('parseMailbox normalises the domain and keeps the local part (RFC 5321 §2.
 
 test('a 1 MB address header is parsed in bounded time', () => {
   const big = Array.from({ length: 40_000 }, (_, i) => `user${i}@example.com`).join(', ');
-  const t = Date.now();
-  const list = parseAddressList(big);
+  const { value: list, ms } = cpuTime(() => parseAddressList(big));
   assert.ok(list.length > 1000);
-  assert.ok(Date.now() - t < 3000, `took ${Date.now() - t} ms`);
+  assert.ok(ms < 3000, `took ${ms} ms`);
 });
 
 test('a header of tiny addresses is cut at MAX_ADDRESSES', () => {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { MAX_DEPTH, MAX_PARTS, MAX_TEXT, parseMessage } from '../../src/mail/parse.js';
 import type { MimePart, ParsedMessage } from '../../src/mail/types.js';
-import { checkStructure } from './check.js';
+import { checkStructure, cpuTime } from './check.js';
 
 const crlf = (...lines: string[]): Buffer => Buffer.from(lines.join('\r\n'), 'utf8');
 const text = (raw: Buffer, a: number, b: number): string => raw.subarray(a, b).toString('utf8');
@@ -205,9 +205,7 @@ test('a 50 MB attachment parses quickly and is not decoded', () => {
     attachment,
     crlf('--big--', ''),
   ]);
-  const t = process.hrtime.bigint();
-  const p = parseMessage(raw);
-  const ms = Number(process.hrtime.bigint() - t) / 1e6;
+  const { value: p, ms } = cpuTime(() => parseMessage(raw));
   assert.ok(ms < 1500, `took ${ms} ms`);
   assert.equal(p.root.parts.length, 2);
   const att = p.root.parts[1]!;
@@ -305,9 +303,8 @@ test('more parts than the cap: the rest is one opaque part, nothing lost', () =>
   for (let i = 0; i < n; i++) lines.push('--p', '', `${i}`);
   lines.push('--p--');
   const raw = crlf(...lines);
-  const t = Date.now();
-  const p = parseMessage(raw);
-  assert.ok(Date.now() - t < 3000);
+  const { value: p, ms } = cpuTime(() => parseMessage(raw));
+  assert.ok(ms < 3000, `took ${ms} ms`);
   const count = checkStructure(p, raw);
   assert.ok(count <= MAX_PARTS + 2, `${count} parts`);
   assert.ok(p.warnings.includes('too many parts'));
@@ -317,9 +314,8 @@ test('more parts than the cap: the rest is one opaque part, nothing lost', () =>
 
 test('a header of 100k characters parses in linear time', () => {
   const raw = crlf(`Subject: ${'x'.repeat(100_000)}`, `To: ${Array.from({ length: 5000 }, (_, i) => `u${i}@example.com`).join(',\r\n ')}`, `Content-Type: text/plain; ${'a=b; '.repeat(20_000)}`, '', 'body');
-  const t = Date.now();
-  const p = parse(raw);
-  assert.ok(Date.now() - t < 2000, `took ${Date.now() - t} ms`);
+  const { value: p, ms } = cpuTime(() => parse(raw));
+  assert.ok(ms < 2000, `took ${ms} ms`);
   assert.equal(p.subject.length, 100_000);
   assert.equal(p.to.length, 5000);
 });

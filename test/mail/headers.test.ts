@@ -11,6 +11,7 @@ import {
   unfold,
 } from '../../src/mail/headers.js';
 import { createCharsetDecoder } from '../../src/mail/charset.js';
+import { cpuTime } from './check.js';
 
 const HEADER = Buffer.from(
   'Subject: hello\r\n' + '  world\r\n' + 'X-A: 1\r\n' + 'to : b@example.org\r\n' + 'X-A:\t2\r\n' + '\r\n' + 'body\r\n',
@@ -125,9 +126,8 @@ test('getDecodedHeaderValue decodes encoded words of the first field', () => {
 
 test('a header field of 100k characters is split in linear time', () => {
   const big = Buffer.from('X-Big: ' + 'a'.repeat(100_000) + '\r\n' + ' b\r\n'.repeat(50_000) + 'Y: 1\r\n\r\n');
-  const t = Date.now();
-  const f = splitHeaderFields(big);
+  const { value: f, ms } = cpuTime(() => splitHeaderFields(big));
   assert.equal(f.length, 2);
   assert.equal(f[1]!.name, 'y');
-  assert.ok(Date.now() - t < 1000);
+  assert.ok(ms < 1000, `took ${ms} ms`);
 });
