@@ -697,6 +697,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     async start() {
       if (!stopped) return;
       await store.clearLeases();
+      await store.sweepFinished();
       stopped = false;
       closing = false;
       kick();

@@ -140,6 +140,9 @@ export function openSqliteQueueStore(path: string): QueueStore {
     `SELECT MIN(MAX(r.next_attempt, r.lease_until)) FROM recipients r JOIN messages m ON m.id = r.message_id
       WHERE r.state = 'queued' AND m.held = 0`,
   ).pluck();
+  const sweep = db.prepare(
+    `DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND r.state = 'queued')`,
+  );
   const clearLeases = db.prepare(`UPDATE recipients SET lease_until = 0 WHERE lease_until <> 0`);
   const listMessages = db.prepare(
     `SELECT id, sender, created_at, size, held, is_report, requiretls FROM messages ORDER BY created_at, id`,
@@ -257,6 +260,9 @@ export function openSqliteQueueStore(path: string): QueueStore {
     async nextDue() {
       const v = nextDue.get() as number | null;
       return v ?? null;
+    },
+    async sweepFinished() {
+      return sweep.run().changes;
     },
     async clearLeases() {
       clearLeases.run();

@@ -121,6 +121,9 @@ export interface QueueStore {
   removeIfFinished(messageId: string): Promise<boolean>;
   /** The earliest next attempt among claimable recipients, or null when there is none. */
   nextDue(): Promise<number | null>;
+  /** Deletes every message none of whose recipients is queued (a crash between the last
+   * recipient's final state and the message's removal leaves one). Returns how many. */
+  sweepFinished(): Promise<number>;
   /** Leases are a crash's leftovers when a single process owns the queue: dropped at start. */
   clearLeases(): Promise<void>;
 
