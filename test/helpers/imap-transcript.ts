@@ -183,7 +183,7 @@ export class ImapTranscript {
 /** localAddress: connect from another loopback address (127.0.0.2) to look like a remote client. */
 export async function connectImap(port: number, options: { tls?: boolean; localAddress?: string } = {}): Promise<ImapTranscript> {
   const socket: Socket = options.tls
-    ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, localAddress: options.localAddress })
+    ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false })
     : connect({ host: '127.0.0.1', port, localAddress: options.localAddress });
   await new Promise<void>((resolve, reject) => {
     socket.once(options.tls ? 'secureConnect' : 'connect', () => resolve());

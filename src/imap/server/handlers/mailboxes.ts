@@ -172,7 +172,7 @@ async function listMailboxes(s: Session, req: ListRequest): Promise<void> {
     // RFC 6154 §2: special-use attributes (servers may return them without being asked).
     if (mb?.specialUse) attrs.push({ atom: mb.specialUse });
     const line: ImapValue[] = [{ atom: 'LIST' }, attrs, HIERARCHY_SEPARATOR, s.mailboxOut(name)];
-    if (childInfo !== null) line.push([{ atom: 'CHILDINFO' }, [childInfo]]);
+    if (childInfo !== null) line.push(['CHILDINFO', [childInfo]]); // RFC 5258 §4 mbox-list-extended
     await s.untagged(line);
     if (req.returnStatus !== null && mb !== undefined) {
       // RFC 5819 §2: a STATUS response follows the LIST response of each selectable mailbox.

@@ -1,0 +1,205 @@
+import { test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import { startImap } from '../helpers/imap-transcript.js';
+
+test('LIST shows default mailboxes with CHILDREN and SPECIAL-USE attributes; "" gives the separator', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    const root = await t.command('a1', 'LIST "" ""');
+    assert.deepEqual(root.untagged, ['* LIST (\\Noselect) "/" ""']);
+    await t.command('a2', 'CREATE Projects/2024/Q1');
+    const all = await t.command('a3', 'LIST "" *');
+    assert.deepEqual(all.untagged, [
+      '* LIST (\\HasNoChildren) "/" "INBOX"',
+      '* LIST (\\HasNoChildren \\Archive) "/" "Archive"',
+      '* LIST (\\HasNoChildren \\Drafts) "/" "Drafts"',
+      '* LIST (\\HasNoChildren \\Junk) "/" "Junk"',
+      '* LIST (\\HasChildren) "/" "Projects"',
+      '* LIST (\\HasChildren) "/" "Projects/2024"',
+      '* LIST (\\HasNoChildren) "/" "Projects/2024/Q1"',
+      '* LIST (\\HasNoChildren \\Sent) "/" "Sent"',
+      '* LIST (\\HasNoChildren \\Trash) "/" "Trash"',
+    ]);
+    const top = await t.command('a4', 'LIST "" %');
+    assert.equal(top.untagged.length, 7);
+    const sub = await t.command('a5', 'LIST Projects/ %');
+    assert.deepEqual(sub.untagged, ['* LIST (\\HasChildren) "/" "Projects/2024"']);
+    const inbox = await t.command('a6', 'LIST "" inbox');
+    assert.deepEqual(inbox.untagged, ['* LIST (\\HasNoChildren) "/" "INBOX"']);
+  } finally {
+    await f.close();
+  }
+});
+
+test('LIST-EXTENDED: SUBSCRIBED selection with RECURSIVEMATCH, SPECIAL-USE, RETURN STATUS, several patterns', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    await t.command('a1', 'CREATE Lists/alpha');
+    await t.command('a2', 'SUBSCRIBE Lists/alpha');
+    await t.command('a3', 'SUBSCRIBE INBOX');
+    // The default mailboxes are subscribed when the account is created.
+    const subs = await t.command('a4', 'LIST (SUBSCRIBED) "" (INBOX L*)');
+    assert.deepEqual(subs.untagged, ['* LIST (\\HasNoChildren \\Subscribed) "/" "INBOX"', '* LIST (\\HasNoChildren \\Subscribed) "/" "Lists/alpha"']);
+    const rec = await t.command('a5', 'LIST (SUBSCRIBED RECURSIVEMATCH) "" L%');
+    assert.deepEqual(rec.untagged, ['* LIST (\\HasChildren) "/" "Lists" ("CHILDINFO" ("SUBSCRIBED"))']);
+    const plainSub = await t.command('a5b', 'LIST (SUBSCRIBED) "" L%');
+    assert.deepEqual(plainSub.untagged, []);
+    const su = await t.command('a6', 'LIST (SPECIAL-USE) "" *');
+    assert.equal(su.untagged.length, 5);
+    const st = await t.command('a7', 'LIST "" (INBOX Sent) RETURN (STATUS (MESSAGES UIDNEXT) SUBSCRIBED)');
+    assert.deepEqual(st.untagged, [
+      '* LIST (\\HasNoChildren \\Subscribed) "/" "INBOX"',
+      '* STATUS "INBOX" (MESSAGES 0 UIDNEXT 1)',
+      '* LIST (\\HasNoChildren \\Subscribed \\Sent) "/" "Sent"',
+      '* STATUS "Sent" (MESSAGES 0 UIDNEXT 1)',
+    ]);
+    const lsub = await t.command('a8', 'LSUB "" %');
+    assert.ok(lsub.untagged.includes('* LSUB () "/" "INBOX"'), lsub.untagged.join('\n'));
+    assert.ok(lsub.untagged.includes('* LSUB (\\Noselect) "/" "Lists"'), lsub.untagged.join('\n'));
+    await t.command('a9', 'UNSUBSCRIBE Lists/alpha');
+    const lsub2 = await t.command('a10', 'LSUB "" L*');
+    assert.deepEqual(lsub2.untagged, []);
+  } finally {
+    await f.close();
+  }
+});
+
+test('CREATE, RENAME (also of INBOX), DELETE, CREATE-SPECIAL-USE and their refusals', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    await t.command('c1', 'CREATE Work/');
+    assert.match((await t.command('c2', 'CREATE Work', 'NO')).line, /NO \[ALREADYEXISTS\]/);
+    assert.match((await t.command('c3', 'CREATE inbox', 'NO')).line, /NO \[ALREADYEXISTS\]/);
+    await t.command('c4', 'CREATE MySent (USE (\\Sent))');
+    assert.match((await t.command('c5', 'CREATE Odd (USE (\\Important))', 'NO')).line, /NO \[USEATTR\]/);
+    const l = await t.command('c6', 'LIST "" MySent');
+    assert.deepEqual(l.untagged, ['* LIST (\\HasNoChildren \\Sent) "/" "MySent"']);
+    await t.command('r1', 'RENAME Work Job');
+    assert.match((await t.command('r2', 'RENAME Work Other', 'NO')).line, /NO \[NONEXISTENT\]/);
+    assert.match((await t.command('r3', 'RENAME Job Drafts', 'NO')).line, /NO \[ALREADYEXISTS\]/);
+    await t.command('r4', 'APPEND INBOX {12+}\r\nSubject: x\r\n');
+    await t.command('r5', 'RENAME INBOX Old');
+    const s1 = await t.command('r6', 'STATUS INBOX (MESSAGES)');
+    assert.deepEqual(s1.untagged, ['* STATUS "INBOX" (MESSAGES 0)']);
+    const s2 = await t.command('r7', 'STATUS Old (MESSAGES)');
+    assert.deepEqual(s2.untagged, ['* STATUS "Old" (MESSAGES 1)']);
+    await t.command('d1', 'DELETE Job');
+    assert.match((await t.command('d2', 'DELETE Job', 'NO')).line, /NO \[NONEXISTENT\]/);
+    assert.match((await t.command('d3', 'DELETE INBOX', 'NO')).line, /NO \[CANNOT\]/);
+    assert.match((await t.command('d4', 'STATUS Job (MESSAGES)', 'NO')).line, /NO \[NONEXISTENT\]/);
+    assert.match((await t.command('d5', 'APPEND Job {1+}\r\nx', 'NO')).line, /NO \[TRYCREATE\]/);
+  } finally {
+    await f.close();
+  }
+});
+
+test('modified UTF-7 names by default, UTF-8 after ENABLE UTF8=ACCEPT', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    await t.command('a1', 'CREATE "Caf&AOk-"');
+    assert.deepEqual((await t.command('a2', 'LIST "" Caf*')).untagged, ['* LIST (\\HasNoChildren) "/" "Caf&AOk-"']);
+    const en = await t.command('a3', 'ENABLE UTF8=ACCEPT IMAP4rev2 CONDSTORE');
+    assert.deepEqual(en.untagged, ['* ENABLED UTF8=ACCEPT IMAP4rev2']);
+    const utf8 = (await t.command('a4', 'LIST "" Caf*')).untagged.map((l) => Buffer.from(l, 'latin1').toString('utf8'));
+    assert.deepEqual(utf8, ['* LIST (\\HasNoChildren) "/" "Café"']);
+    t.sendRaw(Buffer.from('a5 SELECT "Café"\r\n', 'utf8'));
+    await t.expectTagged('a5', 'OK');
+  } finally {
+    await f.close();
+  }
+});
+
+test('NAMESPACE, ID, EXAMINE is read-only, SELECT under IMAP4rev2 sends LIST and no RECENT', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    assert.deepEqual((await t.command('n', 'NAMESPACE')).untagged, ['* NAMESPACE (("" "/")) NIL NIL']);
+    assert.deepEqual((await t.command('i', 'ID ("name" "test")')).untagged, ['* ID ("name" "Facteur" "vendor" "Facteur")']);
+    await t.command('a', 'APPEND INBOX (\\Seen) {12+}\r\nSubject: x\r\n');
+    await t.command('a2', 'APPEND INBOX {12+}\r\nSubject: y\r\n');
+    const ex = await t.command('e', 'EXAMINE INBOX');
+    assert.match(ex.line, /^e OK \[READ-ONLY\]/);
+    assert.ok(ex.untagged.includes('* 0 RECENT'));
+    assert.ok(ex.untagged.some((l) => /^\* OK \[UNSEEN 2\]/.test(l)), ex.untagged.join('\n'));
+    assert.ok(ex.untagged.some((l) => /^\* OK \[PERMANENTFLAGS \(\)\]/.test(l)));
+    await t.command('e1', 'STORE 1 +FLAGS (\\Deleted)', 'NO');
+    await t.command('e2', 'EXPUNGE', 'NO');
+    await t.command('e3', 'FETCH 2 BODY[]');
+    const fl = await t.command('e4', 'FETCH 2 FLAGS');
+    assert.deepEqual(fl.untagged, ['* 2 FETCH (FLAGS ())'], 'EXAMINE does not set \\Seen');
+    await t.command('u', 'UNSELECT');
+    await t.command('v', 'ENABLE IMAP4rev2');
+    const sel = await t.command('s', 'SELECT INBOX');
+    assert.ok(!sel.untagged.some((l) => /RECENT/.test(l)));
+    assert.ok(sel.untagged.includes('* LIST () "/" "INBOX"'), sel.untagged.join('\n'));
+    const again = await t.command('s2', 'SELECT Trash');
+    assert.match(again.untagged[0]!, /^\* OK \[CLOSED\]/);
+  } finally {
+    await f.close();
+  }
+});
+
+test('SEARCH, UID SEARCH, ESEARCH RETURN options, SAVE and $, BADCHARSET; plain SEARCH is ESEARCH under IMAP4rev2', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    for (const subj of ['apple', 'banana', 'apple pie']) await t.command('a', `APPEND INBOX {${11 + subj.length}+}\r\nSubject: ${subj}\r\n`);
+    await t.command('s', 'SELECT INBOX');
+    assert.deepEqual((await t.command('q1', 'SEARCH SUBJECT apple')).untagged, ['* SEARCH 1 3']);
+    assert.deepEqual((await t.command('q2', 'UID SEARCH NOT SUBJECT apple')).untagged, ['* SEARCH 2']);
+    assert.deepEqual((await t.command('q3', 'SEARCH RETURN (MIN MAX COUNT ALL) ALL')).untagged, ['* ESEARCH (TAG "q3") MIN 1 MAX 3 ALL 1:3 COUNT 3']);
+    assert.deepEqual((await t.command('q4', 'UID SEARCH RETURN (COUNT) SUBJECT zzz')).untagged, ['* ESEARCH (TAG "q4") UID COUNT 0']);
+    assert.deepEqual((await t.command('q5', 'SEARCH RETURN (SAVE) SUBJECT apple')).untagged, []);
+    assert.deepEqual((await t.command('q6', 'FETCH $ UID')).untagged, ['* 1 FETCH (UID 1)', '* 3 FETCH (UID 3)']);
+    assert.deepEqual((await t.command('q7', 'SEARCH CHARSET UTF-8 SUBJECT banana')).untagged, ['* SEARCH 2']);
+    assert.match((await t.command('q8', 'SEARCH CHARSET KOI8-R ALL', 'NO')).line, /NO \[BADCHARSET \(US-ASCII UTF-8\)\]/);
+    await t.command('u', 'UNSELECT');
+    await t.command('e', 'ENABLE IMAP4rev2');
+    await t.command('s2', 'SELECT INBOX');
+    assert.deepEqual((await t.command('q9', 'SEARCH SUBJECT banana')).untagged, ['* ESEARCH (TAG "q9") ALL 2']);
+  } finally {
+    await f.close();
+  }
+});
+
+test('MULTIAPPEND stores all messages with APPENDUID; binary and UTF8 literals are accepted', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    const r = await t.command('m', 'APPEND INBOX (\\Seen) " 5-Mar-2024 10:00:00 +0100" {12+}\r\nSubject: a\r\n {12+}\r\nSubject: b\r\n');
+    assert.match(r.line, /^m OK \[APPENDUID \d+ 1:2\]/);
+    const b = await t.command('b', 'APPEND INBOX ~{15+}\r\nSubject: c\r\n\r\n\x00');
+    assert.match(b.line, /APPENDUID \d+ 3\]/);
+    await t.command('u0', 'APPEND INBOX UTF8 (~{12+}\r\nSubject: d\r\n)', 'BAD');
+    await t.command('en', 'ENABLE UTF8=ACCEPT');
+    t.sendRaw(Buffer.from('u1 APPEND INBOX UTF8 (~{13+}\r\nSubject: é\r\n)\r\n', 'utf8'));
+    await t.expectTagged('u1', 'OK');
+    await t.command('s', 'SELECT INBOX');
+    const fl = await t.command('f', 'FETCH 1:2 (FLAGS INTERNALDATE)');
+    assert.deepEqual(fl.untagged.map((l) => l.replace(/"[^"]+"/, 'DATE')), ['* 1 FETCH (FLAGS (\\Seen) INTERNALDATE DATE)', '* 2 FETCH (FLAGS () INTERNALDATE DATE)']);
+    assert.match(fl.untagged[0]!, /"\s?5-Mar-2024 \d\d:00:00 [+-]\d{4}"/);
+    assert.match((await t.command('z', 'APPEND INBOX {0+}\r\n', 'NO')).line, /NO \[CANNOT\]/);
+  } finally {
+    await f.close();
+  }
+});
+
+test('CLOSE expunges \\Deleted silently; UID EXPUNGE removes only the given UIDs', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    for (let i = 0; i < 4; i++) await t.command(`a${i}`, 'APPEND INBOX (\\Deleted) {12+}\r\nSubject: x\r\n');
+    await t.command('s', 'SELECT INBOX');
+    const ux = await t.command('x', 'UID EXPUNGE 2:3');
+    assert.deepEqual(ux.untagged, ['* 3 EXPUNGE', '* 2 EXPUNGE']);
+    const c = await t.command('c', 'CLOSE');
+    assert.deepEqual(c.untagged, []);
+    assert.deepEqual((await t.command('st', 'STATUS INBOX (MESSAGES)')).untagged, ['* STATUS "INBOX" (MESSAGES 0)']);
+  } finally {
+    await f.close();
+  }
+});
