@@ -14,7 +14,10 @@
  * - Limits (DESIGN.md invariant 4): failures are counted per client IP (IPv6 per /64) and per
  *   account name within a window; reaching a limit blocks the key for blockMs ('throttled',
  *   without checking the password); each failure past the third is answered after a growing
- *   delay. A successful login clears the account's counter (not the IP's).
+ *   delay. A successful login clears the account's counter for that origin (not the IP's).
+ * - An IP that logged in to an account within the last 30 days has its failures on that account
+ *   counted apart: someone who gets an account blocked does not lock out its owner's usual
+ *   devices (their own failures are still limited).
  * - Attempts on one account run one at a time and at most 4 per IP at once (gate.ts), so a
  *   client opening many connections in parallel gets no more guesses than the limit allows; at
  *   most 2 scrypt computations run at once in the process, leaving libuv threads for the store.
@@ -33,6 +36,7 @@ import {
   type FailureLimits,
 } from './failure-counters.js';
 import { createGate } from './gate.js';
+import { DEFAULT_MAX_KEYS } from './rate-limit.js';
 import { deriveScram, hashPassword, needsRehash, parseScram, SCRAM_ITERATIONS, verifyPassword } from './password.js';
 
 /** RFC 5321 §4.5.3.1.3: a path is at most 256 octets; 320 leaves room for odd but valid names. */
@@ -58,6 +62,9 @@ export interface AuthenticatorOptions extends FailureLimits {
   /** scrypt computations at once in this process (default 2, the core count of the reference
    * machine); past 1024 waiting, attempts are answered 'throttled'. */
   maxConcurrentHashes?: number;
+  /** How long an IP stays trusted for an account after a successful login from it (default 30
+   * days; 0 disables): its failures are then counted apart from the account's. */
+  trustMs?: number;
 }
 
 /** Failures in the window answered without delay (a user mistyping twice waits for nothing). */
@@ -99,10 +106,15 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   // Per instance, never stored: fake SCRAM credentials stay stable for this process's lifetime.
   const secret = randomBytes(32);
-  // Same parameters as real hashes, so an unknown user costs the same scrypt as a known one.
   const ipGate = createGate({ max: options.maxConcurrentPerIp ?? 4, maxQueue: 32 });
   const accountGate = createGate({ max: 1, maxQueue: 16 });
   const hashGate = createGate({ max: options.maxConcurrentHashes ?? 2, maxQueue: 1024 });
+  const now = options.now ?? Date.now;
+  const trustMs = options.trustMs ?? 30 * 24 * 3600_000;
+  const maxTrusted = options.maxKeys ?? DEFAULT_MAX_KEYS;
+  // "account\nip" -> time of the last successful login from that IP; oldest first.
+  const trusted = new Map<string, number>();
+  // Same parameters as real hashes, so an unknown user costs the same scrypt as a known one.
   const dummyHash = hashPassword(randomBytes(18).toString('base64'));
   // Handled where awaited; this only keeps a failure from being reported as unhandled before.
   dummyHash.catch(() => undefined);
@@ -113,6 +125,34 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
     // Accept the sub-address form too: user+tag@domain logs in as user@domain.
     const m = /^([^@+]+)\+[^@]*(@.+)$/.exec(name);
     return m ? store.getAccountByAddress(`${m[1]}${m[2]}`) : null;
+  }
+
+  /**
+   * The key an account's failures are counted under for this IP: the account itself, or, for an
+   * IP that logged in to it successfully within trustMs, a key of the pair. So an attacker who
+   * gets the account blocked does not lock out its owner's usual devices, whose own failures
+   * are still limited, per pair.
+   */
+  function counterKey(accountKey: string, ip: string): string {
+    const pair = `${accountKey}\n${ip}`;
+    const last = trusted.get(pair);
+    if (last === undefined) return accountKey;
+    if (now() - last >= trustMs) {
+      trusted.delete(pair);
+      return accountKey;
+    }
+    return pair;
+  }
+
+  function trust(accountKey: string, ip: string): void {
+    if (trustMs <= 0) return;
+    const pair = `${accountKey}\n${ip}`;
+    trusted.delete(pair);
+    if (trusted.size >= maxTrusted) {
+      const oldest = trusted.keys().next();
+      if (!oldest.done) trusted.delete(oldest.value);
+    }
+    trusted.set(pair, now());
   }
 
   async function throttled(ip: string, accountKey: string | null): Promise<boolean> {
@@ -132,13 +172,14 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
 
   /**
    * Runs one attempt inside the IP and account gates (see gate.ts) and re-checks the blocks once
-   * admitted. The attempt returns its result and the delay to apply; the delay is waited out
-   * after the gates are released, since the failure is already counted.
+   * admitted. The attempt is given the key to count failures under and returns its result and
+   * the delay to apply; the delay is waited out after the gates are released, since the failure
+   * is already counted. A success makes the IP trusted for the account.
    */
   async function gated(
     ip: string,
     accountKey: string,
-    attempt: () => Promise<{ result: AuthResult; delayMs: number }>,
+    attempt: (key: string) => Promise<{ result: AuthResult; delayMs: number }>,
   ): Promise<AuthResult> {
     const ipTurn = ipGate.acquire(ip);
     if (!ipTurn) return THROTTLED;
@@ -149,8 +190,10 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
       if (!accountTurn) return THROTTLED;
       const releaseAccount = await accountTurn;
       try {
-        if (await throttled(ip, accountKey)) return THROTTLED;
-        outcome = await attempt();
+        const key = counterKey(accountKey, ip);
+        if (await throttled(ip, key)) return THROTTLED;
+        outcome = await attempt(key);
+        if (outcome.result.ok) trust(accountKey, ip);
       } finally {
         releaseAccount();
       }
@@ -213,15 +256,15 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
       }
       const account = name === '' ? null : await findAccount(name);
       const accountKey = account?.address ?? name;
-      return gated(ip, accountKey, async () => {
+      return gated(ip, accountKey, async (key) => {
         // An unknown user is checked against the dummy hash: same cost, always false.
         const matched = await hashGated(async () =>
           account ? verifyPassword(account.passwordHash, password) : (await verifyPassword(await dummyHash, password)) && false,
         );
         if (matched === null) return { result: THROTTLED, delayMs: 0 };
-        if (!matched || !account) return { result: INVALID, delayMs: await recordFailure(ip, accountKey) };
+        if (!matched || !account) return { result: INVALID, delayMs: await recordFailure(ip, key) };
         if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
-        await counters.reset('account', accountKey);
+        await counters.reset('account', key);
         await afterPasswordLogin(account, password);
         return { result: { ok: true, account }, delayMs: 0 };
       });
@@ -247,10 +290,10 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
       const ip = ipKey(meta.ip);
       const accountKey = account?.address ?? normalizeUsername(username).slice(0, MAX_USERNAME_BYTES);
       if (await throttled(ip, null)) return THROTTLED;
-      return gated(ip, accountKey, async () => {
-        if (!success || !account) return { result: INVALID, delayMs: await recordFailure(ip, accountKey) };
+      return gated(ip, accountKey, async (key) => {
+        if (!success || !account) return { result: INVALID, delayMs: await recordFailure(ip, key) };
         if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
-        await counters.reset('account', accountKey);
+        await counters.reset('account', key);
         return { result: { ok: true, account }, delayMs: 0 };
       });
     },

@@ -223,3 +223,25 @@ test('parallel logins of one user (a client opening several connections) all suc
     [true, true, true, true, true],
   );
 });
+
+test("an attacker who gets an account blocked does not lock out the owner's usual IP", async (t) => {
+  const c = clock();
+  const day = 24 * 3600_000;
+  const { auth } = await setup(t, { maxFailuresPerAccount: 3, maxFailuresPerIp: 100, blockMs: 3600_000, trustMs: 7 * day, now: c.now });
+  const attacker: AuthMeta = { ip: '203.0.113.66', protocol: 'imap', secure: true };
+  const fresh: AuthMeta = { ip: '203.0.113.99', protocol: 'imap', secure: true };
+  assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true); // the owner's phone
+  for (let i = 0; i < 3; i++) await auth.verifyPassword('alice@example.test', `guess-${i}`, attacker);
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', attacker), { ok: false, reason: 'throttled' });
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', fresh), { ok: false, reason: 'throttled' });
+  assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true, 'the trusted IP still logs in');
+  // The trusted IP's own failures are limited too.
+  for (let i = 0; i < 3; i++) await auth.verifyPassword('alice@example.test', `typo-${i}`, meta);
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'throttled' });
+  // Trust lapses trustMs after the last success from that IP.
+  c.advance(3600_000);
+  assert.equal((await auth.verifyPassword('alice@example.test', 'alice-secret', meta)).ok, true);
+  c.advance(7 * day);
+  for (let i = 0; i < 3; i++) await auth.verifyPassword('alice@example.test', `guess-${i}`, attacker);
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'throttled' });
+});
