@@ -95,6 +95,8 @@ interface CommandSpec {
 }
 
 const CLOSE_GRACE_MS = 5000;
+/** Commands run back to back before the session yields to the event loop. */
+const COMMANDS_BEFORE_YIELD = 32;
 
 export class Pop3Session {
   readonly id: string;
@@ -113,6 +115,11 @@ export class Pop3Session {
   private consecutiveErrors = 0;
   private authFailures = 0;
   private commands = 0;
+  /** A command is being handled (the idle timer does not count server work). */
+  private inCommand = false;
+  /** Waiting for the client to read our output (that does count as the client's inactivity). */
+  private awaitingClient = false;
+  private sinceYield = 0;
   private closing = false;
   private finalized = false;
   private readonly startedAt = Date.now();
@@ -167,7 +174,12 @@ export class Pop3Session {
     this.socket = socket;
     socket.on('data', this.onData);
     socket.on('timeout', this.onTimeout);
-    socket.setTimeout(this.state.kind === 'transaction' ? this.deps.options.timeouts.idleMs : this.deps.options.timeouts.preAuthIdleMs);
+    socket.setTimeout(this.idleTimeout());
+  }
+
+  private idleTimeout(): number {
+    const t = this.deps.options.timeouts;
+    return this.state.kind === 'transaction' ? t.idleMs : t.preAuthIdleMs;
   }
 
   private detach(socket: Socket): void {
@@ -193,6 +205,11 @@ export class Pop3Session {
   };
 
   private readonly onTimeout = (): void => {
+    if (this.inCommand && !this.awaitingClient) {
+      // The server itself is busy (a password hash, a store write): the client is not idle.
+      this.socket.setTimeout(this.idleTimeout());
+      return;
+    }
     // RFC 1939 §3: on autologout the server closes without UPDATE and without a response.
     this.log.info({ event: 'timeout', state: this.state.kind }, 'idle timeout');
     this.destroy('idle timeout');
@@ -229,6 +246,7 @@ export class Pop3Session {
   private async drain(): Promise<void> {
     if (!this.needDrain) return;
     const socket = this.socket;
+    this.awaitingClient = true;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         socket.off('drain', done);
@@ -239,6 +257,7 @@ export class Pop3Session {
       socket.on('drain', done);
       socket.on('close', done);
     });
+    this.awaitingClient = false;
     this.needDrain = false;
   }
 
@@ -246,6 +265,7 @@ export class Pop3Session {
   private async flushed(): Promise<void> {
     const socket = this.socket;
     if (socket.destroyed || socket.writableLength === 0) return;
+    this.awaitingClient = true;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         socket.off('drain', done);
@@ -255,6 +275,7 @@ export class Pop3Session {
       socket.on('drain', done);
       socket.on('close', done);
     });
+    this.awaitingClient = false;
     this.needDrain = false;
   }
 
@@ -270,8 +291,19 @@ export class Pop3Session {
         const inSasl = this.state.kind === 'authorization' && this.state.sasl !== null;
         const event = this.reader.next(inSasl ? MAX_SASL_RESPONSE_LINE : MAX_COMMAND_LINE);
         if (event === null) break;
-        await this.handle(event);
-        await this.drain();
+        this.inCommand = true;
+        try {
+          await this.handle(event);
+          await this.drain();
+        } finally {
+          this.inCommand = false;
+        }
+        // Commands whose work completes at once chain only microtasks; yielding now and then lets
+        // other connections' I/O in, so a pipelining client cannot monopolise the process.
+        if (++this.sinceYield >= COMMANDS_BEFORE_YIELD) {
+          this.sinceYield = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
       }
     } catch (error) {
       // Only a bug in the loop itself gets here (handlers map their errors).
