@@ -281,8 +281,8 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
           options.log?.warn({ err, account: account.address }, 'stored SCRAM verifier is unreadable');
         }
       }
-      // Unknown user, or an account whose verifier is not derived yet (it is at its first
-      // password login): the exchange fails at the proof.
+      // Unknown user, or an account whose verifier is not derived yet (that happens at its next
+      // password login): the exchange fails at the proof, like a wrong password.
       return { credentials: fakeScram(name), account };
     },
 
