@@ -191,18 +191,19 @@ function isHex(c: number): boolean {
 }
 
 function decodeQ(text: string): Buffer {
-  // RFC 2047 §4.2: "_" is a space, "=XX" a byte.
-  const out = Buffer.allocUnsafe(text.length);
-  let o = 0;
+  // RFC 2047 §4.2: "_" is a space, "=XX" a byte. A raw non-ASCII character (8-bit header text
+  // read as UTF-8 or Latin-1) is kept as its UTF-8 bytes.
+  const out: number[] = [];
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c === 0x5f) out[o++] = SP;
+    if (c === 0x5f) out.push(SP);
     else if (c === 0x3d && i + 2 < text.length && isHex(text.charCodeAt(i + 1)) && isHex(text.charCodeAt(i + 2))) {
-      out[o++] = parseInt(text.slice(i + 1, i + 3), 16);
+      out.push(parseInt(text.slice(i + 1, i + 3), 16));
       i += 2;
-    } else out[o++] = c & 0xff;
+    } else if (c < 0x80) out.push(c);
+    else for (const b of Buffer.from(text[i]!, 'utf8')) out.push(b);
   }
-  return out.subarray(0, o);
+  return Buffer.from(out);
 }
 
 /**

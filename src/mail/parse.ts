@@ -64,6 +64,19 @@ interface Ctx {
 
 type Headers = Map<string, string>;
 
+/** Strings of the record are stored by every backend (PostgreSQL text and jsonb refuse NUL) and
+ * sent to IMAP clients (RFC 9051 §4.3: no NUL in a string): NUL becomes U+FFFD. */
+function clean(s: string): string {
+  return s.includes('\0') ? s.replace(/\0/g, '\ufffd') : s;
+}
+
+/** Cuts a string to at most `n` UTF-16 units without leaving half a surrogate pair. */
+function cut(s: string, n: number): string {
+  if (s.length <= n) return s;
+  const c = s.charCodeAt(n - 1);
+  return s.slice(0, c >= 0xd800 && c <= 0xdbff ? n - 1 : n);
+}
+
 function warn(ctx: Ctx, message: string): void {
   if (ctx.warned.has(message) || ctx.warnings.length >= MAX_WARNINGS) return;
   ctx.warned.add(message);
@@ -72,12 +85,13 @@ function warn(ctx: Ctx, message: string): void {
 
 function parseStructured(value: string): { value: string; params: Params } | null {
   try {
-    const cut = value.length > MAX_STRUCTURED_HEADER ? value.slice(0, MAX_STRUCTURED_HEADER) : value;
+    const input = value.length > MAX_STRUCTURED_HEADER ? value.slice(0, MAX_STRUCTURED_HEADER) : value;
     // RFC 2045 §5.1 allows comments in MIME headers; libmime joins RFC 2231 continuations and
     // decodes their charsets (RFC 2231 §3, §4).
-    const parsed = libmime.parseHeaderValue(cut, { stripComments: true });
+    const parsed = libmime.parseHeaderValue(input, { stripComments: true });
     const params: Params = [];
-    for (const [k, v] of Object.entries(parsed.params)) params.push([k.toLowerCase(), String(v)]);
+    // RFC 2231 %00 would put a NUL in a value (see clean()).
+    for (const [k, v] of Object.entries(parsed.params)) params.push([clean(k.toLowerCase()), clean(String(v))]);
     return { value: String(parsed.value ?? '').trim(), params };
   } catch {
     return null;
@@ -142,7 +156,7 @@ function parsePart(ctx: Ctx, start: number, end: number, depth: number, inDigest
   if (scan.eightBit) warn(ctx, '8-bit header');
   const headers: Headers = new Map();
   for (const f of scan.fields) {
-    if (f.name !== '' && WANTED.has(f.name) && !headers.has(f.name)) headers.set(f.name, fieldValue(raw, f));
+    if (f.name !== '' && WANTED.has(f.name) && !headers.has(f.name)) headers.set(f.name, clean(fieldValue(raw, f)));
   }
 
   const part = leaf(start, scan.bodyStart, end);
@@ -399,12 +413,12 @@ function textOf(ctx: Ctx, part: MimePart, room: number): string {
   if (html) s = htmlToText(s);
   // Search text: line ends normalised, control characters other than tab and newline dropped.
   s = s.replace(/\r\n?/g, '\n').replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '');
-  return s.length > room ? s.slice(0, room) : s;
+  return cut(s, room);
 }
 
 function makePreview(text: string): string {
   // RFC 8970 §3.1: whitespace folded, at most 256 characters (code points, never half a pair).
-  const folded = text.slice(0, PREVIEW_LENGTH * 8).replace(/\s+/g, ' ').trim();
+  const folded = cut(text, PREVIEW_LENGTH * 8).replace(/\s+/g, ' ').trim();
   const chars = Array.from(folded);
   return chars.length > PREVIEW_LENGTH ? chars.slice(0, PREVIEW_LENGTH).join('') : folded;
 }
@@ -430,7 +444,7 @@ function walk(ctx: Ctx, part: MimePart, st: TextState, wantText: boolean, depth:
   const t = textOf(ctx, part, room);
   if (t === '') return;
   const sep = st.chunks.length > 0 ? 1 : 0;
-  const piece = t.length + sep > room ? t.slice(0, Math.max(0, room - sep)) : t;
+  const piece = cut(t, Math.max(0, room - sep));
   if (sep === 1 && piece !== '') st.chunks.push('\n');
   st.chunks.push(piece);
   st.length += piece.length + (sep === 1 && piece !== '' ? 1 : 0);
@@ -439,7 +453,7 @@ function walk(ctx: Ctx, part: MimePart, st: TextState, wantText: boolean, depth:
 
 function decodedList(ctx: Ctx, headers: Headers, name: string): DecodedAddress[] {
   const v = headers.get(name);
-  return v === undefined ? [] : decodeAddressList(v, ctx.decoder);
+  return v === undefined ? [] : decodeAddressList(v, ctx.decoder).map((a) => ({ name: clean(a.name), address: clean(a.address) }));
 }
 
 /** Parses a raw message. Never throws (see the invariants at the top of this file). */
@@ -467,7 +481,7 @@ export function parseMessage(raw: Buffer): ParsedMessage {
   }
 
   const envelope = buildEnvelope(headers);
-  const subject = decodeEncodedWords(headers.get('subject') ?? '', ctx.decoder);
+  const subject = clean(decodeEncodedWords(headers.get('subject') ?? '', ctx.decoder));
   const from = decodedList(ctx, headers, 'from');
   const to = decodedList(ctx, headers, 'to');
   const cc = decodedList(ctx, headers, 'cc');

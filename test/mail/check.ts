@@ -7,6 +7,8 @@ import type { MimePart, ParsedMessage } from '../../src/mail/types.js';
  * number of parts. */
 export function checkStructure(p: ParsedMessage, raw: Buffer): number {
   assert.equal(p.size, raw.length);
+  // The defensive catch in parseMessage must never be what saved us.
+  assert.ok(!p.warnings.some((w) => w.includes('failure')), p.warnings.join('; '));
   let count = 0;
   const visit = (part: MimePart, lo: number, hi: number): void => {
     count++;
@@ -35,6 +37,15 @@ export function checkStructure(p: ParsedMessage, raw: Buffer): number {
   assert.equal(p.root.bodyEnd, raw.length);
   visit(p.root, 0, raw.length);
   assert.ok(p.preview.length <= 512 && Array.from(p.preview).length <= 256);
+  // Every string can be stored by any backend and sent to a client: no NUL, no lone surrogate.
+  const strings = (v: unknown): void => {
+    if (typeof v === 'string') {
+      assert.ok(!v.includes('\0'), `NUL in ${JSON.stringify(v.slice(0, 80))}`);
+      assert.ok(!/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(v), 'lone surrogate');
+    } else if (Array.isArray(v)) v.forEach(strings);
+    else if (v !== null && typeof v === 'object') Object.values(v).forEach(strings);
+  };
+  strings(p);
   assert.ok(p.text.length <= 1024 * 1024);
   return count;
 }

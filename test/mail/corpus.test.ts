@@ -231,7 +231,11 @@ test('bare LF line ends give byte-exact offsets', () => {
 test('NUL bytes in header and body do not break parsing; text drops them', () => {
   const raw = Buffer.from('Subject: a\0b\r\nX-\0: y\r\n\r\nbody\0text\r\n');
   const p = parse(raw);
-  assert.equal(p.subject, 'a\0b');
+  assert.equal(p.subject, 'a\ufffdb');
+  assert.equal(p.envelope.subject, 'a\ufffdb');
+  const encoded = parse(Buffer.from('Subject: =?utf-8?q?x=00y?=\r\nFrom: =?utf-8?q?N=00?= <a@b.c>\r\n\r\n'));
+  assert.equal(encoded.subject, 'x\ufffdy');
+  assert.equal(encoded.from[0]?.name, 'N\ufffd');
   assert.equal(p.text, 'bodytext\n');
 });
 
