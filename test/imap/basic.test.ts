@@ -30,3 +30,21 @@ test('greeting, CAPABILITY, LOGIN, SELECT INBOX, APPEND, FETCH FLAGS and LOGOUT'
     await f.close();
   }
 });
+
+test('closing the server sends BYE to waiting and idling sessions and closes them', async () => {
+  const f = await startImap();
+  try {
+    const waiting = await f.login();
+    const idling = await f.login();
+    await idling.command('s', 'SELECT INBOX');
+    idling.send('i IDLE');
+    await idling.expect(/^\+ /);
+    await f.server.close(2000);
+    await waiting.expect('* BYE Server shutting down');
+    await idling.expect('* BYE Server shutting down');
+    await waiting.expectClosed();
+    await idling.expectClosed();
+  } finally {
+    await f.close();
+  }
+});
