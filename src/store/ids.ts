@@ -7,14 +7,13 @@ import { randomBytes } from 'node:crypto';
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 
-/** 16 base32 characters: 80 random bits. */
-function random16(): string {
-  const bytes = randomBytes(10);
+/** 16 base32 characters from 10 random bytes (80 bits). */
+function base32of10(bytes: Buffer, offset: number): string {
   let out = '';
   let acc = 0;
   let bits = 0;
-  for (const b of bytes) {
-    acc = (acc << 8) | b;
+  for (let i = offset; i < offset + 10; i++) {
+    acc = (acc << 8) | (bytes[i] ?? 0);
     bits += 8;
     while (bits >= 5) {
       bits -= 5;
@@ -25,7 +24,26 @@ function random16(): string {
   return out;
 }
 
-export const newEmailId = (): string => `M${random16()}`;
-export const newThreadId = (): string => `T${random16()}`;
+export interface IdGenerator {
+  emailId(): string;
+  threadId(): string;
+}
+
+/** Draws random bytes in blocks: one call to the CSPRNG per 100 ids instead of one per id. */
+export function createIdGenerator(): IdGenerator {
+  const BLOCK = 1000;
+  let pool = randomBytes(BLOCK);
+  let pos = 0;
+  const next = (): string => {
+    if (pos + 10 > BLOCK) {
+      pool = randomBytes(BLOCK);
+      pos = 0;
+    }
+    const id = base32of10(pool, pos);
+    pos += 10;
+    return id;
+  };
+  return { emailId: () => `M${next()}`, threadId: () => `T${next()}` };
+}
 /** A copy's pid: the email id plus a per-account counter, so it is never reused. */
 export const copyPid = (emailId: string, counter: number): string => `${emailId}.${counter}`;

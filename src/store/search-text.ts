@@ -7,15 +7,56 @@ import type { DecodedAddress, EnvelopeAddress, ParsedMessage } from '../mail/typ
 /** Bounds the header text kept for HEADER search; real headers are far smaller. */
 export const MAX_INDEXED_HEADER_BYTES = 256 * 1024;
 
+/**
+ * Header fields left out of the indexed header text: trace and signature fields are long,
+ * mostly base64 or machine data that nobody searches by substring, and would dominate the
+ * index size and ingest cost. HEADER searches on them read the header bytes instead.
+ */
+export const UNINDEXED_HEADER_FIELDS: ReadonlySet<string> = new Set([
+  'received',
+  'x-received',
+  'received-spf',
+  'dkim-signature',
+  'x-google-dkim-signature',
+  'arc-seal',
+  'arc-message-signature',
+  'arc-authentication-results',
+  'authentication-results',
+  'x-gm-message-state',
+]);
+
 export interface SearchColumns {
   subject: string;
   from: string;
   to: string;
   cc: string;
   bcc: string;
-  /** The raw top-level header section. */
+  /** The raw top-level header section without the UNINDEXED_HEADER_FIELDS. */
   headers: string;
   body: string;
+}
+
+/** Splits a header section into whole fields (each with its continuation lines). */
+function headerFields(section: string): string[] {
+  const fields: string[] = [];
+  for (const line of section.split(/(?<=\n)/)) {
+    // RFC 5322 §2.2.3: a line starting with white space continues the previous field.
+    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) fields[fields.length - 1] += line;
+    else fields.push(line);
+  }
+  return fields;
+}
+
+function fieldName(field: string): string {
+  const colon = field.indexOf(':');
+  return colon <= 0 ? '' : field.slice(0, colon).trimEnd().toLowerCase();
+}
+
+/** The header section with the unindexed fields removed. */
+export function indexedHeaders(section: string): string {
+  return headerFields(section)
+    .filter((f) => !UNINDEXED_HEADER_FIELDS.has(fieldName(f)))
+    .join('');
 }
 
 function decodedList(list: readonly DecodedAddress[]): string {
@@ -41,7 +82,7 @@ export function searchColumns(raw: Buffer, parsed: ParsedMessage): SearchColumns
     to: decodedList(parsed.to),
     cc: decodedList(parsed.cc),
     bcc: envelopeList(parsed.envelope.bcc),
-    headers: raw.subarray(0, headerEnd).toString('utf8'),
+    headers: indexedHeaders(raw.subarray(0, headerEnd).toString('utf8')),
     body: parsed.text,
   };
 }
@@ -54,13 +95,34 @@ export function searchColumns(raw: Buffer, parsed: ParsedMessage): SearchColumns
 export function headerContains(headers: string, name: string, needle: string): boolean {
   const want = name.toLowerCase();
   const lowerNeedle = needle.toLowerCase();
-  // RFC 5322 §2.2.3: a line starting with white space continues the previous field.
-  const unfolded = headers.replace(/\r?\n(?=[ \t])/g, '');
-  for (const line of unfolded.split(/\r?\n/)) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    if (line.slice(0, colon).trimEnd().toLowerCase() !== want) continue;
-    if (line.slice(colon + 1).trim().toLowerCase().includes(lowerNeedle)) return true;
+  for (const field of headerFields(headers)) {
+    if (fieldName(field) !== want) continue;
+    // Unfolded value (RFC 5322 §2.2.3): CRLF before white space removed.
+    const value = field.slice(field.indexOf(':') + 1).replace(/\r?\n(?=[ \t])/g, '').trim();
+    if (value.toLowerCase().includes(lowerNeedle)) return true;
   }
   return false;
+}
+
+/** Most trigrams put in one index query; more add little selectivity (the match is verified). */
+const MAX_QUERY_TRIGRAMS = 24;
+
+/**
+ * An FTS5 query (trigram tokenizer) finding the rows that contain every trigram of the needle,
+ * in the given columns: a superset of the substring matches, which the caller verifies. Null
+ * when the needle is under 3 characters (the index cannot help).
+ */
+export function trigramQuery(needle: string, columns: readonly string[] | null): string | null {
+  const chars = [...needle];
+  if (chars.length < 3) return null;
+  const grams = new Set<string>();
+  for (let i = 0; i + 3 <= chars.length; i++) grams.add(chars.slice(i, i + 3).join(''));
+  let list = [...grams];
+  if (list.length > MAX_QUERY_TRIGRAMS) {
+    const step = list.length / MAX_QUERY_TRIGRAMS;
+    list = Array.from({ length: MAX_QUERY_TRIGRAMS }, (_, i) => list[Math.floor(i * step)] ?? '');
+  }
+  // FTS5 strings: double quotes, with "" for a quote inside.
+  const expr = list.map((g) => `"${g.replace(/"/g, '""')}"`).join(' AND ');
+  return columns === null ? `(${expr})` : `{${columns.join(' ')}} : (${expr})`;
 }

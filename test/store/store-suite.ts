@@ -613,7 +613,10 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
           cc: 'carl@example.org',
           subject: 'Quarterly REPORT for Zürich',
           body: 'The numbers look Excellent this year.\r\n',
-          headers: { 'X-Ticket': 'ABC-12345' },
+          headers: [
+            ['X-Ticket', 'ABC-12345'],
+            ['Received', 'from mx.sender.example (mx.sender.example [192.0.2.7])\r\n\tby mail.example.com; Mon, 1 Jan 2024 10:00:00 +0000'],
+          ],
         }));
         await store.append(inbox.id, testMessage({ subject: 'lunch', body: 'pizza?\r\n' }));
         const other = await mailbox(store, bob.id, 'Archive');
@@ -642,6 +645,11 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.deepEqual(await h('x-ticket', ''), new Set(uids(1)), 'empty value: has the field');
         assert.deepEqual(await h('x-ticket', '45'), new Set(uids(1)));
         assert.deepEqual(await h('subject', 'abc'), new Set(), 'another field does not match');
+        assert.deepEqual(await h('received', '192.0.2.7])\tby MAIL'), new Set(uids(1)), 'unfolded value of an unindexed field');
+        assert.deepEqual(await h('received', 'nowhere'), new Set());
+        assert.deepEqual(await s('text', 'bobby@example.com'), new Set(uids(1)));
+        assert.deepEqual(await s('text', 'rt for Zür'), new Set(uids(1)));
+        assert.deepEqual(await s('subject', 'for Zürich quarterly'), new Set(), 'all trigrams present but not the substring');
       }));
   });
 }

@@ -67,10 +67,12 @@ CREATE TABLE subscriptions (account_id INTEGER NOT NULL, name TEXT NOT NULL, PRI
 
 -- One row per distinct content (sha256). data is NULL when the bytes live in blobs/ab/cdef...
 -- parsed is the ParsedMessage as JSON without its text, which lives in search.body.
+-- header_end: offset of the body, so HEADER searches can read just the header bytes.
 CREATE TABLE blobs (
   id INTEGER PRIMARY KEY,
   hash TEXT NOT NULL UNIQUE,
   size INTEGER NOT NULL,
+  header_end INTEGER NOT NULL,
   refs INTEGER NOT NULL,
   data BLOB,
   parsed TEXT NOT NULL
@@ -113,9 +115,11 @@ CREATE TABLE thread_keys (
   PRIMARY KEY (account_id, message_id)
 ) WITHOUT ROWID;
 
--- Full-text index, rowid = blobs.id. Trigram: a quoted phrase matches any substring of 3+
--- characters, case-insensitively (RFC 9051 §6.4.4 SEARCH semantics).
-CREATE VIRTUAL TABLE search USING fts5(subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body, tokenize = 'trigram');
+-- Full-text index, rowid = blobs.id. Trigrams (case-folded) find the candidates containing
+-- every trigram of a needle; the substring match is then verified on the stored text
+-- (RFC 9051 §6.4.4 SEARCH semantics). detail=column: positions are not needed for that and
+-- would double the index size and the ingest cost.
+CREATE VIRTUAL TABLE search USING fts5(subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body, tokenize = 'trigram', detail = column);
 `,
   },
 ];
