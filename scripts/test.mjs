@@ -25,7 +25,7 @@ if (files.length === 0) {
 const concurrency = process.env.FACTEUR_TEST_CONCURRENCY ?? '2';
 const res = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=120000', ...files],
+  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=600000', ...files],
   { stdio: 'inherit' },
 );
 process.exit(res.status ?? 1);

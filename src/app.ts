@@ -11,6 +11,7 @@ import type { ListeningServer, ServerContext } from './context.js';
 import { createLogger } from './log/logger.js';
 import { loadTlsDirectory, type FileTlsProvider } from './net/tls.js';
 import type { MailStore } from './store/types.js';
+import { createDnsResolver } from './dns/resolver.js';
 import { LISTENER_FACTORIES } from './listeners.js';
 
 export interface App {
@@ -41,6 +42,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     maxFailuresPerAccount: config.security.maxAuthFailuresPerAccount,
   });
   const ctx: ServerContext = { hostname: config.hostname, store, log, auth, tls };
+  const resolver = createDnsResolver({ servers: config.dns.servers });
   const servers: App['servers'] = [];
   const closeAll = async (graceMs?: number) => {
     await Promise.allSettled(servers.map((s) => s.server.close(graceMs)));
@@ -53,8 +55,11 @@ export async function startApp(options: AppOptions): Promise<App> {
         continue;
       }
       const { host, port } = parseHostPort(addr, `listen.${name}`);
-      const server = factory(ctx, config, { dataDir });
-      if (!server) continue;
+      const server = factory(ctx, config, { dataDir, resolver });
+      if (!server) {
+        log.warn({ listener: name }, 'listener needs a TLS certificate; skipped');
+        continue;
+      }
       let bound: number;
       try {
         bound = await server.listen(host, port);

@@ -1,11 +1,88 @@
 /**
  * Which protocol server serves each listener name, with the options taken from the config.
- * A factory returning null means the listener cannot start in this configuration (e.g. implicit
- * TLS without a certificate).
+ * A factory returning null means the listener cannot start in this configuration (implicit TLS
+ * without a certificate).
  */
 import type { Config, ListenerName } from './config/config.js';
 import type { ListeningServer, ServerContext } from './context.js';
+import type { Resolver } from './dns/resolver.js';
+import { createImapServer } from './imap/server/server.js';
+import { createPop3Server } from './pop3/server/server.js';
+import type { SubmitHook } from './smtp/server/policy-submission.js';
+import { createSmtpServer } from './smtp/server/server.js';
 
-export type ListenerFactory = (ctx: ServerContext, config: Config, env: { dataDir: string }) => ListeningServer | null;
+export interface ListenerEnv {
+  dataDir: string;
+  resolver: Resolver;
+  /** Where submission sends mail for remote recipients (the outbound queue). */
+  onSubmit?: SubmitHook;
+}
 
-export const LISTENER_FACTORIES: Partial<Record<ListenerName, ListenerFactory>> = {};
+export type ListenerFactory = (ctx: ServerContext, config: Config, env: ListenerEnv) => ListeningServer | null;
+
+function imap(implicitTls: boolean): ListenerFactory {
+  return (ctx, config) =>
+    implicitTls && !ctx.tls
+      ? null
+      : createImapServer(ctx, {
+          implicitTls,
+          name: implicitTls ? 'imaps' : 'imap',
+          allowPlaintextAuth: config.security.allowPlaintextAuth,
+          appendLimit: config.imap.appendLimit,
+          maxConnectionsPerIp: config.security.maxConnectionsPerIp,
+          maxConnectionsPerAccount: config.imap.maxConnectionsPerAccount,
+        });
+}
+
+function pop3(implicitTls: boolean): ListenerFactory {
+  return (ctx, config) =>
+    implicitTls && !ctx.tls
+      ? null
+      : createPop3Server(ctx, {
+          implicitTls,
+          allowPlaintextAuth: config.security.allowPlaintextAuth,
+          retrSetsSeen: config.pop3.retrSetsSeen,
+          ...(config.pop3.loginDelaySeconds > 0 ? { loginDelaySeconds: config.pop3.loginDelaySeconds } : {}),
+          ...(config.pop3.expireDays !== null ? { expireDays: config.pop3.expireDays } : {}),
+          maxConnectionsPerIp: config.security.maxConnectionsPerIp,
+        });
+}
+
+function smtpLimits(config: Config) {
+  return {
+    maxMessageSize: config.smtp.maxMessageSize,
+    maxRecipients: config.smtp.maxRecipients,
+    maxConnectionsPerIp: config.security.maxConnectionsPerIp,
+  };
+}
+
+function submission(implicitTls: boolean): ListenerFactory {
+  return (ctx, config, env) =>
+    implicitTls && !ctx.tls
+      ? null
+      : createSmtpServer(ctx, {
+          mode: 'submission',
+          implicitTls,
+          limits: smtpLimits(config),
+          allowPlaintextAuth: config.security.allowPlaintextAuth,
+          ...(env.onSubmit ? { onSubmit: env.onSubmit } : {}),
+        });
+}
+
+export const LISTENER_FACTORIES: Partial<Record<ListenerName, ListenerFactory>> = {
+  imap: imap(false),
+  imaps: imap(true),
+  pop3: pop3(false),
+  pop3s: pop3(true),
+  smtp: (ctx, config, env) =>
+    createSmtpServer(ctx, {
+      mode: 'mx',
+      greetingDelayMs: config.smtp.greetingDelayMs,
+      limits: smtpLimits(config),
+      resolver: env.resolver,
+      dmarcReject: config.smtp.dmarcReject,
+    }),
+  lmtp: (ctx, config) => createSmtpServer(ctx, { mode: 'lmtp', limits: smtpLimits(config), resolver: null }),
+  submission: submission(false),
+  submissions: submission(true),
+};

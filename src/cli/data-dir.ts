@@ -59,7 +59,7 @@ export async function initDataDir(dir: string, options: InitOptions): Promise<Co
     config.listen[name] = `127.0.0.1:${DEV_PORTS[name]}`;
   }
   await createSelfSignedCertificate(join(dir, 'tls'), hostname);
-  const store = await openStore(dir, config.store);
+  const store = await openStore(storeLocation(dir, config.store));
   try {
     if (!(await store.isLocalDomain(domain))) await store.addDomain(domain);
   } finally {
@@ -70,10 +70,15 @@ export async function initDataDir(dir: string, options: InitOptions): Promise<Co
   return config;
 }
 
+/** "sqlite" means the embedded store in the data directory; anything else is a store URL. */
+function storeLocation(dir: string, store: string): string {
+  return store === 'sqlite' ? dir : store;
+}
+
 export async function openDataDir(dir: string): Promise<{ config: Config; store: MailStore }> {
   const configPath = join(dir, CONFIG_FILE);
   if (!(await exists(configPath))) throw new Error(`${dir} is not a Facteur data directory (no ${CONFIG_FILE}); run facteur init`);
   const config = await loadConfig(configPath);
-  const store = await openStore(dir, config.store);
+  const store = await openStore(storeLocation(dir, config.store));
   return { config, store };
 }
