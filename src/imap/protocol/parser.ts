@@ -35,6 +35,15 @@ export class ParseError extends Error {
   }
 }
 
+/** A mailbox name that is not valid modified UTF-7: not a syntax error (the command is
+ * well-formed) but a name that cannot exist, answered NO like Dovecot does. */
+export class MailboxNameError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MailboxNameError';
+  }
+}
+
 export interface ParseOptions {
   /** UTF8=ACCEPT (RFC 6855) or IMAP4rev2 enabled: mailbox names are UTF-8, not modified UTF-7. */
   utf8: boolean;
@@ -351,7 +360,7 @@ class ArgParser {
         return this.list_();
       case 'LSUB': {
         c.sp();
-        const reference = this.mailboxText(this.astring());
+        const reference = this.mailboxText(this.astring(), true);
         c.sp();
         return { name, reference, pattern: this.listMailbox() };
       }
@@ -458,14 +467,16 @@ class ArgParser {
 
   /** Decodes a mailbox name's bytes: UTF-8 when enabled (or when 8-bit bytes show UTF-8 was
    * meant), else modified UTF-7. */
-  mailboxText(bytes: Buffer): string {
+  mailboxText(bytes: Buffer, pattern = false): string {
     const has8bit = bytes.some((b) => b >= 0x80);
     if (this.options.utf8 || has8bit) return utf8(bytes);
     try {
       return decodeMutf7(bytes.toString('latin1'));
     } catch (err) {
-      if (err instanceof Mutf7Error) throw new ParseError(err.message);
-      throw err;
+      if (!(err instanceof Mutf7Error)) throw err;
+      // A pattern that is not modified UTF-7 simply matches no name; a mailbox name is refused.
+      if (pattern) return bytes.toString('latin1');
+      throw new MailboxNameError(err.message);
     }
   }
 
@@ -479,8 +490,8 @@ class ArgParser {
   /** list-mailbox = 1*list-char / string (RFC 9051 §9). */
   listMailbox(): string {
     const c = this.c;
-    if (c.peek() === 0x22 || c.atLiteral()) return this.mailboxText(this.string());
-    return this.mailboxText(c.atomBytes(isListChar));
+    if (c.peek() === 0x22 || c.atLiteral()) return this.mailboxText(this.string(), true);
+    return this.mailboxText(c.atomBytes(isListChar), true);
   }
 
   // --- LIST (RFC 9051 §6.3.9, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS) --------------------
@@ -514,7 +525,7 @@ class ArgParser {
       if (req.recursiveMatch && !req.selectSubscribed && !req.selectSpecialUse) throw new ParseError('RECURSIVEMATCH needs another selection option');
       c.sp();
     }
-    req.reference = this.mailboxText(this.astring());
+    req.reference = this.mailboxText(this.astring(), true);
     c.sp();
     if (c.peek() === 0x28) {
       req.extended = true;

@@ -24,7 +24,7 @@ import type { Account, ChangeEvent } from '../../store/types.js';
 import { StoreError } from '../../store/types.js';
 import type { ImapValue } from '../protocol/ast.js';
 import { encodeMutf7 } from '../protocol/mutf7.js';
-import { parseCommand, parseCommandName, ParseError, type Request } from '../protocol/parser.js';
+import { MailboxNameError, parseCommand, parseCommandName, ParseError, type Request } from '../protocol/parser.js';
 import { Receiver, type RawCommand, type ReceiverEvent } from '../protocol/receiver.js';
 import { coalesce, continuation, statusResponse, untagged, type Output, type Status } from '../protocol/serialize.js';
 import { COMMANDS, type Done, type StateKind } from './commands.js';
@@ -465,6 +465,7 @@ export class Session {
         request = parseCommand(raw, { utf8: this.utf8 || this.rev2 }).request;
       } catch (err) {
         if (err instanceof ParseError) throw new BadError(err.message);
+        if (err instanceof MailboxNameError) throw new NoError('CANNOT', 'Invalid mailbox name');
         throw err;
       }
       const done: Done | void = await entry.run(this, tag, request);
