@@ -337,21 +337,18 @@ test('POP3 LOGIN-DELAY is announced and enforced with -ERR [LOGIN-DELAY] (RFC 24
   }
 });
 
-test('POP3 EXPIRE 0 is announced and removes retrieved messages at QUIT (RFC 2449 §6.7)', async () => {
+test('POP3 EXPIRE is announced as configured and removes nothing by itself (RFC 2449 §6.7)', async () => {
+  // expire_days = 0 in the configuration file means NEVER.
   const f = await startPop3({ expireDays: 0 });
   try {
     await f.deliver({ subject: 'read' });
-    const kept = await f.deliver({ subject: 'only listed' });
     const c = await f.session();
-    assert.ok((await c.multi('CAPA')).lines.includes('EXPIRE 0'));
+    assert.ok((await c.multi('CAPA')).lines.includes('EXPIRE NEVER'));
     c.send('RETR 1');
     await c.line();
     await c.multiline();
-    c.send('TOP 2 0');
-    await c.line();
-    await c.multiline();
-    assert.equal(await c.command('QUIT'), '+OK Bye, 1 messages removed');
-    assert.deepEqual((await f.entries()).map((e) => e.uid), [kept.uid]);
+    assert.equal(await c.command('QUIT'), '+OK Bye, 0 messages removed');
+    assert.equal((await f.entries()).length, 1);
   } finally {
     await f.close();
   }
@@ -359,6 +356,13 @@ test('POP3 EXPIRE 0 is announced and removes retrieved messages at QUIT (RFC 244
   try {
     const c = await g.connect();
     assert.ok((await c.multi('CAPA')).lines.includes('EXPIRE 30'));
+    const d = await startPop3();
+    try {
+      const e = await d.connect();
+      assert.ok(!(await e.multi('CAPA')).lines.some((l) => l.startsWith('EXPIRE')));
+    } finally {
+      await d.close();
+    }
   } finally {
     await g.close();
   }

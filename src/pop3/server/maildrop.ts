@@ -21,8 +21,6 @@ export interface MaildropMessage {
   readonly pid: string;
   readonly uniqueId: UniqueId;
   deleted: boolean;
-  /** RETR sent it (for EXPIRE 0). */
-  retrieved: boolean;
 }
 
 export class Maildrop {
@@ -40,7 +38,6 @@ export class Maildrop {
       pid: e.pid,
       uniqueId: toUniqueId(e.pid),
       deleted: false,
-      retrieved: false,
     }));
   }
 
@@ -72,8 +69,8 @@ export class Maildrop {
     for (const m of this.messages) m.deleted = false;
   }
 
-  /** UIDs to remove at QUIT: those marked deleted, and with EXPIRE 0 those retrieved. */
-  toRemove(includeRetrieved: boolean): Uid[] {
-    return this.messages.filter((m) => m.deleted || (includeRetrieved && m.retrieved)).map((m) => m.uid);
+  /** UIDs to remove at QUIT: those marked deleted. */
+  toRemove(): Uid[] {
+    return this.messages.filter((m) => m.deleted).map((m) => m.uid);
   }
 }

@@ -26,9 +26,11 @@ export interface Pop3ServerOptions {
   /** RFC 2449 §6.5 LOGIN-DELAY: minimum seconds between two logins of an account, announced and
    * enforced (-ERR [LOGIN-DELAY]). Unset: not announced, not enforced. */
   loginDelaySeconds?: number;
-  /** RFC 2449 §6.7 EXPIRE announced in CAPA. 0: messages retrieved with RETR in a session that
-   * ends with QUIT are removed as if deleted. n > 0: a promise to keep messages at least n days
-   * (Facteur's POP3 never removes undeleted messages by itself). Unset: not announced. */
+  /** RFC 2449 §6.7 EXPIRE announced in CAPA: n > 0 announces "EXPIRE n", a promise to keep
+   * messages at least n days (always kept: Facteur's POP3 never removes a message it was not told
+   * to delete); 0 announces "EXPIRE NEVER", as the configuration file's expire_days = 0 means.
+   * There is no delete-on-retrieval mode (RFC 2449's EXPIRE 0): it would lose mail for the IMAP
+   * side. Unset: not announced. */
   expireDays?: number;
   /** Connections from one IP address at a time (default 10). */
   maxConnectionsPerIp?: number;

@@ -514,7 +514,8 @@ export class Pop3Session {
     }
     const { loginDelaySeconds, expireDays } = this.deps.options;
     if (loginDelaySeconds !== null) lines.push(`LOGIN-DELAY ${loginDelaySeconds}`);
-    if (expireDays !== null) lines.push(`EXPIRE ${expireDays}`);
+    // RFC 2449 §6.7: "NEVER" when messages are never expired.
+    if (expireDays !== null) lines.push(`EXPIRE ${expireDays === 0 ? 'NEVER' : expireDays}`);
     lines.push('IMPLEMENTATION Facteur');
     this.write(multiline('Capability list follows', lines));
   }
@@ -753,7 +754,6 @@ export class Pop3Session {
     // RFC 1939 §7 RETR: "+OK" then the message, byte-stuffed, then ".".
     this.write(ok(`${m.size} octets`));
     await this.sendContent(m, null);
-    m.retrieved = true;
   }
 
   async top(n: number, lines: number): Promise<void> {
@@ -800,7 +800,7 @@ export class Pop3Session {
   private async update(): Promise<void> {
     const { account, maildrop, release } = this.transaction();
     this.state = { kind: 'update' };
-    const uids = maildrop.toRemove(this.deps.options.expireDays === 0);
+    const uids = maildrop.toRemove();
     let removed = 0;
     let failure: unknown = null;
     try {
