@@ -3,6 +3,8 @@ import { strict as assert } from 'node:assert';
 import { MAX_DEPTH, MAX_PARTS, MAX_TEXT, parseMessage } from '../../src/mail/parse.js';
 import type { MimePart, ParsedMessage } from '../../src/mail/types.js';
 import { checkStructure, cpuTime } from './check.js';
+import { decodeTransfer } from '../../src/mail/transfer.js';
+import { makeMessage } from '../helpers/messages.js';
 
 const crlf = (...lines: string[]): Buffer => Buffer.from(lines.join('\r\n'), 'utf8');
 const text = (raw: Buffer, a: number, b: number): string => raw.subarray(a, b).toString('utf8');
@@ -426,4 +428,26 @@ test('an invalid Content-Type falls back to text/plain; an unknown transfer enco
   assert.ok(p.warnings.includes('invalid content type'));
   assert.ok(p.warnings.includes('unknown transfer encoding x-weird'));
   assert.equal(p.text, 'body');
+});
+
+test('a part body sliced by its offsets decodes by its transfer encoding to the original bytes (BINARY[])', () => {
+  const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31 + 7) % 256));
+  const raw = makeMessage({
+    from: 'a@example.com',
+    to: 'b@example.com',
+    subject: 'binary',
+    body: 'see',
+    attachments: [{ filename: 'data.bin', content: data }],
+  });
+  const p = parse(raw);
+  const part = p.root.parts[1]!;
+  const r = decodeTransfer(raw.subarray(part.bodyStart, part.bodyEnd), part.encoding);
+  assert.ok(r.ok);
+  assert.deepEqual(r.data, data);
+  const qp = crlf('Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: quoted-printable', '', 'caf=C3=A9 =', 'cr=C3=A8me');
+  const q = parse(qp);
+  const d = decodeTransfer(qp.subarray(q.root.bodyStart, q.root.bodyEnd), q.root.encoding);
+  assert.ok(d.ok);
+  assert.equal(d.data.toString('utf8'), 'café crème');
+  assert.equal(q.text, 'café crème');
 });
