@@ -145,6 +145,18 @@ test('POP3 login failures go through the Authenticator throttling: -ERR [AUTH] o
   }
 });
 
+test('POP3 tells a disabled account apart only after its password verified, with -ERR [SYS/PERM]', async () => {
+  const f = await startPop3({}, NO_DELAY);
+  try {
+    await f.ctx.store.updateAccount(f.account.id, { disabled: true });
+    const c = await f.connect();
+    assert.equal(await c.login(USER, 'wrong'), '-ERR [AUTH] Authentication failed');
+    assert.equal(await c.login(USER, PASSWORD), '-ERR [SYS/PERM] Account disabled, contact your administrator');
+  } finally {
+    await f.close();
+  }
+});
+
 test('POP3 refuses plaintext USER/PASS from another host before STLS and offers only SCRAM (invariant 5)', async () => {
   const f = await startPop3({}, NO_DELAY);
   try {

@@ -647,17 +647,19 @@ export class Pop3Session {
     }
   }
 
-  /** A failed login: -ERR [AUTH] (RFC 3206 §4), and the connection closes after a few. */
+  /** A failed login: -ERR [AUTH] for credentials (RFC 3206 §4), [SYS/PERM] for a disabled
+   * account (only said after the password verified, so it reveals nothing to a guesser); the
+   * connection closes after a few failures. */
   private authFailed(reason: 'invalid' | 'throttled' | 'disabled'): never {
     this.authFailures += 1;
-    const text =
+    const [text, code] =
       reason === 'throttled'
-        ? 'Too many failed logins, try again later'
+        ? (['Too many failed logins, try again later', 'AUTH'] as const)
         : reason === 'disabled'
-          ? 'Account disabled'
-          : 'Authentication failed';
-    if (this.authFailures >= MAX_AUTH_FAILURES_PER_CONNECTION) throw new Pop3Fatal(`${text}, closing connection`, 'AUTH');
-    throw new Pop3Refusal(text, 'AUTH');
+          ? (['Account disabled, contact your administrator', 'SYS/PERM'] as const)
+          : (['Authentication failed', 'AUTH'] as const);
+    if (this.authFailures >= MAX_AUTH_FAILURES_PER_CONNECTION) throw new Pop3Fatal(`${text}, closing connection`, code);
+    throw new Pop3Refusal(text, code);
   }
 
   /** Opens the maildrop for an authenticated account (RFC 1939 §4 -> TRANSACTION). */
