@@ -197,5 +197,7 @@ test('a flag search over 100,000 messages takes a few milliseconds and no I/O', 
   const expected = many.flatMap((e, i) => (!e.flags.includes('\\Seen') && e.size > 5_000_000 ? [i] : []));
   assert.equal(expected.length > 1000, true);
   assert.deepEqual(r, expected);
-  assert.ok(ms < 150, `took ${ms} ms`);
+  // A few ms on an idle machine; the bound leaves room for a loaded one and still catches
+  // anything that does per-message I/O or quadratic work.
+  assert.ok(ms < 500, `took ${ms} ms`);
 });
