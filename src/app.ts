@@ -40,6 +40,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const auth = createAuthenticator(store, {
     maxFailuresPerIp: config.security.maxAuthFailuresPerIp,
     maxFailuresPerAccount: config.security.maxAuthFailuresPerAccount,
+    log,
   });
   const ctx: ServerContext = { hostname: config.hostname, store, log, auth, tls };
   const resolver = createDnsResolver({ servers: config.dns.servers });

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { hashPassword } from '../auth/password.js';
+import { createCredentials } from '../auth/password.js';
 import { LISTENER_NAMES, parseHostPort, type ListenerName } from '../config/config.js';
 import type { MailStore } from '../store/types.js';
 import { CONFIG_FILE, dataDirFrom, exists, initDataDir, openDataDir } from './data-dir.js';
@@ -73,7 +73,8 @@ async function addUser(store: MailStore, address: string, password: string): Pro
   if (at < 1 || at === address.length - 1) throw new Error(`Invalid address: ${address}`);
   const domain = address.slice(at + 1).toLowerCase();
   if (!(await store.isLocalDomain(domain))) throw new Error(`Domain ${domain} is not local: facteur domain add ${domain}`);
-  await store.createAccount({ address, passwordHash: await hashPassword(password) });
+  // Hash and SCRAM verifier together, so SCRAM-SHA-256 works from the first login.
+  await store.createAccount({ address, ...(await createCredentials(password)) });
 }
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -102,7 +103,7 @@ async function userCmd(argv: string[]): Promise<number> {
     return withStore(values, async (store) => {
       const account = await store.getAccountByAddress(arg);
       if (!account) throw new Error(`No such user: ${arg}`);
-      await store.updateAccount(account.id, { passwordHash: await hashPassword(pw), scram: null });
+      await store.updateAccount(account.id, await createCredentials(pw));
       out(`password changed for ${account.address}`);
       return 0;
     });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type LevelWithSilent } from 'pino';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
-import { hashPassword } from '../../src/auth/password.js';
+import { createCredentials } from '../../src/auth/password.js';
 import type { ServerContext } from '../../src/context.js';
 import { createSelfSignedCertificate, loadTlsDirectory, type FileTlsProvider } from '../../src/net/tls.js';
 import type { Account } from '../../src/store/types.js';
@@ -50,7 +50,7 @@ export async function makeTestContext(options: { authOptions?: Parameters<typeof
     async addUser(address, password) {
       const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
       if (!(await store.isLocalDomain(domain))) await store.addDomain(domain);
-      return store.createAccount({ address, passwordHash: await hashPassword(password) });
+      return store.createAccount({ address, ...(await createCredentials(password)) });
     },
     cleanup,
   };
