@@ -84,6 +84,7 @@ test('a demo server receives mail over SMTP that IMAP and POP3 then read from on
 
   // RETR set \Seen, and IMAP sees it (DESIGN.md: one store, one change log).
   const status = await imap.status('INBOX', { messages: true, unseen: true });
+  assert.ok(status);
   assert.equal(status.messages, 1);
   assert.equal(status.unseen, 0);
   await imap.logout();
