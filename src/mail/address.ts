@@ -8,7 +8,7 @@ import { domainToASCII } from 'node:url';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
 import type { DecodedAddress, EnvelopeAddress } from './types.js';
 import { createCharsetDecoder, type CharsetDecoder } from './charset.js';
-import { decodeEncodedWords } from './headers.js';
+import { decodeEncodedWords, stripComments } from './headers.js';
 
 /** An address header longer than this is cut before parsing: it bounds the tokenizer's work and
  * memory for a hostile header (a real one with thousands of recipients stays well below). */
@@ -108,7 +108,7 @@ function parseOne(raw: string): Mailbox0[] {
 }
 
 function groupName(raw: string): string {
-  const t = raw.replace(/\([^()]*\)/g, ' ').trim().replace(/\s+/g, ' ');
+  const t = stripComments(raw).trim().replace(/\s+/g, ' ');
   return t.startsWith('"') && t.endsWith('"') && t.length >= 2 ? t.slice(1, -1).replace(/\\(.)/g, '$1') : t;
 }
 

@@ -6,6 +6,8 @@
  * Invariants: never throws; returns epoch milliseconds or null when the value is not a date.
  */
 
+import { stripComments } from './headers.js';
+
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 
@@ -25,26 +27,6 @@ const NAMED_ZONES: Record<string, number> = {
   pst: -480,
   pdt: -420,
 };
-
-/** Removes RFC 5322 §3.2.2 comments (nested, with quoted pairs); an unclosed one runs to the end. */
-function stripComments(s: string): string {
-  if (!s.includes('(')) return s;
-  let out = '';
-  let depth = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
-    if (depth > 0 && c === '\\') {
-      i++;
-      continue;
-    }
-    if (c === '(') depth++;
-    else if (c === ')' && depth > 0) {
-      depth--;
-      if (depth === 0) out += ' ';
-    } else if (depth === 0) out += c;
-  }
-  return out;
-}
 
 const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i;
 

@@ -150,6 +150,51 @@ export function headerBytesToString(buf: Buffer, start: number, end: number): st
   return slice.toString('latin1');
 }
 
+function isWsp(c: number): boolean {
+  return c === SP || c === HT || c === CR || c === LF;
+}
+
+/** Removes SP, HT, CR and LF at both ends. A loop, not a regular expression: /\s+$/ costs time
+ * quadratic in the length of an inner run of whitespace. */
+export function trimWsp(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && isWsp(s.charCodeAt(a))) a++;
+  while (b > a && isWsp(s.charCodeAt(b - 1))) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
+/** Removes RFC 5322 §3.2.2 comments (nested, with quoted pairs) outside quoted strings; each is
+ * replaced by a space. An unclosed comment runs to the end. Linear time. */
+export function stripComments(s: string): string {
+  if (!s.includes('(')) return s;
+  let out = '';
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (depth === 0 && quoted) {
+      out += c;
+      if (c === '\\' && i + 1 < s.length) out += s[++i];
+      else if (c === '"') quoted = false;
+      continue;
+    }
+    if (depth > 0 && c === '\\') {
+      i++;
+      continue;
+    }
+    if (c === '(') depth++;
+    else if (c === ')' && depth > 0) {
+      depth--;
+      if (depth === 0) out += ' ';
+    } else if (depth === 0) {
+      if (c === '"') quoted = true;
+      out += c;
+    }
+  }
+  return out;
+}
+
 /** RFC 5322 §2.2.3 unfolding: a line end followed by whitespace is removed. */
 export function unfold(value: string): string {
   return value.replace(/\r?\n(?=[ \t])/g, '').replace(/\r?\n$/, '');
@@ -157,7 +202,7 @@ export function unfold(value: string): string {
 
 /** The value of a field: after the colon, unfolded, surrounding whitespace and line end removed. */
 export function fieldValue(buf: Buffer, field: HeaderField): string {
-  return unfold(headerBytesToString(buf, field.valueStart, field.end)).replace(/^[ \t]+|[ \t\r\n]+$/g, '');
+  return trimWsp(unfold(headerBytesToString(buf, field.valueStart, field.end)));
 }
 
 /** Unfolded raw value of the first field named `name`, or null. */

@@ -5,6 +5,7 @@
  * Invariants: never throws; a single left-to-right pass (no backtracking regular expressions over
  * the document), so hostile markup costs linear time.
  */
+import { trimWsp } from './headers.js';
 
 const BLOCK = new Set([
   'address', 'article', 'aside', 'blockquote', 'br', 'dd', 'div', 'dl', 'dt', 'footer', 'form',
@@ -106,7 +107,7 @@ export function htmlToText(html: string): string {
   // Trim each line; empty lines (from nested blocks) carry nothing for search or preview.
   const kept: string[] = [];
   for (const line of out.join('').split('\n')) {
-    const t = line.replace(/^[ \t]+|[ \t]+$/g, '');
+    const t = trimWsp(line);
     if (t !== '') kept.push(t);
   }
   return kept.join('\n');

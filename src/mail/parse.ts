@@ -18,12 +18,13 @@
  */
 import libmime from 'libmime';
 import type { DecodedAddress, Envelope, MimePart, ParsedMessage, Params } from './types.js';
-import { decodeEncodedWords, fieldValue, scanHeader } from './headers.js';
+import { decodeEncodedWords, fieldValue, scanHeader, stripComments } from './headers.js';
 import { createCharsetDecoder, type CharsetDecoder } from './charset.js';
 import { decodeAddressList, parseAddressList } from './address.js';
 import { parseDate } from './date.js';
 import { classifyTransferEncoding, decodeKnown } from './transfer.js';
 import { htmlToText } from './html-text.js';
+import { parseStructuredHeader } from './params.js';
 
 /** Deeper parts are opaque leaves: stops stack exhaustion and quadratic rescans by nesting bombs. */
 export const MAX_DEPTH = 64;
@@ -83,19 +84,11 @@ function warn(ctx: Ctx, message: string): void {
   ctx.warnings.push(message);
 }
 
-function parseStructured(value: string): { value: string; params: Params } | null {
-  try {
-    const input = value.length > MAX_STRUCTURED_HEADER ? value.slice(0, MAX_STRUCTURED_HEADER) : value;
-    // RFC 2045 §5.1 allows comments in MIME headers; libmime joins RFC 2231 continuations and
-    // decodes their charsets (RFC 2231 §3, §4).
-    const parsed = libmime.parseHeaderValue(input, { stripComments: true });
-    const params: Params = [];
-    // RFC 2231 %00 would put a NUL in a value (see clean()).
-    for (const [k, v] of Object.entries(parsed.params)) params.push([clean(k.toLowerCase()), clean(String(v))]);
-    return { value: String(parsed.value ?? '').trim(), params };
-  } catch {
-    return null;
-  }
+function parseStructured(ctx: Ctx, value: string): { value: string; params: Params } {
+  const input = value.length > MAX_STRUCTURED_HEADER ? value.slice(0, MAX_STRUCTURED_HEADER) : value;
+  const parsed = parseStructuredHeader(input, ctx.decoder);
+  // RFC 2231 %00 would put a NUL in a value (see clean()).
+  return { value: parsed.value, params: parsed.params.map(([k, v]) => [clean(k), clean(v)]) };
 }
 
 function param(params: Params, name: string): string | null {
@@ -170,9 +163,9 @@ function parsePart(ctx: Ctx, start: number, end: number, depth: number, inDigest
       part.params = [];
     }
   } else {
-    const parsed = parseStructured(ct);
-    const m = parsed === null ? null : TOKEN_TYPE.exec(parsed.value.toLowerCase());
-    if (parsed !== null && m !== null) {
+    const parsed = parseStructured(ctx, ct);
+    const m = TOKEN_TYPE.exec(parsed.value.toLowerCase());
+    if (m !== null) {
       part.type = m[1]!;
       part.subtype = m[2]!;
       part.params = parsed.params;
@@ -184,7 +177,7 @@ function parsePart(ctx: Ctx, start: number, end: number, depth: number, inDigest
 
   const cte = headers.get('content-transfer-encoding');
   if (cte !== undefined) {
-    const token = cte.replace(/\([^)]*\)/g, '').trim();
+    const token = stripComments(cte).trim();
     part.encoding = token === '' ? null : token;
   }
   part.id = headers.get('content-id') ?? null;
@@ -194,8 +187,7 @@ function parsePart(ctx: Ctx, start: number, end: number, depth: number, inDigest
   const lang = headers.get('content-language');
   if (lang !== undefined) {
     // RFC 3282 §2: a comma-separated list of language tags.
-    const tags = lang
-      .replace(/\([^)]*\)/g, '')
+    const tags = stripComments(lang)
       .split(',')
       .map((t) => t.trim())
       .filter((t) => t !== '');
@@ -203,8 +195,8 @@ function parsePart(ctx: Ctx, start: number, end: number, depth: number, inDigest
   }
   const cd = headers.get('content-disposition');
   if (cd !== undefined) {
-    const parsed = parseStructured(cd);
-    if (parsed !== null && parsed.value !== '') part.disposition = { type: parsed.value.toLowerCase(), params: parsed.params };
+    const parsed = parseStructured(ctx, cd);
+    if (parsed.value !== '') part.disposition = { type: parsed.value.toLowerCase(), params: parsed.params };
   }
 
   if (part.type === 'multipart') {

@@ -18,7 +18,6 @@ export interface BaseSubject {
 
 // subj-trailer = "(fwd)" / WSP
 const TRAILER_FWD = /\(fwd\)$/i;
-const TRAILER_WSP = /[ \t]+$/;
 // subj-leader = (*subj-blob subj-refwd) / WSP
 // subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"
 // subj-blob = "[" *BLOBCHAR "]" *WSP   (BLOBCHAR: any character but "[" and "]")
@@ -40,7 +39,9 @@ export function extractBaseSubject(value: string | null | undefined): BaseSubjec
   for (;;) {
     // (2) remove trailing "(fwd)" and whitespace, repeatedly.
     for (;;) {
-      if (TRAILER_WSP.test(s)) s = s.replace(TRAILER_WSP, '');
+      let end = s.length;
+      while (end > 0 && (s.charCodeAt(end - 1) === 0x20 || s.charCodeAt(end - 1) === 0x09)) end--;
+      if (end < s.length) s = s.slice(0, end);
       else if (TRAILER_FWD.test(s)) {
         s = s.slice(0, -5);
         replyOrForward = true;

@@ -451,3 +451,21 @@ test('a part body sliced by its offsets decodes by its transfer encoding to the 
   assert.equal(d.data.toString('utf8'), 'café crème');
   assert.equal(q.text, 'café crème');
 });
+
+test('long runs of whitespace and parentheses in headers and HTML cost linear time', () => {
+  const spaces = ' '.repeat(200_000);
+  const raw = crlf(
+    `Subject: a${spaces}b${spaces}`,
+    `From: (${'('.repeat(100_000)} a@b.c`,
+    `To: Group${'('.repeat(100_000)}: x@y.z;`,
+    `Date: ${'('.repeat(100_000)}`,
+    `Content-Language: ${'('.repeat(100_000)}`,
+    `Content-Transfer-Encoding: ${'('.repeat(100_000)}`,
+    'Content-Type: text/html',
+    '',
+    `<p>x${spaces}y${spaces}</p>${'<script>'.repeat(20_000)}`,
+  );
+  const { value: p, ms } = cpuTime(() => parse(raw));
+  assert.ok(ms < 2000, `took ${ms} ms`);
+  assert.equal(p.subject.length, 200_002);
+});
