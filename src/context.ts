@@ -6,6 +6,7 @@
 import type { SecureContext, TlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { AccountId } from './lib/brand.js';
+import type { Metrics } from './lib/metrics.js';
 import type { Account, MailStore } from './store/types.js';
 
 export type Protocol = 'smtp' | 'submission' | 'lmtp' | 'imap' | 'pop3' | 'http';
@@ -59,6 +60,8 @@ export interface ServerContext {
   log: Logger;
   auth: Authenticator;
   tls: TlsProvider | null;
+  /** Counters and gauges served at the http listener's /metrics; absent in most tests. */
+  metrics?: Metrics;
 }
 
 /** A listening protocol server. */
