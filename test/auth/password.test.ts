@@ -31,13 +31,6 @@ test('hashes use the scrypt encoding with a fresh 16-byte salt each time', async
   assert.equal(needsRehash(a), false);
 });
 
-test('one hash takes well under a second on this machine', async () => {
-  const start = performance.now();
-  await hashPassword('timing');
-  const ms = performance.now() - start;
-  assert.ok(ms < 1000, `hashPassword took ${ms.toFixed(0)} ms`);
-});
-
 test('unknown, foreign and out-of-bounds hash formats never verify', async () => {
   const good = await hashPassword('pw');
   const [, , params = '', salt = '', key = ''] = good.split('$');

@@ -175,7 +175,7 @@ test('SEARCH CHARSET accepts US-ASCII and UTF-8 and refuses others with BADCHARS
   assert.throws(() => checkSearchCharset('ISO-8859-1'), (e: unknown) => e instanceof BadCharsetError && e.code === 'BADCHARSET');
 });
 
-test('a flag search over 100,000 messages takes a few milliseconds and no I/O', async () => {
+test('a flag, size and UID search over 100,000 messages is answered from the entries alone, with no store access', async () => {
   const many: MessageEntry[] = [];
   for (let i = 1; i <= 100_000; i++) many.push(entry(i, { flags: i % 3 === 0 ? ['\\Seen'] : i % 7 === 0 ? ['\\Flagged', '\\Seen'] : [] }));
   const v = view({ entries: many });
@@ -183,21 +183,12 @@ test('a flag search over 100,000 messages takes a few milliseconds and no I/O', 
     kind: 'and',
     keys: [{ kind: 'not', key: flag('\\Seen') }, { kind: 'or', a: flag('\\Deleted'), b: { kind: 'size', op: 'larger', n: 5_000_000 } }, { kind: 'uid', set: set([1, '*']) }],
   };
-  // Best of five runs: the machine is shared, the bound is about the algorithm, not the load.
-  let ms = Infinity;
-  let unseen: number[] = [];
-  let r: number[] = [];
-  for (let run = 0; run < 5; run++) {
-    const t0 = performance.now();
-    unseen = await evaluateSearch({ kind: 'and', keys: [{ kind: 'not', key: flag('\\Seen') }, { kind: 'uid', set: set([1, '*']) }] }, v);
-    r = await evaluateSearch(key, v);
-    ms = Math.min(ms, performance.now() - t0);
-  }
+  // The view's store (noStore) throws on any call: these keys must need no I/O. Speed is
+  // measured in bench/, not here.
+  const unseen = await evaluateSearch({ kind: 'and', keys: [{ kind: 'not', key: flag('\\Seen') }, { kind: 'uid', set: set([1, '*']) }] }, v);
+  const r = await evaluateSearch(key, v);
   assert.equal(unseen.length, 100_000 - Math.floor(100_000 / 3) - (Math.floor(100_000 / 7) - Math.floor(100_000 / 21)));
   const expected = many.flatMap((e, i) => (!e.flags.includes('\\Seen') && e.size > 5_000_000 ? [i] : []));
   assert.equal(expected.length > 1000, true);
   assert.deepEqual(r, expected);
-  // A few ms on an idle machine; the bound leaves room for a loaded one and still catches
-  // anything that does per-message I/O or quadratic work.
-  assert.ok(ms < 500, `took ${ms} ms`);
 });
