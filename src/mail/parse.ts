@@ -284,9 +284,15 @@ function parseMultipart(ctx: Ctx, part: MimePart, boundary: string, depth: numbe
   const end = part.bodyEnd;
   // The boundary came through the header's text decoding; RFC 2046 §5.1.1 bchars are ASCII, so
   // UTF-8 gives back the bytes for every valid boundary.
-  const delim = Buffer.from('--' + boundary, 'utf8');
+  let delim = Buffer.from('--' + boundary, 'utf8');
   const view = raw.subarray(0, end);
   let d = findDelimiter(raw, view, start, start, end, delim);
+  if (d === null && /[^\x00-\x7f]/.test(boundary)) {
+    // A non-ASCII boundary read from a Latin-1 header: look for its Latin-1 bytes.
+    const latin1 = Buffer.from('--' + boundary, 'latin1');
+    d = findDelimiter(raw, view, start, start, end, latin1);
+    if (d !== null) delim = latin1;
+  }
   if (d === null) {
     warn(ctx, 'missing boundary');
     part.parts.push(syntheticChild(ctx, start, end));

@@ -469,3 +469,13 @@ test('long runs of whitespace and parentheses in headers and HTML cost linear ti
   assert.ok(ms < 2000, `took ${ms} ms`);
   assert.equal(p.subject.length, 200_002);
 });
+
+test('a non-ASCII boundary is found in UTF-8 and in Latin-1 messages', () => {
+  for (const enc of ['utf8', 'latin1'] as const) {
+    const raw = Buffer.from(['Content-Type: multipart/mixed; boundary="bé"', '', '--bé', '', 'one', '--bé--', ''].join('\r\n'), enc);
+    const p = parse(raw);
+    assert.equal(p.root.parts.length, 1);
+    assert.equal(bodyOf(raw, p.root.parts[0]!), 'one');
+    assert.ok(!p.warnings.includes('missing boundary'), enc);
+  }
+});
