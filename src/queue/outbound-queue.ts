@@ -79,6 +79,8 @@ export interface OutboundOptions {
    */
   deliverReport?: (report: Buffer, recipient: string) => Promise<boolean>;
   connectTimeoutMs?: number;
+  /** How long an idle connection is kept for the next message to the same host (5 s). */
+  idleConnectionMs?: number;
   /** How long a claimed recipient stays reserved for one attempt (15 min). */
   leaseMs?: number;
 }
@@ -164,6 +166,8 @@ interface Task {
 }
 
 interface Outcome {
+  /** The message row is gone already (its last recipients were delivered in that commit). */
+  removed?: boolean;
   delivered: DueRecipient[];
   failed: Array<{ r: DueRecipient; status: string; diagnostic: string; remoteMta: string | null }>;
   deferred: Array<{ r: DueRecipient; error: string; remoteMta: string | null }>;
@@ -220,6 +224,50 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       return 0;
     }
     return list[0]! + MINUTE - t;
+  }
+
+  // Idle connections, kept a few seconds for the next message to the same place (one SMTP
+  // session carries several transactions: RFC 5321 §3.3 allows any number after RSET or DATA).
+  const idle = new Map<string, Array<{ session: SmtpSession; timer: NodeJS.Timeout }>>();
+  const sessionUse = new WeakMap<SmtpSession, number>();
+  const idleMs = options.idleConnectionMs ?? 5000;
+
+  function takeIdle(key: string): SmtpSession | null {
+    const list = idle.get(key);
+    while (list && list.length > 0) {
+      const p = list.pop()!;
+      clearTimeout(p.timer);
+      if (p.session.open) return p.session;
+    }
+    return null;
+  }
+
+  function park(key: string, session: SmtpSession): void {
+    let list = idle.get(key);
+    if (!list) idle.set(key, (list = []));
+    if (list.length >= (options.connectionsPerDestination ?? 2)) {
+      session.quit();
+      return;
+    }
+    const entry = {
+      session,
+      timer: setTimeout(() => {
+        const i = list.indexOf(entry);
+        if (i >= 0) list.splice(i, 1);
+        session.quit();
+      }, idleMs),
+    };
+    entry.timer.unref?.();
+    list.push(entry);
+  }
+
+  function closeIdle(): void {
+    for (const list of idle.values()) {
+      for (const p of list.splice(0)) {
+        clearTimeout(p.timer);
+        p.session.quit();
+      }
+    }
   }
 
   function localAddressFor(sender: string, target: string): string | undefined {
@@ -373,7 +421,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       await sendReport(task.messageId, delayedReports, first, 'delayed');
       await store.markDelayNotified(delayedIds);
     }
-    await store.removeIfFinished(task.messageId);
+    if (!outcome.removed) await store.removeIfFinished(task.messageId);
   }
 
   // ---- one destination -------------------------------------------------------------------
@@ -477,28 +525,35 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       const releaseDest = await semaphore.acquire();
       const releaseGlobal = await global.acquire();
       let session: SmtpSession | null = null;
+      let keep = false;
+      const localAddress = pending.length > 0 ? localAddressFor(pending[0]!.recipients[0]!.sender, address) : undefined;
+      const key = `${address}|${r.port}|${host.name}|${r.tls}|${localAddress ?? ''}|${r.auth?.user ?? ''}`;
       try {
         if (pending.length === 0 || closing) return 'next';
-        try {
-          session = await openSession({
-            address,
-            port: r.port,
-            servername: host.name,
-            ehloName: options.hostname,
-            localAddress: localAddressFor(pending[0]!.recipients[0]!.sender, address),
-            tls: r.tls,
-            tlsOptions: options.tlsOptions,
-            auth: r.auth,
-            connectTimeoutMs: options.connectTimeoutMs,
-          });
-        } catch (err) {
-          const f = err as SmtpFailure;
-          hostError = f.code ? `${f.reply ?? f.code}` : `451 4.4.1 ${host.name} [${address}]: ${cleanText(f.message, 200)}`;
-          if (f.tlsFailure || (r.tls === 'verified' && /STARTTLS/i.test(f.message))) {
-            hostError = `451 4.7.5 ${host.name} [${address}]: TLS required and not available: ${cleanText(f.message, 200)}`;
+        session = takeIdle(key);
+        const fromPool = session !== null;
+        if (!session) {
+          try {
+            session = await openSession({
+              address,
+              port: r.port,
+              servername: host.name,
+              ehloName: options.hostname,
+              localAddress,
+              tls: r.tls,
+              tlsOptions: options.tlsOptions,
+              auth: r.auth,
+              connectTimeoutMs: options.connectTimeoutMs,
+            });
+          } catch (err) {
+            const f = err as SmtpFailure;
+            hostError = f.code ? `${f.reply ?? f.code}` : `451 4.4.1 ${host.name} [${address}]: ${cleanText(f.message, 200)}`;
+            if (f.tlsFailure || (r.tls === 'verified' && /STARTTLS/i.test(f.message))) {
+              hostError = `451 4.7.5 ${host.name} [${address}]: TLS required and not available: ${cleanText(f.message, 200)}`;
+            }
+            log.info({ domain, host: host.name, address, err: f.message }, 'connection failed');
+            return 'next';
           }
-          log.info({ domain, host: host.name, address, err: f.message }, 'connection failed');
-          return 'next';
         }
         // RFC 8689 §4.2.1: a REQUIRETLS message only goes to a host that offers it.
         if (requireTls && !session.extensions.includes('REQUIRETLS')) {
@@ -506,18 +561,24 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
           for (const t of pending) lastError.set(t, { error: hostError, host: host.name, permanentTls: true });
           return 'next';
         }
-        let sent = 0;
-        while (pending.length > 0 && sent < perConnection && session.open && !closing) {
+        let used = sessionUse.get(session) ?? 0;
+        let sentNow = 0;
+        while (pending.length > 0 && used < perConnection && session.open && !closing) {
           const task = pending.shift()!;
           if ((await deliverTask(session, host.name, task, bodies)) === 'retry-elsewhere') {
             pending.unshift(task);
-            return 'next';
+            // An idle connection the remote closed meanwhile is no reason to leave the address.
+            return fromPool && sentNow === 0 ? 'again' : 'next';
           }
-          sent++;
+          used++;
+          sentNow++;
+          sessionUse.set(session, used);
         }
+        keep = session.open && !closing && used < perConnection;
         return session.open ? 'again' : 'next';
       } finally {
-        session?.quit();
+        if (session && keep) park(key, session);
+        else session?.quit();
         releaseGlobal();
         releaseDest();
       }
@@ -584,7 +645,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       // The remote took responsibility: record it before anything else can go wrong.
       const accepted = result.accepted.map((a) => byAddress.get(a)).filter((r): r is DueRecipient => r !== undefined);
       if (accepted.length > 0) {
-        await store.finish(accepted.map((r) => r.id), 'delivered', cleanText(result.reply, 300), now());
+        outcome.removed = await store.finish(accepted.map((r) => r.id), 'delivered', cleanText(result.reply, 300), now(), result.refused.length === 0);
         outcome.delivered.push(...accepted);
         emit('delivered', { messageId: task.messageId, recipients: accepted.map((r) => r.address), host: hostName, reply: result.reply });
         log.info({ queueId: task.messageId, rcpts: accepted.map((r) => r.address), host: hostName, reply: cleanText(result.reply, 200) }, 'delivered');
@@ -716,6 +777,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       if (timer) clearTimeout(timer);
       timer = null;
       await Promise.all([...inflight]);
+      closeIdle();
     },
     on(event, listener) {
       events.on(event, listener as (e: unknown) => void);

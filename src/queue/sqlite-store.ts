@@ -136,6 +136,7 @@ export function openSqliteQueueStore(path: string): QueueStore {
   const delayNotified = db.prepare(`UPDATE recipients SET delay_notified = 1 WHERE id = ?`);
   const queuedCount = db.prepare(`SELECT COUNT(*) FROM recipients WHERE message_id = ? AND state = 'queued'`).pluck();
   const deleteMessage = db.prepare(`DELETE FROM messages WHERE id = ?`);
+  const messageOf = db.prepare(`SELECT message_id FROM recipients WHERE id = ?`).pluck();
   const nextDue = db.prepare(
     `SELECT MIN(MAX(r.next_attempt, r.lease_until)) FROM recipients r JOIN messages m ON m.id = r.message_id
       WHERE r.state = 'queued' AND m.held = 0`,
@@ -161,6 +162,43 @@ export function openSqliteQueueStore(path: string): QueueStore {
     `INSERT INTO mta_sts (domain, policy) VALUES (?, ?) ON CONFLICT(domain) DO UPDATE SET policy = excluded.policy`,
   );
 
+  /**
+   * Group commit: writes requested in the same turn of the event loop share one transaction
+   * (one fsync). Each runs in its own savepoint, so one failing write does not undo the others,
+   * and each promise resolves only after the commit that holds its write.
+   */
+  type Pending = { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+  let batch: Pending[] = [];
+  const flush = () => {
+    const current = batch;
+    batch = [];
+    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      db.transaction(() => {
+        for (const p of current) {
+          try {
+            results.push({ ok: true, value: db.transaction(p.run)() });
+          } catch (error) {
+            results.push({ ok: false, error });
+          }
+        }
+      })();
+    } catch (error) {
+      for (const p of current) p.reject(error);
+      return;
+    }
+    current.forEach((p, i) => {
+      const r = results[i]!;
+      if (r.ok) p.resolve(r.value);
+      else p.reject(r.error);
+    });
+  };
+  const write = <T>(run: () => T): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (batch.length === 0) setImmediate(flush);
+      batch.push({ run, resolve: resolve as (v: unknown) => void, reject });
+    });
+
   const toRecipientInfo = (r: RecipientRow): RecipientInfo => ({
     id: r.id,
     address: r.address,
@@ -181,7 +219,7 @@ export function openSqliteQueueStore(path: string): QueueStore {
     recipients,
   });
 
-  const insertTx = db.transaction((message: NewQueuedMessage, nextAttempt: number) => {
+  const insertTx = (message: NewQueuedMessage, nextAttempt: number) => {
     insertMessage.run(
       message.id,
       message.sender,
@@ -196,29 +234,41 @@ export function openSqliteQueueStore(path: string): QueueStore {
     for (const r of message.recipients) {
       insertRecipient.run(message.id, r.address, r.domain, r.notify === null ? null : r.notify.join(','), r.orcpt, nextAttempt, message.createdAt);
     }
-  });
+  };
   const claimTx = db.transaction((now: number, limit: number, leaseUntil: number): DueRow[] => {
     const rows = selectDue.all(now, now, limit) as DueRow[];
     for (const r of rows) lease.run(leaseUntil, r.id);
     return rows;
   });
-  const finishTx = db.transaction((ids: readonly number[], state: string, detail: string, now: number) => {
+  const finishTx = (ids: readonly number[], state: string, detail: string, now: number, removeIfDone: boolean): boolean => {
     for (const id of ids) finish.run(state, detail, now, id);
-  });
-  const deferTx = db.transaction((ids: readonly number[], next: number, attempts: number | null, error: string | null, now: number) => {
+    if (!removeIfDone || ids.length === 0) return false;
+    const messageId = messageOf.get(ids[0]) as string | undefined;
+    return messageId !== undefined && removeTx(messageId);
+  };
+  const deferTx = (ids: readonly number[], next: number, attempts: number | null, error: string | null, now: number) => {
     for (const id of ids) deferOne.run(next, attempts, error, now, id);
-  });
-  const removeTx = db.transaction((id: string): boolean => {
+  };
+  const removeTx = (id: string): boolean => {
     if ((queuedCount.get(id) as number) > 0) return false;
     return deleteMessage.run(id).changes > 0;
-  });
+  };
 
   return {
     async insert(message, nextAttempt) {
-      insertTx(message, nextAttempt);
+      await write(() => insertTx(message, nextAttempt));
     },
     async claimDue(now, limit, leaseUntil) {
-      return claimTx(now, limit, leaseUntil).map(
+      // The lease is not durable (see QueueStore): no fsync for this commit; the next FULL
+      // commit syncs the WAL up to and including it.
+      db.pragma('synchronous = NORMAL');
+      let rows: DueRow[];
+      try {
+        rows = claimTx(now, limit, leaseUntil);
+      } finally {
+        db.pragma('synchronous = FULL');
+      }
+      return rows.map(
         (r): DueRecipient => ({
           id: r.id,
           messageId: r.message_id,
@@ -243,11 +293,11 @@ export function openSqliteQueueStore(path: string): QueueStore {
       const b = readBody.get(messageId) as Buffer | undefined;
       return b ?? null;
     },
-    async finish(ids, state, detail, now) {
-      finishTx(ids, state, detail, now);
+    async finish(ids, state, detail, now, removeIfDone = false) {
+      return write(() => finishTx(ids, state, detail, now, removeIfDone));
     },
     async defer(ids, nextAttempt, attempts, error, now) {
-      deferTx(ids, nextAttempt, attempts, error, now);
+      await write(() => deferTx(ids, nextAttempt, attempts, error, now));
     },
     async markDelayNotified(ids) {
       db.transaction(() => {
@@ -255,7 +305,7 @@ export function openSqliteQueueStore(path: string): QueueStore {
       })();
     },
     async removeIfFinished(id) {
-      return removeTx(id);
+      return write(() => removeTx(id));
     },
     async nextDue() {
       const v = nextDue.get() as number | null;

@@ -108,12 +108,17 @@ export interface QueueStore {
   insert(message: NewQueuedMessage, nextAttempt: number): Promise<void>;
   /**
    * Claims up to `limit` queued recipients due at `now` (not held, not leased) by leasing them
-   * until `leaseUntil`, oldest due first.
+   * until `leaseUntil`, oldest due first. A lease need not be durable (a single process drops
+   * leases at start; several nodes let them expire).
    */
   claimDue(now: number, limit: number, leaseUntil: number): Promise<DueRecipient[]>;
   readBody(messageId: string): Promise<Buffer | null>;
-  /** Final state for recipients (one durable commit for the group); clears their lease. */
-  finish(recipientIds: readonly number[], state: 'delivered' | 'failed', detail: string, now: number): Promise<void>;
+  /**
+   * Final state for recipients (one durable commit for the group); clears their lease. With
+   * removeIfDone, the message is deleted in the same commit when no recipient is left queued;
+   * resolves whether it was.
+   */
+  finish(recipientIds: readonly number[], state: 'delivered' | 'failed', detail: string, now: number, removeIfDone?: boolean): Promise<boolean>;
   /** Back to the queue for a later attempt; clears the lease. */
   defer(recipientIds: readonly number[], nextAttempt: number, attempts: number | null, error: string | null, now: number): Promise<void>;
   markDelayNotified(recipientIds: readonly number[]): Promise<void>;
