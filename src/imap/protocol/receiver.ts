@@ -85,6 +85,9 @@ export function isValidTag(tag: string): boolean {
 
 export class Receiver {
   private buf: Buffer = Buffer.alloc(0);
+  /** The growable buffer `buf` may be a view of (see push), and how much of it is filled. */
+  private spare: Buffer | null = null;
+  private spareUsed = 0;
   /** Where the LF search resumes, so a long line fed byte by byte is scanned once. */
   private scanFrom = 0;
   private mode: Mode = 'command';
@@ -114,7 +117,28 @@ export class Receiver {
 
   push(chunk: Buffer): void {
     if (this.dead || chunk.length === 0) return;
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    if (this.buf.length === 0) {
+      this.buf = chunk;
+      return;
+    }
+    // Appends into spare room of a buffer that at least doubles when full, so a line trickled in
+    // one byte per packet costs linear time: concatenating on every push copied the whole
+    // pending line each time (a 64 KiB line sent byte by byte took seconds of CPU).
+    const used = this.buf.byteOffset + this.buf.length;
+    const ownsTail =
+      this.spare !== null && this.buf.buffer === this.spare.buffer && used === this.spare.byteOffset + this.spareUsed;
+    if (ownsTail && this.spareUsed + chunk.length <= this.spare!.length) {
+      chunk.copy(this.spare!, this.spareUsed);
+      this.spareUsed += chunk.length;
+      this.buf = this.spare!.subarray(this.buf.byteOffset - this.spare!.byteOffset, this.spareUsed);
+      return;
+    }
+    const next = Buffer.allocUnsafe(Math.max(4096, 2 * (this.buf.length + chunk.length)));
+    this.buf.copy(next, 0);
+    chunk.copy(next, this.buf.length);
+    this.spare = next;
+    this.spareUsed = this.buf.length + chunk.length;
+    this.buf = next.subarray(0, this.spareUsed);
   }
 
   /** Bytes received and not yet consumed (for the session's backpressure). */
