@@ -364,3 +364,32 @@ test('mail from our users is DKIM-signed at enqueue and verifies at the receiver
     await sink.close();
   }
 });
+
+test('a smarthost with credentials: AUTH after STARTTLS, and a wrong password defers the mail', async () => {
+  const sink = await startSink({ auth: { user: 'relay', pass: 's3cret' } });
+  const good = await makeQueue(mockResolver({}), {
+    smarthost: { host: '127.0.0.1', port: sink.port, tls: 'opportunistic', auth: { user: 'relay', pass: 's3cret' } },
+  });
+  try {
+    await good.queue.enqueue(MESSAGE, { from: 'alice@example.org', to: ['bob@example.net'] });
+    await good.queue.runDue();
+    assert.equal(sink.received.length, 1);
+    assert.equal(sink.received[0]!.user, 'relay');
+    assert.equal(sink.received[0]!.secure, true);
+  } finally {
+    await good.close();
+  }
+  const bad = await makeQueue(mockResolver({}), {
+    smarthost: { host: '127.0.0.1', port: sink.port, tls: 'opportunistic', auth: { user: 'relay', pass: 'wrong' } },
+  });
+  try {
+    const { id } = await bad.queue.enqueue(MESSAGE, { from: 'alice@example.org', to: ['carol@example.net'] });
+    await bad.queue.runDue();
+    assert.equal(sink.received.length, 1);
+    assert.match((await bad.store.getMessage(id))?.recipients[0]?.lastError ?? '', /535/);
+    assert.equal(bad.reports.length, 0, 'our own configuration problem is retried, not bounced');
+  } finally {
+    await bad.close();
+    await sink.close();
+  }
+});

@@ -52,6 +52,7 @@ export interface Received {
   data: Buffer;
   secure: boolean;
   remoteAddress: string;
+  user: string | null;
 }
 
 export interface SinkOptions {
@@ -67,7 +68,8 @@ export interface SinkOptions {
   onData?: (n: number) => [number, string] | null;
   /** Called after a message was accepted (the 250 is on its way). */
   accepted?: (m: Received) => void;
-  extraExtensions?: string[];
+  /** Require AUTH with these credentials (after STARTTLS). */
+  auth?: { user: string; pass: string };
 }
 
 export interface Sink {
@@ -94,7 +96,6 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
   let open = 0;
   const stats = { connections: 0, maxConcurrent: 0 };
   const serverOptions: SMTPServerOptions = {
-    authOptional: true,
     onConnect(_session, cb) {
       stats.connections++;
       open++;
@@ -104,7 +105,12 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     onClose() {
       open--;
     },
-    disabledCommands: options.starttls === false ? ['AUTH', 'STARTTLS'] : ['AUTH'],
+    disabledCommands: [...(options.auth ? [] : ['AUTH']), ...(options.starttls === false ? ['STARTTLS'] : [])],
+    authOptional: !options.auth,
+    onAuth(auth, _session, cb) {
+      if (options.auth && auth.username === options.auth.user && auth.password === options.auth.pass) return cb(null, { user: auth.username });
+      cb(refusal(535, '5.7.8 authentication failed'));
+    },
     logger: false,
     size: 50 * 1024 * 1024,
     onRcptTo(address, _session, cb) {
@@ -127,6 +133,7 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
           data: Buffer.concat(chunks),
           secure: session.secure,
           remoteAddress: session.remoteAddress,
+          user: typeof session.user === 'string' ? session.user : null,
         };
         received.push(m);
         cb(null);
