@@ -511,3 +511,29 @@ test('RCPT TO:<Postmaster> reaches the postmaster of the server host name', asyn
     await h.close();
   }
 });
+
+test('one hostile client does not hold up another: an endless line and a silent DATA next to a normal delivery', async () => {
+  const h = await startServer();
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const flood = await connectSmtp(h.port);
+    await flood.expect(220);
+    const silent = await openTransaction(h.port, FROM, ['bob@example.com']);
+    await silent.cmd('DATA', 354);
+    silent.write('Subject: never ends\r\n\r\npartial');
+    const chunk = 'x'.repeat(64 * 1024);
+    for (let i = 0; i < 64; i++) flood.write(chunk); // 4 MB without a line end
+    const c = await openTransaction(h.port, FROM, ['bob@example.com']);
+    await c.cmd('DATA', 354);
+    c.write(dotStuff('Subject: normal\r\n\r\nbody\r\n'));
+    await c.expect(250);
+    assert.equal((await h.messages(bob.id)).length, 1);
+    const r = await flood.expect(500);
+    assert.match(r.text, /Line too long/);
+    c.close();
+    flood.close();
+    silent.close();
+  } finally {
+    await h.close();
+  }
+});

@@ -137,3 +137,21 @@ test('replies never carry CR, LF or other controls from their text', () => {
   assert.equal(formatReply(reply(250, '2.0.0', 'a\r\n250 forged')), '250 2.0.0 a??250 forged\r\n');
   assert.equal(formatReply(reply(250, null, 'host', 'PIPELINING')), '250-host\r\n250 PIPELINING\r\n');
 });
+
+test('command parser never throws and always answers a typed result (property)', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      const r = parseCommand(Buffer.from(bytes));
+      if (!r.ok) assert.ok(r.reply.code >= 500 && r.reply.code < 600);
+    }),
+    { seed: 3030, numRuns: 2000 },
+  );
+  const verbs = fc.constantFrom('MAIL FROM:', 'RCPT TO:', 'EHLO ', 'BDAT ', 'AUTH ');
+  fc.assert(
+    fc.property(verbs, fc.string({ maxLength: 200 }), (verb, rest) => {
+      const r = parseCommand(Buffer.from(verb + rest, 'utf8'));
+      if (!r.ok) assert.ok(r.reply.code >= 500 && r.reply.code < 600);
+    }),
+    { seed: 2920, numRuns: 2000 },
+  );
+});
