@@ -6,7 +6,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createPop3Server, type Pop3ServerOptions } from '../../src/pop3/server/server.js';
 import type { ListeningServer } from '../../src/context.js';
-import type { Account, MessageEntry } from '../../src/store/types.js';
+import type { Account, MailStore, MessageEntry } from '../../src/store/types.js';
 import type { MailboxId } from '../../src/lib/brand.js';
 import { makeTestContext, type TestContext } from '../helpers/context.js';
 import { testMessage } from '../helpers/store.js';
@@ -208,13 +208,15 @@ export const PASSWORD = 'correct horse battery';
 export async function startPop3(
   options: Partial<Pop3ServerOptions> = {},
   contextOptions: Parameters<typeof makeTestContext>[0] = {},
+  /** Lets a test observe what the server asks of the store (the fixture's helpers use the real one). */
+  wrapStore: (store: MailStore) => MailStore = (s) => s,
 ): Promise<Pop3Fixture> {
   const ctx = await makeTestContext(contextOptions);
   const account = await ctx.addUser(USER, PASSWORD);
   const inboxBox = await ctx.store.getMailbox(account.id, 'INBOX');
   if (inboxBox === null) throw new Error('no INBOX');
   const inbox = inboxBox.id;
-  const server = createPop3Server(ctx, { implicitTls: false, ...options });
+  const server = createPop3Server({ ...ctx, store: wrapStore(ctx.store) }, { implicitTls: false, ...options });
   const port = await server.listen('127.0.0.1', 0);
   const clients: RawPop3[] = [];
   const fixture: Pop3Fixture = {

@@ -1,0 +1,104 @@
+/**
+ * What the POP3 server asks of the store: nothing per message for STAT/LIST/UIDL, only the first
+ * lines of a message for TOP, and no UPDATE when the server shuts down.
+ */
+import { test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import type { MailStore } from '../../src/store/types.js';
+import { startPop3 } from './pop3-client.js';
+
+interface Recorder {
+  calls: string[];
+  streamedBytes: number;
+  wrap(store: MailStore): MailStore;
+}
+
+function recorder(): Recorder {
+  const r: Recorder = {
+    calls: [],
+    streamedBytes: 0,
+    wrap(store) {
+      return new Proxy(store, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof value !== 'function') return value;
+          const name = String(prop);
+          if (name === 'streamBlob') {
+            return (...args: Parameters<MailStore['streamBlob']>) => {
+              r.calls.push(name);
+              const inner = target.streamBlob(...args);
+              return (async function* () {
+                for await (const chunk of inner) {
+                  r.streamedBytes += chunk.length;
+                  yield chunk;
+                }
+              })();
+            };
+          }
+          return (...args: unknown[]) => {
+            r.calls.push(name);
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+    },
+  };
+  return r;
+}
+
+test('POP3 STAT, LIST and UIDL answer from the list made at login, without store I/O', async () => {
+  const rec = recorder();
+  const f = await startPop3({}, {}, rec.wrap);
+  try {
+    for (let i = 0; i < 50; i++) await f.deliver({ subject: `m${i}` });
+    const c = await f.session();
+    const atLogin = [...rec.calls];
+    assert.ok(atLogin.includes('listEntries'));
+    rec.calls.length = 0;
+    assert.match(await c.command('STAT'), /^\+OK 50 \d+$/);
+    assert.equal((await c.multi('LIST')).lines.length, 50);
+    assert.equal((await c.multi('UIDL')).lines.length, 50);
+    for (let i = 1; i <= 50; i++) assert.match(await c.command(`LIST ${i}`), /^\+OK/);
+    for (let i = 1; i <= 50; i++) assert.match(await c.command(`UIDL ${i}`), /^\+OK/);
+    assert.equal(await c.command('DELE 3'), '+OK Message 3 deleted');
+    assert.match(await c.command('RSET'), /^\+OK/);
+    assert.deepEqual(rec.calls, []);
+  } finally {
+    await f.close();
+  }
+});
+
+test('POP3 TOP reads only the header and the first lines of a large message', async () => {
+  const rec = recorder();
+  const f = await startPop3({}, {}, rec.wrap);
+  try {
+    const body = `${'z'.repeat(998)}\r\n`.repeat(8000);
+    const entry = await f.deliver({ subject: 'eight megabytes', body });
+    assert.ok(entry.size > 8_000_000);
+    const c = await f.session();
+    const top = await c.multi('TOP 1 2');
+    assert.equal(top.status, '+OK Top of message follows');
+    assert.equal(top.lines.filter((l) => l.startsWith('zzz')).length, 2);
+    assert.ok(rec.streamedBytes < 1_000_000, `TOP read ${rec.streamedBytes} octets of ${entry.size}`);
+    // RETR of the same message reads all of it.
+    rec.streamedBytes = 0;
+    assert.equal((await c.multi('RETR 1')).lines.length, 8000 + top.lines.length - 2);
+    assert.equal(rec.streamedBytes, entry.size);
+  } finally {
+    await f.close();
+  }
+});
+
+test('POP3 server close ends sessions without UPDATE and releases their locks', async () => {
+  const f = await startPop3();
+  await f.deliver();
+  const c = await f.session();
+  assert.equal(await c.command('DELE 1'), '+OK Message 1 deleted');
+  await f.server.close(1000);
+  await c.closed();
+  assert.equal((await f.entries()).length, 1);
+  const release = await f.ctx.store.tryLock(`pop3:${f.account.id}`);
+  assert.ok(release, 'the POP3 lock is still held after close');
+  await release();
+  await f.close();
+});
