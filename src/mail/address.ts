@@ -82,11 +82,17 @@ const SPECIALS = '\\s"(),:;<>@\\[\\]\\\\';
 const BARE = new RegExp(`^[^${SPECIALS}]+(?:@[^${SPECIALS}]+)?$`);
 const NAME_ADDR = new RegExp(`^(?:([^${SPECIALS}]+(?:\\s+[^${SPECIALS}]+)*)|"([^"\\\\]*)")?\\s*<([^${SPECIALS}]+@[^${SPECIALS}]+)>$`);
 
+function trimComments(s: string): string {
+  return s.includes('(') ? stripComments(s).trim() : s.trim();
+}
+
 function parseOne(raw: string): Mailbox0[] {
   const item = raw.trim();
   if (BARE.test(item)) return [item.includes('@') ? { name: '', address: item } : { name: item, address: '' }];
   const na = NAME_ADDR.exec(item);
   if (na !== null) return [{ name: (na[1] ?? na[2] ?? '').trim(), address: na[3]! }];
+  // A comment alone is no address ("group2: (foo) ;" is an empty group, RFC 5322 §3.4).
+  if (trimComments(item) === '') return [];
   let list: addressparser.AddressOrGroup[];
   try {
     list = addressparser(item);
@@ -98,7 +104,10 @@ function parseOne(raw: string): Mailbox0[] {
     for (const x of xs) {
       if ('group' in x && Array.isArray(x.group)) flatten(x.group);
       else if ('address' in x) {
-        const m = { name: x.name ?? '', address: x.address ?? '' };
+        // CFWS inside an addr-spec is not part of it (RFC 5322 §3.4.1, §4.4):
+        // "<user (c)@ (c) domain.org>" is user@domain.org.
+        const address = x.address ?? '';
+        const m = { name: x.name ?? '', address: address.includes('(') || /\s/.test(address) ? trimComments(address).replace(/\s+/g, '') : address };
         if (m.name !== '' || m.address !== '') out.push(m);
       }
     }

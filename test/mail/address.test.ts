@@ -51,3 +51,17 @@ test('a header of tiny addresses is cut at MAX_ADDRESSES', () => {
   const list = parseAddressList('a@b,'.repeat(60_000));
   assert.equal(list.length, MAX_ADDRESSES);
 });
+
+test('an empty group holding only a comment has no member; comments inside an angle address are dropped', () => {
+  assert.deepEqual(parseAddressList('group:;, group2: (foo) ;'), [
+    { name: null, adl: null, mailbox: 'group', host: null },
+    { name: null, adl: null, mailbox: null, host: null },
+    { name: null, adl: null, mailbox: 'group2', host: null },
+    { name: null, adl: null, mailbox: null, host: null },
+  ]);
+  assert.deepEqual(parseAddressList('<user-from (comment)@ (comment) domain.org>'), [
+    { name: null, adl: null, mailbox: 'user-from', host: 'domain.org' },
+  ]);
+  assert.deepEqual(parseAddressList('user@domain (Real Name)'), [{ name: 'Real Name', adl: null, mailbox: 'user', host: 'domain' }]);
+  assert.deepEqual(parseAddressList('(just a comment)'), []);
+});
