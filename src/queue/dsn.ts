@@ -95,6 +95,9 @@ export function buildDsn(input: DsnInput): Buffer {
   } else if (delayed.length > 0) {
     lines.push('Your message has not been delivered yet to the following recipients.');
     lines.push('Delivery will be retried; you do not need to send it again.');
+  } else if (input.recipients.every((r) => r.action === 'relayed')) {
+    lines.push('Your message was handed to a server that sends no delivery notifications;');
+    lines.push('no further report will come:');
   } else {
     lines.push('Delivery status of your message:');
   }

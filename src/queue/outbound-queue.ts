@@ -96,7 +96,7 @@ export interface QueueEvents {
   delivered: { messageId: string; recipients: string[]; host: string; reply: string };
   failed: { messageId: string; recipients: string[]; reason: string };
   deferred: { messageId: string; recipients: string[]; reason: string; nextAttempt: number };
-  report: { messageId: string; to: string; action: 'failed' | 'delayed'; local: boolean };
+  report: { messageId: string; to: string; action: 'failed' | 'delayed' | 'relayed'; local: boolean };
 }
 
 export interface OutboundQueue {
@@ -326,8 +326,14 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     return r.notify === null || r.notify.includes(kind);
   }
 
-  async function sendReport(messageId: string, recipients: DsnRecipient[], first: DueRecipient, action: 'failed' | 'delayed'): Promise<void> {
-    const original = await store.readBody(messageId);
+  async function sendReport(
+    messageId: string,
+    recipients: DsnRecipient[],
+    first: DueRecipient,
+    action: 'failed' | 'delayed' | 'relayed',
+    body?: Buffer,
+  ): Promise<void> {
+    const original = body ?? (await store.readBody(messageId));
     if (!original) return;
     const report = buildDsn({
       reportingMta: options.hostname,
@@ -651,6 +657,16 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
         log.info({ queueId: task.messageId, rcpts: accepted.map((r) => r.address), host: hostName, reply: cleanText(result.reply, 200) }, 'delivered');
       }
       classifyRefusals(result.refused, byAddress, hostName, outcome);
+      // RFC 3461 §5.2.2 (via §6.2.2): NOTIFY=SUCCESS to a server without DSN: we report
+      // "relayed", since the remote will send nothing.
+      if (!session.extensions.includes('DSN')) {
+        const wants = accepted.filter((r) => r.notify?.includes('SUCCESS') && r.sender !== '' && !r.isReport);
+        if (wants.length > 0) {
+          const t = now();
+          const list: DsnRecipient[] = wants.map((r) => ({ address: r.address, orcpt: r.orcpt, action: 'relayed', status: '2.0.0', remoteMta: hostName, diagnostic: cleanText(result.reply), lastAttempt: t, willRetryUntil: null }));
+          await sendReport(task.messageId, list, wants[0]!, 'relayed', body);
+        }
+      }
     } catch (err) {
       const f = err as SmtpFailure;
       if (!(f instanceof SmtpFailure) || f.code === null) return 'retry-elsewhere';

@@ -393,3 +393,44 @@ test('a smarthost with credentials: AUTH after STARTTLS, and a wrong password de
     await sink.close();
   }
 });
+
+test('DSN parameters travel to a DSN server; without DSN there, NOTIFY=SUCCESS gets a "relayed" report', async () => {
+  const withDsn = await startSink();
+  const h = await makeQueue(mockResolver(EXAMPLE_NET), { port: withDsn.port });
+  try {
+    await h.queue.enqueue(MESSAGE, {
+      from: 'alice@example.org',
+      to: ['bob@example.net'],
+      dsn: { ret: 'HDRS', envid: 'E1', recipients: { 'bob@example.net': { notify: ['SUCCESS', 'FAILURE'] } } },
+    });
+    await h.queue.runDue();
+    assert.equal(withDsn.count('bob@example.net'), 1);
+    assert.equal(withDsn.rcptArgs('bob@example.net')?.NOTIFY, 'SUCCESS,FAILURE');
+    assert.equal(withDsn.lastMailArgs()?.RET, 'HDRS');
+    assert.equal(withDsn.lastMailArgs()?.ENVID, 'E1');
+    assert.equal(h.reports.length, 0, 'the remote reports success itself');
+  } finally {
+    await h.close();
+    await withDsn.close();
+  }
+  const noDsn = await startSink({ hideDsn: true });
+  const h2 = await makeQueue(mockResolver(EXAMPLE_NET), { port: noDsn.port });
+  try {
+    await h2.queue.enqueue(MESSAGE, {
+      from: 'alice@example.org',
+      to: ['bob@example.net', 'carol@example.net'],
+      dsn: { recipients: { 'bob@example.net': { notify: ['SUCCESS'] } } },
+    });
+    await h2.queue.runDue();
+    assert.equal(noDsn.received.length, 1);
+    assert.equal(h2.reports.length, 1);
+    const report = h2.reports[0]!.data.toString();
+    assert.match(report, /^Action: relayed$/m);
+    assert.match(report, /^Status: 2\.0\.0$/m);
+    assert.match(report, /^Final-Recipient: rfc822; bob@example\.net$/m);
+    assert.doesNotMatch(report, /carol@example\.net/);
+  } finally {
+    await h2.close();
+    await noDsn.close();
+  }
+});

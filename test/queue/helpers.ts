@@ -68,6 +68,8 @@ export interface SinkOptions {
   onData?: (n: number) => [number, string] | null;
   /** Called after a message was accepted (the 250 is on its way). */
   accepted?: (m: Received) => void;
+  /** Do not advertise DSN (RFC 3461). */
+  hideDsn?: boolean;
   /** Require AUTH with these credentials (after STARTTLS). */
   auth?: { user: string; pass: string };
 }
@@ -80,6 +82,10 @@ export interface Sink {
   maxConcurrent: number;
   /** How many times each recipient was accepted in a delivered message. */
   count(address: string): number;
+  /** The parameters of the last RCPT naming the address (NOTIFY, ORCPT...). */
+  rcptArgs(address: string): Record<string, unknown> | undefined;
+  /** The parameters of the last MAIL command. */
+  lastMailArgs(): Record<string, unknown> | undefined;
   /** How many RCPT commands named the address (accepted or not). */
   rcpts(address: string): number;
   close(): Promise<void>;
@@ -93,6 +99,8 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
   const received: Received[] = [];
   const rcptCounts = new Map<string, number>();
   let dataCount = 0;
+  const rcptArgMap = new Map<string, Record<string, unknown> | undefined>();
+  let mailArgs: Record<string, unknown> | undefined;
   let open = 0;
   const stats = { connections: 0, maxConcurrent: 0 };
   const serverOptions: SMTPServerOptions = {
@@ -113,7 +121,13 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
     },
     logger: false,
     size: 50 * 1024 * 1024,
+    hideDSN: options.hideDsn ?? false,
+    onMailFrom(address, _session, cb) {
+      mailArgs = (address.args || undefined) as Record<string, unknown> | undefined;
+      cb();
+    },
     onRcptTo(address, _session, cb) {
+      rcptArgMap.set(address.address, (address.args || undefined) as Record<string, unknown> | undefined);
       const n = (rcptCounts.get(address.address) ?? 0) + 1;
       rcptCounts.set(address.address, n);
       const r = options.onRcpt?.(address.address, n);
@@ -158,6 +172,8 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       return stats.maxConcurrent;
     },
     rcpts: (address) => rcptCounts.get(address) ?? 0,
+    rcptArgs: (address) => rcptArgMap.get(address),
+    lastMailArgs: () => mailArgs,
     count: (address) => received.filter((m) => m.to.includes(address)).length,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
