@@ -26,7 +26,9 @@ export interface TaggedResult {
 
 export class ImapTranscript {
   private buf = Buffer.alloc(0);
-  private lines: string[] = [];
+  private lines: Array<{ text: string; at: number }> = [];
+  /** When the line last returned by readLine arrived (Date.now()). */
+  lastArrival = 0;
   private waiters: Array<() => void> = [];
   private ended = false;
   /** Every line received, for failure messages. */
@@ -71,7 +73,7 @@ export class ImapTranscript {
       }
       const line = acc + piece;
       acc = '';
-      this.lines.push(line);
+      this.lines.push({ text: line, at: Date.now() });
       this.log.push(line);
       start = lf + 2;
       this.buf = this.buf.subarray(start);
@@ -105,7 +107,9 @@ export class ImapTranscript {
         });
       });
     }
-    return this.lines.shift()!;
+    const next = this.lines.shift()!;
+    this.lastArrival = next.at;
+    return next.text;
   }
 
   /** The next line must match (regex) or equal (string). */
@@ -138,7 +142,7 @@ export class ImapTranscript {
   /** No line arrives within ms. */
   async expectSilence(ms: number): Promise<void> {
     await new Promise((r) => setTimeout(r, ms));
-    if (this.lines.length > 0) throw new Error(`unexpected line ${JSON.stringify(this.lines[0])}`);
+    if (this.lines.length > 0) throw new Error(`unexpected line ${JSON.stringify(this.lines[0]!.text)}`);
   }
 
   /** Resolves when the server closed the connection. */

@@ -20,9 +20,10 @@ test('greeting, CAPABILITY, LOGIN, SELECT INBOX, APPEND, FETCH FLAGS and LOGOUT'
     assert.match(app.line, /^a4 OK \[APPENDUID \d+ 1\]/);
     assert.ok(app.untagged.includes('* 1 EXISTS'), app.untagged.join('\n'));
     const fetch = await t.command('a5', 'FETCH 1 (UID FLAGS)');
-    assert.deepEqual(fetch.untagged, ['* 1 FETCH (UID 1 FLAGS (\\Flagged))']);
+    // The session saw the message arrive: it is \Recent here (RFC 3501 §2.3.2).
+    assert.deepEqual(fetch.untagged, ['* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))']);
     const body = await t.command('a6', 'FETCH 1 BODY[]');
-    assert.equal(body.untagged[0], `* 1 FETCH (BODY[] {${msg.length}}\r\n${msg} FLAGS (\\Seen \\Flagged))`);
+    assert.equal(body.untagged[0], `* 1 FETCH (BODY[] {${msg.length}}\r\n${msg} FLAGS (\\Seen \\Flagged \\Recent))`);
     const logout = await t.command('a7', 'LOGOUT');
     assert.deepEqual(logout.untagged, ['* BYE Logging out']);
     await t.expectClosed();

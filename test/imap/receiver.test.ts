@@ -5,6 +5,7 @@ import { MAX_LINE_BYTES, MAX_LITERAL_BYTES, Receiver, type ReceiverEvent } from 
 /** Feeds the chunks, pulling events after each one, the way the session does. */
 function run(chunks: Buffer[], appendLimit = 1000): ReceiverEvent[] {
   const r = new Receiver({ appendLimit });
+  r.setAuthenticated(true);
   const events: ReceiverEvent[] = [];
   for (const chunk of chunks) {
     r.push(chunk);
@@ -80,6 +81,13 @@ test('a non-synchronising literal over the limit is fatal (RFC 7888 §4)', () =>
 test('a literal size of more than 2^32-1 is refused', () => {
   const ev = run([Buffer.from('t1 LOGIN {99999999999999999999}\r\n')]);
   assert.equal(ev[0]!.kind, 'reject');
+});
+
+test('before login an APPEND literal gets the small literal limit, not APPENDLIMIT', () => {
+  const r = new Receiver({ appendLimit: 10 * MAX_LITERAL_BYTES });
+  r.push(Buffer.from(`t1 APPEND INBOX {${MAX_LITERAL_BYTES + 1}}\r\n`));
+  const ev = r.next();
+  assert.equal(ev?.kind === 'reject' && ev.code, 'TOOBIG');
 });
 
 test('line mode yields one raw line, then commands again', () => {

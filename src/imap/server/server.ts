@@ -11,7 +11,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { ListeningServer, ServerContext } from '../../context.js';
-import type { AccountId } from '../../lib/brand.js';
+import type { AccountId, MailboxId } from '../../lib/brand.js';
 import {
   DEFAULT_APPEND_LIMIT,
   DEFAULT_IDLE_TIMEOUT_MS,
@@ -40,9 +40,18 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
   const sessions = new Set<Session>();
   let closing = false;
 
+  const recentFloors = new Map<MailboxId, number>();
   const host: SessionHost = {
     ctx,
     options: resolved,
+    recent: {
+      floor: (id) => recentFloors.get(id) ?? 0,
+      claim(id, upTo) {
+        const before = recentFloors.get(id) ?? 0;
+        if (upTo > before) recentFloors.set(id, upTo);
+        return before;
+      },
+    },
     claimAccount(id) {
       const n = perAccount.get(id) ?? 0;
       if (n >= resolved.maxConnectionsPerAccount) return false;

@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { AccountId } from '../../lib/brand.js';
+import type { AccountId, MailboxId } from '../../lib/brand.js';
 import { newId } from '../../log/logger.js';
 import type { AuthMeta, ServerContext } from '../../context.js';
 import { saslMechanisms } from '../../sasl/session.js';
@@ -48,9 +48,21 @@ export type SessionState =
 export interface SessionHost {
   ctx: ServerContext;
   options: Required<Pick<ImapServerOptions, 'appendLimit' | 'idleTimeoutMs' | 'maxConnectionsPerAccount'>> & ImapServerOptions;
+  /** \Recent bookkeeping (RFC 3501 §2.3.2): per mailbox, the highest UID some session has
+   * already been given as recent. Kept in memory by this listener, so after a restart (or on
+   * another node) messages are recent once more, which RFC 3501 allows ("SHOULD be considered
+   * recent" when the server cannot tell). */
+  recent: RecentTracker;
   /** Counts an authenticated session of the account; false when over the limit. */
   claimAccount(id: AccountId): boolean;
   releaseAccount(id: AccountId): void;
+}
+
+export interface RecentTracker {
+  /** UIDs above this have not been recent in any session yet. */
+  floor(mailboxId: MailboxId): number;
+  /** Takes the UIDs up to `upTo` as this session's recent ones; returns the floor before. */
+  claim(mailboxId: MailboxId, upTo: number): number;
 }
 
 export class Session {
@@ -316,7 +328,7 @@ export class Session {
   async syncView(allowExpunge: boolean): Promise<void> {
     if (this.state.kind !== 'selected') return;
     this.changed = false;
-    const updates = await this.state.view.sync(this.ctx.store, allowExpunge);
+    const updates = await this.state.view.sync(this.ctx.store, allowExpunge, this.host.recent);
     for (const u of updates) await this.untagged(u);
   }
 

@@ -15,6 +15,7 @@ import { asUid } from '../../lib/brand.js';
 import type { Mailbox, MailStore, MessageEntry } from '../../store/types.js';
 import type { ImapValue, SequenceSet } from '../protocol/ast.js';
 import { BadError } from './errors.js';
+import type { RecentTracker } from './session.js';
 
 export class MailboxView {
   readonly mailbox: Mailbox;
@@ -29,6 +30,13 @@ export class MailboxView {
   private uidNext: Uid;
   /** RFC 5182 SEARCHRES: the UIDs of the last SEARCH ... RETURN (SAVE). */
   saved: Uid[] = [];
+  /** This session's \Recent messages (RFC 3501 §2.3.2); empty under IMAP4rev2, which removed
+   * the flag (RFC 9051 §2.3.2). */
+  readonly recent = new Set<Uid>();
+  /** Whether \Recent is shown (IMAP4rev1). */
+  private showRecent = false;
+  /** Keywords announced in the last FLAGS response, by lowercase name. */
+  private readonly keywords = new Map<string, string>();
 
   private constructor(mailbox: Mailbox, readOnly: boolean, entries: MessageEntry[]) {
     this.mailbox = mailbox;
@@ -39,13 +47,61 @@ export class MailboxView {
     let next = mailbox.uidNext;
     for (const e of entries) if (e.uid >= next) next = asUid(e.uid + 1);
     this.uidNext = next;
+    for (const e of entries) this.learnKeywords(e.flags);
+  }
+
+  private learnKeywords(flags: readonly string[]): boolean {
+    let added = false;
+    for (const f of flags) {
+      if (f.startsWith('\\') || this.keywords.has(f.toLowerCase())) continue;
+      this.keywords.set(f.toLowerCase(), f);
+      added = true;
+    }
+    return added;
+  }
+
+  /** The FLAGS response: system flags and every keyword in use (RFC 9051 §7.3.5). */
+  flagsResponse(): ImapValue[] {
+    return [{ atom: 'FLAGS' }, flagAtoms([...SYSTEM_FLAGS, ...this.keywords.values()])];
+  }
+
+  /** A new FLAGS response when these entries carry keywords the client was not told of: a
+   * client may reject a keyword it did not see in FLAGS (RFC 9051 §7.3.5). */
+  keywordUpdate(entries: readonly MessageEntry[]): ImapValue[] | null {
+    let added = false;
+    for (const e of entries) if (this.learnKeywords(e.flags)) added = true;
+    return added ? this.flagsResponse() : null;
   }
 
   /** Opens a view. The mailbox row is read before the entries, so a change made in between is
    * seen again by the next sync (its modseq is above the row's highestModSeq) rather than lost. */
-  static async open(store: MailStore, mailbox: Mailbox, readOnly: boolean): Promise<MailboxView> {
+  static async open(store: MailStore, mailbox: Mailbox, readOnly: boolean, recent: RecentTracker | null): Promise<MailboxView> {
     const entries = await store.listEntries(mailbox.id);
-    return new MailboxView(mailbox, readOnly, entries);
+    const view = new MailboxView(mailbox, readOnly, entries);
+    if (recent !== null) {
+      view.showRecent = true;
+      view.takeRecent(view.uids, recent);
+    }
+    return view;
+  }
+
+  /** Marks as recent the UIDs above the mailbox's floor; a read-write view claims them, so no
+   * other session sees them as recent (RFC 3501 §2.3.2); EXAMINE does not change the state. */
+  private takeRecent(uids: readonly Uid[], tracker: RecentTracker): void {
+    if (uids.length === 0) return;
+    const max = uids[uids.length - 1]!;
+    const floor = this.readOnly ? tracker.floor(this.mailbox.id) : tracker.claim(this.mailbox.id, max);
+    for (const u of uids) if (u > floor) this.recent.add(u);
+  }
+
+  /** Flags as the client sees them: the entry's, plus \Recent (IMAP4rev1). */
+  flagsOf(uid: Uid): string[] {
+    const flags = this.entries.get(uid)?.flags ?? [];
+    return this.showRecent && this.recent.has(uid) ? [...flags, '\\Recent'] : flags;
+  }
+
+  isRecent(uid: Uid): boolean {
+    return this.showRecent && this.recent.has(uid);
   }
 
   get exists(): number {
@@ -127,7 +183,7 @@ export class MailboxView {
    * Catches up with the store and returns the untagged responses to send, in order: EXPUNGE
    * (when allowed), EXISTS, FETCH FLAGS. `withUid`: include UID in FETCH responses.
    */
-  async sync(store: MailStore, allowExpunge: boolean): Promise<ImapValue[][]> {
+  async sync(store: MailStore, allowExpunge: boolean, tracker: RecentTracker): Promise<ImapValue[][]> {
     const ch = await store.changesSince(this.mailbox.id, this.lastModSeq, this.uidNext);
     const out: ImapValue[][] = [];
     const gone = new Set<Uid>(ch.expunged);
@@ -139,7 +195,10 @@ export class MailboxView {
       for (const seq of seqs) out.push([seq, { atom: 'EXPUNGE' }]);
       const keep: Uid[] = [];
       for (const u of this.uids) if (!this.held.has(u)) keep.push(u);
-      for (const u of this.held) this.entries.delete(u);
+      for (const u of this.held) {
+        this.entries.delete(u);
+        this.recent.delete(u);
+      }
       this.uids = keep;
       this.held.clear();
     }
@@ -154,19 +213,30 @@ export class MailboxView {
       fresh.add(e.uid);
       added = true;
     }
-    if (added) out.push([this.uids.length, { atom: 'EXISTS' }]);
+    const flagsUpdate = this.keywordUpdate([...ch.added.filter((e) => fresh.has(e.uid)), ...ch.changed]);
+    if (flagsUpdate !== null) out.push(flagsUpdate);
+    if (added) {
+      out.push([this.uids.length, { atom: 'EXISTS' }]);
+      if (this.showRecent) {
+        this.takeRecent([...fresh], tracker);
+        // RFC 3501 §7.3.2: RECENT goes with the new EXISTS.
+        out.push([this.recent.size, { atom: 'RECENT' }]);
+      }
+    }
     for (const e of ch.changed) {
       if (fresh.has(e.uid) || this.held.has(e.uid)) continue;
       const known = this.entries.get(e.uid);
       if (known === undefined) continue;
       this.entries.set(e.uid, e);
       if (sameFlags(known.flags, e.flags)) continue;
-      out.push([this.seqOf(e.uid), { atom: 'FETCH' }, [{ atom: 'UID' }, e.uid, { atom: 'FLAGS' }, flagAtoms(e.flags)]]);
+      out.push([this.seqOf(e.uid), { atom: 'FETCH' }, [{ atom: 'UID' }, e.uid, { atom: 'FLAGS' }, flagAtoms(this.flagsOf(e.uid))]]);
     }
     if (ch.highestModSeq > this.lastModSeq) this.lastModSeq = ch.highestModSeq;
     return out;
   }
 }
+
+export const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
 
 export function flagAtoms(flags: readonly string[]): ImapValue[] {
   return flags.map((f) => ({ atom: f }));

@@ -151,12 +151,13 @@ async function listMailboxes(s: Session, req: ListRequest): Promise<void> {
       if (!subscribed.has(name)) {
         // RFC 5258 §3.5: with RECURSIVEMATCH a parent of matching subscribed names is listed with
         // CHILDINFO; without it, it is not listed.
-        if (!req.recursiveMatch || !hasChild(name, (c) => subscribed.has(c))) continue;
+        // RFC 5258 §3.5: only for children that the patterns do not list themselves.
+        if (!req.recursiveMatch || !hasChild(name, (c) => subscribed.has(c) && !matches(c))) continue;
         childInfo = 'SUBSCRIBED';
       }
     }
     if (req.selectSpecialUse && (mb?.specialUse ?? null) === null) {
-      if (!req.recursiveMatch || !hasChild(name, (c) => (byName.get(c)?.specialUse ?? null) !== null)) continue;
+      if (!req.recursiveMatch || !hasChild(name, (c) => (byName.get(c)?.specialUse ?? null) !== null && !matches(c))) continue;
       childInfo = 'SPECIAL-USE';
     }
     if (!exists && !req.selectSubscribed && !hasChild(name, (c) => byName.has(c))) continue;
@@ -225,10 +226,12 @@ async function statusValues(s: Session, mb: Mailbox, items: readonly StatusItem[
       case 'SIZE':
         v = counts!.size;
         break;
-      case 'RECENT':
-        // \Recent is never set (RFC 9051 removed it; docs/rfc-index.md).
-        v = 0;
+      case 'RECENT': {
+        // RFC 3501 §6.3.10: messages no session has had as \Recent yet.
+        const floor = s.host.recent.floor(mb.id);
+        v = floor >= mb.uidNext - 1 ? 0 : (await s.ctx.store.listEntries(mb.id)).filter((e) => e.uid > floor).length;
         break;
+      }
       case 'APPENDLIMIT':
         v = s.host.options.appendLimit;
         break;

@@ -44,7 +44,7 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
     if (entry === undefined) continue;
     let values: ImapValue[];
     try {
-      values = await fetchValues(atts, { entry, store }, opts);
+      values = await fetchValues(atts, { entry, store, recent: view.isRecent(uid) }, opts);
     } catch (err) {
       if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
       // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
@@ -52,7 +52,7 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
       throw err;
     }
     // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
-    if (seenNow.has(uid) && !hasFlags) values.push({ atom: 'FLAGS' }, flagAtoms(entry.flags));
+    if (seenNow.has(uid) && !hasFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
     await s.untagged([view.seqOf(uid), { atom: 'FETCH' }, values]);
   }
 }
@@ -65,13 +65,15 @@ export async function store(s: Session, _tag: string, req: Request): Promise<voi
   if (uids.length === 0) return;
   const res = await s.ctx.store.setFlags(view.mailbox.id, uids, req.mode, req.flags);
   view.remember(res.updated);
+  const flagsUpdate = view.keywordUpdate(res.updated);
+  if (flagsUpdate !== null) await s.untagged(flagsUpdate);
   if (req.silent) return;
   // RFC 9051 §6.4.6: an untagged FETCH with the new flags of each message (UID too for UID STORE).
   for (const uid of uids) {
     const e = view.entries.get(uid);
     if (e === undefined) continue;
     const items: ImapValue[] = req.uid ? [{ atom: 'UID' }, uid] : [];
-    items.push({ atom: 'FLAGS' }, flagAtoms(e.flags));
+    items.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
     await s.untagged([view.seqOf(uid), { atom: 'FETCH' }, items]);
   }
 }

@@ -26,6 +26,7 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
     store: s.ctx.store,
     mailboxId: view.mailbox.id,
     saved: new Set(view.saved),
+    recent: view.recent,
   });
   const uids: Uid[] = indexes.map((i) => view.uids[i]!);
   const numbers: number[] = req.uid ? uids : indexes.map((i) => i + 1);

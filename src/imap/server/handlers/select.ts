@@ -9,8 +9,6 @@ import { NoError } from '../errors.js';
 import type { Session } from '../session.js';
 import { MailboxView } from '../view.js';
 
-const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
-
 export async function select(s: Session, _tag: string, req: Request): Promise<Done> {
   if (req.name !== 'SELECT' && req.name !== 'EXAMINE') throw new Error('unreachable');
   if (s.state.kind === 'selected') {
@@ -22,17 +20,16 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
   const mb = await s.ctx.store.getMailbox(s.account().id, req.mailbox);
   if (mb === null) throw new NoError('NONEXISTENT', 'No such mailbox');
   const readOnly = req.name === 'EXAMINE';
-  const view = await MailboxView.open(s.ctx.store, mb, readOnly);
-  const keywords = new Map<string, string>();
-  for (const e of view.entries.values()) for (const f of e.flags) if (!f.startsWith('\\')) keywords.set(f.toLowerCase(), f);
-  const flags: ImapValue[] = [...SYSTEM_FLAGS, ...keywords.values()].map((f) => ({ atom: f }));
-  await s.untagged([{ atom: 'FLAGS' }, flags]);
+  const view = await MailboxView.open(s.ctx.store, mb, readOnly, s.rev2 ? null : s.host.recent);
+  const flagsResponse = view.flagsResponse();
+  const flags = flagsResponse[1] as ImapValue[];
+  await s.untagged(flagsResponse);
   // "\*": any keyword may be created (RFC 9051 §7.1). Nothing is permanent in a read-only view.
   await s.status('*', 'OK', [{ atom: 'PERMANENTFLAGS' }, readOnly ? [] : [...flags, { atom: '\\*' }]], readOnly ? 'Read-only mailbox' : 'Flags permitted');
   await s.untagged([view.exists, { atom: 'EXISTS' }]);
   if (!s.rev2) {
-    // RFC 3501 §6.3.1 requires RECENT; \Recent is never set here (docs/rfc-index.md).
-    await s.untagged([0, { atom: 'RECENT' }]);
+    // RFC 3501 §6.3.1: RECENT (IMAP4rev2 removed it, RFC 9051 §6.3.2).
+    await s.untagged([view.recent.size, { atom: 'RECENT' }]);
     const firstUnseen = view.uids.findIndex((u) => !view.entries.get(u)!.flags.includes('\\Seen'));
     if (firstUnseen >= 0) await s.status('*', 'OK', [{ atom: 'UNSEEN' }, firstUnseen + 1], 'First unseen');
   }
