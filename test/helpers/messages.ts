@@ -107,7 +107,10 @@ export function makeMessage(opts: TestMessageOptions): Buffer {
     const data = typeof a.content === 'string' ? Buffer.from(a.content, 'utf8') : a.content;
     const type = a.contentType ?? 'application/octet-stream';
     const nameParams = libmime.buildHeaderParam('filename', a.filename, 50);
-    const disp = [a.disposition ?? 'attachment', ...nameParams.map((p) => `${p.key}=${/^[\w.-]+$/.test(p.value) && !p.key.endsWith('*') ? p.value : p.key.endsWith('*') ? p.value : `"${p.value}"`}`)].join(';\r\n ');
+    // RFC 2231 sections ("name*0*") are written as they come; plain values are quoted unless tokens.
+    const param = (p: { key: string; value: string }): string =>
+      p.key.endsWith('*') || /^[\w.-]+$/.test(p.value) ? `${p.key}=${p.value}` : `${p.key}="${p.value.replace(/(["\\])/g, '\\$1')}"`;
+    const disp = [a.disposition ?? 'attachment', ...nameParams.map(param)].join(';\r\n ');
     const lines = [`--${boundary}`, `Content-Type: ${type}`, 'Content-Transfer-Encoding: base64', `Content-Disposition: ${disp}`];
     if (a.contentId !== undefined) lines.push(`Content-ID: <${a.contentId.replace(/^<|>$/g, '')}>`);
     chunks.push(`${lines.join('\r\n')}\r\n\r\n${base64Lines(data)}\r\n`);

@@ -133,3 +133,29 @@ test('makeMessage builds a message that parses back with its attachment', () => 
   assert.equal(p.hasAttachment, true);
   assert.deepEqual(p.warnings, []);
 });
+
+test('makeMessage quotes plain filenames, encodes non-ASCII names, and writes HTML bodies and Cc', () => {
+  const raw = makeMessage({
+    from: '"Doe, Jane" <jane@example.com>',
+    to: 'Zoë <zoe@example.org>',
+    cc: ['c@example.org'],
+    subject: 'html',
+    body: '<p>Hi &amp; bye</p>',
+    html: true,
+    attachments: [{ filename: 'my "file".txt', content: 'x', contentType: 'text/plain', disposition: 'inline', contentId: 'cid1' }],
+    headers: [['In-Reply-To', '<p@example.com>']],
+    date: new Date(Date.UTC(2024, 4, 6, 7, 8, 9)),
+  });
+  const p = parseMessage(raw);
+  assert.deepEqual(p.from, [{ name: 'Doe, Jane', address: 'jane@example.com' }]);
+  assert.deepEqual(p.to, [{ name: 'Zoë', address: 'zoe@example.org' }]);
+  assert.deepEqual(p.cc, [{ name: '', address: 'c@example.org' }]);
+  assert.deepEqual(p.inReplyTo, ['p@example.com']);
+  assert.equal(p.date, Date.UTC(2024, 4, 6, 7, 8, 9));
+  assert.equal(p.root.parts[0]!.subtype, 'html');
+  const att = p.root.parts[1]!;
+  assert.deepEqual(att.disposition, { type: 'inline', params: [['filename', 'my "file".txt']] });
+  assert.equal(att.id, '<cid1>');
+  assert.equal(p.text.split('\n')[0], 'Hi & bye');
+  assert.deepEqual(p.warnings, []);
+});
