@@ -245,3 +245,22 @@ test('base64 decoding inverts encoding whatever the line wrapping', () => {
     RUNS,
   );
 });
+
+test('header helpers never throw on arbitrary bytes and give ranges within the buffer, in order', () => {
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom('A: 1', 'b:2', ' cont', '\t', 'junk', '', ':', 'Subject: =?utf-8?q?x?=', '\0', '\xe9'), { maxLength: 30 }), fc.constantFrom('\r\n', '\n'), (lines, eol) => {
+      const buf = Buffer.from(lines.join(eol), 'latin1');
+      const scan = scanHeader(buf);
+      assert.ok(scan.bodyStart >= scan.headerEnd && scan.bodyStart <= buf.length);
+      let prev = 0;
+      for (const f of scan.fields) {
+        assert.ok(f.start >= prev && f.start < f.end && f.end <= scan.headerEnd);
+        assert.ok(f.valueStart >= f.start && f.valueStart <= f.end);
+        prev = f.end;
+      }
+      filterHeaderFields(buf, ['a', 'subject'], false);
+      filterHeaderFields(buf, ['a'], true);
+    }),
+    RUNS,
+  );
+});
