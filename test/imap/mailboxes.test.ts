@@ -158,6 +158,11 @@ test('SEARCH, UID SEARCH, ESEARCH RETURN options, SAVE and $, BADCHARSET; plain 
     assert.deepEqual((await t.command('q6', 'FETCH $ UID')).untagged, ['* 1 FETCH (UID 1)', '* 3 FETCH (UID 3)']);
     assert.deepEqual((await t.command('q7', 'SEARCH CHARSET UTF-8 SUBJECT banana')).untagged, ['* SEARCH 2']);
     assert.match((await t.command('q8', 'SEARCH CHARSET KOI8-R ALL', 'NO')).line, /NO \[BADCHARSET \(US-ASCII UTF-8\)\]/);
+    // WITHIN (RFC 5032) and SAVEDATE (RFC 8514): all three were saved just now.
+    assert.deepEqual((await t.command('q10', 'SEARCH YOUNGER 3600 SAVEDATESUPPORTED')).untagged, ['* SEARCH 1 2 3']);
+    assert.deepEqual((await t.command('q11', 'SEARCH OLDER 3600')).untagged, ['* SEARCH']);
+    const saved = await t.command('q12', 'FETCH 1 (SAVEDATE PREVIEW)');
+    assert.match(saved.untagged[0]!, /^\* 1 FETCH \(SAVEDATE "[^"]+" PREVIEW "[^"]*"\)$/);
     await t.command('u', 'UNSELECT');
     await t.command('e', 'ENABLE IMAP4rev2');
     await t.command('s2', 'SELECT INBOX');

@@ -67,6 +67,14 @@ test('parser reads SEARCH keys, CHARSET and RETURN options', () => {
       ],
     },
   });
+  assert.deepEqual(parse('a SEARCH SAVEDSINCE 2-Mar-2024 YOUNGER 60 SAVEDATESUPPORTED'), {
+    name: 'SEARCH',
+    uid: false,
+    charset: null,
+    returns: null,
+    key: { kind: 'and', keys: [{ kind: 'savedate', op: 'since', date: '2024-03-02' }, { kind: 'younger', seconds: 60 }, { kind: 'savedatesupported' }] },
+  });
+  bad('a SEARCH OLDER 0');
   bad('a SEARCH SINCE 31-Feb-2024');
   bad('a SEARCH FOO');
   bad('a SEARCH (SEEN');

@@ -952,6 +952,19 @@ class ArgParser {
       case 'SENTSINCE':
         arg();
         return { kind: 'sentdate', op: word.slice(4).toLowerCase() as 'before' | 'on' | 'since', date: this.date() };
+      case 'SAVEDBEFORE':
+      case 'SAVEDON':
+      case 'SAVEDSINCE':
+        // RFC 8514 §4.
+        arg();
+        return { kind: 'savedate', op: word.slice(5).toLowerCase() as 'before' | 'on' | 'since', date: this.date() };
+      case 'SAVEDATESUPPORTED':
+        return { kind: 'savedatesupported' };
+      case 'OLDER':
+      case 'YOUNGER':
+        // RFC 5032 §3: interval in seconds, nz-number.
+        arg();
+        return { kind: word.toLowerCase() as 'older' | 'younger', seconds: this.nzNumber() };
       case 'LARGER':
       case 'SMALLER':
         arg();

@@ -146,6 +146,9 @@ export class Session {
       'UTF8=ACCEPT',
       `APPENDLIMIT=${this.host.options.appendLimit}`,
       'STATUS=SIZE',
+      'SAVEDATE',
+      'WITHIN',
+      'PREVIEW',
     );
     return caps;
   }
