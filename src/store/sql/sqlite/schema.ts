@@ -65,8 +65,8 @@ CREATE TABLE mailboxes (
 -- By name, not mailbox id: subscriptions outlive the mailbox (RFC 9051 §6.3.7).
 CREATE TABLE subscriptions (account_id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (account_id, name)) WITHOUT ROWID;
 
--- One row per distinct content (sha256). data is NULL when the bytes live in blobs/ab/cdef...
--- parsed is the ParsedMessage as JSON without its text, which lives in search.body.
+-- One row per distinct content (sha256), narrow so that reference counting rewrites little.
+-- in_file: the bytes are in blobs/ab/cdef... instead of blob_content.data.
 -- header_end: offset of the body, so HEADER searches can read just the header bytes.
 CREATE TABLE blobs (
   id INTEGER PRIMARY KEY,
@@ -74,6 +74,12 @@ CREATE TABLE blobs (
   size INTEGER NOT NULL,
   header_end INTEGER NOT NULL,
   refs INTEGER NOT NULL,
+  in_file INTEGER NOT NULL
+);
+-- The bulky part of a blob, same id: the bytes when small, and the parse record (JSON without
+-- its text, which lives in search.body).
+CREATE TABLE blob_content (
+  id INTEGER PRIMARY KEY,
   data BLOB,
   parsed TEXT NOT NULL
 );

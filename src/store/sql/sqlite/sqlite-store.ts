@@ -118,6 +118,8 @@ const MAX_ALIAS_DEPTH = 10;
 /** References considered for threading (the last ones are the closest ancestors). */
 const MAX_THREAD_REFS = 50;
 const MAX_MESSAGE_ID_LENGTH = 998;
+/** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
+const MAX_UID_RANGES = 16;
 /** Problems reported per check, so a badly broken store still gives a readable report. */
 const MAX_PROBLEMS_PER_CHECK = 50;
 
@@ -469,7 +471,7 @@ class SqliteStore implements MailStore {
   /** Removes the file of a hash unless an ingest holds it or a file-backed row references it. */
   #maybeRemoveFile(hash: string): void {
     if (this.#pending.has(hash) || this.#closed) return;
-    const row = this.#q('SELECT data IS NULL AS in_file FROM blobs WHERE hash = ?').get(hash) as
+    const row = this.#q('SELECT in_file FROM blobs WHERE hash = ?').get(hash) as
       | { in_file: number }
       | undefined;
     if (row !== undefined && row.in_file !== 0) return;
@@ -487,7 +489,7 @@ class SqliteStore implements MailStore {
     try {
       let fileReady = false;
       if (raw.length > this.#inlineMax) {
-        const row = this.#q('SELECT data IS NULL AS in_file FROM blobs WHERE hash = ?').get(hash) as
+        const row = this.#q('SELECT in_file FROM blobs WHERE hash = ?').get(hash) as
           | { in_file: number }
           | undefined;
         if (row !== undefined && row.in_file !== 0) {
@@ -513,14 +515,14 @@ class SqliteStore implements MailStore {
     const data = blob.fileReady ? null : blob.raw;
     const { text, ...rest } = blob.parsed;
     void text;
-    const ins = this.#q('INSERT INTO blobs (hash, size, header_end, refs, data, parsed) VALUES (?, ?, ?, ?, ?, ?)').run(
+    const ins = this.#q('INSERT INTO blobs (hash, size, header_end, refs, in_file) VALUES (?, ?, ?, ?, ?)').run(
       blob.hash,
       blob.raw.length,
       Math.min(Math.max(0, blob.parsed.root.bodyStart), blob.raw.length),
       n,
-      data,
-      JSON.stringify(rest),
+      data === null ? 1 : 0,
     );
+    this.#q('INSERT INTO blob_content (id, data, parsed) VALUES (?, ?, ?)').run(ins.lastInsertRowid, data, JSON.stringify(rest));
     ctx.index.push({ rowid: Number(ins.lastInsertRowid), columns: searchColumns(blob.raw, blob.parsed) });
   }
 
@@ -533,18 +535,19 @@ class SqliteStore implements MailStore {
 
   /** Drops references; the last one removes the row, its index entry and (after commit) file. */
   #decRefs(ctx: WriteContext, counts: Map<string, number>): void {
-    const dec = this.#q('UPDATE blobs SET refs = refs - ? WHERE hash = ? RETURNING id, refs, data IS NULL AS in_file');
+    const dec = this.#q('UPDATE blobs SET refs = refs - ? WHERE hash = ? RETURNING id, refs, in_file');
     for (const [hash, n] of counts) {
       const row = dec.get(n, hash) as { id: number; refs: number; in_file: number } | undefined;
       if (row === undefined || row.refs > 0) continue;
       ctx.index.push({ rowid: row.id, columns: null });
       this.#q('DELETE FROM blobs WHERE id = ?').run(row.id);
+      this.#q('DELETE FROM blob_content WHERE id = ?').run(row.id);
       ctx.removed.push({ hash, inFile: row.in_file !== 0 });
     }
   }
 
   #blobRow(hash: string): { id: number; size: number; in_file: number } {
-    const row = this.#q('SELECT id, size, data IS NULL AS in_file FROM blobs WHERE hash = ?').get(hash) as
+    const row = this.#q('SELECT id, size, in_file FROM blobs WHERE hash = ?').get(hash) as
       | { id: number; size: number; in_file: number }
       | undefined;
     if (row === undefined) throw new StoreError('not-found', `Cannot read message ${hash}: no such blob`);
@@ -712,20 +715,32 @@ class SqliteStore implements MailStore {
     return { uidValidity: asUidValidity(mailbox.uid_validity), uid: asUid(uid), modseq: asModSeq(modseq), emailId };
   }
 
-  /** Entries of a mailbox among uids, in UID order: one query (json_each, or a scan when most
-   * of the mailbox is asked for). */
+  /**
+   * A condition on `uid` selecting the given UIDs: a few BETWEEN ranges when the set is made of
+   * few runs (1:*, 1:100,200:300: the common IMAP sets), else a json_each list.
+   */
+  #uidCondition(uids: readonly Uid[]): { sql: string; args: unknown[] } {
+    const sorted = [...new Set<number>(uids)].sort((a, b) => a - b);
+    const ranges: Array<[number, number]> = [];
+    for (const u of sorted) {
+      const last = ranges[ranges.length - 1];
+      if (last !== undefined && u === last[1] + 1) last[1] = u;
+      else ranges.push([u, u]);
+    }
+    if (ranges.length <= MAX_UID_RANGES) {
+      return { sql: `(${ranges.map(() => 'uid BETWEEN ? AND ?').join(' OR ')})`, args: ranges.flat() };
+    }
+    return { sql: 'uid IN (SELECT value FROM json_each(?))', args: [JSON.stringify(sorted)] };
+  }
+
+  /** Entries of a mailbox among uids, in UID order, in one query. */
   #selectRows(mailbox: MailboxRow, uids: readonly Uid[]): EntryRow[] {
     if (uids.length === 0) return [];
-    if (uids.length >= 256 && uids.length * 4 >= mailbox.messages) {
-      const wanted = new Set<number>(uids);
-      const all = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? ORDER BY uid`).all(
-        mailbox.id,
-      ) as EntryRow[];
-      return all.filter((r) => wanted.has(r[1]));
-    }
-    return this.#qr(
-      `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid`,
-    ).all(mailbox.id, JSON.stringify(uids)) as EntryRow[];
+    const cond = this.#uidCondition(uids);
+    return this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND ${cond.sql} ORDER BY uid`).all(
+      mailbox.id,
+      ...cond.args,
+    ) as EntryRow[];
   }
 
   /** Removes entries (already read) from a mailbox, logging their UIDs as expunged at modseq. */
@@ -1233,7 +1248,7 @@ class SqliteStore implements MailStore {
   async getParsed(blobHash: string): Promise<ParsedMessage> {
     const cached = this.#parsedCache.get(blobHash);
     if (cached !== undefined) return cached;
-    const row = this.#q('SELECT b.parsed, s.body FROM blobs b JOIN search s ON s.rowid = b.id WHERE b.hash = ?').get(blobHash) as
+    const row = this.#q('SELECT c.parsed, s.body FROM blobs b JOIN blob_content c ON c.id = b.id JOIN search s ON s.rowid = b.id WHERE b.hash = ?').get(blobHash) as
       | { parsed: string; body: string }
       | undefined;
     if (row === undefined) throw new StoreError('not-found', `Cannot find parse record of ${blobHash}`);
@@ -1254,7 +1269,7 @@ class SqliteStore implements MailStore {
     if (e === s) return Buffer.alloc(0);
     if (blob.in_file === 0) {
       // substr on a BLOB counts bytes, 1-based.
-      const row = this.#q('SELECT substr(data, ?, ?) AS d FROM blobs WHERE id = ?').get(s + 1, e - s, blob.id) as
+      const row = this.#q('SELECT substr(data, ?, ?) AS d FROM blob_content WHERE id = ?').get(s + 1, e - s, blob.id) as
         | { d: Buffer }
         | undefined;
       if (row === undefined) throw new StoreError('not-found', `Cannot read message ${blobHash}: no such blob`);
@@ -1313,6 +1328,12 @@ class SqliteStore implements MailStore {
     const needle = query.value;
     const lower = needle.toLowerCase();
     const base = 'FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN search s ON s.rowid = b.id WHERE e.mailbox_id = ?';
+    // The index query runs once (MATERIALIZED); joined the other way SQLite would run the FTS
+    // query once per entry of the mailbox.
+    const indexed = (select: string): string =>
+      `WITH hits AS MATERIALIZED (SELECT rowid FROM search WHERE search MATCH ?)
+       SELECT ${select} FROM hits h JOIN blobs b ON b.id = h.rowid JOIN entries e ON e.blob_hash = b.hash
+         JOIN search s ON s.rowid = h.rowid WHERE e.mailbox_id = ?`;
     if (query.field === 'header') {
       const name = (query.header ?? '').toLowerCase();
       if (name.length === 0) throw new StoreError('invalid', 'Cannot search a header without its name');
@@ -1321,7 +1342,7 @@ class SqliteStore implements MailStore {
       const rows = (
         match === null
           ? this.#qr(`SELECT e.uid, s.headers ${base}`).all(mailboxId)
-          : this.#qr(`SELECT e.uid, s.headers ${base} AND search MATCH ?`).all(mailboxId, match)
+          : this.#qr(indexed('e.uid, s.headers')).all(match, mailboxId)
       ) as Array<[number, string]>;
       return new Set(rows.filter((r) => headerContains(r[1], name, needle)).map((r) => asUid(r[0])));
     }
@@ -1337,7 +1358,7 @@ class SqliteStore implements MailStore {
     const rows = (
       match === null
         ? this.#qr(`SELECT e.uid, ${text} ${base}`).all(mailboxId)
-        : this.#qr(`SELECT e.uid, ${text} ${base} AND search MATCH ?`).all(mailboxId, match)
+        : this.#qr(indexed(`e.uid, ${text}`)).all(match, mailboxId)
     ) as Array<[number, string]>;
     return new Set(rows.filter((r) => r[1].toLowerCase().includes(lower)).map((r) => asUid(r[0])));
   }
@@ -1446,6 +1467,11 @@ class SqliteStore implements MailStore {
     const change = parseFlags(flags);
     return this.#write((ctx) => {
       const mailbox = this.#requireMailbox(mailboxId);
+      if (uids.length === 0) return { updated: [], modified: [] };
+      // System flags only: one UPDATE for the whole set (STORE 1:* +FLAGS (\Seen)).
+      if (change.keywords.length === 0 && mode !== 'set') {
+        return this.#setSystemFlags(ctx, mailbox, uids, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, unchangedSince);
+      }
       const rows = this.#selectRows(mailbox, uids);
       const updated: MessageEntry[] = [];
       const modified: Uid[] = [];
@@ -1485,6 +1511,53 @@ class SqliteStore implements MailStore {
     });
   }
 
+  /** setFlags for a change of system flags only, as set operations in SQL. */
+  #setSystemFlags(
+    ctx: WriteContext,
+    mailbox: MailboxRow,
+    uids: readonly Uid[],
+    add: number,
+    remove: number,
+    unchangedSince: ModSeq | undefined,
+  ): SetFlagsResult {
+    const cond = this.#uidCondition(uids);
+    const next = '((flags | ?) & ~?)';
+    const where = `mailbox_id = ? AND ${cond.sql}`;
+    const args = [mailbox.id, ...cond.args];
+    let modified: Uid[] = [];
+    let guard = '';
+    const guardArgs: unknown[] = [];
+    if (unchangedSince !== undefined) {
+      // RFC 7162 §3.1.3: entries changed after UNCHANGEDSINCE are refused (MODIFIED).
+      modified = (this.#qr(`SELECT uid FROM entries WHERE ${where} AND modseq > ? ORDER BY uid`).all(...args, unchangedSince) as Array<[number]>).map(
+        (r) => asUid(r[0]),
+      );
+      guard = ' AND modseq <= ?';
+      guardArgs.push(unchangedSince);
+    }
+    // Counter deltas of the rows about to change, before they do.
+    const d = this.#q(
+      `SELECT count(*) AS n, coalesce(sum(((${next} & ${FLAG_SEEN}) = 0) - ((flags & ${FLAG_SEEN}) = 0)), 0) AS unseen,
+              coalesce(sum(((${next} & ${FLAG_DELETED}) != 0) - ((flags & ${FLAG_DELETED}) != 0)), 0) AS deleted
+         FROM entries WHERE ${where} AND ${next} != flags${guard}`,
+    ).get(add, remove, add, remove, ...args, add, remove, ...guardArgs) as { n: number; unseen: number; deleted: number };
+    // RFC 7162 §3.1.3: entries whose flags do not change keep their modseq.
+    if (d.n === 0) return { updated: [], modified };
+    const modseq = this.#nextModseq(mailbox.account_id);
+    const rows = this.#qr(
+      `UPDATE entries SET flags = ${next}, modseq = ? WHERE ${where} AND ${next} != flags${guard} RETURNING ${ENTRY_COLS}`,
+    ).all(add, remove, modseq, ...args, add, remove, ...guardArgs) as EntryRow[];
+    rows.sort((a, b) => a[1] - b[1]);
+    this.#bumpMailbox(mailbox.id, { messages: 0, unseen: d.unseen, deleted: d.deleted, size: 0 }, modseq, null);
+    ctx.events.push({
+      accountId: asAccountId(mailbox.account_id),
+      mailboxId: asMailboxId(mailbox.id),
+      modseq: asModSeq(modseq),
+      kind: 'flags',
+    });
+    return { updated: rows.map(toEntry), modified };
+  }
+
   async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult> {
     return this.#write((ctx) => {
       const r = this.#transfer(ctx, from, uids, to, false);
@@ -1519,10 +1592,9 @@ class SqliteStore implements MailStore {
     // Invisible to IMAP, so no modseq and no event: IMAP clients must not see a change.
     return this.#write(() => {
       this.#requireMailbox(mailboxId);
-      this.#q('UPDATE entries SET pop3_hidden = 1 WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))').run(
-        mailboxId,
-        JSON.stringify(uids),
-      );
+      if (uids.length === 0) return;
+      const cond = this.#uidCondition(uids);
+      this.#q(`UPDATE entries SET pop3_hidden = 1 WHERE mailbox_id = ? AND ${cond.sql}`).run(mailboxId, ...cond.args);
     });
   }
 
@@ -1601,12 +1673,17 @@ class SqliteStore implements MailStore {
       (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} has size ${r.size} but its blob has ${r.bsize}`,
     );
     check(
-      'SELECT hash, size, length(data) AS len FROM blobs WHERE data IS NOT NULL AND length(data) != size',
-      (r) => `blob ${r.hash}: ${r.len} bytes stored, ${r.size} expected`,
+      `SELECT b.hash, b.size, length(c.data) AS len FROM blobs b LEFT JOIN blob_content c ON c.id = b.id
+       WHERE c.id IS NULL OR (b.in_file = 0 AND (c.data IS NULL OR length(c.data) != b.size)) OR (b.in_file != 0 AND c.data IS NOT NULL)`,
+      (r) => `blob ${r.hash}: ${String(r.len ?? 'no')} bytes stored in the database, ${r.size} expected`,
     );
     check(
       'SELECT b.hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM search s WHERE s.rowid = b.id)',
       (r) => `blob ${r.hash} has no search index row`,
+    );
+    check(
+      'SELECT c.id FROM blob_content c LEFT JOIN blobs b ON b.id = c.id WHERE b.id IS NULL',
+      (r) => `blob content ${r.id} has no blob row`,
     );
     check(
       `SELECT m.account_id, e.pid, count(*) AS n FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id
@@ -1621,7 +1698,7 @@ class SqliteStore implements MailStore {
       `SELECT x.mailbox_id, x.uid FROM expunged x JOIN entries e ON e.mailbox_id = x.mailbox_id AND e.uid = x.uid`,
       (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} is both expunged and present`,
     );
-    const files = this.#q('SELECT hash, size FROM blobs WHERE data IS NULL').all() as Array<{ hash: string; size: number }>;
+    const files = this.#q('SELECT hash, size FROM blobs WHERE in_file != 0').all() as Array<{ hash: string; size: number }>;
     for (const f of files) {
       try {
         const st = await stat(blobPath(this.#blobRoot, f.hash));
@@ -1640,15 +1717,16 @@ class SqliteStore implements MailStore {
       // Rows without references (none are left by the write paths; repairs and old crashes).
       const dead = this.#q('SELECT hash FROM blobs WHERE refs <= 0').all() as Array<{ hash: string }>;
       for (const d of dead) {
-        const row = this.#q('DELETE FROM blobs WHERE hash = ? RETURNING id, data IS NULL AS in_file').get(d.hash) as {
+        const row = this.#q('DELETE FROM blobs WHERE hash = ? RETURNING id, in_file').get(d.hash) as {
           id: number;
           in_file: number;
         };
+        this.#q('DELETE FROM blob_content WHERE id = ?').run(row.id);
         ctx.index.push({ rowid: row.id, columns: null });
         ctx.removed.push({ hash: d.hash, inFile: row.in_file !== 0 });
         removed += 1;
       }
-      const isFileBlob = this.#q('SELECT 1 FROM blobs WHERE hash = ? AND data IS NULL');
+      const isFileBlob = this.#q('SELECT 1 FROM blobs WHERE hash = ? AND in_file != 0');
       for (const hash of listed.hashes) {
         if (this.#pending.has(hash) || isFileBlob.get(hash) !== undefined) continue;
         removeBlobFile(this.#blobRoot, hash);
@@ -1680,7 +1758,8 @@ function likeEscape(s: string): string {
 export async function openSqliteStore(options: SqliteStoreOptions): Promise<MailStore> {
   const blobRoot = join(options.dir, BLOB_DIR);
   await mkdir(join(blobRoot, TMP_DIR), { recursive: true });
-  await syncDir(options.dir);
+  // Temp files are half-written blobs of a process that died: nothing references them.
+  for (const name of (await listBlobFiles(blobRoot)).temps) removeTempFile(blobRoot, name);
   await syncDir(blobRoot);
   const db = new Database(join(options.dir, DB_FILE));
   try {
@@ -1696,6 +1775,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     db.pragma('wal_autocheckpoint = 10000');
     db.pragma('journal_size_limit = 67108864'); db.pragma('wal_autocheckpoint = 20000');
     migrate(db);
+    // The database file's directory entry, durable like its contents.
+    await syncDir(options.dir);
   } catch (err) {
     db.close();
     throw err;
