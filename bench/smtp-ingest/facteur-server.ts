@@ -3,6 +3,7 @@
  * users bench1..bench10@example.com, message authentication off (the Postfix side does none
  * either). Prints "PORT <n>" when listening; stops on SIGTERM.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createSmtpServer } from '../../src/smtp/server/server.js';
@@ -16,7 +17,13 @@ const ctx = { hostname: 'facteur.bench.example', store, log: pino({ level: 'warn
 const server = createSmtpServer(ctx, { mode: 'mx', resolver: null, limits: { maxConnectionsPerIp: 1000 } });
 const port = await server.listen('127.0.0.1', 0);
 process.stdout.write(`PORT ${port}\n`);
+// How long the event loop is held (the store's COMMIT fsync runs on this thread).
+const loop = monitorEventLoopDelay({ resolution: 5 });
+loop.enable();
 process.on('SIGTERM', () => {
+  loop.disable();
+  const ms = (ns: number) => (ns / 1e6).toFixed(1);
+  process.stderr.write(`facteur event loop delay: mean ${ms(loop.mean)} ms, p99 ${ms(loop.percentile(99))} ms, max ${ms(loop.max)} ms\n`);
   void server.close(1000).then(async () => {
     await store.close();
     process.exit(0);

@@ -3,7 +3,7 @@
  * delivering to Dovecot over LMTP, side by side in one run, for 1 KB and 100 KB messages, 1, 10
  * and 50 concurrent senders, 1 and 10 messages per connection.
  *
- *   sudo node --import tsx bench/smtp-ingest/run.ts [seconds-per-case]     (npm run bench:smtp)
+ *   sudo node --import tsx bench/smtp-ingest/run.ts [seconds-per-case] [facteur-only]   (npm run bench:smtp)
  *
  * "Stored" means: for Facteur, acknowledged with 250 (the store has fsync'd before the reply, and
  * the count is checked in the store afterwards); for Postfix + Dovecot, present in a maildir
@@ -70,7 +70,7 @@ let facteurAccepted = 0;
 const { child, port } = await startFacteur(facteurDir);
 let peers: Peers | null = null;
 try {
-  peers = havePeers() ? startPeers(join(root, 'peers'), 25260, 24240) : null;
+  peers = process.argv[3] !== 'facteur-only' && havePeers() ? startPeers(join(root, 'peers'), 25260, 24240) : null;
 } catch (err) {
   child.kill('SIGTERM');
   throw err;
