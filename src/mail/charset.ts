@@ -22,8 +22,8 @@ export function decodeUndeclared(bytes: Buffer): string {
   return isUtf8(bytes) ? bytes.toString('utf8') : bytes.toString('latin1');
 }
 
-const ASCII_NAMES = new Set(['us-ascii', 'ascii', 'ansi_x3.4-1968', 'iso646-us', 'us', '646', 'cp367', 'ibm367']);
-const UTF8_NAMES = new Set(['utf-8', 'utf8']);
+const ASCII_NAMES: ReadonlySet<string> = new Set(['us-ascii', 'ascii', 'ansi_x3.4-1968', 'iso646-us', 'us', '646', 'cp367', 'ibm367']);
+const UTF8_NAMES: ReadonlySet<string> = new Set(['utf-8', 'utf8']);
 
 export function createCharsetDecoder(): CharsetDecoder {
   const supported = new Map<string, boolean>();

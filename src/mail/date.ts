@@ -13,7 +13,7 @@ const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 
 /** RFC 5322 §4.3 obs-zone, in minutes east of UTC. Military zones "SHOULD be considered
  * equivalent to -0000" (§4.3), as their sign was historically got wrong. */
-const NAMED_ZONES: Record<string, number> = {
+const NAMED_ZONES: ReadonlyMap<string, number> = new Map(Object.entries({
   ut: 0,
   utc: 0,
   gmt: 0,
@@ -26,7 +26,7 @@ const NAMED_ZONES: Record<string, number> = {
   mdt: -360,
   pst: -480,
   pdt: -420,
-};
+}));
 
 const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i;
 
@@ -72,7 +72,7 @@ export function parseDate(value: string | null | undefined): number | null {
       }
       if (t.length >= 3 && DAYS.includes(t.slice(0, 3))) continue; // day-of-week is informative
       if (hour >= 0 && zone === null) {
-        const named = NAMED_ZONES[t];
+        const named = NAMED_ZONES.get(t);
         if (named !== undefined) zone = named;
         else if (t.length === 1 && t !== 'j') zone = 0; // RFC 5322 §4.3 military zones
       }

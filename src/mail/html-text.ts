@@ -7,16 +7,17 @@
  */
 import { trimWsp } from './headers.js';
 
-const BLOCK = new Set([
+const BLOCK: ReadonlySet<string> = new Set([
   'address', 'article', 'aside', 'blockquote', 'br', 'dd', 'div', 'dl', 'dt', 'footer', 'form',
   'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'header', 'hr', 'li', 'main', 'nav', 'ol', 'p', 'pre',
   'section', 'table', 'tbody', 'thead', 'tfoot', 'tr', 'ul',
 ]);
-const CELL = new Set(['td', 'th']);
+const CELL: ReadonlySet<string> = new Set(['td', 'th']);
 /** Elements whose content is not text for a reader. */
-const SKIP_CONTENT = new Set(['script', 'style', 'title', 'template']);
+const SKIP_CONTENT: ReadonlySet<string> = new Set(['script', 'style', 'title', 'template']);
 
-const NAMED: Record<string, string> = {
+// A Map, not an object: "&constructor;" must not find Object.prototype members.
+const NAMED: ReadonlyMap<string, string> = new Map(Object.entries({
   amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ', copy: '©', reg: '®', trade: '™',
   hellip: '…', mdash: '—', ndash: '–', lsquo: '‘', rsquo: '’', ldquo: '“', rdquo: '”',
   sbquo: '‚', bdquo: '„', laquo: '«', raquo: '»', bull: '•', middot: '·', euro: '€', pound: '£',
@@ -30,7 +31,7 @@ const NAMED: Record<string, string> = {
   Oacute: 'Ó', uacute: 'ú', ugrave: 'ù', ucirc: 'û', Uacute: 'Ú', iacute: 'í', igrave: 'ì',
   icirc: 'î', Iacute: 'Í', yacute: 'ý', yuml: 'ÿ', oelig: 'œ', OElig: 'Œ', scaron: 'š',
   Scaron: 'Š', zcaron: 'ž', Zcaron: 'Ž', larr: '←', rarr: '→', uarr: '↑', darr: '↓',
-};
+}));
 
 const ENTITY = /&(#[xX][0-9a-fA-F]{1,6}|#[0-9]{1,7}|[A-Za-z][A-Za-z0-9]{1,31});?/g;
 
@@ -43,7 +44,7 @@ export function decodeEntities(s: string): string {
       if (!(code > 0 && code <= 0x10ffff) || (code >= 0xd800 && code <= 0xdfff)) return '\ufffd';
       return String.fromCodePoint(code);
     }
-    return NAMED[body] ?? whole;
+    return NAMED.get(body) ?? whole;
   });
 }
 

@@ -47,7 +47,7 @@ const HT = 0x09;
 const DASH = 0x2d;
 
 /** Header fields the record needs, for a part or an (encapsulated) message. */
-const WANTED = new Set([
+const WANTED: ReadonlySet<string> = new Set([
   'content-type', 'content-transfer-encoding', 'content-id', 'content-description', 'content-md5',
   'content-disposition', 'content-language', 'content-location', 'date', 'subject', 'from',
   'sender', 'reply-to', 'to', 'cc', 'bcc', 'in-reply-to', 'message-id', 'references',

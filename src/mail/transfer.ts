@@ -13,7 +13,7 @@ const HT = 0x09;
 const EQ = 0x3d;
 
 /** The identity encodings of RFC 2045 §6.2: the body is the data. */
-const IDENTITY = new Set(['7bit', '8bit', 'binary']);
+const IDENTITY: ReadonlySet<string> = new Set(['7bit', '8bit', 'binary']);
 
 export type TransferEncoding = 'identity' | 'base64' | 'quoted-printable';
 

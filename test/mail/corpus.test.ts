@@ -479,3 +479,10 @@ test('a non-ASCII boundary is found in UTF-8 and in Latin-1 messages', () => {
     assert.ok(!p.warnings.includes('missing boundary'), enc);
   }
 });
+
+test('names of Object.prototype members are not entities, zones or parameters', () => {
+  const p = parse(crlf('Date: Mon, 1 Jan 2024 10:00:00 constructor', 'Content-Type: text/html; constructor=x; __proto__=y', '', '<p>&constructor; &toString; &amp;</p>'));
+  assert.equal(p.date, Date.UTC(2024, 0, 1, 10, 0, 0));
+  assert.equal(p.text, '&constructor; &toString; &');
+  assert.deepEqual(p.root.params, [['constructor', 'x'], ['__proto__', 'y']]);
+});
