@@ -349,6 +349,20 @@ test('POP3 LOGIN-DELAY is announced and enforced with -ERR [LOGIN-DELAY] (RFC 24
   }
 });
 
+test('POP3 LOGIN-DELAY counts only logins that succeeded: a refused [IN-USE] attempt does not', async () => {
+  const f = await startPop3({ loginDelaySeconds: 1 });
+  try {
+    const a = await f.session();
+    await new Promise((r) => setTimeout(r, 1100));
+    const b = await f.connect();
+    assert.equal(await b.login(USER, PASSWORD), '-ERR [IN-USE] Another POP3 session is open for this account');
+    assert.equal(await a.command('QUIT'), '+OK Bye, 0 messages removed');
+    assert.equal(await b.login(USER, PASSWORD), '+OK Maildrop has 0 messages (0 octets)');
+  } finally {
+    await f.close();
+  }
+});
+
 test('POP3 EXPIRE is announced as configured and removes nothing by itself (RFC 2449 §6.7)', async () => {
   // expire_days = 0 in the configuration file means NEVER.
   const f = await startPop3({ expireDays: 0 });

@@ -51,23 +51,27 @@ export interface SessionDeps {
 
 /** RFC 2449 §6.5 LOGIN-DELAY bookkeeping, one per server (no module-level state). */
 export interface LoginDelayTracker {
-  /** Whether the account may log in now; records the login when it may. */
-  tryLogin(accountId: number): boolean;
+  /** Whether the account may log in now. */
+  allowed(accountId: number): boolean;
+  /** Records a login that succeeded. */
+  record(accountId: number): void;
 }
 
 export function createLoginDelayTracker(delaySeconds: number | null, now: () => number = Date.now): LoginDelayTracker {
   const last = new Map<number, number>();
+  const windowMs = (delaySeconds ?? 0) * 1000;
   return {
-    tryLogin(accountId) {
-      if (delaySeconds === null || delaySeconds === 0) return true;
-      const t = now();
-      const windowMs = delaySeconds * 1000;
+    allowed(accountId) {
+      if (windowMs === 0) return true;
       const previous = last.get(accountId);
-      if (previous !== undefined && t - previous < windowMs) return false;
+      return previous === undefined || now() - previous >= windowMs;
+    },
+    record(accountId) {
+      if (windowMs === 0) return;
+      const t = now();
       last.set(accountId, t);
       // Forget logins older than the window so the map holds at most the recent ones.
       if (last.size > 1024) for (const [id, at] of last) if (t - at >= windowMs) last.delete(id);
-      return true;
     },
   };
 }
@@ -666,7 +670,7 @@ export class Pop3Session {
   private async login(account: Account): Promise<void> {
     this.authFailures = 0;
     // RFC 2449 §8.1.2 LOGIN-DELAY: the account logged in too recently.
-    if (!this.deps.loginDelay.tryLogin(account.id)) {
+    if (!this.deps.loginDelay.allowed(account.id)) {
       throw new Pop3Refusal('Logged in too recently, wait before logging in again', 'LOGIN-DELAY');
     }
     // RFC 2449 §8.1.1 IN-USE: one POP3 session per account; IMAP is never blocked by it.
@@ -691,6 +695,7 @@ export class Pop3Session {
       return;
     }
     this.state = { kind: 'transaction', account, maildrop, release };
+    this.deps.loginDelay.record(account.id);
     this.user = account.address;
     this.socket.setTimeout(this.deps.options.timeouts.idleMs);
     const { count, size } = maildrop.stat();
