@@ -11,7 +11,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import type { ListeningServer } from '../../src/context.js';
+import type { ListeningServer, ServerContext } from '../../src/context.js';
 import { createImapServer, type ImapServerOptions } from '../../src/imap/server/server.js';
 import { makeTestContext, type TestContext } from './context.js';
 
@@ -210,11 +210,15 @@ export interface ImapFixture {
 export const TEST_USER = 'alice@example.test';
 export const TEST_PASSWORD = 'correct horse';
 
-/** Starts an IMAP server on 127.0.0.1 port 0 with a fresh store and one user. */
-export async function startImap(options: Partial<ImapServerOptions> = {}): Promise<ImapFixture> {
+/** Starts an IMAP server on 127.0.0.1 port 0 with a fresh store and one user. `context` may
+ * replace parts of the server's context (a failing store, a capturing logger). */
+export async function startImap(
+  options: Partial<ImapServerOptions> = {},
+  context?: (ctx: TestContext) => ServerContext,
+): Promise<ImapFixture> {
   const ctx = await makeTestContext();
   await ctx.addUser(TEST_USER, TEST_PASSWORD);
-  const server = createImapServer(ctx, { implicitTls: false, ...options });
+  const server = createImapServer(context ? context(ctx) : ctx, { implicitTls: false, ...options });
   const port = await server.listen('127.0.0.1', 0);
   const open: ImapFixture['open'] = async () => {
     const t = await connectImap(port, { tls: options.implicitTls === true });
