@@ -75,7 +75,7 @@ try {
   child.kill('SIGTERM');
   throw err;
 }
-if (!peers) console.error('Postfix/Dovecot not available (needs root and the postfix, dovecot-lmtpd packages): Facteur only');
+if (!peers && process.argv[3] !== 'facteur-only') console.error('Postfix/Dovecot not available (needs root and the postfix, dovecot-lmtpd packages): Facteur only');
 await new Promise((r) => setTimeout(r, 1500));
 try {
   for (const size of SIZES) {

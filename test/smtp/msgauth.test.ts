@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
-import { dkimSign } from 'mailauth';
+import { authenticate, dkimSign } from 'mailauth';
 import { makeMessage } from '../helpers/messages.js';
 import { openTransaction } from './wire.js';
 import { dotStuff, startServer, type Harness } from './harness.js';
@@ -162,6 +162,45 @@ test('a DNS failure is a temporary result, not a crash', async () => {
     assert.equal(r.code, 250, r.text);
     const [m] = await h.messages(bob.id);
     assert.match(m!.toString(), /spf=temperror/);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a valid ARC chain from a forwarder turns a DMARC p=reject refusal into Junk', async () => {
+  const arcKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const dns = table('reject', 'v=spf1 ip4:192.0.2.1 -all');
+  dns.txt!['arc1._domainkey.list.example'] = `v=DKIM1; k=rsa; p=${arcKeys.publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`;
+  const resolver = createMockResolver(dns);
+  // The mailing list changed the body (a footer): the author's DKIM signature breaks; the list
+  // records what it saw and seals (RFC 8617).
+  const original = await signed(message('via list'));
+  const modified = Buffer.from(`${original.toString()}-- \r\nlist footer\r\n`);
+  const forwarded = await authenticate(modified, {
+    ip: '192.0.2.1',
+    helo: 'mx.sender.example',
+    sender: 'alice@sender.example',
+    mta: 'mx.list.example',
+    resolver: async (name: string, rrtype: string) => {
+      if (rrtype === 'TXT') return resolver.resolveTxt(name);
+      throw Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' });
+    },
+    seal: { signingDomain: 'list.example', selector: 'arc1', privateKey: arcKeys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() },
+    disableBimi: true,
+  });
+  const sealedMessage = Buffer.concat([Buffer.from(forwarded.headers), modified]);
+  assert.match(sealedMessage.toString(), /^ARC-Seal: i=1;/m);
+
+  const h = await startServer({ resolver, dmarcReject: 'reject' });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const r = await send(h, sealedMessage, 'alice@sender.example', 'mx.list.example');
+    assert.equal(r.code, 250, r.text);
+    const junk = await h.messages(bob.id, 'Junk');
+    assert.equal(junk.length, 1);
+    const ar = /Authentication-Results: mail\.example\.test;\r\n((?:[ \t].*\r\n)+)/.exec(junk[0]!.toString());
+    assert.match(ar![1]!, /arc=pass/);
+    assert.match(ar![1]!, /dmarc=fail/);
   } finally {
     await h.close();
   }
