@@ -9,6 +9,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
+import type { AuthenticatorOptions } from '../../src/auth/authenticator.js';
 import type { ListeningServer } from '../../src/context.js';
 import { createImapServer, type ImapServerOptions } from '../../src/imap/server/server.js';
 import { createPop3Server, type Pop3ServerOptions } from '../../src/pop3/server/server.js';
@@ -42,7 +43,7 @@ export interface ServerSet {
 }
 
 export interface ServerSetOptions {
-  auth?: Parameters<typeof makeTestContext>[0]['authOptions'];
+  auth?: AuthenticatorOptions;
   imap?: Partial<ImapServerOptions>;
   pop3?: Partial<Pop3ServerOptions>;
   smtp?: Partial<SmtpServerOptions>;
