@@ -461,6 +461,13 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       const tls: TlsMode = sh.tls === 'implicit' ? 'implicit' : sh.tls === 'starttls' || requireTls ? 'verified' : 'opportunistic';
       return { kind: 'route', route: { hosts: [{ name: sh.host, preference: 0, addresses }], tls, auth: sh.auth, port: sh.port, note: null } };
     }
+    // RFC 5321 §5.1: an address literal names the host itself; no MX, no MTA-STS.
+    const literal = /^\[(?:IPv6:)?([^\]]+)\]$/i.exec(domain);
+    if (literal) {
+      const ip = literal[1]!;
+      if (!isIP(ip)) return { kind: 'fail', status: '5.1.2', diagnostic: `550 5.1.2 ${cleanText(domain, 100)} is not a usable address literal` };
+      return { kind: 'route', route: { hosts: [{ name: ip, preference: 0, addresses: [ip] }], tls: requireTls ? 'verified' : 'opportunistic', port, note: null } };
+    }
     let dest;
     try {
       dest = await resolveDestination(options.resolver, domain, { families });
@@ -523,7 +530,6 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     const pending = [...allowed];
     const lastError = new Map<Task, { error: string; host: string | null; permanentTls: boolean }>();
     let hostError = `451 4.4.1 no MX host of ${domain} could be reached`;
-    const bodies = new Map<string, Buffer>();
     const semaphore = destinationSemaphore(options.smarthost ? 'smarthost' : domain);
 
     /** One connection to one address: 'next' when this address should be left for the next. */
@@ -571,7 +577,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
         let sentNow = 0;
         while (pending.length > 0 && used < perConnection && session.open && !closing) {
           const task = pending.shift()!;
-          if ((await deliverTask(session, host.name, task, bodies)) === 'retry-elsewhere') {
+          if ((await deliverTask(session, host.name, task)) === 'retry-elsewhere') {
             pending.unshift(task);
             // An idle connection the remote closed meanwhile is no reason to leave the address.
             return fromPool && sentNow === 0 ? 'again' : 'next';
@@ -619,14 +625,10 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
    * One transaction for one message's recipients at this destination. Returns 'retry-elsewhere'
    * when the connection broke before the remote's verdict (the recipients stay pending).
    */
-  async function deliverTask(session: SmtpSession, hostName: string, task: Task, bodies: Map<string, Buffer>): Promise<'done' | 'retry-elsewhere'> {
-    let body = bodies.get(task.messageId);
-    if (!body) {
-      const b = await store.readBody(task.messageId);
-      if (!b) return 'done'; // dropped by an operator meanwhile
-      body = b;
-      bodies.set(task.messageId, b);
-    }
+  async function deliverTask(session: SmtpSession, hostName: string, task: Task): Promise<'done' | 'retry-elsewhere'> {
+    // Read per transaction, not kept: a batch of large messages never sits in memory at once.
+    const body = await store.readBody(task.messageId);
+    if (!body) return 'done'; // dropped by an operator meanwhile
     const first = task.recipients[0]!;
     const byAddress = new Map(task.recipients.map((r) => [r.address, r]));
     const outcome: Outcome = { delivered: [], failed: [], deferred: [] };

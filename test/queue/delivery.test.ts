@@ -434,3 +434,20 @@ test('DSN parameters travel to a DSN server; without DSN there, NOTIFY=SUCCESS g
     await noDsn.close();
   }
 });
+
+test('an address-literal recipient is delivered to that address without DNS (RFC 5321 §5.1)', async () => {
+  const sink = await startSink();
+  const resolver = mockResolver({});
+  const h = await makeQueue(resolver, { port: sink.port });
+  try {
+    await h.queue.enqueue(MESSAGE, { from: 'alice@example.org', to: ['bob@[127.0.0.1]', 'carol@[300.1.1.1]'] });
+    await h.queue.runDue();
+    assert.equal(sink.count('bob@[127.0.0.1]'), 1);
+    assert.deepEqual(resolver.queries, []);
+    assert.equal(h.reports.length, 1);
+    assert.match(h.reports[0]!.data.toString(), /^Final-Recipient: rfc822; carol@\[300\.1\.1\.1\]$/m);
+  } finally {
+    await h.close();
+    await sink.close();
+  }
+});
