@@ -417,9 +417,12 @@ function textOf(ctx: Ctx, part: MimePart, room: number): string {
 function makePreview(text: string): string {
   // RFC 8970 §3.1: whitespace folded, at most 256 characters (code points, never half a pair).
   const folded = cut(text, PREVIEW_LENGTH * 8).replace(/\s+/g, ' ').trim();
-  // 512 UTF-16 units hold at least 256 code points.
-  const chars = Array.from(cut(folded, PREVIEW_LENGTH * 2));
-  return chars.length > PREVIEW_LENGTH ? chars.slice(0, PREVIEW_LENGTH).join('') : chars.join('');
+  let units = 0;
+  for (let n = 0; n < PREVIEW_LENGTH && units < folded.length; n++) {
+    const c = folded.charCodeAt(units);
+    units += c >= 0xd800 && c <= 0xdbff && units + 1 < folded.length ? 2 : 1;
+  }
+  return folded.slice(0, units);
 }
 
 function walk(ctx: Ctx, part: MimePart, st: TextState, wantText: boolean, depth: number): void {
