@@ -149,3 +149,20 @@ test('MOVE sends COPYUID in an untagged OK, then EXPUNGE, then the tagged OK', a
     await f.close();
   }
 });
+
+test('a session whose selected mailbox another session deletes gets BYE; the other goes on', async () => {
+  const f = await startImap();
+  try {
+    const a = await f.login();
+    const b = await f.login();
+    await a.command('c', 'CREATE Doomed');
+    await a.command('s', 'SELECT Doomed');
+    await b.command('d', 'DELETE Doomed');
+    a.send('n NOOP');
+    await a.expect('* BYE Selected mailbox was deleted, have to disconnect');
+    await a.expectClosed();
+    await b.command('n2', 'NOOP');
+  } finally {
+    await f.close();
+  }
+});

@@ -331,8 +331,20 @@ export class Session {
   async syncView(allowExpunge: boolean): Promise<void> {
     if (this.state.kind !== 'selected') return;
     this.changed = false;
-    const updates = await this.state.view.sync(this.ctx.store, allowExpunge, this.host.recent);
+    let updates: ImapValue[][];
+    try {
+      updates = await this.state.view.sync(this.ctx.store, allowExpunge, this.host.recent);
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'not-found') throw this.selectedGone();
+      throw err;
+    }
     for (const u of updates) await this.untagged(u);
+  }
+
+  /** The selected mailbox was deleted by another session: its sequence numbers mean nothing any
+   * more and cannot be expunged one by one, so the session ends (as Dovecot does). */
+  private selectedGone(): ByeError {
+    return new ByeError('Selected mailbox was deleted, have to disconnect');
   }
 
   // --- State changes -------------------------------------------------------------------------------------
@@ -455,6 +467,11 @@ export class Session {
     }
   }
 
+  private async selectedMailboxGone(): Promise<boolean> {
+    if (this.state.kind !== 'selected') return false;
+    return (await this.ctx.store.getMailboxById(this.state.view.mailbox.id)) === null;
+  }
+
   private async execute(raw: RawCommand): Promise<void> {
     const started = Date.now();
     this.commands++;
@@ -499,6 +516,9 @@ export class Session {
         outcome = 'NO';
         code = err.code && err.code[0] && typeof err.code[0] === 'object' && 'atom' in err.code[0] ? err.code[0].atom : undefined;
         await this.status(tag, 'NO', err.code, err.message);
+      } else if (err instanceof StoreError && err.code === 'not-found' && (await this.selectedMailboxGone())) {
+        outcome = 'BYE';
+        await this.bye(this.selectedGone().message);
       } else if (err instanceof StoreError) {
         outcome = 'NO';
         const mapped = STORE_ERROR_CODES[err.code];
