@@ -155,3 +155,25 @@ test('command parser never throws and always answers a typed result (property)',
     { seed: 2920, numRuns: 2000 },
   );
 });
+
+test('DATA receiver ends exactly at the first CRLF.CRLF and stores only CRLF line ends (property)', () => {
+  const input = fc.array(fc.constantFrom('\r', '\n', '.', 'a', '\r\n', '\r\n.'), { maxLength: 40 }).map((parts) => parts.join(''));
+  fc.assert(
+    fc.property(input, fc.nat(60), (text, cut) => {
+      const buf = Buffer.from(text, 'latin1');
+      // Reference: the data is preceded by the DATA command's CRLF (RFC 5321 §4.1.1.4).
+      const at = `\r\n${text}`.indexOf('\r\n.\r\n');
+      const expectedEnd = at === -1 ? null : at + 5 - 2;
+      const got = receive(buf, cut <= buf.length ? [cut] : []);
+      if (expectedEnd === null) {
+        assert.equal(got.rest, null, JSON.stringify(text));
+      } else {
+        assert.notEqual(got.rest, null, JSON.stringify(text));
+        assert.equal(buf.length - got.rest!.length, expectedEnd, JSON.stringify(text));
+        const out = got.message.toString('latin1');
+        assert.ok(!/\r(?!\n)|(?<!\r)\n/.test(out), `bare line end stored: ${JSON.stringify(out)}`);
+      }
+    }),
+    { seed: 51764, numRuns: 5000 },
+  );
+});

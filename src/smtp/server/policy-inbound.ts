@@ -24,6 +24,7 @@ import {
 } from '../../msgauth/inbound.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
 import type { DataOutcome, SmtpPolicy } from './policy.js';
+import { storeRefusal } from './store-errors.js';
 import { receivedField, returnPathField } from './trace.js';
 
 export type { DmarcRejectAction };
@@ -93,7 +94,14 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
         receivedField({ session, tx, hostname: ctx.hostname, messageId, protocol: message.protocol, date: message.receivedAt });
       const raw = Buffer.concat([Buffer.from(trace, 'utf8'), body]);
       const accounts: AccountId[] = tx.recipients.flatMap((r) => r.accounts);
-      const outcomes = await delivery.deliver(raw, accounts, mailbox);
+      let outcomes;
+      try {
+        outcomes = await delivery.deliver(raw, accounts, mailbox);
+      } catch (err) {
+        const r = storeRefusal(err);
+        return { perRecipient: tx.recipients.map(() => r), summary: r };
+      }
+      for (const o of outcomes.values()) ctx.metrics?.counter('facteur_deliveries_total', 'Local deliveries, by source and result.').inc({ source: 'smtp', result: o.ok ? 'delivered' : o.reason });
       const perRecipient: Reply[] = tx.recipients.map((r) => {
         const ok = r.accounts.some((id) => outcomes.get(id)?.ok);
         return ok ? reply(250, '2.0.0', `Delivered ${messageId}`) : R.overQuota();

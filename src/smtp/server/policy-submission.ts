@@ -13,6 +13,7 @@ import type { ServerContext } from '../../context.js';
 import { createLocalDelivery, type LocalDelivery } from '../../delivery/local.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
 import type { AcceptedRecipient, DataOutcome, SessionInfo, SmtpPolicy, Transaction } from './policy.js';
+import { storeRefusal } from './store-errors.js';
 import { receivedField } from './trace.js';
 
 /**
@@ -75,7 +76,18 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
       }
       const local = tx.recipients.filter((r) => !r.remote);
       if (local.length > 0) {
-        const outcomes = await delivery.deliver(raw, local.flatMap((r) => r.accounts));
+        let outcomes;
+        try {
+          outcomes = await delivery.deliver(raw, local.flatMap((r) => r.accounts));
+        } catch (err) {
+          const r = storeRefusal(err);
+          // Already queued for the remote recipients: a failure reply now would make the client
+          // send them a second copy, so the local refusal is logged instead.
+          if (remote.length === 0) return { perRecipient: tx.recipients.map(() => r), summary: r };
+          ctx.log.warn({ session: session.id, messageId, reply: r.code }, 'submitted message queued but not stored locally');
+          outcomes = new Map();
+        }
+        for (const o of outcomes.values()) ctx.metrics?.counter('facteur_deliveries_total', 'Local deliveries, by source and result.').inc({ source: 'submission', result: o.ok ? 'delivered' : o.reason });
         if (![...outcomes.values()].some((o) => o.ok) && remote.length === 0) {
           return { perRecipient: tx.recipients.map(() => R.overQuota()), summary: R.overQuota() };
         }
