@@ -264,3 +264,14 @@ test('header helpers never throw on arbitrary bytes and give ranges within the b
     RUNS,
   );
 });
+
+test('a message inside a larger buffer (a subarray) parses exactly as a copy of it', () => {
+  fc.assert(
+    fc.property(fc.constantFrom(...BASES), fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ maxLength: 64 }), (base, before, after) => {
+      const big = Buffer.concat([before, base, after]);
+      const view = big.subarray(before.length, before.length + base.length);
+      assert.deepEqual(parseMessage(view), parseMessage(Buffer.from(base)));
+    }),
+    { seed: 42, numRuns: 50 },
+  );
+});
