@@ -140,3 +140,16 @@ test('logins over the per-account limit are NO [LIMIT]', async () => {
     await f.close();
   }
 });
+
+test('a connection is closed with BYE after five failed logins', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.open();
+    for (let i = 1; i < 5; i++) await t.command(`a${i}`, `LOGIN ${TEST_USER} wrong${i}`, 'NO');
+    t.send(`a5 LOGIN ${TEST_USER} wrong5`);
+    await t.expect('* BYE Too many authentication failures');
+    await t.expectClosed();
+  } finally {
+    await f.close();
+  }
+});

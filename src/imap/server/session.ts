@@ -71,6 +71,8 @@ export class Session {
   readonly ctx: ServerContext;
   readonly host: SessionHost;
   state: SessionState = { kind: 'not-authenticated' };
+  /** Failed authentication attempts on this connection. */
+  authFailures = 0;
   /** ENABLEd extensions (RFC 5161). */
   rev2 = false;
   utf8 = false;

@@ -9,6 +9,16 @@ import type { Done } from '../commands.js';
 import { BadError, ByeError, NoError } from '../errors.js';
 import type { Session } from '../session.js';
 
+/** Failed LOGIN/AUTHENTICATE attempts on one connection before it is closed: the
+ * authenticator throttles per IP and account; this also ends a connection that only guesses. */
+export const MAX_AUTH_FAILURES_PER_CONNECTION = 5;
+
+function failed(s: Session, reason: Exclude<AuthResult, { ok: true }>['reason']): Error {
+  s.authFailures++;
+  if (s.authFailures >= MAX_AUTH_FAILURES_PER_CONNECTION) return new ByeError('Too many authentication failures');
+  return refused(reason);
+}
+
 function refused(reason: Exclude<AuthResult, { ok: true }>['reason']): NoError {
   switch (reason) {
     case 'throttled':
@@ -31,7 +41,7 @@ export async function login(s: Session, _tag: string, req: Request): Promise<Don
   // RFC 9051 §6.2.3: LOGINDISABLED was advertised; RFC 5530 PRIVACYREQUIRED.
   if (!s.plaintextOk) throw new NoError('PRIVACYREQUIRED', 'LOGIN is disabled without TLS; use STARTTLS');
   const result = await s.ctx.auth.verifyPassword(req.user, req.password, s.authMeta);
-  if (!result.ok) throw refused(result.reason);
+  if (!result.ok) throw failed(s, result.reason);
   s.login(result.account);
   return { code: s.capabilityCode(), text: 'Logged in' };
 }
@@ -66,7 +76,7 @@ export async function authenticate(s: Session, _tag: string, req: Request): Prom
     }
     if (step.kind === 'failure') {
       if (step.reason === 'malformed') throw new BadError('Malformed SASL message');
-      throw refused(step.reason);
+      throw failed(s, step.reason);
     }
     if (step.data !== undefined && step.data.length > 0) {
       // Additional data with success (SCRAM server-final) goes in a last challenge, answered by
