@@ -19,11 +19,20 @@ const port = await server.listen('127.0.0.1', 0);
 process.stdout.write(`PORT ${port}\n`);
 // How long the event loop is held (the store's COMMIT fsync runs on this thread).
 const loop = monitorEventLoopDelay({ resolution: 5 });
+const startedAt = performance.now();
 loop.enable();
 process.on('SIGTERM', () => {
   loop.disable();
   const ms = (ns: number) => (ns / 1e6).toFixed(1);
   process.stderr.write(`facteur event loop delay: mean ${ms(loop.mean)} ms, p99 ${ms(loop.percentile(99))} ms, max ${ms(loop.max)} ms\n`);
+  // The SQLite store's own counters, when it keeps them (time inside its transactions).
+  const st = (globalThis as { __stats?: { batches: number; jobs: number; run: number; commit: number } }).__stats;
+  if (st) {
+    const wall = performance.now() - startedAt;
+    process.stderr.write(
+      `store: ${st.batches} batches, ${st.jobs} jobs, ${(st.run / 1000).toFixed(1)} s running jobs + ${(st.commit / 1000).toFixed(1)} s in COMMIT of ${(wall / 1000).toFixed(1)} s on the event loop thread\n`,
+    );
+  }
   void server.close(1000).then(async () => {
     await store.close();
     process.exit(0);
