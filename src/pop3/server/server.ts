@@ -66,6 +66,7 @@ export function createPop3Server(ctx: ServerContext, options: Pop3ServerOptions)
       return;
     }
     perIp.set(ip, fromIp + 1);
+    ctx.metrics?.counter('facteur_connections_total', 'Connections accepted, by listener.').inc({ listener: name });
     socket.setNoDelay(true);
     const id = randomBytes(6).toString('base64url');
     const session = new Pop3Session(socket, id, {

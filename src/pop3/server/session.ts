@@ -1,6 +1,7 @@
 /**
- * One POP3 connection: socket -> LineReader -> dispatch (one command table, the state check done
- * once) -> handlers -> responses. RFC 1939 states AUTHORIZATION, TRANSACTION, UPDATE.
+ * One POP3 connection: socket -> LineReader -> dispatch (commands.ts, the state check done once)
+ * -> handlers/*.ts -> responses. This file holds the I/O, the RFC 1939 state (AUTHORIZATION,
+ * TRANSACTION, UPDATE) and the error mapping; handlers use the methods under "For the handlers".
  *
  * Invariants:
  * - Commands of one connection run one at a time, in order; input is read only while fewer than
@@ -17,23 +18,21 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { AuthMeta, ServerContext } from '../../context.js';
-import type { MailboxId, Uid } from '../../lib/brand.js';
 import type { SaslSession } from '../../sasl/types.js';
 import { StoreError, type Account, type MailStore } from '../../store/types.js';
-import { decodeSaslResponse, parseCommand, type CommandName, type Pop3Command } from '../protocol/command.js';
-import { DotStuffer } from '../protocol/dot-stuff.js';
+import { parseCommand, type CommandName } from '../protocol/command.js';
 import {
-  MAX_AUTH_FAILURES_PER_CONNECTION,
   MAX_BUFFERED_INPUT,
   MAX_COMMAND_LINE,
   MAX_CONSECUTIVE_ERRORS,
   MAX_SASL_RESPONSE_LINE,
 } from '../protocol/limits.js';
 import { LineReader, type LineEvent } from '../protocol/line-reader.js';
-import { challenge, err, multiline, ok, scanListing, uniqueIdListing } from '../protocol/response.js';
-import { TopFilter } from '../protocol/top-filter.js';
+import { err, ok } from '../protocol/response.js';
+import { COMMANDS } from './commands.js';
 import { Pop3Fatal, Pop3Refusal, Pop3SyntaxError } from './errors.js';
-import { Maildrop, type MaildropMessage } from './maildrop.js';
+import { saslContinue } from './handlers/authorization.js';
+import type { Maildrop, MaildropMessage } from './maildrop.js';
 import type { ResolvedPop3Options } from './options.js';
 
 /** What a session needs from its server. */
@@ -76,27 +75,30 @@ export function createLoginDelayTracker(delaySeconds: number | null, now: () => 
   };
 }
 
-type Release = () => Promise<void>;
+export type Release = () => Promise<void>;
 
-interface SaslExchange {
+export interface SaslExchange {
   session: SaslSession;
   /** Set when the mechanism succeeded with additional data, sent as a last challenge (RFC 4422
    * §5, RFC 5034 §4): the client's next (empty) line completes the login. */
   successPending: Account | null;
 }
 
-type SessionState =
-  | { kind: 'authorization'; user: string | null; sasl: SaslExchange | null }
-  | { kind: 'transaction'; account: Account; maildrop: Maildrop; release: Release }
-  | { kind: 'update' }
-  | { kind: 'closed' };
-
-type StateKind = 'authorization' | 'transaction';
-
-interface CommandSpec {
-  states: readonly StateKind[];
-  run(session: Pop3Session, command: Pop3Command): Promise<void>;
+/** RFC 1939 §3 states; the data of each lives in the state that owns it. */
+export interface AuthorizationState {
+  kind: 'authorization';
+  /** The name from USER, until PASS. */
+  user: string | null;
+  /** A SASL exchange in progress: the next line is its response, not a command. */
+  sasl: SaslExchange | null;
 }
+export interface TransactionState {
+  kind: 'transaction';
+  account: Account;
+  maildrop: Maildrop;
+  release: Release;
+}
+type SessionState = AuthorizationState | TransactionState | { kind: 'update' } | { kind: 'closed' };
 
 const CLOSE_GRACE_MS = 5000;
 /** Commands run back to back before the session yields to the event loop. */
@@ -341,7 +343,7 @@ export class Pop3Session {
       return;
     }
     if (this.state.kind === 'authorization' && this.state.sasl !== null) {
-      await this.outcome('AUTH', this.saslContinue(this.state.sasl, event.line));
+      await this.outcome('AUTH', saslContinue(this, this.state.sasl, event.line));
       return;
     }
     const parsed = parseCommand(event.line);
@@ -468,10 +470,38 @@ export class Pop3Session {
     });
   }
 
-  // ---- Shared helpers for handlers -------------------------------------------------------------
+  // ---- For the handlers (handlers/*.ts) -----------------------------------------------------
+
+  get ctx(): ServerContext {
+    return this.deps.ctx;
+  }
 
   get store(): MailStore {
     return this.deps.ctx.store;
+  }
+
+  get options(): ResolvedPop3Options {
+    return this.deps.options;
+  }
+
+  get sasl(): SessionDeps['sasl'] {
+    return this.deps.sasl;
+  }
+
+  get loginDelay(): LoginDelayTracker {
+    return this.deps.loginDelay;
+  }
+
+  get logger(): Logger {
+    return this.log;
+  }
+
+  get currentState(): SessionState['kind'] {
+    return this.state.kind;
+  }
+
+  get isClosing(): boolean {
+    return this.closing;
   }
 
   /** USER/PASS and PLAIN/LOGIN are allowed: TLS, same host, or configured (invariant 5). */
@@ -479,420 +509,89 @@ export class Pop3Session {
     return this.tlsActive || this.sameHost || this.deps.options.allowPlaintextAuth;
   }
 
-  private get authMeta(): AuthMeta {
+  get authMeta(): AuthMeta {
     return { ip: this.ip, protocol: 'pop3', secure: this.tlsActive || this.sameHost };
   }
 
-  private mechanisms(): readonly string[] {
+  mechanisms(): readonly string[] {
     return this.deps.sasl.mechanisms(this.plaintextAllowed);
   }
 
-  private transaction(): Extract<SessionState, { kind: 'transaction' }> {
+  canStartTls(): boolean {
+    return !this.tlsActive && !this.deps.options.implicitTls && this.deps.ctx.tls !== null;
+  }
+
+  transaction(): TransactionState {
     if (this.state.kind !== 'transaction') throw new Error('not in TRANSACTION state');
     return this.state;
   }
 
-  private authorization(): Extract<SessionState, { kind: 'authorization' }> {
+  authorization(): AuthorizationState {
     if (this.state.kind !== 'authorization') throw new Error('not in AUTHORIZATION state');
     return this.state;
   }
 
   /** The message a command names: it exists and is not marked deleted (RFC 1939 §5). */
-  private message(n: number): MaildropMessage {
+  message(n: number): MaildropMessage {
     const m = this.transaction().maildrop.byNumber(n);
     if (m === null) throw new Pop3Refusal('No such message');
     if (m.deleted) throw new Pop3Refusal(`Message ${m.number} is deleted`);
     return m;
   }
 
-  // ---- Commands: any state -------------------------------------------------------------------
-
-  async capa(): Promise<void> {
-    // RFC 2449 §5: CAPA is valid in AUTHORIZATION and TRANSACTION.
-    const lines = ['TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'];
-    if (this.state.kind === 'authorization') {
-      if (this.plaintextAllowed) lines.push('USER');
-      const mechs = this.mechanisms();
-      if (mechs.length > 0) lines.push(`SASL ${mechs.join(' ')}`);
-      if (this.canStartTls()) lines.push('STLS');
-    }
-    const { loginDelaySeconds, expireDays } = this.deps.options;
-    if (loginDelaySeconds !== null) lines.push(`LOGIN-DELAY ${loginDelaySeconds}`);
-    // RFC 2449 §6.7: "NEVER" when messages are never expired.
-    if (expireDays !== null) lines.push(`EXPIRE ${expireDays === 0 ? 'NEVER' : expireDays}`);
-    lines.push('IMPLEMENTATION Facteur');
-    this.write(multiline('Capability list follows', lines));
+  /** Queues a response; the command loop waits for it to drain before the next command. */
+  send(data: string | Buffer): void {
+    this.write(data);
   }
 
-  async quit(): Promise<void> {
-    if (this.state.kind !== 'transaction') {
-      // RFC 1939 §4: QUIT in AUTHORIZATION ends the session without UPDATE.
-      this.endConnection(ok('Bye'), 'quit');
-      return;
-    }
-    await this.update();
+  /** Waits while the client reads what was sent (backpressure for streamed content). */
+  waitForDrain(): Promise<void> {
+    return this.drain();
   }
 
-  // ---- AUTHORIZATION -------------------------------------------------------------------------
-
-  private canStartTls(): boolean {
-    return !this.tlsActive && !this.deps.options.implicitTls && this.deps.ctx.tls !== null;
+  /** Ends the connection after these last words (RFC 1939 QUIT, fatal errors). */
+  close(lastWords: string | null, reason: string): void {
+    this.endConnection(lastWords, reason);
   }
 
-  async stls(): Promise<void> {
-    // RFC 2595 §4: STLS only in AUTHORIZATION, and not once TLS is active.
-    if (!this.canStartTls()) throw new Pop3Refusal('TLS is already active or not available');
-    // Anything pipelined behind STLS is dropped (RFC 2595 §4); nothing more is read in clear.
-    // The socket is paused, not just unlistened, so the client's TLS hello that may arrive before
-    // the wrap stays buffered for the TLS layer instead of being lost.
+  /** Counts a failed login on this connection; returns how many there were. */
+  countAuthFailure(): number {
+    this.authFailures += 1;
+    return this.authFailures;
+  }
+
+  /** AUTHORIZATION -> TRANSACTION (RFC 1939 §4): the lock is held from now on. */
+  enterTransaction(account: Account, maildrop: Maildrop, release: Release): void {
+    this.authFailures = 0;
+    this.state = { kind: 'transaction', account, maildrop, release };
+    this.user = account.address;
+    this.socket.setTimeout(this.deps.options.timeouts.idleMs);
+  }
+
+  /** TRANSACTION -> UPDATE (RFC 1939 §6): the caller now owns the lock's release. */
+  enterUpdate(): TransactionState {
+    const st = this.transaction();
+    this.state = { kind: 'update' };
+    return st;
+  }
+
+  /** RFC 2595 §4 STLS: "+OK", then the handshake; the session starts over in AUTHORIZATION. */
+  async startTls(): Promise<void> {
+    // Anything pipelined behind STLS is dropped; nothing more is read in clear. The socket is
+    // paused, not just unlistened, so the client's TLS hello that may arrive before the wrap stays
+    // buffered for the TLS layer instead of being lost.
     const plain = this.socket;
     this.detach(plain);
     plain.pause();
     this.reader.clear();
     this.write(ok('Begin TLS negotiation'));
-    // RFC 2595 §4: after TLS the session starts over; a USER given before is forgotten.
+    // A USER given before is forgotten.
     this.state = { kind: 'authorization', user: null, sasl: null };
     await this.flushed();
     if (this.closing) return;
     // Commands sent after the handshake are read by the TLS socket's listener.
     this.upgradeToTls(() => undefined);
   }
-
-  async userCommand(user: string): Promise<void> {
-    const st = this.authorization();
-    if (!this.plaintextAllowed) {
-      // DESIGN.md invariant 5: no clear-text password from another host without TLS.
-      throw new Pop3Refusal('Plaintext authentication is not allowed without TLS, use STLS first', 'AUTH');
-    }
-    st.user = user;
-    this.write(ok('Send your password'));
-  }
-
-  async passCommand(password: string): Promise<void> {
-    const st = this.authorization();
-    if (!this.plaintextAllowed) throw new Pop3Refusal('Plaintext authentication is not allowed without TLS, use STLS first', 'AUTH');
-    const user = st.user;
-    // RFC 1939 §7: PASS only right after a successful USER.
-    if (user === null) throw new Pop3SyntaxError('USER first');
-    st.user = null;
-    const result = await this.deps.ctx.auth.verifyPassword(user, password, this.authMeta);
-    if (!result.ok) {
-      this.authFailed(result.reason);
-      return;
-    }
-    await this.login(result.account);
-  }
-
-  async auth(mechanism: string | null, initialResponse: string | null): Promise<void> {
-    const mechs = this.mechanisms();
-    if (mechanism === null) {
-      // RFC 1734's "AUTH" without argument lists the mechanisms; kept for old clients.
-      this.write(multiline('Methods supported', mechs));
-      return;
-    }
-    if (!mechs.includes(mechanism)) throw new Pop3Refusal('Unsupported authentication mechanism');
-    let initial: Buffer | null = null;
-    if (initialResponse !== null) {
-      initial = decodeSaslResponse(initialResponse, true);
-      if (initial === null) throw new Pop3SyntaxError('Invalid base64 in initial response');
-    }
-    const session = this.deps.sasl.create(mechanism, this.authMeta, this.plaintextAllowed);
-    if (session === null) throw new Pop3Refusal('Unsupported authentication mechanism');
-    await this.saslStep({ session, successPending: null }, initial);
-  }
-
-  private async saslContinue(exchange: SaslExchange, line: Buffer): Promise<void> {
-    const st = this.authorization();
-    const text = line.toString('latin1');
-    if (text === '*') {
-      // RFC 5034 §4: "*" cancels the exchange; the server answers -ERR.
-      st.sasl = null;
-      throw new Pop3Refusal('Authentication cancelled');
-    }
-    if (exchange.successPending !== null) {
-      // The client acknowledged the server's final data (RFC 4422 §5).
-      st.sasl = null;
-      if (text.length > 0) throw new Pop3SyntaxError('Expected an empty response');
-      await this.login(exchange.successPending);
-      return;
-    }
-    const response = decodeSaslResponse(text, false);
-    if (response === null) {
-      st.sasl = null;
-      throw new Pop3SyntaxError('Invalid base64 in authentication response');
-    }
-    await this.saslStep(exchange, response);
-  }
-
-  private async saslStep(exchange: SaslExchange, response: Buffer | null): Promise<void> {
-    const st = this.authorization();
-    const step = await exchange.session.step(response);
-    switch (step.kind) {
-      case 'challenge':
-        // RFC 5034 §4: "+" SP base64 challenge.
-        st.sasl = exchange;
-        this.write(challenge(step.data));
-        return;
-      case 'success':
-        if (step.data !== undefined && step.data.length > 0) {
-          // RFC 5034 §4 has no data on +OK: the final data goes as a challenge first.
-          st.sasl = { session: exchange.session, successPending: step.account };
-          this.write(challenge(step.data));
-          return;
-        }
-        st.sasl = null;
-        await this.login(step.account);
-        return;
-      case 'failure':
-        st.sasl = null;
-        if (step.reason === 'malformed') throw new Pop3SyntaxError('Malformed authentication response');
-        this.authFailed(step.reason);
-        return;
-    }
-  }
-
-  /** A failed login: -ERR [AUTH] for credentials (RFC 3206 §4), [SYS/PERM] for a disabled
-   * account (only said after the password verified, so it reveals nothing to a guesser); the
-   * connection closes after a few failures. */
-  private authFailed(reason: 'invalid' | 'throttled' | 'disabled'): never {
-    this.authFailures += 1;
-    const [text, code] =
-      reason === 'throttled'
-        ? (['Too many failed logins, try again later', 'AUTH'] as const)
-        : reason === 'disabled'
-          ? (['Account disabled, contact your administrator', 'SYS/PERM'] as const)
-          : (['Authentication failed', 'AUTH'] as const);
-    if (this.authFailures >= MAX_AUTH_FAILURES_PER_CONNECTION) throw new Pop3Fatal(`${text}, closing connection`, code);
-    throw new Pop3Refusal(text, code);
-  }
-
-  /** Opens the maildrop for an authenticated account (RFC 1939 §4 -> TRANSACTION). */
-  private async login(account: Account): Promise<void> {
-    this.authFailures = 0;
-    // RFC 2449 §8.1.2 LOGIN-DELAY: the account logged in too recently.
-    if (!this.deps.loginDelay.allowed(account.id)) {
-      throw new Pop3Refusal('Logged in too recently, wait before logging in again', 'LOGIN-DELAY');
-    }
-    // RFC 2449 §8.1.1 IN-USE: one POP3 session per account; IMAP is never blocked by it.
-    const release = await this.store.tryLock(`pop3:${account.id}`);
-    if (release === null) throw new Pop3Refusal('Another POP3 session is open for this account', 'IN-USE');
-    if (this.closing) {
-      await release();
-      return;
-    }
-    let maildrop: Maildrop;
-    try {
-      const inbox = await this.store.getMailbox(account.id, 'INBOX');
-      if (inbox === null) throw new Error(`account ${account.id} has no INBOX`);
-      maildrop = new Maildrop(inbox.id, await this.store.listEntries(inbox.id));
-    } catch (error) {
-      // RFC 1939 §4: a lock acquired before a negative answer is released first.
-      await release();
-      throw error;
-    }
-    if (this.closing) {
-      await release();
-      return;
-    }
-    this.state = { kind: 'transaction', account, maildrop, release };
-    this.deps.loginDelay.record(account.id);
-    this.user = account.address;
-    this.socket.setTimeout(this.deps.options.timeouts.idleMs);
-    const { count, size } = maildrop.stat();
-    this.write(ok(`Maildrop has ${count} messages (${size} octets)`));
-  }
-
-  // ---- TRANSACTION ---------------------------------------------------------------------------
-
-  async stat(): Promise<void> {
-    const { count, size } = this.transaction().maildrop.stat();
-    // RFC 1939 §5: "+OK nn mm", deleted messages not counted.
-    this.write(ok(`${count} ${size}`));
-  }
-
-  async list(n: number | null): Promise<void> {
-    const { maildrop } = this.transaction();
-    if (n !== null) {
-      const m = this.message(n);
-      this.write(ok(scanListing(m.number, m.size)));
-      return;
-    }
-    const { count, size } = maildrop.stat();
-    this.write(multiline(`${count} messages (${size} octets)`, maildrop.live().map((m) => scanListing(m.number, m.size))));
-  }
-
-  async uidl(n: number | null): Promise<void> {
-    const { maildrop } = this.transaction();
-    if (n !== null) {
-      const m = this.message(n);
-      this.write(ok(uniqueIdListing(m.number, m.uniqueId)));
-      return;
-    }
-    this.write(multiline('Unique-id listing follows', maildrop.live().map((m) => uniqueIdListing(m.number, m.uniqueId))));
-  }
-
-  async dele(n: number): Promise<void> {
-    const m = this.message(n);
-    // RFC 1939 §5: DELE only marks; the message goes at QUIT.
-    m.deleted = true;
-    this.write(ok(`Message ${m.number} deleted`));
-  }
-
-  async rset(): Promise<void> {
-    const { maildrop } = this.transaction();
-    maildrop.unmarkAll();
-    const { count, size } = maildrop.stat();
-    this.write(ok(`Maildrop has ${count} messages (${size} octets)`));
-  }
-
-  async noop(): Promise<void> {
-    this.write(ok());
-  }
-
-  async retr(n: number): Promise<void> {
-    const { maildrop } = this.transaction();
-    const m = this.message(n);
-    const entry = await this.currentEntry(maildrop, m);
-    if (this.deps.options.retrSetsSeen && !entry.flags.includes('\\Seen')) {
-      // docs/pop3-imap.md: RETR sets \Seen through the same write as an IMAP STORE, so IMAP
-      // sessions are told (FETCH FLAGS) like for any other flag change.
-      await this.store.setFlags(maildrop.mailboxId, [m.uid], 'add', ['\\Seen']);
-    }
-    // RFC 1939 §7 RETR: "+OK" then the message, byte-stuffed, then ".".
-    this.write(ok(`${m.size} octets`));
-    await this.sendContent(m, null);
-  }
-
-  async top(n: number, lines: number): Promise<void> {
-    const { maildrop } = this.transaction();
-    const m = this.message(n);
-    await this.currentEntry(maildrop, m);
-    // RFC 1939 §7 TOP: header, blank line, first n body lines; \Seen is not set.
-    this.write(ok('Top of message follows'));
-    await this.sendContent(m, new TopFilter(lines));
-  }
-
-  /** The store's entry for a maildrop message; a refusal if another session removed it. */
-  private async currentEntry(maildrop: Maildrop, m: MaildropMessage): Promise<{ flags: string[] }> {
-    const [entry] = await this.store.getEntries(maildrop.mailboxId, [m.uid]);
-    if (entry === undefined || entry.pid !== m.pid) {
-      // docs/pop3-imap.md: expunged or moved away over IMAP during this session; the number
-      // stays, only its content is gone.
-      throw new Pop3Refusal(`Message ${m.number} was removed by another session`);
-    }
-    return entry;
-  }
-
-  /** Streams a message (or its top) with byte-stuffing and backpressure. After the +OK line
-   * nothing can be taken back, so a read failure closes the connection (the client sees no ".").*/
-  private async sendContent(m: MaildropMessage, top: TopFilter | null): Promise<void> {
-    const stuffer = new DotStuffer();
-    try {
-      for await (const chunk of this.store.streamBlob(m.blobHash)) {
-        if (this.socket.destroyed) return;
-        const part = top === null ? chunk : top.push(chunk);
-        if (part.length > 0) this.write(stuffer.push(part));
-        await this.drain();
-        if (top?.done) break;
-      }
-    } catch (error) {
-      const ref = randomBytes(4).toString('hex');
-      this.log.error({ ref, err: error, uid: m.uid }, 'cannot read message content');
-      throw new Pop3Fatal(null);
-    }
-    this.write(stuffer.end());
-  }
-
-  /** RFC 1939 §6 UPDATE: apply the deletions by the account's policy, release, sign off. */
-  private async update(): Promise<void> {
-    const { account, maildrop, release } = this.transaction();
-    this.state = { kind: 'update' };
-    const uids = maildrop.toRemove();
-    let removed = 0;
-    let failure: unknown = null;
-    try {
-      if (uids.length > 0) removed = await this.applyDeletes(account, maildrop, uids);
-    } catch (error) {
-      failure = error;
-    }
-    // Released before answering, so a client that reconnects right after +OK finds it free.
-    await release().catch((error: unknown) => this.log.error({ err: error }, 'cannot release the POP3 lock'));
-    if (failure !== null) {
-      const ref = randomBytes(4).toString('hex');
-      this.log.error({ cmd: 'QUIT', ref, err: failure }, 'UPDATE failed');
-      // RFC 1939 §6: "-ERR some deleted messages not removed".
-      this.endConnection(err(`Some deleted messages were not removed (ref ${ref})`, 'SYS/TEMP'), 'quit (update failed)');
-      return;
-    }
-    this.endConnection(ok(`Bye, ${removed} messages removed`), 'quit');
-  }
-
-  private async applyDeletes(account: Account, maildrop: Maildrop, uids: Uid[]): Promise<number> {
-    const store = this.store;
-    // The policy is read now: a change made while the session was open applies at its QUIT.
-    const policy = (await store.getAccount(account.id))?.pop3DeletePolicy ?? account.pop3DeletePolicy;
-    // Messages that IMAP already expunged or moved are not there to remove.
-    const present = (await store.getEntries(maildrop.mailboxId, uids)).map((e) => e.uid);
-    if (present.length === 0) return 0;
-    switch (policy) {
-      case 'expunge':
-        // The same operation as IMAP EXPUNGE: IMAP sessions get EXPUNGE responses.
-        return (await store.expunge(maildrop.mailboxId, present)).length;
-      case 'trash': {
-        const trash = await this.trashMailbox(account);
-        return (await store.move(maildrop.mailboxId, present, trash)).expunged.length;
-      }
-      case 'hide':
-        await store.hideFromPop3(maildrop.mailboxId, present);
-        return present.length;
-    }
-  }
-
-  private async trashMailbox(account: Account): Promise<MailboxId> {
-    const boxes = await this.store.listMailboxes(account.id);
-    const trash = boxes.find((b) => b.specialUse === '\\Trash') ?? boxes.find((b) => b.name === 'Trash');
-    if (trash !== undefined) return trash.id;
-    return (await this.store.createMailbox(account.id, 'Trash', '\\Trash')).id;
-  }
-}
-
-const AUTHORIZATION: readonly StateKind[] = ['authorization'];
-const TRANSACTION: readonly StateKind[] = ['transaction'];
-const ANY: readonly StateKind[] = ['authorization', 'transaction'];
-
-/** The command table: which states accept each command, and its handler. */
-const COMMANDS: { readonly [K in CommandName]: CommandSpec } = {
-  CAPA: { states: ANY, run: (s) => s.capa() },
-  QUIT: { states: ANY, run: (s) => s.quit() },
-  STLS: { states: AUTHORIZATION, run: (s) => s.stls() },
-  USER: { states: AUTHORIZATION, run: (s, c) => s.userCommand(narrow(c, 'USER').user) },
-  PASS: { states: AUTHORIZATION, run: (s, c) => s.passCommand(narrow(c, 'PASS').password) },
-  AUTH: {
-    states: AUTHORIZATION,
-    run: (s, c) => {
-      const a = narrow(c, 'AUTH');
-      return s.auth(a.mechanism, a.initialResponse);
-    },
-  },
-  STAT: { states: TRANSACTION, run: (s) => s.stat() },
-  LIST: { states: TRANSACTION, run: (s, c) => s.list(narrow(c, 'LIST').msg) },
-  UIDL: { states: TRANSACTION, run: (s, c) => s.uidl(narrow(c, 'UIDL').msg) },
-  RETR: { states: TRANSACTION, run: (s, c) => s.retr(narrow(c, 'RETR').msg) },
-  TOP: {
-    states: TRANSACTION,
-    run: (s, c) => {
-      const t = narrow(c, 'TOP');
-      return s.top(t.msg, t.lines);
-    },
-  },
-  DELE: { states: TRANSACTION, run: (s, c) => s.dele(narrow(c, 'DELE').msg) },
-  RSET: { states: TRANSACTION, run: (s) => s.rset() },
-  NOOP: { states: TRANSACTION, run: (s) => s.noop() },
-};
-
-function narrow<N extends CommandName>(c: Pop3Command, name: N): Extract<Pop3Command, { name: N }> {
-  if (c.name !== name) throw new Error(`command table mismatch: ${c.name} routed to ${name}`);
-  return c as Extract<Pop3Command, { name: N }>;
 }
 
 /** "::ffff:127.0.0.1" and "127.0.0.1" are the same client. */

@@ -1,0 +1,112 @@
+/**
+ * TRANSACTION state (RFC 1939 §5, §7): STAT, LIST, UIDL from the maildrop listed at login (no
+ * I/O); RETR and TOP stream the stored bytes with byte-stuffing and backpressure; DELE and RSET
+ * only change marks in the session.
+ */
+import { randomBytes } from 'node:crypto';
+import { DotStuffer } from '../../protocol/dot-stuff.js';
+import { multiline, ok, scanListing, uniqueIdListing } from '../../protocol/response.js';
+import { TopFilter } from '../../protocol/top-filter.js';
+import { Pop3Fatal, Pop3Refusal } from '../errors.js';
+import type { Maildrop, MaildropMessage } from '../maildrop.js';
+import type { Pop3Session } from '../session.js';
+
+export async function stat(s: Pop3Session): Promise<void> {
+  const { count, size } = s.transaction().maildrop.stat();
+  // RFC 1939 §5: "+OK nn mm", messages marked deleted not counted.
+  s.send(ok(`${count} ${size}`));
+}
+
+export async function list(s: Pop3Session, n: number | null): Promise<void> {
+  const { maildrop } = s.transaction();
+  if (n !== null) {
+    const m = s.message(n);
+    s.send(ok(scanListing(m.number, m.size)));
+    return;
+  }
+  const { count, size } = maildrop.stat();
+  s.send(multiline(`${count} messages (${size} octets)`, maildrop.live().map((m) => scanListing(m.number, m.size))));
+}
+
+export async function uidl(s: Pop3Session, n: number | null): Promise<void> {
+  const { maildrop } = s.transaction();
+  if (n !== null) {
+    const m = s.message(n);
+    s.send(ok(uniqueIdListing(m.number, m.uniqueId)));
+    return;
+  }
+  s.send(multiline('Unique-id listing follows', maildrop.live().map((m) => uniqueIdListing(m.number, m.uniqueId))));
+}
+
+export async function dele(s: Pop3Session, n: number): Promise<void> {
+  const m = s.message(n);
+  // RFC 1939 §5: DELE only marks; the message goes at QUIT (UPDATE).
+  m.deleted = true;
+  s.send(ok(`Message ${m.number} deleted`));
+}
+
+export async function rset(s: Pop3Session): Promise<void> {
+  const { maildrop } = s.transaction();
+  maildrop.unmarkAll();
+  const { count, size } = maildrop.stat();
+  s.send(ok(`Maildrop has ${count} messages (${size} octets)`));
+}
+
+export async function noop(s: Pop3Session): Promise<void> {
+  s.send(ok());
+}
+
+export async function retr(s: Pop3Session, n: number): Promise<void> {
+  const { maildrop } = s.transaction();
+  const m = s.message(n);
+  const entry = await currentEntry(s, maildrop, m);
+  if (s.options.retrSetsSeen && !entry.flags.includes('\\Seen')) {
+    // docs/pop3-imap.md: RETR sets \Seen through the same write as an IMAP STORE, so IMAP
+    // sessions are told (FETCH FLAGS) like for any other flag change.
+    await s.store.setFlags(maildrop.mailboxId, [m.uid], 'add', ['\\Seen']);
+  }
+  // RFC 1939 §7 RETR: "+OK" then the message, byte-stuffed, then ".".
+  s.send(ok(`${m.size} octets`));
+  await sendContent(s, m, null);
+}
+
+export async function top(s: Pop3Session, n: number, lines: number): Promise<void> {
+  const { maildrop } = s.transaction();
+  const m = s.message(n);
+  await currentEntry(s, maildrop, m);
+  // RFC 1939 §7 TOP: header, blank line, first n body lines; \Seen is not set.
+  s.send(ok('Top of message follows'));
+  await sendContent(s, m, new TopFilter(lines));
+}
+
+/** The store's entry for a maildrop message; a refusal if another session removed it. */
+async function currentEntry(s: Pop3Session, maildrop: Maildrop, m: MaildropMessage): Promise<{ flags: string[] }> {
+  const [entry] = await s.store.getEntries(maildrop.mailboxId, [m.uid]);
+  if (entry === undefined || entry.pid !== m.pid) {
+    // docs/pop3-imap.md: expunged or moved away over IMAP during this session; the number
+    // stays, only its content is gone.
+    throw new Pop3Refusal(`Message ${m.number} was removed by another session`);
+  }
+  return entry;
+}
+
+/** Streams a message (or its top) with byte-stuffing and backpressure. After the +OK line nothing
+ * can be taken back, so a read failure closes the connection (the client sees no "."). */
+async function sendContent(s: Pop3Session, m: MaildropMessage, filter: TopFilter | null): Promise<void> {
+  const stuffer = new DotStuffer();
+  try {
+    for await (const chunk of s.store.streamBlob(m.blobHash)) {
+      if (s.isClosing) return;
+      const part = filter === null ? chunk : filter.push(chunk);
+      if (part.length > 0) s.send(stuffer.push(part));
+      await s.waitForDrain();
+      // TOP stops reading the blob once its lines are out.
+      if (filter?.done) break;
+    }
+  } catch (error) {
+    const ref = randomBytes(4).toString('hex');
+    s.logger.error({ ref, err: error, uid: m.uid }, 'cannot read message content');
+    throw new Pop3Fatal(null);
+  }
+  s.send(stuffer.end());
+}
