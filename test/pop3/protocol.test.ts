@@ -261,3 +261,41 @@ test('TOP stops consuming input once the requested lines are out', () => {
   assert.equal(f.done, true);
   assert.equal(f.push(Buffer.from('more')).length, 0);
 });
+
+test('command parser never throws and refuses every line with a control character (property)', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+      const line = Buffer.from(bytes);
+      const r = parseCommand(line);
+      if (line.some((b) => b < 0x20 || b === 0x7f)) assert.equal(r.ok, false);
+      if (r.ok) assert.ok(typeof r.command.name === 'string');
+      else assert.match(r.message, /^[\x20-\x7e]+$/);
+    }),
+    { seed: SEED, numRuns: 3000 },
+  );
+});
+
+test('line reader gives the same events for any input split anywhere (property)', () => {
+  const bytes = fc.array(fc.constantFrom(0x41, 0x20, 0x0d, 0x0a, 0x2e), { maxLength: 600 });
+  fc.assert(
+    fc.property(bytes, fc.array(fc.nat(600), { maxLength: 6 }), fc.constantFrom(8, 16, 255), (arr, cutsRaw, max) => {
+      const input = Buffer.from(arr);
+      const whole = new LineReader();
+      whole.push(input);
+      const expected = show(drain(whole, max));
+      const cuts = cutsRaw.map((c) => Math.min(c, input.length)).sort((a, b) => a - b);
+      const r = new LineReader();
+      const got: LineEvent[] = [];
+      let prev = 0;
+      for (const c of [...cuts, input.length]) {
+        r.push(input.subarray(prev, c));
+        got.push(...drain(r, max));
+        prev = c;
+      }
+      assert.deepEqual(show(got), expected);
+      // Never more than one line's worth of an incomplete line is held.
+      assert.ok(r.bufferedBytes <= max, `held ${r.bufferedBytes}`);
+    }),
+    { seed: SEED, numRuns: 2000 },
+  );
+});
