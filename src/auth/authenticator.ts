@@ -56,7 +56,9 @@ export interface AuthenticatorOptions extends FailureLimits {
   maxFailureDelayMs?: number;
   /** Waits before answering a failure; injected by tests. */
   sleep?: (ms: number) => Promise<void>;
-  log?: Pick<Logger, 'warn'>;
+  /** Failures are logged at info, blocks at warn (with IP, account name and protocol), so an
+   * operator (or fail2ban) sees an attack as it happens. */
+  log?: Pick<Logger, 'warn' | 'info'>;
   /** Password checks running at once from one IP (default 4); more wait their turn. */
   maxConcurrentPerIp?: number;
   /** scrypt computations at once in this process (default 2, the core count of the reference
@@ -161,8 +163,16 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
   }
 
   /** Records a failure; returns how long to wait before answering. */
-  async function recordFailure(ip: string, accountKey: string): Promise<number> {
-    const n = Math.max(await counters.recordFailure('ip', ip), await counters.recordFailure('account', accountKey));
+  async function recordFailure(ip: string, accountKey: string, protocol: AuthMeta['protocol']): Promise<number> {
+    const ipCount = await counters.recordFailure('ip', ip);
+    const accountCount = await counters.recordFailure('account', accountKey);
+    const n = Math.max(ipCount, accountCount);
+    // The account key may be a name nobody has; it is logged as given (bounded to 320 bytes).
+    const fields = { ip, account: accountKey.split('\n')[0], protocol, ipFailures: ipCount, accountFailures: accountCount };
+    options.log?.info(fields, 'authentication failed');
+    if ((await counters.blockedFor('ip', ip)) > 0 || (await counters.blockedFor('account', accountKey)) > 0) {
+      options.log?.warn(fields, 'authentication blocked: too many failures');
+    }
     if (n <= FREE_FAILURES || failureDelayMs <= 0) return 0;
     return Math.min(failureDelayMs * 2 ** (n - FREE_FAILURES - 1), maxFailureDelayMs);
   }
@@ -250,7 +260,7 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
       if (await throttled(ip, null)) return THROTTLED;
       const name = normalizeUsername(username);
       if (Buffer.byteLength(name) > MAX_USERNAME_BYTES || Buffer.byteLength(password) > MAX_PASSWORD_BYTES) {
-        const delayMs = await recordFailure(ip, name.slice(0, MAX_USERNAME_BYTES));
+        const delayMs = await recordFailure(ip, name.slice(0, MAX_USERNAME_BYTES), meta.protocol);
         if (delayMs > 0) await sleep(delayMs);
         return INVALID;
       }
@@ -262,7 +272,7 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
           account ? verifyPassword(account.passwordHash, password) : (await verifyPassword(await dummyHash, password)) && false,
         );
         if (matched === null) return { result: THROTTLED, delayMs: 0 };
-        if (!matched || !account) return { result: INVALID, delayMs: await recordFailure(ip, key) };
+        if (!matched || !account) return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol) };
         if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
         await counters.reset('account', key);
         await afterPasswordLogin(account, password);
@@ -291,7 +301,7 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
       const accountKey = account?.address ?? normalizeUsername(username).slice(0, MAX_USERNAME_BYTES);
       if (await throttled(ip, null)) return THROTTLED;
       return gated(ip, accountKey, async (key) => {
-        if (!success || !account) return { result: INVALID, delayMs: await recordFailure(ip, key) };
+        if (!success || !account) return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol) };
         if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
         await counters.reset('account', key);
         return { result: { ok: true, account }, delayMs: 0 };
