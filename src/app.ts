@@ -13,6 +13,8 @@ import { loadTlsDirectory, type FileTlsProvider } from './net/tls.js';
 import type { MailStore } from './store/types.js';
 import { createDnsResolver } from './dns/resolver.js';
 import { LISTENER_FACTORIES } from './listeners.js';
+import { createMetrics } from './lib/metrics.js';
+import { meteredAuthenticator } from './auth/metered.js';
 
 export interface App {
   config: Config;
@@ -37,12 +39,16 @@ export async function startApp(options: AppOptions): Promise<App> {
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'no TLS certificate: STARTTLS and implicit-TLS listeners are off');
   }
-  const auth = createAuthenticator(store, {
+  const metrics = createMetrics();
+  const plainAuth = createAuthenticator(store, {
     maxFailuresPerIp: config.security.maxAuthFailuresPerIp,
     maxFailuresPerAccount: config.security.maxAuthFailuresPerAccount,
     log,
   });
-  const ctx: ServerContext = { hostname: config.hostname, store, log, auth, tls };
+  // Authentication outcomes of every protocol are counted here, in one place.
+  const auth = meteredAuthenticator(plainAuth, metrics);
+  const ctx: ServerContext = { hostname: config.hostname, store, log, auth, tls, metrics };
+  const bound: Partial<Record<ListenerName, number>> = {};
   const resolver = createDnsResolver({ servers: config.dns.servers });
   const servers: App['servers'] = [];
   const closeAll = async (graceMs?: number) => {
@@ -56,21 +62,22 @@ export async function startApp(options: AppOptions): Promise<App> {
         continue;
       }
       const { host, port } = parseHostPort(addr, `listen.${name}`);
-      const server = factory(ctx, config, { dataDir, resolver });
+      const server = factory(ctx, config, { dataDir, resolver, boundPorts: () => ({ ...bound }) });
       if (!server) {
         log.warn({ listener: name }, 'listener needs a TLS certificate; skipped');
         continue;
       }
-      let bound: number;
+      let boundPort: number;
       try {
-        bound = await server.listen(host, port);
+        boundPort = await server.listen(host, port);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : (err as Error).message;
         throw new Error(`Cannot listen for ${name} on ${addr}: ${why}`);
       }
-      servers.push({ name, server, host, port: bound });
-      log.info({ listener: name, host, port: bound }, 'listening');
+      servers.push({ name, server, host, port: boundPort });
+      bound[name] = boundPort;
+      log.info({ listener: name, host, port: boundPort }, 'listening');
     }
   } catch (err) {
     await closeAll(0);

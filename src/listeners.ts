@@ -6,6 +6,7 @@
 import type { Config, ListenerName } from './config/config.js';
 import type { ListeningServer, ServerContext } from './context.js';
 import type { Resolver } from './dns/resolver.js';
+import { createHttpServer } from './http/server.js';
 import { createImapServer } from './imap/server/server.js';
 import { createPop3Server } from './pop3/server/server.js';
 import type { SubmitHook } from './smtp/server/policy-submission.js';
@@ -16,6 +17,9 @@ export interface ListenerEnv {
   resolver: Resolver;
   /** Where submission sends mail for remote recipients (the outbound queue). */
   onSubmit?: SubmitHook;
+  /** Ports the running listeners are bound to, filled in by the app as each one listens (the
+   * http listener advertises them in autoconfig: with port 0 they are known only then). */
+  boundPorts?: () => Partial<Record<ListenerName, number>>;
 }
 
 export type ListenerFactory = (ctx: ServerContext, config: Config, env: ListenerEnv) => ListeningServer | null;
@@ -69,6 +73,18 @@ function submission(implicitTls: boolean): ListenerFactory {
         });
 }
 
+function http(implicitTls: boolean): ListenerFactory {
+  return (ctx, config, env) =>
+    implicitTls && !ctx.tls
+      ? null
+      : createHttpServer(ctx, {
+          name: implicitTls ? 'https' : 'http',
+          implicitTls,
+          config,
+          ...(env.boundPorts ? { boundPorts: env.boundPorts } : {}),
+        });
+}
+
 export const LISTENER_FACTORIES: Partial<Record<ListenerName, ListenerFactory>> = {
   imap: imap(false),
   imaps: imap(true),
@@ -85,4 +101,6 @@ export const LISTENER_FACTORIES: Partial<Record<ListenerName, ListenerFactory>> 
   lmtp: (ctx, config) => createSmtpServer(ctx, { mode: 'lmtp', limits: smtpLimits(config), resolver: null }),
   submission: submission(false),
   submissions: submission(true),
+  http: http(false),
+  https: http(true),
 };

@@ -213,7 +213,7 @@ async function demoCmd(argv: string[]): Promise<number> {
   process.stderr.write(
     `\nFacteur demo: data in ${dir}\n` +
       (user ? `  account:  ${user}\n  password: ${password}\n` : '') +
-      `  IMAP 127.0.0.1:2143 (STARTTLS) / 2993 (TLS), POP3 2110 / 2995, SMTP 2525, submission 2587 / 2465, HTTP 8080\n` +
+      `  IMAP 127.0.0.1:2143 (STARTTLS) / 2993 (TLS), POP3 2110 / 2995, SMTP 2525, submission 2587 / 2465, HTTP 8080 / HTTPS 8443\n` +
       `  The certificate is self-signed: accept it in your client. Stop with Ctrl-C.\n\n`,
   );
   return serve(dir, { listen: parseListen(values), onlyListed: false, dns: (values.dns as string[] | undefined) ?? [] });

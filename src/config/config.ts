@@ -7,16 +7,16 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 
-export const LISTENER_NAMES = ['smtp', 'submission', 'submissions', 'lmtp', 'imap', 'imaps', 'pop3', 'pop3s', 'http'] as const;
+export const LISTENER_NAMES = ['smtp', 'submission', 'submissions', 'lmtp', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 export type ListenerName = (typeof LISTENER_NAMES)[number];
 
 /** Production ports (the documented defaults). */
 export const PRODUCTION_PORTS: Record<ListenerName, number> = {
-  smtp: 25, submission: 587, submissions: 465, lmtp: 24, imap: 143, imaps: 993, pop3: 110, pop3s: 995, http: 80,
+  smtp: 25, submission: 587, submissions: 465, lmtp: 24, imap: 143, imaps: 993, pop3: 110, pop3s: 995, http: 80, https: 443,
 };
 /** Unprivileged ports of a development data directory (`facteur init --dev`, `npm start`). */
 export const DEV_PORTS: Record<ListenerName, number> = {
-  smtp: 2525, submission: 2587, submissions: 2465, lmtp: 2424, imap: 2143, imaps: 2993, pop3: 2110, pop3s: 2995, http: 8080,
+  smtp: 2525, submission: 2587, submissions: 2465, lmtp: 2424, imap: 2143, imaps: 2993, pop3: 2110, pop3s: 2995, http: 8080, https: 8443,
 };
 
 export interface Config {
@@ -26,6 +26,11 @@ export interface Config {
   /** NAME -> "host:port"; a listener absent here does not start. */
   listen: Partial<Record<ListenerName, string>>;
   dns: { servers: string[] };
+  /** The server's public addresses (IPv4 and IPv6): `facteur dns` and `facteur check` use them
+   * for SPF, A/AAAA, PTR and DNSBL records. */
+  publicIps: string[];
+  /** RFC 8461 §3.2 policy served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt. */
+  mtaSts: { mode: 'testing' | 'enforce' | 'none'; maxAge: number };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   security: {
     /** Allow AUTH/LOGIN/USER without TLS from other hosts (DESIGN.md invariant 5). */
@@ -54,6 +59,9 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     store: 'sqlite',
     listen,
     dns: { servers: [] },
+    publicIps: [],
+    // RFC 8461 §3.2: "testing" until the operator has seen the TLS reports; one week.
+    mtaSts: { mode: 'testing', maxAge: 604800 },
     log: { level: 'info' },
     security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10 },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, dmarcReject: 'junk' },
@@ -77,6 +85,11 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
   store: { kind: 'string', set: (c, v: string) => { c.store = v; } },
   listen: { kind: 'listen', set: (c, v: Partial<Record<ListenerName, string>>) => { c.listen = v; } },
   dns: { servers: { kind: 'string[]', set: (c, v: string[]) => { c.dns.servers = v; } } },
+  public_ips: { kind: 'string[]', set: (c, v: string[]) => { c.publicIps = v; } },
+  mta_sts: {
+    mode: { kind: { enum: ['testing', 'enforce', 'none'] }, set: (c, v: Config['mtaSts']['mode']) => { c.mtaSts.mode = v; } },
+    max_age: { kind: 'number', set: (c, v: number) => { c.mtaSts.maxAge = v; } },
+  },
   log: { level: { kind: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, set: (c, v: Config['log']['level']) => { c.log.level = v; } } },
   security: {
     allow_plaintext_auth: { kind: 'boolean', set: (c, v: boolean) => { c.security.allowPlaintextAuth = v; } },
@@ -220,9 +233,14 @@ export function renderConfigFile(config: Config): string {
     '# The FACTEUR_STORE environment variable overrides it.',
     `store = ${q(config.store)}`,
     '',
+    '# This server\'s public IPv4 and IPv6 addresses, for `facteur dns` (SPF, A/AAAA, PTR) and',
+    '# `facteur check` (reverse DNS, blocklists). Empty: give them with --ip.',
+    `public_ips = [${config.publicIps.map(q).join(', ')}]`,
+    '',
     '# Listeners: NAME = "host:port" (or false to turn one off). smtp (MX, port 25), submission',
     '# (587, STARTTLS), submissions (465, implicit TLS), imap (143, STARTTLS), imaps (993),',
-    '# pop3 (110, STLS), pop3s (995), http (autoconfig, MTA-STS policy, metrics), lmtp (off by default).',
+    '# pop3 (110, STLS), pop3s (995), http (80) and https (443, same certificates): autoconfig,',
+    '# autodiscover, MTA-STS policy, health and metrics; lmtp (off by default).',
     '[listen]',
     ...LISTENER_NAMES.filter((n) => config.listen[n]).map((n) => `${n} = ${q(config.listen[n]!)}`),
     '',
@@ -230,6 +248,12 @@ export function renderConfigFile(config: Config): string {
     '# Resolvers used for every lookup (MX, SPF, DKIM, DMARC, MTA-STS), as "host:port"; empty means',
     '# the system resolver. Sites with their own validating resolver name it here.',
     `servers = [${config.dns.servers.map(q).join(', ')}]`,
+    '',
+    '[mta_sts]',
+    '# RFC 8461 policy served over HTTPS at mta-sts.DOMAIN: "testing" (report only), "enforce" or',
+    '# "none". Raise to "enforce" once the TLS reports (TLS-RPT) show no failures.',
+    `mode = ${q(config.mtaSts.mode)}`,
+    `max_age = ${config.mtaSts.maxAge}  # seconds senders cache the policy`,
     '',
     '[log]',
     '# JSON lines on standard output: fatal, error, warn, info, debug, trace or silent.',

@@ -12,7 +12,7 @@ import { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
 import { startServe } from '../helpers/cli.js';
 
-const ALL_ON_PORT_0 = ['smtp', 'submission', 'imap', 'pop3', 'imaps', 'pop3s', 'submissions'].flatMap((n) => ['--listen', `${n}=127.0.0.1:0`]);
+const ALL_ON_PORT_0 = ['smtp', 'submission', 'imap', 'pop3', 'imaps', 'pop3s', 'submissions', 'http', 'https'].flatMap((n) => ['--listen', `${n}=127.0.0.1:0`]);
 
 /** Minimal POP3 exchange over a raw socket: sends each command, collects each reply. */
 async function pop3(port: number, commands: string[]): Promise<string[]> {

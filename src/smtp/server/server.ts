@@ -95,6 +95,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
       return;
     }
     perIp.set(ip, count + 1);
+    ctx.metrics?.counter('facteur_connections_total', 'Connections accepted, by listener.').inc({ listener: name });
     let counted = true;
     const session = new SmtpSession(socket, {
       ctx,
