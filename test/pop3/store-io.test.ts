@@ -102,3 +102,83 @@ test('POP3 server close ends sessions without UPDATE and releases their locks', 
   await release();
   await f.close();
 });
+
+/** A store whose named operations fail while `failing` holds them (an outage, a bug). */
+function faulty(names: Set<string>) {
+  return (store: MailStore): MailStore =>
+    new Proxy(store, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        const name = String(prop);
+        if (name === 'streamBlob') {
+          return (...args: Parameters<MailStore['streamBlob']>) => {
+            const inner = target.streamBlob(...args);
+            return (async function* () {
+              let first = true;
+              for await (const chunk of inner) {
+                if (!first && names.has('streamBlob')) throw new Error('disk read error (test)');
+                first = false;
+                yield chunk;
+              }
+            })();
+          };
+        }
+        return (...args: unknown[]) => {
+          if (names.has(name)) return Promise.reject(new Error(`database is down (test: ${name})`));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+}
+
+test('POP3 maps a store failure to -ERR [SYS/TEMP] with a correlation id and keeps the session', async () => {
+  const failing = new Set<string>();
+  const f = await startPop3({}, {}, faulty(failing));
+  try {
+    await f.deliver({ subject: 'x' });
+    const c = await f.session();
+    failing.add('getEntries');
+    const reply = await c.command('RETR 1');
+    assert.match(reply, /^-ERR \[SYS\/TEMP\] Internal error, try again later \(ref [0-9a-f]{8}\)$/);
+    assert.ok(!reply.includes('database'), 'internal message leaked');
+    failing.clear();
+    assert.match((await c.multi('RETR 1')).status, /^\+OK/);
+  } finally {
+    await f.close();
+  }
+});
+
+test('POP3 closes the connection when message content cannot be read after +OK', async () => {
+  const failing = new Set<string>(['streamBlob']);
+  const f = await startPop3({}, {}, faulty(failing));
+  try {
+    await f.deliver({ subject: 'large', body: `${'q'.repeat(998)}\r\n`.repeat(600) });
+    const c = await f.session();
+    c.send('RETR 1');
+    assert.match(await c.line(), /^\+OK/);
+    await c.closed();
+    assert.ok(!c.pending().includes('\r\n.\r\n'), 'the response was terminated as if complete');
+  } finally {
+    await f.close();
+  }
+});
+
+test('POP3 QUIT reports -ERR [SYS/TEMP] when UPDATE fails, and removes nothing', async () => {
+  const failing = new Set<string>();
+  const f = await startPop3({}, {}, faulty(failing));
+  try {
+    await f.deliver();
+    const c = await f.session();
+    assert.equal(await c.command('DELE 1'), '+OK Message 1 deleted');
+    failing.add('expunge');
+    assert.match(await c.command('QUIT'), /^-ERR \[SYS\/TEMP\] Some deleted messages were not removed \(ref [0-9a-f]{8}\)$/);
+    await c.closed();
+    assert.equal((await f.entries()).length, 1);
+    failing.clear();
+    const d = await f.session();
+    assert.match(await d.command('STAT'), /^\+OK 1 /);
+  } finally {
+    await f.close();
+  }
+});
