@@ -209,3 +209,25 @@ test('CLOSE expunges \\Deleted silently; UID EXPUNGE removes only the given UIDs
     await f.close();
   }
 });
+
+test('SORT and THREAD (RFC 5256) answer by sequence number, and by UID in their UID forms', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    const msgs = [
+      'Subject: beta\r\nMessage-ID: <1@x>\r\n\r\n',
+      'Subject: alpha\r\nMessage-ID: <2@x>\r\n\r\n',
+      'Subject: Re: beta\r\nMessage-ID: <3@x>\r\nIn-Reply-To: <1@x>\r\nReferences: <1@x>\r\n\r\n',
+    ];
+    for (const m of msgs) await t.command('a', `APPEND INBOX {${m.length}+}\r\n${m}`);
+    await t.command('s', 'SELECT INBOX');
+    assert.deepEqual((await t.command('o1', 'SORT (SUBJECT) UTF-8 ALL')).untagged, ['* SORT 2 1 3']);
+    assert.deepEqual((await t.command('o2', 'UID SORT (REVERSE SIZE) US-ASCII NOT SUBJECT alpha')).untagged, ['* SORT 3 1']);
+    assert.deepEqual((await t.command('o3', 'THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (1 3)(2)']);
+    assert.deepEqual((await t.command('o4', 'UID THREAD ORDEREDSUBJECT UTF-8 SUBJECT zzz')).untagged, ['* THREAD']);
+    await t.command('o5', 'SORT (BOGUS) UTF-8 ALL', 'BAD');
+    assert.match((await t.command('o6', 'SORT (DATE) KOI8-R ALL', 'NO')).line, /BADCHARSET/);
+  } finally {
+    await f.close();
+  }
+});

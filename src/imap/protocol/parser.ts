@@ -9,7 +9,7 @@
  * - Mailbox names come out as UTF-8 strings: decoded from modified UTF-7 (RFC 3501 §5.1.3) unless
  *   the client enabled UTF8=ACCEPT or IMAP4rev2.
  */
-import type { FetchAtt, Partial, SearchKey, SectionSpec, SeqBound, SequenceSet } from './ast.js';
+import type { FetchAtt, Partial, SearchKey, SectionSpec, SeqBound, SequenceSet, SortCriterion } from './ast.js';
 import { decodeMutf7, Mutf7Error } from './mutf7.js';
 import type { Literal, RawCommand } from './receiver.js';
 import { isValidTag } from './receiver.js';
@@ -94,6 +94,8 @@ export type Request =
   | { name: 'STATUS'; mailbox: string; items: StatusItem[] }
   | { name: 'APPEND'; mailbox: string; messages: AppendMessage[] }
   | { name: 'SEARCH'; uid: boolean; charset: string | null; returns: SearchReturn[] | null; key: SearchKey }
+  | { name: 'SORT'; uid: boolean; criteria: SortCriterion[]; charset: string; key: SearchKey }
+  | { name: 'THREAD'; uid: boolean; algorithm: 'ORDEREDSUBJECT' | 'REFERENCES'; charset: string; key: SearchKey }
   | { name: 'FETCH'; uid: boolean; set: SequenceSet; atts: FetchAtt[] }
   | { name: 'STORE'; uid: boolean; set: SequenceSet; mode: 'add' | 'remove' | 'set'; silent: boolean; flags: string[] }
   | { name: 'COPY' | 'MOVE'; uid: boolean; set: SequenceSet; mailbox: string }
@@ -133,7 +135,7 @@ export function parseCommand(command: RawCommand, options: ParseOptions): Parsed
     uid = true;
     c.sp();
     name = c.atom().toUpperCase();
-    if (!['FETCH', 'STORE', 'COPY', 'MOVE', 'SEARCH', 'EXPUNGE'].includes(name)) throw new ParseError('Unknown UID command');
+    if (!['FETCH', 'STORE', 'COPY', 'MOVE', 'SEARCH', 'EXPUNGE', 'SORT', 'THREAD'].includes(name)) throw new ParseError('Unknown UID command');
   }
   const p = new ArgParser(c, options);
   const request = p.request(name, uid);
@@ -374,6 +376,10 @@ class ArgParser {
         return this.append();
       case 'SEARCH':
         return this.search(uid);
+      case 'SORT':
+        return this.sort(uid);
+      case 'THREAD':
+        return this.thread(uid);
       case 'FETCH': {
         c.sp();
         const set = this.sequenceSet();
@@ -880,6 +886,47 @@ class ArgParser {
     }
     const key: SearchKey = keys.length === 1 ? keys[0]! : { kind: 'and', keys };
     return { name: 'SEARCH', uid, charset, returns, key };
+  }
+
+  /** The search keys after SEARCH's options: search-key *(SP search-key), ANDed. */
+  private searchKeys(): SearchKey {
+    const c = this.c;
+    const keys = [this.searchKey()];
+    while (c.peek() === 0x20) {
+      c.sp();
+      keys.push(this.searchKey());
+      if (keys.length > MAX_LIST_ITEMS) throw new ParseError('Too many search keys');
+    }
+    return keys.length === 1 ? keys[0]! : { kind: 'and', keys };
+  }
+
+  /** RFC 5256 §5: SORT sort-criteria SP search-charset 1*(SP search-key); RFC 5957 DISPLAY keys. */
+  private sort(uid: boolean): Request {
+    const c = this.c;
+    c.sp();
+    const criteria = this.list(() => {
+      const reverse = c.tryWord('REVERSE');
+      if (reverse) c.sp();
+      const key = c.atom().toUpperCase() as SortCriterion['key'];
+      if (!['ARRIVAL', 'CC', 'DATE', 'FROM', 'SIZE', 'SUBJECT', 'TO', 'DISPLAYFROM', 'DISPLAYTO'].includes(key)) throw new ParseError('Unknown sort key');
+      return { key, reverse };
+    }, false);
+    c.sp();
+    const charset = this.astring().toString('latin1').toUpperCase();
+    c.sp();
+    return { name: 'SORT', uid, criteria, charset, key: this.searchKeys() };
+  }
+
+  /** RFC 5256 §5: THREAD thread-alg SP search-charset 1*(SP search-key). */
+  private thread(uid: boolean): Request {
+    const c = this.c;
+    c.sp();
+    const algorithm = c.atom().toUpperCase();
+    if (algorithm !== 'ORDEREDSUBJECT' && algorithm !== 'REFERENCES') throw new ParseError('Unknown THREAD algorithm');
+    c.sp();
+    const charset = this.astring().toString('latin1').toUpperCase();
+    c.sp();
+    return { name: 'THREAD', uid, algorithm, charset, key: this.searchKeys() };
   }
 
   private searchText(): string {

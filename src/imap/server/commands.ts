@@ -11,7 +11,7 @@ import { capability, id, logout, noop } from './handlers/any.js';
 import { idle } from './handlers/idle.js';
 import { create, del, list, lsub, namespace, rename, status, subscribe } from './handlers/mailboxes.js';
 import { copyOrMove, fetch, store } from './handlers/messages.js';
-import { search } from './handlers/search.js';
+import { search, sort, thread } from './handlers/search.js';
 import { check, close, expunge, select, unselect } from './handlers/select.js';
 import type { Session } from './session.js';
 
@@ -75,6 +75,11 @@ const table: Array<[string, readonly StateKind[], Handler, CommandEntry['expunge
   ['UID EXPUNGE', SELECTED, expunge],
   ['SEARCH', SELECTED, search, onlyUid],
   ['UID SEARCH', SELECTED, search, onlyUid],
+  // RFC 5256: SORT and THREAD are searches; the same EXPUNGE rule applies.
+  ['SORT', SELECTED, sort, onlyUid],
+  ['UID SORT', SELECTED, sort, onlyUid],
+  ['THREAD', SELECTED, thread, onlyUid],
+  ['UID THREAD', SELECTED, thread, onlyUid],
   ['FETCH', SELECTED, fetch, onlyUid],
   ['UID FETCH', SELECTED, fetch, onlyUid],
   ['STORE', SELECTED, store, onlyUid],

@@ -151,6 +151,10 @@ export class Session {
       'SAVEDATE',
       'WITHIN',
       'PREVIEW',
+      'SORT',
+      'SORT=DISPLAY',
+      'THREAD=ORDEREDSUBJECT',
+      'THREAD=REFERENCES',
     );
     return caps;
   }

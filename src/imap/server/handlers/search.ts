@@ -1,33 +1,65 @@
 /**
  * SEARCH and UID SEARCH (RFC 9051 §6.4.4), with ESEARCH results (RFC 4731; always under
- * IMAP4rev2, RFC 9051 §7.3.4) and SAVE for "$" (RFC 5182). Evaluation is imap/search's.
+ * IMAP4rev2, RFC 9051 §7.3.4) and SAVE for "$" (RFC 5182); SORT and THREAD (RFC 5256).
+ * Evaluation, ordering and threading are imap/search's.
  */
 import type { Uid } from '../../../lib/brand.js';
 import { BadCharsetError, checkSearchCharset, evaluateSearch } from '../../search/search.js';
-import type { ImapValue } from '../../protocol/ast.js';
+import { sortMessages } from '../../search/sort.js';
+import { threadMessages, threadValue } from '../../search/thread.js';
+import type { ImapValue, SearchKey } from '../../protocol/ast.js';
 import type { Request, SearchReturn } from '../../protocol/parser.js';
 import { formatSet } from '../../protocol/serialize.js';
 import { NoError } from '../errors.js';
 import type { Session } from '../session.js';
+import type { MailboxView } from '../view.js';
 
-export async function search(s: Session, tag: string, req: Request): Promise<void> {
-  if (req.name !== 'SEARCH') throw new Error('unreachable');
-  const view = s.view();
+function checkCharset(charset: string | null): void {
   try {
-    checkSearchCharset(req.charset ?? undefined);
+    checkSearchCharset(charset ?? undefined);
   } catch (err) {
     // RFC 9051 §6.4.4: NO [BADCHARSET (supported charsets)].
     if (err instanceof BadCharsetError) throw new NoError([{ atom: 'BADCHARSET' }, [{ atom: 'US-ASCII' }, { atom: 'UTF-8' }]], 'Unsupported charset');
     throw err;
   }
-  const entries = view.uids.map((u) => view.entries.get(u)!);
-  const indexes = await evaluateSearch(req.key, {
-    entries,
+}
+
+/** 0-based indexes (sequence order) of the messages the key matches. */
+async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<number[]> {
+  return evaluateSearch(key, {
+    entries: view.uids.map((u) => view.entries.get(u)!),
     store: s.ctx.store,
     mailboxId: view.mailbox.id,
     saved: new Set(view.saved),
     recent: view.recent,
   });
+}
+
+/** SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO). */
+export async function sort(s: Session, _tag: string, req: Request): Promise<void> {
+  if (req.name !== 'SORT') throw new Error('unreachable');
+  const view = s.view();
+  checkCharset(req.charset);
+  const indexes = await matching(s, view, req.key);
+  const sorted = await sortMessages(indexes, req.criteria, { entries: view.uids.map((u) => view.entries.get(u)!), store: s.ctx.store });
+  await s.untagged([{ atom: 'SORT' }, ...sorted.map((i) => (req.uid ? view.uids[i]! : i + 1))]);
+}
+
+/** THREAD and UID THREAD (RFC 5256 §4). */
+export async function thread(s: Session, _tag: string, req: Request): Promise<void> {
+  if (req.name !== 'THREAD') throw new Error('unreachable');
+  const view = s.view();
+  checkCharset(req.charset);
+  const indexes = await matching(s, view, req.key);
+  const threads = await threadMessages(indexes, req.algorithm, { entries: view.uids.map((u) => view.entries.get(u)!), store: s.ctx.store });
+  await s.untagged([{ atom: 'THREAD' }, ...threadValue(threads, (i) => (req.uid ? view.uids[i]! : i + 1))]);
+}
+
+export async function search(s: Session, tag: string, req: Request): Promise<void> {
+  if (req.name !== 'SEARCH') throw new Error('unreachable');
+  const view = s.view();
+  checkCharset(req.charset);
+  const indexes = await matching(s, view, req.key);
   const uids: Uid[] = indexes.map((i) => view.uids[i]!);
   const numbers: number[] = req.uid ? uids : indexes.map((i) => i + 1);
   let returns: SearchReturn[] | null = req.returns;
