@@ -28,6 +28,10 @@ const COMMANDS: Record<string, string> = {
   'UID EXPUNGE': 'UID EXPUNGE 1',
   SEARCH: 'SEARCH ALL',
   'UID SEARCH': 'UID SEARCH ALL',
+  SORT: 'SORT (DATE) UTF-8 ALL',
+  'UID SORT': 'UID SORT (REVERSE ARRIVAL) UTF-8 ALL',
+  THREAD: 'THREAD REFERENCES UTF-8 ALL',
+  'UID THREAD': 'UID THREAD ORDEREDSUBJECT UTF-8 ALL',
   FETCH: 'FETCH 1 FLAGS',
   'UID FETCH': 'UID FETCH 1 FLAGS',
   STORE: 'STORE 1 +FLAGS \\Flagged',
@@ -42,7 +46,7 @@ const COMMANDS: Record<string, string> = {
 
 const ANY = ['CAPABILITY', 'NOOP', 'ID'];
 const NOT_AUTH_ONLY = ['LOGIN', 'STARTTLS', 'AUTHENTICATE'];
-const SELECTED_ONLY = ['CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE', 'UID EXPUNGE', 'SEARCH', 'UID SEARCH', 'FETCH', 'UID FETCH', 'STORE', 'UID STORE', 'COPY', 'UID COPY', 'MOVE', 'UID MOVE'];
+const SELECTED_ONLY = ['CHECK', 'CLOSE', 'UNSELECT', 'EXPUNGE', 'UID EXPUNGE', 'SEARCH', 'UID SEARCH', 'SORT', 'UID SORT', 'THREAD', 'UID THREAD', 'FETCH', 'UID FETCH', 'STORE', 'UID STORE', 'COPY', 'UID COPY', 'MOVE', 'UID MOVE'];
 
 async function refused(t: ImapTranscript, names: string[], text: RegExp): Promise<void> {
   let i = 0;
@@ -97,7 +101,7 @@ test('every command succeeds in each state where it is valid', async () => {
     const auth = ['ENABLE', 'CREATE', 'RENAME', 'DELETE', 'SUBSCRIBE', 'UNSUBSCRIBE', 'LIST', 'LSUB', 'NAMESPACE', 'STATUS', 'APPEND', 'EXAMINE', 'SELECT', ...ANY];
     for (const n of auth) await t.command(`a-${n.replace(' ', '-')}`, COMMANDS[n]!);
     // Selected (read-write, one message): every command, those that leave the state last.
-    const selected = ['CHECK', 'SEARCH', 'UID SEARCH', 'FETCH', 'UID FETCH', 'STORE', 'UID STORE', 'COPY', 'UID COPY', 'CREATE', 'DELETE', 'LIST', 'LSUB', 'NAMESPACE', 'STATUS', 'APPEND', ...ANY, 'MOVE', 'UID MOVE', 'EXPUNGE', 'UID EXPUNGE', 'UNSELECT'];
+    const selected = ['CHECK', 'SEARCH', 'UID SEARCH', 'SORT', 'UID SORT', 'THREAD', 'UID THREAD', 'FETCH', 'UID FETCH', 'STORE', 'UID STORE', 'COPY', 'UID COPY', 'CREATE', 'DELETE', 'LIST', 'LSUB', 'NAMESPACE', 'STATUS', 'APPEND', ...ANY, 'MOVE', 'UID MOVE', 'EXPUNGE', 'UID EXPUNGE', 'UNSELECT'];
     for (const n of selected) await t.command(`s-${n.replace(' ', '-')}`, COMMANDS[n]!);
     await t.command('sel2', 'SELECT INBOX');
     await t.command('close', 'CLOSE');
