@@ -12,13 +12,28 @@ export interface MxRecord {
   priority: number;
 }
 
+export interface SrvRecord {
+  name: string;
+  port: number;
+  priority: number;
+  weight: number;
+}
+
 export interface Resolver {
   resolveMx(name: string): Promise<MxRecord[]>;
   resolve4(name: string): Promise<string[]>;
   resolve6(name: string): Promise<string[]>;
   /** Each record as its list of character-strings (join them for the value). */
   resolveTxt(name: string): Promise<string[][]>;
+  /** Reverse lookups (`facteur check`: forward-confirmed reverse DNS). Optional so that
+   * stand-ins written for the lookups above stay valid. */
+  resolvePtr?(name: string): Promise<string[]>;
+  resolveCname?(name: string): Promise<string[]>;
+  resolveSrv?(name: string): Promise<SrvRecord[]>;
 }
+
+/** A resolver with every record type (the real one; `facteur check` needs all of them). */
+export type FullResolver = Resolver & Required<Pick<Resolver, 'resolvePtr' | 'resolveCname' | 'resolveSrv'>>;
 
 export interface DnsOptions {
   /** Name servers ("1.2.3.4", "[2001:db8::1]:53"); the system's when absent. */
@@ -28,7 +43,7 @@ export interface DnsOptions {
   tries?: number;
 }
 
-export function createDnsResolver(options: DnsOptions = {}): Resolver {
+export function createDnsResolver(options: DnsOptions = {}): FullResolver {
   const r = new NodeResolver({ timeout: options.timeoutMs ?? 5000, tries: options.tries ?? 2 });
   if (options.servers && options.servers.length > 0) r.setServers([...options.servers]);
   return {
@@ -36,6 +51,9 @@ export function createDnsResolver(options: DnsOptions = {}): Resolver {
     resolve4: (name) => r.resolve4(name),
     resolve6: (name) => r.resolve6(name),
     resolveTxt: (name) => r.resolveTxt(name),
+    resolvePtr: (name) => r.resolvePtr(name),
+    resolveCname: (name) => r.resolveCname(name),
+    resolveSrv: (name) => r.resolveSrv(name),
   };
 }
 
