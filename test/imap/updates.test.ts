@@ -113,8 +113,10 @@ test('IDLE pushes a change made by another session within 100 ms', async () => {
       const latency = heardAt - b.lastArrival;
       assert.ok(latency < 100, `IDLE latency ${latency} ms for ${cmd}`);
     }
-    // A delivery (another protocol's write path) reaches IDLE too.
-    await addMessages(f, 1);
+    // An SMTP delivery (the store's deliver path) reaches IDLE too.
+    const account0 = (await f.ctx.store.getAccountByAddress(TEST_USER))!;
+    const raw = makeMessage({ from: 'carol@example.test', to: TEST_USER, subject: 'delivered', body: 'x' });
+    await f.ctx.store.deliver(raw, parseMessage(raw), [{ accountId: account0.id }]);
     const committed = Date.now();
     await a.expect('* 3 EXISTS', 2000);
     assert.ok(a.lastArrival - committed < 100, `IDLE latency ${a.lastArrival - committed} ms for a delivery`);
