@@ -537,3 +537,23 @@ test('one hostile client does not hold up another: an endless line and a silent 
     await h.close();
   }
 });
+
+test('a client that keeps sending far past the size limit is cut off; a BDAT chunk over the limit is refused at once', async () => {
+  const h = await startServer({ limits: { maxMessageSize: 10_000 } });
+  try {
+    await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const c = await openTransaction(h.port, FROM, ['bob@example.com']);
+    await c.cmd('DATA', 354);
+    const line = `${'z'.repeat(98)}\r\n`;
+    for (let i = 0; i < 300 && !c.ended; i++) c.write(line); // 30 KB, never ending
+    const r = await c.expect(552);
+    assert.match(r.text, /^5\.3\.4 /);
+    await c.closed();
+    const d = await openTransaction(h.port, FROM, ['bob@example.com']);
+    d.write('BDAT 999999999 LAST\r\n');
+    await d.expect(552);
+    await d.closed();
+  } finally {
+    await h.close();
+  }
+});

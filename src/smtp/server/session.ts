@@ -294,7 +294,15 @@ export class SmtpSession {
         const chunk = this.input.takeAll();
         if (chunk.length === 0) return false;
         const end = this.receiver!.push(chunk);
-        if (end === -1) return false;
+        if (end === -1) {
+          // RFC 1870 §6 lets the server read to the end before its 552, but not without bound:
+          // past twice the limit the client is not going to stop, so it is cut off.
+          if (this.receiver!.size > 2 * this.cfg.limits.maxMessageSize) {
+            this.send(R.tooBig());
+            this.close();
+          }
+          return false;
+        }
         this.input.unshift(chunk.subarray(end));
         this.socket.setTimeout(this.cfg.limits.commandTimeoutMs);
         await this.endOfData();
@@ -395,7 +403,15 @@ export class SmtpSession {
         let error = this.checkDataReady();
         if (error === null && this.receiver !== null && !this.usedBdat) error = R.badSequence();
         if (error === null && this.bdat?.error) error = this.bdat.error;
-        if (error === null && (this.receiver?.size ?? 0) + cmd.size > this.cfg.limits.maxMessageSize) error = R.tooBig();
+        if ((this.receiver?.size ?? 0) + cmd.size > this.cfg.limits.maxMessageSize) {
+          if (cmd.size > this.cfg.limits.maxMessageSize) {
+            // One chunk over the whole limit: reading it (RFC 3030 §2) would only waste the
+            // bandwidth, so refuse and close.
+            this.send(R.tooBig());
+            return this.close();
+          }
+          error ??= R.tooBig();
+        }
         if (error === null && this.receiver === null) {
           this.receiver = new MessageReceiver({
             mode: 'raw',
