@@ -112,7 +112,9 @@ export async function retrieve(port: number, users: string[], password: string):
       const count = Number(stat.split(' ')[1]);
       for (let n = 1; n <= count; n++) {
         await c.ok(`RETR ${n}`);
-        bytes += await c.body();
+        // Not "bytes += await ...": that reads bytes before the await and loses other clients' sums.
+        const got = await c.body();
+        bytes += got;
         messages += 1;
       }
       await c.ok('QUIT');
