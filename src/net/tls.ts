@@ -3,6 +3,14 @@
  *
  * Certificates live in the data directory as `tls/<hostname>.crt` + `tls/<hostname>.key` (PEM).
  * The first one loaded (or the configured default hostname) answers clients without SNI.
+ *
+ * Reload without a timer: a handshake that finds the last check older than `checkIntervalMs`
+ * starts a re-scan in the background (stat of each file; only changed pairs are re-read). That
+ * handshake is served with the certificate it found; later ones get the new one. A pair that fails
+ * to load (a key replaced before its certificate, a half-written file) keeps the old context, and
+ * is retried at the next check. STARTTLS upgrades and SNI lookups go through `pick` and so see a
+ * reloaded certificate; an implicit-TLS listener built from `serverOptions()` keeps the default
+ * certificate it started with for clients that send no SNI (every current mail client sends it).
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
@@ -33,9 +41,22 @@ export interface FileTlsProvider extends TlsProvider {
   hostnames(): string[];
 }
 
+export interface TlsDirectoryOptions {
+  /** At most this often a handshake triggers a check of the files for changes (default 60 s;
+   * 0: every handshake). */
+  checkIntervalMs?: number;
+  /** Reports a pair that failed to reload (the old one stays in use). */
+  onReloadError?: (err: Error) => void;
+  now?: () => number;
+}
+
 /** Loads every `*.crt`/`*.key` pair in dir. */
-export async function loadTlsDirectory(dir: string, defaultHostname: string): Promise<FileTlsProvider> {
+export async function loadTlsDirectory(dir: string, defaultHostname: string, options: TlsDirectoryOptions = {}): Promise<FileTlsProvider> {
   const byHost = new Map<string, Loaded>();
+  const checkIntervalMs = options.checkIntervalMs ?? 60_000;
+  const now = options.now ?? Date.now;
+  let lastCheck = now();
+  let checking: Promise<unknown> | null = null;
 
   async function loadPair(hostname: string): Promise<Loaded> {
     const certPath = join(dir, `${hostname}.crt`);
@@ -50,23 +71,42 @@ export async function loadTlsDirectory(dir: string, defaultHostname: string): Pr
     return { hostname, cert, key, context, mtimeMs: st.mtimeMs };
   }
 
-  async function scan(): Promise<string[]> {
+  /** Loads changed pairs. tolerant: a pair that fails keeps its old context (reloads), instead
+   * of failing the whole load (first start, where a broken pair is a configuration error). */
+  async function scan(tolerant = false): Promise<string[]> {
+    lastCheck = now();
     const names = (await readdir(dir)).filter((n) => n.endsWith('.crt')).map((n) => n.slice(0, -4));
     const changed: string[] = [];
     for (const host of names) {
       const st = await stat(join(dir, `${host}.crt`)).catch(() => null);
       const old = byHost.get(host.toLowerCase());
       if (st && old && old.mtimeMs === st.mtimeMs) continue;
-      byHost.set(host.toLowerCase(), await loadPair(host));
+      try {
+        byHost.set(host.toLowerCase(), await loadPair(host));
+      } catch (err) {
+        if (!tolerant) throw err;
+        options.onReloadError?.(err as Error);
+        continue;
+      }
       changed.push(host);
     }
     return changed;
+  }
+
+  function maybeReload(): void {
+    if (checking !== null || now() - lastCheck < checkIntervalMs) return;
+    checking = scan(true)
+      .catch((err: Error) => options.onReloadError?.(err))
+      .finally(() => {
+        checking = null;
+      });
   }
 
   await scan();
   if (byHost.size === 0) throw new Error(`No certificate in ${dir} (expected <hostname>.crt and <hostname>.key)`);
 
   function pick(servername?: string): Loaded {
+    maybeReload();
     const name = servername?.toLowerCase();
     if (name) {
       const exact = byHost.get(name);
@@ -98,7 +138,7 @@ export async function loadTlsDirectory(dir: string, defaultHostname: string): Pr
       };
     },
     secureContext: (servername) => pick(servername).context,
-    reload: scan,
+    reload: () => scan(true),
     hostnames: () => [...byHost.keys()],
   };
 }

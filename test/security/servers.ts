@@ -11,6 +11,7 @@ import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
 import type { AuthenticatorOptions } from '../../src/auth/authenticator.js';
 import type { ListeningServer } from '../../src/context.js';
+import type { FileTlsProvider } from '../../src/net/tls.js';
 import { createImapServer, type ImapServerOptions } from '../../src/imap/server/server.js';
 import { createPop3Server, type Pop3ServerOptions } from '../../src/pop3/server/server.js';
 import { createSmtpServer, type SmtpServerOptions } from '../../src/smtp/server/server.js';
@@ -48,6 +49,8 @@ export interface ServerSetOptions {
   pop3?: Partial<Pop3ServerOptions>;
   smtp?: Partial<SmtpServerOptions>;
   submission?: Partial<SmtpServerOptions>;
+  /** Replaces the test context's certificates (SNI and reload tests). */
+  tls?: FileTlsProvider;
 }
 
 async function rawConnect(port: number, localAddress?: string): Promise<Socket> {
@@ -62,6 +65,7 @@ async function rawConnect(port: number, localAddress?: string): Promise<Socket> 
 export async function startServers(options: ServerSetOptions = {}): Promise<ServerSet> {
   // Failures are answered at once unless a test asks for the delay (it has its own test).
   const ctx = await makeTestContext({ authOptions: { failureDelayMs: 0, ...options.auth } });
+  if (options.tls) ctx.tls = options.tls;
   const alice = await ctx.addUser(USER, PASSWORD);
   const servers: ListeningServer[] = [
     createImapServer(ctx, { implicitTls: false, ...options.imap }),
