@@ -146,6 +146,9 @@ class Semaphore {
   private active = 0;
   private readonly waiters: Array<() => void> = [];
   constructor(private readonly size: number) {}
+  get idle(): boolean {
+    return this.active === 0 && this.waiters.length === 0;
+  }
   async acquire(): Promise<() => void> {
     if (this.active >= this.size) await new Promise<void>((r) => this.waiters.push(r));
     else this.active++;
@@ -217,6 +220,8 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     const limit = options.rateLimits?.[domain] ?? options.rateLimits?.['*'];
     if (limit === undefined) return 0;
     const t = now();
+    // Windows of domains not seen for a minute go away: the map stays as small as the traffic.
+    for (const [d, w] of rateWindows) if (w.length === 0 || w[w.length - 1]! <= t - MINUTE) rateWindows.delete(d);
     const list = (rateWindows.get(domain) ?? []).filter((x) => x > t - MINUTE);
     rateWindows.set(domain, list);
     if (list.length < limit) {
@@ -239,6 +244,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       clearTimeout(p.timer);
       if (p.session.open) return p.session;
     }
+    idle.delete(key);
     return null;
   }
 
@@ -254,6 +260,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       timer: setTimeout(() => {
         const i = list.indexOf(entry);
         if (i >= 0) list.splice(i, 1);
+        if (list.length === 0 && idle.get(key) === list) idle.delete(key);
         session.quit();
       }, idleMs),
     };
@@ -608,6 +615,8 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
 
     const workers = Math.max(1, Math.min(options.connectionsPerDestination ?? 2, Math.ceil(pending.length / perConnection)));
     await Promise.all(Array.from({ length: workers }, () => worker()));
+    const semaphoreKey = options.smarthost ? 'smarthost' : domain;
+    if (semaphore.idle && perDestination.get(semaphoreKey) === semaphore) perDestination.delete(semaphoreKey);
 
     // What no host took is deferred (or failed, when the only obstacle was REQUIRETLS).
     for (const task of pending.splice(0)) {

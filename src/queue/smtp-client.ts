@@ -3,6 +3,7 @@
  * delivery: opportunistic STARTTLS (RFC 3207, RFC 7435), or validated TLS required (MTA-STS
  * enforce, REQUIRETLS, a smarthost that asks for it).
  */
+import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 
@@ -102,6 +103,8 @@ export interface SmtpSession {
 }
 
 export async function openSession(o: SessionOptions): Promise<SmtpSession> {
+  // RFC 6066 §3: SNI carries host names only; an address literal has none.
+  const servername = isIP(o.servername) ? undefined : o.servername;
   const conn = new SMTPConnection({
     host: o.address,
     port: o.port,
@@ -115,14 +118,13 @@ export async function openSession(o: SessionOptions): Promise<SmtpSession> {
     // RFC 5321 §4.5.3.2: the client waits minutes for replies (5 for MAIL/RCPT, 10 for DATA end).
     socketTimeout: o.socketTimeoutMs ?? 5 * 60_000,
     tls: {
-      servername: o.servername,
+      ...(servername ? { servername } : {}),
       rejectUnauthorized: o.tls !== 'opportunistic',
       minVersion: 'TLSv1.2',
       ...o.tlsOptions,
     },
     logger: false,
   });
-  (conn.options as { servername?: string }).servername = o.servername;
   let closed = false;
   let failPending: ((err: NodemailerError) => void) | null = null;
   let lastError: NodemailerError | null = null;
