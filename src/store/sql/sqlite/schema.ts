@@ -66,10 +66,11 @@ CREATE TABLE mailboxes (
 CREATE TABLE subscriptions (account_id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (account_id, name)) WITHOUT ROWID;
 
 -- One row per distinct content (sha256), narrow so that reference counting rewrites little.
+-- AUTOINCREMENT: an id (also the search rowid) is never reused, even within one batch.
 -- in_file: the bytes are in blobs/ab/cdef... instead of blob_content.data.
 -- header_end: offset of the body, so HEADER searches can read just the header bytes.
 CREATE TABLE blobs (
-  id INTEGER PRIMARY KEY,
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   hash TEXT NOT NULL UNIQUE,
   size INTEGER NOT NULL,
   header_end INTEGER NOT NULL,
@@ -121,11 +122,29 @@ CREATE TABLE thread_keys (
   PRIMARY KEY (account_id, message_id)
 ) WITHOUT ROWID;
 
--- Full-text index, rowid = blobs.id. Trigrams (case-folded) find the candidates containing
--- every trigram of a needle; the substring match is then verified on the stored text
+-- The text SEARCH looks at, per blob (same id): decoded subject and addresses, the header
+-- section without trace/signature fields, the body text (also ParsedMessage.text).
+CREATE TABLE blob_text (
+  id INTEGER PRIMARY KEY,
+  subject TEXT NOT NULL,
+  addr_from TEXT NOT NULL,
+  addr_to TEXT NOT NULL,
+  addr_cc TEXT NOT NULL,
+  addr_bcc TEXT NOT NULL,
+  headers TEXT NOT NULL,
+  body TEXT NOT NULL
+);
+
+-- Full-text index over blob_text, rowid = blobs.id. Trigrams (case-folded) find the candidates
+-- containing every trigram of a needle; the substring match is then verified on blob_text
 -- (RFC 9051 §6.4.4 SEARCH semantics). detail=column: positions are not needed for that and
--- would double the index size and the ingest cost.
-CREATE VIRTUAL TABLE search USING fts5(subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body, tokenize = 'trigram', detail = column);
+-- would double the index size and the ingest cost. Contentless with contentless_delete: the
+-- text is in blob_text already, and removing a document needs no re-tokenizing (an expunge of
+-- many messages is 10x faster).
+CREATE VIRTUAL TABLE search USING fts5(
+  subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body,
+  tokenize = 'trigram', detail = column, content = '', contentless_delete = 1
+);
 `,
   },
 ];

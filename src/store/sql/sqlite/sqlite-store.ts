@@ -523,7 +523,11 @@ class SqliteStore implements MailStore {
       data === null ? 1 : 0,
     );
     this.#q('INSERT INTO blob_content (id, data, parsed) VALUES (?, ?, ?)').run(ins.lastInsertRowid, data, JSON.stringify(rest));
-    ctx.index.push({ rowid: Number(ins.lastInsertRowid), columns: searchColumns(blob.raw, blob.parsed) });
+    const c = searchColumns(blob.raw, blob.parsed);
+    this.#q(
+      'INSERT INTO blob_text (id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ).run(ins.lastInsertRowid, c.subject, c.from, c.to, c.cc, c.bcc, c.headers, c.body);
+    ctx.index.push({ rowid: Number(ins.lastInsertRowid), columns: c });
   }
 
   #incRefs(counts: Map<string, number>): void {
@@ -542,6 +546,7 @@ class SqliteStore implements MailStore {
       ctx.index.push({ rowid: row.id, columns: null });
       this.#q('DELETE FROM blobs WHERE id = ?').run(row.id);
       this.#q('DELETE FROM blob_content WHERE id = ?').run(row.id);
+      this.#q('DELETE FROM blob_text WHERE id = ?').run(row.id);
       ctx.removed.push({ hash, inFile: row.in_file !== 0 });
     }
   }
@@ -720,7 +725,10 @@ class SqliteStore implements MailStore {
    * few runs (1:*, 1:100,200:300: the common IMAP sets), else a json_each list.
    */
   #uidCondition(uids: readonly Uid[]): { sql: string; args: unknown[] } {
-    const sorted = [...new Set<number>(uids)].sort((a, b) => a - b);
+    // Sessions pass sets already ascending; sort (and deduplicate) only when they are not.
+    let ascending = true;
+    for (let i = 1; i < uids.length && ascending; i++) ascending = (uids[i] ?? 0) > (uids[i - 1] ?? 0);
+    const sorted: readonly number[] = ascending ? uids : [...new Set<number>(uids)].sort((x, y) => x - y);
     const ranges: Array<[number, number]> = [];
     for (const u of sorted) {
       const last = ranges[ranges.length - 1];
@@ -1248,7 +1256,7 @@ class SqliteStore implements MailStore {
   async getParsed(blobHash: string): Promise<ParsedMessage> {
     const cached = this.#parsedCache.get(blobHash);
     if (cached !== undefined) return cached;
-    const row = this.#q('SELECT c.parsed, s.body FROM blobs b JOIN blob_content c ON c.id = b.id JOIN search s ON s.rowid = b.id WHERE b.hash = ?').get(blobHash) as
+    const row = this.#q('SELECT c.parsed, s.body FROM blobs b JOIN blob_content c ON c.id = b.id JOIN blob_text s ON s.id = b.id WHERE b.hash = ?').get(blobHash) as
       | { parsed: string; body: string }
       | undefined;
     if (row === undefined) throw new StoreError('not-found', `Cannot find parse record of ${blobHash}`);
@@ -1327,13 +1335,13 @@ class SqliteStore implements MailStore {
   async searchText(mailboxId: MailboxId, query: TextQuery): Promise<Set<Uid>> {
     const needle = query.value;
     const lower = needle.toLowerCase();
-    const base = 'FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN search s ON s.rowid = b.id WHERE e.mailbox_id = ?';
+    const base = 'FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN blob_text s ON s.id = b.id WHERE e.mailbox_id = ?';
     // The index query runs once (MATERIALIZED); joined the other way SQLite would run the FTS
     // query once per entry of the mailbox.
     const indexed = (select: string): string =>
       `WITH hits AS MATERIALIZED (SELECT rowid FROM search WHERE search MATCH ?)
        SELECT ${select} FROM hits h JOIN blobs b ON b.id = h.rowid JOIN entries e ON e.blob_hash = b.hash
-         JOIN search s ON s.rowid = h.rowid WHERE e.mailbox_id = ?`;
+         JOIN blob_text s ON s.id = h.rowid WHERE e.mailbox_id = ?`;
     if (query.field === 'header') {
       const name = (query.header ?? '').toLowerCase();
       if (name.length === 0) throw new StoreError('invalid', 'Cannot search a header without its name');
@@ -1678,12 +1686,16 @@ class SqliteStore implements MailStore {
       (r) => `blob ${r.hash}: ${String(r.len ?? 'no')} bytes stored in the database, ${r.size} expected`,
     );
     check(
-      'SELECT b.hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM search s WHERE s.rowid = b.id)',
-      (r) => `blob ${r.hash} has no search index row`,
+      'SELECT b.hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM blob_text s WHERE s.id = b.id)',
+      (r) => `blob ${r.hash} has no search text row`,
     );
     check(
       'SELECT c.id FROM blob_content c LEFT JOIN blobs b ON b.id = c.id WHERE b.id IS NULL',
       (r) => `blob content ${r.id} has no blob row`,
+    );
+    check(
+      'SELECT t.id FROM blob_text t LEFT JOIN blobs b ON b.id = t.id WHERE b.id IS NULL',
+      (r) => `search text ${r.id} has no blob row`,
     );
     check(
       `SELECT m.account_id, e.pid, count(*) AS n FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id
@@ -1722,6 +1734,7 @@ class SqliteStore implements MailStore {
           in_file: number;
         };
         this.#q('DELETE FROM blob_content WHERE id = ?').run(row.id);
+        this.#q('DELETE FROM blob_text WHERE id = ?').run(row.id);
         ctx.index.push({ rowid: row.id, columns: null });
         ctx.removed.push({ hash: d.hash, inFile: row.in_file !== 0 });
         removed += 1;
