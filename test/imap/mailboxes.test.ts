@@ -231,3 +231,24 @@ test('SORT and THREAD (RFC 5256) answer by sequence number, and by UID in their 
     await f.close();
   }
 });
+
+test('QUOTA (RFC 9208): GETQUOTAROOT and GETQUOTA report the account limits; over quota APPEND is NO [OVERQUOTA]', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    const empty = await t.command('q0', 'GETQUOTAROOT INBOX');
+    assert.deepEqual(empty.untagged, ['* QUOTAROOT "INBOX" ""', '* QUOTA "" ()']);
+    const account = (await f.ctx.store.getAccountByAddress('alice@example.test'))!;
+    await f.ctx.store.updateAccount(account.id, { quotaBytes: 10 * 1024 * 1024, quotaMessages: 1 });
+    await t.command('a1', 'APPEND INBOX (\\Deleted) {12+}\r\nSubject: x\r\n');
+    const r = await t.command('q1', 'GETQUOTAROOT INBOX');
+    assert.deepEqual(r.untagged, ['* QUOTAROOT "INBOX" ""', '* QUOTA "" (STORAGE 0 10240 MESSAGE 1 1)']);
+    assert.deepEqual((await t.command('q2', 'GETQUOTA ""')).untagged, ['* QUOTA "" (STORAGE 0 10240 MESSAGE 1 1)']);
+    assert.deepEqual((await t.command('q3', 'STATUS INBOX (DELETED DELETED-STORAGE)')).untagged, ['* STATUS "INBOX" (DELETED 1 DELETED-STORAGE 0)']);
+    assert.match((await t.command('q4', 'GETQUOTA other', 'NO')).line, /NONEXISTENT/);
+    assert.match((await t.command('q5', 'SETQUOTA "" (STORAGE 1)', 'NO')).line, /NOPERM/);
+    assert.match((await t.command('a2', 'APPEND INBOX {12+}\r\nSubject: y\r\n', 'NO')).line, /NO \[OVERQUOTA\]/);
+  } finally {
+    await f.close();
+  }
+});

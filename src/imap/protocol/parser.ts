@@ -49,8 +49,8 @@ export interface ParseOptions {
   utf8: boolean;
 }
 
-export type StatusItem = 'MESSAGES' | 'UIDNEXT' | 'UIDVALIDITY' | 'UNSEEN' | 'DELETED' | 'SIZE' | 'RECENT' | 'APPENDLIMIT';
-const STATUS_ITEMS: readonly StatusItem[] = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'RECENT', 'APPENDLIMIT'];
+export type StatusItem = 'MESSAGES' | 'UIDNEXT' | 'UIDVALIDITY' | 'UNSEEN' | 'DELETED' | 'SIZE' | 'RECENT' | 'APPENDLIMIT' | 'DELETED-STORAGE';
+const STATUS_ITEMS: readonly StatusItem[] = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'RECENT', 'APPENDLIMIT', 'DELETED-STORAGE'];
 
 export type SearchReturn = 'MIN' | 'MAX' | 'ALL' | 'COUNT' | 'SAVE';
 
@@ -99,7 +99,10 @@ export type Request =
   | { name: 'FETCH'; uid: boolean; set: SequenceSet; atts: FetchAtt[] }
   | { name: 'STORE'; uid: boolean; set: SequenceSet; mode: 'add' | 'remove' | 'set'; silent: boolean; flags: string[] }
   | { name: 'COPY' | 'MOVE'; uid: boolean; set: SequenceSet; mailbox: string }
-  | { name: 'ID'; params: Array<[string, string | null]> | null };
+  | { name: 'ID'; params: Array<[string, string | null]> | null }
+  | { name: 'GETQUOTA'; root: string }
+  | { name: 'GETQUOTAROOT'; mailbox: string }
+  | { name: 'SETQUOTA'; root: string };
 
 export type RequestName = Request['name'];
 
@@ -397,6 +400,24 @@ class ArgParser {
       }
       case 'ID':
         return this.id();
+      case 'GETQUOTA':
+      case 'SETQUOTA': {
+        // RFC 9208 §4.1: quota-root is an astring; SETQUOTA's list is not read (not supported).
+        c.sp();
+        const root = utf8(this.astring());
+        if (name === 'SETQUOTA') {
+          c.sp();
+          this.list(() => {
+            c.atom();
+            c.sp();
+            return this.number();
+          });
+        }
+        return { name, root };
+      }
+      case 'GETQUOTAROOT':
+        c.sp();
+        return { name, mailbox: this.mailbox() };
       default:
         throw new ParseError('Unknown command');
     }

@@ -9,7 +9,7 @@ import { appendCommand } from './handlers/append.js';
 import { authenticate, enable, login, starttls } from './handlers/auth.js';
 import { capability, id, logout, noop } from './handlers/any.js';
 import { idle } from './handlers/idle.js';
-import { create, del, list, lsub, namespace, rename, status, subscribe } from './handlers/mailboxes.js';
+import { create, del, getQuota, getQuotaRoot, list, lsub, namespace, rename, setQuota, status, subscribe } from './handlers/mailboxes.js';
 import { copyOrMove, fetch, store } from './handlers/messages.js';
 import { search, sort, thread } from './handlers/search.js';
 import { check, close, expunge, select, unselect } from './handlers/select.js';
@@ -66,6 +66,9 @@ const table: Array<[string, readonly StateKind[], Handler, CommandEntry['expunge
   ['LSUB', AUTH, lsub],
   ['NAMESPACE', AUTH, namespace],
   ['STATUS', AUTH, status],
+  ['GETQUOTA', AUTH, getQuota],
+  ['GETQUOTAROOT', AUTH, getQuotaRoot],
+  ['SETQUOTA', AUTH, setQuota],
   ['APPEND', AUTH, appendCommand],
   ['IDLE', AUTH, idle],
   ['CHECK', SELECTED, check],

@@ -155,6 +155,9 @@ export class Session {
       'SORT=DISPLAY',
       'THREAD=ORDEREDSUBJECT',
       'THREAD=REFERENCES',
+      'QUOTA',
+      'QUOTA=RES-STORAGE',
+      'QUOTA=RES-MESSAGE',
     );
     return caps;
   }

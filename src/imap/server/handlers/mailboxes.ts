@@ -235,6 +235,12 @@ async function statusValues(s: Session, mb: Mailbox, items: readonly StatusItem[
       case 'APPENDLIMIT':
         v = s.host.options.appendLimit;
         break;
+      case 'DELETED-STORAGE': {
+        // RFC 9208 §4.2.2: storage, in units of 1024 octets, freed by expunging \Deleted messages.
+        const entries = await s.ctx.store.listEntries(mb.id);
+        v = Math.floor(entries.filter((e) => e.flags.includes('\\Deleted')).reduce((n, e) => n + e.size, 0) / 1024);
+        break;
+      }
     }
     values.push({ atom: item }, v);
   }
@@ -245,4 +251,36 @@ export async function status(s: Session, _tag: string, req: Request): Promise<vo
   if (req.name !== 'STATUS') throw new Error('unreachable');
   const mb = await mustExist(s, req.mailbox);
   await s.untagged(await statusValues(s, mb, req.items));
+}
+
+/** RFC 9208: one quota root, "", for the whole account; only limited resources are listed. */
+const QUOTA_ROOT = '';
+
+async function quotaResponse(s: Session): Promise<ImapValue[]> {
+  const account = (await s.ctx.store.getAccount(s.account().id)) ?? s.account();
+  const usage = await s.ctx.store.quotaUsage(account.id);
+  const resources: ImapValue[] = [];
+  // RFC 9208 §5.1: STORAGE in units of 1024 octets; §5.2: MESSAGE counts.
+  if (account.quotaBytes !== null) resources.push({ atom: 'STORAGE' }, Math.floor(usage.bytes / 1024), Math.floor(account.quotaBytes / 1024));
+  if (account.quotaMessages !== null) resources.push({ atom: 'MESSAGE' }, usage.messages, account.quotaMessages);
+  return [{ atom: 'QUOTA' }, QUOTA_ROOT, resources];
+}
+
+export async function getQuota(s: Session, _tag: string, req: Request): Promise<void> {
+  if (req.name !== 'GETQUOTA') throw new Error('unreachable');
+  if (req.root !== QUOTA_ROOT) throw new NoError('NONEXISTENT', 'No such quota root');
+  await s.untagged(await quotaResponse(s));
+}
+
+export async function getQuotaRoot(s: Session, _tag: string, req: Request): Promise<void> {
+  if (req.name !== 'GETQUOTAROOT') throw new Error('unreachable');
+  await mustExist(s, req.mailbox);
+  await s.untagged([{ atom: 'QUOTAROOT' }, s.mailboxOut(req.mailbox), QUOTA_ROOT]);
+  await s.untagged(await quotaResponse(s));
+}
+
+/** RFC 9208 §4.1.3: limits are set by the administrator (CLI), not over IMAP; QUOTASET is not
+ * advertised. */
+export async function setQuota(): Promise<void> {
+  throw new NoError('NOPERM', 'Quota limits are set by the administrator');
 }
