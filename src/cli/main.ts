@@ -11,6 +11,8 @@ import { LISTENER_NAMES, parseHostPort, type ListenerName } from '../config/conf
 import type { MailStore } from '../store/types.js';
 import { CONFIG_FILE, dataDirFrom, exists, initDataDir, openDataDir } from './data-dir.js';
 import { serve } from './serve.js';
+import { domainSetup, runCheck } from './dns.js';
+import { renderZone } from '../dns/records.js';
 
 class UsageError extends Error {}
 
@@ -27,6 +29,10 @@ const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DI
   user import FILE                                  one "address password" pair per line
   alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE   (SOURCE @domain = catch-all)
   check-store                                       verify the store's invariants
+  dns DOMAIN [--ip ADDRESS]...                      print every DNS record the domain needs (zone file)
+  check DOMAIN [--ip ADDRESS]... [--dns HOST:PORT]...
+                                                    check those records, reverse DNS, certificate and
+                                                    blocklists; exit 1 when something is wrong
 
 Listener names: ${LISTENER_NAMES.join(', ')}`;
 
@@ -190,6 +196,27 @@ async function serveCmd(argv: string[]): Promise<number> {
   return serve(dir, { listen: parseListen(values), onlyListed: values.only === true, dns: (values.dns as string[] | undefined) ?? [] });
 }
 
+async function dnsCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { ip: { type: 'string', multiple: true } });
+  const [domain, extra] = positionals;
+  if (!domain || extra) throw new UsageError('dns DOMAIN [--ip ADDRESS]...');
+  const setup = await domainSetup(dataDirFrom(values.data as string | undefined), domain, (values.ip as string[] | undefined) ?? []);
+  if (setup.ips.length === 0) {
+    process.stderr.write('facteur dns: no address (public_ips in the config, or --ip): A, AAAA and PTR records are left out and SPF names the MX\n');
+  }
+  process.stdout.write(renderZone(setup.records));
+  return 0;
+}
+
+async function checkCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { ip: { type: 'string', multiple: true }, dns: { type: 'string', multiple: true } });
+  const [domain, extra] = positionals;
+  if (!domain || extra) throw new UsageError('check DOMAIN [--ip ADDRESS]... [--dns HOST:PORT]...');
+  const { report, problems } = await runCheck(dataDirFrom(values.data as string | undefined), domain, (values.ip as string[] | undefined) ?? [], (values.dns as string[] | undefined) ?? []);
+  process.stdout.write(report);
+  return problems ? 1 : 0;
+}
+
 const DEMO_DOMAIN = 'example.test';
 
 /** `npm start`: a working server on unprivileged ports with a demo account, no setup. */
@@ -237,6 +264,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   user: userCmd,
   alias: aliasCmd,
   'check-store': checkStoreCmd,
+  dns: dnsCmd,
+  check: checkCmd,
 };
 
 export async function main(argv: string[]): Promise<number> {
