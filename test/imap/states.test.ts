@@ -20,6 +20,8 @@ const COMMANDS: Record<string, string> = {
   LSUB: 'LSUB "" *',
   NAMESPACE: 'NAMESPACE',
   STATUS: 'STATUS INBOX (MESSAGES)',
+  GETQUOTA: 'GETQUOTA ""',
+  GETQUOTAROOT: 'GETQUOTAROOT INBOX',
   APPEND: 'APPEND INBOX {12+}\r\nSubject: x\r\n',
   CHECK: 'CHECK',
   CLOSE: 'CLOSE',
@@ -98,10 +100,10 @@ test('every command succeeds in each state where it is valid', async () => {
     const t = await f.open();
     for (const n of ANY) await t.command(`n-${n}`, COMMANDS[n]!);
     await t.command('login', COMMANDS.LOGIN!);
-    const auth = ['ENABLE', 'CREATE', 'RENAME', 'DELETE', 'SUBSCRIBE', 'UNSUBSCRIBE', 'LIST', 'LSUB', 'NAMESPACE', 'STATUS', 'APPEND', 'EXAMINE', 'SELECT', ...ANY];
+    const auth = ['ENABLE', 'CREATE', 'RENAME', 'DELETE', 'SUBSCRIBE', 'UNSUBSCRIBE', 'LIST', 'LSUB', 'NAMESPACE', 'STATUS', 'GETQUOTA', 'GETQUOTAROOT', 'APPEND', 'EXAMINE', 'SELECT', ...ANY];
     for (const n of auth) await t.command(`a-${n.replace(' ', '-')}`, COMMANDS[n]!);
     // Selected (read-write, one message): every command, those that leave the state last.
-    const selected = ['CHECK', 'SEARCH', 'UID SEARCH', 'SORT', 'UID SORT', 'THREAD', 'UID THREAD', 'FETCH', 'UID FETCH', 'STORE', 'UID STORE', 'COPY', 'UID COPY', 'CREATE', 'DELETE', 'LIST', 'LSUB', 'NAMESPACE', 'STATUS', 'APPEND', ...ANY, 'MOVE', 'UID MOVE', 'EXPUNGE', 'UID EXPUNGE', 'UNSELECT'];
+    const selected = ['CHECK', 'SEARCH', 'UID SEARCH', 'SORT', 'UID SORT', 'THREAD', 'UID THREAD', 'FETCH', 'UID FETCH', 'STORE', 'UID STORE', 'COPY', 'UID COPY', 'CREATE', 'DELETE', 'LIST', 'LSUB', 'NAMESPACE', 'STATUS', 'GETQUOTA', 'GETQUOTAROOT', 'APPEND', ...ANY, 'MOVE', 'UID MOVE', 'EXPUNGE', 'UID EXPUNGE', 'UNSELECT'];
     for (const n of selected) await t.command(`s-${n.replace(' ', '-')}`, COMMANDS[n]!);
     await t.command('sel2', 'SELECT INBOX');
     await t.command('close', 'CLOSE');
