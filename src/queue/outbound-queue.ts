@@ -552,18 +552,28 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
         session = takeIdle(key);
         const fromPool = session !== null;
         if (!session) {
-          try {
-            session = await openSession({
+          const open = (tls: TlsMode) =>
+            openSession({
               address,
               port: r.port,
               servername: host.name,
               ehloName: options.hostname,
               localAddress,
-              tls: r.tls,
+              tls,
               tlsOptions: options.tlsOptions,
               auth: r.auth,
               connectTimeoutMs: options.connectTimeoutMs,
             });
+          try {
+            try {
+              session = await open(r.tls);
+            } catch (err) {
+              // RFC 7435 §3: opportunistic TLS that fails its handshake falls back to clear text
+              // (mail that could go unencrypted anyway is not held back by a broken TLS stack).
+              if (r.tls !== 'opportunistic' || !(err instanceof SmtpFailure) || !err.tlsFailure || r.auth) throw err;
+              log.info({ domain, host: host.name, address, err: err.message }, 'TLS handshake failed; retrying without TLS');
+              session = await open('plain');
+            }
           } catch (err) {
             const f = err as SmtpFailure;
             hostError = f.code ? `${f.reply ?? f.code}` : `451 4.4.1 ${host.name} [${address}]: ${cleanText(f.message, 200)}`;

@@ -13,7 +13,9 @@ export type TlsMode =
   /** STARTTLS must succeed with a certificate valid for the server name (RFC 8461 §4.2). */
   | 'verified'
   /** TLS from the first byte (a smarthost on 465). */
-  | 'implicit';
+  | 'implicit'
+  /** No STARTTLS: the retry after an opportunistic handshake failed (RFC 7435 §3). */
+  | 'plain';
 
 export interface SessionOptions {
   /** Address to connect to. */
@@ -110,6 +112,7 @@ export async function openSession(o: SessionOptions): Promise<SmtpSession> {
     port: o.port,
     secure: o.tls === 'implicit',
     requireTLS: o.tls === 'verified',
+    ignoreTLS: o.tls === 'plain',
     opportunisticTLS: o.tls === 'opportunistic',
     name: o.ehloName,
     localAddress: o.localAddress,

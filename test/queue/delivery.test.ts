@@ -451,3 +451,18 @@ test('an address-literal recipient is delivered to that address without DNS (RFC
     await sink.close();
   }
 });
+
+test('opportunistic TLS whose handshake fails falls back to clear text (RFC 7435)', async () => {
+  const sink = await startSink({ tlsExtra: { minVersion: 'TLSv1.3' } });
+  const h = await makeQueue(mockResolver(EXAMPLE_NET), { port: sink.port, tlsOptions: { maxVersion: 'TLSv1.2' } });
+  try {
+    await h.queue.enqueue(MESSAGE, { from: 'alice@example.org', to: ['bob@example.net'] });
+    await h.queue.runDue();
+    assert.equal(sink.count('bob@example.net'), 1);
+    assert.equal(sink.received[0]!.secure, false);
+    assert.equal(sink.connections, 2, 'one failed handshake, one clear-text session');
+  } finally {
+    await h.close();
+    await sink.close();
+  }
+});

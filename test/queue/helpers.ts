@@ -68,6 +68,8 @@ export interface SinkOptions {
   onData?: (n: number) => [number, string] | null;
   /** Called after a message was accepted (the 250 is on its way). */
   accepted?: (m: Received) => void;
+  /** Extra TLS server options (versions, ciphers). */
+  tlsExtra?: Record<string, unknown>;
   /** Do not advertise DSN (RFC 3461). */
   hideDsn?: boolean;
   /** Require AUTH with these credentials (after STARTTLS). */
@@ -155,6 +157,7 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       });
     },
   };
+  if (options.tlsExtra) Object.assign(serverOptions, options.tlsExtra);
   if (options.key) Object.assign(serverOptions, { key: options.key });
   if (options.cert) Object.assign(serverOptions, { cert: options.cert });
   const server = new SMTPServer(serverOptions);
