@@ -110,6 +110,24 @@ test('POP3 does not count the server\'s own work (a slow password check) as clie
   }
 });
 
+test('POP3 closes a pop3s connection whose TLS handshake does not finish in time', async () => {
+  const f = await startPop3({ implicitTls: true, timeouts: { tlsHandshakeMs: 300 } });
+  try {
+    // A TCP client that never starts TLS: no greeting (nothing can be said in clear on a TLS
+    // port), and the connection is closed once the handshake timer fires.
+    const c = await RawPop3.connect(f.port, { greeting: false });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(c.isClosed, false);
+    await c.closed(3000);
+    assert.equal(c.pending(), '');
+    // The slot is freed: a real TLS client gets in.
+    const d = await f.connect({ tls: true });
+    assert.equal((await d.multi('CAPA')).status, '+OK Capability list follows');
+  } finally {
+    await f.close();
+  }
+});
+
 test('POP3 limits connections per IP address with -ERR [SYS/TEMP]', async () => {
   const f = await startPop3({ maxConnectionsPerIp: 2 });
   try {
