@@ -204,6 +204,8 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
   let ticking = false;
   let tickAgain = false;
   const inflight = new Set<Promise<void>>();
+  /** Recipients whose attempt is running in this process. */
+  const active = new Set<number>();
 
   function emit<K extends keyof QueueEvents>(event: K, payload: QueueEvents[K]): void {
     events.emit(event, payload);
@@ -727,7 +729,10 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
 
   async function claimAndDispatch(): Promise<Promise<void>[]> {
     const t = now();
-    const due = await store.claimDue(t, 500, t + leaseMs);
+    // A lease that ran out while its attempt is still running (a very slow remote) must not
+    // start a second attempt for the same recipient in this process.
+    const due = (await store.claimDue(t, 500, t + leaseMs)).filter((r) => !active.has(r.id));
+    for (const r of due) active.add(r.id);
     const groups = new Map<string, { domain: string; requireTls: boolean; tasks: Map<string, Task> }>();
     for (const r of due) {
       // A connection has one source address: messages are grouped by the sender's choice too.
@@ -743,9 +748,11 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     }
     const jobs: Promise<void>[] = [];
     for (const g of groups.values()) {
-      const job = runDestination(g.domain, g.requireTls, [...g.tasks.values()])
+      const tasks = [...g.tasks.values()];
+      const job = runDestination(g.domain, g.requireTls, tasks)
         .catch((err) => log.error({ err, domain: g.domain }, 'outbound delivery job failed'))
         .finally(() => {
+          for (const task of tasks) for (const r of task.recipients) active.delete(r.id);
           inflight.delete(job);
           kick();
         });
