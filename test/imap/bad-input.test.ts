@@ -131,3 +131,27 @@ test('connections over the per-IP limit get BYE', async () => {
     await f.close();
   }
 });
+
+test('APPEND literals share one memory budget: a client holding it makes others wait (NO [UNAVAILABLE]) until it finishes or leaves', async () => {
+  const f = await startImap({ appendLimit: 800, appendBufferBytes: 1000 });
+  try {
+    const a = await f.login();
+    const b = await f.login();
+    a.send('a1 APPEND INBOX {700}');
+    await a.expect(/^\+ /);
+    b.send('b1 APPEND INBOX {500}');
+    await b.expect('b1 NO [UNAVAILABLE] Server busy, try again later');
+    a.sendRaw(`Subject: a\r\n${'x'.repeat(700 - 12)}\r\n`);
+    await a.expectTagged('a1', 'OK');
+    await b.command('b2', `APPEND INBOX {500+}\r\nSubject: b\r\n${'y'.repeat(500 - 12)}`);
+    // A client that leaves in the middle of a literal gives its share back.
+    a.send('a2 APPEND INBOX {700}');
+    await a.expect(/^\+ /);
+    a.sendRaw('Subject: half');
+    a.close();
+    await new Promise((r) => setTimeout(r, 200));
+    await b.command('b3', `APPEND INBOX {500+}\r\nSubject: c\r\n${'z'.repeat(500 - 12)}`);
+  } finally {
+    await f.close();
+  }
+});

@@ -52,6 +52,9 @@ export interface RawCommand {
   segments: Buffer[];
   literals: Literal[];
   size: number;
+  /** Bytes reserved from the shared budget for this command: the session calls
+   * Receiver.release(command) once the command is done. Absent means none. */
+  reserved?: number;
 }
 
 export type ReceiverEvent =
@@ -65,12 +68,20 @@ export type ReceiverEvent =
    * session answers, then sends BYE and closes. When not fatal the command is dropped (the client
    * was told before sending a synchronising literal) and reception goes on.
    */
-  | { kind: 'reject'; tag: string | null; status: 'BAD' | 'NO'; code: 'TOOBIG' | null; text: string; fatal: boolean };
+  | { kind: 'reject'; tag: string | null; status: 'BAD' | 'NO'; code: RejectCode | null; text: string; fatal: boolean };
 
 export interface ReceiverOptions {
   /** RFC 7889 APPENDLIMIT: the largest message APPEND accepts. */
   appendLimit: number;
+  /**
+   * A budget shared by every connection for the APPEND literal bytes held in memory: reserve()
+   * is asked before each APPEND literal is accepted (false refuses it) and release() gives the
+   * bytes back. Without it only the per-connection limits apply.
+   */
+  budget?: { reserve(bytes: number): boolean; release(bytes: number): void };
 }
+
+export type RejectCode = 'TOOBIG' | 'UNAVAILABLE';
 
 type Mode = 'command' | 'line';
 
@@ -102,11 +113,15 @@ export class Receiver {
   private literalBinary = false;
   private literalParts: Buffer[] = [];
   private readonly appendLimit: number;
+  private readonly budget: ReceiverOptions['budget'];
+  /** Bytes reserved from the budget by the command being received. */
+  private reserved = 0;
 
   private authenticated = false;
 
   constructor(options: ReceiverOptions) {
     this.appendLimit = options.appendLimit;
+    this.budget = options.budget;
   }
 
   /** Before login, APPEND is refused anyway: its literal gets the small limit, so an
@@ -192,7 +207,8 @@ export class Receiver {
     const marker = findLiteralMarker(line);
     if (!marker) {
       this.segments.push(line);
-      const command: RawCommand = { tag: this.tag, segments: this.segments, literals: this.literals, size: this.size };
+      const command: RawCommand = { tag: this.tag, segments: this.segments, literals: this.literals, size: this.size, reserved: this.reserved };
+      this.reserved = 0; // now owned by the command
       this.resetCommand();
       return { kind: 'command', command };
     }
@@ -201,23 +217,32 @@ export class Receiver {
     const total = this.isAppend ? this.appendLimit * APPEND_COMMAND_FACTOR + MAX_COMMAND_BYTES : MAX_COMMAND_BYTES;
     const count = this.isAppend ? MAX_APPEND_MESSAGES * 2 : MAX_LITERALS_PER_COMMAND;
     let problem: string | null = null;
+    let code: RejectCode | null = 'TOOBIG';
     if (marker.size === null || marker.size > limit) {
       problem = this.isAppend ? 'Message is larger than APPENDLIMIT' : 'Literal too big';
     } else if (this.size + marker.size > total) {
       problem = 'Command too big';
     } else if (this.literals.length >= count) {
       problem = 'Too many literals';
+      code = null;
+    } else if (this.isAppend && this.budget !== undefined) {
+      // Memory for APPEND literals is shared by all connections: one client's uploads must not
+      // exhaust it for the others (DESIGN.md invariant 4).
+      if (this.budget.reserve(marker.size)) this.reserved += marker.size;
+      else {
+        problem = 'Server busy, try again later';
+        code = 'UNAVAILABLE';
+      }
     }
     if (problem !== null) {
       const tag = this.tag;
       const append = this.isAppend;
-      const tooBig = problem !== 'Too many literals';
       // RFC 7888 §4: the bytes of a non-synchronising literal are already on their way and cannot
       // be told apart from commands: refuse, then close. A synchronising literal was not sent yet:
       // refuse the command (RFC 7889: NO [TOOBIG] for APPEND) and go on reading commands.
-      if (marker.nonSync) return this.fatal('BAD', tag, problem, tooBig ? 'TOOBIG' : null);
+      if (marker.nonSync) return this.fatal('BAD', tag, problem, code);
       this.resetCommand();
-      return { kind: 'reject', tag, status: append ? 'NO' : 'BAD', code: tooBig ? 'TOOBIG' : null, text: problem, fatal: false };
+      return { kind: 'reject', tag, status: append ? 'NO' : 'BAD', code, text: problem, fatal: false };
     }
     const size = marker.size ?? 0;
     this.literalLeft = size;
@@ -255,7 +280,22 @@ export class Receiver {
     this.isAppend = name === 'APPEND' && this.authenticated;
   }
 
+  /** Gives a finished command's reserved bytes back to the shared budget. */
+  release(command: RawCommand): void {
+    if ((command.reserved ?? 0) > 0) this.budget?.release(command.reserved ?? 0);
+    command.reserved = 0;
+  }
+
+  /** The connection is gone: gives back what a half-received command had reserved. */
+  dispose(): void {
+    this.dead = true;
+    this.buf = Buffer.alloc(0);
+    this.resetCommand();
+  }
+
   private resetCommand(): void {
+    if (this.reserved > 0) this.budget?.release(this.reserved);
+    this.reserved = 0;
     this.segments = [];
     this.literals = [];
     this.size = 0;
@@ -263,7 +303,7 @@ export class Receiver {
     this.isAppend = false;
   }
 
-  private fatal(status: 'BAD', tag: string | null, text: string, code: 'TOOBIG' | null = null): ReceiverEvent {
+  private fatal(status: 'BAD', tag: string | null, text: string, code: RejectCode | null = null): ReceiverEvent {
     this.dead = true;
     this.buf = Buffer.alloc(0);
     this.resetCommand();

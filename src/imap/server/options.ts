@@ -13,6 +13,9 @@ export interface ImapServerOptions {
   maxConnectionsPerAccount?: number;
   /** Total concurrent connections of this listener. */
   maxConnections?: number;
+  /** APPEND literal bytes all connections may hold in memory at once (a MULTIAPPEND is held
+   * whole until it is stored); an APPEND beyond it gets NO [UNAVAILABLE]. */
+  appendBufferBytes?: number;
   /** Inactivity before autologout once authenticated; RFC 9051 §5.4 asks for at least 30 min. */
   idleTimeoutMs?: number;
   /** Listener name in logs; "imap" or "imaps" by default. */
@@ -24,3 +27,4 @@ export const DEFAULT_MAX_CONNECTIONS_PER_IP = 20;
 export const DEFAULT_MAX_CONNECTIONS_PER_ACCOUNT = 20;
 export const DEFAULT_MAX_CONNECTIONS = 1000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000;
+export const DEFAULT_APPEND_BUFFER_BYTES = 256 * 1024 * 1024;

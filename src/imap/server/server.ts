@@ -13,6 +13,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { AccountId, MailboxId } from '../../lib/brand.js';
 import {
+  DEFAULT_APPEND_BUFFER_BYTES,
   DEFAULT_APPEND_LIMIT,
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
@@ -41,9 +42,21 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
   let closing = false;
 
   const recentFloors = new Map<MailboxId, number>();
+  const budgetBytes = options.appendBufferBytes ?? DEFAULT_APPEND_BUFFER_BYTES;
+  let appendBytesHeld = 0;
   const host: SessionHost = {
     ctx,
     options: resolved,
+    appendBudget: {
+      reserve(bytes) {
+        if (appendBytesHeld + bytes > budgetBytes) return false;
+        appendBytesHeld += bytes;
+        return true;
+      },
+      release(bytes) {
+        appendBytesHeld = Math.max(0, appendBytesHeld - bytes);
+      },
+    },
     recent: {
       floor: (id) => recentFloors.get(id) ?? 0,
       claim(id, upTo) {

@@ -53,6 +53,8 @@ export interface SessionHost {
    * another node) messages are recent once more, which RFC 3501 allows ("SHOULD be considered
    * recent" when the server cannot tell). */
   recent: RecentTracker;
+  /** Bytes of APPEND literals all sessions may hold in memory at once. */
+  appendBudget: { reserve(bytes: number): boolean; release(bytes: number): void };
   /** Counts an authenticated session of the account; false when over the limit. */
   claimAccount(id: AccountId): boolean;
   releaseAccount(id: AccountId): void;
@@ -102,7 +104,7 @@ export class Session {
     // DESIGN.md invariant 5: a client on the same host may send a password in clear.
     this.local = this.remoteAddress !== '' && this.remoteAddress === normalizeIp(socket.localAddress ?? '');
     this.log = host.ctx.log.child({ cid: this.id, proto: 'imap', ip: this.remoteAddress });
-    this.receiver = new Receiver({ appendLimit: host.options.appendLimit });
+    this.receiver = new Receiver({ appendLimit: host.options.appendLimit, budget: host.appendBudget });
     this.attach(socket);
   }
 
@@ -428,8 +430,12 @@ export class Session {
           continue;
         }
         this.inCommand = true;
-        await this.execute(ev.command);
-        this.inCommand = false;
+        try {
+          await this.execute(ev.command);
+        } finally {
+          this.receiver.release(ev.command);
+          this.inCommand = false;
+        }
       }
       if (this.shuttingDown && !this.closed) await this.bye('Server shutting down');
     } catch (err) {
@@ -465,6 +471,7 @@ export class Session {
   }
 
   private cleanup(): void {
+    this.receiver.dispose();
     this.unsubscribe?.();
     this.unsubscribe = null;
     if (this.claimed !== null) this.host.releaseAccount(this.claimed);
