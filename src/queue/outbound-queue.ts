@@ -369,72 +369,58 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
 
   // ---- outcomes --------------------------------------------------------------------------
 
+  /**
+   * Records an attempt's outcome. Reports go out before the states they describe are committed:
+   * a crash in between sends a report twice at worst, never loses it.
+   */
   async function settle(task: Task, outcome: Outcome): Promise<void> {
     const t = now();
     // Delivered recipients were committed by the caller right after the remote's reply.
-    const failedReports: DsnRecipient[] = [];
-    const delayedReports: DsnRecipient[] = [];
-    const delayedIds: number[] = [];
-    let first: DueRecipient | null = null;
-
-    if (outcome.failed.length > 0) {
-      await store.finish(outcome.failed.map((f) => f.r.id), 'failed', outcome.failed[0]!.diagnostic, t);
-      emit('failed', { messageId: task.messageId, recipients: outcome.failed.map((f) => f.r.address), reason: outcome.failed[0]!.diagnostic });
-      log.info({ queueId: task.messageId, rcpts: outcome.failed.map((f) => f.r.address), reason: outcome.failed[0]!.diagnostic }, 'delivery failed');
-      for (const f of outcome.failed) {
-        if (!wantsReport(f.r, 'FAILURE')) continue;
-        first ??= f.r;
-        failedReports.push({ address: f.r.address, orcpt: f.r.orcpt, action: 'failed', status: f.status, remoteMta: f.remoteMta, diagnostic: f.diagnostic, lastAttempt: t, willRetryUntil: null });
-      }
-    }
+    const failed: Outcome['failed'] = [...outcome.failed];
+    const failedNote = new Map<number, string>();
 
     // Deferred recipients: retry later, or give up when the next attempt would be too late.
-    const expired: Outcome['failed'] = [];
     const byNext = new Map<string, { ids: number[]; attempts: number; next: number; error: string }>();
+    const delayed: Array<{ r: DueRecipient; error: string; remoteMta: string | null }> = [];
     for (const d of outcome.deferred) {
       const attempts = d.r.attempts + 1;
       const next = t + schedule[Math.min(attempts - 1, schedule.length - 1)]!;
       if (next > d.r.createdAt + maxAge) {
         // RFC 3463: a temporary condition that outlived the retry period is reported as permanent.
         const status = statusFromReply(d.error, '4.4.7').replace(/^4/, '5');
-        expired.push({ r: d.r, status, diagnostic: d.error, remoteMta: d.remoteMta });
+        failed.push({ r: d.r, status, diagnostic: d.error, remoteMta: d.remoteMta });
+        failedNote.set(d.r.id, ` (gave up after ${Math.round((t - d.r.createdAt) / MINUTE)} minutes)`);
         continue;
       }
       const key = `${attempts}:${next}:${d.error}`;
       const entry = byNext.get(key) ?? { ids: [], attempts, next, error: d.error };
       entry.ids.push(d.r.id);
       byNext.set(key, entry);
-      if (!d.r.delayNotified && t - d.r.createdAt >= delayNoticeAfter && wantsReport(d.r, 'DELAY')) {
-        delayedIds.push(d.r.id);
-        first ??= d.r;
-        delayedReports.push({ address: d.r.address, orcpt: d.r.orcpt, action: 'delayed', status: statusFromReply(d.error, '4.0.0'), remoteMta: d.remoteMta, diagnostic: d.error, lastAttempt: t, willRetryUntil: d.r.createdAt + maxAge });
-      }
+      if (!d.r.delayNotified && t - d.r.createdAt >= delayNoticeAfter && wantsReport(d.r, 'DELAY')) delayed.push(d);
     }
-    for (const e of byNext.values()) {
-      await store.defer(e.ids, e.next, e.attempts, e.error, t);
+
+    const failedReports: DsnRecipient[] = failed
+      .filter((f) => wantsReport(f.r, 'FAILURE'))
+      .map((f) => ({ address: f.r.address, orcpt: f.r.orcpt, action: 'failed', status: f.status, remoteMta: f.remoteMta, diagnostic: f.diagnostic + (failedNote.get(f.r.id) ?? ''), lastAttempt: t, willRetryUntil: null }));
+    if (failedReports.length > 0) await sendReport(task.messageId, failedReports, failed.find((f) => wantsReport(f.r, 'FAILURE'))!.r, 'failed');
+    if (failed.length > 0) {
+      await store.finish(failed.map((f) => f.r.id), 'failed', failed[0]!.diagnostic, t);
+      emit('failed', { messageId: task.messageId, recipients: failed.map((f) => f.r.address), reason: failed[0]!.diagnostic });
+      log.info({ queueId: task.messageId, rcpts: failed.map((f) => f.r.address), reason: failed[0]!.diagnostic }, 'delivery failed');
     }
+
+    if (delayed.length > 0) {
+      const reports: DsnRecipient[] = delayed.map((d) => ({ address: d.r.address, orcpt: d.r.orcpt, action: 'delayed', status: statusFromReply(d.error, '4.0.0'), remoteMta: d.remoteMta, diagnostic: d.error, lastAttempt: t, willRetryUntil: d.r.createdAt + maxAge }));
+      await sendReport(task.messageId, reports, delayed[0]!.r, 'delayed');
+      await store.markDelayNotified(delayed.map((d) => d.r.id));
+    }
+    for (const e of byNext.values()) await store.defer(e.ids, e.next, e.attempts, e.error, t);
     if (byNext.size > 0) {
       const ids = new Set([...byNext.values()].flatMap((e) => e.ids));
       const list = outcome.deferred.filter((d) => ids.has(d.r.id));
       const nextAttempt = Math.min(...[...byNext.values()].map((e) => e.next));
       emit('deferred', { messageId: task.messageId, recipients: list.map((d) => d.r.address), reason: list[0]!.error, nextAttempt });
       log.info({ queueId: task.messageId, rcpts: list.map((d) => d.r.address), reason: list[0]!.error, nextAttempt }, 'delivery deferred');
-    }
-    if (expired.length > 0) {
-      await store.finish(expired.map((f) => f.r.id), 'failed', expired[0]!.diagnostic, t);
-      emit('failed', { messageId: task.messageId, recipients: expired.map((f) => f.r.address), reason: `expired: ${expired[0]!.diagnostic}` });
-      log.info({ queueId: task.messageId, rcpts: expired.map((f) => f.r.address) }, 'delivery expired');
-      for (const f of expired) {
-        if (!wantsReport(f.r, 'FAILURE')) continue;
-        first ??= f.r;
-        failedReports.push({ address: f.r.address, orcpt: f.r.orcpt, action: 'failed', status: f.status, remoteMta: f.remoteMta, diagnostic: `${f.diagnostic} (gave up after ${Math.round((t - f.r.createdAt) / MINUTE)} minutes)`, lastAttempt: t, willRetryUntil: null });
-      }
-    }
-
-    if (first && failedReports.length > 0) await sendReport(task.messageId, failedReports, first, 'failed');
-    if (first && delayedReports.length > 0) {
-      await sendReport(task.messageId, delayedReports, first, 'delayed');
-      await store.markDelayNotified(delayedIds);
     }
     if (!outcome.removed) await store.removeIfFinished(task.messageId);
   }
