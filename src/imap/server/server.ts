@@ -89,6 +89,7 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
       return;
     }
     perIp.set(ip, count + 1);
+    ctx.metrics?.counter('facteur_connections_total', 'Connections accepted, by listener.').inc({ listener: name });
     const session = new Session(host, socket, tls);
     sessions.add(session);
     session.log.info({ tls }, 'connection');
