@@ -4,6 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
 import type { AccountId, ModSeq, Uid } from '../../src/lib/brand.js';
 import { asAccountId, asModSeq, asUid } from '../../src/lib/brand.js';
 import { StoreError } from '../../src/store/types.js';
@@ -651,5 +652,116 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.deepEqual(await s('text', 'rt for Zür'), new Set(uids(1)));
         assert.deepEqual(await s('subject', 'for Zürich quarterly'), new Set(), 'all trigrams present but not the substring');
       }));
+  });
+
+  describe(`store (${backend}): random operation sequences`, () => {
+    type Op =
+      | { kind: 'append'; box: number; seen: boolean }
+      | { kind: 'copy' | 'move'; from: number; to: number; pick: number[] }
+      | { kind: 'flags'; box: number; pick: number[]; mode: 'add' | 'remove' | 'set'; flags: string[] }
+      | { kind: 'expunge'; box: number; pick: number[] | null };
+    const box = fc.integer({ min: 0, max: 2 });
+    const pick = fc.array(fc.nat({ max: 30 }), { maxLength: 6 });
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      { arbitrary: fc.record({ kind: fc.constant('append' as const), box, seen: fc.boolean() }), weight: 4 },
+      fc.record({ kind: fc.constantFrom('copy' as const, 'move' as const), from: box, to: box, pick }),
+      fc.record({
+        kind: fc.constant('flags' as const),
+        box,
+        pick,
+        mode: fc.constantFrom('add' as const, 'remove' as const, 'set' as const),
+        flags: fc.subarray(['\\Seen', '\\Deleted', '\\Flagged', '$Work', 'todo']),
+      }),
+      fc.record({ kind: fc.constant('expunge' as const), box, pick: fc.option(pick, { nil: null }) }),
+    );
+
+    test('UIDs only grow, pids and flags follow the model, every invariant holds (property)', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 25 }), async (ops) => {
+          await withStore(async ({ store, bob }) => {
+            const boxes = [
+              await mailbox(store, bob.id, 'INBOX'),
+              await mailbox(store, bob.id, 'Archive'),
+              await mailbox(store, bob.id, 'Trash'),
+            ];
+            // The model: per mailbox, uid -> { pid, subject, flags }; and each mailbox's UIDNEXT.
+            type M = { pid: string; subject: string; flags: Set<string> };
+            const model = boxes.map(() => new Map<number, M>());
+            const uidNext = boxes.map(() => 1);
+            let lastModSeq = 0;
+            let n = 0;
+            const at = (b: number, picks: number[]): Uid[] => {
+              const uidsNow = [...model[b]!.keys()].sort((x, y) => x - y);
+              return picks.map((p) => asUid(uidsNow.length === 0 ? p + 1 : (uidsNow[p % uidsNow.length] ?? 1)));
+            };
+            for (const o of ops) {
+              if (o.kind === 'append') {
+                const subject = `msg ${n++}`;
+                const r = await store.append(boxes[o.box]!.id, testMessage({ subject }, { flags: o.seen ? ['\\Seen'] : [] }));
+                assert.equal(r.uid, uidNext[o.box]);
+                uidNext[o.box] = r.uid + 1;
+                model[o.box]!.set(r.uid, { pid: r.emailId, subject, flags: new Set(o.seen ? ['\\Seen'] : []) });
+              } else if (o.kind === 'copy' || o.kind === 'move') {
+                const src = at(o.from, o.pick);
+                const r = o.kind === 'copy'
+                  ? await store.copy(boxes[o.from]!.id, src, boxes[o.to]!.id)
+                  : await store.move(boxes[o.from]!.id, src, boxes[o.to]!.id);
+                const expectedSrc = [...new Set(src)].filter((u) => model[o.from]!.has(u)).sort((x, y) => x - y);
+                assert.deepEqual(r.pairs.map((p) => p[0]), expectedSrc);
+                for (const [s, d] of r.pairs) {
+                  assert.equal(d, uidNext[o.to], 'destination UIDs are consecutive from UIDNEXT');
+                  uidNext[o.to] = d + 1;
+                  const m = model[o.from]!.get(s)!;
+                  model[o.to]!.set(d, { ...m, flags: new Set(m.flags), pid: o.kind === 'move' ? m.pid : '(copy)' });
+                  if (o.kind === 'move') model[o.from]!.delete(s);
+                }
+              } else if (o.kind === 'flags') {
+                const target = at(o.box, o.pick);
+                await store.setFlags(boxes[o.box]!.id, target, o.mode, o.flags);
+                for (const u of target) {
+                  const m = model[o.box]!.get(u);
+                  if (m === undefined) continue;
+                  if (o.mode === 'set') m.flags = new Set(o.flags);
+                  else for (const f of o.flags) o.mode === 'add' ? m.flags.add(f) : m.flags.delete(f);
+                }
+              } else if (o.kind === 'expunge') {
+                const target = o.pick === null ? undefined : at(o.box, o.pick);
+                const removed = await store.expunge(boxes[o.box]!.id, target);
+                const expected = [...model[o.box]!.entries()]
+                  .filter(([u, m]) => (target === undefined ? m.flags.has('\\Deleted') : target.includes(asUid(u))))
+                  .map(([u]) => u)
+                  .sort((x, y) => x - y);
+                assert.deepEqual(removed, expected);
+                for (const u of removed) model[o.box]!.delete(u);
+              }
+              for (const [b, mb] of boxes.entries()) {
+                const entries = await store.listEntries(mb.id);
+                assert.deepEqual(entries.map((e) => e.uid), [...model[b]!.keys()].sort((x, y) => x - y));
+                for (const e of entries) {
+                  const m = model[b]!.get(e.uid)!;
+                  assert.deepEqual(new Set(e.flags), m.flags);
+                  if (m.pid !== '(copy)') assert.equal(e.pid, m.pid);
+                }
+                const now = await store.getMailboxById(mb.id);
+                assert.equal(now?.uidNext, uidNext[b]);
+                assert.ok(entries.every((e) => e.modseq <= (now?.highestModSeq ?? 0)));
+              }
+              const highest = Math.max(...(await Promise.all(boxes.map(async (mb) => (await store.getMailboxById(mb.id))!.highestModSeq))));
+              assert.ok(highest >= lastModSeq, 'HIGHESTMODSEQ never goes back');
+              lastModSeq = highest;
+            }
+            // Every pid is unique within the account, subjects are those of the model.
+            const all = (await Promise.all(boxes.map((mb) => store.listEntries(mb.id)))).flat();
+            assert.equal(new Set(all.map((e) => e.pid)).size, all.length);
+            for (const [b, mb] of boxes.entries()) {
+              for (const e of await store.listEntries(mb.id)) {
+                assert.equal((await store.getParsed(e.blobHash)).subject, model[b]!.get(e.uid)!.subject);
+              }
+            }
+          });
+        }),
+        { seed: 42, numRuns: 25 },
+      );
+    });
   });
 }
