@@ -140,3 +140,35 @@ test('SMTP VRFY answers 252 and EXPN 502 for existing and unknown names alike', 
     await s.close();
   }
 });
+
+test('SMTP RCPT probing: after the limit of unknown recipients from one IP, every RCPT from it is deferred, across connections', async () => {
+  const s = await startServers({ smtp: { recipientProbes: { limit: 5, windowMs: 60_000 } } });
+  try {
+    const prober = '127.0.0.40';
+    let c = await s.smtp(prober);
+    await c.cmd('EHLO client.example.net', 250);
+    await c.cmd('MAIL FROM:<sender@elsewhere.test>', 250);
+    for (let i = 0; i < 3; i++) await c.cmd(`RCPT TO:<guess${i}@example.test>`, 550);
+    await c.cmd(`RCPT TO:<${USER}>`, 250); // real recipients are still answered before the limit
+    c.close();
+    // A new connection does not reset the count.
+    c = await s.smtp(prober);
+    await c.cmd('EHLO client.example.net', 250);
+    await c.cmd('MAIL FROM:<sender@elsewhere.test>', 250);
+    for (let i = 3; i < 5; i++) await c.cmd(`RCPT TO:<guess${i}@example.test>`, 550);
+    // Limit reached: known and unknown recipients get the same temporary refusal.
+    const known = await c.cmd(`RCPT TO:<${USER}>`);
+    const unknown = await c.cmd('RCPT TO:<guess9@example.test>');
+    assert.equal(known.code, 450);
+    assert.match(known.text, /^4\.7\.1/);
+    assert.deepEqual(unknown.lines, known.lines);
+    c.close();
+    // Another client address is not affected.
+    const other = await s.smtp('127.0.0.41');
+    await other.cmd('EHLO client.example.net', 250);
+    await other.cmd('MAIL FROM:<sender@elsewhere.test>', 250);
+    await other.cmd(`RCPT TO:<${USER}>`, 250);
+  } finally {
+    await s.close();
+  }
+});

@@ -33,6 +33,13 @@ export const RECIPIENTS_MAX_DEFAULT = 100;
  * RCPT and clients that loop on a refused command. */
 export const ERRORS_MAX_DEFAULT = 10;
 
+/** Unknown recipients (550 5.1.1) one client IP may be told about within the window, over all its
+ * connections, before every further RCPT from it is deferred with 450 4.7.1 (port 25 only):
+ * stops directory harvesting, which ERRORS_MAX_DEFAULT only slows down to one reconnect per ten
+ * guesses. While deferred, known and unknown recipients get the same answer, so it is no oracle. */
+export const RCPT_PROBES_MAX_DEFAULT = 20;
+export const RCPT_PROBES_WINDOW_MS_DEFAULT = 10 * 60_000;
+
 /** Simultaneous connections from one IP address: one host cannot take every session slot. */
 export const CONNECTIONS_PER_IP_DEFAULT = 20;
 export const CONNECTIONS_MAX_DEFAULT = 1000;

@@ -26,6 +26,8 @@ import { R, reply, type Reply } from '../protocol/reply.js';
 import type { DataOutcome, SmtpPolicy } from './policy.js';
 import { storeRefusal } from './store-errors.js';
 import { receivedField, returnPathField } from './trace.js';
+import { ipKey } from '../../auth/authenticator.js';
+import { createRateLimiter } from '../../auth/rate-limit.js';
 
 export type { DmarcRejectAction };
 
@@ -34,6 +36,9 @@ export interface InboundPolicyOptions {
   resolver: Resolver | null;
   dmarcReject: DmarcRejectAction;
   delivery?: LocalDelivery;
+  /** Recipient probing limit per client IP (see RCPT_PROBES_MAX_DEFAULT); null: none (LMTP,
+   * whose clients are our own MTAs). */
+  recipientProbes?: { limit: number; windowMs: number; now?: () => number } | null;
 }
 
 export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOptions): SmtpPolicy {
@@ -42,17 +47,27 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
     ? createInboundAuthenticator({ resolver: options.resolver, hostname: ctx.hostname, dmarcReject: options.dmarcReject })
     : null;
 
+  const probes = options.recipientProbes ? createRateLimiter(options.recipientProbes) : null;
+
   return {
     async onMailFrom() {
       return null;
     },
 
-    async onRcptTo(_session, tx, to, params) {
+    async onRcptTo(session, tx, to, params) {
       // Address literals are never one of our domains: no relay through [ip] tricks.
       if (to.literal || !(await delivery.isLocalDomain(to.domain))) return { ok: false, reply: R.relayDenied() };
+      const client = ipKey(session.remoteAddress);
+      // RFC 3463 4.7.1: a temporary policy refusal; the same for every local recipient, so a
+      // harvester learns nothing more until the window has passed.
+      if (probes?.limited(client)) {
+        ctx.log.info({ session: session.id, ip: client }, 'recipient probing limit reached: RCPT deferred');
+        return { ok: false, reply: reply(450, '4.7.1', 'Too many unknown recipients from your address, try again later') };
+      }
       const check = await delivery.checkRecipient(to.address, tx.params.size);
       switch (check.kind) {
         case 'unknown':
+          probes?.hit(client);
           return { ok: false, reply: R.unknownUser() };
         case 'disabled':
           return { ok: false, reply: reply(550, '5.2.1', 'Mailbox disabled') };

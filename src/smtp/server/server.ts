@@ -19,6 +19,8 @@ import {
   DATA_TIMEOUT_MS_DEFAULT,
   ERRORS_MAX_DEFAULT,
   MESSAGE_SIZE_DEFAULT,
+  RCPT_PROBES_MAX_DEFAULT,
+  RCPT_PROBES_WINDOW_MS_DEFAULT,
   RECIPIENTS_MAX_DEFAULT,
 } from '../protocol/limits.js';
 import { createSaslSession, saslMechanisms } from '../../sasl/session.js';
@@ -42,6 +44,9 @@ export interface SmtpServerOptions {
   /** Mail failing DMARC at a p=reject domain: 'junk' (default, delivered to Junk) or 'reject'
    * (550 5.7.1). */
   dmarcReject?: DmarcRejectAction;
+  /** Port 25: unknown recipients one client IP may probe per window before its RCPTs are
+   * deferred (default RCPT_PROBES_MAX_DEFAULT per RCPT_PROBES_WINDOW_MS_DEFAULT); null: no limit. */
+  recipientProbes?: { limit: number; windowMs: number } | null;
   /** Submission: AUTH mechanisms. */
   sasl?: SaslProvider | null;
   /** Submission: AUTH without TLS from other hosts (DESIGN.md invariant 5). Default false. */
@@ -68,6 +73,12 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
       : createInboundPolicy(ctx, {
           resolver: options.mode === 'mx' ? (options.resolver ?? null) : null,
           dmarcReject: options.dmarcReject ?? 'junk',
+          recipientProbes:
+            options.mode === 'mx'
+              ? options.recipientProbes === undefined
+                ? { limit: RCPT_PROBES_MAX_DEFAULT, windowMs: RCPT_PROBES_WINDOW_MS_DEFAULT }
+                : options.recipientProbes
+              : null,
         }));
   const allowPlaintextAuth = options.allowPlaintextAuth ?? false;
   // Submission's AUTH: the SASL sessions of src/sasl over the context's Authenticator.
