@@ -225,6 +225,9 @@ test('SORT and THREAD (RFC 5256) answer by sequence number, and by UID in their 
     assert.deepEqual((await t.command('o2', 'UID SORT (REVERSE SIZE) US-ASCII NOT SUBJECT alpha')).untagged, ['* SORT 3 1']);
     assert.deepEqual((await t.command('o3', 'THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (1 3)(2)']);
     assert.deepEqual((await t.command('o4', 'UID THREAD ORDEREDSUBJECT UTF-8 SUBJECT zzz')).untagged, ['* THREAD']);
+    // ESORT (RFC 5267): MIN/MAX are first/last in sort order.
+    assert.deepEqual((await t.command('o7', 'SORT RETURN (MIN MAX ALL COUNT) (SUBJECT) UTF-8 ALL')).untagged, ['* ESEARCH (TAG "o7") MIN 2 MAX 3 ALL 2,1,3 COUNT 3']);
+    assert.deepEqual((await t.command('o8', 'UID SORT RETURN () (REVERSE ARRIVAL) UTF-8 ALL')).untagged, ['* ESEARCH (TAG "o8") UID ALL 3,2,1']);
     await t.command('o5', 'SORT (BOGUS) UTF-8 ALL', 'BAD');
     assert.match((await t.command('o6', 'SORT (DATE) KOI8-R ALL', 'NO')).line, /BADCHARSET/);
   } finally {

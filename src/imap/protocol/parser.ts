@@ -94,7 +94,7 @@ export type Request =
   | { name: 'STATUS'; mailbox: string; items: StatusItem[] }
   | { name: 'APPEND'; mailbox: string; messages: AppendMessage[] }
   | { name: 'SEARCH'; uid: boolean; charset: string | null; returns: SearchReturn[] | null; key: SearchKey }
-  | { name: 'SORT'; uid: boolean; criteria: SortCriterion[]; charset: string; key: SearchKey }
+  | { name: 'SORT'; uid: boolean; returns: SearchReturn[] | null; criteria: SortCriterion[]; charset: string; key: SearchKey }
   | { name: 'THREAD'; uid: boolean; algorithm: 'ORDEREDSUBJECT' | 'REFERENCES'; charset: string; key: SearchKey }
   | { name: 'FETCH'; uid: boolean; set: SequenceSet; atts: FetchAtt[] }
   | { name: 'STORE'; uid: boolean; set: SequenceSet; mode: 'add' | 'remove' | 'set'; silent: boolean; flags: string[] }
@@ -886,11 +886,7 @@ class ArgParser {
     let returns: SearchReturn[] | null = null;
     if (c.tryWord('RETURN')) {
       c.sp();
-      returns = this.list(() => {
-        const r = c.atom().toUpperCase() as SearchReturn;
-        if (!['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE'].includes(r)) throw new ParseError('Unknown SEARCH return option');
-        return r;
-      });
+      returns = this.searchReturns();
       c.sp();
     }
     let charset: string | null = null;
@@ -909,6 +905,15 @@ class ArgParser {
     return { name: 'SEARCH', uid, charset, returns, key };
   }
 
+  /** RFC 4731 §3.1 search-return-opts: "(" [option *(SP option)] ")". */
+  private searchReturns(): SearchReturn[] {
+    return this.list(() => {
+      const r = this.c.atom().toUpperCase() as SearchReturn;
+      if (!['MIN', 'MAX', 'ALL', 'COUNT', 'SAVE'].includes(r)) throw new ParseError('Unknown SEARCH return option');
+      return r;
+    });
+  }
+
   /** The search keys after SEARCH's options: search-key *(SP search-key), ANDed. */
   private searchKeys(): SearchKey {
     const c = this.c;
@@ -925,6 +930,13 @@ class ArgParser {
   private sort(uid: boolean): Request {
     const c = this.c;
     c.sp();
+    let returns: SearchReturn[] | null = null;
+    if (c.tryWord('RETURN')) {
+      // RFC 5267 §3.2 ESORT: the RFC 4731 result options; SAVE is not one of them here.
+      c.sp();
+      returns = this.searchReturns().filter((r) => r !== 'SAVE');
+      c.sp();
+    }
     const criteria = this.list(() => {
       const reverse = c.tryWord('REVERSE');
       if (reverse) c.sp();
@@ -935,7 +947,7 @@ class ArgParser {
     c.sp();
     const charset = this.astring().toString('latin1').toUpperCase();
     c.sp();
-    return { name: 'SORT', uid, criteria, charset, key: this.searchKeys() };
+    return { name: 'SORT', uid, returns, criteria, charset, key: this.searchKeys() };
   }
 
   /** RFC 5256 §5: THREAD thread-alg SP search-charset 1*(SP search-key). */

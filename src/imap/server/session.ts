@@ -155,6 +155,7 @@ export class Session {
       'PREVIEW',
       'SORT',
       'SORT=DISPLAY',
+      'ESORT',
       'THREAD=ORDEREDSUBJECT',
       'THREAD=REFERENCES',
       'QUOTA',

@@ -36,13 +36,26 @@ async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<
 }
 
 /** SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO). */
-export async function sort(s: Session, _tag: string, req: Request): Promise<void> {
+export async function sort(s: Session, tag: string, req: Request): Promise<void> {
   if (req.name !== 'SORT') throw new Error('unreachable');
   const view = s.view();
   checkCharset(req.charset);
   const indexes = await matching(s, view, req.key);
   const sorted = await sortMessages(indexes, req.criteria, { entries: view.uids.map((u) => view.entries.get(u)!), store: s.ctx.store });
-  await s.untagged([{ atom: 'SORT' }, ...sorted.map((i) => (req.uid ? view.uids[i]! : i + 1))]);
+  const numbers = sorted.map((i) => (req.uid ? view.uids[i]! : i + 1));
+  if (req.returns === null) {
+    await s.untagged([{ atom: 'SORT' }, ...numbers]);
+    return;
+  }
+  // RFC 5267 §3.2 ESORT: MIN and MAX are the first and last in sort order; ALL keeps that order.
+  const returns = req.returns.length === 0 ? ['ALL'] : req.returns;
+  const out: ImapValue[] = [{ atom: 'ESEARCH' }, [{ atom: 'TAG' }, tag]];
+  if (req.uid) out.push({ atom: 'UID' });
+  if (returns.includes('MIN') && numbers.length > 0) out.push({ atom: 'MIN' }, numbers[0]!);
+  if (returns.includes('MAX') && numbers.length > 0) out.push({ atom: 'MAX' }, numbers[numbers.length - 1]!);
+  if (returns.includes('ALL') && numbers.length > 0) out.push({ atom: 'ALL' }, { atom: formatSet(numbers) });
+  if (returns.includes('COUNT')) out.push({ atom: 'COUNT' }, numbers.length);
+  await s.untagged(out);
 }
 
 /** THREAD and UID THREAD (RFC 5256 §4). */
