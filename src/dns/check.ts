@@ -217,9 +217,17 @@ export async function checkDomain(input: CheckInput): Promise<CheckResult[]> {
         }
         break;
       }
+      case 'pacc':
+        await checkTxt(r, 'v=UAAC1', (values) => {
+          const want = tags(r.value).get('d');
+          if (values.some((v) => tags(v).get('d') === want)) ok(r, 'the digest matches the document this server serves');
+          else wrong(r, 'the digest does not match the document this server serves: clients will refuse it');
+        });
+        break;
       case 'mta-sts-host':
       case 'autoconfig':
       case 'autodiscover':
+      case 'pacc-host':
         await checkAlias(r);
         break;
       case 'ptr':

@@ -14,7 +14,8 @@
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { parseHostPort, type ListenerName } from '../config/config.js';
-import { renderMtaStsPolicy, type MtaStsPolicy } from '../http/client-config.js';
+import { renderMtaStsPolicy, renderPacc, type MtaStsPolicy } from '../http/client-config.js';
+import { clientEndpoints } from '../http/client-settings.js';
 import { dkimDnsRecord, dkimRecordName, type DkimKey } from '../msgauth/dkim-sign.js';
 
 export type RecordType = 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME' | 'SRV' | 'PTR';
@@ -22,7 +23,7 @@ export type RecordType = 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME' | 'SRV' | 'PTR';
 /** What a record is for; check.ts verifies each kind by its own rule. */
 export type RecordKind =
   | 'mx' | 'host-a' | 'host-aaaa' | 'spf' | 'host-spf' | 'dkim' | 'dmarc' | 'mta-sts' | 'mta-sts-host'
-  | 'tls-rpt' | 'srv' | 'autoconfig' | 'autodiscover' | 'ptr';
+  | 'tls-rpt' | 'srv' | 'autoconfig' | 'autodiscover' | 'pacc' | 'pacc-host' | 'ptr';
 
 export interface DnsRecord {
   kind: RecordKind;
@@ -64,6 +65,11 @@ export const SRV_SERVICES: ReadonlyArray<{ service: string; listener: ListenerNa
   { service: '_pop3s._tcp', listener: 'pop3s', priority: 20, why: 'RFC 6186 §3.3: POP3 with implicit TLS (after IMAP)' },
   { service: '_pop3._tcp', listener: 'pop3', priority: 30, why: 'RFC 6186 §3.3: POP3 with STLS (after IMAP)' },
 ];
+
+/** The PACC digest record value: SHA-256 of the exact document served (draft-ietf-mailmaint-pacc-02). */
+export function paccDigestRecord(document: string): string {
+  return `v=UAAC1; a=sha256; d=${createHash('sha256').update(document, 'utf8').digest('base64')}`;
+}
 
 /** The `_mta-sts` id: changes exactly when the policy text changes (RFC 8461 §3.1). */
 export function mtaStsId(policyText: string): string {
@@ -141,6 +147,15 @@ export function requiredRecords(input: RecordsInput): DnsRecord[] {
   }
   out.push({ kind: 'autoconfig', name: `autoconfig.${domain}`, type: 'CNAME', value: host, why: 'Thunderbird autoconfig: http://autoconfig.DOMAIN/mail/config-v1.1.xml' });
   out.push({ kind: 'autodiscover', name: `autodiscover.${domain}`, type: 'CNAME', value: host, why: 'Outlook autodiscover: https://autodiscover.DOMAIN/autodiscover/autodiscover.xml' });
+  if (input.listen.https) {
+    const port = parseHostPort(input.listen.https, 'listen.https').port;
+    out.push({ kind: 'srv', name: `_autodiscover._tcp.${domain}`, type: 'SRV', value: host, priority: 0, weight: 1, port, why: 'Outlook autodiscover, last resort: the https server to ask' });
+  }
+  // PACC: the document is fetched from ua-auto-config.DOMAIN and checked against the digest in
+  // DNS, so the digest is of the exact bytes the http listener serves for this domain.
+  const pacc = renderPacc(clientEndpoints({ hostname: host, listen: input.listen, hasTls: true }), domain);
+  out.push({ kind: 'pacc-host', name: `ua-auto-config.${domain}`, type: 'CNAME', value: host, why: 'PACC (draft-ietf-mailmaint-pacc): https://ua-auto-config.DOMAIN/.well-known/user-agent-configuration.json' });
+  out.push({ kind: 'pacc', name: `_ua-auto-config.${domain}`, type: 'TXT', value: paccDigestRecord(pacc), why: 'PACC: SHA-256 of the configuration document; changes when the listeners change' });
 
   for (const ip of input.ips) {
     out.push({ kind: 'ptr', name: reverseName(ip), type: 'PTR', value: host, why: 'reverse DNS, set at the address\'s provider: receivers check that it names the server (FCrDNS)' });

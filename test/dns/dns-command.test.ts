@@ -110,6 +110,11 @@ test('facteur dns prints MX, A/AAAA, one SPF, DKIM per selector, DMARC, MTA-STS,
 
   assert.deepEqual(find(zone, 'autoconfig.example.test.', 'CNAME').map((z) => z.rdata), ['mail.example.test.']);
   assert.deepEqual(find(zone, 'autodiscover.example.test.', 'CNAME').map((z) => z.rdata), ['mail.example.test.']);
+  assert.deepEqual(srv('_autodiscover._tcp'), ['0 1 443 mail.example.test.']);
+  assert.deepEqual(find(zone, 'ua-auto-config.example.test.', 'CNAME').map((z) => z.rdata), ['mail.example.test.']);
+  const pacc = find(zone, '_ua-auto-config.example.test.', 'TXT').map((z) => txtStrings(z.rdata).join(''));
+  assert.equal(pacc.length, 1);
+  assert.match(pacc[0]!, /^v=UAAC1; a=sha256; d=[A-Za-z0-9+/]{43}=$/);
 
   // Reverse names: RFC 1035 §3.5 for IPv4, RFC 3596 §2.5 (32 nibbles) for IPv6.
   assert.deepEqual(find(zone, '25.2.0.192.in-addr.arpa.', 'PTR').map((z) => z.rdata), ['mail.example.test.']);
@@ -119,7 +124,7 @@ test('facteur dns prints MX, A/AAAA, one SPF, DKIM per selector, DMARC, MTA-STS,
   assert.equal(v6[0]!.rdata, 'mail.example.test.');
 
   // Nothing else: every line is one of the above.
-  assert.equal(zone.length, 1 + 1 + 1 + 2 + 2 + 1 + 1 + 1 + 1 + 6 + 2 + 2);
+  assert.equal(zone.length, 1 + 1 + 1 + 2 + 2 + 1 + 1 + 1 + 1 + 6 + 2 + 1 + 2 + 2);
 });
 
 test('services without a listener get SRV target "." and the addresses come from public_ips when no --ip is given', async () => {

@@ -4,11 +4,13 @@
  * metrics; and every malformed or oversized request gets the right status.
  */
 import { strict as assert } from 'node:assert';
+import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import type { Config } from '../../src/config/config.js';
 import type { ListeningServer } from '../../src/context.js';
 import { meteredAuthenticator } from '../../src/auth/metered.js';
 import { createHttpServer } from '../../src/http/server.js';
+import { requiredRecords } from '../../src/dns/records.js';
 import { createMetrics } from '../../src/lib/metrics.js';
 import { makeTestContext, type TestContext } from '../helpers/context.js';
 import { httpRequest, parsePlist, parseXml, rawExchange } from './helpers.js';
@@ -180,6 +182,9 @@ test('PACC lists the implicit-TLS host of each protocol and password authenticat
     authentication: { password: true },
     info: { provider: { name: 'example.test', shortName: 'example.test' } },
   });
+  // The digest `facteur dns` prints is the SHA-256 of these exact bytes (clients compare them).
+  const published = requiredRecords({ domain: 'example.test', hostname: CONFIG.hostname, ips: [], listen: CONFIG.listen, dkimKeys: [], mtaSts: CONFIG.mtaSts }).find((x) => x.kind === 'pacc');
+  assert.equal(published?.value, `v=UAAC1; a=sha256; d=${createHash('sha256').update(r.body).digest('base64')}`);
 });
 
 test('the MTA-STS policy is RFC 8461 text: version, mode from config, the hostname as mx, max_age', async () => {
