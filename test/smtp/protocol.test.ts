@@ -128,6 +128,8 @@ test('command parser: RFC 5321 paths, ESMTP parameters and refusals', () => {
   bad(`RCPT TO:<${'a'.repeat(65)}@b.c>`, 501);
   bad('EHLO', 501);
   bad('EHLO bad_host!', 501);
+  bad('EHLO a..b', 501);
+  assert.deepEqual(ok('EHLO DESKTOP_42.corp'), { verb: 'EHLO', domain: 'DESKTOP_42.corp' });
   bad('DATA x', 501);
   bad('FOO', 500);
   assert.ok(!parseCommand(Buffer.from([0x4e, 0x4f, 0x4f, 0x50, 0x20, 0xff])).ok, 'invalid UTF-8');

@@ -167,10 +167,13 @@ function parseRcptParams(list: Array<[string, string | null]>): RcptParams | Rep
   return p;
 }
 
-/** RFC 5321 §4.1.1.1: EHLO/HELO argument is a Domain or an address-literal. */
+/** RFC 5321 §4.1.1.1: EHLO/HELO argument is a Domain or an address-literal. Leniency: an
+ * underscore is accepted in labels (Windows host names have them and their clients send them);
+ * nothing else outside the grammar is, so the argument is always safe to write in Received. */
 function parseHeloArgument(arg: string): string | null {
   if (arg.startsWith('[') && arg.endsWith(']') && isAddressLiteralBody(arg.slice(1, -1))) return arg;
   if (isDomain(arg)) return arg;
+  if (arg.length <= 255 && /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(arg)) return arg;
   return null;
 }
 
