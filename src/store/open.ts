@@ -2,13 +2,25 @@
  * Opens the store named by configuration: a data directory (SQLite, the embedded default) or a
  * database URL. The one place besides tests that picks a concrete backend for the server.
  */
+import { openPgStore, parsePgStoreUrl } from './sql/postgres/pg-store.js';
 import { openSqliteStore } from './sql/sqlite/sqlite-store.js';
 import { StoreError } from './types.js';
 import type { MailStore } from './types.js';
 
-export async function openStore(location: string): Promise<MailStore> {
+export interface OpenStoreOptions {
+  /** PostgreSQL only: 'database' (default) or a directory shared by the nodes. The URL's
+   * ?blobs= parameter, when present, wins. */
+  blobs?: string;
+}
+
+/**
+ * postgres://user@host:5432/db[?schema=NAME][&blobs=/shared/dir] opens the PostgreSQL backend
+ * (many nodes, docs/scaling.md); anything else that is not a URL is a SQLite data directory.
+ */
+export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<MailStore> {
   if (/^postgres(ql)?:\/\//i.test(location)) {
-    throw new StoreError('invalid', 'Cannot open store: the PostgreSQL backend is not available in this version');
+    const parsed = parsePgStoreUrl(location);
+    return openPgStore({ ...parsed, blobs: parsed.blobs ?? options.blobs ?? 'database' });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
     throw new StoreError('invalid', `Cannot open store: unknown store URL scheme in ${location.split(':')[0] ?? ''}://`);

@@ -114,7 +114,7 @@ test('sqlite: the schema version is recorded and data survives reopening', async
   await rm(t.dir, { recursive: true, force: true });
 });
 
-test('openStore refuses PostgreSQL URLs until that backend exists', async () => {
-  await assert.rejects(openStore('postgres://localhost/facteur'), (err: unknown) => err instanceof StoreError && err.code === 'invalid');
+test('openStore refuses unknown store URL schemes', async () => {
   await assert.rejects(openStore('mysql://x'), (err: unknown) => err instanceof StoreError && err.code === 'invalid');
+  await assert.rejects(openStore(''), (err: unknown) => err instanceof StoreError && err.code === 'invalid');
 });

@@ -1,0 +1,1882 @@
+/**
+ * MailStore on PostgreSQL: many stateless Facteur nodes over one database.
+ *
+ * Design and invariants:
+ * - Every write is one transaction on a pooled connection (READ COMMITTED) that resolves only
+ *   after its COMMIT returned; the session runs with synchronous_commit = on, so the WAL is
+ *   flushed first (DESIGN.md invariant 1). PostgreSQL groups concurrent commits itself.
+ * - Writers of one account are serialised by its row: each write first locks `accounts`
+ *   (SELECT ... FOR UPDATE, or the UPDATE that takes the next modseq), and only then reads the
+ *   mailbox rows it changes, so modseqs, UIDs (`UPDATE mailboxes SET uid_next = uid_next + n
+ *   RETURNING`), counters and quota checks are exact however many nodes write. Deliveries lock
+ *   their accounts in id order, so two deliveries cannot deadlock each other. Unique constraints
+ *   are the last line of defence; serialisation failures, deadlocks and unique violations are
+ *   retried a bounded number of times (the retry sees the winner's commit and answers from it).
+ * - Batches: a STORE, COPY, MOVE or EXPUNGE on thousands of messages is a few statements (sets
+ *   passed as arrays: `= ANY($1)`, `unnest(...)`), never one per message.
+ * - Blobs: content-addressed with a reference count, like SQLite. Bytes are in blob_chunks
+ *   (1 MiB rows, inserted in the same transaction as the row that references them) or in an
+ *   external BlobStore (blob-store.ts) written and synced BEFORE the transaction. A blob row is
+ *   created, and a dead external blob deleted, under a transaction advisory lock on its hash, and
+ *   the creator re-checks the external bytes under that lock: a node deleting an unreferenced
+ *   blob can never remove bytes another node is about to reference.
+ * - Change events are NOTIFYd inside the transaction and published locally after COMMIT
+ *   (notify-feed.ts), so sessions on every node hear every change.
+ * - tryLock is a session-level advisory lock on one dedicated connection, released by
+ *   PostgreSQL if the process dies.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
+import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
+import { LruCache } from '../../../lib/lru.js';
+import type { ParsedMessage } from '../../../mail/types.js';
+import { createFileBlobStore } from '../../blob-store.js';
+import type { BlobStore } from '../../blob-store.js';
+import {
+  FLAG_DELETED,
+  FLAG_SEEN,
+  applyFlags,
+  decodeKeywords,
+  encodeKeywords,
+  flagList,
+  parseFlags,
+  sameFlags,
+} from '../../flags.js';
+import type { FlagSet } from '../../flags.js';
+import { copyPid, createIdGenerator } from '../../ids.js';
+import {
+  domainOf,
+  normalizeAddress,
+  normalizeAliasSource,
+  normalizeDomain,
+  normalizeMailboxName,
+  parentNames,
+} from '../../names.js';
+import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
+import type { NotifyFeed } from '../../notify-feed.js';
+import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns } from '../../search-text.js';
+import { DEFAULT_MAILBOXES, StoreError } from '../../types.js';
+import type {
+  Account,
+  Alias,
+  AppendInput,
+  AppendResult,
+  ChangeEvent,
+  ChangeFeed,
+  CopyResult,
+  DeliveryOutcome,
+  DeliveryTarget,
+  Domain,
+  FlagMode,
+  Mailbox,
+  MailboxChanges,
+  MailboxCounts,
+  MailStore,
+  MessageEntry,
+  Pop3DeletePolicy,
+  QuotaUsage,
+  SetFlagsResult,
+  SpecialUse,
+  TextQuery,
+} from '../../types.js';
+import { migratePg } from './schema.js';
+
+export interface PgStoreOptions {
+  /** postgres://user@host:port/db (the store's own parameters, if any, already removed). */
+  url: string;
+  /** Schema holding the tables (created if missing). Default "public". */
+  schema?: string;
+  /** 'database' (default): bytes in blob_chunks. A directory path or a BlobStore: external. */
+  blobs?: 'database' | string | BlobStore;
+  /** Pooled connections for reads and writes. Default 10. */
+  poolSize?: number;
+  parsedCacheSize?: number;
+  onListenerError?: (err: unknown) => void;
+  /** Connection-level problems (listener lost, idle client error). Default: a process warning. */
+  onConnectionError?: (err: unknown) => void;
+}
+
+/** Chunk of blob bytes per row: a range read fetches only the chunks it overlaps. */
+export const BLOB_CHUNK = 1024 * 1024;
+const STREAM_CHUNK = 64 * 1024;
+const MAX_ALIAS_DEPTH = 10;
+const MAX_THREAD_REFS = 50;
+const MAX_MESSAGE_ID_LENGTH = 998;
+const MAX_PROBLEMS_PER_CHECK = 50;
+/** Attempts of a transaction that hit a serialisation failure, deadlock or unique violation. */
+const MAX_ATTEMPTS = 8;
+/** External blobs younger than this are left alone by collectGarbage (a node may be mid-ingest). */
+const GC_GRACE_MS = 60 * 60 * 1000;
+/** SQLSTATEs worth retrying: serialization_failure, deadlock_detected, unique_violation. */
+const RETRYABLE = new Set(['40001', '40P01', '23505']);
+
+interface AccountRow {
+  id: number;
+  address: string;
+  domain: string;
+  password_hash: string;
+  scram: string | null;
+  quota_bytes: number | null;
+  quota_messages: number | null;
+  pop3_delete_policy: Pop3DeletePolicy;
+  disabled: boolean;
+  created_at: number;
+  modseq: number;
+  pid_counter: number;
+  used_bytes: number;
+  used_messages: number;
+}
+
+interface MailboxRow {
+  id: number;
+  account_id: number;
+  name: string;
+  uid_validity: number;
+  uid_next: number;
+  highest_modseq: number;
+  special_use: SpecialUse | null;
+  messages: number;
+  unseen: number;
+  deleted: number;
+  size: number;
+}
+
+const ENTRY_COLS =
+  'mailbox_id, uid, modseq, flags, keywords, internal_date, save_date, size, blob_hash, email_id, thread_id, pid, pop3_hidden';
+type EntryRow = [
+  mailboxId: number,
+  uid: number,
+  modseq: number,
+  flags: number,
+  keywords: string,
+  internalDate: number,
+  saveDate: number,
+  size: number,
+  blobHash: string,
+  emailId: string,
+  threadId: string,
+  pid: string,
+  pop3Hidden: boolean,
+];
+/** unnest() casts of the entry columns, in ENTRY_COLS order. */
+const ENTRY_TYPES = ['int8', 'int8', 'int8', 'int4', 'text', 'int8', 'int8', 'int8', 'text', 'text', 'text', 'text', 'bool'];
+
+function toEntry(r: EntryRow): MessageEntry {
+  return {
+    mailboxId: asMailboxId(r[0]),
+    uid: asUid(r[1]),
+    modseq: asModSeq(r[2]),
+    flags: flagList(r[3], r[4]),
+    internalDate: r[5],
+    saveDate: r[6],
+    size: r[7],
+    blobHash: r[8],
+    emailId: r[9],
+    threadId: r[10],
+    pid: r[11],
+    pop3Hidden: r[12],
+  };
+}
+
+function toAccount(r: AccountRow): Account {
+  return {
+    id: asAccountId(r.id),
+    address: r.address,
+    domain: r.domain,
+    passwordHash: r.password_hash,
+    scram: r.scram,
+    quotaBytes: r.quota_bytes,
+    quotaMessages: r.quota_messages,
+    pop3DeletePolicy: r.pop3_delete_policy,
+    disabled: r.disabled,
+    createdAt: r.created_at,
+  };
+}
+
+function toMailbox(r: MailboxRow, subscribed: boolean): Mailbox {
+  return {
+    id: asMailboxId(r.id),
+    accountId: asAccountId(r.account_id),
+    name: r.name,
+    uidValidity: asUidValidity(r.uid_validity),
+    uidNext: asUid(r.uid_next),
+    highestModSeq: asModSeq(r.highest_modseq),
+    specialUse: r.special_use,
+    subscribed,
+  };
+}
+
+const seenDelta = (mask: number): number => ((mask & FLAG_SEEN) === 0 ? 1 : 0);
+const deletedDelta = (mask: number): number => ((mask & FLAG_DELETED) !== 0 ? 1 : 0);
+
+function cleanMessageId(id: string): string | null {
+  const s = id.trim().replace(/^<|>$/g, '');
+  return s.length === 0 || s.length > MAX_MESSAGE_ID_LENGTH ? null : s;
+}
+
+/** LIKE pattern matching the text anywhere, with its wildcards and escape character escaped. */
+function containsPattern(s: string): string {
+  return `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+const POP3_POLICIES: ReadonlySet<string> = new Set<Pop3DeletePolicy>(['expunge', 'trash', 'hide']);
+const SPECIAL_USES: ReadonlySet<string> = new Set<SpecialUse>([
+  '\\Drafts',
+  '\\Sent',
+  '\\Trash',
+  '\\Junk',
+  '\\Archive',
+  '\\All',
+  '\\Flagged',
+]);
+
+const SEARCH_COLUMN_OF = {
+  body: 'body',
+  subject: 'subject',
+  from: 'addr_from',
+  to: 'addr_to',
+  cc: 'addr_cc',
+  bcc: 'addr_bcc',
+} as const;
+const ALL_SEARCH_COLUMNS = ['subject', 'addr_from', 'addr_to', 'addr_cc', 'addr_bcc', 'headers', 'body'];
+
+/** bigint (int8) and numeric as JavaScript numbers: every value here is below 2^53. */
+const TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) => {
+    if (oid === 20 || oid === 1700) return (v: string) => Number(v);
+    return pg.types.getTypeParser(oid, format as 'text');
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+type Tx = pg.PoolClient;
+
+interface WriteContext {
+  events: ChangeEvent[];
+  /** Hashes of external blobs whose row this transaction deleted. */
+  removedExternal: string[];
+  removed: string[];
+}
+
+interface IngestBlob {
+  hash: string;
+  raw: Buffer;
+  parsed: ParsedMessage;
+}
+
+class PgStore implements MailStore {
+  readonly feed: ChangeFeed;
+  readonly #pool: pg.Pool;
+  readonly #notify: NotifyFeed;
+  readonly #channel: string;
+  readonly #external: BlobStore | null;
+  /** Namespace (first key) of this schema's advisory locks. */
+  readonly #lockSpace: number;
+  readonly #connect: () => Promise<pg.Client>;
+  readonly #onConnectionError: (err: unknown) => void;
+  readonly #parsedCache: LruCache<string, ParsedMessage>;
+  readonly #ids = createIdGenerator();
+  readonly #locks = new Map<string, symbol>();
+  #lockClient: pg.Client | null = null;
+  #lockClientOpening: Promise<pg.Client> | null = null;
+  #inFlight = 0;
+  #idleWaiters: Array<() => void> = [];
+  #closed = false;
+
+  constructor(init: {
+    pool: pg.Pool;
+    notify: NotifyFeed;
+    channel: string;
+    external: BlobStore | null;
+    lockSpace: number;
+    connect: () => Promise<pg.Client>;
+    onConnectionError: (err: unknown) => void;
+    parsedCacheSize: number;
+  }) {
+    this.#pool = init.pool;
+    this.#notify = init.notify;
+    this.feed = init.notify.feed;
+    this.#channel = init.channel;
+    this.#external = init.external;
+    this.#lockSpace = init.lockSpace;
+    this.#connect = init.connect;
+    this.#onConnectionError = init.onConnectionError;
+    this.#parsedCache = new LruCache(init.parsedCacheSize);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Queries and transactions.
+
+  async #rows<R>(c: pg.ClientBase | pg.Pool, sql: string, params: unknown[] = []): Promise<R[]> {
+    return (await c.query(sql, params)).rows as R[];
+  }
+
+  async #row<R>(c: pg.ClientBase | pg.Pool, sql: string, params: unknown[] = []): Promise<R | undefined> {
+    return (await c.query(sql, params)).rows[0] as R | undefined;
+  }
+
+  async #arrays<R>(c: pg.ClientBase | pg.Pool, sql: string, params: unknown[] = []): Promise<R[]> {
+    return (await c.query({ text: sql, values: params, rowMode: 'array' })).rows as R[];
+  }
+
+  /** Runs fn in a transaction, retried on conflicts; publishes its events after COMMIT. */
+  async #tx<T>(fn: (c: Tx, ctx: WriteContext) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new StoreError('io', 'Cannot write: the store is closed');
+    this.#inFlight += 1;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        let client: pg.PoolClient;
+        try {
+          client = await this.#pool.connect();
+        } catch (err) {
+          throw new StoreError('io', `Cannot connect to the database: ${String(err)}`);
+        }
+        const ctx: WriteContext = { events: [], removedExternal: [], removed: [] };
+        let broken: Error | undefined;
+        try {
+          await client.query('BEGIN');
+          const value = await fn(client, ctx);
+          if (ctx.events.length > 0) {
+            // Delivered to every listening node only if this transaction commits.
+            await client.query('SELECT pg_notify($1, e) FROM unnest($2::text[]) e', [
+              this.#channel,
+              ctx.events.map(encodeChangeEvent),
+            ]);
+          }
+          await client.query('COMMIT');
+          client.release();
+          this.#notify.publishLocal(ctx.events);
+          for (const h of ctx.removed) this.#parsedCache.delete(h);
+          for (const h of ctx.removedExternal) await this.#removeExternal(h);
+          return value;
+        } catch (err) {
+          try {
+            await client.query('ROLLBACK');
+          } catch (e) {
+            broken = e instanceof Error ? e : new Error(String(e));
+          }
+          client.release(broken);
+          if (err instanceof StoreError) throw err;
+          const code = (err as { code?: string }).code;
+          if (code !== undefined && RETRYABLE.has(code) && attempt < MAX_ATTEMPTS) {
+            await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
+            continue;
+          }
+          throw new StoreError('io', `Cannot commit: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+    } finally {
+      this.#inFlight -= 1;
+      if (this.#inFlight === 0) {
+        const w = this.#idleWaiters;
+        this.#idleWaiters = [];
+        for (const f of w) f();
+      }
+    }
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Reads outside transactions: database errors become StoreError('io'). */
+  async #read<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw new StoreError('io', `Cannot read: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Blobs.
+
+  async #prepareBlob(raw: Buffer, parsed: ParsedMessage): Promise<IngestBlob> {
+    const hash = createHash('sha256').update(raw).digest('hex');
+    if (this.#external !== null) {
+      // Durable before the transaction that references it; re-checked under the hash lock there.
+      try {
+        if ((await this.#external.size(hash)) !== raw.length) await this.#external.put(hash, raw);
+      } catch (err) {
+        throw new StoreError('io', `Cannot store message bytes: ${String(err)}`);
+      }
+    }
+    return { hash, raw, parsed };
+  }
+
+  async #lockHash(c: Tx, hash: string): Promise<void> {
+    await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [this.#lockSpace, `blob:${hash}`]);
+  }
+
+  /** Adds n references to a blob, creating its row, text and bytes on first use. */
+  async #addBlobRefs(c: Tx, blob: IngestBlob, n: number): Promise<void> {
+    const up = await c.query('UPDATE blobs SET refs = refs + $1 WHERE hash = $2', [n, blob.hash]);
+    if ((up.rowCount ?? 0) > 0) return;
+    await this.#lockHash(c, blob.hash);
+    if (this.#external !== null && (await this.#external.size(blob.hash)) !== blob.raw.length) {
+      // Removed by another node after our put (its last reference went away meanwhile).
+      await this.#external.put(blob.hash, blob.raw);
+    }
+    const ins = await this.#row<{ id: number; inserted: boolean }>(
+      c,
+      `INSERT INTO blobs (hash, size, header_end, refs, external) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (hash) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs RETURNING id, (xmax = 0) AS inserted`,
+      [blob.hash, blob.raw.length, Math.min(Math.max(0, blob.parsed.root.bodyStart), blob.raw.length), n, this.#external !== null],
+    );
+    if (ins === undefined || !ins.inserted) return;
+    const { text, ...rest } = blob.parsed;
+    void text;
+    const k = searchColumns(blob.raw, blob.parsed);
+    // Lowercased here, not by PostgreSQL, so the case folding is JavaScript's, as in SQLite.
+    const doc = [k.subject, k.from, k.to, k.cc, k.bcc, k.headers, k.body].join('\u0001').toLowerCase();
+    await c.query(
+      `INSERT INTO blob_text (id, parsed, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body, doc)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [ins.id, JSON.stringify(rest), strip0(k.subject), strip0(k.from), strip0(k.to), strip0(k.cc), strip0(k.bcc), strip0(k.headers), strip0(k.body), strip0(doc)],
+    );
+    if (this.#external === null && blob.raw.length > 0) {
+      const ns: number[] = [];
+      const parts: Buffer[] = [];
+      for (let off = 0, i = 0; off < blob.raw.length; off += BLOB_CHUNK, i++) {
+        ns.push(i);
+        parts.push(blob.raw.subarray(off, off + BLOB_CHUNK));
+      }
+      await c.query('INSERT INTO blob_chunks (blob_id, n, data) SELECT $1, n, d FROM unnest($2::int4[], $3::bytea[]) AS t(n, d)', [
+        ins.id,
+        ns,
+        parts,
+      ]);
+    }
+  }
+
+  async #incRefs(c: Tx, counts: Map<string, number>): Promise<void> {
+    if (counts.size === 0) return;
+    const r = await c.query(
+      'UPDATE blobs b SET refs = b.refs + v.n FROM unnest($1::text[], $2::int8[]) AS v(h, n) WHERE b.hash = v.h',
+      [[...counts.keys()], [...counts.values()]],
+    );
+    if ((r.rowCount ?? 0) !== counts.size) throw new StoreError('io', 'A referenced blob is missing');
+  }
+
+  /** Drops references; rows reaching zero go (text and chunks by cascade), external bytes after commit. */
+  async #decRefs(c: Tx, ctx: WriteContext, counts: Map<string, number>): Promise<void> {
+    if (counts.size === 0) return;
+    const dead = await this.#rows<{ hash: string; external: boolean }>(
+      c,
+      `UPDATE blobs b SET refs = b.refs - v.n FROM unnest($1::text[], $2::int8[]) AS v(h, n)
+        WHERE b.hash = v.h RETURNING b.hash, b.refs, b.external`,
+      [[...counts.keys()], [...counts.values()]],
+    ).then((rows) => (rows as Array<{ hash: string; refs: number; external: boolean }>).filter((r) => r.refs <= 0));
+    if (dead.length === 0) return;
+    await c.query('DELETE FROM blobs WHERE hash = ANY($1::text[]) AND refs <= 0', [dead.map((d) => d.hash)]);
+    for (const d of dead) {
+      ctx.removed.push(d.hash);
+      if (d.external) ctx.removedExternal.push(d.hash);
+    }
+  }
+
+  /** Deletes an external blob unless a row references it again, under the hash lock. */
+  async #removeExternal(hash: string): Promise<boolean> {
+    if (this.#external === null) return false;
+    const c = await this.#pool.connect();
+    try {
+      await c.query('BEGIN');
+      await this.#lockHash(c, hash);
+      const still = await c.query('SELECT 1 FROM blobs WHERE hash = $1', [hash]);
+      let removed = false;
+      if ((still.rowCount ?? 0) === 0) {
+        await this.#external.delete(hash);
+        removed = true;
+      }
+      await c.query('COMMIT');
+      c.release();
+      return removed;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      c.release();
+      // Left for collectGarbage: the metadata is already right.
+      this.#onConnectionError(err);
+      return false;
+    }
+  }
+
+  async #blobRow(hash: string): Promise<{ id: number; size: number; external: boolean }> {
+    const row = await this.#row<{ id: number; size: number; external: boolean }>(
+      this.#pool,
+      'SELECT id, size, external FROM blobs WHERE hash = $1',
+      [hash],
+    );
+    if (row === undefined) throw new StoreError('not-found', `Cannot read message ${hash}: no such blob`);
+    return row;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Row helpers.
+
+  async #accountRow(c: pg.ClientBase | pg.Pool, id: number, lock = false): Promise<AccountRow | undefined> {
+    return this.#row<AccountRow>(c, `SELECT * FROM accounts WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id]);
+  }
+
+  async #requireAccount(c: pg.ClientBase | pg.Pool, id: number, lock = false): Promise<AccountRow> {
+    const row = await this.#accountRow(c, id, lock);
+    if (row === undefined) throw new StoreError('not-found', `Cannot find account ${id}`);
+    return row;
+  }
+
+  async #mailboxRow(c: pg.ClientBase | pg.Pool, id: number): Promise<MailboxRow | undefined> {
+    return this.#row<MailboxRow>(c, 'SELECT * FROM mailboxes WHERE id = $1', [id]);
+  }
+
+  async #mailboxByName(c: pg.ClientBase | pg.Pool, accountId: number, name: string): Promise<MailboxRow | undefined> {
+    return this.#row<MailboxRow>(c, 'SELECT * FROM mailboxes WHERE account_id = $1 AND name = $2', [accountId, name]);
+  }
+
+  /**
+   * The mailbox row read after locking its account: every writer of the account is serialised
+   * from here on, so the row's UIDNEXT and counters stay exact until COMMIT.
+   */
+  async #lockMailbox(c: Tx, id: number): Promise<{ mailbox: MailboxRow; account: AccountRow }> {
+    const pre = await this.#row<{ account_id: number }>(c, 'SELECT account_id FROM mailboxes WHERE id = $1', [id]);
+    if (pre === undefined) throw new StoreError('not-found', `Cannot find mailbox ${id}`);
+    const account = await this.#requireAccount(c, pre.account_id, true);
+    const mailbox = await this.#mailboxRow(c, id);
+    if (mailbox === undefined) throw new StoreError('not-found', `Cannot find mailbox ${id}`);
+    return { mailbox, account };
+  }
+
+  async #nextModseq(c: Tx, accountId: number): Promise<number> {
+    const row = await this.#row<{ modseq: number }>(c, 'UPDATE accounts SET modseq = modseq + 1 WHERE id = $1 RETURNING modseq', [
+      accountId,
+    ]);
+    if (row === undefined) throw new StoreError('not-found', `Cannot find account ${accountId}`);
+    return row.modseq;
+  }
+
+  /** Never reused, even for a recreated name (RFC 9051 §2.3.1.1): above every earlier value. */
+  async #nextUidValidity(c: Tx): Promise<number> {
+    const row = await this.#row<{ value: number }>(
+      c,
+      "UPDATE counters SET value = GREATEST(value + 1, $1) WHERE name = 'uidvalidity' RETURNING value",
+      [Math.floor(Date.now() / 1000)],
+    );
+    if (row === undefined) throw new StoreError('io', 'The uidvalidity counter is missing');
+    return row.value;
+  }
+
+  async #insertMailbox(c: Tx, accountId: number, name: string, specialUse: SpecialUse | null, modseq: number): Promise<MailboxRow> {
+    const row = await this.#row<MailboxRow>(
+      c,
+      `INSERT INTO mailboxes (account_id, name, uid_validity, uid_next, highest_modseq, special_use)
+       VALUES ($1, $2, $3, 1, $4, $5) RETURNING *`,
+      [accountId, name, await this.#nextUidValidity(c), modseq, specialUse],
+    );
+    if (row === undefined) throw new StoreError('io', 'Cannot create mailbox');
+    return row;
+  }
+
+  async #createMissingParents(c: Tx, accountId: number, name: string, modseq: number): Promise<void> {
+    for (const parent of parentNames(name)) {
+      if ((await this.#mailboxByName(c, accountId, parent)) === undefined) await this.#insertMailbox(c, accountId, parent, null, modseq);
+    }
+  }
+
+  async #bumpMailbox(
+    c: Tx,
+    id: number,
+    d: { messages: number; unseen: number; deleted: number; size: number },
+    modseq: number,
+  ): Promise<void> {
+    await c.query(
+      `UPDATE mailboxes SET messages = messages + $1, unseen = unseen + $2, deleted = deleted + $3, size = size + $4,
+         highest_modseq = GREATEST(highest_modseq, $5) WHERE id = $6`,
+      [d.messages, d.unseen, d.deleted, d.size, modseq, id],
+    );
+  }
+
+  /** Takes n UIDs of a mailbox: returns the first. */
+  async #takeUids(c: Tx, mailboxId: number, n: number): Promise<number> {
+    const row = await this.#row<{ first: number }>(
+      c,
+      'UPDATE mailboxes SET uid_next = uid_next + $1 WHERE id = $2 RETURNING uid_next - $1 AS first',
+      [n, mailboxId],
+    );
+    if (row === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    return row.first;
+  }
+
+  async #bumpUsage(c: Tx, accountId: number, bytes: number, messages: number): Promise<void> {
+    await c.query('UPDATE accounts SET used_bytes = used_bytes + $1, used_messages = used_messages + $2 WHERE id = $3', [
+      bytes,
+      messages,
+      accountId,
+    ]);
+  }
+
+  #overQuota(account: AccountRow, bytes: number, messages: number): boolean {
+    if (account.quota_bytes !== null && account.used_bytes + bytes > account.quota_bytes) return true;
+    if (account.quota_messages !== null && account.used_messages + messages > account.quota_messages) return true;
+    return false;
+  }
+
+  /** Inserts entries in one statement (columns as arrays). */
+  async #insertEntries(c: Tx, rows: readonly EntryRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const cols = ENTRY_TYPES.map((_, i) => rows.map((r) => r[i]));
+    const args = ENTRY_TYPES.map((t, i) => `$${i + 1}::${t}[]`).join(', ');
+    await c.query(`INSERT INTO entries (${ENTRY_COLS}) SELECT * FROM unnest(${args})`, cols);
+  }
+
+  /** THREADID (RFC 8474 §5.2): the thread of any known message this one is linked to. */
+  async #threadFor(c: Tx, accountId: number, parsed: ParsedMessage): Promise<string> {
+    const keys: string[] = [];
+    const add = (id: string): void => {
+      const k = cleanMessageId(id);
+      if (k !== null && !keys.includes(k)) keys.push(k);
+    };
+    if (parsed.messageId !== null) add(parsed.messageId);
+    for (const id of parsed.inReplyTo) add(id);
+    for (const id of parsed.references.slice(-MAX_THREAD_REFS).reverse()) add(id);
+    if (keys.length === 0) return this.#ids.threadId();
+    const found = await this.#rows<{ message_id: string; thread_id: string }>(
+      c,
+      'SELECT message_id, thread_id FROM thread_keys WHERE account_id = $1 AND message_id = ANY($2::text[])',
+      [accountId, keys],
+    );
+    const byKey = new Map(found.map((r) => [r.message_id, r.thread_id]));
+    let threadId: string | undefined;
+    for (const k of keys) {
+      threadId = byKey.get(k);
+      if (threadId !== undefined) break;
+    }
+    threadId ??= this.#ids.threadId();
+    await c.query(
+      `INSERT INTO thread_keys (account_id, message_id, thread_id) SELECT $1, k, $3 FROM unnest($2::text[]) AS k
+       ON CONFLICT DO NOTHING`,
+      [accountId, keys, threadId],
+    );
+    return threadId;
+  }
+
+  /** Stores new messages in one mailbox; account locked and quota checked by the caller. */
+  async #ingest(
+    c: Tx,
+    ctx: WriteContext,
+    account: AccountRow,
+    mailboxId: number,
+    items: ReadonlyArray<{ blob: IngestBlob; flags: FlagSet; internalDate: number }>,
+  ): Promise<AppendResult[]> {
+    const mailbox = await this.#mailboxRow(c, mailboxId);
+    if (mailbox === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    const modseq = await this.#nextModseq(c, account.id);
+    const first = await this.#takeUids(c, mailboxId, items.length);
+    const now = Date.now();
+    const rows: EntryRow[] = [];
+    const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
+    const results: AppendResult[] = [];
+    for (const [i, item] of items.entries()) {
+      const emailId = this.#ids.emailId();
+      const threadId = await this.#threadFor(c, account.id, item.blob.parsed);
+      const size = item.blob.raw.length;
+      rows.push([mailboxId, first + i, modseq, item.flags.mask, encodeKeywords(item.flags.keywords), item.internalDate, now, size, item.blob.hash, emailId, threadId, emailId, false]);
+      d.messages += 1;
+      d.unseen += seenDelta(item.flags.mask);
+      d.deleted += deletedDelta(item.flags.mask);
+      d.size += size;
+      results.push({ uidValidity: asUidValidity(mailbox.uid_validity), uid: asUid(first + i), modseq: asModSeq(modseq), emailId });
+    }
+    // Blob rows first: an entry never points at a missing blob, even inside the transaction.
+    const perBlob = new Map<string, { blob: IngestBlob; n: number }>();
+    for (const item of items) {
+      const p = perBlob.get(item.blob.hash);
+      if (p === undefined) perBlob.set(item.blob.hash, { blob: item.blob, n: 1 });
+      else p.n += 1;
+    }
+    for (const p of perBlob.values()) await this.#addBlobRefs(c, p.blob, p.n);
+    await this.#insertEntries(c, rows);
+    await this.#bumpMailbox(c, mailboxId, d, modseq);
+    await this.#bumpUsage(c, account.id, d.size, d.messages);
+    ctx.events.push({ accountId: asAccountId(account.id), mailboxId: asMailboxId(mailboxId), modseq: asModSeq(modseq), kind: 'append' });
+    return results;
+  }
+
+  /** A condition on `uid` selecting the given UIDs, as one array parameter. */
+  #uidArray(uids: readonly Uid[]): number[] {
+    return [...new Set<number>(uids)].sort((a, b) => a - b);
+  }
+
+  async #selectRows(c: pg.ClientBase | pg.Pool, mailboxId: number, uids: readonly Uid[]): Promise<EntryRow[]> {
+    if (uids.length === 0) return [];
+    return this.#arrays<EntryRow>(
+      c,
+      `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) ORDER BY uid`,
+      [mailboxId, this.#uidArray(uids)],
+    );
+  }
+
+  async #removeEntries(c: Tx, ctx: WriteContext, mailbox: MailboxRow, rows: readonly EntryRow[], modseq: number, keepBlobs: boolean): Promise<void> {
+    if (rows.length === 0) return;
+    const list = rows.map((r) => r[1]);
+    await c.query('DELETE FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[])', [mailbox.id, list]);
+    // RFC 7162 §3.2.10: expunged UIDs are remembered for VANISHED (EARLIER).
+    await c.query('INSERT INTO expunged (mailbox_id, modseq, uid) SELECT $1, $2, u FROM unnest($3::int8[]) AS u', [mailbox.id, modseq, list]);
+    const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
+    const refs = new Map<string, number>();
+    for (const r of rows) {
+      d.messages -= 1;
+      d.unseen -= seenDelta(r[3]);
+      d.deleted -= deletedDelta(r[3]);
+      d.size -= r[7];
+      refs.set(r[8], (refs.get(r[8]) ?? 0) + 1);
+    }
+    await this.#bumpMailbox(c, mailbox.id, d, modseq);
+    if (!keepBlobs) {
+      await this.#bumpUsage(c, mailbox.account_id, d.size, d.messages);
+      await this.#decRefs(c, ctx, refs);
+    }
+    ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailbox.id), modseq: asModSeq(modseq), kind: 'expunge' });
+  }
+
+  /** COPY and MOVE (RFC 4315 COPYUID, RFC 6851): new UIDs in the destination, in source order. */
+  async #transfer(c: Tx, ctx: WriteContext, fromId: number, uids: readonly Uid[], toId: number, move: boolean): Promise<CopyResult & { expunged: Uid[] }> {
+    const { mailbox: src, account } = await this.#lockMailbox(c, fromId);
+    const dst = await this.#mailboxRow(c, toId);
+    if (dst === undefined) throw new StoreError('not-found', `Cannot find mailbox ${toId}`);
+    if (src.account_id !== dst.account_id) throw new StoreError('invalid', 'Cannot copy between accounts');
+    const rows = await this.#selectRows(c, fromId, uids);
+    if (rows.length === 0) return { uidValidity: asUidValidity(dst.uid_validity), pairs: [], expunged: [] };
+    const bytes = rows.reduce((n, r) => n + r[7], 0);
+    // A move within the account changes no usage; a copy adds to it (RFC 9208 §4.3 OVERQUOTA).
+    if (!move && this.#overQuota(account, bytes, rows.length)) {
+      throw new StoreError('over-quota', 'Cannot copy: the account is over its quota');
+    }
+    const modseq = await this.#nextModseq(c, account.id);
+    const first = await this.#takeUids(c, toId, rows.length);
+    const now = Date.now();
+    let pidCounter = account.pid_counter;
+    const pairs: Array<[Uid, Uid]> = [];
+    const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
+    const refs = new Map<string, number>();
+    const inserted: EntryRow[] = rows.map((r, i) => {
+      const uid = first + i;
+      pairs.push([asUid(r[1]), asUid(uid)]);
+      d.messages += 1;
+      d.unseen += seenDelta(r[3]);
+      d.deleted += deletedDelta(r[3]);
+      d.size += r[7];
+      refs.set(r[8], (refs.get(r[8]) ?? 0) + 1);
+      const pid = move ? r[11] : copyPid(r[9], ++pidCounter);
+      return [toId, uid, modseq, r[3], r[4], r[5], now, r[7], r[8], r[9], r[10], pid, move ? r[12] : false];
+    });
+    ctx.events.push({ accountId: asAccountId(account.id), mailboxId: asMailboxId(toId), modseq: asModSeq(modseq), kind: 'append' });
+    if (move) {
+      // Source row re-read: when from === to its UIDNEXT just changed.
+      const srcNow = await this.#mailboxRow(c, fromId);
+      if (srcNow === undefined) throw new StoreError('not-found', `Cannot find mailbox ${fromId}`);
+      await this.#removeEntries(c, ctx, srcNow, rows, modseq, true);
+    } else {
+      await this.#incRefs(c, refs);
+    }
+    await this.#insertEntries(c, inserted);
+    await this.#bumpMailbox(c, toId, d, modseq);
+    if (!move) {
+      await c.query(
+        'UPDATE accounts SET pid_counter = $1, used_bytes = used_bytes + $2, used_messages = used_messages + $3 WHERE id = $4',
+        [pidCounter, d.size, d.messages, account.id],
+      );
+    }
+    return { uidValidity: asUidValidity(dst.uid_validity), pairs, expunged: move ? rows.map((r) => asUid(r[1])) : [] };
+  }
+
+  #mailboxEvent(ctx: WriteContext, accountId: number, modseq: number): void {
+    ctx.events.push({ accountId: asAccountId(accountId), mailboxId: null, modseq: asModSeq(modseq), kind: 'mailbox' });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Domains, accounts, aliases.
+
+  async addDomain(name: string): Promise<Domain> {
+    const d = normalizeDomain(name);
+    return this.#tx(async (c) => {
+      const createdAt = Date.now();
+      const r = await c.query('INSERT INTO domains (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING', [d, createdAt]);
+      if ((r.rowCount ?? 0) === 0) throw new StoreError('exists', `Cannot add domain ${d}: it exists`);
+      return { name: d, createdAt };
+    });
+  }
+
+  async listDomains(): Promise<Domain[]> {
+    return this.#read(async () => {
+      const rows = await this.#rows<{ name: string; created_at: number }>(this.#pool, 'SELECT name, created_at FROM domains ORDER BY name');
+      return rows.map((r) => ({ name: r.name, createdAt: r.created_at }));
+    });
+  }
+
+  async removeDomain(name: string, force = false): Promise<void> {
+    const d = normalizeDomain(name);
+    return this.#tx(async (c, ctx) => {
+      if ((await c.query('SELECT 1 FROM domains WHERE name = $1 FOR UPDATE', [d])).rowCount === 0) {
+        throw new StoreError('not-found', `Cannot remove domain ${d}: it is not local`);
+      }
+      const ids = (await this.#rows<{ id: number }>(c, 'SELECT id FROM accounts WHERE domain = $1 ORDER BY id', [d])).map((r) => r.id);
+      if (ids.length > 0 && !force) throw new StoreError('conflict', `Cannot remove domain ${d}: it has ${ids.length} account(s)`);
+      for (const id of ids) await this.#deleteAccountRows(c, ctx, id);
+      await c.query("DELETE FROM aliases WHERE source = $1 OR source LIKE $2 ESCAPE '\\'", [`@${d}`, `%@${d.replace(/[\\%_]/g, (x) => `\\${x}`)}`]);
+      await c.query('DELETE FROM domains WHERE name = $1', [d]);
+    });
+  }
+
+  async isLocalDomain(name: string): Promise<boolean> {
+    let d: string;
+    try {
+      d = normalizeDomain(name);
+    } catch {
+      return false;
+    }
+    return this.#read(async () => ((await this.#pool.query('SELECT 1 FROM domains WHERE name = $1', [d])).rowCount ?? 0) > 0);
+  }
+
+  async createAccount(input: { address: string; passwordHash: string; scram?: string | null }): Promise<Account> {
+    const address = normalizeAddress(input.address);
+    const domain = domainOf(address);
+    return this.#tx(async (c) => {
+      if ((await c.query('SELECT 1 FROM domains WHERE name = $1 FOR SHARE', [domain])).rowCount === 0) {
+        throw new StoreError('not-found', `Cannot create account ${address}: domain ${domain} is not local`);
+      }
+      const row = await this.#row<AccountRow>(
+        c,
+        `INSERT INTO accounts (address, domain, password_hash, scram, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (address) DO NOTHING RETURNING *`,
+        [address, domain, input.passwordHash, input.scram ?? null, Date.now()],
+      );
+      if (row === undefined) throw new StoreError('exists', `Cannot create account ${address}: it exists`);
+      const modseq = await this.#nextModseq(c, row.id);
+      for (const m of DEFAULT_MAILBOXES) await this.#insertMailbox(c, row.id, m.name, m.specialUse, modseq);
+      await c.query('INSERT INTO subscriptions (account_id, name) SELECT $1, n FROM unnest($2::text[]) AS n ON CONFLICT DO NOTHING', [
+        row.id,
+        DEFAULT_MAILBOXES.map((m) => m.name),
+      ]);
+      return toAccount(row);
+    });
+  }
+
+  async getAccount(id: AccountId): Promise<Account | null> {
+    return this.#read(async () => {
+      const row = await this.#accountRow(this.#pool, id);
+      return row === undefined ? null : toAccount(row);
+    });
+  }
+
+  async getAccountByAddress(address: string): Promise<Account | null> {
+    return this.#read(async () => {
+      const row = await this.#row<AccountRow>(this.#pool, 'SELECT * FROM accounts WHERE address = $1', [address.trim().toLowerCase()]);
+      return row === undefined ? null : toAccount(row);
+    });
+  }
+
+  async listAccounts(domain?: string): Promise<Account[]> {
+    const d = domain === undefined ? undefined : normalizeDomain(domain);
+    return this.#read(async () => {
+      const rows =
+        d === undefined
+          ? await this.#rows<AccountRow>(this.#pool, 'SELECT * FROM accounts ORDER BY address COLLATE "C"')
+          : await this.#rows<AccountRow>(this.#pool, 'SELECT * FROM accounts WHERE domain = $1 ORDER BY address COLLATE "C"', [d]);
+      return rows.map(toAccount);
+    });
+  }
+
+  async updateAccount(
+    id: AccountId,
+    patch: Partial<Pick<Account, 'passwordHash' | 'scram' | 'quotaBytes' | 'quotaMessages' | 'pop3DeletePolicy' | 'disabled'>>,
+  ): Promise<void> {
+    if (patch.pop3DeletePolicy !== undefined && !POP3_POLICIES.has(patch.pop3DeletePolicy)) {
+      throw new StoreError('invalid', `Cannot set POP3 delete policy ${String(patch.pop3DeletePolicy)}`);
+    }
+    for (const q of [patch.quotaBytes, patch.quotaMessages]) {
+      if (q !== undefined && q !== null && (!Number.isSafeInteger(q) || q < 0)) {
+        throw new StoreError('invalid', `Cannot set quota ${q}: not a non-negative integer`);
+      }
+    }
+    return this.#tx(async (c) => {
+      await this.#requireAccount(c, id, true);
+      const sets: string[] = [];
+      const args: unknown[] = [];
+      const put = (col: string, v: unknown): void => {
+        args.push(v);
+        sets.push(`${col} = $${args.length}`);
+      };
+      if (patch.passwordHash !== undefined) put('password_hash', patch.passwordHash);
+      if (patch.scram !== undefined) put('scram', patch.scram);
+      if (patch.quotaBytes !== undefined) put('quota_bytes', patch.quotaBytes);
+      if (patch.quotaMessages !== undefined) put('quota_messages', patch.quotaMessages);
+      if (patch.pop3DeletePolicy !== undefined) put('pop3_delete_policy', patch.pop3DeletePolicy);
+      if (patch.disabled !== undefined) put('disabled', patch.disabled);
+      if (sets.length === 0) return;
+      args.push(id);
+      await c.query(`UPDATE accounts SET ${sets.join(', ')} WHERE id = $${args.length}`, args);
+    });
+  }
+
+  async deleteAccount(id: AccountId): Promise<void> {
+    return this.#tx(async (c, ctx) => {
+      await this.#requireAccount(c, id, true);
+      await this.#deleteAccountRows(c, ctx, id);
+    });
+  }
+
+  async #deleteAccountRows(c: Tx, ctx: WriteContext, id: number): Promise<void> {
+    const account = await this.#requireAccount(c, id, true);
+    const rows = await this.#rows<{ blob_hash: string }>(
+      c,
+      'DELETE FROM entries WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = $1) RETURNING blob_hash',
+      [id],
+    );
+    const refs = new Map<string, number>();
+    for (const r of rows) refs.set(r.blob_hash, (refs.get(r.blob_hash) ?? 0) + 1);
+    await this.#decRefs(c, ctx, refs);
+    await c.query('DELETE FROM expunged WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = $1)', [id]);
+    await c.query('DELETE FROM mailboxes WHERE account_id = $1', [id]);
+    await c.query('DELETE FROM subscriptions WHERE account_id = $1', [id]);
+    await c.query('DELETE FROM thread_keys WHERE account_id = $1', [id]);
+    await c.query('DELETE FROM aliases WHERE target = $1', [account.address]);
+    await c.query('DELETE FROM accounts WHERE id = $1', [id]);
+    this.#mailboxEvent(ctx, id, account.modseq + 1);
+  }
+
+  async addAlias(source: string, target: string): Promise<void> {
+    const s = normalizeAliasSource(source);
+    const t = normalizeAddress(target);
+    const domain = domainOf(s);
+    return this.#tx(async (c) => {
+      if ((await c.query('SELECT 1 FROM domains WHERE name = $1 FOR SHARE', [domain])).rowCount === 0) {
+        throw new StoreError('not-found', `Cannot add alias ${s}: domain ${domain} is not local`);
+      }
+      const r = await c.query('INSERT INTO aliases (source, target) VALUES ($1, $2) ON CONFLICT DO NOTHING', [s, t]);
+      if ((r.rowCount ?? 0) === 0) throw new StoreError('exists', `Cannot add alias ${s} -> ${t}: it exists`);
+    });
+  }
+
+  async removeAlias(source: string): Promise<void> {
+    const s = normalizeAliasSource(source);
+    return this.#tx(async (c) => {
+      if (((await c.query('DELETE FROM aliases WHERE source = $1', [s])).rowCount ?? 0) === 0) {
+        throw new StoreError('not-found', `Cannot remove alias ${s}: no such alias`);
+      }
+    });
+  }
+
+  async listAliases(domain?: string): Promise<Alias[]> {
+    const d = domain === undefined ? undefined : normalizeDomain(domain);
+    return this.#read(async () => {
+      const rows =
+        d === undefined
+          ? await this.#rows<Alias>(this.#pool, 'SELECT source, target FROM aliases ORDER BY source COLLATE "C", target COLLATE "C"')
+          : await this.#rows<Alias>(
+              this.#pool,
+              `SELECT source, target FROM aliases WHERE source LIKE $1 ESCAPE '\\' ORDER BY source COLLATE "C", target COLLATE "C"`,
+              [`%@${d.replace(/[\\%_]/g, (x) => `\\${x}`)}`],
+            );
+      return rows.map((r) => ({ source: r.source, target: r.target }));
+    });
+  }
+
+  async resolveRecipient(address: string): Promise<AccountId[]> {
+    let start: string;
+    try {
+      start = normalizeAddress(address);
+    } catch {
+      return [];
+    }
+    return this.#read(async () => {
+      const out: AccountId[] = [];
+      const found = new Set<number>();
+      const visited = new Set<string>();
+      const targetsOf = async (source: string): Promise<string[]> =>
+        (await this.#rows<{ target: string }>(this.#pool, 'SELECT target FROM aliases WHERE source = $1 ORDER BY target COLLATE "C"', [source])).map(
+          (r) => r.target,
+        );
+      // Returns whether the address is known (an account or an alias), which stops the fallbacks.
+      const visit = async (addr: string, depth: number): Promise<boolean> => {
+        if (depth > MAX_ALIAS_DEPTH || visited.has(addr)) return false;
+        visited.add(addr);
+        let known = false;
+        const acc = await this.#row<{ id: number }>(this.#pool, 'SELECT id FROM accounts WHERE address = $1', [addr]);
+        if (acc !== undefined) {
+          known = true;
+          if (!found.has(acc.id)) {
+            found.add(acc.id);
+            out.push(asAccountId(acc.id));
+          }
+        }
+        const targets = await targetsOf(addr);
+        if (targets.length > 0) known = true;
+        for (const t of targets) await visit(t, depth + 1);
+        if (known) return true;
+        const at = addr.lastIndexOf('@');
+        const local = addr.slice(0, at);
+        const plus = local.indexOf('+');
+        // Plus-addressing: user+tag@domain reaches user@domain.
+        if (plus > 0 && (await visit(local.slice(0, plus) + addr.slice(at), depth))) return true;
+        // The domain's catch-all comes last, only for addresses nothing else knows.
+        const catchAll = await targetsOf(`@${addr.slice(at + 1)}`);
+        for (const t of catchAll) await visit(t, depth + 1);
+        return catchAll.length > 0;
+      };
+      await visit(start, 0);
+      return out;
+    });
+  }
+
+  async sendableAddresses(accountId: AccountId): Promise<string[]> {
+    return this.#read(async () => {
+      const account = await this.#accountRow(this.#pool, accountId);
+      if (account === undefined) return [];
+      const seen = new Set<string>([account.address]);
+      let frontier = [account.address];
+      for (let depth = 0; depth < MAX_ALIAS_DEPTH && frontier.length > 0; depth++) {
+        const rows = await this.#rows<{ source: string }>(this.#pool, 'SELECT source FROM aliases WHERE target = ANY($1::text[])', [frontier]);
+        const next: string[] = [];
+        for (const r of rows) {
+          if (seen.has(r.source)) continue;
+          seen.add(r.source);
+          next.push(r.source);
+        }
+        frontier = next;
+      }
+      const [own, ...rest] = [...seen];
+      return [own ?? account.address, ...rest.sort()];
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Mailboxes.
+
+  async listMailboxes(accountId: AccountId): Promise<Mailbox[]> {
+    return this.#read(async () => {
+      const rows = await this.#rows<MailboxRow & { subscribed: boolean }>(
+        this.#pool,
+        `SELECT m.*, s.name IS NOT NULL AS subscribed FROM mailboxes m
+           LEFT JOIN subscriptions s ON s.account_id = m.account_id AND s.name = m.name
+         WHERE m.account_id = $1 ORDER BY m.name <> 'INBOX', m.name COLLATE "C"`,
+        [accountId],
+      );
+      return rows.map((r) => toMailbox(r, r.subscribed));
+    });
+  }
+
+  async #isSubscribed(accountId: number, name: string): Promise<boolean> {
+    return ((await this.#pool.query('SELECT 1 FROM subscriptions WHERE account_id = $1 AND name = $2', [accountId, name])).rowCount ?? 0) > 0;
+  }
+
+  async getMailbox(accountId: AccountId, name: string): Promise<Mailbox | null> {
+    let n: string;
+    try {
+      n = normalizeMailboxName(name);
+    } catch {
+      return null;
+    }
+    return this.#read(async () => {
+      const row = await this.#mailboxByName(this.#pool, accountId, n);
+      return row === undefined ? null : toMailbox(row, await this.#isSubscribed(row.account_id, row.name));
+    });
+  }
+
+  async getMailboxById(id: MailboxId): Promise<Mailbox | null> {
+    return this.#read(async () => {
+      const row = await this.#mailboxRow(this.#pool, id);
+      return row === undefined ? null : toMailbox(row, await this.#isSubscribed(row.account_id, row.name));
+    });
+  }
+
+  async createMailbox(accountId: AccountId, name: string, specialUse: SpecialUse | null = null): Promise<Mailbox> {
+    const n = normalizeMailboxName(name);
+    if (specialUse !== null && !SPECIAL_USES.has(specialUse)) {
+      throw new StoreError('invalid', `Cannot create mailbox with special use ${String(specialUse)}`);
+    }
+    const row = await this.#tx(async (c, ctx) => {
+      await this.#requireAccount(c, accountId, true);
+      if ((await this.#mailboxByName(c, accountId, n)) !== undefined) throw new StoreError('exists', `Cannot create mailbox ${n}: it exists`);
+      const modseq = await this.#nextModseq(c, accountId);
+      await this.#createMissingParents(c, accountId, n, modseq);
+      const r = await this.#insertMailbox(c, accountId, n, specialUse, modseq);
+      this.#mailboxEvent(ctx, accountId, modseq);
+      return r;
+    });
+    return toMailbox(row, await this.#read(() => this.#isSubscribed(accountId, n)));
+  }
+
+  async renameMailbox(accountId: AccountId, from: string, to: string): Promise<void> {
+    const f = normalizeMailboxName(from);
+    const t = normalizeMailboxName(to);
+    return this.#tx(async (c, ctx) => {
+      await this.#requireAccount(c, accountId, true);
+      const src = await this.#mailboxByName(c, accountId, f);
+      if (src === undefined) throw new StoreError('not-found', `Cannot rename mailbox ${f}: it does not exist`);
+      if ((await this.#mailboxByName(c, accountId, t)) !== undefined) throw new StoreError('exists', `Cannot rename mailbox ${f} to ${t}: ${t} exists`);
+      if (t.startsWith(`${f}/`)) throw new StoreError('invalid', `Cannot rename mailbox ${f} into itself`);
+      const modseq = await this.#nextModseq(c, accountId);
+      if (f === 'INBOX') {
+        // RFC 9051 §6.3.9: renaming INBOX moves its messages to a new mailbox; INBOX stays, empty,
+        // and its inferior names are not renamed.
+        await this.#createMissingParents(c, accountId, t, modseq);
+        const dst = await this.#insertMailbox(c, accountId, t, null, modseq);
+        const all = await this.#arrays<[number]>(c, 'SELECT uid FROM entries WHERE mailbox_id = $1 ORDER BY uid', [src.id]);
+        await this.#transfer(c, ctx, src.id, all.map((r) => asUid(r[0])), dst.id, true);
+        this.#mailboxEvent(ctx, accountId, modseq);
+        return;
+      }
+      const children = await this.#rows<{ id: number; name: string }>(
+        c,
+        'SELECT id, name FROM mailboxes WHERE account_id = $1 AND left(name, $2) = $3',
+        [accountId, f.length + 1, `${f}/`],
+      );
+      const moves = [{ id: src.id, from: f, to: t }, ...children.map((ch) => ({ id: ch.id, from: ch.name, to: t + ch.name.slice(f.length) }))];
+      for (const m of moves.slice(1)) {
+        if ((await this.#mailboxByName(c, accountId, m.to)) !== undefined) {
+          throw new StoreError('exists', `Cannot rename mailbox ${f} to ${t}: ${m.to} exists`);
+        }
+      }
+      // Two steps so that no intermediate state collides on (account_id, name).
+      const ids = moves.map((m) => m.id);
+      await c.query("UPDATE mailboxes SET name = E'\\\\x01renaming' || id WHERE id = ANY($1::int8[])", [ids]);
+      await c.query('UPDATE mailboxes m SET name = v.name FROM unnest($1::int8[], $2::text[]) AS v(id, name) WHERE m.id = v.id', [
+        ids,
+        moves.map((m) => m.to),
+      ]);
+      await this.#createMissingParents(c, accountId, t, modseq);
+      // Subscriptions follow the mailboxes they name (replacing a subscription to the new name).
+      for (const m of moves) {
+        const had = await c.query('DELETE FROM subscriptions WHERE account_id = $1 AND name = $2', [accountId, m.from]);
+        if ((had.rowCount ?? 0) > 0) {
+          await c.query('INSERT INTO subscriptions (account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING', [accountId, m.to]);
+        }
+      }
+      this.#mailboxEvent(ctx, accountId, modseq);
+    });
+  }
+
+  async deleteMailbox(accountId: AccountId, name: string): Promise<void> {
+    const n = normalizeMailboxName(name);
+    return this.#tx(async (c, ctx) => {
+      if (n === 'INBOX') throw new StoreError('invalid', 'Cannot delete INBOX');
+      await this.#requireAccount(c, accountId, true);
+      const mb = await this.#mailboxByName(c, accountId, n);
+      if (mb === undefined) throw new StoreError('not-found', `Cannot delete mailbox ${n}: it does not exist`);
+      const modseq = await this.#nextModseq(c, accountId);
+      const rows = await this.#rows<{ size: number; blob_hash: string }>(c, 'DELETE FROM entries WHERE mailbox_id = $1 RETURNING size, blob_hash', [mb.id]);
+      const refs = new Map<string, number>();
+      let bytes = 0;
+      for (const r of rows) {
+        refs.set(r.blob_hash, (refs.get(r.blob_hash) ?? 0) + 1);
+        bytes += r.size;
+      }
+      await this.#bumpUsage(c, accountId, -bytes, -rows.length);
+      await this.#decRefs(c, ctx, refs);
+      await c.query('DELETE FROM expunged WHERE mailbox_id = $1', [mb.id]);
+      await c.query('DELETE FROM mailboxes WHERE id = $1', [mb.id]);
+      // Subscriptions are kept (RFC 9051 §6.3.7).
+      this.#mailboxEvent(ctx, accountId, modseq);
+    });
+  }
+
+  async setSubscribed(accountId: AccountId, name: string, subscribed: boolean): Promise<void> {
+    const n = normalizeMailboxName(name);
+    return this.#tx(async (c, ctx) => {
+      await this.#requireAccount(c, accountId, true);
+      const r = subscribed
+        ? await c.query('INSERT INTO subscriptions (account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING', [accountId, n])
+        : await c.query('DELETE FROM subscriptions WHERE account_id = $1 AND name = $2', [accountId, n]);
+      if ((r.rowCount ?? 0) > 0) this.#mailboxEvent(ctx, accountId, await this.#nextModseq(c, accountId));
+    });
+  }
+
+  async listSubscriptions(accountId: AccountId): Promise<string[]> {
+    return this.#read(async () =>
+      (await this.#rows<{ name: string }>(this.#pool, 'SELECT name FROM subscriptions WHERE account_id = $1 ORDER BY name COLLATE "C"', [accountId])).map(
+        (r) => r.name,
+      ),
+    );
+  }
+
+  async mailboxCounts(mailboxId: MailboxId): Promise<MailboxCounts> {
+    return this.#read(async () => {
+      const mb = await this.#mailboxRow(this.#pool, mailboxId);
+      if (mb === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+      return { messages: mb.messages, unseen: mb.unseen, deleted: mb.deleted, size: mb.size };
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages: reads.
+
+  async listEntries(mailboxId: MailboxId): Promise<MessageEntry[]> {
+    return this.#read(async () =>
+      (await this.#arrays<EntryRow>(this.#pool, `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 ORDER BY uid`, [mailboxId])).map(toEntry),
+    );
+  }
+
+  async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
+    return this.#read(async () => (await this.#selectRows(this.#pool, mailboxId, uids)).map(toEntry));
+  }
+
+  async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
+    return this.#read(async () => {
+      // One snapshot for the four reads, so they agree with each other.
+      const c = await this.#pool.connect();
+      try {
+        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const mb = await this.#mailboxRow(c, mailboxId);
+        if (mb === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+        const added = await this.#arrays<EntryRow>(c, `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND uid >= $2 ORDER BY uid`, [
+          mailboxId,
+          knownUidNext,
+        ]);
+        const changed = await this.#arrays<EntryRow>(
+          c,
+          `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid`,
+          [mailboxId, since, knownUidNext],
+        );
+        // UIDs the caller never knew (>= its UIDNEXT) are not reported as expunged.
+        const expunged = await this.#arrays<[number]>(
+          c,
+          'SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid',
+          [mailboxId, since, knownUidNext],
+        );
+        await c.query('COMMIT');
+        return {
+          highestModSeq: asModSeq(mb.highest_modseq),
+          added: added.map(toEntry),
+          changed: changed.map(toEntry),
+          expunged: expunged.map((r) => asUid(r[0])),
+        };
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        c.release();
+      }
+    });
+  }
+
+  async getParsed(blobHash: string): Promise<ParsedMessage> {
+    const cached = this.#parsedCache.get(blobHash);
+    if (cached !== undefined) return cached;
+    return this.#read(async () => {
+      const row = await this.#row<{ parsed: string; body: string }>(
+        this.#pool,
+        'SELECT t.parsed, t.body FROM blobs b JOIN blob_text t ON t.id = b.id WHERE b.hash = $1',
+        [blobHash],
+      );
+      if (row === undefined) throw new StoreError('not-found', `Cannot find parse record of ${blobHash}`);
+      const parsed = { ...(JSON.parse(row.parsed) as Omit<ParsedMessage, 'text'>), text: row.body } as ParsedMessage;
+      this.#parsedCache.set(blobHash, parsed);
+      return parsed;
+    });
+  }
+
+  #range(size: number, start?: number, end?: number): [number, number] {
+    const s = Math.min(Math.max(0, start ?? 0), size);
+    const e = Math.min(Math.max(s, end ?? size), size);
+    return [s, e];
+  }
+
+  async #readRange(blob: { id: number; size: number; external: boolean }, hash: string, s: number, e: number): Promise<Buffer> {
+    if (e === s) return Buffer.alloc(0);
+    if (blob.external) {
+      if (this.#external === null) throw new StoreError('io', `Cannot read message ${hash}: no external blob store is configured`);
+      return this.#external.read(hash, s, e);
+    }
+    const firstChunk = Math.floor(s / BLOB_CHUNK);
+    const lastChunk = Math.floor((e - 1) / BLOB_CHUNK);
+    const rows = await this.#arrays<[number, Buffer]>(
+      this.#pool,
+      'SELECT n, data FROM blob_chunks WHERE blob_id = $1 AND n BETWEEN $2 AND $3 ORDER BY n',
+      [blob.id, firstChunk, lastChunk],
+    );
+    if (rows.length !== lastChunk - firstChunk + 1) throw new StoreError('not-found', `Cannot read message ${hash}: no such blob`);
+    const whole = rows.length === 1 ? rows[0]![1] : Buffer.concat(rows.map((r) => r[1]));
+    const base = firstChunk * BLOB_CHUNK;
+    return whole.subarray(s - base, e - base);
+  }
+
+  async readBlob(blobHash: string, start?: number, end?: number): Promise<Buffer> {
+    return this.#read(async () => {
+      const blob = await this.#blobRow(blobHash);
+      const [s, e] = this.#range(blob.size, start, end);
+      return this.#readRange(blob, blobHash, s, e);
+    });
+  }
+
+  async *streamBlob(blobHash: string, start?: number, end?: number): AsyncIterable<Buffer> {
+    const blob = await this.#read(() => this.#blobRow(blobHash));
+    const [s, e] = this.#range(blob.size, start, end);
+    // One chunk row (or external range) at a time: memory stays bounded for large messages.
+    for (let pos = s; pos < e; ) {
+      const stop = Math.min(e, (Math.floor(pos / BLOB_CHUNK) + 1) * BLOB_CHUNK);
+      const data = await this.#read(() => this.#readRange(blob, blobHash, pos, stop));
+      for (let off = 0; off < data.length; off += STREAM_CHUNK) yield data.subarray(off, off + STREAM_CHUNK);
+      pos = stop;
+    }
+  }
+
+  async searchText(mailboxId: MailboxId, query: TextQuery): Promise<Set<Uid>> {
+    const needle = query.value;
+    const lower = needle.toLowerCase();
+    const base = 'FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN blob_text t ON t.id = b.id WHERE e.mailbox_id = $1';
+    // The trigram index on doc narrows to rows containing the lowercased needle somewhere; the
+    // field is then checked exactly as the SQLite backend does (RFC 9051 §6.4.4 substring).
+    const docFilter = ' AND t.doc LIKE $2';
+    return this.#read(async () => {
+      if (query.field === 'header') {
+        const name = (query.header ?? '').toLowerCase();
+        if (name.length === 0) throw new StoreError('invalid', 'Cannot search a header without its name');
+        if (UNINDEXED_HEADER_FIELDS.has(name)) return this.#searchRawHeaders(mailboxId, name, needle);
+        const rows =
+          // A needle with white space may span a folded line (RFC 5322 §2.2.3), which the
+          // stored text still has: no narrowing then.
+          needle.length === 0 || /[\s\u0000]/.test(needle)
+            ? await this.#arrays<[number, string]>(this.#pool, `SELECT e.uid, t.headers ${base}`, [mailboxId])
+            : await this.#arrays<[number, string]>(this.#pool, `SELECT e.uid, t.headers ${base}${docFilter}`, [mailboxId, containsPattern(lower)]);
+        return new Set(rows.filter((r) => headerContains(r[1], name, needle)).map((r) => asUid(r[0])));
+      }
+      if (needle.length === 0) {
+        const rows = await this.#arrays<[number]>(this.#pool, 'SELECT uid FROM entries WHERE mailbox_id = $1', [mailboxId]);
+        return new Set(rows.map((r) => asUid(r[0])));
+      }
+      // PostgreSQL text holds no NUL (stripped at ingest), so a needle with one matches nothing.
+      if (needle.includes('\u0000')) return new Set<Uid>();
+      const cols = query.field === 'text' ? ALL_SEARCH_COLUMNS : [SEARCH_COLUMN_OF[query.field]];
+      const rows = await this.#arrays<string[]>(
+        this.#pool,
+        `SELECT e.uid::text, ${cols.map((col) => `t.${col}`).join(', ')} ${base}${docFilter}`,
+        [mailboxId, containsPattern(lower)],
+      );
+      return new Set(rows.filter((r) => r.slice(1).some((v) => v.toLowerCase().includes(lower))).map((r) => asUid(Number(r[0]))));
+    });
+  }
+
+  /** HEADER search on a field kept out of the index: reads each message's header bytes. */
+  async #searchRawHeaders(mailboxId: MailboxId, name: string, needle: string): Promise<Set<Uid>> {
+    const rows = await this.#arrays<[number, string, number]>(
+      this.#pool,
+      'SELECT e.uid, e.blob_hash, b.header_end FROM entries e JOIN blobs b ON b.hash = e.blob_hash WHERE e.mailbox_id = $1',
+      [mailboxId],
+    );
+    const verdict = new Map<string, boolean>();
+    const out = new Set<Uid>();
+    for (const [uid, hash, headerEnd] of rows) {
+      let ok = verdict.get(hash);
+      if (ok === undefined) {
+        try {
+          ok = headerContains((await this.readBlob(hash, 0, headerEnd)).toString('utf8'), name, needle);
+        } catch (err) {
+          // Expunged meanwhile: not a match.
+          if (!(err instanceof StoreError && err.code === 'not-found')) throw err;
+          ok = false;
+        }
+        verdict.set(hash, ok);
+      }
+      if (ok) out.add(asUid(uid));
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages: writes.
+
+  async append(mailboxId: MailboxId, input: AppendInput): Promise<AppendResult> {
+    const [result] = await this.appendMany(mailboxId, [input]);
+    if (result === undefined) throw new StoreError('io', 'Cannot append: no result');
+    return result;
+  }
+
+  async appendMany(mailboxId: MailboxId, inputs: readonly AppendInput[]): Promise<AppendResult[]> {
+    if (inputs.length === 0) return [];
+    const flagSets = inputs.map((i) => parseFlags(i.flags ?? []));
+    const blobs: IngestBlob[] = [];
+    for (const input of inputs) blobs.push(await this.#prepareBlob(input.raw, input.parsed));
+    return this.#tx(async (c, ctx) => {
+      const { account } = await this.#lockMailbox(c, mailboxId);
+      const bytes = inputs.reduce((n, i) => n + i.raw.length, 0);
+      if (this.#overQuota(account, bytes, inputs.length)) throw new StoreError('over-quota', 'Cannot append: the account is over its quota');
+      const now = Date.now();
+      return this.#ingest(
+        c,
+        ctx,
+        account,
+        mailboxId,
+        blobs.map((blob, i) => ({ blob, flags: flagSets[i] ?? { mask: 0, keywords: [] }, internalDate: inputs[i]?.internalDate ?? now })),
+      );
+    });
+  }
+
+  async deliver(raw: Buffer, parsed: ParsedMessage, targets: readonly DeliveryTarget[]): Promise<DeliveryOutcome[]> {
+    if (targets.length === 0) return [];
+    // One entry per distinct account: the first target naming it decides mailbox and flags.
+    const distinct: DeliveryTarget[] = [];
+    const seen = new Set<number>();
+    for (const t of targets) {
+      if (seen.has(t.accountId)) continue;
+      seen.add(t.accountId);
+      distinct.push(t);
+    }
+    const flagSets = distinct.map((t) => parseFlags(t.flags ?? []));
+    const blob = await this.#prepareBlob(raw, parsed);
+    return this.#tx(async (c, ctx) => {
+      // Every target account locked up front, in id order: concurrent deliveries cannot deadlock.
+      const accounts = await this.#rows<AccountRow>(c, 'SELECT * FROM accounts WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE', [
+        [...seen].sort((a, b) => a - b),
+      ]);
+      const byId = new Map(accounts.map((a) => [a.id, a]));
+      const now = Date.now();
+      const out: DeliveryOutcome[] = [];
+      for (const [i, t] of distinct.entries()) {
+        const account = byId.get(t.accountId);
+        if (account === undefined) {
+          out.push({ accountId: t.accountId, ok: false, reason: 'no-account' });
+          continue;
+        }
+        if (this.#overQuota(account, raw.length, 1)) {
+          out.push({ accountId: t.accountId, ok: false, reason: 'over-quota' });
+          continue;
+        }
+        let mailbox: MailboxRow | undefined;
+        if (t.mailbox !== undefined) {
+          let name: string | null = null;
+          try {
+            name = normalizeMailboxName(t.mailbox);
+          } catch {
+            name = null; // an invalid name falls back to INBOX like a missing one
+          }
+          if (name !== null) mailbox = await this.#mailboxByName(c, account.id, name);
+        }
+        mailbox ??= await this.#mailboxByName(c, account.id, 'INBOX');
+        if (mailbox === undefined) throw new StoreError('io', `Account ${account.id} has no INBOX`);
+        const [r] = await this.#ingest(c, ctx, account, mailbox.id, [{ blob, flags: flagSets[i] ?? { mask: 0, keywords: [] }, internalDate: now }]);
+        if (r === undefined) throw new StoreError('io', 'Cannot deliver: no result');
+        out.push({ accountId: t.accountId, ok: true, mailboxId: asMailboxId(mailbox.id), uid: r.uid });
+      }
+      return out;
+    });
+  }
+
+  async setFlags(
+    mailboxId: MailboxId,
+    uids: readonly Uid[],
+    mode: FlagMode,
+    flags: readonly string[],
+    unchangedSince?: ModSeq,
+  ): Promise<SetFlagsResult> {
+    const change = parseFlags(flags);
+    return this.#tx(async (c, ctx) => {
+      const { mailbox } = await this.#lockMailbox(c, mailboxId);
+      if (uids.length === 0) return { updated: [], modified: [] };
+      if (change.keywords.length === 0 && mode !== 'set') {
+        return this.#setSystemFlags(c, ctx, mailbox, uids, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, unchangedSince);
+      }
+      const rows = await this.#selectRows(c, mailboxId, uids);
+      const updated: EntryRow[] = [];
+      const modified: Uid[] = [];
+      const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
+      for (const r of rows) {
+        // RFC 7162 §3.1.3: an entry changed after UNCHANGEDSINCE is refused (MODIFIED).
+        if (unchangedSince !== undefined && r[2] > unchangedSince) {
+          modified.push(asUid(r[1]));
+          continue;
+        }
+        const current: FlagSet = { mask: r[3], keywords: decodeKeywords(r[4]) };
+        const next = applyFlags(current, mode, change);
+        // RFC 7162 §3.1.3: an entry whose flags do not change keeps its modseq.
+        if (sameFlags(current, next)) continue;
+        d.unseen += seenDelta(next.mask) - seenDelta(current.mask);
+        d.deleted += deletedDelta(next.mask) - deletedDelta(current.mask);
+        r[3] = next.mask;
+        r[4] = encodeKeywords(next.keywords);
+        updated.push(r);
+      }
+      if (updated.length === 0) return { updated: [], modified };
+      const modseq = await this.#nextModseq(c, mailbox.account_id);
+      for (const r of updated) r[2] = modseq;
+      await c.query(
+        `UPDATE entries e SET flags = v.f, keywords = v.k, modseq = $2
+           FROM unnest($3::int8[], $4::int4[], $5::text[]) AS v(uid, f, k) WHERE e.mailbox_id = $1 AND e.uid = v.uid`,
+        [mailboxId, modseq, updated.map((r) => r[1]), updated.map((r) => r[3]), updated.map((r) => r[4])],
+      );
+      await this.#bumpMailbox(c, mailboxId, d, modseq);
+      ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailboxId), modseq: asModSeq(modseq), kind: 'flags' });
+      return { updated: updated.map(toEntry), modified };
+    });
+  }
+
+  /** setFlags for a change of system flags only: one UPDATE for the whole set. */
+  async #setSystemFlags(
+    c: Tx,
+    ctx: WriteContext,
+    mailbox: MailboxRow,
+    uids: readonly Uid[],
+    add: number,
+    remove: number,
+    unchangedSince: ModSeq | undefined,
+  ): Promise<SetFlagsResult> {
+    const list = this.#uidArray(uids);
+    let modified: Uid[] = [];
+    if (unchangedSince !== undefined) {
+      // RFC 7162 §3.1.3: entries changed after UNCHANGEDSINCE are refused (MODIFIED).
+      modified = (
+        await this.#arrays<[number]>(c, 'SELECT uid FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) AND modseq > $3 ORDER BY uid', [
+          mailbox.id,
+          list,
+          unchangedSince,
+        ])
+      ).map((r) => asUid(r[0]));
+    }
+    const guard = unchangedSince === undefined ? '' : ' AND modseq <= $5';
+    const next = '((flags | $3::int4) & ~$4::int4)';
+    const args: unknown[] = [mailbox.id, list, add, remove];
+    if (unchangedSince !== undefined) args.push(unchangedSince);
+    // RFC 7162 §3.1.3: entries whose flags do not change keep their modseq.
+    const n = await this.#row<{ n: number }>(
+      c,
+      `SELECT count(*)::int4 AS n FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) AND ${next} <> flags${guard}`,
+      args,
+    );
+    if ((n?.n ?? 0) === 0) return { updated: [], modified };
+    const modseq = await this.#nextModseq(c, mailbox.account_id);
+    const rows = await this.#arrays<[...EntryRow, number]>(
+      c,
+      `UPDATE entries e SET flags = ${next.replace(/flags/g, 'o.flags')}, modseq = $${args.length + 1}
+         FROM (SELECT uid, flags FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) AND ${next} <> flags${guard}) AS o
+        WHERE e.mailbox_id = $1 AND e.uid = o.uid
+        RETURNING ${ENTRY_COLS.split(', ').map((col) => `e.${col}`).join(', ')}, o.flags`,
+      [...args, modseq],
+    );
+    rows.sort((a, b) => a[1] - b[1]);
+    let unseen = 0;
+    let deleted = 0;
+    for (const r of rows) {
+      unseen += seenDelta(r[3]) - seenDelta(r[13]);
+      deleted += deletedDelta(r[3]) - deletedDelta(r[13]);
+    }
+    await this.#bumpMailbox(c, mailbox.id, { messages: 0, unseen, deleted, size: 0 }, modseq);
+    ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailbox.id), modseq: asModSeq(modseq), kind: 'flags' });
+    return { updated: rows.map((r) => toEntry(r.slice(0, 13) as EntryRow)), modified };
+  }
+
+  async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult> {
+    return this.#tx(async (c, ctx) => {
+      const r = await this.#transfer(c, ctx, from, uids, to, false);
+      return { uidValidity: r.uidValidity, pairs: r.pairs };
+    });
+  }
+
+  async move(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult & { expunged: Uid[] }> {
+    return this.#tx((c, ctx) => this.#transfer(c, ctx, from, uids, to, true));
+  }
+
+  async expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted = false): Promise<Uid[]> {
+    return this.#tx(async (c, ctx) => {
+      const { mailbox } = await this.#lockMailbox(c, mailboxId);
+      let rows: EntryRow[];
+      if (uids === undefined) {
+        rows = await this.#arrays<EntryRow>(c, `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND (flags & ${FLAG_DELETED}) <> 0 ORDER BY uid`, [
+          mailboxId,
+        ]);
+      } else {
+        rows = await this.#selectRows(c, mailboxId, uids);
+        if (onlyDeleted) rows = rows.filter((r) => (r[3] & FLAG_DELETED) !== 0);
+      }
+      if (rows.length === 0) return [];
+      const modseq = await this.#nextModseq(c, mailbox.account_id);
+      await this.#removeEntries(c, ctx, mailbox, rows, modseq, false);
+      return rows.map((r) => asUid(r[1]));
+    });
+  }
+
+  async hideFromPop3(mailboxId: MailboxId, uids: readonly Uid[]): Promise<void> {
+    // Invisible to IMAP, so no modseq and no event: IMAP clients must not see a change.
+    return this.#tx(async (c) => {
+      await this.#lockMailbox(c, mailboxId);
+      if (uids.length === 0) return;
+      await c.query('UPDATE entries SET pop3_hidden = true WHERE mailbox_id = $1 AND uid = ANY($2::int8[])', [mailboxId, this.#uidArray(uids)]);
+    });
+  }
+
+  async quotaUsage(accountId: AccountId): Promise<QuotaUsage> {
+    return this.#read(async () => {
+      const a = await this.#requireAccount(this.#pool, accountId);
+      return { bytes: a.used_bytes, messages: a.used_messages };
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Locks.
+
+  /** The connection holding this node's advisory locks; if it dies, PostgreSQL frees them all. */
+  async #lockConnection(): Promise<pg.Client> {
+    if (this.#lockClient !== null) return this.#lockClient;
+    this.#lockClientOpening ??= (async () => {
+      const c = await this.#connect();
+      c.on('error', (err) => {
+        // Every lock of this node is gone with the session: forget them so they can be retaken.
+        if (this.#lockClient === c) {
+          this.#lockClient = null;
+          this.#locks.clear();
+        }
+        this.#onConnectionError(err);
+      });
+      this.#lockClient = c;
+      return c;
+    })().finally(() => {
+      this.#lockClientOpening = null;
+    });
+    return this.#lockClientOpening;
+  }
+
+  async tryLock(name: string): Promise<(() => Promise<void>) | null> {
+    if (this.#closed) throw new StoreError('io', 'Cannot lock: the store is closed');
+    // Session advisory locks are re-entrant for their session: holders on this node are
+    // refused here, holders on other nodes by PostgreSQL.
+    if (this.#locks.has(name)) return null;
+    const token = Symbol(name);
+    this.#locks.set(name, token);
+    let c: pg.Client;
+    let got: boolean;
+    try {
+      c = await this.#lockConnection();
+      const r = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [this.#lockSpace, `lock:${name}`]);
+      got = r.rows[0]?.ok === true;
+    } catch (err) {
+      if (this.#locks.get(name) === token) this.#locks.delete(name);
+      throw new StoreError('io', `Cannot take lock ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!got) {
+      if (this.#locks.get(name) === token) this.#locks.delete(name);
+      return null;
+    }
+    return async () => {
+      if (this.#locks.get(name) !== token) return;
+      this.#locks.delete(name);
+      if (this.#lockClient !== c) return; // that session is gone, and the lock with it
+      await c.query('SELECT pg_advisory_unlock($1, hashtext($2))', [this.#lockSpace, `lock:${name}`]).catch((err: unknown) => this.#onConnectionError(err));
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Maintenance.
+
+  async checkConsistency(): Promise<string[]> {
+    await this.#whenIdle();
+    return this.#read(async () => {
+      const problems: string[] = [];
+      const check = async (sql: string, describe: (r: Record<string, unknown>) => string): Promise<void> => {
+        const rows = await this.#rows<Record<string, unknown>>(this.#pool, `${sql} LIMIT ${MAX_PROBLEMS_PER_CHECK}`);
+        for (const r of rows) problems.push(describe(r));
+      };
+      await check(
+        'SELECT e.mailbox_id, e.uid FROM entries e LEFT JOIN mailboxes m ON m.id = e.mailbox_id WHERE m.id IS NULL',
+        (r) => `entry uid ${r.uid} is in missing mailbox ${r.mailbox_id}`,
+      );
+      await check(
+        'SELECT m.id, m.account_id FROM mailboxes m LEFT JOIN accounts a ON a.id = m.account_id WHERE a.id IS NULL',
+        (r) => `mailbox ${r.id} belongs to missing account ${r.account_id}`,
+      );
+      await check(
+        'SELECT e.mailbox_id, e.uid, m.uid_next FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id WHERE e.uid < 1 OR e.uid >= m.uid_next',
+        (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} is not below UIDNEXT ${r.uid_next}`,
+      );
+      await check(
+        `SELECT e.mailbox_id, e.uid, e.modseq, m.highest_modseq, a.modseq AS account_modseq FROM entries e
+           JOIN mailboxes m ON m.id = e.mailbox_id JOIN accounts a ON a.id = m.account_id
+         WHERE e.modseq > m.highest_modseq OR e.modseq > a.modseq OR e.modseq < 1`,
+        (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} has modseq ${r.modseq} above HIGHESTMODSEQ ${r.highest_modseq} or account modseq ${r.account_modseq}`,
+      );
+      await check(
+        'SELECT m.id, m.highest_modseq, a.modseq FROM mailboxes m JOIN accounts a ON a.id = m.account_id WHERE m.highest_modseq > a.modseq',
+        (r) => `mailbox ${r.id}: HIGHESTMODSEQ ${r.highest_modseq} is above account modseq ${r.modseq}`,
+      );
+      await check(
+        `SELECT m.id, m.messages, m.unseen, m.deleted, m.size, count(e.uid) AS n,
+                count(e.uid) FILTER (WHERE (e.flags & ${FLAG_SEEN}) = 0) AS u,
+                count(e.uid) FILTER (WHERE (e.flags & ${FLAG_DELETED}) <> 0) AS d, coalesce(sum(e.size), 0) AS s
+           FROM mailboxes m LEFT JOIN entries e ON e.mailbox_id = m.id GROUP BY m.id
+         HAVING m.messages <> count(e.uid) OR m.unseen <> count(e.uid) FILTER (WHERE (e.flags & ${FLAG_SEEN}) = 0)
+             OR m.deleted <> count(e.uid) FILTER (WHERE (e.flags & ${FLAG_DELETED}) <> 0) OR m.size <> coalesce(sum(e.size), 0)`,
+        (r) => `mailbox ${r.id}: counters messages=${r.messages} unseen=${r.unseen} deleted=${r.deleted} size=${r.size}, entries say ${r.n}/${r.u}/${r.d}/${r.s}`,
+      );
+      await check(
+        `SELECT a.id, a.used_bytes, a.used_messages, coalesce(sum(e.size), 0) AS s, count(e.uid) AS n
+           FROM accounts a LEFT JOIN mailboxes m ON m.account_id = a.id LEFT JOIN entries e ON e.mailbox_id = m.id
+         GROUP BY a.id HAVING a.used_bytes <> coalesce(sum(e.size), 0) OR a.used_messages <> count(e.uid)`,
+        (r) => `account ${r.id}: usage ${r.used_bytes} bytes/${r.used_messages} messages, entries say ${r.s}/${r.n}`,
+      );
+      await check(
+        `SELECT b.hash, b.refs, (SELECT count(*) FROM entries e WHERE e.blob_hash = b.hash) AS n FROM blobs b
+          WHERE b.refs <> (SELECT count(*) FROM entries e WHERE e.blob_hash = b.hash)`,
+        (r) => `blob ${r.hash}: refcount ${r.refs} but ${r.n} entries reference it`,
+      );
+      await check(
+        'SELECT DISTINCT e.blob_hash FROM entries e LEFT JOIN blobs b ON b.hash = e.blob_hash WHERE b.id IS NULL',
+        (r) => `blob ${r.blob_hash} is referenced but missing`,
+      );
+      await check(
+        'SELECT e.mailbox_id, e.uid, e.size, b.size AS bsize FROM entries e JOIN blobs b ON b.hash = e.blob_hash WHERE e.size <> b.size',
+        (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} has size ${r.size} but its blob has ${r.bsize}`,
+      );
+      await check(
+        `SELECT b.hash, b.size, coalesce(sum(length(c.data)), 0) AS len, count(c.n) AS chunks, coalesce(max(c.n), -1) AS last
+           FROM blobs b LEFT JOIN blob_chunks c ON c.blob_id = b.id GROUP BY b.id
+         HAVING (NOT b.external AND (coalesce(sum(length(c.data)), 0) <> b.size OR count(c.n) <> coalesce(max(c.n), -1) + 1))
+             OR (b.external AND count(c.n) > 0)`,
+        (r) => `blob ${r.hash}: ${r.len} bytes in ${r.chunks} chunks stored in the database, ${r.size} expected`,
+      );
+      await check('SELECT b.hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM blob_text t WHERE t.id = b.id)', (r) => `blob ${r.hash} has no search text row`);
+      await check(
+        `SELECT m.account_id, e.pid, count(*) AS n FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id
+         GROUP BY m.account_id, e.pid HAVING count(*) > 1`,
+        (r) => `account ${r.account_id}: pid ${r.pid} is used by ${r.n} entries`,
+      );
+      await check(
+        'SELECT x.mailbox_id, x.uid FROM expunged x JOIN entries e ON e.mailbox_id = x.mailbox_id AND e.uid = x.uid',
+        (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} is both expunged and present`,
+      );
+      const ext = await this.#rows<{ hash: string; size: number }>(this.#pool, 'SELECT hash, size FROM blobs WHERE external');
+      for (const f of ext) {
+        if (this.#external === null) {
+          problems.push(`blob ${f.hash}: stored externally but no external blob store is configured`);
+          continue;
+        }
+        const size = await this.#external.size(f.hash);
+        if (size === null) problems.push(`blob ${f.hash}: missing from ${this.#external.description}`);
+        else if (size !== f.size) problems.push(`blob ${f.hash}: ${size} bytes in ${this.#external.description}, ${f.size} expected`);
+      }
+      return problems;
+    });
+  }
+
+  async collectGarbage(): Promise<number> {
+    let removed = 0;
+    // Rows without references (none are left by the write paths; repairs and old crashes).
+    removed += await this.#tx(async (c, ctx) => {
+      const dead = await this.#rows<{ hash: string; external: boolean }>(c, 'DELETE FROM blobs WHERE refs <= 0 RETURNING hash, external');
+      for (const d of dead) {
+        ctx.removed.push(d.hash);
+        if (d.external) ctx.removedExternal.push(d.hash);
+      }
+      return dead.length;
+    });
+    if (this.#external !== null) {
+      const now = Date.now();
+      for (const b of await this.#external.list()) {
+        // Young blobs may belong to an ingest on another node that has not committed yet.
+        if (now - b.modified < GC_GRACE_MS) continue;
+        const known = await this.#pool.query('SELECT 1 FROM blobs WHERE hash = $1', [b.hash]);
+        if ((known.rowCount ?? 0) > 0) continue;
+        if (await this.#removeExternal(b.hash)) removed += 1;
+      }
+      removed += await this.#external.removeStaleTemps(GC_GRACE_MS);
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#whenIdle();
+    this.#closed = true;
+    this.#locks.clear();
+    const lock = this.#lockClient;
+    this.#lockClient = null;
+    if (lock !== null) await lock.end().catch(() => undefined);
+    await this.#notify.close();
+    await this.#pool.end();
+  }
+}
+
+/** PostgreSQL text cannot hold NUL; the search text loses it (a NUL never matches a needle). */
+function strip0(s: string): string {
+  return s.includes('\u0000') ? s.replace(/\u0000/g, '') : s;
+}
+
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Opens (creating or upgrading the schema if needed) a PostgreSQL store. Every connection runs
+ * with synchronous_commit = on and search_path = "schema", public (pg_trgm lives in public).
+ */
+export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
+  const schema = options.schema ?? 'public';
+  if (!SCHEMA_RE.test(schema)) throw new StoreError('invalid', `Cannot open store: invalid schema name ${JSON.stringify(schema)}`);
+  const connectionOptions = `-c search_path=${schema},public -c synchronous_commit=on`;
+  const base: pg.ClientConfig = { connectionString: options.url, options: connectionOptions, types: TYPES };
+  const onConnectionError =
+    options.onConnectionError ?? ((err: unknown) => process.emitWarning(`PostgreSQL store: ${err instanceof Error ? err.message : String(err)}`));
+  const connect = async (): Promise<pg.Client> => {
+    const c = new pg.Client(base);
+    await c.connect();
+    return c;
+  };
+
+  let external: BlobStore | null = null;
+  if (typeof options.blobs === 'string' && options.blobs !== 'database') {
+    await mkdir(join(options.blobs, 'tmp'), { recursive: true });
+    external = createFileBlobStore(options.blobs);
+  } else if (typeof options.blobs === 'object') {
+    external = options.blobs;
+  }
+
+  let setup: pg.Client;
+  try {
+    setup = await connect();
+  } catch (err) {
+    throw new StoreError('io', `Cannot open store: cannot connect to PostgreSQL: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  let lockSpace: number;
+  try {
+    if (schema !== 'public') await setup.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`).catch(async (err: unknown) => {
+      // Two nodes creating it at once: one wins, the other finds it.
+      if ((err as { code?: string }).code !== '23505') throw err;
+    });
+    await migratePg(setup);
+    lockSpace = (await setup.query<{ k: number }>('SELECT hashtext($1) AS k', [`facteur:${schema}`])).rows[0]?.k ?? 0;
+  } finally {
+    await setup.end().catch(() => undefined);
+  }
+
+  const pool = new pg.Pool({ ...base, max: options.poolSize ?? 10 });
+  pool.on('error', onConnectionError);
+  const channel = `facteur_changes_${schema}`;
+  let notify: NotifyFeed;
+  try {
+    notify = await createNotifyFeed({
+      connect,
+      channel,
+      onListenerError:
+        options.onListenerError ?? ((err) => process.emitWarning(`change feed listener failed: ${err instanceof Error ? err.stack : String(err)}`)),
+      onConnectionError,
+    });
+  } catch (err) {
+    await pool.end();
+    throw new StoreError('io', `Cannot open store: cannot listen for changes: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return new PgStore({ pool, notify, channel, external, lockSpace, connect, onConnectionError, parsedCacheSize: options.parsedCacheSize ?? 512 });
+}
+
+/**
+ * Splits a store URL into the connection URL and the store's own parameters:
+ * postgres://user@host:5432/db?schema=mail&blobs=/srv/facteur/blobs
+ */
+export function parsePgStoreUrl(location: string): Pick<PgStoreOptions, 'url' | 'schema' | 'blobs'> {
+  let u: URL;
+  try {
+    u = new URL(location);
+  } catch {
+    throw new StoreError('invalid', 'Cannot open store: malformed postgres:// URL');
+  }
+  const schema = u.searchParams.get('schema') ?? undefined;
+  const blobs = u.searchParams.get('blobs') ?? undefined;
+  u.searchParams.delete('schema');
+  u.searchParams.delete('blobs');
+  return { url: u.toString(), ...(schema === undefined ? {} : { schema }), ...(blobs === undefined ? {} : { blobs }) };
+}

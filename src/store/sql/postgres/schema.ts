@@ -1,0 +1,171 @@
+/**
+ * The PostgreSQL schema, as numbered migrations applied in order at open, each in its own
+ * transaction with its number recorded in schema_version. Several nodes may start at once: the
+ * whole upgrade runs under one advisory lock, so exactly one of them applies a migration and the
+ * others find it done. Never edit a released migration: add the next one.
+ *
+ * Mirrors the SQLite schema (sql/sqlite/schema.ts) table for table, with these differences:
+ * - blobs: the bytes are rows of blob_chunks (1 MiB each, so a byte range reads only the chunks
+ *   it needs) or, with an external blob store, not in the database at all (`external`).
+ * - search: blob_text.doc is the lowercased text of every searched column (lowercased in
+ *   JavaScript, so the case folding is exactly the SQLite backend's), with a GIN trigram index
+ *   (pg_trgm) that narrows a LIKE '%needle%' to the candidates, verified afterwards.
+ * - ids are bigserial: never reused, like SQLite's AUTOINCREMENT.
+ */
+import type pg from 'pg';
+import { StoreError } from '../../types.js';
+
+export interface PgMigration {
+  version: number;
+  sql: string;
+}
+
+/** Key of the advisory lock taken around migrations (any node, any schema of the database). */
+export const MIGRATION_LOCK_KEY = 0x46616374; // "Fact"
+
+export const PG_MIGRATIONS: readonly PgMigration[] = [
+  {
+    version: 1,
+    sql: `
+CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL);
+INSERT INTO counters (name, value) VALUES ('uidvalidity', 0);
+
+CREATE TABLE domains (name text PRIMARY KEY, created_at bigint NOT NULL);
+
+CREATE TABLE accounts (
+  id bigserial PRIMARY KEY,
+  address text NOT NULL UNIQUE,
+  domain text NOT NULL,
+  password_hash text NOT NULL,
+  scram text,
+  quota_bytes bigint,
+  quota_messages bigint,
+  pop3_delete_policy text NOT NULL DEFAULT 'expunge',
+  disabled boolean NOT NULL DEFAULT false,
+  created_at bigint NOT NULL,
+  modseq bigint NOT NULL DEFAULT 1,
+  pid_counter bigint NOT NULL DEFAULT 0,
+  used_bytes bigint NOT NULL DEFAULT 0,
+  used_messages bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX accounts_domain ON accounts (domain);
+
+CREATE TABLE aliases (source text NOT NULL, target text NOT NULL, PRIMARY KEY (source, target));
+CREATE INDEX aliases_target ON aliases (target);
+
+CREATE TABLE mailboxes (
+  id bigserial PRIMARY KEY,
+  account_id bigint NOT NULL,
+  name text NOT NULL,
+  uid_validity bigint NOT NULL UNIQUE,
+  uid_next bigint NOT NULL DEFAULT 1,
+  highest_modseq bigint NOT NULL,
+  special_use text,
+  messages bigint NOT NULL DEFAULT 0,
+  unseen bigint NOT NULL DEFAULT 0,
+  deleted bigint NOT NULL DEFAULT 0,
+  size bigint NOT NULL DEFAULT 0,
+  UNIQUE (account_id, name)
+);
+
+CREATE TABLE subscriptions (account_id bigint NOT NULL, name text NOT NULL, PRIMARY KEY (account_id, name));
+
+CREATE TABLE blobs (
+  id bigserial PRIMARY KEY,
+  hash text NOT NULL UNIQUE,
+  size bigint NOT NULL,
+  header_end bigint NOT NULL,
+  refs bigint NOT NULL,
+  external boolean NOT NULL
+);
+
+CREATE TABLE blob_chunks (
+  blob_id bigint NOT NULL REFERENCES blobs (id) ON DELETE CASCADE,
+  n integer NOT NULL,
+  data bytea NOT NULL,
+  PRIMARY KEY (blob_id, n)
+);
+
+CREATE TABLE blob_text (
+  id bigint PRIMARY KEY REFERENCES blobs (id) ON DELETE CASCADE,
+  parsed text NOT NULL,
+  subject text NOT NULL,
+  addr_from text NOT NULL,
+  addr_to text NOT NULL,
+  addr_cc text NOT NULL,
+  addr_bcc text NOT NULL,
+  headers text NOT NULL,
+  body text NOT NULL,
+  doc text NOT NULL
+);
+CREATE INDEX blob_text_doc ON blob_text USING gin (doc gin_trgm_ops);
+
+CREATE TABLE entries (
+  mailbox_id bigint NOT NULL,
+  uid bigint NOT NULL,
+  modseq bigint NOT NULL,
+  flags integer NOT NULL,
+  keywords text NOT NULL,
+  internal_date bigint NOT NULL,
+  save_date bigint NOT NULL,
+  size bigint NOT NULL,
+  blob_hash text NOT NULL,
+  email_id text NOT NULL,
+  thread_id text NOT NULL,
+  pid text NOT NULL,
+  pop3_hidden boolean NOT NULL DEFAULT false,
+  PRIMARY KEY (mailbox_id, uid)
+);
+CREATE INDEX entries_modseq ON entries (mailbox_id, modseq);
+CREATE INDEX entries_blob ON entries (blob_hash);
+
+CREATE TABLE expunged (
+  mailbox_id bigint NOT NULL,
+  modseq bigint NOT NULL,
+  uid bigint NOT NULL,
+  PRIMARY KEY (mailbox_id, modseq, uid)
+);
+
+CREATE TABLE thread_keys (
+  account_id bigint NOT NULL,
+  message_id text NOT NULL,
+  thread_id text NOT NULL,
+  PRIMARY KEY (account_id, message_id)
+);
+`,
+  },
+];
+
+/**
+ * Applies the missing migrations under the migration lock. Refuses a database written by a newer
+ * version. pg_trgm is created in the public schema so that every Facteur schema of the database
+ * (search_path "schema", public) shares it.
+ */
+export async function migratePg(client: pg.ClientBase): Promise<number> {
+  const latest = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]?.version ?? 0;
+  await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public');
+    await client.query('CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
+    const r = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_version');
+    const current = r.rows[0]?.v ?? 0;
+    if (current > latest) {
+      throw new StoreError('invalid', `Cannot open store: schema version ${current} is newer than this program (${latest})`);
+    }
+    for (const m of PG_MIGRATIONS) {
+      if (m.version <= current) continue;
+      await client.query('BEGIN');
+      try {
+        await client.query(m.sql);
+        await client.query('INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)', [m.version, Date.now()]);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw err;
+      }
+    }
+    return latest;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+  }
+}

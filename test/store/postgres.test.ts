@@ -1,0 +1,234 @@
+/**
+ * The store conformance suite on PostgreSQL (FACTEUR_TEST_PG=postgres://...; CI sets it), each
+ * test in a fresh schema, and what only a shared database can show: two store instances (two
+ * Facteur nodes) on one schema hear each other's changes, share locks and never give one UID twice.
+ */
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+import pg from 'pg';
+import { asUid } from '../../src/lib/brand.js';
+import type { Uid } from '../../src/lib/brand.js';
+import { openStore } from '../../src/store/open.js';
+import { BLOB_CHUNK } from '../../src/store/sql/postgres/pg-store.js';
+import { StoreError } from '../../src/store/types.js';
+import type { ChangeEvent } from '../../src/store/types.js';
+import { openPgTestStore, testMessage, testPgUrl } from '../helpers/store.js';
+import { registerStoreSuite } from './store-suite.js';
+
+const url = testPgUrl();
+
+if (url === null) {
+  test('postgres store tests need FACTEUR_TEST_PG', { skip: 'FACTEUR_TEST_PG is not set' }, () => undefined);
+} else {
+  registerStoreSuite('postgres', () => openPgTestStore());
+  // The same suite with the bytes in a directory shared by the nodes (an external BlobStore).
+  registerStoreSuite('postgres, file blobs', () => openPgTestStore({ blobs: 'directory' }));
+
+  async function setup(blobs: 'database' | 'directory' = 'database') {
+    const t = await openPgTestStore({ blobs });
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    return { ...t, bob, inbox };
+  }
+
+  test('postgres: two nodes on one database hear each other, share locks, never repeat a UID', async () => {
+    const t = await setup();
+    try {
+      const a = t.store;
+      const b = await t.openNode();
+      const heard: Array<{ e: ChangeEvent; at: number }> = [];
+      b.feed.subscribe(t.bob.id, (e) => heard.push({ e, at: performance.now() }));
+      const before = (await b.getMailboxById(t.inbox.id))!;
+      const m = testMessage({ subject: 'via node A' });
+      const t0 = performance.now();
+      const [out] = await a.deliver(m.raw, m.parsed, [{ accountId: t.bob.id }]);
+      assert.ok(out?.ok);
+      while (heard.length === 0 && performance.now() - t0 < 1000) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(heard.length, 1, 'node B heard the delivery');
+      assert.ok(heard[0]!.at - t0 < 200, `heard within 200 ms (took ${Math.round(heard[0]!.at - t0)} ms)`);
+      assert.deepEqual(heard[0]!.e, { accountId: t.bob.id, mailboxId: t.inbox.id, modseq: heard[0]!.e.modseq, kind: 'append' });
+      const ch = await b.changesSince(t.inbox.id, before.highestModSeq, before.uidNext);
+      assert.deepEqual(ch.added.map((e) => e.uid), [out.uid]);
+      assert.equal(ch.highestModSeq, heard[0]!.e.modseq);
+
+      // A node hears its own write once, though it also comes back through LISTEN.
+      const aHeard: ChangeEvent[] = [];
+      a.feed.subscribe(t.bob.id, (e) => aHeard.push(e));
+      await a.setFlags(t.inbox.id, [out.uid], 'add', ['\\Seen']);
+      await new Promise((r) => setTimeout(r, 150));
+      assert.deepEqual(aHeard.map((e) => e.kind), ['flags']);
+
+      const release = await a.tryLock('pop3:bob');
+      assert.ok(release);
+      assert.equal(await b.tryLock('pop3:bob'), null, 'held by node A');
+      assert.equal(await a.tryLock('pop3:bob'), null, 'held by node A, also for A');
+      await release();
+      const releaseB = await b.tryLock('pop3:bob');
+      assert.ok(releaseB, 'free once A released it');
+      await releaseB();
+
+      // Concurrent appends through both nodes to one mailbox.
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b).append(t.inbox.id, testMessage({ subject: `race ${i}` }))),
+      );
+      const uids = results.map((r) => r.uid).sort((x, y) => x - y);
+      assert.deepEqual(uids, Array.from({ length: 40 }, (_, i) => out.uid + 1 + i), 'unique, dense, increasing');
+      assert.equal(new Set(results.map((r) => r.modseq)).size, 40, 'one modseq each');
+      const entries = await b.listEntries(t.inbox.id);
+      assert.equal(entries.length, 41);
+      assert.deepEqual(await a.checkConsistency(), []);
+      assert.deepEqual(await b.checkConsistency(), []);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('postgres: a lock is freed when the node holding it dies', async () => {
+    const t = await setup();
+    try {
+      const b = await t.openNode();
+      const dying = await t.openNode();
+      assert.ok(await dying.tryLock('pop3:7'));
+      assert.equal(await b.tryLock('pop3:7'), null);
+      // Kill the lock-holding session from the server side, as a crash of the process would.
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query(
+          `SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
+             AND l.classid = hashtext($1)::oid AND l.objid = hashtext('lock:pop3:7')::oid`,
+          [`facteur:${t.schema}`],
+        );
+      } finally {
+        await admin.end();
+      }
+      let again: (() => Promise<void>) | null = null;
+      for (let i = 0; i < 50 && again === null; i++) {
+        again = await b.tryLock('pop3:7');
+        if (again === null) await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(again, 'the lock of a dead session is free');
+      await again();
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('postgres: large messages are 1 MiB chunk rows, range reads fetch only what they need', async () => {
+    const t = await setup();
+    try {
+      const big = testMessage({ subject: 'big', body: 'abcdefghij'.repeat(260_000) });
+      assert.ok(big.raw.length > 2 * BLOB_CHUNK);
+      await t.store.append(t.inbox.id, big);
+      await t.store.append(t.inbox.id, big);
+      const [e] = await t.store.listEntries(t.inbox.id);
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        const r = await admin.query(`SELECT count(*)::int AS n FROM "${t.schema}".blob_chunks`);
+        assert.equal(r.rows[0].n, Math.ceil(big.raw.length / BLOB_CHUNK), 'stored once, in chunks');
+      } finally {
+        await admin.end();
+      }
+      const ranges: Array<[number, number]> = [[0, 10], [BLOB_CHUNK - 5, BLOB_CHUNK + 5], [2 * BLOB_CHUNK, big.raw.length], [123, 2 * BLOB_CHUNK + 7]];
+      for (const [s, end] of ranges) assert.deepEqual(await t.store.readBlob(e!.blobHash, s, end), big.raw.subarray(s, end));
+      const chunks: Buffer[] = [];
+      for await (const c of t.store.streamBlob(e!.blobHash, 100)) chunks.push(c);
+      assert.deepEqual(Buffer.concat(chunks), big.raw.subarray(100));
+      await t.store.expunge(t.inbox.id);
+      await t.store.expunge(t.inbox.id, [asUid(1), asUid(2)]);
+      await assert.rejects(t.store.readBlob(e!.blobHash), (err: unknown) => err instanceof StoreError && err.code === 'not-found');
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('postgres: STORE, COPY, MOVE and EXPUNGE on 3000 messages keep counters exact', async () => {
+    const t = await setup();
+    try {
+      const n = 3000;
+      const msgs = Array.from({ length: n }, (_, i) => testMessage({ subject: `bulk ${i}` }));
+      for (let i = 0; i < n; i += 500) await t.store.appendMany(t.inbox.id, msgs.slice(i, i + 500));
+      const all: Uid[] = Array.from({ length: n }, (_, i) => asUid(i + 1));
+      const s = await t.store.setFlags(t.inbox.id, all, 'add', ['\\Seen', '\\Deleted']);
+      assert.equal(s.updated.length, n);
+      const k = await t.store.setFlags(t.inbox.id, all, 'add', ['$Bulk']);
+      assert.equal(k.updated.length, n);
+      const archive = (await t.store.getMailbox(t.bob.id, 'Archive'))!;
+      const c = await t.store.copy(t.inbox.id, all, archive.id);
+      assert.equal(c.pairs.length, n);
+      const trash = (await t.store.getMailbox(t.bob.id, 'Trash'))!;
+      const m = await t.store.move(archive.id, all.slice(0, 1000), trash.id);
+      assert.equal(m.expunged.length, 1000);
+      assert.equal((await t.store.expunge(t.inbox.id)).length, n);
+      assert.deepEqual(await t.store.mailboxCounts(trash.id), { messages: 1000, unseen: 0, deleted: 1000, size: (await t.store.mailboxCounts(trash.id)).size });
+      assert.deepEqual(await t.store.checkConsistency(), []);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('postgres: checkConsistency reports corrupted rows', async () => {
+    const t = await setup();
+    try {
+      await t.store.append(t.inbox.id, testMessage({ subject: 'one' }));
+      const [e] = await t.store.listEntries(t.inbox.id);
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query(`UPDATE "${t.schema}".entries SET uid = 77 WHERE uid = 1`);
+        await admin.query(`UPDATE "${t.schema}".blobs SET refs = 5`);
+        const problems = await t.store.checkConsistency();
+        assert.ok(problems.some((p) => /uid 77 is not below UIDNEXT 2/.test(p)), problems.join('\n'));
+        assert.ok(problems.some((p) => p.includes(`blob ${e!.blobHash}: refcount 5 but 1 entries`)), problems.join('\n'));
+        await admin.query(`UPDATE "${t.schema}".entries SET uid = 1 WHERE uid = 77`);
+        await admin.query(`UPDATE "${t.schema}".blobs SET refs = 1`);
+      } finally {
+        await admin.end();
+      }
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('postgres: collectGarbage removes old orphan files of the blob directory, not referenced ones', async () => {
+    const t = await setup('directory');
+    try {
+      await t.store.append(t.inbox.id, testMessage());
+      const { mkdir, writeFile, utimes, readdir } = await import('node:fs/promises');
+      const { join } = await import('node:path');
+      const root = join(t.dir, 'blobs');
+      await mkdir(join(root, 'ab'), { recursive: true });
+      const orphan = join(root, 'ab', 'c'.repeat(62));
+      await writeFile(orphan, 'junk');
+      const young = join(root, 'ab', 'd'.repeat(62));
+      await writeFile(young, 'being ingested by another node');
+      const old = new Date(Date.now() - 2 * 3600_000);
+      await utimes(orphan, old, old);
+      assert.equal(await t.store.collectGarbage(), 1);
+      assert.deepEqual((await readdir(join(root, 'ab'))).sort(), ['d'.repeat(62)]);
+      const { rm } = await import('node:fs/promises');
+      await rm(young);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('openStore opens postgres:// URLs with their schema parameter', async () => {
+    const t = await openPgTestStore();
+    try {
+      await t.store.addDomain('example.org');
+      const u = new URL(url);
+      u.searchParams.set('schema', t.schema);
+      const other = await openStore(u.toString());
+      try {
+        assert.deepEqual((await other.listDomains()).map((d) => d.name), ['example.org']);
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await t.cleanup();
+    }
+  });
+}
