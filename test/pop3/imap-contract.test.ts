@@ -15,7 +15,7 @@ import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { hashPassword } from '../../src/auth/password.js';
 import { createPop3Server } from '../../src/pop3/server/server.js';
 import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
-import type { ChangeEvent } from '../../src/store/types.js';
+import type { ChangeEvent, MessageEntry } from '../../src/store/types.js';
 import type { MailboxId } from '../../src/lib/brand.js';
 import { testMessage } from '../helpers/store.js';
 import { RawPop3, startPop3, USER, PASSWORD, type Pop3Fixture } from './pop3-client.js';
@@ -351,6 +351,59 @@ test('POP3 holds one session per account while IMAP-side writes go on unblocked'
     await f.deliver({ subject: 'appended while POP3 is open' });
     assert.equal((await f.entries()).length, 2);
     assert.equal(await c.command('NOOP'), '+OK');
+  } finally {
+    await f.close();
+  }
+});
+
+test('POP3 and IMAP-side writes running at once lose and duplicate nothing (invariant 2)', async () => {
+  const f = await startPop3();
+  try {
+    const store = f.ctx.store;
+    const archive = await mailboxId(f, 'Archive');
+    const initial: MessageEntry[] = [];
+    for (let i = 0; i < 40; i++) initial.push(await f.deliver({ subject: `m${i}` }));
+    const c = await f.session();
+    const count = Number((await c.command('STAT')).split(' ')[1]);
+    assert.equal(count, 40);
+    // Deterministic choices: IMAP moves every 5th, expunges every 7th (if still there), flags
+    // every 3rd and appends 10 new ones, while POP3 retrieves everything and deletes the evens.
+    const moved = initial.filter((_, i) => i % 5 === 0).map((e) => e.uid);
+    const expunged = initial.filter((_, i) => i % 7 === 0 && i % 5 !== 0).map((e) => e.uid);
+    const imapSide = (async () => {
+      for (let k = 0; k < 10; k++) {
+        await store.setFlags(f.inbox, initial.filter((_, i) => i % 3 === k % 3).map((e) => e.uid), 'add', ['\\Flagged']);
+        await store.append(f.inbox, testMessage({ subject: `new ${k}` }));
+      }
+      await store.move(f.inbox, moved, archive);
+      await store.expunge(f.inbox, expunged);
+    })();
+    const popSide = (async () => {
+      for (let n = 1; n <= count; n++) {
+        const r = await c.multi(`RETR ${n}`);
+        assert.ok(r.status.startsWith('+OK') || r.status === `-ERR Message ${n} was removed by another session`, r.status);
+        if (n % 2 === 0) assert.equal(await c.command(`DELE ${n}`), `+OK Message ${n} deleted`);
+      }
+    })();
+    await Promise.all([imapSide, popSide]);
+    const quit = await c.command('QUIT');
+    const removedByPop = Number(/^\+OK Bye, (\d+) messages removed$/.exec(quit)?.[1]);
+    await c.closed();
+
+    // Every message is in exactly one place, or was removed by exactly one side.
+    const inboxPids = (await f.entries()).map((e) => e.pid);
+    const archivePids = (await store.listEntries(archive)).map((e) => e.pid);
+    assert.equal(new Set([...inboxPids, ...archivePids]).size, inboxPids.length + archivePids.length);
+    assert.deepEqual(archivePids.sort(), initial.filter((_, i) => i % 5 === 0).map((e) => e.pid).sort());
+    const evens = initial.filter((_, i) => (i + 1) % 2 === 0);
+    const popRemovable = evens.filter((e) => !moved.includes(e.uid) && !expunged.includes(e.uid));
+    assert.equal(removedByPop, popRemovable.length);
+    const expectedInbox = 40 + 10 - moved.length - expunged.length - popRemovable.length;
+    assert.equal(inboxPids.length, expectedInbox);
+    for (const e of popRemovable) assert.ok(!inboxPids.includes(e.pid), `deleted message ${e.uid} still in INBOX`);
+    // RETR set \Seen on every message it sent that stayed in INBOX.
+    const seen = (await f.entries()).filter((e) => initial.some((i) => i.pid === e.pid));
+    for (const e of seen) assert.ok(e.flags.includes('\\Seen') || expunged.includes(e.uid), `uid ${e.uid} not \\Seen`);
   } finally {
     await f.close();
   }

@@ -182,3 +182,33 @@ test('POP3 QUIT reports -ERR [SYS/TEMP] when UPDATE fails, and removes nothing',
     await f.close();
   }
 });
+
+test('POP3 RETR of a message expunged between its entry check and the read answers -ERR, not a cut response', async () => {
+  let expungeAfterCheck: (() => Promise<unknown>) | null = null;
+  const f = await startPop3({}, {}, (store) =>
+    new Proxy(store, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'getEntries' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: Parameters<MailStore['getEntries']>) => {
+          const entries = await target.getEntries(...args);
+          // IMAP expunges the message right after POP3 checked that it exists.
+          const race = expungeAfterCheck;
+          expungeAfterCheck = null;
+          if (race) await race();
+          return entries;
+        };
+      },
+    }),
+  );
+  try {
+    const m = await f.deliver({ subject: 'raced' });
+    await f.deliver({ subject: 'other' });
+    const c = await f.session();
+    expungeAfterCheck = () => f.ctx.store.expunge(f.inbox, [m.uid]);
+    assert.equal(await c.command('RETR 1'), '-ERR Message 1 was removed by another session');
+    assert.match((await c.multi('RETR 2')).status, /^\+OK/);
+  } finally {
+    await f.close();
+  }
+});

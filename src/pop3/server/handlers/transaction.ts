@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { DotStuffer } from '../../protocol/dot-stuff.js';
 import { multiline, ok, scanListing, uniqueIdListing } from '../../protocol/response.js';
 import { TopFilter } from '../../protocol/top-filter.js';
+import { StoreError } from '../../../store/types.js';
 import { Pop3Fatal, Pop3Refusal } from '../errors.js';
 import type { Maildrop, MaildropMessage } from '../maildrop.js';
 import type { Pop3Session } from '../session.js';
@@ -66,8 +67,7 @@ export async function retr(s: Pop3Session, n: number): Promise<void> {
     await s.store.setFlags(maildrop.mailboxId, [m.uid], 'add', ['\\Seen']);
   }
   // RFC 1939 §7 RETR: "+OK" then the message, byte-stuffed, then ".".
-  s.send(ok(`${m.size} octets`));
-  await sendContent(s, m, null);
+  await sendContent(s, m, `${m.size} octets`, null);
 }
 
 export async function top(s: Pop3Session, n: number, lines: number): Promise<void> {
@@ -75,38 +75,57 @@ export async function top(s: Pop3Session, n: number, lines: number): Promise<voi
   const m = s.message(n);
   await currentEntry(s, maildrop, m);
   // RFC 1939 §7 TOP: header, blank line, first n body lines; \Seen is not set.
-  s.send(ok('Top of message follows'));
-  await sendContent(s, m, new TopFilter(lines));
+  await sendContent(s, m, 'Top of message follows', new TopFilter(lines));
 }
 
 /** The store's entry for a maildrop message; a refusal if another session removed it. */
 async function currentEntry(s: Pop3Session, maildrop: Maildrop, m: MaildropMessage): Promise<{ flags: string[] }> {
   const [entry] = await s.store.getEntries(maildrop.mailboxId, [m.uid]);
-  if (entry === undefined || entry.pid !== m.pid) {
-    // docs/pop3-imap.md: expunged or moved away over IMAP during this session; the number
-    // stays, only its content is gone.
-    throw new Pop3Refusal(`Message ${m.number} was removed by another session`);
-  }
+  if (entry === undefined || entry.pid !== m.pid) throw removed(m);
   return entry;
 }
 
-/** Streams a message (or its top) with byte-stuffing and backpressure. After the +OK line nothing
- * can be taken back, so a read failure closes the connection (the client sees no "."). */
-async function sendContent(s: Pop3Session, m: MaildropMessage, filter: TopFilter | null): Promise<void> {
+/**
+ * Sends "+OK status" then a message (or its top) with byte-stuffing and backpressure. The first
+ * chunk is read before the +OK: once it is in hand the rest is safe (the store keeps the open
+ * file, or the whole inline blob), so a message expunged by IMAP between the entry check and the
+ * read still gets a clean -ERR. After the +OK nothing can be taken back: a read failure then closes
+ * the connection (the client sees no ".").
+ */
+async function sendContent(s: Pop3Session, m: MaildropMessage, status: string, filter: TopFilter | null): Promise<void> {
+  const chunks = s.store.streamBlob(m.blobHash)[Symbol.asyncIterator]();
+  let next: IteratorResult<Buffer>;
+  try {
+    next = await chunks.next();
+  } catch (error) {
+    if (error instanceof StoreError && error.code === 'not-found') throw removed(m);
+    throw error;
+  }
+  s.send(ok(status));
   const stuffer = new DotStuffer();
   try {
-    for await (const chunk of s.store.streamBlob(m.blobHash)) {
+    while (next.done !== true) {
       if (s.isClosing) return;
-      const part = filter === null ? chunk : filter.push(chunk);
+      const part = filter === null ? next.value : filter.push(next.value);
       if (part.length > 0) s.send(stuffer.push(part));
       await s.waitForDrain();
       // TOP stops reading the blob once its lines are out.
       if (filter?.done) break;
+      next = await chunks.next();
     }
   } catch (error) {
     const ref = randomBytes(4).toString('hex');
     s.logger.error({ ref, err: error, uid: m.uid }, 'cannot read message content');
     throw new Pop3Fatal(null);
+  } finally {
+    // Closes the blob file when the loop ended early (TOP, a closed connection, an error).
+    if (next.done !== true) await chunks.return?.().catch(() => undefined);
   }
   s.send(stuffer.end());
+}
+
+function removed(m: MaildropMessage): Pop3Refusal {
+  // docs/pop3-imap.md: expunged or moved away over IMAP during this session; the number stays,
+  // only its content is gone.
+  return new Pop3Refusal(`Message ${m.number} was removed by another session`);
 }
