@@ -557,3 +557,19 @@ test('a client that keeps sending far past the size limit is cut off; a BDAT chu
     await h.close();
   }
 });
+
+test('a client silent in the middle of DATA is disconnected with 421 after the data timeout, nothing stored', async () => {
+  const h = await startServer({ limits: { dataTimeoutMs: 300 } });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const c = await openTransaction(h.port, FROM, ['bob@example.com']);
+    await c.cmd('DATA', 354);
+    c.write('Subject: half\r\n\r\nhalf a message');
+    const r = await c.expect(421, 5000);
+    assert.match(r.text, /^4\.4\.2 /);
+    await c.closed();
+    assert.equal((await h.messages(bob.id)).length, 0);
+  } finally {
+    await h.close();
+  }
+});
