@@ -7,6 +7,22 @@ import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 
+/**
+ * Bounds on what a remote server can make us hold or wait for (DESIGN.md invariant 4 applies to
+ * the servers we connect to as much as to clients).
+ */
+export const CLIENT_LIMITS = {
+  /** Bytes of replies buffered without a line end: RFC 5321 §4.5.3.1.5 allows 512 per line;
+   * a server that sends endless text without CRLF is cut off here. */
+  maxPartialReply: 64 * 1024,
+  /** Bytes of replies per session: dozens of transactions need a few KiB. */
+  maxReplyBytes: 1024 * 1024,
+  /** Wall-clock bound on one operation (connect+EHLO+STARTTLS, AUTH, or one transaction): a
+   * server trickling a byte now and then defeats the inactivity timeout, not this. The sum of
+   * RFC 5321 §4.5.3.2 client timeouts is about 25 minutes. */
+  operationMs: 30 * 60_000,
+} as const;
+
 export type TlsMode =
   /** STARTTLS whenever offered, certificate not checked (RFC 7435: better than plain text). */
   | 'opportunistic'
@@ -32,6 +48,8 @@ export interface SessionOptions {
   auth?: { user: string; pass: string };
   connectTimeoutMs?: number;
   socketTimeoutMs?: number;
+  /** Overrides of CLIENT_LIMITS (tests). */
+  limits?: { maxReplyBytes?: number; operationMs?: number };
 }
 
 export interface RecipientRefusal {
@@ -141,12 +159,36 @@ export async function openSession(o: SessionOptions): Promise<SmtpSession> {
     failPending?.(lastError ?? Object.assign(new Error('Connection closed unexpectedly'), { code: 'ECONNECTION' }));
   });
 
+  // Every byte from the server passes here (nodemailer reads through this method, also after
+  // STARTTLS): the reply budget is enforced before nodemailer buffers anything.
+  const client = conn as unknown as { _onData(chunk: Buffer): void; _remainder?: string };
+  const parse = client._onData.bind(conn);
+  let replyBytes = 0;
+  client._onData = (chunk: Buffer) => {
+    replyBytes += chunk.length;
+    const partial = (client._remainder?.length ?? 0) + chunk.length;
+    if (replyBytes > (o.limits?.maxReplyBytes ?? CLIENT_LIMITS.maxReplyBytes) || partial > CLIENT_LIMITS.maxPartialReply) {
+      abort(`Server replies over the limit (${replyBytes} bytes, ${partial} without a line end)`);
+      return;
+    }
+    parse(chunk);
+  };
+  const abort = (message: string) => {
+    const err = Object.assign(new Error(message), { code: 'ELIMIT' }) as NodemailerError;
+    lastError = err;
+    closed = true;
+    failPending?.(err);
+    conn.close();
+  };
+
   const run = <T>(start: (done: (err: NodemailerError | null | undefined, value?: T) => void) => void): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       let settled = false;
+      const deadline = setTimeout(() => abort('Operation timed out'), o.limits?.operationMs ?? CLIENT_LIMITS.operationMs);
       const finish = (err: NodemailerError | null | undefined, value?: T) => {
         if (settled) return;
         settled = true;
+        clearTimeout(deadline);
         failPending = null;
         if (err) reject(err);
         else resolve(value as T);

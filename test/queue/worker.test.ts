@@ -89,3 +89,26 @@ test('report fields: status from the enhanced code or the basic one; remote text
   assert.equal(cleanText('a\r\nInjected: x\u0000é'), 'a Injected: x??');
   assert.equal(cleanText('x'.repeat(600)).length, 515);
 });
+
+test('a remote that sends endless text without a line end is cut off and the mail deferred', async () => {
+  const { createServer } = await import('node:net');
+  let closedByClient = false;
+  const evil = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.on('close', () => (closedByClient = true));
+    socket.write('220-' + 'x'.repeat(200 * 1024));
+  });
+  await new Promise<void>((r) => evil.listen(0, '127.0.0.1', () => r()));
+  const port = (evil.address() as { port: number }).port;
+  const h = await makeQueue(mockResolver(DNS), { port });
+  try {
+    const { id } = await h.queue.enqueue(MESSAGE, { from: 'alice@example.org', to: ['bob@example.net'] });
+    await h.queue.runDue();
+    assert.match((await h.store.getMessage(id))?.recipients[0]?.lastError ?? '', /^451 4\.4\.1 .*replies over the limit/);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(closedByClient, 'connection closed');
+  } finally {
+    await h.close();
+    await new Promise<void>((r) => evil.close(() => r()));
+  }
+});
