@@ -9,8 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
-import { formatReply } from '../protocol/reply.js';
-import { R } from '../protocol/reply.js';
+import { R, formatReply } from '../protocol/reply.js';
 import {
   COMMAND_TIMEOUT_MS_DEFAULT,
   CONNECTIONS_MAX_DEFAULT,
