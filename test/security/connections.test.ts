@@ -242,3 +242,35 @@ test('idle timeouts per protocol state close silent and trickling-but-idle clien
     await s.close();
   }
 });
+
+test('SMTP drops a slow sender that trickles a command byte by byte past the command timeout', async () => {
+  const s = await startServers({ smtp: { limits: { commandTimeoutMs: 500 } } });
+  try {
+    const c = await s.smtp();
+    await c.cmd('EHLO client.example.net', 250);
+    const started = Date.now();
+    // One byte every 100 ms: each resets an inactivity timer, none completes the line.
+    const trickle = setInterval(() => {
+      if (!c.ended) c.write('x');
+    }, 100);
+    try {
+      const r = await c.read(5000);
+      assert.equal(r.code, 421);
+      await c.closed();
+    } finally {
+      clearInterval(trickle);
+    }
+    const took = Date.now() - started;
+    assert.ok(took >= 450 && took < 3000, `dropped after ${took} ms`);
+    // A client that keeps sending complete commands is not affected by the same timeout.
+    const busy = await s.smtp();
+    for (let i = 0; i < 8; i++) {
+      await busy.cmd('NOOP', 250);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await busy.cmd('QUIT', 221);
+    await s.stillServes();
+  } finally {
+    await s.close();
+  }
+});

@@ -9,6 +9,9 @@
  * - Commands run one at a time, in order; the state check happens once, in `dispatch`.
  * - Input buffered behind STARTTLS is discarded before the TLS handshake (RFC 3207 §4.2,
  *   CVE-2011-0411), and all session knowledge is forgotten after it.
+ * - A command must arrive complete within commandTimeoutMs of the server being ready for it:
+ *   bytes trickled without ending a line do not extend that (a slow sender holding a connection
+ *   slot forever by sending one byte a minute is dropped with 421, RFC 5321 §4.5.3.2.7).
  * - The session decides grammar, sequence, limits and TLS; the policy decides recipients and
  *   delivery. A policy exception becomes 451 4.3.0 with a correlation id, never an internal
  *   message.
@@ -95,6 +98,8 @@ export class SmtpSession {
   private bdat: BdatState | null = null;
   private auth: AuthState | null = null;
   private writePaused = false;
+  /** Deadline for the next complete command line (see the invariants). */
+  private commandDeadline: NodeJS.Timeout | null = null;
   private readonly remoteAddress: string;
   private readonly remotePort: number;
   private readonly localAddress: string;
@@ -145,6 +150,7 @@ export class SmtpSession {
   private greet(): void {
     if (this.mode === 'closed') return;
     this.greeted = true;
+    this.armCommandDeadline();
     const kind = this.cfg.mode === 'lmtp' ? 'LMTP' : 'ESMTP';
     // RFC 5321 §4.3.1: 220 <domain> greeting
     this.send(reply(220, null, `${this.cfg.ctx.hostname} ${kind} Facteur`));
@@ -186,12 +192,24 @@ export class SmtpSession {
     this.log.debug({ session: this.id, err: err.message }, 'smtp connection error');
   };
 
+  /** Waiting for a command (or an AUTH line): the next complete line must arrive in time. In
+   * DATA/BDAT the socket's inactivity timeout (dataTimeoutMs) applies instead. */
+  private armCommandDeadline(): void {
+    if (this.commandDeadline) clearTimeout(this.commandDeadline);
+    this.commandDeadline = null;
+    if (this.mode !== 'command' && this.mode !== 'auth') return;
+    this.commandDeadline = setTimeout(this.onTimeout, this.cfg.limits.commandTimeoutMs);
+    this.commandDeadline.unref();
+  }
+
   private readonly onSocketClose = (): void => {
+    if (this.commandDeadline) clearTimeout(this.commandDeadline);
     if (this.mode !== 'closed') this.mode = 'closed';
     this.cfg.onClose();
   };
 
   private readonly onTimeout = (): void => {
+    if (this.mode === 'closed') return;
     // RFC 5321 §4.5.3.2.7: the server may close after its timeout, with 421.
     this.send(R.timeout());
     this.close();
@@ -256,6 +274,7 @@ export class SmtpSession {
   private async run(): Promise<void> {
     try {
       while (this.mode !== 'closed' && (await this.step())) {
+        this.armCommandDeadline();
         if (this.closing && this.mode === 'command') {
           this.send(R.shuttingDown());
           this.close();
