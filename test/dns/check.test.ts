@@ -15,7 +15,7 @@ import { checkDomain, hasProblems, renderReport, type CheckResult } from '../../
 import { requiredRecords, type DnsRecord } from '../../src/dns/records.js';
 import { loadConfig, type ListenerName } from '../../src/config/config.js';
 import { generateDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
-import { addTo, emptyZone, mockResolver, type Zone } from './mock-resolver.js';
+import { addTo, emptyZone, mockResolver, zoneOf } from './mock-resolver.js';
 
 const run = promisify(execFile);
 const DOMAIN = 'example.test';
@@ -32,23 +32,6 @@ async function certificate(names: string[], days: number): Promise<string> {
     '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
   ]);
   return readFile(join(dir, 'c.pem'), 'utf8');
-}
-
-/** The zone with exactly the records `facteur dns` prints. */
-function zoneOf(records: readonly DnsRecord[]): Zone {
-  const z = emptyZone();
-  for (const r of records) {
-    switch (r.type) {
-      case 'MX': addTo(z.mx, r.name, { exchange: r.value, priority: r.priority ?? 10 }); break;
-      case 'A': addTo(z.a, r.name, r.value); break;
-      case 'AAAA': addTo(z.aaaa, r.name, r.value); break;
-      case 'TXT': addTo(z.txt, r.name, r.value); break;
-      case 'CNAME': z.cname.set(r.name, r.value); break;
-      case 'SRV': addTo(z.srv, r.name, { name: r.value === '.' ? '' : r.value, port: r.port ?? 0, priority: r.priority ?? 0, weight: r.weight ?? 0 }); break;
-      case 'PTR': addTo(z.ptr, r.name, r.value); break;
-    }
-  }
-  return z;
 }
 
 const LISTEN: Partial<Record<ListenerName, string>> = {

@@ -3,6 +3,7 @@
  * service tests stand in for). Unknown names answer ENOTFOUND, known names without the asked
  * type ENODATA, names listed in `fail` a temporary error, like node:dns.
  */
+import type { DnsRecord } from '../../src/dns/records.js';
 import type { FullResolver, MxRecord, SrvRecord } from '../../src/dns/resolver.js';
 
 export interface Zone {
@@ -55,4 +56,21 @@ export function addTo<T>(map: Map<string, T[]>, name: string, value: T): void {
   const list = map.get(name) ?? [];
   list.push(value);
   map.set(name, list);
+}
+
+/** The zone with exactly the records `facteur dns` prints. */
+export function zoneOf(records: readonly DnsRecord[]): Zone {
+  const z = emptyZone();
+  for (const r of records) {
+    switch (r.type) {
+      case 'MX': addTo(z.mx, r.name, { exchange: r.value, priority: r.priority ?? 10 }); break;
+      case 'A': addTo(z.a, r.name, r.value); break;
+      case 'AAAA': addTo(z.aaaa, r.name, r.value); break;
+      case 'TXT': addTo(z.txt, r.name, r.value); break;
+      case 'CNAME': z.cname.set(r.name, r.value); break;
+      case 'SRV': addTo(z.srv, r.name, { name: r.value === '.' ? '' : r.value, port: r.port ?? 0, priority: r.priority ?? 0, weight: r.weight ?? 0 }); break;
+      case 'PTR': addTo(z.ptr, r.name, r.value); break;
+    }
+  }
+  return z;
 }
