@@ -530,24 +530,33 @@ class SqliteStore implements MailStore {
     ctx.index.push({ rowid: Number(ins.lastInsertRowid), columns: c });
   }
 
+  /** Reference count changes as one statement per call, whatever the number of blobs. */
   #incRefs(counts: Map<string, number>): void {
-    const s = this.#q('UPDATE blobs SET refs = refs + ? WHERE hash = ?');
-    for (const [hash, n] of counts) {
-      if (s.run(n, hash).changes === 0) throw new StoreError('io', `Blob ${hash} is missing`);
-    }
+    if (counts.size === 0) return;
+    const r = this.#q(
+      `UPDATE blobs SET refs = refs + d.n FROM (SELECT value ->> 0 AS hash, value ->> 1 AS n FROM json_each(?)) AS d
+        WHERE blobs.hash = d.hash`,
+    ).run(JSON.stringify([...counts]));
+    if (r.changes !== counts.size) throw new StoreError('io', 'Cannot copy: a referenced blob is missing');
   }
 
-  /** Drops references; the last one removes the row, its index entry and (after commit) file. */
+  /** Drops references; the last one removes the row, its text and index entry, and (after the
+   * commit) its file. */
   #decRefs(ctx: WriteContext, counts: Map<string, number>): void {
-    const dec = this.#q('UPDATE blobs SET refs = refs - ? WHERE hash = ? RETURNING id, refs, in_file');
-    for (const [hash, n] of counts) {
-      const row = dec.get(n, hash) as { id: number; refs: number; in_file: number } | undefined;
-      if (row === undefined || row.refs > 0) continue;
-      ctx.index.push({ rowid: row.id, columns: null });
-      this.#q('DELETE FROM blobs WHERE id = ?').run(row.id);
-      this.#q('DELETE FROM blob_content WHERE id = ?').run(row.id);
-      this.#q('DELETE FROM blob_text WHERE id = ?').run(row.id);
-      ctx.removed.push({ hash, inFile: row.in_file !== 0 });
+    if (counts.size === 0) return;
+    const rows = this.#q(
+      `UPDATE blobs SET refs = refs - d.n FROM (SELECT value ->> 0 AS hash, value ->> 1 AS n FROM json_each(?)) AS d
+        WHERE blobs.hash = d.hash RETURNING blobs.id, blobs.hash, blobs.refs, blobs.in_file`,
+    ).all(JSON.stringify([...counts])) as Array<{ id: number; hash: string; refs: number; in_file: number }>;
+    const dead = rows.filter((r) => r.refs <= 0);
+    if (dead.length === 0) return;
+    const ids = JSON.stringify(dead.map((r) => r.id));
+    for (const table of ['blobs', 'blob_content', 'blob_text']) {
+      this.#q(`DELETE FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`).run(ids);
+    }
+    for (const r of dead) {
+      ctx.index.push({ rowid: r.id, columns: null });
+      ctx.removed.push({ hash: r.hash, inFile: r.in_file !== 0 });
     }
   }
 
