@@ -254,7 +254,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     let list = idle.get(key);
     if (!list) idle.set(key, (list = []));
     if (list.length >= (options.connectionsPerDestination ?? 2)) {
-      session.quit();
+      void session.quit();
       return;
     }
     const entry = {
@@ -263,20 +263,23 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
         const i = list.indexOf(entry);
         if (i >= 0) list.splice(i, 1);
         if (list.length === 0 && idle.get(key) === list) idle.delete(key);
-        session.quit();
+        void session.quit();
       }, idleMs),
     };
     entry.timer.unref?.();
     list.push(entry);
   }
 
-  function closeIdle(): void {
+  async function closeIdle(): Promise<void> {
+    const closing: Promise<void>[] = [];
     for (const list of idle.values()) {
       for (const p of list.splice(0)) {
         clearTimeout(p.timer);
-        p.session.quit();
+        closing.push(p.session.quit());
       }
     }
+    idle.clear();
+    await Promise.all(closing);
   }
 
   function localAddressFor(sender: string, target: string): string | undefined {
@@ -595,7 +598,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
         return session.open ? 'again' : 'next';
       } finally {
         if (session && keep) park(key, session);
-        else session?.quit();
+        else await session?.quit();
         releaseGlobal();
         releaseDest();
       }
@@ -693,9 +696,9 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
         try {
           await session.reset();
         } catch {
-          session.quit();
+          void session.quit();
         }
-      } else session.quit();
+      } else void session.quit();
     }
     await settle(task, outcome);
     return 'done';
@@ -807,7 +810,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       if (timer) clearTimeout(timer);
       timer = null;
       await Promise.all([...inflight]);
-      closeIdle();
+      await closeIdle();
     },
     on(event, listener) {
       events.on(event, listener as (e: unknown) => void);

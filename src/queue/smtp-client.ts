@@ -119,7 +119,9 @@ export interface SmtpSession {
   send(envelope: { from: string; to: string[]; size: number; eightBit: boolean; requireTls: boolean; dsn?: SMTPConnection.DSNOptions }, body: Buffer): Promise<SendResult>;
   /** RSET after a failed transaction, so the connection can carry the next one. */
   reset(): Promise<void>;
-  quit(): void;
+  /** Sends QUIT; resolves once the socket is closed (at most a few seconds later), so a
+   * connection limit counts connections that are still closing. */
+  quit(): Promise<void>;
 }
 
 export async function openSession(o: SessionOptions): Promise<SmtpSession> {
@@ -248,8 +250,22 @@ export async function openSession(o: SessionOptions): Promise<SmtpSession> {
       await run<void>((done) => conn.reset((err) => done(err)));
     },
     quit() {
+      const socket = (conn as unknown as { _socket?: { destroyed: boolean; once(e: 'close', f: () => void): void; destroy(): void } })._socket;
+      const gone = new Promise<void>((resolve) => {
+        if (!socket || socket.destroyed) return resolve();
+        const cap = setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 3000);
+        socket.once('close', () => {
+          clearTimeout(cap);
+          resolve();
+        });
+      });
       if (!closed) conn.quit();
+      else conn.close();
       closed = true;
+      return gone;
     },
   };
 }
