@@ -259,6 +259,9 @@ export async function checkDomain(input: CheckInput): Promise<CheckResult[]> {
     }
   }
 
+  if (input.ips.length === 0) {
+    add({ status: 'warn', subject: 'addresses', detail: 'no public address (public_ips or --ip): reverse DNS and blocklists were not checked', fix: 'set public_ips in facteur.toml' });
+  }
   results.push(...checkCertificate(input, host));
 
   for (const ip of input.ips) {

@@ -89,6 +89,7 @@ export function createHttpServer(ctx: ServerContext, options: HttpServerOptions)
   const log = ctx.log.child({ listener: options.name });
   const connections = ctx.metrics?.counter(...METRIC.connections);
   const requests = ctx.metrics?.counter(...METRIC.httpRequests);
+  const open = ctx.metrics?.gauge(...METRIC.openConnections);
   const perIp = new Map<string, number>();
 
   function endpoints(): ClientEndpoint[] {
@@ -306,7 +307,9 @@ export function createHttpServer(ctx: ServerContext, options: HttpServerOptions)
     }
     perIp.set(ip, n + 1);
     connections?.inc({ listener: options.name });
+    open?.inc({ listener: options.name });
     socket.once('close', () => {
+      open?.dec({ listener: options.name });
       const left = (perIp.get(ip) ?? 1) - 1;
       if (left <= 0) perIp.delete(ip);
       else perIp.set(ip, left);

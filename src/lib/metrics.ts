@@ -153,4 +153,5 @@ export const METRIC = {
   authFailures: ['facteur_auth_failures_total', 'Failed authentications, by protocol and reason.'],
   authSuccesses: ['facteur_auth_successes_total', 'Successful authentications, by protocol.'],
   httpRequests: ['facteur_http_requests_total', 'HTTP requests answered, by endpoint and status code.'],
+  openConnections: ['facteur_open_connections', 'Connections open now, by listener.'],
 } as const;
