@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
+import { connect } from 'node:net';
 import { Writable } from 'node:stream';
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw } from 'node:zlib';
 import { pino } from 'pino';
 import type { MailStore } from '../../src/store/types.js';
 import { startImap, TEST_PASSWORD, TEST_USER } from '../helpers/imap-transcript.js';
@@ -79,6 +81,50 @@ test('AUTHENTICATE LOGIN asks for the user name and the password', async () => {
     await t.expect(/^\+ /);
     t.send(Buffer.from(TEST_PASSWORD).toString('base64'));
     await t.expectTagged('a1', 'OK');
+  } finally {
+    await f.close();
+  }
+});
+
+test('COMPRESS DEFLATE: the OK is plain, then commands and responses are raw DEFLATE; a second COMPRESS is NO', async () => {
+  const f = await startImap();
+  try {
+    const socket = connect({ host: '127.0.0.1', port: f.port });
+    let plain = '';
+    const onPlain = (d: Buffer): void => {
+      plain += d.toString('latin1');
+    };
+    socket.on('data', onPlain);
+    const waitFor = async (get: () => string, re: RegExp): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      while (!re.test(get())) {
+        if (Date.now() > deadline) throw new Error(`timeout waiting for ${re}: ${JSON.stringify(get())}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await waitFor(() => plain, /^\* OK .*\r\n/);
+    socket.write(`a LOGIN ${TEST_USER} "${TEST_PASSWORD}"\r\nb COMPRESS DEFLATE\r\n`);
+    await waitFor(() => plain, /b OK DEFLATE active\r\n/);
+    socket.off('data', onPlain);
+    const inflate = createInflateRaw();
+    const deflate = createDeflateRaw();
+    let text = '';
+    socket.on('data', (d: Buffer) => inflate.write(d));
+    inflate.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
+    deflate.on('data', (d: Buffer) => socket.write(d));
+    const send = (line: string): void => {
+      deflate.write(`${line}\r\n`);
+      deflate.flush(zlibConstants.Z_SYNC_FLUSH);
+    };
+    send('c SELECT INBOX');
+    await waitFor(() => text, /c OK \[READ-WRITE\]/);
+    send('d COMPRESS DEFLATE');
+    await waitFor(() => text, /d NO \[COMPRESSIONACTIVE\]/);
+    send('e LOGOUT');
+    await waitFor(() => text, /\* BYE Logging out\r\ne OK/);
+    socket.destroy();
   } finally {
     await f.close();
   }

@@ -44,6 +44,8 @@ const COMMANDS: Record<string, string> = {
   'UID MOVE': 'UID MOVE 1 Trash',
   STARTTLS: 'STARTTLS',
   AUTHENTICATE: 'AUTHENTICATE PLAIN',
+  // Valid after login (tested in session.test.ts: it switches the connection to DEFLATE).
+  COMPRESS: 'COMPRESS DEFLATE',
 };
 
 const ANY = ['CAPABILITY', 'NOOP', 'ID'];

@@ -100,6 +100,7 @@ export type Request =
   | { name: 'STORE'; uid: boolean; set: SequenceSet; mode: 'add' | 'remove' | 'set'; silent: boolean; flags: string[] }
   | { name: 'COPY' | 'MOVE'; uid: boolean; set: SequenceSet; mailbox: string }
   | { name: 'ID'; params: Array<[string, string | null]> | null }
+  | { name: 'COMPRESS'; mechanism: string }
   | { name: 'GETQUOTA'; root: string }
   | { name: 'GETQUOTAROOT'; mailbox: string }
   | { name: 'SETQUOTA'; root: string };
@@ -415,6 +416,10 @@ class ArgParser {
         }
         return { name, root };
       }
+      case 'COMPRESS':
+        // RFC 4978 §3.
+        c.sp();
+        return { name, mechanism: c.atom().toUpperCase() };
       case 'GETQUOTAROOT':
         c.sp();
         return { name, mailbox: this.mailbox() };

@@ -166,6 +166,14 @@ export class Receiver {
     this.mode = 'line';
   }
 
+  /** Hands over the bytes received and not yet consumed (COMPRESS: they must be inflated). */
+  takeBuffered(): Buffer {
+    const rest = this.buf;
+    this.buf = Buffer.alloc(0);
+    this.scanFrom = 0;
+    return rest;
+  }
+
   /** Drops every byte received so far: after STARTTLS nothing sent in clear may be read as a
    * command inside TLS (RFC 3501 §6.2.1, CVE-2011-0411). */
   discardBuffered(): void {

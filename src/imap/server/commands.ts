@@ -6,7 +6,7 @@
 import type { ImapValue } from '../protocol/ast.js';
 import type { Request } from '../protocol/parser.js';
 import { appendCommand } from './handlers/append.js';
-import { authenticate, enable, login, starttls } from './handlers/auth.js';
+import { authenticate, compress, enable, login, starttls } from './handlers/auth.js';
 import { capability, id, logout, noop } from './handlers/any.js';
 import { idle } from './handlers/idle.js';
 import { create, del, getQuota, getQuotaRoot, list, lsub, namespace, rename, setQuota, status, subscribe } from './handlers/mailboxes.js';
@@ -55,6 +55,8 @@ const table: Array<[string, readonly StateKind[], Handler, CommandEntry['expunge
   ['LOGIN', NOT_AUTH, login],
   // RFC 5161 §3.1 / RFC 9051 §6.3.1: ENABLE only in the authenticated state.
   ['ENABLE', ['authenticated'], enable],
+  // RFC 4978: after authentication (compression before it buys nothing and exposes more).
+  ['COMPRESS', AUTH, compress],
   ['SELECT', AUTH, select],
   ['EXAMINE', AUTH, select],
   ['CREATE', AUTH, create],

@@ -13,6 +13,8 @@
  *   commit (and its publication); responses are written afterwards.
  */
 import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw } from 'node:zlib';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -83,6 +85,8 @@ export class Session {
   readonly remoteAddress: string;
   private readonly local: boolean;
   private socket: Socket;
+  /** The compressor once COMPRESS DEFLATE is active; responses are written into it. */
+  private deflate: DeflateRaw | null = null;
   private readonly receiver: Receiver;
   private waiter: ((ev: ReceiverEvent | null) => void) | null = null;
   private closed = false;
@@ -159,6 +163,7 @@ export class Session {
       'THREAD=ORDEREDSUBJECT',
       'THREAD=REFERENCES',
       'QUOTA',
+      'COMPRESS=DEFLATE',
       'QUOTA=RES-STORAGE',
       'QUOTA=RES-MESSAGE',
     );
@@ -192,26 +197,30 @@ export class Session {
   // --- Writing ----------------------------------------------------------------------------------------
 
   async write(out: Output): Promise<void> {
+    const sink = this.deflate ?? this.socket;
     for (const part of coalesce(out)) {
       if (this.closed) return;
       if (Buffer.isBuffer(part)) {
-        if (!this.socket.write(part)) await this.drain();
+        if (!sink.write(part)) await this.drain(sink);
       } else {
         let sent = 0;
         for await (const chunk of part.stream) {
           if (this.closed) return;
           sent += chunk.length;
-          if (!this.socket.write(chunk)) await this.drain();
+          if (!sink.write(chunk)) await this.drain(sink);
         }
         // The literal size was announced: a short stream would desynchronise the client.
         if (sent !== part.size) throw new ByeError('Internal error while sending a message');
       }
     }
+    // RFC 4978 §4: each response is flushed so the client can decompress it now.
+    const deflate = this.deflate;
+    if (deflate !== null && !this.closed) await new Promise<void>((resolve) => deflate.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve()));
   }
 
-  private async drain(): Promise<void> {
+  private async drain(sink: Writable): Promise<void> {
     if (this.closed) return;
-    await Promise.race([once(this.socket, 'drain'), once(this.socket, 'close')]);
+    await Promise.race([once(sink, 'drain'), once(this.socket, 'close')]);
   }
 
   untagged(values: readonly ImapValue[]): Promise<void> {
@@ -379,6 +388,33 @@ export class Session {
 
   unselect(): void {
     if (this.state.kind === 'selected') this.state = { kind: 'authenticated', account: this.state.account };
+  }
+
+  get compressing(): boolean {
+    return this.deflate !== null;
+  }
+
+  /**
+   * COMPRESS=DEFLATE (RFC 4978): from now on both directions are raw DEFLATE streams. Bytes the
+   * client already sent after its command are compressed ones and go through the inflater too.
+   */
+  startCompression(): void {
+    const raw = this.socket;
+    const pending = this.receiver.takeBuffered();
+    const inflate = createInflateRaw();
+    const deflate = createDeflateRaw();
+    raw.off('data', this.onData);
+    raw.on('data', (chunk: Buffer) => inflate.write(chunk));
+    inflate.on('data', this.onData);
+    // Corrupt compressed input cannot be resynchronised: the connection ends.
+    inflate.on('error', () => this.destroy());
+    deflate.on('error', () => this.destroy());
+    deflate.on('data', (chunk: Buffer) => {
+      if (!raw.write(chunk)) deflate.pause();
+    });
+    raw.on('drain', () => deflate.resume());
+    this.deflate = deflate;
+    if (pending.length > 0) inflate.write(pending);
   }
 
   /** STARTTLS (RFC 9051 §6.2.1): drop what was pipelined in clear, then handshake. */

@@ -105,3 +105,14 @@ export async function enable(s: Session, _tag: string, req: Request): Promise<vo
   }
   await s.untagged([{ atom: 'ENABLED' }, ...enabled.map((c) => ({ atom: c }))]);
 }
+
+/** COMPRESS DEFLATE (RFC 4978): the OK goes out uncompressed, then both directions are. */
+export async function compress(s: Session, _tag: string, req: Request): Promise<Done> {
+  if (req.name !== 'COMPRESS') throw new Error('unreachable');
+  if (req.mechanism !== 'DEFLATE') throw new BadError('Unknown compression mechanism');
+  if (s.compressing) throw new NoError('COMPRESSIONACTIVE', 'DEFLATE is already active');
+  return {
+    text: 'DEFLATE active',
+    after: async () => s.startCompression(),
+  };
+}
