@@ -166,7 +166,7 @@ test('POP3 refuses plaintext USER/PASS from another host before STLS and offers 
     assert.ok(!capa.lines.includes('USER'), capa.lines.join(','));
     assert.ok(capa.lines.includes('SASL SCRAM-SHA-256'));
     assert.ok(capa.lines.includes('STLS'));
-    assert.equal(await c.command(`USER ${USER}`), '-ERR [AUTH] Plaintext authentication is not allowed without TLS, use STLS first');
+    assert.equal(await c.command(`USER ${USER}`), '-ERR Plaintext authentication is not allowed without TLS, use STLS first');
     assert.equal(await c.command('AUTH PLAIN'), '-ERR Unsupported authentication mechanism');
     assert.equal(await c.startTls(), '+OK Begin TLS negotiation');
     const after = await c.multi('CAPA');

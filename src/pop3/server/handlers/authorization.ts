@@ -11,6 +11,8 @@ import { Pop3Fatal, Pop3Refusal, Pop3SyntaxError } from '../errors.js';
 import { Maildrop } from '../maildrop.js';
 import type { Pop3Session, SaslExchange } from '../session.js';
 
+/** No response code: RFC 3206's [AUTH] means "the credentials are wrong", which would make a
+ * client ask for the password again instead of showing that TLS is needed. */
 const PLAINTEXT_REFUSED = 'Plaintext authentication is not allowed without TLS, use STLS first';
 
 export async function stls(s: Pop3Session): Promise<void> {
@@ -22,7 +24,7 @@ export async function stls(s: Pop3Session): Promise<void> {
 export async function user(s: Pop3Session, name: string): Promise<void> {
   const st = s.authorization();
   // DESIGN.md invariant 5: no clear-text password from another host without TLS.
-  if (!s.plaintextAllowed) throw new Pop3Refusal(PLAINTEXT_REFUSED, 'AUTH');
+  if (!s.plaintextAllowed) throw new Pop3Refusal(PLAINTEXT_REFUSED);
   // The name is not checked here: the answer must not tell which accounts exist.
   st.user = name;
   s.send(ok('Send your password'));
@@ -30,7 +32,7 @@ export async function user(s: Pop3Session, name: string): Promise<void> {
 
 export async function pass(s: Pop3Session, password: string): Promise<void> {
   const st = s.authorization();
-  if (!s.plaintextAllowed) throw new Pop3Refusal(PLAINTEXT_REFUSED, 'AUTH');
+  if (!s.plaintextAllowed) throw new Pop3Refusal(PLAINTEXT_REFUSED);
   const name = st.user;
   // RFC 1939 §7: PASS only right after a successful USER.
   if (name === null) throw new Pop3SyntaxError('USER first');
