@@ -8,6 +8,7 @@ import type { Mailbox, SpecialUse } from '../../../store/types.js';
 import type { ImapValue } from '../../protocol/ast.js';
 import { HIERARCHY_SEPARATOR, mailboxNameProblem, type ListRequest, type Request, type StatusItem } from '../../protocol/parser.js';
 import { NoError } from '../errors.js';
+import { listMatcher } from '../list-match.js';
 import type { Session } from '../session.js';
 
 const SPECIAL_USES: readonly SpecialUse[] = ['\\Drafts', '\\Sent', '\\Trash', '\\Junk', '\\Archive', '\\All', '\\Flagged'];
@@ -75,22 +76,6 @@ export async function namespace(s: Session): Promise<void> {
   await s.untagged([{ atom: 'NAMESPACE' }, [['', HIERARCHY_SEPARATOR]], null, null]);
 }
 
-/** RFC 9051 §6.3.9: "*" matches anything, "%" anything but the separator. INBOX is matched
- * case-insensitively (RFC 9051 §5.1). */
-function patternRegex(reference: string, pattern: string): RegExp {
-  let full = pattern.startsWith(HIERARCHY_SEPARATOR) || reference === '' ? pattern : reference + pattern;
-  if (full.slice(0, 5).toUpperCase() === 'INBOX' && (full.length === 5 || full[5] === HIERARCHY_SEPARATOR || full[5] === '*' || full[5] === '%')) {
-    full = `INBOX${full.slice(5)}`;
-  }
-  let re = '^';
-  for (const ch of full) {
-    if (ch === '*') re += '.*';
-    else if (ch === '%') re += '[^/]*';
-    else re += ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-  }
-  return new RegExp(`${re}$`, 's');
-}
-
 function parentsOf(name: string): string[] {
   const parts = name.split(HIERARCHY_SEPARATOR);
   const out: string[] = [];
@@ -120,8 +105,8 @@ async function listMailboxes(s: Session, req: ListRequest): Promise<void> {
   const byName = new Map(mailboxes.map((m) => [m.name, m]));
   const wantSubs = req.selectSubscribed || req.returnSubscribed;
   const subscribed = new Set(wantSubs ? await s.ctx.store.listSubscriptions(account.id) : []);
-  const regexes = req.patterns.filter((p) => p !== '').map((p) => patternRegex(req.reference, p));
-  const matches = (name: string): boolean => regexes.some((r) => r.test(name));
+  const matchers = req.patterns.filter((p) => p !== '').map((p) => listMatcher(req.reference, p));
+  const matches = (name: string): boolean => matchers.some((m) => m(name));
 
   // Every name that may be listed: existing mailboxes, their missing parents, and (when selecting
   // by subscription) subscribed names and their parents.
@@ -187,13 +172,13 @@ export async function lsub(s: Session, _tag: string, req: Request): Promise<void
   const account = s.account();
   const subs = await s.ctx.store.listSubscriptions(account.id);
   const existing = new Set((await s.ctx.store.listMailboxes(account.id)).map((m) => m.name));
-  const regex = patternRegex(req.reference, req.pattern);
+  const matches = listMatcher(req.reference, req.pattern);
   const out = new Map<string, boolean>();
   for (const name of subs) {
-    if (regex.test(name)) out.set(name, true);
+    if (matches(name)) out.set(name, true);
     // RFC 3501 §6.3.9: with "%", a parent of a subscribed name that is not itself subscribed is
     // listed with \Noselect.
-    for (const p of parentsOf(name)) if (!subs.includes(p) && regex.test(p)) out.set(p, false);
+    for (const p of parentsOf(name)) if (!subs.includes(p) && matches(p)) out.set(p, false);
   }
   for (const [name, isSub] of [...out].sort((a, b) => byImapOrder(a[0], b[0]))) {
     const attrs: ImapValue[] = !isSub || !existing.has(name) ? [{ atom: '\\Noselect' }] : [];
