@@ -412,43 +412,78 @@ class PgStore implements MailStore {
     await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [this.#lockSpace, `blob:${hash}`]);
   }
 
-  /** Adds n references to a blob, creating its row, text and bytes on first use. */
-  async #addBlobRefs(c: Tx, blob: IngestBlob, n: number): Promise<void> {
-    const up = await c.query('UPDATE blobs SET refs = refs + $1 WHERE hash = $2', [n, blob.hash]);
-    if ((up.rowCount ?? 0) > 0) return;
-    await this.#lockHash(c, blob.hash);
-    if (this.#external !== null && (await this.#external.size(blob.hash)) !== blob.raw.length) {
-      // Removed by another node after our put (its last reference went away meanwhile).
-      await this.#external.put(blob.hash, blob.raw);
-    }
-    const ins = await this.#row<{ id: number; inserted: boolean }>(
+  /**
+   * Adds references to blobs, creating the rows, text and bytes of those seen for the first
+   * time: five statements whatever the number of blobs.
+   */
+  async #addBlobRefs(c: Tx, items: ReadonlyArray<{ blob: IngestBlob; n: number }>): Promise<void> {
+    if (items.length === 0) return;
+    const found = await this.#rows<{ hash: string }>(
       c,
-      `INSERT INTO blobs (hash, size, header_end, refs, external) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (hash) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs RETURNING id, (xmax = 0) AS inserted`,
-      [blob.hash, blob.raw.length, Math.min(Math.max(0, blob.parsed.root.bodyStart), blob.raw.length), n, this.#external !== null],
+      'UPDATE blobs b SET refs = b.refs + v.n FROM unnest($1::text[], $2::int8[]) AS v(h, n) WHERE b.hash = v.h RETURNING b.hash',
+      [items.map((i) => i.blob.hash), items.map((i) => i.n)],
     );
-    if (ins === undefined || !ins.inserted) return;
-    const { text, ...rest } = blob.parsed;
-    void text;
-    const k = searchColumns(blob.raw, blob.parsed);
-    // Lowercased here, not by PostgreSQL, so the case folding is JavaScript's, as in SQLite.
-    const doc = [k.subject, k.from, k.to, k.cc, k.bcc, k.headers, k.body].join('\u0001').toLowerCase();
+    const have = new Set(found.map((r) => r.hash));
+    const missing = items.filter((i) => !have.has(i.blob.hash)).sort((x, y) => (x.blob.hash < y.blob.hash ? -1 : 1));
+    if (missing.length === 0) return;
+    // In hash order, so two transactions creating the same blobs cannot deadlock.
+    await c.query('SELECT pg_advisory_xact_lock($1, hashtext(h)) FROM unnest($2::text[]) AS h', [
+      this.#lockSpace,
+      missing.map((i) => `blob:${i.blob.hash}`),
+    ]);
+    if (this.#external !== null) {
+      for (const { blob } of missing) {
+        // Removed by another node after our put (its last reference went away meanwhile).
+        if ((await this.#external.size(blob.hash)) !== blob.raw.length) await this.#external.put(blob.hash, blob.raw);
+      }
+    }
+    const ins = await this.#rows<{ id: number; hash: string; inserted: boolean }>(
+      c,
+      `INSERT INTO blobs (hash, size, header_end, refs, external)
+       SELECT h, s, e, n, $5 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS v(h, s, e, n)
+       ON CONFLICT (hash) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs RETURNING id, hash, (xmax = 0) AS inserted`,
+      [
+        missing.map((i) => i.blob.hash),
+        missing.map((i) => i.blob.raw.length),
+        missing.map((i) => Math.min(Math.max(0, i.blob.parsed.root.bodyStart), i.blob.raw.length)),
+        missing.map((i) => i.n),
+        this.#external !== null,
+      ],
+    );
+    const idOf = new Map(ins.filter((r) => r.inserted).map((r) => [r.hash, r.id]));
+    const created = missing.filter((i) => idOf.has(i.blob.hash));
+    if (created.length === 0) return;
+    const text: unknown[][] = [[], [], [], [], [], [], [], [], [], []];
+    const chunkIds: number[] = [];
+    const chunkNs: number[] = [];
+    const chunkData: Buffer[] = [];
+    for (const { blob } of created) {
+      const id = idOf.get(blob.hash) ?? 0;
+      const { text: body, ...rest } = blob.parsed;
+      void body;
+      const k = searchColumns(blob.raw, blob.parsed);
+      // Lowercased here, not by PostgreSQL, so the case folding is JavaScript's, as in SQLite.
+      const doc = [k.subject, k.from, k.to, k.cc, k.bcc, k.headers, k.body].join('\u0001').toLowerCase();
+      const values = [id, JSON.stringify(rest), k.subject, k.from, k.to, k.cc, k.bcc, k.headers, k.body, doc];
+      values.forEach((v, i) => text[i]?.push(typeof v === 'string' ? strip0(v) : v));
+      if (this.#external === null) {
+        for (let off = 0, n = 0; off < blob.raw.length; off += BLOB_CHUNK, n++) {
+          chunkIds.push(id);
+          chunkNs.push(n);
+          chunkData.push(blob.raw.subarray(off, off + BLOB_CHUNK));
+        }
+      }
+    }
     await c.query(
       `INSERT INTO blob_text (id, parsed, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body, doc)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [ins.id, JSON.stringify(rest), strip0(k.subject), strip0(k.from), strip0(k.to), strip0(k.cc), strip0(k.bcc), strip0(k.headers), strip0(k.body), strip0(doc)],
+       SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])`,
+      text,
     );
-    if (this.#external === null && blob.raw.length > 0) {
-      const ns: number[] = [];
-      const parts: Buffer[] = [];
-      for (let off = 0, i = 0; off < blob.raw.length; off += BLOB_CHUNK, i++) {
-        ns.push(i);
-        parts.push(blob.raw.subarray(off, off + BLOB_CHUNK));
-      }
-      await c.query('INSERT INTO blob_chunks (blob_id, n, data) SELECT $1, n, d FROM unnest($2::int4[], $3::bytea[]) AS t(n, d)', [
-        ins.id,
-        ns,
-        parts,
+    if (chunkIds.length > 0) {
+      await c.query('INSERT INTO blob_chunks (blob_id, n, data) SELECT * FROM unnest($1::int8[], $2::int4[], $3::bytea[])', [
+        chunkIds,
+        chunkNs,
+        chunkData,
       ]);
     }
   }
@@ -630,35 +665,58 @@ class PgStore implements MailStore {
     await c.query(`INSERT INTO entries (${ENTRY_COLS}) SELECT * FROM unnest(${args})`, cols);
   }
 
-  /** THREADID (RFC 8474 §5.2): the thread of any known message this one is linked to. */
-  async #threadFor(c: Tx, accountId: number, parsed: ParsedMessage): Promise<string> {
-    const keys: string[] = [];
-    const add = (id: string): void => {
-      const k = cleanMessageId(id);
-      if (k !== null && !keys.includes(k)) keys.push(k);
-    };
-    if (parsed.messageId !== null) add(parsed.messageId);
-    for (const id of parsed.inReplyTo) add(id);
-    for (const id of parsed.references.slice(-MAX_THREAD_REFS).reverse()) add(id);
-    if (keys.length === 0) return this.#ids.threadId();
-    const found = await this.#rows<{ message_id: string; thread_id: string }>(
-      c,
-      'SELECT message_id, thread_id FROM thread_keys WHERE account_id = $1 AND message_id = ANY($2::text[])',
-      [accountId, keys],
-    );
-    const byKey = new Map(found.map((r) => [r.message_id, r.thread_id]));
-    let threadId: string | undefined;
-    for (const k of keys) {
-      threadId = byKey.get(k);
-      if (threadId !== undefined) break;
+  /**
+   * THREADID (RFC 8474 §5.2) of each message, in order: the thread of any known message it is
+   * linked to, counting the messages before it in the same batch. One read and one write.
+   */
+  async #threadsFor(c: Tx, accountId: number, messages: readonly ParsedMessage[]): Promise<string[]> {
+    const keysOf = messages.map((parsed) => {
+      const keys: string[] = [];
+      const add = (id: string): void => {
+        const k = cleanMessageId(id);
+        if (k !== null && !keys.includes(k)) keys.push(k);
+      };
+      // Own id first: a reply stored earlier already put it in a thread.
+      if (parsed.messageId !== null) add(parsed.messageId);
+      for (const id of parsed.inReplyTo) add(id);
+      for (const id of parsed.references.slice(-MAX_THREAD_REFS).reverse()) add(id);
+      return keys;
+    });
+    const all = [...new Set(keysOf.flat())];
+    const known = new Map<string, string>();
+    if (all.length > 0) {
+      const rows = await this.#rows<{ message_id: string; thread_id: string }>(
+        c,
+        'SELECT message_id, thread_id FROM thread_keys WHERE account_id = $1 AND message_id = ANY($2::text[])',
+        [accountId, all],
+      );
+      for (const r of rows) known.set(r.message_id, r.thread_id);
     }
-    threadId ??= this.#ids.threadId();
-    await c.query(
-      `INSERT INTO thread_keys (account_id, message_id, thread_id) SELECT $1, k, $3 FROM unnest($2::text[]) AS k
-       ON CONFLICT DO NOTHING`,
-      [accountId, keys, threadId],
-    );
-    return threadId;
+    const added = new Map<string, string>();
+    const out = keysOf.map((keys) => {
+      let threadId: string | undefined;
+      for (const k of keys) {
+        threadId = known.get(k);
+        if (threadId !== undefined) break;
+      }
+      threadId ??= this.#ids.threadId();
+      // First writer of a key wins, as with INSERT OR IGNORE one message at a time.
+      for (const k of keys) {
+        if (!known.has(k)) {
+          known.set(k, threadId);
+          added.set(k, threadId);
+        }
+      }
+      return threadId;
+    });
+    if (added.size > 0) {
+      await c.query(
+        `INSERT INTO thread_keys (account_id, message_id, thread_id) SELECT $1, k, t FROM unnest($2::text[], $3::text[]) AS v(k, t)
+         ON CONFLICT DO NOTHING`,
+        [accountId, [...added.keys()], [...added.values()]],
+      );
+    }
+    return out;
   }
 
   /** Stores new messages in one mailbox; account locked and quota checked by the caller. */
@@ -669,24 +727,38 @@ class PgStore implements MailStore {
     mailboxId: number,
     items: ReadonlyArray<{ blob: IngestBlob; flags: FlagSet; internalDate: number }>,
   ): Promise<AppendResult[]> {
-    const mailbox = await this.#mailboxRow(c, mailboxId);
-    if (mailbox === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
-    const modseq = await this.#nextModseq(c, account.id);
-    const first = await this.#takeUids(c, mailboxId, items.length);
-    const now = Date.now();
-    const rows: EntryRow[] = [];
     const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
-    const results: AppendResult[] = [];
-    for (const [i, item] of items.entries()) {
-      const emailId = this.#ids.emailId();
-      const threadId = await this.#threadFor(c, account.id, item.blob.parsed);
-      const size = item.blob.raw.length;
-      rows.push([mailboxId, first + i, modseq, item.flags.mask, encodeKeywords(item.flags.keywords), item.internalDate, now, size, item.blob.hash, emailId, threadId, emailId, false]);
+    for (const item of items) {
       d.messages += 1;
       d.unseen += seenDelta(item.flags.mask);
       d.deleted += deletedDelta(item.flags.mask);
-      d.size += size;
-      results.push({ uidValidity: asUidValidity(mailbox.uid_validity), uid: asUid(first + i), modseq: asModSeq(modseq), emailId });
+      d.size += item.blob.raw.length;
+    }
+    // The modseq and the usage in one statement, then the UIDs and counters in another.
+    const acc = await this.#row<{ modseq: number }>(
+      c,
+      'UPDATE accounts SET modseq = modseq + 1, used_bytes = used_bytes + $2, used_messages = used_messages + $3 WHERE id = $1 RETURNING modseq',
+      [account.id, d.size, d.messages],
+    );
+    if (acc === undefined) throw new StoreError('not-found', `Cannot find account ${account.id}`);
+    const modseq = acc.modseq;
+    const mb = await this.#row<{ first: number; uid_validity: number }>(
+      c,
+      `UPDATE mailboxes SET uid_next = uid_next + $2, messages = messages + $3, unseen = unseen + $4, deleted = deleted + $5,
+         size = size + $6, highest_modseq = GREATEST(highest_modseq, $7)
+       WHERE id = $1 AND account_id = $8 RETURNING uid_next - $2 AS first, uid_validity`,
+      [mailboxId, items.length, d.messages, d.unseen, d.deleted, d.size, modseq, account.id],
+    );
+    if (mb === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    const threads = await this.#threadsFor(c, account.id, items.map((i) => i.blob.parsed));
+    const now = Date.now();
+    const rows: EntryRow[] = [];
+    const results: AppendResult[] = [];
+    for (const [i, item] of items.entries()) {
+      const emailId = this.#ids.emailId();
+      const uid = mb.first + i;
+      rows.push([mailboxId, uid, modseq, item.flags.mask, encodeKeywords(item.flags.keywords), item.internalDate, now, item.blob.raw.length, item.blob.hash, emailId, threads[i] ?? this.#ids.threadId(), emailId, false]);
+      results.push({ uidValidity: asUidValidity(mb.uid_validity), uid: asUid(uid), modseq: asModSeq(modseq), emailId });
     }
     // Blob rows first: an entry never points at a missing blob, even inside the transaction.
     const perBlob = new Map<string, { blob: IngestBlob; n: number }>();
@@ -695,10 +767,8 @@ class PgStore implements MailStore {
       if (p === undefined) perBlob.set(item.blob.hash, { blob: item.blob, n: 1 });
       else p.n += 1;
     }
-    for (const p of perBlob.values()) await this.#addBlobRefs(c, p.blob, p.n);
+    await this.#addBlobRefs(c, [...perBlob.values()]);
     await this.#insertEntries(c, rows);
-    await this.#bumpMailbox(c, mailboxId, d, modseq);
-    await this.#bumpUsage(c, account.id, d.size, d.messages);
     ctx.events.push({ accountId: asAccountId(account.id), mailboxId: asMailboxId(mailboxId), modseq: asModSeq(modseq), kind: 'append' });
     return results;
   }
