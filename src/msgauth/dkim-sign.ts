@@ -5,8 +5,10 @@
  * Invariants:
  * - Keys live in `<data>/dkim/<domain>/<selector>.<rsa|ed25519>.key` (PKCS#8 PEM, mode 0600);
  *   the selector published in DNS is the file name before the algorithm.
- * - A domain signs with its newest key of each algorithm; older ones stay on disk (and in DNS)
- *   until the operator removes them, so mail signed before a rotation still verifies.
+ * - A domain signs with its newest key of each algorithm once that key is older than the
+ *   activation delay (time to publish its DNS record), or at once when it is the domain's first;
+ *   older keys stay on disk (and in DNS) until the operator removes them, so mail signed before
+ *   a rotation still verifies.
  * - The signed header set follows RFC 6376 §5.4.1, and From is oversigned (listed once more than
  *   it appears, §5.4.2 / §8.15) so that no From can be added above the signed one.
  *
@@ -27,6 +29,8 @@ export interface DkimKey {
   selector: string;
   algorithm: DkimAlgorithm;
   privateKeyPem: string;
+  /** When the key was created (its file's mtime), epoch ms. */
+  createdAt: number;
 }
 
 /**
@@ -64,23 +68,33 @@ export async function loadDkimKeys(dataDir: string, domain: string): Promise<Dki
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-  const found: Array<DkimKey & { mtime: number }> = [];
+  const found: DkimKey[] = [];
   for (const name of names) {
     const m = KEY_FILE.exec(name);
     if (!m) continue;
     const path = join(dir, name);
     const [pem, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
-    found.push({ domain: domain.toLowerCase(), selector: m[1]!, algorithm: m[2] as DkimAlgorithm, privateKeyPem: pem, mtime: st.mtimeMs });
+    found.push({ domain: domain.toLowerCase(), selector: m[1]!, algorithm: m[2] as DkimAlgorithm, privateKeyPem: pem, createdAt: st.mtimeMs });
   }
-  found.sort((a, b) => b.mtime - a.mtime || b.selector.localeCompare(a.selector));
-  return found.map(({ mtime: _mtime, ...key }) => key);
+  found.sort((a, b) => b.createdAt - a.createdAt || b.selector.localeCompare(a.selector));
+  return found;
 }
 
-/** The keys a domain signs with now: its newest of each algorithm. */
-export function activeDkimKeys(keys: readonly DkimKey[]): DkimKey[] {
+/** How long a new key waits before it signs, when an older key of its algorithm exists: the
+ * time for its DNS record to be published and to reach resolvers (a rotation must not sign with
+ * a key nobody can look up yet). */
+export const DKIM_ACTIVATION_DELAY_MS = 48 * 3600 * 1000;
+
+/**
+ * The keys a domain signs with at `now`: per algorithm, the newest key older than the activation
+ * delay, or the oldest one when none is (so a domain's first keys sign at once).
+ */
+export function activeDkimKeys(keys: readonly DkimKey[], now = Date.now(), activationDelayMs = DKIM_ACTIVATION_DELAY_MS): DkimKey[] {
   const out: DkimKey[] = [];
   for (const alg of ['rsa', 'ed25519'] as const) {
-    const k = keys.find((key) => key.algorithm === alg);
+    const ofAlg = keys.filter((key) => key.algorithm === alg).sort((a, b) => b.createdAt - a.createdAt);
+    // None old enough: the oldest, the one whose record has been out longest.
+    const k = ofAlg.find((key) => key.createdAt <= now - activationDelayMs) ?? ofAlg[ofAlg.length - 1];
     if (k) out.push(k);
   }
   return out;
@@ -115,7 +129,7 @@ export async function generateDkimKeys(dataDir: string, domain: string, options:
     const pem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     // 'wx': never overwrite a key that DNS may already publish.
     await writeFile(join(dir, `${selector}.${alg}.key`), pem, { mode: 0o600, flag: 'wx' });
-    keys.push({ domain: domain.toLowerCase(), selector, algorithm: alg, privateKeyPem: pem });
+    keys.push({ domain: domain.toLowerCase(), selector, algorithm: alg, privateKeyPem: pem, createdAt: Date.now() });
   }
   return keys;
 }
@@ -199,13 +213,14 @@ export interface DkimSigningService {
 
 /**
  * Signing service reading keys from the data directory. Keys are read at each signature
- * (a few small files), so a rotation takes effect without a restart.
+ * (a few small files), so a rotation takes effect without a restart, once its activation delay
+ * has passed.
  */
-export function createDkimSigning(dataDir: string): DkimSigningService {
+export function createDkimSigning(dataDir: string, options: { activationDelayMs?: number; now?: () => number } = {}): DkimSigningService {
   return {
-    async sign(message, domain, options) {
-      const keys = activeDkimKeys(await loadDkimKeys(dataDir, domain));
-      return signMessage(message, keys, options);
+    async sign(message, domain, signOptions) {
+      const keys = activeDkimKeys(await loadDkimKeys(dataDir, domain), options.now?.() ?? Date.now(), options.activationDelayMs);
+      return signMessage(message, keys, signOptions);
     },
   };
 }

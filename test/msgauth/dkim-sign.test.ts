@@ -70,7 +70,7 @@ test('generated keys are written per domain and algorithm, private, and reloaded
   });
 });
 
-test('a rotation adds new selectors, keeps the old keys, and signs with the newest', async () => {
+test('a rotation adds new selectors and keeps the old keys; the new ones sign after the activation delay', async () => {
   await withDir(async (dir) => {
     const now = new Date('2026-11-27T00:00:00Z');
     await generateDkimKeys(dir, 'example.org', { rsaBits: 1024, now });
@@ -79,7 +79,18 @@ test('a rotation adds new selectors, keeps the old keys, and signs with the newe
     assert.deepEqual(second.map((k) => k.selector), ['f20261127r2', 'f20261127e2']);
     const all = await loadDkimKeys(dir, 'example.org');
     assert.equal(all.length, 4);
-    assert.deepEqual(activeDkimKeys(all).map((k) => k.selector).sort(), ['f20261127e2', 'f20261127r2']);
+    const newest = Math.max(...all.map((k) => k.createdAt));
+    const hour = 3600_000;
+    // Right after the rotation the old keys still sign; 48 hours later the new ones do.
+    assert.deepEqual(activeDkimKeys(all, newest + hour).map((k) => k.selector).sort(), ['f20261127e', 'f20261127r']);
+    assert.deepEqual(activeDkimKeys(all, newest + 49 * hour).map((k) => k.selector).sort(), ['f20261127e2', 'f20261127r2']);
+    assert.deepEqual(activeDkimKeys(all, newest, 0).map((k) => k.selector).sort(), ['f20261127e2', 'f20261127r2']);
+    // A domain's first keys sign at once.
+    assert.deepEqual(activeDkimKeys(all.filter((k) => k.selector.endsWith('2')), newest).length, 2);
+    const signing = createDkimSigning(dir, { now: () => newest + 49 * hour });
+    const signed = (await signing.sign(MESSAGE, 'example.org')).toString();
+    assert.match(signed, /s=f20261127r2;/);
+    assert.match(signed, /s=f20261127e2;/);
   });
 });
 
