@@ -815,9 +815,9 @@ class SqliteStore implements MailStore {
     const pairs: Array<[Uid, Uid]> = [];
     const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
     const refs = new Map<string, number>();
+    const news: Array<[number, number, string, number]> = [];
     for (const r of rows) {
-      const pid = move ? r[11] : copyPid(r[9], ++pidCounter);
-      this.#insertEntry([toId, uid, modseq, r[3], r[4], r[5], now, r[7], r[8], r[9], r[10], pid, move ? r[12] : 0]);
+      news.push([r[1], uid, move ? r[11] : copyPid(r[9], ++pidCounter), move ? r[12] : 0]);
       pairs.push([asUid(r[1]), asUid(uid)]);
       uid += 1;
       d.messages += 1;
@@ -826,6 +826,14 @@ class SqliteStore implements MailStore {
       d.size += r[7];
       refs.set(r[8], (refs.get(r[8]) ?? 0) + 1);
     }
+    // One statement for the whole set (SQLite materialises the SELECT when from === to); CROSS
+    // JOIN keeps the list as the outer loop, with a primary-key lookup per UID.
+    this.#q(
+      `INSERT INTO entries (${ENTRY_COLS})
+       SELECT ?, n.value ->> 1, ?, e.flags, e.keywords, e.internal_date, ?, e.size, e.blob_hash, e.email_id, e.thread_id,
+              n.value ->> 2, n.value ->> 3
+         FROM json_each(?) n CROSS JOIN entries e ON e.mailbox_id = ? AND e.uid = n.value ->> 0`,
+    ).run(toId, modseq, now, JSON.stringify(news), fromId);
     this.#bumpMailbox(toId, d, modseq, uid);
     ctx.events.push({ accountId: asAccountId(account.id), mailboxId: asMailboxId(toId), modseq: asModSeq(modseq), kind: 'append' });
     if (move) {
@@ -1248,7 +1256,8 @@ class SqliteStore implements MailStore {
       knownUidNext,
     ) as EntryRow[];
     const changed = this.#qr(
-      `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND modseq > ? AND uid < ? ORDER BY uid`,
+      // +uid: search by (mailbox_id, modseq), not by the UID range (the whole mailbox).
+      `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND modseq > ? AND +uid < ? ORDER BY uid`,
     ).all(mailboxId, since, knownUidNext) as EntryRow[];
     // UIDs the caller never knew (>= its UIDNEXT) are not reported as expunged.
     const expunged = this.#qr(
@@ -1345,12 +1354,13 @@ class SqliteStore implements MailStore {
     const needle = query.value;
     const lower = needle.toLowerCase();
     const base = 'FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN blob_text s ON s.id = b.id WHERE e.mailbox_id = ?';
-    // The index query runs once (MATERIALIZED); joined the other way SQLite would run the FTS
-    // query once per entry of the mailbox.
+    // The index query runs once (MATERIALIZED) and drives the join (CROSS JOIN fixes the order):
+    // each hit finds its entries through entries_blob, instead of every entry of the mailbox
+    // probing the hits.
     const indexed = (select: string): string =>
       `WITH hits AS MATERIALIZED (SELECT rowid FROM search WHERE search MATCH ?)
-       SELECT ${select} FROM hits h JOIN blobs b ON b.id = h.rowid JOIN entries e ON e.blob_hash = b.hash
-         JOIN blob_text s ON s.id = h.rowid WHERE e.mailbox_id = ?`;
+       SELECT ${select} FROM hits h CROSS JOIN blobs b ON b.id = h.rowid CROSS JOIN entries e ON e.blob_hash = b.hash
+         CROSS JOIN blob_text s ON s.id = h.rowid WHERE e.mailbox_id = ?`;
     if (query.field === 'header') {
       const name = (query.header ?? '').toLowerCase();
       if (name.length === 0) throw new StoreError('invalid', 'Cannot search a header without its name');
