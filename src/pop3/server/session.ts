@@ -359,6 +359,7 @@ export class Pop3Session {
       await this.outcome(command.name, Promise.reject(new Pop3SyntaxError(`${command.name} is not valid in this state`)));
       return;
     }
+    this.deps.ctx.metrics?.counter('facteur_commands_total', 'Commands run, by protocol and command.').inc({ protocol: 'pop3', command: command.name });
     await this.outcome(command.name, spec.run(this, command));
   }
 
