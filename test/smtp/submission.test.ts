@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { connect } from 'node:net';
 import nodemailer from 'nodemailer';
+import { scramClient } from '../sasl/scram-client.js';
 import { SmtpWire, connectSmtp } from './wire.js';
 import { dotStuff, startServer } from './harness.js';
 
@@ -27,6 +28,7 @@ test('submission: AUTH only after STARTTLS for a remote client, then PLAIN succe
     assert.ok(!e1.lines.some((l) => l.startsWith('AUTH')), 'no AUTH before TLS');
     const r = await c.cmd(`AUTH PLAIN ${PLAIN('bob@example.com', 'pw-bob-123456')}`, 538);
     assert.match(r.text, /^5\.7\.11 /);
+    await c.cmd('AUTH SCRAM-SHA-256', 538);
     await c.cmd('MAIL FROM:<bob@example.com>', 530);
     await c.cmd('STARTTLS', 220);
     await c.upgrade();
@@ -132,6 +134,34 @@ test('submission on implicit TLS (465) accepts AUTH at once', async () => {
     const bob = await h.ctx.store.getAccountByAddress('bob@example.com');
     await transport.sendMail({ from: 'bob@example.com', to: 'bob@example.com', subject: 'self', text: 'hi' });
     assert.equal((await h.messages(bob!.id)).length, 1);
+  } finally {
+    await h.close();
+  }
+});
+
+test('submission: SCRAM-SHA-256 works, and the server-final proof comes in a last 334', async () => {
+  const h = await startServer({ mode: 'submission' });
+  try {
+    await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    // The first password login stores the SCRAM verifier.
+    const first = await connectSmtp(h.port);
+    await first.expect(220);
+    await first.cmd('EHLO client.example.net', 250);
+    await first.cmd(`AUTH PLAIN ${PLAIN('bob@example.com', 'pw-bob-123456')}`, 235);
+    first.close();
+    const c = await connectRemote(h.port);
+    await c.expect(220);
+    await c.cmd('EHLO client.example.net', 250);
+    await c.cmd('STARTTLS', 220);
+    await c.upgrade();
+    await c.cmd('EHLO client.example.net', 250);
+    const client = scramClient('bob@example.com', 'pw-bob-123456');
+    const serverFirst = await c.cmd(`AUTH SCRAM-SHA-256 ${client.clientFirst.toString('base64')}`, 334);
+    const serverFinal = await c.cmd(client.final(Buffer.from(serverFirst.text, 'base64')).toString('base64'), 334);
+    assert.deepEqual(Buffer.from(serverFinal.text, 'base64'), client.expectedServerFinal());
+    await c.cmd('', 235);
+    await c.cmd('MAIL FROM:<bob@example.com>', 250);
+    c.close();
   } finally {
     await h.close();
   }

@@ -86,8 +86,8 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
       ? options.sasl
       : options.mode === 'submission'
         ? {
-            mechanisms: (secure) => saslMechanisms(secure || allowPlaintextAuth),
-            create: (mechanism, meta) => createSaslSession(mechanism, ctx.auth, meta, { allowPlaintext: meta.secure || allowPlaintextAuth }),
+            mechanisms: (allowPlaintext) => saslMechanisms(allowPlaintext),
+            create: (mechanism, meta, allowPlaintext) => createSaslSession(mechanism, ctx.auth, meta, { allowPlaintext }),
           }
         : null;
   const implicitTls = options.implicitTls ?? false;

@@ -32,8 +32,9 @@ import { withProtocol } from './trace.js';
 
 /** SASL for submission: which mechanisms to offer, and a session per AUTH command. */
 export interface SaslProvider {
-  mechanisms(secure: boolean): string[];
-  create(mechanism: string, meta: AuthMeta): SaslSession | null;
+  /** The mechanisms to offer; clear-password ones only when `allowPlaintext`. */
+  mechanisms(allowPlaintext: boolean): string[];
+  create(mechanism: string, meta: AuthMeta, allowPlaintext: boolean): SaslSession | null;
 }
 
 export interface SessionLimits {
@@ -478,8 +479,10 @@ export class SmtpSession {
       'CHUNKING', // RFC 3030
     ];
     if (this.cfg.ctx.tls && !this.tls) ext.push('STARTTLS'); // RFC 3207
+    // No AUTH at all on a clear channel from another host (like Postfix's smtpd_tls_auth_only):
+    // not even SCRAM, since the mail that follows would travel in clear (RFC 8314 §3).
     if (this.cfg.mode === 'submission' && this.cfg.sasl && !this.account && this.authAllowed()) {
-      const mechs = this.cfg.sasl.mechanisms(this.secure);
+      const mechs = this.cfg.sasl.mechanisms(true);
       if (mechs.length > 0) ext.push(`AUTH ${mechs.join(' ')}`); // RFC 4954
     }
     return ext;
@@ -640,10 +643,10 @@ export class SmtpSession {
     // RFC 4954 §4: AUTH is refused once authenticated and during a transaction
     if (this.account) return this.error(R.badSequence('Already authenticated'));
     if (this.tx) return this.error(R.badSequence('AUTH not allowed during a mail transaction'));
-    // RFC 4954 §4 / DESIGN.md invariant 5: no password in clear from another host
+    if (!sasl.mechanisms(true).includes(mechanism)) return this.error(reply(504, '5.5.4', 'Unrecognized authentication type'));
+    // RFC 4954 §6 / DESIGN.md invariant 5: authentication only over TLS or from this host
     if (!this.authAllowed()) return this.error(reply(538, '5.7.11', 'Encryption required for requested authentication mechanism'));
-    if (!sasl.mechanisms(this.secure).includes(mechanism)) return this.error(reply(504, '5.5.4', 'Unrecognized authentication type'));
-    const session = sasl.create(mechanism, { ip: this.remoteAddress, protocol: 'submission', secure: this.secure });
+    const session = sasl.create(mechanism, { ip: this.remoteAddress, protocol: 'submission', secure: this.secure }, this.authAllowed());
     if (!session) return this.error(reply(504, '5.5.4', 'Unrecognized authentication type'));
     this.auth = { sasl: session, pendingSuccess: null };
     // RFC 4954 §4: "=" is an empty initial response
