@@ -6,6 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -17,6 +18,27 @@ import { httpRequest, parseXml } from './helpers.js';
 const LISTENERS = ['smtp', 'submission', 'submissions', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'];
 
 interface Server { hostname: string; port: number; socketType: string; username: string }
+
+/** Sends each command on a TLS connection and collects the one-line replies (greeting first). */
+function pop3Exchange(host: string, port: number, ca: Buffer, commands: string[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const sock = tlsConnect({ host, port, ca, servername: host });
+    const replies: string[] = [];
+    let buf = '';
+    let sent = 0;
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      let i: number;
+      while ((i = buf.indexOf('\r\n')) >= 0) {
+        replies.push(buf.slice(0, i));
+        buf = buf.slice(i + 2);
+        if (sent < commands.length) sock.write(`${commands[sent++]}\r\n`);
+      }
+    });
+    sock.on('error', reject);
+    sock.on('close', () => resolve(replies));
+  });
+}
 
 test('imapflow and nodemailer configured only from the autoconfig answer connect and log in to a running facteur', async (t) => {
   const dir = join(await mkdtemp(join(tmpdir(), 'facteur-autoconfig-')), 'data');
@@ -84,6 +106,12 @@ test('imapflow and nodemailer configured only from the autoconfig answer connect
   assert.equal(status.messages, 2);
   await imap.logout();
 
+  // POP3 over the advertised implicit-TLS endpoint (no POP3 client library: a raw exchange).
+  const pop = incoming.find((s) => s.type === 'pop3' && s.socketType === 'SSL')!;
+  const replies = await pop3Exchange(pop.hostname, pop.port, ca, [`USER ${pop.username}`, `PASS ${password}`, 'STAT', 'QUIT']);
+  assert.deepEqual(replies.map((l) => l.slice(0, 3)), ['+OK', '+OK', '+OK', '+OK', '+OK']);
+  assert.match(replies[3]!, /^\+OK 2 \d+/);
+
   // The https listener serves the same answer, with the data directory's certificate.
   const overTls = await new Promise<string>((resolve, reject) => {
     const req = httpsRequest({ host: '127.0.0.1', servername: 'localhost', port: srv.ports.https!, path: '/mail/config-v1.1.xml?emailaddress=ann%40example.test', ca }, (res) => {
@@ -98,5 +126,8 @@ test('imapflow and nodemailer configured only from the autoconfig answer connect
 
   const metrics = await httpRequest(srv.ports.http!, '/metrics');
   assert.match(metrics.body, /^facteur_connections_total\{listener="submissions"\} 1$/m);
+  assert.match(metrics.body, /^facteur_connections_total\{listener="pop3s"\} 1$/m);
+  assert.match(metrics.body, /^facteur_commands_total\{command="STAT",protocol="pop3"\} 1$/m);
+  assert.match(metrics.body, /^facteur_auth_successes_total\{protocol="pop3"\} 1$/m);
   assert.match(metrics.body, /^facteur_deliveries_total\{result="delivered",source="submission"\} 2$/m);
 });
