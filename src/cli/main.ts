@@ -204,6 +204,9 @@ async function dnsCmd(argv: string[]): Promise<number> {
   if (setup.ips.length === 0) {
     process.stderr.write('facteur dns: no address (public_ips in the config, or --ip): A, AAAA and PTR records are left out and SPF names the MX\n');
   }
+  if (!setup.records.some((r) => r.kind === 'dkim')) {
+    process.stderr.write(`facteur dns: no DKIM key for ${setup.domain} in the data directory (dkim/${setup.domain}/): mail from it is not signed\n`);
+  }
   process.stdout.write(renderZone(setup.records));
   return 0;
 }

@@ -15,6 +15,7 @@
  *   if it parses as one and its domain is local. The answer does not depend on whether the
  *   account exists, so these endpoints cannot be used to enumerate users.
  */
+import { randomBytes } from 'node:crypto';
 import { createServer as createPlainServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -282,7 +283,7 @@ export function createHttpServer(ctx: ServerContext, options: HttpServerOptions)
         if (err.status === 413) res.once('finish', () => req.socket.destroy());
         return;
       }
-      const id = Math.random().toString(36).slice(2, 10);
+      const id = randomBytes(6).toString('base64url');
       log.error({ err, id, path: req.url?.slice(0, 200) }, 'http request failed');
       send(req, res, 500, TEXT_TYPE, `Internal error (id ${id})\n`);
     } finally {

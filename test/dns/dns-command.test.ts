@@ -154,6 +154,10 @@ test('facteur dns without any address warns and leaves out A and PTR; a bad addr
   const r = await runCli(['dns', 'example.test', '--data', dir]);
   assert.equal(r.code, 0);
   assert.match(r.stderr, /no address/);
+  assert.doesNotMatch(r.stderr, /no DKIM key/);
+  const otherDomain = await runCli(['dns', 'other.test', '--ip', '192.0.2.1', '--data', dir]);
+  assert.equal(otherDomain.code, 0);
+  assert.match(otherDomain.stderr, /no DKIM key for other\.test/);
   const zone = parseZone(r.stdout);
   assert.equal(zone.filter((z) => z.type === 'A' || z.type === 'AAAA' || z.type === 'PTR').length, 0);
   assert.deepEqual(find(zone, 'example.test.', 'TXT').map((z) => txtStrings(z.rdata).join('')), ['v=spf1 mx -all']);
