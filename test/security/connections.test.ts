@@ -98,6 +98,7 @@ test('2,000 connections trickling junk over IMAP, POP3 and SMTP: a normal client
   let trickle: NodeJS.Timeout | undefined;
   try {
     await normalClient(child.ports); // warm up (JIT, first scrypt, first delivery)
+    const unloaded = Math.max(await normalClient(child.ports), await normalClient(child.ports));
     const base = await child.request('mem');
     const baseRss = child.vmRss();
     const ports = [child.ports.imap, child.ports.pop3, child.ports.smtp];
@@ -126,20 +127,25 @@ test('2,000 connections trickling junk over IMAP, POP3 and SMTP: a normal client
     // All of them are held open (nothing over a limit): this is the load the servers carry.
     assert.ok(open >= CONNECTIONS * 0.99, `${open} of ${CONNECTIONS} connections open (${refused} closed)`);
     const took = await normalClient(child.ports);
-    // Promptly: a scrypt check and a delivery fsync take tens of milliseconds; 3 s leaves room
-    // for the shared 2-core machine and still fails if the servers were starved.
-    assert.ok(took < 3000, `normal client took ${took} ms with ${open} junk connections`);
+    // Promptly: compared with the same client just before, on the same (shared, 2-core, often
+    // loaded) machine. Unloaded it takes 0.1-0.3 s, and 0.6-0.9 s with the 2,000 connections;
+    // with other test processes running (load average 20) both grow several times. The bound,
+    // 3 s or four times the time without junk plus 1 s, whichever is more, fails when the
+    // servers are starved (a session spinning on its trickled bytes), not when the machine is busy.
+    const bound = Math.max(3000, 4 * unloaded + 1000);
+    assert.ok(took < bound, `normal client took ${took} ms with ${open} junk connections (${unloaded} ms without; bound ${bound} ms)`);
     const loaded = await child.request('mem');
     const loadedRss = child.vmRss();
     const perConnection = (loadedRss - baseRss) / CONNECTIONS;
-    // Measured on the reference machine (3 runs): 29.6-30.4 KiB of RSS and 4.6 KiB of heap per
-    // connection held open (socket, session, receiver, timers; RSS 154 -> 213 MiB for 2,000).
+    // Measured on the reference machine (5 runs): 13-30 KiB of RSS (it depends on how much the
+    // allocator had already reserved at the baseline) and 4.6 KiB of heap per connection held
+    // open (socket, session, receiver, timers; e.g. RSS 154 -> 213 MiB for 2,000).
     // The bound, 96 KiB of RSS and 32 KiB of heap per connection, is about three and seven
     // times that: it tolerates allocator noise and fails if a session kept its trickled bytes
     // more than once or grew with them.
     assert.ok(perConnection < 96 * 1024, `RSS grew by ${(perConnection / 1024).toFixed(1)} KB per connection (${baseRss} -> ${loadedRss})`);
     assert.ok((loaded.heapUsed! - base.heapUsed!) / CONNECTIONS < 32 * 1024, `heap grew ${loaded.heapUsed! - base.heapUsed!} bytes`);
-    console.log(`# ${open} connections: RSS ${(baseRss / 2 ** 20).toFixed(1)} -> ${(loadedRss / 2 ** 20).toFixed(1)} MiB (${(perConnection / 1024).toFixed(1)} KiB each), heap ${(base.heapUsed! / 2 ** 20).toFixed(1)} -> ${(loaded.heapUsed! / 2 ** 20).toFixed(1)} MiB, normal client ${took} ms`);
+    console.log(`# ${open} connections: RSS ${(baseRss / 2 ** 20).toFixed(1)} -> ${(loadedRss / 2 ** 20).toFixed(1)} MiB (${(perConnection / 1024).toFixed(1)} KiB each), heap ${(base.heapUsed! / 2 ** 20).toFixed(1)} -> ${(loaded.heapUsed! / 2 ** 20).toFixed(1)} MiB, normal client ${took} ms (${unloaded} ms without)`);
   } finally {
     if (trickle) clearInterval(trickle);
     for (const s of sockets) s.destroy();

@@ -218,9 +218,26 @@ export class Session {
     if (deflate !== null && !this.closed) await new Promise<void>((resolve) => deflate.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve()));
   }
 
-  private async drain(sink: Writable): Promise<void> {
-    if (this.closed) return;
-    await Promise.race([once(sink, 'drain'), once(this.socket, 'close')]);
+  /** Waits until the sink drains or the connection ends. Never rejects: a socket error here (a
+   * peer that reset the connection while a response was pending) ends the wait like a close; with
+   * events.once the error rejected the write, and through `void this.bye()` (idle timeout,
+   * shutdown) that was an unhandled rejection that stopped the whole process. */
+  private drain(sink: Writable): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const socket = this.socket;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        sink.off('drain', done);
+        sink.off('error', done);
+        socket.off('close', done);
+        socket.off('error', done);
+        resolve();
+      };
+      sink.on('drain', done);
+      sink.on('error', done);
+      socket.on('close', done);
+      socket.on('error', done);
+    });
   }
 
   untagged(values: readonly ImapValue[]): Promise<void> {
@@ -498,6 +515,9 @@ export class Session {
     if (this.closed) return;
     try {
       await this.status('*', 'BYE', null, text);
+    } catch (err) {
+      // The connection is ending anyway; callers use `void this.bye()`, so nothing may escape.
+      this.log.debug({ err: (err as Error).message }, 'BYE not sent');
     } finally {
       this.closed = true;
       this.socket.end();
