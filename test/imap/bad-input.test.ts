@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
+import { parseMessage } from '../../src/mail/parse.js';
 import { startImap, type ImapFixture } from '../helpers/imap-transcript.js';
 
 /** Another session, opened before the abuse, still works afterwards. */
@@ -151,6 +152,27 @@ test('APPEND literals share one memory budget: a client holding it makes others 
     a.close();
     await new Promise((r) => setTimeout(r, 200));
     await b.command('b3', `APPEND INBOX {500+}\r\nSubject: c\r\n${'z'.repeat(500 - 12)}`);
+  } finally {
+    await f.close();
+  }
+});
+
+test('a sequence set of many overlapping ranges costs no more than one range', async () => {
+  const f = await startImap();
+  try {
+    const account = (await f.ctx.store.getAccountByAddress('alice@example.test'))!;
+    const inbox = (await f.ctx.store.getMailbox(account.id, 'INBOX'))!;
+    const raw = Buffer.from('Subject: x\r\n\r\nbody\r\n');
+    await f.ctx.store.appendMany(inbox.id, Array.from({ length: 3000 }, () => ({ raw, parsed: parseMessage(raw) })));
+    const t = await f.login();
+    await t.command('s', 'SELECT INBOX');
+    // 9,999 ranges over 3,000 messages: visited range by range, 30 million steps.
+    let started = Date.now();
+    await t.command('f', `STORE ${Array(9999).fill('1:*').join(',')} +FLAGS.SILENT (\\Seen)`);
+    assert.ok(Date.now() - started < 1000, `STORE took ${Date.now() - started} ms`);
+    started = Date.now();
+    await t.command('u', `UID STORE ${Array(4500).fill('1:4294967295').join(',')} -FLAGS.SILENT (\\Seen)`);
+    assert.ok(Date.now() - started < 1000, `UID STORE took ${Date.now() - started} ms`);
   } finally {
     await f.close();
   }

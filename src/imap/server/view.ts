@@ -127,7 +127,7 @@ export class MailboxView {
   resolveSeqs(set: SequenceSet): Uid[] {
     if (set.saved) return this.saved.filter((u) => this.entries.has(u));
     const n = this.uids.length;
-    const picked = new Set<number>();
+    const ranges: Array<[number, number]> = [];
     for (const [a, b] of set.ranges) {
       const lo0 = a === '*' ? n : a;
       const hi0 = b === '*' ? n : b;
@@ -135,9 +135,11 @@ export class MailboxView {
       const hi = Math.max(lo0, hi0);
       if (lo === 0) continue; // "*" in an empty mailbox: nothing.
       if (hi > n) throw new BadError('Invalid message sequence number');
-      for (let s = lo; s <= hi; s++) picked.add(s);
+      ranges.push([lo, hi]);
     }
-    return [...picked].sort((x, y) => x - y).map((s) => this.uids[s - 1]!);
+    const out: Uid[] = [];
+    for (const [lo, hi] of mergeRanges(ranges)) for (let seq = lo; seq <= hi; seq++) out.push(this.uids[seq - 1]!);
+    return out;
   }
 
   /** UIDs of a UID set that are in the view, ascending. RFC 9051 §9: "*" is the largest UID in
@@ -146,15 +148,16 @@ export class MailboxView {
     if (set.saved) return this.saved.filter((u) => this.entries.has(u));
     if (this.uids.length === 0) return [];
     const max = this.uids[this.uids.length - 1]!;
-    const picked = new Set<Uid>();
-    for (const [a, b] of set.ranges) {
+    const ranges = set.ranges.map(([a, b]): [number, number] => {
       const x = a === '*' ? max : a;
       const y = b === '*' ? max : b;
-      const lo = Math.min(x, y);
-      const hi = Math.max(x, y);
-      for (let i = this.lowerBound(lo); i < this.uids.length && this.uids[i]! <= hi; i++) picked.add(this.uids[i]!);
+      return [Math.min(x, y), Math.max(x, y)];
+    });
+    const out: Uid[] = [];
+    for (const [lo, hi] of mergeRanges(ranges)) {
+      for (let i = this.lowerBound(lo); i < this.uids.length && this.uids[i]! <= hi; i++) out.push(this.uids[i]!);
     }
-    return [...picked].sort((p, q) => p - q);
+    return out;
   }
 
   /** Index of the first UID >= uid. */
@@ -234,6 +237,19 @@ export class MailboxView {
     if (ch.highestModSeq > this.lastModSeq) this.lastModSeq = ch.highestModSeq;
     return out;
   }
+}
+
+/** Sorted, non-overlapping ranges: each message is then visited once, so a set of many
+ * overlapping ranges (`1:*,1:*,…`) costs no more than one. */
+function mergeRanges(ranges: Array<[number, number]>): Array<[number, number]> {
+  const sorted = [...ranges].sort((p, q) => p[0] - q[0]);
+  const out: Array<[number, number]> = [];
+  for (const [lo, hi] of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
+    else out.push([lo, hi]);
+  }
+  return out;
 }
 
 export const SYSTEM_FLAGS = ['\\Answered', '\\Flagged', '\\Deleted', '\\Seen', '\\Draft'];
