@@ -1426,6 +1426,11 @@ class SqliteStore implements MailStore {
   async appendMany(mailboxId: MailboxId, inputs: readonly AppendInput[]): Promise<AppendResult[]> {
     if (inputs.length === 0) return [];
     const flagSets = inputs.map((i) => parseFlags(i.flags ?? []));
+    for (const i of inputs) {
+      if (i.internalDate !== undefined && !Number.isSafeInteger(i.internalDate)) {
+        throw new StoreError('invalid', `Cannot append: internal date ${i.internalDate} is not an integer of milliseconds`);
+      }
+    }
     const blobs: IngestBlob[] = [];
     try {
       for (const input of inputs) blobs.push(await this.#prepareBlob(input.raw, input.parsed));
