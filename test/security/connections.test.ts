@@ -280,3 +280,35 @@ test('SMTP drops a slow sender that trickles a command byte by byte past the com
     await s.close();
   }
 });
+
+test('IMAP drops a client that trickles bytes before login past the pre-login timeout; after login only inactivity counts', async () => {
+  const s = await startServers({ imap: { preAuthTimeoutMs: 500 } });
+  try {
+    const t = await s.imap();
+    const started = Date.now();
+    const trickle = setInterval(() => {
+      if (!t.isClosed) t.sendRaw('x');
+    }, 100);
+    try {
+      await t.expect(/^\* BYE /, 5000);
+      await t.expectClosed();
+    } finally {
+      clearInterval(trickle);
+    }
+    const took = Date.now() - started;
+    assert.ok(took >= 450 && took < 3000, `dropped after ${took} ms`);
+    // Complete commands before login keep the session (each restarts the deadline)...
+    const u = await s.imap();
+    for (let i = 0; i < 8; i++) {
+      await u.command(`n${i}`, 'NOOP');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // ...and after login the pre-login deadline no longer applies.
+    await u.command('l1', `LOGIN "${USER}" "${PASSWORD}"`);
+    await new Promise((r) => setTimeout(r, 800));
+    await u.command('l2', 'NOOP');
+    await s.stillServes();
+  } finally {
+    await s.close();
+  }
+});

@@ -16,6 +16,9 @@ export interface ImapServerOptions {
   /** APPEND literal bytes all connections may hold in memory at once (a MULTIAPPEND is held
    * whole until it is stored); an APPEND beyond it gets NO [UNAVAILABLE]. */
   appendBufferBytes?: number;
+  /** Before login, the time each command has to arrive complete (default 60 s, see
+   * PREAUTH_TIMEOUT_MS in session.ts). */
+  preAuthTimeoutMs?: number;
   /** Inactivity before autologout once authenticated; RFC 9051 §5.4 asks for at least 30 min. */
   idleTimeoutMs?: number;
   /** Listener name in logs; "imap" or "imaps" by default. */

@@ -37,7 +37,10 @@ import { MailboxView } from './view.js';
 /** Bytes waiting in the receiver while a command runs before the socket is paused: stops a
  * client from pipelining without bound while a slow command runs. */
 export const MAX_PIPELINED_BYTES = 256 * 1024;
-/** Inactivity allowed before login: short, so idle unauthenticated sockets do not pile up. */
+/** Time allowed before login for each command to arrive complete (not just inactivity: bytes
+ * trickled without ending a command do not extend it): short, so idle or slowly-trickling
+ * unauthenticated sockets do not pile up. After login only inactivity counts (idleTimeoutMs), so
+ * a slow link can still upload a big APPEND. Option preAuthTimeoutMs. */
 export const PREAUTH_TIMEOUT_MS = 60_000;
 
 export type SessionState =
@@ -75,6 +78,7 @@ export class Session {
   readonly ctx: ServerContext;
   readonly host: SessionHost;
   state: SessionState = { kind: 'not-authenticated' };
+  private loginDeadline: NodeJS.Timeout | null = null;
   /** Failed authentication attempts on this connection. */
   authFailures = 0;
   /** ENABLEd extensions (RFC 5161). */
@@ -259,7 +263,20 @@ export class Session {
     socket.on('close', this.onClose);
     socket.on('error', this.onError);
     socket.on('timeout', this.onTimeout);
-    socket.setTimeout(PREAUTH_TIMEOUT_MS);
+    socket.setTimeout(this.state.kind === 'not-authenticated' ? this.preAuthTimeoutMs : this.host.options.idleTimeoutMs);
+  }
+
+  private get preAuthTimeoutMs(): number {
+    return this.host.options.preAuthTimeoutMs ?? PREAUTH_TIMEOUT_MS;
+  }
+
+  /** Before login: (re)starts the deadline for the next complete command (see PREAUTH_TIMEOUT_MS). */
+  private armLoginDeadline(): void {
+    if (this.loginDeadline !== null) clearTimeout(this.loginDeadline);
+    this.loginDeadline = null;
+    if (this.closed || this.state.kind !== 'not-authenticated') return;
+    this.loginDeadline = setTimeout(this.onTimeout, this.preAuthTimeoutMs);
+    this.loginDeadline.unref();
   }
 
   private detach(socket: Socket): void {
@@ -394,6 +411,7 @@ export class Session {
     this.state = { kind: 'authenticated', account };
     this.receiver.setAuthenticated(true);
     this.subscribe(account.id);
+    this.armLoginDeadline();
     this.socket.setTimeout(this.host.options.idleTimeoutMs);
     this.log = this.log.child({ account: account.address });
   }
@@ -466,8 +484,11 @@ export class Session {
     const started = Date.now();
     try {
       if (greeting) await this.status('*', 'OK', this.capabilityCode(), `${this.ctx.hostname} IMAP ready`);
+      this.armLoginDeadline();
       while (!this.closed && this.state.kind !== 'logout' && !this.shuttingDown) {
         const ev = await this.nextEvent();
+        // A literal's "+" does not restart the deadline; a complete (or refused) command does.
+        if (ev !== null && ev.kind !== 'continue') this.armLoginDeadline();
         if (ev === null) break;
         if (ev.kind === 'continue') {
           await this.continue('Ready for literal');
@@ -528,6 +549,8 @@ export class Session {
   }
 
   private cleanup(): void {
+    if (this.loginDeadline !== null) clearTimeout(this.loginDeadline);
+    this.loginDeadline = null;
     this.receiver.dispose();
     this.unsubscribe?.();
     this.unsubscribe = null;
