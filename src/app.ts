@@ -15,6 +15,7 @@ import { createDnsResolver } from './dns/resolver.js';
 import { LISTENER_FACTORIES } from './listeners.js';
 import { createMetrics } from './lib/metrics.js';
 import { meteredAuthenticator } from './auth/metered.js';
+import { startOutbound, type Outbound } from './outbound.js';
 
 export interface App {
   config: Config;
@@ -51,8 +52,11 @@ export async function startApp(options: AppOptions): Promise<App> {
   const bound: Partial<Record<ListenerName, number>> = {};
   const resolver = createDnsResolver({ servers: config.dns.servers });
   const servers: App['servers'] = [];
+  const outbound: Outbound = await startOutbound({ dataDir, config, store, resolver, log });
   const closeAll = async (graceMs?: number) => {
     await Promise.allSettled(servers.map((s) => s.server.close(graceMs)));
+    // The queue stops after the listeners: a submission being answered can still enqueue.
+    await outbound.stop();
   };
   try {
     for (const [name, addr] of Object.entries(config.listen) as Array<[ListenerName, string]>) {
@@ -62,7 +66,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         continue;
       }
       const { host, port } = parseHostPort(addr, `listen.${name}`);
-      const server = factory(ctx, config, { dataDir, resolver, boundPorts: () => ({ ...bound }) });
+      const server = factory(ctx, config, { dataDir, resolver, onSubmit: outbound.onSubmit, boundPorts: () => ({ ...bound }) });
       if (!server) {
         log.warn({ listener: name }, 'listener needs a TLS certificate; skipped');
         continue;

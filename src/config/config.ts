@@ -31,6 +31,17 @@ export interface Config {
   publicIps: string[];
   /** RFC 8461 §3.2 policy served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt. */
   mtaSts: { mode: 'testing' | 'enforce' | 'none'; maxAge: number };
+  outbound: {
+    /** Port of remote MX hosts: 25 on the internet; another value only for tests and labs. */
+    port: number;
+    /** Enforce other domains' MTA-STS policies (RFC 8461). */
+    mtaSts: boolean;
+    /** "host:port" of a provider's submission server that takes every message, or "" for direct delivery. */
+    smarthost: string;
+    smarthostTls: 'implicit' | 'starttls';
+    smarthostUser: string;
+    smarthostPassword: string;
+  };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   security: {
     /** Allow AUTH/LOGIN/USER without TLS from other hosts (DESIGN.md invariant 5). */
@@ -62,6 +73,7 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     publicIps: [],
     // RFC 8461 §3.2: "testing" until the operator has seen the TLS reports; one week.
     mtaSts: { mode: 'testing', maxAge: 604800 },
+    outbound: { port: 25, mtaSts: true, smarthost: '', smarthostTls: 'starttls', smarthostUser: '', smarthostPassword: '' },
     log: { level: 'info' },
     security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10 },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, dmarcReject: 'junk' },
@@ -86,6 +98,14 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
   listen: { kind: 'listen', set: (c, v: Partial<Record<ListenerName, string>>) => { c.listen = v; } },
   dns: { servers: { kind: 'string[]', set: (c, v: string[]) => { c.dns.servers = v; } } },
   public_ips: { kind: 'string[]', set: (c, v: string[]) => { c.publicIps = v; } },
+  outbound: {
+    port: { kind: 'number', set: (c, v: number) => { c.outbound.port = v; } },
+    mta_sts: { kind: 'boolean', set: (c, v: boolean) => { c.outbound.mtaSts = v; } },
+    smarthost: { kind: 'string', set: (c, v: string) => { c.outbound.smarthost = v; } },
+    smarthost_tls: { kind: { enum: ['implicit', 'starttls'] }, set: (c, v: 'implicit' | 'starttls') => { c.outbound.smarthostTls = v; } },
+    smarthost_user: { kind: 'string', set: (c, v: string) => { c.outbound.smarthostUser = v; } },
+    smarthost_password: { kind: 'string', set: (c, v: string) => { c.outbound.smarthostPassword = v; } },
+  },
   mta_sts: {
     mode: { kind: { enum: ['testing', 'enforce', 'none'] }, set: (c, v: Config['mtaSts']['mode']) => { c.mtaSts.mode = v; } },
     max_age: { kind: 'number', set: (c, v: number) => { c.mtaSts.maxAge = v; } },
@@ -248,6 +268,14 @@ export function renderConfigFile(config: Config): string {
     '# Resolvers used for every lookup (MX, SPF, DKIM, DMARC, MTA-STS), as "host:port"; empty means',
     '# the system resolver. Sites with their own validating resolver name it here.',
     `servers = [${config.dns.servers.map(q).join(', ')}]`,
+    '',
+    '[outbound]',
+    '# Mail to other domains: MX lookup, STARTTLS whenever offered, MTA-STS enforced, retries for',
+    '# 5 days with DSNs to the sender. port is 25 on the internet (other values for tests and labs).',
+    `port = ${config.outbound.port}`,
+    `mta_sts = ${config.outbound.mtaSts}`,
+    '# Relay everything through a provider instead (residential IPs): smarthost = "smtp.example.net:587",',
+    '# smarthost_tls = "starttls" or "implicit", smarthost_user = "...", smarthost_password = "...".',
     '',
     '[mta_sts]',
     '# RFC 8461 policy served over HTTPS at mta-sts.DOMAIN: "testing" (report only), "enforce" or',
