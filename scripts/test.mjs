@@ -1,6 +1,11 @@
 // Runs the test suite with node:test. Node 20 takes no globs, so the files are listed here:
 // every `*.test.ts` under test/, or the files/directories given as arguments.
-// FACTEUR_TEST_STORES=sqlite,postgres selects the store backends the suites loop over.
+// test/store/postgres.test.ts runs the store suite on PostgreSQL when FACTEUR_TEST_PG is set
+// (a postgres:// URL; .ci/run sets it). For the whole suite (no arguments) with FACTEUR_TEST_PG
+// set, a second pass runs PG_E2E below with FACTEUR_TEST_STORE=postgres: protocol sessions over
+// the PostgreSQL store. A chosen subset (IDLE, cross-protocol contract, SMTP to IMAP), so the
+// suite stays within the CI budget; any protocol test runs on PostgreSQL with
+// `FACTEUR_TEST_STORE=postgres node scripts/test.mjs test/imap`.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -22,10 +27,21 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
+const PG_E2E = ['test/imap/updates.test.ts', 'test/pop3/imap-contract.test.ts', 'test/smtp/imap-idle.test.ts'];
+
 const concurrency = process.env.FACTEUR_TEST_CONCURRENCY ?? '2';
-const res = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=600000', ...files],
-  { stdio: 'inherit' },
-);
-process.exit(res.status ?? 1);
+function run(list, env) {
+  const res = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=600000', ...list],
+    { stdio: 'inherit', env },
+  );
+  return res.status ?? 1;
+}
+let status = run(files, process.env);
+if (args.length === 0 && process.env.FACTEUR_TEST_PG && !process.env.FACTEUR_TEST_STORE) {
+  console.log('# second pass: protocol tests over the PostgreSQL store');
+  const pgStatus = run(PG_E2E, { ...process.env, FACTEUR_TEST_STORE: 'postgres' });
+  if (status === 0) status = pgStatus;
+}
+process.exit(status);

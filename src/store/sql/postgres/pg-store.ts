@@ -1294,40 +1294,36 @@ class PgStore implements MailStore {
 
   async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
     return this.#read(async () => {
-      // One snapshot for the four reads, so they agree with each other.
-      const c = await this.#pool.connect();
-      try {
-        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const mb = await this.#mailboxRow(c, mailboxId);
-        if (mb === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
-        const added = await this.#arrays<EntryRow>(c, `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND uid >= $2 ORDER BY uid`, [
-          mailboxId,
-          knownUidNext,
-        ]);
-        const changed = await this.#arrays<EntryRow>(
-          c,
-          `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid`,
-          [mailboxId, since, knownUidNext],
-        );
-        // UIDs the caller never knew (>= its UIDNEXT) are not reported as expunged.
-        const expunged = await this.#arrays<[number]>(
-          c,
-          'SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid',
-          [mailboxId, since, knownUidNext],
-        );
-        await c.query('COMMIT');
-        return {
-          highestModSeq: asModSeq(mb.highest_modseq),
-          added: added.map(toEntry),
-          changed: changed.map(toEntry),
-          expunged: expunged.map((r) => asUid(r[0])),
-        };
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        c.release();
+      // One statement: one snapshot, one round trip (a session in IDLE runs this at each change).
+      // Tag 0: added; 1: changed; 2: expunged (UIDs the caller never knew, >= its UIDNEXT, are
+      // not reported); 3: the mailbox's HIGHESTMODSEQ.
+      const rows = await this.#arrays<[number, ...EntryRow]>(
+        this.#pool,
+        `(SELECT 0, ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND uid >= $3 ORDER BY uid)
+         UNION ALL (SELECT 1, ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid)
+         UNION ALL (SELECT 2, mailbox_id, uid, modseq, 0, '', 0, 0, 0, '', '', '', '', false
+                      FROM expunged WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid)
+         UNION ALL SELECT 3, id, 0, highest_modseq, 0, '', 0, 0, 0, '', '', '', '', false FROM mailboxes WHERE id = $1`,
+        [mailboxId, since, knownUidNext],
+      );
+      const out: MailboxChanges = { highestModSeq: asModSeq(0), added: [], changed: [], expunged: [] };
+      let found = false;
+      for (const r of rows) {
+        const entry = r.slice(1) as EntryRow;
+        if (r[0] === 0) out.added.push(toEntry(entry));
+        else if (r[0] === 1) out.changed.push(toEntry(entry));
+        else if (r[0] === 2) out.expunged.push(asUid(entry[1]));
+        else {
+          found = true;
+          out.highestModSeq = asModSeq(entry[2]);
+        }
       }
+      if (!found) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+      // UNION ALL keeps each branch's rows together, but not necessarily in order: sort.
+      out.added.sort((a, b) => a.uid - b.uid);
+      out.changed.sort((a, b) => a.uid - b.uid);
+      out.expunged.sort((a, b) => a - b);
+      return out;
     });
   }
 
