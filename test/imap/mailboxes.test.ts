@@ -255,3 +255,28 @@ test('QUOTA (RFC 9208): GETQUOTAROOT and GETQUOTA report the account limits; ove
     await f.close();
   }
 });
+
+test('OBJECTID (RFC 8474): MAILBOXID survives RENAME and a recreated name gets a new one; EMAILID and THREADID fetch and search', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    const c = await t.command('c', 'CREATE Box');
+    const id = /\[MAILBOXID \((F\d+)\)\]/.exec(c.line)?.[1];
+    assert.ok(id, c.line);
+    await t.command('r', 'RENAME Box Box2');
+    assert.deepEqual((await t.command('s', 'STATUS Box2 (MAILBOXID)')).untagged, [`* STATUS "Box2" (MAILBOXID (${id}))`]);
+    const again = await t.command('c2', 'CREATE Box');
+    assert.doesNotMatch(again.line, new RegExp(`\\(${id}\\)`));
+    await t.command('a', 'APPEND Box2 {12+}\r\nSubject: x\r\n');
+    const sel = await t.command('e', 'SELECT Box2');
+    assert.ok(sel.untagged.includes(`* OK [MAILBOXID (${id})] Mailbox id`), sel.untagged.join('\n'));
+    const fe = await t.command('f', 'FETCH 1 (EMAILID THREADID)');
+    const m = /^\* 1 FETCH \(EMAILID \(([A-Za-z0-9_-]+)\) THREADID (?:\(([A-Za-z0-9_-]+)\)|NIL)\)$/.exec(fe.untagged[0]!);
+    assert.ok(m, fe.untagged[0]);
+    assert.deepEqual((await t.command('q', `SEARCH EMAILID ${m[1]}`)).untagged, ['* SEARCH 1']);
+    assert.deepEqual((await t.command('q2', 'SEARCH EMAILID nope')).untagged, ['* SEARCH']);
+    await t.command('q3', 'SEARCH EMAILID "a b"', 'BAD');
+  } finally {
+    await f.close();
+  }
+});

@@ -49,8 +49,8 @@ export interface ParseOptions {
   utf8: boolean;
 }
 
-export type StatusItem = 'MESSAGES' | 'UIDNEXT' | 'UIDVALIDITY' | 'UNSEEN' | 'DELETED' | 'SIZE' | 'RECENT' | 'APPENDLIMIT' | 'DELETED-STORAGE';
-const STATUS_ITEMS: readonly StatusItem[] = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'RECENT', 'APPENDLIMIT', 'DELETED-STORAGE'];
+export type StatusItem = 'MESSAGES' | 'UIDNEXT' | 'UIDVALIDITY' | 'UNSEEN' | 'DELETED' | 'SIZE' | 'RECENT' | 'APPENDLIMIT' | 'DELETED-STORAGE' | 'MAILBOXID';
+const STATUS_ITEMS: readonly StatusItem[] = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'RECENT', 'APPENDLIMIT', 'DELETED-STORAGE', 'MAILBOXID'];
 
 export type SearchReturn = 'MIN' | 'MAX' | 'ALL' | 'COUNT' | 'SAVE';
 
@@ -1050,6 +1050,14 @@ class ArgParser {
         // RFC 5032 §3: interval in seconds, nz-number.
         arg();
         return { kind: word.toLowerCase() as 'older' | 'younger', seconds: this.nzNumber() };
+      case 'EMAILID':
+      case 'THREADID': {
+        // RFC 8474 §6: objectid = 1*255(ALPHA / DIGIT / "_" / "-").
+        arg();
+        const id = c.atom();
+        if (!/^[A-Za-z0-9_-]{1,255}$/.test(id)) throw new ParseError('Invalid object id');
+        return word === 'EMAILID' ? { kind: 'emailid', id } : { kind: 'threadid', id };
+      }
       case 'LARGER':
       case 'SMALLER':
         arg();

@@ -167,6 +167,7 @@ export class Session {
       'THREAD=ORDEREDSUBJECT',
       'THREAD=REFERENCES',
       'QUOTA',
+      'OBJECTID',
       'COMPRESS=DEFLATE',
       'QUOTA=RES-STORAGE',
       'QUOTA=RES-MESSAGE',

@@ -9,6 +9,7 @@ import type { ImapValue } from '../../protocol/ast.js';
 import { HIERARCHY_SEPARATOR, mailboxNameProblem, type ListRequest, type Request, type StatusItem } from '../../protocol/parser.js';
 import { NoError } from '../errors.js';
 import { listMatcher } from '../list-match.js';
+import type { Done } from '../commands.js';
 import type { Session } from '../session.js';
 
 const SPECIAL_USES: readonly SpecialUse[] = ['\\Drafts', '\\Sent', '\\Trash', '\\Junk', '\\Archive', '\\All', '\\Flagged'];
@@ -24,7 +25,7 @@ async function mustExist(s: Session, name: string): Promise<Mailbox> {
   return mb;
 }
 
-export async function create(s: Session, _tag: string, req: Request): Promise<void> {
+export async function create(s: Session, _tag: string, req: Request): Promise<Done> {
   if (req.name !== 'CREATE') throw new Error('unreachable');
   // RFC 9051 §6.3.4: a trailing separator declares the intent to create children; drop it.
   const name = req.mailbox.endsWith(HIERARCHY_SEPARATOR) ? req.mailbox.slice(0, -1) : req.mailbox;
@@ -37,7 +38,14 @@ export async function create(s: Session, _tag: string, req: Request): Promise<vo
     if (canon === undefined || specialUse !== null) throw new NoError('USEATTR', 'Unsupported special-use attribute');
     specialUse = canon;
   }
-  await s.ctx.store.createMailbox(s.account().id, name, specialUse);
+  const mb = await s.ctx.store.createMailbox(s.account().id, name, specialUse);
+  return { code: [{ atom: 'MAILBOXID' }, [{ atom: mailboxObjectId(mb) }]] };
+}
+
+/** RFC 8474 §4: MAILBOXID, kept across RENAME and never reused: from the mailbox row id, which
+ * the store never reuses (AUTOINCREMENT). */
+export function mailboxObjectId(mb: Mailbox): string {
+  return `F${mb.id}`;
 }
 
 export async function del(s: Session, _tag: string, req: Request): Promise<void> {
@@ -191,7 +199,7 @@ async function statusValues(s: Session, mb: Mailbox, items: readonly StatusItem[
   const counts = needCounts ? await s.ctx.store.mailboxCounts(mb.id) : null;
   const values: ImapValue[] = [];
   for (const item of items) {
-    let v: number;
+    let v: ImapValue;
     switch (item) {
       case 'MESSAGES':
         v = counts!.messages;
@@ -219,6 +227,10 @@ async function statusValues(s: Session, mb: Mailbox, items: readonly StatusItem[
       }
       case 'APPENDLIMIT':
         v = s.host.options.appendLimit;
+        break;
+      case 'MAILBOXID':
+        // RFC 8474 §4.
+        v = [{ atom: mailboxObjectId(mb) }];
         break;
       case 'DELETED-STORAGE': {
         // RFC 9208 §4.2.2: storage, in units of 1024 octets, freed by expunging \Deleted messages.

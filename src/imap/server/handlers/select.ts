@@ -8,6 +8,7 @@ import type { Done } from '../commands.js';
 import { NoError } from '../errors.js';
 import type { Session } from '../session.js';
 import { MailboxView } from '../view.js';
+import { mailboxObjectId } from './mailboxes.js';
 
 export async function select(s: Session, _tag: string, req: Request): Promise<Done> {
   if (req.name !== 'SELECT' && req.name !== 'EXAMINE') throw new Error('unreachable');
@@ -35,6 +36,7 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
   }
   await s.status('*', 'OK', [{ atom: 'UIDVALIDITY' }, mb.uidValidity], 'UIDs valid');
   await s.status('*', 'OK', [{ atom: 'UIDNEXT' }, mb.uidNext], 'Predicted next UID');
+  await s.status('*', 'OK', [{ atom: 'MAILBOXID' }, [{ atom: mailboxObjectId(mb) }]], 'Mailbox id'); // RFC 8474 §4.1
   if (s.rev2) {
     // RFC 9051 §6.3.2: a LIST response with the mailbox name.
     const attrs: ImapValue[] = mb.specialUse ? [{ atom: mb.specialUse }] : [];
