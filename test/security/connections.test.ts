@@ -312,3 +312,33 @@ test('IMAP drops a client that trickles bytes before login past the pre-login ti
     await s.close();
   }
 });
+
+test('POP3 drops a client that trickles bytes before login past the pre-login timeout; after login only inactivity counts', async () => {
+  const s = await startServers({ pop3: { timeouts: { preAuthIdleMs: 500 } } });
+  try {
+    const p = await s.pop3();
+    const started = Date.now();
+    const trickle = setInterval(() => {
+      if (!p.isClosed) p.write('x');
+    }, 100);
+    try {
+      await p.closed(5000); // RFC 1939 §3: closed without a response
+    } finally {
+      clearInterval(trickle);
+    }
+    const took = Date.now() - started;
+    assert.ok(took >= 450 && took < 3000, `dropped after ${took} ms`);
+    const q = await s.pop3();
+    for (let i = 0; i < 8; i++) {
+      assert.match((await q.multi('CAPA')).status, /^\+OK/);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(await q.login(USER, PASSWORD), /^\+OK/);
+    await new Promise((r) => setTimeout(r, 800));
+    assert.match(await q.command('STAT'), /^\+OK/);
+    assert.match(await q.command('QUIT'), /^\+OK/); // one POP3 session per account ([IN-USE])
+    await s.stillServes();
+  } finally {
+    await s.close();
+  }
+});

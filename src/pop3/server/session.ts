@@ -132,6 +132,7 @@ export class Pop3Session {
   private closeReason = 'client closed';
   private user: string | null = null;
   private readonly timers = new Set<NodeJS.Timeout>();
+  private loginDeadline: NodeJS.Timeout | null = null;
 
   constructor(socket: Socket, id: string, deps: SessionDeps) {
     this.id = id;
@@ -188,6 +189,25 @@ export class Pop3Session {
     return this.state.kind === 'transaction' ? t.idleMs : t.preAuthIdleMs;
   }
 
+  /**
+   * In AUTHORIZATION each command must arrive complete within preAuthIdleMs: bytes trickled
+   * without ending a line reset the socket's inactivity timer but not this deadline, so an
+   * unauthenticated slow sender cannot hold a connection slot for ever. In TRANSACTION only
+   * inactivity counts (idleMs, RFC 1939 §3).
+   */
+  private armLoginDeadline(): void {
+    if (this.loginDeadline !== null) {
+      clearTimeout(this.loginDeadline);
+      this.timers.delete(this.loginDeadline);
+      this.loginDeadline = null;
+    }
+    if (this.closing || this.state.kind !== 'authorization') return;
+    const timer = setTimeout(this.onTimeout, this.deps.options.timeouts.preAuthIdleMs);
+    timer.unref();
+    this.timers.add(timer);
+    this.loginDeadline = timer;
+  }
+
   private detach(socket: Socket): void {
     socket.off('data', this.onData);
     socket.off('timeout', this.onTimeout);
@@ -198,6 +218,7 @@ export class Pop3Session {
     const host = /^[\x21-\x7e]{1,253}$/.test(this.deps.ctx.hostname) ? `${this.deps.ctx.hostname} ` : '';
     // RFC 1939 §4: the greeting is a positive response. No APOP timestamp: APOP is not offered.
     this.write(ok(`${host}POP3 server ready`));
+    this.armLoginDeadline();
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -304,6 +325,7 @@ export class Pop3Session {
         } finally {
           this.inCommand = false;
         }
+        this.armLoginDeadline();
         // Commands whose work completes at once chain only microtasks; yielding now and then lets
         // other connections' I/O in, so a pipelining client cannot monopolise the process.
         if (++this.sinceYield >= COMMANDS_BEFORE_YIELD) {
@@ -566,6 +588,7 @@ export class Pop3Session {
     this.authFailures = 0;
     this.state = { kind: 'transaction', account, maildrop, release };
     this.user = account.address;
+    this.armLoginDeadline();
     this.socket.setTimeout(this.deps.options.timeouts.idleMs);
   }
 
