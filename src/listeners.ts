@@ -7,6 +7,7 @@ import type { Config, ListenerName } from './config/config.js';
 import type { ListeningServer, ServerContext } from './context.js';
 import type { Resolver } from './dns/resolver.js';
 import { createHttpServer } from './http/server.js';
+import { createDkimSigning } from './msgauth/dkim-sign.js';
 import { createImapServer } from './imap/server/server.js';
 import { createPop3Server } from './pop3/server/server.js';
 import type { SubmitHook } from './smtp/server/policy-submission.js';
@@ -70,6 +71,8 @@ function submission(implicitTls: boolean): ListenerFactory {
           limits: smtpLimits(config),
           allowPlaintextAuth: config.security.allowPlaintextAuth,
           ...(env.onSubmit ? { onSubmit: env.onSubmit } : {}),
+          // Signed once, before routing: local and remote recipients get the same bytes.
+          dkim: createDkimSigning(env.dataDir),
         });
 }
 

@@ -12,7 +12,7 @@ import type { OutboundQueue } from './outbound-queue.js';
 import type { DsnNotify, RecipientDsn } from './types.js';
 
 export function createSubmitHook(queue: OutboundQueue, log: Logger): SubmitHook {
-  return async ({ session, tx, recipients, raw }) => {
+  return async ({ session, tx, recipients, raw, signed }) => {
     const perRecipient: Record<string, RecipientDsn> = {};
     for (const r of recipients) {
       const { notify, orcpt } = r.params;
@@ -35,8 +35,9 @@ export function createSubmitHook(queue: OutboundQueue, log: Logger): SubmitHook 
             recipients: perRecipient,
           },
         },
-        // Mail from our own users is signed with the From domain's DKIM keys.
-        { sign: true },
+        // Mail from our own users is signed with the From domain's DKIM keys, here unless the
+        // submission server signed it already (once for the local and the remote copies).
+        { sign: signed !== true },
       );
       return { code: 250, enhanced: '2.0.0', lines: [`Queued as ${id}`] };
     } catch (err) {

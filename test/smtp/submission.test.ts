@@ -111,7 +111,7 @@ test('submission: the onSubmit hook receives remote recipients and the message',
     await c.cmd('MAIL FROM:<bob@example.com>', 250);
     await c.cmd('RCPT TO:<x@remote.example>', 250);
     await c.cmd('DATA', 354);
-    c.write(dotStuff('Subject: out\r\n\r\nbody\r\n'));
+    c.write(dotStuff('From: bob@example.com\r\nSubject: out\r\n\r\nbody\r\n'));
     await c.expect(250);
     assert.deepEqual(seen, ['x@remote.example']);
     c.close();

@@ -1,16 +1,25 @@
 /**
  * Policy for mail from our own users (submission, RFC 6409): the session guarantees the client
- * authenticated; this policy checks the sender and routes recipients.
+ * authenticated; this policy checks the sender and the author fields, fixes the header up, and
+ * routes recipients.
  *
  * Invariants:
- * - The MAIL FROM address is one the account may send as (store.sendableAddresses), else
- *   553 5.7.1 (DESIGN.md invariant 5); the null reverse-path is refused for users.
+ * - The MAIL FROM address, every From address and the Sender address are ones the account may
+ *   send as (store.sendableAddresses, plus configured send-as grants), compared without regard to
+ *   case; else 553 5.7.1 (DESIGN.md invariant 5). The null reverse-path is refused for users.
+ * - The message is prepared once (Bcc removed, Date and Message-ID added when missing, RFC 6409
+ *   §8) and DKIM-signed once, when a signer is given, before it is routed: the local copy and the
+ *   queued copy are the same bytes.
  * - Local recipients are delivered now, through the same path as inbound mail; remote ones go to
- *   the `onSubmit` hook, which answers 451 4.3.0 until the outbound queue exists.
+ *   the `onSubmit` hook, which answers 451 4.3.0 until the outbound queue exists. Nothing is
+ *   acknowledged before both are durable.
  */
 import { randomBytes } from 'node:crypto';
 import type { ServerContext } from '../../context.js';
 import { createLocalDelivery, type LocalDelivery } from '../../delivery/local.js';
+import { headerAuthors, prepareSubmission, type HeaderAuthors } from '../../mail/submission.js';
+import type { DkimSigningService } from '../../msgauth/dkim-sign.js';
+import type { Account } from '../../store/types.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
 import type { AcceptedRecipient, DataOutcome, SessionInfo, SmtpPolicy, Transaction } from './policy.js';
 import { storeRefusal } from './store-errors.js';
@@ -24,31 +33,80 @@ export type SubmitHook = (input: {
   session: SessionInfo;
   tx: Transaction;
   recipients: AcceptedRecipient[];
-  /** The message with our Received field prepended. */
+  /** The prepared message with our Received field prepended. */
   raw: Buffer;
+  /** True when `raw` already carries our DKIM signatures (the queue must not sign again). */
+  signed?: boolean;
 }) => Promise<Reply>;
 
 /** Until the outbound queue exists: remote recipients are refused, temporarily. */
 export const outboundNotConfigured: SubmitHook = async () => reply(451, '4.3.0', 'Outbound delivery not configured');
 
+/**
+ * Send-as grants: account address -> what it may send as besides its own addresses and aliases.
+ * An entry is an address ("team@example.com") or a whole domain ("@example.com").
+ */
+export type SendAsGrants = Readonly<Record<string, readonly string[]>>;
+
 export interface SubmissionPolicyOptions {
   onSubmit?: SubmitHook | undefined;
   delivery?: LocalDelivery;
+  /** Signs submitted mail with the From domain's keys before routing; absent: the queue signs. */
+  dkim?: DkimSigningService | undefined;
+  sendAs?: SendAsGrants | undefined;
+}
+
+const notOwned = (what: string): Reply => reply(553, '5.7.1', `${what} not owned by the user`);
+
+/** Can `account` send as `address`? Its own addresses and aliases, or a grant. */
+async function mayUse(ctx: ServerContext, grants: Map<string, string[]>, account: Account, addresses: readonly string[]): Promise<boolean> {
+  const owned = new Set((await ctx.store.sendableAddresses(account.id)).map((a) => a.toLowerCase()));
+  const granted = grants.get(account.address.toLowerCase()) ?? [];
+  return addresses.every((a) => {
+    const wanted = a.toLowerCase();
+    if (owned.has(wanted)) return true;
+    const at = wanted.lastIndexOf('@');
+    if (at <= 0) return false;
+    return granted.includes(wanted) || granted.includes(wanted.slice(at));
+  });
+}
+
+/**
+ * RFC 5322 §3.6.2 author fields of a submitted message, checked against what the account may
+ * send as. null when they pass.
+ */
+async function checkAuthors(ctx: ServerContext, grants: Map<string, string[]>, account: Account, a: HeaderAuthors): Promise<Reply | null> {
+  // RFC 5322 §3.6: exactly one From field, at most one Sender field.
+  if (a.fromFields === 0) return reply(550, '5.6.0', 'Message has no From header field');
+  if (a.fromFields > 1) return reply(550, '5.6.0', 'Message has more than one From header field');
+  if (a.senderFields > 1) return reply(550, '5.6.0', 'Message has more than one Sender header field');
+  if (a.from.length === 0) return notOwned('From header address');
+  // RFC 5322 §3.6.2: a From with several mailboxes needs a Sender with one.
+  if (a.from.length > 1 && a.senderFields === 0) return reply(550, '5.6.0', 'From header with several addresses needs a Sender header field');
+  if (a.senderFields === 1 && a.sender.length !== 1) return reply(550, '5.6.0', 'Sender header field must hold one address');
+  // DESIGN.md invariant 5: an authenticated user sends only as addresses they own, in the
+  // header as in the envelope (what the recipient sees and what DMARC checks is the header).
+  if (!(await mayUse(ctx, grants, account, a.from))) return notOwned('From header address');
+  if (!(await mayUse(ctx, grants, account, a.sender))) return notOwned('Sender header address');
+  return null;
+}
+
+function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
 export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPolicyOptions = {}): SmtpPolicy {
   const delivery = options.delivery ?? createLocalDelivery(ctx.store);
   const onSubmit = options.onSubmit ?? outboundNotConfigured;
+  const grants = new Map(Object.entries(options.sendAs ?? {}).map(([k, v]) => [k.toLowerCase(), v.map((g) => g.toLowerCase())]));
 
   return {
     async onMailFrom(session, from) {
       const account = session.account;
       if (!account) return R.authRequired();
-      if (from === null) return reply(553, '5.7.1', 'Sender address not owned by the user');
-      const owned = await ctx.store.sendableAddresses(account.id);
-      const wanted = from.address.toLowerCase();
+      if (from === null) return notOwned('Sender address');
       // DESIGN.md invariant 5: an authenticated user sends only as addresses they own
-      if (!owned.some((a) => a.toLowerCase() === wanted)) return reply(553, '5.7.1', 'Sender address not owned by the user');
+      if (!(await mayUse(ctx, grants, account, [from.address]))) return notOwned('Sender address');
       return null;
     },
 
@@ -64,15 +122,27 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
     },
 
     async onData(session, tx, message): Promise<DataOutcome> {
+      const refuse = (r: Reply): DataOutcome => ({ perRecipient: tx.recipients.map(() => r), summary: r });
+      const account = session.account;
+      if (!account) return refuse(R.authRequired());
+      const authors = headerAuthors(message.raw);
+      const refusal = await checkAuthors(ctx, grants, account, authors);
+      if (refusal) return refuse(refusal);
       const messageId = randomBytes(8).toString('hex');
+      // RFC 6409 §8: one preparation for every recipient, local or remote.
+      const prepared = prepareSubmission(message.raw, { hostname: ctx.hostname, now: message.receivedAt });
       const trace = receivedField({ session, tx, hostname: ctx.hostname, messageId, protocol: message.protocol, date: message.receivedAt });
-      const raw = Buffer.concat([Buffer.from(trace, 'utf8'), message.raw]);
+      let raw: Buffer = Buffer.concat([Buffer.from(trace, 'utf8'), prepared]);
+      // RFC 6376 §5.4: signed with the From domain's keys (checkAuthors found one From address);
+      // the signature goes above the Received field, like the queue's own signing would put it.
+      const fromAddress = authors.from[0];
+      if (options.dkim && fromAddress) raw = await options.dkim.sign(raw, domainOf(fromAddress));
       const remote = tx.recipients.filter((r) => r.remote);
       // Remote first: when the queue refuses, nothing is delivered locally and the client may
       // retry the whole message without creating duplicates.
       if (remote.length > 0) {
-        const r = await onSubmit({ session, tx, recipients: remote, raw });
-        if (r.code >= 400) return { perRecipient: tx.recipients.map(() => r), summary: r };
+        const r = await onSubmit({ session, tx, recipients: remote, raw, signed: options.dkim !== undefined });
+        if (r.code >= 400) return refuse(r);
       }
       const local = tx.recipients.filter((r) => !r.remote);
       if (local.length > 0) {
@@ -83,13 +153,13 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
           const r = storeRefusal(err);
           // Already queued for the remote recipients: a failure reply now would make the client
           // send them a second copy, so the local refusal is logged instead.
-          if (remote.length === 0) return { perRecipient: tx.recipients.map(() => r), summary: r };
+          if (remote.length === 0) return refuse(r);
           ctx.log.warn({ session: session.id, messageId, reply: r.code }, 'submitted message queued but not stored locally');
           outcomes = new Map();
         }
         for (const o of outcomes.values()) ctx.metrics?.counter('facteur_deliveries_total', 'Local deliveries, by source and result.').inc({ source: 'submission', result: o.ok ? 'delivered' : o.reason });
         if (![...outcomes.values()].some((o) => o.ok) && remote.length === 0) {
-          return { perRecipient: tx.recipients.map(() => R.overQuota()), summary: R.overQuota() };
+          return refuse(R.overQuota());
         }
       }
       const ok = reply(250, '2.0.0', `Accepted ${messageId}`);

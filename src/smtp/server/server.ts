@@ -25,7 +25,8 @@ import {
 import { createSaslSession, saslMechanisms } from '../../sasl/session.js';
 import type { SmtpMode, SmtpPolicy } from './policy.js';
 import { createInboundPolicy, type DmarcRejectAction } from './policy-inbound.js';
-import { createSubmissionPolicy, type SubmitHook } from './policy-submission.js';
+import type { DkimSigningService } from '../../msgauth/dkim-sign.js';
+import { createSubmissionPolicy, type SendAsGrants, type SubmitHook } from './policy-submission.js';
 import { SmtpSession, type SaslProvider, type SessionLimits } from './session.js';
 
 export interface SmtpServerOptions {
@@ -52,6 +53,10 @@ export interface SmtpServerOptions {
   allowPlaintextAuth?: boolean;
   /** Submission: where mail for remote recipients goes (the outbound queue). */
   onSubmit?: SubmitHook;
+  /** Submission: DKIM-signs submitted mail before it is routed (else the queue signs). */
+  dkim?: DkimSigningService;
+  /** Submission: what accounts may send as besides their own addresses and aliases. */
+  sendAs?: SendAsGrants;
 }
 
 export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions): ListeningServer {
@@ -68,7 +73,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
   const policy =
     options.policy ??
     (options.mode === 'submission'
-      ? createSubmissionPolicy(ctx, { onSubmit: options.onSubmit })
+      ? createSubmissionPolicy(ctx, { onSubmit: options.onSubmit, dkim: options.dkim, sendAs: options.sendAs })
       : createInboundPolicy(ctx, {
           resolver: options.mode === 'mx' ? (options.resolver ?? null) : null,
           dmarcReject: options.dmarcReject ?? 'junk',
