@@ -11,6 +11,7 @@
 import { access, constants, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { defaultConfig, DEV_PORTS, loadConfig, PRODUCTION_PORTS, renderConfigFile, type Config } from '../config/config.js';
+import { generateDkimKeys } from '../msgauth/dkim-sign.js';
 import { createSelfSignedCertificate } from '../net/tls.js';
 import { openStore } from '../store/open.js';
 import type { MailStore } from '../store/types.js';
@@ -59,6 +60,8 @@ export async function initDataDir(dir: string, options: InitOptions): Promise<Co
     config.listen[name] = `127.0.0.1:${DEV_PORTS[name]}`;
   }
   await createSelfSignedCertificate(join(dir, 'tls'), hostname);
+  // A domain's first keys sign at once; `facteur dns` prints their records.
+  await generateDkimKeys(dir, domain);
   const store = await openStore(storeLocation(dir, config.store));
   try {
     if (!(await store.isLocalDomain(domain))) await store.addDomain(domain);

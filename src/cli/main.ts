@@ -11,6 +11,9 @@ import { LISTENER_NAMES, parseHostPort, type ListenerName } from '../config/conf
 import type { MailStore } from '../store/types.js';
 import { CONFIG_FILE, dataDirFrom, exists, initDataDir, openDataDir } from './data-dir.js';
 import { serve } from './serve.js';
+import { dkimDnsRecord, dkimRecordName, generateDkimKeys, loadDkimKeys, type DkimKey } from '../msgauth/dkim-sign.js';
+import { dropQueued, formatQueueList, holdQueued, listQueue, queueDbPath, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
+import { openSqliteQueueStore } from '../queue/sqlite-store.js';
 import { domainSetup, runCheck } from './dns.js';
 import { renderZone } from '../dns/records.js';
 
@@ -22,7 +25,9 @@ const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DI
   serve [--listen NAME=HOST:PORT]... [--dns HOST:PORT]...
                                                     run the server in the foreground
   demo                                              create ./data with a demo account if missing, then serve
-  domain add DOMAIN | list | remove DOMAIN [--force]
+  domain add DOMAIN | list | remove DOMAIN [--force] (add creates its DKIM keys)
+  dkim rotate DOMAIN | list [DOMAIN]                new DKIM keys (sign after 48 h) / show keys and records
+  queue list | show ID | retry ID|all | hold ID|all | release ID|all | drop ID|all
   user add ADDRESS (--password P | --password-stdin)
   user passwd ADDRESS (--password P | --password-stdin)
   user list [DOMAIN] | remove ADDRESS
@@ -89,11 +94,80 @@ async function domainCmd(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { force: { type: 'boolean' } });
   const [sub, name] = positionals;
   return withStore(values, async (store) => {
-    if (sub === 'add' && name) { await store.addDomain(name.toLowerCase()); out(`added ${name.toLowerCase()}`); return 0; }
+    if (sub === 'add' && name) {
+      await store.addDomain(name.toLowerCase());
+      out(`added ${name.toLowerCase()}`);
+      const dir = dataDirFrom(values.data as string | undefined);
+      if ((await loadDkimKeys(dir, name)).length === 0) printDkim(await generateDkimKeys(dir, name));
+      return 0;
+    }
     if (sub === 'list') { for (const d of await store.listDomains()) out(d.name); return 0; }
     if (sub === 'remove' && name) { await store.removeDomain(name.toLowerCase(), values.force === true); out(`removed ${name}`); return 0; }
     throw new UsageError('domain add DOMAIN | list | remove DOMAIN [--force]');
   });
+}
+
+function printDkim(keys: readonly DkimKey[]): void {
+  // A TXT string holds at most 255 octets (RFC 1035 §3.3.14): longer values are split.
+  for (const k of keys) out(`${dkimRecordName(k)}. IN TXT ${(dkimDnsRecord(k).match(/.{1,255}/g) ?? []).map((c) => `"${c}"`).join(' ')}`);
+}
+
+async function dkimCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {});
+  const [sub, domain] = positionals;
+  const dir = dataDirFrom(values.data as string | undefined);
+  if (sub === 'rotate' && domain) {
+    await withStore(values, async (store) => {
+      if (!(await store.isLocalDomain(domain.toLowerCase()))) throw new Error(`Domain ${domain} is not local`);
+    });
+    const keys = await generateDkimKeys(dir, domain);
+    out(`new keys for ${domain.toLowerCase()}: publish these records now; they sign from 48 hours on, the old keys until then:`);
+    printDkim(keys);
+    return 0;
+  }
+  if (sub === 'list') {
+    const domains = domain ? [domain] : await withStore(values, async (store) => (await store.listDomains()).map((d) => d.name));
+    for (const d of domains) printDkim(await loadDkimKeys(dir, d));
+    return 0;
+  }
+  throw new UsageError('dkim rotate DOMAIN | list [DOMAIN]');
+}
+
+async function queueCmd(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {});
+  const [sub, id] = positionals;
+  const dir = dataDirFrom(values.data as string | undefined);
+  if (!(await exists(join(dir, CONFIG_FILE)))) throw new Error(`${dir} is not a Facteur data directory (no ${CONFIG_FILE}); run facteur init`);
+  const queue = openSqliteQueueStore(queueDbPath(dir));
+  try {
+    if (sub === 'list') {
+      out(formatQueueList(await listQueue(queue)));
+      return 0;
+    }
+    if (sub === 'show' && id) {
+      const shown = await showQueued(queue, id);
+      if (!shown) throw new Error(`No queued message ${id}`);
+      out(shown.header);
+      out('');
+      for (const r of shown.message.recipients) out(`${r.address}: ${r.state}${r.lastError ? ` (${r.lastError})` : ''}`);
+      return 0;
+    }
+    const actions: Record<string, (id: string) => Promise<number>> = {
+      retry: (x) => retryQueued(queue, x),
+      hold: (x) => holdQueued(queue, x),
+      release: (x) => releaseQueued(queue, x),
+      drop: (x) => dropQueued(queue, x),
+    };
+    const act = sub ? actions[sub] : undefined;
+    if (act && id) {
+      const n = await act(id);
+      out(`${sub}: ${n} changed`);
+      return n > 0 ? 0 : 1;
+    }
+    throw new UsageError('queue list | show ID | retry ID|all | hold ID|all | release ID|all | drop ID|all');
+  } finally {
+    await queue.close();
+  }
 }
 
 async function userCmd(argv: string[]): Promise<number> {
@@ -264,6 +338,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   serve: serveCmd,
   demo: demoCmd,
   domain: domainCmd,
+  dkim: dkimCmd,
+  queue: queueCmd,
   user: userCmd,
   alias: aliasCmd,
   'check-store': checkStoreCmd,

@@ -118,3 +118,36 @@ test('serve exits non-zero naming the listener when its port is in use, and stop
   assert.ok(srv.ports.smtp! > 0);
   assert.equal(await srv.stop('SIGTERM'), 0);
 });
+
+test('init and domain add create DKIM keys; dkim rotate adds keys and prints their records; dkim list shows them', async () => {
+  const dir = join(await tempDir(), 'data');
+  assert.equal((await runCli(['init', '--domain', 'example.test', '--data', dir])).code, 0);
+  const listed = await runCli(['dkim', 'list', '--data', dir]);
+  assert.equal(listed.code, 0, listed.stderr);
+  const records = listed.stdout.trim().split('\n');
+  assert.equal(records.length, 2);
+  assert.match(listed.stdout, /\._domainkey\.example\.test\. IN TXT "v=DKIM1; k=rsa; p=/);
+  assert.match(listed.stdout, /\._domainkey\.example\.test\. IN TXT "v=DKIM1; k=ed25519; p=/);
+  for (const line of records) for (const chunk of line.match(/"[^"]*"/g) ?? []) assert.ok(chunk.length - 2 <= 255);
+  const added = await runCli(['domain', 'add', 'example.org', '--data', dir]);
+  assert.equal(added.code, 0, added.stderr);
+  assert.match(added.stdout, /_domainkey\.example\.org\. IN TXT/);
+  const rotated = await runCli(['dkim', 'rotate', 'example.test', '--data', dir]);
+  assert.equal(rotated.code, 0, rotated.stderr);
+  assert.match(rotated.stdout, /48 hours/);
+  assert.equal((await runCli(['dkim', 'list', 'example.test', '--data', dir])).stdout.trim().split('\n').length, 4);
+  assert.equal((await runCli(['dkim', 'rotate', 'elsewhere.test', '--data', dir])).code, 1);
+});
+
+test('queue list on an empty queue, and actions on an unknown id, answer without harm', async () => {
+  const dir = join(await tempDir(), 'data');
+  assert.equal((await runCli(['init', '--domain', 'example.test', '--data', dir])).code, 0);
+  const list = await runCli(['queue', 'list', '--data', dir]);
+  assert.equal(list.code, 0, list.stderr);
+  const show = await runCli(['queue', 'show', 'nope', '--data', dir]);
+  assert.equal(show.code, 1);
+  assert.match(show.stderr, /No queued message nope/);
+  const drop = await runCli(['queue', 'drop', 'nope', '--data', dir]);
+  assert.equal(drop.code, 1);
+  assert.match(drop.stdout, /drop: 0 changed/);
+});
