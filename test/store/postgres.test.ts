@@ -86,6 +86,27 @@ if (url === null) {
     }
   });
 
+  test('postgres: with notifyAfterCommit, node B still hears node A once, and A hears itself once', async () => {
+    const t = await setup();
+    try {
+      const a = await t.openNode({ notifyAfterCommit: true });
+      const b = await t.openNode({ notifyAfterCommit: true });
+      const heardA: ChangeEvent[] = [];
+      const heardB: ChangeEvent[] = [];
+      a.feed.subscribe(t.bob.id, (e) => heardA.push(e));
+      b.feed.subscribe(t.bob.id, (e) => heardB.push(e));
+      const r = await a.append(t.inbox.id, testMessage({ subject: 'after commit' }));
+      assert.equal(heardA.length, 1, 'the writer hears it before the write resolves');
+      const until = performance.now() + 1000;
+      while (heardB.length === 0 && performance.now() < until) await new Promise((res) => setTimeout(res, 1));
+      await new Promise((res) => setTimeout(res, 100));
+      assert.deepEqual(heardB, [{ accountId: t.bob.id, mailboxId: t.inbox.id, modseq: r.modseq, kind: 'append' }]);
+      assert.equal(heardA.length, 1, 'the copy from LISTEN is dropped');
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   test('postgres: a lock is freed when the node holding it dies', async () => {
     const t = await setup();
     try {

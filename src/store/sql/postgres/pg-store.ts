@@ -94,6 +94,14 @@ export interface PgStoreOptions {
   /** Pooled connections for reads and writes. Default 10. */
   poolSize?: number;
   parsedCacheSize?: number;
+  /**
+   * NOTIFY after the writing COMMIT instead of inside it. PostgreSQL serialises the commits of
+   * all notifying transactions of a database on one lock held across their WAL flush, which
+   * caps the write rate at one commit per flush; after the commit, that lock is held for an
+   * instant. The cost: a node that dies between its COMMIT and its NOTIFY leaves the other nodes'
+   * sessions unaware of that change until their next command. Default false.
+   */
+  notifyAfterCommit?: boolean;
   onListenerError?: (err: unknown) => void;
   /** Connection-level problems (listener lost, idle client error). Default: a process warning. */
   onConnectionError?: (err: unknown) => void;
@@ -284,6 +292,7 @@ class PgStore implements MailStore {
   #inFlight = 0;
   #idleWaiters: Array<() => void> = [];
   #closed = false;
+  readonly #notifyAfterCommit: boolean;
 
   constructor(init: {
     pool: pg.Pool;
@@ -294,7 +303,9 @@ class PgStore implements MailStore {
     connect: () => Promise<pg.Client>;
     onConnectionError: (err: unknown) => void;
     parsedCacheSize: number;
+    notifyAfterCommit: boolean;
   }) {
+    this.#notifyAfterCommit = init.notifyAfterCommit;
     this.#pool = init.pool;
     this.#notify = init.notify;
     this.feed = init.notify.feed;
@@ -338,14 +349,19 @@ class PgStore implements MailStore {
         try {
           await client.query('BEGIN');
           const value = await fn(client, ctx);
-          if (ctx.events.length > 0) {
+          const notify = ctx.events.length > 0 ? ctx.events.map(encodeChangeEvent) : null;
+          if (notify !== null && !this.#notifyAfterCommit) {
             // Delivered to every listening node only if this transaction commits.
-            await client.query('SELECT pg_notify($1, e) FROM unnest($2::text[]) e', [
-              this.#channel,
-              ctx.events.map(encodeChangeEvent),
-            ]);
+            await client.query('SELECT pg_notify($1, e) FROM unnest($2::text[]) e', [this.#channel, notify]);
           }
           await client.query('COMMIT');
+          if (notify !== null && this.#notifyAfterCommit) {
+            // Its own transaction, with no write to flush: the global NOTIFY lock is held only for
+            // an instant instead of across the WAL flush of the writing COMMIT.
+            await client.query('SELECT pg_notify($1, e) FROM unnest($2::text[]) e', [this.#channel, notify]).catch((err: unknown) => {
+              this.#onConnectionError(err);
+            });
+          }
           client.release();
           this.#notify.publishLocal(ctx.events);
           for (const h of ctx.removed) this.#parsedCache.delete(h);
@@ -1926,7 +1942,9 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
     await pool.end();
     throw new StoreError('io', `Cannot open store: cannot listen for changes: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return new PgStore({ pool, notify, channel, external, lockSpace, connect, onConnectionError, parsedCacheSize: options.parsedCacheSize ?? 512 });
+  return new PgStore({ pool, notify, channel, external, lockSpace, connect, onConnectionError, parsedCacheSize: options.parsedCacheSize ?? 512,
+    notifyAfterCommit: options.notifyAfterCommit ?? false,
+  });
 }
 
 /**
