@@ -74,14 +74,26 @@ function envelopeList(list: readonly EnvelopeAddress[] | null): string {
     .join(', ');
 }
 
+/** Group names of an address list (RFC 5322 §3.4 `name: members;`): the envelope opens a group
+ * with {mailbox: name, host: null}. SEARCH TO/CC/BCC match them too (as Dovecot does). */
+function groupNames(list: readonly EnvelopeAddress[] | null): string {
+  if (list === null) return '';
+  return list.filter((a) => a.host === null && a.mailbox !== null).map((a) => a.mailbox).join(', ');
+}
+
+function withGroups(addresses: string, list: readonly EnvelopeAddress[] | null): string {
+  const groups = groupNames(list);
+  return groups === '' ? addresses : addresses === '' ? groups : `${addresses}, ${groups}`;
+}
+
 export function searchColumns(raw: Buffer, parsed: ParsedMessage): SearchColumns {
   const headerEnd = Math.min(parsed.root.bodyStart, raw.length, MAX_INDEXED_HEADER_BYTES);
   return {
     subject: parsed.subject,
     from: decodedList(parsed.from),
-    to: decodedList(parsed.to),
-    cc: decodedList(parsed.cc),
-    bcc: envelopeList(parsed.envelope.bcc),
+    to: withGroups(decodedList(parsed.to), parsed.envelope.to),
+    cc: withGroups(decodedList(parsed.cc), parsed.envelope.cc),
+    bcc: withGroups(envelopeList(parsed.envelope.bcc), parsed.envelope.bcc),
     headers: indexedHeaders(raw.subarray(0, headerEnd).toString('utf8')),
     body: parsed.text,
   };

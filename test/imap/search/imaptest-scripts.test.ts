@@ -27,9 +27,7 @@ function cases(script: string): Array<{ command: string; expected: number[] }> {
 }
 
 /** Known differences, reported to their owners; the test still runs and shows them. */
-const TODO: Record<string, string> = {
-  'search-addresses': 'mail/address.ts keeps comments inside an angle address; the store does not index group names',
-};
+const TODO: Record<string, string> = {};
 
 for (const script of ['search-addresses', 'search-body', 'search-header', 'search-date']) {
   test(`imaptest ${script}: every SEARCH result matches Dovecot's`, TODO[script] !== undefined ? { todo: TODO[script] } : {}, async () => {
