@@ -1928,7 +1928,8 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
 
   const pool = new pg.Pool({ ...base, max: options.poolSize ?? 10 });
   pool.on('error', onConnectionError);
-  const channel = `facteur_changes_${schema}`;
+  // Channel names are identifiers, at most 63 bytes: long schema names go by their hash.
+  const channel = `facteur_changes_${schema.length <= 46 ? schema : createHash('sha256').update(schema).digest('hex').slice(0, 40)}`;
   let notify: NotifyFeed;
   try {
     notify = await createNotifyFeed({
