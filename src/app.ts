@@ -87,6 +87,12 @@ export async function startApp(options: AppOptions): Promise<App> {
     await closeAll(0);
     throw err;
   }
+  // Blob files left by a crash between their write and the metadata commit are reclaimed in the
+  // background; the store keeps in-flight ingests safe from it.
+  store.collectGarbage().then(
+    (n) => { if (n > 0) log.info({ removed: n }, 'orphan blobs collected'); },
+    (err: unknown) => log.error({ err }, 'blob garbage collection failed'),
+  );
   return {
     config,
     ctx,
