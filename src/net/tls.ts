@@ -9,13 +9,13 @@
  * handshake is served with the certificate it found; later ones get the new one. A pair that fails
  * to load (a key replaced before its certificate, a half-written file) keeps the old context, and
  * is retried at the next check. STARTTLS upgrades and SNI lookups go through `pick` and so see a
- * reloaded certificate; an implicit-TLS listener built from `serverOptions()` keeps the default
- * certificate it started with for clients that send no SNI (every current mail client sends it).
+ * reloaded certificate; an implicit-TLS listener (tls.Server) fixes its default certificate at
+ * creation, so it calls `followDefaultCertificate` to be given the new one.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createSecureContext, type SecureContext, type TlsOptions } from 'node:tls';
+import { createSecureContext, type SecureContext, type Server as TlsServer, type TlsOptions } from 'node:tls';
 import { promisify } from 'node:util';
 import type { TlsProvider } from '../context.js';
 
@@ -141,6 +141,23 @@ export async function loadTlsDirectory(dir: string, defaultHostname: string, opt
     reload: () => scan(true),
     hostnames: () => [...byHost.keys()],
   };
+}
+
+/**
+ * Keeps a tls.Server's default certificate (what clients without SNI get) in step with the
+ * provider: each new connection asks the provider for its current default context (which also
+ * runs the periodic file check), and when that changed the server gets the new pair. Node's
+ * handshake listener runs first, so that connection still gets the previous certificate; the next
+ * ones get the new one.
+ */
+export function followDefaultCertificate(server: TlsServer, provider: TlsProvider): void {
+  let current = provider.secureContext();
+  server.on('connection', () => {
+    const latest = provider.secureContext();
+    if (latest === current) return;
+    current = latest;
+    server.setSecureContext(provider.serverOptions());
+  });
 }
 
 /**

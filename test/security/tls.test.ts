@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { createImapServer } from '../../src/imap/server/server.js';
+import { createSmtpServer } from '../../src/smtp/server/server.js';
 import { createSelfSignedCertificate, loadTlsDirectory } from '../../src/net/tls.js';
 import { PASSWORD, startServers, USER, type ServerSet } from './servers.js';
 
@@ -104,7 +105,12 @@ test('certificates are chosen by SNI and reloaded when their files change, on ST
   const s = await startServers({ tls });
   const imaps = createImapServer(s.ctx, { implicitTls: true });
   const imapsPort = await imaps.listen('127.0.0.1', 0);
+  const submissions = createSmtpServer(s.ctx, { mode: 'submission', implicitTls: true });
+  const submissionsPort = await submissions.listen('127.0.0.1', 0);
   try {
+    const implicitDefault = await handshake({ host: '127.0.0.1', port: submissionsPort });
+    assert.equal(implicitDefault.getPeerCertificate().subject?.CN, 'mail.example.test');
+    implicitDefault.destroy();
     const subject = (socket: TLSSocket) => socket.getPeerCertificate().subject?.CN;
     for (const proto of ['imap', 'pop3', 'smtp'] as const) {
       for (const name of ['mail.example.test', 'other.example.test']) {
@@ -150,7 +156,19 @@ test('certificates are chosen by SNI and reloaded when their files change, on ST
       if (starttls !== mailDisk) await new Promise((r) => setTimeout(r, 50));
     }
     assert.equal(starttls, mailDisk);
+    // Implicit TLS without SNI (the listener's default certificate), on IMAP and SMTP.
+    for (const port of [imapsPort, submissionsPort]) {
+      let fp = '';
+      for (let i = 0; i < 50 && fp !== mailDisk; i++) {
+        const secure = await handshake({ host: '127.0.0.1', port });
+        fp = fingerprint(secure);
+        secure.destroy();
+        if (fp !== mailDisk) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(fp, mailDisk, `implicit TLS on port ${port} without SNI serves the renewed default certificate`);
+    }
   } finally {
+    await submissions.close(100);
     await imaps.close(100);
     await s.close();
     await rm(dir, { recursive: true, force: true });

@@ -9,7 +9,8 @@
  *   and closes every session.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { followDefaultCertificate } from '../../net/tls.js';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { AccountId, MailboxId } from '../../lib/brand.js';
 import {
@@ -105,6 +106,7 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
   if (options.implicitTls) {
     if (ctx.tls === null) throw new Error('Cannot start implicit TLS IMAP: no TLS certificate');
     server = createTlsServer(ctx.tls.serverOptions(), (socket: TLSSocket) => onConnection(socket, true));
+    followDefaultCertificate(server as TlsServer, ctx.tls);
     server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
   } else {
     server = createServer((socket) => onConnection(socket, false));

@@ -6,7 +6,8 @@
  * (DESIGN.md invariant 4); every session is tracked so close() can end them gracefully.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { followDefaultCertificate } from '../../net/tls.js';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
 import { R, formatReply } from '../protocol/reply.js';
@@ -137,6 +138,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
   let server: Server;
   if (implicitTls) {
     server = createTlsServer(ctx.tls!.serverOptions());
+    followDefaultCertificate(server as TlsServer, ctx.tls!);
     server.on('secureConnection', onConnection);
     server.on('tlsClientError', (err) => ctx.log.debug({ err: err.message }, 'tls handshake failed'));
   } else {
