@@ -2,14 +2,37 @@
  * MailStore on SQLite (better-sqlite3), the embedded default.
  *
  * Design and invariants:
- * - One connection, WAL mode, synchronous=FULL: a COMMIT returns only after the WAL is fsync'd,
- *   so a promise that resolved survives kill -9 and power loss (DESIGN.md invariant 1).
+ * - One connection, WAL mode, synchronous=NORMAL: a COMMIT only write()s the WAL frames into the
+ *   page cache, on the event-loop thread (no fsync there). Durability comes from an asynchronous
+ *   fdatasync of the -wal file on libuv's thread pool (below), and nothing is acknowledged before
+ *   it: a promise that resolved survives kill -9 and power loss (DESIGN.md invariant 1).
  * - Group commit. Every write is a job in one queue; the queue is flushed on the next turn of the
  *   event loop (setImmediate) as ONE transaction, each job inside its own SAVEPOINT so a refused
- *   job rolls back alone. Callers that arrive while a transaction is being committed (the fsync
- *   blocks this thread, their I/O waits in the kernel) land in the next batch. Each job resolves
- *   only after the COMMIT of its batch; change events are published after that COMMIT, before
- *   the callers resume.
+ *   job rolls back alone (a refused job is rejected at once: it changed nothing).
+ * - Commit then sync. After a batch's COMMIT its callers are NOT resolved: the batch waits for an
+ *   fdatasync of the WAL that STARTED after that COMMIT returned (fsync flushes the inode's dirty
+ *   pages whoever wrote them). One sync is in flight at a time; batches that commit meanwhile wait
+ *   for the next one, so one fsync covers many batches while the loop keeps serving sessions and
+ *   committing. When a sync completes, its batches settle in commit order: change events
+ *   published, removed blob files unlinked, callers resolved (events of batch N before N+1).
+ *   - The WAL file exists from open on: SQLite creates the -wal file when it opens a WAL database
+ *     (migrate reads it), and open checks it is there, opens it read-only (fsync needs no write
+ *     access) and fsyncs the data directory so its directory entry is durable too.
+ *   - SQLite truncates (journal_size_limit) or restarts the WAL after a checkpoint in place: same
+ *     inode, so the descriptor stays valid. The checkpoint itself fsyncs the WAL before copying
+ *     and the database after (synchronous=NORMAL keeps those), and it still runs on the loop at
+ *     COMMIT, once per wal_autocheckpoint pages.
+ *   - The descriptor is closed at store close, after the last sync settled, before the database
+ *     (whose close checkpoints and removes the -wal file).
+ *   - A failed fdatasync rejects every batch waiting for it and every batch committed since
+ *     (never acknowledged), and marks the store failed: after a failed fsync the page cache
+ *     state is unknown (the kernel may have dropped the dirty pages), so every later write
+ *     rejects with StoreError 'io' until the process restarts and SQLite recovers from disk.
+ *   - Reads are not delayed: a read may see a committed write a few milliseconds before it is
+ *     durable (its writer is not acknowledged yet). Only a power loss inside that window can undo
+ *     what a reader saw; kill -9 cannot (the page cache survives the process).
+ * - Blob files are removed only after the sync that made their row's deletion durable, so the
+ *   database never references a file that is gone.
  * - Blobs are content-addressed by sha256 with a reference count (DESIGN.md invariant 6): one
  *   row per content however many entries point at it. Up to inlineMaxBytes (256 KiB) the bytes
  *   are in the row (covered by the same fsync as the metadata); above, they are a file
@@ -28,6 +51,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
@@ -107,9 +131,14 @@ export interface SqliteStoreOptions {
   maxBatch?: number;
   /** Where a throwing feed listener's error goes (default: a process warning). */
   onListenerError?: (err: unknown) => void;
+  /** Makes the WAL durable (default: `wal.datasync()`, on libuv's thread pool). Tests inject one
+   * they can hold or fail. */
+  fdatasync?: (wal: FileHandle) => Promise<void>;
 }
 
 export const DB_FILE = 'facteur.db';
+/** SQLite's write-ahead log beside the database (WAL mode). */
+const WAL_FILE = `${DB_FILE}-wal`;
 export const BLOB_DIR = 'blobs';
 const DEFAULT_INLINE_MAX = 256 * 1024;
 const STREAM_CHUNK = 64 * 1024;
@@ -272,6 +301,13 @@ interface Job {
   reject: (err: unknown) => void;
 }
 
+/** A committed batch waiting for a WAL sync that started after its COMMIT. */
+interface CommittedBatch {
+  /** Publishes its events, removes its dead blob files, resolves its callers. */
+  settle: () => void;
+  fail: (err: StoreError) => void;
+}
+
 type Stmt = Database.Statement<unknown[], unknown>;
 
 class SqliteStore implements MailStore {
@@ -293,9 +329,18 @@ class SqliteStore implements MailStore {
   #flushScheduled = false;
   #closed = false;
   #idleWaiters: Array<() => void> = [];
+  readonly #wal: FileHandle;
+  readonly #fdatasync: (wal: FileHandle) => Promise<void>;
+  /** Committed batches no sync has started for yet, in commit order. */
+  #unsynced: CommittedBatch[] = [];
+  #syncing = false;
+  /** Set by a failed WAL sync: every later write is refused with it. */
+  #failed: StoreError | null = null;
 
-  constructor(db: Database.Database, blobRoot: string, options: SqliteStoreOptions) {
+  constructor(db: Database.Database, wal: FileHandle, blobRoot: string, options: SqliteStoreOptions) {
     this.#db = db;
+    this.#wal = wal;
+    this.#fdatasync = options.fdatasync ?? ((fh) => fh.datasync());
     this.#blobRoot = blobRoot;
     this.#inlineMax = options.blobs?.inlineMaxBytes ?? DEFAULT_INLINE_MAX;
     this.#maxBatch = Math.max(1, options.maxBatch ?? 1000);
@@ -332,6 +377,7 @@ class SqliteStore implements MailStore {
 
   #write<T>(run: (ctx: WriteContext) => T): Promise<T> {
     if (this.#closed) return Promise.reject(new StoreError('io', 'Cannot write: the store is closed'));
+    if (this.#failed !== null) return Promise.reject(this.#failed);
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
       this.#scheduleFlush();
@@ -350,6 +396,10 @@ class SqliteStore implements MailStore {
     const jobs = this.#queue.splice(0, this.#maxBatch);
     if (this.#queue.length > 0) this.#scheduleFlush();
     if (jobs.length === 0) return this.#notifyIdle();
+    if (this.#failed !== null) {
+      for (const job of jobs) job.reject(this.#failed);
+      return this.#notifyIdle();
+    }
     const t0 = performance.now();
     (globalThis as any).__stats ??= { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0 };
     const st = (globalThis as any).__stats;
@@ -408,22 +458,68 @@ class SqliteStore implements MailStore {
     const done = new Set(outcomes.map((o) => o.job));
     for (const job of jobs) if (!done.has(job)) job.reject(failure);
 
-    if (committed) {
-      for (const o of outcomes) if (o.ok) this.#local.publish(o.ctx.events);
-      for (const o of outcomes) {
-        if (!o.ok) continue;
-        for (const r of o.ctx.removed) {
-          this.#parsedCache.delete(r.hash);
-          if (r.inFile) this.#maybeRemoveFile(r.hash);
-        }
-      }
-    }
     for (const o of outcomes) {
       if (!o.ok) o.job.reject(o.value);
-      else if (committed) o.job.resolve(o.value);
-      else o.job.reject(failure);
+      else if (!committed) o.job.reject(failure);
+    }
+    if (committed) {
+      const ok = outcomes.filter((o) => o.ok);
+      if (ok.length > 0) {
+        // Acknowledged only once a sync that starts after this COMMIT has completed.
+        this.#unsynced.push({
+          settle: () => {
+            for (const o of ok) this.#local.publish(o.ctx.events);
+            for (const o of ok) {
+              for (const r of o.ctx.removed) {
+                this.#parsedCache.delete(r.hash);
+                if (r.inFile) this.#maybeRemoveFile(r.hash);
+              }
+            }
+            for (const o of ok) o.job.resolve(o.value);
+          },
+          fail: (err) => {
+            for (const o of ok) o.job.reject(err);
+          },
+        });
+        this.#startSync();
+      }
     }
     this.#notifyIdle();
+  }
+
+  /** Starts a WAL sync for every batch committed so far, unless one is in flight (then they wait
+   * for the next: a sync that started before their COMMIT does not cover them). */
+  #startSync(): void {
+    if (this.#syncing || this.#unsynced.length === 0) return;
+    this.#syncing = true;
+    const batches = this.#unsynced;
+    this.#unsynced = [];
+    const t0 = performance.now();
+    let synced: Promise<void>;
+    try {
+      synced = this.#fdatasync(this.#wal);
+    } catch (err) {
+      synced = Promise.reject(err);
+    }
+    synced.then(
+      () => {
+        const st = (globalThis as any).__stats;
+        if (st !== undefined) st.sync = (st.sync ?? 0) + (performance.now() - t0);
+        this.#syncing = false;
+        for (const b of batches) b.settle();
+        this.#startSync();
+        this.#notifyIdle();
+      },
+      (err: unknown) => {
+        this.#syncing = false;
+        this.#failed ??= new StoreError('io', `Cannot make the write-ahead log durable: ${String(err)}`);
+        // Batches committed since cannot be trusted either: the dirty pages may be gone.
+        const waiting = [...batches, ...this.#unsynced];
+        this.#unsynced = [];
+        for (const b of waiting) b.fail(this.#failed);
+        this.#notifyIdle();
+      },
+    );
   }
 
   #applyIndexChanges(changes: readonly IndexChange[]): void {
@@ -440,14 +536,16 @@ class SqliteStore implements MailStore {
   }
 
   #notifyIdle(): void {
-    if (this.#queue.length > 0 || this.#flushScheduled) return;
+    if (this.#queue.length > 0 || this.#flushScheduled || this.#syncing || this.#unsynced.length > 0) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const w of waiters) w();
   }
 
   #whenIdle(): Promise<void> {
-    if (this.#queue.length === 0 && !this.#flushScheduled) return Promise.resolve();
+    if (this.#queue.length === 0 && !this.#flushScheduled && !this.#syncing && this.#unsynced.length === 0) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -464,8 +562,16 @@ class SqliteStore implements MailStore {
     if (n > 0) this.#pending.set(blob.hash, n);
     else {
       this.#pending.delete(blob.hash);
-      if (blob.raw.length > this.#inlineMax) this.#maybeRemoveFile(blob.hash);
+      if (blob.raw.length > this.#inlineMax) this.#removeFileWhenDurable(blob.hash);
     }
+  }
+
+  /** The row's absence may come from a commit not yet synced: the file goes only after a sync
+   * that covers every commit so far, so a power loss cannot leave a row without its file. */
+  #removeFileWhenDurable(hash: string): void {
+    if (!this.#syncing && this.#unsynced.length === 0) return this.#maybeRemoveFile(hash);
+    this.#unsynced.push({ settle: () => this.#maybeRemoveFile(hash), fail: () => undefined });
+    this.#startSync();
   }
 
   /** Removes the file of a hash unless an ingest holds it or a file-backed row references it. */
@@ -1783,7 +1889,11 @@ class SqliteStore implements MailStore {
     await this.#whenIdle();
     this.#closed = true;
     this.#locks.clear();
-    this.#db.close();
+    try {
+      await this.#wal.close();
+    } finally {
+      this.#db.close();
+    }
   }
 }
 
@@ -1801,8 +1911,9 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
   const db = new Database(join(options.dir, DB_FILE));
   try {
     db.pragma('journal_mode = WAL');
-    // FULL: the WAL is fsync'd at every COMMIT (NORMAL would lose the last commits on power loss).
-    db.pragma('synchronous = FULL');
+    // NORMAL: COMMIT does not fsync (that would block the event loop); the store fsyncs the WAL
+    // asynchronously before acknowledging (see the notes at the top). Checkpoints still fsync.
+    db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = OFF');
     db.pragma('cache_size = -32768');
@@ -1812,11 +1923,25 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     db.pragma('wal_autocheckpoint = 10000');
     db.pragma('journal_size_limit = 67108864'); db.pragma('wal_autocheckpoint = 20000');
     migrate(db);
-    // The database file's directory entry, durable like its contents.
-    await syncDir(options.dir);
   } catch (err) {
     db.close();
     throw err;
   }
-  return new SqliteStore(db, blobRoot, options);
+  let wal: FileHandle;
+  try {
+    // SQLite created the -wal file when it first read the database in WAL mode (migrate did).
+    wal = await open(join(options.dir, WAL_FILE), 'r');
+  } catch (err) {
+    db.close();
+    throw new StoreError('io', `Cannot open the write-ahead log: ${String(err)}`);
+  }
+  try {
+    // The directory entries of the database and of its WAL, durable like their contents.
+    await syncDir(options.dir);
+  } catch (err) {
+    await wal.close();
+    db.close();
+    throw err;
+  }
+  return new SqliteStore(db, wal, blobRoot, options);
 }
