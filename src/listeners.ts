@@ -73,6 +73,7 @@ function submission(implicitTls: boolean): ListenerFactory {
           ...(env.onSubmit ? { onSubmit: env.onSubmit } : {}),
           // Signed once, before routing: local and remote recipients get the same bytes.
           dkim: createDkimSigning(env.dataDir),
+          sendAs: config.submission.sendAs,
         });
 }
 

@@ -58,6 +58,11 @@ export interface Config {
     /** What to do with mail failing DMARC at a p=reject domain. */
     dmarcReject: 'reject' | 'junk';
   };
+  submission: {
+    /** Send-as grants: account address (lowercased) -> addresses ("team@example.com") or whole
+     * domains ("@example.com") it may send as besides its own addresses and aliases. */
+    sendAs: Record<string, string[]>;
+  };
   imap: { appendLimit: number; maxConnectionsPerAccount: number };
   pop3: { retrSetsSeen: boolean; loginDelaySeconds: number; expireDays: number | null };
 }
@@ -77,6 +82,7 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     log: { level: 'info' },
     security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10 },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, dmarcReject: 'junk' },
+    submission: { sendAs: {} },
     imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50 },
     pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null },
   };
@@ -89,7 +95,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'number' | 'boolean' | 'string[]' | 'number|null' | { enum: readonly string[] } | 'listen';
+type Kind = 'string' | 'number' | 'boolean' | 'string[]' | 'number|null' | { enum: readonly string[] } | 'listen' | 'send-as';
 
 /** The schema: TOML key (snake_case) -> kind and where it goes in Config. */
 const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: never) => void }> | { kind: Kind; set: (c: Config, v: never) => void }> = {
@@ -122,6 +128,9 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
     max_recipients: { kind: 'number', set: (c, v: number) => { c.smtp.maxRecipients = v; } },
     greeting_delay_ms: { kind: 'number', set: (c, v: number) => { c.smtp.greetingDelayMs = v; } },
     dmarc_reject: { kind: { enum: ['reject', 'junk'] }, set: (c, v: 'reject' | 'junk') => { c.smtp.dmarcReject = v; } },
+  },
+  submission: {
+    send_as: { kind: 'send-as', set: (c, v: Record<string, string[]>) => { c.submission.sendAs = v; } },
   },
   imap: {
     append_limit: { kind: 'number', set: (c, v: number) => { c.imap.appendLimit = v; } },
@@ -183,6 +192,19 @@ function checkValue(file: string, key: string, kind: Kind, v: unknown): unknown 
       if (typeof addr !== 'string') throw new ConfigError(file, `${key}.${name}`, 'expected "host:port" or false');
       parseHostPort(addr, `${file}: ${key}.${name}`);
       out[name as ListenerName] = addr;
+    }
+    return out;
+  }
+  if (kind === 'send-as') {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail('a table of "ACCOUNT" = ["ADDRESS" or "@DOMAIN", ...]');
+    const out: Record<string, string[]> = {};
+    for (const [account, grants] of Object.entries(v)) {
+      const where = `${key}.${JSON.stringify(account)}`;
+      if (!/^[^@\s]+@[^@\s]+$/.test(account)) throw new ConfigError(file, where, 'expected an account address as the key');
+      if (!Array.isArray(grants) || !grants.every((g) => typeof g === 'string' && /^[^@\s]*@[^@\s]+$/.test(g))) {
+        throw new ConfigError(file, where, `expected a list of addresses or "@domain", got ${JSON.stringify(grants)}`);
+      }
+      out[account.toLowerCase()] = (grants as string[]).map((g) => g.toLowerCase());
     }
     return out;
   }
@@ -301,6 +323,14 @@ export function renderConfigFile(config: Config): string {
     `greeting_delay_ms = ${config.smtp.greetingDelayMs}`,
     '# Mail failing DMARC from a domain with p=reject: "reject" (550 5.7.1) or "junk" (deliver to Junk).',
     `dmarc_reject = ${q(config.smtp.dmarcReject)}`,
+    '',
+    '[submission]',
+    '# Send-as grants: what an account may use as MAIL FROM, From and Sender besides its own',
+    '# addresses and aliases: addresses, or "@domain" for a whole domain. For example',
+    '# send_as = { "boss@example.com" = ["@example.com", "news@example.org"] }',
+    ...(Object.keys(config.submission.sendAs).length > 0
+      ? [`send_as = { ${Object.entries(config.submission.sendAs).map(([a, g]) => `${q(a)} = [${g.map(q).join(', ')}]`).join(', ')} }`]
+      : []),
     '',
     '[imap]',
     `append_limit = ${config.imap.appendLimit}  # bytes (RFC 7889 APPENDLIMIT)`,
