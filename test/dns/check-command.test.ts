@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { domainSetup } from '../../src/cli/dns.js';
-import { generateDkimKeys } from '../../src/msgauth/dkim-sign.js';
 import { runCli } from '../helpers/cli.js';
 import { zoneOf } from './mock-resolver.js';
 import { startDnsServer } from './udp-dns-server.js';
@@ -20,7 +19,6 @@ const run = promisify(execFile);
 test('facteur check exits 0 when every record is published and 1, naming the missing record and its fix, when one is not', async (t) => {
   const dir = join(await mkdtemp(join(tmpdir(), 'facteur-check-cmd-')), 'data');
   assert.equal((await runCli(['init', '--domain', 'example.test', '--data', dir])).code, 0);
-  await generateDkimKeys(dir, 'example.test', { rsaBits: 1024 });
   const conf = join(dir, 'facteur.toml');
   await writeFile(conf, (await readFile(conf, 'utf8')).replace(/^public_ips = \[\]$/m, 'public_ips = ["192.0.2.25", "2001:db8::25"]'));
   // A certificate naming the host and mta-sts.DOMAIN, in place of the single-name one from init.

@@ -14,7 +14,7 @@ import { runCheck } from '../../src/cli/dns.js';
 import { checkDomain, hasProblems, renderReport, type CheckResult } from '../../src/dns/check.js';
 import { requiredRecords, type DnsRecord } from '../../src/dns/records.js';
 import { loadConfig, type ListenerName } from '../../src/config/config.js';
-import { generateDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
+import { generateDkimKeys, loadDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
 import { addTo, emptyZone, mockResolver, zoneOf } from './mock-resolver.js';
 
 const run = promisify(execFile);
@@ -165,7 +165,7 @@ test('wrong records are reported WRONG with the reason and the fix', async () =>
 test('runCheck reads the data directory (config, DKIM keys, certificate) and reports a problem when the certificate does not name mta-sts', async () => {
   const dir = join(await mkdtemp(join(tmpdir(), 'facteur-check-cli-')), 'data');
   assert.equal((await runCli(['init', '--domain', DOMAIN, '--data', dir])).code, 0);
-  const dataKeys = await generateDkimKeys(dir, DOMAIN, { rsaBits: 1024 });
+  const dataKeys = await loadDkimKeys(dir, DOMAIN); // created by init
   const { listen } = await loadConfig(join(dir, 'facteur.toml'));
   const expected = requiredRecords({ domain: DOMAIN, hostname: HOST, ips: ['192.0.2.25'], listen, dkimKeys: dataKeys, mtaSts: { mode: 'testing', maxAge: 604800 } });
   const { report, problems } = await runCheck(dir, DOMAIN, ['192.0.2.25'], [], mockResolver(zoneOf(expected)));

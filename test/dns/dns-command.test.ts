@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { renderMtaStsPolicy } from '../../src/http/client-config.js';
 import { mtaStsId } from '../../src/dns/records.js';
-import { generateDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
+import { loadDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
 import { runCli } from '../helpers/cli.js';
 
 interface ZoneLine { name: string; ttl: number; type: string; rdata: string }
@@ -48,7 +48,8 @@ let keys: DkimKey[];
 before(async () => {
   dir = join(await mkdtemp(join(tmpdir(), 'facteur-dns-')), 'data');
   assert.equal((await runCli(['init', '--domain', 'example.test', '--data', dir])).code, 0);
-  keys = await generateDkimKeys(dir, 'example.test');
+  // init created the domain's first keys.
+  keys = await loadDkimKeys(dir, 'example.test');
 });
 
 test('facteur dns prints MX, A/AAAA, one SPF, DKIM per selector, DMARC, MTA-STS, TLS-RPT, SRV, CNAMEs and PTR records', async () => {
