@@ -506,7 +506,14 @@ class SqliteStore implements MailStore {
         const st = (globalThis as any).__stats;
         if (st !== undefined) st.sync = (st.sync ?? 0) + (performance.now() - t0);
         this.#syncing = false;
-        for (const b of batches) b.settle();
+        for (const b of batches) {
+          try {
+            b.settle();
+          } catch (err) {
+            // One batch's cleanup failing must not leave the later batches unacknowledged.
+            process.emitWarning(`store: settling a committed batch failed: ${String(err)}`);
+          }
+        }
         this.#startSync();
         this.#notifyIdle();
       },
