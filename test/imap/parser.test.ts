@@ -87,8 +87,8 @@ test('parser bounds nesting depth', () => {
 });
 
 test('parser reads STORE, COPY, MOVE, UID EXPUNGE and refuses \\Recent', () => {
-  assert.deepEqual(parse('a STORE 1 +FLAGS.SILENT (\\seen $Junk)'), { name: 'STORE', uid: false, set: { ranges: [[1, 1]] }, mode: 'add', silent: true, flags: ['\\Seen', '$Junk'] });
-  assert.deepEqual(parse('a UID STORE 1:2 -FLAGS \\Deleted \\Flagged'), { name: 'STORE', uid: true, set: { ranges: [[1, 2]] }, mode: 'remove', silent: false, flags: ['\\Deleted', '\\Flagged'] });
+  assert.deepEqual(parse('a STORE 1 +FLAGS.SILENT (\\seen $Junk)'), { name: 'STORE', uid: false, set: { ranges: [[1, 1]] }, mode: 'add', silent: true, flags: ['\\Seen', '$Junk'], unchangedSince: null });
+  assert.deepEqual(parse('a UID STORE 1:2 -FLAGS \\Deleted \\Flagged'), { name: 'STORE', uid: true, set: { ranges: [[1, 2]] }, mode: 'remove', silent: false, flags: ['\\Deleted', '\\Flagged'], unchangedSince: null });
   bad('a STORE 1 +FLAGS (\\Recent)');
   bad('a STORE 1 +FLAGS (\\Bogus)');
   assert.deepEqual(parse('a UID MOVE 3 Trash'), { name: 'MOVE', uid: true, set: { ranges: [[3, 3]] }, mailbox: 'Trash' });
@@ -121,8 +121,8 @@ test('parser reads LIST-EXTENDED selection and return options', () => {
 });
 
 test('parser decodes modified UTF-7 names unless UTF-8 is enabled', () => {
-  assert.deepEqual(parse('a SELECT "&AOk-t&AOk-"'), { name: 'SELECT', mailbox: 'été' });
-  assert.deepEqual(parse('a SELECT "&AOk-t&AOk-"', true), { name: 'SELECT', mailbox: '&AOk-t&AOk-' });
+  assert.deepEqual(parse('a SELECT "&AOk-t&AOk-"'), { name: 'SELECT', mailbox: 'été', condstore: false, qresync: null });
+  assert.deepEqual(parse('a SELECT "&AOk-t&AOk-"', true), { name: 'SELECT', mailbox: '&AOk-t&AOk-', condstore: false, qresync: null });
   assert.throws(() => parse('a SELECT "&AOk"'), MailboxNameError);
   assert.throws(() => parse('a SELECT &Jjo!'), MailboxNameError);
   assert.deepEqual(parse('a LIST "" &Jjo*'), parse('a LIST "" &Jjo*'));
@@ -159,4 +159,30 @@ test('serializer quotes safe strings and turns CRLF or 8-bit strings into litera
   assert.equal(text(untagged(['é', null, 5], { utf8: true })), '* "é" NIL 5\r\n');
   assert.equal(text(statusResponse('a1', 'NO', [{ atom: 'TRYCREATE' }], 'No such mailbox', { utf8: false })), 'a1 NO [TRYCREATE] No such mailbox\r\n');
   assert.equal(formatSet([1, 2, 3, 5, 7, 8]), '1:3,5,7:8');
+});
+
+test('parser reads the RFC 7162 syntax: SELECT (CONDSTORE)/(QRESYNC ...), CHANGEDSINCE, VANISHED, UNCHANGEDSINCE, MODSEQ', () => {
+  assert.deepEqual(parse('a SELECT INBOX (CONDSTORE)'), { name: 'SELECT', mailbox: 'INBOX', condstore: true, qresync: null });
+  assert.deepEqual(parse('a EXAMINE INBOX (QRESYNC (67890007 715194045000 41,43:211 (1:3 1:3)))'), {
+    name: 'EXAMINE',
+    mailbox: 'INBOX',
+    condstore: false,
+    qresync: { uidValidity: 67890007, modseq: 715194045000, knownUids: { ranges: [[41, 41], [43, 211]] } },
+  });
+  assert.deepEqual(parse('a SELECT INBOX (QRESYNC (1 2))'), { name: 'SELECT', mailbox: 'INBOX', condstore: false, qresync: { uidValidity: 1, modseq: 2, knownUids: null } });
+  const fetch = parse('a UID FETCH 1:* (FLAGS MODSEQ) (CHANGEDSINCE 12345 VANISHED)');
+  assert.deepEqual(fetch, { name: 'FETCH', uid: true, set: { ranges: [[1, '*']] }, atts: [{ kind: 'FLAGS' }, { kind: 'MODSEQ' }], changedSince: 12345, vanished: true });
+  const store = parse('a STORE 1 (UNCHANGEDSINCE 0) +FLAGS.SILENT (\\Seen)');
+  assert.ok(store.name === 'STORE' && store.unchangedSince === 0 && store.silent);
+  assert.deepEqual(parse('a SEARCH MODSEQ "/flags/\\\\draft" all 620162338'), { name: 'SEARCH', uid: false, charset: null, returns: null, key: { kind: 'modseq', modseq: 620162338 } });
+  // A modseq beyond 2^53 (still within 2^63-1) compares the same clamped.
+  const big = parse('a FETCH 1 FLAGS (CHANGEDSINCE 9223372036854775807)');
+  assert.ok(big.name === 'FETCH' && big.changedSince === Number.MAX_SAFE_INTEGER);
+  bad('a FETCH 1 FLAGS (CHANGEDSINCE 9223372036854775808)');
+  bad('a FETCH 1 FLAGS (CHANGEDSINCE 0)');
+  bad('a FETCH 1 FLAGS (XYZ)');
+  bad('a SELECT INBOX (XYZ)');
+  bad('a SELECT INBOX (QRESYNC (0 1))');
+  bad('a STORE 1 (CHANGEDSINCE 1) FLAGS (\\Seen)');
+  bad('a SEARCH MODSEQ "/flags/\\\\draft" nope 1');
 });

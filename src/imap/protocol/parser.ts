@@ -49,8 +49,16 @@ export interface ParseOptions {
   utf8: boolean;
 }
 
-export type StatusItem = 'MESSAGES' | 'UIDNEXT' | 'UIDVALIDITY' | 'UNSEEN' | 'DELETED' | 'SIZE' | 'RECENT' | 'APPENDLIMIT' | 'DELETED-STORAGE' | 'MAILBOXID';
-const STATUS_ITEMS: readonly StatusItem[] = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'RECENT', 'APPENDLIMIT', 'DELETED-STORAGE', 'MAILBOXID'];
+export type StatusItem = 'MESSAGES' | 'UIDNEXT' | 'UIDVALIDITY' | 'UNSEEN' | 'DELETED' | 'SIZE' | 'RECENT' | 'APPENDLIMIT' | 'DELETED-STORAGE' | 'MAILBOXID' | 'HIGHESTMODSEQ';
+const STATUS_ITEMS: readonly StatusItem[] = ['MESSAGES', 'UIDNEXT', 'UIDVALIDITY', 'UNSEEN', 'DELETED', 'SIZE', 'RECENT', 'APPENDLIMIT', 'DELETED-STORAGE', 'MAILBOXID', 'HIGHESTMODSEQ'];
+
+/** RFC 7162 §3.2.5 QRESYNC select parameter: what the client remembers of the mailbox. */
+export interface QresyncParams {
+  uidValidity: number;
+  modseq: number;
+  /** known-uids: the UIDs the client has (null: all). */
+  knownUids: SequenceSet | null;
+}
 
 export type SearchReturn = 'MIN' | 'MAX' | 'ALL' | 'COUNT' | 'SAVE';
 
@@ -85,7 +93,7 @@ export type Request =
   | { name: 'AUTHENTICATE'; mechanism: string; initial: Buffer | null }
   | { name: 'LOGIN'; user: string; password: string }
   | { name: 'ENABLE'; capabilities: string[] }
-  | { name: 'SELECT' | 'EXAMINE'; mailbox: string }
+  | { name: 'SELECT' | 'EXAMINE'; mailbox: string; condstore: boolean; qresync: QresyncParams | null }
   | { name: 'CREATE'; mailbox: string; specialUse: string[] }
   | { name: 'DELETE' | 'SUBSCRIBE' | 'UNSUBSCRIBE'; mailbox: string }
   | { name: 'RENAME'; from: string; to: string }
@@ -96,8 +104,8 @@ export type Request =
   | { name: 'SEARCH'; uid: boolean; charset: string | null; returns: SearchReturn[] | null; key: SearchKey }
   | { name: 'SORT'; uid: boolean; returns: SearchReturn[] | null; criteria: SortCriterion[]; charset: string; key: SearchKey }
   | { name: 'THREAD'; uid: boolean; algorithm: 'ORDEREDSUBJECT' | 'REFERENCES'; charset: string; key: SearchKey }
-  | { name: 'FETCH'; uid: boolean; set: SequenceSet; atts: FetchAtt[] }
-  | { name: 'STORE'; uid: boolean; set: SequenceSet; mode: 'add' | 'remove' | 'set'; silent: boolean; flags: string[] }
+  | { name: 'FETCH'; uid: boolean; set: SequenceSet; atts: FetchAtt[]; changedSince: number | null; vanished: boolean }
+  | { name: 'STORE'; uid: boolean; set: SequenceSet; mode: 'add' | 'remove' | 'set'; silent: boolean; flags: string[]; unchangedSince: number | null }
   | { name: 'COPY' | 'MOVE'; uid: boolean; set: SequenceSet; mailbox: string }
   | { name: 'ID'; params: Array<[string, string | null]> | null }
   | { name: 'COMPRESS'; mechanism: string }
@@ -331,9 +339,18 @@ class ArgParser {
       case 'EXAMINE': {
         c.sp();
         const mailbox = this.mailbox();
-        // Select parameters (RFC 4466 §2.5) exist only for extensions we do not announce.
-        if (c.peek() === 0x20) throw new ParseError('Unsupported SELECT parameters');
-        return { name, mailbox };
+        let condstore = false;
+        let qresync: QresyncParams | null = null;
+        if (c.peek() === 0x20) {
+          // RFC 4466 §2.5 select-params; RFC 7162 §3.1.8 CONDSTORE, §3.2.5 QRESYNC.
+          c.sp();
+          for (const p of this.list(() => this.selectParam(), false)) {
+            if (p === 'CONDSTORE') condstore = true;
+            else if (qresync !== null) throw new ParseError('QRESYNC given twice');
+            else qresync = p;
+          }
+        }
+        return { name, mailbox, condstore, qresync };
       }
       case 'CREATE': {
         c.sp();
@@ -388,7 +405,24 @@ class ArgParser {
         c.sp();
         const set = this.sequenceSet();
         c.sp();
-        return { name, uid, set, atts: this.fetchAtts() };
+        const atts = this.fetchAtts();
+        let changedSince: number | null = null;
+        let vanished = false;
+        if (c.peek() === 0x20) {
+          // RFC 4466 §2.4 fetch-modifiers; RFC 7162 §3.1.4.1 CHANGEDSINCE, §3.2.6 VANISHED.
+          c.sp();
+          for (const m of this.list(() => {
+            const w = c.atom().toUpperCase();
+            if (w === 'VANISHED') return null;
+            if (w !== 'CHANGEDSINCE') throw new ParseError('Unknown FETCH modifier');
+            c.sp();
+            return this.modseqValue(false);
+          }, false)) {
+            if (m === null) vanished = true;
+            else changedSince = m;
+          }
+        }
+        return { name, uid, set, atts, changedSince, vanished };
       }
       case 'STORE':
         return this.store(uid);
@@ -462,6 +496,47 @@ class ArgParser {
     const n = Number(s);
     if (n > 0xffffffff) throw new ParseError('Number too big');
     return n;
+  }
+
+  /** RFC 7162 §7 mod-sequence-value (1*DIGIT up to 2^63-1; mod-sequence-valzer allows 0). Our
+   * modseqs stay far below 2^53, so a larger value is clamped: it compares the same way. */
+  modseqValue(allowZero: boolean): number {
+    const s = this.c.atomLike((b) => b >= 0x30 && b <= 0x39);
+    if (s.length > 19 || BigInt(s) > 0x7fffffffffffffffn) throw new ParseError('Mod-sequence too big');
+    const n = Math.min(Number(s), Number.MAX_SAFE_INTEGER);
+    if (n === 0 && !allowZero) throw new ParseError('Expected a non-zero mod-sequence');
+    return n;
+  }
+
+  /** One select-param: CONDSTORE, or QRESYNC (uidvalidity modseq [known-uids [seq-match-data]])
+   * (RFC 7162 §3.2.5). seq-match-data is parsed and not used: expunged UIDs are kept forever, so
+   * the server never needs it to narrow down what vanished. */
+  private selectParam(): 'CONDSTORE' | QresyncParams {
+    const c = this.c;
+    const w = c.atom().toUpperCase();
+    if (w === 'CONDSTORE') return w;
+    if (w !== 'QRESYNC') throw new ParseError('Unknown SELECT parameter');
+    c.sp();
+    c.expect('(');
+    const uidValidity = this.nzNumber();
+    c.sp();
+    const modseq = this.modseqValue(false);
+    let knownUids: SequenceSet | null = null;
+    if (c.peek() === 0x20 && c.peekAt(1) !== 0x28) {
+      c.sp();
+      knownUids = this.sequenceSet();
+      if (knownUids.saved) throw new ParseError('Invalid known-uids');
+    }
+    if (c.peek() === 0x20) {
+      c.sp();
+      c.expect('(');
+      this.sequenceSet();
+      c.sp();
+      this.sequenceSet();
+      c.expect(')');
+    }
+    c.expect(')');
+    return { uidValidity, modseq, knownUids };
   }
 
   nzNumber(): number {
@@ -751,6 +826,7 @@ class ArgParser {
       case 'EMAILID':
       case 'THREADID':
       case 'SAVEDATE':
+      case 'MODSEQ': // RFC 7162 §3.1.4.1
         return { kind: name };
       case 'PREVIEW': {
         // RFC 8970 §3: PREVIEW [SP "(" "LAZY" ")"] — only as the modifier list form.
@@ -859,6 +935,17 @@ class ArgParser {
     c.sp();
     const set = this.sequenceSet();
     c.sp();
+    let unchangedSince: number | null = null;
+    if (c.peek() === 0x28) {
+      // RFC 4466 §2.5 store-modifiers; RFC 7162 §3.1.3 UNCHANGEDSINCE.
+      for (const m of this.list(() => {
+        if (!c.tryWord('UNCHANGEDSINCE')) throw new ParseError('Unknown STORE modifier');
+        c.sp();
+        return this.modseqValue(true);
+      }, false))
+        unchangedSince = m;
+      c.sp();
+    }
     let mode: 'add' | 'remove' | 'set' = 'set';
     if (c.peek() === 0x2b) {
       mode = 'add';
@@ -880,7 +967,7 @@ class ArgParser {
         if (flags.length > MAX_LIST_ITEMS) throw new ParseError('Too many flags');
       }
     }
-    return { name: 'STORE', uid, set, mode, silent: item === 'FLAGS.SILENT', flags };
+    return { name: 'STORE', uid, set, mode, silent: item === 'FLAGS.SILENT', flags, unchangedSince };
   }
 
   // --- SEARCH (RFC 9051 §6.4.4, RFC 4731 ESEARCH, RFC 5182 SEARCHRES) ---------------------------
@@ -1057,6 +1144,19 @@ class ArgParser {
         const id = c.atom();
         if (!/^[A-Za-z0-9_-]{1,255}$/.test(id)) throw new ParseError('Invalid object id');
         return word === 'EMAILID' ? { kind: 'emailid', id } : { kind: 'threadid', id };
+      }
+      case 'MODSEQ': {
+        // RFC 7162 §3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence-valzer. Modseqs are
+        // kept per message, not per flag, so the entry names only have to be well-formed.
+        arg();
+        if (c.peek() === 0x22) {
+          this.astring();
+          c.sp();
+          const t = c.atom().toLowerCase();
+          if (t !== 'priv' && t !== 'shared' && t !== 'all') throw new ParseError('Invalid entry type');
+          c.sp();
+        }
+        return { kind: 'modseq', modseq: this.modseqValue(true) };
       }
       case 'LARGER':
       case 'SMALLER':

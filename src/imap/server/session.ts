@@ -84,6 +84,8 @@ export class Session {
   /** ENABLEd extensions (RFC 5161). */
   rev2 = false;
   utf8 = false;
+  /** RFC 7162 §3.1: CONDSTORE enabled (by ENABLE or any CONDSTORE enabling command). */
+  condstore = false;
   /** TLS is active (implicit or after STARTTLS). */
   tls: boolean;
   readonly remoteAddress: string;
@@ -171,6 +173,7 @@ export class Session {
       'COMPRESS=DEFLATE',
       'QUOTA=RES-STORAGE',
       'QUOTA=RES-MESSAGE',
+      'CONDSTORE',
     );
     return caps;
   }
@@ -389,7 +392,7 @@ export class Session {
     this.changed = false;
     let updates: ImapValue[][];
     try {
-      updates = await this.state.view.sync(this.ctx.store, allowExpunge, this.host.recent);
+      updates = await this.state.view.sync(this.ctx.store, allowExpunge, this.host.recent, { modseq: this.condstore });
     } catch (err) {
       if (err instanceof StoreError && err.code === 'not-found') throw this.selectedGone();
       throw err;

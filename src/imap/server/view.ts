@@ -186,7 +186,15 @@ export class MailboxView {
    * Catches up with the store and returns the untagged responses to send, in order: EXPUNGE
    * (when allowed), EXISTS, FETCH FLAGS. `withUid`: include UID in FETCH responses.
    */
-  async sync(store: MailStore, allowExpunge: boolean, tracker: RecentTracker): Promise<ImapValue[][]> {
+  /** The highest modseq the client has been brought up to (RFC 7162 §3.1.2.1 HIGHESTMODSEQ). */
+  get highestModSeq(): ModSeq {
+    return this.lastModSeq;
+  }
+
+  /**
+   * `modes.modseq`: CONDSTORE is enabled, FETCH responses carry MODSEQ (RFC 7162 §3.1.4.1).
+   */
+  async sync(store: MailStore, allowExpunge: boolean, tracker: RecentTracker, modes: SyncModes = NO_MODES): Promise<ImapValue[][]> {
     const ch = await store.changesSince(this.mailbox.id, this.lastModSeq, this.uidNext);
     const out: ImapValue[][] = [];
     const gone = new Set<Uid>(ch.expunged);
@@ -232,12 +240,20 @@ export class MailboxView {
       if (known === undefined) continue;
       this.entries.set(e.uid, e);
       if (sameFlags(known.flags, e.flags)) continue;
-      out.push([this.seqOf(e.uid), { atom: 'FETCH' }, [{ atom: 'UID' }, e.uid, { atom: 'FLAGS' }, flagAtoms(this.flagsOf(e.uid))]]);
+      const items: ImapValue[] = [{ atom: 'UID' }, e.uid, { atom: 'FLAGS' }, flagAtoms(this.flagsOf(e.uid))];
+      if (modes.modseq) items.push({ atom: 'MODSEQ' }, [e.modseq]); // RFC 7162 §3.1.4.1
+      out.push([this.seqOf(e.uid), { atom: 'FETCH' }, items]);
     }
     if (ch.highestModSeq > this.lastModSeq) this.lastModSeq = ch.highestModSeq;
     return out;
   }
 }
+
+export interface SyncModes {
+  modseq: boolean;
+}
+
+const NO_MODES: SyncModes = { modseq: false };
 
 /** Sorted, non-overlapping ranges: each message is then visited once, so a set of many
  * overlapping ranges (`1:*,1:*,…`) costs no more than one. */

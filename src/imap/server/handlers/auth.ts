@@ -101,6 +101,9 @@ export async function enable(s: Session, _tag: string, req: Request): Promise<vo
     } else if (cap === 'UTF8=ACCEPT' && !s.utf8) {
       s.utf8 = true;
       enabled.push('UTF8=ACCEPT');
+    } else if (cap === 'CONDSTORE' && !s.condstore) {
+      s.condstore = true;
+      enabled.push('CONDSTORE');
     }
   }
   await s.untagged([{ atom: 'ENABLED' }, ...enabled.map((c) => ({ atom: c }))]);

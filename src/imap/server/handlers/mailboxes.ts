@@ -232,6 +232,11 @@ async function statusValues(s: Session, mb: Mailbox, items: readonly StatusItem[
         // RFC 8474 §4.
         v = [{ atom: mailboxObjectId(mb) }];
         break;
+      case 'HIGHESTMODSEQ':
+        // RFC 7162 §3.1.6; a CONDSTORE enabling command (§3.1).
+        s.condstore = true;
+        v = mb.highestModSeq;
+        break;
       case 'DELETED-STORAGE': {
         // RFC 9208 §4.2.2: storage, in units of 1024 octets, freed by expunging \Deleted messages.
         const entries = await s.ctx.store.listEntries(mb.id);

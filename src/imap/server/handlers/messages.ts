@@ -3,14 +3,14 @@
  * or UID. The FETCH values come from imap/fetch; this file decides which messages, sets \Seen,
  * and writes the responses.
  */
-import type { Uid } from '../../../lib/brand.js';
+import { asModSeq, type Uid } from '../../../lib/brand.js';
 import { UnknownCteError } from '../../fetch/binary.js';
 import { fetchValues, needsSeenFlag } from '../../fetch/fetch.js';
 import type { FetchAtt, ImapValue } from '../../protocol/ast.js';
 import type { Request } from '../../protocol/parser.js';
 import { formatSet } from '../../protocol/serialize.js';
 import type { Done } from '../commands.js';
-import { NoError } from '../errors.js';
+import { BadError, NoError } from '../errors.js';
 import type { Session } from '../session.js';
 import { flagAtoms, type MailboxView } from '../view.js';
 
@@ -22,8 +22,17 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
   if (req.name !== 'FETCH') throw new Error('unreachable');
   const view = s.view();
   const store = s.ctx.store;
-  const uids = targets(view, req);
+  // RFC 7162 §3.2.6: VANISHED needs ENABLE QRESYNC, which is not offered.
+  if (req.vanished) throw new BadError('QRESYNC is not enabled');
+  let uids = targets(view, req);
   let atts: FetchAtt[] = req.atts;
+  // RFC 7162 §3.1: FETCH MODSEQ and CHANGEDSINCE are CONDSTORE enabling commands.
+  if (req.changedSince !== null || atts.some((a) => a.kind === 'MODSEQ')) s.condstore = true;
+  // RFC 7162 §3.1.4.1: CHANGEDSINCE keeps only messages changed after it.
+  const since = req.changedSince;
+  if (since !== null) uids = uids.filter((u) => (view.entries.get(u)?.modseq ?? 0) > since);
+  // RFC 7162 §3.1.4.1: once CONDSTORE is enabled, FETCH responses carry MODSEQ.
+  if (s.condstore && !atts.some((a) => a.kind === 'MODSEQ')) atts = [...atts, { kind: 'MODSEQ' }];
   // RFC 9051 §6.4.8: UID FETCH responses always include UID.
   if (req.uid && !atts.some((a) => a.kind === 'UID')) atts = [{ kind: 'UID' }, ...atts];
   const seenNow = new Set<Uid>();
@@ -57,25 +66,36 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
   }
 }
 
-export async function store(s: Session, _tag: string, req: Request): Promise<void> {
+export async function store(s: Session, _tag: string, req: Request): Promise<Done | void> {
   if (req.name !== 'STORE') throw new Error('unreachable');
   const view = s.view();
   if (view.readOnly) throw new NoError('CANNOT', 'Mailbox is read-only');
+  if (req.unchangedSince !== null) s.condstore = true; // RFC 7162 §3.1: an enabling command.
   const uids = view.live(targets(view, req));
   if (uids.length === 0) return;
-  const res = await s.ctx.store.setFlags(view.mailbox.id, uids, req.mode, req.flags);
+  const res = await s.ctx.store.setFlags(view.mailbox.id, uids, req.mode, req.flags, req.unchangedSince === null ? undefined : asModSeq(req.unchangedSince));
   view.remember(res.updated);
   const flagsUpdate = view.keywordUpdate(res.updated);
   if (flagsUpdate !== null) await s.untagged(flagsUpdate);
-  if (req.silent) return;
+  const refused = new Set<Uid>(res.modified);
+  const changed = new Set<Uid>(res.updated.map((e) => e.uid));
   // RFC 9051 §6.4.6: an untagged FETCH with the new flags of each message (UID too for UID STORE).
+  // RFC 7162 §3.1.3: none for a message that failed UNCHANGEDSINCE; with CONDSTORE each carries
+  // MODSEQ, and .SILENT still reports the new MODSEQ of the messages it changed.
   for (const uid of uids) {
+    if (refused.has(uid)) continue;
+    if (req.silent && !(s.condstore && changed.has(uid))) continue;
     const e = view.entries.get(uid);
     if (e === undefined) continue;
-    const items: ImapValue[] = req.uid ? [{ atom: 'UID' }, uid] : [];
-    items.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
+    const items: ImapValue[] = req.uid || s.condstore ? [{ atom: 'UID' }, uid] : [];
+    if (!req.silent) items.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
+    if (s.condstore) items.push({ atom: 'MODSEQ' }, [e.modseq]);
     await s.untagged([view.seqOf(uid), { atom: 'FETCH' }, items]);
   }
+  if (refused.size === 0) return;
+  // RFC 7162 §3.1.3: MODIFIED lists the messages not stored, by UID for UID STORE.
+  const numbers = [...refused].map((u) => (req.uid ? u : view.seqOf(u))).sort((a, b) => a - b);
+  return { code: [{ atom: 'MODIFIED' }, { atom: formatSet(numbers) }], text: 'Conditional STORE failed' };
 }
 
 export async function copyOrMove(s: Session, _tag: string, req: Request): Promise<Done | void> {

@@ -75,9 +75,17 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
   const indexes = await matching(s, view, req.key);
   const uids: Uid[] = indexes.map((i) => view.uids[i]!);
   const numbers: number[] = req.uid ? uids : indexes.map((i) => i + 1);
+  // RFC 7162 §3.1.5: SEARCH MODSEQ is a CONDSTORE enabling command, and its results end with the
+  // highest modseq of the messages found.
+  const withModseq = usesModseq(req.key);
+  if (withModseq) s.condstore = true;
+  let highest = 0;
+  if (withModseq) for (const u of uids) highest = Math.max(highest, view.entries.get(u)!.modseq);
   let returns: SearchReturn[] | null = req.returns;
   if (returns === null && !s.rev2) {
-    await s.untagged([{ atom: 'SEARCH' }, ...numbers]);
+    const out: ImapValue[] = [{ atom: 'SEARCH' }, ...numbers];
+    if (withModseq && numbers.length > 0) out.push([{ atom: 'MODSEQ' }, highest]);
+    await s.untagged(out);
     return;
   }
   // RFC 4731 §3.1: RETURN () means ALL; so does a plain SEARCH under IMAP4rev2.
@@ -103,5 +111,21 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
   if (has('MAX') && sorted.length > 0) out.push({ atom: 'MAX' }, sorted[sorted.length - 1]!);
   if (has('ALL') && sorted.length > 0) out.push({ atom: 'ALL' }, { atom: formatSet(sorted) });
   if (has('COUNT')) out.push({ atom: 'COUNT' }, sorted.length);
+  if (withModseq && sorted.length > 0) out.push({ atom: 'MODSEQ' }, highest); // RFC 7162 §3.1.5
   await s.untagged(out);
+}
+
+function usesModseq(key: SearchKey): boolean {
+  switch (key.kind) {
+    case 'modseq':
+      return true;
+    case 'not':
+      return usesModseq(key.key);
+    case 'or':
+      return usesModseq(key.a) || usesModseq(key.b);
+    case 'and':
+      return key.keys.some(usesModseq);
+    default:
+      return false;
+  }
 }

@@ -5,13 +5,15 @@
 import type { ImapValue } from '../../protocol/ast.js';
 import type { Request } from '../../protocol/parser.js';
 import type { Done } from '../commands.js';
-import { NoError } from '../errors.js';
+import { BadError, NoError } from '../errors.js';
 import type { Session } from '../session.js';
 import { MailboxView } from '../view.js';
 import { mailboxObjectId } from './mailboxes.js';
 
 export async function select(s: Session, _tag: string, req: Request): Promise<Done> {
   if (req.name !== 'SELECT' && req.name !== 'EXAMINE') throw new Error('unreachable');
+  // RFC 7162 §3.2.5: QRESYNC needs ENABLE QRESYNC, which is not offered.
+  if (req.qresync !== null) throw new BadError('QRESYNC is not enabled');
   if (s.state.kind === 'selected') {
     // RFC 9051 §6.3.2: the previous mailbox is closed first, even if this SELECT fails; [CLOSED]
     // marks the point (RFC 9051 §7.1).
@@ -36,12 +38,15 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
   }
   await s.status('*', 'OK', [{ atom: 'UIDVALIDITY' }, mb.uidValidity], 'UIDs valid');
   await s.status('*', 'OK', [{ atom: 'UIDNEXT' }, mb.uidNext], 'Predicted next UID');
+  // RFC 7162 §3.1.2.1: every mailbox has modseqs, so HIGHESTMODSEQ is in every SELECT/EXAMINE.
+  await s.status('*', 'OK', [{ atom: 'HIGHESTMODSEQ' }, view.highestModSeq], 'Highest');
   await s.status('*', 'OK', [{ atom: 'MAILBOXID' }, [{ atom: mailboxObjectId(mb) }]], 'Mailbox id'); // RFC 8474 §4.1
   if (s.rev2) {
     // RFC 9051 §6.3.2: a LIST response with the mailbox name.
     const attrs: ImapValue[] = mb.specialUse ? [{ atom: mb.specialUse }] : [];
     await s.untagged([{ atom: 'LIST' }, attrs, '/', s.mailboxOut(mb.name)]);
   }
+  if (req.condstore) s.condstore = true; // RFC 7162 §3.1.8: a CONDSTORE enabling command.
   s.select(view);
   return { code: [{ atom: readOnly ? 'READ-ONLY' : 'READ-WRITE' }], text: `${req.name} completed`, sync: false };
 }
