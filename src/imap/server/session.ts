@@ -86,6 +86,8 @@ export class Session {
   utf8 = false;
   /** RFC 7162 §3.1: CONDSTORE enabled (by ENABLE or any CONDSTORE enabling command). */
   condstore = false;
+  /** RFC 7162 §3.2.3: QRESYNC enabled (only by ENABLE; implies CONDSTORE). */
+  qresync = false;
   /** TLS is active (implicit or after STARTTLS). */
   tls: boolean;
   readonly remoteAddress: string;
@@ -174,6 +176,7 @@ export class Session {
       'QUOTA=RES-STORAGE',
       'QUOTA=RES-MESSAGE',
       'CONDSTORE',
+      'QRESYNC',
     );
     return caps;
   }
@@ -392,7 +395,7 @@ export class Session {
     this.changed = false;
     let updates: ImapValue[][];
     try {
-      updates = await this.state.view.sync(this.ctx.store, allowExpunge, this.host.recent, { modseq: this.condstore });
+      updates = await this.state.view.sync(this.ctx.store, allowExpunge, this.host.recent, { modseq: this.condstore, vanished: this.qresync });
     } catch (err) {
       if (err instanceof StoreError && err.code === 'not-found') throw this.selectedGone();
       throw err;

@@ -14,6 +14,7 @@ import type { ModSeq, Uid } from '../../lib/brand.js';
 import { asUid } from '../../lib/brand.js';
 import type { Mailbox, MailStore, MessageEntry } from '../../store/types.js';
 import type { ImapValue, SequenceSet } from '../protocol/ast.js';
+import { formatSet } from '../protocol/serialize.js';
 import { BadError } from './errors.js';
 import type { RecentTracker } from './session.js';
 
@@ -192,7 +193,8 @@ export class MailboxView {
   }
 
   /**
-   * `modes.modseq`: CONDSTORE is enabled, FETCH responses carry MODSEQ (RFC 7162 §3.1.4.1).
+   * `modes.modseq`: CONDSTORE is enabled, FETCH responses carry MODSEQ (RFC 7162 §3.1.4.1);
+   * `modes.vanished`: QRESYNC is enabled, expunges are one VANISHED response (RFC 7162 §3.2.10).
    */
   async sync(store: MailStore, allowExpunge: boolean, tracker: RecentTracker, modes: SyncModes = NO_MODES): Promise<ImapValue[][]> {
     const ch = await store.changesSince(this.mailbox.id, this.lastModSeq, this.uidNext);
@@ -202,8 +204,14 @@ export class MailboxView {
     if (allowExpunge && this.held.size > 0) {
       // Highest sequence number first: each EXPUNGE then leaves the numbers below it unchanged,
       // which is what the client computes too (RFC 9051 §7.5.1).
-      const seqs = [...this.held].map((u) => this.seqOf(u)).filter((s) => s > 0).sort((a, b) => b - a);
-      for (const seq of seqs) out.push([seq, { atom: 'EXPUNGE' }]);
+      if (modes.vanished) {
+        // RFC 7162 §3.2.10: once QRESYNC is enabled, VANISHED with the UIDs replaces EXPUNGE.
+        const uids = [...this.held].filter((u) => this.seqOf(u) > 0).sort((a, b) => a - b);
+        if (uids.length > 0) out.push([{ atom: 'VANISHED' }, { atom: formatSet(uids) }]);
+      } else {
+        const seqs = [...this.held].map((u) => this.seqOf(u)).filter((s) => s > 0).sort((a, b) => b - a);
+        for (const seq of seqs) out.push([seq, { atom: 'EXPUNGE' }]);
+      }
       const keep: Uid[] = [];
       for (const u of this.uids) if (!this.held.has(u)) keep.push(u);
       for (const u of this.held) {
@@ -251,9 +259,20 @@ export class MailboxView {
 
 export interface SyncModes {
   modseq: boolean;
+  vanished: boolean;
 }
 
-const NO_MODES: SyncModes = { modseq: false };
+const NO_MODES: SyncModes = { modseq: false, vanished: false };
+
+/** Whether a UID is in a UID set; "*" stands for `star` (RFC 9051 §9). */
+export function inUidSet(set: SequenceSet, uid: number, star: number): boolean {
+  for (const [a, b] of set.ranges) {
+    const x = a === '*' ? star : a;
+    const y = b === '*' ? star : b;
+    if (uid >= Math.min(x, y) && uid <= Math.max(x, y)) return true;
+  }
+  return false;
+}
 
 /** Sorted, non-overlapping ranges: each message is then visited once, so a set of many
  * overlapping ranges (`1:*,1:*,…`) costs no more than one. */

@@ -104,6 +104,11 @@ export async function enable(s: Session, _tag: string, req: Request): Promise<vo
     } else if (cap === 'CONDSTORE' && !s.condstore) {
       s.condstore = true;
       enabled.push('CONDSTORE');
+    } else if (cap === 'QRESYNC' && !s.qresync) {
+      // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE (not listed unless asked for).
+      s.qresync = true;
+      s.condstore = true;
+      enabled.push('QRESYNC');
     }
   }
   await s.untagged([{ atom: 'ENABLED' }, ...enabled.map((c) => ({ atom: c }))]);

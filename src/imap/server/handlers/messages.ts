@@ -12,7 +12,7 @@ import { formatSet } from '../../protocol/serialize.js';
 import type { Done } from '../commands.js';
 import { BadError, NoError } from '../errors.js';
 import type { Session } from '../session.js';
-import { flagAtoms, type MailboxView } from '../view.js';
+import { flagAtoms, inUidSet, type MailboxView } from '../view.js';
 
 function targets(view: MailboxView, req: { uid: boolean; set: Parameters<MailboxView['resolveUids']>[0] }): Uid[] {
   return req.uid ? view.resolveUids(req.set) : view.resolveSeqs(req.set);
@@ -22,8 +22,11 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
   if (req.name !== 'FETCH') throw new Error('unreachable');
   const view = s.view();
   const store = s.ctx.store;
-  // RFC 7162 §3.2.6: VANISHED needs ENABLE QRESYNC, which is not offered.
-  if (req.vanished) throw new BadError('QRESYNC is not enabled');
+  if (req.vanished) {
+    // RFC 7162 §3.2.6: VANISHED only in UID FETCH, with CHANGEDSINCE, once QRESYNC is enabled.
+    if (!s.qresync) throw new BadError('QRESYNC is not enabled');
+    if (!req.uid || req.changedSince === null) throw new BadError('VANISHED needs UID FETCH and CHANGEDSINCE');
+  }
   let uids = targets(view, req);
   let atts: FetchAtt[] = req.atts;
   // RFC 7162 §3.1: FETCH MODSEQ and CHANGEDSINCE are CONDSTORE enabling commands.
@@ -31,6 +34,13 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
   // RFC 7162 §3.1.4.1: CHANGEDSINCE keeps only messages changed after it.
   const since = req.changedSince;
   if (since !== null) uids = uids.filter((u) => (view.entries.get(u)?.modseq ?? 0) > since);
+  if (since !== null && req.vanished) {
+    // RFC 7162 §3.2.6: first the UIDs in the set expunged after CHANGEDSINCE.
+    const ch = await store.changesSince(view.mailbox.id, asModSeq(since), view.mailbox.uidNext);
+    const star = Math.max(view.mailbox.uidNext - 1, view.uids[view.uids.length - 1] ?? 0);
+    const gone = ch.expunged.filter((u) => !view.entries.has(u) && inUidSet(req.set, u, star));
+    if (gone.length > 0) await s.untagged([{ atom: 'VANISHED' }, [{ atom: 'EARLIER' }], { atom: formatSet(gone) }]);
+  }
   // RFC 7162 §3.1.4.1: once CONDSTORE is enabled, FETCH responses carry MODSEQ.
   if (s.condstore && !atts.some((a) => a.kind === 'MODSEQ')) atts = [...atts, { kind: 'MODSEQ' }];
   // RFC 9051 §6.4.8: UID FETCH responses always include UID.

@@ -2,18 +2,21 @@
  * SELECT / EXAMINE (RFC 9051 §6.3.2-3), CLOSE, UNSELECT (RFC 3691), CHECK, EXPUNGE and
  * UID EXPUNGE (RFC 4315).
  */
+import { asModSeq, type Uid } from '../../../lib/brand.js';
 import type { ImapValue } from '../../protocol/ast.js';
-import type { Request } from '../../protocol/parser.js';
+import type { QresyncParams, Request } from '../../protocol/parser.js';
+import { formatSet } from '../../protocol/serialize.js';
 import type { Done } from '../commands.js';
 import { BadError, NoError } from '../errors.js';
 import type { Session } from '../session.js';
-import { MailboxView } from '../view.js';
+import { flagAtoms, inUidSet, MailboxView } from '../view.js';
 import { mailboxObjectId } from './mailboxes.js';
 
 export async function select(s: Session, _tag: string, req: Request): Promise<Done> {
   if (req.name !== 'SELECT' && req.name !== 'EXAMINE') throw new Error('unreachable');
-  // RFC 7162 §3.2.5: QRESYNC needs ENABLE QRESYNC, which is not offered.
-  if (req.qresync !== null) throw new BadError('QRESYNC is not enabled');
+  // RFC 7162 §3.2.5: QRESYNC without ENABLE QRESYNC is a client error (checked before the
+  // previous mailbox is closed: the command is refused as a whole).
+  if (req.qresync !== null && !s.qresync) throw new BadError('QRESYNC is not enabled');
   if (s.state.kind === 'selected') {
     // RFC 9051 §6.3.2: the previous mailbox is closed first, even if this SELECT fails; [CLOSED]
     // marks the point (RFC 9051 §7.1).
@@ -47,8 +50,29 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
     await s.untagged([{ atom: 'LIST' }, attrs, '/', s.mailboxOut(mb.name)]);
   }
   if (req.condstore) s.condstore = true; // RFC 7162 §3.1.8: a CONDSTORE enabling command.
+  if (req.qresync !== null && req.qresync.uidValidity === mb.uidValidity) await resync(s, view, req.qresync);
   s.select(view);
   return { code: [{ atom: readOnly ? 'READ-ONLY' : 'READ-WRITE' }], text: `${req.name} completed`, sync: false };
+}
+
+/**
+ * RFC 7162 §3.2.5.1: what changed since the client's modseq, for a client whose UIDVALIDITY is
+ * still right: a FETCH (UID FLAGS MODSEQ) for each message changed or added after it, then
+ * VANISHED (EARLIER) with the UIDs expunged after it (only those in known-uids when given).
+ */
+async function resync(s: Session, view: MailboxView, q: QresyncParams): Promise<void> {
+  const star = Math.max(view.mailbox.uidNext - 1, view.uids[view.uids.length - 1] ?? 0);
+  const known = (uid: number): boolean => q.knownUids === null || inUidSet(q.knownUids, uid, star);
+  for (let i = 0; i < view.uids.length; i++) {
+    const uid = view.uids[i]!;
+    const e = view.entries.get(uid)!;
+    if (e.modseq <= q.modseq) continue;
+    await s.untagged([i + 1, { atom: 'FETCH' }, [{ atom: 'UID' }, uid, { atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)), { atom: 'MODSEQ' }, [e.modseq]]]);
+  }
+  // Only expunges matter here; the view already holds the current entries.
+  const ch = await s.ctx.store.changesSince(view.mailbox.id, asModSeq(q.modseq), view.mailbox.uidNext);
+  const gone: Uid[] = ch.expunged.filter((u) => known(u) && !view.entries.has(u));
+  if (gone.length > 0) await s.untagged([{ atom: 'VANISHED' }, [{ atom: 'EARLIER' }], { atom: formatSet(gone) }]);
 }
 
 /** RFC 9051 §6.4.2: expunges \Deleted messages silently (not in EXAMINE), then unselects. */
