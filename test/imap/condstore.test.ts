@@ -71,7 +71,9 @@ test("FETCH MODSEQ and CHANGEDSINCE; a second session's flag change arrives with
     const m1 = await modseqOf(f, 1);
     // FETCH MODSEQ enables CONDSTORE.
     let r = await a.command('a1', 'FETCH 1 (MODSEQ)');
-    assert.deepEqual(r.untagged, [`* 1 FETCH (MODSEQ (${m1}))`]);
+    // RFC 7162 §3.1: the first CONDSTORE enabling command with a mailbox selected reports HIGHESTMODSEQ.
+    assert.match(r.untagged[0] ?? '', /^\* OK \[HIGHESTMODSEQ \d+\] Highest$/);
+    assert.deepEqual(r.untagged.slice(1), [`* 1 FETCH (MODSEQ (${m1}))`]);
     const before = (await inbox(f)).highestModSeq;
     await b.command('b1', 'STORE 2 +FLAGS (\\Flagged)');
     const m2 = await modseqOf(f, 2);
@@ -108,7 +110,9 @@ test('STORE UNCHANGEDSINCE stores where the modseq is not above it and answers M
     const m1 = await modseqOf(f, 1);
     const m3 = await modseqOf(f, 3);
     const m2 = await modseqOf(f, 2);
-    assert.deepEqual(r.untagged, [`* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ (${m1}))`, `* 3 FETCH (UID 3 FLAGS (\\Flagged) MODSEQ (${m3}))`, `* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (${m2}))`]);
+    // RFC 7162 §3.1: the first CONDSTORE enabling command with a mailbox selected reports HIGHESTMODSEQ.
+    assert.match(r.untagged[0] ?? '', /^\* OK \[HIGHESTMODSEQ \d+\] Highest$/);
+    assert.deepEqual(r.untagged.slice(1), [`* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ (${m1}))`, `* 3 FETCH (UID 3 FLAGS (\\Flagged) MODSEQ (${m3}))`, `* 2 FETCH (UID 2 FLAGS (\\Seen) MODSEQ (${m2}))`]);
     assert.equal(r.line, 'a1 OK [MODIFIED 2] Conditional STORE failed');
     assert.deepEqual((await entries(f)).map((e) => e.flags), [['\\Flagged'], ['\\Seen'], ['\\Flagged']]);
     // UID form: MODIFIED holds UIDs; .SILENT still reports the new MODSEQ.
@@ -135,7 +139,9 @@ test('SEARCH MODSEQ ends its result with the highest MODSEQ of the messages foun
     await t.command('a1', 'STORE 2,4 +FLAGS.SILENT (\\Seen)');
     const m4 = await modseqOf(f, 4);
     let r = await t.command('a2', `SEARCH MODSEQ ${base + 1}`);
-    assert.deepEqual(r.untagged, [`* SEARCH 2 4 (MODSEQ ${m4})`]);
+    // RFC 7162 §3.1: the first CONDSTORE enabling command with a mailbox selected reports HIGHESTMODSEQ.
+    assert.match(r.untagged[0] ?? '', /^\* OK \[HIGHESTMODSEQ \d+\] Highest$/);
+    assert.deepEqual(r.untagged.slice(1), [`* SEARCH 2 4 (MODSEQ ${m4})`]);
     r = await t.command('a3', `UID SEARCH MODSEQ "/flags/\\\\seen" all ${base + 1} SEEN`);
     assert.deepEqual(r.untagged, [`* SEARCH 2 4 (MODSEQ ${m4})`]);
     r = await t.command('a4', `SEARCH RETURN (COUNT) MODSEQ ${base + 1}`);

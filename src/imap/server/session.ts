@@ -205,6 +205,19 @@ export class Session {
     return this.state.view;
   }
 
+  /**
+   * A CONDSTORE enabling command (FETCH MODSEQ/CHANGEDSINCE, STORE UNCHANGEDSINCE, SEARCH MODSEQ)
+   * turns CONDSTORE on; the first one issued with a mailbox selected also reports its
+   * HIGHESTMODSEQ, since the SELECT happened before the client could learn it (RFC 7162 §3.1).
+   */
+  async enableCondstore(): Promise<void> {
+    if (this.condstore) return;
+    this.condstore = true;
+    if (this.state.kind === 'selected') {
+      await this.status('*', 'OK', [{ atom: 'HIGHESTMODSEQ' }, this.state.view.highestModSeq], 'Highest');
+    }
+  }
+
   // --- Writing ----------------------------------------------------------------------------------------
 
   async write(out: Output): Promise<void> {

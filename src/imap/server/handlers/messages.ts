@@ -30,7 +30,7 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
   let uids = targets(view, req);
   let atts: FetchAtt[] = req.atts;
   // RFC 7162 §3.1: FETCH MODSEQ and CHANGEDSINCE are CONDSTORE enabling commands.
-  if (req.changedSince !== null || atts.some((a) => a.kind === 'MODSEQ')) s.condstore = true;
+  if (req.changedSince !== null || atts.some((a) => a.kind === 'MODSEQ')) await s.enableCondstore();
   // RFC 7162 §3.1.4.1: CHANGEDSINCE keeps only messages changed after it.
   const since = req.changedSince;
   if (since !== null) uids = uids.filter((u) => (view.entries.get(u)?.modseq ?? 0) > since);
@@ -80,7 +80,7 @@ export async function store(s: Session, _tag: string, req: Request): Promise<Don
   if (req.name !== 'STORE') throw new Error('unreachable');
   const view = s.view();
   if (view.readOnly) throw new NoError('CANNOT', 'Mailbox is read-only');
-  if (req.unchangedSince !== null) s.condstore = true; // RFC 7162 §3.1: an enabling command.
+  if (req.unchangedSince !== null) await s.enableCondstore(); // RFC 7162 §3.1: an enabling command.
   const uids = view.live(targets(view, req));
   if (uids.length === 0) return;
   const res = await s.ctx.store.setFlags(view.mailbox.id, uids, req.mode, req.flags, req.unchangedSince === null ? undefined : asModSeq(req.unchangedSince));

@@ -78,9 +78,10 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
   // RFC 7162 §3.1.5: SEARCH MODSEQ is a CONDSTORE enabling command, and its results end with the
   // highest modseq of the messages found.
   const withModseq = usesModseq(req.key);
-  if (withModseq) s.condstore = true;
+  if (withModseq) await s.enableCondstore();
+  const modseqOf = (u: Uid): number => view.entries.get(u)!.modseq;
   let highest = 0;
-  if (withModseq) for (const u of uids) highest = Math.max(highest, view.entries.get(u)!.modseq);
+  if (withModseq) for (const u of uids) highest = Math.max(highest, modseqOf(u));
   let returns: SearchReturn[] | null = req.returns;
   if (returns === null && !s.rev2) {
     const out: ImapValue[] = [{ atom: 'SEARCH' }, ...numbers];
@@ -111,7 +112,18 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
   if (has('MAX') && sorted.length > 0) out.push({ atom: 'MAX' }, sorted[sorted.length - 1]!);
   if (has('ALL') && sorted.length > 0) out.push({ atom: 'ALL' }, { atom: formatSet(sorted) });
   if (has('COUNT')) out.push({ atom: 'COUNT' }, sorted.length);
-  if (withModseq && sorted.length > 0) out.push({ atom: 'MODSEQ' }, highest); // RFC 7162 §3.1.5
+  if (withModseq && sorted.length > 0) {
+    // RFC 7162 §3.1.5 with RFC 4731: with only MIN and/or MAX, MODSEQ is the highest modseq of
+    // the messages returned, not of every match.
+    let reported = highest;
+    if (!has('ALL') && !has('COUNT')) {
+      const uidOf = (n: number): Uid => (req.uid ? (n as Uid) : view.uids[n - 1]!);
+      reported = 0;
+      if (has('MIN')) reported = Math.max(reported, modseqOf(uidOf(sorted[0]!)));
+      if (has('MAX')) reported = Math.max(reported, modseqOf(uidOf(sorted[sorted.length - 1]!)));
+    }
+    out.push({ atom: 'MODSEQ' }, reported);
+  }
   await s.untagged(out);
 }
 
