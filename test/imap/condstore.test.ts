@@ -136,7 +136,9 @@ test('SEARCH MODSEQ ends its result with the highest MODSEQ of the messages foun
     const t = await f.login();
     await t.command('a0', 'SELECT INBOX');
     const base = (await inbox(f)).highestModSeq;
-    await t.command('a1', 'STORE 2,4 +FLAGS.SILENT (\\Seen)');
+    // Two commands, so messages 2 and 4 get different modseqs.
+    await t.command('a1', 'STORE 2 +FLAGS.SILENT (\\Seen)');
+    await t.command('a1b', 'STORE 4 +FLAGS.SILENT (\\Seen)');
     const m4 = await modseqOf(f, 4);
     let r = await t.command('a2', `SEARCH MODSEQ ${base + 1}`);
     // RFC 7162 §3.1: the first CONDSTORE enabling command with a mailbox selected reports HIGHESTMODSEQ.
@@ -146,6 +148,13 @@ test('SEARCH MODSEQ ends its result with the highest MODSEQ of the messages foun
     assert.deepEqual(r.untagged, [`* SEARCH 2 4 (MODSEQ ${m4})`]);
     r = await t.command('a4', `SEARCH RETURN (COUNT) MODSEQ ${base + 1}`);
     assert.deepEqual(r.untagged, [`* ESEARCH (TAG "a4") COUNT 2 MODSEQ ${m4}`]);
+    // With only MIN (or MAX), MODSEQ is that message's own (RFC 4731, RFC 7162 §3.1.5).
+    const m2 = await modseqOf(f, 2);
+    assert.ok(m2 < m4);
+    r = await t.command('a6', `SEARCH RETURN (MIN) MODSEQ ${base + 1}`);
+    assert.deepEqual(r.untagged, [`* ESEARCH (TAG "a6") MIN 2 MODSEQ ${m2}`]);
+    r = await t.command('a7', `UID SEARCH RETURN (MAX) MODSEQ ${base + 1}`);
+    assert.deepEqual(r.untagged, [`* ESEARCH (TAG "a7") UID MAX 4 MODSEQ ${m4}`]);
     r = await t.command('a5', `SEARCH MODSEQ ${m4 + 1}`);
     assert.deepEqual(r.untagged, ['* SEARCH']);
   } finally {
