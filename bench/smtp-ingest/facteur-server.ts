@@ -7,7 +7,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createSmtpServer } from '../../src/smtp/server/server.js';
-import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { openSqliteStore, sqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 
 const dir = process.argv[2]!;
 const store = await openSqliteStore({ dir });
@@ -26,14 +26,14 @@ process.on('SIGTERM', () => {
   const ms = (ns: number) => (ns / 1e6).toFixed(1);
   process.stderr.write(`facteur event loop delay: mean ${ms(loop.mean)} ms, p99 ${ms(loop.percentile(99))} ms, max ${ms(loop.max)} ms\n`);
   // The SQLite store's own counters, when it keeps them (time inside its transactions).
-  const st = (globalThis as { __stats?: { batches: number; jobs: number; run: number; commit: number; sync?: number } }).__stats;
+  const st = sqliteStoreStats(store);
   if (st) {
     const wall = performance.now() - startedAt;
     process.stderr.write(
       `store: ${st.batches} batches, ${st.jobs} jobs, ${(st.run / 1000).toFixed(1)} s running jobs + ${(st.commit / 1000).toFixed(1)} s in COMMIT of ${(wall / 1000).toFixed(1)} s on the event loop thread\n`,
     );
     // WAL fdatasync time, off the loop (libuv's thread pool), when the store syncs that way.
-    if (st.sync !== undefined) process.stderr.write(`store: ${(st.sync / 1000).toFixed(1)} s in WAL fdatasync off the loop\n`);
+    process.stderr.write(`store: ${(st.sync / 1000).toFixed(1)} s in WAL fdatasync off the loop\n`);
   }
   void server.close(1000).then(async () => {
     await store.close();
