@@ -194,6 +194,34 @@ test('MULTIAPPEND stores all messages with APPENDUID; binary and UTF8 literals a
   }
 });
 
+test('APPEND of a binary part holding NUL (literal8): BODY[] is base64 without NUL, BINARY[] gives the octets back', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    const head = 'From: user@example.test\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n';
+    const data = '\x00-\xe4\n\r\n\n\n';
+    const msg = Buffer.from(head + data, 'latin1');
+    t.sendRaw(Buffer.concat([Buffer.from(`a APPEND INBOX ~{${msg.length}+}\r\n`), msg, Buffer.from('\r\n')]));
+    await t.expectTagged('a', 'OK');
+    await t.command('s', 'SELECT INBOX');
+    const body = await t.command('f', 'FETCH 1 (BODY.PEEK[1] BODY.PEEK[HEADER.FIELDS (CONTENT-TRANSFER-ENCODING)])');
+    const line = body.untagged[0]!;
+    assert.equal(line.includes('\x00'), false);
+    assert.ok(line.includes(`BODY[1] {12}\r\n${Buffer.from(data, 'latin1').toString('base64')}`), line);
+    assert.match(line, /Content-Transfer-Encoding: base64/);
+    const bin = await t.command('b', 'FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])');
+    assert.ok(bin.untagged[0]!.startsWith('* 1 FETCH (BINARY.SIZE[1] 8 BINARY[1] ~{8}\r\n\x00-'), bin.untagged[0]);
+    assert.ok(bin.untagged[0]!.endsWith('\n\r\n\n\n)'), bin.untagged[0]);
+    // NUL in a header cannot be re-encoded: refused, nothing stored.
+    const bad = Buffer.from('Subject: a\x00b\r\n\r\nx', 'latin1');
+    t.sendRaw(Buffer.concat([Buffer.from(`c APPEND INBOX ~{${bad.length}+}\r\n`), bad, Buffer.from('\r\n')]));
+    assert.match((await t.expectTagged('c', 'NO')).line, /NO \[UNKNOWN-CTE\]/);
+    assert.deepEqual((await t.command('st', 'STATUS INBOX (MESSAGES)')).untagged, ['* STATUS "INBOX" (MESSAGES 1)']);
+  } finally {
+    await f.close();
+  }
+});
+
 test('CLOSE expunges \\Deleted silently; UID EXPUNGE removes only the given UIDs', async () => {
   const f = await startImap();
   try {

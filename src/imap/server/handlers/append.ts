@@ -3,6 +3,7 @@
  * (RFC 3516), UTF8 literals (RFC 6855 §4), APPENDUID (RFC 4315) and APPENDLIMIT (RFC 7889).
  * The message is parsed once, here, and stored with its parse record.
  */
+import { encodeNulParts } from '../../../mail/nul-parts.js';
 import { parseMessage } from '../../../mail/parse.js';
 import type { AppendInput } from '../../../store/types.js';
 import type { Request } from '../../protocol/parser.js';
@@ -23,7 +24,17 @@ export async function appendCommand(s: Session, _tag: string, req: Request): Pro
     if (m.utf8 && !s.utf8) throw new BadError('UTF8 APPEND needs ENABLE UTF8=ACCEPT');
     if (m.data.length === 0) throw new NoError('CANNOT', 'Cannot store an empty message');
     if (m.data.length > s.host.options.appendLimit) throw new NoError('TOOBIG', 'Message is larger than APPENDLIMIT');
-    const input: AppendInput = { raw: m.data, parsed: parseMessage(m.data), flags: m.flags };
+    let raw = m.data;
+    let parsed = parseMessage(raw);
+    if (raw.includes(0)) {
+      // Only a literal8 carries NUL (RFC 3516 §4.4). Such parts are stored re-encoded, since
+      // BODY[] answers cannot carry NUL (mail/nul-parts.ts); NUL anywhere else is refused.
+      const encoded = encodeNulParts(raw, parsed);
+      if (encoded === null) throw new NoError('UNKNOWN-CTE', 'Cannot store NUL outside a part with an identity transfer encoding');
+      raw = encoded;
+      parsed = parseMessage(raw);
+    }
+    const input: AppendInput = { raw, parsed, flags: m.flags };
     if (m.date !== null) input.internalDate = m.date;
     inputs.push(input);
   }
