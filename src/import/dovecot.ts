@@ -170,7 +170,7 @@ export interface UidlVariables {
 
 /**
  * The POP3 UIDL Dovecot sends for a message, from its pop3_uidl_format (default `%08Xu%08Xv`:
- * UID then UIDVALIDITY, each as 8 upper-case hex digits). Supported variables: %u (UID),
+ * UID then UIDVALIDITY, each as 8 lower-case hex digits). Supported variables: %u (UID),
  * %v (UIDVALIDITY), %f (file name), %g (GUID), with an optional zero-padded width and X/x for
  * hex; %% is a percent sign. Anything else (%m needs Dovecot's header MD5) is refused, so that
  * the import never keeps UIDLs that differ from the old server's.
@@ -194,7 +194,9 @@ export function formatPop3Uidl(format: string, v: UidlVariables): string {
     let value: string;
     if (name === 'u' || name === 'v') {
       const n = name === 'u' ? v.uid : v.uidValidity;
-      value = hex === 'X' ? n.toString(16).toUpperCase() : hex === 'x' ? n.toString(16) : String(n);
+      // Dovecot's var_expand writes hex in lower case for both %X and %x (seen on 2.3: UIDL
+      // "000000016b0983f4" for %08Xu%08Xv).
+      value = hex !== '' ? n.toString(16) : String(n);
     } else {
       const s = name === 'f' ? v.filename : v.guid;
       if (s === undefined) throw new DovecotFormatError(`pop3_uidl_format uses %${name} but the message has no ${name === 'f' ? 'file name' : 'GUID'}`);

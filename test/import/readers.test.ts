@@ -64,7 +64,7 @@ test('dovecot-keywords and maildir flag letters', () => {
 });
 
 test("POP3 UIDL from Dovecot's pop3_uidl_format", () => {
-  assert.equal(formatPop3Uidl('%08Xu%08Xv', { uid: 26, uidValidity: 1700000000 }), '0000001A6553F100');
+  assert.equal(formatPop3Uidl('%08Xu%08Xv', { uid: 26, uidValidity: 1700000000 }), '0000001a6553f100');
   assert.equal(formatPop3Uidl('%u.%v', { uid: 26, uidValidity: 7 }), '26.7');
   assert.equal(formatPop3Uidl('%xv%%%u', { uid: 255, uidValidity: 7 }), '7%255');
   assert.equal(formatPop3Uidl('%f', { uid: 1, uidValidity: 1, filename: 'abc.host' }), 'abc.host');
