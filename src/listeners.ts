@@ -36,6 +36,7 @@ function imap(implicitTls: boolean): ListenerFactory {
           appendLimit: config.imap.appendLimit,
           maxConnectionsPerIp: config.security.maxConnectionsPerIp,
           maxConnectionsPerAccount: config.imap.maxConnectionsPerAccount,
+          proxyProtocol: config.proxyProtocol[implicitTls ? 'imaps' : 'imap'] ?? null,
         });
 }
 
@@ -50,6 +51,7 @@ function pop3(implicitTls: boolean): ListenerFactory {
           ...(config.pop3.loginDelaySeconds > 0 ? { loginDelaySeconds: config.pop3.loginDelaySeconds } : {}),
           ...(config.pop3.expireDays !== null ? { expireDays: config.pop3.expireDays } : {}),
           maxConnectionsPerIp: config.security.maxConnectionsPerIp,
+          proxyProtocol: config.proxyProtocol[implicitTls ? 'pop3s' : 'pop3'] ?? null,
         });
 }
 
@@ -74,6 +76,7 @@ function submission(implicitTls: boolean): ListenerFactory {
           // Signed once, before routing: local and remote recipients get the same bytes.
           dkim: createDkimSigning(env.dataDir),
           sendAs: config.submission.sendAs,
+          proxyProtocol: config.proxyProtocol[implicitTls ? 'submissions' : 'submission'] ?? null,
         });
 }
 
@@ -86,6 +89,7 @@ function http(implicitTls: boolean): ListenerFactory {
           implicitTls,
           config,
           ...(env.boundPorts ? { boundPorts: env.boundPorts } : {}),
+          proxyProtocol: config.proxyProtocol[implicitTls ? 'https' : 'http'] ?? null,
         });
 }
 
@@ -101,8 +105,10 @@ export const LISTENER_FACTORIES: Partial<Record<ListenerName, ListenerFactory>> 
       limits: smtpLimits(config),
       resolver: env.resolver,
       dmarcReject: config.smtp.dmarcReject,
+      proxyProtocol: config.proxyProtocol.smtp ?? null,
     }),
-  lmtp: (ctx, config) => createSmtpServer(ctx, { mode: 'lmtp', limits: smtpLimits(config), resolver: null }),
+  lmtp: (ctx, config) =>
+    createSmtpServer(ctx, { mode: 'lmtp', limits: smtpLimits(config), resolver: null, proxyProtocol: config.proxyProtocol.lmtp ?? null }),
   submission: submission(false),
   submissions: submission(true),
   http: http(false),

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
+import { parseTrustedNetworks } from '../net/proxy-listener.js';
 
 export const LISTENER_NAMES = ['smtp', 'submission', 'submissions', 'lmtp', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 export type ListenerName = (typeof LISTENER_NAMES)[number];
@@ -25,6 +26,11 @@ export interface Config {
   store: string;
   /** NAME -> "host:port"; a listener absent here does not start. */
   listen: Partial<Record<ListenerName, string>>;
+  /** Listeners behind a TCP load balancer that sends the PROXY protocol header (v1 or v2): NAME
+   * -> the balancers' addresses or CIDR blocks, the only sources such a listener accepts. In the
+   * file: `[listen] imaps = { address = "0.0.0.0:993", proxy_protocol = true,
+   * proxy_trusted = ["10.0.0.0/8"] }`. */
+  proxyProtocol: Partial<Record<ListenerName, { trusted: string[] }>>;
   dns: { servers: string[] };
   /** The server's public addresses (IPv4 and IPv6): `facteur dns` and `facteur check` use them
    * for SPF, A/AAAA, PTR and DNSBL records. */
@@ -74,6 +80,7 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     hostname,
     store: 'sqlite',
     listen,
+    proxyProtocol: {},
     dns: { servers: [] },
     publicIps: [],
     // RFC 8461 §3.2: "testing" until the operator has seen the TLS reports; one week.
@@ -101,7 +108,13 @@ type Kind = 'string' | 'number' | 'boolean' | 'string[]' | 'number|null' | { enu
 const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: never) => void }> | { kind: Kind; set: (c: Config, v: never) => void }> = {
   hostname: { kind: 'string', set: (c, v: string) => { c.hostname = v; } },
   store: { kind: 'string', set: (c, v: string) => { c.store = v; } },
-  listen: { kind: 'listen', set: (c, v: Partial<Record<ListenerName, string>>) => { c.listen = v; } },
+  listen: {
+    kind: 'listen',
+    set: (c, v: { listen: Config['listen']; proxyProtocol: Config['proxyProtocol'] }) => {
+      c.listen = v.listen;
+      c.proxyProtocol = v.proxyProtocol;
+    },
+  },
   dns: { servers: { kind: 'string[]', set: (c, v: string[]) => { c.dns.servers = v; } } },
   public_ips: { kind: 'string[]', set: (c, v: string[]) => { c.publicIps = v; } },
   outbound: {
@@ -186,14 +199,22 @@ function checkValue(file: string, key: string, kind: Kind, v: unknown): unknown 
   if (kind === 'listen') {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail('a table of NAME = "host:port"');
     const out: Partial<Record<ListenerName, string>> = {};
-    for (const [name, addr] of Object.entries(v)) {
+    const proxyProtocol: Config['proxyProtocol'] = {};
+    for (const [name, value] of Object.entries(v)) {
       if (!(LISTENER_NAMES as readonly string[]).includes(name)) throw unknownKey(file, `${key}.${name}`, [...LISTENER_NAMES]);
+      const where = `${key}.${name}`;
+      let addr: unknown = value;
+      if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+        const proxy = listenerTable(file, where, value as Record<string, unknown>);
+        addr = proxy.address;
+        if (proxy.trusted !== null) proxyProtocol[name as ListenerName] = { trusted: proxy.trusted };
+      }
       if (addr === false || addr === '') continue; // a listener turned off
-      if (typeof addr !== 'string') throw new ConfigError(file, `${key}.${name}`, 'expected "host:port" or false');
-      parseHostPort(addr, `${file}: ${key}.${name}`);
+      if (typeof addr !== 'string') throw new ConfigError(file, where, 'expected "host:port", false or { address = "host:port", ... }');
+      parseHostPort(addr, `${file}: ${where}`);
       out[name as ListenerName] = addr;
     }
-    return out;
+    return { listen: out, proxyProtocol };
   }
   if (kind === 'send-as') {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail('a table of "ACCOUNT" = ["ADDRESS" or "@DOMAIN", ...]');
@@ -210,6 +231,30 @@ function checkValue(file: string, key: string, kind: Kind, v: unknown): unknown 
   }
   if (!kind.enum.includes(v as string)) throw fail(`one of ${kind.enum.join(', ')}`);
   return v;
+}
+
+/** The table form of a listener: { address, proxy_protocol, proxy_trusted }. */
+function listenerTable(file: string, where: string, t: Record<string, unknown>): { address: unknown; trusted: string[] | null } {
+  const known = ['address', 'proxy_protocol', 'proxy_trusted'];
+  for (const k of Object.keys(t)) if (!known.includes(k)) throw unknownKey(file, `${where}.${k}`, known);
+  if (!('address' in t)) throw new ConfigError(file, where, 'missing address = "host:port"');
+  const on = t.proxy_protocol ?? false;
+  if (typeof on !== 'boolean') throw new ConfigError(file, `${where}.proxy_protocol`, `expected true or false, got ${JSON.stringify(on)}`);
+  const trusted = t.proxy_trusted;
+  if (!on) {
+    if (trusted !== undefined) throw new ConfigError(file, `${where}.proxy_trusted`, 'only meaningful with proxy_protocol = true');
+    return { address: t.address, trusted: null };
+  }
+  // No default: a listener that trusted every source would let any client forge its address.
+  if (!Array.isArray(trusted) || trusted.length === 0 || !trusted.every((x) => typeof x === 'string')) {
+    throw new ConfigError(file, `${where}.proxy_trusted`, 'expected a non-empty list of the balancers\' addresses or CIDR blocks');
+  }
+  try {
+    parseTrustedNetworks(trusted as string[]);
+  } catch (err) {
+    throw new ConfigError(file, `${where}.proxy_trusted`, (err as Error).message);
+  }
+  return { address: t.address, trusted: trusted as string[] };
 }
 
 /** Parses "host:port", "[v6]:port" or ":port" (all addresses). */
@@ -283,8 +328,15 @@ export function renderConfigFile(config: Config): string {
     '# (587, STARTTLS), submissions (465, implicit TLS), imap (143, STARTTLS), imaps (993),',
     '# pop3 (110, STLS), pop3s (995), http (80) and https (443, same certificates): autoconfig,',
     '# autodiscover, MTA-STS policy, health and metrics; lmtp (off by default).',
+    '# Behind a TCP load balancer sending the PROXY protocol (docs/scaling.md):',
+    '# imaps = { address = "0.0.0.0:993", proxy_protocol = true, proxy_trusted = ["10.0.0.0/8"] }',
     '[listen]',
-    ...LISTENER_NAMES.filter((n) => config.listen[n]).map((n) => `${n} = ${q(config.listen[n]!)}`),
+    ...LISTENER_NAMES.filter((n) => config.listen[n]).map((n) => {
+      const proxy = config.proxyProtocol[n];
+      return proxy
+        ? `${n} = { address = ${q(config.listen[n]!)}, proxy_protocol = true, proxy_trusted = [${proxy.trusted.map(q).join(', ')}] }`
+        : `${n} = ${q(config.listen[n]!)}`;
+    }),
     '',
     '[dns]',
     '# Resolvers used for every lookup (MX, SPF, DKIM, DMARC, MTA-STS), as "host:port"; empty means',

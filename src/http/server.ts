@@ -21,6 +21,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Config, ListenerName } from '../config/config.js';
 import type { ListeningServer, ServerContext } from '../context.js';
+import { requireProxyProtocol, type ProxyProtocolGuard, type ProxyProtocolOptions } from '../net/proxy-listener.js';
 import { METRIC, METRICS_CONTENT_TYPE } from '../lib/metrics.js';
 import {
   autodiscoverRequestAddress,
@@ -59,6 +60,9 @@ export interface HttpServerOptions {
   /** Ports the running listeners are bound to (filled by the app once they listen). */
   boundPorts?: () => Partial<Record<ListenerName, number>>;
   limits?: Partial<Record<keyof typeof HTTP_LIMITS, number>>;
+  /** Behind a TCP load balancer: the PROXY protocol header is required from these balancers,
+   * and only they may connect (net/proxy-listener.ts). */
+  proxyProtocol?: ProxyProtocolOptions | null;
 }
 
 type Handler = (req: IncomingMessage, url: URL, res: ServerResponse) => Promise<void>;
@@ -327,9 +331,11 @@ export function createHttpServer(ctx: ServerContext, options: HttpServerOptions)
   });
   if (options.implicitTls) server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'tls handshake failed'));
 
+  let proxyGuard: ProxyProtocolGuard | null = null;
   return {
     name: options.name,
     listen(host, port) {
+      if (options.proxyProtocol && proxyGuard === null) proxyGuard = requireProxyProtocol(server, options.proxyProtocol, log);
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -342,6 +348,7 @@ export function createHttpServer(ctx: ServerContext, options: HttpServerOptions)
     },
     async close(graceMs = 5_000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      proxyGuard?.close();
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), Math.min(graceMs, 5_000));
       await closed;

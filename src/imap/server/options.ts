@@ -1,3 +1,5 @@
+import type { ProxyProtocolOptions } from '../../net/proxy-listener.js';
+
 /** Options of one IMAP listener (app.ts builds them from the configuration). */
 export interface ImapServerOptions {
   /** TLS from the first byte (port 993) rather than STARTTLS (port 143). */
@@ -23,6 +25,9 @@ export interface ImapServerOptions {
   idleTimeoutMs?: number;
   /** Listener name in logs; "imap" or "imaps" by default. */
   name?: string;
+  /** Behind a TCP load balancer: the PROXY protocol header is required from these balancers,
+   * and only they may connect (net/proxy-listener.ts). */
+  proxyProtocol?: ProxyProtocolOptions | null;
 }
 
 export const DEFAULT_APPEND_LIMIT = 50 * 1024 * 1024;

@@ -10,6 +10,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { requireProxyProtocol, type ProxyProtocolGuard } from '../../net/proxy-listener.js';
 import { followDefaultCertificate } from '../../net/tls.js';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { AccountId, MailboxId } from '../../lib/brand.js';
@@ -112,9 +113,11 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
     server = createServer((socket) => onConnection(socket, false));
   }
 
+  let proxyGuard: ProxyProtocolGuard | null = null;
   return {
     name,
     listen(hostname, port) {
+      if (options.proxyProtocol && proxyGuard === null) proxyGuard = requireProxyProtocol(server, options.proxyProtocol, log);
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, hostname, () => {
@@ -129,6 +132,7 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
     async close(graceMs = 5000) {
       closing = true;
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      proxyGuard?.close();
       for (const s of sessions) s.shutdown();
       const deadline = Date.now() + graceMs;
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

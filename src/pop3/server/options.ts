@@ -4,6 +4,7 @@ import {
   DEFAULT_PRE_AUTH_IDLE_TIMEOUT_MS,
   DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
 } from '../protocol/limits.js';
+import type { ProxyProtocolOptions } from '../../net/proxy-listener.js';
 
 export interface Pop3Timeouts {
   /** Inactivity after login before the connection is closed without UPDATE (RFC 1939 §3: at
@@ -16,6 +17,10 @@ export interface Pop3Timeouts {
 }
 
 export interface Pop3ServerOptions {
+  /** Behind a TCP load balancer: the PROXY protocol header is required from these balancers,
+   * and only they may connect (net/proxy-listener.ts). */
+  proxyProtocol?: ProxyProtocolOptions | null;
+
   /** pop3s (port 995, RFC 8314): TLS from the first byte. Otherwise pop3 with STLS. */
   implicitTls: boolean;
   /** Accept USER/PASS and the PLAIN/LOGIN mechanisms without TLS from clients on other hosts

@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { ListeningServer, ServerContext } from '../../context.js';
+import { requireProxyProtocol, type ProxyProtocolGuard } from '../../net/proxy-listener.js';
 import { createSaslSession, saslMechanisms } from '../../sasl/session.js';
 import { err } from '../protocol/response.js';
 import { resolveOptions, type Pop3ServerOptions } from './options.js';
@@ -28,6 +29,7 @@ export function createPop3Server(ctx: ServerContext, options: Pop3ServerOptions)
   const perIp = new Map<string, number>();
   const loginDelay = createLoginDelayTracker(resolved.loginDelaySeconds);
   let server: Server | null = null;
+  let proxyGuard: ProxyProtocolGuard | null = null;
   let closing = false;
 
   const sasl: SessionDeps['sasl'] = {
@@ -90,6 +92,7 @@ export function createPop3Server(ctx: ServerContext, options: Pop3ServerOptions)
     listen(host, port) {
       return new Promise((resolve, reject) => {
         const s = createServer({ pauseOnConnect: false }, onConnection);
+        if (options.proxyProtocol) proxyGuard = requireProxyProtocol(s, options.proxyProtocol, log);
         s.once('error', reject);
         s.listen(port, host, () => {
           s.off('error', reject);
@@ -108,6 +111,7 @@ export function createPop3Server(ctx: ServerContext, options: Pop3ServerOptions)
         if (server === null) return resolve();
         server.close(() => resolve());
       });
+      proxyGuard?.close();
       const deadline = Date.now() + graceMs;
       // Running commands finish (a RETR in flight completes) within the grace period.
       while ([...sessions].some((s) => s.busy) && Date.now() < deadline) {

@@ -7,6 +7,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { requireProxyProtocol, type ProxyProtocolGuard, type ProxyProtocolOptions } from '../../net/proxy-listener.js';
 import { followDefaultCertificate } from '../../net/tls.js';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
@@ -58,6 +59,9 @@ export interface SmtpServerOptions {
   dkim?: DkimSigningService;
   /** Submission: what accounts may send as besides their own addresses and aliases. */
   sendAs?: SendAsGrants;
+  /** Behind a TCP load balancer: the PROXY protocol header is required from these balancers,
+   * and only they may connect (net/proxy-listener.ts). */
+  proxyProtocol?: ProxyProtocolOptions | null;
 }
 
 export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions): ListeningServer {
@@ -145,9 +149,11 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
     server = createServer(onConnection);
   }
 
+  let proxyGuard: ProxyProtocolGuard | null = null;
   return {
     name,
     listen(host, port) {
+      if (options.proxyProtocol && proxyGuard === null) proxyGuard = requireProxyProtocol(server, options.proxyProtocol, ctx.log);
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -159,6 +165,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
     },
     async close(graceMs = 10_000) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      proxyGuard?.close();
       for (const s of sessions) s.shutdown();
       const deadline = Date.now() + graceMs;
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

@@ -83,6 +83,8 @@ export class SmtpSession {
   private out: string[] = [];
   private mode: Mode = 'command';
   private running = false;
+  /** Input arrived while run() was ending: its last step may have looked before it came. */
+  private arrivedWhileRunning = false;
   private greeted = false;
   /** Between STARTTLS and the end of the handshake: input waits, nothing is processed. */
   private handshaking = false;
@@ -185,6 +187,7 @@ export class SmtpSession {
       return;
     }
     this.input.push(chunk);
+    if (this.running) this.arrivedWhileRunning = true;
     if (this.input.length > INPUT_BUFFER_MAX && (this.mode === 'command' || this.mode === 'auth')) this.socket.pause();
     this.pump();
   };
@@ -267,8 +270,13 @@ export class SmtpSession {
   private pump(): void {
     if (this.running || this.mode === 'closed' || !this.greeted || this.handshaking) return;
     this.running = true;
+    this.arrivedWhileRunning = false;
     void this.run().finally(() => {
       this.running = false;
+      // Bytes delivered between run()'s last look at the input and its end (a chunk emitted in
+      // the same tick as the greeting, such as bytes that followed a PROXY header) would
+      // otherwise wait for the next chunk.
+      if (this.arrivedWhileRunning) this.pump();
     });
   }
 
