@@ -15,48 +15,20 @@
  * temporary config and maildirs; it needs root (it drops privileges). Without it, only Facteur
  * is measured.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { retrieve, sessions, type LoadResult } from './client.js';
 import { BENCH_PASSWORD, benchMessage, benchUser } from './messages.js';
+import { groupId, haveDovecot, passwdFileAuth, startDovecot, userId, writeMaildir, writePasswdFile } from '../shared/dovecot.js';
+import { freePort } from '../shared/net.js';
 
 const USERS = Number(process.argv[2] ?? 4);
 const MESSAGES = Number(process.argv[3] ?? 200);
 const SESSIONS_PER_USER = Number(process.argv[4] ?? 25);
 const users = Array.from({ length: USERS }, (_, k) => benchUser(k + 1));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  const { connect } = await import('node:net');
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 interface Running {
   port: number;
@@ -89,79 +61,23 @@ async function startFacteur(dir: string, retrSetsSeen: boolean): Promise<Running
   };
 }
 
-function haveDovecot(): boolean {
-  try {
-    execFileSync('test', ['-x', '/usr/lib/dovecot/pop3']);
-    return process.getuid?.() === 0;
-  } catch {
-    return false;
-  }
-}
-
-async function startDovecot(dir: string): Promise<Running> {
+async function startPop3Dovecot(dir: string): Promise<Running> {
   const port = await freePort();
   const mail = join(dir, 'mail');
-  for (const d of [join(dir, 'run'), join(dir, 'state'), mail]) mkdirSync(d, { recursive: true });
+  mkdirSync(mail, { recursive: true });
   chmodSync(dir, 0o755);
-  const hash = execFileSync('doveadm', ['pw', '-s', 'SHA512-CRYPT', '-p', BENCH_PASSWORD]).toString().trim();
-  writeFileSync(join(dir, 'passwd'), users.map((u) => `${u}:${hash}`).join('\n') + '\n');
-  const nobody = Number(execFileSync('id', ['-u', 'nobody']).toString().trim());
-  const nogroup = Number(execFileSync('id', ['-g', 'nobody']).toString().trim());
-  for (const u of users) {
-    const box = join(mail, u);
-    for (const sub of ['cur', 'new', 'tmp']) mkdirSync(join(box, sub), { recursive: true });
-    for (let i = 0; i < MESSAGES; i++) {
-      // Zero-padded names keep Dovecot's first scan in the same order as Facteur's UIDs.
-      writeFileSync(join(box, 'cur', `${String(i).padStart(6, '0')}.bench:2,`), benchMessage(u, i));
-    }
-    execFileSync('chown', ['-R', `${nobody}:${nogroup}`, box]);
-  }
-  chownSync(mail, nobody, nogroup);
-  const conf = join(dir, 'dovecot.conf');
-  writeFileSync(
-    conf,
-    `base_dir = ${dir}/run
-state_dir = ${dir}/state
-log_path = ${dir}/dovecot.log
-protocols = pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_fsync = always
-mail_location = maildir:${mail}/%u
-default_internal_user = dovecot
-default_login_user = dovenull
-first_valid_uid = 1
-passdb {
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT ${dir}/passwd
-}
-userdb {
-  driver = static
-  args = uid=${nobody} gid=${nogroup} home=${mail}/%u
-}
-service pop3-login {
-  inet_listener pop3 {
-    address = 127.0.0.1
-    port = ${port}
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-`,
-  );
-  const child = spawn('dovecot', ['-F', '-c', conf], { stdio: 'ignore' });
-  await waitForPort(port);
-  return {
-    port,
-    stop: () =>
-      new Promise((resolve) => {
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
+  writePasswdFile(join(dir, 'passwd'), users, BENCH_PASSWORD);
+  for (const u of users) writeMaildir(join(mail, u), Array.from({ length: MESSAGES }, (_, i) => ({ raw: benchMessage(u, i) })));
+  chownSync(mail, userId('nobody'), groupId('nobody'));
+  const dovecot = await startDovecot({
+    dir,
+    protocols: ['pop3'],
+    mailLocation: `maildir:${mail}/%u`,
+    mailFsync: 'always',
+    auth: passwdFileAuth(join(dir, 'passwd'), 'SHA512-CRYPT', `${mail}/%u`),
+    ports: { pop3: port },
+  });
+  return { port, stop: dovecot.stop };
 }
 
 interface Row {
@@ -195,8 +111,8 @@ try {
       await f.stop();
     }
   }
-  if (haveDovecot()) {
-    const d = await startDovecot(join(root, 'dovecot'));
+  if (haveDovecot('pop3')) {
+    const d = await startPop3Dovecot(join(root, 'dovecot'));
     try {
       rows.push(await measure('Dovecot 2.3 pop3d', d));
     } finally {

@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, readdirSync, writeFileSync, cpSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { groupId, staticAuth, startDovecotDaemon, userId } from '../shared/dovecot.js';
 
 export interface Peers {
   smtpPort: number;
@@ -15,57 +16,27 @@ export interface Peers {
   stop(): void;
 }
 
-function uid(name: string): number {
-  return Number(execFileSync('id', ['-u', name]).toString().trim());
-}
-function gid(name: string): number {
-  return Number(execFileSync('id', ['-g', name]).toString().trim());
-}
-
 export function startPeers(dir: string, smtpPort: number, lmtpPort: number): Peers {
   const dove = join(dir, 'dovecot');
   const mail = join(dir, 'mail');
   const pf = join(dir, 'postfix');
-  for (const d of [join(dove, 'run'), join(dove, 'state'), mail, join(pf, 'conf'), join(pf, 'queue'), join(pf, 'data')]) {
+  for (const d of [mail, join(pf, 'conf'), join(pf, 'queue'), join(pf, 'data')]) {
     mkdirSync(d, { recursive: true });
   }
   // The daemons drop privileges: they must be able to reach their directories.
   chmodSync(dir, 0o755);
   chmodSync(dirname(dir), 0o755);
-  chownSync(mail, uid('nobody'), gid('nobody'));
-  chownSync(join(pf, 'data'), uid('postfix'), gid('postfix'));
+  chownSync(mail, userId('nobody'), groupId('nobody'));
+  chownSync(join(pf, 'data'), userId('postfix'), groupId('postfix'));
 
-  writeFileSync(
-    join(dove, 'dovecot.conf'),
-    `base_dir = ${dove}/run
-state_dir = ${dove}/state
-protocols = lmtp
-listen = 127.0.0.1
-log_path = ${dove}/dovecot.log
-ssl = no
-mail_fsync = always
-mail_location = maildir:${mail}/%d/%n
-default_internal_user = dovecot
-default_login_user = dovenull
-first_valid_uid = 1
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=${mail}/%d/%n allow_all_users=yes
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = ${lmtpPort}
-  }
-}
-`,
-  );
-  // stdio ignored: the daemons keep inherited pipes open, and a sync exec would wait on them
-  execFileSync('dovecot', ['-c', join(dove, 'dovecot.conf')], { stdio: 'ignore' });
+  const dovecot = startDovecotDaemon({
+    dir: dove,
+    protocols: ['lmtp'],
+    mailLocation: `maildir:${mail}/%d/%n`,
+    mailFsync: 'always',
+    auth: staticAuth(`${mail}/%d/%n`),
+    ports: { lmtp: lmtpPort },
+  });
 
   const conf = join(pf, 'conf');
   cpSync('/etc/postfix/dynamicmaps.cf', join(conf, 'dynamicmaps.cf'));
@@ -126,12 +97,7 @@ maillog_file_prefixes = ${pf}
       } catch {
         // already stopped
       }
-      try {
-        const pid = Number(readFileSync(join(dove, 'run', 'master.pid'), 'utf8').trim());
-        if (pid > 0) process.kill(pid, 'SIGTERM');
-      } catch {
-        // already stopped
-      }
+      dovecot.stop();
     },
   };
 }

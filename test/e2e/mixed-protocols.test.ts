@@ -22,22 +22,11 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { ImapFlow } from 'imapflow';
 import { RawPop3 } from '../pop3/pop3-client.js';
+import { prng } from '../helpers/prng.js';
 import { PASSWORD, startInteropServers, USER, type InteropServers } from '../interop/servers.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261127);
 const SECONDS = Number(process.env.MIXED_SECONDS ?? 20);
-
-/** mulberry32: small, seedable, good enough to pick actions. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
