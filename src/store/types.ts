@@ -18,6 +18,17 @@ import type { ParsedMessage } from '../mail/types.js';
 
 export type SpecialUse = '\\Drafts' | '\\Sent' | '\\Trash' | '\\Junk' | '\\Archive' | '\\All' | '\\Flagged';
 
+/** The special uses a mailbox may have (RFC 6154 §2). */
+export const SPECIAL_USES: ReadonlySet<string> = new Set<SpecialUse>([
+  '\\Drafts',
+  '\\Sent',
+  '\\Trash',
+  '\\Junk',
+  '\\Archive',
+  '\\All',
+  '\\Flagged',
+]);
+
 /** The mailboxes every account is created with (RFC 6154). */
 export const DEFAULT_MAILBOXES: ReadonlyArray<{ name: string; specialUse: SpecialUse | null }> = [
   { name: 'INBOX', specialUse: null },
@@ -118,6 +129,35 @@ export interface AppendResult {
   uid: Uid;
   modseq: ModSeq;
   emailId: string;
+}
+
+/** A mailbox with the identity it had elsewhere (restore, import). */
+export interface MailboxRestore {
+  name: string;
+  uidValidity: UidValidity;
+  /** Floor for UIDNEXT (the source's UIDNEXT). */
+  uidNext: Uid;
+  /** Floor for HIGHESTMODSEQ: a CONDSTORE client that cached the source's value must never see a lower one. */
+  highestModSeq?: ModSeq;
+  specialUse?: SpecialUse | null;
+  subscribed?: boolean;
+}
+
+/** One message with the identity it had elsewhere. */
+export interface EntryRestore {
+  uid: Uid;
+  raw: Buffer;
+  parsed: ParsedMessage;
+  flags: readonly string[];
+  internalDate: number;
+  saveDate?: number;
+  /** Kept when given (restore of a Facteur backup); otherwise a new account modseq. */
+  modseq?: ModSeq;
+  /** The POP3 UIDL to keep (an imported message keeps the UIDL its old server gave it); new when absent. */
+  pid?: string;
+  emailId?: string;
+  threadId?: string;
+  pop3Hidden?: boolean;
 }
 
 export interface DeliveryTarget {
@@ -265,6 +305,26 @@ export interface MailStore {
   expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted?: boolean): Promise<Uid[]>;
   /** POP3 'hide' policy. */
   hideFromPop3(mailboxId: MailboxId, uids: readonly Uid[]): Promise<void>;
+
+  // Restore and import: state written with the identity it had elsewhere.
+  /**
+   * Creates the mailbox with the given UIDVALIDITY, or takes over an existing EMPTY mailbox of that
+   * name that never held a message (e.g. the default INBOX) and gives it that identity. Raises the
+   * global UIDVALIDITY counter to at least it. StoreError 'conflict' if a non-empty mailbox has that
+   * name, or if another mailbox has that UIDVALIDITY (UIDVALIDITY is unique in the store: an
+   * importer then creates the mailbox with createMailbox and keeps only the UIDs).
+   */
+  restoreMailbox(accountId: AccountId, input: MailboxRestore): Promise<Mailbox>;
+  /**
+   * Adds entries with their UIDs, all in one transaction. The UIDs ascend and each is above every
+   * UID the mailbox holds or held (its UIDNEXT, except that a restored mailbox's UIDNEXT floor does
+   * not count: its messages come after it), else StoreError 'invalid'. UIDNEXT becomes
+   * max(UIDNEXT, last uid + 1); the account modseq is raised to at least every given modseq, and
+   * entries without one share one new modseq above it. Quota is not enforced (an operator's
+   * restore). pids are unique per account (StoreError 'conflict' on a clash). Change feed
+   * published after commit.
+   */
+  restoreEntries(mailboxId: MailboxId, entries: readonly EntryRestore[]): Promise<void>;
 
   quotaUsage(accountId: AccountId): Promise<QuotaUsage>;
 

@@ -6,9 +6,9 @@ import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { AccountId, ModSeq, Uid } from '../../src/lib/brand.js';
-import { asAccountId, asModSeq, asUid } from '../../src/lib/brand.js';
+import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../src/lib/brand.js';
 import { StoreError } from '../../src/store/types.js';
-import type { Account, ChangeEvent, MailStore, Mailbox } from '../../src/store/types.js';
+import type { Account, ChangeEvent, EntryRestore, MailStore, Mailbox, MessageEntry } from '../../src/store/types.js';
 import { testMessage } from '../helpers/store.js';
 
 export interface OpenedStore {
@@ -651,6 +651,170 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.deepEqual(await s('text', 'bobby@example.com'), new Set(uids(1)));
         assert.deepEqual(await s('text', 'rt for Zür'), new Set(uids(1)));
         assert.deepEqual(await s('subject', 'for Zürich quarterly'), new Set(), 'all trigrams present but not the substring');
+      }));
+  });
+
+  describe(`store (${backend}): restore with kept identity`, () => {
+    const restored = (uid: number, subject: string, extra: Partial<EntryRestore> = {}): EntryRestore => ({
+      uid: asUid(uid),
+      ...testMessage({ subject, messageId: `<${subject.replace(/\W/g, '')}@example.org>` }),
+      flags: [],
+      internalDate: Date.UTC(2020, 0, uid),
+      ...extra,
+    });
+
+    test('restoreMailbox takes over the empty default INBOX and creates others with their identity', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        const events: ChangeEvent[] = [];
+        store.feed.subscribe(bob.id, (e) => events.push(e));
+        const uv = asUidValidity(inbox.uidValidity + 1000);
+        const mb = await store.restoreMailbox(bob.id, { name: 'INBOX', uidValidity: uv, uidNext: asUid(57), highestModSeq: asModSeq(900) });
+        assert.equal(mb.id, inbox.id, 'the same mailbox row');
+        assert.equal(mb.uidValidity, uv);
+        assert.equal(mb.uidNext, 57);
+        assert.equal(mb.highestModSeq, 900);
+        assert.equal(mb.subscribed, true);
+        const sub = await store.restoreMailbox(bob.id, {
+          name: 'Lists/Rust',
+          uidValidity: asUidValidity(uv + 1),
+          uidNext: asUid(1),
+          specialUse: '\\Archive',
+          subscribed: true,
+        });
+        assert.equal(sub.specialUse, '\\Archive');
+        assert.ok(await store.getMailbox(bob.id, 'Lists'), 'parents are created');
+        assert.deepEqual(await store.listSubscriptions(bob.id), ['Archive', 'Drafts', 'INBOX', 'Junk', 'Lists/Rust', 'Sent', 'Trash']);
+        // The global counter passed the restored values: a new mailbox gets a higher one.
+        const fresh = await store.createMailbox(bob.id, 'Later');
+        assert.ok(fresh.uidValidity > uv + 1);
+        // Default mailbox never used: taken over, its special use kept when none is given.
+        const drafts = await store.restoreMailbox(bob.id, { name: 'Drafts', uidValidity: asUidValidity(uv + 5), uidNext: asUid(3), subscribed: false });
+        assert.equal(drafts.specialUse, '\\Drafts');
+        assert.equal(drafts.subscribed, false);
+        // A new modseq above the restored HIGHESTMODSEQ for what happens next.
+        const r = await store.append(inbox.id, testMessage({ subject: 'after' }));
+        assert.equal(r.uid, 57);
+        assert.equal(r.uidValidity, uv);
+        assert.ok(r.modseq > 900);
+        await new Promise((res) => setTimeout(res, 20));
+        assert.ok(events.some((e) => e.kind === 'mailbox'));
+      }));
+
+    test('restoreMailbox refuses a mailbox that held messages, a taken UIDVALIDITY and bad input', () =>
+      withStore(async ({ store, bob, alice, inbox }) => {
+        await store.append(inbox.id, testMessage());
+        await store.expunge(inbox.id, [asUid(1)]);
+        // Empty again, but it held a message: clients may know its UIDs.
+        await rejectsWith(store.restoreMailbox(bob.id, { name: 'INBOX', uidValidity: asUidValidity(4242), uidNext: asUid(1) }), 'conflict');
+        const aliceInbox = await mailbox(store, alice.id, 'INBOX');
+        await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: aliceInbox.uidValidity, uidNext: asUid(1) }), 'conflict');
+        await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: asUidValidity(0), uidNext: asUid(1) }), 'invalid');
+        await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: asUidValidity(2 ** 32), uidNext: asUid(1) }), 'invalid');
+        await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: asUidValidity(7), uidNext: asUid(0) }), 'invalid');
+        await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: asUidValidity(7), uidNext: asUid(1), highestModSeq: asModSeq(-1) }), 'invalid');
+        await rejectsWith(store.restoreMailbox(asAccountId(9999), { name: 'Other', uidValidity: asUidValidity(7), uidNext: asUid(1) }), 'not-found');
+        assert.equal(await store.getMailbox(bob.id, 'Other'), null, 'nothing created');
+      }));
+
+    test('restoreEntries keeps UIDs, modseqs, flags, dates and ids; counters, usage, search and blobs follow', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        const uv = asUidValidity(inbox.uidValidity + 77);
+        const mb = await store.restoreMailbox(bob.id, { name: 'INBOX', uidValidity: uv, uidNext: asUid(40), highestModSeq: asModSeq(500) });
+        await store.updateAccount(bob.id, { quotaMessages: 1 });
+        const events: ChangeEvent[] = [];
+        store.feed.subscribe(bob.id, (e) => events.push(e));
+        const big = testMessage({ subject: 'big one', body: 'z'.repeat(300_000) });
+        const input: EntryRestore[] = [
+          restored(3, 'first kept', { flags: ['\\Seen', '$Label1'], modseq: asModSeq(120), pid: 'UIDL-0003', emailId: 'Mkept1', threadId: 'Tkept', saveDate: 1_600_000_000_000 }),
+          restored(7, 'second kept', { flags: ['\\Deleted'], modseq: asModSeq(480), pid: 'Mkept1.9', emailId: 'Mkept1', threadId: 'Tkept', pop3Hidden: true }),
+          { ...restored(9, 'big one'), ...big, uid: asUid(9), flags: ['\\Flagged'] },
+          restored(12, 'fresh ids'),
+        ];
+        await store.restoreEntries(mb.id, input);
+        const entries = await store.listEntries(mb.id);
+        assert.deepEqual(entries.map((e) => e.uid), [3, 7, 9, 12]);
+        const [e3, e7, e9, e12] = entries as [MessageEntry, MessageEntry, MessageEntry, MessageEntry];
+        assert.deepEqual([e3.modseq, e3.pid, e3.emailId, e3.threadId, e3.saveDate, e3.pop3Hidden], [120, 'UIDL-0003', 'Mkept1', 'Tkept', 1_600_000_000_000, false]);
+        assert.deepEqual(new Set(e3.flags), new Set(['\\Seen', '$Label1']));
+        assert.equal(e3.internalDate, Date.UTC(2020, 0, 3));
+        assert.deepEqual([e7.modseq, e7.pid, e7.pop3Hidden, e7.flags], [480, 'Mkept1.9', true, ['\\Deleted']]);
+        // Without modseq: one new modseq above every kept one and the account's.
+        assert.ok(e9.modseq > 500 && e9.modseq === e12.modseq);
+        assert.equal(e12.pid, e12.emailId, 'a new pid is the new email id, as for an APPEND');
+        assert.notEqual(e12.emailId, e3.emailId);
+        const now = (await store.getMailboxById(mb.id))!;
+        assert.equal(now.uidNext, 40, 'the floor stays when above the last UID');
+        assert.equal(now.uidValidity, uv);
+        assert.equal(now.highestModSeq, e9.modseq);
+        const sizes = input.map((e) => e.raw.length).reduce((a, b) => a + b, 0);
+        assert.deepEqual(await store.mailboxCounts(mb.id), { messages: 4, unseen: 3, deleted: 1, size: sizes });
+        assert.deepEqual(await store.quotaUsage(bob.id), { bytes: sizes, messages: 4 }, 'counted, not enforced');
+        assert.deepEqual(await store.readBlob(e9.blobHash), big.raw);
+        assert.equal((await store.getParsed(e3.blobHash)).subject, 'first kept');
+        assert.deepEqual([...(await store.searchText(mb.id, { field: 'subject', value: 'second' }))], [7]);
+        // QRESYNC-style catch-up from the source's point of view.
+        const ch = await store.changesSince(mb.id, asModSeq(200), asUid(8));
+        assert.deepEqual(ch.changed.map((e) => e.uid), [7]);
+        assert.deepEqual(ch.added.map((e) => e.uid), [9, 12]);
+        await new Promise((res) => setTimeout(res, 20));
+        assert.ok(events.some((e) => e.kind === 'append' && e.mailboxId === mb.id));
+        await store.updateAccount(bob.id, { quotaMessages: null });
+        // A reply delivered later joins the kept thread.
+        const reply = testMessage({ subject: 'Re: first kept', headers: { 'In-Reply-To': '<firstkept@example.org>' } });
+        const [out] = await store.deliver(reply.raw, reply.parsed, [{ accountId: bob.id }]);
+        assert.ok(out?.ok);
+        assert.equal(out.uid, 40, 'the next UID is the restored UIDNEXT');
+        assert.equal((await store.getEntries(mb.id, [out.uid]))[0]?.threadId, 'Tkept');
+        // COPY gives emailId.N pids: never one a restored entry has.
+        const archive = await mailbox(store, bob.id, 'Archive');
+        for (let i = 0; i < 10; i++) await store.copy(mb.id, [asUid(3)], archive.id);
+        const pids = [...(await store.listEntries(archive.id)), ...(await store.listEntries(mb.id))].map((e) => e.pid);
+        assert.equal(new Set(pids).size, pids.length);
+        // A later batch continues after the last UID held; expunge works on restored entries.
+        await store.restoreEntries(mb.id, [restored(41, 'next batch')]);
+        assert.deepEqual(await store.expunge(mb.id), [7]);
+        assert.equal((await store.getMailboxById(mb.id))!.uidNext, 42);
+      }));
+
+    test('restoreEntries with the reply first: the thread named by the source is kept for both', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        await store.restoreEntries(inbox.id, [restored(1, 'one', { threadId: 'Tsource' })]);
+        const reply = testMessage({ subject: 'Re: one', headers: { 'In-Reply-To': '<one@example.org>' } });
+        await store.restoreEntries(inbox.id, [{ uid: asUid(2), ...reply, flags: [], internalDate: 1 }]);
+        const [a, b] = await store.listEntries(inbox.id);
+        assert.equal(a?.threadId, 'Tsource');
+        assert.equal(b?.threadId, 'Tsource');
+      }));
+
+    test('restoreEntries refuses UIDs not above those held, bad input and UIDL clashes, writing nothing', () =>
+      withStore(async ({ store, bob, alice, inbox }) => {
+        await store.restoreEntries(inbox.id, [restored(5, 'five', { pid: 'P5' })]);
+        const before = await store.listEntries(inbox.id);
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(5, 'again')]), 'invalid');
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(4, 'below')]), 'invalid');
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(8, 'a'), restored(7, 'b')]), 'invalid');
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(8, 'a'), restored(8, 'b')]), 'invalid');
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(9, 'a', { internalDate: 1.5 })]), 'invalid');
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(9, 'a', { modseq: asModSeq(0) })]), 'invalid');
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(9, 'a', { emailId: 'bad id!' })]), 'invalid');
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(9, 'a', { pid: 'has space' })]), 'invalid');
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(9, 'a', { flags: ['\\Bogus'] })]), 'invalid');
+        await rejectsWith(store.restoreEntries(asMailboxId(99999), [restored(9, 'a')]), 'not-found');
+        // UIDL clashes: with an entry of another mailbox of the account, and within the batch.
+        const sent = await mailbox(store, bob.id, 'Sent');
+        await rejectsWith(store.restoreEntries(sent.id, [restored(1, 'clash', { pid: 'P5' })]), 'conflict');
+        await rejectsWith(store.restoreEntries(sent.id, [restored(1, 'a', { pid: 'Q' }), restored(2, 'b', { pid: 'Q' })]), 'conflict');
+        // Another account may have the same UIDL.
+        const aliceInbox = await mailbox(store, alice.id, 'INBOX');
+        await store.restoreEntries(aliceInbox.id, [restored(1, 'other account', { pid: 'P5' })]);
+        assert.deepEqual(await store.listEntries(inbox.id), before);
+        assert.deepEqual(await store.listEntries(sent.id), []);
+        assert.deepEqual(await store.mailboxCounts(sent.id), { messages: 0, unseen: 0, deleted: 0, size: 0 });
+        assert.equal((await store.getMailboxById(sent.id))!.uidNext, 1);
+        // An expunged UID is held too.
+        await store.expunge(inbox.id, [asUid(5)]);
+        await rejectsWith(store.restoreEntries(inbox.id, [restored(5, 'back')]), 'invalid');
+        await store.restoreEntries(inbox.id, []);
       }));
   });
 

@@ -57,8 +57,9 @@ import {
 } from '../../names.js';
 import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
 import type { NotifyFeed } from '../../notify-feed.js';
+import { checkEntryRestores, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns } from '../../search-text.js';
-import { DEFAULT_MAILBOXES, StoreError } from '../../types.js';
+import { DEFAULT_MAILBOXES, SPECIAL_USES, StoreError } from '../../types.js';
 import type {
   Account,
   Alias,
@@ -70,10 +71,12 @@ import type {
   DeliveryOutcome,
   DeliveryTarget,
   Domain,
+  EntryRestore,
   FlagMode,
   Mailbox,
   MailboxChanges,
   MailboxCounts,
+  MailboxRestore,
   MailStore,
   MessageEntry,
   Pop3DeletePolicy,
@@ -111,8 +114,6 @@ export interface PgStoreOptions {
 export const BLOB_CHUNK = 1024 * 1024;
 const STREAM_CHUNK = 64 * 1024;
 const MAX_ALIAS_DEPTH = 10;
-const MAX_THREAD_REFS = 50;
-const MAX_MESSAGE_ID_LENGTH = 998;
 const MAX_PROBLEMS_PER_CHECK = 50;
 /** Attempts of a transaction that hit a serialisation failure, deadlock or unique violation. */
 const MAX_ATTEMPTS = 8;
@@ -220,26 +221,12 @@ function toMailbox(r: MailboxRow, subscribed: boolean): Mailbox {
 const seenDelta = (mask: number): number => ((mask & FLAG_SEEN) === 0 ? 1 : 0);
 const deletedDelta = (mask: number): number => ((mask & FLAG_DELETED) !== 0 ? 1 : 0);
 
-function cleanMessageId(id: string): string | null {
-  const s = id.trim().replace(/^<|>$/g, '');
-  return s.length === 0 || s.length > MAX_MESSAGE_ID_LENGTH ? null : s;
-}
-
 /** LIKE pattern matching the text anywhere, with its wildcards and escape character escaped. */
 function containsPattern(s: string): string {
   return `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 const POP3_POLICIES: ReadonlySet<string> = new Set<Pop3DeletePolicy>(['expunge', 'trash', 'hide']);
-const SPECIAL_USES: ReadonlySet<string> = new Set<SpecialUse>([
-  '\\Drafts',
-  '\\Sent',
-  '\\Trash',
-  '\\Junk',
-  '\\Archive',
-  '\\All',
-  '\\Flagged',
-]);
 
 const SEARCH_COLUMN_OF = {
   body: 'body',
@@ -686,18 +673,7 @@ class PgStore implements MailStore {
    * linked to, counting the messages before it in the same batch. One read and one write.
    */
   async #threadsFor(c: Tx, accountId: number, messages: readonly ParsedMessage[]): Promise<string[]> {
-    const keysOf = messages.map((parsed) => {
-      const keys: string[] = [];
-      const add = (id: string): void => {
-        const k = cleanMessageId(id);
-        if (k !== null && !keys.includes(k)) keys.push(k);
-      };
-      // Own id first: a reply stored earlier already put it in a thread.
-      if (parsed.messageId !== null) add(parsed.messageId);
-      for (const id of parsed.inReplyTo) add(id);
-      for (const id of parsed.references.slice(-MAX_THREAD_REFS).reverse()) add(id);
-      return keys;
-    });
+    const keysOf = messages.map(threadKeys);
     const all = [...new Set(keysOf.flat())];
     const known = new Map<string, string>();
     if (all.length > 0) {
@@ -1683,6 +1659,145 @@ class PgStore implements MailStore {
       await this.#lockMailbox(c, mailboxId);
       if (uids.length === 0) return;
       await c.query('UPDATE entries SET pop3_hidden = true WHERE mailbox_id = $1 AND uid = ANY($2::int8[])', [mailboxId, this.#uidArray(uids)]);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Restore and import.
+
+  async restoreMailbox(accountId: AccountId, input: MailboxRestore): Promise<Mailbox> {
+    const m = checkMailboxRestore(input);
+    return this.#tx(async (c, ctx) => {
+      const account = await this.#requireAccount(c, accountId, true);
+      const existing = await this.#mailboxByName(c, account.id, m.name);
+      // UIDNEXT only grows when a message is added: 1 means none ever was, so no client can
+      // hold UIDs of the old identity.
+      if (existing !== undefined && existing.uid_next !== 1) {
+        throw new StoreError('conflict', `Cannot restore mailbox ${m.name}: it exists and has held messages`);
+      }
+      const clash = await this.#row<{ id: number }>(c, 'SELECT id FROM mailboxes WHERE uid_validity = $1', [m.uidValidity]);
+      if (clash !== undefined && clash.id !== existing?.id) {
+        throw new StoreError('conflict', `Cannot restore mailbox ${m.name}: UIDVALIDITY ${m.uidValidity} is taken by another mailbox`);
+      }
+      const acc = await this.#row<{ modseq: number }>(
+        c,
+        'UPDATE accounts SET modseq = GREATEST(modseq + 1, $2::int8) WHERE id = $1 RETURNING modseq',
+        [account.id, m.highestModSeq ?? 0],
+      );
+      const modseq = acc?.modseq ?? account.modseq + 1;
+      // RFC 9051 §2.3.1.1: a UIDVALIDITY is never given again, so the counter passes this one.
+      await c.query("UPDATE counters SET value = GREATEST(value, $1::int8) WHERE name = 'uidvalidity'", [m.uidValidity]);
+      const highest = m.highestModSeq ?? modseq;
+      let row: MailboxRow | undefined;
+      if (existing === undefined) {
+        await this.#createMissingParents(c, account.id, m.name, modseq);
+        row = await this.#row<MailboxRow>(
+          c,
+          `INSERT INTO mailboxes (account_id, name, uid_validity, uid_next, highest_modseq, special_use)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
+          [account.id, m.name, m.uidValidity, m.uidNext, highest, m.specialUse ?? null],
+        );
+      } else {
+        row = await this.#row<MailboxRow>(
+          c,
+          `UPDATE mailboxes SET uid_validity = $1, uid_next = $2, highest_modseq = GREATEST(highest_modseq, $3), special_use = $4
+            WHERE id = $5 RETURNING *`,
+          [m.uidValidity, m.uidNext, highest, m.specialUse === undefined ? existing.special_use : m.specialUse, existing.id],
+        );
+      }
+      if (row === undefined) throw new StoreError('io', `Cannot restore mailbox ${m.name}`);
+      if (m.subscribed === true) {
+        await c.query('INSERT INTO subscriptions (account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING', [account.id, m.name]);
+      } else if (m.subscribed === false) {
+        await c.query('DELETE FROM subscriptions WHERE account_id = $1 AND name = $2', [account.id, m.name]);
+      }
+      const sub = await c.query('SELECT 1 FROM subscriptions WHERE account_id = $1 AND name = $2', [account.id, m.name]);
+      this.#mailboxEvent(ctx, account.id, modseq);
+      return toMailbox(row, (sub.rowCount ?? 0) > 0);
+    });
+  }
+
+  async restoreEntries(mailboxId: MailboxId, entries: readonly EntryRestore[]): Promise<void> {
+    if (entries.length === 0) return;
+    const now = Date.now();
+    const checked = checkEntryRestores(entries, now);
+    const blobs: IngestBlob[] = [];
+    for (const e of entries) blobs.push(await this.#prepareBlob(e.raw, e.parsed));
+    await this.#tx(async (c, ctx) => {
+      const { account } = await this.#lockMailbox(c, mailboxId);
+      const held = await this.#row<{ u: number }>(
+        c,
+        `SELECT GREATEST(coalesce((SELECT max(uid) FROM entries WHERE mailbox_id = $1), 0),
+                         coalesce((SELECT max(uid) FROM expunged WHERE mailbox_id = $1), 0)) AS u`,
+        [mailboxId],
+      );
+      const first = checked[0]?.input.uid ?? 0;
+      if (first <= (held?.u ?? 0)) {
+        throw new StoreError('invalid', `Cannot restore uid ${first}: the mailbox has held UIDs up to ${held?.u ?? 0}`);
+      }
+      // Kept modseqs first, so that the one new modseq is above every one of them.
+      let top = account.modseq;
+      for (const x of checked) top = Math.max(top, x.input.modseq ?? 0);
+      const needFresh = checked.some((x) => x.input.modseq === undefined);
+      const acc = await this.#row<{ modseq: number }>(c, 'UPDATE accounts SET modseq = $2 WHERE id = $1 RETURNING modseq', [
+        account.id,
+        needFresh ? top + 1 : top,
+      ]);
+      const fresh = needFresh ? (acc?.modseq ?? top + 1) : 0;
+      // Threads named by the source first, so messages threaded here can join them.
+      const named = checked.filter((x) => x.input.threadId !== undefined);
+      const keys: string[] = [];
+      const threads: string[] = [];
+      for (const x of named) {
+        for (const k of threadKeys(x.input.parsed)) {
+          keys.push(k);
+          threads.push(x.input.threadId ?? '');
+        }
+      }
+      if (keys.length > 0) {
+        await c.query(
+          `INSERT INTO thread_keys (account_id, message_id, thread_id) SELECT $1, k, t FROM unnest($2::text[], $3::text[]) AS v(k, t)
+           ON CONFLICT DO NOTHING`,
+          [account.id, keys, threads],
+        );
+      }
+      const unnamed = checked.filter((x) => x.input.threadId === undefined);
+      const found = await this.#threadsFor(c, account.id, unnamed.map((x) => x.input.parsed));
+      const threadOf = new Map(unnamed.map((x, i) => [x, found[i] ?? this.#ids.threadId()]));
+      let pidCounter = account.pid_counter;
+      const rows: EntryRow[] = checked.map((x, i) => {
+        const e = x.input;
+        const emailId = e.emailId ?? this.#ids.emailId();
+        const pid = e.pid ?? (e.emailId === undefined ? emailId : copyPid(emailId, ++pidCounter));
+        const hash = blobs[i]?.hash ?? '';
+        return [mailboxId, e.uid, e.modseq ?? fresh, x.flags.mask, encodeKeywords(x.flags.keywords), e.internalDate, x.saveDate,
+          e.raw.length, hash, emailId, e.threadId ?? threadOf.get(x) ?? '', pid, e.pop3Hidden === true];
+      });
+      const pids = rows.map((r) => r[11]);
+      if (new Set(pids).size !== pids.length) throw new StoreError('conflict', 'Cannot restore: two entries have the same UIDL');
+      const taken = await this.#row<{ pid: string }>(
+        c,
+        'SELECT e.pid FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id WHERE m.account_id = $1 AND e.pid = ANY($2::text[]) LIMIT 1',
+        [account.id, pids],
+      );
+      if (taken !== undefined) throw new StoreError('conflict', `Cannot restore: UIDL ${taken.pid} is used by another entry of the account`);
+      pidCounter = Math.max(pidCounter, pidCounterFloor(pids));
+      const { counts: d, highest, perBlob } = restoreTotals(rows.map((r) => ({ modseq: r[2], mask: r[3], size: r[7] })), blobs);
+      // Blob rows first: an entry never points at a missing blob, even inside the transaction.
+      await this.#addBlobRefs(c, [...perBlob.values()]);
+      await this.#insertEntries(c, rows);
+      const last = rows[rows.length - 1]?.[1] ?? 0;
+      await c.query(
+        `UPDATE mailboxes SET messages = messages + $2, unseen = unseen + $3, deleted = deleted + $4, size = size + $5,
+           highest_modseq = GREATEST(highest_modseq, $6), uid_next = GREATEST(uid_next, $7) WHERE id = $1`,
+        [mailboxId, d.messages, d.unseen, d.deleted, d.size, highest, last + 1],
+      );
+      // An operator's restore: usage is counted, the quota is not enforced.
+      await c.query(
+        'UPDATE accounts SET pid_counter = $2, used_bytes = used_bytes + $3, used_messages = used_messages + $4 WHERE id = $1',
+        [account.id, pidCounter, d.size, d.messages],
+      );
+      ctx.events.push({ accountId: asAccountId(account.id), mailboxId: asMailboxId(mailboxId), modseq: asModSeq(highest), kind: 'append' });
     });
   }
 

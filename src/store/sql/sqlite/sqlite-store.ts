@@ -80,9 +80,10 @@ import {
   normalizeMailboxName,
   parentNames,
 } from '../../names.js';
+import { checkEntryRestores, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns, trigramQuery } from '../../search-text.js';
 import type { SearchColumns } from '../../search-text.js';
-import { DEFAULT_MAILBOXES, StoreError } from '../../types.js';
+import { DEFAULT_MAILBOXES, SPECIAL_USES, StoreError } from '../../types.js';
 import type {
   Account,
   Alias,
@@ -94,10 +95,12 @@ import type {
   DeliveryOutcome,
   DeliveryTarget,
   Domain,
+  EntryRestore,
   FlagMode,
   Mailbox,
   MailboxChanges,
   MailboxCounts,
+  MailboxRestore,
   MailStore,
   MessageEntry,
   Pop3DeletePolicy,
@@ -144,9 +147,6 @@ const DEFAULT_INLINE_MAX = 256 * 1024;
 const STREAM_CHUNK = 64 * 1024;
 /** Alias expansion depth: stops runaway chains; cycles are cut by the visited set. */
 const MAX_ALIAS_DEPTH = 10;
-/** References considered for threading (the last ones are the closest ancestors). */
-const MAX_THREAD_REFS = 50;
-const MAX_MESSAGE_ID_LENGTH = 998;
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
 const MAX_UID_RANGES = 16;
 /** Problems reported per check, so a badly broken store still gives a readable report. */
@@ -249,21 +249,7 @@ function toMailbox(r: MailboxRow, subscribed: boolean): Mailbox {
 const seenDelta = (mask: number): number => ((mask & FLAG_SEEN) === 0 ? 1 : 0);
 const deletedDelta = (mask: number): number => ((mask & FLAG_DELETED) !== 0 ? 1 : 0);
 
-function cleanMessageId(id: string): string | null {
-  const s = id.trim().replace(/^<|>$/g, '');
-  return s.length === 0 || s.length > MAX_MESSAGE_ID_LENGTH ? null : s;
-}
-
 const POP3_POLICIES: ReadonlySet<string> = new Set<Pop3DeletePolicy>(['expunge', 'trash', 'hide']);
-const SPECIAL_USES: ReadonlySet<string> = new Set<SpecialUse>([
-  '\\Drafts',
-  '\\Sent',
-  '\\Trash',
-  '\\Junk',
-  '\\Archive',
-  '\\All',
-  '\\Flagged',
-]);
 
 /** Columns of the search table, and the one each TextQuery field searches. */
 const SEARCH_COLUMNS = ['subject', 'addr_from', 'addr_to', 'addr_cc', 'addr_bcc', 'headers', 'body'] as const;
@@ -786,15 +772,7 @@ class SqliteStore implements MailStore {
 
   /** THREADID (RFC 8474 §5.2): the thread of any known message this one is linked to. */
   #threadFor(accountId: number, parsed: ParsedMessage): string {
-    const keys: string[] = [];
-    const add = (id: string): void => {
-      const c = cleanMessageId(id);
-      if (c !== null && !keys.includes(c)) keys.push(c);
-    };
-    // Own id first: a reply stored earlier already put it in a thread.
-    if (parsed.messageId !== null) add(parsed.messageId);
-    for (const id of parsed.inReplyTo) add(id);
-    for (const id of parsed.references.slice(-MAX_THREAD_REFS).reverse()) add(id);
+    const keys = threadKeys(parsed);
     let threadId: string | null = null;
     const find = this.#q('SELECT thread_id FROM thread_keys WHERE account_id = ? AND message_id = ?').pluck();
     for (const k of keys) {
@@ -805,9 +783,14 @@ class SqliteStore implements MailStore {
       }
     }
     threadId ??= this.#ids.threadId();
+    this.#linkThread(accountId, keys, threadId);
+    return threadId;
+  }
+
+  /** Records the thread of Message-IDs not seen before (the first message to name one wins). */
+  #linkThread(accountId: number, keys: readonly string[], threadId: string): void {
     const ins = this.#q('INSERT OR IGNORE INTO thread_keys (account_id, message_id, thread_id) VALUES (?, ?, ?)');
     for (const k of keys) ins.run(accountId, k, threadId);
-    return threadId;
   }
 
   /** Stores one new message (delivery or APPEND) in a mailbox; quota already checked. */
@@ -1756,6 +1739,122 @@ class SqliteStore implements MailStore {
       const cond = this.#uidCondition(uids);
       this.#q(`UPDATE entries SET pop3_hidden = 1 WHERE mailbox_id = ? AND ${cond.sql}`).run(mailboxId, ...cond.args);
     });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Restore and import.
+
+  async restoreMailbox(accountId: AccountId, input: MailboxRestore): Promise<Mailbox> {
+    const m = checkMailboxRestore(input);
+    return this.#write((ctx) => {
+      this.#requireAccount(accountId);
+      const existing = this.#mailboxByName(accountId, m.name);
+      // UIDNEXT only grows when a message is added: 1 means none ever was, so no client can
+      // hold UIDs of the old identity.
+      if (existing !== undefined && existing.uid_next !== 1) {
+        throw new StoreError('conflict', `Cannot restore mailbox ${m.name}: it exists and has held messages`);
+      }
+      const clash = this.#q('SELECT id FROM mailboxes WHERE uid_validity = ?').get(m.uidValidity) as { id: number } | undefined;
+      if (clash !== undefined && clash.id !== existing?.id) {
+        throw new StoreError('conflict', `Cannot restore mailbox ${m.name}: UIDVALIDITY ${m.uidValidity} is taken by another mailbox`);
+      }
+      let modseq = this.#nextModseq(accountId);
+      if (m.highestModSeq !== null && m.highestModSeq > modseq) {
+        this.#q('UPDATE accounts SET modseq = ? WHERE id = ?').run(m.highestModSeq, accountId);
+        modseq = m.highestModSeq;
+      }
+      // RFC 9051 §2.3.1.1: a UIDVALIDITY is never given again, so the counter passes this one.
+      this.#q("UPDATE counters SET value = max(value, ?) WHERE name = 'uidvalidity'").run(m.uidValidity);
+      const highest = m.highestModSeq ?? modseq;
+      let row: MailboxRow;
+      if (existing === undefined) {
+        this.#createMissingParents(accountId, m.name, modseq);
+        row = this.#q(
+          'INSERT INTO mailboxes (account_id, name, uid_validity, uid_next, highest_modseq, special_use) VALUES (?, ?, ?, ?, ?, ?) RETURNING *',
+        ).get(accountId, m.name, m.uidValidity, m.uidNext, highest, m.specialUse ?? null) as MailboxRow;
+      } else {
+        row = this.#q(
+          'UPDATE mailboxes SET uid_validity = ?, uid_next = ?, highest_modseq = max(highest_modseq, ?), special_use = ? WHERE id = ? RETURNING *',
+        ).get(m.uidValidity, m.uidNext, highest, m.specialUse === undefined ? existing.special_use : m.specialUse, existing.id) as MailboxRow;
+      }
+      if (m.subscribed === true) this.#q('INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)').run(accountId, m.name);
+      if (m.subscribed === false) this.#q('DELETE FROM subscriptions WHERE account_id = ? AND name = ?').run(accountId, m.name);
+      this.#mailboxEvent(ctx, accountId, modseq);
+      return toMailbox(row, this.#isSubscribed(accountId, m.name));
+    });
+  }
+
+  async restoreEntries(mailboxId: MailboxId, entries: readonly EntryRestore[]): Promise<void> {
+    if (entries.length === 0) return;
+    const now = Date.now();
+    const checked = checkEntryRestores(entries, now);
+    const blobs: IngestBlob[] = [];
+    try {
+      for (const e of entries) blobs.push(await this.#prepareBlob(e.raw, e.parsed));
+      await this.#write((ctx) => {
+        const mailbox = this.#requireMailbox(mailboxId);
+        const account = this.#requireAccount(mailbox.account_id);
+        const held = this.#q(
+          `SELECT max(coalesce((SELECT max(uid) FROM entries WHERE mailbox_id = ?), 0),
+                      coalesce((SELECT max(uid) FROM expunged WHERE mailbox_id = ?), 0)) AS u`,
+        ).get(mailboxId, mailboxId) as { u: number };
+        const first = checked[0]?.input.uid ?? 0;
+        if (first <= held.u) {
+          throw new StoreError('invalid', `Cannot restore uid ${first}: the mailbox has held UIDs up to ${held.u}`);
+        }
+        // Kept modseqs first, so that the one new modseq is above every one of them.
+        let top = account.modseq;
+        for (const c of checked) top = Math.max(top, c.input.modseq ?? 0);
+        if (top > account.modseq) this.#q('UPDATE accounts SET modseq = ? WHERE id = ?').run(top, account.id);
+        const fresh = checked.some((c) => c.input.modseq === undefined) ? this.#nextModseq(account.id) : 0;
+        let pidCounter = account.pid_counter;
+        const rows: EntryRow[] = [];
+        for (const [i, c] of checked.entries()) {
+          const e = c.input;
+          const emailId = e.emailId ?? this.#ids.emailId();
+          const pid = e.pid ?? (e.emailId === undefined ? emailId : copyPid(emailId, ++pidCounter));
+          let threadId = e.threadId;
+          if (threadId === undefined) threadId = this.#threadFor(account.id, e.parsed);
+          else this.#linkThread(account.id, threadKeys(e.parsed), threadId);
+          const blob = blobs[i];
+          if (blob === undefined) throw new StoreError('io', 'Cannot restore: message bytes missing');
+          rows.push([
+            mailboxId,
+            e.uid,
+            e.modseq ?? fresh,
+            c.flags.mask,
+            encodeKeywords(c.flags.keywords),
+            e.internalDate,
+            c.saveDate,
+            e.raw.length,
+            blob.hash,
+            emailId,
+            threadId,
+            pid,
+            e.pop3Hidden === true ? 1 : 0,
+          ]);
+        }
+        const pids = rows.map((r) => r[11]);
+        if (new Set(pids).size !== pids.length) throw new StoreError('conflict', 'Cannot restore: two entries have the same UIDL');
+        const taken = this.#q(
+          `SELECT e.pid FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id
+            WHERE m.account_id = ? AND e.pid IN (SELECT value FROM json_each(?)) LIMIT 1`,
+        ).get(account.id, JSON.stringify(pids)) as { pid: string } | undefined;
+        if (taken !== undefined) throw new StoreError('conflict', `Cannot restore: UIDL ${taken.pid} is used by another entry of the account`);
+        pidCounter = Math.max(pidCounter, pidCounterFloor(pids));
+        if (pidCounter !== account.pid_counter) this.#q('UPDATE accounts SET pid_counter = ? WHERE id = ?').run(pidCounter, account.id);
+        for (const r of rows) this.#insertEntry(r);
+        const { counts: d, highest, perBlob } = restoreTotals(rows.map((r) => ({ modseq: r[2], mask: r[3], size: r[7] })), blobs);
+        for (const p of perBlob.values()) this.#addBlobRefs(ctx, p.blob, p.n);
+        const last = rows[rows.length - 1]?.[1] ?? 0;
+        this.#bumpMailbox(mailboxId, d, highest, Math.max(mailbox.uid_next, last + 1));
+        // An operator's restore: usage is counted, the quota is not enforced.
+        this.#bumpUsage(account.id, d.size, d.messages);
+        ctx.events.push({ accountId: asAccountId(account.id), mailboxId: asMailboxId(mailboxId), modseq: asModSeq(highest), kind: 'append' });
+      });
+    } finally {
+      for (const b of blobs) this.#release(b);
+    }
   }
 
   async quotaUsage(accountId: AccountId): Promise<QuotaUsage> {
