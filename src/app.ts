@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createAuthenticator } from './auth/authenticator.js';
+import { createSharedFailureCounters } from './auth/failure-counters.js';
 import { parseHostPort, type Config, type ListenerName } from './config/config.js';
 import type { ListeningServer, ServerContext } from './context.js';
 import { createLogger } from './log/logger.js';
@@ -41,14 +42,21 @@ export async function startApp(options: AppOptions): Promise<App> {
     log.warn({ err: (err as Error).message }, 'no TLS certificate: STARTTLS and implicit-TLS listeners are off');
   }
   const metrics = createMetrics();
-  const plainAuth = createAuthenticator(store, {
+  const limits = {
     maxFailuresPerIp: config.security.maxAuthFailuresPerIp,
     maxFailuresPerAccount: config.security.maxAuthFailuresPerAccount,
+  };
+  // PostgreSQL: failure counts, blocks and RCPT probing are shared by every node
+  // (docs/scaling.md); SQLite: in this process's memory.
+  const counters = store.sharedCounters();
+  const plainAuth = createAuthenticator(store, {
+    ...limits,
+    ...(counters ? { counters: createSharedFailureCounters(counters, limits) } : {}),
     log,
   });
   // Authentication outcomes of every protocol are counted here, in one place.
   const auth = meteredAuthenticator(plainAuth, metrics);
-  const ctx: ServerContext = { hostname: config.hostname, store, log, auth, tls, metrics };
+  const ctx: ServerContext = { hostname: config.hostname, store, log, auth, tls, metrics, counters };
   const bound: Partial<Record<ListenerName, number>> = {};
   const resolver = createDnsResolver({ servers: config.dns.servers });
   const servers: App['servers'] = [];

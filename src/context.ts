@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { AccountId } from './lib/brand.js';
 import type { Metrics } from './lib/metrics.js';
 import type { Account, MailStore } from './store/types.js';
+import type { SharedCounters } from './store/counters.js';
 
 export type Protocol = 'smtp' | 'submission' | 'lmtp' | 'imap' | 'pop3' | 'http';
 
@@ -62,6 +63,9 @@ export interface ServerContext {
   tls: TlsProvider | null;
   /** Counters and gauges served at the http listener's /metrics; absent in most tests. */
   metrics?: Metrics;
+  /** Limits shared by every node (RCPT probing; auth failures go through `auth`); absent or
+   * null: each server counts in its own memory. */
+  counters?: SharedCounters | null;
 }
 
 /** A listening protocol server. */

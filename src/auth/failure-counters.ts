@@ -1,15 +1,16 @@
 /**
  * Authentication failure counters with temporary blocks, per client IP and per account.
  *
- * The Authenticator talks to the `AuthFailureCounters` interface only, so that several nodes can
- * later share their counters (a PostgreSQL table or an in-memory store role) by implementing the
- * same four methods; the in-memory version here serves one process.
+ * The Authenticator talks to the `AuthFailureCounters` interface only. The in-memory version
+ * serves one process (SQLite); the shared version keeps the counts and blocks in the store's
+ * SharedCounters (PostgreSQL), so a client blocked on one node is blocked on every node.
  *
  * Invariants:
  * - A key that reaches its failure limit within the window is blocked for blockMs; while blocked,
  *   no password is checked for it (the attacker gets no answer and costs no CPU).
  * - Memory is bounded (see rate-limit.ts): counters and blocks hold at most maxKeys keys each.
  */
+import type { SharedCounters } from '../store/counters.js';
 import { createRateLimiter, DEFAULT_MAX_KEYS } from './rate-limit.js';
 
 export type FailureScope = 'ip' | 'account';
@@ -92,5 +93,29 @@ export function createMemoryFailureCounters(limits: FailureLimits = {}): AuthFai
       limiters[scope].reset(key);
       blocks.delete(`${scope} ${key}`);
     },
+  };
+}
+
+/**
+ * Failure counters in SharedCounters: every node counts into, and checks, the same keys. Same
+ * limits and answers as the in-memory version; the window is approximated by time buckets
+ * (store/counters.ts), so a block may come up to one bucket (one minute for 15 minutes) early.
+ */
+export function createSharedFailureCounters(shared: SharedCounters, limits: FailureLimits = {}): AuthFailureCounters {
+  const windowMs = limits.windowMs ?? FAILURE_DEFAULTS.windowMs;
+  const blockMs = limits.blockMs ?? FAILURE_DEFAULTS.blockMs;
+  const limit = {
+    ip: limits.maxFailuresPerIp ?? FAILURE_DEFAULTS.maxFailuresPerIp,
+    account: limits.maxFailuresPerAccount ?? FAILURE_DEFAULTS.maxFailuresPerAccount,
+  };
+  const key = (scope: FailureScope, k: string) => `auth-${scope}:${k}`;
+  return {
+    blockedFor: (scope, k) => shared.blockedFor(key(scope, k)),
+    async recordFailure(scope, k) {
+      const count = await shared.hit(key(scope, k), windowMs);
+      if (count >= limit[scope]) await shared.block(key(scope, k), blockMs);
+      return Math.min(count, limit[scope]);
+    },
+    reset: (scope, k) => shared.reset(key(scope, k)),
   };
 }

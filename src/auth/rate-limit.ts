@@ -11,6 +11,7 @@
  *   spraying keys can only make the limiter forget old keys, never grow it.
  * - No timers: expiry happens lazily on access, with the injected clock.
  */
+import type { SharedCounters } from '../store/counters.js';
 
 export interface RateLimiterOptions {
   /** Hits within the window at which `limited` becomes true. */
@@ -39,6 +40,33 @@ export interface RateLimiter {
 }
 
 export const DEFAULT_MAX_KEYS = 100_000;
+
+/** The part of a limiter a policy needs, asynchronous so that the counts may live in a store
+ * shared by several nodes (store/counters.ts). */
+export interface EventLimiter {
+  /** Records one event; returns the count in the window including it. */
+  hit(key: string): Promise<number>;
+  /** Whether the key has reached the limit within the window. */
+  limited(key: string): Promise<boolean>;
+}
+
+/** An EventLimiter over SharedCounters, its keys under `name`. */
+export function createSharedEventLimiter(shared: SharedCounters, name: string, options: { limit: number; windowMs: number }): EventLimiter {
+  const key = (k: string) => `${name}:${k}`;
+  return {
+    hit: (k) => shared.hit(key(k), options.windowMs),
+    limited: async (k) => (await shared.count(key(k), options.windowMs)) >= options.limit,
+  };
+}
+
+/** An EventLimiter in this process's memory. */
+export function createMemoryEventLimiter(options: RateLimiterOptions): EventLimiter {
+  const limiter = createRateLimiter(options);
+  return {
+    hit: async (k) => limiter.hit(k),
+    limited: async (k) => limiter.limited(k),
+  };
+}
 
 export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const { limit, windowMs } = options;

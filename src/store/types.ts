@@ -15,6 +15,7 @@
  */
 import type { AccountId, MailboxId, ModSeq, Uid, UidValidity } from '../lib/brand.js';
 import type { ParsedMessage } from '../mail/types.js';
+import type { SharedCounters } from './counters.js';
 
 export type SpecialUse = '\\Drafts' | '\\Sent' | '\\Trash' | '\\Junk' | '\\Archive' | '\\All' | '\\Flagged';
 
@@ -333,6 +334,12 @@ export interface MailStore {
    * when another holder has it. Released automatically if the process dies.
    */
   tryLock(name: string): Promise<(() => Promise<void>) | null>;
+
+  /**
+   * Counters every node of the installation shares (auth failure limits, RCPT probing), or null
+   * when the store serves one process (SQLite): the counters then stay in that process's memory.
+   */
+  sharedCounters(): SharedCounters | null;
 
   /** Verifies every invariant; returns the problems found (empty when consistent). */
   checkConsistency(): Promise<string[]>;

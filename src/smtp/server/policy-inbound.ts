@@ -27,7 +27,7 @@ import type { DataOutcome, SmtpPolicy } from './policy.js';
 import { storeRefusal } from './store-errors.js';
 import { receivedField, returnPathField } from './trace.js';
 import { ipKey } from '../../auth/authenticator.js';
-import { createRateLimiter } from '../../auth/rate-limit.js';
+import { createMemoryEventLimiter, createSharedEventLimiter } from '../../auth/rate-limit.js';
 
 export type { DmarcRejectAction };
 
@@ -47,7 +47,13 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
     ? createInboundAuthenticator({ resolver: options.resolver, hostname: ctx.hostname, dmarcReject: options.dmarcReject })
     : null;
 
-  const probes = options.recipientProbes ? createRateLimiter(options.recipientProbes) : null;
+  // Shared by the nodes when the store offers it: a harvester spreading its RCPTs over the nodes
+  // behind a balancer meets the same limit.
+  const probes = !options.recipientProbes
+    ? null
+    : ctx.counters
+      ? createSharedEventLimiter(ctx.counters, 'rcpt-probe', options.recipientProbes)
+      : createMemoryEventLimiter(options.recipientProbes);
 
   return {
     async onMailFrom() {
@@ -60,14 +66,14 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       const client = ipKey(session.remoteAddress);
       // RFC 3463 4.7.1: a temporary policy refusal; the same for every local recipient, so a
       // harvester learns nothing more until the window has passed.
-      if (probes?.limited(client)) {
+      if (probes && (await probes.limited(client))) {
         ctx.log.info({ session: session.id, ip: client }, 'recipient probing limit reached: RCPT deferred');
         return { ok: false, reply: reply(450, '4.7.1', 'Too many unknown recipients from your address, try again later') };
       }
       const check = await delivery.checkRecipient(to.address, tx.params.size);
       switch (check.kind) {
         case 'unknown':
-          probes?.hit(client);
+          await probes?.hit(client);
           return { ok: false, reply: R.unknownUser() };
         case 'disabled':
           return { ok: false, reply: reply(550, '5.2.1', 'Mailbox disabled') };

@@ -85,6 +85,8 @@ import type {
   SpecialUse,
   TextQuery,
 } from '../../types.js';
+import type { SharedCounters } from '../../counters.js';
+import { createPgCounters } from './pg-counters.js';
 import { migratePg } from './schema.js';
 
 export interface PgStoreOptions {
@@ -280,6 +282,7 @@ class PgStore implements MailStore {
   #idleWaiters: Array<() => void> = [];
   #closed = false;
   readonly #notifyAfterCommit: boolean;
+  readonly #counters: SharedCounters;
 
   constructor(init: {
     pool: pg.Pool;
@@ -302,6 +305,7 @@ class PgStore implements MailStore {
     this.#connect = init.connect;
     this.#onConnectionError = init.onConnectionError;
     this.#parsedCache = new LruCache(init.parsedCacheSize);
+    this.#counters = createPgCounters(init.pool, { onSweepError: init.onConnectionError });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1830,6 +1834,10 @@ class PgStore implements MailStore {
       this.#lockClientOpening = null;
     });
     return this.#lockClientOpening;
+  }
+
+  sharedCounters(): SharedCounters {
+    return this.#counters;
   }
 
   async tryLock(name: string): Promise<(() => Promise<void>) | null> {

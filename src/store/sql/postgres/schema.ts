@@ -134,6 +134,27 @@ CREATE TABLE thread_keys (
 );
 `,
   },
+  {
+    version: 6,
+    sql: `
+-- Counters shared by the nodes (store/counters.ts, pg-counters.ts): auth failures and blocks,
+-- RCPT probing. UNLOGGED: no WAL flush per hit; a database crash empties them, losing at most
+-- one window of counts.
+CREATE UNLOGGED TABLE rate_hits (
+  key text NOT NULL,
+  bucket bigint NOT NULL,
+  hits integer NOT NULL,
+  expires_at bigint NOT NULL,
+  PRIMARY KEY (key, bucket)
+);
+CREATE INDEX rate_hits_expires ON rate_hits (expires_at);
+CREATE UNLOGGED TABLE rate_blocks (
+  key text PRIMARY KEY,
+  until bigint NOT NULL
+);
+CREATE INDEX rate_blocks_until ON rate_blocks (until);
+`,
+  },
 ];
 
 /**

@@ -1862,6 +1862,11 @@ class SqliteStore implements MailStore {
     return { bytes: a.used_bytes, messages: a.used_messages };
   }
 
+  /** One process: the counters stay in its memory (auth/failure-counters.ts). */
+  sharedCounters(): null {
+    return null;
+  }
+
   async tryLock(name: string): Promise<(() => Promise<void>) | null> {
     if (this.#locks.has(name)) return null;
     const token = Symbol(name);
