@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import type { ChangeEvent } from '../../src/store/types.js';
 import { StoreError } from '../../src/store/types.js';
+import { sqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 import { openTestStore, testMessage } from '../helpers/store.js';
 
 /** A sync function that passes through until `hold()`, then waits for `release()` / `fail()`. */
@@ -94,10 +95,11 @@ test('sqlite: a committed append is not acknowledged until the WAL sync complete
   }
 });
 
-test('sqlite: batches committed during a sync wait for the next one; one sync covers them all; events keep commit order', async () => {
+test('sqlite: writes queued during a sync commit as one batch after it, covered by the next sync; events keep commit order', async () => {
   const sync = controllableSync();
   const t = await setup(sync);
   try {
+    const stats = sqliteStoreStats(t.store)!;
     const modseqs: number[] = [];
     const unsubscribe = t.store.feed.subscribe(t.bob.id, (e) => {
       if (e.kind === 'append') modseqs.push(Number(e.modseq));
@@ -105,14 +107,16 @@ test('sqlite: batches committed during a sync wait for the next one; one sync co
     sync.hold();
     const first = t.store.append(t.inbox.id, testMessage({ subject: 'first' }));
     await sync.waiting();
-    // Several batches commit while the first sync is held (each append awaits the loop's next
-    // turn, so they land in separate transactions).
+    const batchesBefore = stats.batches;
+    // Five writes on separate turns of the loop while the first sync is held: without the wait
+    // each would be its own transaction.
     const later: Array<Promise<unknown>> = [];
     for (let i = 0; i < 5; i++) {
       later.push(t.store.append(t.inbox.id, testMessage({ subject: `later ${i}` })));
       await sleep(2);
     }
-    assert.equal((await t.store.listEntries(t.inbox.id)).length, 6, 'all six are committed');
+    assert.equal((await t.store.listEntries(t.inbox.id)).length, 1, 'the queued writes wait for the sync in flight');
+    assert.equal(stats.batches, batchesBefore, 'no transaction while the sync is in flight');
     assert.equal(sync.started, 1, 'no second sync while one is in flight');
 
     let firstDone = false;
@@ -121,17 +125,47 @@ test('sqlite: batches committed during a sync wait for the next one; one sync co
     for (const p of later) void p.then(() => (laterDone += 1));
     sync.releaseOne();
     await first;
-    // The later batches committed after the first sync started: it does not cover them.
+    // The queued writes commit after the first sync, as one transaction, and wait for a second.
     await sync.waiting();
     assert.equal(firstDone, true);
-    assert.equal(laterDone, 0, 'acknowledged by a sync that started before their COMMIT');
-    assert.equal(sync.started, 2, 'one sync for the five later batches');
+    assert.equal(stats.batches, batchesBefore + 1, 'the five queued writes made one transaction');
+    assert.equal((await t.store.listEntries(t.inbox.id)).length, 6);
+    assert.equal(laterDone, 0, 'acknowledged before a sync that started after their COMMIT');
+    assert.equal(sync.started, 2, 'one sync for the five later writes');
     sync.releaseAll();
     await Promise.all(later);
     assert.equal(laterDone, 5);
     const expected = (await t.store.listEntries(t.inbox.id)).map((e) => Number(e.modseq));
     assert.deepEqual(modseqs, expected, 'events in commit order (entries are in UID order)');
     unsubscribe();
+  } finally {
+    sync.releaseAll();
+    await t.cleanup();
+  }
+});
+
+test('sqlite: a write refused inside a batch merged during a sync is rejected alone; the others are acknowledged', async () => {
+  const sync = controllableSync();
+  const t = await setup(sync);
+  try {
+    sync.hold();
+    const first = t.store.append(t.inbox.id, testMessage({ subject: 'first' }));
+    await sync.waiting();
+    const good = t.store.append(t.inbox.id, testMessage({ subject: 'good' }));
+    const bad = t.store.createMailbox(t.bob.id, 'INBOX');
+    const good2 = t.store.append(t.inbox.id, testMessage({ subject: 'good 2' }));
+    let badSettled = false;
+    void bad.then(
+      () => (badSettled = true),
+      () => (badSettled = true),
+    );
+    await sleep(5);
+    assert.equal(badSettled, false, 'queued behind the sync, not run yet');
+    sync.releaseAll();
+    await first;
+    await assert.rejects(bad, (err: unknown) => err instanceof StoreError);
+    await Promise.all([good, good2]);
+    assert.equal((await t.store.listEntries(t.inbox.id)).length, 3);
   } finally {
     sync.releaseAll();
     await t.cleanup();
@@ -145,8 +179,11 @@ test('sqlite: a failed WAL sync rejects the waiting writes and every later write
     sync.hold();
     const append = t.store.append(t.inbox.id, testMessage({ subject: 'lost' }));
     await sync.waiting();
+    // Queued behind the failing sync: refused too, not left waiting.
+    const queued = t.store.append(t.inbox.id, testMessage({ subject: 'queued' }));
     sync.failOne(new Error('EIO: simulated'));
     await assert.rejects(append, (err: unknown) => err instanceof StoreError && err.code === 'io');
+    await assert.rejects(queued, (err: unknown) => err instanceof StoreError && err.code === 'io');
     sync.releaseAll();
     await assert.rejects(
       t.store.append(t.inbox.id, testMessage({ subject: 'after' })),
