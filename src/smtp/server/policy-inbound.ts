@@ -11,7 +11,6 @@
  *   Authentication-Results are prepended; the result is stored once for every account reached.
  * - 250 is returned only after store.deliver resolved (durable).
  */
-import { randomBytes } from 'node:crypto';
 import type { AccountId } from '../../lib/brand.js';
 import type { ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
@@ -28,6 +27,7 @@ import { storeRefusal } from './store-errors.js';
 import { receivedField, returnPathField } from './trace.js';
 import { ipKey } from '../../auth/authenticator.js';
 import { createMemoryEventLimiter, createSharedEventLimiter } from '../../auth/rate-limit.js';
+import { createRandomHex } from '../../lib/random-hex.js';
 
 export type { DmarcRejectAction };
 
@@ -54,6 +54,7 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
     : ctx.counters
       ? createSharedEventLimiter(ctx.counters, 'rcpt-probe', options.recipientProbes)
       : createMemoryEventLimiter(options.recipientProbes);
+  const randomHex = createRandomHex();
 
   return {
     async onMailFrom() {
@@ -86,7 +87,7 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
     },
 
     async onData(session, tx, message): Promise<DataOutcome> {
-      const messageId = randomBytes(8).toString('hex');
+      const messageId = randomHex(8);
       let mailbox: string | undefined;
       let authField = '';
       if (authenticator) {

@@ -30,6 +30,7 @@ import { createInboundPolicy, type DmarcRejectAction } from './policy-inbound.js
 import type { DkimSigningService } from '../../msgauth/dkim-sign.js';
 import { createSubmissionPolicy, type SendAsGrants, type SubmitHook } from './policy-submission.js';
 import { SmtpSession, type SaslProvider, type SessionLimits } from './session.js';
+import { createRandomHex } from '../../lib/random-hex.js';
 
 export interface SmtpServerOptions {
   mode: SmtpMode;
@@ -103,6 +104,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
   const implicitTls = options.implicitTls ?? false;
   if (implicitTls && !ctx.tls) throw new Error('Cannot start implicit TLS: no certificate');
   const sessions = new Set<SmtpSession>();
+  const randomHex = createRandomHex();
   const perIp = new Map<string, number>();
   const name = options.mode === 'submission' && implicitTls ? 'submissions' : options.mode === 'mx' ? 'smtp' : options.mode;
 
@@ -126,6 +128,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
       greetingDelayMs: options.mode === 'mx' ? (options.greetingDelayMs ?? 0) : 0,
       sasl,
       allowPlaintextAuth,
+      randomHex,
       onClose: () => {
         if (!counted) return;
         counted = false;

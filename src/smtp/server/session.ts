@@ -29,6 +29,7 @@ import { AUTH_LINE_MAX, COMMAND_LINE_EXTENSION_ALLOWANCE, COMMAND_LINE_MAX, INPU
 import { R, formatReply, reply, type Reply } from '../protocol/reply.js';
 import type { SessionInfo, SmtpMode, SmtpPolicy, Transaction } from './policy.js';
 import { withProtocol } from './trace.js';
+import type { RandomHex } from '../../lib/random-hex.js';
 
 /** SASL for submission: which mechanisms to offer, and a session per AUTH command. */
 export interface SaslProvider {
@@ -55,6 +56,8 @@ export interface SessionConfig {
   greetingDelayMs: number;
   sasl: SaslProvider | null;
   allowPlaintextAuth: boolean;
+  /** Random ids (the session's), shared by the listener's sessions. */
+  randomHex: RandomHex;
   onClose(): void;
 }
 
@@ -76,7 +79,7 @@ interface AuthState {
 const EMPTY = Buffer.alloc(0);
 
 export class SmtpSession {
-  readonly id = randomBytes(6).toString('hex');
+  readonly id: string;
   private socket: Socket;
   private readonly cfg: SessionConfig;
   private readonly input = new InputBuffer();
@@ -110,6 +113,7 @@ export class SmtpSession {
   constructor(socket: Socket, cfg: SessionConfig) {
     this.socket = socket;
     this.cfg = cfg;
+    this.id = cfg.randomHex(6);
     this.remoteAddress = socket.remoteAddress ?? 'unknown';
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = socket.localAddress ?? 'unknown';
