@@ -1,13 +1,15 @@
 /**
  * Facteur's MX listener in its own process for the benchmark: a fresh SQLite store in argv[2],
  * users bench1..bench10@example.com, message authentication off (the Postfix side does none
- * either). Prints "PORT <n>" when listening; stops on SIGTERM.
+ * either). Prints "PORT <n>" when listening. On SIGUSR2 it restarts its counters (so a run can
+ * leave out its warm-up); on SIGTERM it prints them, human-readable on stderr and as one
+ * "STATS {json}" line on stdout, then stops.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createSmtpServer } from '../../src/smtp/server/server.js';
-import { openSqliteStore, sqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { openSqliteStore, sqliteStoreStats, type SqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 
 const dir = process.argv[2]!;
 const store = await openSqliteStore({ dir });
@@ -17,24 +19,37 @@ const ctx = { hostname: 'facteur.bench.example', store, log: pino({ level: 'warn
 const server = createSmtpServer(ctx, { mode: 'mx', resolver: null, limits: { maxConnectionsPerIp: 1000 } });
 const port = await server.listen('127.0.0.1', 0);
 process.stdout.write(`PORT ${port}\n`);
-// How long the event loop is held (the store's COMMIT fsync runs on this thread).
+
+// How long the event loop is held (COMMIT and checkpoints run on this thread), the process's
+// CPU time, and the store's own write-path counters, from the start or the last SIGUSR2.
 const loop = monitorEventLoopDelay({ resolution: 5 });
-const startedAt = performance.now();
+const zero: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0 };
+let startedAt = performance.now();
+let cpuAt = process.cpuUsage();
+let storeAt = { ...(sqliteStoreStats(store) ?? zero) };
 loop.enable();
+process.on('SIGUSR2', () => {
+  loop.reset();
+  startedAt = performance.now();
+  cpuAt = process.cpuUsage();
+  storeAt = { ...(sqliteStoreStats(store) ?? zero) };
+  process.stdout.write('RESET\n');
+});
 process.on('SIGTERM', () => {
   loop.disable();
+  const wall = performance.now() - startedAt;
+  const cpu = process.cpuUsage(cpuAt);
+  const now = sqliteStoreStats(store) ?? zero;
+  const st = { ...zero };
+  for (const k of Object.keys(zero) as Array<keyof SqliteStoreStats>) st[k] = now[k] - storeAt[k];
   const ms = (ns: number) => (ns / 1e6).toFixed(1);
   process.stderr.write(`facteur event loop delay: mean ${ms(loop.mean)} ms, p99 ${ms(loop.percentile(99))} ms, max ${ms(loop.max)} ms\n`);
-  // The SQLite store's own counters, when it keeps them (time inside its transactions).
-  const st = sqliteStoreStats(store);
-  if (st) {
-    const wall = performance.now() - startedAt;
-    process.stderr.write(
-      `store: ${st.batches} batches, ${st.jobs} jobs, ${(st.run / 1000).toFixed(1)} s running jobs + ${(st.commit / 1000).toFixed(1)} s in COMMIT of ${(wall / 1000).toFixed(1)} s on the event loop thread\n`,
-    );
-    // WAL fdatasync time, off the loop (libuv's thread pool), when the store syncs that way.
-    process.stderr.write(`store: ${(st.sync / 1000).toFixed(1)} s in WAL fdatasync off the loop\n`);
-  }
+  process.stderr.write(`facteur CPU: ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms (user ${(cpu.user / 1000).toFixed(0)}, system ${(cpu.system / 1000).toFixed(0)}) of ${(wall / 1000).toFixed(1)} s\n`);
+  process.stderr.write(
+    `store: ${st.batches} batches, ${st.jobs} jobs, ${(st.run / 1000).toFixed(1)} s running jobs + ${(st.commit / 1000).toFixed(1)} s in COMMIT on the event loop thread; ` +
+      `${st.syncs} WAL fdatasyncs off the loop, ${(st.sync / 1000).toFixed(1)} s (mean ${(st.sync / Math.max(1, st.syncs)).toFixed(2)} ms)\n`,
+  );
+  process.stdout.write(`STATS ${JSON.stringify({ wallMs: wall, cpuUserMs: cpu.user / 1000, cpuSystemMs: cpu.system / 1000, loopMeanMs: loop.mean / 1e6, store: st })}\n`);
   void server.close(1000).then(async () => {
     await store.close();
     process.exit(0);

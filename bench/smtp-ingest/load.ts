@@ -23,6 +23,8 @@ export interface LoadResult {
   failed: number;
   connections: number;
   elapsedMs: number;
+  /** CPU time of this (load generator) process during the run, user + system. */
+  cpuMs: number;
 }
 
 /** A message of about `bytes` octets, already dot-safe (no line starts with "."). */
@@ -92,6 +94,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   let connections = 0;
   let seq = 0;
   const start = Date.now();
+  const cpu0 = process.cpuUsage();
   const deadline = start + o.durationMs;
   await Promise.all(
     Array.from({ length: o.concurrency }, async () => {
@@ -136,5 +139,6 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       }
     }),
   );
-  return { accepted, failed, connections, elapsedMs: Date.now() - start };
+  const cpu = process.cpuUsage(cpu0);
+  return { accepted, failed, connections, elapsedMs: Date.now() - start, cpuMs: (cpu.user + cpu.system) / 1000 };
 }

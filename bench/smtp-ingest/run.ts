@@ -10,12 +10,12 @@
  * (the rate is accepted messages over the time until Dovecot has stored the last of them).
  * Without root or the Debian packages, only Facteur is measured.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { startFacteur } from './facteur-process.js';
 import { runLoad } from './load.js';
 import { startPeers, type Peers } from './peers.js';
 
@@ -24,21 +24,6 @@ const SIZES = [1024, 100 * 1024];
 const CONCURRENCY = [1, 10, 50];
 const PER_CONNECTION = [1, 10];
 const RECIPIENTS = Array.from({ length: 10 }, (_, i) => `bench${i + 1}@example.com`);
-
-async function startFacteur(dir: string): Promise<{ child: ChildProcess; port: number }> {
-  const script = fileURLToPath(new URL('./facteur-server.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /PORT (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`facteur server exited with ${code}`)));
-  });
-  return { child, port };
-}
 
 function havePeers(): boolean {
   try {
@@ -67,12 +52,13 @@ const root = mkdtempSync(join(tmpdir(), 'facteur-bench-smtp-'));
 const facteurDir = join(root, 'facteur');
 const rows: string[] = [];
 let facteurAccepted = 0;
-const { child, port } = await startFacteur(facteurDir);
+const facteur = await startFacteur(facteurDir);
+const { port } = facteur;
 let peers: Peers | null = null;
 try {
   peers = process.argv[3] !== 'facteur-only' && havePeers() ? startPeers(join(root, 'peers'), 25260, 24240) : null;
 } catch (err) {
-  child.kill('SIGTERM');
+  await facteur.stop();
   throw err;
 }
 if (!peers && process.argv[3] !== 'facteur-only') console.error('Postfix/Dovecot not available (needs root and the postfix, dovecot-lmtpd packages): Facteur only');
@@ -93,8 +79,7 @@ try {
     }
   }
 } finally {
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
+  await facteur.stop();
   peers?.stop();
 }
 // Every acknowledged message is in the store, once.

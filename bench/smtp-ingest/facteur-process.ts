@@ -1,0 +1,67 @@
+/**
+ * Starts facteur-server.ts in its own process and reads its counters (see that file).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface FacteurStats {
+  wallMs: number;
+  cpuUserMs: number;
+  cpuSystemMs: number;
+  loopMeanMs: number;
+  store: { batches: number; jobs: number; run: number; commit: number; maxCommit: number; sync: number; syncs: number };
+}
+
+export interface FacteurProcess {
+  child: ChildProcess;
+  port: number;
+  /** Restarts the server's counters (after a warm-up). */
+  reset(): Promise<void>;
+  /** Stops the server; resolves with its counters since the start or the last reset. */
+  stop(): Promise<FacteurStats | null>;
+}
+
+export async function startFacteur(dir: string): Promise<FacteurProcess> {
+  const script = fileURLToPath(new URL('./facteur-server.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const waiters: Array<() => void> = [];
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    for (const w of waiters.splice(0)) w();
+  });
+  const next = (re: RegExp): Promise<RegExpExecArray> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const m = re.exec(out);
+        if (m) {
+          out = out.slice(m.index + m[0].length);
+          resolve(m);
+        } else if (child.exitCode !== null) reject(new Error(`facteur server exited with ${child.exitCode}`));
+        else waiters.push(check);
+      };
+      check();
+    });
+  child.once('exit', () => {
+    for (const w of waiters.splice(0)) w();
+  });
+  const port = Number((await next(/PORT (\d+)\n/))[1]);
+  return {
+    child,
+    port,
+    async reset() {
+      child.kill('SIGUSR2');
+      await next(/RESET\n/);
+    },
+    async stop() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const stats = await next(/STATS (.*)\n/).then(
+        (m) => JSON.parse(m[1]!) as FacteurStats,
+        () => null,
+      );
+      await exited;
+      return stats;
+    },
+  };
+}
