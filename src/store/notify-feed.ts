@@ -20,21 +20,29 @@ import type { ChangeEvent, ChangeFeed } from './types.js';
 const SEEN_EVENTS = 8192;
 const MAX_RECONNECT_DELAY_MS = 5000;
 
-const KINDS: ReadonlyArray<ChangeEvent['kind']> = ['append', 'flags', 'expunge', 'mailbox'];
+const KINDS: ReadonlyArray<ChangeEvent['kind']> = ['append', 'flags', 'expunge', 'mailbox', 'metadata'];
 
-/** Compact payload (NOTIFY payloads are limited to 8000 bytes): [account, mailbox|null, modseq, kind]. */
+/** Compact payload (NOTIFY payloads are limited to 8000 bytes): [account, mailbox|null, modseq,
+ * kind] and, for a metadata event that carries them, the entry names (bounded by the store). */
 export function encodeChangeEvent(e: ChangeEvent): string {
-  return JSON.stringify([e.accountId, e.mailboxId, e.modseq, KINDS.indexOf(e.kind)]);
+  const v: unknown[] = [e.accountId, e.mailboxId, e.modseq, KINDS.indexOf(e.kind)];
+  if (e.entries !== undefined) v.push(e.entries);
+  return JSON.stringify(v);
 }
 
 export function decodeChangeEvent(payload: string): ChangeEvent | null {
   try {
     const v = JSON.parse(payload) as unknown;
-    if (!Array.isArray(v) || v.length !== 4) return null;
-    const [a, m, s, k] = v as unknown[];
+    if (!Array.isArray(v) || (v.length !== 4 && v.length !== 5)) return null;
+    const [a, m, s, k, names] = v as unknown[];
     const kind = typeof k === 'number' ? KINDS[k] : undefined;
     if (typeof a !== 'number' || (m !== null && typeof m !== 'number') || typeof s !== 'number' || kind === undefined) return null;
-    return { accountId: asAccountId(a), mailboxId: m === null ? null : asMailboxId(m), modseq: asModSeq(s), kind };
+    const event: ChangeEvent = { accountId: asAccountId(a), mailboxId: m === null ? null : asMailboxId(m), modseq: asModSeq(s), kind };
+    if (names !== undefined) {
+      if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) return null;
+      event.entries = names as string[];
+    }
+    return event;
   } catch {
     return null;
   }

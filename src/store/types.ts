@@ -203,7 +203,30 @@ export interface ChangeEvent {
   /** null for account-level changes (mailbox list, subscriptions). */
   mailboxId: MailboxId | null;
   modseq: ModSeq;
-  kind: 'append' | 'flags' | 'expunge' | 'mailbox';
+  kind: 'append' | 'flags' | 'expunge' | 'mailbox' | 'metadata';
+  /** For 'metadata': the (lowercased) entry names set or removed, when few enough to carry
+   * (absent: any entry of the mailbox, or of the server when mailboxId is null, may have changed). */
+  entries?: readonly string[];
+}
+
+/** One annotation (RFC 5464): a lowercased entry name ("/private/comment") and its value. */
+export interface MetadataEntry {
+  name: string;
+  value: Buffer;
+}
+
+/** One change of SETMETADATA: a null value removes the entry. */
+export interface MetadataChange {
+  name: string;
+  value: Buffer | null;
+}
+
+/** Bounds checked inside the write transaction (RFC 5464 §4.3 TOOMANY). */
+export interface MetadataLimits {
+  /** Entries on one mailbox, or on the server (the account's server entries). */
+  maxEntries: number;
+  /** Sum of the value sizes of all the account's entries. */
+  maxTotalBytes: number;
 }
 
 export interface ChangeFeed {
@@ -272,6 +295,20 @@ export interface MailStore {
   /** Subscribed names, including names of mailboxes that no longer exist (RFC 9051 §6.3.7). */
   listSubscriptions(accountId: AccountId): Promise<string[]>;
   mailboxCounts(mailboxId: MailboxId): Promise<MailboxCounts>;
+
+  // Annotations (RFC 5464 METADATA). mailboxId null: the account's server entries. Entries follow
+  // their mailbox through RENAME (the row id is kept; renaming INBOX copies them, RFC 5464 §4.1)
+  // and go with DELETE and deleteAccount.
+  /** The entries of a mailbox (or the server), sorted by name. */
+  getMetadata(accountId: AccountId, mailboxId: MailboxId | null): Promise<MetadataEntry[]>;
+  /**
+   * Sets and removes entries, all or nothing (RFC 5464 §4.3). Names are lowercased. StoreError
+   * 'not-found' when the mailbox is not the account's; 'over-quota' when the limits would be
+   * passed. Publishes one 'metadata' event when something changed.
+   */
+  setMetadata(accountId: AccountId, mailboxId: MailboxId | null, changes: readonly MetadataChange[], limits: MetadataLimits): Promise<void>;
+  /** Total bytes of the account's entry values. */
+  metadataUsage(accountId: AccountId): Promise<number>;
 
   // Messages.
   /** All entries of a mailbox in UID order (a session's initial view). */

@@ -279,6 +279,98 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
       }));
   });
 
+  describe(`store (${backend}): metadata (RFC 5464)`, () => {
+    const LIMITS = { maxEntries: 3, maxTotalBytes: 100 };
+    const v = (s: string): Buffer => Buffer.from(s);
+    const names = async (store: MailStore, account: AccountId, id: Mailbox['id'] | null): Promise<Array<[string, string]>> =>
+      (await store.getMetadata(account, id)).map((e) => [e.name, e.value.toString()]);
+
+    test('setMetadata stores lowercased names per mailbox and for the server, NIL removes', () =>
+      withStore(async ({ store, bob, alice, inbox }) => {
+        await store.setMetadata(bob.id, inbox.id, [{ name: '/Private/Comment', value: v('mine') }, { name: '/shared/comment', value: v('ours') }], LIMITS);
+        await store.setMetadata(bob.id, null, [{ name: '/shared/comment', value: v('server') }], LIMITS);
+        assert.deepEqual(await names(store, bob.id, inbox.id), [['/private/comment', 'mine'], ['/shared/comment', 'ours']]);
+        assert.deepEqual(await names(store, bob.id, null), [['/shared/comment', 'server']]);
+        assert.deepEqual(await names(store, alice.id, null), [], 'server entries are per account');
+        // Binary values are kept byte for byte.
+        await store.setMetadata(bob.id, inbox.id, [{ name: '/private/comment', value: Buffer.from([0, 255, 13, 10]) }], LIMITS);
+        assert.deepEqual((await store.getMetadata(bob.id, inbox.id))[0]?.value, Buffer.from([0, 255, 13, 10]));
+        await store.setMetadata(bob.id, inbox.id, [{ name: '/PRIVATE/comment', value: null }, { name: '/private/none', value: null }], LIMITS);
+        assert.deepEqual(await names(store, bob.id, inbox.id), [['/shared/comment', 'ours']]);
+        assert.equal(await store.metadataUsage(bob.id), 'ours'.length + 'server'.length);
+      }));
+
+    test('setMetadata refuses another account\'s mailbox and a missing one', () =>
+      withStore(async ({ store, bob, alice, inbox }) => {
+        await rejectsWith(store.setMetadata(alice.id, inbox.id, [{ name: '/private/x', value: v('1') }], LIMITS), 'not-found');
+        await rejectsWith(store.getMetadata(alice.id, inbox.id), 'not-found');
+        const m = await store.createMailbox(bob.id, 'Gone');
+        await store.deleteMailbox(bob.id, 'Gone');
+        await rejectsWith(store.setMetadata(bob.id, m.id, [{ name: '/private/x', value: v('1') }], LIMITS), 'not-found');
+      }));
+
+    test('limits: entries per target and account bytes, all or nothing; shrinking is allowed', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        await store.setMetadata(bob.id, inbox.id, [1, 2, 3].map((i) => ({ name: `/private/e${i}`, value: v('x') })), LIMITS);
+        await rejectsWith(store.setMetadata(bob.id, inbox.id, [{ name: '/private/e4', value: v('x') }], LIMITS), 'over-quota');
+        // Replacing an entry and removing one to add another stay within the count.
+        await store.setMetadata(bob.id, inbox.id, [{ name: '/private/e1', value: v('y') }], LIMITS);
+        await store.setMetadata(bob.id, inbox.id, [{ name: '/private/e1', value: null }, { name: '/private/e4', value: v('z') }], LIMITS);
+        // Another target has its own count but shares the account bytes.
+        await store.setMetadata(bob.id, null, [{ name: '/private/big', value: v('b'.repeat(90)) }], LIMITS);
+        await rejectsWith(
+          store.setMetadata(bob.id, null, [{ name: '/private/small', value: v('s') }, { name: '/private/more', value: v('m'.repeat(20)) }], LIMITS),
+          'over-quota',
+        );
+        assert.deepEqual((await names(store, bob.id, null)).map((e) => e[0]), ['/private/big'], 'nothing of the refused change was written');
+        assert.equal(await store.metadataUsage(bob.id), 93);
+        // Over a lowered limit, shrinking still works.
+        await store.setMetadata(bob.id, null, [{ name: '/private/big', value: v('b') }], { maxEntries: 1, maxTotalBytes: 1 });
+        assert.equal(await store.metadataUsage(bob.id), 4);
+      }));
+
+    test('entries follow RENAME, are copied when INBOX is renamed, go with DELETE and deleteAccount', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        const m = await store.createMailbox(bob.id, 'Old');
+        await store.setMetadata(bob.id, m.id, [{ name: '/shared/comment', value: v('c') }], LIMITS);
+        await store.renameMailbox(bob.id, 'Old', 'New');
+        assert.deepEqual(await names(store, bob.id, (await mailbox(store, bob.id, 'New')).id), [['/shared/comment', 'c']]);
+        await store.setMetadata(bob.id, inbox.id, [{ name: '/private/comment', value: v('i') }], LIMITS);
+        await store.renameMailbox(bob.id, 'INBOX', 'Before');
+        assert.deepEqual(await names(store, bob.id, inbox.id), [['/private/comment', 'i']], 'INBOX keeps its entries');
+        assert.deepEqual(await names(store, bob.id, (await mailbox(store, bob.id, 'Before')).id), [['/private/comment', 'i']]);
+        await store.deleteMailbox(bob.id, 'New');
+        const again = await store.createMailbox(bob.id, 'New');
+        assert.deepEqual(await names(store, bob.id, again.id), [], 'a recreated mailbox does not inherit');
+        await store.setMetadata(bob.id, null, [{ name: '/private/x', value: v('x') }], LIMITS);
+        await store.deleteAccount(bob.id);
+        const carol = await store.createAccount({ address: 'carol@example.com', passwordHash: 'h' });
+        assert.equal(await store.metadataUsage(bob.id), 0);
+        assert.deepEqual(await names(store, carol.id, null), []);
+      }));
+
+    test('setMetadata publishes one metadata event with the changed names; no change, no event', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        const events: ChangeEvent[] = [];
+        const unsubscribe = store.feed.subscribe(bob.id, (e) => events.push(e));
+        try {
+          await store.setMetadata(bob.id, inbox.id, [{ name: '/Shared/Comment', value: v('a') }, { name: '/private/comment', value: null }], LIMITS);
+          await store.setMetadata(bob.id, null, [{ name: '/private/comment', value: null }], LIMITS);
+          await store.setMetadata(bob.id, null, [{ name: '/shared/comment', value: v('s') }], LIMITS);
+          assert.deepEqual(
+            events.map((e) => [e.kind, e.mailboxId, e.entries]),
+            [
+              ['metadata', inbox.id, ['/shared/comment']],
+              ['metadata', null, ['/shared/comment']],
+            ],
+          );
+          assert.ok(events[1]!.modseq > events[0]!.modseq);
+        } finally {
+          unsubscribe();
+        }
+      }));
+  });
+
   describe(`store (${backend}): messages`, () => {
     test('append assigns growing UIDs and modseqs, ids, flags and counts', () =>
       withStore(async ({ store, inbox }) => {

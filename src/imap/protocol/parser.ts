@@ -111,7 +111,59 @@ export type Request =
   | { name: 'COMPRESS'; mechanism: string }
   | { name: 'GETQUOTA'; root: string }
   | { name: 'GETQUOTAROOT'; mailbox: string }
-  | { name: 'SETQUOTA'; root: string };
+  | { name: 'SETQUOTA'; root: string }
+  | { name: 'GETMETADATA'; mailbox: string; maxSize: number | null; depth: MetadataDepth; entries: string[] }
+  | { name: 'SETMETADATA'; mailbox: string; entries: Array<{ name: string; value: Buffer | null }> }
+  | { name: 'NOTIFY'; status: boolean; groups: NotifyGroup[] | null };
+
+/** RFC 5464 §4.2.2 DEPTH. */
+export type MetadataDepth = 0 | 1 | 'infinity';
+
+/** RFC 5464 §3.2 entry names: a longer or deeper name is refused (BAD), which bounds the work of
+ * matching names and what one entry costs to store. */
+export const MAX_ENTRY_NAME_BYTES = 256;
+export const MAX_ENTRY_DEPTH = 16;
+
+/** RFC 5465 §8 filter-mailboxes. */
+export type NotifyFilter =
+  | { kind: 'selected' | 'selected-delayed' | 'inboxes' | 'personal' | 'subscribed' }
+  | { kind: 'subtree' | 'mailboxes'; names: string[] };
+
+export type NotifyEventName =
+  | 'MessageNew'
+  | 'MessageExpunge'
+  | 'FlagChange'
+  | 'AnnotationChange'
+  | 'MailboxName'
+  | 'SubscriptionChange'
+  | 'MailboxMetadataChange'
+  | 'ServerMetadataChange';
+
+const NOTIFY_EVENTS: readonly NotifyEventName[] = [
+  'MessageNew',
+  'MessageExpunge',
+  'FlagChange',
+  'AnnotationChange',
+  'MailboxName',
+  'SubscriptionChange',
+  'MailboxMetadataChange',
+  'ServerMetadataChange',
+];
+const MESSAGE_EVENTS: ReadonlySet<string> = new Set(['MessageNew', 'MessageExpunge', 'FlagChange', 'AnnotationChange']);
+
+/** Event groups in one NOTIFY SET: a group is cheap to parse but each is matched against every
+ * change, so their number is bounded. */
+export const MAX_NOTIFY_GROUPS = 100;
+
+/** One RFC 5465 event-group; `events` empty is NONE. Unknown event names (event-ext) are kept in
+ * `unknown`: the command is well-formed and answered NO [BADEVENT] (§3.1), not BAD. */
+export interface NotifyGroup {
+  filter: NotifyFilter;
+  events: NotifyEventName[];
+  /** MessageNew's fetch attributes (only with selected / selected-delayed). */
+  fetchAtts: FetchAtt[] | null;
+  unknown: string[];
+}
 
 export type RequestName = Request['name'];
 
@@ -457,9 +509,156 @@ class ArgParser {
       case 'GETQUOTAROOT':
         c.sp();
         return { name, mailbox: this.mailbox() };
+      case 'GETMETADATA':
+        return this.getMetadata();
+      case 'SETMETADATA': {
+        // RFC 5464 §5 setmetadata = "SETMETADATA" SP mailbox SP entry-values.
+        c.sp();
+        const mailbox = this.mailbox();
+        c.sp();
+        const entries = this.list(() => {
+          const entryName = this.metadataEntry(true);
+          c.sp();
+          return { name: entryName, value: this.metadataValue() };
+        }, false);
+        return { name, mailbox, entries };
+      }
+      case 'NOTIFY':
+        return this.notify();
       default:
         throw new ParseError('Unknown command');
     }
+  }
+
+  // --- METADATA (RFC 5464) --------------------------------------------------------------------
+
+  private getMetadata(): Request {
+    const c = this.c;
+    c.sp();
+    let maxSize: number | null = null;
+    let depth: MetadataDepth = 0;
+    // RFC 5464 §5: getmetadata-options come before the mailbox (a mailbox is never a list).
+    if (c.peek() === 0x28) {
+      this.list(() => {
+        const opt = c.atom().toUpperCase();
+        c.sp();
+        if (opt === 'MAXSIZE') maxSize = this.number();
+        else if (opt === 'DEPTH') {
+          const d = c.atom().toLowerCase();
+          if (d !== '0' && d !== '1' && d !== 'infinity') throw new ParseError('DEPTH must be 0, 1 or infinity');
+          depth = d === 'infinity' ? d : Number(d) as 0 | 1;
+        } else throw new ParseError('Unknown GETMETADATA option');
+        return opt;
+      }, false);
+      c.sp();
+    }
+    const mailbox = this.mailbox();
+    c.sp();
+    const entries = c.peek() === 0x28 ? this.list(() => this.metadataEntry(false), false) : [this.metadataEntry(false)];
+    return { name: 'GETMETADATA', mailbox, maxSize, depth, entries };
+  }
+
+  /**
+   * RFC 5464 §3.2 entry: ASCII above 0x19 without "*" or "%", no "//", no trailing "/", under
+   * /private or /shared, lowercased (names are case-insensitive). SETMETADATA needs at least two
+   * components (four under /vendor); GETMETADATA may name a whole scope ("/private") for DEPTH.
+   * An invalid name is BAD (§3.2).
+   */
+  metadataEntry(forSet: boolean): string {
+    const bytes = this.astring();
+    if (bytes.length > MAX_ENTRY_NAME_BYTES) throw new ParseError('Entry name too long');
+    for (const b of bytes) {
+      if (b < 0x20 || b > 0x7e || b === 0x2a || b === 0x25) throw new ParseError('Invalid character in entry name');
+    }
+    const name = bytes.toString('latin1').toLowerCase();
+    const parts = name.split('/');
+    if (parts[0] !== '' || parts.slice(1).some((p) => p === '')) throw new ParseError('Invalid entry name');
+    if (parts.length - 1 > MAX_ENTRY_DEPTH) throw new ParseError('Entry name too deep');
+    if (parts[1] !== 'private' && parts[1] !== 'shared') throw new ParseError('Entry name must start with /private or /shared');
+    if (forSet && (parts.length < 3 || (parts[2] === 'vendor' && parts.length < 5))) throw new ParseError('Invalid entry name');
+    return name;
+  }
+
+  /** RFC 5464 §5 value = nstring / literal8: NIL removes the entry. */
+  private metadataValue(): Buffer | null {
+    const c = this.c;
+    if (c.tryWord('NIL')) return null;
+    if (c.peek() === 0x22) return c.quoted();
+    return c.takeLiteral().data;
+  }
+
+  // --- NOTIFY (RFC 5465 §8) --------------------------------------------------------------------
+
+  private notify(): Request {
+    const c = this.c;
+    c.sp();
+    const verb = c.atom().toUpperCase();
+    if (verb === 'NONE') return { name: 'NOTIFY', status: false, groups: null };
+    if (verb !== 'SET') throw new ParseError('Expected SET or NONE');
+    c.sp();
+    const status = c.tryWord('STATUS');
+    if (status) c.sp();
+    const groups: NotifyGroup[] = [];
+    let selectedSeen = false;
+    for (;;) {
+      const g = this.notifyGroup();
+      if (g.filter.kind === 'selected' || g.filter.kind === 'selected-delayed') {
+        // RFC 5465 §6.1: only one of SELECTED and SELECTED-DELAYED per command.
+        if (selectedSeen) throw new ParseError('SELECTED given twice');
+        selectedSeen = true;
+      }
+      groups.push(g);
+      if (groups.length > MAX_NOTIFY_GROUPS) throw new ParseError('Too many event groups');
+      if (c.peek() !== 0x20) break;
+      c.sp();
+    }
+    return { name: 'NOTIFY', status, groups };
+  }
+
+  private notifyGroup(): NotifyGroup {
+    const c = this.c;
+    c.expect('(');
+    this.enter();
+    const word = c.atom().toLowerCase();
+    let filter: NotifyFilter;
+    if (word === 'selected' || word === 'selected-delayed' || word === 'inboxes' || word === 'personal' || word === 'subscribed') {
+      filter = { kind: word };
+    } else if (word === 'subtree' || word === 'mailboxes') {
+      c.sp();
+      // one-or-more-mailbox = mailbox / "(" mailbox *(SP mailbox) ")"
+      const names = c.peek() === 0x28 ? this.list(() => this.mailbox(), false) : [this.mailbox()];
+      filter = { kind: word, names };
+    } else throw new ParseError('Unknown NOTIFY mailbox filter');
+    c.sp();
+    const selected = filter.kind === 'selected' || filter.kind === 'selected-delayed';
+    const group: NotifyGroup = { filter, events: [], fetchAtts: null, unknown: [] };
+    if (c.tryWord('NONE')) {
+      c.expect(')');
+      this.depth--;
+      return group;
+    }
+    this.list(() => {
+      const ev = c.atom();
+      const known = NOTIFY_EVENTS.find((e) => e.toLowerCase() === ev.toLowerCase());
+      if (known === undefined) {
+        // event-ext = atom: well-formed, refused with BADEVENT by the handler.
+        group.unknown.push(ev);
+        return ev;
+      }
+      // RFC 5465 §6.1: only message events with SELECTED / SELECTED-DELAYED.
+      if (selected && !MESSAGE_EVENTS.has(known)) throw new ParseError(`${known} cannot be used with ${filter.kind}`);
+      if (!group.events.includes(known)) group.events.push(known);
+      if (known === 'MessageNew' && c.peek() === 0x20 && c.peekAt(1) === 0x28) {
+        // RFC 5465 §8: the fetch-att list is only allowed for the selected mailbox.
+        if (!selected) throw new ParseError('Fetch attributes only with SELECTED or SELECTED-DELAYED');
+        c.sp();
+        group.fetchAtts = this.list(() => this.fetchAtt(), false);
+      }
+      return ev;
+    }, false);
+    c.expect(')');
+    this.depth--;
+    return group;
   }
 
   // --- Strings ---------------------------------------------------------------------------------

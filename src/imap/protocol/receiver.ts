@@ -68,7 +68,7 @@ export type ReceiverEvent =
    * session answers, then sends BYE and closes. When not fatal the command is dropped (the client
    * was told before sending a synchronising literal) and reception goes on.
    */
-  | { kind: 'reject'; tag: string | null; status: 'BAD' | 'NO'; code: RejectCode | null; text: string; fatal: boolean };
+  | { kind: 'reject'; tag: string | null; status: 'BAD' | 'NO'; code: RejectCode | null; text: string; fatal: boolean; limit?: number };
 
 export interface ReceiverOptions {
   /** RFC 7889 APPENDLIMIT: the largest message APPEND accepts. */
@@ -79,9 +79,15 @@ export interface ReceiverOptions {
    * bytes back. Without it only the per-connection limits apply.
    */
   budget?: { reserve(bytes: number): boolean; release(bytes: number): void };
+  /**
+   * RFC 5464 §4.3: the largest annotation value SETMETADATA accepts. A synchronising literal
+   * above it in SETMETADATA is refused before its bytes are sent, with NO [METADATA MAXSIZE n]
+   * (the code carries `limit`); without it the general literal limit applies.
+   */
+  metadataMaxSize?: number;
 }
 
-export type RejectCode = 'TOOBIG' | 'UNAVAILABLE';
+export type RejectCode = 'TOOBIG' | 'UNAVAILABLE' | 'METADATA MAXSIZE';
 
 type Mode = 'command' | 'line';
 
@@ -108,6 +114,8 @@ export class Receiver {
   private size = 0;
   private tag: string | null = null;
   private isAppend = false;
+  private isSetMetadata = false;
+  private readonly metadataMaxSize: number | undefined;
   /** Remaining bytes of the literal being read, or -1 outside a literal. */
   private literalLeft = -1;
   private literalBinary = false;
@@ -122,6 +130,7 @@ export class Receiver {
   constructor(options: ReceiverOptions) {
     this.appendLimit = options.appendLimit;
     this.budget = options.budget;
+    this.metadataMaxSize = options.metadataMaxSize;
   }
 
   /** Before login, APPEND is refused anyway: its literal gets the small limit, so an
@@ -221,6 +230,14 @@ export class Receiver {
       return { kind: 'command', command };
     }
     this.segments.push(line.subarray(0, marker.start));
+    if (this.isSetMetadata && !marker.nonSync && this.metadataMaxSize !== undefined && (marker.size === null || marker.size > this.metadataMaxSize)) {
+      // RFC 5464 §4.3: the value is too large; the client has not sent it yet, so the command is
+      // refused with the size the server accepts and reception goes on. (A non-synchronising one
+      // within the general literal limit is read and refused by the handler with the same code.)
+      const tag = this.tag;
+      this.resetCommand();
+      return { kind: 'reject', tag, status: 'NO', code: 'METADATA MAXSIZE', text: 'Annotation value too large', fatal: false, limit: this.metadataMaxSize };
+    }
     const limit = this.isAppend ? this.appendLimit : MAX_LITERAL_BYTES;
     const total = this.isAppend ? this.appendLimit * APPEND_COMMAND_FACTOR + MAX_COMMAND_BYTES : MAX_COMMAND_BYTES;
     const count = this.isAppend ? MAX_APPEND_MESSAGES * 2 : MAX_LITERALS_PER_COMMAND;
@@ -286,6 +303,7 @@ export class Receiver {
     while (j < line.length && line[j] !== 0x20) j++;
     const name = tag === null ? '' : line.toString('latin1', i + 1, j).toUpperCase();
     this.isAppend = name === 'APPEND' && this.authenticated;
+    this.isSetMetadata = name === 'SETMETADATA' && this.authenticated;
   }
 
   /** Gives a finished command's reserved bytes back to the shared budget. */
@@ -309,6 +327,7 @@ export class Receiver {
     this.size = 0;
     this.tag = null;
     this.isAppend = false;
+    this.isSetMetadata = false;
   }
 
   private fatal(status: 'BAD', tag: string | null, text: string, code: RejectCode | null = null): ReceiverEvent {

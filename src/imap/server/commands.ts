@@ -9,6 +9,8 @@ import { appendCommand } from './handlers/append.js';
 import { authenticate, compress, enable, login, starttls } from './handlers/auth.js';
 import { capability, id, logout, noop } from './handlers/any.js';
 import { idle } from './handlers/idle.js';
+import { getMetadata, setMetadata } from './handlers/metadata.js';
+import { notify } from './handlers/notify.js';
 import { create, del, getQuota, getQuotaRoot, list, lsub, namespace, rename, setQuota, status, subscribe } from './handlers/mailboxes.js';
 import { copyOrMove, fetch, store } from './handlers/messages.js';
 import { search, sort, thread } from './handlers/search.js';
@@ -72,6 +74,11 @@ const table: Array<[string, readonly StateKind[], Handler, CommandEntry['expunge
   ['GETQUOTAROOT', AUTH, getQuotaRoot],
   ['SETQUOTA', AUTH, setQuota],
   ['APPEND', AUTH, appendCommand],
+  // RFC 5464 §4.2-4.3.
+  ['GETMETADATA', AUTH, getMetadata],
+  ['SETMETADATA', AUTH, setMetadata],
+  // RFC 5465 §8 command-auth.
+  ['NOTIFY', AUTH, notify],
   ['IDLE', AUTH, idle],
   ['CHECK', SELECTED, check],
   ['CLOSE', SELECTED, close],

@@ -8,7 +8,11 @@
  * - The state is a tagged union; the data of a state (account, selected view) lives in it.
  * - Errors are mapped once, here, at the command boundary (errors.ts).
  * - Untagged updates (EXISTS, EXPUNGE, FETCH FLAGS) are sent only while a command is in progress,
- *   and EXPUNGE never during FETCH, STORE or SEARCH by sequence number (RFC 9051 §7.5.1).
+ *   and EXPUNGE never during FETCH, STORE or SEARCH by sequence number (RFC 9051 §7.5.1), unless
+ *   the client asked for NOTIFY (RFC 5465 §3.1: it then listens all the time): its events are also
+ *   sent between commands, never in the middle of a command's responses.
+ * - Responses are written one at a time, whole (a chain of writes): a notification written between
+ *   commands cannot interleave with a continuation or a response literal.
  * - Nothing is written to the socket inside a store transaction: store calls resolve after the
  *   commit (and its publication); responses are written afterwards.
  */
@@ -24,15 +28,20 @@ import type { AuthMeta, ServerContext } from '../../context.js';
 import { saslMechanisms } from '../../sasl/session.js';
 import type { Account, ChangeEvent } from '../../store/types.js';
 import { StoreError } from '../../store/types.js';
-import type { ImapValue } from '../protocol/ast.js';
+import type { FetchAtt, ImapValue } from '../protocol/ast.js';
 import { encodeMutf7 } from '../protocol/mutf7.js';
 import { MailboxNameError, parseCommand, parseCommandName, ParseError, type Request } from '../protocol/parser.js';
-import { Receiver, type RawCommand, type ReceiverEvent } from '../protocol/receiver.js';
+import { Receiver, type RawCommand, type ReceiverEvent, type RejectCode } from '../protocol/receiver.js';
 import { coalesce, continuation, statusResponse, untagged, type Output, type Status } from '../protocol/serialize.js';
 import { COMMANDS, type Done, type StateKind } from './commands.js';
 import { BadError, ByeError, NoError, STORE_ERROR_CODES } from './errors.js';
 import type { ImapServerOptions } from './options.js';
+import { METADATA_LIMITS } from './handlers/metadata.js';
 import { MailboxView } from './view.js';
+import { Notifier } from './notify.js';
+import { statusValues } from './handlers/mailboxes.js';
+import { visibleMetadata } from './handlers/metadata.js';
+import { fetchValues } from '../fetch/fetch.js';
 
 /** Bytes waiting in the receiver while a command runs before the socket is paused: stops a
  * client from pipelining without bound while a slow command runs. */
@@ -106,6 +115,11 @@ export class Session {
   private changeWaiter: (() => void) | null = null;
   private changed = false;
   private commands = 0;
+  /** The NOTIFY registration (RFC 5465), null before NOTIFY SET and after NOTIFY NONE. */
+  notifier: Notifier | null = null;
+  /** The notifications being written between commands; a command waits for it to finish. */
+  private flushing: Promise<void> | null = null;
+  private writeChain: Promise<void> = Promise.resolve();
 
   constructor(host: SessionHost, socket: Socket, tls: boolean) {
     this.host = host;
@@ -116,7 +130,7 @@ export class Session {
     // DESIGN.md invariant 5: a client on the same host may send a password in clear.
     this.local = this.remoteAddress !== '' && this.remoteAddress === normalizeIp(socket.localAddress ?? '');
     this.log = host.ctx.log.child({ cid: this.id, proto: 'imap', ip: this.remoteAddress });
-    this.receiver = new Receiver({ appendLimit: host.options.appendLimit, budget: host.appendBudget });
+    this.receiver = new Receiver({ appendLimit: host.options.appendLimit, budget: host.appendBudget, metadataMaxSize: METADATA_LIMITS.maxValueBytes });
     this.attach(socket);
   }
 
@@ -177,6 +191,9 @@ export class Session {
       'QUOTA=RES-MESSAGE',
       'CONDSTORE',
       'QRESYNC',
+      'NOTIFY',
+      'METADATA',
+      'METADATA-SERVER',
     );
     return caps;
   }
@@ -220,7 +237,14 @@ export class Session {
 
   // --- Writing ----------------------------------------------------------------------------------------
 
-  async write(out: Output): Promise<void> {
+  /** Writes one response after those already being written (see the invariants). */
+  write(out: Output): Promise<void> {
+    const run = this.writeChain.then(() => this.writeNow(out));
+    this.writeChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeNow(out: Output): Promise<void> {
     const sink = this.deflate ?? this.socket;
     for (const part of coalesce(out)) {
       if (this.closed) return;
@@ -368,9 +392,74 @@ export class Session {
   }
 
   private readonly onChange = (event: ChangeEvent): void => {
-    if (this.state.kind !== 'selected' || event.mailboxId !== this.state.view.mailbox.id) return;
+    const selectedId = this.state.kind === 'selected' ? this.state.view.mailbox.id : null;
+    if (this.notifier !== null && this.notifier.push(event, selectedId)) {
+      // RFC 5465 §3.1: sent now (between commands) or at the end of the running command.
+      this.notifyChange();
+      if (!this.inCommand) this.scheduleFlush();
+      return;
+    }
+    if (selectedId === null || event.mailboxId !== selectedId) return;
     this.notifyChange();
   };
+
+  /** Runs a store write of this session's own, whose mailbox-list and annotation changes are not
+   * notified back to it (RFC 5465 §5). */
+  ownChange<T>(run: () => Promise<T>): Promise<T> {
+    return this.notifier === null ? run() : this.notifier.own(run);
+  }
+
+  /** During IDLE, whether changes of the selected mailbox are pushed: always without NOTIFY;
+   * with it, only when it asked for them (RFC 5465 §4: IDLE sends exactly NOTIFY's events). */
+  get idlePushesSelected(): boolean {
+    return this.notifier === null || this.notifier.pushesSelected;
+  }
+
+  /** Starts writing pending notifications between commands, unless it is already running. */
+  private scheduleFlush(): void {
+    if (this.flushing !== null || this.closed) return;
+    this.flushing = (async () => {
+      while (!this.inCommand && !this.closed && this.notifier?.hasPending === true) await this.flushNotifications(false);
+    })()
+      .catch((err: unknown) => {
+        if (err instanceof ByeError) void this.bye(err.message);
+        else this.log.error({ err }, 'notification failed');
+      })
+      .finally(() => {
+        this.flushing = null;
+      });
+  }
+
+  /**
+   * Sends what NOTIFY asked for and is pending: the selected mailbox's changes (when it asked for
+   * them; `inIdle` or SELECTED allow EXPUNGE, SELECTED-DELAYED holds it for a command, §6.1),
+   * then LIST, STATUS and METADATA responses for the rest. After an overflow: the untagged
+   * NOTIFICATIONOVERFLOW, and NOTIFY is off (§5.8).
+   */
+  async flushNotifications(inIdle: boolean): Promise<void> {
+    const n = this.notifier;
+    if (n === null || this.closed) return;
+    if (n.overflowed) {
+      this.notifier = null;
+      await this.status('*', 'OK', [{ atom: 'NOTIFICATIONOVERFLOW' }], 'Too many changes to report; notifications are off');
+      return;
+    }
+    const selectedChanged = n.takeSelected();
+    if (this.state.kind === 'selected' && selectedChanged && n.selected !== null) await this.syncView(inIdle || !n.selected.delayed);
+    const selectedId = this.state.kind === 'selected' ? this.state.view.mailbox.id : null;
+    const responses = await n.drain(
+      {
+        store: this.ctx.store,
+        accountId: this.account().id,
+        condstore: this.condstore,
+        mailboxOut: (name) => this.mailboxOut(name),
+        status: (mb, items) => statusValues(this, mb, items, false),
+        metadataNames: async (id) => (await visibleMetadata(this, id)).map((e) => e.name),
+      },
+      selectedId,
+    );
+    for (const r of responses) await this.untagged(r);
+  }
 
   private notifyChange(): void {
     this.changed = true;
@@ -406,14 +495,47 @@ export class Session {
   async syncView(allowExpunge: boolean): Promise<void> {
     if (this.state.kind !== 'selected') return;
     this.changed = false;
+    const view = this.state.view;
+    const known = view.uids.length > 0 ? view.uids[view.uids.length - 1]! : 0;
+    // RFC 5465 §5.1: when NOTIFY names the selected mailbox without FlagChange, flag changes of
+    // others are not reported.
+    const flags = this.notifier?.selected?.events.has('FlagChange') ?? true;
     let updates: ImapValue[][];
     try {
-      updates = await this.state.view.sync(this.ctx.store, allowExpunge, this.host.recent, { modseq: this.condstore, vanished: this.qresync });
+      updates = await view.sync(this.ctx.store, allowExpunge, this.host.recent, { modseq: this.condstore, vanished: this.qresync, flags });
     } catch (err) {
       if (err instanceof StoreError && err.code === 'not-found') throw this.selectedGone();
       throw err;
     }
     for (const u of updates) await this.untagged(u);
+    this.notifier?.clearSelected();
+    await this.fetchNew(view, known);
+  }
+
+  /** RFC 5465 §5.2: after EXISTS, a FETCH of the attributes MessageNew asked for, for each new
+   * message. Body sections are read as PEEK: a notification never sets \Seen. */
+  private async fetchNew(view: MailboxView, known: number): Promise<void> {
+    const spec = this.notifier?.selected;
+    if (spec === undefined || spec === null || spec.fetchAtts === null || !spec.events.has('MessageNew')) return;
+    const fresh = view.uids.filter((u) => u > known);
+    if (fresh.length === 0) return;
+    let atts: FetchAtt[] = spec.fetchAtts.map((a) => (a.kind === 'BODY[]' || a.kind === 'BINARY[]' ? { ...a, peek: true } : a));
+    if (!atts.some((a) => a.kind === 'UID')) atts = [{ kind: 'UID' }, ...atts];
+    if (this.condstore && !atts.some((a) => a.kind === 'MODSEQ')) atts.push({ kind: 'MODSEQ' });
+    const opts = { rev2: this.rev2, utf8Accept: this.utf8 || this.rev2 };
+    for (const uid of fresh) {
+      const entry = view.entries.get(uid);
+      if (entry === undefined) continue;
+      let values: ImapValue[];
+      try {
+        values = await fetchValues(atts, { entry, store: this.ctx.store, recent: view.isRecent(uid) }, opts);
+      } catch (err) {
+        // Expunged meanwhile, or undecodable: the EXISTS was sent; the client can FETCH itself.
+        this.log.debug({ err: (err as Error).message, uid }, 'notification fetch skipped');
+        continue;
+      }
+      await this.untagged([view.seqOf(uid), { atom: 'FETCH' }, values]);
+    }
   }
 
   /** The selected mailbox was deleted by another session: its sequence numbers mean nothing any
@@ -516,7 +638,7 @@ export class Session {
         }
         if (ev.kind === 'line') continue; // cannot happen outside line mode
         if (ev.kind === 'reject') {
-          if (ev.tag !== null) await this.status(ev.tag, ev.status, ev.code ? [{ atom: ev.code }] : null, ev.text);
+          if (ev.tag !== null) await this.status(ev.tag, ev.status, rejectCode(ev.code, ev.limit), ev.text);
           else await this.status('*', 'BAD', null, ev.text);
           if (ev.fatal) {
             await this.bye(ev.text);
@@ -526,11 +648,14 @@ export class Session {
         }
         this.inCommand = true;
         try {
+          // Notifications being written between commands finish first (RFC 5465 §3.1).
+          if (this.flushing !== null) await this.flushing;
           await this.execute(ev.command);
         } finally {
           this.receiver.release(ev.command);
           this.inCommand = false;
         }
+        if (this.notifier?.hasPending === true) this.scheduleFlush();
       }
       if (this.shuttingDown && !this.closed) await this.bye('Server shutting down');
     } catch (err) {
@@ -621,6 +746,7 @@ export class Session {
       if (this.state.kind === 'selected' && (done?.sync ?? true)) {
         await this.syncView(entry.expungeAllowed(request));
       }
+      if ((done?.sync ?? true) && this.state.kind !== 'not-authenticated') await this.flushNotifications(false);
       await this.status(tag, 'OK', done?.code ?? null, done?.text ?? `${name} completed`);
       if (done?.after) await done.after();
     } catch (err) {
@@ -658,6 +784,14 @@ export class Session {
       else this.log.info(fields, 'command');
     }
   }
+}
+
+/** The response code of a refusal by the receiver. */
+function rejectCode(code: RejectCode | null, limit: number | undefined): ImapValue[] | null {
+  if (code === null) return null;
+  // RFC 5464 §4.3: [METADATA MAXSIZE n].
+  if (code === 'METADATA MAXSIZE') return [{ atom: 'METADATA' }, { atom: 'MAXSIZE' }, limit ?? 0];
+  return [{ atom: code }];
 }
 
 function stateMessage(state: SessionState['kind'], allowed: readonly StateKind[]): string {

@@ -247,7 +247,7 @@ export class MailboxView {
       const known = this.entries.get(e.uid);
       if (known === undefined) continue;
       this.entries.set(e.uid, e);
-      if (sameFlags(known.flags, e.flags)) continue;
+      if (sameFlags(known.flags, e.flags) || modes.flags === false) continue;
       const items: ImapValue[] = [{ atom: 'UID' }, e.uid, { atom: 'FLAGS' }, flagAtoms(this.flagsOf(e.uid))];
       if (modes.modseq) items.push({ atom: 'MODSEQ' }, [e.modseq]); // RFC 7162 §3.1.4.1
       out.push([this.seqOf(e.uid), { atom: 'FETCH' }, items]);
@@ -260,6 +260,8 @@ export class MailboxView {
 export interface SyncModes {
   modseq: boolean;
   vanished: boolean;
+  /** false: flag changes update the view without a FETCH response (NOTIFY without FlagChange). */
+  flags?: boolean;
 }
 
 const NO_MODES: SyncModes = { modseq: false, vanished: false };

@@ -10,14 +10,17 @@ import type { Session } from '../session.js';
 export async function idle(s: Session): Promise<Done> {
   await s.continue('idling');
   // Whatever changed before IDLE started is sent now, not at the next change.
-  await s.syncView(true);
+  if (s.idlePushesSelected) await s.syncView(true);
+  await s.flushNotifications(true);
   let line: Promise<Buffer | null> | null = null;
   for (;;) {
     line ??= s.readLine();
     const got = await Promise.race([line.then((l) => ({ l })), s.waitForChange().then(() => null)]);
     if (got === null) {
       if (s.isShuttingDown) throw new ByeError('Server shutting down');
-      await s.syncView(true);
+      // RFC 5465 §4: with NOTIFY, IDLE sends exactly the events NOTIFY asked for.
+      if (s.idlePushesSelected) await s.syncView(true);
+      await s.flushNotifications(true);
       continue;
     }
     s.cancelChangeWait();

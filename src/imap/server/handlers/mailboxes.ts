@@ -38,7 +38,7 @@ export async function create(s: Session, _tag: string, req: Request): Promise<Do
     if (canon === undefined || specialUse !== null) throw new NoError('USEATTR', 'Unsupported special-use attribute');
     specialUse = canon;
   }
-  const mb = await s.ctx.store.createMailbox(s.account().id, name, specialUse);
+  const mb = await s.ownChange(() => s.ctx.store.createMailbox(s.account().id, name, specialUse));
   return { code: [{ atom: 'MAILBOXID' }, [{ atom: mailboxObjectId(mb) }]] };
 }
 
@@ -57,7 +57,7 @@ export async function del(s: Session, _tag: string, req: Request): Promise<void>
     s.unselect();
     await s.status('*', 'OK', [{ atom: 'CLOSED' }], 'Mailbox deleted');
   }
-  await s.ctx.store.deleteMailbox(s.account().id, mb.name);
+  await s.ownChange(() => s.ctx.store.deleteMailbox(s.account().id, mb.name));
 }
 
 export async function rename(s: Session, _tag: string, req: Request): Promise<void> {
@@ -67,7 +67,7 @@ export async function rename(s: Session, _tag: string, req: Request): Promise<vo
   if (req.to === 'INBOX') throw new NoError('ALREADYEXISTS', 'INBOX always exists');
   if (req.from === req.to) throw new NoError('ALREADYEXISTS', 'Mailbox already has that name');
   // RFC 9051 §6.3.6: renaming INBOX moves its messages to the new name; INBOX stays (store).
-  await s.ctx.store.renameMailbox(s.account().id, req.from, req.to);
+  await s.ownChange(() => s.ctx.store.renameMailbox(s.account().id, req.from, req.to));
 }
 
 export async function subscribe(s: Session, _tag: string, req: Request): Promise<void> {
@@ -76,7 +76,7 @@ export async function subscribe(s: Session, _tag: string, req: Request): Promise
     checkName(req.mailbox);
     await mustExist(s, req.mailbox);
   }
-  await s.ctx.store.setSubscribed(s.account().id, req.mailbox, req.name === 'SUBSCRIBE');
+  await s.ownChange(() => s.ctx.store.setSubscribed(s.account().id, req.mailbox, req.name === 'SUBSCRIBE'));
 }
 
 export async function namespace(s: Session): Promise<void> {
@@ -194,7 +194,9 @@ export async function lsub(s: Session, _tag: string, req: Request): Promise<void
   }
 }
 
-async function statusValues(s: Session, mb: Mailbox, items: readonly StatusItem[]): Promise<ImapValue[]> {
+/** The STATUS response of a mailbox. `enabling`: asking for HIGHESTMODSEQ turns CONDSTORE on (a
+ * STATUS command does, RFC 7162 §3.1; a NOTIFY notification does not). */
+export async function statusValues(s: Session, mb: Mailbox, items: readonly StatusItem[], enabling = true): Promise<ImapValue[]> {
   const needCounts = items.some((i) => i === 'MESSAGES' || i === 'UNSEEN' || i === 'DELETED' || i === 'SIZE');
   const counts = needCounts ? await s.ctx.store.mailboxCounts(mb.id) : null;
   const values: ImapValue[] = [];
@@ -234,7 +236,7 @@ async function statusValues(s: Session, mb: Mailbox, items: readonly StatusItem[
         break;
       case 'HIGHESTMODSEQ':
         // RFC 7162 §3.1.6; a CONDSTORE enabling command (§3.1).
-        s.condstore = true;
+        if (enabling) s.condstore = true;
         v = mb.highestModSeq;
         break;
       case 'DELETED-STORAGE': {

@@ -57,6 +57,7 @@ import {
 } from '../../names.js';
 import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
 import type { NotifyFeed } from '../../notify-feed.js';
+import { planMetadata } from '../../metadata.js';
 import { checkEntryRestores, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns } from '../../search-text.js';
 import { DEFAULT_MAILBOXES, SPECIAL_USES, StoreError } from '../../types.js';
@@ -79,6 +80,9 @@ import type {
   MailboxRestore,
   MailStore,
   MessageEntry,
+  MetadataChange,
+  MetadataEntry,
+  MetadataLimits,
   Pop3DeletePolicy,
   QuotaUsage,
   SetFlagsResult,
@@ -1007,6 +1011,7 @@ class PgStore implements MailStore {
     await c.query('DELETE FROM mailboxes WHERE account_id = $1', [id]);
     await c.query('DELETE FROM subscriptions WHERE account_id = $1', [id]);
     await c.query('DELETE FROM thread_keys WHERE account_id = $1', [id]);
+    await c.query('DELETE FROM metadata WHERE account_id = $1', [id]);
     await c.query('DELETE FROM aliases WHERE target = $1', [account.address]);
     await c.query('DELETE FROM accounts WHERE id = $1', [id]);
     this.#mailboxEvent(ctx, id, account.modseq + 1);
@@ -1191,6 +1196,11 @@ class PgStore implements MailStore {
         const dst = await this.#insertMailbox(c, accountId, t, null, modseq);
         const all = await this.#arrays<[number]>(c, 'SELECT uid FROM entries WHERE mailbox_id = $1 ORDER BY uid', [src.id]);
         await this.#transfer(c, ctx, src.id, all.map((r) => asUid(r[0])), dst.id, true);
+        // RFC 5464 §4.1: INBOX keeps its annotations and the new mailbox gets a copy.
+        await c.query(
+          'INSERT INTO metadata (account_id, mailbox_id, name, value) SELECT account_id, $1, name, value FROM metadata WHERE account_id = $2 AND mailbox_id = $3',
+          [dst.id, accountId, src.id],
+        );
         this.#mailboxEvent(ctx, accountId, modseq);
         return;
       }
@@ -1242,6 +1252,8 @@ class PgStore implements MailStore {
       await this.#bumpUsage(c, accountId, -bytes, -rows.length);
       await this.#decRefs(c, ctx, refs);
       await c.query('DELETE FROM expunged WHERE mailbox_id = $1', [mb.id]);
+      // RFC 5464 §4.1: a mailbox created later with the same name does not inherit annotations.
+      await c.query('DELETE FROM metadata WHERE account_id = $1 AND mailbox_id = $2', [accountId, mb.id]);
       await c.query('DELETE FROM mailboxes WHERE id = $1', [mb.id]);
       // Subscriptions are kept (RFC 9051 §6.3.7).
       this.#mailboxEvent(ctx, accountId, modseq);
@@ -1265,6 +1277,66 @@ class PgStore implements MailStore {
         (r) => r.name,
       ),
     );
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Annotations (RFC 5464).
+
+  /** The mailbox id column of a target: 0 for server entries; the mailbox must be the account's. */
+  async #metadataTarget(c: pg.ClientBase | pg.Pool, accountId: number, mailboxId: MailboxId | null): Promise<number> {
+    if (mailboxId === null) return 0;
+    const mb = await this.#mailboxRow(c, mailboxId);
+    if (mb === undefined || Number(mb.account_id) !== accountId) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    return Number(mb.id);
+  }
+
+  async getMetadata(accountId: AccountId, mailboxId: MailboxId | null): Promise<MetadataEntry[]> {
+    return this.#read(async () => {
+      const target = await this.#metadataTarget(this.#pool, accountId, mailboxId);
+      const rows = await this.#rows<{ name: string; value: Buffer }>(
+        this.#pool,
+        'SELECT name, value FROM metadata WHERE account_id = $1 AND mailbox_id = $2 ORDER BY name COLLATE "C"',
+        [accountId, target],
+      );
+      return rows.map((r) => ({ name: r.name, value: r.value }));
+    });
+  }
+
+  async setMetadata(accountId: AccountId, mailboxId: MailboxId | null, changes: readonly MetadataChange[], limits: MetadataLimits): Promise<void> {
+    return this.#tx(async (c, ctx) => {
+      // The account row lock serialises the limit check with every other write of the account.
+      await this.#requireAccount(c, accountId, true);
+      const target = await this.#metadataTarget(c, accountId, mailboxId);
+      const rows = await this.#rows<{ name: string; size: number }>(
+        c,
+        'SELECT name, octet_length(value) AS size FROM metadata WHERE account_id = $1 AND mailbox_id = $2',
+        [accountId, target],
+      );
+      const plan = planMetadata(new Map(rows.map((r) => [r.name, Number(r.size)])), await this.#metadataBytes(c, accountId), changes, limits);
+      if (plan.upserts.length === 0 && plan.deletes.length === 0) return;
+      if (plan.upserts.length > 0) {
+        await c.query(
+          `INSERT INTO metadata (account_id, mailbox_id, name, value) SELECT $1, $2, n, v FROM unnest($3::text[], $4::bytea[]) AS u(n, v)
+           ON CONFLICT (account_id, mailbox_id, name) DO UPDATE SET value = EXCLUDED.value`,
+          [accountId, target, plan.upserts.map((u) => u.name), plan.upserts.map((u) => u.value)],
+        );
+      }
+      if (plan.deletes.length > 0) {
+        await c.query('DELETE FROM metadata WHERE account_id = $1 AND mailbox_id = $2 AND name = ANY($3::text[])', [accountId, target, plan.deletes]);
+      }
+      const event: ChangeEvent = { accountId, mailboxId, modseq: asModSeq(await this.#nextModseq(c, accountId)), kind: 'metadata' };
+      if (plan.eventNames !== undefined) event.entries = plan.eventNames;
+      ctx.events.push(event);
+    });
+  }
+
+  async #metadataBytes(c: pg.ClientBase | pg.Pool, accountId: number): Promise<number> {
+    const row = await this.#row<{ n: string | number }>(c, 'SELECT coalesce(sum(octet_length(value)), 0) AS n FROM metadata WHERE account_id = $1', [accountId]);
+    return Number(row?.n ?? 0);
+  }
+
+  async metadataUsage(accountId: AccountId): Promise<number> {
+    return this.#read(() => this.#metadataBytes(this.#pool, accountId));
   }
 
   async mailboxCounts(mailboxId: MailboxId): Promise<MailboxCounts> {
@@ -1883,6 +1955,11 @@ class PgStore implements MailStore {
       await check(
         'SELECT e.mailbox_id, e.uid FROM entries e LEFT JOIN mailboxes m ON m.id = e.mailbox_id WHERE m.id IS NULL',
         (r) => `entry uid ${r.uid} is in missing mailbox ${r.mailbox_id}`,
+      );
+      await check(
+        `SELECT d.account_id, d.mailbox_id, d.name FROM metadata d LEFT JOIN mailboxes m ON m.id = d.mailbox_id
+           WHERE (d.mailbox_id <> 0 AND (m.id IS NULL OR m.account_id <> d.account_id)) OR d.name <> lower(d.name)`,
+        (r) => `metadata ${r.name} of account ${r.account_id} is on missing mailbox ${r.mailbox_id} or not lowercased`,
       );
       await check(
         'SELECT m.id, m.account_id FROM mailboxes m LEFT JOIN accounts a ON a.id = m.account_id WHERE a.id IS NULL',

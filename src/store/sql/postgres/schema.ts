@@ -135,6 +135,19 @@ CREATE TABLE thread_keys (
 `,
   },
   {
+    version: 5,
+    sql: `
+-- RFC 5464 METADATA (see the SQLite schema): mailbox_id 0 holds the account's server entries.
+CREATE TABLE metadata (
+  account_id bigint NOT NULL,
+  mailbox_id bigint NOT NULL,
+  name text NOT NULL,
+  value bytea NOT NULL,
+  PRIMARY KEY (account_id, mailbox_id, name)
+);
+`,
+  },
+  {
     version: 6,
     sql: `
 -- Counters shared by the nodes (store/counters.ts, pg-counters.ts): auth failures and blocks,
@@ -173,8 +186,10 @@ export async function migratePg(client: pg.ClientBase): Promise<number> {
     if (current > latest) {
       throw new StoreError('invalid', `Cannot open store: schema version ${current} is newer than this program (${latest})`);
     }
+    // Every migration not recorded yet (numbers may land out of order, see the SQLite migrate).
+    const applied = new Set((await client.query<{ version: number }>('SELECT version FROM schema_version')).rows.map((row) => row.version));
     for (const m of PG_MIGRATIONS) {
-      if (m.version <= current) continue;
+      if (applied.has(m.version)) continue;
       await client.query('BEGIN');
       try {
         await client.query(m.sql);

@@ -147,6 +147,22 @@ CREATE VIRTUAL TABLE search USING fts5(
 );
 `,
   },
+  {
+    version: 5,
+    sql: `
+-- RFC 5464 METADATA: annotations of a mailbox, or of the server (mailbox_id 0) as one account
+-- sees it; /shared entries are stored per account too (one user per mailbox). name is the
+-- lowercased entry name (entry names are case-insensitive, RFC 5464 §3.2). Rows go with their
+-- mailbox (DELETE) and follow it through RENAME (same mailbox id).
+CREATE TABLE metadata (
+  account_id INTEGER NOT NULL,
+  mailbox_id INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  value BLOB NOT NULL,
+  PRIMARY KEY (account_id, mailbox_id, name)
+) WITHOUT ROWID;
+`,
+  },
 ];
 
 /** Applies the missing migrations. Refuses a database written by a newer version. */
@@ -158,8 +174,11 @@ export function migrate(db: Database): number {
   if (current > latest) {
     throw new StoreError('invalid', `Cannot open store: schema version ${current} is newer than this program (${latest})`);
   }
+  // Every migration not recorded yet, not only those above the highest: numbers are assigned
+  // ahead and may land out of order, so a lower one can arrive after a higher one was applied.
+  const applied = new Set((db.prepare('SELECT version FROM schema_version').all() as Array<{ version: number }>).map((r) => r.version));
   for (const m of MIGRATIONS) {
-    if (m.version <= current) continue;
+    if (applied.has(m.version)) continue;
     db.transaction(() => {
       db.exec(m.sql);
       db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(m.version, Date.now());

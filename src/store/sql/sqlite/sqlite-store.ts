@@ -85,6 +85,7 @@ import {
   normalizeMailboxName,
   parentNames,
 } from '../../names.js';
+import { planMetadata } from '../../metadata.js';
 import { checkEntryRestores, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns, trigramQuery } from '../../search-text.js';
 import type { SearchColumns } from '../../search-text.js';
@@ -108,6 +109,9 @@ import type {
   MailboxRestore,
   MailStore,
   MessageEntry,
+  MetadataChange,
+  MetadataEntry,
+  MetadataLimits,
   Pop3DeletePolicy,
   QuotaUsage,
   SetFlagsResult,
@@ -1123,6 +1127,7 @@ class SqliteStore implements MailStore {
     this.#q('DELETE FROM mailboxes WHERE account_id = ?').run(id);
     this.#q('DELETE FROM subscriptions WHERE account_id = ?').run(id);
     this.#q('DELETE FROM thread_keys WHERE account_id = ?').run(id);
+    this.#q('DELETE FROM metadata WHERE account_id = ?').run(id);
     this.#q('DELETE FROM aliases WHERE target = ?').run(account.address);
     this.#q('DELETE FROM accounts WHERE id = ?').run(id);
     this.#mailboxEvent(ctx, id, account.modseq + 1);
@@ -1295,6 +1300,12 @@ class SqliteStore implements MailStore {
         const dst = this.#insertMailbox(accountId, t, null, modseq);
         const all = this.#qr(`SELECT uid FROM entries WHERE mailbox_id = ? ORDER BY uid`).all(src.id) as Array<[number]>;
         this.#transfer(ctx, src.id, all.map((r) => asUid(r[0])), dst.id, true);
+        // RFC 5464 §4.1: INBOX keeps its annotations and the new mailbox gets a copy.
+        this.#q('INSERT INTO metadata (account_id, mailbox_id, name, value) SELECT account_id, ?, name, value FROM metadata WHERE account_id = ? AND mailbox_id = ?').run(
+          dst.id,
+          accountId,
+          src.id,
+        );
         this.#mailboxEvent(ctx, accountId, modseq);
         return;
       }
@@ -1339,6 +1350,8 @@ class SqliteStore implements MailStore {
       this.#bumpUsage(accountId, -bytes, -rows.length);
       this.#decRefs(ctx, refs);
       this.#q('DELETE FROM expunged WHERE mailbox_id = ?').run(mb.id);
+      // RFC 5464 §4.1: a mailbox created later with the same name does not inherit annotations.
+      this.#q('DELETE FROM metadata WHERE account_id = ? AND mailbox_id = ?').run(accountId, mb.id);
       this.#q('DELETE FROM mailboxes WHERE id = ?').run(mb.id);
       // Subscriptions are kept (RFC 9051 §6.3.7).
       this.#mailboxEvent(ctx, accountId, modseq);
@@ -1359,6 +1372,54 @@ class SqliteStore implements MailStore {
   async listSubscriptions(accountId: AccountId): Promise<string[]> {
     const rows = this.#q('SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name').all(accountId) as Array<{ name: string }>;
     return rows.map((r) => r.name);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Annotations (RFC 5464).
+
+  /** The mailbox id column of a target: 0 for server entries; the mailbox must be the account's. */
+  #metadataTarget(accountId: number, mailboxId: MailboxId | null): number {
+    if (mailboxId === null) return 0;
+    const mb = this.#mailboxRow(mailboxId);
+    if (mb === undefined || mb.account_id !== accountId) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    return mb.id;
+  }
+
+  async getMetadata(accountId: AccountId, mailboxId: MailboxId | null): Promise<MetadataEntry[]> {
+    const target = this.#metadataTarget(accountId, mailboxId);
+    const rows = this.#q('SELECT name, value FROM metadata WHERE account_id = ? AND mailbox_id = ? ORDER BY name').all(accountId, target) as Array<{
+      name: string;
+      value: Buffer;
+    }>;
+    return rows.map((r) => ({ name: r.name, value: Buffer.from(r.value) }));
+  }
+
+  async setMetadata(accountId: AccountId, mailboxId: MailboxId | null, changes: readonly MetadataChange[], limits: MetadataLimits): Promise<void> {
+    return this.#write((ctx) => {
+      this.#requireAccount(accountId);
+      const target = this.#metadataTarget(accountId, mailboxId);
+      const rows = this.#q('SELECT name, length(value) AS size FROM metadata WHERE account_id = ? AND mailbox_id = ?').all(accountId, target) as Array<{
+        name: string;
+        size: number;
+      }>;
+      const plan = planMetadata(new Map(rows.map((r) => [r.name, r.size])), this.#metadataBytes(accountId), changes, limits);
+      if (plan.upserts.length === 0 && plan.deletes.length === 0) return;
+      const put = this.#q('INSERT OR REPLACE INTO metadata (account_id, mailbox_id, name, value) VALUES (?, ?, ?, ?)');
+      for (const u of plan.upserts) put.run(accountId, target, u.name, u.value);
+      const del = this.#q('DELETE FROM metadata WHERE account_id = ? AND mailbox_id = ? AND name = ?');
+      for (const name of plan.deletes) del.run(accountId, target, name);
+      const event: ChangeEvent = { accountId, mailboxId, modseq: asModSeq(this.#nextModseq(accountId)), kind: 'metadata' };
+      if (plan.eventNames !== undefined) event.entries = plan.eventNames;
+      ctx.events.push(event);
+    });
+  }
+
+  #metadataBytes(accountId: number): number {
+    return (this.#q('SELECT coalesce(sum(length(value)), 0) AS n FROM metadata WHERE account_id = ?').get(accountId) as { n: number }).n;
+  }
+
+  async metadataUsage(accountId: AccountId): Promise<number> {
+    return this.#metadataBytes(accountId);
   }
 
   async mailboxCounts(mailboxId: MailboxId): Promise<MailboxCounts> {
@@ -1909,6 +1970,11 @@ class SqliteStore implements MailStore {
     check(
       'SELECT e.mailbox_id, e.uid FROM entries e LEFT JOIN mailboxes m ON m.id = e.mailbox_id WHERE m.id IS NULL',
       (r) => `entry uid ${r.uid} is in missing mailbox ${r.mailbox_id}`,
+    );
+    check(
+      `SELECT d.account_id, d.mailbox_id, d.name FROM metadata d LEFT JOIN mailboxes m ON m.id = d.mailbox_id
+         WHERE (d.mailbox_id <> 0 AND (m.id IS NULL OR m.account_id <> d.account_id)) OR d.name <> lower(d.name)`,
+      (r) => `metadata ${r.name} of account ${r.account_id} is on missing mailbox ${r.mailbox_id} or not lowercased`,
     );
     check(
       'SELECT m.id, m.account_id FROM mailboxes m LEFT JOIN accounts a ON a.id = m.account_id WHERE a.id IS NULL',
