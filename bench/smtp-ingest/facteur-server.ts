@@ -1,5 +1,6 @@
 /**
- * Facteur's MX listener in its own process for the benchmark: a fresh SQLite store in argv[2],
+ * Facteur's MX listener in its own process for the benchmark: a fresh SQLite store in argv[2], or
+ * a node of a PostgreSQL store when argv[2] is a postgres:// URL (several processes may share it),
  * users bench1..bench10@example.com, message authentication off (the Postfix side does none
  * either). Prints "PORT <n>" when listening. On SIGUSR2 it restarts its counters (so a run can
  * leave out its warm-up); on SIGTERM it prints them, human-readable on stderr and as one
@@ -9,13 +10,25 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createSmtpServer } from '../../src/smtp/server/server.js';
-import { openSqliteStore, sqliteStoreStats, type SqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { openStore } from '../../src/store/open.js';
+import { sqliteStoreStats, type SqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 
-const dir = process.argv[2]!;
-const store = await openSqliteStore({ dir });
-await store.addDomain('example.com');
-for (let i = 1; i <= 10; i++) await store.createAccount({ address: `bench${i}@example.com`, passwordHash: 'x' });
-const ctx = { hostname: 'facteur.bench.example', store, log: pino({ level: 'warn' }), auth: createAuthenticator(store), tls: null };
+const store = await openStore(process.argv[2]!);
+// A second node on a shared store finds the domain and users made by the first.
+if (!(await store.isLocalDomain('example.com'))) await store.addDomain('example.com');
+for (let i = 1; i <= 10; i++) {
+  const address = `bench${i}@example.com`;
+  if (!(await store.getAccountByAddress(address))) await store.createAccount({ address, passwordHash: 'x' });
+}
+// As app.ts does: on PostgreSQL the RCPT probing limit is counted in the shared store.
+const ctx = {
+  hostname: 'facteur.bench.example',
+  store,
+  log: pino({ level: 'warn' }),
+  auth: createAuthenticator(store),
+  tls: null,
+  counters: store.sharedCounters(),
+};
 const server = createSmtpServer(ctx, { mode: 'mx', resolver: null, limits: { maxConnectionsPerIp: 1000 } });
 const port = await server.listen('127.0.0.1', 0);
 process.stdout.write(`PORT ${port}\n`);

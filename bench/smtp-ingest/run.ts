@@ -4,6 +4,11 @@
  * and 50 concurrent senders, 1 and 10 messages per connection.
  *
  *   sudo node --import tsx bench/smtp-ingest/run.ts [seconds-per-case] [facteur-only]   (npm run bench:smtp)
+ *   node --import tsx bench/smtp-ingest/run.ts [seconds] --pg=postgres://user@host/db [--nodes=2]
+ *
+ * With --pg, Facteur stores into a fresh schema of that database (dropped at the end), as
+ * --nodes processes (default 1) on the one schema, the senders of each case split between them;
+ * Postfix is not run.
  *
  * "Stored" means: for Facteur, acknowledged with 250 (the store has fsync'd before the reply, and
  * the count is checked in the store afterwards); for Postfix + Dovecot, present in a maildir
@@ -11,15 +16,22 @@
  * Without root or the Debian packages, only Facteur is measured.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
-import { startFacteur } from './facteur-process.js';
-import { runLoad } from './load.js';
+import pg from 'pg';
+import { openStore } from '../../src/store/open.js';
+import { startFacteur, type FacteurProcess } from './facteur-process.js';
+import { runLoad, type LoadResult } from './load.js';
 import { startPeers, type Peers } from './peers.js';
 
-const seconds = Number(process.argv[2] ?? 5);
+const positional = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const seconds = Number(positional[0] ?? 5);
+const pgUrl = flag('pg');
+const nodes = Number(flag('nodes') ?? 1);
+const facteurOnly = positional[1] === 'facteur-only' || pgUrl !== undefined;
 const SIZES = [1024, 100 * 1024];
 const CONCURRENCY = [1, 10, 50];
 const PER_CONNECTION = [1, 10];
@@ -48,26 +60,52 @@ async function measurePeers(peers: Peers, size: number, concurrency: number, per
   return (stored / elapsed) * 1000;
 }
 
+/** The senders of a case split between the nodes (the first ones get one more). */
+async function loadAll(ports: number[], size: number, concurrency: number, perConnection: number): Promise<LoadResult> {
+  const shares = ports.map((_, i) => Math.floor(concurrency / ports.length) + (i < concurrency % ports.length ? 1 : 0));
+  const results = await Promise.all(
+    ports
+      .map((port, i) => ({ port, senders: shares[i] ?? 0 }))
+      .filter((p) => p.senders > 0)
+      .map((p) => runLoad({ port: p.port, messageBytes: size, concurrency: p.senders, perConnection, durationMs: seconds * 1000, recipients: RECIPIENTS })),
+  );
+  return results.reduce((a, r) => ({
+    accepted: a.accepted + r.accepted,
+    failed: a.failed + r.failed,
+    connections: a.connections + r.connections,
+    elapsedMs: Math.max(a.elapsedMs, r.elapsedMs),
+    // Each load measured this whole process's CPU over the same interval.
+    cpuMs: Math.max(a.cpuMs, r.cpuMs),
+  }));
+}
+
 const root = mkdtempSync(join(tmpdir(), 'facteur-bench-smtp-'));
-const facteurDir = join(root, 'facteur');
+// SQLite in a temp directory, or a fresh schema of the PostgreSQL database.
+const schema = `bench_${randomBytes(6).toString('hex')}`;
+const location = pgUrl === undefined ? join(root, 'facteur') : `${pgUrl}${pgUrl.includes('?') ? '&' : '?'}schema=${schema}`;
 const rows: string[] = [];
 let facteurAccepted = 0;
-const facteur = await startFacteur(facteurDir);
-const { port } = facteur;
+// One after the other: the first node creates the schema, the domain and the users.
+const facteurs: FacteurProcess[] = [];
+for (let i = 0; i < nodes; i++) facteurs.push(await startFacteur(location));
+const ports = facteurs.map((f) => f.port);
+const stopAll = async () => {
+  for (const f of facteurs) await f.stop();
+};
 let peers: Peers | null = null;
 try {
-  peers = process.argv[3] !== 'facteur-only' && havePeers() ? startPeers(join(root, 'peers'), 25260, 24240) : null;
+  peers = !facteurOnly && havePeers() ? startPeers(join(root, 'peers'), 25260, 24240) : null;
 } catch (err) {
-  await facteur.stop();
+  await stopAll();
   throw err;
 }
-if (!peers && process.argv[3] !== 'facteur-only') console.error('Postfix/Dovecot not available (needs root and the postfix, dovecot-lmtpd packages): Facteur only');
+if (!peers && !facteurOnly) console.error('Postfix/Dovecot not available (needs root and the postfix, dovecot-lmtpd packages): Facteur only');
 await new Promise((r) => setTimeout(r, 1500));
 try {
   for (const size of SIZES) {
     for (const concurrency of CONCURRENCY) {
       for (const perConnection of PER_CONNECTION) {
-        const r = await runLoad({ port, messageBytes: size, concurrency, perConnection, durationMs: seconds * 1000, recipients: RECIPIENTS });
+        const r = await loadAll(ports, size, concurrency, perConnection);
         facteurAccepted += r.accepted;
         const facteurRate = (r.accepted / r.elapsedMs) * 1000;
         if (r.failed > 0) console.error(`  facteur: ${r.failed} failures`);
@@ -79,11 +117,11 @@ try {
     }
   }
 } finally {
-  await facteur.stop();
+  await stopAll();
   peers?.stop();
 }
 // Every acknowledged message is in the store, once.
-const store = await openSqliteStore({ dir: facteurDir });
+const store = await openStore(location);
 let stored = 0;
 for (const a of await store.listAccounts('example.com')) {
   const inbox = await store.getMailbox(a.id, 'INBOX');
@@ -91,8 +129,15 @@ for (const a of await store.listAccounts('example.com')) {
 }
 await store.close();
 rmSync(root, { recursive: true, force: true });
+if (pgUrl !== undefined) {
+  const admin = new pg.Client({ connectionString: pgUrl });
+  await admin.connect();
+  await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
+  await admin.end();
+}
 
-console.log(`\n${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${seconds} s per case, Node ${process.version}`);
+const where = pgUrl === undefined ? 'SQLite' : `PostgreSQL, ${nodes} node${nodes > 1 ? 's' : ''} (processes) on one schema`;
+console.log(`\n${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${seconds} s per case, Node ${process.version}, ${where}`);
 console.log(`Facteur: ${facteurAccepted} messages acknowledged, ${stored} in the store after the run\n`);
 console.log('| message | senders | messages/connection | Facteur msg/s | Postfix+Dovecot msg/s | ratio |');
 console.log('|---|---|---|---|---|---|');
