@@ -70,6 +70,7 @@ test('NOTIFY refuses unknown events with NO [BADEVENT], bad syntax with BAD, and
       'NOTIFY SET (personal (MessageNew)',
       `NOTIFY SET ${'(personal NONE) '.repeat(101).trim()}`,
       `NOTIFY SET (selected (MessageNew ${'('.repeat(40)}UID${')'.repeat(40)}))`,
+      `NOTIFY SET ${Array.from({ length: 3 }, () => `(mailboxes (${Array.from({ length: 400 }, (_, i) => `m${i}`).join(' ')}) (MessageNew))`).join(' ')}`,
     ]) {
       await a.command('b', bad, 'BAD');
     }

@@ -95,6 +95,25 @@ test('sqlite: checkConsistency reports corrupted rows and missing blob files', a
   await rm(t.dir, { recursive: true, force: true });
 });
 
+test('sqlite: a migration numbered below one already applied is still applied (numbers land out of order)', async () => {
+  const t = await setup();
+  await t.store.close();
+  const last = MIGRATIONS[MIGRATIONS.length - 1]!;
+  const db = new Database(join(t.dir, 'facteur.db'));
+  // As if the database had been migrated by a program that did not have migration 5 yet.
+  db.exec('DROP TABLE metadata; DELETE FROM schema_version WHERE version = 5');
+  assert.ok(last.version >= 5);
+  db.close();
+  const store = await openSqliteStore({ dir: t.dir });
+  try {
+    await store.setMetadata(t.bob.id, null, [{ name: '/private/x', value: Buffer.from('1') }], { maxEntries: 10, maxTotalBytes: 100 });
+    assert.equal(await store.metadataUsage(t.bob.id), 1);
+  } finally {
+    await store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
 test('sqlite: the schema version is recorded and data survives reopening', async () => {
   const t = await setup();
   const r = await t.store.append(t.inbox.id, testMessage({ subject: 'persisted' }));

@@ -154,6 +154,9 @@ const MESSAGE_EVENTS: ReadonlySet<string> = new Set(['MessageNew', 'MessageExpun
 /** Event groups in one NOTIFY SET: a group is cheap to parse but each is matched against every
  * change, so their number is bounded. */
 export const MAX_NOTIFY_GROUPS = 100;
+/** Mailbox names across the groups of one NOTIFY SET: every change is matched against them, so
+ * their number bounds the work each change costs the session. */
+export const MAX_NOTIFY_NAMES = 1000;
 
 /** One RFC 5465 event-group; `events` empty is NONE. Unknown event names (event-ext) are kept in
  * `unknown`: the command is well-formed and answered NO [BADEVENT] (§3.1), not BAD. */
@@ -600,6 +603,7 @@ class ArgParser {
     if (status) c.sp();
     const groups: NotifyGroup[] = [];
     let selectedSeen = false;
+    let names = 0;
     for (;;) {
       const g = this.notifyGroup();
       if (g.filter.kind === 'selected' || g.filter.kind === 'selected-delayed') {
@@ -609,6 +613,8 @@ class ArgParser {
       }
       groups.push(g);
       if (groups.length > MAX_NOTIFY_GROUPS) throw new ParseError('Too many event groups');
+      names += 'names' in g.filter ? g.filter.names.length : 0;
+      if (names > MAX_NOTIFY_NAMES) throw new ParseError('Too many mailbox names');
       if (c.peek() !== 0x20) break;
       c.sp();
     }
