@@ -5,19 +5,19 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { createCredentials } from '../auth/password.js';
 import { LISTENER_NAMES, parseHostPort, type ListenerName } from '../config/config.js';
 import type { MailStore } from '../store/types.js';
 import { CONFIG_FILE, dataDirFrom, exists, initDataDir, openDataDir } from './data-dir.js';
 import { serve } from './serve.js';
+import { parse, UsageError, type Options } from './args.js';
+import { importCmd } from './import.js';
 import { dkimDnsRecord, dkimRecordName, generateDkimKeys, loadDkimKeys, type DkimKey } from '../msgauth/dkim-sign.js';
 import { dropQueued, formatQueueList, holdQueued, listQueue, queueDbPath, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
 import { openSqliteQueueStore } from '../queue/sqlite-store.js';
 import { domainSetup, runCheck } from './dns.js';
 import { renderZone } from '../dns/records.js';
 
-class UsageError extends Error {}
 
 const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DIR or FACTEUR_DATA)
 
@@ -35,22 +35,18 @@ const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DI
   alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE   (SOURCE @domain = catch-all)
   check-store                                       verify the store's invariants
   dns DOMAIN [--ip ADDRESS]...                      print every DNS record the domain needs (zone file)
+  import maildir ADDRESS PATH [--dovecot auto|yes|no] [--pop3-uidl-format F]
+  import mbox ADDRESS FILE|DIR [--mailbox NAME] [--unescape rd|none]
+  import imap ADDRESS imaps://USER@HOST[:PORT] [--password-file F] [--starttls] [--insecure]
+  import pop3 ADDRESS pop3s://USER@HOST[:PORT] [--password-file F] [--starttls] [--insecure]
+  import domain DOMAIN --map FILE --from maildir ROOT   (map: one "address path" per line)
+                                                    move mail in from another server (docs/operations.md)
   check DOMAIN [--ip ADDRESS]... [--dns HOST:PORT]...
                                                     check those records, reverse DNS, certificate and
                                                     blocklists; exit 1 when something is wrong
 
 Listener names: ${LISTENER_NAMES.join(', ')}`;
 
-type Options = Record<string, string | boolean | string[] | undefined>;
-
-function parse(argv: string[], options: ParseArgsConfig['options']): { values: Options; positionals: string[] } {
-  try {
-    const { values, positionals } = parseArgs({ args: argv, options: { data: { type: 'string' }, ...options }, allowPositionals: true, strict: true });
-    return { values: values as Options, positionals };
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
 
 async function readPassword(values: Options): Promise<string> {
   if (typeof values.password === 'string') return values.password;
@@ -345,6 +341,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   'check-store': checkStoreCmd,
   dns: dnsCmd,
   check: checkCmd,
+  import: importCmd,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -29,6 +29,9 @@ export interface MaildirOptions {
   modSeqFloor?: number;
 }
 
+/** Message files read ahead of the importer (each at most one message in memory). */
+const READ_AHEAD = 16;
+
 export const DEFAULT_POP3_UIDL_FORMAT = '%08Xu%08Xv';
 
 /**
@@ -38,6 +41,14 @@ export const DEFAULT_POP3_UIDL_FORMAT = '%08Xu%08Xv';
  * grow by one per change to a mailbox; 2^40 is over a billion changes a day for three years.
  */
 export const MAILDIR_MODSEQ_FLOOR = 2 ** 40;
+
+function safeUidl(format: string, uid: number, uidValidity: number, filename: string): string | undefined {
+  try {
+    return formatPop3Uidl(format, { uid, uidValidity, filename });
+  } catch {
+    return undefined;
+  }
+}
 
 async function isDir(path: string): Promise<boolean> {
   try {
@@ -162,6 +173,8 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
     }
     const unknownLetters = new Set<string>();
     const list = uidlist;
+    let unlisted = files.size;
+    if (list) for (const e of list.entries) if (files.has(e.base)) unlisted--;
 
     async function* messages(skip?: SkipTest): AsyncIterable<SourceMessage | SkippedMessage> {
       const read = async (rel: string, uid?: number, pop3Uidl?: string): Promise<SourceMessage | SkippedMessage> => {
@@ -185,26 +198,48 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
           return { kind: 'skipped', origin: `${folder.name}: ${rel}`, reason: code === 'ENOENT' ? 'file vanished while importing' : `cannot read: ${code ?? (err as Error).message}`, ...(uid === undefined ? {} : { uid }) };
         }
       };
-      if (list) {
-        for (const e of list.entries) {
-          const rel = files.get(e.base);
-          if (rel === undefined) continue; // expunged since Dovecot listed it
-          files.delete(e.base);
-          let uidl = e.pop3Uidl;
-          if (uidl === undefined) {
-            try {
-              uidl = formatPop3Uidl(uidlFormat, { uid: e.uid, uidValidity: list.uidValidity, filename: e.base, ...(e.guid === undefined ? {} : { guid: e.guid }) });
-            } catch (err) {
-              yield { kind: 'skipped', origin: `${folder.name}: ${rel}`, reason: (err as Error).message, uid: e.uid };
-              continue;
+      type Step = SkippedMessage | (() => Promise<SourceMessage | SkippedMessage>);
+      function* plan(): Generator<Step> {
+        if (list) {
+          for (const e of list.entries) {
+            const rel = files.get(e.base);
+            if (rel === undefined) continue; // expunged since Dovecot listed it
+            files.delete(e.base);
+            let uidl = e.pop3Uidl;
+            if (uidl === undefined) {
+              try {
+                uidl = formatPop3Uidl(uidlFormat, { uid: e.uid, uidValidity: list.uidValidity, filename: e.base, ...(e.guid === undefined ? {} : { guid: e.guid }) });
+              } catch (err) {
+                yield { kind: 'skipped', origin: `${folder.name}: ${rel}`, reason: (err as Error).message, uid: e.uid };
+                continue;
+              }
             }
+            if (skip?.({ uid: e.uid, pop3Uidl: uidl })) continue;
+            const u = uidl;
+            yield () => read(rel, e.uid, u);
           }
-          if (skip?.({ uid: e.uid, pop3Uidl: uidl })) continue;
-          yield await read(rel, e.uid, uidl);
+        }
+        // Files Dovecot has not listed yet get the UIDs it would give them next, in delivery (name)
+        // order, so that they too are recognised by a second run; in a plain Maildir, new UIDs.
+        let next = list?.nextUid;
+        for (const rel of [...files.values()].sort((a, b) => (a.slice(4) < b.slice(4) ? -1 : 1))) {
+          if (list === null || next === undefined) {
+            yield () => read(rel);
+            continue;
+          }
+          const uid = next++;
+          const uidl = safeUidl(uidlFormat, uid, list.uidValidity, maildirBase(rel.slice(4)));
+          if (skip?.({ uid, ...(uidl === undefined ? {} : { pop3Uidl: uidl }) })) continue;
+          yield () => read(rel, uid, uidl);
         }
       }
-      // Files Dovecot has not seen yet (or a plain Maildir): new UIDs, in delivery (name) order.
-      for (const rel of [...files.values()].sort((a, b) => (a.slice(4) < b.slice(4) ? -1 : 1))) yield await read(rel);
+      // A few reads in flight hide the file system's latency; order is kept.
+      const queue: Array<Promise<SourceMessage | SkippedMessage>> = [];
+      for (const step of plan()) {
+        queue.push(typeof step === 'function' ? step() : Promise.resolve(step));
+        if (queue.length >= READ_AHEAD) yield await queue.shift()!;
+      }
+      while (queue.length > 0) yield await queue.shift()!;
       if (unknownLetters.size > 0) {
         warnings.push(`${folder.name}: keyword letters ${[...unknownLetters].sort().join('')} are not in dovecot-keywords; left out`);
       }
@@ -212,7 +247,7 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
 
     return {
       name: folder.name,
-      ...(list ? { uidValidity: list.uidValidity, uidNext: list.nextUid, highestModSeq: options.modSeqFloor ?? MAILDIR_MODSEQ_FLOOR } : {}),
+      ...(list ? { uidValidity: list.uidValidity, uidNext: list.nextUid + unlisted, highestModSeq: options.modSeqFloor ?? MAILDIR_MODSEQ_FLOOR } : {}),
       ...(subscriptions ? { subscribed: subscriptions.has(folder.name) } : {}),
       expectedMessages: files.size,
       expectedBytes: bytes,

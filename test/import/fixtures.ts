@@ -71,3 +71,26 @@ export async function writeDovecotAccount(root: string): Promise<void> {
   await writeDovecotFolder(join(root, '.Lists.rust'), [{ uid: 10, subject: 'rust', letters: '', mtime: t }], { uidValidity: FIXTURE_UIDVALIDITY + 3, nextUid: 11 });
   await writeFile(join(root, 'subscriptions'), 'V\t2\n\nINBOX\nSent\nLists\trust\n');
 }
+
+/**
+ * A Dovecot Maildir INBOX of n generated messages of about `size` bytes each (distinct bodies, so
+ * the store cannot deduplicate them), with its dovecot-uidlist. Files are written in parallel
+ * groups to keep generation fast.
+ */
+export async function writeLargeMaildir(root: string, n: number, size = 2048): Promise<void> {
+  for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(root, sub), { recursive: true });
+  const filler = 'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '.repeat(Math.ceil(size / 57)).slice(0, size);
+  const lines = [`3 V${FIXTURE_UIDVALIDITY} N${n + 1}`];
+  const GROUP = 256;
+  for (let start = 1; start <= n; start += GROUP) {
+    const writes: Array<Promise<void>> = [];
+    for (let uid = start; uid < Math.min(n + 1, start + GROUP); uid++) {
+      const base = `${1_700_000_000 + uid}.M${uid}P1.oldhost`;
+      lines.push(`${uid} :${base}`);
+      const body = `From: a@example.org\nTo: bob@example.com\nSubject: message ${uid}\nMessage-ID: <${uid}@old.example>\n\n${uid} ${filler}\n`;
+      writes.push(writeFile(join(root, 'cur', `${base}:2,S`), body));
+    }
+    await Promise.all(writes);
+  }
+  await writeFile(join(root, 'dovecot-uidlist'), lines.join('\n') + '\n');
+}

@@ -49,7 +49,7 @@ test('Dovecot Maildir fixture: hierarchy, UIDVALIDITY, UIDs, flags and keywords,
     assert.deepEqual(boxes.map((b) => b.name), ['INBOX', 'Entwürfe', 'Lists/rust', 'Sent']);
     const inbox = boxes[0]!;
     assert.equal(inbox.uidValidity, FIXTURE_UIDVALIDITY);
-    assert.equal(inbox.uidNext, 9);
+    assert.equal(inbox.uidNext, 10);
     assert.equal(inbox.subscribed, true);
     assert.ok(inbox.highestModSeq! >= 2 ** 40);
     assert.deepEqual(inbox.messages.map((m) => [m.uid, m.subject, m.flags, m.pop3Uidl]), [
@@ -57,7 +57,7 @@ test('Dovecot Maildir fixture: hierarchy, UIDVALIDITY, UIDs, flags and keywords,
       [2, 'two', ['\\Flagged', '\\Answered', '\\Seen', '$Forwarded', 'Work'], `00000002${FIXTURE_UIDVALIDITY.toString(16)}`],
       [5, 'five', ['\\Deleted', 'Later'], `00000005${FIXTURE_UIDVALIDITY.toString(16)}`],
       [7, 'seven', [], 'old-uidl-7'],
-      [undefined, 'not listed yet', [], undefined],
+      [9, 'not listed yet', [], `00000009${FIXTURE_UIDVALIDITY.toString(16)}`],
     ]);
     assert.equal(inbox.messages[0]!.internalDate, Date.UTC(2024, 0, 2, 3, 4, 5));
     assert.equal(boxes[1]!.subscribed, false);
