@@ -45,8 +45,22 @@ function uint32(s: string, what: string): number {
  * writes them, and keeping them would break "UIDs ascend" (RFC 9051 §2.3.1.1).
  */
 export function parseUidlist(text: string): Uidlist {
-  const lines = text.split('\n');
-  const header = (lines[0] ?? '').replace(/\r$/, '');
+  const header = parseUidlistHeader(text);
+  const entries = [...uidlistEntries(text, header)];
+  const last = entries[entries.length - 1]?.uid ?? 0;
+  const { bodyStart: _, ...rest } = header;
+  return { ...rest, nextUid: Math.max(header.nextUid, last + 1), entries };
+}
+
+export interface UidlistHeader extends Omit<Uidlist, 'entries'> {
+  /** Offset of the first entry line in the text. */
+  bodyStart: number;
+}
+
+/** The header line of a dovecot-uidlist (see parseUidlist). */
+export function parseUidlistHeader(text: string): UidlistHeader {
+  const nl = text.indexOf('\n');
+  const header = (nl < 0 ? text : text.slice(0, nl)).replace(/\r$/, '');
   const fields = header.split(' ').filter((f) => f !== '');
   const version = Number(fields[0]);
   let uidValidity = 0;
@@ -68,23 +82,34 @@ export function parseUidlist(text: string): Uidlist {
     throw new DovecotFormatError(`Cannot parse dovecot-uidlist: version "${fields[0] ?? ''}" is not 1 or 3`);
   }
   if (uidValidity === 0) throw new DovecotFormatError('Cannot parse dovecot-uidlist: no UIDVALIDITY in the header');
+  return { version, uidValidity, nextUid, ...(guid === undefined ? {} : { guid }), bodyStart: nl < 0 ? text.length : nl + 1 };
+}
 
-  const entries: UidlistEntry[] = [];
+/**
+ * The entries of a dovecot-uidlist, parsed one line at a time (a 200,000-message folder is not
+ * turned into 200,000 objects at once).
+ */
+export function* uidlistEntries(text: string, header: UidlistHeader): Generator<UidlistEntry> {
   let last = 0;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!.replace(/\r$/, '');
+  let lineNo = 1;
+  for (let pos = header.bodyStart; pos < text.length; ) {
+    const nl = text.indexOf('\n', pos);
+    const end = nl < 0 ? text.length : nl;
+    const line = text.slice(pos, end > pos && text.charCodeAt(end - 1) === 13 ? end - 1 : end);
+    pos = end + 1;
+    lineNo++;
     if (line === '') continue;
     const sp = line.indexOf(' ');
-    if (sp < 0) throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${i + 1}: no file name`);
-    const uid = uint32(line.slice(0, sp), `line ${i + 1} UID`);
-    if (uid === 0 || uid <= last) throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${i + 1}: UID ${uid} is not above the previous ${last}`);
+    if (sp < 0) throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${lineNo}: no file name`);
+    const uid = uint32(line.slice(0, sp), `line ${lineNo} UID`);
+    if (uid === 0 || uid <= last) throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${lineNo}: UID ${uid} is not above the previous ${last}`);
     last = uid;
     const rest = line.slice(sp + 1);
     const entry: UidlistEntry = { uid, base: '' };
-    if (version === 3) {
+    if (header.version === 3) {
       // The file name follows the first " :" or a leading ":"; extension fields come before it.
       const colon = rest.startsWith(':') ? 0 : rest.indexOf(' :') + 1;
-      if (colon <= 0 && !rest.startsWith(':')) throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${i + 1}: no ":" before the file name`);
+      if (colon <= 0 && !rest.startsWith(':')) throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${lineNo}: no ":" before the file name`);
       entry.base = rest.slice(colon + 1);
       for (const ext of rest.slice(0, colon).split(' ')) {
         if (ext === '') continue;
@@ -96,11 +121,9 @@ export function parseUidlist(text: string): Uidlist {
     }
     // Some Dovecot versions keep the flags part in the recorded name; the match is on the base.
     entry.base = maildirBase(entry.base);
-    if (entry.base === '') throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${i + 1}: empty file name`);
-    entries.push(entry);
+    if (entry.base === '') throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${lineNo}: empty file name`);
+    yield entry;
   }
-  if (nextUid <= last) nextUid = last + 1;
-  return { version, uidValidity, nextUid, ...(guid === undefined ? {} : { guid }), entries };
 }
 
 /** The part of a maildir file name before the info (":2,FLAGS"; Dovecot's maildir_info_sep ':'). */

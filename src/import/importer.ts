@@ -13,8 +13,8 @@
  *   is not kept (pids are unique per account); the summary counts it.
  * - Re-running or resuming an import adds no duplicates for sources that identify messages
  *   (UIDs kept, or UIDLs): what the destination already holds is skipped before it is read.
- * - Memory: one batch (BATCH_MESSAGES / BATCH_BYTES) of messages at a time, plus the account's
- *   UIDLs (one string per stored message) for the duplicate checks.
+ * - Memory: two batches (BATCH_MESSAGES / BATCH_BYTES: one written while the next is read), plus
+ *   the UIDLs the account held before the import, for the duplicate checks.
  */
 import { asModSeq, asUid, asUidValidity, type AccountId, type MailboxId } from '../lib/brand.js';
 import { parseMessage } from '../mail/parse.js';
@@ -287,12 +287,24 @@ async function storeBatch(
       await store.restoreEntries(mailboxId, entries);
     } catch (err) {
       if (!kept && attempt < 3 && err instanceof StoreError && err.code === 'invalid') continue;
-      throw err;
+      if (!(err instanceof StoreError && err.code === 'conflict')) throw err;
+      // A UIDL another message of this import already took (two folders whose UIDLs collide):
+      // the batch is written one entry at a time, and a clashing entry gets a new id.
+      for (const e of entries) {
+        try {
+          await store.restoreEntries(mailboxId, [e]);
+        } catch (err1) {
+          if (!(err1 instanceof StoreError && err1.code === 'conflict' && e.pid !== undefined)) throw err1;
+          const { pid: _, ...rest } = e;
+          await store.restoreEntries(mailboxId, [rest]);
+          uidlsNotKept++;
+        }
+      }
     }
-    for (const e of entries) {
-      if (e.pid !== undefined) known.pids.set(e.pid, mailboxId);
-      known.maxUid.set(mailboxId, Math.max(known.maxUid.get(mailboxId) ?? 0, e.uid));
-    }
+    // Only the UIDLs that were in the account before the import are remembered (a run never yields
+    // a message twice), so memory does not grow with the number of messages imported.
+    const last = entries[entries.length - 1];
+    if (last) known.maxUid.set(mailboxId, Math.max(known.maxUid.get(mailboxId) ?? 0, last.uid));
     return { uidlsNotKept };
   }
 }

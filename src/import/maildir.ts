@@ -15,7 +15,7 @@
 import { opendir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeMutf7 } from '../imap/protocol/mutf7.js';
-import { formatPop3Uidl, maildirBase, maildirFlags, parseKeywords, parseUidlist, type Uidlist } from './dovecot.js';
+import { formatPop3Uidl, maildirBase, maildirFlags, parseKeywords, parseUidlistHeader, uidlistEntries, type UidlistHeader } from './dovecot.js';
 import { toCrlf, type ImportSource, type SkipTest, type SkippedMessage, type SourceMailbox, type SourceMessage } from './source.js';
 
 export type DovecotMode = 'auto' | 'yes' | 'no';
@@ -128,15 +128,20 @@ function parseSubscriptions(text: string, plus: boolean): Set<string> {
   return out;
 }
 
+/** listMessageFiles values: a name in cur/, or "new/" and a name in new/. */
+const relPath = (stored: string): string => (stored.startsWith('new/') ? stored : `cur/${stored}`);
+const fileName = (stored: string): string => (stored.startsWith('new/') ? stored.slice(4) : stored);
+
 async function listMessageFiles(dir: string): Promise<Map<string, string>> {
   // base -> "cur/<name>" or "new/<name>"; cur wins when a file is in both (a rename in flight).
+  // base -> file name; the base is a slice of the name, so both share one string.
   const files = new Map<string, string>();
   for (const sub of ['new', 'cur']) {
     const d = join(dir, sub);
     if (!(await isDir(d))) continue;
     for await (const e of await opendir(d)) {
       if (!e.isFile() || e.name.startsWith('.')) continue;
-      files.set(maildirBase(e.name), `${sub}/${e.name}`);
+      files.set(maildirBase(e.name), sub === 'new' ? `new/${e.name}` : e.name);
     }
   }
   return files;
@@ -154,14 +159,16 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
   const subscriptions = subsText === null ? null : parseSubscriptions(subsText, plus);
 
   async function openFolder(folder: FolderDir): Promise<SourceMailbox> {
-    let uidlist: Uidlist | null = null;
+    let uidlist: UidlistHeader | null = null;
+    let uidlistText = '';
     let keywords: Array<string | undefined> = [];
     if (mode !== 'no') {
       const text = await readIfExists(join(folder.path, 'dovecot-uidlist'));
       if (text === null) {
         if (mode === 'yes') throw new Error(`${folder.path}: no dovecot-uidlist (--dovecot yes)`);
       } else {
-        uidlist = parseUidlist(text);
+        uidlist = parseUidlistHeader(text);
+        uidlistText = text;
       }
       keywords = parseKeywords((await readIfExists(join(folder.path, 'dovecot-keywords'))) ?? '');
     }
@@ -174,14 +181,22 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
     const unknownLetters = new Set<string>();
     const list = uidlist;
     let unlisted = files.size;
-    if (list) for (const e of list.entries) if (files.has(e.base)) unlisted--;
+    let lastUid = 0;
+    if (list) {
+      for (const e of uidlistEntries(uidlistText, list)) {
+        if (files.has(e.base)) unlisted--;
+        lastUid = e.uid;
+      }
+    }
+    const firstFree = list ? Math.max(list.nextUid, lastUid + 1) : 0;
 
     async function* messages(skip?: SkipTest): AsyncIterable<SourceMessage | SkippedMessage> {
-      const read = async (rel: string, uid?: number, pop3Uidl?: string): Promise<SourceMessage | SkippedMessage> => {
+      const read = async (stored: string, uid?: number, pop3Uidl?: string): Promise<SourceMessage | SkippedMessage> => {
+        const rel = relPath(stored);
         const path = join(folder.path, rel);
         try {
           const [raw, st] = await Promise.all([readFile(path), stat(path)]);
-          const f = maildirFlags(rel.slice(4), keywords);
+          const f = maildirFlags(fileName(stored), keywords);
           for (const l of f.unknownLetters) unknownLetters.add(l);
           return {
             kind: 'message',
@@ -201,7 +216,7 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
       type Step = SkippedMessage | (() => Promise<SourceMessage | SkippedMessage>);
       function* plan(): Generator<Step> {
         if (list) {
-          for (const e of list.entries) {
+          for (const e of uidlistEntries(uidlistText, list)) {
             const rel = files.get(e.base);
             if (rel === undefined) continue; // expunged since Dovecot listed it
             files.delete(e.base);
@@ -210,7 +225,7 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
               try {
                 uidl = formatPop3Uidl(uidlFormat, { uid: e.uid, uidValidity: list.uidValidity, filename: e.base, ...(e.guid === undefined ? {} : { guid: e.guid }) });
               } catch (err) {
-                yield { kind: 'skipped', origin: `${folder.name}: ${rel}`, reason: (err as Error).message, uid: e.uid };
+                yield { kind: 'skipped', origin: `${folder.name}: ${relPath(rel)}`, reason: (err as Error).message, uid: e.uid };
                 continue;
               }
             }
@@ -221,14 +236,14 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
         }
         // Files Dovecot has not listed yet get the UIDs it would give them next, in delivery (name)
         // order, so that they too are recognised by a second run; in a plain Maildir, new UIDs.
-        let next = list?.nextUid;
-        for (const rel of [...files.values()].sort((a, b) => (a.slice(4) < b.slice(4) ? -1 : 1))) {
+        let next = list ? firstFree : undefined;
+        for (const rel of [...files.values()].sort((a, b) => (fileName(a) < fileName(b) ? -1 : 1))) {
           if (list === null || next === undefined) {
             yield () => read(rel);
             continue;
           }
           const uid = next++;
-          const uidl = safeUidl(uidlFormat, uid, list.uidValidity, maildirBase(rel.slice(4)));
+          const uidl = safeUidl(uidlFormat, uid, list.uidValidity, maildirBase(fileName(rel)));
           if (skip?.({ uid, ...(uidl === undefined ? {} : { pop3Uidl: uidl }) })) continue;
           yield () => read(rel, uid, uidl);
         }
@@ -247,7 +262,7 @@ export async function openMaildir(root: string, options: MaildirOptions = {}): P
 
     return {
       name: folder.name,
-      ...(list ? { uidValidity: list.uidValidity, uidNext: list.nextUid + unlisted, highestModSeq: options.modSeqFloor ?? MAILDIR_MODSEQ_FLOOR } : {}),
+      ...(list ? { uidValidity: list.uidValidity, uidNext: firstFree + unlisted, highestModSeq: options.modSeqFloor ?? MAILDIR_MODSEQ_FLOOR } : {}),
       ...(subscriptions ? { subscribed: subscriptions.has(folder.name) } : {}),
       expectedMessages: files.size,
       expectedBytes: bytes,
