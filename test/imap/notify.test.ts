@@ -100,6 +100,11 @@ test('selected: another session\'s APPEND, STORE and EXPUNGE are pushed with no 
     // The notification did not set \Seen and the session is still in step.
     const r = await a.command('a1', 'NOOP');
     assert.deepEqual(r.untagged, []);
+    // §5.2: no FETCH for a message the session added itself.
+    const own = await a.command('a2', 'APPEND INBOX {8+}\r\nx: y\r\n\r\n');
+    assert.deepEqual(own.untagged, ['* 1 EXISTS', '* 1 RECENT']);
+    const copy = await a.command('a3', 'UID COPY 2 INBOX');
+    assert.deepEqual(copy.untagged, ['* 2 EXISTS', '* 2 RECENT']);
   }));
 
 test('selected-delayed: arrivals are pushed at once, expunges wait for a command that may report them', () =>

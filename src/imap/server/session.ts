@@ -22,7 +22,7 @@ import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type De
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { AccountId, MailboxId } from '../../lib/brand.js';
+import type { AccountId, MailboxId, Uid } from '../../lib/brand.js';
 import { newId } from '../../log/logger.js';
 import type { AuthMeta, ServerContext } from '../../context.js';
 import { saslMechanisms } from '../../sasl/session.js';
@@ -120,6 +120,9 @@ export class Session {
   /** The notifications being written between commands; a command waits for it to finish. */
   private flushing: Promise<void> | null = null;
   private writeChain: Promise<void> = Promise.resolve();
+  /** UIDs this session itself added to the selected mailbox (APPEND, COPY) and not yet announced:
+   * RFC 5465 §5.2 says no MessageNew FETCH for them. Only kept while NOTIFY asks for one. */
+  private ownNew = new Set<Uid>();
 
   constructor(host: SessionHost, socket: Socket, tls: boolean) {
     this.host = host;
@@ -403,6 +406,12 @@ export class Session {
     this.notifyChange();
   };
 
+  /** Records UIDs this session added to its selected mailbox (see ownNew). */
+  markOwnNew(uids: readonly Uid[]): void {
+    if (this.notifier?.selected?.fetchAtts == null) return;
+    for (const u of uids) this.ownNew.add(u);
+  }
+
   /** Runs a store write of this session's own, whose mailbox-list and annotation changes are not
    * notified back to it (RFC 5465 §5). */
   ownChange<T>(run: () => Promise<T>): Promise<T> {
@@ -517,7 +526,8 @@ export class Session {
   private async fetchNew(view: MailboxView, known: number): Promise<void> {
     const spec = this.notifier?.selected;
     if (spec === undefined || spec === null || spec.fetchAtts === null || !spec.events.has('MessageNew')) return;
-    const fresh = view.uids.filter((u) => u > known);
+    const fresh = view.uids.filter((u) => u > known && !this.ownNew.has(u));
+    this.ownNew.clear();
     if (fresh.length === 0) return;
     let atts: FetchAtt[] = spec.fetchAtts.map((a) => (a.kind === 'BODY[]' || a.kind === 'BINARY[]' ? { ...a, peek: true } : a));
     if (!atts.some((a) => a.kind === 'UID')) atts = [{ kind: 'UID' }, ...atts];
@@ -561,6 +571,7 @@ export class Session {
   select(view: MailboxView): void {
     this.state = { kind: 'selected', account: this.account(), view };
     this.changed = false;
+    this.ownNew.clear();
   }
 
   unselect(): void {

@@ -39,6 +39,7 @@ export async function appendCommand(s: Session, _tag: string, req: Request): Pro
     inputs.push(input);
   }
   const results = inputs.length === 1 ? [await store.append(mb.id, inputs[0]!)] : await store.appendMany(mb.id, inputs);
+  if (s.state.kind === 'selected' && s.state.view.mailbox.id === mb.id) s.markOwnNew(results.map((r) => r.uid));
   const first = results[0]!;
   // RFC 4315 §3: APPENDUID uidvalidity uid-set.
   return { code: [{ atom: 'APPENDUID' }, first.uidValidity, { atom: formatSet(results.map((r) => r.uid)) }], text: 'APPEND completed' };

@@ -120,6 +120,7 @@ export async function copyOrMove(s: Session, _tag: string, req: Request): Promis
   if (uids.length === 0) return;
   const res = move ? await s.ctx.store.move(view.mailbox.id, uids, dest.id) : await s.ctx.store.copy(view.mailbox.id, uids, dest.id);
   if (res.pairs.length === 0) return;
+  if (dest.id === view.mailbox.id) s.markOwnNew(res.pairs.map((p) => p[1]));
   // RFC 4315 §3 COPYUID: source and destination UIDs in corresponding order.
   const code: ImapValue[] = [
     { atom: 'COPYUID' },
