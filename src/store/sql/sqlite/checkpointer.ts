@@ -1,0 +1,122 @@
+/**
+ * WAL checkpoints on a worker thread, so the event loop never waits for one.
+ *
+ * Why: a checkpoint copies the WAL's pages into the database file and fsyncs both. Run by the
+ * store's own connection (SQLite's wal_autocheckpoint) it happens inside a COMMIT on the event
+ * loop, and every session of the process stalls for its duration: over a second was measured
+ * under load (docs/benchmarks.md, SMTP ingest). A second connection on a worker thread runs the
+ * checkpoint instead; SQLite coordinates the two connections through the WAL index.
+ *
+ * Invariants:
+ * - Only PASSIVE checkpoints: they never take the write lock nor wait for readers, so the store's
+ *   writes and reads go on while one runs. What a reader still needs stays in the WAL until a
+ *   later checkpoint.
+ * - One checkpoint at a time; a request while one runs is dropped (the next request after it
+ *   ends covers the frames written meanwhile).
+ * - Durability does not depend on this module: with synchronous=NORMAL SQLite fsyncs the WAL
+ *   before copying frames and the database after; a crash mid-checkpoint is recovered from the
+ *   WAL at the next open. The store acknowledges writes after its own WAL fdatasync, as before.
+ * - The worker is started on the first request (a store that never writes much never starts
+ *   one) and stopped by close(), before the store closes its connection, so the store's close
+ *   is the last one and may remove the -wal file.
+ */
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+
+/** The worker's code, plain CommonJS: it needs no TypeScript loader in the worker. */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.file);
+db.pragma('busy_timeout = 5000');
+db.pragma('synchronous = NORMAL');
+db.pragma('wal_autocheckpoint = 0');
+parentPort.on('message', (msg) => {
+  if (msg === 'close') {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  try {
+    const row = db.pragma('wal_checkpoint(PASSIVE)')[0];
+    parentPort.postMessage({ ok: true, frames: row.log, copied: row.checkpointed });
+  } catch (err) {
+    parentPort.postMessage({ ok: false, error: String((err && err.message) || err) });
+  }
+});
+`;
+
+type Reply = { ok: true; frames: number; copied: number } | { ok: false; error: string };
+
+export interface CheckpointStats {
+  /** Checkpoints completed. */
+  checkpoints: number;
+  /** Frames copied into the database file by them. */
+  framesCopied: number;
+}
+
+export class Checkpointer {
+  readonly stats: CheckpointStats = { checkpoints: 0, framesCopied: 0 };
+  readonly #file: string;
+  readonly #onError: (err: Error) => void;
+  #worker: Worker | null = null;
+  #running = false;
+  #closed = false;
+
+  constructor(file: string, onError: (err: Error) => void) {
+    this.#file = file;
+    this.#onError = onError;
+  }
+
+  /** True while a checkpoint runs. */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** Starts a passive checkpoint unless one is running or the checkpointer is closed. */
+  request(): void {
+    if (this.#closed || this.#running) return;
+    this.#running = true;
+    (this.#worker ??= this.#start()).postMessage('checkpoint');
+  }
+
+  #start(): Worker {
+    const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file: this.#file, driver } });
+    // A checkpoint in progress must not keep a finished process alive; SQLite recovers an
+    // interrupted one from the WAL.
+    worker.unref();
+    worker.on('message', (reply: Reply) => {
+      this.#running = false;
+      if (reply.ok) {
+        this.stats.checkpoints++;
+        this.stats.framesCopied += Math.max(0, reply.copied);
+      } else {
+        this.#onError(new Error(`WAL checkpoint failed: ${reply.error}`));
+      }
+    });
+    worker.on('error', (err) => {
+      this.#running = false;
+      this.#worker = null;
+      this.#onError(err);
+    });
+    return worker;
+  }
+
+  /** Stops the worker after the checkpoint in progress, if any, and closes its connection. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const worker = this.#worker;
+    this.#worker = null;
+    if (worker === null) return;
+    const exited = once(worker, 'exit');
+    worker.postMessage('close');
+    const timer = setTimeout(() => void worker.terminate(), 10_000);
+    try {
+      await exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
