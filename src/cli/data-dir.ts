@@ -79,9 +79,15 @@ function storeLocation(dir: string, store: string): string {
 }
 
 export async function openDataDir(dir: string): Promise<{ config: Config; store: MailStore }> {
+  const { config, location } = await dataDirStore(dir);
+  const store = await openStore(location);
+  return { config, store };
+}
+
+/** The configuration of a data directory and where its store is (FACTEUR_STORE applied). */
+export async function dataDirStore(dir: string): Promise<{ config: Config; location: string }> {
   const configPath = join(dir, CONFIG_FILE);
   if (!(await exists(configPath))) throw new Error(`${dir} is not a Facteur data directory (no ${CONFIG_FILE}); run facteur init`);
   const config = await loadConfig(configPath);
-  const store = await openStore(storeLocation(dir, config.store));
-  return { config, store };
+  return { config, location: storeLocation(dir, config.store) };
 }

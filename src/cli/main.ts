@@ -12,6 +12,7 @@ import { CONFIG_FILE, dataDirFrom, exists, initDataDir, openDataDir } from './da
 import { serve } from './serve.js';
 import { parse, UsageError, type Options } from './args.js';
 import { importCmd } from './import.js';
+import { backupCmd, exportAccountCmd, restoreCmd } from './backup.js';
 import { dkimDnsRecord, dkimRecordName, generateDkimKeys, loadDkimKeys, type DkimKey } from '../msgauth/dkim-sign.js';
 import { dropQueued, formatQueueList, holdQueued, listQueue, queueDbPath, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
 import { openSqliteQueueStore } from '../queue/sqlite-store.js';
@@ -34,6 +35,11 @@ const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DI
   user import FILE                                  one "address password" pair per line
   alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE   (SOURCE @domain = catch-all)
   check-store                                       verify the store's invariants
+  backup OUT [--no-gzip]                            the whole store in one file, while the server runs
+  restore IN [--into-non-empty]                     restore a backup into the configured store (SQLite
+                                                    or PostgreSQL), keeping UIDs, modseqs and UIDLs
+  export installation OUT | import installation IN  the same as backup / restore
+  export account ADDRESS --format maildir|mbox OUT  one account's mail as a Maildir++ tree or mboxrd files
   dns DOMAIN [--ip ADDRESS]...                      print every DNS record the domain needs (zone file)
   import maildir ADDRESS PATH [--dovecot auto|yes|no] [--pop3-uidl-format F]
   import mbox ADDRESS FILE|DIR [--mailbox NAME] [--unescape rd|none]
@@ -339,10 +345,27 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   user: userCmd,
   alias: aliasCmd,
   'check-store': checkStoreCmd,
+  backup: backupCmd,
+  restore: restoreCmd,
+  export: exportCmd,
+  import: importAnyCmd,
   dns: dnsCmd,
   check: checkCmd,
-  import: importCmd,
 };
+
+async function exportCmd(argv: string[]): Promise<number> {
+  const [what, ...rest] = argv;
+  if (what === 'installation') return backupCmd(rest);
+  if (what === 'account') return exportAccountCmd(rest);
+  throw new UsageError('export installation OUT | account ADDRESS --format maildir|mbox OUT');
+}
+
+/** `import installation IN` is a restore; the other kinds move mail in from elsewhere. */
+async function importAnyCmd(argv: string[]): Promise<number> {
+  const [what, ...rest] = argv;
+  if (what === 'installation') return restoreCmd(rest);
+  return importCmd(argv);
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

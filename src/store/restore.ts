@@ -6,9 +6,9 @@
 import type { ParsedMessage } from '../mail/types.js';
 import { FLAG_DELETED, FLAG_SEEN, parseFlags } from './flags.js';
 import type { FlagSet } from './flags.js';
-import { normalizeMailboxName } from './names.js';
+import { domainOf, normalizeAddress, normalizeMailboxName } from './names.js';
 import { SPECIAL_USES, StoreError } from './types.js';
-import type { EntryRestore, MailboxRestore, SpecialUse } from './types.js';
+import type { AccountRestore, EntryRestore, MailboxRestore, SpecialUse } from './types.js';
 
 /** UIDs and UIDVALIDITY are 32-bit (RFC 9051 §2.3.1.1: nz-number). */
 const MAX_UINT32 = 0xffff_ffff;
@@ -147,4 +147,28 @@ export function restoreTotals<B extends { hash: string }>(
     else p.n += 1;
   }
   return { counts, highest, perBlob };
+}
+
+const POLICIES: ReadonlySet<string> = new Set(['expunge', 'trash', 'hide']);
+
+export function checkAccountRestore(input: AccountRestore): { address: string; domain: string; subscriptions: string[] } {
+  const address = normalizeAddress(input.address);
+  if (!POLICIES.has(input.pop3DeletePolicy)) {
+    throw new StoreError('invalid', `Cannot restore account ${address}: POP3 delete policy ${String(input.pop3DeletePolicy)}`);
+  }
+  for (const q of [input.quotaBytes, input.quotaMessages]) {
+    if (q !== null && (!Number.isSafeInteger(q) || q < 0)) throw new StoreError('invalid', `Cannot restore account ${address}: quota ${q}`);
+  }
+  if (!isCount(input.modseq) || !Number.isSafeInteger(input.createdAt)) {
+    throw new StoreError('invalid', `Cannot restore account ${address}: modseq ${String(input.modseq)} or creation date`);
+  }
+  return { address, domain: domainOf(address), subscriptions: [...new Set(input.subscriptions.map(normalizeMailboxName))] };
+}
+
+export function checkExpungedRestore(items: ReadonlyArray<{ uid: number; modseq: number }>): void {
+  for (const i of items) {
+    if (!isCount(i.uid, MAX_UINT32) || !isCount(i.modseq)) {
+      throw new StoreError('invalid', `Cannot restore expunged uid ${String(i.uid)} at modseq ${String(i.modseq)}`);
+    }
+  }
 }

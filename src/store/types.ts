@@ -144,6 +144,15 @@ export interface MailboxRestore {
   subscribed?: boolean;
 }
 
+/** An account as a backup holds it: created without the default mailboxes (the backup has its
+ * own), with its settings, creation date and subscriptions. */
+export type AccountRestore = Omit<Account, 'id' | 'domain'> & {
+  /** Floor for the account's modseq (RFC 7162: never lower than one a client has seen). */
+  modseq: ModSeq;
+  /** Subscribed names, also of mailboxes that do not exist (RFC 9051 §6.3.7). */
+  subscriptions: readonly string[];
+};
+
 /** One message with the identity it had elsewhere. */
 export interface EntryRestore {
   uid: Uid;
@@ -251,7 +260,8 @@ export interface MailStore {
   readonly feed: ChangeFeed;
 
   // Domains, accounts, aliases.
-  addDomain(name: string): Promise<Domain>;
+  /** createdAt: kept by a restore; now by default. */
+  addDomain(name: string, createdAt?: number): Promise<Domain>;
   listDomains(): Promise<Domain[]>;
   /** Refuses (StoreError 'conflict') while the domain has accounts unless force. */
   removeDomain(name: string, force?: boolean): Promise<void>;
@@ -363,6 +373,13 @@ export interface MailStore {
    * published after commit.
    */
   restoreEntries(mailboxId: MailboxId, entries: readonly EntryRestore[]): Promise<void>;
+  /** Creates an account from a backup. StoreError 'exists' if the address exists, 'not-found'
+   * if its domain is not local. */
+  restoreAccount(input: AccountRestore): Promise<Account>;
+  /** Adds UIDs to the mailbox's expunge log (QRESYNC VANISHED, RFC 7162 §3.2.10): each below
+   * UIDNEXT and not present, else StoreError 'invalid'. Raises HIGHESTMODSEQ and the account
+   * modseq to at least each modseq. */
+  restoreExpunged(mailboxId: MailboxId, items: ReadonlyArray<{ uid: Uid; modseq: ModSeq }>): Promise<void>;
 
   quotaUsage(accountId: AccountId): Promise<QuotaUsage>;
 

@@ -58,11 +58,14 @@ import {
 import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
-import { checkEntryRestores, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
+import { toAccount } from '../rows.js';
+import type { AccountRowOf } from '../rows.js';
+import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns } from '../../search-text.js';
 import { DEFAULT_MAILBOXES, SPECIAL_USES, StoreError } from '../../types.js';
 import type {
   Account,
+  AccountRestore,
   Alias,
   AppendInput,
   AppendResult,
@@ -128,22 +131,7 @@ const GC_GRACE_MS = 60 * 60 * 1000;
 /** SQLSTATEs worth retrying: serialization_failure, deadlock_detected, unique_violation. */
 const RETRYABLE = new Set(['40001', '40P01', '23505']);
 
-interface AccountRow {
-  id: number;
-  address: string;
-  domain: string;
-  password_hash: string;
-  scram: string | null;
-  quota_bytes: number | null;
-  quota_messages: number | null;
-  pop3_delete_policy: Pop3DeletePolicy;
-  disabled: boolean;
-  created_at: number;
-  modseq: number;
-  pid_counter: number;
-  used_bytes: number;
-  used_messages: number;
-}
+type AccountRow = AccountRowOf<boolean>;
 
 interface MailboxRow {
   id: number;
@@ -196,21 +184,6 @@ function toEntry(r: EntryRow): MessageEntry {
   };
 }
 
-function toAccount(r: AccountRow): Account {
-  return {
-    id: asAccountId(r.id),
-    address: r.address,
-    domain: r.domain,
-    passwordHash: r.password_hash,
-    scram: r.scram,
-    quotaBytes: r.quota_bytes,
-    quotaMessages: r.quota_messages,
-    pop3DeletePolicy: r.pop3_delete_policy,
-    disabled: r.disabled,
-    createdAt: r.created_at,
-  };
-}
-
 function toMailbox(r: MailboxRow, subscribed: boolean): Mailbox {
   return {
     id: asMailboxId(r.id),
@@ -245,7 +218,7 @@ const SEARCH_COLUMN_OF = {
 const ALL_SEARCH_COLUMNS = ['subject', 'addr_from', 'addr_to', 'addr_cc', 'addr_bcc', 'headers', 'body'];
 
 /** bigint (int8) and numeric as JavaScript numbers: every value here is below 2^53. */
-const TYPES: pg.CustomTypesConfig = {
+export const TYPES: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: string) => {
     if (oid === 20 || oid === 1700) return (v: string) => Number(v);
     return pg.types.getTypeParser(oid, format as 'text');
@@ -868,10 +841,9 @@ class PgStore implements MailStore {
   // ---------------------------------------------------------------------------------------------
   // Domains, accounts, aliases.
 
-  async addDomain(name: string): Promise<Domain> {
+  async addDomain(name: string, createdAt = Date.now()): Promise<Domain> {
     const d = normalizeDomain(name);
     return this.#tx(async (c) => {
-      const createdAt = Date.now();
       const r = await c.query('INSERT INTO domains (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING', [d, createdAt]);
       if ((r.rowCount ?? 0) === 0) throw new StoreError('exists', `Cannot add domain ${d}: it exists`);
       return { name: d, createdAt };
@@ -1790,6 +1762,54 @@ class PgStore implements MailStore {
       const sub = await c.query('SELECT 1 FROM subscriptions WHERE account_id = $1 AND name = $2', [account.id, m.name]);
       this.#mailboxEvent(ctx, account.id, modseq);
       return toMailbox(row, (sub.rowCount ?? 0) > 0);
+    });
+  }
+
+  async restoreAccount(input: AccountRestore): Promise<Account> {
+    const a = checkAccountRestore(input);
+    return this.#tx(async (c, ctx) => {
+      if ((await c.query('SELECT 1 FROM domains WHERE name = $1 FOR SHARE', [a.domain])).rowCount === 0) {
+        throw new StoreError('not-found', `Cannot restore account ${a.address}: domain ${a.domain} is not local`);
+      }
+      const row = await this.#row<AccountRow>(
+        c,
+        `INSERT INTO accounts (address, domain, password_hash, scram, quota_bytes, quota_messages, pop3_delete_policy, disabled, created_at, modseq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (address) DO NOTHING RETURNING *`,
+        [a.address, a.domain, input.passwordHash, input.scram, input.quotaBytes, input.quotaMessages, input.pop3DeletePolicy,
+          input.disabled, input.createdAt, input.modseq],
+      );
+      if (row === undefined) throw new StoreError('exists', `Cannot restore account ${a.address}: it exists`);
+      await c.query('INSERT INTO subscriptions (account_id, name) SELECT $1, n FROM unnest($2::text[]) AS n ON CONFLICT DO NOTHING', [
+        row.id,
+        a.subscriptions,
+      ]);
+      this.#mailboxEvent(ctx, row.id, row.modseq);
+      return toAccount(row);
+    });
+  }
+
+  async restoreExpunged(mailboxId: MailboxId, items: ReadonlyArray<{ uid: Uid; modseq: ModSeq }>): Promise<void> {
+    checkExpungedRestore(items);
+    if (items.length === 0) return;
+    await this.#tx(async (c) => {
+      const { mailbox, account } = await this.#lockMailbox(c, mailboxId);
+      const uids = items.map((i) => i.uid);
+      const bad = await this.#row<{ uid: number }>(
+        c,
+        `SELECT u AS uid FROM unnest($1::int8[]) AS u WHERE u >= $2
+            OR EXISTS (SELECT 1 FROM entries WHERE mailbox_id = $3 AND uid = u) LIMIT 1`,
+        [uids, mailbox.uid_next, mailboxId],
+      );
+      if (bad !== undefined) {
+        throw new StoreError('invalid', `Cannot restore expunged uid ${bad.uid}: it is present or not below UIDNEXT ${mailbox.uid_next}`);
+      }
+      await c.query(
+        'INSERT INTO expunged (mailbox_id, modseq, uid) SELECT $1, m, u FROM unnest($2::int8[], $3::int8[]) AS v(u, m) ON CONFLICT DO NOTHING',
+        [mailboxId, uids, items.map((i) => i.modseq)],
+      );
+      const top = items.reduce((m, i) => Math.max(m, i.modseq), 0);
+      await c.query('UPDATE accounts SET modseq = GREATEST(modseq, $1) WHERE id = $2', [top, account.id]);
+      await c.query('UPDATE mailboxes SET highest_modseq = GREATEST(highest_modseq, $1) WHERE id = $2', [top, mailboxId]);
     });
   }
 

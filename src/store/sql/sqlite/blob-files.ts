@@ -8,11 +8,18 @@
  * entry without its bytes.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
-import { unlinkSync } from 'node:fs';
+import { mkdir, open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 export const TMP_DIR = 'tmp';
+/**
+ * Holds: one file per backup in progress (another process). Its snapshot may reference blob
+ * files whose rows were deleted after it began, so while a hold exists no blob file is removed;
+ * the files left behind are orphans that collectGarbage removes once the holds are gone.
+ */
+export const HOLDS_DIR = 'holds';
 
 export function blobPath(root: string, hash: string): string {
   return join(root, hash.slice(0, 2), hash.slice(2));
@@ -94,4 +101,45 @@ export async function listBlobFiles(root: string): Promise<{ hashes: string[]; t
   }
   const temps = await readdir(join(root, TMP_DIR)).catch(() => [] as string[]);
   return { hashes, temps };
+}
+
+/** Whether a backup holds the blob files (synchronous: checked right before a removal). */
+export function filesHeld(root: string): boolean {
+  try {
+    return readdirSync(join(root, HOLDS_DIR)).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Takes a hold for this process; the returned function releases it. */
+export async function holdFiles(root: string): Promise<() => Promise<void>> {
+  await mkdir(join(root, HOLDS_DIR), { recursive: true });
+  const path = join(root, HOLDS_DIR, `${process.pid}.${randomBytes(6).toString('hex')}`);
+  await writeFile(path, JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }));
+  return () => unlink(path).catch(() => undefined);
+}
+
+/** Removes the holds of processes of this host that are gone (a backup killed mid-way). */
+export function removeStaleHolds(root: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(join(root, HOLDS_DIR));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join(root, HOLDS_DIR, name);
+    try {
+      const h = JSON.parse(readFileSync(path, 'utf8')) as { pid?: number; host?: string };
+      if (h.host !== hostname() || typeof h.pid !== 'number') continue;
+      try {
+        process.kill(h.pid, 0);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ESRCH') unlinkSync(path);
+      }
+    } catch {
+      // Unreadable or half-written: left alone, an operator can remove it.
+    }
+  }
 }

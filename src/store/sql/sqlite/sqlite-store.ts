@@ -89,12 +89,15 @@ import {
   parentNames,
 } from '../../names.js';
 import { planMetadata } from '../../metadata.js';
-import { checkEntryRestores, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
+import { toAccount } from '../rows.js';
+import type { AccountRowOf } from '../rows.js';
+import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns, trigramQuery } from '../../search-text.js';
 import type { SearchColumns } from '../../search-text.js';
 import { DEFAULT_MAILBOXES, SPECIAL_USES, StoreError } from '../../types.js';
 import type {
   Account,
+  AccountRestore,
   Alias,
   AppendInput,
   AppendResult,
@@ -125,8 +128,10 @@ import {
   TMP_DIR,
   blobPath,
   createBlobFileWriter,
+  filesHeld,
   listBlobFiles,
   removeBlobFile,
+  removeStaleHolds,
   removeTempFile,
   syncDir,
 } from './blob-files.js';
@@ -170,22 +175,7 @@ const MAX_UID_RANGES = 16;
 /** Problems reported per check, so a badly broken store still gives a readable report. */
 const MAX_PROBLEMS_PER_CHECK = 50;
 
-interface AccountRow {
-  id: number;
-  address: string;
-  domain: string;
-  password_hash: string;
-  scram: string | null;
-  quota_bytes: number | null;
-  quota_messages: number | null;
-  pop3_delete_policy: Pop3DeletePolicy;
-  disabled: number;
-  created_at: number;
-  modseq: number;
-  pid_counter: number;
-  used_bytes: number;
-  used_messages: number;
-}
+type AccountRow = AccountRowOf<number>;
 
 interface MailboxRow {
   id: number;
@@ -233,21 +223,6 @@ function toEntry(r: EntryRow): MessageEntry {
     threadId: r[10],
     pid: r[11],
     pop3Hidden: r[12] !== 0,
-  };
-}
-
-function toAccount(r: AccountRow): Account {
-  return {
-    id: asAccountId(r.id),
-    address: r.address,
-    domain: r.domain,
-    passwordHash: r.password_hash,
-    scram: r.scram,
-    quotaBytes: r.quota_bytes,
-    quotaMessages: r.quota_messages,
-    pop3DeletePolicy: r.pop3_delete_policy,
-    disabled: r.disabled !== 0,
-    createdAt: r.created_at,
   };
 }
 
@@ -645,7 +620,7 @@ class SqliteStore implements MailStore {
 
   /** Removes the file of a hash unless an ingest holds it or a file-backed row references it. */
   #maybeRemoveFile(hash: string): void {
-    if (this.#pending.has(hash) || this.#closed) return;
+    if (this.#pending.has(hash) || this.#closed || filesHeld(this.#blobRoot)) return;
     const row = this.#q('SELECT in_file FROM blobs WHERE hash = ?').get(hash) as
       | { in_file: number }
       | undefined;
@@ -1030,13 +1005,12 @@ class SqliteStore implements MailStore {
   // ---------------------------------------------------------------------------------------------
   // Domains, accounts, aliases.
 
-  async addDomain(name: string): Promise<Domain> {
+  async addDomain(name: string, createdAt = Date.now()): Promise<Domain> {
     const d = normalizeDomain(name);
     return this.#write(() => {
       if (this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) !== undefined) {
         throw new StoreError('exists', `Cannot add domain ${d}: it exists`);
       }
-      const createdAt = Date.now();
       this.#q('INSERT INTO domains (name, created_at) VALUES (?, ?)').run(d, createdAt);
       return { name: d, createdAt };
     });
@@ -1902,6 +1876,47 @@ class SqliteStore implements MailStore {
     });
   }
 
+  async restoreAccount(input: AccountRestore): Promise<Account> {
+    const a = checkAccountRestore(input);
+    return this.#write((ctx) => {
+      if (this.#q('SELECT 1 FROM domains WHERE name = ?').get(a.domain) === undefined) {
+        throw new StoreError('not-found', `Cannot restore account ${a.address}: domain ${a.domain} is not local`);
+      }
+      if (this.#q('SELECT 1 FROM accounts WHERE address = ?').get(a.address) !== undefined) {
+        throw new StoreError('exists', `Cannot restore account ${a.address}: it exists`);
+      }
+      const row = this.#q(
+        `INSERT INTO accounts (address, domain, password_hash, scram, quota_bytes, quota_messages, pop3_delete_policy, disabled, created_at, modseq)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      ).get(a.address, a.domain, input.passwordHash, input.scram, input.quotaBytes, input.quotaMessages, input.pop3DeletePolicy,
+        input.disabled ? 1 : 0, input.createdAt, input.modseq) as AccountRow;
+      const sub = this.#q('INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)');
+      for (const n of a.subscriptions) sub.run(row.id, n);
+      this.#mailboxEvent(ctx, row.id, row.modseq);
+      return toAccount(row);
+    });
+  }
+
+  async restoreExpunged(mailboxId: MailboxId, items: ReadonlyArray<{ uid: Uid; modseq: ModSeq }>): Promise<void> {
+    checkExpungedRestore(items);
+    if (items.length === 0) return;
+    return this.#write(() => {
+      const mailbox = this.#requireMailbox(mailboxId);
+      const list = JSON.stringify(items.map((i) => [i.uid, i.modseq]));
+      const bad = this.#q(
+        `SELECT value ->> 0 AS uid FROM json_each(?) WHERE value ->> 0 >= ?
+            OR EXISTS (SELECT 1 FROM entries WHERE mailbox_id = ? AND uid = value ->> 0) LIMIT 1`,
+      ).get(list, mailbox.uid_next, mailboxId) as { uid: number } | undefined;
+      if (bad !== undefined) {
+        throw new StoreError('invalid', `Cannot restore expunged uid ${bad.uid}: it is present or not below UIDNEXT ${mailbox.uid_next}`);
+      }
+      this.#q('INSERT OR IGNORE INTO expunged (mailbox_id, modseq, uid) SELECT ?, value ->> 1, value ->> 0 FROM json_each(?)').run(mailboxId, list);
+      const top = items.reduce((m, i) => Math.max(m, i.modseq), 0);
+      this.#q('UPDATE accounts SET modseq = max(modseq, ?) WHERE id = ?').run(top, mailbox.account_id);
+      this.#q('UPDATE mailboxes SET highest_modseq = max(highest_modseq, ?) WHERE id = ?').run(top, mailboxId);
+    });
+  }
+
   async restoreEntries(mailboxId: MailboxId, entries: readonly EntryRestore[]): Promise<void> {
     if (entries.length === 0) return;
     const now = Date.now();
@@ -2102,6 +2117,7 @@ class SqliteStore implements MailStore {
   }
 
   async collectGarbage(): Promise<number> {
+    removeStaleHolds(this.#blobRoot);
     const listed = await listBlobFiles(this.#blobRoot);
     return this.#write((ctx) => {
       let removed = 0;
@@ -2119,8 +2135,10 @@ class SqliteStore implements MailStore {
         removed += 1;
       }
       const isFileBlob = this.#q('SELECT 1 FROM blobs WHERE hash = ? AND in_file != 0');
+      // A backup's snapshot may still need files whose rows are gone.
+      const held = filesHeld(this.#blobRoot);
       for (const hash of listed.hashes) {
-        if (this.#pending.has(hash) || isFileBlob.get(hash) !== undefined) continue;
+        if (held || this.#pending.has(hash) || isFileBlob.get(hash) !== undefined) continue;
         removeBlobFile(this.#blobRoot, hash);
         removed += 1;
       }

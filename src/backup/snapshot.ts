@@ -1,0 +1,40 @@
+/**
+ * A consistent, read-only view of a whole store, as a backup reads it: every record as of one
+ * instant while the server keeps running (SQLite: one read transaction on a WAL snapshot;
+ * PostgreSQL: one REPEATABLE READ READ ONLY transaction). Reads are paged so that memory stays
+ * bounded whatever the size of a mailbox.
+ */
+import type { Account, Alias, Domain, MessageEntry, SpecialUse } from '../store/types.js';
+
+/** An account with what only a restore needs: its modseq and subscriptions. */
+export type SnapshotAccount = Account & { modseq: number; subscriptions: string[] };
+
+export interface SnapshotMailbox {
+  id: number;
+  name: string;
+  uidValidity: number;
+  uidNext: number;
+  highestModSeq: number;
+  specialUse: SpecialUse | null;
+}
+
+export type SnapshotEntry = Omit<MessageEntry, 'mailboxId'>;
+
+export interface StoreSnapshot {
+  readonly backend: 'sqlite' | 'postgres';
+  domains(): Promise<Domain[]>;
+  accounts(): Promise<SnapshotAccount[]>;
+  aliases(): Promise<Alias[]>;
+  mailboxes(accountId: number): Promise<SnapshotMailbox[]>;
+  /** Entries with uid > afterUid, ascending, at most limit. */
+  entries(mailboxId: number, afterUid: number, limit: number): Promise<SnapshotEntry[]>;
+  /** Expunge log rows after (modseq, uid), in that order, at most limit: [uid, modseq]. */
+  expunged(mailboxId: number, after: [number, number], limit: number): Promise<Array<[number, number]>>;
+  /** The bytes of a blob the snapshot references, in chunks. */
+  blob(hash: string, size: number): AsyncIterable<Buffer>;
+  close(): Promise<void>;
+}
+
+/** Page sizes: a few hundred rows per query keeps memory flat and round trips few. */
+export const ENTRY_PAGE = 500;
+export const EXPUNGED_PAGE = 5000;

@@ -1,0 +1,88 @@
+/**
+ * Row mappers shared by the SQL backends and their backup snapshots. SQLite stores booleans as
+ * 0/1 and PostgreSQL as booleans: the mappers take either.
+ */
+import type { SnapshotAccount, SnapshotEntry } from '../../backup/snapshot.js';
+import { asAccountId, asModSeq, asUid } from '../../lib/brand.js';
+import { flagList } from '../flags.js';
+import type { Account, Pop3DeletePolicy } from '../types.js';
+
+type Bool = number | boolean;
+const truthy = (b: Bool): boolean => b === true || b === 1;
+
+export interface AccountRowOf<B extends Bool> {
+  id: number;
+  address: string;
+  domain: string;
+  password_hash: string;
+  scram: string | null;
+  quota_bytes: number | null;
+  quota_messages: number | null;
+  pop3_delete_policy: Pop3DeletePolicy;
+  disabled: B;
+  created_at: number;
+  modseq: number;
+  pid_counter: number;
+  used_bytes: number;
+  used_messages: number;
+}
+
+export function toAccount(r: AccountRowOf<Bool>): Account {
+  return {
+    id: asAccountId(r.id),
+    address: r.address,
+    domain: r.domain,
+    passwordHash: r.password_hash,
+    scram: r.scram,
+    quotaBytes: r.quota_bytes,
+    quotaMessages: r.quota_messages,
+    pop3DeletePolicy: r.pop3_delete_policy,
+    disabled: truthy(r.disabled),
+    createdAt: r.created_at,
+  };
+}
+
+/** Accounts with their modseq and subscriptions (rows of `subscriptions` in any order). */
+export function snapshotAccounts(
+  rows: ReadonlyArray<AccountRowOf<Bool>>,
+  subscriptions: ReadonlyArray<{ account_id: number; name: string }>,
+): SnapshotAccount[] {
+  const subs = new Map<number, string[]>();
+  for (const s of subscriptions) {
+    const l = subs.get(s.account_id) ?? [];
+    l.push(s.name);
+    subs.set(s.account_id, l);
+  }
+  return rows.map((r) => ({ ...toAccount(r), modseq: r.modseq, subscriptions: subs.get(r.id) ?? [] }));
+}
+
+export interface EntryRecordRow {
+  uid: number;
+  modseq: number;
+  flags: number;
+  keywords: string;
+  internal_date: number;
+  save_date: number;
+  size: number;
+  blob_hash: string;
+  email_id: string;
+  thread_id: string;
+  pid: string;
+  pop3_hidden: Bool;
+}
+
+export function snapshotEntry(r: EntryRecordRow): SnapshotEntry {
+  return {
+    uid: asUid(r.uid),
+    modseq: asModSeq(r.modseq),
+    flags: flagList(r.flags, r.keywords),
+    internalDate: r.internal_date,
+    saveDate: r.save_date,
+    size: r.size,
+    blobHash: r.blob_hash,
+    emailId: r.email_id,
+    threadId: r.thread_id,
+    pid: r.pid,
+    pop3Hidden: truthy(r.pop3_hidden),
+  };
+}
