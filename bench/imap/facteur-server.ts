@@ -1,7 +1,8 @@
 /**
  * Facteur's IMAP and LMTP listeners in their own process for bench/imap: the store named by
  * the job (a SQLite data directory or a postgres:// URL), loaded first when the job asks (the
- * first node of a PostgreSQL pair loads, the second only serves). Prints "PORT imap n",
+ * first node of a PostgreSQL pair loads, the second only serves; with loadOnly it exits after
+ * loading). Prints "PORT imap n",
  * "PORT lmtp n", then "READY"; stops on SIGTERM.
  *
  *   node --import tsx bench/imap/facteur-server.ts '<job as JSON>'
@@ -40,6 +41,11 @@ if (job.load) {
   const hash = await hashPassword(job.password);
   for (const a of job.accounts) await load(a.address, hash, a.seed, a.messages);
   process.stdout.write(`loaded ${job.accounts.reduce((n, a) => n + a.messages, 0)} messages in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  if (job.loadOnly) {
+    await store.close();
+    process.stdout.write('READY\n');
+    process.exit(0);
+  }
 }
 
 const ctx = { hostname: 'facteur.bench.example', store, log: pino({ level: 'warn' }), auth: createAuthenticator(store), tls: null };

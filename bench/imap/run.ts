@@ -16,8 +16,11 @@
  *   memory per connection; Dovecot also with imap-hibernate.
  * - pg: the mixed workload on Facteur with the PostgreSQL store (`pg`, a scratch database that is
  *   dropped and recreated), one node, then two nodes with the clients split between them.
- * Dovecot is configured by this script (Debian packages dovecot-imapd, dovecot-lmtpd) in a temp
- * directory, on loopback ports, with its defaults otherwise; without root it is skipped.
+ * - load (alone, with facteur-cache=DIR): only load Facteur's data directory into DIR.
+ * facteur-cache=DIR keeps the loaded SQLite data directory in DIR and copies it in later runs
+ * with the same sizes. Dovecot is configured by this script (Debian packages dovecot-imapd, dovecot-lmtpd) in a temp
+ * directory, on loopback ports, with its defaults otherwise; without root, or with dovecot=no,
+ * it is skipped.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,7 +34,7 @@ import { imaptestPath, mix, runImaptest, type MixedResult } from './imaptest.js'
 import { deliverAll } from './lmtp.js';
 import { timeOps, type OpResult } from './ops.js';
 import { corpus } from './corpus.js';
-import { accounts, benchUser, BIG, EMPTY, PASSWORD, startDovecotImap, startFacteur, type Server } from './setup.js';
+import { accounts, benchUser, BIG, EMPTY, loadCache, PASSWORD, startDovecotImap, startFacteur, type Server } from './setup.js';
 
 const small = process.argv.includes('--small');
 const arg = (name: string, dflt: string): string => {
@@ -50,6 +53,8 @@ const DELIVERIES = Number(arg('deliveries', small ? '100' : '300'));
 const PG = arg('pg', 'postgres://postgres@127.0.0.1:5432/facteur_bench_imap');
 const PARTS = new Set(arg('parts', 'ops,mixed,idle,pg').split(','));
 const OUT = arg('out', '');
+/** A directory where the loaded SQLite data directory is kept between runs (see startFacteur). */
+const CACHE = arg('facteur-cache', '');
 
 const log = (s: string) => process.stdout.write(`${s}\n`);
 const loads: string[] = [];
@@ -169,10 +174,15 @@ async function idlePart(s: Server, count: number, settleMs: number): Promise<voi
   );
 }
 
+if (PARTS.has('load')) {
+  if (!CACHE) throw new Error('parts=load needs facteur-cache=DIR');
+  await loadCache(CACHE, accounts(MESSAGES, USERS, USER_MESSAGES));
+  process.exit(0);
+}
 const root = mkdtempSync(join(tmpdir(), 'facteur-bench-imap-'));
 // Dovecot's processes drop privileges and must reach their files below it.
 chmodSync(root, 0o755);
-const withDovecot = haveDovecot('imap') && haveDovecot('lmtp');
+const withDovecot = arg('dovecot', 'yes') !== 'no' && haveDovecot('imap') && haveDovecot('lmtp');
 const imaptest = imaptestPath();
 noteLoad('start');
 const started = Date.now();
@@ -182,7 +192,7 @@ try {
   writeFileSync(mboxPath, mbox(9, 500, 'bench@example.com'));
 
   let t = performance.now();
-  const facteur = await startFacteur({ dir: join(root, 'facteur'), accounts: specs });
+  const facteur = await startFacteur({ dir: join(root, 'facteur'), accounts: specs, ...(CACHE ? { cache: CACHE } : {}) });
   log(`Facteur (SQLite) loaded and listening in ${((performance.now() - t) / 1000).toFixed(0)} s`);
   let dovecot: Server | null = null;
   try {
@@ -191,7 +201,7 @@ try {
       dovecot = await startDovecotImap(join(root, 'dovecot'), specs);
       log(`Dovecot Maildirs written and listening in ${((performance.now() - t) / 1000).toFixed(0)} s`);
     } else {
-      log('Dovecot not measured: needs root and the dovecot-imapd and dovecot-lmtpd packages');
+      log('Dovecot not measured (dovecot=no, or not root, or dovecot-imapd/dovecot-lmtpd missing)');
     }
     if (PARTS.has('ops')) {
       await opsPart(facteur, facteur.pids[0]);

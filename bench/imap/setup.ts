@@ -2,7 +2,7 @@
  * The two servers of bench/imap with the same accounts and the same bytes: Facteur (its own
  * process, or two over one PostgreSQL database) and Dovecot 2.3 on Maildir, both on loopback.
  */
-import { chmodSync, chownSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -25,6 +25,8 @@ export interface AccountSpec {
 export interface FacteurJob {
   store: string;
   load: boolean;
+  /** Exit once loaded (to copy the loaded data directory, see `cache`). */
+  loadOnly?: boolean;
   password: string;
   accounts: AccountSpec[];
 }
@@ -51,20 +53,30 @@ export interface Server {
 
 const FACTEUR_SERVER = fileURLToPath(new URL('./facteur-server.ts', import.meta.url));
 
-/** Facteur on SQLite in `dir`, or on PostgreSQL at `pgUrl` (a scratch database, recreated) with `nodes` processes. */
-export async function startFacteur(opts: { dir?: string; pgUrl?: string; nodes?: number; accounts: AccountSpec[] }): Promise<Server> {
+/**
+ * Facteur on SQLite in `dir`, or on PostgreSQL at `pgUrl` (a scratch database, recreated) with
+ * `nodes` processes. SQLite with `cache`: the loaded data directory is kept there (for the same
+ * accounts) and copied for later runs, since loading 100,000 messages takes many minutes here.
+ */
+export async function startFacteur(opts: { dir?: string; pgUrl?: string; nodes?: number; accounts: AccountSpec[]; cache?: string }): Promise<Server> {
   let store: string;
+  let loaded = false;
   if (opts.pgUrl) {
     await recreateDatabase(opts.pgUrl);
     store = opts.pgUrl;
   } else {
     store = opts.dir!;
+    if (opts.cache) {
+      await loadCache(opts.cache, opts.accounts);
+      cpSync(opts.cache, store, { recursive: true });
+      loaded = true;
+    }
   }
   const children: PortChild[] = [];
   try {
     const nodes = opts.nodes ?? 1;
     for (let n = 0; n < nodes; n++) {
-      const job: FacteurJob = { store, load: n === 0, password: PASSWORD, accounts: opts.accounts };
+      const job: FacteurJob = { store, load: n === 0 && !loaded, password: PASSWORD, accounts: opts.accounts };
       // --expose-gc: the memory figures are taken after a full collection (SIGUSR2).
       children.push(await spawnTsx(FACTEUR_SERVER, [JSON.stringify(job)], ['--expose-gc']));
     }
@@ -85,6 +97,17 @@ export async function startFacteur(opts: { dir?: string; pgUrl?: string; nodes?:
       await Promise.all(children.map((c) => c.stop()));
     },
   };
+}
+
+/** Loads `accounts` into a SQLite data directory `cache` unless it already holds them. */
+export async function loadCache(cache: string, specs: AccountSpec[]): Promise<void> {
+  const key = JSON.stringify(specs);
+  const marker = join(cache, 'accounts.json');
+  if (existsSync(marker) && readFileSync(marker, 'utf8') === key) return;
+  rmSync(cache, { recursive: true, force: true });
+  const job: FacteurJob = { store: cache, load: true, loadOnly: true, password: PASSWORD, accounts: specs };
+  await (await spawnTsx(FACTEUR_SERVER, [JSON.stringify(job)])).stop();
+  writeFileSync(marker, key);
 }
 
 async function recreateDatabase(url: string): Promise<void> {
