@@ -117,6 +117,18 @@ export interface MessageEntry {
   pop3Hidden: boolean;
 }
 
+/** What a session's view of a mailbox holds of each message (RFC 9051 §2.3.1.2), in UID order,
+ * as parallel arrays: a mailbox of 100,000 messages is three number arrays and a few distinct
+ * flag lists rather than 100,000 objects. */
+export interface ViewEntries {
+  uids: Uid[];
+  modseqs: ModSeq[];
+  /** Index into flagSets of each message's flags. */
+  flagIds: number[];
+  /** The distinct flag lists (as MessageEntry.flags), each once. */
+  flagSets: string[][];
+}
+
 export interface AppendInput {
   raw: Buffer;
   parsed: ParsedMessage;
@@ -183,11 +195,18 @@ export type DeliveryOutcome =
 
 export type FlagMode = 'add' | 'remove' | 'set';
 
+/** An entry's new flags after setFlags. Entries given the same flags may share one array. */
+export type FlagUpdate = Pick<MessageEntry, 'uid' | 'modseq' | 'flags'>;
+
 export interface SetFlagsResult {
-  /** Entries whose flags changed, with their new modseq (RFC 7162: unchanged ones are not bumped). */
-  updated: MessageEntry[];
+  /** Entries whose flags changed, with their new modseq (RFC 7162: unchanged ones are not bumped),
+   * in UID order. */
+  updated: FlagUpdate[];
   /** UIDs refused by UNCHANGEDSINCE (RFC 7162 §3.1.3 MODIFIED). */
   modified: Uid[];
+  /** The mailbox's highest modseq before this change. A session that had seen the mailbox up to
+   * it knows the whole state after the change from `updated` (nothing else changed between). */
+  priorModSeq: ModSeq;
 }
 
 export interface CopyResult {
@@ -323,6 +342,8 @@ export interface MailStore {
   // Messages.
   /** All entries of a mailbox in UID order (a session's initial view). */
   listEntries(mailboxId: MailboxId): Promise<MessageEntry[]>;
+  /** UID, modseq and flags of every entry of a mailbox in UID order (a session's view). */
+  listViewEntries(mailboxId: MailboxId): Promise<ViewEntries>;
   getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]>;
   changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges>;
   /** The parse record stored at ingest for a blob. */

@@ -27,7 +27,6 @@ export interface StreamPart {
 export type Output = Array<Buffer | StreamPart>;
 
 const CRLF = Buffer.from('\r\n');
-const SP = Buffer.from(' ');
 
 function canQuote(bytes: Buffer, utf8: boolean): boolean {
   if (bytes.length > MAX_QUOTED_BYTES) return false;
@@ -58,48 +57,96 @@ function checkAtom(atom: string): string {
   return atom;
 }
 
-export function writeValue(value: ImapValue, opts: SerializeOptions, out: Output): void {
+/**
+ * Gathers a response: atoms, numbers and punctuation as text, turned into one Buffer per run
+ * between quoted strings and literals (a FETCH FLAGS response is then one Buffer, not one per
+ * token: STORE 1:* answers 100,000 of them).
+ */
+class Builder {
+  private text = '';
+  constructor(private readonly out: Output) {}
+
+  add(text: string): void {
+    this.text += text;
+  }
+
+  bytes(...parts: Array<Buffer | StreamPart>): void {
+    this.end();
+    this.out.push(...parts);
+  }
+
+  /** Hands the pending text over to out. */
+  end(): void {
+    if (this.text.length === 0) return;
+    this.out.push(Buffer.from(this.text, 'latin1'));
+    this.text = '';
+  }
+}
+
+/** A quoted string when it needs no escaping and is plain ASCII: most strings in responses. */
+const PLAIN_QUOTABLE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function build(value: ImapValue, opts: SerializeOptions, b: Builder): void {
   if (value === null) {
-    out.push(Buffer.from('NIL'));
+    b.add('NIL');
   } else if (typeof value === 'number') {
     if (!Number.isSafeInteger(value) || value < 0) throw new Error(`Cannot serialise number: ${value}`);
-    out.push(Buffer.from(String(value)));
+    b.add(String(value));
   } else if (typeof value === 'string') {
+    if (value.length <= MAX_QUOTED_BYTES && PLAIN_QUOTABLE.test(value)) {
+      b.add(`"${value}"`);
+      return;
+    }
     const bytes = Buffer.from(value, 'utf8');
-    if (canQuote(bytes, opts.utf8)) out.push(quote(bytes));
-    else out.push(literalHead(bytes.length, false), bytes);
+    if (canQuote(bytes, opts.utf8)) b.bytes(quote(bytes));
+    else b.bytes(literalHead(bytes.length, false), bytes);
   } else if (Array.isArray(value)) {
-    out.push(Buffer.from('('));
-    value.forEach((v, i) => {
-      if (i > 0) out.push(SP);
-      writeValue(v, opts, out);
-    });
-    out.push(Buffer.from(')'));
+    b.add('(');
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) b.add(' ');
+      build(value[i]!, opts, b);
+    }
+    b.add(')');
   } else if ('atom' in value) {
-    out.push(Buffer.from(checkAtom(value.atom), 'latin1'));
+    b.add(checkAtom(value.atom));
   } else if ('concat' in value) {
     // Written back to back: multipart BODYSTRUCTURE children (RFC 9051 §9 body-type-mpart).
-    for (const v of value.concat) writeValue(v, opts, out);
+    for (const v of value.concat) build(v, opts, b);
   } else if ('literal' in value) {
-    out.push(literalHead(value.literal.length, value.binary === true), value.literal);
+    b.bytes(literalHead(value.literal.length, value.binary === true), value.literal);
   } else {
-    out.push(literalHead(value.size, value.binary === true), { stream: value.stream, size: value.size });
+    b.bytes(literalHead(value.size, value.binary === true), { stream: value.stream, size: value.size });
   }
+}
+
+export function writeValue(value: ImapValue, opts: SerializeOptions, out: Output): void {
+  const b = new Builder(out);
+  build(value, opts, b);
+  b.end();
 }
 
 /** Values separated by SP, without CRLF. */
 export function writeValues(values: readonly ImapValue[], opts: SerializeOptions, out: Output): void {
-  values.forEach((v, i) => {
-    if (i > 0) out.push(SP);
-    writeValue(v, opts, out);
-  });
+  const b = new Builder(out);
+  buildValues(values, opts, b);
+  b.end();
+}
+
+function buildValues(values: readonly ImapValue[], opts: SerializeOptions, b: Builder): void {
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) b.add(' ');
+    build(values[i]!, opts, b);
+  }
 }
 
 /** `* value value ...` CRLF. */
 export function untagged(values: readonly ImapValue[], opts: SerializeOptions): Output {
-  const out: Output = [Buffer.from('* ')];
-  writeValues(values, opts, out);
-  out.push(CRLF);
+  const out: Output = [];
+  const b = new Builder(out);
+  b.add('* ');
+  buildValues(values, opts, b);
+  b.add('\r\n');
+  b.end();
   return out;
 }
 

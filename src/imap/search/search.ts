@@ -61,8 +61,15 @@ export function createSentDayCache(limit = 10_000): SentDayCache {
 }
 
 export interface SearchView {
-  /** The session's messages in sequence order (sequence number = index + 1). */
-  entries: readonly MessageEntry[];
+  /** Messages in the session's view; sequence number = index + 1. */
+  count: number;
+  uidAt(i: number): Uid;
+  /** Flags as the session last told them (no \\Recent). */
+  flagsAt(i: number): readonly string[];
+  modseqAt(i: number): number;
+  /** The stored entries in sequence order, null for a message no longer in the store; read
+   * (once) only when a key needs more than UIDs, flags and modseqs. */
+  entries(): Promise<ReadonlyArray<MessageEntry | null>>;
   store: Pick<MailStore, 'searchText' | 'getParsed'>;
   mailboxId: MailboxId;
   /** RFC 5182 SEARCHRES: the saved result, as UIDs (null or absent: none saved, `$` is empty). */
@@ -75,6 +82,18 @@ export interface SearchView {
    * INTERNALDATE or SAVEDATE falls on a calendar day (RFC 9051 §6.4.4 BEFORE/ON/SINCE). */
   timezoneOffset?: (epochMs: number) => number;
   sentDays?: SentDayCache;
+}
+
+/** A SearchView over entries held in memory. */
+export function searchViewOf(entries: readonly MessageEntry[], rest: Omit<SearchView, 'count' | 'uidAt' | 'flagsAt' | 'modseqAt' | 'entries'>): SearchView {
+  return {
+    count: entries.length,
+    uidAt: (i) => entries[i]!.uid,
+    flagsAt: (i) => entries[i]!.flags,
+    modseqAt: (i) => entries[i]!.modseq,
+    entries: () => Promise.resolve(entries),
+    ...rest,
+  };
 }
 
 const DAY_MS = 86_400_000;
@@ -212,24 +231,33 @@ function filter(cand: Int32Array, pred: (i: number) => boolean): Int32Array {
 
 /** Evaluates `key` over the view; returns the matching 0-based indexes, ascending. */
 export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<number[]> {
-  const entries = view.entries;
-  const n = entries.length;
+  const n = view.count;
+  let loaded: Promise<ReadonlyArray<MessageEntry | null>> | null = null;
+  const details = (): Promise<ReadonlyArray<MessageEntry | null>> => (loaded ??= view.entries());
+  /** Keeps the candidates whose stored entry passes pred (none whose entry is gone). */
+  const byEntry = async (cand: Int32Array, pred: (e: MessageEntry) => boolean): Promise<Int32Array> => {
+    const entries = await details();
+    return filter(cand, (i) => {
+      const e = entries[i];
+      return e !== null && e !== undefined && pred(e);
+    });
+  };
   const tzOffset = view.timezoneOffset ?? ((t: number) => -new Date(t).getTimezoneOffset());
   const localDay = (t: number): number => Math.floor((t + tzOffset(t) * 60_000) / DAY_MS);
   const sentDays = view.sentDays ?? createSentDayCache();
   const now = view.now ?? Date.now;
   const textResults = new Map<string, Promise<Set<Uid>>>();
 
-  const flagOf = (e: MessageEntry, flag: string): boolean => {
-    if (e.flags.includes(flag)) return true;
+  const flagOf = (flags: readonly string[], flag: string): boolean => {
+    if (flags.includes(flag)) return true;
     // The store keeps system flags in their canonical case, so a system flag given in that case
     // is settled by the exact test above. Otherwise compare case-insensitively (RFC 9051 §2.3.2:
     // flags are case-insensitive).
     const canonical = SYSTEM_FLAGS.get(flag.toLowerCase());
     if (canonical === flag) return false;
-    if (canonical !== undefined) return e.flags.includes(canonical);
+    if (canonical !== undefined) return flags.includes(canonical);
     const lower = flag.toLowerCase();
-    return e.flags.some((f) => f.length === flag.length && f.toLowerCase() === lower);
+    return flags.some((f) => f.length === flag.length && f.toLowerCase() === lower);
   };
 
   const text = (query: TextQuery): Promise<Set<Uid>> => {
@@ -245,7 +273,7 @@ export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<
   const byText = async (cand: Int32Array, query: TextQuery): Promise<Int32Array> => {
     if (cand.length === 0) return cand;
     const uids = await text(query);
-    return filter(cand, (i) => uids.has(entries[i]!.uid));
+    return filter(cand, (i) => uids.has(view.uidAt(i)));
   };
 
   /** Day of the Date: header as written; without a usable one, the INTERNALDATE's day (as
@@ -265,14 +293,14 @@ export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<
     if (set.saved === true) {
       // RFC 5182 §2.1: "$" is the saved result; with none saved it is empty.
       const saved = view.saved ?? new Set<Uid>();
-      return (i) => saved.has(entries[i]!.uid);
+      return (i) => saved.has(view.uidAt(i));
     }
     if (n === 0) return () => false;
     // RFC 9051 §9 seq-number: "*" is the largest number in use: the last sequence number, or
     // the UID of the last message.
-    const star = byUid ? entries[n - 1]!.uid : n;
+    const star = byUid ? view.uidAt(n - 1) : n;
     const list = intervals(set, star);
-    return byUid ? (i) => inIntervals(list, entries[i]!.uid) : (i) => inIntervals(list, i + 1);
+    return byUid ? (i) => inIntervals(list, view.uidAt(i)) : (i) => inIntervals(list, i + 1);
   };
 
   const evaluate = async (k: SearchKey, cand: Int32Array): Promise<Int32Array> => {
@@ -285,33 +313,33 @@ export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<
       case 'uid':
         return filter(cand, setMatcher(k.set, true));
       case 'flag':
-        return filter(cand, (i) => flagOf(entries[i]!, k.flag) === k.present);
+        return filter(cand, (i) => flagOf(view.flagsAt(i), k.flag) === k.present);
       case 'recent': {
         const recent = view.recent;
-        return recent === undefined ? new Int32Array(0) : filter(cand, (i) => recent.has(entries[i]!.uid));
+        return recent === undefined ? new Int32Array(0) : filter(cand, (i) => recent.has(view.uidAt(i)));
       }
       case 'new': {
         // RFC 3501 §6.4.4 NEW: "equivalent to (RECENT UNSEEN)".
         const recent = view.recent;
         if (recent === undefined) return new Int32Array(0);
-        return filter(cand, (i) => recent.has(entries[i]!.uid) && !flagOf(entries[i]!, '\\Seen'));
+        return filter(cand, (i) => recent.has(view.uidAt(i)) && !flagOf(view.flagsAt(i), '\\Seen'));
       }
       case 'old': {
         // RFC 3501 §6.4.4 OLD: "equivalent to NOT RECENT".
         const recent = view.recent;
-        return recent === undefined ? cand : filter(cand, (i) => !recent.has(entries[i]!.uid));
+        return recent === undefined ? cand : filter(cand, (i) => !recent.has(view.uidAt(i)));
       }
       case 'size':
         // RFC 9051 §6.4.4 LARGER/SMALLER: RFC822.SIZE strictly larger/smaller than n.
-        return k.op === 'larger' ? filter(cand, (i) => entries[i]!.size > k.n) : filter(cand, (i) => entries[i]!.size < k.n);
+        return k.op === 'larger' ? byEntry(cand, (e) => e.size > k.n) : byEntry(cand, (e) => e.size < k.n);
       case 'internaldate': {
         const target = dayNumber(k.date);
-        return filter(cand, (i) => compareDay(k.op, localDay(entries[i]!.internalDate), target));
+        return byEntry(cand, (e) => compareDay(k.op, localDay(e.internalDate), target));
       }
       case 'savedate': {
         // RFC 8514 §4.2: SAVEDBEFORE/SAVEDON/SAVEDSINCE, like the INTERNALDATE keys.
         const target = dayNumber(k.date);
-        return filter(cand, (i) => compareDay(k.op, localDay(entries[i]!.saveDate), target));
+        return byEntry(cand, (e) => compareDay(k.op, localDay(e.saveDate), target));
       }
       case 'savedatesupported':
         // RFC 8514 §4.2: all messages when the mailbox keeps save dates, which ours always does.
@@ -322,24 +350,25 @@ export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<
         // n seconds ago. They split the mailbox between them.
         const limit = now() - k.seconds * 1000;
         return k.kind === 'older'
-          ? filter(cand, (i) => entries[i]!.internalDate <= limit)
-          : filter(cand, (i) => entries[i]!.internalDate > limit);
+          ? byEntry(cand, (e) => e.internalDate <= limit)
+          : byEntry(cand, (e) => e.internalDate > limit);
       }
       case 'modseq':
         // RFC 7162 §3.1.5: "messages that have modification values that are equal to or greater".
-        return filter(cand, (i) => entries[i]!.modseq >= k.modseq);
+        return filter(cand, (i) => view.modseqAt(i) >= k.modseq);
       case 'emailid':
-        return filter(cand, (i) => entries[i]!.emailId === k.id); // RFC 8474 §6
+        return byEntry(cand, (e) => e.emailId === k.id); // RFC 8474 §6
       case 'threadid':
-        return filter(cand, (i) => entries[i]!.threadId === k.id);
+        return byEntry(cand, (e) => e.threadId === k.id);
       case 'sentdate': {
         const target = dayNumber(k.date);
+        const entries = await details();
         const out = new Int32Array(cand.length);
         let o = 0;
         // Parse records in batches: a bounded number of store reads in flight.
         for (let s = 0; s < cand.length; s += 64) {
-          const batch = cand.subarray(s, s + 64);
-          const days = await Promise.all(Array.from(batch, (i) => sentDay(entries[i]!)));
+          const batch = Array.from(cand.subarray(s, s + 64)).filter((i) => entries[i] !== null);
+          const days = await Promise.all(batch.map((i) => sentDay(entries[i]!)));
           batch.forEach((i, j) => {
             if (compareDay(k.op, days[j]!, target)) out[o++] = i;
           });

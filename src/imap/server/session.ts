@@ -51,6 +51,8 @@ export const MAX_PIPELINED_BYTES = 256 * 1024;
  * unauthenticated sockets do not pile up. After login only inactivity counts (idleTimeoutMs), so
  * a slow link can still upload a big APPEND. Option preAuthTimeoutMs. */
 export const PREAUTH_TIMEOUT_MS = 60_000;
+/** Size of the socket writes a batched response sequence is gathered into (Session.batched). */
+const BATCH_BYTES = 64 * 1024;
 
 export type SessionState =
   | { kind: 'not-authenticated' }
@@ -240,6 +242,11 @@ export class Session {
 
   // --- Writing ----------------------------------------------------------------------------------------
 
+  /** Responses written while batching (see batched), not yet handed to the socket. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private batching = 0;
+
   /** Writes one response after those already being written (see the invariants). */
   write(out: Output): Promise<void> {
     const run = this.writeChain.then(() => this.writeNow(out));
@@ -248,12 +255,15 @@ export class Session {
   }
 
   private async writeNow(out: Output): Promise<void> {
-    const sink = this.deflate ?? this.socket;
     for (const part of coalesce(out)) {
       if (this.closed) return;
       if (Buffer.isBuffer(part)) {
-        if (!sink.write(part)) await this.drain(sink);
+        this.pending.push(part);
+        this.pendingBytes += part.length;
+        if (this.pendingBytes >= BATCH_BYTES) await this.flushPending();
       } else {
+        await this.flushPending();
+        const sink = this.deflate ?? this.socket;
         let sent = 0;
         for await (const chunk of part.stream) {
           if (this.closed) return;
@@ -262,9 +272,42 @@ export class Session {
         }
         // The literal size was announced: a short stream would desynchronise the client.
         if (sent !== part.size) throw new ByeError('Internal error while sending a message');
+        if (this.batching === 0) await this.flushDeflate();
       }
     }
-    // RFC 4978 §4: each response is flushed so the client can decompress it now.
+    if (this.batching === 0) await this.flushPending();
+  }
+
+  /**
+   * Runs fn with the responses it writes gathered into writes of about BATCH_BYTES: a FETCH or
+   * STORE over 100,000 messages is then a few hundred socket writes rather than 100,000, each
+   * still waiting for the socket to drain, so the reply is never held whole in memory.
+   */
+  async batched<T>(fn: () => Promise<T>): Promise<T> {
+    this.batching += 1;
+    try {
+      return await fn();
+    } finally {
+      this.batching -= 1;
+      // Through the write chain: after every response already queued.
+      if (this.batching === 0) await this.write([]);
+    }
+  }
+
+  private async flushPending(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.closed) return;
+    const sink = this.deflate ?? this.socket;
+    if (!sink.write(data)) await this.drain(sink);
+    await this.flushDeflate();
+  }
+
+  /** RFC 4978 §4: each response (each batch of them) is flushed so the client can decompress
+   * it now. */
+  private async flushDeflate(): Promise<void> {
     const deflate = this.deflate;
     if (deflate !== null && !this.closed) await new Promise<void>((resolve) => deflate.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve()));
   }
@@ -516,7 +559,9 @@ export class Session {
       if (err instanceof StoreError && err.code === 'not-found') throw this.selectedGone();
       throw err;
     }
-    for (const u of updates) await this.untagged(u);
+    await this.batched(async () => {
+      for (const u of updates) await this.untagged(u);
+    });
     this.notifier?.clearSelected();
     await this.fetchNew(view, known);
   }
@@ -533,9 +578,8 @@ export class Session {
     if (!atts.some((a) => a.kind === 'UID')) atts = [{ kind: 'UID' }, ...atts];
     if (this.condstore && !atts.some((a) => a.kind === 'MODSEQ')) atts.push({ kind: 'MODSEQ' });
     const opts = { rev2: this.rev2, utf8Accept: this.utf8 || this.rev2 };
-    for (const uid of fresh) {
-      const entry = view.entries.get(uid);
-      if (entry === undefined) continue;
+    for await (const entry of view.entriesOf(this.ctx.store, fresh)) {
+      const uid = entry.uid;
       let values: ImapValue[];
       try {
         values = await fetchValues(atts, { entry, store: this.ctx.store, recent: view.isRecent(uid) }, opts);

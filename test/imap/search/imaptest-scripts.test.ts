@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { openTestStore } from '../../helpers/store.js';
 import { parseMessage } from '../../../src/mail/parse.js';
 import { parseCommand } from '../../../src/imap/protocol/parser.js';
-import { evaluateSearch } from '../../../src/imap/search/search.js';
+import { evaluateSearch, searchViewOf } from '../../../src/imap/search/search.js';
 import { readMbox } from '../mbox.js';
 
 const IMAPTEST = '/work/shared/imaptest-tests';
@@ -45,7 +45,7 @@ for (const script of ['search-addresses', 'search-body', 'search-header', 'searc
         const line = Buffer.from(`a ${c.command}`, 'latin1');
         const parsed = parseCommand({ tag: 'a', segments: [line], literals: [], size: line.length }, { utf8: false });
         if (parsed.request.name !== 'SEARCH') throw new Error(`not a SEARCH: ${c.command}`);
-        const got = await evaluateSearch(parsed.request.key, { entries, store, mailboxId: inbox.id, timezoneOffset: () => 0 });
+        const got = await evaluateSearch(parsed.request.key, searchViewOf(entries, { store, mailboxId: inbox.id, timezoneOffset: () => 0 }));
         const seqs = got.map((i) => i + 1);
         if (seqs.join(' ') !== c.expected.join(' ')) wrong.push(`${c.command}: got (${seqs.join(' ')}), Dovecot (${c.expected.join(' ')})`);
       }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import type { SearchKey, SequenceSet } from '../../../src/imap/protocol/ast.js';
-import { evaluateSearch } from '../../../src/imap/search/search.js';
+import { evaluateSearch, searchViewOf } from '../../../src/imap/search/search.js';
 import type { MessageEntry } from '../../../src/store/types.js';
 import { asMailboxId, asModSeq, asUid } from '../../../src/lib/brand.js';
 
@@ -91,7 +91,7 @@ test('the optimised SEARCH evaluator agrees with a message-by-message reading of
   await fc.assert(
     fc.asyncProperty(mailbox, key, async (entries, k) => {
       const store = { searchText: () => Promise.reject(new Error('no text keys here')), getParsed: () => Promise.reject(new Error('no parse')) };
-      const got = await evaluateSearch(k, { entries, store, mailboxId: asMailboxId(1) });
+      const got = await evaluateSearch(k, searchViewOf(entries, { store, mailboxId: asMailboxId(1) }));
       const want = entries.flatMap((_, i) => (reference(k, entries, i) ? [i] : []));
       assert.deepEqual(got, want);
     }),

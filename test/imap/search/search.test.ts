@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import type { SearchKey, SequenceSet } from '../../../src/imap/protocol/ast.js';
-import { evaluateSearch, checkSearchCharset, BadCharsetError, writtenDay, type SearchView } from '../../../src/imap/search/search.js';
+import { evaluateSearch, checkSearchCharset, BadCharsetError, searchViewOf, writtenDay, type SearchView } from '../../../src/imap/search/search.js';
 import type { MessageEntry } from '../../../src/store/types.js';
 import { asMailboxId, asModSeq, asUid, type Uid } from '../../../src/lib/brand.js';
 
@@ -38,8 +38,9 @@ const entries = [
   entry(12, { flags: ['\\Deleted', '\\Answered'] }),
 ];
 
-function view(p: Partial<SearchView> = {}): SearchView {
-  return { entries, store: noStore, mailboxId: asMailboxId(1), timezoneOffset: () => 0, ...p };
+function view(p: Partial<Omit<SearchView, 'entries'>> & { entries?: MessageEntry[] } = {}): SearchView {
+  const { entries: list = entries, ...rest } = p;
+  return searchViewOf(list, { store: noStore, mailboxId: asMailboxId(1), timezoneOffset: () => 0, ...rest });
 }
 
 const seqs = async (key: SearchKey, v: SearchView = view()): Promise<number[]> => (await evaluateSearch(key, v)).map((i) => i + 1);

@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { openTestStore } from '../../helpers/store.js';
 import { makeMessage } from '../../helpers/messages.js';
 import { parseMessage } from '../../../src/mail/parse.js';
-import { evaluateSearch, createSentDayCache, type SearchView } from '../../../src/imap/search/search.js';
+import { evaluateSearch, createSentDayCache, searchViewOf, type SearchView } from '../../../src/imap/search/search.js';
 import { sortMessages } from '../../../src/imap/search/sort.js';
 import type { SearchKey, SortCriterion } from '../../../src/imap/protocol/ast.js';
 import type { MailStore, TextQuery } from '../../../src/store/types.js';
@@ -58,7 +58,7 @@ test('text keys search subject, addresses, headers, body and text through the st
     ]);
     const entries = await store.listEntries(mb);
     const c = counting(store);
-    const view: SearchView = { entries, store: c.store, mailboxId: mb };
+    const view: SearchView = searchViewOf(entries, { store: c.store, mailboxId: mb });
     const seqs = async (k: SearchKey) => (await evaluateSearch(k, view)).map((i) => i + 1);
 
     assert.deepEqual(await seqs({ kind: 'subject', value: 'REPORT' }), [1]);
@@ -105,7 +105,7 @@ test('SENTBEFORE, SENTON and SENTSINCE use the day written in Date:, across DST 
     await append(store, mb, readMbox(`${IMAPTEST}/search-date.mbox`));
     const entries = await store.listEntries(mb);
     assert.equal(entries.length, 16);
-    const view: SearchView = { entries, store, mailboxId: mb, sentDays: createSentDayCache(4), timezoneOffset: () => 0 };
+    const view: SearchView = searchViewOf(entries, { store, mailboxId: mb, sentDays: createSentDayCache(4), timezoneOffset: () => 0 });
     const sent = (op: 'before' | 'on' | 'since', date: string, from = 1, to = 16): SearchKey => ({
       kind: 'and',
       keys: [{ kind: 'seqset', set: { ranges: [[from, to]] } }, { kind: 'sentdate', op, date }],
@@ -137,7 +137,7 @@ test('a message without Date: is searched and sorted by its INTERNALDATE', async
       { raw: Buffer.from('Subject: dated\r\nDate: Mon, 4 May 2020 23:00:00 -0500\r\n\r\nbody\r\n'), internalDate: Date.UTC(2020, 0, 1) },
     ]);
     const entries = await store.listEntries(mb);
-    const view: SearchView = { entries, store, mailboxId: mb, timezoneOffset: () => 0 };
+    const view: SearchView = searchViewOf(entries, { store, mailboxId: mb, timezoneOffset: () => 0 });
     assert.deepEqual(await evaluateSearch({ kind: 'sentdate', op: 'on', date: '2020-05-05' }, view), [0]);
     assert.deepEqual(await evaluateSearch({ kind: 'sentdate', op: 'on', date: '2020-05-04' }, view), [1]);
     // Sorted by DATE: 2020-05-05 04:00 UTC (message 2) before 2020-05-05 10:00 UTC (message 1).

@@ -224,7 +224,7 @@ export async function statusValues(s: Session, mb: Mailbox, items: readonly Stat
       case 'RECENT': {
         // RFC 3501 §6.3.10: messages no session has had as \Recent yet.
         const floor = s.host.recent.floor(mb.id);
-        v = floor >= mb.uidNext - 1 ? 0 : (await s.ctx.store.listEntries(mb.id)).filter((e) => e.uid > floor).length;
+        v = floor >= mb.uidNext - 1 ? 0 : (await s.ctx.store.listViewEntries(mb.id)).uids.filter((u) => u > floor).length;
         break;
       }
       case 'APPENDLIMIT':

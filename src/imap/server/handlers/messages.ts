@@ -33,12 +33,12 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
   if (req.changedSince !== null || atts.some((a) => a.kind === 'MODSEQ')) await s.enableCondstore();
   // RFC 7162 §3.1.4.1: CHANGEDSINCE keeps only messages changed after it.
   const since = req.changedSince;
-  if (since !== null) uids = uids.filter((u) => (view.entries.get(u)?.modseq ?? 0) > since);
+  if (since !== null) uids = uids.filter((u) => view.modseqOf(u) > since);
   if (since !== null && req.vanished) {
     // RFC 7162 §3.2.6: first the UIDs in the set expunged after CHANGEDSINCE.
     const ch = await store.changesSince(view.mailbox.id, asModSeq(since), view.mailbox.uidNext);
     const star = Math.max(view.mailbox.uidNext - 1, view.uids[view.uids.length - 1] ?? 0);
-    const gone = ch.expunged.filter((u) => !view.entries.has(u) && inUidSet(req.set, u, star));
+    const gone = ch.expunged.filter((u) => !view.has(u) && inUidSet(req.set, u, star));
     if (gone.length > 0) await s.untagged([{ atom: 'VANISHED' }, [{ atom: 'EARLIER' }], { atom: formatSet(gone) }]);
   }
   // RFC 7162 §3.1.4.1: once CONDSTORE is enabled, FETCH responses carry MODSEQ.
@@ -49,31 +49,50 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
   if (needsSeenFlag(atts) && !view.readOnly) {
     // RFC 9051 §6.4.5: BODY[...] (not PEEK) sets \Seen; set before the values are read so FLAGS
     // in this response shows it.
-    const unseen = view.live(uids).filter((u) => !view.entries.get(u)!.flags.includes('\\Seen'));
+    const unseen = view.live(uids).filter((u) => !view.knownFlags(u).includes('\\Seen'));
     if (unseen.length > 0) {
       const res = await store.setFlags(view.mailbox.id, unseen, 'add', ['\\Seen']);
-      view.remember(res.updated);
+      view.stored(res);
       for (const e of res.updated) seenNow.add(e.uid);
     }
   }
   const hasFlags = atts.some((a) => a.kind === 'FLAGS');
   const opts = { rev2: s.rev2, utf8Accept: s.utf8 || s.rev2 };
-  for (const uid of uids) {
-    const entry = view.entries.get(uid);
-    if (entry === undefined) continue;
-    let values: ImapValue[];
-    try {
-      values = await fetchValues(atts, { entry, store, recent: view.isRecent(uid) }, opts);
-    } catch (err) {
-      if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
-      // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
-      if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) continue;
-      throw err;
+  await s.batched(async () => {
+    if (atts.every((a) => a.kind === 'UID' || a.kind === 'FLAGS' || a.kind === 'MODSEQ')) {
+      // What the view holds answers these: no store read (FETCH 1:* (UID FLAGS) on a large
+      // mailbox is a resynchronising client's first command).
+      for (const uid of uids) {
+        const seq = view.seqOf(uid);
+        if (seq === 0) continue;
+        const values: ImapValue[] = [];
+        for (const a of atts) {
+          if (a.kind === 'UID') values.push({ atom: 'UID' }, uid);
+          else if (a.kind === 'FLAGS') values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
+          else values.push({ atom: 'MODSEQ' }, [view.modseqAt(seq - 1)]); // RFC 7162 §3.1.4.1
+        }
+        await s.untagged([seq, { atom: 'FETCH' }, values]);
+      }
+      return;
     }
-    // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
-    if (seenNow.has(uid) && !hasFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
-    await s.untagged([view.seqOf(uid), { atom: 'FETCH' }, values]);
-  }
+    // Entries are read a chunk at a time and each response written before the next: the reply
+    // is streamed under the socket's backpressure, never held whole.
+    for await (const entry of view.entriesOf(store, uids)) {
+      const uid = entry.uid;
+      let values: ImapValue[];
+      try {
+        values = await fetchValues(atts, { entry, store, recent: view.isRecent(uid) }, opts);
+      } catch (err) {
+        if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
+        // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
+        if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) continue;
+        throw err;
+      }
+      // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
+      if (seenNow.has(uid) && !hasFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
+      await s.untagged([view.seqOf(uid), { atom: 'FETCH' }, values]);
+    }
+  });
 }
 
 export async function store(s: Session, _tag: string, req: Request): Promise<Done | void> {
@@ -84,7 +103,7 @@ export async function store(s: Session, _tag: string, req: Request): Promise<Don
   const uids = view.live(targets(view, req));
   if (uids.length === 0) return;
   const res = await s.ctx.store.setFlags(view.mailbox.id, uids, req.mode, req.flags, req.unchangedSince === null ? undefined : asModSeq(req.unchangedSince));
-  view.remember(res.updated);
+  view.stored(res);
   const flagsUpdate = view.keywordUpdate(res.updated);
   if (flagsUpdate !== null) await s.untagged(flagsUpdate);
   const refused = new Set<Uid>(res.modified);
@@ -92,16 +111,18 @@ export async function store(s: Session, _tag: string, req: Request): Promise<Don
   // RFC 9051 §6.4.6: an untagged FETCH with the new flags of each message (UID too for UID STORE).
   // RFC 7162 §3.1.3: none for a message that failed UNCHANGEDSINCE; with CONDSTORE each carries
   // MODSEQ, and .SILENT still reports the new MODSEQ of the messages it changed.
-  for (const uid of uids) {
-    if (refused.has(uid)) continue;
-    if (req.silent && !(s.condstore && changed.has(uid))) continue;
-    const e = view.entries.get(uid);
-    if (e === undefined) continue;
-    const items: ImapValue[] = req.uid || s.condstore ? [{ atom: 'UID' }, uid] : [];
-    if (!req.silent) items.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
-    if (s.condstore) items.push({ atom: 'MODSEQ' }, [e.modseq]);
-    await s.untagged([view.seqOf(uid), { atom: 'FETCH' }, items]);
-  }
+  await s.batched(async () => {
+    for (const uid of uids) {
+      if (refused.has(uid)) continue;
+      if (req.silent && !(s.condstore && changed.has(uid))) continue;
+      const seq = view.seqOf(uid);
+      if (seq === 0) continue;
+      const items: ImapValue[] = req.uid || s.condstore ? [{ atom: 'UID' }, uid] : [];
+      if (!req.silent) items.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
+      if (s.condstore) items.push({ atom: 'MODSEQ' }, [view.modseqAt(seq - 1)]);
+      await s.untagged([seq, { atom: 'FETCH' }, items]);
+    }
+  });
   if (refused.size === 0) return;
   // RFC 7162 §3.1.3: MODIFIED lists the messages not stored, by UID for UID STORE.
   const numbers = [...refused].map((u) => (req.uid ? u : view.seqOf(u))).sort((a, b) => a - b);

@@ -4,6 +4,7 @@
  * Evaluation, ordering and threading are imap/search's.
  */
 import type { Uid } from '../../../lib/brand.js';
+import type { MessageEntry } from '../../../store/types.js';
 import { BadCharsetError, checkSearchCharset, evaluateSearch } from '../../search/search.js';
 import { sortMessages } from '../../search/sort.js';
 import { threadMessages, threadValue } from '../../search/thread.js';
@@ -27,7 +28,11 @@ function checkCharset(charset: string | null): void {
 /** 0-based indexes (sequence order) of the messages the key matches. */
 async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<number[]> {
   return evaluateSearch(key, {
-    entries: view.uids.map((u) => view.entries.get(u)!),
+    count: view.uids.length,
+    uidAt: (i) => view.uids[i]!,
+    flagsAt: (i) => view.flagsAt(i),
+    modseqAt: (i) => view.modseqAt(i),
+    entries: () => view.allEntries(s.ctx.store),
     store: s.ctx.store,
     mailboxId: view.mailbox.id,
     saved: new Set(view.saved),
@@ -35,13 +40,22 @@ async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<
   });
 }
 
+/** The messages the key matches that are still in the store (SORT and THREAD read their
+ * stored data), with the stored entries in sequence order. */
+async function inStore(s: Session, view: MailboxView, key: SearchKey): Promise<[number[], MessageEntry[]]> {
+  const indexes = await matching(s, view, key);
+  const all = await view.allEntries(s.ctx.store);
+  // A message gone from the store keeps its place (its index) but is never looked at.
+  return [indexes.filter((i) => all[i] !== null), all as MessageEntry[]];
+}
+
 /** SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO). */
 export async function sort(s: Session, tag: string, req: Request): Promise<void> {
   if (req.name !== 'SORT') throw new Error('unreachable');
   const view = s.view();
   checkCharset(req.charset);
-  const indexes = await matching(s, view, req.key);
-  const sorted = await sortMessages(indexes, req.criteria, { entries: view.uids.map((u) => view.entries.get(u)!), store: s.ctx.store });
+  const [indexes, entries] = await inStore(s, view, req.key);
+  const sorted = await sortMessages(indexes, req.criteria, { entries, store: s.ctx.store });
   const numbers = sorted.map((i) => (req.uid ? view.uids[i]! : i + 1));
   if (req.returns === null) {
     await s.untagged([{ atom: 'SORT' }, ...numbers]);
@@ -63,8 +77,8 @@ export async function thread(s: Session, _tag: string, req: Request): Promise<vo
   if (req.name !== 'THREAD') throw new Error('unreachable');
   const view = s.view();
   checkCharset(req.charset);
-  const indexes = await matching(s, view, req.key);
-  const threads = await threadMessages(indexes, req.algorithm, { entries: view.uids.map((u) => view.entries.get(u)!), store: s.ctx.store });
+  const [indexes, entries] = await inStore(s, view, req.key);
+  const threads = await threadMessages(indexes, req.algorithm, { entries, store: s.ctx.store });
   await s.untagged([{ atom: 'THREAD' }, ...threadValue(threads, (i) => (req.uid ? view.uids[i]! : i + 1))]);
 }
 
@@ -79,7 +93,7 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
   // highest modseq of the messages found.
   const withModseq = usesModseq(req.key);
   if (withModseq) await s.enableCondstore();
-  const modseqOf = (u: Uid): number => view.entries.get(u)!.modseq;
+  const modseqOf = (u: Uid): number => view.modseqOf(u);
   let highest = 0;
   if (withModseq) for (const u of uids) highest = Math.max(highest, modseqOf(u));
   let returns: SearchReturn[] | null = req.returns;

@@ -36,8 +36,8 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
   if (!s.rev2) {
     // RFC 3501 §6.3.1: RECENT (IMAP4rev2 removed it, RFC 9051 §6.3.2).
     await s.untagged([view.recent.size, { atom: 'RECENT' }]);
-    const firstUnseen = view.uids.findIndex((u) => !view.entries.get(u)!.flags.includes('\\Seen'));
-    if (firstUnseen >= 0) await s.status('*', 'OK', [{ atom: 'UNSEEN' }, firstUnseen + 1], 'First unseen');
+    const firstUnseen = view.firstUnseen();
+    if (firstUnseen > 0) await s.status('*', 'OK', [{ atom: 'UNSEEN' }, firstUnseen], 'First unseen');
   }
   await s.status('*', 'OK', [{ atom: 'UIDVALIDITY' }, mb.uidValidity], 'UIDs valid');
   await s.status('*', 'OK', [{ atom: 'UIDNEXT' }, mb.uidNext], 'Predicted next UID');
@@ -63,15 +63,17 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
 async function resync(s: Session, view: MailboxView, q: QresyncParams): Promise<void> {
   const star = Math.max(view.mailbox.uidNext - 1, view.uids[view.uids.length - 1] ?? 0);
   const known = (uid: number): boolean => q.knownUids === null || inUidSet(q.knownUids, uid, star);
-  for (let i = 0; i < view.uids.length; i++) {
-    const uid = view.uids[i]!;
-    const e = view.entries.get(uid)!;
-    if (e.modseq <= q.modseq) continue;
-    await s.untagged([i + 1, { atom: 'FETCH' }, [{ atom: 'UID' }, uid, { atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)), { atom: 'MODSEQ' }, [e.modseq]]]);
-  }
+  await s.batched(async () => {
+    for (let i = 0; i < view.uids.length; i++) {
+      const modseq = view.modseqAt(i);
+      if (modseq <= q.modseq) continue;
+      const uid = view.uids[i]!;
+      await s.untagged([i + 1, { atom: 'FETCH' }, [{ atom: 'UID' }, uid, { atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)), { atom: 'MODSEQ' }, [modseq]]]);
+    }
+  });
   // Only expunges matter here; the view already holds the current entries.
   const ch = await s.ctx.store.changesSince(view.mailbox.id, asModSeq(q.modseq), view.mailbox.uidNext);
-  const gone: Uid[] = ch.expunged.filter((u) => known(u) && !view.entries.has(u));
+  const gone: Uid[] = ch.expunged.filter((u) => known(u) && !view.has(u));
   if (gone.length > 0) await s.untagged([{ atom: 'VANISHED' }, [{ atom: 'EARLIER' }], { atom: formatSet(gone) }]);
 }
 

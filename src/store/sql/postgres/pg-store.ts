@@ -42,6 +42,8 @@ import {
   decodeKeywords,
   encodeKeywords,
   flagList,
+  sharedFlagLists,
+  viewEntriesOf,
   parseFlags,
   sameFlags,
 } from '../../flags.js';
@@ -86,6 +88,7 @@ import type {
   MetadataChange,
   MetadataEntry,
   MetadataLimits,
+  ViewEntries,
   Pop3DeletePolicy,
   QuotaUsage,
   SetFlagsResult,
@@ -1328,6 +1331,18 @@ class PgStore implements MailStore {
     );
   }
 
+  async listViewEntries(mailboxId: MailboxId): Promise<ViewEntries> {
+    return this.#read(async () =>
+      viewEntriesOf(
+        await this.#arrays<[number, number, number, string]>(
+          this.#pool,
+          'SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = $1 ORDER BY uid',
+          [mailboxId],
+        ),
+      ),
+    );
+  }
+
   async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
     return this.#read(async () => (await this.#selectRows(this.#pool, mailboxId, uids)).map(toEntry));
   }
@@ -1579,7 +1594,8 @@ class PgStore implements MailStore {
     const change = parseFlags(flags);
     return this.#tx(async (c, ctx) => {
       const { mailbox } = await this.#lockMailbox(c, mailboxId);
-      if (uids.length === 0) return { updated: [], modified: [] };
+      const priorModSeq = asModSeq(mailbox.highest_modseq);
+      if (uids.length === 0) return { updated: [], modified: [], priorModSeq };
       if (change.keywords.length === 0 && mode !== 'set') {
         return this.#setSystemFlags(c, ctx, mailbox, uids, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, unchangedSince);
       }
@@ -1603,7 +1619,7 @@ class PgStore implements MailStore {
         r[4] = encodeKeywords(next.keywords);
         updated.push(r);
       }
-      if (updated.length === 0) return { updated: [], modified };
+      if (updated.length === 0) return { updated: [], modified, priorModSeq };
       const modseq = await this.#nextModseq(c, mailbox.account_id);
       for (const r of updated) r[2] = modseq;
       await c.query(
@@ -1613,7 +1629,7 @@ class PgStore implements MailStore {
       );
       await this.#bumpMailbox(c, mailboxId, d, modseq);
       ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailboxId), modseq: asModSeq(modseq), kind: 'flags' });
-      return { updated: updated.map(toEntry), modified };
+      return { updated: updated.map((r) => ({ uid: asUid(r[1]), modseq: asModSeq(modseq), flags: flagList(r[3], r[4]) })), modified, priorModSeq };
     });
   }
 
@@ -1649,26 +1665,29 @@ class PgStore implements MailStore {
       `SELECT count(*)::int4 AS n FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) AND ${next} <> flags${guard}`,
       args,
     );
-    if ((n?.n ?? 0) === 0) return { updated: [], modified };
+    const priorModSeq = asModSeq(mailbox.highest_modseq);
+    if ((n?.n ?? 0) === 0) return { updated: [], modified, priorModSeq };
     const modseq = await this.#nextModseq(c, mailbox.account_id);
-    const rows = await this.#arrays<[...EntryRow, number]>(
+    const rows = await this.#arrays<[uid: number, flags: number, keywords: string, before: number]>(
       c,
       `UPDATE entries e SET flags = ${next.replace(/flags/g, 'o.flags')}, modseq = $${args.length + 1}
          FROM (SELECT uid, flags FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) AND ${next} <> flags${guard}) AS o
         WHERE e.mailbox_id = $1 AND e.uid = o.uid
-        RETURNING ${ENTRY_COLS.split(', ').map((col) => `e.${col}`).join(', ')}, o.flags`,
+        RETURNING e.uid, e.flags, e.keywords, o.flags`,
       [...args, modseq],
     );
-    rows.sort((a, b) => a[1] - b[1]);
+    rows.sort((a, b) => a[0] - b[0]);
     let unseen = 0;
     let deleted = 0;
     for (const r of rows) {
-      unseen += seenDelta(r[3]) - seenDelta(r[13]);
-      deleted += deletedDelta(r[3]) - deletedDelta(r[13]);
+      unseen += seenDelta(r[1]) - seenDelta(r[3]);
+      deleted += deletedDelta(r[1]) - deletedDelta(r[3]);
     }
     await this.#bumpMailbox(c, mailbox.id, { messages: 0, unseen, deleted, size: 0 }, modseq);
     ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailbox.id), modseq: asModSeq(modseq), kind: 'flags' });
-    return { updated: rows.map((r) => toEntry(r.slice(0, 13) as EntryRow)), modified };
+    const flagsOf = sharedFlagLists();
+    const m = asModSeq(modseq);
+    return { updated: rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: flagsOf(r[1], r[2]) })), modified, priorModSeq };
   }
 
   async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult> {

@@ -75,6 +75,8 @@ import {
   decodeKeywords,
   encodeKeywords,
   flagList,
+  sharedFlagLists,
+  viewEntriesOf,
   parseFlags,
   sameFlags,
 } from '../../flags.js';
@@ -114,10 +116,12 @@ import type {
   MailboxCounts,
   MailboxRestore,
   MailStore,
+  FlagUpdate,
   MessageEntry,
   MetadataChange,
   MetadataEntry,
   MetadataLimits,
+  ViewEntries,
   Pop3DeletePolicy,
   QuotaUsage,
   SetFlagsResult,
@@ -1446,6 +1450,11 @@ class SqliteStore implements MailStore {
     return rows.map(toEntry);
   }
 
+  async listViewEntries(mailboxId: MailboxId): Promise<ViewEntries> {
+    const rows = this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? ORDER BY uid').iterate(mailboxId);
+    return viewEntriesOf(rows as Iterable<[number, number, number, string]>);
+  }
+
   async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
     const mb = this.#mailboxRow(mailboxId);
     if (mb === undefined) return [];
@@ -1702,13 +1711,14 @@ class SqliteStore implements MailStore {
     const change = parseFlags(flags);
     return this.#write((ctx) => {
       const mailbox = this.#requireMailbox(mailboxId);
-      if (uids.length === 0) return { updated: [], modified: [] };
+      const priorModSeq = asModSeq(mailbox.highest_modseq);
+      if (uids.length === 0) return { updated: [], modified: [], priorModSeq };
       // System flags only: one UPDATE for the whole set (STORE 1:* +FLAGS (\Seen)).
       if (change.keywords.length === 0 && mode !== 'set') {
         return this.#setSystemFlags(ctx, mailbox, uids, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, unchangedSince);
       }
       const rows = this.#selectRows(mailbox, uids);
-      const updated: MessageEntry[] = [];
+      const updated: FlagUpdate[] = [];
       const modified: Uid[] = [];
       let modseq = 0;
       const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
@@ -1728,10 +1738,7 @@ class SqliteStore implements MailStore {
         upd.run(next.mask, kw, modseq, mailboxId, r[1]);
         d.unseen += seenDelta(next.mask) - seenDelta(current.mask);
         d.deleted += deletedDelta(next.mask) - deletedDelta(current.mask);
-        r[2] = modseq;
-        r[3] = next.mask;
-        r[4] = kw;
-        updated.push(toEntry(r));
+        updated.push({ uid: asUid(r[1]), modseq: asModSeq(modseq), flags: flagList(next.mask, kw) });
       }
       if (modseq !== 0) {
         this.#bumpMailbox(mailboxId, d, modseq, null);
@@ -1742,7 +1749,7 @@ class SqliteStore implements MailStore {
           kind: 'flags',
         });
       }
-      return { updated, modified };
+      return { updated, modified, priorModSeq };
     });
   }
 
@@ -1777,12 +1784,19 @@ class SqliteStore implements MailStore {
          FROM entries WHERE ${where} AND ${next} != flags${guard}`,
     ).get(add, remove, add, remove, ...args, add, remove, ...guardArgs) as { n: number; unseen: number; deleted: number };
     // RFC 7162 §3.1.3: entries whose flags do not change keep their modseq.
-    if (d.n === 0) return { updated: [], modified };
+    const priorModSeq = asModSeq(mailbox.highest_modseq);
+    if (d.n === 0) return { updated: [], modified, priorModSeq };
     const modseq = this.#nextModseq(mailbox.account_id);
-    const rows = this.#qr(
-      `UPDATE entries SET flags = ${next}, modseq = ? WHERE ${where} AND ${next} != flags${guard} RETURNING ${ENTRY_COLS}`,
-    ).all(add, remove, modseq, ...args, add, remove, ...guardArgs) as EntryRow[];
-    rows.sort((a, b) => a[1] - b[1]);
+    const rows = this.#qr(`UPDATE entries SET flags = ${next}, modseq = ? WHERE ${where} AND ${next} != flags${guard} RETURNING uid, flags, keywords`).all(
+      add,
+      remove,
+      modseq,
+      ...args,
+      add,
+      remove,
+      ...guardArgs,
+    ) as Array<[number, number, string]>;
+    rows.sort((a, b) => a[0] - b[0]);
     this.#bumpMailbox(mailbox.id, { messages: 0, unseen: d.unseen, deleted: d.deleted, size: 0 }, modseq, null);
     ctx.events.push({
       accountId: asAccountId(mailbox.account_id),
@@ -1790,7 +1804,9 @@ class SqliteStore implements MailStore {
       modseq: asModSeq(modseq),
       kind: 'flags',
     });
-    return { updated: rows.map(toEntry), modified };
+    const list = sharedFlagLists();
+    const m = asModSeq(modseq);
+    return { updated: rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: list(r[1], r[2]) })), modified, priorModSeq };
   }
 
   async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult> {
