@@ -223,6 +223,8 @@ async function startServer(dir: string, profileDir: string | null): Promise<{ ch
 }
 
 await buildTemplate();
+// Brings the template to this program's schema once (migrations, backfills), not in every run.
+await (await openSqliteStore({ dir: template })).close();
 await rm(runDir, { recursive: true, force: true });
 await cp(template, runDir, { recursive: true });
 const profileDir = process.env.PROFILE === '1' ? join(cacheDir, 'prof') : null;

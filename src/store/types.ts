@@ -14,6 +14,7 @@
  * The interface is asynchronous so that a networked backend (PostgreSQL) fits behind it.
  */
 import type { AccountId, MailboxId, ModSeq, Uid, UidValidity } from '../lib/brand.js';
+import type { SortKeys } from '../mail/sort-keys.js';
 import type { ParsedMessage } from '../mail/types.js';
 import type { SharedCounters } from './counters.js';
 
@@ -127,6 +128,13 @@ export interface ViewEntries {
   flagIds: number[];
   /** The distinct flag lists (as MessageEntry.flags), each once. */
   flagSets: string[][];
+}
+
+/** An entry's SORT and THREAD keys (RFC 5256), as computed at ingest (mail/sort-keys.ts). */
+export interface EntrySortKeys extends SortKeys {
+  uid: Uid;
+  internalDate: number;
+  size: number;
 }
 
 export interface AppendInput {
@@ -344,6 +352,8 @@ export interface MailStore {
   listEntries(mailboxId: MailboxId): Promise<MessageEntry[]>;
   /** UID, modseq and flags of every entry of a mailbox in UID order (a session's view). */
   listViewEntries(mailboxId: MailboxId): Promise<ViewEntries>;
+  /** The SORT and THREAD keys of every entry of a mailbox, in UID order. */
+  listSortKeys(mailboxId: MailboxId): Promise<EntrySortKeys[]>;
   getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]>;
   changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges>;
   /** The parse record stored at ingest for a blob. */

@@ -5,79 +5,90 @@
  * - the result is a permutation of the indexes given; messages equal under every criterion keep
  *   sequence order ("sorted according to the order in which they appear in the mailbox",
  *   RFC 5256 §3), REVERSE never applies to that final order;
- * - parse records are loaded only when a criterion needs one (all but ARRIVAL and SIZE), once per
- *   message, a bounded number at a time.
+ * - the keys come from the store, computed once at ingest (storeSortView), or from the parse
+ *   records, a bounded number at a time (sortViewOf); a message no longer in the store is left
+ *   out.
  */
-import { decodeEncodedWords } from '../../mail/headers.js';
-import { baseSubject } from '../../mail/subject.js';
-import type { EnvelopeAddress, ParsedMessage } from '../../mail/types.js';
+import type { SortKeys } from '../../mail/sort-keys.js';
+import { sortKeysOf } from '../../mail/sort-keys.js';
+import type { MailboxId, Uid } from '../../lib/brand.js';
 import type { MailStore, MessageEntry } from '../../store/types.js';
 import type { SortCriterion } from '../protocol/ast.js';
 
+/** A message's sort keys with what its entry adds (RFC 5256 §3 ARRIVAL, SIZE). */
+export interface MessageKeys extends SortKeys {
+  internalDate: number;
+  size: number;
+}
+
 export interface SortView {
-  /** The session's messages in sequence order. */
-  entries: readonly MessageEntry[];
-  store: Pick<MailStore, 'getParsed'>;
+  /** The keys of the messages at these 0-based positions in the session's view; a message no
+   * longer in the store is left out. */
+  keys(indexes: readonly number[]): Promise<Map<number, MessageKeys>>;
 }
 
-/** i;ascii-casemap (RFC 4790 §9.2), the collation RFC 5256 §3 uses for the address keys. */
-function asciiCasemap(s: string): string {
-  return s.replace(/[a-z]+/g, (m) => m.toUpperCase());
+/** A SortView that reads each message's parse record (a bounded number at a time) and derives
+ * its keys: for entries held in memory. */
+export function sortViewOf(entries: readonly MessageEntry[], store: Pick<MailStore, 'getParsed'>): SortView {
+  return {
+    async keys(indexes) {
+      const out = new Map<number, MessageKeys>();
+      for (let s = 0; s < indexes.length; s += 64) {
+        const batch = indexes.slice(s, s + 64);
+        const got = await Promise.all(batch.map((i) => store.getParsed(entries[i]!.blobHash)));
+        batch.forEach((i, j) => out.set(i, { ...sortKeysOf(got[j]!), internalDate: entries[i]!.internalDate, size: entries[i]!.size }));
+      }
+      return out;
+    },
+  };
 }
 
-/** i;unicode-casemap (RFC 5051) approximated by compatibility normalisation and mapping to
- * upper case (as i;ascii-casemap does, so "[" and "_" sort after letters, as with Dovecot): what
- * RFC 5957 asks for the display keys and what servers use for the base subject. */
-function unicodeCasemap(s: string): string {
-  return s.normalize('NFKC').toUpperCase();
-}
-
-/** RFC 5256 §3 "addr-mailbox of the first ... address". A group's start marker counts: its
- * mailbox is the group name (Dovecot's imaptest sort-addresses expects this). */
-function firstMailbox(list: EnvelopeAddress[] | null): string {
-  return list?.[0]?.mailbox ?? '';
-}
-
-/** RFC 5957 §3: the display name of the first address, else its addr-spec. When the first
- * address is a group, the group's display name (Dovecot's imaptest sort-display-to expects this:
- * "a: x@y;" sorts as "a"). */
-function displayKey(envelope: EnvelopeAddress[] | null, decoded: ParsedMessage['from']): string {
-  const first = envelope?.[0];
-  if (first !== undefined && first.host === null && first.mailbox !== null) return decodeEncodedWords(first.mailbox).trim();
-  const a = decoded[0];
-  if (a === undefined) return '';
-  return a.name.trim() !== '' ? a.name.trim() : a.address;
-}
-
-function needsParse(c: SortCriterion): boolean {
-  return c.key !== 'ARRIVAL' && c.key !== 'SIZE';
+/**
+ * A SortView over the keys the store computed at ingest (MailStore.listSortKeys): one read of a
+ * few columns for the whole mailbox, no parse record. `uids`: the view's UIDs in sequence order.
+ */
+export function storeSortView(store: Pick<MailStore, 'listSortKeys'>, mailboxId: MailboxId, uids: readonly Uid[]): SortView {
+  return {
+    async keys(indexes) {
+      const wanted = new Uint8Array(uids.length);
+      for (const i of indexes) wanted[i] = 1;
+      const out = new Map<number, MessageKeys>();
+      // Both lists are in UID order: one merge pass.
+      let i = 0;
+      for (const row of await store.listSortKeys(mailboxId)) {
+        while (i < uids.length && uids[i]! < row.uid) i++;
+        if (i === uids.length) break;
+        if (uids[i] === row.uid && wanted[i] === 1) out.set(i, row);
+      }
+      return out;
+    },
+  };
 }
 
 type Key = number | string;
 
-function keyOf(c: SortCriterion, e: MessageEntry, p: ParsedMessage | undefined): Key {
+function keyOf(c: SortCriterion, k: MessageKeys): Key {
   switch (c.key) {
     case 'ARRIVAL':
-      return e.internalDate; // RFC 5256 §3 ARRIVAL: INTERNALDATE
+      return k.internalDate; // RFC 5256 §3 ARRIVAL: INTERNALDATE
     case 'SIZE':
-      return e.size;
+      return k.size;
     case 'DATE':
       // RFC 5256 §3 DATE: the sent date; "If the sent date cannot be determined ... the
       // INTERNALDATE for that message is used".
-      return p?.date ?? e.internalDate;
+      return k.sentDate ?? k.internalDate;
     case 'CC':
-      return asciiCasemap(firstMailbox(p?.envelope.cc ?? null));
+      return k.cc;
     case 'FROM':
-      return asciiCasemap(firstMailbox(p?.envelope.from ?? null));
+      return k.from;
     case 'TO':
-      return asciiCasemap(firstMailbox(p?.envelope.to ?? null));
+      return k.to;
     case 'SUBJECT':
-      // RFC 5256 §2.1 base subject of the raw Subject (encoded words decoded there).
-      return unicodeCasemap(baseSubject(p?.envelope.subject ?? ''));
+      return k.subject; // RFC 5256 §2.1 base subject
     case 'DISPLAYFROM':
-      return unicodeCasemap(displayKey(p?.envelope.from ?? null, p?.from ?? []));
+      return k.displayFrom;
     case 'DISPLAYTO':
-      return unicodeCasemap(displayKey(p?.envelope.to ?? null, p?.to ?? []));
+      return k.displayTo;
   }
 }
 
@@ -88,32 +99,21 @@ function compareKeys(a: Key, b: Key): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
-/** Sorts `indexes` (0-based positions in view.entries) by the criteria, RFC 5256 §3. */
+/** Sorts `indexes` (0-based positions in the view) by the criteria, RFC 5256 §3. A message no
+ * longer in the store is left out. */
 export async function sortMessages(indexes: readonly number[], criteria: readonly SortCriterion[], view: SortView): Promise<number[]> {
-  const parse = criteria.some(needsParse);
-  const records = new Map<number, ParsedMessage>();
-  if (parse) {
-    for (let s = 0; s < indexes.length; s += 64) {
-      const batch = indexes.slice(s, s + 64);
-      const got = await Promise.all(batch.map((i) => view.store.getParsed(view.entries[i]!.blobHash)));
-      batch.forEach((i, j) => records.set(i, got[j]!));
-    }
-  }
-  const keys = new Map<number, Key[]>();
-  for (const i of indexes) {
-    const e = view.entries[i]!;
-    keys.set(
-      i,
-      criteria.map((c) => keyOf(c, e, records.get(i))),
-    );
-  }
-  return [...indexes].sort((a, b) => {
-    const ka = keys.get(a)!;
-    const kb = keys.get(b)!;
+  const all = await view.keys(indexes);
+  const present = indexes.filter((i) => all.has(i));
+  // One key array per criterion, by position in `present`: the comparator reads arrays only.
+  const cols = criteria.map((c) => present.map((i) => keyOf(c, all.get(i)!)));
+  const order = present.map((_, p) => p);
+  order.sort((a, b) => {
     for (let c = 0; c < criteria.length; c++) {
-      const d = compareKeys(ka[c]!, kb[c]!);
+      const col = cols[c]!;
+      const d = compareKeys(col[a]!, col[b]!);
       if (d !== 0) return criteria[c]!.reverse ? -d : d;
     }
-    return a - b;
+    return present[a]! - present[b]!;
   });
+  return order.map((p) => present[p]!);
 }

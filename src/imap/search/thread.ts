@@ -9,8 +9,6 @@
  * - the algorithm is iterative where input decides the depth (reference chains), so a long or
  *   looping References chain cannot exhaust the stack; linking never creates a loop.
  */
-import { extractBaseSubject } from '../../mail/subject.js';
-import type { ParsedMessage } from '../../mail/types.js';
 import type { ImapValue } from '../protocol/ast.js';
 import type { SortView } from './sort.js';
 
@@ -32,21 +30,13 @@ interface Info {
 
 async function infos(indexes: readonly number[], view: SortView): Promise<Map<number, Info>> {
   const out = new Map<number, Info>();
-  for (let s = 0; s < indexes.length; s += 64) {
-    const batch = indexes.slice(s, s + 64);
-    const got: ParsedMessage[] = await Promise.all(batch.map((i) => view.store.getParsed(view.entries[i]!.blobHash)));
-    batch.forEach((i, j) => {
-      const p = got[j]!;
-      const base = extractBaseSubject(p.envelope.subject ?? '');
-      // RFC 5256 §4 REFERENCES step 1.B: References, else the first In-Reply-To id.
-      const references = p.references.length > 0 ? p.references : p.inReplyTo.slice(0, 1);
-      out.set(i, {
-        date: p.date ?? view.entries[i]!.internalDate, // RFC 5256 §2.2 sent date
-        subject: base.subject.normalize('NFKC').toUpperCase(),
-        replyOrForward: base.replyOrForward,
-        messageId: p.messageId,
-        references,
-      });
+  for (const [i, k] of await view.keys(indexes)) {
+    out.set(i, {
+      date: k.sentDate ?? k.internalDate, // RFC 5256 §2.2 sent date
+      subject: k.subject,
+      replyOrForward: k.reply,
+      messageId: k.messageId,
+      references: k.references,
     });
   }
   return out;

@@ -4,7 +4,7 @@ import { openTestStore } from '../../helpers/store.js';
 import { makeMessage } from '../../helpers/messages.js';
 import { parseMessage } from '../../../src/mail/parse.js';
 import { evaluateSearch, createSentDayCache, searchViewOf, type SearchView } from '../../../src/imap/search/search.js';
-import { sortMessages } from '../../../src/imap/search/sort.js';
+import { sortMessages, sortViewOf, storeSortView } from '../../../src/imap/search/sort.js';
 import type { SearchKey, SortCriterion } from '../../../src/imap/protocol/ast.js';
 import type { MailStore, TextQuery } from '../../../src/store/types.js';
 import type { MailboxId } from '../../../src/lib/brand.js';
@@ -141,7 +141,7 @@ test('a message without Date: is searched and sorted by its INTERNALDATE', async
     assert.deepEqual(await evaluateSearch({ kind: 'sentdate', op: 'on', date: '2020-05-05' }, view), [0]);
     assert.deepEqual(await evaluateSearch({ kind: 'sentdate', op: 'on', date: '2020-05-04' }, view), [1]);
     // Sorted by DATE: 2020-05-05 04:00 UTC (message 2) before 2020-05-05 10:00 UTC (message 1).
-    assert.deepEqual(await sortMessages([0, 1], [{ key: 'DATE', reverse: false }], { entries, store }), [1, 0]);
+    assert.deepEqual(await sortMessages([0, 1], [{ key: 'DATE', reverse: false }], sortViewOf(entries, store)), [1, 0]);
   } finally {
     await cleanup();
   }
@@ -154,7 +154,7 @@ async function sortedMbox(file: string, criteria: SortCriterion[]): Promise<numb
     await append(store, mb, readMbox(`${IMAPTEST}/${file}`));
     const entries = await store.listEntries(mb);
     const all = entries.map((_, i) => i);
-    return (await sortMessages(all, criteria, { entries, store })).map((i) => i + 1);
+    return (await sortMessages(all, criteria, storeSortView(store, mb, entries.map((e) => e.uid)))).map((i) => i + 1);
   } finally {
     await cleanup();
   }

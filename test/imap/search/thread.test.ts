@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { openTestStore } from '../../helpers/store.js';
 import { parseMessage } from '../../../src/mail/parse.js';
+import { sortViewOf, storeSortView } from '../../../src/imap/search/sort.js';
 import { threadMessages, threadValue, type ThreadAlgorithm } from '../../../src/imap/search/thread.js';
 import type { MailStore } from '../../../src/store/types.js';
 import { asUid } from '../../../src/lib/brand.js';
@@ -39,7 +40,7 @@ async function threadOf(store: MailStore, mailboxId: Parameters<MailStore['listE
   const tree = await threadMessages(
     entries.map((_, i) => i),
     algorithm,
-    { entries, store },
+    storeSortView(store, mailboxId, entries.map((e) => e.uid)),
   );
   return wireItems([{ atom: 'THREAD' }, ...threadValue(tree, (i) => i + 1)]);
 }
@@ -84,7 +85,7 @@ test('a References chain of thousands of messages threads without exhausting the
     }
     await store.appendMany(inbox.id, inputs);
     const entries = await store.listEntries(inbox.id);
-    const tree = await threadMessages(entries.map((_, i) => i), 'REFERENCES', { entries, store });
+    const tree = await threadMessages(entries.map((_, i) => i), 'REFERENCES', sortViewOf(entries, store));
     let count = 0;
     const stack = [...tree];
     while (stack.length > 0) {

@@ -4,9 +4,8 @@
  * Evaluation, ordering and threading are imap/search's.
  */
 import type { Uid } from '../../../lib/brand.js';
-import type { MessageEntry } from '../../../store/types.js';
 import { BadCharsetError, checkSearchCharset, evaluateSearch } from '../../search/search.js';
-import { sortMessages } from '../../search/sort.js';
+import { sortMessages, storeSortView } from '../../search/sort.js';
 import { threadMessages, threadValue } from '../../search/thread.js';
 import type { ImapValue, SearchKey } from '../../protocol/ast.js';
 import type { Request, SearchReturn } from '../../protocol/parser.js';
@@ -40,22 +39,13 @@ async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<
   });
 }
 
-/** The messages the key matches that are still in the store (SORT and THREAD read their
- * stored data), with the stored entries in sequence order. */
-async function inStore(s: Session, view: MailboxView, key: SearchKey): Promise<[number[], MessageEntry[]]> {
-  const indexes = await matching(s, view, key);
-  const all = await view.allEntries(s.ctx.store);
-  // A message gone from the store keeps its place (its index) but is never looked at.
-  return [indexes.filter((i) => all[i] !== null), all as MessageEntry[]];
-}
-
 /** SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO). */
 export async function sort(s: Session, tag: string, req: Request): Promise<void> {
   if (req.name !== 'SORT') throw new Error('unreachable');
   const view = s.view();
   checkCharset(req.charset);
-  const [indexes, entries] = await inStore(s, view, req.key);
-  const sorted = await sortMessages(indexes, req.criteria, { entries, store: s.ctx.store });
+  const indexes = await matching(s, view, req.key);
+  const sorted = await sortMessages(indexes, req.criteria, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
   const numbers = sorted.map((i) => (req.uid ? view.uids[i]! : i + 1));
   if (req.returns === null) {
     await s.untagged([{ atom: 'SORT' }, ...numbers]);
@@ -77,8 +67,8 @@ export async function thread(s: Session, _tag: string, req: Request): Promise<vo
   if (req.name !== 'THREAD') throw new Error('unreachable');
   const view = s.view();
   checkCharset(req.charset);
-  const [indexes, entries] = await inStore(s, view, req.key);
-  const threads = await threadMessages(indexes, req.algorithm, { entries, store: s.ctx.store });
+  const indexes = await matching(s, view, req.key);
+  const threads = await threadMessages(indexes, req.algorithm, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
   await s.untagged([{ atom: 'THREAD' }, ...threadValue(threads, (i) => (req.uid ? view.uids[i]! : i + 1))]);
 }
 

@@ -32,6 +32,7 @@ import pg from 'pg';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
 import { LruCache } from '../../../lib/lru.js';
+import { sortKeysOf } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createFileBlobStore } from '../../blob-store.js';
 import type { BlobStore } from '../../blob-store.js';
@@ -84,6 +85,7 @@ import type {
   MailboxCounts,
   MailboxRestore,
   MailStore,
+  EntrySortKeys,
   MessageEntry,
   MetadataChange,
   MetadataEntry,
@@ -169,6 +171,78 @@ type EntryRow = [
 ];
 /** unnest() casts of the entry columns, in ENTRY_COLS order. */
 const ENTRY_TYPES = ['int8', 'int8', 'int8', 'int4', 'text', 'int8', 'int8', 'int8', 'text', 'text', 'text', 'text', 'bool'];
+
+type SortKeyRow = [
+  uid: number,
+  internalDate: number,
+  size: number,
+  sentDate: number | null,
+  subject: string,
+  reply: boolean,
+  from: string,
+  to: string,
+  cc: string,
+  displayFrom: string,
+  displayTo: string,
+  messageId: string | null,
+  refs: string,
+];
+
+function toSortKeys(r: SortKeyRow): EntrySortKeys {
+  return {
+    uid: asUid(r[0]),
+    internalDate: r[1],
+    size: r[2],
+    sentDate: r[3],
+    subject: r[4],
+    reply: r[5],
+    from: r[6],
+    to: r[7],
+    cc: r[8],
+    displayFrom: r[9],
+    displayTo: r[10],
+    messageId: r[11],
+    references: r[12] === '' ? [] : r[12].split('\n'),
+  };
+}
+
+/** Writes the sort keys of these blobs (their rows exist), one statement for all. */
+async function insertSortKeys(c: pg.ClientBase, blobs: ReadonlyArray<readonly [string, Omit<ParsedMessage, 'text'>]>): Promise<void> {
+  if (blobs.length === 0) return;
+  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], []];
+  for (const [hash, parsed] of blobs) {
+    const k = sortKeysOf(parsed);
+    // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
+    const refs = k.references.filter((id) => !id.includes('\n')).join('\n');
+    const values = [hash, k.sentDate, k.subject, k.reply, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs];
+    values.forEach((v, i) => cols[i]!.push(typeof v === 'string' ? strip0(v) : v));
+  }
+  await c.query(
+    `INSERT INTO sort_keys (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs)
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                          $10::text[], $11::text[])
+     ON CONFLICT (hash) DO NOTHING`,
+    cols,
+  );
+}
+
+/** Writes the sort keys of blobs stored before the sort_keys table existed (schema version 7),
+ * a thousand at a time; none left afterwards, so this costs one query at later opens. */
+async function backfillSortKeys(c: pg.ClientBase): Promise<void> {
+  for (;;) {
+    const rows = (
+      await c.query<{ hash: string; parsed: string }>(
+        `SELECT b.hash, t.parsed FROM blobs b JOIN blob_text t ON t.id = b.id
+          WHERE NOT EXISTS (SELECT 1 FROM sort_keys k WHERE k.hash = b.hash) LIMIT 1000`,
+      )
+    ).rows;
+    if (rows.length === 0) return;
+    await insertSortKeys(
+      c,
+      rows.map((r) => [r.hash, JSON.parse(r.parsed) as Omit<ParsedMessage, 'text'>]),
+    );
+  }
+}
 
 function toEntry(r: EntryRow): MessageEntry {
   return {
@@ -465,6 +539,10 @@ class PgStore implements MailStore {
       `INSERT INTO blob_text (id, parsed, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body, doc)
        SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])`,
       text,
+    );
+    await insertSortKeys(
+      c,
+      created.map(({ blob }) => [blob.hash, blob.parsed]),
     );
     if (chunkIds.length > 0) {
       await c.query('INSERT INTO blob_chunks (blob_id, n, data) SELECT * FROM unnest($1::int8[], $2::int4[], $3::bytea[])', [
@@ -1343,6 +1421,20 @@ class PgStore implements MailStore {
     );
   }
 
+  async listSortKeys(mailboxId: MailboxId): Promise<EntrySortKeys[]> {
+    return this.#read(async () =>
+      (
+        await this.#arrays<SortKeyRow>(
+          this.#pool,
+          `SELECT e.uid, e.internal_date, e.size, k.sent_date, k.subject, k.reply, k.addr_from, k.addr_to, k.addr_cc,
+                  k.display_from, k.display_to, k.message_id, k.refs
+             FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = $1 ORDER BY e.uid`,
+          [mailboxId],
+        )
+      ).map(toSortKeys),
+    );
+  }
+
   async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
     return this.#read(async () => (await this.#selectRows(this.#pool, mailboxId, uids)).map(toEntry));
   }
@@ -2160,6 +2252,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
       if ((err as { code?: string }).code !== '23505') throw err;
     });
     await migratePg(setup);
+    await backfillSortKeys(setup);
     lockSpace = (await setup.query<{ k: number }>('SELECT hashtext($1) AS k', [`facteur:${schema}`])).rows[0]?.k ?? 0;
   } finally {
     await setup.end().catch(() => undefined);

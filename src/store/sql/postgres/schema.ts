@@ -168,6 +168,28 @@ CREATE UNLOGGED TABLE rate_blocks (
 CREATE INDEX rate_blocks_until ON rate_blocks (until);
 `,
   },
+  {
+    version: 7,
+    sql: `
+-- SORT and THREAD keys of each blob (mail/sort-keys.ts), written with the blob: SORT and THREAD
+-- on a large mailbox read these columns instead of every parse record (RFC 5256). refs: the
+-- References ids, newline-separated. Rows of blobs stored before this version are written at
+-- open (backfillSortKeys); they go with their blob.
+CREATE TABLE sort_keys (
+  hash text PRIMARY KEY REFERENCES blobs (hash) ON DELETE CASCADE,
+  sent_date bigint,
+  subject text NOT NULL,
+  reply boolean NOT NULL,
+  addr_from text NOT NULL,
+  addr_to text NOT NULL,
+  addr_cc text NOT NULL,
+  display_from text NOT NULL,
+  display_to text NOT NULL,
+  message_id text,
+  refs text NOT NULL
+);
+`,
+  },
 ];
 
 /**

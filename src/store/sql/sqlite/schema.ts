@@ -163,6 +163,28 @@ CREATE TABLE metadata (
 ) WITHOUT ROWID;
 `,
   },
+  {
+    version: 7,
+    sql: `
+-- SORT and THREAD keys of each blob (mail/sort-keys.ts), written with the blob: SORT and THREAD
+-- on a large mailbox read these columns instead of every parse record (RFC 5256). refs: the
+-- References ids, newline-separated. Rows of blobs stored before this version are written at
+-- open (see backfillSortKeys).
+CREATE TABLE sort_keys (
+  hash TEXT PRIMARY KEY,
+  sent_date INTEGER,
+  subject TEXT NOT NULL,
+  reply INTEGER NOT NULL,
+  addr_from TEXT NOT NULL,
+  addr_to TEXT NOT NULL,
+  addr_cc TEXT NOT NULL,
+  display_from TEXT NOT NULL,
+  display_to TEXT NOT NULL,
+  message_id TEXT,
+  refs TEXT NOT NULL
+) WITHOUT ROWID;
+`,
+  },
 ];
 
 /** Applies the missing migrations. Refuses a database written by a newer version. */

@@ -65,6 +65,7 @@ import Database from 'better-sqlite3';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
 import { LruCache } from '../../../lib/lru.js';
+import { sortKeysOf } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createLocalFeed } from '../../feed.js';
 import type { LocalFeed } from '../../feed.js';
@@ -117,6 +118,7 @@ import type {
   MailboxRestore,
   MailStore,
   FlagUpdate,
+  EntrySortKeys,
   MessageEntry,
   MetadataChange,
   MetadataEntry,
@@ -228,6 +230,71 @@ function toEntry(r: EntryRow): MessageEntry {
     pid: r[11],
     pop3Hidden: r[12] !== 0,
   };
+}
+
+/** The sort_keys columns after uid, internal_date and size (k: the sort_keys table). */
+const SORT_KEY_COLS =
+  'k.sent_date, k.subject, k.reply, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.message_id, k.refs';
+type SortKeyRow = [
+  uid: number,
+  internalDate: number,
+  size: number,
+  sentDate: number | null,
+  subject: string,
+  reply: number,
+  from: string,
+  to: string,
+  cc: string,
+  displayFrom: string,
+  displayTo: string,
+  messageId: string | null,
+  refs: string,
+];
+
+function toSortKeys(r: SortKeyRow): EntrySortKeys {
+  return {
+    uid: asUid(r[0]),
+    internalDate: r[1],
+    size: r[2],
+    sentDate: r[3],
+    subject: r[4],
+    reply: r[5] !== 0,
+    from: r[6],
+    to: r[7],
+    cc: r[8],
+    displayFrom: r[9],
+    displayTo: r[10],
+    messageId: r[11],
+    references: r[12] === '' ? [] : r[12].split('\n'),
+  };
+}
+
+const INSERT_SORT_KEYS = `INSERT OR REPLACE INTO sort_keys
+  (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+function insertSortKeys(stmt: Stmt, hash: string, parsed: Omit<ParsedMessage, 'text'>): void {
+  const k = sortKeysOf(parsed);
+  // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
+  const refs = k.references.filter((id) => !id.includes('\n')).join('\n');
+  stmt.run(hash, k.sentDate, k.subject, k.reply ? 1 : 0, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs);
+}
+
+/** Writes the sort keys of blobs stored before the sort_keys table existed (schema version 7),
+ * a thousand per transaction; none left afterwards, so this costs one query at later opens. */
+function backfillSortKeys(db: Database.Database): void {
+  const missing = db.prepare(
+    `SELECT b.hash, c.parsed FROM blobs b JOIN blob_content c ON c.id = b.id
+      WHERE NOT EXISTS (SELECT 1 FROM sort_keys k WHERE k.hash = b.hash) LIMIT 1000`,
+  );
+  const insert = db.prepare(INSERT_SORT_KEYS);
+  for (;;) {
+    const rows = missing.all() as Array<{ hash: string; parsed: string }>;
+    if (rows.length === 0) return;
+    db.transaction(() => {
+      for (const r of rows) insertSortKeys(insert, r.hash, JSON.parse(r.parsed) as Omit<ParsedMessage, 'text'>);
+    })();
+  }
 }
 
 function toMailbox(r: MailboxRow, subscribed: boolean): Mailbox {
@@ -681,6 +748,7 @@ class SqliteStore implements MailStore {
     this.#q(
       'INSERT INTO blob_text (id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ).run(ins.lastInsertRowid, c.subject, c.from, c.to, c.cc, c.bcc, c.headers, c.body);
+    insertSortKeys(this.#q(INSERT_SORT_KEYS), blob.hash, blob.parsed);
     ctx.index.push({ rowid: Number(ins.lastInsertRowid), columns: c });
   }
 
@@ -708,6 +776,7 @@ class SqliteStore implements MailStore {
     for (const table of ['blobs', 'blob_content', 'blob_text']) {
       this.#q(`DELETE FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`).run(ids);
     }
+    this.#q('DELETE FROM sort_keys WHERE hash IN (SELECT value FROM json_each(?))').run(JSON.stringify(dead.map((r) => r.hash)));
     for (const r of dead) {
       ctx.index.push({ rowid: r.id, columns: null });
       ctx.removed.push({ hash: r.hash, inFile: r.in_file !== 0 });
@@ -1455,6 +1524,14 @@ class SqliteStore implements MailStore {
     return viewEntriesOf(rows as Iterable<[number, number, number, string]>);
   }
 
+  async listSortKeys(mailboxId: MailboxId): Promise<EntrySortKeys[]> {
+    const rows = this.#qr(
+      `SELECT e.uid, e.internal_date, e.size, ${SORT_KEY_COLS} FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash
+        WHERE e.mailbox_id = ? ORDER BY e.uid`,
+    ).all(mailboxId) as SortKeyRow[];
+    return rows.map(toSortKeys);
+  }
+
   async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
     const mb = this.#mailboxRow(mailboxId);
     if (mb === undefined) return [];
@@ -2146,6 +2223,7 @@ class SqliteStore implements MailStore {
         };
         this.#q('DELETE FROM blob_content WHERE id = ?').run(row.id);
         this.#q('DELETE FROM blob_text WHERE id = ?').run(row.id);
+        this.#q('DELETE FROM sort_keys WHERE hash = ?').run(d.hash);
         ctx.index.push({ rowid: row.id, columns: null });
         ctx.removed.push({ hash: d.hash, inFile: row.in_file !== 0 });
         removed += 1;
@@ -2220,6 +2298,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     db.pragma('wal_autocheckpoint = 100000');
     db.pragma('journal_size_limit = 67108864');
     migrate(db);
+    backfillSortKeys(db);
   } catch (err) {
     db.close();
     throw err;
