@@ -64,3 +64,24 @@ export function parentNames(name: string): string[] {
   for (let i = 1; i < parts.length; i++) out.push(parts.slice(0, i).join(HIERARCHY_SEPARATOR));
   return out;
 }
+
+export const MAX_APP_PASSWORD_NAME_LENGTH = 64;
+
+/** An app password's name as given (case kept): 1-64 characters, trimmed, no control characters. */
+export function checkAppPasswordName(name: string): string {
+  const n = name.trim();
+  if (n.length === 0 || n.length > MAX_APP_PASSWORD_NAME_LENGTH || /\p{Cc}/u.test(n)) {
+    throw new StoreError('invalid', `Cannot use app password name ${JSON.stringify(name)}: 1-64 characters, no control characters`);
+  }
+  return n;
+}
+
+/** A TOTP secret (base32, RFC 4648 §6) or a step as the store accepts them. */
+export function checkTotp(secret: string | null | undefined, step: number | null | undefined): void {
+  if (secret !== undefined && secret !== null && !/^[A-Z2-7]{16,128}$/.test(secret)) {
+    throw new StoreError('invalid', 'Cannot set TOTP secret: not 16-128 base32 characters (A-Z, 2-7)');
+  }
+  if (step !== undefined && step !== null && (!Number.isSafeInteger(step) || step < 0)) {
+    throw new StoreError('invalid', `Cannot set TOTP step ${step}: not a non-negative integer`);
+  }
+}

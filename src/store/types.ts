@@ -63,6 +63,30 @@ export interface Account {
   pop3DeletePolicy: Pop3DeletePolicy;
   disabled: boolean;
   createdAt: number;
+  /** TOTP second factor (RFC 6238): the shared secret in base32, or null when the account has
+   * none. With one, IMAP/POP3/SMTP accept only app passwords (docs/security.md). */
+  totpSecret: string | null;
+  /** The last TOTP time step accepted (RFC 6238 §5.2: a code is accepted once), or null. */
+  totpLastStep: number | null;
+}
+
+/** Where an app password was last used (for `facteur user app-password list`). */
+export interface AppPasswordUse {
+  at: number;
+  protocol: string;
+  ip: string;
+}
+
+/** A per-device password of an account: named, revocable, its last use recorded. */
+export interface AppPassword {
+  id: number;
+  accountId: AccountId;
+  /** Unique within the account (1-64 characters, no control characters). */
+  name: string;
+  /** Encoded hash of the secret (see auth/app-password.ts); never the secret itself. */
+  hash: string;
+  createdAt: number;
+  lastUsed: AppPasswordUse | null;
 }
 
 export interface Alias {
@@ -166,7 +190,7 @@ export interface MailboxRestore {
 
 /** An account as a backup holds it: created without the default mailboxes (the backup has its
  * own), with its settings, creation date and subscriptions. */
-export type AccountRestore = Omit<Account, 'id' | 'domain'> & {
+export type AccountRestore = Omit<Account, 'id' | 'domain' | 'totpSecret' | 'totpLastStep'> & {
   /** Floor for the account's modseq (RFC 7162: never lower than one a client has seen). */
   modseq: ModSeq;
   /** Subscribed names, also of mailboxes that do not exist (RFC 9051 §6.3.7). */
@@ -283,6 +307,12 @@ export interface TextQuery {
   value: string;
 }
 
+/** What updateAccount may change. Setting totpSecret does not reset totpLastStep; pass both. */
+export type AccountPatch = Pick<
+  Account,
+  'passwordHash' | 'scram' | 'quotaBytes' | 'quotaMessages' | 'pop3DeletePolicy' | 'disabled' | 'totpSecret' | 'totpLastStep'
+>;
+
 export interface MailStore {
   readonly feed: ChangeFeed;
 
@@ -301,9 +331,32 @@ export interface MailStore {
   listAccounts(domain?: string): Promise<Account[]>;
   updateAccount(
     id: AccountId,
-    patch: Partial<Pick<Account, 'passwordHash' | 'scram' | 'quotaBytes' | 'quotaMessages' | 'pop3DeletePolicy' | 'disabled'>>,
+    patch: Partial<AccountPatch>,
   ): Promise<void>;
+  /** Deletes the account with its mailboxes, messages and app passwords. */
   deleteAccount(id: AccountId): Promise<void>;
+  /**
+   * Records a TOTP time step as used, atomically, only if it is later than the last one accepted
+   * (RFC 6238 §5.2: one code, one login; also across nodes). False when the step is not later,
+   * or the account has no TOTP secret or does not exist.
+   */
+  acceptTotpStep(id: AccountId, step: number): Promise<boolean>;
+
+  // App passwords (every row is reachable here, for backups).
+  /** StoreError 'not-found' without the account, 'exists' when the name is taken, 'invalid' for
+   * a bad name. createdAt and lastUsed default to now and null (a restore passes them). */
+  addAppPassword(
+    accountId: AccountId,
+    input: { name: string; hash: string; createdAt?: number; lastUsed?: AppPasswordUse | null },
+  ): Promise<AppPassword>;
+  /** The account's app passwords, by name. */
+  listAppPasswords(accountId: AccountId): Promise<AppPassword[]>;
+  /** The account's app password with this hash, or null. */
+  findAppPassword(accountId: AccountId, hash: string): Promise<AppPassword | null>;
+  /** Revokes (deletes) it; StoreError 'not-found' when the account has no app password so named. */
+  removeAppPassword(accountId: AccountId, name: string): Promise<void>;
+  /** Records a use; nothing happens when the app password was revoked meanwhile. */
+  recordAppPasswordUse(id: number, use: AppPasswordUse): Promise<void>;
 
   addAlias(source: string, target: string): Promise<void>;
   removeAlias(source: string): Promise<void>;

@@ -139,3 +139,27 @@ test('openStore refuses unknown store URL schemes', async () => {
   await assert.rejects(openStore('mysql://x'), (err: unknown) => err instanceof StoreError && err.code === 'invalid');
   await assert.rejects(openStore(''), (err: unknown) => err instanceof StoreError && err.code === 'invalid');
 });
+
+test('sqlite: a version 1 database is upgraded in place: its accounts get no TOTP and can add app passwords', async () => {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'facteur-v1-'));
+  try {
+    const db = new Database(join(dir, 'facteur.db'));
+    db.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    db.exec(MIGRATIONS[0]!.sql);
+    db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (1, 0)').run();
+    db.prepare("INSERT INTO domains (name, created_at) VALUES ('example.com', 0)").run();
+    db.prepare("INSERT INTO accounts (address, domain, password_hash, created_at) VALUES ('old@example.com', 'example.com', 'h', 0)").run();
+    db.close();
+    const store = await openSqliteStore({ dir });
+    const old = await store.getAccountByAddress('old@example.com');
+    assert.ok(old);
+    assert.equal(old.totpSecret, null);
+    await store.addAppPassword(old.id, { name: 'Phone', hash: 'x' });
+    assert.equal((await store.listAppPasswords(old.id)).length, 1);
+    await store.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

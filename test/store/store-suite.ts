@@ -127,6 +127,87 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
       }));
   });
 
+  describe(`store (${backend}): app passwords and TOTP`, () => {
+    test('app passwords: added with defaults, listed by name, found by hash, revoked by name', () =>
+      withStore(async ({ store, bob, alice }) => {
+        const before = Date.now();
+        const phone = await store.addAppPassword(bob.id, { name: ' Phone ', hash: 'h-phone' });
+        assert.equal(phone.name, 'Phone');
+        assert.equal(phone.accountId, bob.id);
+        assert.equal(phone.lastUsed, null);
+        assert.ok(phone.createdAt >= before && phone.createdAt <= Date.now());
+        await store.addAppPassword(bob.id, { name: 'Laptop', hash: 'h-laptop' });
+        // Names are per account: alice may use the same one.
+        await store.addAppPassword(alice.id, { name: 'Phone', hash: 'h-alice' });
+        await rejectsWith(store.addAppPassword(bob.id, { name: 'Phone', hash: 'other' }), 'exists');
+        await rejectsWith(store.addAppPassword(bob.id, { name: '', hash: 'x' }), 'invalid');
+        await rejectsWith(store.addAppPassword(bob.id, { name: 'a\nb', hash: 'x' }), 'invalid');
+        await rejectsWith(store.addAppPassword(bob.id, { name: 'x'.repeat(65), hash: 'x' }), 'invalid');
+        await rejectsWith(store.addAppPassword(asAccountId(9999), { name: 'Phone', hash: 'x' }), 'not-found');
+        assert.deepEqual((await store.listAppPasswords(bob.id)).map((p) => p.name), ['Laptop', 'Phone']);
+        assert.equal((await store.findAppPassword(bob.id, 'h-phone'))?.id, phone.id);
+        // A hash of another account's app password does not log in to this one.
+        assert.equal(await store.findAppPassword(bob.id, 'h-alice'), null);
+        await store.removeAppPassword(bob.id, 'Phone');
+        await rejectsWith(store.removeAppPassword(bob.id, 'Phone'), 'not-found');
+        assert.equal(await store.findAppPassword(bob.id, 'h-phone'), null);
+        assert.deepEqual((await store.listAppPasswords(bob.id)).map((p) => p.name), ['Laptop']);
+        assert.deepEqual((await store.listAppPasswords(alice.id)).map((p) => p.name), ['Phone']);
+      }));
+
+    test('app passwords: a use is recorded, a restore keeps created and last-use values, deleteAccount removes them', () =>
+      withStore(async ({ store, bob }) => {
+        const p = await store.addAppPassword(bob.id, { name: 'Phone', hash: 'h1' });
+        await store.recordAppPasswordUse(p.id, { at: 1_700_000_000_000, protocol: 'imap', ip: '192.0.2.7' });
+        const [listed] = await store.listAppPasswords(bob.id);
+        assert.deepEqual(listed?.lastUsed, { at: 1_700_000_000_000, protocol: 'imap', ip: '192.0.2.7' });
+        const restored = await store.addAppPassword(bob.id, {
+          name: 'Old tablet',
+          hash: 'h2',
+          createdAt: 1_600_000_000_000,
+          lastUsed: { at: 1_650_000_000_000, protocol: 'pop3', ip: '2001:db8::1' },
+        });
+        assert.equal(restored.createdAt, 1_600_000_000_000);
+        assert.deepEqual((await store.findAppPassword(bob.id, 'h2'))?.lastUsed, { at: 1_650_000_000_000, protocol: 'pop3', ip: '2001:db8::1' });
+        await store.removeAppPassword(bob.id, 'Phone');
+        // Recording a use of a revoked one is harmless.
+        await store.recordAppPasswordUse(p.id, { at: 1, protocol: 'smtp', ip: '192.0.2.8' });
+        await store.deleteAccount(bob.id);
+        assert.deepEqual(await store.listAppPasswords(bob.id), []);
+        assert.equal(await store.findAppPassword(bob.id, 'h2'), null);
+      }));
+
+    test('TOTP: secret set and cleared through updateAccount; acceptTotpStep accepts only later steps', () =>
+      withStore(async ({ store, bob, alice }) => {
+        assert.equal(bob.totpSecret, null);
+        assert.equal(bob.totpLastStep, null);
+        // Without a secret no step is accepted.
+        assert.equal(await store.acceptTotpStep(bob.id, 5), false);
+        await store.updateAccount(bob.id, { totpSecret: 'JBSWY3DPEHPK3PXPJBSWY3DP', totpLastStep: 100 });
+        assert.equal((await store.getAccount(bob.id))?.totpSecret, 'JBSWY3DPEHPK3PXPJBSWY3DP');
+        assert.equal(await store.acceptTotpStep(bob.id, 100), false);
+        assert.equal(await store.acceptTotpStep(bob.id, 99), false);
+        assert.equal(await store.acceptTotpStep(bob.id, 101), true);
+        assert.equal(await store.acceptTotpStep(bob.id, 101), false);
+        assert.equal((await store.getAccountByAddress('bob@example.com'))?.totpLastStep, 101);
+        // Steps past 2^32 (year 6053 at 30 s) still round-trip.
+        assert.equal(await store.acceptTotpStep(bob.id, 2 ** 40), true);
+        assert.equal((await store.getAccount(bob.id))?.totpLastStep, 2 ** 40);
+        // Two racing acceptances of one step: exactly one wins.
+        const race = await Promise.all([store.acceptTotpStep(bob.id, 2 ** 40 + 1), store.acceptTotpStep(bob.id, 2 ** 40 + 1)]);
+        assert.deepEqual(race.sort(), [false, true]);
+        assert.equal((await store.getAccount(alice.id))?.totpSecret, null);
+        await rejectsWith(store.updateAccount(bob.id, { totpSecret: 'not base32!' }), 'invalid');
+        await rejectsWith(store.updateAccount(bob.id, { totpLastStep: -1 }), 'invalid');
+        await rejectsWith(store.acceptTotpStep(bob.id, 1.5), 'invalid');
+        await store.updateAccount(bob.id, { totpSecret: null, totpLastStep: null });
+        const b = await store.getAccount(bob.id);
+        assert.equal(b?.totpSecret, null);
+        assert.equal(b?.totpLastStep, null);
+        assert.equal(await store.acceptTotpStep(bob.id, 2 ** 41), false);
+      }));
+  });
+
   describe(`store (${backend}): recipients`, () => {
     test('resolveRecipient finds accounts case-insensitively and with plus-addressing', () =>
       withStore(async ({ store, bob }) => {

@@ -25,6 +25,8 @@ export interface AccountRowOf<B extends Bool> {
   pid_counter: number;
   used_bytes: number;
   used_messages: number;
+  totp_secret: string | null;
+  totp_last_step: number | string | null;
 }
 
 export function toAccount(r: AccountRowOf<Bool>): Account {
@@ -39,6 +41,8 @@ export function toAccount(r: AccountRowOf<Bool>): Account {
     pop3DeletePolicy: r.pop3_delete_policy,
     disabled: truthy(r.disabled),
     createdAt: r.created_at,
+    totpSecret: r.totp_secret,
+    totpLastStep: r.totp_last_step === null ? null : Number(r.totp_last_step),
   };
 }
 

@@ -57,7 +57,10 @@ import {
   normalizeDomain,
   normalizeMailboxName,
   parentNames,
+  checkAppPasswordName,
+  checkTotp,
 } from '../../names.js';
+import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
 import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
@@ -69,6 +72,9 @@ import { DEFAULT_MAILBOXES, SPECIAL_USES, StoreError } from '../../types.js';
 import type {
   Account,
   AccountRestore,
+  AccountPatch,
+  AppPassword,
+  AppPasswordUse,
   Alias,
   AppendInput,
   AppendResult,
@@ -1013,8 +1019,9 @@ class PgStore implements MailStore {
 
   async updateAccount(
     id: AccountId,
-    patch: Partial<Pick<Account, 'passwordHash' | 'scram' | 'quotaBytes' | 'quotaMessages' | 'pop3DeletePolicy' | 'disabled'>>,
+    patch: Partial<AccountPatch>,
   ): Promise<void> {
+    checkTotp(patch.totpSecret, patch.totpLastStep);
     if (patch.pop3DeletePolicy !== undefined && !POP3_POLICIES.has(patch.pop3DeletePolicy)) {
       throw new StoreError('invalid', `Cannot set POP3 delete policy ${String(patch.pop3DeletePolicy)}`);
     }
@@ -1037,6 +1044,8 @@ class PgStore implements MailStore {
       if (patch.quotaMessages !== undefined) put('quota_messages', patch.quotaMessages);
       if (patch.pop3DeletePolicy !== undefined) put('pop3_delete_policy', patch.pop3DeletePolicy);
       if (patch.disabled !== undefined) put('disabled', patch.disabled);
+      if (patch.totpSecret !== undefined) put('totp_secret', patch.totpSecret);
+      if (patch.totpLastStep !== undefined) put('totp_last_step', patch.totpLastStep);
       if (sets.length === 0) return;
       args.push(id);
       await c.query(`UPDATE accounts SET ${sets.join(', ')} WHERE id = $${args.length}`, args);
@@ -1065,9 +1074,79 @@ class PgStore implements MailStore {
     await c.query('DELETE FROM subscriptions WHERE account_id = $1', [id]);
     await c.query('DELETE FROM thread_keys WHERE account_id = $1', [id]);
     await c.query('DELETE FROM metadata WHERE account_id = $1', [id]);
+    await c.query('DELETE FROM app_passwords WHERE account_id = $1', [id]);
     await c.query('DELETE FROM aliases WHERE target = $1', [account.address]);
     await c.query('DELETE FROM accounts WHERE id = $1', [id]);
     this.#mailboxEvent(ctx, id, account.modseq + 1);
+  }
+
+  async acceptTotpStep(id: AccountId, step: number): Promise<boolean> {
+    checkTotp(undefined, step);
+    return this.#tx(async (c) => {
+      // One conditional UPDATE: two nodes racing with the same code cannot both succeed.
+      const r = await c.query(
+        'UPDATE accounts SET totp_last_step = $1 WHERE id = $2 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $1)',
+        [step, id],
+      );
+      return r.rowCount === 1;
+    });
+  }
+
+  async addAppPassword(
+    accountId: AccountId,
+    input: { name: string; hash: string; createdAt?: number; lastUsed?: AppPasswordUse | null },
+  ): Promise<AppPassword> {
+    const name = checkAppPasswordName(input.name);
+    return this.#tx(async (c) => {
+      await this.#requireAccount(c, accountId, true);
+      const used = input.lastUsed ?? null;
+      const row = await this.#row<AppPasswordRow>(
+        c,
+        `INSERT INTO app_passwords (account_id, name, hash, created_at, last_used_at, last_used_protocol, last_used_ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (account_id, name) DO NOTHING RETURNING *`,
+        [accountId, name, input.hash, input.createdAt ?? Date.now(), used?.at ?? null, used?.protocol ?? null, used?.ip ?? null],
+      );
+      if (row === undefined) throw new StoreError('exists', `Cannot add app password ${JSON.stringify(name)}: the account has one so named`);
+      return toAppPassword(row);
+    });
+  }
+
+  async listAppPasswords(accountId: AccountId): Promise<AppPassword[]> {
+    return this.#read(async () => {
+      const rows = await this.#rows<AppPasswordRow>(this.#pool, 'SELECT * FROM app_passwords WHERE account_id = $1 ORDER BY name COLLATE "C", id', [
+        accountId,
+      ]);
+      return rows.map(toAppPassword);
+    });
+  }
+
+  async findAppPassword(accountId: AccountId, hash: string): Promise<AppPassword | null> {
+    return this.#read(async () => {
+      const row = await this.#row<AppPasswordRow>(
+        this.#pool,
+        'SELECT * FROM app_passwords WHERE account_id = $1 AND hash = $2 ORDER BY id LIMIT 1',
+        [accountId, hash],
+      );
+      return row === undefined ? null : toAppPassword(row);
+    });
+  }
+
+  async removeAppPassword(accountId: AccountId, name: string): Promise<void> {
+    return this.#tx(async (c) => {
+      const r = await c.query('DELETE FROM app_passwords WHERE account_id = $1 AND name = $2', [accountId, name.trim()]);
+      if (r.rowCount === 0) throw new StoreError('not-found', `Cannot revoke app password ${JSON.stringify(name)}: the account has none so named`);
+    });
+  }
+
+  async recordAppPasswordUse(id: number, use: AppPasswordUse): Promise<void> {
+    return this.#tx(async (c) => {
+      await c.query('UPDATE app_passwords SET last_used_at = $1, last_used_protocol = $2, last_used_ip = $3 WHERE id = $4', [
+        use.at,
+        use.protocol,
+        use.ip,
+        id,
+      ]);
+    });
   }
 
   async addAlias(source: string, target: string): Promise<void> {

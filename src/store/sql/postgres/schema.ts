@@ -135,6 +135,29 @@ CREATE TABLE thread_keys (
 `,
   },
   {
+    version: 2,
+    sql: `
+-- TOTP second factor (RFC 6238): base32 secret, and the last accepted time step (a code is
+-- accepted once, RFC 6238 §5.2).
+ALTER TABLE accounts ADD COLUMN totp_secret text;
+ALTER TABLE accounts ADD COLUMN totp_last_step bigint;
+
+-- Per-device passwords. hash: see auth/app-password.ts (the secret itself is never stored).
+CREATE TABLE app_passwords (
+  id bigserial PRIMARY KEY,
+  account_id bigint NOT NULL,
+  name text NOT NULL,
+  hash text NOT NULL,
+  created_at bigint NOT NULL,
+  last_used_at bigint,
+  last_used_protocol text,
+  last_used_ip text,
+  UNIQUE (account_id, name)
+);
+CREATE INDEX app_passwords_hash ON app_passwords (account_id, hash);
+`,
+  },
+  {
     version: 5,
     sql: `
 -- RFC 5464 METADATA (see the SQLite schema): mailbox_id 0 holds the account's server entries.

@@ -148,6 +148,29 @@ CREATE VIRTUAL TABLE search USING fts5(
 `,
   },
   {
+    version: 2,
+    sql: `
+-- TOTP second factor (RFC 6238): base32 secret, and the last accepted time step (a code is
+-- accepted once, RFC 6238 §5.2).
+ALTER TABLE accounts ADD COLUMN totp_secret TEXT;
+ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER;
+
+-- Per-device passwords. hash: see auth/app-password.ts (the secret itself is never stored).
+CREATE TABLE app_passwords (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  account_id INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  last_used_protocol TEXT,
+  last_used_ip TEXT,
+  UNIQUE (account_id, name)
+);
+CREATE INDEX app_passwords_hash ON app_passwords (account_id, hash);
+`,
+  },
+  {
     version: 5,
     sql: `
 -- RFC 5464 METADATA: annotations of a mailbox, or of the server (mailbox_id 0) as one account

@@ -90,18 +90,24 @@ import {
   normalizeDomain,
   normalizeMailboxName,
   parentNames,
+  checkAppPasswordName,
+  checkTotp,
 } from '../../names.js';
 import { planMetadata } from '../../metadata.js';
 import { toAccount } from '../rows.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
+import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns, trigramQuery } from '../../search-text.js';
 import type { SearchColumns } from '../../search-text.js';
 import { DEFAULT_MAILBOXES, SPECIAL_USES, StoreError } from '../../types.js';
 import type {
   Account,
   AccountRestore,
+  AccountPatch,
   Alias,
+  AppPassword,
+  AppPasswordUse,
   AppendInput,
   AppendResult,
   ChangeEvent,
@@ -1163,8 +1169,9 @@ class SqliteStore implements MailStore {
 
   async updateAccount(
     id: AccountId,
-    patch: Partial<Pick<Account, 'passwordHash' | 'scram' | 'quotaBytes' | 'quotaMessages' | 'pop3DeletePolicy' | 'disabled'>>,
+    patch: Partial<AccountPatch>,
   ): Promise<void> {
+    checkTotp(patch.totpSecret, patch.totpLastStep);
     if (patch.pop3DeletePolicy !== undefined && !POP3_POLICIES.has(patch.pop3DeletePolicy)) {
       throw new StoreError('invalid', `Cannot set POP3 delete policy ${String(patch.pop3DeletePolicy)}`);
     }
@@ -1187,6 +1194,8 @@ class SqliteStore implements MailStore {
       if (patch.quotaMessages !== undefined) put('quota_messages', patch.quotaMessages);
       if (patch.pop3DeletePolicy !== undefined) put('pop3_delete_policy', patch.pop3DeletePolicy);
       if (patch.disabled !== undefined) put('disabled', patch.disabled ? 1 : 0);
+      if (patch.totpSecret !== undefined) put('totp_secret', patch.totpSecret);
+      if (patch.totpLastStep !== undefined) put('totp_last_step', patch.totpLastStep);
       if (sets.length === 0) return;
       this.#q(`UPDATE accounts SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
     });
@@ -1212,9 +1221,65 @@ class SqliteStore implements MailStore {
     this.#q('DELETE FROM subscriptions WHERE account_id = ?').run(id);
     this.#q('DELETE FROM thread_keys WHERE account_id = ?').run(id);
     this.#q('DELETE FROM metadata WHERE account_id = ?').run(id);
+    this.#q('DELETE FROM app_passwords WHERE account_id = ?').run(id);
     this.#q('DELETE FROM aliases WHERE target = ?').run(account.address);
     this.#q('DELETE FROM accounts WHERE id = ?').run(id);
     this.#mailboxEvent(ctx, id, account.modseq + 1);
+  }
+
+  async acceptTotpStep(id: AccountId, step: number): Promise<boolean> {
+    checkTotp(undefined, step);
+    return this.#write(() => {
+      // One conditional UPDATE: two logins racing with the same code cannot both succeed.
+      const r = this.#q(
+        'UPDATE accounts SET totp_last_step = ? WHERE id = ? AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < ?)',
+      ).run(step, id, step);
+      return r.changes === 1;
+    });
+  }
+
+  async addAppPassword(
+    accountId: AccountId,
+    input: { name: string; hash: string; createdAt?: number; lastUsed?: AppPasswordUse | null },
+  ): Promise<AppPassword> {
+    const name = checkAppPasswordName(input.name);
+    return this.#write(() => {
+      this.#requireAccount(accountId);
+      if (this.#q('SELECT 1 FROM app_passwords WHERE account_id = ? AND name = ?').get(accountId, name) !== undefined) {
+        throw new StoreError('exists', `Cannot add app password ${JSON.stringify(name)}: the account has one so named`);
+      }
+      const used = input.lastUsed ?? null;
+      const row = this.#q(
+        `INSERT INTO app_passwords (account_id, name, hash, created_at, last_used_at, last_used_protocol, last_used_ip)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`,
+      ).get(accountId, name, input.hash, input.createdAt ?? Date.now(), used?.at ?? null, used?.protocol ?? null, used?.ip ?? null) as AppPasswordRow;
+      return toAppPassword(row);
+    });
+  }
+
+  async listAppPasswords(accountId: AccountId): Promise<AppPassword[]> {
+    const rows = this.#q('SELECT * FROM app_passwords WHERE account_id = ? ORDER BY name, id').all(accountId) as AppPasswordRow[];
+    return rows.map(toAppPassword);
+  }
+
+  async findAppPassword(accountId: AccountId, hash: string): Promise<AppPassword | null> {
+    const row = this.#q('SELECT * FROM app_passwords WHERE account_id = ? AND hash = ? ORDER BY id LIMIT 1').get(accountId, hash) as
+      | AppPasswordRow
+      | undefined;
+    return row === undefined ? null : toAppPassword(row);
+  }
+
+  async removeAppPassword(accountId: AccountId, name: string): Promise<void> {
+    return this.#write(() => {
+      const r = this.#q('DELETE FROM app_passwords WHERE account_id = ? AND name = ?').run(accountId, name.trim());
+      if (r.changes === 0) throw new StoreError('not-found', `Cannot revoke app password ${JSON.stringify(name)}: the account has none so named`);
+    });
+  }
+
+  async recordAppPasswordUse(id: number, use: AppPasswordUse): Promise<void> {
+    return this.#write(() => {
+      this.#q('UPDATE app_passwords SET last_used_at = ?, last_used_protocol = ?, last_used_ip = ? WHERE id = ?').run(use.at, use.protocol, use.ip, id);
+    });
   }
 
   async addAlias(source: string, target: string): Promise<void> {
