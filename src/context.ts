@@ -45,6 +45,13 @@ export interface Authenticator {
   scramCredentials(username: string): Promise<{ credentials: ScramCredentials; account: Account | null }>;
   /** Records the outcome of a SCRAM exchange (for the failure limits). */
   recordScramOutcome(username: string, account: Account | null, success: boolean, meta: AuthMeta): Promise<AuthResult>;
+  /**
+   * The second step of a login with a second factor (the web interface, after the main
+   * password): checks a TOTP code of the account (RFC 6238), accepts each time step once, and
+   * counts failures under the same limits as passwords. 'invalid' also for an account without
+   * TOTP.
+   */
+  verifyTotp(account: Account, code: string, meta: AuthMeta): Promise<AuthResult>;
 }
 
 export interface TlsProvider {

@@ -23,12 +23,22 @@
  *   most 2 scrypt computations run at once in the process, leaving libuv threads for the store.
  * - Bounded input: names over 320 bytes or passwords over 1024 bytes are refused before any
  *   hashing.
+ * - App passwords (app-password.ts) work for every account, on every protocol, through the same
+ *   limits and gates. A password shaped like one is looked up first (one indexed query, also
+ *   for an unknown user); a match logs in without scrypt. Any failure still runs the scrypt of
+ *   the main password (or the dummy), so a failure takes the same time whatever was tried.
+ * - An account with a second factor (TOTP) never logs in with its main password here, nor with
+ *   SCRAM (whose verifier is the main password's): such an attempt is answered and timed exactly
+ *   like a wrong password, counted as a failure, and logged at info with the reason. Its mail
+ *   clients use app passwords; the main password plus a code is for the web (verifyTotp).
+ * - An app password's last use is written at most once per APP_PASSWORD_USE_WRITE_MS, so a
+ *   client logging in every few seconds does not write every time.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuthMeta, AuthResult, Authenticator, ScramCredentials } from '../context.js';
-import type { Account, MailStore } from '../store/types.js';
+import type { Account, AppPassword, MailStore } from '../store/types.js';
 import { saslprep } from '../sasl/saslprep.js';
 import {
   createMemoryFailureCounters,
@@ -38,6 +48,9 @@ import {
 import { createGate } from './gate.js';
 import { DEFAULT_MAX_KEYS } from './rate-limit.js';
 import { deriveScram, hashPassword, needsRehash, parseScram, SCRAM_ITERATIONS, verifyPassword } from './password.js';
+import { hashAppPassword } from './app-password.js';
+import { verifyTotp } from './totp.js';
+import { asAccountId } from '../lib/brand.js';
 
 /** RFC 5321 §4.5.3.1.3: a path is at most 256 octets; 320 leaves room for odd but valid names. */
 export const MAX_USERNAME_BYTES = 320;
@@ -45,7 +58,15 @@ export const MAX_USERNAME_BYTES = 320;
 export const MAX_PASSWORD_BYTES = 1024;
 
 /** What the authenticator needs from the store. */
-export type AuthStore = Pick<MailStore, 'getAccountByAddress' | 'updateAccount'>;
+export type AuthStore = Pick<
+  MailStore,
+  'getAccount' | 'getAccountByAddress' | 'updateAccount' | 'findAppPassword' | 'recordAppPasswordUse' | 'acceptTotpStep'
+>;
+
+/** An app password's last use is rewritten at most this often (the list shows it to the minute). */
+export const APP_PASSWORD_USE_WRITE_MS = 60_000;
+/** Never an account id (ids start at 1): the app-password lookup made for an unknown user. */
+const NO_ACCOUNT = asAccountId(0);
 
 export interface AuthenticatorOptions extends FailureLimits {
   /** Shared counters (several nodes); default: in memory, built from the limits above. */
@@ -68,6 +89,9 @@ export interface AuthenticatorOptions extends FailureLimits {
    * days; 0 disables): its failures are then counted apart from the account's. */
   trustMs?: number;
 }
+
+/** Logged (never told to the client) when an account with a second factor offers its main password. */
+const SECOND_FACTOR_REFUSAL = 'main password refused: the account has a second factor (TOTP); its mail clients need app passwords';
 
 /** Failures in the window answered without delay (a user mistyping twice waits for nothing). */
 const FREE_FAILURES = 3;
@@ -162,13 +186,21 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
     return accountKey !== null && (await counters.blockedFor('account', accountKey)) > 0;
   }
 
-  /** Records a failure; returns how long to wait before answering. */
-  async function recordFailure(ip: string, accountKey: string, protocol: AuthMeta['protocol']): Promise<number> {
+  /** Records a failure; returns how long to wait before answering. `why` is logged, never told
+   * to the client. */
+  async function recordFailure(ip: string, accountKey: string, protocol: AuthMeta['protocol'], why?: string): Promise<number> {
     const ipCount = await counters.recordFailure('ip', ip);
     const accountCount = await counters.recordFailure('account', accountKey);
     const n = Math.max(ipCount, accountCount);
     // The account key may be a name nobody has; it is logged as given (bounded to 320 bytes).
-    const fields = { ip, account: accountKey.split('\n')[0], protocol, ipFailures: ipCount, accountFailures: accountCount };
+    const fields = {
+      ip,
+      account: accountKey.split('\n')[0],
+      protocol,
+      ipFailures: ipCount,
+      accountFailures: accountCount,
+      ...(why === undefined ? {} : { why }),
+    };
     options.log?.info(fields, 'authentication failed');
     if ((await counters.blockedFor('ip', ip)) > 0 || (await counters.blockedFor('account', accountKey)) > 0) {
       options.log?.warn(fields, 'authentication blocked: too many failures');
@@ -236,6 +268,18 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
     };
   }
 
+  /** Records where the app password was used, at most once per APP_PASSWORD_USE_WRITE_MS. */
+  async function noteAppPasswordUse(account: Account, app: AppPassword, meta: AuthMeta): Promise<void> {
+    const at = now();
+    if (app.lastUsed !== null && at - app.lastUsed.at < APP_PASSWORD_USE_WRITE_MS && at >= app.lastUsed.at) return;
+    try {
+      await store.recordAppPasswordUse(app.id, { at, protocol: meta.protocol, ip: meta.ip });
+    } catch (err) {
+      // The login itself succeeded; the next one records the use.
+      options.log?.warn({ err, account: account.address, appPassword: app.name }, 'cannot record app password use');
+    }
+  }
+
   async function afterPasswordLogin(account: Account, password: string): Promise<void> {
     const patch: { scram?: string; passwordHash?: string } = {};
     // First password login of an account without a verifier: derive it now, so that the next
@@ -266,13 +310,26 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
       }
       const account = name === '' ? null : await findAccount(name);
       const accountKey = account?.address ?? name;
+      const appHash = hashAppPassword(password);
       return gated(ip, accountKey, async (key) => {
+        if (appHash !== null) {
+          const app = await store.findAppPassword(account?.id ?? NO_ACCOUNT, appHash);
+          if (app !== null && account !== null) {
+            if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
+            await counters.reset('account', key);
+            await noteAppPasswordUse(account, app, meta);
+            return { result: { ok: true, account }, delayMs: 0 };
+          }
+        }
         // An unknown user is checked against the dummy hash: same cost, always false.
         const matched = await hashGated(async () =>
           account ? verifyPassword(account.passwordHash, password) : (await verifyPassword(await dummyHash, password)) && false,
         );
         if (matched === null) return { result: THROTTLED, delayMs: 0 };
         if (!matched || !account) return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol) };
+        if (account.totpSecret !== null) {
+          return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol, SECOND_FACTOR_REFUSAL) };
+        }
         if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
         await counters.reset('account', key);
         await afterPasswordLogin(account, password);
@@ -302,6 +359,34 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
       if (await throttled(ip, null)) return THROTTLED;
       return gated(ip, accountKey, async (key) => {
         if (!success || !account) return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol) };
+        // SCRAM proves the main password: refused like PLAIN with it (see the header).
+        if (account.totpSecret !== null) {
+          return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol, SECOND_FACTOR_REFUSAL) };
+        }
+        if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
+        await counters.reset('account', key);
+        return { result: { ok: true, account }, delayMs: 0 };
+      });
+    },
+
+    async verifyTotp(given: Account, code: string, meta: AuthMeta) {
+      const ip = ipKey(meta.ip);
+      if (await throttled(ip, null)) return THROTTLED;
+      return gated(ip, given.address, async (key) => {
+        // Read again: the last accepted step may have moved since the caller loaded the account.
+        const account = await store.getAccount(given.id);
+        const secret = account?.totpSecret ?? null;
+        if (account === null || secret === null || code.length > 16) {
+          return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol, 'no second factor') };
+        }
+        const check = verifyTotp(secret, code, { now: now(), lastStep: account.totpLastStep });
+        // The store records the step only if it is later than the last one: of two logins racing
+        // with one code (two nodes), one wins.
+        const accepted = check.ok && (await store.acceptTotpStep(account.id, check.step));
+        if (!accepted) {
+          const why = check.ok || check.reason === 'replayed' ? 'TOTP code already used' : `TOTP code ${check.reason}`;
+          return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol, why) };
+        }
         if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
         await counters.reset('account', key);
         return { result: { ok: true, account }, delayMs: 0 };

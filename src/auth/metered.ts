@@ -22,5 +22,8 @@ export function meteredAuthenticator(inner: Authenticator, metrics: Metrics): Au
     async recordScramOutcome(username, account, success, meta) {
       return count(await inner.recordScramOutcome(username, account, success, meta), meta);
     },
+    async verifyTotp(account, code, meta) {
+      return count(await inner.verifyTotp(account, code, meta), meta);
+    },
   };
 }

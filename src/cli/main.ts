@@ -13,6 +13,7 @@ import { serve } from './serve.js';
 import { parse, UsageError, type Options } from './args.js';
 import { importCmd } from './import.js';
 import { backupCmd, exportAccountCmd, restoreCmd } from './backup.js';
+import { appPasswordCommand, CredentialsUsage, totpCommand } from './credentials.js';
 import { dkimDnsRecord, dkimRecordName, generateDkimKeys, loadDkimKeys, type DkimKey } from '../msgauth/dkim-sign.js';
 import { dropQueued, formatQueueList, holdQueued, listQueue, queueDbPath, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
 import { openSqliteQueueStore } from '../queue/sqlite-store.js';
@@ -32,6 +33,11 @@ const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DI
   user add ADDRESS (--password P | --password-stdin)
   user passwd ADDRESS (--password P | --password-stdin)
   user list [DOMAIN] | remove ADDRESS
+  user app-password add ADDRESS NAME | list ADDRESS | revoke ADDRESS NAME
+                                                    per-device passwords (printed once at add)
+  user totp enable ADDRESS [--secret BASE32 --confirm CODE] | disable ADDRESS
+                                                    second factor; then IMAP/POP3/SMTP take only
+                                                    app passwords
   user import FILE                                  one "address password" pair per line
   alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE   (SOURCE @domain = catch-all)
   check-store                                       verify the store's invariants
@@ -173,8 +179,28 @@ async function queueCmd(argv: string[]): Promise<number> {
 }
 
 async function userCmd(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { password: { type: 'string' }, 'password-stdin': { type: 'boolean' } });
+  const { values, positionals } = parse(argv, {
+    password: { type: 'string' },
+    'password-stdin': { type: 'boolean' },
+    secret: { type: 'string' },
+    confirm: { type: 'string' },
+  });
   const [sub, arg] = positionals;
+  if (sub === 'app-password' || sub === 'totp') {
+    const io = { out, err: (s: string) => process.stderr.write(`${s}\n`) };
+    const { config, store } = await openDataDir(dataDirFrom(values.data as string | undefined));
+    try {
+      if (sub === 'app-password') return await appPasswordCommand(store, positionals.slice(1), io);
+      const secret = values.secret as string | undefined;
+      const confirm = values.confirm as string | undefined;
+      return await totpCommand(store, positionals.slice(1), { issuer: config.hostname, ...(secret === undefined ? {} : { secret }), ...(confirm === undefined ? {} : { confirm }) }, io);
+    } catch (err) {
+      if (err instanceof CredentialsUsage) throw new UsageError(err.message);
+      throw err;
+    } finally {
+      await store.close();
+    }
+  }
   if (sub === 'add' && arg) {
     const pw = await readPassword(values);
     return withStore(values, async (store) => { await addUser(store, arg, pw); out(`added ${arg.toLowerCase()}`); return 0; });
@@ -192,7 +218,9 @@ async function userCmd(argv: string[]): Promise<number> {
   }
   if (sub === 'list') {
     return withStore(values, async (store) => {
-      for (const a of await store.listAccounts(arg?.toLowerCase())) out(a.disabled ? `${a.address} (disabled)` : a.address);
+      for (const a of await store.listAccounts(arg?.toLowerCase())) {
+        out(`${a.address}${a.disabled ? ' (disabled)' : ''}${a.totpSecret !== null ? ' (totp)' : ''}`);
+      }
       return 0;
     });
   }
