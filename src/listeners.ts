@@ -36,6 +36,8 @@ function imap(implicitTls: boolean): ListenerFactory {
           appendLimit: config.imap.appendLimit,
           maxConnectionsPerIp: config.security.maxConnectionsPerIp,
           maxConnectionsPerAccount: config.imap.maxConnectionsPerAccount,
+          commandTimeoutMs: config.security.commandTimeoutMs,
+          minUploadBytesPerSecond: config.security.minUploadBytesPerSecond,
           proxyProtocol: config.proxyProtocol[implicitTls ? 'imaps' : 'imap'] ?? null,
         });
 }
@@ -51,6 +53,7 @@ function pop3(implicitTls: boolean): ListenerFactory {
           ...(config.pop3.loginDelaySeconds > 0 ? { loginDelaySeconds: config.pop3.loginDelaySeconds } : {}),
           ...(config.pop3.expireDays !== null ? { expireDays: config.pop3.expireDays } : {}),
           maxConnectionsPerIp: config.security.maxConnectionsPerIp,
+          timeouts: { commandMs: config.security.commandTimeoutMs },
           proxyProtocol: config.proxyProtocol[implicitTls ? 'pop3s' : 'pop3'] ?? null,
         });
 }

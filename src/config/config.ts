@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { parseTrustedNetworks } from '../net/proxy-listener.js';
+import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND } from '../net/command-deadline.js';
 
 export const LISTENER_NAMES = ['smtp', 'submission', 'submissions', 'lmtp', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 export type ListenerName = (typeof LISTENER_NAMES)[number];
@@ -55,6 +56,10 @@ export interface Config {
     maxConnectionsPerIp: number;
     maxAuthFailuresPerIp: number;
     maxAuthFailuresPerAccount: number;
+    /** After login (IMAP, POP3): time for a started command to arrive complete. */
+    commandTimeoutMs: number;
+    /** After login (IMAP): floor rate for literal bytes, which extend that time. */
+    minUploadBytesPerSecond: number;
   };
   smtp: {
     maxMessageSize: number;
@@ -87,12 +92,18 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     mtaSts: { mode: 'testing', maxAge: 604800 },
     outbound: { port: 25, mtaSts: true, smarthost: '', smarthostTls: 'starttls', smarthostUser: '', smarthostPassword: '' },
     log: { level: 'info' },
-    security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10 },
+    security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10,
+      commandTimeoutMs: DEFAULT_COMMAND_TIMEOUT_MS, minUploadBytesPerSecond: DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, dmarcReject: 'junk' },
     submission: { sendAs: {} },
     imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50 },
     pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null },
   };
+}
+
+function atLeastOne(key: string, v: number): number {
+  if (v < 1) throw new Error(`${key}: expected a whole number ≥ 1, got ${v}`);
+  return v;
 }
 
 export class ConfigError extends Error {
@@ -135,6 +146,8 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
     max_connections_per_ip: { kind: 'number', set: (c, v: number) => { c.security.maxConnectionsPerIp = v; } },
     max_auth_failures_per_ip: { kind: 'number', set: (c, v: number) => { c.security.maxAuthFailuresPerIp = v; } },
     max_auth_failures_per_account: { kind: 'number', set: (c, v: number) => { c.security.maxAuthFailuresPerAccount = v; } },
+    command_timeout_ms: { kind: 'number', set: (c, v: number) => { c.security.commandTimeoutMs = atLeastOne('security.command_timeout_ms', v); } },
+    min_upload_bytes_per_second: { kind: 'number', set: (c, v: number) => { c.security.minUploadBytesPerSecond = atLeastOne('security.min_upload_bytes_per_second', v); } },
   },
   smtp: {
     max_message_size: { kind: 'number', set: (c, v: number) => { c.smtp.maxMessageSize = v; } },
@@ -367,6 +380,11 @@ export function renderConfigFile(config: Config): string {
     `max_connections_per_ip = ${config.security.maxConnectionsPerIp}`,
     `max_auth_failures_per_ip = ${config.security.maxAuthFailuresPerIp}`,
     `max_auth_failures_per_account = ${config.security.maxAuthFailuresPerAccount}`,
+    '# After login (IMAP, POP3), a command must arrive complete this long after its first byte;',
+    '# a client trickling bytes is dropped (IMAP * BYE, POP3 -ERR). IMAP literals get more time:',
+    '# one second per min_upload_bytes_per_second bytes announced.',
+    `command_timeout_ms = ${config.security.commandTimeoutMs}`,
+    `min_upload_bytes_per_second = ${config.security.minUploadBytesPerSecond}`,
     '',
     '[smtp]',
     `max_message_size = ${config.smtp.maxMessageSize}  # bytes, advertised as SIZE`,

@@ -116,6 +116,8 @@ export class Receiver {
   private isAppend = false;
   private isSetMetadata = false;
   private readonly metadataMaxSize: number | undefined;
+  /** Literal bytes announced by the command in progress. */
+  private literalBytes = 0;
   /** Remaining bytes of the literal being read, or -1 outside a literal. */
   private literalLeft = -1;
   private literalBinary = false;
@@ -168,6 +170,16 @@ export class Receiver {
   /** Bytes received and not yet consumed (for the session's backpressure). */
   get buffered(): number {
     return this.buf.length;
+  }
+
+  /**
+   * Null when no command is partly received; otherwise the literal bytes the command in progress
+   * has announced so far (0 for a partial line). The session bounds how long a started command
+   * may take to arrive, with more time for larger literals.
+   */
+  get partial(): { literalBytes: number } | null {
+    if (this.buf.length === 0 && this.segments.length === 0 && this.literalLeft < 0) return null;
+    return { literalBytes: this.literalBytes };
   }
 
   /** The next unit is read as a plain line (IDLE DONE, AUTHENTICATE responses), not a command. */
@@ -270,6 +282,7 @@ export class Receiver {
       return { kind: 'reject', tag, status: append ? 'NO' : 'BAD', code, text: problem, fatal: false };
     }
     const size = marker.size ?? 0;
+    this.literalBytes += size;
     this.literalLeft = size;
     this.literalBinary = marker.binary;
     this.literalParts = [];
@@ -325,6 +338,7 @@ export class Receiver {
     this.segments = [];
     this.literals = [];
     this.size = 0;
+    this.literalBytes = 0;
     this.tag = null;
     this.isAppend = false;
     this.isSetMetadata = false;

@@ -21,6 +21,11 @@ export interface ImapServerOptions {
   /** Before login, the time each command has to arrive complete (default 60 s, see
    * PREAUTH_TIMEOUT_MS in session.ts). */
   preAuthTimeoutMs?: number;
+  /** After login, the time a command has to arrive complete once its first byte came (default
+   * 60 s; see net/command-deadline.ts); literals add time at minUploadBytesPerSecond. */
+  commandTimeoutMs?: number;
+  /** Floor rate for literal bytes after login (default 8192 bytes/s). */
+  minUploadBytesPerSecond?: number;
   /** Inactivity before autologout once authenticated; RFC 9051 §5.4 asks for at least 30 min. */
   idleTimeoutMs?: number;
   /** Listener name in logs; "imap" or "imaps" by default. */

@@ -37,6 +37,7 @@ import { COMMANDS, type Done, type StateKind } from './commands.js';
 import { BadError, ByeError, NoError, STORE_ERROR_CODES } from './errors.js';
 import type { ImapServerOptions } from './options.js';
 import { METADATA_LIMITS } from './handlers/metadata.js';
+import { CommandDeadline, DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND } from '../../net/command-deadline.js';
 import { MailboxView } from './view.js';
 import { Notifier } from './notify.js';
 import { statusValues } from './handlers/mailboxes.js';
@@ -48,8 +49,9 @@ import { fetchValues } from '../fetch/fetch.js';
 export const MAX_PIPELINED_BYTES = 256 * 1024;
 /** Time allowed before login for each command to arrive complete (not just inactivity: bytes
  * trickled without ending a command do not extend it): short, so idle or slowly-trickling
- * unauthenticated sockets do not pile up. After login only inactivity counts (idleTimeoutMs), so
- * a slow link can still upload a big APPEND. Option preAuthTimeoutMs. */
+ * unauthenticated sockets do not pile up. After login a started command has commandTimeoutMs plus
+ * time for its literals (see trackCommand), so a slow link can still upload a big APPEND.
+ * Option preAuthTimeoutMs. */
 export const PREAUTH_TIMEOUT_MS = 60_000;
 /** Size of the socket writes a batched response sequence is gathered into (Session.batched). */
 const BATCH_BYTES = 64 * 1024;
@@ -125,6 +127,8 @@ export class Session {
   /** UIDs this session itself added to the selected mailbox (APPEND, COPY) and not yet announced:
    * RFC 5465 §5.2 says no MessageNew FETCH for them. Only kept while NOTIFY asks for one. */
   private ownNew = new Set<Uid>();
+  /** After login: a started command must arrive in time (slow senders; see attach()). */
+  private readonly commandDeadline: CommandDeadline;
 
   constructor(host: SessionHost, socket: Socket, tls: boolean) {
     this.host = host;
@@ -136,6 +140,11 @@ export class Session {
     this.local = this.remoteAddress !== '' && this.remoteAddress === normalizeIp(socket.localAddress ?? '');
     this.log = host.ctx.log.child({ cid: this.id, proto: 'imap', ip: this.remoteAddress });
     this.receiver = new Receiver({ appendLimit: host.options.appendLimit, budget: host.appendBudget, metadataMaxSize: METADATA_LIMITS.maxValueBytes });
+    this.commandDeadline = new CommandDeadline({
+      commandMs: host.options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
+      minBytesPerSecond: host.options.minUploadBytesPerSecond ?? DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND,
+      onExpire: this.onSlowCommand,
+    });
     this.attach(socket);
   }
 
@@ -380,6 +389,25 @@ export class Session {
     this.receiver.push(chunk);
     this.pump();
     if (this.waiter === null && this.receiver.buffered > MAX_PIPELINED_BYTES) this.socket.pause();
+    this.trackCommand();
+  };
+
+  /**
+   * After login, while the session waits for input and a command is partly received, the command
+   * must arrive within commandTimeoutMs plus time for its literals (net/command-deadline.ts): the
+   * socket's inactivity timeout alone lets a client trickling a byte a minute hold a command open
+   * for ever. Time spent running commands does not count (the deadline runs only while waiting).
+   */
+  private trackCommand(): void {
+    if (this.closed || this.waiter === null || this.state.kind === 'not-authenticated') return;
+    const partial = this.receiver.partial;
+    if (partial === null) this.commandDeadline.stop();
+    else this.commandDeadline.track(partial.literalBytes);
+  }
+
+  private readonly onSlowCommand = (): void => {
+    this.log.info({ event: 'slow-command', state: this.state.kind }, 'command not received in time');
+    void this.bye('Command not received in time');
   };
 
   private readonly onClose = (): void => {
@@ -404,6 +432,8 @@ export class Session {
   }
 
   private wake(ev: ReceiverEvent | null): void {
+    // A literal's "+" does not end the command; anything else does.
+    if (ev?.kind !== 'continue') this.commandDeadline.stop();
     const w = this.waiter;
     this.waiter = null;
     if (w) w(ev);
@@ -413,11 +443,16 @@ export class Session {
   nextEvent(): Promise<ReceiverEvent | null> {
     if (this.closed) return Promise.resolve(null);
     const ev = this.receiver.next();
-    if (ev !== null) return Promise.resolve(ev);
+    if (ev !== null) {
+      if (ev.kind !== 'continue') this.commandDeadline.stop();
+      return Promise.resolve(ev);
+    }
     if (this.socket.isPaused()) this.socket.resume();
-    return new Promise((resolve) => {
+    const next = new Promise<ReceiverEvent | null>((resolve) => {
       this.waiter = resolve;
     });
+    this.trackCommand();
+    return next;
   }
 
   /** Reads one raw line (AUTHENTICATE responses, IDLE's DONE); null when the connection closed. */
@@ -749,6 +784,7 @@ export class Session {
   }
 
   private cleanup(): void {
+    this.commandDeadline.stop();
     if (this.loginDeadline !== null) clearTimeout(this.loginDeadline);
     this.loginDeadline = null;
     this.receiver.dispose();

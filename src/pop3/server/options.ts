@@ -5,6 +5,7 @@ import {
   DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
 } from '../protocol/limits.js';
 import type { ProxyProtocolOptions } from '../../net/proxy-listener.js';
+import { DEFAULT_COMMAND_TIMEOUT_MS } from '../../net/command-deadline.js';
 
 export interface Pop3Timeouts {
   /** Inactivity after login before the connection is closed without UPDATE (RFC 1939 §3: at
@@ -14,6 +15,9 @@ export interface Pop3Timeouts {
   preAuthIdleMs: number;
   /** TLS handshake, implicit or after STLS (default 30 s). */
   tlsHandshakeMs: number;
+  /** After login, the time a command line has to arrive complete once its first byte came
+   * (default 60 s, net/command-deadline.ts): a client trickling bytes is dropped with -ERR. */
+  commandMs: number;
 }
 
 export interface Pop3ServerOptions {
@@ -65,6 +69,7 @@ export function resolveOptions(options: Pop3ServerOptions): ResolvedPop3Options 
     idleMs: options.timeouts?.idleMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     preAuthIdleMs: options.timeouts?.preAuthIdleMs ?? DEFAULT_PRE_AUTH_IDLE_TIMEOUT_MS,
     tlsHandshakeMs: options.timeouts?.tlsHandshakeMs ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+    commandMs: options.timeouts?.commandMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
   };
   return {
     implicitTls: options.implicitTls,

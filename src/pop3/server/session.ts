@@ -34,6 +34,7 @@ import { Pop3Fatal, Pop3Refusal, Pop3SyntaxError } from './errors.js';
 import { saslContinue } from './handlers/authorization.js';
 import type { Maildrop, MaildropMessage } from './maildrop.js';
 import type { ResolvedPop3Options } from './options.js';
+import { CommandDeadline } from '../../net/command-deadline.js';
 
 /** What a session needs from its server. */
 export interface SessionDeps {
@@ -133,6 +134,8 @@ export class Pop3Session {
   private user: string | null = null;
   private readonly timers = new Set<NodeJS.Timeout>();
   private loginDeadline: NodeJS.Timeout | null = null;
+  /** In TRANSACTION: a started command line must arrive in time (see trackCommand). */
+  private readonly commandDeadline: CommandDeadline;
 
   constructor(socket: Socket, id: string, deps: SessionDeps) {
     this.id = id;
@@ -143,6 +146,8 @@ export class Pop3Session {
     // DESIGN.md invariant 5: a client whose address is the server's own address is on this host.
     this.sameHost = this.ip !== '' && this.ip === normalizeIp(socket.localAddress ?? '');
     this.log = deps.ctx.log.child({ proto: 'pop3', cid: id });
+    // POP3 has no literals: the rate only matters to IMAP.
+    this.commandDeadline = new CommandDeadline({ commandMs: deps.options.timeouts.commandMs, minBytesPerSecond: 1, onExpire: this.onSlowCommand });
   }
 
   /** Starts the session: TLS handshake first for pop3s, then the greeting. */
@@ -192,8 +197,8 @@ export class Pop3Session {
   /**
    * In AUTHORIZATION each command must arrive complete within preAuthIdleMs: bytes trickled
    * without ending a line reset the socket's inactivity timer but not this deadline, so an
-   * unauthenticated slow sender cannot hold a connection slot for ever. In TRANSACTION only
-   * inactivity counts (idleMs, RFC 1939 §3).
+   * unauthenticated slow sender cannot hold a connection slot for ever. In TRANSACTION the
+   * inactivity timeout (idleMs, RFC 1939 §3) and the command deadline (trackCommand) apply.
    */
   private armLoginDeadline(): void {
     if (this.loginDeadline !== null) {
@@ -229,6 +234,25 @@ export class Pop3Session {
       this.socket.pause();
     }
     this.pump();
+    this.trackCommand();
+  };
+
+  /**
+   * In TRANSACTION, while no command runs and a line is partly received, it must arrive within
+   * timeouts.commandMs: the inactivity timeout alone lets a client trickling a byte a minute keep
+   * a command (and the account's one POP3 session, [IN-USE]) open for ever.
+   */
+  private trackCommand(): void {
+    if (this.closing || this.running || this.state.kind !== 'transaction' || this.reader.bufferedBytes === 0) {
+      this.commandDeadline.stop();
+      return;
+    }
+    this.commandDeadline.track(0);
+  }
+
+  private readonly onSlowCommand = (): void => {
+    this.log.info({ event: 'slow-command', state: this.state.kind }, 'command not received in time');
+    this.endConnection(err('Command not received in time, closing connection'), 'slow command');
   };
 
   private readonly onTimeout = (): void => {
@@ -318,6 +342,7 @@ export class Pop3Session {
         const inSasl = this.state.kind === 'authorization' && this.state.sasl !== null;
         const event = this.reader.next(inSasl ? MAX_SASL_RESPONSE_LINE : MAX_COMMAND_LINE);
         if (event === null) break;
+        this.commandDeadline.stop();
         this.inCommand = true;
         try {
           await this.handle(event);
@@ -340,6 +365,7 @@ export class Pop3Session {
     } finally {
       this.running = false;
     }
+    this.trackCommand();
     if (this.paused && !this.closing && this.reader.bufferedBytes < MAX_BUFFERED_INPUT) {
       this.paused = false;
       this.socket.resume();
@@ -438,6 +464,7 @@ export class Pop3Session {
   }
 
   private teardown(): void {
+    this.commandDeadline.stop();
     this.closing = true;
     this.releaseLock();
     if (this.state.kind !== 'closed') this.state = { kind: 'closed' };
