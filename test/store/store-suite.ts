@@ -880,6 +880,7 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         // Empty again, but it held a message: clients may know its UIDs.
         await rejectsWith(store.restoreMailbox(bob.id, { name: 'INBOX', uidValidity: asUidValidity(4242), uidNext: asUid(1) }), 'conflict');
         const aliceInbox = await mailbox(store, alice.id, 'INBOX');
+        await store.append(aliceInbox.id, testMessage());
         await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: aliceInbox.uidValidity, uidNext: asUid(1) }), 'conflict');
         await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: asUidValidity(0), uidNext: asUid(1) }), 'invalid');
         await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: asUidValidity(2 ** 32), uidNext: asUid(1) }), 'invalid');
@@ -887,6 +888,18 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         await rejectsWith(store.restoreMailbox(bob.id, { name: 'Other', uidValidity: asUidValidity(7), uidNext: asUid(1), highestModSeq: asModSeq(-1) }), 'invalid');
         await rejectsWith(store.restoreMailbox(asAccountId(9999), { name: 'Other', uidValidity: asUidValidity(7), uidNext: asUid(1) }), 'not-found');
         assert.equal(await store.getMailbox(bob.id, 'Other'), null, 'nothing created');
+      }));
+
+    test('restoreMailbox takes a UIDVALIDITY from a mailbox that never held a message, which gets a new, larger one', () =>
+      withStore(async ({ store, bob, alice }) => {
+        const aliceDrafts = await mailbox(store, alice.id, 'Drafts');
+        const mb = await store.restoreMailbox(bob.id, { name: 'Imported', uidValidity: aliceDrafts.uidValidity, uidNext: asUid(9) });
+        assert.equal(mb.uidValidity, aliceDrafts.uidValidity);
+        const renumbered = await mailbox(store, alice.id, 'Drafts');
+        assert.ok(renumbered.uidValidity > aliceDrafts.uidValidity, `${renumbered.uidValidity} > ${aliceDrafts.uidValidity}`);
+        const all = [...(await store.listMailboxes(alice.id)), ...(await store.listMailboxes(bob.id))].map((m) => m.uidValidity);
+        assert.equal(new Set(all).size, all.length, 'UIDVALIDITYs stay unique');
+        assert.deepEqual(await store.checkConsistency(), []);
       }));
 
     test('restoreEntries keeps UIDs, modseqs, flags, dates and ids; counters, usage, search and blobs follow', () =>

@@ -1913,8 +1913,13 @@ class PgStore implements MailStore {
       if (existing !== undefined && existing.uid_next !== 1) {
         throw new StoreError('conflict', `Cannot restore mailbox ${m.name}: it exists and has held messages`);
       }
-      const clash = await this.#row<{ id: number }>(c, 'SELECT id FROM mailboxes WHERE uid_validity = $1', [m.uidValidity]);
-      if (clash !== undefined && clash.id !== existing?.id) {
+      const clash = await this.#row<{ id: number; uid_next: number }>(c, 'SELECT id, uid_next FROM mailboxes WHERE uid_validity = $1 FOR UPDATE', [
+        m.uidValidity,
+      ]);
+      const renumber = clash !== undefined && clash.id !== existing?.id;
+      // A mailbox that never held a message may give its UIDVALIDITY up (no client holds UIDs
+      // under it): UIDVALIDITYs are creation times, so an import's often meets a new mailbox's.
+      if (renumber && clash.uid_next !== 1) {
         throw new StoreError('conflict', `Cannot restore mailbox ${m.name}: UIDVALIDITY ${m.uidValidity} is taken by another mailbox`);
       }
       const acc = await this.#row<{ modseq: number }>(
@@ -1925,6 +1930,7 @@ class PgStore implements MailStore {
       const modseq = acc?.modseq ?? account.modseq + 1;
       // RFC 9051 §2.3.1.1: a UIDVALIDITY is never given again, so the counter passes this one.
       await c.query("UPDATE counters SET value = GREATEST(value, $1::int8) WHERE name = 'uidvalidity'", [m.uidValidity]);
+      if (renumber) await c.query('UPDATE mailboxes SET uid_validity = $1 WHERE id = $2', [await this.#nextUidValidity(c), clash.id]);
       const highest = m.highestModSeq ?? modseq;
       let row: MailboxRow | undefined;
       if (existing === undefined) {

@@ -2004,8 +2004,13 @@ class SqliteStore implements MailStore {
       if (existing !== undefined && existing.uid_next !== 1) {
         throw new StoreError('conflict', `Cannot restore mailbox ${m.name}: it exists and has held messages`);
       }
-      const clash = this.#q('SELECT id FROM mailboxes WHERE uid_validity = ?').get(m.uidValidity) as { id: number } | undefined;
-      if (clash !== undefined && clash.id !== existing?.id) {
+      const clash = this.#q('SELECT id, uid_next FROM mailboxes WHERE uid_validity = ?').get(m.uidValidity) as
+        | { id: number; uid_next: number }
+        | undefined;
+      const renumber = clash !== undefined && clash.id !== existing?.id;
+      // A mailbox that never held a message may give its UIDVALIDITY up (no client holds UIDs
+      // under it): UIDVALIDITYs are creation times, so an import's often meets a new mailbox's.
+      if (renumber && clash.uid_next !== 1) {
         throw new StoreError('conflict', `Cannot restore mailbox ${m.name}: UIDVALIDITY ${m.uidValidity} is taken by another mailbox`);
       }
       let modseq = this.#nextModseq(accountId);
@@ -2015,6 +2020,7 @@ class SqliteStore implements MailStore {
       }
       // RFC 9051 §2.3.1.1: a UIDVALIDITY is never given again, so the counter passes this one.
       this.#q("UPDATE counters SET value = max(value, ?) WHERE name = 'uidvalidity'").run(m.uidValidity);
+      if (renumber) this.#q('UPDATE mailboxes SET uid_validity = ? WHERE id = ?').run(this.#nextUidValidity(), clash.id);
       const highest = m.highestModSeq ?? modseq;
       let row: MailboxRow;
       if (existing === undefined) {
