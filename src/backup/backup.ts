@@ -215,6 +215,30 @@ export async function restoreBackup(store: MailStore, path: string): Promise<Bac
           subscriptions: Array.isArray(r.subscriptions) ? (r.subscriptions as string[]) : [],
         });
         accountId = account.id;
+        // The second factor and the app passwords: without them a restored account would take
+        // its main password on IMAP/POP3/SMTP again.
+        if (typeof r.totpSecret === 'string') {
+          await store.updateAccount(account.id, {
+            totpSecret: r.totpSecret,
+            totpLastStep: typeof r.totpLastStep === 'number' ? r.totpLastStep : null,
+          });
+        }
+        for (const p of Array.isArray(r.appPasswords) ? (r.appPasswords as unknown[]) : []) {
+          const ap = p as Record<string, unknown>;
+          const used = ap.lastUsed as { at?: unknown; protocol?: unknown; ip?: unknown } | null | undefined;
+          if (typeof ap.name !== 'string' || typeof ap.hash !== 'string' || typeof ap.createdAt !== 'number') {
+            throw new BackupFormatError(`Cannot restore: a bad app password record for ${account.address}`);
+          }
+          await store.addAppPassword(account.id, {
+            name: ap.name,
+            hash: ap.hash,
+            createdAt: ap.createdAt,
+            lastUsed:
+              used !== null && used !== undefined && typeof used.at === 'number'
+                ? { at: used.at, protocol: String(used.protocol ?? ''), ip: String(used.ip ?? '') }
+                : null,
+          });
+        }
         sum.accounts += 1;
         break;
       }

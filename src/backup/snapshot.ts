@@ -4,10 +4,13 @@
  * PostgreSQL: one REPEATABLE READ READ ONLY transaction). Reads are paged so that memory stays
  * bounded whatever the size of a mailbox.
  */
-import type { Account, Alias, Domain, MessageEntry, SpecialUse } from '../store/types.js';
+import type { Account, Alias, AppPassword, Domain, MessageEntry, SpecialUse } from '../store/types.js';
 
-/** An account with what only a restore needs: its modseq and subscriptions. */
-export type SnapshotAccount = Account & { modseq: number; subscriptions: string[] };
+/** An app password as a backup keeps it (the hash, never a secret). */
+export type SnapshotAppPassword = Pick<AppPassword, 'name' | 'hash' | 'createdAt' | 'lastUsed'>;
+
+/** An account with what only a restore needs: its modseq, subscriptions and app passwords. */
+export type SnapshotAccount = Account & { modseq: number; subscriptions: string[]; appPasswords: SnapshotAppPassword[] };
 
 export interface SnapshotMailbox {
   id: number;

@@ -54,6 +54,10 @@ async function populate(store: MailStore): Promise<void> {
   const dave = await store.createAccount({ address: 'dave@example.com', passwordHash: 'hash-d' });
   await store.updateAccount(carol.id, { quotaBytes: 10_000_000, quotaMessages: 500, pop3DeletePolicy: 'hide' });
   await store.updateAccount(dave.id, { disabled: true });
+  // A second factor and app passwords: a restore that lost them would reopen the main password.
+  await store.updateAccount(bob.id, { totpSecret: 'JBSWY3DPEHPK3PXP', totpLastStep: 59_000_000 });
+  await store.addAppPassword(bob.id, { name: 'phone', hash: 'sha256:phone-hash', createdAt: Date.UTC(2025, 0, 2), lastUsed: { at: Date.UTC(2025, 5, 1), protocol: 'imap', ip: '192.0.2.7' } });
+  await store.addAppPassword(bob.id, { name: 'laptop', hash: 'sha256:laptop-hash', createdAt: Date.UTC(2025, 0, 3) });
   await store.addAlias('postmaster@example.com', 'bob@example.com');
   await store.addAlias('@example.org', 'carol@example.org');
   const inbox = (await store.getMailbox(bob.id, 'INBOX'))!;
@@ -101,7 +105,12 @@ async function snapshotOf(store: MailStore): Promise<unknown> {
         expunged: (await store.changesSince(mid, 1 as never, mrest.uidNext)).expunged,
       });
     }
-    accounts.push({ ...rest, subscriptions: await store.listSubscriptions(id), usage: await store.quotaUsage(id), mailboxes });
+    const appPasswords = (await store.listAppPasswords(id)).map(({ id: pid, accountId, ...p }) => {
+      void pid;
+      void accountId;
+      return p;
+    });
+    accounts.push({ ...rest, appPasswords, subscriptions: await store.listSubscriptions(id), usage: await store.quotaUsage(id), mailboxes });
   }
   return { domains: (await store.listDomains()).map((d) => d.name), aliases: await store.listAliases(), accounts };
 }

@@ -2,9 +2,10 @@
  * Row mappers shared by the SQL backends and their backup snapshots. SQLite stores booleans as
  * 0/1 and PostgreSQL as booleans: the mappers take either.
  */
-import type { SnapshotAccount, SnapshotEntry } from '../../backup/snapshot.js';
+import type { SnapshotAccount, SnapshotAppPassword, SnapshotEntry } from '../../backup/snapshot.js';
 import { asAccountId, asModSeq, asUid } from '../../lib/brand.js';
 import { flagList } from '../flags.js';
+import { toAppPassword, type AppPasswordRow } from './app-password-row.js';
 import type { Account, Pop3DeletePolicy } from '../types.js';
 
 type Bool = number | boolean;
@@ -46,10 +47,16 @@ export function toAccount(r: AccountRowOf<Bool>): Account {
   };
 }
 
-/** Accounts with their modseq and subscriptions (rows of `subscriptions` in any order). */
+export type { AppPasswordRow as AppPasswordSnapshotRow } from './app-password-row.js';
+
+/** The app passwords a backup keeps, as both backends read them, in a stable order. */
+export const APP_PASSWORDS_SNAPSHOT_SQL = 'SELECT * FROM app_passwords ORDER BY account_id, id';
+
+/** Accounts with their modseq, subscriptions and app passwords (rows in any account order). */
 export function snapshotAccounts(
   rows: ReadonlyArray<AccountRowOf<Bool>>,
   subscriptions: ReadonlyArray<{ account_id: number; name: string }>,
+  appPasswords: ReadonlyArray<AppPasswordRow>,
 ): SnapshotAccount[] {
   const subs = new Map<number, string[]>();
   for (const s of subscriptions) {
@@ -57,7 +64,14 @@ export function snapshotAccounts(
     l.push(s.name);
     subs.set(s.account_id, l);
   }
-  return rows.map((r) => ({ ...toAccount(r), modseq: r.modseq, subscriptions: subs.get(r.id) ?? [] }));
+  const apps = new Map<number, SnapshotAppPassword[]>();
+  for (const row of appPasswords) {
+    const { accountId, name, hash, createdAt, lastUsed } = toAppPassword(row);
+    const l = apps.get(accountId) ?? [];
+    l.push({ name, hash, createdAt, lastUsed });
+    apps.set(accountId, l);
+  }
+  return rows.map((r) => ({ ...toAccount(r), modseq: r.modseq, subscriptions: subs.get(r.id) ?? [], appPasswords: apps.get(Number(r.id)) ?? [] }));
 }
 
 export interface EntryRecordRow {

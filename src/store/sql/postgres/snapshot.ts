@@ -8,8 +8,8 @@
 import pg from 'pg';
 import type { SnapshotAccount, SnapshotEntry, SnapshotMailbox, StoreSnapshot } from '../../../backup/snapshot.js';
 import { createFileBlobStore } from '../../blob-store.js';
-import { snapshotAccounts, snapshotEntry } from '../rows.js';
-import type { AccountRowOf, EntryRecordRow } from '../rows.js';
+import { APP_PASSWORDS_SNAPSHOT_SQL, snapshotAccounts, snapshotEntry } from '../rows.js';
+import type { AccountRowOf, AppPasswordSnapshotRow, EntryRecordRow } from '../rows.js';
 import { StoreError } from '../../types.js';
 import type { SpecialUse } from '../../types.js';
 import { PG_MIGRATIONS } from './schema.js';
@@ -42,6 +42,7 @@ export async function openPgSnapshot(location: string): Promise<StoreSnapshot> {
       return snapshotAccounts(
         await rows<AccountRowOf<boolean>>('SELECT * FROM accounts ORDER BY id'),
         await rows<{ account_id: number; name: string }>('SELECT account_id, name FROM subscriptions ORDER BY account_id, name COLLATE "C"'),
+        await rows<AppPasswordSnapshotRow>(APP_PASSWORDS_SNAPSHOT_SQL),
       );
     },
     async aliases() {

@@ -9,8 +9,8 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SnapshotAccount, SnapshotEntry, SnapshotMailbox, StoreSnapshot } from '../../../backup/snapshot.js';
-import { snapshotAccounts, snapshotEntry } from '../rows.js';
-import type { AccountRowOf, EntryRecordRow } from '../rows.js';
+import { APP_PASSWORDS_SNAPSHOT_SQL, snapshotAccounts, snapshotEntry } from '../rows.js';
+import type { AccountRowOf, AppPasswordSnapshotRow, EntryRecordRow } from '../rows.js';
 import { StoreError } from '../../types.js';
 import type { SpecialUse } from '../../types.js';
 import { blobPath, holdFiles } from './blob-files.js';
@@ -49,6 +49,7 @@ export async function openSqliteSnapshot(dir: string): Promise<StoreSnapshot> {
       return snapshotAccounts(
         all<AccountRowOf<number>>('SELECT * FROM accounts ORDER BY id'),
         all<{ account_id: number; name: string }>('SELECT account_id, name FROM subscriptions ORDER BY account_id, name'),
+        all<AppPasswordSnapshotRow>(APP_PASSWORDS_SNAPSHOT_SQL),
       );
     },
     async aliases() {
