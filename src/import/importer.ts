@@ -191,7 +191,18 @@ async function openDestination(
   let dest = await store.getMailbox(accountId, name);
   if (sm.uidValidity !== undefined) {
     if (dest !== null && dest.uidValidity === sm.uidValidity) {
-      // The same identity: an earlier run, maybe interrupted. Go on after what is there.
+      // The same identity: an earlier run, maybe interrupted. Go on after what is there. A
+      // mailbox that never held a message may also have the source's UIDVALIDITY by chance
+      // (both are creation times): restoring it over itself sets its UIDNEXT and HIGHESTMODSEQ
+      // floors, which that earlier run would have set.
+      if (dest.uidNext === 1 && (sm.highestModSeq !== undefined || (sm.uidNext ?? 1) > 1)) {
+        dest = await store.restoreMailbox(accountId, {
+          name,
+          uidValidity: asUidValidity(sm.uidValidity),
+          uidNext: asUid(sm.uidNext ?? 1),
+          ...(sm.highestModSeq === undefined ? {} : { highestModSeq: asModSeq(sm.highestModSeq) }),
+        });
+      }
       return { mailbox: dest, report: { name, imported: 0, identity: 'kept' }, afterUid: known.maxUid.get(dest.id) ?? 0 };
     }
     if (dest !== null && (known.maxUid.get(dest.id) ?? 0) > 0 && uidlFormat !== null) {

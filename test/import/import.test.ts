@@ -263,3 +263,41 @@ test('An interrupted live IMAP import resumes without duplicates; a source folde
     await dove.stop();
   }
 });
+
+test('A source mailbox whose UIDVALIDITY equals the new empty INBOX by chance still gets its UIDNEXT and HIGHESTMODSEQ floors', async () => {
+  const { store, cleanup } = await openTestStore();
+  try {
+    const id = await account(store);
+    const inbox = (await store.getMailbox(id, 'INBOX'))!;
+    // UIDVALIDITYs are creation times on both sides: a source created in the same second as the
+    // account's INBOX has the same one.
+    const source: ImportSource = {
+      description: 'test source',
+      warnings: [],
+      async close() {},
+      async *mailboxes() {
+        yield {
+          name: 'INBOX',
+          uidValidity: inbox.uidValidity,
+          uidNext: 40,
+          highestModSeq: 5000,
+          expectedMessages: 1,
+          expectedBytes: 100,
+          async *messages() {
+            yield { kind: 'message', raw: testMessage({ subject: 'old' }).raw, flags: ['\\Seen'], internalDate: Date.UTC(2024, 0, 1), uid: 37, pop3Uidl: 'old-37', origin: 'UID 37' };
+          },
+        };
+      },
+    };
+    const summary = await importInto(store, id, source);
+    assert.equal(summary.messages, 1);
+    const after = (await store.getMailbox(id, 'INBOX'))!;
+    assert.equal(after.uidValidity, inbox.uidValidity);
+    assert.ok(after.highestModSeq >= 5000, `HIGHESTMODSEQ ${after.highestModSeq}`);
+    assert.ok(after.uidNext >= 40, `UIDNEXT ${after.uidNext}`);
+    const entries = await store.listEntries(after.id);
+    assert.deepEqual(entries.map((e) => [e.uid, e.pid]), [[37, 'old-37']]);
+  } finally {
+    await cleanup();
+  }
+});
