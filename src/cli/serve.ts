@@ -25,9 +25,9 @@ export async function serve(dataDir: string, options: ServeOptions): Promise<num
     throw err;
   }
   const running = app;
-  // Machine-readable line for scripts and tests: which listener is on which port.
-  process.stdout.write(`${JSON.stringify({ msg: 'ready', listeners: Object.fromEntries(running.servers.map((s) => [s.name, s.port])) })}\n`);
-  await new Promise<void>((resolve) => {
+  // The handlers are in place before the ready line: a supervisor may signal the moment it reads
+  // that line, and without a handler SIGTERM would kill the process instead of closing it.
+  const stopped = new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
@@ -36,6 +36,9 @@ export async function serve(dataDir: string, options: ServeOptions): Promise<num
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+  // Machine-readable line for scripts and tests: which listener is on which port.
+  process.stdout.write(`${JSON.stringify({ msg: 'ready', listeners: Object.fromEntries(running.servers.map((s) => [s.name, s.port])) })}\n`);
+  await stopped;
   running.ctx.log.info('stopping');
   await running.close(10_000);
   await store.close();
