@@ -78,7 +78,9 @@ export async function startFacteur(opts: { dir?: string; pgUrl?: string; nodes?:
     for (let n = 0; n < nodes; n++) {
       const job: FacteurJob = { store, load: n === 0 && !loaded, password: PASSWORD, accounts: opts.accounts };
       // --expose-gc: the memory figures are taken after a full collection (SIGUSR2).
-      children.push(await spawnTsx(FACTEUR_SERVER, [JSON.stringify(job)], ['--expose-gc']));
+      // FACTEUR_BENCH_PROF=DIR: each server process writes a CPU profile there when it stops.
+      const prof = process.env.FACTEUR_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FACTEUR_BENCH_PROF}`] : [];
+      children.push(await spawnTsx(FACTEUR_SERVER, [JSON.stringify(job)], ['--expose-gc', ...prof]));
     }
   } catch (err) {
     await Promise.all(children.map((c) => c.stop()));

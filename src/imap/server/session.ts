@@ -255,8 +255,15 @@ export class Session {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private batching = 0;
+  private socketFlushScheduled = false;
 
-  /** Writes one response after those already being written (see the invariants). */
+  /**
+   * Writes one response after those already being written (see the invariants). The bytes are
+   * gathered and handed to the socket once the current turn of the event loop is over (or at
+   * BATCH_BYTES, or before a literal stream): the responses of a command, its tagged status and
+   * whatever else was written in the same turn go out in one write instead of one each. Whoever
+   * ends or switches the socket (BYE, LOGOUT, STARTTLS, COMPRESS) calls flush() first.
+   */
   write(out: Output): Promise<void> {
     const run = this.writeChain.then(() => this.writeNow(out));
     this.writeChain = run.catch(() => undefined);
@@ -284,7 +291,24 @@ export class Session {
         if (this.batching === 0) await this.flushDeflate();
       }
     }
-    if (this.batching === 0) await this.flushPending();
+    if (this.batching === 0) this.scheduleSocketFlush();
+  }
+
+  /** Hands what is gathered to the socket at the end of this turn of the event loop. */
+  private scheduleSocketFlush(): void {
+    if (this.socketFlushScheduled || this.pending.length === 0) return;
+    this.socketFlushScheduled = true;
+    setImmediate(() => {
+      this.socketFlushScheduled = false;
+      this.flush().catch(() => undefined);
+    });
+  }
+
+  /** Hands every response written so far to the socket (or the compressor), now. */
+  flush(): Promise<void> {
+    const run = this.writeChain.then(() => this.flushPending());
+    this.writeChain = run.catch(() => undefined);
+    return run;
   }
 
   /**
@@ -751,6 +775,8 @@ export class Session {
     } catch (err) {
       this.log.error({ err }, 'session failed');
     } finally {
+      // LOGOUT's BYE and OK, or a refusal before a fatal close, may still be gathered.
+      if (!this.closed) await this.flush().catch(() => undefined);
       this.cleanup();
       this.log.info({ commands: this.commands, ms: Date.now() - started }, 'connection closed');
     }
@@ -771,6 +797,7 @@ export class Session {
     if (this.closed) return;
     try {
       await this.status('*', 'BYE', null, text);
+      await this.flush();
     } catch (err) {
       // The connection is ending anyway; callers use `void this.bye()`, so nothing may escape.
       this.log.debug({ err: (err as Error).message }, 'BYE not sent');
@@ -839,7 +866,11 @@ export class Session {
       }
       if ((done?.sync ?? true) && this.state.kind !== 'not-authenticated') await this.flushNotifications(false);
       await this.status(tag, 'OK', done?.code ?? null, done?.text ?? `${name} completed`);
-      if (done?.after) await done.after();
+      if (done?.after) {
+        // What follows may switch the socket (STARTTLS, COMPRESS): the OK goes out first as it is.
+        await this.flush();
+        await done.after();
+      }
     } catch (err) {
       if (this.closed && !(err instanceof ByeError)) return;
       if (err instanceof BadError) {
