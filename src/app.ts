@@ -51,6 +51,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const counters = store.sharedCounters();
   const plainAuth = createAuthenticator(store, {
     ...limits,
+    verifiedPasswordTtlMs: config.security.passwordCacheSeconds * 1000,
     ...(counters ? { counters: createSharedFailureCounters(counters, limits) } : {}),
     log,
   });

@@ -31,6 +31,9 @@
  *   SCRAM (whose verifier is the main password's): such an attempt is answered and timed exactly
  *   like a wrong password, counted as a failure, and logged at info with the reason. Its mail
  *   clients use app passwords; the main password plus a code is for the web (verifyTotp).
+ * - A password that verified is accepted again for a while without scrypt (verified-passwords.ts:
+ *   successes only, keyed by account, stored hash and password); the gates, blocks, second
+ *   factor and disabled checks apply to such a login as to any other.
  * - An app password's last use is written at most once per APP_PASSWORD_USE_WRITE_MS, so a
  *   client logging in every few seconds does not write every time.
  */
@@ -48,6 +51,7 @@ import {
 import { createGate } from './gate.js';
 import { DEFAULT_MAX_KEYS } from './rate-limit.js';
 import { deriveScram, hashPassword, needsRehash, parseScram, SCRAM_ITERATIONS, verifyPassword } from './password.js';
+import { DEFAULT_VERIFIED_PASSWORD_TTL_MS, VerifiedPasswords } from './verified-passwords.js';
 import { hashAppPassword } from './app-password.js';
 import { verifyTotp } from './totp.js';
 import { asAccountId } from '../lib/brand.js';
@@ -88,6 +92,11 @@ export interface AuthenticatorOptions extends FailureLimits {
   /** How long an IP stays trusted for an account after a successful login from it (default 30
    * days; 0 disables): its failures are then counted apart from the account's. */
   trustMs?: number;
+  /** How long a password that verified is accepted again without hashing it (default 15
+   * minutes; 0 disables): see verified-passwords.ts. Failures are never cached. */
+  verifiedPasswordTtlMs?: number;
+  /** Checks a password against a stored hash (default password.ts's scrypt); tests count calls. */
+  verifyHash?: (stored: string, password: string) => Promise<boolean>;
 }
 
 /** Logged (never told to the client) when an account with a second factor offers its main password. */
@@ -140,6 +149,8 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
   const maxTrusted = options.maxKeys ?? DEFAULT_MAX_KEYS;
   // "account\nip" -> time of the last successful login from that IP; oldest first.
   const trusted = new Map<string, number>();
+  const verifyHash = options.verifyHash ?? verifyPassword;
+  const verified = new VerifiedPasswords({ ttlMs: options.verifiedPasswordTtlMs ?? DEFAULT_VERIFIED_PASSWORD_TTL_MS, now });
   // Same parameters as real hashes, so an unknown user costs the same scrypt as a known one.
   const dummyHash = hashPassword(randomBytes(18).toString('base64'));
   // Handled where awaited; this only keeps a failure from being reported as unhandled before.
@@ -321,16 +332,23 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
             return { result: { ok: true, account }, delayMs: 0 };
           }
         }
-        // An unknown user is checked against the dummy hash: same cost, always false.
-        const matched = await hashGated(async () =>
-          account ? verifyPassword(account.passwordHash, password) : (await verifyPassword(await dummyHash, password)) && false,
-        );
+        // A password that logged in within the TTL is not hashed again (verified-passwords.ts),
+        // except for an account with a second factor: its main password is refused, and a fast
+        // refusal would tell a guesser the guess was right. An unknown user is checked against
+        // the dummy hash: same cost, always false.
+        const cached = account !== null && account.totpSecret === null && verified.has(account.id, account.passwordHash, password);
+        const matched =
+          cached ||
+          (await hashGated(async () =>
+            account ? verifyHash(account.passwordHash, password) : (await verifyHash(await dummyHash, password)) && false,
+          ));
         if (matched === null) return { result: THROTTLED, delayMs: 0 };
         if (!matched || !account) return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol) };
         if (account.totpSecret !== null) {
           return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol, SECOND_FACTOR_REFUSAL) };
         }
         if (account.disabled) return { result: { ok: false, reason: 'disabled' }, delayMs: 0 };
+        if (!cached) verified.add(account.id, account.passwordHash, password);
         await counters.reset('account', key);
         await afterPasswordLogin(account, password);
         return { result: { ok: true, account }, delayMs: 0 };

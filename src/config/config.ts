@@ -56,6 +56,8 @@ export interface Config {
     maxConnectionsPerIp: number;
     maxAuthFailuresPerIp: number;
     maxAuthFailuresPerAccount: number;
+    /** A password that verified is accepted again without hashing for this long (0: never). */
+    passwordCacheSeconds: number;
     /** After login (IMAP, POP3): time for a started command to arrive complete. */
     commandTimeoutMs: number;
     /** After login (IMAP): floor rate for literal bytes, which extend that time. */
@@ -92,7 +94,7 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     mtaSts: { mode: 'testing', maxAge: 604800 },
     outbound: { port: 25, mtaSts: true, smarthost: '', smarthostTls: 'starttls', smarthostUser: '', smarthostPassword: '' },
     log: { level: 'info' },
-    security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10,
+    security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10, passwordCacheSeconds: 900,
       commandTimeoutMs: DEFAULT_COMMAND_TIMEOUT_MS, minUploadBytesPerSecond: DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, dmarcReject: 'junk' },
     submission: { sendAs: {} },
@@ -146,6 +148,7 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
     max_connections_per_ip: { kind: 'number', set: (c, v: number) => { c.security.maxConnectionsPerIp = v; } },
     max_auth_failures_per_ip: { kind: 'number', set: (c, v: number) => { c.security.maxAuthFailuresPerIp = v; } },
     max_auth_failures_per_account: { kind: 'number', set: (c, v: number) => { c.security.maxAuthFailuresPerAccount = v; } },
+    password_cache_seconds: { kind: 'number', set: (c, v: number) => { c.security.passwordCacheSeconds = v; } },
     command_timeout_ms: { kind: 'number', set: (c, v: number) => { c.security.commandTimeoutMs = atLeastOne('security.command_timeout_ms', v); } },
     min_upload_bytes_per_second: { kind: 'number', set: (c, v: number) => { c.security.minUploadBytesPerSecond = atLeastOne('security.min_upload_bytes_per_second', v); } },
   },
@@ -380,6 +383,9 @@ export function renderConfigFile(config: Config): string {
     `max_connections_per_ip = ${config.security.maxConnectionsPerIp}`,
     `max_auth_failures_per_ip = ${config.security.maxAuthFailuresPerIp}`,
     `max_auth_failures_per_account = ${config.security.maxAuthFailuresPerAccount}`,
+    '# A password that verified is accepted again without re-hashing it for this long (0: hash',
+    '# every login). Wrong passwords are always hashed and counted.',
+    `password_cache_seconds = ${config.security.passwordCacheSeconds}`,
     '# After login (IMAP, POP3), a command must arrive complete this long after its first byte;',
     '# a client trickling bytes is dropped (IMAP * BYE, POP3 -ERR). IMAP literals get more time:',
     '# one second per min_upload_bytes_per_second bytes announced.',
