@@ -23,7 +23,9 @@ export interface FacteurProcess {
 
 export async function startFacteur(dir: string): Promise<FacteurProcess> {
   const script = fileURLToPath(new URL('./facteur-server.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // FACTEUR_BENCH_PROF=DIR: the server writes its CPU profile there when it stops.
+  const prof = process.env.FACTEUR_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FACTEUR_BENCH_PROF}`] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const waiters: Array<() => void> = [];
   child.stdout!.on('data', (d: Buffer) => {

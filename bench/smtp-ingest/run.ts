@@ -5,6 +5,8 @@
  *
  *   sudo node --import tsx bench/smtp-ingest/run.ts [seconds-per-case] [facteur-only]   (npm run bench:smtp)
  *   node --import tsx bench/smtp-ingest/run.ts [seconds] --pg=postgres://user@host/db [--nodes=2]
+ *   ... --cases=1024x10x1,1024x1x1        # only these cases (bytes x senders x messages/connection)
+ *   FACTEUR_BENCH_PROF=DIR ...            # Facteur's process writes a CPU profile into DIR
  *
  * With --pg, Facteur stores into a fresh schema of that database (dropped at the end), as
  * --nodes processes (default 1) on the one schema, the senders of each case split between them;
@@ -35,6 +37,8 @@ const facteurOnly = positional[1] === 'facteur-only' || pgUrl !== undefined;
 const SIZES = [1024, 100 * 1024];
 const CONCURRENCY = [1, 10, 50];
 const PER_CONNECTION = [1, 10];
+/** --cases=1024x10x1,... (bytes x senders x messages per connection): only those cases. */
+const CASES = flag('cases')?.split(',') ?? null;
 const RECIPIENTS = Array.from({ length: 10 }, (_, i) => `bench${i + 1}@example.com`);
 
 function havePeers(): boolean {
@@ -105,6 +109,7 @@ try {
   for (const size of SIZES) {
     for (const concurrency of CONCURRENCY) {
       for (const perConnection of PER_CONNECTION) {
+        if (CASES !== null && !CASES.includes(`${size}x${concurrency}x${perConnection}`)) continue;
         const r = await loadAll(ports, size, concurrency, perConnection);
         facteurAccepted += r.accepted;
         const facteurRate = (r.accepted / r.elapsedMs) * 1000;
