@@ -9,40 +9,22 @@ import type { ListeningServer } from '../../src/context.js';
 import type { Account, MailStore, MessageEntry } from '../../src/store/types.js';
 import type { MailboxId } from '../../src/lib/brand.js';
 import { makeTestContext, type TestContext } from '../helpers/context.js';
+import { SocketFeed } from '../helpers/socket-feed.js';
 import { testMessage } from '../helpers/store.js';
 import type { TestMessageOptions } from '../helpers/messages.js';
 import { parseMessage } from '../../src/mail/parse.js';
 
-export class RawPop3 {
+export class RawPop3 extends SocketFeed {
   private socket: Socket;
   private buffer = Buffer.alloc(0);
-  private waiters: Array<() => void> = [];
-  private ended = false;
 
   private constructor(socket: Socket) {
+    super(socket);
     this.socket = socket;
-    this.listen(socket);
   }
 
-  private listen(socket: Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, chunk]);
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('error', () => {
-      this.ended = true;
-      this.wake();
-    });
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
+  protected received(chunk: Buffer): void {
+    this.buffer = Buffer.concat([this.buffer, chunk]);
   }
 
   static async connect(port: number, opts: { tls?: boolean; localAddress?: string; greeting?: boolean } = {}): Promise<RawPop3> {
@@ -93,13 +75,7 @@ export class RawPop3 {
       if (this.ended) throw new Error(`connection closed (pending: ${JSON.stringify(this.buffer.toString('latin1'))})`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error('timed out waiting for a line');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await this.wait(left);
     }
   }
 
@@ -165,13 +141,7 @@ export class RawPop3 {
     while (!this.ended) {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error('connection still open');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await this.wait(left);
     }
   }
 

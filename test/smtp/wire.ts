@@ -8,6 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { SocketFeed } from '../helpers/socket-feed.js';
 
 export interface SmtpReply {
   code: number;
@@ -16,50 +17,22 @@ export interface SmtpReply {
   text: string;
 }
 
-export class SmtpWire {
+export class SmtpWire extends SocketFeed {
   socket: Socket | TLSSocket;
   private buf = '';
-  private waiters: Array<() => void> = [];
-  ended = false;
 
   constructor(socket: Socket) {
+    super(socket);
     this.socket = socket;
-    this.listen(socket);
   }
 
-  private listen(socket: Socket): void {
-    socket.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      this.wake();
-    });
-    socket.on('end', () => {
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('error', () => {
-      this.ended = true;
-      this.wake();
-    });
+  protected received(chunk: Buffer): void {
+    this.buf += chunk.toString('latin1');
   }
 
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  private wait(timeoutMs: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timeout waiting for a reply; buffered: ${JSON.stringify(this.buf)}`)), timeoutMs);
-      this.waiters.push(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+  /** Waits for more data; rejects after timeoutMs. */
+  private async more(timeoutMs: number): Promise<void> {
+    if (!(await this.wait(timeoutMs))) throw new Error(`timeout waiting for a reply; buffered: ${JSON.stringify(this.buf)}`);
   }
 
   write(data: string | Buffer): void {
@@ -84,7 +57,7 @@ export class SmtpWire {
         }
       }
       if (this.ended) throw new Error(`connection closed; buffered: ${JSON.stringify(this.buf)}`);
-      await this.wait(timeoutMs);
+      await this.more(timeoutMs);
     }
   }
 
@@ -107,7 +80,7 @@ export class SmtpWire {
     const deadline = Date.now() + timeoutMs;
     while (!this.ended) {
       if (Date.now() > deadline) throw new Error('connection still open');
-      await this.wait(deadline - Date.now()).catch(() => {});
+      await this.wait(deadline - Date.now());
     }
   }
 
