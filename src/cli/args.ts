@@ -15,3 +15,13 @@ export function parse(argv: string[], options: ParseArgsConfig['options']): { va
     throw new UsageError((err as Error).message);
   }
 }
+
+/** The password given on standard input (`--password-stdin`): all of it, less one final line
+ * break, so `echo secret | facteur ...` and a file piped in both work; empty is an error. */
+export async function readPasswordStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const pw = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  if (pw === '') throw new Error('Empty password on standard input');
+  return pw;
+}

@@ -13,7 +13,7 @@ import { openMbox } from '../import/mbox-source.js';
 import { openPop3Source } from '../import/pop3-source.js';
 import type { ImportSource } from '../import/source.js';
 import type { Endpoint } from '../import/connection.js';
-import { parse, UsageError, type Options } from './args.js';
+import { parse, readPasswordStdin, UsageError, type Options } from './args.js';
 import { dataDirFrom, openDataDir } from './data-dir.js';
 
 const USAGE = `import maildir ADDRESS PATH [--dovecot auto|yes|no] [--pop3-uidl-format F]
@@ -94,13 +94,7 @@ async function readSecret(values: Options): Promise<string> {
     if (pw === '') throw new Error(`${values['password-file']} is empty`);
     return pw;
   }
-  if (values['password-stdin']) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    const pw = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-    if (pw === '') throw new Error('Empty password on standard input');
-    return pw;
-  }
+  if (values['password-stdin']) return readPasswordStdin();
   const env = process.env.FACTEUR_IMPORT_PASSWORD;
   if (env !== undefined && env !== '') return env;
   throw new UsageError('the old server password (or app password) is needed: --password-file F, --password-stdin or FACTEUR_IMPORT_PASSWORD');

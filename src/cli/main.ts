@@ -10,7 +10,7 @@ import { LISTENER_NAMES, parseHostPort, type ListenerName } from '../config/conf
 import type { MailStore } from '../store/types.js';
 import { CONFIG_FILE, dataDirFrom, exists, initDataDir, openDataDir } from './data-dir.js';
 import { serve } from './serve.js';
-import { parse, UsageError, type Options } from './args.js';
+import { parse, readPasswordStdin, UsageError, type Options } from './args.js';
 import { importCmd } from './import.js';
 import { backupCmd, exportAccountCmd, restoreCmd } from './backup.js';
 import { appPasswordCommand, CredentialsUsage, totpCommand } from './credentials.js';
@@ -62,13 +62,7 @@ Listener names: ${LISTENER_NAMES.join(', ')}`;
 
 async function readPassword(values: Options): Promise<string> {
   if (typeof values.password === 'string') return values.password;
-  if (values['password-stdin']) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    const pw = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-    if (pw === '') throw new Error('Empty password on standard input');
-    return pw;
-  }
+  if (values['password-stdin']) return readPasswordStdin();
   throw new UsageError('a password is needed: --password P or --password-stdin');
 }
 

@@ -151,3 +151,21 @@ test('queue list on an empty queue, and actions on an unknown id, answer without
   assert.equal(drop.code, 1);
   assert.match(drop.stdout, /drop: 0 changed/);
 });
+
+test('--password-stdin drops one final line break and refuses an empty input, for user add and import alike', async () => {
+  const dir = join(await tempDir(), 'data');
+  assert.equal((await runCli(['init', '--domain', 'example.test', '--data', dir])).code, 0);
+  for (const input of ['', '\n', '\r\n']) {
+    const add = await runCli(['user', 'add', 'dora@example.test', '--password-stdin', '--data', dir], { input });
+    assert.equal(add.code, 1, JSON.stringify(input));
+    assert.match(add.stderr, /Empty password on standard input/);
+    // The secret is read before any connection is tried (port 1 is never reached).
+    const imp = await runCli(['import', 'imap', 'dora@example.test', 'imap://dora@127.0.0.1:1', '--password-stdin', '--data', dir], { input });
+    assert.equal(imp.code, 1, JSON.stringify(input));
+    assert.match(imp.stderr, /Empty password on standard input/);
+  }
+  // A password with spaces and a CRLF ending is taken; passwd reads standard input the same way.
+  const add = await runCli(['user', 'add', 'dora@example.test', '--password-stdin', '--data', dir], { input: 'two words here\r\n' });
+  assert.equal(add.code, 0, add.stderr);
+  assert.equal((await runCli(['user', 'passwd', 'dora@example.test', '--password-stdin', '--data', dir], { input: 'short\n' })).code, 1);
+});
