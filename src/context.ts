@@ -23,8 +23,9 @@ export interface AuthMeta {
 export type AuthResult =
   | { ok: true; account: Account }
   /** invalid: wrong user or password (never says which); throttled: too many failures, try
-   * later; disabled: account disabled or needs an app password. */
-  | { ok: false; reason: 'invalid' | 'throttled' | 'disabled' };
+   * later; busy: too many checks already waiting (nothing failed, nothing was counted), try
+   * again shortly; disabled: account disabled or needs an app password. */
+  | { ok: false; reason: 'invalid' | 'throttled' | 'busy' | 'disabled' };
 
 /** Stored SCRAM-SHA-256 credentials (RFC 5802 §3, RFC 7677). */
 export interface ScramCredentials {

@@ -21,6 +21,9 @@
  * - Attempts on one account run one at a time and at most 4 per IP at once (gate.ts), so a
  *   client opening many connections in parallel gets no more guesses than the limit allows; at
  *   most 2 scrypt computations run at once in the process, leaving libuv threads for the store.
+ *   The others wait their turn in order (IP_QUEUE_MAX, ACCOUNT_QUEUE_MAX). Only an attempt past
+ *   a full queue is refused, as 'busy': a temporary answer that is not a failure and counts
+ *   towards no limit. 'throttled' means a block earned by real failures, nothing else.
  * - Bounded input: names over 320 bytes or passwords over 1024 bytes are refused before any
  *   hashing.
  * - App passwords (app-password.ts) work for every account, on every protocol, through the same
@@ -86,8 +89,14 @@ export interface AuthenticatorOptions extends FailureLimits {
   log?: Pick<Logger, 'warn' | 'info'>;
   /** Password checks running at once from one IP (default 4); more wait their turn. */
   maxConcurrentPerIp?: number;
+  /** Checks from one IP waiting for their turn before more are answered 'busy' (default
+   * IP_QUEUE_MAX). */
+  maxQueuedPerIp?: number;
+  /** Checks on one account waiting for their turn before more are answered 'busy' (default
+   * ACCOUNT_QUEUE_MAX). */
+  maxQueuedPerAccount?: number;
   /** scrypt computations at once in this process (default 2, the core count of the reference
-   * machine); past 1024 waiting, attempts are answered 'throttled'. */
+   * machine); past 1024 waiting, attempts are answered 'busy'. */
   maxConcurrentHashes?: number;
   /** How long an IP stays trusted for an account after a successful login from it (default 30
    * days; 0 disables): its failures are then counted apart from the account's. */
@@ -101,6 +110,15 @@ export interface AuthenticatorOptions extends FailureLimits {
 
 /** Logged (never told to the client) when an account with a second factor offers its main password. */
 const SECOND_FACTOR_REFUSAL = 'main password refused: the account has a second factor (TOTP); its mail clients need app passwords';
+
+/** Attempts from one IP waiting for their turn (4 run at once) before more are answered 'busy'.
+ * One IP may hold maxConnectionsPerIp connections on each listener (50 by default), each with one
+ * login in progress, so a client or benchmark opening that many logins at once is queued, never
+ * refused; a waiter is one closure, its connection already counted by the listener. */
+export const IP_QUEUE_MAX = 256;
+/** Attempts on one account waiting for their turn (one runs at a time; each IP has at most 4
+ * here, see above) before more are answered 'busy'. */
+export const ACCOUNT_QUEUE_MAX = 256;
 
 /** Failures in the window answered without delay (a user mistyping twice waits for nothing). */
 const FREE_FAILURES = 3;
@@ -141,8 +159,8 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   // Per instance, never stored: fake SCRAM credentials stay stable for this process's lifetime.
   const secret = randomBytes(32);
-  const ipGate = createGate({ max: options.maxConcurrentPerIp ?? 4, maxQueue: 32 });
-  const accountGate = createGate({ max: 1, maxQueue: 16 });
+  const ipGate = createGate({ max: options.maxConcurrentPerIp ?? 4, maxQueue: options.maxQueuedPerIp ?? IP_QUEUE_MAX });
+  const accountGate = createGate({ max: 1, maxQueue: options.maxQueuedPerAccount ?? ACCOUNT_QUEUE_MAX });
   const hashGate = createGate({ max: options.maxConcurrentHashes ?? 2, maxQueue: 1024 });
   const now = options.now ?? Date.now;
   const trustMs = options.trustMs ?? 30 * 24 * 3600_000;
@@ -222,6 +240,8 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
 
   const INVALID: AuthResult = { ok: false, reason: 'invalid' };
   const THROTTLED: AuthResult = { ok: false, reason: 'throttled' };
+  /** A full queue: not a failure, not counted, not 'throttled' (which tells of failures). */
+  const BUSY: AuthResult = { ok: false, reason: 'busy' };
 
   /**
    * Runs one attempt inside the IP and account gates (see gate.ts) and re-checks the blocks once
@@ -235,12 +255,12 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
     attempt: (key: string) => Promise<{ result: AuthResult; delayMs: number }>,
   ): Promise<AuthResult> {
     const ipTurn = ipGate.acquire(ip);
-    if (!ipTurn) return THROTTLED;
+    if (!ipTurn) return BUSY;
     const releaseIp = await ipTurn;
     let outcome: { result: AuthResult; delayMs: number };
     try {
       const accountTurn = accountGate.acquire(accountKey);
-      if (!accountTurn) return THROTTLED;
+      if (!accountTurn) return BUSY;
       const releaseAccount = await accountTurn;
       try {
         const key = counterKey(accountKey, ip);
@@ -342,7 +362,7 @@ export function createAuthenticator(store: AuthStore, options: AuthenticatorOpti
           (await hashGated(async () =>
             account ? verifyHash(account.passwordHash, password) : (await verifyHash(await dummyHash, password)) && false,
           ));
-        if (matched === null) return { result: THROTTLED, delayMs: 0 };
+        if (matched === null) return { result: BUSY, delayMs: 0 };
         if (!matched || !account) return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol) };
         if (account.totpSecret !== null) {
           return { result: INVALID, delayMs: await recordFailure(ip, key, meta.protocol, SECOND_FACTOR_REFUSAL) };

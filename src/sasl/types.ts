@@ -12,7 +12,7 @@ export type SaslStep =
    * rules (IMAP/SMTP/POP3 may send it in the final OK when the client used SASL-IR semantics, or
    * as a last challenge). */
   | { kind: 'success'; account: Account; data?: Buffer }
-  | { kind: 'failure'; reason: 'invalid' | 'throttled' | 'disabled' | 'malformed' };
+  | { kind: 'failure'; reason: 'invalid' | 'throttled' | 'busy' | 'disabled' | 'malformed' };
 
 export interface SaslSession {
   readonly mechanism: string;

@@ -308,3 +308,31 @@ test('the main password of an account with a second factor is hashed on every at
   for (let i = 0; i < 3; i++) assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'invalid' });
   assert.equal(counting.calls, 4);
 });
+
+test('60 parallel logins of one user from one IP are queued and all succeed (none is answered as a failure)', async (t) => {
+  const { auth } = await setup(t, { maxFailuresPerAccount: 10, maxFailuresPerIp: 30 });
+  const results = await Promise.all(Array.from({ length: 60 }, () => auth.verifyPassword('alice@example.test', 'alice-secret', meta)));
+  assert.deepEqual(results.map((r) => (r.ok ? 'ok' : r.reason)), Array<string>(60).fill('ok'));
+});
+
+test("past a full queue an attempt is answered 'busy', which is no failure: the failure limit still takes as many wrong passwords", async (t) => {
+  // trustMs 0: the IP's successes do not make its failures count apart (tested elsewhere).
+  const { auth } = await setup(t, { maxConcurrentPerIp: 1, maxQueuedPerIp: 2, maxFailuresPerAccount: 3, maxFailuresPerIp: 1000, trustMs: 0 });
+  // One runs, two wait, three find the queue full.
+  const burst = await Promise.all(Array.from({ length: 6 }, () => auth.verifyPassword('alice@example.test', 'alice-secret', meta)));
+  assert.deepEqual(burst.map((r) => (r.ok ? 'ok' : r.reason)), ['ok', 'ok', 'ok', 'busy', 'busy', 'busy']);
+  // A burst of wrong passwords: the busy ones are not counted either.
+  const wrong = await Promise.all(Array.from({ length: 6 }, (_, i) => auth.verifyPassword('alice@example.test', `wrong-${i}`, meta)));
+  assert.deepEqual(wrong.map((r) => (r.ok ? 'ok' : r.reason)), ['invalid', 'invalid', 'invalid', 'busy', 'busy', 'busy']);
+  // Three real failures reached the limit of 3: blocked now, even for the right password.
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', meta), { ok: false, reason: 'throttled' });
+  // From another IP (its own queue), the account's block holds too.
+  assert.deepEqual(await auth.verifyPassword('alice@example.test', 'alice-secret', other), { ok: false, reason: 'throttled' });
+});
+
+test("a full account queue (attempts from many IPs) answers 'busy', not 'throttled'", async (t) => {
+  const { auth } = await setup(t, { maxQueuedPerAccount: 1, maxFailuresPerIp: 1000 });
+  const ips = ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4'];
+  const results = await Promise.all(ips.map((ip) => auth.verifyPassword('alice@example.test', 'alice-secret', { ...meta, ip })));
+  assert.deepEqual(results.map((r) => (r.ok ? 'ok' : r.reason)), ['ok', 'ok', 'busy', 'busy']);
+});

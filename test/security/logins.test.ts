@@ -152,3 +152,108 @@ test('an unknown account and a wrong password take the same time and get the sam
     await s.close();
   }
 });
+
+/** Opens n IMAP connections from one address, sends LOGIN on all at once, and returns each
+ * tagged answer (the text after the tag). */
+async function parallelImapLogins(s: ServerSet, from: string, n: number, password: (i: number) => string): Promise<string[]> {
+  const clients = await Promise.all(Array.from({ length: n }, () => s.imap(from)));
+  try {
+    for (const [i, t] of clients.entries()) t.send(`a1 LOGIN "${USER}" "${password(i)}"`);
+    return await Promise.all(
+      clients.map(async (t) => {
+        for (;;) {
+          // Checks on one account take turns (one scrypt at a time): the last of 60 waits long.
+          const line = await t.readLine(120_000);
+          if (line.startsWith('a1 ')) return line.slice(3);
+        }
+      }),
+    );
+  } finally {
+    for (const t of clients) t.close();
+  }
+}
+
+const tally = (answers: string[]) => {
+  const counts: Record<string, number> = {};
+  for (const a of answers) counts[a] = (counts[a] ?? 0) + 1;
+  return counts;
+};
+
+test('60 parallel correct IMAP logins on one account all succeed; 60 parallel wrong ones still block it after the limit', async () => {
+  const limits = { maxConnectionsPerIp: 100, maxConnectionsPerAccount: 100 };
+  const s = await startServers({ auth: { maxFailuresPerAccount: 10, maxFailuresPerIp: 1000 }, imap: { ...limits, allowPlaintextAuth: true } });
+  try {
+    // Before the fix the 37th and later waiting checks from one IP were told "Too many failed
+    // attempts" although nothing had failed.
+    const good = await parallelImapLogins(s, '127.0.0.12', 60, () => PASSWORD);
+    assert.equal(good.filter((a) => a.startsWith('OK')).length, 60, JSON.stringify(tally(good)));
+    // Wrong passwords in parallel from another address: exactly the limit is checked, the rest
+    // are refused as throttled, and the account stays blocked for a new address.
+    const bad = await parallelImapLogins(s, '127.0.0.13', 60, (i) => `wrong ${i}`);
+    assert.deepEqual(tally(bad), {
+      'NO [AUTHENTICATIONFAILED] Authentication failed': 10,
+      'NO [UNAVAILABLE] Too many failed attempts, try again later': 50,
+    });
+    assert.equal(await imapLogin(s, '127.0.0.14', USER, PASSWORD), 'refused');
+    // The address that logged in before keeps its own count (an attacker does not lock it out).
+    assert.equal(await imapLogin(s, '127.0.0.12', USER, PASSWORD), 'ok');
+  } finally {
+    await s.close();
+  }
+});
+
+test('a burst past the queue of one address is answered OK or [UNAVAILABLE] "in progress", never as a failure', async () => {
+  // One check at a time from an address and one waiting: of a burst of 6, some find the queue full.
+  const s = await startServers({ auth: { maxConcurrentPerIp: 1, maxQueuedPerIp: 1, maxFailuresPerAccount: 3, trustMs: 0 }, ...PLAINTEXT });
+  try {
+    const answers = await parallelImapLogins(s, '127.0.0.15', 6, () => PASSWORD);
+    const ok = answers.filter((a) => a.startsWith('OK')).length;
+    const busy = answers.filter((a) => a === 'NO [UNAVAILABLE] Too many logins in progress, try again shortly').length;
+    assert.ok(ok >= 2 && ok + busy === 6, JSON.stringify(answers));
+    // None of them counted as a failure: three real ones are still needed to block the account.
+    assert.equal(await imapLogin(s, '127.0.0.16', USER, 'wrong 1'), 'refused');
+    assert.equal(await imapLogin(s, '127.0.0.16', USER, 'wrong 2'), 'refused');
+    assert.equal(await imapLogin(s, '127.0.0.16', USER, PASSWORD), 'ok');
+  } finally {
+    await s.close();
+  }
+});
+
+test("the authenticator's 'busy' is a temporary answer on each protocol (IMAP [UNAVAILABLE], POP3 [SYS/TEMP], SMTP 454 4.7.0) that does not count towards the connection's failures", async () => {
+  const s = await startServers(PLAINTEXT);
+  // The real authenticator, except that the password "busy" meets a full queue.
+  const real = s.ctx.auth;
+  const busy = { ok: false, reason: 'busy' } as const;
+  s.ctx.auth = {
+    ...real,
+    verifyPassword: async (user, password, meta) => (password === 'busy' ? busy : real.verifyPassword(user, password, meta)),
+  };
+  try {
+    const t = await s.imap('127.0.0.19');
+    // More than MAX_AUTH_FAILURES_PER_CONNECTION (5) busy answers, and the connection stays.
+    for (let i = 0; i < 7; i++) {
+      const r = await t.command(`b${i}`, `LOGIN "${USER}" "busy"`, 'NO');
+      assert.equal(r.line, `b${i} NO [UNAVAILABLE] Too many logins in progress, try again shortly`);
+    }
+    await t.command('c1', `LOGIN "${USER}" "${PASSWORD}"`);
+    t.close();
+
+    const p = await s.pop3('127.0.0.19');
+    for (let i = 0; i < 4; i++) assert.equal(await p.login(USER, 'busy'), '-ERR [SYS/TEMP] Too many logins in progress, try again shortly');
+    assert.match(await p.login(USER, PASSWORD), /^\+OK/);
+    p.destroy();
+
+    const c = await s.submission('127.0.0.19');
+    await c.cmd('EHLO client.example.net', 250);
+    // More than the connection's error limit (10) of 454s, and AUTH still works afterwards.
+    for (let i = 0; i < 12; i++) {
+      const r = await c.cmd(`AUTH PLAIN ${b64(`\0${USER}\0busy`)}`, 454);
+      assert.equal(r.text, '4.7.0 Too many logins in progress, try again shortly');
+    }
+    await c.cmd(`AUTH PLAIN ${b64(`\0${USER}\0${PASSWORD}`)}`, 235);
+    c.close();
+  } finally {
+    s.ctx.auth = real;
+    await s.close();
+  }
+});

@@ -716,6 +716,9 @@ export class SmtpSession {
         this.mode = 'command';
         this.auth = null;
         if (step.reason === 'throttled') return this.error(reply(454, '4.7.0', 'Too many failures, try again later'));
+        // RFC 4954 §6: 454 4.7.0 temporary authentication failure; nothing failed, so it does
+        // not count towards the connection's errors either.
+        if (step.reason === 'busy') return this.send(reply(454, '4.7.0', 'Too many logins in progress, try again shortly'));
         if (step.reason === 'malformed') return this.error(reply(501, '5.5.2', 'Malformed authentication data'));
         // RFC 4954 §6: 535 5.7.8 for invalid credentials (and, not to tell which, disabled ones)
         return this.error(reply(535, '5.7.8', 'Authentication credentials invalid'));

@@ -14,6 +14,8 @@ import type { Session } from '../session.js';
 export const MAX_AUTH_FAILURES_PER_CONNECTION = 5;
 
 function failed(s: Session, reason: Exclude<AuthResult, { ok: true }>['reason']): Error {
+  // 'busy' is no failure of the client's: nothing was checked.
+  if (reason === 'busy') return refused(reason);
   s.authFailures++;
   if (s.authFailures >= MAX_AUTH_FAILURES_PER_CONNECTION) return new ByeError('Too many authentication failures');
   return refused(reason);
@@ -23,6 +25,9 @@ function refused(reason: Exclude<AuthResult, { ok: true }>['reason']): NoError {
   switch (reason) {
     case 'throttled':
       return new NoError('UNAVAILABLE', 'Too many failed attempts, try again later');
+    case 'busy':
+      // RFC 5530 §3 UNAVAILABLE: a temporary failure of the server, not of the credentials.
+      return new NoError('UNAVAILABLE', 'Too many logins in progress, try again shortly');
     case 'disabled':
       return new NoError('CONTACTADMIN', 'Account disabled');
     default:

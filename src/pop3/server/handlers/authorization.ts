@@ -113,8 +113,9 @@ async function saslStep(s: Pop3Session, exchange: SaslExchange, response: Buffer
 
 /** A failed login: -ERR [AUTH] for credentials (RFC 3206 §4), [SYS/PERM] for a disabled account
  * (only said after the password verified, so it reveals nothing to a guesser); the connection
- * closes after a few failures. */
-function authFailed(s: Pop3Session, reason: 'invalid' | 'throttled' | 'disabled'): never {
+ * closes after a few failures. 'busy' (too many checks waiting) is [SYS/TEMP] and no failure. */
+function authFailed(s: Pop3Session, reason: 'invalid' | 'throttled' | 'busy' | 'disabled'): never {
+  if (reason === 'busy') throw new Pop3Refusal('Too many logins in progress, try again shortly', 'SYS/TEMP');
   const failures = s.countAuthFailure();
   const [text, code] =
     reason === 'throttled'
