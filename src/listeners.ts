@@ -63,6 +63,11 @@ function smtpLimits(config: Config) {
     maxMessageSize: config.smtp.maxMessageSize,
     maxRecipients: config.smtp.maxRecipients,
     maxConnectionsPerIp: config.security.maxConnectionsPerIp,
+    // The message phase uses the IMAP literal bound's grace and floor rate (one knob: a user's
+    // client submits a message and APPENDs it to Sent over the same link).
+    messageGraceMs: config.security.commandTimeoutMs,
+    minDataBytesPerSecond: config.security.minUploadBytesPerSecond,
+    messageTimeoutMs: config.smtp.messageTimeoutMs,
   };
 }
 

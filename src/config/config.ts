@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { parseTrustedNetworks } from '../net/proxy-listener.js';
 import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND } from '../net/command-deadline.js';
+import { MESSAGE_TIMEOUT_MS_DEFAULT } from '../smtp/protocol/limits.js';
 
 export const LISTENER_NAMES = ['smtp', 'submission', 'submissions', 'lmtp', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 export type ListenerName = (typeof LISTENER_NAMES)[number];
@@ -58,9 +59,11 @@ export interface Config {
     maxAuthFailuresPerAccount: number;
     /** A password that verified is accepted again without hashing for this long (0: never). */
     passwordCacheSeconds: number;
-    /** After login (IMAP, POP3): time for a started command to arrive complete. */
+    /** After login (IMAP, POP3): time for a started command to arrive complete; SMTP: the grace
+     * of a message (DATA, BDAT) before its floor rate applies. */
     commandTimeoutMs: number;
-    /** After login (IMAP): floor rate for literal bytes, which extend that time. */
+    /** After login (IMAP): floor rate for literal bytes, which extend that time; SMTP: floor
+     * average rate of a message's bytes. */
     minUploadBytesPerSecond: number;
   };
   smtp: {
@@ -68,6 +71,8 @@ export interface Config {
     maxRecipients: number;
     /** Port 25 only, like postscreen's greet delay; early talkers are refused. */
     greetingDelayMs: number;
+    /** Cap on one message's DATA or BDAT phase, whatever its rate. */
+    messageTimeoutMs: number;
     /** What to do with mail failing DMARC at a p=reject domain. */
     dmarcReject: 'reject' | 'junk';
   };
@@ -96,7 +101,7 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     log: { level: 'info' },
     security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10, passwordCacheSeconds: 900,
       commandTimeoutMs: DEFAULT_COMMAND_TIMEOUT_MS, minUploadBytesPerSecond: DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND },
-    smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, dmarcReject: 'junk' },
+    smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, messageTimeoutMs: MESSAGE_TIMEOUT_MS_DEFAULT, dmarcReject: 'junk' },
     submission: { sendAs: {} },
     imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50 },
     pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null },
@@ -156,6 +161,7 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
     max_message_size: { kind: 'number', set: (c, v: number) => { c.smtp.maxMessageSize = v; } },
     max_recipients: { kind: 'number', set: (c, v: number) => { c.smtp.maxRecipients = v; } },
     greeting_delay_ms: { kind: 'number', set: (c, v: number) => { c.smtp.greetingDelayMs = v; } },
+    message_timeout_ms: { kind: 'number', set: (c, v: number) => { c.smtp.messageTimeoutMs = atLeastOne('smtp.message_timeout_ms', v); } },
     dmarc_reject: { kind: { enum: ['reject', 'junk'] }, set: (c, v: 'reject' | 'junk') => { c.smtp.dmarcReject = v; } },
   },
   submission: {
@@ -388,7 +394,9 @@ export function renderConfigFile(config: Config): string {
     `password_cache_seconds = ${config.security.passwordCacheSeconds}`,
     '# After login (IMAP, POP3), a command must arrive complete this long after its first byte;',
     '# a client trickling bytes is dropped (IMAP * BYE, POP3 -ERR). IMAP literals get more time:',
-    '# one second per min_upload_bytes_per_second bytes announced.',
+    '# one second per min_upload_bytes_per_second bytes announced. An SMTP message (DATA or BDAT)',
+    '# gets the same: this long plus one second per min_upload_bytes_per_second bytes received',
+    '# (421 4.4.2 when slower), within [smtp] message_timeout_ms.',
     `command_timeout_ms = ${config.security.commandTimeoutMs}`,
     `min_upload_bytes_per_second = ${config.security.minUploadBytesPerSecond}`,
     '',
@@ -397,6 +405,9 @@ export function renderConfigFile(config: Config): string {
     `max_recipients = ${config.smtp.maxRecipients}`,
     '# Port 25 only: hold the greeting this long and refuse clients that talk first (0 = off).',
     `greeting_delay_ms = ${config.smtp.greetingDelayMs}`,
+    '# Cap on receiving one message (DATA, or BDAT from first chunk to LAST) whatever its rate;',
+    '# the [security] floor rate applies within it.',
+    `message_timeout_ms = ${config.smtp.messageTimeoutMs}`,
     '# Mail failing DMARC from a domain with p=reject: "reject" (550 5.7.1) or "junk" (deliver to Junk).',
     `dmarc_reject = ${q(config.smtp.dmarcReject)}`,
     '',

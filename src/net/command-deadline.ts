@@ -8,6 +8,10 @@
  * A command line gets `commandMs`; each literal byte announced (IMAP `{n}`) adds 1/minBytesPerSecond
  * second, so a large APPEND over a slow link still arrives while a stalled one does not. The
  * timer is per session (no module state) and unref'd, so it never keeps the process alive.
+ *
+ * The same clock bounds an SMTP message (DATA body, or every chunk of a BDAT transaction): there
+ * the session passes the bytes received so far, so the deadline is a minimum average rate after a
+ * grace of `commandMs`, and `maxMs` caps the whole phase however fast the bytes come.
  */
 
 /** Time for one command line to arrive once started (also the floor for a command with literals). */
@@ -18,6 +22,8 @@ export const DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND = 8192;
 export interface CommandDeadlineOptions {
   commandMs: number;
   minBytesPerSecond: number;
+  /** Absolute bound from the first track() call, whatever the byte count; default none. */
+  maxMs?: number;
   /** Called once when a started command did not arrive in time. */
   onExpire: () => void;
   now?: () => number;
@@ -30,18 +36,21 @@ export class CommandDeadline {
   private readonly options: CommandDeadlineOptions;
 
   constructor(options: CommandDeadlineOptions) {
-    if (!(options.commandMs > 0) || !(options.minBytesPerSecond > 0)) {
-      throw new Error(`Cannot use command deadline ${options.commandMs} ms at ${options.minBytesPerSecond} bytes/s: both must be > 0`);
+    if (!(options.commandMs > 0) || !(options.minBytesPerSecond > 0) || (options.maxMs !== undefined && !(options.maxMs > 0))) {
+      throw new Error(
+        `Cannot use command deadline ${options.commandMs} ms at ${options.minBytesPerSecond} bytes/s (at most ${options.maxMs ?? 'unbounded'} ms): each must be > 0`,
+      );
     }
     this.options = options;
   }
 
-  /** A command is partly received, with this many literal bytes announced so far: starts the
-   * deadline at the first call, moves it when more literal bytes are announced. */
+  /** A command is partly received, with this many literal bytes announced so far (SMTP: message
+   * bytes received so far): starts the deadline at the first call, moves it when the count grows. */
   track(literalBytes: number): void {
     const now = (this.options.now ?? Date.now)();
     if (this.timer === null) this.startedAt = now;
-    const due = this.startedAt + this.options.commandMs + Math.ceil((literalBytes * 1000) / this.options.minBytesPerSecond);
+    const byRate = this.startedAt + this.options.commandMs + Math.ceil((literalBytes * 1000) / this.options.minBytesPerSecond);
+    const due = this.options.maxMs === undefined ? byRate : Math.min(byRate, this.startedAt + this.options.maxMs);
     if (this.timer !== null && due === this.dueAt) return;
     this.clear();
     this.dueAt = due;
@@ -59,6 +68,11 @@ export class CommandDeadline {
 
   get running(): boolean {
     return this.timer !== null;
+  }
+
+  /** Milliseconds since the first track() of the running deadline (for logs). */
+  elapsed(): number {
+    return (this.options.now ?? Date.now)() - this.startedAt;
   }
 
   private clear(): void {

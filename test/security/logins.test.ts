@@ -8,23 +8,10 @@
  */
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { PASSWORD, startServers, USER, type ServerSet } from './servers.js';
+import { captureLog, PASSWORD, startServers, USER, type ServerSet } from './servers.js';
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 const PLAINTEXT = { imap: { allowPlaintextAuth: true }, pop3: { allowPlaintextAuth: true }, submission: { allowPlaintextAuth: true } };
-
-function captureLog() {
-  const entries: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) entries.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, stream), entries };
-}
 
 type Outcome = 'ok' | 'refused';
 

@@ -9,6 +9,8 @@
  */
 import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import type { AuthenticatorOptions } from '../../src/auth/authenticator.js';
 import type { ListeningServer } from '../../src/context.js';
 import type { FileTlsProvider } from '../../src/net/tls.js';
@@ -23,6 +25,18 @@ import { SmtpWire } from '../smtp/wire.js';
 
 export const USER = 'alice@example.test';
 export const PASSWORD = 'correct horse battery staple';
+
+/** A logger at info whose JSON entries the test reads (failures, blocks, drops are logged). */
+export function captureLog() {
+  const entries: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) entries.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { log: pino({ level: 'info' }, stream), entries };
+}
 
 export interface ServerSet {
   ctx: TestContext;

@@ -50,6 +50,15 @@ export const COMMAND_TIMEOUT_MS_DEFAULT = 5 * 60_000;
  * timeout while receiving data uses the same bound. */
 export const DATA_TIMEOUT_MS_DEFAULT = 3 * 60_000;
 
+/** The message phase (a DATA body, or a BDAT transaction from its first chunk to LAST) must keep
+ * a minimum average rate after a grace period: the session's `messageGraceMs` plus one second per
+ * `minDataBytesPerSecond` bytes received (the IMAP literal bound of net/command-deadline.ts, with
+ * the same defaults from [security]: 60 s and 8192 bytes/s). Stops a slow-loris sender who keeps
+ * DATA open for hours by trickling a byte just inside each inactivity timeout. This cap bounds the
+ * whole phase whatever the rate: 2 hours, above the 1 h 48 min a 50 MiB message (the default SIZE)
+ * takes at the floor rate, so it never cuts a sender that keeps the floor at the defaults. */
+export const MESSAGE_TIMEOUT_MS_DEFAULT = 2 * 3600_000;
+
 /** Unprocessed pipelined input held per connection before reading pauses (RFC 2920 lets a client
  * send many commands at once; this bounds what one client can make us buffer). */
 export const INPUT_BUFFER_MAX = 64 * 1024;

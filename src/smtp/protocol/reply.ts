@@ -50,6 +50,7 @@ export const R = {
   lineTooLong: () => reply(500, '5.5.2', 'Line too long'),
   tooManyErrors: () => reply(421, '4.7.0', 'Too many errors, closing connection'),
   timeout: () => reply(421, '4.4.2', 'Timeout, closing connection'),
+  dataTimeout: () => reply(421, '4.4.2', 'Timeout: message data too slow, closing connection'),
   shuttingDown: () => reply(421, '4.3.2', 'Service shutting down, closing connection'),
   tooManyConnections: () => reply(421, '4.7.0', 'Too many connections from your address'),
   tooBig: () => reply(552, '5.3.4', 'Message too big'),

@@ -9,6 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { requireProxyProtocol, type ProxyProtocolGuard, type ProxyProtocolOptions } from '../../net/proxy-listener.js';
 import { followDefaultCertificate } from '../../net/tls.js';
+import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND } from '../../net/command-deadline.js';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
 import { R, formatReply } from '../protocol/reply.js';
@@ -20,6 +21,7 @@ import {
   DATA_TIMEOUT_MS_DEFAULT,
   ERRORS_MAX_DEFAULT,
   MESSAGE_SIZE_DEFAULT,
+  MESSAGE_TIMEOUT_MS_DEFAULT,
   RCPT_PROBES_MAX_DEFAULT,
   RCPT_PROBES_WINDOW_MS_DEFAULT,
   RECIPIENTS_MAX_DEFAULT,
@@ -73,6 +75,9 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
     maxErrors: options.limits?.maxErrors ?? ERRORS_MAX_DEFAULT,
     commandTimeoutMs: options.limits?.commandTimeoutMs ?? COMMAND_TIMEOUT_MS_DEFAULT,
     dataTimeoutMs: options.limits?.dataTimeoutMs ?? DATA_TIMEOUT_MS_DEFAULT,
+    messageGraceMs: options.limits?.messageGraceMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
+    minDataBytesPerSecond: options.limits?.minDataBytesPerSecond ?? DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND,
+    messageTimeoutMs: options.limits?.messageTimeoutMs ?? MESSAGE_TIMEOUT_MS_DEFAULT,
   };
   const maxPerIp = options.limits?.maxConnectionsPerIp ?? CONNECTIONS_PER_IP_DEFAULT;
   const maxTotal = options.limits?.maxConnections ?? CONNECTIONS_MAX_DEFAULT;

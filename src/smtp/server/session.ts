@@ -12,6 +12,10 @@
  * - A command must arrive complete within commandTimeoutMs of the server being ready for it:
  *   bytes trickled without ending a line do not extend that (a slow sender holding a connection
  *   slot forever by sending one byte a minute is dropped with 421, RFC 5321 §4.5.3.2.7).
+ * - The message phase (DATA body; BDAT from the first chunk to LAST, commands between chunks
+ *   included) keeps a minimum average rate after a grace, within an absolute cap
+ *   (net/command-deadline.ts, limits.ts MESSAGE_TIMEOUT_MS_DEFAULT); past it the client gets
+ *   421 4.4.2 and is closed, and nothing of the partial message is delivered.
  * - The session decides grammar, sequence, limits and TLS; the policy decides recipients and
  *   delivery. A policy exception becomes 451 4.3.0 with a correlation id, never an internal
  *   message.
@@ -26,6 +30,7 @@ import type { Mailbox } from '../protocol/address.js';
 import { parseCommand, type MailParams, type RcptParams, type SmtpCommand } from '../protocol/command.js';
 import { InputBuffer, MessageReceiver } from '../protocol/data.js';
 import { AUTH_LINE_MAX, COMMAND_LINE_EXTENSION_ALLOWANCE, COMMAND_LINE_MAX, INPUT_BUFFER_MAX } from '../protocol/limits.js';
+import { CommandDeadline } from '../../net/command-deadline.js';
 import { R, formatReply, reply, type Reply } from '../protocol/reply.js';
 import type { SessionInfo, SmtpMode, SmtpPolicy, Transaction } from './policy.js';
 import { withProtocol } from './trace.js';
@@ -44,7 +49,14 @@ export interface SessionLimits {
   maxDataLineLength: number;
   maxErrors: number;
   commandTimeoutMs: number;
+  /** Inactivity inside DATA/BDAT. */
   dataTimeoutMs: number;
+  /** The message phase: time allowed before minDataBytesPerSecond applies... */
+  messageGraceMs: number;
+  /** ...then at least this many bytes per second on average... */
+  minDataBytesPerSecond: number;
+  /** ...and never longer than this in all. */
+  messageTimeoutMs: number;
 }
 
 export interface SessionConfig {
@@ -106,6 +118,10 @@ export class SmtpSession {
   private writePaused = false;
   /** Deadline for the next complete command line (see the invariants). */
   private commandDeadline: NodeJS.Timeout | null = null;
+  /** Deadline of the message phase (see the invariants); runs from DATA's 354 or the first BDAT. */
+  private readonly messageDeadline: CommandDeadline;
+  /** Message bytes received in the running message phase. */
+  private messageBytes = 0;
   private readonly remoteAddress: string;
   private readonly remotePort: number;
   private readonly localAddress: string;
@@ -117,6 +133,12 @@ export class SmtpSession {
     this.remoteAddress = socket.remoteAddress ?? 'unknown';
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = socket.localAddress ?? 'unknown';
+    this.messageDeadline = new CommandDeadline({
+      commandMs: cfg.limits.messageGraceMs,
+      minBytesPerSecond: cfg.limits.minDataBytesPerSecond,
+      maxMs: cfg.limits.messageTimeoutMs,
+      onExpire: this.onSlowMessage,
+    });
     this.attach(socket);
     if (socket instanceof TLSSocket) this.tls = tlsInfo(socket);
   }
@@ -212,6 +234,7 @@ export class SmtpSession {
 
   private readonly onSocketClose = (): void => {
     if (this.commandDeadline) clearTimeout(this.commandDeadline);
+    this.messageDeadline.stop();
     if (this.mode !== 'closed') this.mode = 'closed';
     this.cfg.onClose();
   };
@@ -220,6 +243,32 @@ export class SmtpSession {
     if (this.mode === 'closed') return;
     // RFC 5321 §4.5.3.2.7: the server may close after its timeout, with 421.
     this.send(R.timeout());
+    this.close();
+  };
+
+  /** The message phase starts (DATA accepted, or a BDAT outside a running phase). */
+  private startMessagePhase(): void {
+    if (this.messageDeadline.running) return;
+    this.messageBytes = 0;
+    this.messageDeadline.track(0);
+  }
+
+  /** Message bytes consumed: the deadline moves by one second per minDataBytesPerSecond. */
+  private messageProgress(bytes: number): void {
+    this.messageBytes += bytes;
+    if (this.messageDeadline.running) this.messageDeadline.track(this.messageBytes);
+  }
+
+  private readonly onSlowMessage = (): void => {
+    if (this.mode === 'closed') return;
+    this.log.info(
+      { session: this.id, event: 'slow-message', mode: this.mode, bytes: this.messageBytes, ms: this.messageDeadline.elapsed() },
+      'message data not received in time',
+    );
+    // RFC 5321 §4.5.3.2: the server may close after its timeout, with 421 (4.4.2: connection
+    // dropped, RFC 3463). Nothing of the partial message is kept.
+    this.resetTransaction();
+    this.send(R.dataTimeout());
     this.close();
   };
 
@@ -326,6 +375,7 @@ export class SmtpSession {
         const chunk = this.input.takeAll();
         if (chunk.length === 0) return false;
         const end = this.receiver!.push(chunk);
+        this.messageProgress(end === -1 ? chunk.length : end);
         if (end === -1) {
           // RFC 1870 §6 lets the server read to the end before its 552, but not without bound:
           // past twice the limit the client is not going to stop, so it is cut off.
@@ -346,6 +396,7 @@ export class SmtpSession {
           const chunk = this.input.take(b.remaining);
           if (chunk.length === 0) return false;
           b.remaining -= chunk.length;
+          this.messageProgress(chunk.length);
           if (b.error === null) this.receiver!.push(chunk);
           if (b.remaining > 0) return false;
         }
@@ -391,6 +442,7 @@ export class SmtpSession {
   }
 
   private resetTransaction(): void {
+    this.messageDeadline.stop();
     this.tx = null;
     this.receiver = null;
     this.usedBdat = false;
@@ -426,6 +478,7 @@ export class SmtpSession {
         });
         this.mode = 'data';
         this.socket.setTimeout(this.cfg.limits.dataTimeoutMs);
+        this.startMessagePhase();
         // RFC 5321 §4.1.1.4: 354, then the data up to CRLF.CRLF
         return this.send(reply(354, null, 'End data with <CR><LF>.<CR><LF>'));
       }
@@ -455,6 +508,9 @@ export class SmtpSession {
         this.bdat = { remaining: cmd.size, last: cmd.last, error };
         this.mode = 'bdat';
         this.socket.setTimeout(this.cfg.limits.dataTimeoutMs);
+        // Also for a refused chunk: its octets must still be read (RFC 3030 §2), and slowly
+        // trickled they would otherwise hold the connection.
+        this.startMessagePhase();
         return;
       }
       case 'RSET':
@@ -558,6 +614,7 @@ export class SmtpSession {
       // (until RSET); outside a transaction there is nothing to remember.
       this.bdat = this.tx ? { remaining: 0, last: false, error: b.error } : null;
       if (b.last) this.resetTransaction();
+      if (this.bdat === null) this.messageDeadline.stop();
       return this.error(b.error);
     }
     if (!b.last) {
@@ -572,6 +629,8 @@ export class SmtpSession {
   }
 
   private async finishMessage(): Promise<void> {
+    // The bytes are all in: delivery time is the server's, not the client's.
+    this.messageDeadline.stop();
     const receiver = this.receiver!;
     const tx = this.tx!;
     const raw = receiver.finish();
