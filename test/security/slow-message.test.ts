@@ -126,7 +126,7 @@ test('SMTP: a message sent steadily above the floor rate, for five times the gra
   }
 });
 
-test('SMTP BDAT: a trickled chunk, a transaction of small chunks sent slowly, and a trickled refused chunk each get 421 4.4.2; nothing is delivered', async () => {
+test('SMTP BDAT: a trickled chunk, a transaction of small chunks sent slowly, and a trickled refused chunk each get 421 4.4.2, nothing is delivered; once a chunk is refused the clock stops', async () => {
   const s = await startServers({ smtp: { limits: LIMITS } });
   try {
     // One large chunk, trickled.
@@ -154,6 +154,18 @@ test('SMTP BDAT: a trickled chunk, a transaction of small chunks sent slowly, an
     await b.closed();
     const took = Date.now() - started;
     assert.ok(took >= 500 && took < 6000, `dropped after ${took} ms`);
+
+    // Once a refused chunk is read, no message is being received (the transaction refuses its
+    // other chunks until RSET): the deadline stops with it, the client is idle, not slow.
+    const d = await s.smtp();
+    await d.cmd('EHLO client.example.net', 250);
+    await d.cmd('MAIL FROM:<sender@elsewhere.test>', 250);
+    await d.cmd('RCPT TO:<nobody@example.test>', 550);
+    d.write(`BDAT 10\r\n${'v'.repeat(10)}`);
+    assert.equal((await d.read()).code, 554);
+    await sleep(1200);
+    await d.cmd('NOOP', 250);
+    await d.cmd('QUIT', 221);
 
     // A chunk refused for want of MAIL is still read (RFC 3030 §2), so it is bounded too.
     const c = await s.smtp();

@@ -223,7 +223,8 @@ export class SmtpSession {
   };
 
   /** Waiting for a command (or an AUTH line): the next complete line must arrive in time. In
-   * DATA/BDAT the socket's inactivity timeout (dataTimeoutMs) applies instead. */
+   * DATA/BDAT the socket's inactivity timeout (dataTimeoutMs) and the message deadline apply
+   * instead. */
   private armCommandDeadline(): void {
     if (this.commandDeadline) clearTimeout(this.commandDeadline);
     this.commandDeadline = null;
@@ -614,11 +615,14 @@ export class SmtpSession {
       // (until RSET); outside a transaction there is nothing to remember.
       this.bdat = this.tx ? { remaining: 0, last: false, error: b.error } : null;
       if (b.last) this.resetTransaction();
-      if (this.bdat === null) this.messageDeadline.stop();
+      // No message is being received any more; a further BDAT starts a new phase, and each
+      // refused chunk counts towards the error limit.
+      this.messageDeadline.stop();
       return this.error(b.error);
     }
     if (!b.last) {
       if (this.receiver!.tooBig) {
+        this.messageDeadline.stop();
         this.bdat = { remaining: 0, last: false, error: R.tooBig() };
         return this.error(R.tooBig());
       }
