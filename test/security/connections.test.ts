@@ -313,6 +313,32 @@ test('IMAP drops a client that trickles bytes before login past the pre-login ti
   }
 });
 
+test('IMAP: a LOGIN the server takes longer to check than the pre-login timeout is answered, not cut off', async () => {
+  const s = await startServers({ imap: { preAuthTimeoutMs: 300 } });
+  // The real authenticator, 1 s late: a busy machine, or a queue at the password hash.
+  const real = s.ctx.auth;
+  s.ctx.auth = {
+    ...real,
+    verifyPassword: async (user, password, meta) => {
+      await new Promise((r) => setTimeout(r, 1000));
+      return real.verifyPassword(user, password, meta);
+    },
+  };
+  try {
+    const t = await s.imap();
+    await t.command('l1', `LOGIN "${USER}" "${PASSWORD}"`);
+    await t.command('n1', 'NOOP');
+    // A client that stalls while the server waits for it (an AUTHENTICATE exchange) is still cut.
+    const u = await s.imap();
+    u.sendRaw('a1 AUTHENTICATE PLAIN\r\n');
+    await u.expect(/^\+/, 2000);
+    await u.expect(/^\* BYE /, 3000);
+    await u.expectClosed();
+  } finally {
+    await s.close();
+  }
+});
+
 test('POP3 drops a client that trickles bytes before login past the pre-login timeout; after login only inactivity counts', async () => {
   const s = await startServers({ pop3: { timeouts: { preAuthIdleMs: 500 } } });
   try {

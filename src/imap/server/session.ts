@@ -398,9 +398,18 @@ export class Session {
     if (this.loginDeadline !== null) clearTimeout(this.loginDeadline);
     this.loginDeadline = null;
     if (this.closed || this.state.kind !== 'not-authenticated') return;
-    this.loginDeadline = setTimeout(this.onTimeout, this.preAuthTimeoutMs);
+    this.loginDeadline = setTimeout(this.onLoginDeadline, this.preAuthTimeoutMs);
     this.loginDeadline.unref();
   }
+
+  /** The pre-login deadline bounds the client, not the server: while a command of this session
+   * is being worked on (a LOGIN waiting for its turn at the password hash on a busy server) and
+   * not waiting for the client's input (an AUTHENTICATE exchange), it starts again. */
+  private readonly onLoginDeadline = (): void => {
+    this.loginDeadline = null;
+    if (this.serverBusy) this.armLoginDeadline();
+    else this.onTimeout();
+  };
 
   private detach(socket: Socket): void {
     socket.off('data', this.onData);
@@ -445,9 +454,20 @@ export class Session {
   };
 
   private readonly onTimeout = (): void => {
+    // Inactivity of the client only: a command being worked on (not waiting for the client's
+    // input) is the server's time: the inactivity timer starts again.
+    if (this.serverBusy) {
+      this.socket.setTimeout(this.state.kind === 'not-authenticated' ? this.preAuthTimeoutMs : this.host.options.idleTimeoutMs);
+      return;
+    }
     // RFC 9051 §5.4: autologout after at least 30 minutes of inactivity (shorter before login).
     void this.bye('Autologout; idle for too long');
   };
+
+  /** A command is running and not waiting for input from the client. */
+  private get serverBusy(): boolean {
+    return this.inCommand && this.waiter === null;
+  }
 
   private pump(): void {
     if (this.waiter === null) return;
