@@ -136,3 +136,57 @@ export function sharedFlagLists(): (mask: number, keywords: string) => string[] 
     return list;
   };
 }
+
+/** A STORE that changes more distinct flag states than this is written row by row rather than
+ * with one UPDATE per state (each such UPDATE walks the whole set). */
+export const MAX_FLAG_TRANSITIONS = 16;
+
+/** The rows of a STORE's set that share one flag state: (bits, encoded keywords), how many, and
+ * whether UNCHANGEDSINCE refuses them (RFC 7162 §3.1.3). */
+export interface FlagGroup {
+  mask: number;
+  keywords: string;
+  refused: boolean;
+  count: number;
+}
+
+/** One flag state the STORE changes, and what it becomes. */
+export interface FlagTransition {
+  from: { mask: number; keywords: string };
+  to: { mask: number; keywords: string };
+  count: number;
+}
+
+export interface FlagPlan {
+  transitions: FlagTransition[];
+  /** Rows in the set, found in the store. */
+  total: number;
+  refused: number;
+  /** Change of the mailbox's unseen and deleted counts. */
+  unseen: number;
+  deleted: number;
+}
+
+/**
+ * Plans a STORE from the distinct flag states of its rows (a mailbox of 100,000 messages has a
+ * handful): each state the change really alters, and to what. A state left as it is keeps its
+ * rows' modseq (RFC 7162 §3.1.3), so only the rows that change are written.
+ */
+export function planFlagChange(groups: readonly FlagGroup[], mode: FlagMode, change: FlagSet): FlagPlan {
+  const plan: FlagPlan = { transitions: [], total: 0, refused: 0, unseen: 0, deleted: 0 };
+  for (const g of groups) {
+    plan.total += g.count;
+    if (g.refused) {
+      plan.refused += g.count;
+      continue;
+    }
+    const current: FlagSet = { mask: g.mask, keywords: decodeKeywords(g.keywords) };
+    const next = applyFlags(current, mode, change);
+    if (sameFlags(current, next)) continue;
+    const to = { mask: next.mask, keywords: encodeKeywords(next.keywords) };
+    plan.transitions.push({ from: { mask: g.mask, keywords: g.keywords }, to, count: g.count });
+    plan.unseen += g.count * (((to.mask & FLAG_SEEN) === 0 ? 1 : 0) - ((g.mask & FLAG_SEEN) === 0 ? 1 : 0));
+    plan.deleted += g.count * (((to.mask & FLAG_DELETED) !== 0 ? 1 : 0) - ((g.mask & FLAG_DELETED) !== 0 ? 1 : 0));
+  }
+  return plan;
+}

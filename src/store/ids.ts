@@ -4,6 +4,7 @@
  * (RFC 8474 §5: 1-255 characters of A-Z a-z 0-9 _ -), and valid UIDLs (RFC 1939 §7: 0x21-0x7E).
  */
 import { randomBytes } from 'node:crypto';
+import type { Uid } from '../lib/brand.js';
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 
@@ -47,3 +48,11 @@ export function createIdGenerator(): IdGenerator {
 }
 /** A copy's pid: the email id plus a per-account counter, so it is never reused. */
 export const copyPid = (emailId: string, counter: number): string => `${emailId}.${counter}`;
+
+/** The UIDs of `wanted` that are not in `present` (the rows a query found), ascending, once each:
+ * messages of a command's set expunged meanwhile. */
+export function absentUids(wanted: readonly Uid[], present: Iterable<number>): Uid[] {
+  const have = new Set<number>(present);
+  const out = [...new Set(wanted)].filter((u) => !have.has(u));
+  return out.sort((a, b) => a - b);
+}

@@ -239,21 +239,32 @@ export interface SetFlagsResult {
   /** The mailbox's highest modseq before this change. A session that had seen the mailbox up to
    * it knows the whole state after the change from `updated` (nothing else changed between). */
   priorModSeq: ModSeq;
+  /** UIDs of the set not in the mailbox (expunged by another session meanwhile), ascending. */
+  gone: Uid[];
 }
 
 export interface CopyResult {
   uidValidity: UidValidity;
   /** [source uid, destination uid], in source UID order (RFC 4315 COPYUID). */
   pairs: Array<[Uid, Uid]>;
+  /** UIDs of the set not in the source (expunged meanwhile), ascending. */
+  gone: Uid[];
+}
+
+export interface CopyOptions {
+  /** All or nothing: when a UID of the set is not in the source, nothing is copied (or moved)
+   * and `gone` lists the missing ones (IMAP COPY answers NO [EXPUNGEISSUED], as Dovecot). */
+  whole?: boolean;
 }
 
 /** What happened in a mailbox since a modseq: what a session needs to catch up. */
 export interface MailboxChanges {
   highestModSeq: ModSeq;
-  /** Entries added (uid above the caller's known UIDNEXT or modseq above since), in UID order. */
-  added: MessageEntry[];
+  /** Entries added (uid above the caller's known UIDNEXT or modseq above since), in UID order:
+   * what a session's view tracks of each (entries with the same flags may share one array). */
+  added: FlagUpdate[];
   /** Entries that existed before and whose flags changed after since, in UID order. */
-  changed: MessageEntry[];
+  changed: FlagUpdate[];
   /** UIDs expunged after since, ascending. */
   expunged: Uid[];
 }
@@ -429,9 +440,9 @@ export interface MailStore {
     flags: readonly string[],
     unchangedSince?: ModSeq,
   ): Promise<SetFlagsResult>;
-  copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult>;
+  copy(from: MailboxId, uids: readonly Uid[], to: MailboxId, options?: CopyOptions): Promise<CopyResult>;
   /** Copy then expunge in one transaction (RFC 6851). The destination keeps each entry's pid. */
-  move(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult & { expunged: Uid[] }>;
+  move(from: MailboxId, uids: readonly Uid[], to: MailboxId, options?: CopyOptions): Promise<CopyResult & { expunged: Uid[] }>;
   /** Expunges the given UIDs (only those with \Deleted when onlyDeleted), or every \Deleted
    * message when uids is undefined. Returns the UIDs removed, ascending. */
   expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted?: boolean): Promise<Uid[]>;

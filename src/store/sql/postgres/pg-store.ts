@@ -39,17 +39,16 @@ import type { BlobStore } from '../../blob-store.js';
 import {
   FLAG_DELETED,
   FLAG_SEEN,
-  applyFlags,
-  decodeKeywords,
   encodeKeywords,
   flagList,
   sharedFlagLists,
   viewEntriesOf,
   parseFlags,
-  sameFlags,
+  planFlagChange,
+  MAX_FLAG_TRANSITIONS,
 } from '../../flags.js';
-import type { FlagSet } from '../../flags.js';
-import { copyPid, createIdGenerator } from '../../ids.js';
+import type { FlagGroup, FlagSet } from '../../flags.js';
+import { absentUids, copyPid, createIdGenerator } from '../../ids.js';
 import {
   domainOf,
   normalizeAddress,
@@ -80,7 +79,9 @@ import type {
   AppendResult,
   ChangeEvent,
   ChangeFeed,
+  CopyOptions,
   CopyResult,
+  FlagUpdate,
   DeliveryOutcome,
   DeliveryTarget,
   Domain,
@@ -871,13 +872,14 @@ class PgStore implements MailStore {
   }
 
   /** COPY and MOVE (RFC 4315 COPYUID, RFC 6851): new UIDs in the destination, in source order. */
-  async #transfer(c: Tx, ctx: WriteContext, fromId: number, uids: readonly Uid[], toId: number, move: boolean): Promise<CopyResult & { expunged: Uid[] }> {
+  async #transfer(c: Tx, ctx: WriteContext, fromId: number, uids: readonly Uid[], toId: number, move: boolean, whole: boolean): Promise<CopyResult & { expunged: Uid[] }> {
     const { mailbox: src, account } = await this.#lockMailbox(c, fromId);
     const dst = await this.#mailboxRow(c, toId);
     if (dst === undefined) throw new StoreError('not-found', `Cannot find mailbox ${toId}`);
     if (src.account_id !== dst.account_id) throw new StoreError('invalid', 'Cannot copy between accounts');
     const rows = await this.#selectRows(c, fromId, uids);
-    if (rows.length === 0) return { uidValidity: asUidValidity(dst.uid_validity), pairs: [], expunged: [] };
+    const gone = rows.length === uids.length ? [] : absentUids(uids, rows.map((r) => r[1]));
+    if (rows.length === 0 || (whole && gone.length > 0)) return { uidValidity: asUidValidity(dst.uid_validity), pairs: [], expunged: [], gone };
     const bytes = rows.reduce((n, r) => n + r[7], 0);
     // A move within the account changes no usage; a copy adds to it (RFC 9208 §4.3 OVERQUOTA).
     if (!move && this.#overQuota(account, bytes, rows.length)) {
@@ -918,7 +920,7 @@ class PgStore implements MailStore {
         [pidCounter, d.size, d.messages, account.id],
       );
     }
-    return { uidValidity: asUidValidity(dst.uid_validity), pairs, expunged: move ? rows.map((r) => asUid(r[1])) : [] };
+    return { uidValidity: asUidValidity(dst.uid_validity), pairs, expunged: move ? rows.map((r) => asUid(r[1])) : [], gone };
   }
 
   #mailboxEvent(ctx: WriteContext, accountId: number, modseq: number): void {
@@ -1327,7 +1329,7 @@ class PgStore implements MailStore {
         await this.#createMissingParents(c, accountId, t, modseq);
         const dst = await this.#insertMailbox(c, accountId, t, null, modseq);
         const all = await this.#arrays<[number]>(c, 'SELECT uid FROM entries WHERE mailbox_id = $1 ORDER BY uid', [src.id]);
-        await this.#transfer(c, ctx, src.id, all.map((r) => asUid(r[0])), dst.id, true);
+        await this.#transfer(c, ctx, src.id, all.map((r) => asUid(r[0])), dst.id, true, false);
         // RFC 5464 §4.1: INBOX keeps its annotations and the new mailbox gets a copy.
         await c.query(
           'INSERT INTO metadata (account_id, mailbox_id, name, value) SELECT account_id, $1, name, value FROM metadata WHERE account_id = $2 AND mailbox_id = $3',
@@ -1521,27 +1523,27 @@ class PgStore implements MailStore {
   async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
     return this.#read(async () => {
       // One statement: one snapshot, one round trip (a session in IDLE runs this at each change).
+      // Only what a view tracks (uid, modseq, flags), not the wide rows: a session catching up
+      // after another one's STORE 1:* reads 100,000 of them.
       // Tag 0: added; 1: changed; 2: expunged (UIDs the caller never knew, >= its UIDNEXT, are
       // not reported); 3: the mailbox's HIGHESTMODSEQ.
-      const rows = await this.#arrays<[number, ...EntryRow]>(
+      const rows = await this.#arrays<[tag: number, uid: number, modseq: number, flags: number, keywords: string]>(
         this.#pool,
-        `(SELECT 0, ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND uid >= $3 ORDER BY uid)
-         UNION ALL (SELECT 1, ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid)
-         UNION ALL (SELECT 2, mailbox_id, uid, modseq, 0, '', 0, 0, 0, '', '', '', '', false
-                      FROM expunged WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid)
-         UNION ALL SELECT 3, id, 0, highest_modseq, 0, '', 0, 0, 0, '', '', '', '', false FROM mailboxes WHERE id = $1`,
+        `(SELECT 0, uid, modseq, flags, keywords FROM entries WHERE mailbox_id = $1 AND uid >= $3 ORDER BY uid)
+         UNION ALL (SELECT 1, uid, modseq, flags, keywords FROM entries WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid)
+         UNION ALL (SELECT 2, uid, modseq, 0, '' FROM expunged WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid)
+         UNION ALL SELECT 3, 0, highest_modseq, 0, '' FROM mailboxes WHERE id = $1`,
         [mailboxId, since, knownUidNext],
       );
       const out: MailboxChanges = { highestModSeq: asModSeq(0), added: [], changed: [], expunged: [] };
+      const list = sharedFlagLists();
       let found = false;
       for (const r of rows) {
-        const entry = r.slice(1) as EntryRow;
-        if (r[0] === 0) out.added.push(toEntry(entry));
-        else if (r[0] === 1) out.changed.push(toEntry(entry));
-        else if (r[0] === 2) out.expunged.push(asUid(entry[1]));
+        if (r[0] === 0 || r[0] === 1) (r[0] === 0 ? out.added : out.changed).push({ uid: asUid(r[1]), modseq: asModSeq(r[2]), flags: list(r[3], r[4]) });
+        else if (r[0] === 2) out.expunged.push(asUid(r[1]));
         else {
           found = true;
-          out.highestModSeq = asModSeq(entry[2]);
+          out.highestModSeq = asModSeq(r[2]);
         }
       }
       if (!found) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
@@ -1766,110 +1768,92 @@ class PgStore implements MailStore {
     return this.#tx(async (c, ctx) => {
       const { mailbox } = await this.#lockMailbox(c, mailboxId);
       const priorModSeq = asModSeq(mailbox.highest_modseq);
-      if (uids.length === 0) return { updated: [], modified: [], priorModSeq };
-      if (change.keywords.length === 0 && mode !== 'set') {
-        return this.#setSystemFlags(c, ctx, mailbox, uids, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, unchangedSince);
-      }
-      const rows = await this.#selectRows(c, mailboxId, uids);
-      const updated: EntryRow[] = [];
-      const modified: Uid[] = [];
-      const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
-      for (const r of rows) {
-        // RFC 7162 §3.1.3: an entry changed after UNCHANGEDSINCE is refused (MODIFIED).
-        if (unchangedSince !== undefined && r[2] > unchangedSince) {
-          modified.push(asUid(r[1]));
-          continue;
-        }
-        const current: FlagSet = { mask: r[3], keywords: decodeKeywords(r[4]) };
-        const next = applyFlags(current, mode, change);
-        // RFC 7162 §3.1.3: an entry whose flags do not change keeps its modseq.
-        if (sameFlags(current, next)) continue;
-        d.unseen += seenDelta(next.mask) - seenDelta(current.mask);
-        d.deleted += deletedDelta(next.mask) - deletedDelta(current.mask);
-        r[3] = next.mask;
-        r[4] = encodeKeywords(next.keywords);
-        updated.push(r);
-      }
-      if (updated.length === 0) return { updated: [], modified, priorModSeq };
-      const modseq = await this.#nextModseq(c, mailbox.account_id);
-      for (const r of updated) r[2] = modseq;
-      await c.query(
-        `UPDATE entries e SET flags = v.f, keywords = v.k, modseq = $2
-           FROM unnest($3::int8[], $4::int4[], $5::text[]) AS v(uid, f, k) WHERE e.mailbox_id = $1 AND e.uid = v.uid`,
-        [mailboxId, modseq, updated.map((r) => r[1]), updated.map((r) => r[3]), updated.map((r) => r[4])],
-      );
-      await this.#bumpMailbox(c, mailboxId, d, modseq);
-      ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailboxId), modseq: asModSeq(modseq), kind: 'flags' });
-      return { updated: updated.map((r) => ({ uid: asUid(r[1]), modseq: asModSeq(modseq), flags: flagList(r[3], r[4]) })), modified, priorModSeq };
-    });
-  }
-
-  /** setFlags for a change of system flags only: one UPDATE for the whole set. */
-  async #setSystemFlags(
-    c: Tx,
-    ctx: WriteContext,
-    mailbox: MailboxRow,
-    uids: readonly Uid[],
-    add: number,
-    remove: number,
-    unchangedSince: ModSeq | undefined,
-  ): Promise<SetFlagsResult> {
-    const list = this.#uidArray(uids);
-    let modified: Uid[] = [];
-    if (unchangedSince !== undefined) {
-      // RFC 7162 §3.1.3: entries changed after UNCHANGEDSINCE are refused (MODIFIED).
-      modified = (
-        await this.#arrays<[number]>(c, 'SELECT uid FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) AND modseq > $3 ORDER BY uid', [
-          mailbox.id,
+      if (uids.length === 0) return { updated: [], modified: [], priorModSeq, gone: [] };
+      const list = this.#uidArray(uids);
+      const since = unchangedSince ?? Number.MAX_SAFE_INTEGER;
+      const inSet = 'mailbox_id = $1 AND uid = ANY($2::int8[])';
+      // One pass over the set: its distinct flag states, each with its count (and whether
+      // UNCHANGEDSINCE refuses it); the writes below touch only the states that change.
+      const groups = (
+        await this.#arrays<[number, string, boolean, number]>(c, `SELECT flags, keywords, modseq > $3, count(*)::int4 FROM entries WHERE ${inSet} GROUP BY 1, 2, 3`, [
+          mailboxId,
           list,
-          unchangedSince,
+          since,
         ])
-      ).map((r) => asUid(r[0]));
-    }
-    const guard = unchangedSince === undefined ? '' : ' AND modseq <= $5';
-    const next = '((flags | $3::int4) & ~$4::int4)';
-    const args: unknown[] = [mailbox.id, list, add, remove];
-    if (unchangedSince !== undefined) args.push(unchangedSince);
-    // RFC 7162 §3.1.3: entries whose flags do not change keep their modseq.
-    const n = await this.#row<{ n: number }>(
-      c,
-      `SELECT count(*)::int4 AS n FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) AND ${next} <> flags${guard}`,
-      args,
-    );
-    const priorModSeq = asModSeq(mailbox.highest_modseq);
-    if ((n?.n ?? 0) === 0) return { updated: [], modified, priorModSeq };
-    const modseq = await this.#nextModseq(c, mailbox.account_id);
-    const rows = await this.#arrays<[uid: number, flags: number, keywords: string, before: number]>(
-      c,
-      `UPDATE entries e SET flags = ${next.replace(/flags/g, 'o.flags')}, modseq = $${args.length + 1}
-         FROM (SELECT uid, flags FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]) AND ${next} <> flags${guard}) AS o
-        WHERE e.mailbox_id = $1 AND e.uid = o.uid
-        RETURNING e.uid, e.flags, e.keywords, o.flags`,
-      [...args, modseq],
-    );
-    rows.sort((a, b) => a[0] - b[0]);
-    let unseen = 0;
-    let deleted = 0;
-    for (const r of rows) {
-      unseen += seenDelta(r[1]) - seenDelta(r[3]);
-      deleted += deletedDelta(r[1]) - deletedDelta(r[3]);
-    }
-    await this.#bumpMailbox(c, mailbox.id, { messages: 0, unseen, deleted, size: 0 }, modseq);
-    ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailbox.id), modseq: asModSeq(modseq), kind: 'flags' });
-    const flagsOf = sharedFlagLists();
-    const m = asModSeq(modseq);
-    return { updated: rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: flagsOf(r[1], r[2]) })), modified, priorModSeq };
-  }
-
-  async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult> {
-    return this.#tx(async (c, ctx) => {
-      const r = await this.#transfer(c, ctx, from, uids, to, false);
-      return { uidValidity: r.uidValidity, pairs: r.pairs };
+      ).map((r): FlagGroup => ({ mask: r[0], keywords: r[1], refused: r[2], count: r[3] }));
+      const plan = planFlagChange(groups, mode, change);
+      const gone =
+        plan.total === list.length ? [] : absentUids(uids, (await this.#arrays<[number]>(c, `SELECT uid FROM entries WHERE ${inSet}`, [mailboxId, list])).map((r) => r[0]));
+      // RFC 7162 §3.1.3: entries changed after UNCHANGEDSINCE are refused (MODIFIED).
+      const modified =
+        plan.refused === 0
+          ? []
+          : (await this.#arrays<[number]>(c, `SELECT uid FROM entries WHERE ${inSet} AND modseq > $3 ORDER BY uid`, [mailboxId, list, since])).map((r) => asUid(r[0]));
+      if (plan.transitions.length === 0) return { updated: [], modified, priorModSeq, gone };
+      // One new modseq for the whole STORE (RFC 7162 §3.1: a different one per command).
+      const modseq = await this.#nextModseq(c, mailbox.account_id);
+      const m = asModSeq(modseq);
+      const guard = plan.refused === 0 ? '' : ` AND modseq <= ${Number(since)}`;
+      let updated: FlagUpdate[];
+      if (change.keywords.length === 0 && mode !== 'set') {
+        // System flags only (STORE 1:* +FLAGS (\Seen)): one UPDATE as bit operations, over the
+        // rows whose bits change.
+        const next = '((flags | $3::int4) & ~$4::int4)';
+        const rows = await this.#arrays<[number, number, string]>(
+          c,
+          `UPDATE entries SET flags = ${next}, modseq = $5 WHERE ${inSet} AND ${next} <> flags${guard} RETURNING uid, flags, keywords`,
+          [mailboxId, list, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, modseq],
+        );
+        rows.sort((a, b) => a[0] - b[0]);
+        const flagsOf = sharedFlagLists();
+        updated = rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: flagsOf(r[1], r[2]) }));
+      } else if (plan.transitions.length <= MAX_FLAG_TRANSITIONS) {
+        // Keywords or a replacement: one UPDATE per flag state that changes (a few), each
+        // giving its rows one shared flag list.
+        updated = [];
+        for (const t of plan.transitions) {
+          const flagsOf = flagList(t.to.mask, t.to.keywords);
+          const rows = await this.#arrays<[number]>(
+            c,
+            `UPDATE entries SET flags = $3, keywords = $4, modseq = $5 WHERE ${inSet} AND flags = $6 AND keywords = $7${guard} RETURNING uid`,
+            [mailboxId, list, t.to.mask, t.to.keywords, modseq, t.from.mask, t.from.keywords],
+          );
+          for (const [uid] of rows) updated.push({ uid: asUid(uid), modseq: m, flags: flagsOf });
+        }
+        updated.sort((a, b) => a.uid - b.uid);
+      } else {
+        // Many distinct states (keywords on every message): the new state of each row, in one
+        // UPDATE from arrays.
+        const to = new Map(plan.transitions.map((t) => [`${t.from.mask} ${t.from.keywords}`, t.to]));
+        const rows = await this.#arrays<[number, number, string]>(c, `SELECT uid, flags, keywords FROM entries WHERE ${inSet}${guard} ORDER BY uid`, [mailboxId, list]);
+        const changed: Array<[number, { mask: number; keywords: string }]> = [];
+        for (const r of rows) {
+          const next = to.get(`${r[1]} ${r[2]}`);
+          if (next !== undefined) changed.push([r[0], next]);
+        }
+        await c.query(
+          `UPDATE entries e SET flags = v.f, keywords = v.k, modseq = $2
+             FROM unnest($3::int8[], $4::int4[], $5::text[]) AS v(uid, f, k) WHERE e.mailbox_id = $1 AND e.uid = v.uid`,
+          [mailboxId, modseq, changed.map((r) => r[0]), changed.map((r) => r[1].mask), changed.map((r) => r[1].keywords)],
+        );
+        const flagsOf = sharedFlagLists();
+        updated = changed.map(([uid, next]) => ({ uid: asUid(uid), modseq: m, flags: flagsOf(next.mask, next.keywords) }));
+      }
+      await this.#bumpMailbox(c, mailboxId, { messages: 0, unseen: plan.unseen, deleted: plan.deleted, size: 0 }, modseq);
+      ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailboxId), modseq: m, kind: 'flags' });
+      return { updated, modified, priorModSeq, gone };
     });
   }
 
-  async move(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult & { expunged: Uid[] }> {
-    return this.#tx((c, ctx) => this.#transfer(c, ctx, from, uids, to, true));
+  async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId, options: CopyOptions = {}): Promise<CopyResult> {
+    return this.#tx(async (c, ctx) => {
+      const r = await this.#transfer(c, ctx, from, uids, to, false, options.whole === true);
+      return { uidValidity: r.uidValidity, pairs: r.pairs, gone: r.gone };
+    });
+  }
+
+  async move(from: MailboxId, uids: readonly Uid[], to: MailboxId, options: CopyOptions = {}): Promise<CopyResult & { expunged: Uid[] }> {
+    return this.#tx((c, ctx) => this.#transfer(c, ctx, from, uids, to, true, options.whole === true));
   }
 
   async expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted = false): Promise<Uid[]> {

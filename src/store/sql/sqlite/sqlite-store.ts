@@ -72,17 +72,16 @@ import type { LocalFeed } from '../../feed.js';
 import {
   FLAG_DELETED,
   FLAG_SEEN,
-  applyFlags,
-  decodeKeywords,
   encodeKeywords,
   flagList,
   sharedFlagLists,
   viewEntriesOf,
   parseFlags,
-  sameFlags,
+  planFlagChange,
+  MAX_FLAG_TRANSITIONS,
 } from '../../flags.js';
-import type { FlagSet } from '../../flags.js';
-import { copyPid, createIdGenerator } from '../../ids.js';
+import type { FlagGroup, FlagSet } from '../../flags.js';
+import { absentUids, copyPid, createIdGenerator } from '../../ids.js';
 import {
   domainOf,
   normalizeAddress,
@@ -112,6 +111,7 @@ import type {
   AppendResult,
   ChangeEvent,
   ChangeFeed,
+  CopyOptions,
   CopyResult,
   DeliveryOutcome,
   DeliveryTarget,
@@ -1020,14 +1020,15 @@ class SqliteStore implements MailStore {
   }
 
   /** COPY and MOVE (RFC 4315 COPYUID, RFC 6851): new UIDs in the destination, in source order. */
-  #transfer(ctx: WriteContext, fromId: number, uids: readonly Uid[], toId: number, move: boolean): CopyResult & { expunged: Uid[] } {
+  #transfer(ctx: WriteContext, fromId: number, uids: readonly Uid[], toId: number, move: boolean, whole: boolean): CopyResult & { expunged: Uid[] } {
     const src = this.#requireMailbox(fromId);
     const dst = this.#requireMailbox(toId);
     if (src.account_id !== dst.account_id) {
       throw new StoreError('invalid', 'Cannot copy between accounts');
     }
     const rows = this.#selectRows(src, uids);
-    if (rows.length === 0) return { uidValidity: asUidValidity(dst.uid_validity), pairs: [], expunged: [] };
+    const gone = rows.length === uids.length ? [] : absentUids(uids, rows.map((r) => r[1]));
+    if (rows.length === 0 || (whole && gone.length > 0)) return { uidValidity: asUidValidity(dst.uid_validity), pairs: [], expunged: [], gone };
     const account = this.#requireAccount(src.account_id);
     const bytes = rows.reduce((n, r) => n + r[7], 0);
     // A move within the account changes no usage; a copy adds to it (RFC 9208 §4.3 OVERQUOTA).
@@ -1074,6 +1075,7 @@ class SqliteStore implements MailStore {
       uidValidity: asUidValidity(dst.uid_validity),
       pairs,
       expunged: move ? rows.map((r) => asUid(r[1])) : [],
+      gone,
     };
   }
 
@@ -1448,7 +1450,7 @@ class SqliteStore implements MailStore {
         this.#createMissingParents(accountId, t, modseq);
         const dst = this.#insertMailbox(accountId, t, null, modseq);
         const all = this.#qr(`SELECT uid FROM entries WHERE mailbox_id = ? ORDER BY uid`).all(src.id) as Array<[number]>;
-        this.#transfer(ctx, src.id, all.map((r) => asUid(r[0])), dst.id, true);
+        this.#transfer(ctx, src.id, all.map((r) => asUid(r[0])), dst.id, true, false);
         // RFC 5464 §4.1: INBOX keeps its annotations and the new mailbox gets a copy.
         this.#q('INSERT INTO metadata (account_id, mailbox_id, name, value) SELECT account_id, ?, name, value FROM metadata WHERE account_id = ? AND mailbox_id = ?').run(
           dst.id,
@@ -1605,22 +1607,26 @@ class SqliteStore implements MailStore {
 
   async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
     const mb = this.#requireMailbox(mailboxId);
-    const added = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND uid >= ? ORDER BY uid`).all(
+    // Only what a view tracks (uid, modseq, flags), not the wide rows: a session catching up
+    // after another one's STORE 1:* reads 100,000 of them.
+    const added = this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? AND uid >= ? ORDER BY uid').iterate(
       mailboxId,
       knownUidNext,
-    ) as EntryRow[];
+    ) as Iterable<[number, number, number, string]>;
     const changed = this.#qr(
       // +uid: search by (mailbox_id, modseq), not by the UID range (the whole mailbox).
-      `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND modseq > ? AND +uid < ? ORDER BY uid`,
-    ).all(mailboxId, since, knownUidNext) as EntryRow[];
+      'SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? AND modseq > ? AND +uid < ? ORDER BY uid',
+    ).iterate(mailboxId, since, knownUidNext) as Iterable<[number, number, number, string]>;
     // UIDs the caller never knew (>= its UIDNEXT) are not reported as expunged.
     const expunged = this.#qr(
       'SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid < ? ORDER BY uid',
     ).all(mailboxId, since, knownUidNext) as Array<[number]>;
+    const list = sharedFlagLists();
+    const known = (r: [number, number, number, string]): FlagUpdate => ({ uid: asUid(r[0]), modseq: asModSeq(r[1]), flags: list(r[2], r[3]) });
     return {
       highestModSeq: asModSeq(mb.highest_modseq),
-      added: added.map(toEntry),
-      changed: changed.map(toEntry),
+      added: Array.from(added, known),
+      changed: Array.from(changed, known),
       expunged: expunged.map((r) => asUid(r[0])),
     };
   }
@@ -1854,112 +1860,89 @@ class SqliteStore implements MailStore {
     return this.#write((ctx) => {
       const mailbox = this.#requireMailbox(mailboxId);
       const priorModSeq = asModSeq(mailbox.highest_modseq);
-      if (uids.length === 0) return { updated: [], modified: [], priorModSeq };
-      // System flags only: one UPDATE for the whole set (STORE 1:* +FLAGS (\Seen)).
-      if (change.keywords.length === 0 && mode !== 'set') {
-        return this.#setSystemFlags(ctx, mailbox, uids, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, unchangedSince);
-      }
-      const rows = this.#selectRows(mailbox, uids);
-      const updated: FlagUpdate[] = [];
-      const modified: Uid[] = [];
-      let modseq = 0;
-      const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
-      const upd = this.#q('UPDATE entries SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?');
-      for (const r of rows) {
-        // RFC 7162 §3.1.3: an entry changed after UNCHANGEDSINCE is refused (MODIFIED).
-        if (unchangedSince !== undefined && r[2] > unchangedSince) {
-          modified.push(asUid(r[1]));
-          continue;
-        }
-        const current: FlagSet = { mask: r[3], keywords: decodeKeywords(r[4]) };
-        const next = applyFlags(current, mode, change);
-        // RFC 7162 §3.1.3: an entry whose flags do not change keeps its modseq.
-        if (sameFlags(current, next)) continue;
-        if (modseq === 0) modseq = this.#nextModseq(mailbox.account_id);
-        const kw = encodeKeywords(next.keywords);
-        upd.run(next.mask, kw, modseq, mailboxId, r[1]);
-        d.unseen += seenDelta(next.mask) - seenDelta(current.mask);
-        d.deleted += deletedDelta(next.mask) - deletedDelta(current.mask);
-        updated.push({ uid: asUid(r[1]), modseq: asModSeq(modseq), flags: flagList(next.mask, kw) });
-      }
-      if (modseq !== 0) {
-        this.#bumpMailbox(mailboxId, d, modseq, null);
-        ctx.events.push({
-          accountId: asAccountId(mailbox.account_id),
-          mailboxId: asMailboxId(mailboxId),
-          modseq: asModSeq(modseq),
-          kind: 'flags',
-        });
-      }
-      return { updated, modified, priorModSeq };
-    });
-  }
-
-  /** setFlags for a change of system flags only, as set operations in SQL. */
-  #setSystemFlags(
-    ctx: WriteContext,
-    mailbox: MailboxRow,
-    uids: readonly Uid[],
-    add: number,
-    remove: number,
-    unchangedSince: ModSeq | undefined,
-  ): SetFlagsResult {
-    const cond = this.#uidCondition(uids);
-    const next = '((flags | ?) & ~?)';
-    const where = `mailbox_id = ? AND ${cond.sql}`;
-    const args = [mailbox.id, ...cond.args];
-    let modified: Uid[] = [];
-    let guard = '';
-    const guardArgs: unknown[] = [];
-    if (unchangedSince !== undefined) {
+      if (uids.length === 0) return { updated: [], modified: [], priorModSeq, gone: [] };
+      const cond = this.#uidCondition(uids);
+      const where = `mailbox_id = ? AND ${cond.sql}`;
+      const args = [mailboxId, ...cond.args];
+      const since = unchangedSince ?? Number.MAX_SAFE_INTEGER;
+      // One pass over the set: its distinct flag states, each with its count (and whether
+      // UNCHANGEDSINCE refuses it); the writes below touch only the states that change.
+      const groups = (
+        this.#qr(`SELECT flags, keywords, modseq > ?, count(*) FROM entries WHERE ${where} GROUP BY 1, 2, 3`).all(since, ...args) as Array<
+          [number, string, number, number]
+        >
+      ).map((r): FlagGroup => ({ mask: r[0], keywords: r[1], refused: r[2] !== 0, count: r[3] }));
+      const plan = planFlagChange(groups, mode, change);
+      const gone =
+        plan.total === uids.length ? [] : absentUids(uids, (this.#qr(`SELECT uid FROM entries WHERE ${where}`).all(...args) as Array<[number]>).map((r) => r[0]));
       // RFC 7162 §3.1.3: entries changed after UNCHANGEDSINCE are refused (MODIFIED).
-      modified = (this.#qr(`SELECT uid FROM entries WHERE ${where} AND modseq > ? ORDER BY uid`).all(...args, unchangedSince) as Array<[number]>).map(
-        (r) => asUid(r[0]),
-      );
-      guard = ' AND modseq <= ?';
-      guardArgs.push(unchangedSince);
-    }
-    // Counter deltas of the rows about to change, before they do.
-    const d = this.#q(
-      `SELECT count(*) AS n, coalesce(sum(((${next} & ${FLAG_SEEN}) = 0) - ((flags & ${FLAG_SEEN}) = 0)), 0) AS unseen,
-              coalesce(sum(((${next} & ${FLAG_DELETED}) != 0) - ((flags & ${FLAG_DELETED}) != 0)), 0) AS deleted
-         FROM entries WHERE ${where} AND ${next} != flags${guard}`,
-    ).get(add, remove, add, remove, ...args, add, remove, ...guardArgs) as { n: number; unseen: number; deleted: number };
-    // RFC 7162 §3.1.3: entries whose flags do not change keep their modseq.
-    const priorModSeq = asModSeq(mailbox.highest_modseq);
-    if (d.n === 0) return { updated: [], modified, priorModSeq };
-    const modseq = this.#nextModseq(mailbox.account_id);
-    const rows = this.#qr(`UPDATE entries SET flags = ${next}, modseq = ? WHERE ${where} AND ${next} != flags${guard} RETURNING uid, flags, keywords`).all(
-      add,
-      remove,
-      modseq,
-      ...args,
-      add,
-      remove,
-      ...guardArgs,
-    ) as Array<[number, number, string]>;
-    rows.sort((a, b) => a[0] - b[0]);
-    this.#bumpMailbox(mailbox.id, { messages: 0, unseen: d.unseen, deleted: d.deleted, size: 0 }, modseq, null);
-    ctx.events.push({
-      accountId: asAccountId(mailbox.account_id),
-      mailboxId: asMailboxId(mailbox.id),
-      modseq: asModSeq(modseq),
-      kind: 'flags',
+      const modified =
+        plan.refused === 0 ? [] : (this.#qr(`SELECT uid FROM entries WHERE ${where} AND modseq > ? ORDER BY uid`).all(...args, since) as Array<[number]>).map((r) => asUid(r[0]));
+      if (plan.transitions.length === 0) return { updated: [], modified, priorModSeq, gone };
+      // One new modseq for the whole STORE (RFC 7162 §3.1: a different one per command).
+      const modseq = this.#nextModseq(mailbox.account_id);
+      const m = asModSeq(modseq);
+      const guard = plan.refused === 0 ? '' : ' AND modseq <= ?';
+      const guardArgs = plan.refused === 0 ? [] : [since];
+      let updated: FlagUpdate[];
+      if (change.keywords.length === 0 && mode !== 'set') {
+        // System flags only (STORE 1:* +FLAGS (\Seen)): one UPDATE as bit operations, over the
+        // rows whose bits change.
+        const add = mode === 'add' ? change.mask : 0;
+        const remove = mode === 'remove' ? change.mask : 0;
+        const next = '((flags | ?) & ~?)';
+        const rows = this.#qr(`UPDATE entries SET flags = ${next}, modseq = ? WHERE ${where} AND ${next} != flags${guard} RETURNING uid, flags, keywords`).all(
+          add,
+          remove,
+          modseq,
+          ...args,
+          add,
+          remove,
+          ...guardArgs,
+        ) as Array<[number, number, string]>;
+        rows.sort((a, b) => a[0] - b[0]);
+        const list = sharedFlagLists();
+        updated = rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: list(r[1], r[2]) }));
+      } else if (plan.transitions.length <= MAX_FLAG_TRANSITIONS) {
+        // Keywords or a replacement: one UPDATE per flag state that changes (a few), each
+        // giving its rows one shared flag list.
+        updated = [];
+        const upd = this.#qr(`UPDATE entries SET flags = ?, keywords = ?, modseq = ? WHERE ${where} AND flags = ? AND keywords = ?${guard} RETURNING uid`);
+        for (const t of plan.transitions) {
+          const list = flagList(t.to.mask, t.to.keywords);
+          for (const [uid] of upd.all(t.to.mask, t.to.keywords, modseq, ...args, t.from.mask, t.from.keywords, ...guardArgs) as Array<[number]>) {
+            updated.push({ uid: asUid(uid), modseq: m, flags: list });
+          }
+        }
+        updated.sort((a, b) => a.uid - b.uid);
+      } else {
+        // Many distinct states (keywords on every message): row by row.
+        updated = [];
+        const to = new Map(plan.transitions.map((t) => [`${t.from.mask} ${t.from.keywords}`, t.to]));
+        const list = sharedFlagLists();
+        const upd = this.#q('UPDATE entries SET flags = ?, keywords = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?');
+        for (const r of this.#qr(`SELECT uid, flags, keywords FROM entries WHERE ${where}${guard} ORDER BY uid`).all(...args, ...guardArgs) as Array<[number, number, string]>) {
+          const next = to.get(`${r[1]} ${r[2]}`);
+          if (next === undefined) continue;
+          upd.run(next.mask, next.keywords, modseq, mailboxId, r[0]);
+          updated.push({ uid: asUid(r[0]), modseq: m, flags: list(next.mask, next.keywords) });
+        }
+      }
+      this.#bumpMailbox(mailboxId, { messages: 0, unseen: plan.unseen, deleted: plan.deleted, size: 0 }, modseq, null);
+      ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailboxId), modseq: m, kind: 'flags' });
+      return { updated, modified, priorModSeq, gone };
     });
-    const list = sharedFlagLists();
-    const m = asModSeq(modseq);
-    return { updated: rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: list(r[1], r[2]) })), modified, priorModSeq };
   }
 
-  async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult> {
+  async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId, options: CopyOptions = {}): Promise<CopyResult> {
     return this.#write((ctx) => {
-      const r = this.#transfer(ctx, from, uids, to, false);
-      return { uidValidity: r.uidValidity, pairs: r.pairs };
+      const r = this.#transfer(ctx, from, uids, to, false, options.whole === true);
+      return { uidValidity: r.uidValidity, pairs: r.pairs, gone: r.gone };
     });
   }
 
-  async move(from: MailboxId, uids: readonly Uid[], to: MailboxId): Promise<CopyResult & { expunged: Uid[] }> {
-    return this.#write((ctx) => this.#transfer(ctx, from, uids, to, true));
+  async move(from: MailboxId, uids: readonly Uid[], to: MailboxId, options: CopyOptions = {}): Promise<CopyResult & { expunged: Uid[] }> {
+    return this.#write((ctx) => this.#transfer(ctx, from, uids, to, true, options.whole === true));
   }
 
   async expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted = false): Promise<Uid[]> {
