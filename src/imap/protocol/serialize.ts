@@ -139,6 +139,12 @@ function buildValues(values: readonly ImapValue[], opts: SerializeOptions, b: Bu
   }
 }
 
+/** A parenthesised list of atoms as response text, `(\\Seen $Work)`: for responses written as
+ * text in bulk (STORE 1:* on a large mailbox), the same bytes `untagged` writes for it. */
+export function atomListText(atoms: readonly string[]): string {
+  return `(${atoms.map(checkAtom).join(' ')})`;
+}
+
 /** `* value value ...` CRLF. */
 export function untagged(values: readonly ImapValue[], opts: SerializeOptions): Output {
   const out: Output = [];

@@ -14,7 +14,7 @@
  */
 import type { MailboxId, Uid } from '../../lib/brand.js';
 import type { ParsedMessage } from '../../mail/types.js';
-import type { MailStore, MessageEntry, TextQuery } from '../../store/types.js';
+import { StoreError, type MailStore, type MessageEntry, type TextQuery } from '../../store/types.js';
 import type { SearchKey, SequenceSet } from '../protocol/ast.js';
 
 /** The charsets SEARCH CHARSET accepts (RFC 9051 §6.4.4: US-ASCII and UTF-8 MUST be). The parser
@@ -82,6 +82,10 @@ export interface SearchView {
    * INTERNALDATE or SAVEDATE falls on a calendar day (RFC 9051 §6.4.4 BEFORE/ON/SINCE). */
   timezoneOffset?: (epochMs: number) => number;
   sentDays?: SentDayCache;
+  /** Called when a message of the view turned out to be gone from the store (expunged by
+   * another session, not yet announced to this one): it is left out of the result, and the
+   * command may say so (RFC 5530 EXPUNGEISSUED). */
+  onGone?: () => void;
 }
 
 /** A SearchView over entries held in memory. */
@@ -239,7 +243,11 @@ export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<
     const entries = await details();
     return filter(cand, (i) => {
       const e = entries[i];
-      return e !== null && e !== undefined && pred(e);
+      if (e === null || e === undefined) {
+        view.onGone?.();
+        return false;
+      }
+      return pred(e);
     });
   };
   const tzOffset = view.timezoneOffset ?? ((t: number) => -new Date(t).getTimezoneOffset());
@@ -278,10 +286,20 @@ export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<
 
   /** Day of the Date: header as written; without a usable one, the INTERNALDATE's day (as
    * Dovecot and Cyrus do), so that such a message still sorts into some day. */
-  const sentDay = async (e: MessageEntry): Promise<number> => {
+  const sentDay = async (e: MessageEntry): Promise<number | null> => {
     const cached = sentDays.get(e.blobHash);
     if (cached !== undefined) return cached;
-    const parsed: ParsedMessage = await view.store.getParsed(e.blobHash);
+    let parsed: ParsedMessage;
+    try {
+      parsed = await view.store.getParsed(e.blobHash);
+    } catch (err) {
+      // Expunged by another session since its entry was read (its blob went with it): RFC 3501
+      // §7.4.1 and RFC 2180 §4.1 let the search answer from what is known; no day is known, so
+      // it matches no date key. Never a NO for the whole SEARCH.
+      if (!(err instanceof StoreError && err.code === 'not-found')) throw err;
+      view.onGone?.();
+      return null;
+    }
     let day = parsed.envelope.date !== null ? writtenDay(parsed.envelope.date) : null;
     if (day === null && parsed.date !== null) day = localDay(parsed.date);
     if (day === null) day = localDay(e.internalDate);
@@ -367,10 +385,15 @@ export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<
         let o = 0;
         // Parse records in batches: a bounded number of store reads in flight.
         for (let s = 0; s < cand.length; s += 64) {
-          const batch = Array.from(cand.subarray(s, s + 64)).filter((i) => entries[i] !== null);
+          const batch = Array.from(cand.subarray(s, s + 64)).filter((i) => {
+            if (entries[i] !== null) return true;
+            view.onGone?.();
+            return false;
+          });
           const days = await Promise.all(batch.map((i) => sentDay(entries[i]!)));
           batch.forEach((i, j) => {
-            if (compareDay(k.op, days[j]!, target)) out[o++] = i;
+            const day = days[j];
+            if (day !== null && day !== undefined && compareDay(k.op, day, target)) out[o++] = i;
           });
         }
         return out.subarray(0, o);

@@ -14,7 +14,7 @@ import type { ModSeq, Uid } from '../../lib/brand.js';
 import { asModSeq, asUid } from '../../lib/brand.js';
 import type { Mailbox, MailStore, MessageEntry, SetFlagsResult, ViewEntries } from '../../store/types.js';
 import type { ImapValue, SequenceSet } from '../protocol/ast.js';
-import { formatSet } from '../protocol/serialize.js';
+import { atomListText, formatSet } from '../protocol/serialize.js';
 import { BadError } from './errors.js';
 import type { RecentTracker } from './session.js';
 
@@ -34,6 +34,8 @@ export class MailboxView {
   /** Distinct flag lists, each once; flagIndex finds one by its space-joined form. */
   private readonly flagTable: string[][] = [];
   private readonly flagIndex = new Map<string, number>();
+  /** flagTable's lists serialised (flagsTextAt), filled as needed. */
+  private readonly flagTexts: Array<string | undefined> = [];
   /** Expunged in the store, not yet announced: still in uids. */
   readonly held = new Set<Uid>();
   private lastModSeq: ModSeq;
@@ -136,6 +138,19 @@ export class MailboxView {
     return i < 0 ? [] : this.flagTable[this.flagIds[i]!]!;
   }
 
+  /** The FLAGS list of the message at 0-based index i as response text (flagsOf, serialised),
+   * each distinct list serialised once: STORE 1:* writes 100,000 of them. */
+  flagsTextAt(i: number): string {
+    const id = this.flagIds[i]!;
+    if (this.showRecent && this.recent.has(this.uids[i]!)) return atomListText([...this.flagTable[id]!, '\\Recent']);
+    let text = this.flagTexts[id];
+    if (text === undefined) {
+      text = atomListText(this.flagTable[id]!);
+      this.flagTexts[id] = text;
+    }
+    return text;
+  }
+
   /** Flags of the message at 0-based index i (sequence number i + 1), as knownFlags. */
   flagsAt(i: number): readonly string[] {
     return this.flagTable[this.flagIds[i]!]!;
@@ -165,16 +180,20 @@ export class MailboxView {
   /**
    * The stored entries of these UIDs (in the view, in the order given), with the flags and modseq
    * the client was last told, read from the store a chunk at a time. A message expunged in the
-   * store meanwhile is left out (RFC 9051 §7.5.1 lets FETCH omit it).
+   * store meanwhile is left out (RFC 9051 §7.5.1 lets FETCH omit it) and handed to onGone.
    */
-  async *entriesOf(store: MailStore, uids: readonly Uid[], chunk = 500): AsyncIterable<MessageEntry> {
+  async *entriesOf(store: MailStore, uids: readonly Uid[], onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<MessageEntry> {
     for (let s = 0; s < uids.length; s += chunk) {
       const part = uids.slice(s, s + chunk);
       const byUid = new Map((await store.getEntries(this.mailbox.id, part)).map((e) => [e.uid, e]));
       for (const uid of part) {
         const i = this.seqOf(uid) - 1;
         const e = byUid.get(uid);
-        if (e === undefined || i < 0) continue;
+        if (i < 0) continue;
+        if (e === undefined) {
+          onGone?.(uid);
+          continue;
+        }
         yield { ...e, flags: this.flagTable[this.flagIds[i]!]!, modseq: asModSeq(this.modseqs[i]!) };
       }
     }
@@ -184,7 +203,7 @@ export class MailboxView {
    * index of a message no longer in the store. */
   async allEntries(store: MailStore): Promise<Array<MessageEntry | null>> {
     const out: Array<MessageEntry | null> = new Array<MessageEntry | null>(this.uids.length).fill(null);
-    for await (const e of this.entriesOf(store, this.uids, 2000)) out[this.seqOf(e.uid) - 1] = e;
+    for await (const e of this.entriesOf(store, this.uids, undefined, 2000)) out[this.seqOf(e.uid) - 1] = e;
     return out;
   }
 

@@ -12,13 +12,14 @@ import { formatSet } from '../../protocol/serialize.js';
 import type { Done } from '../commands.js';
 import { BadError, NoError } from '../errors.js';
 import type { Session } from '../session.js';
+import type { SetFlagsResult } from '../../../store/types.js';
 import { flagAtoms, inUidSet, type MailboxView } from '../view.js';
 
 function targets(view: MailboxView, req: { uid: boolean; set: Parameters<MailboxView['resolveUids']>[0] }): Uid[] {
   return req.uid ? view.resolveUids(req.set) : view.resolveSeqs(req.set);
 }
 
-export async function fetch(s: Session, _tag: string, req: Request): Promise<void> {
+export async function fetch(s: Session, _tag: string, req: Request): Promise<Done | void> {
   if (req.name !== 'FETCH') throw new Error('unreachable');
   const view = s.view();
   const store = s.ctx.store;
@@ -58,26 +59,34 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
   }
   const hasFlags = atts.some((a) => a.kind === 'FLAGS');
   const opts = { rev2: s.rev2, utf8Accept: s.utf8 || s.rev2 };
-  await s.batched(async () => {
-    if (atts.every((a) => a.kind === 'UID' || a.kind === 'FLAGS' || a.kind === 'MODSEQ')) {
-      // What the view holds answers these: no store read (FETCH 1:* (UID FLAGS) on a large
-      // mailbox is a resynchronising client's first command).
-      for (const uid of uids) {
-        const seq = view.seqOf(uid);
-        if (seq === 0) continue;
-        const values: ImapValue[] = [];
-        for (const a of atts) {
-          if (a.kind === 'UID') values.push({ atom: 'UID' }, uid);
-          else if (a.kind === 'FLAGS') values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
-          else values.push({ atom: 'MODSEQ' }, [view.modseqAt(seq - 1)]); // RFC 7162 §3.1.4.1
-        }
-        await s.untagged([seq, { atom: 'FETCH' }, values]);
+  if (atts.every((a) => a.kind === 'UID' || a.kind === 'FLAGS' || a.kind === 'MODSEQ')) {
+    // What the view holds answers these: no store read (FETCH 1:* (UID FLAGS) on a large
+    // mailbox is a resynchronising client's first command). RFC 2180 §4.1: a message another
+    // session expunged meanwhile is answered from what the view knows.
+    const lines = new TextLines(s);
+    for (const uid of uids) {
+      const seq = view.seqOf(uid);
+      if (seq === 0) continue;
+      let items = '';
+      for (const a of atts) {
+        if (items.length > 0) items += ' ';
+        if (a.kind === 'UID') items += `UID ${uid}`;
+        else if (a.kind === 'FLAGS') items += `FLAGS ${view.flagsTextAt(seq - 1)}`;
+        else items += `MODSEQ (${view.modseqAt(seq - 1)})`; // RFC 7162 §3.1.4.1
       }
-      return;
+      await lines.add(`* ${seq} FETCH (${items})\r\n`);
     }
+    await lines.flush();
+    return;
+  }
+  let gone = false;
+  await s.batched(async () => {
     // Entries are read a chunk at a time and each response written before the next: the reply
     // is streamed under the socket's backpressure, never held whole.
-    for await (const entry of view.entriesOf(store, uids)) {
+    const onGone = (): void => {
+      gone = true;
+    };
+    for await (const entry of view.entriesOf(store, uids, onGone)) {
       const uid = entry.uid;
       let values: ImapValue[];
       try {
@@ -85,7 +94,10 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
       } catch (err) {
         if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
         // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
-        if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) continue;
+        if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) {
+          gone = true;
+          continue;
+        }
         throw err;
       }
       // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
@@ -93,6 +105,31 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<voi
       await s.untagged([view.seqOf(uid), { atom: 'FETCH' }, values]);
     }
   });
+  // RFC 2180 §4.1, RFC 5530 §3: messages expunged by another session (not yet announced here)
+  // are left out and the OK says so, as Dovecot answers; the client may NOOP to learn of them.
+  if (gone) return { code: [{ atom: 'EXPUNGEISSUED' }] };
+}
+
+/**
+ * Untagged responses written as text in writes of about 64 KB, each under the socket's
+ * backpressure: STORE 1:* or FETCH 1:* (UID FLAGS) on 100,000 messages is a few dozen writes and
+ * no token list per message. Only for responses made of numbers and atoms.
+ */
+class TextLines {
+  private text = '';
+  constructor(private readonly s: Session) {}
+
+  async add(line: string): Promise<void> {
+    this.text += line;
+    if (this.text.length >= 65_536) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.text.length === 0) return;
+    const data = Buffer.from(this.text, 'latin1');
+    this.text = '';
+    await this.s.write([data]);
+  }
 }
 
 export async function store(s: Session, _tag: string, req: Request): Promise<Done | void> {
@@ -100,33 +137,51 @@ export async function store(s: Session, _tag: string, req: Request): Promise<Don
   const view = s.view();
   if (view.readOnly) throw new NoError('CANNOT', 'Mailbox is read-only');
   if (req.unchangedSince !== null) await s.enableCondstore(); // RFC 7162 §3.1: an enabling command.
-  const uids = view.live(targets(view, req));
-  if (uids.length === 0) return;
+  const all = targets(view, req);
+  const uids = view.live(all);
+  const expungeIssued: Done = { code: [{ atom: 'EXPUNGEISSUED' }] };
+  if (uids.length === 0) return all.length > 0 ? expungeIssued : undefined;
   const res = await s.ctx.store.setFlags(view.mailbox.id, uids, req.mode, req.flags, req.unchangedSince === null ? undefined : asModSeq(req.unchangedSince));
   view.stored(res);
   const flagsUpdate = view.keywordUpdate(res.updated);
   if (flagsUpdate !== null) await s.untagged(flagsUpdate);
-  const refused = new Set<Uid>(res.modified);
-  const changed = new Set<Uid>(res.updated.map((e) => e.uid));
-  // RFC 9051 §6.4.6: an untagged FETCH with the new flags of each message (UID too for UID STORE).
-  // RFC 7162 §3.1.3: none for a message that failed UNCHANGEDSINCE; with CONDSTORE each carries
-  // MODSEQ, and .SILENT still reports the new MODSEQ of the messages it changed.
-  await s.batched(async () => {
-    for (const uid of uids) {
-      if (refused.has(uid)) continue;
-      if (req.silent && !(s.condstore && changed.has(uid))) continue;
-      const seq = view.seqOf(uid);
-      if (seq === 0) continue;
-      const items: ImapValue[] = req.uid || s.condstore ? [{ atom: 'UID' }, uid] : [];
-      if (!req.silent) items.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
-      if (s.condstore) items.push({ atom: 'MODSEQ' }, [view.modseqAt(seq - 1)]);
-      await s.untagged([seq, { atom: 'FETCH' }, items]);
-    }
-  });
-  if (refused.size === 0) return;
-  // RFC 7162 §3.1.3: MODIFIED lists the messages not stored, by UID for UID STORE.
-  const numbers = [...refused].map((u) => (req.uid ? u : view.seqOf(u))).sort((a, b) => a - b);
-  return { code: [{ atom: 'MODIFIED' }, { atom: formatSet(numbers) }], text: 'Conditional STORE failed' };
+  await storeResponses(s, view, uids, res, req.silent, req.uid);
+  if (res.modified.length > 0) {
+    // RFC 7162 §3.1.3: MODIFIED lists the messages not stored, by UID for UID STORE.
+    const numbers = res.modified.map((u) => (req.uid ? u : view.seqOf(u))).sort((a, b) => a - b);
+    return { code: [{ atom: 'MODIFIED' }, { atom: formatSet(numbers) }], text: 'Conditional STORE failed' };
+  }
+  // RFC 2180 §4.1, RFC 5530 §3: messages expunged by another session were not stored (and
+  // get no FETCH); the OK says so, as FETCH's does.
+  if (res.gone.length > 0 || uids.length !== all.length) return expungeIssued;
+}
+
+/**
+ * RFC 9051 §6.4.6: an untagged FETCH with the new flags of each message of the set (UID too for
+ * UID STORE). RFC 7162 §3.1.3: none for a message that failed UNCHANGEDSINCE; with CONDSTORE each
+ * carries MODSEQ, and .SILENT still reports the new MODSEQ of the messages it changed. None for a
+ * message expunged meanwhile. `uids` and the result's lists are ascending: one merge pass.
+ */
+async function storeResponses(s: Session, view: MailboxView, uids: readonly Uid[], res: SetFlagsResult, silent: boolean, byUid: boolean): Promise<void> {
+  const condstore = s.condstore;
+  if (silent && !condstore) return;
+  const skip = res.modified.length + res.gone.length === 0 ? null : new Set<Uid>([...res.modified, ...res.gone]);
+  const updated = res.updated;
+  const withUid = byUid || condstore;
+  const lines = new TextLines(s);
+  let j = 0;
+  for (const uid of uids) {
+    while (j < updated.length && updated[j]!.uid < uid) j++;
+    const changed = j < updated.length && updated[j]!.uid === uid;
+    if (skip?.has(uid) === true || (silent && !changed)) continue;
+    const seq = view.seqOf(uid);
+    if (seq === 0) continue;
+    let items = withUid ? `UID ${uid}` : '';
+    if (!silent) items += `${items.length > 0 ? ' ' : ''}FLAGS ${view.flagsTextAt(seq - 1)}`;
+    if (condstore) items += ` MODSEQ (${view.modseqAt(seq - 1)})`;
+    await lines.add(`* ${seq} FETCH (${items})\r\n`);
+  }
+  await lines.flush();
 }
 
 export async function copyOrMove(s: Session, _tag: string, req: Request): Promise<Done | void> {
@@ -137,9 +192,17 @@ export async function copyOrMove(s: Session, _tag: string, req: Request): Promis
   const dest = await s.ctx.store.getMailbox(s.account().id, req.mailbox);
   // RFC 9051 §6.4.7: TRYCREATE when the destination does not exist.
   if (dest === null) throw new NoError('TRYCREATE', 'No such mailbox');
-  const uids = view.live(targets(view, req));
+  const all = targets(view, req);
+  const uids = view.live(all);
+  const refusal = new NoError('EXPUNGEISSUED', 'Some of the messages were expunged; nothing was copied');
+  if (uids.length !== all.length) throw refusal;
   if (uids.length === 0) return;
-  const res = move ? await s.ctx.store.move(view.mailbox.id, uids, dest.id) : await s.ctx.store.copy(view.mailbox.id, uids, dest.id);
+  // All or nothing: when another session expunged one of the messages meanwhile, nothing is
+  // copied or moved and the client is told so (RFC 2180 §4.1 lets the server refuse; RFC 5530
+  // §3 EXPUNGEISSUED), as Dovecot answers; after a NOOP it knows what is left.
+  const whole = { whole: true };
+  const res = move ? await s.ctx.store.move(view.mailbox.id, uids, dest.id, whole) : await s.ctx.store.copy(view.mailbox.id, uids, dest.id, whole);
+  if (res.gone.length > 0) throw refusal;
   if (res.pairs.length === 0) return;
   if (dest.id === view.mailbox.id) s.markOwnNew(res.pairs.map((p) => p[1]));
   // RFC 4315 §3 COPYUID: source and destination UIDs in corresponding order.

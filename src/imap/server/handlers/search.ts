@@ -10,6 +10,7 @@ import { threadMessages, threadValue } from '../../search/thread.js';
 import type { ImapValue, SearchKey } from '../../protocol/ast.js';
 import type { Request, SearchReturn } from '../../protocol/parser.js';
 import { formatSet } from '../../protocol/serialize.js';
+import type { Done } from '../commands.js';
 import { NoError } from '../errors.js';
 import type { Session } from '../session.js';
 import type { MailboxView } from '../view.js';
@@ -24,9 +25,23 @@ function checkCharset(charset: string | null): void {
   }
 }
 
-/** 0-based indexes (sequence order) of the messages the key matches. */
-async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<number[]> {
-  return evaluateSearch(key, {
+/** What a search found: the 0-based indexes (sequence order) of the messages the key matches,
+ * and whether some message of the view was found expunged by another session meanwhile. */
+interface Matches {
+  indexes: number[];
+  gone: boolean;
+}
+
+/** RFC 3501 §7.4.1, RFC 2180 §4.1: a search answers from this session's view, a message
+ * expunged by another session (not yet announced here) left out rather than a NO; the tagged OK
+ * then carries EXPUNGEISSUED (RFC 5530 §3), as Dovecot does, so the client may NOOP. */
+function completed(m: Matches): Done | void {
+  if (m.gone) return { code: [{ atom: 'EXPUNGEISSUED' }] };
+}
+
+async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<Matches> {
+  let gone = false;
+  const indexes = await evaluateSearch(key, {
     count: view.uids.length,
     uidAt: (i) => view.uids[i]!,
     flagsAt: (i) => view.flagsAt(i),
@@ -36,20 +51,25 @@ async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<
     mailboxId: view.mailbox.id,
     saved: new Set(view.saved),
     recent: view.recent,
+    onGone: () => {
+      gone = true;
+    },
   });
+  return { indexes, gone };
 }
 
 /** SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO). */
-export async function sort(s: Session, tag: string, req: Request): Promise<void> {
+export async function sort(s: Session, tag: string, req: Request): Promise<Done | void> {
   if (req.name !== 'SORT') throw new Error('unreachable');
   const view = s.view();
   checkCharset(req.charset);
-  const indexes = await matching(s, view, req.key);
+  const found = await matching(s, view, req.key);
+  const indexes = found.indexes;
   const sorted = await sortMessages(indexes, req.criteria, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
   const numbers = sorted.map((i) => (req.uid ? view.uids[i]! : i + 1));
   if (req.returns === null) {
     await s.untagged([{ atom: 'SORT' }, ...numbers]);
-    return;
+    return completed(found);
   }
   // RFC 5267 §3.2 ESORT: MIN and MAX are the first and last in sort order; ALL keeps that order.
   const returns = req.returns.length === 0 ? ['ALL'] : req.returns;
@@ -60,23 +80,26 @@ export async function sort(s: Session, tag: string, req: Request): Promise<void>
   if (returns.includes('ALL') && numbers.length > 0) out.push({ atom: 'ALL' }, { atom: formatSet(numbers) });
   if (returns.includes('COUNT')) out.push({ atom: 'COUNT' }, numbers.length);
   await s.untagged(out);
+  return completed(found);
 }
 
 /** THREAD and UID THREAD (RFC 5256 §4). */
-export async function thread(s: Session, _tag: string, req: Request): Promise<void> {
+export async function thread(s: Session, _tag: string, req: Request): Promise<Done | void> {
   if (req.name !== 'THREAD') throw new Error('unreachable');
   const view = s.view();
   checkCharset(req.charset);
-  const indexes = await matching(s, view, req.key);
-  const threads = await threadMessages(indexes, req.algorithm, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
+  const found = await matching(s, view, req.key);
+  const threads = await threadMessages(found.indexes, req.algorithm, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
   await s.untagged([{ atom: 'THREAD' }, ...threadValue(threads, (i) => (req.uid ? view.uids[i]! : i + 1))]);
+  return completed(found);
 }
 
-export async function search(s: Session, tag: string, req: Request): Promise<void> {
+export async function search(s: Session, tag: string, req: Request): Promise<Done | void> {
   if (req.name !== 'SEARCH') throw new Error('unreachable');
   const view = s.view();
   checkCharset(req.charset);
-  const indexes = await matching(s, view, req.key);
+  const found = await matching(s, view, req.key);
+  const indexes = found.indexes;
   const uids: Uid[] = indexes.map((i) => view.uids[i]!);
   const numbers: number[] = req.uid ? uids : indexes.map((i) => i + 1);
   // RFC 7162 §3.1.5: SEARCH MODSEQ is a CONDSTORE enabling command, and its results end with the
@@ -91,7 +114,7 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
     const out: ImapValue[] = [{ atom: 'SEARCH' }, ...numbers];
     if (withModseq && numbers.length > 0) out.push([{ atom: 'MODSEQ' }, highest]);
     await s.untagged(out);
-    return;
+    return completed(found);
   }
   // RFC 4731 §3.1: RETURN () means ALL; so does a plain SEARCH under IMAP4rev2.
   if (returns === null || returns.length === 0) returns = ['ALL'];
@@ -107,7 +130,7 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
       view.saved = uids;
     }
     // RFC 5182 §2.1: SAVE alone returns no ESEARCH response.
-    if (returns.length === 1) return;
+    if (returns.length === 1) return completed(found);
   }
   const out: ImapValue[] = [{ atom: 'ESEARCH' }, [{ atom: 'TAG' }, tag]];
   if (req.uid) out.push({ atom: 'UID' });
@@ -129,6 +152,7 @@ export async function search(s: Session, tag: string, req: Request): Promise<voi
     out.push({ atom: 'MODSEQ' }, reported);
   }
   await s.untagged(out);
+  return completed(found);
 }
 
 function usesModseq(key: SearchKey): boolean {
