@@ -526,6 +526,60 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.equal(mb?.highestModSeq, cond.updated[0]?.modseq);
       }));
 
+    test('setFlags over mixed flag states writes only the changed ones, one modseq, counters exact; reports UIDs not there', () =>
+      withStore(async ({ store, inbox }) => {
+        // 40 messages in 20 distinct states (keyword kN on pairs, \Seen on every third).
+        const batch = Array.from({ length: 40 }, (_, i) =>
+          testMessage({ subject: `s${i}` }, { flags: [`k${i >> 1}`, ...(i % 3 === 0 ? ['\\Seen'] : [])] }),
+        );
+        await store.appendMany(inbox.id, batch);
+        const all = uids(...Array.from({ length: 40 }, (_, i) => i + 1));
+        const before = await store.listEntries(inbox.id);
+        // System flag over many states (bit operations): only the unseen ones change.
+        const seen = await store.setFlags(inbox.id, [...all, asUid(77)], 'add', ['\\Seen']);
+        const unseenBefore = before.filter((e) => !e.flags.includes('\\Seen')).map((e) => e.uid);
+        assert.deepEqual(seen.updated.map((e) => e.uid), unseenBefore);
+        assert.equal(new Set(seen.updated.map((e) => e.modseq)).size, 1, 'one modseq for the whole STORE');
+        assert.deepEqual(seen.gone, uids(77));
+        assert.equal((await store.mailboxCounts(inbox.id)).unseen, 0);
+        // A keyword over more than 16 states: row by row, same outcome.
+        const kw = await store.setFlags(inbox.id, all, 'add', ['Big']);
+        assert.equal(kw.updated.length, 40);
+        assert.deepEqual(kw.gone, []);
+        const now = await store.listEntries(inbox.id);
+        assert.ok(now.every((e) => e.flags.includes('Big') && e.flags.includes(`k${(e.uid - 1) >> 1}`) && e.modseq === kw.updated[0]!.modseq));
+        // Replacement on a few states, with UNCHANGEDSINCE refusing those changed after it.
+        await store.setFlags(inbox.id, uids(1, 2), 'add', ['\\Flagged']);
+        const cut = kw.updated[0]!.modseq;
+        const set = await store.setFlags(inbox.id, uids(1, 2, 3, 4), 'set', ['\\Deleted', 'X'], cut);
+        assert.deepEqual(set.modified, uids(1, 2));
+        assert.deepEqual(set.updated.map((e) => [e.uid, e.flags]), [
+          [3, ['\\Deleted', 'X']],
+          [4, ['\\Deleted', 'X']],
+        ]);
+        assert.equal((await store.mailboxCounts(inbox.id)).deleted, 2);
+        // Nothing there at all: nothing written, every UID reported.
+        const none = await store.setFlags(inbox.id, uids(90, 91), 'add', ['\\Seen']);
+        assert.deepEqual([none.updated, none.gone], [[], uids(90, 91)]);
+        assert.deepEqual(await store.checkConsistency(), []);
+      }));
+
+    test('copy and move with { whole } copy nothing when a UID of the set is not in the source', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        const dst = await mailbox(store, bob.id, 'Archive');
+        await store.append(inbox.id, testMessage({ subject: 'a' }));
+        await store.append(inbox.id, testMessage({ subject: 'b' }));
+        const c = await store.copy(inbox.id, uids(1, 2, 5), dst.id, { whole: true });
+        assert.deepEqual([c.pairs, c.gone], [[], uids(5)]);
+        const m = await store.move(inbox.id, uids(2, 6), dst.id, { whole: true });
+        assert.deepEqual([m.pairs, m.expunged, m.gone], [[], [], uids(6)]);
+        assert.equal((await store.listEntries(dst.id)).length, 0);
+        assert.equal((await store.listEntries(inbox.id)).length, 2);
+        // Without it, what is there is copied and the rest reported.
+        const part = await store.copy(inbox.id, uids(1, 5), dst.id);
+        assert.deepEqual([part.pairs, part.gone], [[[1, 1]], uids(5)]);
+      }));
+
     test('copy gives new UIDs and pids, keeps emailId; move keeps pid and expunges the source', () =>
       withStore(async ({ store, bob, inbox }) => {
         const dst = await mailbox(store, bob.id, 'Archive');

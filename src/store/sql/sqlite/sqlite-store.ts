@@ -1884,39 +1884,38 @@ class SqliteStore implements MailStore {
       const m = asModSeq(modseq);
       const guard = plan.refused === 0 ? '' : ' AND modseq <= ?';
       const guardArgs = plan.refused === 0 ? [] : [since];
+      // The rows written are read back by their new modseq (a fresh one, so exactly them) through
+      // entries_modseq, in UID order: half the cost of UPDATE ... RETURNING, which SQLite
+      // buffers row by row.
+      const changedRows = (): Array<[number, number, string]> =>
+        this.#qr('SELECT uid, flags, keywords FROM entries WHERE mailbox_id = ? AND modseq = ? ORDER BY uid').all(mailboxId, modseq) as Array<
+          [number, number, string]
+        >;
       let updated: FlagUpdate[];
-      if (change.keywords.length === 0 && mode !== 'set') {
-        // System flags only (STORE 1:* +FLAGS (\Seen)): one UPDATE as bit operations, over the
-        // rows whose bits change.
+      if (plan.transitions.length <= MAX_FLAG_TRANSITIONS) {
+        // One UPDATE per flag state that changes (STORE 1:* +FLAGS (\Seen) has one or two).
+        const upd = this.#q(`UPDATE entries SET flags = ?, keywords = ?, modseq = ? WHERE ${where} AND flags = ? AND keywords = ?${guard}`);
+        for (const t of plan.transitions) upd.run(t.to.mask, t.to.keywords, modseq, ...args, t.from.mask, t.from.keywords, ...guardArgs);
+        const only = plan.transitions.length === 1 ? plan.transitions[0]!.to : null;
+        if (only !== null) {
+          // One new state: the UIDs alone (the index covers them), one shared flag list.
+          const list = flagList(only.mask, only.keywords);
+          const rows = this.#qr('SELECT uid FROM entries WHERE mailbox_id = ? AND modseq = ? ORDER BY uid').all(mailboxId, modseq) as Array<[number]>;
+          updated = rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: list }));
+        } else {
+          const list = sharedFlagLists();
+          updated = changedRows().map((r) => ({ uid: asUid(r[0]), modseq: m, flags: list(r[1], r[2]) }));
+        }
+      } else if (change.keywords.length === 0 && mode !== 'set') {
+        // Many states, system flags only: one UPDATE as bit operations.
         const add = mode === 'add' ? change.mask : 0;
         const remove = mode === 'remove' ? change.mask : 0;
         const next = '((flags | ?) & ~?)';
-        const rows = this.#qr(`UPDATE entries SET flags = ${next}, modseq = ? WHERE ${where} AND ${next} != flags${guard} RETURNING uid, flags, keywords`).all(
-          add,
-          remove,
-          modseq,
-          ...args,
-          add,
-          remove,
-          ...guardArgs,
-        ) as Array<[number, number, string]>;
-        rows.sort((a, b) => a[0] - b[0]);
+        this.#q(`UPDATE entries SET flags = ${next}, modseq = ? WHERE ${where} AND ${next} != flags${guard}`).run(add, remove, modseq, ...args, add, remove, ...guardArgs);
         const list = sharedFlagLists();
-        updated = rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: list(r[1], r[2]) }));
-      } else if (plan.transitions.length <= MAX_FLAG_TRANSITIONS) {
-        // Keywords or a replacement: one UPDATE per flag state that changes (a few), each
-        // giving its rows one shared flag list.
-        updated = [];
-        const upd = this.#qr(`UPDATE entries SET flags = ?, keywords = ?, modseq = ? WHERE ${where} AND flags = ? AND keywords = ?${guard} RETURNING uid`);
-        for (const t of plan.transitions) {
-          const list = flagList(t.to.mask, t.to.keywords);
-          for (const [uid] of upd.all(t.to.mask, t.to.keywords, modseq, ...args, t.from.mask, t.from.keywords, ...guardArgs) as Array<[number]>) {
-            updated.push({ uid: asUid(uid), modseq: m, flags: list });
-          }
-        }
-        updated.sort((a, b) => a.uid - b.uid);
+        updated = changedRows().map((r) => ({ uid: asUid(r[0]), modseq: m, flags: list(r[1], r[2]) }));
       } else {
-        // Many distinct states (keywords on every message): row by row.
+        // Many distinct states and keywords (a keyword set on every message): row by row.
         updated = [];
         const to = new Map(plan.transitions.map((t) => [`${t.from.mask} ${t.from.keywords}`, t.to]));
         const list = sharedFlagLists();
