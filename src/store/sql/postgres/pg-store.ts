@@ -1793,7 +1793,9 @@ class PgStore implements MailStore {
       // One new modseq for the whole STORE (RFC 7162 §3.1: a different one per command).
       const modseq = await this.#nextModseq(c, mailbox.account_id);
       const m = asModSeq(modseq);
-      const guard = plan.refused === 0 ? '' : ` AND modseq <= ${Number(since)}`;
+      // RFC 7162 §3.1.3: the refused rows stay as they are; `at` is the parameter's number.
+      const guard = (at: number): string => (plan.refused === 0 ? '' : ` AND modseq <= $${at}`);
+      const guardArgs = plan.refused === 0 ? [] : [since];
       let updated: FlagUpdate[];
       if (change.keywords.length === 0 && mode !== 'set') {
         // System flags only (STORE 1:* +FLAGS (\Seen)): one UPDATE as bit operations, over the
@@ -1801,8 +1803,8 @@ class PgStore implements MailStore {
         const next = '((flags | $3::int4) & ~$4::int4)';
         const rows = await this.#arrays<[number, number, string]>(
           c,
-          `UPDATE entries SET flags = ${next}, modseq = $5 WHERE ${inSet} AND ${next} <> flags${guard} RETURNING uid, flags, keywords`,
-          [mailboxId, list, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, modseq],
+          `UPDATE entries SET flags = ${next}, modseq = $5 WHERE ${inSet} AND ${next} <> flags${guard(6)} RETURNING uid, flags, keywords`,
+          [mailboxId, list, mode === 'add' ? change.mask : 0, mode === 'remove' ? change.mask : 0, modseq, ...guardArgs],
         );
         rows.sort((a, b) => a[0] - b[0]);
         const flagsOf = sharedFlagLists();
@@ -1815,8 +1817,8 @@ class PgStore implements MailStore {
           const flagsOf = flagList(t.to.mask, t.to.keywords);
           const rows = await this.#arrays<[number]>(
             c,
-            `UPDATE entries SET flags = $3, keywords = $4, modseq = $5 WHERE ${inSet} AND flags = $6 AND keywords = $7${guard} RETURNING uid`,
-            [mailboxId, list, t.to.mask, t.to.keywords, modseq, t.from.mask, t.from.keywords],
+            `UPDATE entries SET flags = $3, keywords = $4, modseq = $5 WHERE ${inSet} AND flags = $6 AND keywords = $7${guard(8)} RETURNING uid`,
+            [mailboxId, list, t.to.mask, t.to.keywords, modseq, t.from.mask, t.from.keywords, ...guardArgs],
           );
           for (const [uid] of rows) updated.push({ uid: asUid(uid), modseq: m, flags: flagsOf });
         }
@@ -1825,7 +1827,7 @@ class PgStore implements MailStore {
         // Many distinct states (keywords on every message): the new state of each row, in one
         // UPDATE from arrays.
         const to = new Map(plan.transitions.map((t) => [`${t.from.mask} ${t.from.keywords}`, t.to]));
-        const rows = await this.#arrays<[number, number, string]>(c, `SELECT uid, flags, keywords FROM entries WHERE ${inSet}${guard} ORDER BY uid`, [mailboxId, list]);
+        const rows = await this.#arrays<[number, number, string]>(c, `SELECT uid, flags, keywords FROM entries WHERE ${inSet}${guard(3)} ORDER BY uid`, [mailboxId, list, ...guardArgs]);
         const changed: Array<[number, { mask: number; keywords: string }]> = [];
         for (const r of rows) {
           const next = to.get(`${r[1]} ${r[2]}`);
