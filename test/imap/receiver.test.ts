@@ -109,3 +109,29 @@ test('discardBuffered drops pipelined bytes (STARTTLS injection)', () => {
   r.discardBuffered();
   assert.equal(r.next(), null);
 });
+
+test('a received command holds memory of its own size, not a shared pool slab or the input chunk', () => {
+  // A command kept while it runs (IDLE waits for hours) must not keep larger buffers alive: one
+  // pooled 8 KiB slab or one growable input buffer per waiting connection adds up.
+  const events = run([Buffer.from('a1 IDLE'), Buffer.from('\r\nb2 SEARCH {3+}\r\n'), Buffer.from('abc\r\n')]);
+  const commands = events.flatMap((e) => (e.kind === 'command' ? [e.command] : []));
+  assert.equal(commands.length, 2);
+  for (const c of commands) {
+    for (const part of [...c.segments, ...c.literals.map((l) => l.data)]) {
+      // A segment before a literal is its line without the marker (`{3+}`).
+      if (part.length > 0) assert.ok(part.buffer.byteLength <= part.length + 16, `"${part.toString('latin1')}" is a view of ${part.buffer.byteLength} bytes`);
+    }
+  }
+});
+
+test('once every byte received is consumed, the receiver holds no input buffer', () => {
+  const r = new Receiver({ appendLimit: 1000 });
+  r.push(Buffer.from('a1 NO'));
+  r.push(Buffer.from('OP\r\na2 IDLE\r'));
+  assert.equal(r.next()?.kind, 'command');
+  assert.equal(r.buffered, 'a2 IDLE\r'.length);
+  r.push(Buffer.from('\n'));
+  assert.equal(r.next()?.kind, 'command');
+  assert.equal(r.buffered, 0);
+  assert.equal((r as unknown as { spare: Buffer | null }).spare, null);
+});

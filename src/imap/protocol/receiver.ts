@@ -101,7 +101,7 @@ export function isValidTag(tag: string): boolean {
 }
 
 export class Receiver {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
   /** The growable buffer `buf` may be a view of (see push), and how much of it is filled. */
   private spare: Buffer | null = null;
   private spareUsed = 0;
@@ -167,6 +167,21 @@ export class Receiver {
     this.buf = next.subarray(0, this.spareUsed);
   }
 
+  /**
+   * Drops the first n bytes. Once everything received is consumed, neither the last chunk nor the
+   * growable buffer is kept: a connection that waits (IDLE) then holds no input buffer at all.
+   */
+  private consumed(n: number): void {
+    if (n >= this.buf.length) {
+      this.buf = EMPTY;
+      this.spare = null;
+      this.spareUsed = 0;
+    } else {
+      this.buf = this.buf.subarray(n);
+    }
+    this.scanFrom = 0;
+  }
+
   /** Bytes received and not yet consumed (for the session's backpressure). */
   get buffered(): number {
     return this.buf.length;
@@ -190,16 +205,14 @@ export class Receiver {
   /** Hands over the bytes received and not yet consumed (COMPRESS: they must be inflated). */
   takeBuffered(): Buffer {
     const rest = this.buf;
-    this.buf = Buffer.alloc(0);
-    this.scanFrom = 0;
+    this.consumed(rest.length);
     return rest;
   }
 
   /** Drops every byte received so far: after STARTTLS nothing sent in clear may be read as a
    * command inside TLS (RFC 3501 §6.2.1, CVE-2011-0411). */
   discardBuffered(): void {
-    this.buf = Buffer.alloc(0);
-    this.scanFrom = 0;
+    this.consumed(this.buf.length);
   }
 
   /** The next event, or null when more input is needed. */
@@ -218,9 +231,8 @@ export class Receiver {
       }
       if (lf > MAX_LINE_BYTES) return this.fatal('BAD', null, 'Line too long');
       const end = lf > 0 && this.buf[lf - 1] === 0x0d ? lf - 1 : lf;
-      const line = Buffer.from(this.buf.subarray(0, end));
-      this.buf = this.buf.subarray(lf + 1);
-      this.scanFrom = 0;
+      const line = ownCopy(this.buf.subarray(0, end));
+      this.consumed(lf + 1);
       if (this.mode === 'line') {
         this.mode = 'command';
         return { kind: 'line', line };
@@ -294,8 +306,8 @@ export class Receiver {
     if (this.literalLeft > 0) {
       if (this.buf.length === 0) return false;
       const take = Math.min(this.literalLeft, this.buf.length);
-      this.literalParts.push(Buffer.from(this.buf.subarray(0, take)));
-      this.buf = this.buf.subarray(take);
+      this.literalParts.push(ownCopy(this.buf.subarray(0, take)));
+      this.consumed(take);
       this.literalLeft -= take;
       if (this.literalLeft > 0) return false;
     }
@@ -328,7 +340,7 @@ export class Receiver {
   /** The connection is gone: gives back what a half-received command had reserved. */
   dispose(): void {
     this.dead = true;
-    this.buf = Buffer.alloc(0);
+    this.consumed(this.buf.length);
     this.resetCommand();
   }
 
@@ -346,10 +358,23 @@ export class Receiver {
 
   private fatal(status: 'BAD', tag: string | null, text: string, code: RejectCode | null = null): ReceiverEvent {
     this.dead = true;
-    this.buf = Buffer.alloc(0);
+    this.consumed(this.buf.length);
     this.resetCommand();
     return { kind: 'reject', tag, status, code, text, fatal: true };
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A copy of received bytes in memory of its own. Buffer.from would take small copies from Node's
+ * shared 8 KiB pool, and a line kept while its command runs (IDLE, for hours) would then keep the
+ * whole pool slab alive, one per waiting connection.
+ */
+function ownCopy(bytes: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(out);
+  return out;
 }
 
 interface Marker {
