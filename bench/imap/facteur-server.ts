@@ -9,7 +9,7 @@
  */
 import { pino } from 'pino';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
-import { hashPassword } from '../../src/auth/password.js';
+import { createCredentials } from '../../src/auth/password.js';
 import { createImapServer } from '../../src/imap/server/server.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import { createSmtpServer } from '../../src/smtp/server/server.js';
@@ -21,8 +21,9 @@ import type { FacteurJob } from './setup.js';
 const job = JSON.parse(process.argv[2]!) as FacteurJob;
 const store: MailStore = await openStore(job.store);
 
-async function load(address: string, hash: string, seed: number, count: number): Promise<void> {
-  const account = await store.createAccount({ address, passwordHash: hash });
+async function load(address: string, credentials: { passwordHash: string; scram: string }, seed: number, count: number): Promise<void> {
+  // The SCRAM verifier too, so that the IDLE part can log in with SCRAM (idle-login=scram).
+  const account = await store.createAccount({ address, ...credentials });
   const inbox = (await store.getMailbox(account.id, 'INBOX'))!;
   let batch: AppendInput[] = [];
   for (const m of corpus(seed, count, address)) {
@@ -38,8 +39,8 @@ async function load(address: string, hash: string, seed: number, count: number):
 if (job.load) {
   const started = performance.now();
   await store.addDomain('example.com');
-  const hash = await hashPassword(job.password);
-  for (const a of job.accounts) await load(a.address, hash, a.seed, a.messages);
+  const credentials = await createCredentials(job.password);
+  for (const a of job.accounts) await load(a.address, credentials, a.seed, a.messages);
   process.stdout.write(`loaded ${job.accounts.reduce((n, a) => n + a.messages, 0)} messages in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   if (job.loadOnly) {
     await store.close();

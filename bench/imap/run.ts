@@ -13,7 +13,10 @@
  * - mixed: imaptest (IMAPTEST=path) with `clients` clients over `users` accounts of
  *   `user-messages` messages each for `secs` seconds; operations per second and state-check errors.
  * - idle: `idle` authenticated connections in IDLE (Facteur: `idle-facteur`, default the same),
- *   memory per connection; Dovecot also with imap-hibernate.
+ *   memory per connection from the idle server and per connection added after the first fifth
+ *   (see idle.ts); Dovecot also with imap-hibernate. `idle-login=scram` makes Facteur's sessions
+ *   log in with SCRAM-SHA-256 instead of LOGIN (no scrypt on the server: opening 10,000 takes
+ *   minutes, not an hour); Dovecot always uses LOGIN.
  * - pg: the mixed workload on Facteur with the PostgreSQL store (`pg`, a scratch database that is
  *   dropped and recreated), one node, then two nodes with the clients split between them.
  * - load (alone, with facteur-cache=DIR): only load Facteur's data directory into DIR.
@@ -49,6 +52,8 @@ const CLIENTS = Number(arg('clients', '20'));
 const SECS = Number(arg('secs', small ? '10' : '30'));
 const IDLE = Number(arg('idle', small ? '200' : '1000'));
 const IDLE_FACTEUR = Number(arg('idle-facteur', String(IDLE)));
+const IDLE_LOGIN = arg('idle-login', 'password');
+if (IDLE_LOGIN !== 'password' && IDLE_LOGIN !== 'scram') throw new Error(`idle-login=${IDLE_LOGIN}: password or scram`);
 const DELIVERIES = Number(arg('deliveries', small ? '100' : '300'));
 const PG = arg('pg', 'postgres://postgres@127.0.0.1:5432/facteur_bench_imap');
 const PARTS = new Set(arg('parts', 'ops,mixed,idle,pg').split(','));
@@ -162,15 +167,17 @@ async function mixedPart(name: string, ports: number[], bin: string, mboxPath: s
   for (const e of merged.errors.slice(0, 10)) log(`    ${e}`);
 }
 
-async function idlePart(s: Server, count: number, settleMs: number): Promise<void> {
+async function idlePart(s: Server, count: number, settleMs: number, login: 'password' | 'scram'): Promise<void> {
   const users = Array.from({ length: USERS }, (_, k) => benchUser(k + 1));
-  const r = await idleMemory({ ports: s.imap, pids: s.pids, users, count, settleMs, ...(s.collect ? { collect: s.collect } : {}) });
+  const r = await idleMemory({ ports: s.imap, pids: s.pids, users, count, settleMs, login, ...(s.collect ? { collect: s.collect } : {}) });
   (report(s.name).idle ??= []).push(r);
+  const mib = (n: number) => (n / 1048576).toFixed(0);
   log(
-    `\n${s.name}: ${count} IDLE connections opened in ${r.openSeconds.toFixed(1)} s; ` +
-      `RSS ${(r.before.rss / 1048576).toFixed(0)} -> ${(r.after.rss / 1048576).toFixed(0)} MiB, ` +
-      `PSS ${(r.before.pss / 1048576).toFixed(0)} -> ${(r.after.pss / 1048576).toFixed(0)} MiB (${r.after.processes} processes); ` +
-      `per connection ${(r.rssPerConnection / 1024).toFixed(1)} KiB RSS, ${(r.pssPerConnection / 1024).toFixed(1)} KiB PSS`,
+    `\n${s.name}: ${count} IDLE connections (${r.login}) opened in ${r.openSeconds.toFixed(1)} s; ` +
+      `RSS ${mib(r.before.rss)} -> ${mib(r.warmed.rss)} (${r.warm} sessions) -> ${mib(r.after.rss)} MiB, ` +
+      `PSS ${mib(r.before.pss)} -> ${mib(r.warmed.pss)} -> ${mib(r.after.pss)} MiB (${r.after.processes} processes); ` +
+      `per connection from the idle server ${(r.rssPerConnection / 1024).toFixed(1)} KiB RSS, ${(r.pssPerConnection / 1024).toFixed(1)} KiB PSS; ` +
+      `per added connection ${(r.rssPerAddedConnection / 1024).toFixed(1)} KiB RSS, ${(r.pssPerAddedConnection / 1024).toFixed(1)} KiB PSS`,
   );
 }
 
@@ -219,13 +226,13 @@ try {
       noteLoad('after mixed');
     }
     if (PARTS.has('idle')) {
-      await idlePart(facteur, IDLE_FACTEUR, 2000);
+      await idlePart(facteur, IDLE_FACTEUR, 2000, IDLE_LOGIN);
       if (dovecot) {
-        await idlePart(dovecot, IDLE, 2000);
+        await idlePart(dovecot, IDLE, 2000, 'password');
         await dovecot.stop();
         dovecot = await startDovecotImap(join(root, 'dovecot'), specs, { hibernate: true, reuse: true });
         // Sessions are handed to imap-hibernate after 2 s in IDLE.
-        await idlePart(dovecot, IDLE, 6000);
+        await idlePart(dovecot, IDLE, 6000, 'password');
       }
       noteLoad('after idle');
     }
@@ -283,11 +290,12 @@ if (withMixed.length > 0) {
 }
 const withIdle = all.filter((r) => r.idle);
 if (withIdle.length > 0) {
-  log('\n| server | IDLE connections | opened in | RSS per connection | PSS per connection |');
-  log('|---|---|---|---|---|');
+  const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+  log('\n| server | IDLE connections | login | opened in | per connection from the idle server, RSS / PSS | per added connection, RSS / PSS |');
+  log('|---|---|---|---|---|---|');
   for (const r of withIdle) {
     for (const i of r.idle!) {
-      log(`| ${r.name} | ${i.count} | ${i.openSeconds.toFixed(1)} s | ${(i.rssPerConnection / 1024).toFixed(1)} KiB | ${(i.pssPerConnection / 1024).toFixed(1)} KiB |`);
+      log(`| ${r.name} | ${i.count} | ${i.login} | ${i.openSeconds.toFixed(1)} s | ${kib(i.rssPerConnection)} / ${kib(i.pssPerConnection)} | ${kib(i.rssPerAddedConnection)} / ${kib(i.pssPerAddedConnection)} (after ${i.warm}) |`);
     }
   }
 }
