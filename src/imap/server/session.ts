@@ -126,7 +126,7 @@ export class Session {
   private writeChain: Promise<void> = Promise.resolve();
   /** UIDs this session itself added to the selected mailbox (APPEND, COPY) and not yet announced:
    * RFC 5465 §5.2 says no MessageNew FETCH for them. Only kept while NOTIFY asks for one. */
-  private ownNew = new Set<Uid>();
+  private ownNew: Set<Uid> | null = null;
   /** After login: a started command must arrive in time (slow senders; see attach()). */
   private readonly commandDeadline: CommandDeadline;
 
@@ -531,6 +531,7 @@ export class Session {
   /** Records UIDs this session added to its selected mailbox (see ownNew). */
   markOwnNew(uids: readonly Uid[]): void {
     if (this.notifier?.selected?.fetchAtts == null) return;
+    this.ownNew ??= new Set();
     for (const u of uids) this.ownNew.add(u);
   }
 
@@ -650,8 +651,9 @@ export class Session {
   private async fetchNew(view: MailboxView, known: number): Promise<void> {
     const spec = this.notifier?.selected;
     if (spec === undefined || spec === null || spec.fetchAtts === null || !spec.events.has('MessageNew')) return;
-    const fresh = view.uids.filter((u) => u > known && !this.ownNew.has(u));
-    this.ownNew.clear();
+    const own = this.ownNew;
+    const fresh = view.uids.filter((u) => u > known && own?.has(u) !== true);
+    this.ownNew = null;
     if (fresh.length === 0) return;
     let atts: FetchAtt[] = spec.fetchAtts.map((a) => (a.kind === 'BODY[]' || a.kind === 'BINARY[]' ? { ...a, peek: true } : a));
     if (!atts.some((a) => a.kind === 'UID')) atts = [{ kind: 'UID' }, ...atts];
@@ -688,13 +690,14 @@ export class Session {
     this.subscribe(account.id);
     this.armLoginDeadline();
     this.socket.setTimeout(this.host.options.idleTimeoutMs);
-    this.log = this.log.child({ account: account.address });
+    // Added to this session's own logger rather than a child of it: one logger per connection.
+    this.log.setBindings({ account: account.address });
   }
 
   select(view: MailboxView): void {
     this.state = { kind: 'selected', account: this.account(), view };
     this.changed = false;
-    this.ownNew.clear();
+    this.ownNew = null;
   }
 
   unselect(): void {
