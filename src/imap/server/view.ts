@@ -53,10 +53,12 @@ export class MailboxView {
   private constructor(mailbox: Mailbox, readOnly: boolean, rows: ViewEntries) {
     this.mailbox = mailbox;
     this.readOnly = readOnly;
-    this.uids = rows.uids;
-    this.modseqs = rows.modseqs;
+    // Copies of exactly their length: the store's arrays were grown by push and have up to half
+    // again as much room, which every selected session (thousands in IDLE) would keep.
+    this.uids = rows.uids.slice();
+    this.modseqs = rows.modseqs.slice();
     // The store's flag lists become this view's table, in the same order.
-    this.flagIds = rows.flagIds;
+    this.flagIds = rows.flagIds.slice();
     for (const f of rows.flagSets) this.intern(f);
     this.lastModSeq = mailbox.highestModSeq;
     const last = rows.uids[rows.uids.length - 1];
