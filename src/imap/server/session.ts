@@ -500,13 +500,11 @@ export class Session {
   }
 
   /** Reads one raw line (AUTHENTICATE responses, IDLE's DONE); null when the connection closed. */
-  async readLine(): Promise<Buffer | null> {
+  readLine(): Promise<Buffer | null> {
     this.receiver.readLine();
-    const ev = await this.nextEvent();
-    if (ev === null) return null;
-    if (ev.kind === 'line') return ev.line;
-    if (ev.kind === 'reject' && ev.fatal) throw new ByeError(ev.text);
-    throw new BadError('Unexpected input');
+    // Not an async function: IDLE keeps this promise while it waits, and a suspended async
+    // function keeps its frame too.
+    return this.nextEvent().then(lineOf);
   }
 
   // --- Change feed ------------------------------------------------------------------------------------
@@ -929,6 +927,14 @@ export class Session {
       else this.log.info(fields, 'command');
     }
   }
+}
+
+/** What readLine resolves to for a receiver event in line mode. */
+function lineOf(ev: ReceiverEvent | null): Buffer | null {
+  if (ev === null) return null;
+  if (ev.kind === 'line') return ev.line;
+  if (ev.kind === 'reject' && ev.fatal) throw new ByeError(ev.text);
+  throw new BadError('Unexpected input');
 }
 
 /** The response code of a refusal by the receiver. */

@@ -12,11 +12,13 @@ export async function idle(s: Session): Promise<Done> {
   // Whatever changed before IDLE started is sent now, not at the next change.
   if (s.idlePushesSelected) await s.syncView(true);
   await s.flushNotifications(true);
-  let line: Promise<Buffer | null> | null = null;
+  // One read for the whole IDLE, raced against each change in turn. No wrapper promises around
+  // them: a session may wait here for hours, and thousands of them do (issue #7, memory per
+  // idle connection). The line resolves to a Buffer or null, a change to undefined.
+  const line = s.readLine();
   for (;;) {
-    line ??= s.readLine();
-    const got = await Promise.race([line.then((l) => ({ l })), s.waitForChange().then(() => null)]);
-    if (got === null) {
+    const got = await Promise.race([line, s.waitForChange()]);
+    if (got === undefined) {
       if (s.isShuttingDown) throw new ByeError('Server shutting down');
       // RFC 5465 §4: with NOTIFY, IDLE sends exactly the events NOTIFY asked for.
       if (s.idlePushesSelected) await s.syncView(true);
@@ -24,9 +26,8 @@ export async function idle(s: Session): Promise<Done> {
       continue;
     }
     s.cancelChangeWait();
-    line = null;
-    if (got.l === null) throw new ByeError('Connection closed');
-    if (got.l.toString('latin1').toUpperCase() !== 'DONE') throw new BadError('Expected DONE');
+    if (got === null) throw new ByeError('Connection closed');
+    if (got.toString('latin1').toUpperCase() !== 'DONE') throw new BadError('Expected DONE');
     return { text: 'IDLE terminated' };
   }
 }
