@@ -5,13 +5,17 @@
  *   MAGIC   = "FACTEUR-BACKUP\n"
  *   frame   = kind (1 byte) length (4 bytes, big-endian) payload
  *   kind    'J' a record: UTF-8 JSON object { type, v, ... } (v: the record's format version)
- *           'D' bytes of the blob announced by the last 'blob' record (at most 1 MiB per frame)
+ *           'D' bytes announced by the last 'blob' or 'queued' record (at most 1 MiB per frame)
  *           'E' the end: JSON { records, sha256 } where sha256 covers every byte before this frame
  *
  * A file that is cut short has no end frame, a damaged one fails the checksum (or gzip's own
  * CRC): both are refused before anything is written (restore reads the file twice). New kinds of
  * record (another table) are new `type`s; a reader refuses a type or version it does not know
  * unless the record says `optional: true`.
+ *
+ * Format versions (the header's `format`): 1 has the mail store only; 2 adds 'metadata' records
+ * (RFC 5464 annotations) and 'queued' records (the outbound queue). A reader of format 2 reads
+ * format 1 files as they are: they simply have none of these records.
  */
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
@@ -23,7 +27,9 @@ import type { Writable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 
 export const MAGIC = Buffer.from('FACTEUR-BACKUP\n');
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
+/** The oldest format this program still restores. */
+export const OLDEST_FORMAT = 1;
 export const DATA_CHUNK = 1024 * 1024;
 /** The largest JSON record a reader accepts (an expunge batch, an account with its settings). */
 const MAX_RECORD = 16 * 1024 * 1024;

@@ -23,6 +23,13 @@ export interface SnapshotMailbox {
 
 export type SnapshotEntry = Omit<MessageEntry, 'mailboxId'>;
 
+/** One RFC 5464 annotation row: mailboxId 0 is an account's server entry. */
+export interface SnapshotMetadata {
+  mailboxId: number;
+  name: string;
+  value: Buffer;
+}
+
 export interface StoreSnapshot {
   readonly backend: 'sqlite' | 'postgres';
   domains(): Promise<Domain[]>;
@@ -33,6 +40,9 @@ export interface StoreSnapshot {
   entries(mailboxId: number, afterUid: number, limit: number): Promise<SnapshotEntry[]>;
   /** Expunge log rows after (modseq, uid), in that order, at most limit: [uid, modseq]. */
   expunged(mailboxId: number, after: [number, number], limit: number): Promise<Array<[number, number]>>;
+  /** Every annotation of the account (server entries first, then by mailbox), names in byte
+   * order. Bounded by the per-account metadata limit. */
+  metadata(accountId: number): Promise<SnapshotMetadata[]>;
   /** The bytes of a blob the snapshot references, in chunks. */
   blob(hash: string, size: number): AsyncIterable<Buffer>;
   close(): Promise<void>;

@@ -1,7 +1,8 @@
 /**
  * `facteur backup OUT` / `facteur restore IN` (also `export installation` / `import
  * installation`): the whole store in one file, from either backend into either backend
- * (docs/operations.md). The backup runs beside a live server: it reads one snapshot.
+ * (docs/operations.md). The backup runs beside a live server: it reads one snapshot of the store
+ * and one of the outbound queue (`<data>/queue.db`, whatever the store's backend).
  */
 import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -9,6 +10,9 @@ import { restoreBackup, storeIsEmpty, verifyBackupFile, writeBackup } from '../b
 import type { BackupSummary } from '../backup/backup.js';
 import type { StoreSnapshot } from '../backup/snapshot.js';
 import { exportAccount } from '../backup/export-account.js';
+import { queueDbPath } from '../queue/admin.js';
+import { openSqliteQueueSnapshot } from '../queue/sqlite-snapshot.js';
+import { openSqliteQueueStore } from '../queue/sqlite-store.js';
 import { openStore } from '../store/open.js';
 import { openPgSnapshot } from '../store/sql/postgres/snapshot.js';
 import { openSqliteSnapshot } from '../store/sql/sqlite/snapshot.js';
@@ -17,7 +21,7 @@ import { dataDirFrom, dataDirStore } from './data-dir.js';
 
 const describe = (s: BackupSummary): string =>
   `${s.domains} domains, ${s.accounts} accounts, ${s.mailboxes} mailboxes, ${s.entries} messages (${s.blobs} distinct), ` +
-  `${s.expunged} expunged UIDs, ${s.aliases} aliases`;
+  `${s.expunged} expunged UIDs, ${s.aliases} aliases, ${s.metadata} annotations, ${s.queued} queued messages`;
 
 async function openSnapshot(location: string): Promise<StoreSnapshot> {
   return /^postgres(ql)?:\/\//i.test(location) ? openPgSnapshot(location) : openSqliteSnapshot(location);
@@ -29,12 +33,20 @@ export async function backupCmd(argv: string[]): Promise<number> {
   if (out === undefined || positionals.length > 1) throw new UsageError('backup OUT [--no-gzip]');
   const path = resolve(out);
   if (await access(path).then(() => true, () => false)) throw new Error(`${path} exists: choose another name`);
-  const { location } = await dataDirStore(dataDirFrom(values.data as string | undefined));
+  const dir = dataDirFrom(values.data as string | undefined);
+  const { location } = await dataDirStore(dir);
   const snapshot = await openSnapshot(location);
   try {
-    const sum = await writeBackup(snapshot, path, { gzip: values['no-gzip'] !== true });
-    process.stdout.write(`backed up ${describe(sum)} to ${path}\n`);
-    return 0;
+    // No queue.db yet: the server never queued anything.
+    const queuePath = queueDbPath(dir);
+    const queue = (await access(queuePath).then(() => true, () => false)) ? openSqliteQueueSnapshot(queuePath) : null;
+    try {
+      const sum = await writeBackup(snapshot, path, { gzip: values['no-gzip'] !== true, queue });
+      process.stdout.write(`backed up ${describe(sum)} to ${path}\n`);
+      return 0;
+    } finally {
+      await queue?.close();
+    }
   } finally {
     await snapshot.close();
   }
@@ -47,15 +59,17 @@ export async function restoreCmd(argv: string[]): Promise<number> {
   const path = resolve(input);
   // The whole file first: a damaged or cut backup is refused before anything is written.
   await verifyBackupFile(path);
-  const { location } = await dataDirStore(dataDirFrom(values.data as string | undefined));
+  const dir = dataDirFrom(values.data as string | undefined);
+  const { location } = await dataDirStore(dir);
   const store = await openStore(location);
+  const queue = openSqliteQueueStore(queueDbPath(dir));
   try {
     if (values['into-non-empty'] !== true && !(await storeIsEmpty(store))) {
       throw new Error('The store already has accounts or aliases: restore into an empty store, or pass --into-non-empty to add to it');
     }
     let sum: BackupSummary;
     try {
-      sum = await restoreBackup(store, path);
+      sum = await restoreBackup(store, path, { queue });
     } catch (err) {
       throw new Error(`${(err as Error).message}. The store holds what was restored before this error: empty it before trying again`);
     }
@@ -64,6 +78,7 @@ export async function restoreCmd(argv: string[]): Promise<number> {
     process.stdout.write(`restored ${describe(sum)}\n`);
     return 0;
   } finally {
+    await queue.close();
     await store.close();
   }
 }

@@ -7,8 +7,8 @@
  * durable with PostgreSQL's default synchronous_commit.
  */
 import pg from 'pg';
+import { formatNotify, parseNotify } from './notify-column.js';
 import type {
-  DsnNotify,
   DueRecipient,
   QueuedMessageInfo,
   QueueStore,
@@ -68,10 +68,6 @@ interface Row {
   [k: string]: unknown;
 }
 
-function parseNotify(v: string | null): DsnNotify[] | null {
-  if (v === null) return null;
-  return v === '' ? [] : (v.split(',') as DsnNotify[]);
-}
 
 export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueStore> {
   const schema = options.schema ?? 'facteur_queue';
@@ -144,7 +140,7 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
           await c.query(
             `INSERT INTO ${t('recipients')} (message_id, address, domain, notify, orcpt, state, next_attempt, updated_at)
              VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)`,
-            [message.id, r.address, r.domain, r.notify === null ? null : r.notify.join(','), r.orcpt, nextAttempt, message.createdAt],
+            [message.id, r.address, r.domain, formatNotify(r.notify), r.orcpt, nextAttempt, message.createdAt],
           );
         }
       });
@@ -267,6 +263,24 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
     },
     async drop(id) {
       return ((await pool.query(`DELETE FROM ${t('messages')} WHERE id = $1`, [id])).rowCount ?? 0) > 0;
+    },
+    async restore(m, body) {
+      return tx(async (c) => {
+        const ins = await c.query(
+          `INSERT INTO ${t('messages')} (id, sender, created_at, size, body, envid, ret, requiretls, is_report, held)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
+          [m.id, m.sender, m.createdAt, body.length, body, m.envid, m.ret, m.requireTls, m.isReport, m.held],
+        );
+        if ((ins.rowCount ?? 0) === 0) return false;
+        for (const r of m.recipients) {
+          await c.query(
+            `INSERT INTO ${t('recipients')} (message_id, address, domain, notify, orcpt, state, attempts, next_attempt, last_error, delay_notified, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+            [m.id, r.address, r.domain, formatNotify(r.notify), r.orcpt, r.state, r.attempts, r.nextAttempt, r.lastError, r.delayNotified, r.updatedAt],
+          );
+        }
+        return true;
+      });
     },
     async getStsPolicy(domain) {
       const r = await pool.query(`SELECT policy FROM ${t('mta_sts')} WHERE domain = $1`, [domain]);

@@ -7,11 +7,12 @@
  * that resolved cannot leave a recipient without its message.
  */
 import Database from 'better-sqlite3';
+import { formatNotify, parseNotify } from './notify-column.js';
 import type {
-  DsnNotify,
   DueRecipient,
   NewQueuedMessage,
   QueuedMessageInfo,
+  QueuedMessageRecord,
   QueueStore,
   RecipientInfo,
   RecipientState,
@@ -54,7 +55,7 @@ CREATE TABLE IF NOT EXISTS mta_sts (
 );
 `;
 
-interface DueRow {
+export interface DueRow {
   id: number;
   message_id: string;
   address: string;
@@ -94,11 +95,6 @@ interface RecipientRow {
   updated_at: number;
 }
 
-function parseNotify(v: string | null): DsnNotify[] | null {
-  if (v === null) return null;
-  return v === '' ? [] : (v.split(',') as DsnNotify[]);
-}
-
 export function openSqliteQueueStore(path: string): QueueStore {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
@@ -123,6 +119,14 @@ export function openSqliteQueueStore(path: string): QueueStore {
       WHERE r.state = 'queued' AND r.next_attempt <= ? AND r.lease_until <= ? AND m.held = 0
       ORDER BY r.next_attempt, r.id
       LIMIT ?`,
+  );
+  const restoreMessage = db.prepare(
+    `INSERT INTO messages (id, sender, created_at, size, body, envid, ret, requiretls, is_report, held)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
+  );
+  const restoreRecipient = db.prepare(
+    `INSERT INTO recipients (message_id, address, domain, notify, orcpt, state, attempts, next_attempt, last_error, delay_notified, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const lease = db.prepare(`UPDATE recipients SET lease_until = ? WHERE id = ?`);
   const readBody = db.prepare(`SELECT body FROM messages WHERE id = ?`).pluck();
@@ -232,8 +236,18 @@ export function openSqliteQueueStore(path: string): QueueStore {
       message.isReport ? 1 : 0,
     );
     for (const r of message.recipients) {
-      insertRecipient.run(message.id, r.address, r.domain, r.notify === null ? null : r.notify.join(','), r.orcpt, nextAttempt, message.createdAt);
+      insertRecipient.run(message.id, r.address, r.domain, formatNotify(r.notify), r.orcpt, nextAttempt, message.createdAt);
     }
+  };
+  const restoreTx = (m: QueuedMessageRecord, body: Buffer): boolean => {
+    const b = (x: boolean) => (x ? 1 : 0);
+    if (restoreMessage.run(m.id, m.sender, m.createdAt, body.length, body, m.envid, m.ret, b(m.requireTls), b(m.isReport), b(m.held)).changes === 0) {
+      return false;
+    }
+    for (const r of m.recipients) {
+      restoreRecipient.run(m.id, r.address, r.domain, formatNotify(r.notify), r.orcpt, r.state, r.attempts, r.nextAttempt, r.lastError, b(r.delayNotified), r.updatedAt);
+    }
+    return true;
   };
   const claimTx = db.transaction((now: number, limit: number, leaseUntil: number): DueRow[] => {
     const rows = selectDue.all(now, now, limit) as DueRow[];
@@ -339,6 +353,9 @@ export function openSqliteQueueStore(path: string): QueueStore {
     },
     async drop(id) {
       return deleteMessage.run(id).changes > 0;
+    },
+    async restore(message, body) {
+      return write(() => restoreTx(message, body));
     },
     async getStsPolicy(domain) {
       const v = getPolicy.get(domain) as string | undefined;

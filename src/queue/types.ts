@@ -50,8 +50,19 @@ export interface NewQueuedMessage {
   recipients: ReadonlyArray<{ address: string; domain: string; notify: readonly DsnNotify[] | null; orcpt: string | null }>;
 }
 
+/** What the worker and a backup need of a queued message, besides its bytes. */
+export interface QueuedEnvelope {
+  sender: string;
+  createdAt: number;
+  size: number;
+  envid: string | null;
+  ret: 'FULL' | 'HDRS' | null;
+  requireTls: boolean;
+  isReport: boolean;
+}
+
 /** A recipient claimed for an attempt, with what the worker needs of its message. */
-export interface DueRecipient {
+export interface DueRecipient extends QueuedEnvelope {
   id: number;
   messageId: string;
   address: string;
@@ -61,13 +72,6 @@ export interface DueRecipient {
   attempts: number;
   delayNotified: boolean;
   lastError: string | null;
-  sender: string;
-  createdAt: number;
-  size: number;
-  envid: string | null;
-  ret: 'FULL' | 'HDRS' | null;
-  requireTls: boolean;
-  isReport: boolean;
 }
 
 export interface RecipientInfo {
@@ -89,6 +93,39 @@ export interface QueuedMessageInfo {
   isReport: boolean;
   requireTls: boolean;
   recipients: RecipientInfo[];
+}
+
+/**
+ * A queued message as a backup carries it (src/backup/): its envelope and every recipient's
+ * state, without row ids or leases. A recipient leased by a running attempt is `queued` here:
+ * restored, it is tried again (docs/operations.md: in-flight messages at backup time).
+ */
+export interface QueuedMessageRecord extends QueuedEnvelope {
+  id: string;
+  held: boolean;
+  recipients: QueuedRecipientRecord[];
+}
+
+export interface QueuedRecipientRecord {
+  address: string;
+  domain: string;
+  notify: DsnNotify[] | null;
+  orcpt: string | null;
+  state: RecipientState;
+  attempts: number;
+  nextAttempt: number;
+  lastError: string | null;
+  delayNotified: boolean;
+  updatedAt: number;
+}
+
+/** A consistent read of a whole queue (one read transaction), paged by message id. */
+export interface QueueSnapshot {
+  /** Messages with id > afterId, ascending, at most limit, with their recipients. */
+  messages(afterId: string, limit: number): Promise<QueuedMessageRecord[]>;
+  /** The bytes of a message of the snapshot, in chunks. */
+  body(id: string, size: number): AsyncIterable<Buffer>;
+  close(): Promise<void>;
 }
 
 export interface StoredStsPolicy {
@@ -139,6 +176,13 @@ export interface QueueStore {
   retryNow(id: string, now: number): Promise<number>;
   /** Removes the message and its recipients, whatever their state. */
   drop(id: string): Promise<boolean>;
+
+  /**
+   * Puts a message back as a backup had it (same id, states, attempts, next attempts), in one
+   * durable commit. Resolves false, writing nothing, when a message with that id is already
+   * here: a restore run twice does not queue it twice.
+   */
+  restore(message: QueuedMessageRecord, body: Buffer): Promise<boolean>;
 
   getStsPolicy(domain: string): Promise<StoredStsPolicy | null>;
   putStsPolicy(policy: StoredStsPolicy): Promise<void>;

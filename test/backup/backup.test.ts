@@ -1,24 +1,32 @@
 /**
  * `facteur backup` / `facteur restore` through the real CLI: a SQLite installation with varied
- * content goes to a file, into a fresh SQLite installation and (with FACTEUR_TEST_PG) into
- * PostgreSQL and back; every identity a client may have cached must survive exactly.
+ * content (mail, annotations, an outbound queue with messages in every state) goes to a file,
+ * into a fresh SQLite installation and (with FACTEUR_TEST_PG) into PostgreSQL and back; every
+ * identity a client may have cached, and every queued delivery, must survive exactly.
  */
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import pg from 'pg';
-import { verifyBackupFile } from '../../src/backup/backup.js';
-import { createBackupWriter } from '../../src/backup/format.js';
+import { restoreBackup, verifyBackupFile } from '../../src/backup/backup.js';
+import { createBackupWriter, readBackup } from '../../src/backup/format.js';
 import type { BackupRecord } from '../../src/backup/format.js';
 import { initDataDir } from '../../src/cli/data-dir.js';
 import { asUid } from '../../src/lib/brand.js';
+import { queueDbPath } from '../../src/queue/admin.js';
+import { createOutboundQueue } from '../../src/queue/outbound-queue.js';
+import { openSqliteQueueSnapshot } from '../../src/queue/sqlite-snapshot.js';
+import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
+import type { QueueStore } from '../../src/queue/types.js';
 import { openStore } from '../../src/store/open.js';
-import type { MailStore } from '../../src/store/types.js';
+import type { MailStore, MetadataEntry } from '../../src/store/types.js';
+import { mockResolver, startSink, testLogger } from '../queue/helpers.js';
 import { runCli } from '../helpers/cli.js';
-import { testMessage, testPgUrl } from '../helpers/store.js';
+import { openTestStore, testMessage, testPgUrl } from '../helpers/store.js';
 
 const dirs: string[] = [];
 after(async () => {
@@ -74,16 +82,29 @@ async function populate(store: MailStore): Promise<void> {
   await store.setSubscribed(bob.id, 'Gone/Folder', true);
   await store.move(inbox.id, [asUid(6), asUid(7)], sub.id);
   await store.copy(inbox.id, [asUid(8)], sub.id);
+  const junk = (await store.getMailbox(bob.id, 'Junk'))!;
+  await store.setMetadata(bob.id, junk.id, [{ name: '/private/comment', value: Buffer.from('gone') }], { maxEntries: 10, maxTotalBytes: 1000 });
   await store.deleteMailbox(bob.id, 'Junk');
   await store.hideFromPop3(inbox.id, [asUid(9)]);
+  // Annotations (RFC 5464): server and mailbox entries, private and shared, binary and empty
+  // values; those of a deleted mailbox go with it.
+  const limits = { maxEntries: 100, maxTotalBytes: 1 << 20 };
+  const meta = (name: string, value: string | Buffer) => ({ name, value: Buffer.isBuffer(value) ? value : Buffer.from(value) });
+  await store.setMetadata(bob.id, null, [meta('/private/vendor/facteur/theme', 'dark'), meta('/shared/admin', 'mailto:postmaster@example.com')], limits);
+  await store.setMetadata(bob.id, inbox.id, [meta('/private/comment', Buffer.from([0, 1, 2, 0xff, 13, 10])), meta('/shared/comment', 'team inbox')], limits);
+  await store.setMetadata(bob.id, sub.id, [meta('/private/vendor/x/color with space', 'blue')], limits);
+  await store.setMetadata(carol.id, null, [meta('/private/empty', Buffer.alloc(0))], limits);
   const reply = testMessage({ subject: 'Re: message 1', headers: { 'In-Reply-To': '<x@y>' } });
   await store.deliver(reply.raw, reply.parsed, [{ accountId: bob.id }, { accountId: carol.id }]);
   const carolInbox = (await store.getMailbox(carol.id, 'INBOX'))!;
   await store.append(carolInbox.id, testMessage({ subject: 'for carol' }, { flags: ['$Label1'], internalDate: Date.UTC(2019, 4, 1) }));
 }
 
-/** Everything a client or operator can see, without the row ids that differ between stores. */
-async function snapshotOf(store: MailStore): Promise<unknown> {
+const metaOf = (entries: MetadataEntry[]): string[][] => entries.map((e) => [e.name, e.value.toString('hex')]);
+
+/** Everything a client or operator can see, without the row ids that differ between stores.
+ * withMetadata false: as a backup of format 1 (before annotations were carried) restores it. */
+async function snapshotOf(store: MailStore, withMetadata = true): Promise<unknown> {
   const accounts = [];
   for (const a of await store.listAccounts()) {
     const { id, ...rest } = a;
@@ -103,6 +124,7 @@ async function snapshotOf(store: MailStore): Promise<unknown> {
         bodies,
         // QRESYNC's view: everything since the start, including the expunge log.
         expunged: (await store.changesSince(mid, 1 as never, mrest.uidNext)).expunged,
+        metadata: withMetadata ? metaOf(await store.getMetadata(id, mid)) : [],
       });
     }
     const appPasswords = (await store.listAppPasswords(id)).map(({ id: pid, accountId, ...p }) => {
@@ -110,9 +132,89 @@ async function snapshotOf(store: MailStore): Promise<unknown> {
       void accountId;
       return p;
     });
-    accounts.push({ ...rest, appPasswords, subscriptions: await store.listSubscriptions(id), usage: await store.quotaUsage(id), mailboxes });
+    accounts.push({
+      ...rest,
+      appPasswords,
+      subscriptions: await store.listSubscriptions(id),
+      usage: await store.quotaUsage(id),
+      metadata: withMetadata ? metaOf(await store.getMetadata(id, null)) : [],
+      metadataBytes: withMetadata ? await store.metadataUsage(id) : 0,
+      mailboxes,
+    });
   }
   return { domains: (await store.listDomains()).map((d) => d.name), aliases: await store.listAliases(), accounts };
+}
+
+const MINUTE = 60_000;
+/** Queue ids as the queue makes them (base-36 time, then hex). */
+const Q_LATER = 'mabc0000later01';
+const Q_HELD = 'mabc0000held001';
+const Q_FLIGHT = 'mabc0000flight1';
+
+async function withQueue<T>(dir: string, fn: (q: QueueStore) => Promise<T>): Promise<T> {
+  const q = openSqliteQueueStore(queueDbPath(dir));
+  try {
+    return await fn(q);
+  } finally {
+    await q.close();
+  }
+}
+
+/**
+ * An outbound queue in every state a backup may meet: a message with one recipient delivered,
+ * one failed and one deferred to later (2.5 MB, over one data frame); a held message; and one
+ * whose recipient is being attempted (leased) at backup time.
+ */
+async function populateQueue(dir: string, now = Date.now()): Promise<void> {
+  await withQueue(dir, async (q) => {
+    const body = (subject: string, fill = '') =>
+      Buffer.from(`From: bob@example.com\r\nTo: ann@example.net\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@example.com>\r\n\r\n${fill}hello\r\n`);
+    const rcpt = (address: string, notify: Array<'SUCCESS' | 'FAILURE' | 'DELAY'> | null = null, orcpt: string | null = null) => ({
+      address,
+      domain: address.split('@')[1]!,
+      notify,
+      orcpt,
+    });
+    const base = { sender: 'bob@example.com', createdAt: now - 10 * MINUTE, envid: null, ret: null, requireTls: false, isReport: false };
+    await q.insert(
+      {
+        ...base,
+        id: Q_LATER,
+        body: body('later', `${'x'.repeat(998)}\r\n`.repeat(2500)),
+        envid: 'env-1',
+        ret: 'HDRS',
+        recipients: [rcpt('ann@example.net', ['SUCCESS', 'FAILURE'], 'rfc822;ann@example.net'), rcpt('ben@example.net', []), rcpt('cy@example.net')],
+      },
+      now - 10 * MINUTE,
+    );
+    const claimed = await q.claimDue(now, 10, now + 15 * MINUTE);
+    const id = (a: string) => claimed.find((r) => r.address === a)!.id;
+    await q.finish([id('ann@example.net')], 'delivered', '250 2.0.0 ok', now - 9 * MINUTE);
+    await q.finish([id('ben@example.net')], 'failed', '550 5.1.1 no such user', now - 9 * MINUTE);
+    await q.defer([id('cy@example.net')], now + 60 * MINUTE, 2, '451 4.7.1 greylisted', now - 9 * MINUTE);
+    await q.markDelayNotified([id('cy@example.net')]);
+    await q.insert({ ...base, id: Q_HELD, body: body('held'), requireTls: true, recipients: [rcpt('dee@example.net')] }, now - 5 * MINUTE);
+    await q.setHeld(Q_HELD, true);
+    await q.insert({ ...base, id: Q_FLIGHT, body: body('flight'), recipients: [rcpt('eve@example.net', ['DELAY'])] }, now - MINUTE);
+    const flying = await q.claimDue(now, 10, now + 15 * MINUTE);
+    assert.deepEqual(flying.map((r) => r.address), ['eve@example.net'], 'one recipient in flight at backup time');
+  });
+}
+
+/** Every row of a queue (recipient ids and leases aside) and a hash of each message's bytes. */
+async function queueOf(dir: string): Promise<unknown> {
+  const snap = openSqliteQueueSnapshot(queueDbPath(dir));
+  try {
+    const out = [];
+    for (const m of await snap.messages('', 1000)) {
+      const h = createHash('sha256');
+      for await (const c of snap.body(m.id, m.size)) h.update(c);
+      out.push({ ...m, sha256: h.digest('hex') });
+    }
+    return out;
+  } finally {
+    await snap.close();
+  }
 }
 
 function pgSchemaUrl(): { url: string; schema: string } | null {
@@ -137,17 +239,22 @@ async function dropSchema(schema: string): Promise<void> {
 test('backup of a SQLite installation restores exactly into a fresh SQLite one and, with FACTEUR_TEST_PG, into PostgreSQL and back', async () => {
   const src = await newInstallation();
   await withStore(src, populate);
+  await populateQueue(src);
   const expected = await withStore(src, snapshotOf);
+  const expectedQueue = await queueOf(src);
+  assert.equal((expectedQueue as unknown[]).length, 3);
   const file = join(await tempDir(), 'all.facteur-backup');
   const b = await runCli(['backup', file, '--data', src]);
   assert.equal(b.code, 0, b.stderr);
-  assert.match(b.stdout, /3 accounts, \d+ mailboxes, 15 messages/);
+  assert.match(b.stdout, /3 accounts, \d+ mailboxes, 15 messages .* 6 annotations, 3 queued messages/);
   assert.equal((await readFile(file)).subarray(0, 2).toString('hex'), '1f8b', 'gzip by default');
 
   const dst = await newInstallation();
   const r = await runCli(['restore', file, '--data', dst]);
   assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /6 annotations, 3 queued messages/);
   assert.deepEqual(await withStore(dst, snapshotOf), expected);
+  assert.deepEqual(await queueOf(dst), expectedQueue);
   assert.deepEqual(await withStore(dst, (s) => s.checkConsistency()), []);
   // A second restore into the now non-empty store is refused, and changes nothing.
   const again = await runCli(['restore', file, '--data', dst]);
@@ -176,6 +283,7 @@ test('backup of a SQLite installation restores exactly into a fresh SQLite one a
     const toPg = await runCli(['import', 'installation', file, '--data', pgDir], { env });
     assert.equal(toPg.code, 0, toPg.stderr);
     assert.deepEqual(await withStore(pgTarget.url, snapshotOf), expected);
+    assert.deepEqual(await queueOf(pgDir), expectedQueue);
     assert.deepEqual(await withStore(pgTarget.url, (s) => s.checkConsistency()), []);
     // And back: PostgreSQL -> file -> a fresh SQLite installation.
     const file2 = join(await tempDir(), 'from-pg.backup');
@@ -185,6 +293,7 @@ test('backup of a SQLite installation restores exactly into a fresh SQLite one a
     const r2 = await runCli(['restore', file2, '--data', back]);
     assert.equal(r2.code, 0, r2.stderr);
     assert.deepEqual(await withStore(back, snapshotOf), expected);
+    assert.deepEqual(await queueOf(back), expectedQueue);
   } finally {
     await dropSchema(pgTarget.schema);
   }
@@ -307,4 +416,169 @@ test('records of an unknown type or newer version are refused unless optional', 
   await w.record({ type: 'domain', v: 1, name: 'x.org', createdAt: 1 });
   await w.finish();
   await assert.rejects(verifyBackupFile(join(dir, 'd')), /does not start with its header/);
+});
+
+test('a restored queue resumes delivery on the new machine: each queued recipient once, the in-flight one again, nothing delivered or failed twice', async () => {
+  const src = await newInstallation();
+  const now = Date.now();
+  await populateQueue(src, now);
+  const file = join(await tempDir(), 'queue.backup');
+  const b = await runCli(['backup', file, '--data', src]);
+  assert.equal(b.code, 0, b.stderr);
+  const dst = await newInstallation();
+  const r = await runCli(['restore', file, '--data', dst]);
+  assert.equal(r.code, 0, r.stderr);
+  // The same file restored again into that queue queues nothing twice.
+  const again = await runCli(['restore', file, '--data', dst, '--into-non-empty']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, / 0 queued messages/);
+
+  const sink = await startSink();
+  const store = openSqliteQueueStore(queueDbPath(dst));
+  // An hour and a half later: the deferred recipient is due too.
+  const clock = { t: now + 90 * MINUTE, now() { return this.t; } };
+  const reports: string[] = [];
+  const queue = createOutboundQueue({
+    hostname: 'mail.example.com',
+    store,
+    resolver: mockResolver({ mx: { 'example.net': [{ exchange: 'mx.example.net', priority: 10 }] }, a: { 'mx.example.net': ['127.0.0.1'] } }),
+    log: testLogger(),
+    clock,
+    port: sink.port,
+    mtaSts: { fetcher: async () => null },
+    deliverReport: async (_data, to) => {
+      reports.push(to);
+      return true;
+    },
+  });
+  try {
+    await queue.start();
+    await queue.runDue();
+    await queue.runDue();
+    // The recipient leased by an attempt at backup time is queued after the restore: tried again.
+    assert.equal(sink.count('eve@example.net'), 1);
+    assert.equal(sink.count('cy@example.net'), 1);
+    for (const done of ['ann@example.net', 'ben@example.net']) assert.equal(sink.count(done), 0, `${done} was finished before the backup`);
+    assert.equal(sink.count('dee@example.net'), 0, 'a held message stays held');
+    // The envelope and the bytes came through.
+    const later = sink.received.find((m) => m.to.includes('cy@example.net'))!;
+    assert.equal(later.from, 'bob@example.com');
+    assert.ok(later.data.length > 2_500_000);
+    assert.deepEqual((await store.listMessages()).map((m) => m.id), [Q_HELD]);
+    // Released, the held one is attempted: it kept its REQUIRETLS (RFC 8689), and this MX's
+    // certificate cannot be verified, so it is deferred rather than sent; nothing else is sent
+    // again.
+    await store.setHeld(Q_HELD, false);
+    await queue.runDue();
+    assert.equal(sink.count('dee@example.net'), 0);
+    assert.equal(sink.received.length, 2);
+    const held = (await store.listMessages()).map((m) => ({ id: m.id, requireTls: m.requireTls, attempts: m.recipients.map((x) => [x.state, x.attempts]) }));
+    assert.deepEqual(held, [{ id: Q_HELD, requireTls: true, attempts: [['queued', 1]] }]);
+    assert.deepEqual(reports, []);
+  } finally {
+    await queue.stop();
+    await store.close();
+    await sink.close();
+  }
+});
+
+/** Rewrites a backup as format 1 wrote it: no annotations, no queue, header format 1. */
+async function asFormat1(file: string, out: string): Promise<void> {
+  const w = await createBackupWriter(out, { gzip: false });
+  let skipping = false;
+  for await (const f of readBackup(file)) {
+    if (f.kind === 'D') {
+      if (!skipping) await w.data(f.data);
+      continue;
+    }
+    const r = f.record;
+    skipping = r.type === 'queued';
+    if (r.type === 'metadata' || r.type === 'queued') continue;
+    await w.record(r.type === 'header' ? { ...r, format: 1 } : r);
+  }
+  await w.finish();
+}
+
+test('a backup of format 1 (before annotations and the queue) still restores, with neither', async () => {
+  const src = await newInstallation();
+  await withStore(src, populate);
+  await populateQueue(src);
+  const file = join(await tempDir(), 'v2.backup');
+  assert.equal((await runCli(['backup', file, '--data', src])).code, 0);
+  const old = join(await tempDir(), 'v1.backup');
+  await asFormat1(file, old);
+  const header = (await readBackup(old).next()).value as { kind: 'J'; record: { format: number } };
+  assert.equal(header.record.format, 1);
+  const dst = await newInstallation();
+  const r = await runCli(['restore', old, '--data', dst]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /0 annotations, 0 queued messages/);
+  assert.deepEqual(await withStore(dst, (s) => snapshotOf(s, false)), await withStore(src, (s) => snapshotOf(s, false)));
+  assert.deepEqual(await queueOf(dst), []);
+  // A format from the future is refused before anything is written.
+  const future = join(await tempDir(), 'v3.backup');
+  const w = await createBackupWriter(future);
+  await w.record({ type: 'header', v: 1, format: 3 });
+  await w.finish();
+  await assert.rejects(verifyBackupFile(future), /backup format 3, this program reads 1 to 2/);
+});
+
+test('bad annotation and queue records are refused with the reason', async () => {
+  const dir = await tempDir();
+  let n = 0;
+  const write = async (records: Array<Record<string, unknown>>, data: Buffer[] = []): Promise<string> => {
+    const path = join(dir, `bad-${n++}`);
+    const w = await createBackupWriter(path);
+    await w.record({ type: 'header', v: 1, format: 2 });
+    for (const r of records) await w.record(r as never);
+    for (const d of data) await w.data(d);
+    await w.finish();
+    return path;
+  };
+  const domain = { type: 'domain', v: 1, name: 'example.com', createdAt: 1 };
+  const account = { type: 'account', v: 1, address: 'bob@example.com', passwordHash: 'h', pop3DeletePolicy: 'expunge', createdAt: 1, modseq: 1 };
+  const queued = {
+    type: 'queued',
+    v: 1,
+    id: 'mabc0000bad0001',
+    sender: 'bob@example.com',
+    createdAt: 1,
+    size: 5,
+    envid: null,
+    ret: null,
+    recipients: [{ address: 'ann@example.net', domain: 'example.net', notify: null, orcpt: null, state: 'queued', attempts: 0, nextAttempt: 1, lastError: null, updatedAt: 1 }],
+  };
+  const rcpt0 = queued.recipients[0]!;
+  const cases: Array<[string, RegExp]> = [
+    [await write([{ type: 'metadata', v: 1, mailbox: null, entries: [['/private/x', 'eA==']] }]), /metadata record outside an account/],
+    [await write([domain, account, { type: 'metadata', v: 1, mailbox: null, entries: [['/other/x', 'eA==']] }]), /bad metadata entry "\/other\/x"/],
+    [await write([domain, account, { type: 'metadata', v: 1, mailbox: null, entries: [['/private/X', 'eA==']] }]), /bad metadata entry/],
+    [await write([domain, account, { type: 'metadata', v: 1, mailbox: 'Nowhere', entries: [['/private/x', 'eA==']] }]), /mailbox Nowhere/],
+    [await write([{ ...queued, id: '../x' }], [Buffer.from('hello')]), /bad id/],
+    [await write([{ ...queued, recipients: [{ ...rcpt0, state: 'sending' }] }], [Buffer.from('hello')]), /recipient state sending/],
+    [await write([{ ...queued, recipients: [{ ...rcpt0, attempts: -1 }] }], [Buffer.from('hello')]), /attempt count/],
+    [await write([{ ...queued, recipients: [] }]), /recipient list/],
+    [await write([queued], [Buffer.from('hel')]), /queued message mabc0000bad0001 is cut short/],
+    [await write([queued, { type: 'alias', v: 1, source: 'a@example.com', target: 'b@example.com' }], [Buffer.from('hello')]), /cut short|without its blob/],
+    [await write([{ ...queued, size: 2 }], [Buffer.from('hello')]), /longer than announced/],
+  ];
+  for (const [path, why] of cases) {
+    await verifyBackupFile(path);
+    const t = await openTestStore();
+    const qdir = await tempDir();
+    const q = openSqliteQueueStore(queueDbPath(qdir));
+    try {
+      await assert.rejects(restoreBackup(t.store, path, { queue: q }), why);
+    } finally {
+      await q.close();
+      await t.cleanup();
+    }
+  }
+  // Without a queue to restore into, queued records are refused rather than dropped.
+  const t = await openTestStore();
+  try {
+    await assert.rejects(restoreBackup(t.store, await write([queued], [Buffer.from('hello')])), /queued messages and no queue/);
+  } finally {
+    await t.cleanup();
+  }
 });

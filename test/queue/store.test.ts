@@ -12,7 +12,7 @@ import pg from 'pg';
 import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
 import { openPgQueueStore } from '../../src/queue/pg-store.js';
 import { queueDbPath } from '../../src/queue/admin.js';
-import type { NewQueuedMessage, QueueStore } from '../../src/queue/types.js';
+import type { NewQueuedMessage, QueuedMessageRecord, QueueStore } from '../../src/queue/types.js';
 import { createOutboundQueue } from '../../src/queue/outbound-queue.js';
 import { mockResolver, startSink, testLogger, MESSAGE } from './helpers.js';
 
@@ -76,6 +76,43 @@ function message(id: string, rcpts: string[], createdAt = 1000): NewQueuedMessag
 }
 
 for (const [name, open] of Object.entries(BACKENDS)) {
+  test(`${name}: restore puts a message back with its states, attempts and times, once per id`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      const record: QueuedMessageRecord = {
+        id: 'm1restored',
+        sender: 'a@example.org',
+        createdAt: 1000,
+        size: 6,
+        envid: 'e-1',
+        ret: 'HDRS',
+        requireTls: true,
+        isReport: false,
+        held: false,
+        recipients: [
+          { address: 'x@example.net', domain: 'example.net', notify: ['SUCCESS', 'DELAY'], orcpt: 'rfc822;x@example.net', state: 'queued', attempts: 3, nextAttempt: 5000, lastError: '451 later', delayNotified: true, updatedAt: 4000 },
+          { address: 'y@example.net', domain: 'example.net', notify: [], orcpt: null, state: 'delivered', attempts: 1, nextAttempt: 2000, lastError: '250 ok', delayNotified: false, updatedAt: 2500 },
+        ],
+      };
+      assert.equal(await store.restore(record, Buffer.from('hello!')), true);
+      assert.equal(await store.restore({ ...record, recipients: [] }, Buffer.from('other')), false, 'an id already queued is left alone');
+      assert.deepEqual((await store.readBody('m1restored'))?.toString(), 'hello!');
+      assert.deepEqual(await store.claimDue(4999, 10, 9999), [], 'not due before its next attempt');
+      const due = await store.claimDue(5000, 10, 9999);
+      assert.deepEqual(
+        due.map(({ id, ...d }) => (void id, d)),
+        [{ messageId: 'm1restored', address: 'x@example.net', domain: 'example.net', notify: ['SUCCESS', 'DELAY'], orcpt: 'rfc822;x@example.net', attempts: 3, delayNotified: true, lastError: '451 later', sender: 'a@example.org', createdAt: 1000, size: 6, envid: 'e-1', ret: 'HDRS', requireTls: true, isReport: false }],
+      );
+      const info = await store.getMessage('m1restored');
+      assert.deepEqual(info?.recipients.map((r) => [r.address, r.state, r.attempts, r.nextAttempt, r.updatedAt]), [
+        ['x@example.net', 'queued', 3, 5000, 4000],
+        ['y@example.net', 'delivered', 1, 2000, 2500],
+      ]);
+    } finally {
+      await cleanup();
+    }
+  });
+
   test(`${name}: claims take due, unheld, unleased recipients once, oldest due first`, async () => {
     const { store, cleanup } = await open();
     try {

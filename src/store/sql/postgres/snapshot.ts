@@ -6,7 +6,7 @@
  * file before it is read, and the backup then fails (run it again).
  */
 import pg from 'pg';
-import type { SnapshotAccount, SnapshotEntry, SnapshotMailbox, StoreSnapshot } from '../../../backup/snapshot.js';
+import type { SnapshotAccount, SnapshotEntry, SnapshotMailbox, SnapshotMetadata, StoreSnapshot } from '../../../backup/snapshot.js';
 import { createFileBlobStore } from '../../blob-store.js';
 import { APP_PASSWORDS_SNAPSHOT_SQL, snapshotAccounts, snapshotEntry } from '../rows.js';
 import type { AccountRowOf, AppPasswordSnapshotRow, EntryRecordRow } from '../rows.js';
@@ -68,6 +68,14 @@ export async function openPgSnapshot(location: string): Promise<StoreSnapshot> {
           [mailboxId, after[0], after[1], limit],
         )
       ).map((r): [number, number] => [r.uid, r.modseq]);
+    },
+    async metadata(accountId: number): Promise<SnapshotMetadata[]> {
+      return (
+        await rows<{ mailbox_id: number; name: string; value: Buffer }>(
+          'SELECT mailbox_id, name, value FROM metadata WHERE account_id = $1 ORDER BY mailbox_id, name COLLATE "C"',
+          [accountId],
+        )
+      ).map((r) => ({ mailboxId: r.mailbox_id, name: r.name, value: r.value }));
     },
     async *blob(hash: string, size: number) {
       const b = (await rows<{ id: number; external: boolean }>('SELECT id, external FROM blobs WHERE hash = $1', [hash]))[0];

@@ -8,7 +8,7 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { SnapshotAccount, SnapshotEntry, SnapshotMailbox, StoreSnapshot } from '../../../backup/snapshot.js';
+import type { SnapshotAccount, SnapshotEntry, SnapshotMailbox, SnapshotMetadata, StoreSnapshot } from '../../../backup/snapshot.js';
 import { APP_PASSWORDS_SNAPSHOT_SQL, snapshotAccounts, snapshotEntry } from '../rows.js';
 import type { AccountRowOf, AppPasswordSnapshotRow, EntryRecordRow } from '../rows.js';
 import { StoreError } from '../../types.js';
@@ -72,6 +72,12 @@ export async function openSqliteSnapshot(dir: string): Promise<StoreSnapshot> {
         after[1],
         limit,
       ).map((r): [number, number] => [r.uid, r.modseq]);
+    },
+    async metadata(accountId: number): Promise<SnapshotMetadata[]> {
+      return all<{ mailbox_id: number; name: string; value: Buffer }>(
+        'SELECT mailbox_id, name, value FROM metadata WHERE account_id = ? ORDER BY mailbox_id, name',
+        accountId,
+      ).map((r) => ({ mailboxId: r.mailbox_id, name: r.name, value: Buffer.from(r.value) }));
     },
     async *blob(hash: string, size: number) {
       const row = db.prepare('SELECT b.in_file, b.id FROM blobs b WHERE b.hash = ?').get(hash) as { in_file: number; id: number } | undefined;
