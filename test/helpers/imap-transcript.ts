@@ -145,6 +145,16 @@ export class ImapTranscript {
     if (this.lines.length > 0) throw new Error(`unexpected line ${JSON.stringify(this.lines[0]!.text)}`);
   }
 
+  /** Stops reading the socket, as a client that does not read: the server's writes back up
+   * once the kernel's buffers are full. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
   /** Resolves when the server closed the connection. */
   async expectClosed(timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
     const deadline = Date.now() + timeoutMs;

@@ -221,20 +221,34 @@ test('during IDLE, NOTIFY decides what is sent: other mailboxes yes, the unwatch
 test('a session that falls too far behind gets NOTIFICATIONOVERFLOW once and NOTIFY is off', () =>
   withFixture(async (f) => {
     const account = (await f.ctx.store.getAccountByAddress(TEST_USER))!;
+    const inbox = (await f.ctx.store.getMailbox(account.id, 'INBOX'))!;
     const other = await f.ctx.store.createMailbox(account.id, 'Busy');
+    // A body larger than the socket buffers of both ends, so that a FETCH of it to a client that
+    // does not read keeps the session inside that command.
+    const big = makeMessage({ from: 'bob@example.test', to: TEST_USER, subject: 'big', body: `${'b'.repeat(998)}\r\n`.repeat(16 * 1024) });
+    await f.ctx.store.append(inbox.id, { raw: big, parsed: parseMessage(big) });
     const a = await f.login();
-    await a.command('n', 'NOTIFY SET (personal (MessageNew MessageExpunge))');
-    // One transaction publishes more events than a session may hold before it can send any (the
-    // first starts a flush that takes it at once; the rest wait).
-    await f.ctx.store.appendMany(other.id, Array.from({ length: MAX_QUEUED_EVENTS + 10 }, (_, i) => message(`m${i}`)));
-    // The STATUS of the first change may come before the overflow notice, nothing after it.
-    let line = await a.readLine();
-    if (line.startsWith('* STATUS')) line = await a.readLine();
-    assert.match(line, /^\* OK \[NOTIFICATIONOVERFLOW\] /);
+    await a.command('s', 'SELECT INBOX');
+    await a.command('n', 'NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))');
+    a.pause();
+    a.send('f FETCH 1 BODY.PEEK[]');
+    await new Promise((r) => setTimeout(r, 300));
+    // More changes, each its own transaction (one event each on every backend), than a session
+    // may hold while it cannot send.
+    const { uid } = await f.ctx.store.append(other.id, message('flagged'));
+    for (let i = 0; i <= MAX_QUEUED_EVENTS + 10; i++) await f.ctx.store.setFlags(other.id, [uid], i % 2 === 0 ? 'add' : 'remove', ['$Busy']);
+    a.resume();
+    const r = await a.expectTagged('f', 'OK', 60_000);
+    assert.match(r.untagged[0] ?? '', /^\* 1 FETCH \(BODY\[\] \{\d+\}/);
+    // The notice comes once, with the FETCH's responses or right after them.
+    const rest = r.untagged.slice(1);
+    if (rest.length === 0) rest.push(await a.readLine());
+    assert.equal(rest.length, 1, rest.join('\n'));
+    assert.match(rest[0]!, /^\* OK \[NOTIFICATIONOVERFLOW\] /);
     await f.ctx.store.append(other.id, message('after'));
     await a.expectSilence(200);
-    const r = await a.command('a1', 'NOOP');
-    assert.deepEqual(r.untagged, []);
+    const n = await a.command('a1', 'NOOP');
+    assert.deepEqual(n.untagged, []);
   }));
 
 test('an SMTP delivery reaches a NOTIFY session as STATUS for INBOX while another mailbox is selected', async () => {
