@@ -77,6 +77,37 @@ export function testPgUrl(): string | null {
   return url;
 }
 
+async function dropSchema(url: string, schema: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: url });
+  try {
+    await admin.connect();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Where a test may open (and reopen, in a restart or another process) a store of the backend
+ * under test: a fresh SQLite directory, or with FACTEUR_TEST_STORE=postgres a store URL naming a
+ * fresh schema. cleanup() removes it.
+ */
+export async function testStoreLocation(): Promise<{ location: string; cleanup(): Promise<void> }> {
+  if (process.env.FACTEUR_TEST_STORE === 'postgres') {
+    const url = testPgUrl();
+    if (url === null) throw new Error('FACTEUR_TEST_PG is not set');
+    const schema = `t_${randomBytes(8).toString('hex')}`;
+    const u = new URL(url);
+    u.searchParams.set('schema', schema);
+    return {
+      location: u.toString(),
+      cleanup: () => dropSchema(url, schema),
+    };
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'facteur-store-'));
+  return { location: dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
 export interface PgTestStore extends TestStore {
   schema: string;
   url: string;
@@ -120,12 +151,9 @@ export async function openPgTestStore(
         problems = await store.checkConsistency();
       } finally {
         await store.close();
-        const admin = new pg.Client({ connectionString: url });
         try {
-          await admin.connect();
-          await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+          await dropSchema(url, schema);
         } finally {
-          await admin.end().catch(() => undefined);
           await rm(dir, { recursive: true, force: true });
         }
       }

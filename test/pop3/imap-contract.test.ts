@@ -7,17 +7,14 @@
  */
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { pino } from 'pino';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { hashPassword } from '../../src/auth/password.js';
 import { createPop3Server } from '../../src/pop3/server/server.js';
-import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { openStore } from '../../src/store/open.js';
 import type { ChangeEvent, MessageEntry } from '../../src/store/types.js';
 import type { MailboxId } from '../../src/lib/brand.js';
-import { testMessage } from '../helpers/store.js';
+import { testMessage, testStoreLocation } from '../helpers/store.js';
 import { RawPop3, startPop3, USER, PASSWORD, type Pop3Fixture } from './pop3-client.js';
 
 async function uidl(c: RawPop3): Promise<Map<number, string>> {
@@ -138,10 +135,11 @@ test('POP3 UIDL is the permanent id: same across sessions, after a move out of I
 });
 
 test('POP3 UIDL survives a restart of the server and its store', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'facteur-pop3-restart-'));
+  // The backend under test, reopened as a restarted server would.
+  const where = await testStoreLocation();
   const log = pino({ level: 'silent' });
   const run = async (work: (c: RawPop3, deliver: () => Promise<void>) => Promise<void>): Promise<void> => {
-    const store = await openSqliteStore({ dir });
+    const store = await openStore(where.location);
     const server = createPop3Server({ hostname: 'mail.example.test', store, log, auth: createAuthenticator(store), tls: null }, { implicitTls: false });
     const port = await server.listen('127.0.0.1', 0);
     try {
@@ -178,7 +176,7 @@ test('POP3 UIDL survives a restart of the server and its store', async () => {
       assert.equal(before.size, 2);
     });
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await where.cleanup();
   }
 });
 

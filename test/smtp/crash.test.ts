@@ -1,18 +1,16 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { openStore } from '../../src/store/open.js';
+import { testStoreLocation } from '../helpers/store.js';
 import { connectSmtp } from './wire.js';
 import { dotStuff } from './harness.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/server-child.ts', import.meta.url));
 
-async function startChild(dir: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startChild(location: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, location], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -32,8 +30,8 @@ function kill9(child: ChildProcess): Promise<void> {
   });
 }
 
-async function subjects(dir: string): Promise<string[]> {
-  const store = await openSqliteStore({ dir });
+async function subjects(location: string): Promise<string[]> {
+  const store = await openStore(location);
   try {
     assert.deepEqual(await store.checkConsistency(), []);
     const bob = await store.getAccountByAddress('bob@example.com');
@@ -48,9 +46,11 @@ async function subjects(dir: string): Promise<string[]> {
 }
 
 test('kill -9 right after 250: after restart every acknowledged message is there exactly once', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'facteur-crash-'));
+  // The backend under test (FACTEUR_TEST_STORE): the child reopens the same store.
+  const where = await testStoreLocation();
+  const location = where.location;
   try {
-    let { child, port } = await startChild(dir);
+    let { child, port } = await startChild(location);
     // Five senders at once; the server is killed as soon as the first one is acknowledged.
     const acked: string[] = [];
     let killed: Promise<void> | null = null;
@@ -79,8 +79,8 @@ test('kill -9 right after 250: after restart every acknowledged message is there
     );
     await killed;
     assert.ok(acked.length >= 1);
-    // Restart on the same directory, deliver one more, kill again.
-    ({ child, port } = await startChild(dir));
+    // Restart on the same store, deliver one more, kill again.
+    ({ child, port } = await startChild(location));
     const c = await connectSmtp(port);
     await c.expect(220);
     c.write(`EHLO again.example\r\nMAIL FROM:<s@example.net>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n`);
@@ -89,12 +89,12 @@ test('kill -9 right after 250: after restart every acknowledged message is there
     await c.expect(250);
     await kill9(child);
     c.close();
-    const stored = await subjects(dir);
+    const stored = await subjects(location);
     for (const s of [...acked, 'after-restart']) {
       assert.equal(stored.filter((x) => x === s).length, 1, `${s} stored exactly once; stored: ${stored.join(', ')}`);
     }
     assert.equal(new Set(stored).size, stored.length, 'no duplicates');
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await where.cleanup();
   }
 });
