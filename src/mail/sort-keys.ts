@@ -5,6 +5,7 @@
  *
  * Invariants: never throws; the same parse record always gives the same keys.
  */
+import { createHash } from 'node:crypto';
 import { decodeEncodedWords } from './headers.js';
 import { extractBaseSubject } from './subject.js';
 import type { EnvelopeAddress, ParsedMessage } from './types.js';
@@ -75,4 +76,23 @@ export function sortKeysOf(p: Omit<ParsedMessage, 'text'>): SortKeys {
     // RFC 5256 §4 REFERENCES step 1.B: References, else the first In-Reply-To id.
     references: p.references.length > 0 ? p.references : p.inReplyTo.slice(0, 1),
   };
+}
+
+/**
+ * A Message-ID as a number for THREAD (RFC 5256 §4 compares Message-IDs as strings): 53 bits of
+ * its SHA-256, written in base 36 (at most 11 characters), never "0". Two distinct ids share a
+ * number with probability 2^-53 per pair: for a mailbox of 100,000 messages and 200,000 distinct
+ * ids, about one chance in a million that two unrelated messages are threaded as one.
+ */
+export function messageIdNumber(id: string): string {
+  const h = createHash('sha256').update(id, 'utf8').digest();
+  const n = (h.readUInt32BE(0) & 0x1fffff) * 0x1_0000_0000 + h.readUInt32BE(4);
+  return (n === 0 ? 1 : n).toString(36);
+}
+
+/** The THREAD ids of a message as stored (sort_keys.thread_ids): its own Message-ID's number (empty
+ * without one), then the numbers of its references in order, comma-separated. `references`: as
+ * stored in sort_keys.refs (ids with a line break are left out there). */
+export function threadIdsText(messageId: string | null, references: readonly string[]): string {
+  return [messageId === null ? '' : messageIdNumber(messageId), ...references.map(messageIdNumber)].join(',');
 }

@@ -161,6 +161,31 @@ export interface EntrySortKeys extends SortKeys {
   size: number;
 }
 
+/** A SORT key (RFC 5256 §3, RFC 5957 §3) by which the store ranks a mailbox's messages. */
+export type SortKeyName = 'ARRIVAL' | 'SIZE' | 'DATE' | 'SUBJECT' | 'FROM' | 'TO' | 'CC' | 'DISPLAYFROM' | 'DISPLAYTO';
+
+/** A mailbox's messages ranked by one SORT key: the message uids[i] has rank ranks[i] (0 first);
+ * messages with equal keys share a rank. In no particular order. */
+export interface SortRanks {
+  uids: Float64Array;
+  ranks: Uint32Array;
+}
+
+/** What THREAD (RFC 5256 §4) reads of a mailbox's messages, one column per key, in no particular
+ * order. Message-IDs are numbers (mail/sort-keys.ts messageIdNumber), 0 for none. */
+export interface ThreadKeyColumns {
+  uids: Float64Array;
+  /** The sent date, else INTERNALDATE (RFC 5256 §2.2), epoch ms. */
+  dates: Float64Array;
+  /** Bit 0: a reply or forward marker was removed from the subject (RFC 5256 §2.1); bit 1: the
+   * base subject is empty. */
+  flags: Uint8Array;
+  messageIds: Float64Array;
+  /** The references of message i are refs[refStart[i]] to refs[refStart[i + 1] - 1], oldest first. */
+  refStart: Uint32Array;
+  refs: Float64Array;
+}
+
 export interface AppendInput {
   raw: Buffer;
   parsed: ParsedMessage;
@@ -416,8 +441,13 @@ export interface MailStore {
   listEntries(mailboxId: MailboxId): Promise<MessageEntry[]>;
   /** UID, modseq and flags of every entry of a mailbox in UID order (a session's view). */
   listViewEntries(mailboxId: MailboxId): Promise<ViewEntries>;
-  /** The SORT and THREAD keys of every entry of a mailbox, in UID order. */
+  /** The SORT and THREAD keys of every entry of a mailbox, in UID order (as strings: for checks;
+   * SORT and THREAD read rankSortKey and listThreadKeys). */
   listSortKeys(mailboxId: MailboxId): Promise<EntrySortKeys[]>;
+  /** The entries of a mailbox ranked by one SORT key. */
+  rankSortKey(mailboxId: MailboxId, key: SortKeyName): Promise<SortRanks>;
+  /** The THREAD keys of the entries of a mailbox. */
+  listThreadKeys(mailboxId: MailboxId): Promise<ThreadKeyColumns>;
   getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]>;
   changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges>;
   /** The parse record stored at ingest for a blob. */

@@ -2,73 +2,103 @@
  * SORT (RFC 5256 §3, with RFC 5957 DISPLAYFROM/DISPLAYTO): orders the messages a search matched.
  *
  * Invariants:
- * - the result is a permutation of the indexes given; messages equal under every criterion keep
- *   sequence order ("sorted according to the order in which they appear in the mailbox",
- *   RFC 5256 §3), REVERSE never applies to that final order;
- * - the keys come from the store, computed once at ingest (storeSortView), or from the parse
- *   records, a bounded number at a time (sortViewOf); a message no longer in the store is left
- *   out.
+ * - the result is a permutation of the indexes given, less the messages no longer in the store;
+ *   messages equal under every criterion keep sequence order ("sorted according to the order in
+ *   which they appear in the mailbox", RFC 5256 §3), REVERSE never applies to that final order;
+ * - keys are compared as ranks (equal keys, equal ranks), never as strings or objects here: the
+ *   store ranks a whole mailbox by one key in one read (storeSortView), or ranks are computed from
+ *   the parse records for entries held in memory (sortViewOf);
+ * - the work is a few typed-array passes and one numeric sort, whatever the number of criteria.
  */
 import type { SortKeys } from '../../mail/sort-keys.js';
-import { sortKeysOf } from '../../mail/sort-keys.js';
+import { messageIdNumber, sortKeysOf } from '../../mail/sort-keys.js';
 import type { MailboxId, Uid } from '../../lib/brand.js';
-import type { MailStore, MessageEntry } from '../../store/types.js';
+import type { MailStore, MessageEntry, SortKeyName, SortRanks, ThreadKeyColumns } from '../../store/types.js';
 import type { SortCriterion } from '../protocol/ast.js';
 
+/** One key's ranks by position in the view: -1 for a message not in the store. */
+export interface ViewRanks {
+  ranks: Int32Array;
+  /** The largest rank (-1 when there is none). */
+  max: number;
+}
+
+/** THREAD's keys by position in the view (see ThreadKeyColumns). */
+export interface ViewThreadKeys {
+  /** The row of each position in `columns`, -1 for a message not in the store. */
+  row: Int32Array;
+  columns: ThreadKeyColumns;
+  /** The rank of each position's base subject (equal subjects, equal ranks). */
+  subjects: Int32Array;
+}
+
+export interface SortView {
+  /** Number of messages in the view (positions 0 to count - 1). */
+  count: number;
+  ranks(key: SortKeyName): Promise<ViewRanks>;
+  threadKeys(): Promise<ViewThreadKeys>;
+}
+
+/** Position of `uid` in the ascending `uids`, or -1. */
+function positionOf(uids: readonly Uid[], uid: number): number {
+  let lo = 0;
+  let hi = uids.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = uids[mid]!;
+    if (v < uid) lo = mid + 1;
+    else if (v > uid) hi = mid - 1;
+    else return mid;
+  }
+  return -1;
+}
+
+/** For each view position, the index of its UID in `storeUids` (any order), or -1. */
+function rowsByPosition(viewUids: readonly Uid[], storeUids: Float64Array): Int32Array {
+  const row = new Int32Array(viewUids.length).fill(-1);
+  for (let r = 0; r < storeUids.length; r++) {
+    const p = positionOf(viewUids, storeUids[r]!);
+    if (p >= 0) row[p] = r;
+  }
+  return row;
+}
+
+function viewRanks(viewUids: readonly Uid[], got: SortRanks): ViewRanks {
+  const ranks = new Int32Array(viewUids.length).fill(-1);
+  let max = -1;
+  for (let r = 0; r < got.uids.length; r++) {
+    const p = positionOf(viewUids, got.uids[r]!);
+    if (p < 0) continue;
+    const k = got.ranks[r]!;
+    ranks[p] = k;
+    if (k > max) max = k;
+  }
+  return { ranks, max };
+}
+
+/**
+ * A SortView over the keys the store computed at ingest: one read per key for the whole mailbox,
+ * no parse record. `uids`: the view's UIDs in sequence order (ascending).
+ */
+export function storeSortView(store: Pick<MailStore, 'rankSortKey' | 'listThreadKeys'>, mailboxId: MailboxId, uids: readonly Uid[]): SortView {
+  return {
+    count: uids.length,
+    ranks: async (key) => viewRanks(uids, await store.rankSortKey(mailboxId, key)),
+    async threadKeys() {
+      const [columns, subjects] = await Promise.all([store.listThreadKeys(mailboxId), store.rankSortKey(mailboxId, 'SUBJECT')]);
+      return { row: rowsByPosition(uids, columns.uids), columns, subjects: viewRanks(uids, subjects).ranks };
+    },
+  };
+}
+
 /** A message's sort keys with what its entry adds (RFC 5256 §3 ARRIVAL, SIZE). */
-export interface MessageKeys extends SortKeys {
+interface MessageKeys extends SortKeys {
   internalDate: number;
   size: number;
 }
 
-export interface SortView {
-  /** The keys of the messages at these 0-based positions in the session's view; a message no
-   * longer in the store is left out. */
-  keys(indexes: readonly number[]): Promise<Map<number, MessageKeys>>;
-}
-
-/** A SortView that reads each message's parse record (a bounded number at a time) and derives
- * its keys: for entries held in memory. */
-export function sortViewOf(entries: readonly MessageEntry[], store: Pick<MailStore, 'getParsed'>): SortView {
-  return {
-    async keys(indexes) {
-      const out = new Map<number, MessageKeys>();
-      for (let s = 0; s < indexes.length; s += 64) {
-        const batch = indexes.slice(s, s + 64);
-        const got = await Promise.all(batch.map((i) => store.getParsed(entries[i]!.blobHash)));
-        batch.forEach((i, j) => out.set(i, { ...sortKeysOf(got[j]!), internalDate: entries[i]!.internalDate, size: entries[i]!.size }));
-      }
-      return out;
-    },
-  };
-}
-
-/**
- * A SortView over the keys the store computed at ingest (MailStore.listSortKeys): one read of a
- * few columns for the whole mailbox, no parse record. `uids`: the view's UIDs in sequence order.
- */
-export function storeSortView(store: Pick<MailStore, 'listSortKeys'>, mailboxId: MailboxId, uids: readonly Uid[]): SortView {
-  return {
-    async keys(indexes) {
-      const wanted = new Uint8Array(uids.length);
-      for (const i of indexes) wanted[i] = 1;
-      const out = new Map<number, MessageKeys>();
-      // Both lists are in UID order: one merge pass.
-      let i = 0;
-      for (const row of await store.listSortKeys(mailboxId)) {
-        while (i < uids.length && uids[i]! < row.uid) i++;
-        if (i === uids.length) break;
-        if (uids[i] === row.uid && wanted[i] === 1) out.set(i, row);
-      }
-      return out;
-    },
-  };
-}
-
-type Key = number | string;
-
-function keyOf(c: SortCriterion, k: MessageKeys): Key {
-  switch (c.key) {
+function keyOf(key: SortKeyName, k: MessageKeys): number | string {
+  switch (key) {
     case 'ARRIVAL':
       return k.internalDate; // RFC 5256 §3 ARRIVAL: INTERNALDATE
     case 'SIZE':
@@ -92,28 +122,142 @@ function keyOf(c: SortCriterion, k: MessageKeys): Key {
   }
 }
 
-function compareKeys(a: Key, b: Key): number {
+/** Byte order of the UTF-8 forms (code point order), as the stores compare text keys. */
+function compareKeys(a: number | string, b: number | string): number {
   if (typeof a === 'number' && typeof b === 'number') return a - b;
-  const x = String(a);
-  const y = String(b);
-  return x < y ? -1 : x > y ? 1 : 0;
+  return Buffer.compare(Buffer.from(String(a)), Buffer.from(String(b)));
+}
+
+/**
+ * A SortView that reads each message's parse record (a bounded number at a time) and derives its
+ * keys: for entries held in memory, and as the plain reference the store's ranks are checked
+ * against.
+ */
+export function sortViewOf(entries: readonly MessageEntry[], store: Pick<MailStore, 'getParsed'>): SortView {
+  let loaded: Promise<Array<MessageKeys | null>> | null = null;
+  const all = (): Promise<Array<MessageKeys | null>> =>
+    (loaded ??= (async () => {
+      const out: Array<MessageKeys | null> = [];
+      for (let s = 0; s < entries.length; s += 64) {
+        const batch = entries.slice(s, s + 64);
+        const got = await Promise.all(batch.map((e) => store.getParsed(e.blobHash).catch(() => null)));
+        batch.forEach((e, j) => {
+          const p = got[j];
+          out.push(p === null || p === undefined ? null : { ...sortKeysOf(p), internalDate: e.internalDate, size: e.size });
+        });
+      }
+      return out;
+    })());
+  const ranksOf = async (key: SortKeyName): Promise<ViewRanks> => {
+    const keys = await all();
+    const present = keys.flatMap((k, i) => (k === null ? [] : [i]));
+    const value = (i: number): number | string => keyOf(key, keys[i]!);
+    present.sort((a, b) => compareKeys(value(a), value(b)));
+    const ranks = new Int32Array(entries.length).fill(-1);
+    let rank = -1;
+    present.forEach((i, p) => {
+      if (p === 0 || compareKeys(value(present[p - 1]!), value(i)) !== 0) rank++;
+      ranks[i] = rank;
+    });
+    return { ranks, max: rank };
+  };
+  return {
+    count: entries.length,
+    ranks: ranksOf,
+    async threadKeys() {
+      const keys = await all();
+      const rows = keys.flatMap((k, i) => (k === null ? [] : [i]));
+      const row = new Int32Array(entries.length).fill(-1);
+      rows.forEach((i, r) => (row[i] = r));
+      const refs: number[] = [];
+      const refStart = new Uint32Array(rows.length + 1);
+      rows.forEach((i, r) => {
+        refStart[r] = refs.length;
+        for (const id of keys[i]!.references) refs.push(parseInt(messageIdNumber(id), 36));
+      });
+      refStart[rows.length] = refs.length;
+      const columns: ThreadKeyColumns = {
+        uids: Float64Array.from(rows, (i) => entries[i]!.uid),
+        dates: Float64Array.from(rows, (i) => keys[i]!.sentDate ?? keys[i]!.internalDate),
+        flags: Uint8Array.from(rows, (i) => (keys[i]!.reply ? 1 : 0) | (keys[i]!.subject === '' ? 2 : 0)),
+        messageIds: Float64Array.from(rows, (i) => (keys[i]!.messageId === null ? 0 : parseInt(messageIdNumber(keys[i]!.messageId!), 36))),
+        refStart,
+        refs: Float64Array.from(refs),
+      };
+      return { row, columns, subjects: (await ranksOf('SUBJECT')).ranks };
+    },
+  };
+}
+
+/** Largest integer a double holds exactly: composite keys stay below it. */
+const EXACT = 2 ** 53;
+
+/** Replaces keys by their dense ranks (equal keys, equal ranks), returning the number of ranks. */
+function densify(keys: Float64Array): number {
+  const n = keys.length;
+  if (n === 0) return 1;
+  const order = new Float64Array(n);
+  // keys < EXACT / n here (see sortMessages): key * n + p is exact.
+  for (let p = 0; p < n; p++) order[p] = keys[p]! * n + p;
+  order.sort();
+  let rank = -1;
+  let last = -1;
+  for (let q = 0; q < n; q++) {
+    const p = order[q]! % n;
+    const k = (order[q]! - p) / n;
+    if (q === 0 || k !== last) rank++;
+    last = k;
+    keys[p] = rank;
+  }
+  return rank + 1;
 }
 
 /** Sorts `indexes` (0-based positions in the view) by the criteria, RFC 5256 §3. A message no
  * longer in the store is left out. */
 export async function sortMessages(indexes: readonly number[], criteria: readonly SortCriterion[], view: SortView): Promise<number[]> {
-  const all = await view.keys(indexes);
-  const present = indexes.filter((i) => all.has(i));
-  // One key array per criterion, by position in `present`: the comparator reads arrays only.
-  const cols = criteria.map((c) => present.map((i) => keyOf(c, all.get(i)!)));
-  const order = present.map((_, p) => p);
-  order.sort((a, b) => {
+  const cols = await Promise.all(criteria.map((c) => view.ranks(c.key)));
+  const present = indexes.filter((i) => cols.every((col) => col.ranks[i]! >= 0));
+  return byOneNumber(present, criteria, cols, view.count) ?? byComparator(present, criteria, cols);
+}
+
+/**
+ * One number per message orders it by all criteria: key = key * width + rank, criterion after
+ * criterion (REVERSE: max - rank), then key * count + position for the ties; one numeric sort.
+ * `span` bounds the keys; before a step could pass what a double holds exactly, the keys are made
+ * dense. Null when even dense keys would not fit (mailboxes of millions of messages).
+ */
+function byOneNumber(present: readonly number[], criteria: readonly SortCriterion[], cols: readonly ViewRanks[], viewCount: number): number[] | null {
+  const n = present.length;
+  const count = Math.max(1, viewCount);
+  const keys = new Float64Array(n);
+  let span = 1;
+  for (let ci = 0; ci < criteria.length; ci++) {
+    const { ranks, max } = cols[ci]!;
+    const reverse = criteria[ci]!.reverse;
+    const width = max + 1;
+    if (span * width * count >= EXACT) span = densify(keys);
+    if (span * width * count >= EXACT) return null;
+    for (let p = 0; p < n; p++) {
+      const r = ranks[present[p]!]!;
+      keys[p] = keys[p]! * width + (reverse ? max - r : r);
+    }
+    span *= width;
+  }
+  const order = new Float64Array(n);
+  for (let p = 0; p < n; p++) order[p] = keys[p]! * count + present[p]!;
+  order.sort();
+  const out = new Array<number>(n);
+  for (let q = 0; q < n; q++) out[q] = order[q]! % count;
+  return out;
+}
+
+function byComparator(present: readonly number[], criteria: readonly SortCriterion[], cols: readonly ViewRanks[]): number[] {
+  return [...present].sort((a, b) => {
     for (let c = 0; c < criteria.length; c++) {
-      const col = cols[c]!;
-      const d = compareKeys(col[a]!, col[b]!);
+      const { ranks } = cols[c]!;
+      const d = ranks[a]! - ranks[b]!;
       if (d !== 0) return criteria[c]!.reverse ? -d : d;
     }
-    return present[a]! - present[b]!;
+    return a - b;
   });
-  return order.map((p) => present[p]!);
 }

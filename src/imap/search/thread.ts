@@ -10,7 +10,7 @@
  *   looping References chain cannot exhaust the stack; linking never creates a loop.
  */
 import type { ImapValue } from '../protocol/ast.js';
-import type { SortView } from './sort.js';
+import type { SortView, ViewThreadKeys } from './sort.js';
 
 export type ThreadAlgorithm = 'ORDEREDSUBJECT' | 'REFERENCES';
 
@@ -20,245 +20,273 @@ export interface ThreadNode {
   children: ThreadNode[];
 }
 
-interface Info {
-  date: number;
-  subject: string;
-  replyOrForward: boolean;
-  messageId: string | null;
-  references: string[];
+/** Depth past which a tree is split (a References chain of this length is no real thread): keeps
+ * the pruning and the response's nesting bounded. */
+const MAX_THREAD_DEPTH = 1000;
+
+/**
+ * The messages to thread, by 0-based view position, read from the view's columns: `list` the
+ * positions present in the store, in sequence order.
+ */
+interface Input {
+  list: number[];
+  date: (i: number) => number;
+  subject: Int32Array;
+  flag: (i: number, bit: number) => boolean;
+  messageId: (i: number) => number;
+  forEachRef: (i: number, f: (id: number) => void) => void;
 }
 
-async function infos(indexes: readonly number[], view: SortView): Promise<Map<number, Info>> {
-  const out = new Map<number, Info>();
-  for (const [i, k] of await view.keys(indexes)) {
-    out.set(i, {
-      date: k.sentDate ?? k.internalDate, // RFC 5256 §2.2 sent date
-      subject: k.subject,
-      replyOrForward: k.reply,
-      messageId: k.messageId,
-      references: k.references,
-    });
+function inputOf(indexes: readonly number[], k: ViewThreadKeys): Input {
+  const { row, columns: c } = k;
+  return {
+    list: indexes.filter((i) => row[i]! >= 0 && k.subjects[i]! >= 0),
+    date: (i) => c.dates[row[i]!]!,
+    subject: k.subjects,
+    flag: (i, bit) => (c.flags[row[i]!]! & bit) !== 0,
+    messageId: (i) => c.messageIds[row[i]!]!,
+    forEachRef(i, f) {
+      const r = row[i]!;
+      for (let j = c.refStart[r]!; j < c.refStart[r + 1]!; j++) f(c.refs[j]!);
+    },
+  };
+}
+
+const REPLY = 1;
+const NO_SUBJECT = 2;
+
+/** RFC 5256 §4: threads of messages with the same base subject; in each, the earliest message is
+ * the parent of all the others. */
+function orderedSubject(m: Input): ThreadNode[] {
+  const byDate = (a: number, b: number): number => m.date(a) - m.date(b) || a - b;
+  const groups = new Map<number, ThreadNode>();
+  const out: ThreadNode[] = [];
+  for (const i of [...m.list].sort(byDate)) {
+    const s = m.subject[i]!;
+    const g = groups.get(s);
+    if (g === undefined) {
+      const node: ThreadNode = { index: i, children: [] };
+      groups.set(s, node);
+      out.push(node); // threads in the order of their first (earliest) message
+    } else g.children.push({ index: i, children: [] });
   }
   return out;
 }
 
-/** RFC 5256 §4: threads of messages with the same base subject; in each, the earliest message is
- * the parent of all the others. */
-function orderedSubject(indexes: readonly number[], info: Map<number, Info>): ThreadNode[] {
-  const byDate = (a: number, b: number): number => info.get(a)!.date - info.get(b)!.date || a - b;
-  const groups = new Map<string, number[]>();
-  for (const i of [...indexes].sort(byDate)) {
-    const subject = info.get(i)!.subject;
-    const g = groups.get(subject);
-    if (g === undefined) groups.set(subject, [i]);
-    else g.push(i);
-  }
-  // Map iteration follows insertion: groups come in the order of their first (earliest) message.
-  return [...groups.values()].map(([first, ...rest]) => ({ index: first!, children: rest.map((i) => ({ index: i, children: [] })) }));
-}
-
-interface Container {
-  index: number | null;
-  parent: Container | null;
-  children: Container[];
-}
-
-function isAncestor(a: Container, of: Container): boolean {
-  for (let c: Container | null = of; c !== null; c = c.parent) if (c === a) return true;
-  return false;
-}
-
-function unlink(c: Container): void {
-  if (c.parent === null) return;
-  const siblings = c.parent.children;
-  siblings.splice(siblings.indexOf(c), 1);
-  c.parent = null;
-}
-
-function link(parent: Container, child: Container): void {
-  child.parent = parent;
-  parent.children.push(child);
-}
-
-function toNode(c: Container): ThreadNode {
-  // Iterative copy: reference chains may be long.
-  const root: ThreadNode = { index: c.index, children: [] };
-  const stack: Array<[Container, ThreadNode]> = [[c, root]];
-  while (stack.length > 0) {
-    const [from, to] = stack.pop()!;
-    for (const child of from.children) {
-      const n: ThreadNode = { index: child.index, children: [] };
-      to.children.push(n);
-      stack.push([child, n]);
+/**
+ * RFC 5256 §4 REFERENCES, steps 1 to 6, on containers numbered from 0: `index` the view position
+ * of a container's message (-1: a dummy), `parent` (-1: none), `kids` its children. Message-IDs
+ * are numbers, looked up in one Map.
+ */
+function references(m: Input): ThreadNode[] {
+  let cap = m.list.length * 2 + 16;
+  let index: Int32Array = new Int32Array(cap);
+  let parent: Int32Array = new Int32Array(cap);
+  const kids: Array<number[] | undefined> = [];
+  let size = 0;
+  const make = (i: number): number => {
+    if (size === cap) {
+      cap *= 2;
+      const grow = (a: Int32Array): Int32Array => {
+        const b = new Int32Array(cap);
+        b.set(a);
+        return b;
+      };
+      index = grow(index);
+      parent = grow(parent);
     }
-  }
-  return root;
-}
-
-/** RFC 5256 §4 REFERENCES, steps 1 to 6. */
-function references(indexes: readonly number[], info: Map<number, Info>): ThreadNode[] {
-  // (1) Link messages by Message-ID and References.
-  const byId = new Map<string, Container>();
-  const all: Container[] = [];
-  const make = (index: number | null): Container => {
-    const c: Container = { index, parent: null, children: [] };
-    all.push(c);
-    return c;
+    index[size] = i;
+    parent[size] = -1;
+    return size++;
   };
-  for (const i of indexes) {
-    const m = info.get(i)!;
+  const isAncestor = (a: number, of: number): boolean => {
+    for (let c = of; c !== -1; c = parent[c]!) if (c === a) return true;
+    return false;
+  };
+  const link = (p: number, child: number): void => {
+    parent[child] = p;
+    const k = kids[p];
+    if (k === undefined) kids[p] = [child];
+    else k.push(child);
+  };
+  const unlink = (c: number): void => {
+    const p = parent[c]!;
+    if (p === -1) return;
+    const siblings = kids[p]!;
+    siblings.splice(siblings.indexOf(c), 1);
+    parent[c] = -1;
+  };
+  const childrenOf = (c: number): number[] => kids[c] ?? [];
+
+  // (1) Link messages by Message-ID and References.
+  const byId = new Map<number, number>();
+  for (const i of m.list) {
     // (1.A) A message without a Message-ID, or with one already taken, gets a container of its own.
-    let own: Container;
-    const existing = m.messageId !== null ? byId.get(m.messageId) : undefined;
-    if (existing !== undefined && existing.index === null) {
-      existing.index = i;
+    const id = m.messageId(i);
+    const existing = id !== 0 ? byId.get(id) : undefined;
+    let own: number;
+    if (existing !== undefined && index[existing] === -1) {
+      index[existing] = i;
       own = existing;
     } else {
       own = make(i);
-      if (m.messageId !== null && existing === undefined) byId.set(m.messageId, own);
+      if (id !== 0 && existing === undefined) byId.set(id, own);
     }
     // (1.B) Link the referenced messages in order, keeping links already made, never a loop.
-    let prev: Container | null = null;
-    for (const id of m.references) {
-      let c = byId.get(id);
+    let prev = -1;
+    m.forEachRef(i, (ref) => {
+      let c = byId.get(ref);
       if (c === undefined) {
-        c = make(null);
-        byId.set(id, c);
+        c = make(-1);
+        byId.set(ref, c);
       }
-      if (prev !== null && c !== prev && c.parent === null && !isAncestor(c, prev)) link(prev, c);
+      if (prev !== -1 && c !== prev && parent[c] === -1 && !isAncestor(c, prev)) link(prev, c);
       prev = c;
-    }
+    });
     // (1.C) The last reference is this message's parent: an earlier message's References may
     // have placed it elsewhere, which this message's own References overrides. A parent that
     // would make a loop is not set (the message stays a root, as Dovecot does).
     unlink(own);
-    if (prev !== null && prev !== own && !isAncestor(own, prev)) link(prev, own);
+    if (prev !== -1 && prev !== own && !isAncestor(own, prev)) link(prev, own);
   }
 
-  // (2) The root set.
-  let roots = all.filter((c) => c.parent === null);
+  // (2) The root set, in the order the containers were made.
+  let roots: number[] = [];
+  for (let c = 0; c < size; c++) if (parent[c] === -1) roots.push(c);
 
   // (3) Prune dummies: an empty one goes; one with children gives them to its parent, except
   // that at the root a dummy with several children stays.
-  const prune = (list: Container[], atRoot: boolean): Container[] => {
-    const out: Container[] = [];
+  const prune = (list: readonly number[], atRoot: boolean): number[] => {
+    const out: number[] = [];
     for (const c of list) {
-      c.children = prune(c.children, false);
-      for (const child of c.children) child.parent = c;
-      if (c.index !== null) out.push(c);
-      else if (c.children.length === 0) continue;
-      else if (atRoot && c.children.length > 1) out.push(c);
-      else for (const child of c.children) out.push(child);
+      const k = kids[c];
+      if (k !== undefined) {
+        const pruned = prune(k, false);
+        kids[c] = pruned;
+        for (const child of pruned) parent[child] = c;
+      }
+      const children = childrenOf(c);
+      if (index[c] !== -1) out.push(c);
+      else if (children.length === 0) continue;
+      else if (atRoot && children.length > 1) out.push(c);
+      else for (const child of children) out.push(child);
     }
     return out;
   };
   // Pruning recurses as deep as the trees that References chains made: chains deeper than
   // MAX_THREAD_DEPTH are cut first (each part becomes a thread of its own).
-  roots = pruneBounded(roots, prune);
-  for (const r of roots) r.parent = null;
-
-  const dateOf = (c: Container): [number, number] => {
-    const first = c.index !== null ? c : c.children[0];
-    if (first === undefined || first.index === null) return [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
-    return [info.get(first.index)!.date, first.index];
-  };
-  const bySent = (a: Container, b: Container): number => {
-    const [da, ia] = dateOf(a);
-    const [db, ib] = dateOf(b);
-    return da - db || ia - ib;
-  };
-  const sortTree = (list: Container[]): void => {
-    // (6) Youngest siblings first: children before their parents.
-    const stack: Container[] = [...list];
-    const order: Container[] = [];
-    while (stack.length > 0) {
-      const c = stack.pop()!;
-      order.push(c);
-      stack.push(...c.children);
-    }
-    for (let k = order.length - 1; k >= 0; k--) order[k]!.children.sort(bySent);
-    list.sort(bySent);
-  };
-
-  // (4) Sort the root set (a dummy by its first child, children sorted first).
-  for (const r of roots) if (r.index === null) r.children.sort(bySent);
-  roots.sort(bySent);
-
-  // (5) Gather threads with the same base subject. (5.B) The table holds one container per
-  // subject: the first root, unless a later one is a dummy or the first is a reply and it not.
-  const subjectOf = (c: Container): Info | null => {
-    const m = c.index !== null ? c : c.children[0];
-    return m !== undefined && m.index !== null ? info.get(m.index)! : null;
-  };
-  const table = new Map<string, Container>();
-  for (const c of roots) {
-    const s = subjectOf(c);
-    if (s === null || s.subject === '') continue;
-    const t = table.get(s.subject);
-    if (t === undefined) table.set(s.subject, c);
-    else if (t.index !== null && (c.index === null || (info.get(t.index)!.replyOrForward && !s.replyOrForward))) table.set(s.subject, c);
-  }
-  // (5.C) Merge each other root with the table's container for its subject. A root already
-  // placed under another (it was the table's and got a new dummy above it) is skipped.
-  const removed = new Set<Container>();
-  const replaced = new Map<Container, Container>();
-  for (const c of roots) {
-    if (c.parent !== null) continue;
-    const s = subjectOf(c);
-    if (s === null || s.subject === '') continue;
-    const t = table.get(s.subject)!;
-    if (t === c) continue;
-    removed.add(c);
-    if (t.index === null && c.index === null) {
-      // Both dummies: the children of both become siblings.
-      for (const child of c.children) {
-        child.parent = t;
-        t.children.push(child);
-      }
-      c.children = [];
-    } else if (t.index === null) {
-      link(t, c);
-    } else if (c.index !== null && s.replyOrForward && !info.get(t.index)!.replyOrForward) {
-      link(t, c);
-    } else {
-      // A new dummy holds both and takes the table's place, in the table and in the root set.
-      const dummy: Container = { index: null, parent: null, children: [] };
-      link(dummy, t);
-      link(dummy, c);
-      replaced.set(t, dummy);
-      table.set(s.subject, dummy);
-    }
-  }
-  roots = roots.filter((c) => !removed.has(c)).map((c) => replaced.get(c) ?? c);
-  sortTree(roots);
-  return roots.map(toNode);
-}
-
-/** Depth past which a tree is split (a References chain of this length is no real thread). */
-const MAX_THREAD_DEPTH = 1000;
-
-function pruneBounded(roots: Container[], prune: (l: Container[], atRoot: boolean) => Container[]): Container[] {
-  // Cut chains deeper than MAX_THREAD_DEPTH so the recursive prune stays within the stack.
-  const cut: Container[] = [];
-  const stack: Array<[Container, number]> = roots.map((r) => [r, 0]);
+  const cut: number[] = [];
+  const stack: Array<[number, number]> = roots.map((r) => [r, 0]);
   while (stack.length > 0) {
     const [c, depth] = stack.pop()!;
-    for (const child of c.children) {
+    for (const child of childrenOf(c)) {
       if (depth + 1 >= MAX_THREAD_DEPTH) {
-        child.parent = null;
+        parent[child] = -1;
         cut.push(child);
         stack.push([child, 0]);
       } else stack.push([child, depth + 1]);
     }
-    if (depth + 1 >= MAX_THREAD_DEPTH) c.children = [];
+    if (depth + 1 >= MAX_THREAD_DEPTH) kids[c] = undefined;
   }
-  return prune([...roots, ...cut], true);
+  roots = prune([...roots, ...cut], true);
+  for (const r of roots) parent[r] = -1;
+
+  // Sent-date order of containers: a dummy by its first child (children are sorted first),
+  // ties by sequence order.
+  const firstOf = (c: number): number => {
+    if (index[c] !== -1) return index[c]!;
+    const f = kids[c]?.[0];
+    return f === undefined ? -1 : index[f]!;
+  };
+  const bySent = (a: number, b: number): number => {
+    const ia = firstOf(a);
+    const ib = firstOf(b);
+    if (ia === -1 || ib === -1) return ia === ib ? 0 : ia === -1 ? 1 : -1;
+    return m.date(ia) - m.date(ib) || ia - ib;
+  };
+
+  // (4) Sort the root set (a dummy by its first child, children sorted first).
+  for (const r of roots) if (index[r] === -1) kids[r]?.sort(bySent);
+  roots.sort(bySent);
+
+  // (5) Gather threads with the same base subject. (5.B) The table holds one container per
+  // subject: the first root, unless a later one is a dummy or the first is a reply and it not.
+  const isReply = (i: number): boolean => m.flag(i, REPLY);
+  const table = new Map<number, number>();
+  for (const c of roots) {
+    const s = firstOf(c);
+    if (s === -1 || m.flag(s, NO_SUBJECT)) continue;
+    const subject = m.subject[s]!;
+    const t = table.get(subject);
+    if (t === undefined) table.set(subject, c);
+    else if (index[t] !== -1 && (index[c] === -1 || (isReply(index[t]!) && !isReply(s)))) table.set(subject, c);
+  }
+  // (5.C) Merge each other root with the table's container for its subject. A root already
+  // placed under another (it was the table's and got a new dummy above it) is skipped.
+  const removed = new Set<number>();
+  const replaced = new Map<number, number>();
+  for (const c of roots) {
+    if (parent[c] !== -1) continue;
+    const s = firstOf(c);
+    if (s === -1 || m.flag(s, NO_SUBJECT)) continue;
+    const subject = m.subject[s]!;
+    const t = table.get(subject)!;
+    if (t === c) continue;
+    removed.add(c);
+    if (index[t] === -1 && index[c] === -1) {
+      // Both dummies: the children of both become siblings.
+      for (const child of childrenOf(c)) link(t, child);
+      kids[c] = undefined;
+    } else if (index[t] === -1) {
+      link(t, c);
+    } else if (index[c] !== -1 && isReply(s) && !isReply(index[t]!)) {
+      link(t, c);
+    } else {
+      // A new dummy holds both and takes the table's place, in the table and in the root set.
+      const dummy = make(-1);
+      kids[dummy] = undefined;
+      link(dummy, t);
+      link(dummy, c);
+      replaced.set(t, dummy);
+      table.set(subject, dummy);
+    }
+  }
+  roots = roots.filter((c) => !removed.has(c)).map((c) => replaced.get(c) ?? c);
+
+  // (6) Sort siblings, youngest first: children before their parents.
+  const order: number[] = [];
+  const walk = [...roots];
+  while (walk.length > 0) {
+    const c = walk.pop()!;
+    order.push(c);
+    const k = kids[c];
+    if (k !== undefined) for (const child of k) walk.push(child);
+  }
+  for (let q = order.length - 1; q >= 0; q--) kids[order[q]!]?.sort(bySent);
+  roots.sort(bySent);
+
+  // The tree, copied iteratively (reference chains may be long).
+  const toNode = (r: number): ThreadNode => {
+    const root: ThreadNode = { index: index[r] === -1 ? null : index[r]!, children: [] };
+    const copy: Array<[number, ThreadNode]> = [[r, root]];
+    while (copy.length > 0) {
+      const [from, to] = copy.pop()!;
+      for (const child of childrenOf(from)) {
+        const node: ThreadNode = { index: index[child] === -1 ? null : index[child]!, children: [] };
+        to.children.push(node);
+        copy.push([child, node]);
+      }
+    }
+    return root;
+  };
+  return roots.map(toNode);
 }
 
-/** Threads the messages at `indexes` (0-based positions in view.entries), RFC 5256 §4. */
+/** Threads the messages at `indexes` (0-based positions in the view), RFC 5256 §4. A message no
+ * longer in the store is left out. */
 export async function threadMessages(indexes: readonly number[], algorithm: ThreadAlgorithm, view: SortView): Promise<ThreadNode[]> {
-  const info = await infos(indexes, view);
-  return algorithm === 'ORDEREDSUBJECT' ? orderedSubject(indexes, info) : references(indexes, info);
+  const input = inputOf(indexes, await view.threadKeys());
+  return algorithm === 'ORDEREDSUBJECT' ? orderedSubject(input) : references(input);
 }
 
 /**

@@ -6,7 +6,7 @@ import type { SnapshotAccount, SnapshotAppPassword, SnapshotEntry } from '../../
 import { asAccountId, asModSeq, asUid } from '../../lib/brand.js';
 import { flagList } from '../flags.js';
 import { toAppPassword, type AppPasswordRow } from './app-password-row.js';
-import type { Account, Pop3DeletePolicy } from '../types.js';
+import type { Account, EntrySortKeys, Pop3DeletePolicy } from '../types.js';
 
 type Bool = number | boolean;
 const truthy = (b: Bool): boolean => b === true || b === 1;
@@ -102,5 +102,44 @@ export function snapshotEntry(r: EntryRecordRow): SnapshotEntry {
     threadId: r.thread_id,
     pid: r.pid,
     pop3Hidden: truthy(r.pop3_hidden),
+  };
+}
+
+/** The columns listSortKeys reads, in order: an entry's uid, internal_date and size, then its
+ * sort_keys row (SORT_KEY_COLS). */
+export const SORT_KEY_COLS =
+  'e.uid, e.internal_date, e.size, k.sent_date, k.subject, k.reply, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.message_id, k.refs';
+
+export type SortKeyRow = [
+  uid: number,
+  internalDate: number,
+  size: number,
+  sentDate: number | null,
+  subject: string,
+  reply: Bool,
+  from: string,
+  to: string,
+  cc: string,
+  displayFrom: string,
+  displayTo: string,
+  messageId: string | null,
+  refs: string,
+];
+
+export function toSortKeys(r: SortKeyRow): EntrySortKeys {
+  return {
+    uid: asUid(r[0]),
+    internalDate: Number(r[1]),
+    size: Number(r[2]),
+    sentDate: r[3] === null ? null : Number(r[3]),
+    subject: r[4],
+    reply: truthy(r[5]),
+    from: r[6],
+    to: r[7],
+    cc: r[8],
+    displayFrom: r[9],
+    displayTo: r[10],
+    messageId: r[11],
+    references: r[12] === '' ? [] : r[12].split('\n'),
   };
 }

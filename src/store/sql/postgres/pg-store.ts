@@ -32,7 +32,7 @@ import pg from 'pg';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
 import { LruCache } from '../../../lib/lru.js';
-import { sortKeysOf } from '../../../mail/sort-keys.js';
+import { sortKeysOf, threadIdsText } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createFileBlobStore } from '../../blob-store.js';
 import type { BlobStore } from '../../blob-store.js';
@@ -63,7 +63,8 @@ import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
 import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
-import { toAccount } from '../rows.js';
+import { SORT_KEY_COLS, toAccount, toSortKeys, type SortKeyRow } from '../rows.js';
+import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns } from '../../search-text.js';
@@ -93,6 +94,9 @@ import type {
   MailboxRestore,
   MailStore,
   EntrySortKeys,
+  SortKeyName,
+  SortRanks,
+  ThreadKeyColumns,
   MessageEntry,
   MetadataChange,
   MetadataEntry,
@@ -179,55 +183,22 @@ type EntryRow = [
 /** unnest() casts of the entry columns, in ENTRY_COLS order. */
 const ENTRY_TYPES = ['int8', 'int8', 'int8', 'int4', 'text', 'int8', 'int8', 'int8', 'text', 'text', 'text', 'text', 'bool'];
 
-type SortKeyRow = [
-  uid: number,
-  internalDate: number,
-  size: number,
-  sentDate: number | null,
-  subject: string,
-  reply: boolean,
-  from: string,
-  to: string,
-  cc: string,
-  displayFrom: string,
-  displayTo: string,
-  messageId: string | null,
-  refs: string,
-];
-
-function toSortKeys(r: SortKeyRow): EntrySortKeys {
-  return {
-    uid: asUid(r[0]),
-    internalDate: r[1],
-    size: r[2],
-    sentDate: r[3],
-    subject: r[4],
-    reply: r[5],
-    from: r[6],
-    to: r[7],
-    cc: r[8],
-    displayFrom: r[9],
-    displayTo: r[10],
-    messageId: r[11],
-    references: r[12] === '' ? [] : r[12].split('\n'),
-  };
-}
-
 /** Writes the sort keys of these blobs (their rows exist), one statement for all. */
 async function insertSortKeys(c: pg.ClientBase, blobs: ReadonlyArray<readonly [string, Omit<ParsedMessage, 'text'>]>): Promise<void> {
   if (blobs.length === 0) return;
-  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], []];
+  const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], []];
   for (const [hash, parsed] of blobs) {
     const k = sortKeysOf(parsed);
     // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
-    const refs = k.references.filter((id) => !id.includes('\n')).join('\n');
-    const values = [hash, k.sentDate, k.subject, k.reply, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs];
+    const refs = k.references.filter((id) => !id.includes('\n'));
+    const ids = threadIdsText(k.messageId, refs);
+    const values = [hash, k.sentDate, k.subject, k.reply, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), ids];
     values.forEach((v, i) => cols[i]!.push(typeof v === 'string' ? strip0(v) : v));
   }
   await c.query(
-    `INSERT INTO sort_keys (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs)
+    `INSERT INTO sort_keys (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_ids)
      SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                          $10::text[], $11::text[])
+                          $10::text[], $11::text[], $12::text[])
      ON CONFLICT (hash) DO NOTHING`,
     cols,
   );
@@ -250,6 +221,35 @@ async function backfillSortKeys(c: pg.ClientBase): Promise<void> {
     );
   }
 }
+
+/** Writes the THREAD ids of sort_keys rows from before schema version 8 (from their message_id
+ * and refs), a thousand at a time. */
+async function backfillThreadIds(c: pg.ClientBase): Promise<void> {
+  for (;;) {
+    const rows = (await c.query<{ hash: string; message_id: string | null; refs: string }>(
+      'SELECT hash, message_id, refs FROM sort_keys WHERE thread_ids IS NULL LIMIT 1000',
+    )).rows;
+    if (rows.length === 0) return;
+    await c.query(
+      'UPDATE sort_keys k SET thread_ids = v.ids FROM unnest($1::text[], $2::text[]) AS v(hash, ids) WHERE k.hash = v.hash',
+      [rows.map((r) => r.hash), rows.map((r) => threadIdsText(r.message_id, r.refs === '' ? [] : r.refs.split('\n')))],
+    );
+  }
+}
+
+/** The expression of each SORT key over entries e joined with sort_keys k. Text keys compare as
+ * UTF-8 bytes (COLLATE "C", as SQLite's BINARY), the stored keys being casemapped at ingest. */
+const SORT_KEY_EXPR: Record<SortKeyName, string> = {
+  ARRIVAL: 'e.internal_date',
+  SIZE: 'e.size',
+  DATE: 'coalesce(k.sent_date, e.internal_date)',
+  SUBJECT: 'k.subject COLLATE "C"',
+  FROM: 'k.addr_from COLLATE "C"',
+  TO: 'k.addr_to COLLATE "C"',
+  CC: 'k.addr_cc COLLATE "C"',
+  DISPLAYFROM: 'k.display_from COLLATE "C"',
+  DISPLAYTO: 'k.display_to COLLATE "C"',
+};
 
 function toEntry(r: EntryRow): MessageEntry {
   return {
@@ -1507,13 +1507,38 @@ class PgStore implements MailStore {
       (
         await this.#arrays<SortKeyRow>(
           this.#pool,
-          `SELECT e.uid, e.internal_date, e.size, k.sent_date, k.subject, k.reply, k.addr_from, k.addr_to, k.addr_cc,
-                  k.display_from, k.display_to, k.message_id, k.refs
-             FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = $1 ORDER BY e.uid`,
+          `SELECT ${SORT_KEY_COLS} FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = $1 ORDER BY e.uid`,
           [mailboxId],
         )
       ).map(toSortKeys),
     );
+  }
+
+  async rankSortKey(mailboxId: MailboxId, key: SortKeyName): Promise<SortRanks> {
+    // One string for the mailbox, as with SQLite (sort-columns.ts): the UIDs of each key value,
+    // groups in key order.
+    const expr = SORT_KEY_EXPR[key];
+    return this.#read(async () => {
+      const r = await this.#pool.query<{ t: string | null }>(
+        `SELECT string_agg(g, ';' ORDER BY v) AS t FROM (
+           SELECT ${expr} AS v, string_agg(e.uid::text, ',') AS g FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash
+            WHERE e.mailbox_id = $1 GROUP BY 1) s`,
+        [mailboxId],
+      );
+      return parseRankGroups(r.rows[0]?.t ?? null);
+    });
+  }
+
+  async listThreadKeys(mailboxId: MailboxId): Promise<ThreadKeyColumns> {
+    return this.#read(async () => {
+      const r = await this.#pool.query<{ t: string | null }>(
+        `SELECT string_agg(e.uid || ' ' || coalesce(k.sent_date, e.internal_date) || ' ' || (k.reply::int + 2 * (k.subject = '')::int)
+                           || ' ' || coalesce(k.thread_ids, ''), ';') AS t
+           FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = $1`,
+        [mailboxId],
+      );
+      return parseThreadRows(r.rows[0]?.t ?? null);
+    });
   }
 
   async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
@@ -2324,6 +2349,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
     });
     await migratePg(setup);
     await backfillSortKeys(setup);
+    await backfillThreadIds(setup);
     lockSpace = (await setup.query<{ k: number }>('SELECT hashtext($1) AS k', [`facteur:${schema}`])).rows[0]?.k ?? 0;
   } finally {
     await setup.end().catch(() => undefined);

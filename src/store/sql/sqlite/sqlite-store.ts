@@ -65,7 +65,7 @@ import Database from 'better-sqlite3';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
 import { LruCache } from '../../../lib/lru.js';
-import { sortKeysOf } from '../../../mail/sort-keys.js';
+import { sortKeysOf, threadIdsText } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createLocalFeed } from '../../feed.js';
 import type { LocalFeed } from '../../feed.js';
@@ -93,7 +93,8 @@ import {
   checkTotp,
 } from '../../names.js';
 import { planMetadata } from '../../metadata.js';
-import { toAccount } from '../rows.js';
+import { SORT_KEY_COLS, toAccount, toSortKeys, type SortKeyRow } from '../rows.js';
+import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
@@ -125,6 +126,9 @@ import type {
   MailStore,
   FlagUpdate,
   EntrySortKeys,
+  SortKeyName,
+  SortRanks,
+  ThreadKeyColumns,
   MessageEntry,
   MetadataChange,
   MetadataEntry,
@@ -238,52 +242,29 @@ function toEntry(r: EntryRow): MessageEntry {
   };
 }
 
-/** The sort_keys columns after uid, internal_date and size (k: the sort_keys table). */
-const SORT_KEY_COLS =
-  'k.sent_date, k.subject, k.reply, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.message_id, k.refs';
-type SortKeyRow = [
-  uid: number,
-  internalDate: number,
-  size: number,
-  sentDate: number | null,
-  subject: string,
-  reply: number,
-  from: string,
-  to: string,
-  cc: string,
-  displayFrom: string,
-  displayTo: string,
-  messageId: string | null,
-  refs: string,
-];
-
-function toSortKeys(r: SortKeyRow): EntrySortKeys {
-  return {
-    uid: asUid(r[0]),
-    internalDate: r[1],
-    size: r[2],
-    sentDate: r[3],
-    subject: r[4],
-    reply: r[5] !== 0,
-    from: r[6],
-    to: r[7],
-    cc: r[8],
-    displayFrom: r[9],
-    displayTo: r[10],
-    messageId: r[11],
-    references: r[12] === '' ? [] : r[12].split('\n'),
-  };
-}
+/** The sort_index column of each SORT key (schema version 8). */
+const SORT_INDEX_COLUMN: Record<SortKeyName, string> = {
+  ARRIVAL: 'arrival',
+  SIZE: 'size',
+  DATE: 'sent',
+  SUBJECT: 'subject',
+  FROM: 'addr_from',
+  TO: 'addr_to',
+  CC: 'addr_cc',
+  DISPLAYFROM: 'display_from',
+  DISPLAYTO: 'display_to',
+};
 
 const INSERT_SORT_KEYS = `INSERT OR REPLACE INTO sort_keys
-  (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+  (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_ids)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 function insertSortKeys(stmt: Stmt, hash: string, parsed: Omit<ParsedMessage, 'text'>): void {
   const k = sortKeysOf(parsed);
   // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
-  const refs = k.references.filter((id) => !id.includes('\n')).join('\n');
-  stmt.run(hash, k.sentDate, k.subject, k.reply ? 1 : 0, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs);
+  const refs = k.references.filter((id) => !id.includes('\n'));
+  const ids = threadIdsText(k.messageId, refs);
+  stmt.run(hash, k.sentDate, k.subject, k.reply ? 1 : 0, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), ids);
 }
 
 /** Writes the sort keys of blobs stored before the sort_keys table existed (schema version 7),
@@ -299,6 +280,21 @@ function backfillSortKeys(db: Database.Database): void {
     if (rows.length === 0) return;
     db.transaction(() => {
       for (const r of rows) insertSortKeys(insert, r.hash, JSON.parse(r.parsed) as Omit<ParsedMessage, 'text'>);
+    })();
+  }
+}
+
+/** Writes the THREAD ids of sort_keys rows from before schema version 8 (from their message_id
+ * and refs, no parse record read), a thousand per transaction; the sort_index triggers carry
+ * them to the entries. */
+function backfillThreadIds(db: Database.Database): void {
+  const missing = db.prepare('SELECT hash, message_id, refs FROM sort_keys WHERE thread_ids IS NULL LIMIT 1000');
+  const update = db.prepare('UPDATE sort_keys SET thread_ids = ? WHERE hash = ?');
+  for (;;) {
+    const rows = missing.all() as Array<{ hash: string; message_id: string | null; refs: string }>;
+    if (rows.length === 0) return;
+    db.transaction(() => {
+      for (const r of rows) update.run(threadIdsText(r.message_id, r.refs === '' ? [] : r.refs.split('\n')), r.hash);
     })();
   }
 }
@@ -1593,10 +1589,32 @@ class SqliteStore implements MailStore {
 
   async listSortKeys(mailboxId: MailboxId): Promise<EntrySortKeys[]> {
     const rows = this.#qr(
-      `SELECT e.uid, e.internal_date, e.size, ${SORT_KEY_COLS} FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash
-        WHERE e.mailbox_id = ? ORDER BY e.uid`,
+      `SELECT ${SORT_KEY_COLS} FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = ? ORDER BY e.uid`,
     ).all(mailboxId) as SortKeyRow[];
     return rows.map(toSortKeys);
+  }
+
+  async rankSortKey(mailboxId: MailboxId, key: SortKeyName): Promise<SortRanks> {
+    // One string for the whole mailbox (materialising a row per message costs ten times more):
+    // the UIDs of each distinct key value, groups in key order. Text keys compare as UTF-8 bytes
+    // (BINARY), the stored keys being casemapped at ingest (mail/sort-keys.ts).
+    const col = SORT_INDEX_COLUMN[key];
+    const text = this.#q(
+      `SELECT group_concat(g, ';' ORDER BY k) FROM (SELECT ${col} AS k, group_concat(uid) AS g FROM sort_index WHERE mailbox_id = ? GROUP BY ${col})`,
+    )
+      .pluck()
+      .get(mailboxId) as string | null;
+    return parseRankGroups(text);
+  }
+
+  async listThreadKeys(mailboxId: MailboxId): Promise<ThreadKeyColumns> {
+    const text = this.#q(
+      `SELECT group_concat(uid || ' ' || sent || ' ' || (reply + 2 * (subject = '')) || ' ' || coalesce(thread_ids, ''), ';')
+         FROM sort_index WHERE mailbox_id = ?`,
+    )
+      .pluck()
+      .get(mailboxId) as string | null;
+    return parseThreadRows(text);
   }
 
   async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
@@ -2352,6 +2370,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     db.pragma('journal_size_limit = 67108864');
     migrate(db);
     backfillSortKeys(db);
+    backfillThreadIds(db);
   } catch (err) {
     db.close();
     throw err;
