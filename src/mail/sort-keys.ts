@@ -79,20 +79,30 @@ export function sortKeysOf(p: Omit<ParsedMessage, 'text'>): SortKeys {
 }
 
 /**
- * A Message-ID as a number for THREAD (RFC 5256 §4 compares Message-IDs as strings): 53 bits of
- * its SHA-256, written in base 36 (at most 11 characters), never "0". Two distinct ids share a
- * number with probability 2^-53 per pair: for a mailbox of 100,000 messages and 200,000 distinct
- * ids, about one chance in a million that two unrelated messages are threaded as one.
+ * A Message-ID or a base subject as a number for THREAD (RFC 5256 §4 compares both as strings):
+ * 53 bits of its SHA-256, written in base 36 (at most 11 characters), never "0". Two distinct
+ * strings share a number with probability 2^-53 per pair: for a mailbox of 100,000 messages and
+ * 200,000 distinct ids, about one chance in a million that two unrelated messages are threaded
+ * as one.
  */
-export function messageIdNumber(id: string): string {
-  const h = createHash('sha256').update(id, 'utf8').digest();
+export function threadNumber(s: string): string {
+  const h = createHash('sha256').update(s, 'utf8').digest();
   const n = (h.readUInt32BE(0) & 0x1fffff) * 0x1_0000_0000 + h.readUInt32BE(4);
   return (n === 0 ? 1 : n).toString(36);
 }
 
-/** The THREAD ids of a message as stored (sort_keys.thread_ids): its own Message-ID's number (empty
- * without one), then the numbers of its references in order, comma-separated. `references`: as
- * stored in sort_keys.refs (ids with a line break are left out there). */
-export function threadIdsText(messageId: string | null, references: readonly string[]): string {
-  return [messageId === null ? '' : messageIdNumber(messageId), ...references.map(messageIdNumber)].join(',');
+/** Bits of the THREAD flags. */
+export const THREAD_REPLY = 1; // a reply or forward marker was removed from the subject (RFC 5256 §2.1)
+export const THREAD_NO_SUBJECT = 2; // the base subject is empty
+
+/**
+ * What THREAD reads of a message besides its date, as stored (sort_keys.thread_text):
+ * "flags subject id,ref,ref...": the flags above in decimal, the base subject's number, the
+ * Message-ID's number (empty without one), then the numbers of the references, oldest first.
+ * `references`: as stored in sort_keys.refs (ids with a line break are left out there).
+ */
+export function threadText(k: Pick<SortKeys, 'subject' | 'reply' | 'messageId'>, references: readonly string[]): string {
+  const flags = (k.reply ? THREAD_REPLY : 0) | (k.subject === '' ? THREAD_NO_SUBJECT : 0);
+  const ids = [k.messageId === null ? '' : threadNumber(k.messageId), ...references.map(threadNumber)].join(',');
+  return `${flags} ${threadNumber(k.subject)} ${ids}`;
 }

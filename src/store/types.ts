@@ -172,14 +172,14 @@ export interface SortRanks {
 }
 
 /** What THREAD (RFC 5256 §4) reads of a mailbox's messages, one column per key, in no particular
- * order. Message-IDs are numbers (mail/sort-keys.ts messageIdNumber), 0 for none. */
+ * order. Base subjects and Message-IDs are numbers (mail/sort-keys.ts threadNumber), 0 for none. */
 export interface ThreadKeyColumns {
   uids: Float64Array;
   /** The sent date, else INTERNALDATE (RFC 5256 §2.2), epoch ms. */
   dates: Float64Array;
-  /** Bit 0: a reply or forward marker was removed from the subject (RFC 5256 §2.1); bit 1: the
-   * base subject is empty. */
+  /** THREAD_REPLY and THREAD_NO_SUBJECT (mail/sort-keys.ts). */
   flags: Uint8Array;
+  subjects: Float64Array;
   messageIds: Float64Array;
   /** The references of message i are refs[refStart[i]] to refs[refStart[i + 1] - 1], oldest first. */
   refStart: Uint32Array;

@@ -11,7 +11,7 @@
  * - the work is a few typed-array passes and one numeric sort, whatever the number of criteria.
  */
 import type { SortKeys } from '../../mail/sort-keys.js';
-import { messageIdNumber, sortKeysOf } from '../../mail/sort-keys.js';
+import { sortKeysOf, THREAD_NO_SUBJECT, THREAD_REPLY, threadNumber } from '../../mail/sort-keys.js';
 import type { MailboxId, Uid } from '../../lib/brand.js';
 import type { MailStore, MessageEntry, SortKeyName, SortRanks, ThreadKeyColumns } from '../../store/types.js';
 import type { SortCriterion } from '../protocol/ast.js';
@@ -28,8 +28,6 @@ export interface ViewThreadKeys {
   /** The row of each position in `columns`, -1 for a message not in the store. */
   row: Int32Array;
   columns: ThreadKeyColumns;
-  /** The rank of each position's base subject (equal subjects, equal ranks). */
-  subjects: Int32Array;
 }
 
 export interface SortView {
@@ -85,8 +83,8 @@ export function storeSortView(store: Pick<MailStore, 'rankSortKey' | 'listThread
     count: uids.length,
     ranks: async (key) => viewRanks(uids, await store.rankSortKey(mailboxId, key)),
     async threadKeys() {
-      const [columns, subjects] = await Promise.all([store.listThreadKeys(mailboxId), store.rankSortKey(mailboxId, 'SUBJECT')]);
-      return { row: rowsByPosition(uids, columns.uids), columns, subjects: viewRanks(uids, subjects).ranks };
+      const columns = await store.listThreadKeys(mailboxId);
+      return { row: rowsByPosition(uids, columns.uids), columns };
     },
   };
 }
@@ -166,6 +164,7 @@ export function sortViewOf(entries: readonly MessageEntry[], store: Pick<MailSto
     ranks: ranksOf,
     async threadKeys() {
       const keys = await all();
+      const number = (text: string): number => parseInt(threadNumber(text), 36);
       const rows = keys.flatMap((k, i) => (k === null ? [] : [i]));
       const row = new Int32Array(entries.length).fill(-1);
       rows.forEach((i, r) => (row[i] = r));
@@ -173,18 +172,19 @@ export function sortViewOf(entries: readonly MessageEntry[], store: Pick<MailSto
       const refStart = new Uint32Array(rows.length + 1);
       rows.forEach((i, r) => {
         refStart[r] = refs.length;
-        for (const id of keys[i]!.references) refs.push(parseInt(messageIdNumber(id), 36));
+        for (const id of keys[i]!.references) refs.push(number(id));
       });
       refStart[rows.length] = refs.length;
       const columns: ThreadKeyColumns = {
         uids: Float64Array.from(rows, (i) => entries[i]!.uid),
         dates: Float64Array.from(rows, (i) => keys[i]!.sentDate ?? keys[i]!.internalDate),
-        flags: Uint8Array.from(rows, (i) => (keys[i]!.reply ? 1 : 0) | (keys[i]!.subject === '' ? 2 : 0)),
-        messageIds: Float64Array.from(rows, (i) => (keys[i]!.messageId === null ? 0 : parseInt(messageIdNumber(keys[i]!.messageId!), 36))),
+        flags: Uint8Array.from(rows, (i) => (keys[i]!.reply ? THREAD_REPLY : 0) | (keys[i]!.subject === '' ? THREAD_NO_SUBJECT : 0)),
+        subjects: Float64Array.from(rows, (i) => number(keys[i]!.subject)),
+        messageIds: Float64Array.from(rows, (i) => (keys[i]!.messageId === null ? 0 : number(keys[i]!.messageId!))),
         refStart,
         refs: Float64Array.from(refs),
       };
-      return { row, columns, subjects: (await ranksOf('SUBJECT')).ranks };
+      return { row, columns };
     },
   };
 }

@@ -9,7 +9,9 @@
  * - the algorithm is iterative where input decides the depth (reference chains), so a long or
  *   looping References chain cannot exhaust the stack; linking never creates a loop.
  */
+import { THREAD_NO_SUBJECT, THREAD_REPLY } from '../../mail/sort-keys.js';
 import type { ImapValue } from '../protocol/ast.js';
+import type { ThreadKeyColumns } from '../../store/types.js';
 import type { SortView, ViewThreadKeys } from './sort.js';
 
 export type ThreadAlgorithm = 'ORDEREDSUBJECT' | 'REFERENCES';
@@ -26,103 +28,182 @@ const MAX_THREAD_DEPTH = 1000;
 
 /**
  * The messages to thread, by 0-based view position, read from the view's columns: `list` the
- * positions present in the store, in sequence order.
+ * positions present in the store, in sequence order; `row` the row of a position in the columns.
  */
 interface Input {
   list: number[];
+  row: Int32Array;
+  columns: ThreadKeyColumns;
   date: (i: number) => number;
-  subject: Int32Array;
+  subject: (i: number) => number;
   flag: (i: number, bit: number) => boolean;
-  messageId: (i: number) => number;
-  forEachRef: (i: number, f: (id: number) => void) => void;
 }
 
 function inputOf(indexes: readonly number[], k: ViewThreadKeys): Input {
   const { row, columns: c } = k;
   return {
-    list: indexes.filter((i) => row[i]! >= 0 && k.subjects[i]! >= 0),
+    list: indexes.filter((i) => row[i]! >= 0),
+    row,
+    columns: c,
     date: (i) => c.dates[row[i]!]!,
-    subject: k.subjects,
+    subject: (i) => c.subjects[row[i]!]!,
     flag: (i, bit) => (c.flags[row[i]!]! & bit) !== 0,
-    messageId: (i) => c.messageIds[row[i]!]!,
-    forEachRef(i, f) {
-      const r = row[i]!;
-      for (let j = c.refStart[r]!; j < c.refStart[r + 1]!; j++) f(c.refs[j]!);
-    },
   };
 }
 
-const REPLY = 1;
-const NO_SUBJECT = 2;
+/**
+ * Message-ID numbers (below 2^53, never 0) to containers: open addressing over typed arrays. A
+ * Map keyed by such numbers boxes each key (they do not fit a small integer), which cost more
+ * than all the rest of threading.
+ */
+class IdTable {
+  #keys: Float64Array;
+  #values: Int32Array;
+  #mask: number;
+  #size = 0;
+
+  constructor(expected: number) {
+    let cap = 16;
+    while (cap < expected * 2) cap *= 2;
+    this.#keys = new Float64Array(cap);
+    this.#values = new Int32Array(cap);
+    this.#mask = cap - 1;
+  }
+
+  #slot(key: number): number {
+    // Low and high halves mixed; the numbers are hash output already.
+    let h = ((key >>> 0) ^ Math.floor(key / 0x1_0000_0000)) & this.#mask;
+    while (this.#keys[h] !== 0 && this.#keys[h] !== key) h = (h + 1) & this.#mask;
+    return h;
+  }
+
+  get(key: number): number | undefined {
+    const h = this.#slot(key);
+    return this.#keys[h] === 0 ? undefined : this.#values[h];
+  }
+
+  set(key: number, value: number): void {
+    const h = this.#slot(key);
+    if (this.#keys[h] === 0) {
+      this.#keys[h] = key;
+      if (++this.#size * 2 > this.#keys.length) {
+        this.#values[h] = value;
+        this.#grow();
+        return;
+      }
+    }
+    this.#values[h] = value;
+  }
+
+  #grow(): void {
+    const keys = this.#keys;
+    const values = this.#values;
+    this.#keys = new Float64Array(keys.length * 2);
+    this.#values = new Int32Array(keys.length * 2);
+    this.#mask = keys.length * 2 - 1;
+    for (let h = 0; h < keys.length; h++) {
+      if (keys[h] === 0) continue;
+      const to = this.#slot(keys[h]!);
+      this.#keys[to] = keys[h]!;
+      this.#values[to] = values[h]!;
+    }
+  }
+}
+
 
 /** RFC 5256 §4: threads of messages with the same base subject; in each, the earliest message is
  * the parent of all the others. */
 function orderedSubject(m: Input): ThreadNode[] {
   const byDate = (a: number, b: number): number => m.date(a) - m.date(b) || a - b;
-  const groups = new Map<number, ThreadNode>();
+  const groups = new IdTable(m.list.length);
   const out: ThreadNode[] = [];
   for (const i of [...m.list].sort(byDate)) {
-    const s = m.subject[i]!;
+    const s = m.subject(i);
     const g = groups.get(s);
     if (g === undefined) {
-      const node: ThreadNode = { index: i, children: [] };
-      groups.set(s, node);
-      out.push(node); // threads in the order of their first (earliest) message
-    } else g.children.push({ index: i, children: [] });
+      groups.set(s, out.length);
+      out.push({ index: i, children: [] }); // threads in the order of their first (earliest) message
+    } else out[g]!.children.push({ index: i, children: [] });
   }
   return out;
 }
 
+/** The children of a leaf: shared, never mutated. */
+const NO_CHILDREN: ThreadNode[] = [];
+
 /**
- * RFC 5256 §4 REFERENCES, steps 1 to 6, on containers numbered from 0: `index` the view position
- * of a container's message (-1: a dummy), `parent` (-1: none), `kids` its children. Message-IDs
- * are numbers, looked up in one Map.
+ * RFC 5256 §4 REFERENCES, steps 1 to 6, on containers numbered from 0 and kept in typed arrays
+ * (no object per message): `index` the view position of a container's message (-1: a dummy),
+ * `parent` (-1: none), and each container's children as a doubly linked list (first, next, prev)
+ * in no particular order: siblings are sorted at the end, and every order used before that is
+ * total, so the result does not depend on list order.
  */
 function references(m: Input): ThreadNode[] {
   let cap = m.list.length * 2 + 16;
   let index: Int32Array = new Int32Array(cap);
   let parent: Int32Array = new Int32Array(cap);
-  const kids: Array<number[] | undefined> = [];
+  let first: Int32Array = new Int32Array(cap);
+  let next: Int32Array = new Int32Array(cap);
+  let prev: Int32Array = new Int32Array(cap);
+  let count: Int32Array = new Int32Array(cap);
   let size = 0;
+  const grown = (a: Int32Array): Int32Array => {
+    const b = new Int32Array(cap);
+    b.set(a);
+    return b;
+  };
   const make = (i: number): number => {
     if (size === cap) {
       cap *= 2;
-      const grow = (a: Int32Array): Int32Array => {
-        const b = new Int32Array(cap);
-        b.set(a);
-        return b;
-      };
-      index = grow(index);
-      parent = grow(parent);
+      [index, parent, first, next, prev, count] = [grown(index), grown(parent), grown(first), grown(next), grown(prev), grown(count)];
     }
     index[size] = i;
     parent[size] = -1;
+    first[size] = -1;
+    next[size] = -1;
+    prev[size] = -1;
+    count[size] = 0;
     return size++;
   };
   const isAncestor = (a: number, of: number): boolean => {
     for (let c = of; c !== -1; c = parent[c]!) if (c === a) return true;
     return false;
   };
-  const link = (p: number, child: number): void => {
-    parent[child] = p;
-    const k = kids[p];
-    if (k === undefined) kids[p] = [child];
-    else k.push(child);
+  const link = (p: number, c: number): void => {
+    parent[c] = p;
+    prev[c] = -1;
+    next[c] = first[p]!;
+    if (first[p] !== -1) prev[first[p]!] = c;
+    first[p] = c;
+    count[p]!++;
   };
   const unlink = (c: number): void => {
     const p = parent[c]!;
     if (p === -1) return;
-    const siblings = kids[p]!;
-    siblings.splice(siblings.indexOf(c), 1);
+    if (prev[c] !== -1) next[prev[c]!] = next[c]!;
+    else first[p] = next[c]!;
+    if (next[c] !== -1) prev[next[c]!] = prev[c]!;
+    prev[c] = -1;
+    next[c] = -1;
+    count[p]!--;
     parent[c] = -1;
   };
-  const childrenOf = (c: number): number[] => kids[c] ?? [];
+  const moveChildren = (from: number, to: number): void => {
+    while (first[from] !== -1) {
+      const k = first[from]!;
+      unlink(k);
+      link(to, k);
+    }
+  };
 
   // (1) Link messages by Message-ID and References.
-  const byId = new Map<number, number>();
+  const { row, columns } = m;
+  const { messageIds, refStart, refs } = columns;
+  const byId = new IdTable(m.list.length + refs.length / 2);
   for (const i of m.list) {
     // (1.A) A message without a Message-ID, or with one already taken, gets a container of its own.
-    const id = m.messageId(i);
+    const r = row[i]!;
+    const id = messageIds[r]!;
     const existing = id !== 0 ? byId.get(id) : undefined;
     let own: number;
     if (existing !== undefined && index[existing] === -1) {
@@ -133,110 +214,131 @@ function references(m: Input): ThreadNode[] {
       if (id !== 0 && existing === undefined) byId.set(id, own);
     }
     // (1.B) Link the referenced messages in order, keeping links already made, never a loop.
-    let prev = -1;
-    m.forEachRef(i, (ref) => {
+    let last = -1;
+    for (let j = refStart[r]!; j < refStart[r + 1]!; j++) {
+      const ref = refs[j]!;
       let c = byId.get(ref);
       if (c === undefined) {
         c = make(-1);
         byId.set(ref, c);
       }
-      if (prev !== -1 && c !== prev && parent[c] === -1 && !isAncestor(c, prev)) link(prev, c);
-      prev = c;
-    });
+      if (last !== -1 && c !== last && parent[c] === -1 && !isAncestor(c, last)) link(last, c);
+      last = c;
+    }
     // (1.C) The last reference is this message's parent: an earlier message's References may
     // have placed it elsewhere, which this message's own References overrides. A parent that
     // would make a loop is not set (the message stays a root, as Dovecot does).
     unlink(own);
-    if (prev !== -1 && prev !== own && !isAncestor(own, prev)) link(prev, own);
+    if (last !== -1 && last !== own && !isAncestor(own, last)) link(last, own);
   }
 
   // (2) The root set, in the order the containers were made.
-  let roots: number[] = [];
+  const roots: number[] = [];
   for (let c = 0; c < size; c++) if (parent[c] === -1) roots.push(c);
 
-  // (3) Prune dummies: an empty one goes; one with children gives them to its parent, except
-  // that at the root a dummy with several children stays.
-  const prune = (list: readonly number[], atRoot: boolean): number[] => {
-    const out: number[] = [];
-    for (const c of list) {
-      const k = kids[c];
-      if (k !== undefined) {
-        const pruned = prune(k, false);
-        kids[c] = pruned;
-        for (const child of pruned) parent[child] = c;
-      }
-      const children = childrenOf(c);
-      if (index[c] !== -1) out.push(c);
-      else if (children.length === 0) continue;
-      else if (atRoot && children.length > 1) out.push(c);
-      else for (const child of children) out.push(child);
-    }
-    return out;
-  };
-  // Pruning recurses as deep as the trees that References chains made: chains deeper than
-  // MAX_THREAD_DEPTH are cut first (each part becomes a thread of its own).
-  const cut: number[] = [];
-  const stack: Array<[number, number]> = roots.map((r) => [r, 0]);
-  while (stack.length > 0) {
-    const [c, depth] = stack.pop()!;
-    for (const child of childrenOf(c)) {
-      if (depth + 1 >= MAX_THREAD_DEPTH) {
-        parent[child] = -1;
-        cut.push(child);
-        stack.push([child, 0]);
-      } else stack.push([child, depth + 1]);
-    }
-    if (depth + 1 >= MAX_THREAD_DEPTH) kids[c] = undefined;
+  // Chains deeper than MAX_THREAD_DEPTH are cut (each part becomes a thread of its own): the
+  // nesting of the response stays bounded.
+  const stackC: number[] = [];
+  const stackD: number[] = [];
+  for (const r of roots) {
+    stackC.push(r);
+    stackD.push(0);
   }
-  roots = prune([...roots, ...cut], true);
-  for (const r of roots) parent[r] = -1;
+  while (stackC.length > 0) {
+    const c = stackC.pop()!;
+    const depth = stackD.pop()!;
+    const cutHere = depth + 1 >= MAX_THREAD_DEPTH;
+    for (let k = first[c]!; k !== -1; ) {
+      const after = next[k]!;
+      if (cutHere) {
+        unlink(k);
+        roots.push(k);
+      }
+      stackC.push(k);
+      stackD.push(cutHere ? 0 : depth + 1);
+      k = after;
+    }
+  }
 
-  // Sent-date order of containers: a dummy by its first child (children are sorted first),
-  // ties by sequence order.
-  const firstOf = (c: number): number => {
-    if (index[c] !== -1) return index[c]!;
-    const f = kids[c]?.[0];
-    return f === undefined ? -1 : index[f]!;
-  };
+  // (3) Prune dummies: an empty one goes; one with children gives them to its parent, except
+  // that at the root a dummy with several children stays. Below the roots, each container
+  // after all of its descendants (reverse pre-order), so the children given up are final.
+  const pre: number[] = [];
+  const walk = [...roots];
+  while (walk.length > 0) {
+    const c = walk.pop()!;
+    pre.push(c);
+    for (let k = first[c]!; k !== -1; k = next[k]!) walk.push(k);
+  }
+  for (let q = pre.length - 1; q >= 0; q--) {
+    const c = pre[q]!;
+    const p = parent[c]!;
+    if (p === -1 || index[c] !== -1) continue;
+    moveChildren(c, p);
+    unlink(c);
+  }
+  let top: number[] = [];
+  for (const c of roots) {
+    if (index[c] !== -1 || count[c]! > 1) top.push(c);
+    else if (count[c] === 1) {
+      const k = first[c]!;
+      unlink(k);
+      top.push(k);
+    }
+  }
+
+  // Sent-date order of containers (RFC 5256 §4 steps 4 and 6): a dummy by its first child
+  // (its children are sorted before it is compared), ties by sequence order.
+  const firstOf = (c: number): number => (index[c] !== -1 ? index[c]! : index[first[c]!]!);
   const bySent = (a: number, b: number): number => {
     const ia = firstOf(a);
     const ib = firstOf(b);
-    if (ia === -1 || ib === -1) return ia === ib ? 0 : ia === -1 ? 1 : -1;
     return m.date(ia) - m.date(ib) || ia - ib;
+  };
+  const kids: number[] = [];
+  const sortChildren = (c: number): void => {
+    if (count[c]! < 2) return;
+    kids.length = 0;
+    for (let k = first[c]!; k !== -1; k = next[k]!) kids.push(k);
+    kids.sort(bySent);
+    first[c] = kids[0]!;
+    for (let j = 0; j < kids.length; j++) {
+      prev[kids[j]!] = j === 0 ? -1 : kids[j - 1]!;
+      next[kids[j]!] = j === kids.length - 1 ? -1 : kids[j + 1]!;
+    }
   };
 
   // (4) Sort the root set (a dummy by its first child, children sorted first).
-  for (const r of roots) if (index[r] === -1) kids[r]?.sort(bySent);
-  roots.sort(bySent);
+  for (const r of top) if (index[r] === -1) sortChildren(r);
+  top.sort(bySent);
 
   // (5) Gather threads with the same base subject. (5.B) The table holds one container per
   // subject: the first root, unless a later one is a dummy or the first is a reply and it not.
-  const isReply = (i: number): boolean => m.flag(i, REPLY);
-  const table = new Map<number, number>();
-  for (const c of roots) {
+  const isReply = (i: number): boolean => m.flag(i, THREAD_REPLY);
+  const table = new IdTable(top.length);
+  for (const c of top) {
     const s = firstOf(c);
-    if (s === -1 || m.flag(s, NO_SUBJECT)) continue;
-    const subject = m.subject[s]!;
+    if (m.flag(s, THREAD_NO_SUBJECT)) continue;
+    const subject = m.subject(s);
     const t = table.get(subject);
     if (t === undefined) table.set(subject, c);
     else if (index[t] !== -1 && (index[c] === -1 || (isReply(index[t]!) && !isReply(s)))) table.set(subject, c);
   }
   // (5.C) Merge each other root with the table's container for its subject. A root already
   // placed under another (it was the table's and got a new dummy above it) is skipped.
-  const removed = new Set<number>();
-  const replaced = new Map<number, number>();
-  for (const c of roots) {
+  const removed = new Uint8Array(size);
+  const replaced = new Int32Array(size).fill(-1);
+  for (const c of top) {
     if (parent[c] !== -1) continue;
     const s = firstOf(c);
-    if (s === -1 || m.flag(s, NO_SUBJECT)) continue;
-    const subject = m.subject[s]!;
+    if (m.flag(s, THREAD_NO_SUBJECT)) continue;
+    const subject = m.subject(s);
     const t = table.get(subject)!;
     if (t === c) continue;
-    removed.add(c);
+    removed[c] = 1;
     if (index[t] === -1 && index[c] === -1) {
       // Both dummies: the children of both become siblings.
-      for (const child of childrenOf(c)) link(t, child);
-      kids[c] = undefined;
+      moveChildren(c, t);
     } else if (index[t] === -1) {
       link(t, c);
     } else if (index[c] !== -1 && isReply(s) && !isReply(index[t]!)) {
@@ -244,42 +346,41 @@ function references(m: Input): ThreadNode[] {
     } else {
       // A new dummy holds both and takes the table's place, in the table and in the root set.
       const dummy = make(-1);
-      kids[dummy] = undefined;
       link(dummy, t);
       link(dummy, c);
-      replaced.set(t, dummy);
+      replaced[t] = dummy;
       table.set(subject, dummy);
     }
   }
-  roots = roots.filter((c) => !removed.has(c)).map((c) => replaced.get(c) ?? c);
+  top = top.filter((c) => removed[c] === 0).map((c) => (replaced[c] !== -1 ? replaced[c]! : c));
 
-  // (6) Sort siblings, youngest first: children before their parents.
-  const order: number[] = [];
-  const walk = [...roots];
-  while (walk.length > 0) {
-    const c = walk.pop()!;
-    order.push(c);
-    const k = kids[c];
-    if (k !== undefined) for (const child of k) walk.push(child);
+  // (6) Sort siblings everywhere, then the threads.
+  const all = [...top];
+  for (let q = 0; q < all.length; q++) {
+    const c = all[q]!;
+    sortChildren(c);
+    for (let k = first[c]!; k !== -1; k = next[k]!) all.push(k);
   }
-  for (let q = order.length - 1; q >= 0; q--) kids[order[q]!]?.sort(bySent);
-  roots.sort(bySent);
+  top.sort(bySent);
 
-  // The tree, copied iteratively (reference chains may be long).
-  const toNode = (r: number): ThreadNode => {
-    const root: ThreadNode = { index: index[r] === -1 ? null : index[r]!, children: [] };
-    const copy: Array<[number, ThreadNode]> = [[r, root]];
-    while (copy.length > 0) {
-      const [from, to] = copy.pop()!;
-      for (const child of childrenOf(from)) {
-        const node: ThreadNode = { index: index[child] === -1 ? null : index[child]!, children: [] };
-        to.children.push(node);
-        copy.push([child, node]);
+  // The trees, built without recursion (reference chains may be long).
+  const nodeOf = (c: number): ThreadNode => ({ index: index[c] === -1 ? null : index[c]!, children: count[c] === 0 ? NO_CHILDREN : [] });
+  return top.map((r) => {
+    const root = nodeOf(r);
+    const fromC: number[] = [r];
+    const toN: ThreadNode[] = [root];
+    while (fromC.length > 0) {
+      const c = fromC.pop()!;
+      const node = toN.pop()!;
+      for (let k = first[c]!; k !== -1; k = next[k]!) {
+        const child = nodeOf(k);
+        node.children.push(child);
+        fromC.push(k);
+        toN.push(child);
       }
     }
     return root;
-  };
-  return roots.map(toNode);
+  });
 }
 
 /** Threads the messages at `indexes` (0-based positions in the view), RFC 5256 §4. A message no

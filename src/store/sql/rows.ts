@@ -7,6 +7,7 @@ import { asAccountId, asModSeq, asUid } from '../../lib/brand.js';
 import { flagList } from '../flags.js';
 import { toAppPassword, type AppPasswordRow } from './app-password-row.js';
 import type { Account, EntrySortKeys, Pop3DeletePolicy } from '../types.js';
+import { threadText } from '../../mail/sort-keys.js';
 
 type Bool = number | boolean;
 const truthy = (b: Bool): boolean => b === true || b === 1;
@@ -142,4 +143,17 @@ export function toSortKeys(r: SortKeyRow): EntrySortKeys {
     messageId: r[11],
     references: r[12] === '' ? [] : r[12].split('\n'),
   };
+}
+
+/** The sort_keys columns thread_text is made of (for rows written before it existed). */
+export interface ThreadTextSource {
+  hash: string;
+  subject: string;
+  reply: Bool;
+  message_id: string | null;
+  refs: string;
+}
+
+export function threadTextOf(r: ThreadTextSource): string {
+  return threadText({ subject: r.subject, reply: truthy(r.reply), messageId: r.message_id }, r.refs === '' ? [] : r.refs.split('\n'));
 }

@@ -11,7 +11,6 @@ import type { SortRanks, ThreadKeyColumns } from '../types.js';
 
 const COMMA = 44;
 const SEMICOLON = 59;
-const SPACE = 32;
 
 /** "uid,uid;uid;..." (the UIDs of each key value, groups in key order) into ranks. */
 export function parseRankGroups(text: string | null): SortRanks {
@@ -40,65 +39,53 @@ export function parseRankGroups(text: string | null): SortRanks {
   return { uids, ranks };
 }
 
-/** "uid sent flags id,ref,ref;..." (THREAD keys, one message per ";"; ids in base 36, an empty
- * first id for a message without Message-ID) into columns. */
-export function parseThreadRows(text: string | null): ThreadKeyColumns {
-  if (text === null || text.length === 0) {
-    return {
-      uids: new Float64Array(0),
-      dates: new Float64Array(0),
-      flags: new Uint8Array(0),
-      messageIds: new Float64Array(0),
-      refStart: new Uint32Array(1),
-      refs: new Float64Array(0),
-    };
-  }
-  let rows = 1;
-  let ids = 0;
-  for (let i = 0; i < text.length; i++) {
+/** Reads a decimal or base-36 number (lower case) of `text` from `at`; returns the number and
+ * the position after it. A leading "-" makes it negative (a Date: before 1970). */
+function readNumber(text: string, at: number, radix: number, out: Float64Array, slot: number): number {
+  let i = at;
+  const negative = text.charCodeAt(i) === 45;
+  if (negative) i++;
+  let v = 0;
+  for (; i < text.length; i++) {
     const c = text.charCodeAt(i);
+    const d = c <= 57 ? c - 48 : c - 87; // 0-9, then a-z
+    if (d < 0 || d >= radix) break;
+    v = v * radix + d;
+  }
+  out[slot] = negative ? -v : v;
+  return i;
+}
+
+/** "uid sent flags subject id,ref,ref;..." (THREAD keys, one message per ";"; subject and ids
+ * in base 36, an empty id for a message without Message-ID) into columns. */
+export function parseThreadRows(text: string | null): ThreadKeyColumns {
+  let rows = text === null || text.length === 0 ? 0 : 1;
+  let ids = 0;
+  const t = text ?? '';
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
     if (c === SEMICOLON) rows++;
     else if (c === COMMA) ids++;
   }
   const uids = new Float64Array(rows);
   const dates = new Float64Array(rows);
-  const flags = new Uint8Array(rows);
+  const flags = new Float64Array(rows);
+  const subjects = new Float64Array(rows);
   const messageIds = new Float64Array(rows);
   const refStart = new Uint32Array(rows + 1);
   const refs = new Float64Array(ids);
-  let r = 0;
   let nRefs = 0;
   let i = 0;
-  const number = (radix: number): number => {
-    // A Date: before 1970 is a negative date.
-    const negative = text.charCodeAt(i) === 45;
-    if (negative) i++;
-    let v = 0;
-    for (; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      // 0-9, then a-z for base 36.
-      const d = c <= 57 ? c - 48 : c - 87;
-      if (c === SPACE || c === COMMA || c === SEMICOLON || d < 0 || d >= radix) break;
-      v = v * radix + d;
-    }
-    return negative ? -v : v;
-  };
-  while (r < rows) {
+  for (let r = 0; r < rows; r++) {
     refStart[r] = nRefs;
-    uids[r] = number(10);
-    i++;
-    dates[r] = number(10);
-    i++;
-    flags[r] = number(10);
-    i++;
-    messageIds[r] = number(36);
-    while (i < text.length && text.charCodeAt(i) === COMMA) {
-      i++;
-      refs[nRefs++] = number(36);
-    }
+    i = readNumber(t, i, 10, uids, r) + 1;
+    i = readNumber(t, i, 10, dates, r) + 1;
+    i = readNumber(t, i, 10, flags, r) + 1;
+    i = readNumber(t, i, 36, subjects, r) + 1;
+    i = readNumber(t, i, 36, messageIds, r);
+    while (t.charCodeAt(i) === COMMA) i = readNumber(t, i + 1, 36, refs, nRefs++);
     i++; // ";"
-    r++;
   }
   refStart[rows] = nRefs;
-  return { uids, dates, flags, messageIds, refStart, refs };
+  return { uids, dates, flags: Uint8Array.from(flags), subjects, messageIds, refStart, refs };
 }

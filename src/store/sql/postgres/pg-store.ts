@@ -32,7 +32,7 @@ import pg from 'pg';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
 import { LruCache } from '../../../lib/lru.js';
-import { sortKeysOf, threadIdsText } from '../../../mail/sort-keys.js';
+import { sortKeysOf, threadText } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createFileBlobStore } from '../../blob-store.js';
 import type { BlobStore } from '../../blob-store.js';
@@ -63,7 +63,7 @@ import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
 import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
-import { SORT_KEY_COLS, toAccount, toSortKeys, type SortKeyRow } from '../rows.js';
+import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
@@ -191,12 +191,12 @@ async function insertSortKeys(c: pg.ClientBase, blobs: ReadonlyArray<readonly [s
     const k = sortKeysOf(parsed);
     // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
     const refs = k.references.filter((id) => !id.includes('\n'));
-    const ids = threadIdsText(k.messageId, refs);
-    const values = [hash, k.sentDate, k.subject, k.reply, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), ids];
+    const thread = threadText(k, refs);
+    const values = [hash, k.sentDate, k.subject, k.reply, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), thread];
     values.forEach((v, i) => cols[i]!.push(typeof v === 'string' ? strip0(v) : v));
   }
   await c.query(
-    `INSERT INTO sort_keys (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_ids)
+    `INSERT INTO sort_keys (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_text)
      SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                           $10::text[], $11::text[], $12::text[])
      ON CONFLICT (hash) DO NOTHING`,
@@ -222,17 +222,17 @@ async function backfillSortKeys(c: pg.ClientBase): Promise<void> {
   }
 }
 
-/** Writes the THREAD ids of sort_keys rows from before schema version 8 (from their message_id
- * and refs), a thousand at a time. */
-async function backfillThreadIds(c: pg.ClientBase): Promise<void> {
+/** Writes thread_text of sort_keys rows from before schema version 8 (from their columns), a
+ * thousand at a time. */
+async function backfillThreadText(c: pg.ClientBase): Promise<void> {
   for (;;) {
-    const rows = (await c.query<{ hash: string; message_id: string | null; refs: string }>(
-      'SELECT hash, message_id, refs FROM sort_keys WHERE thread_ids IS NULL LIMIT 1000',
-    )).rows;
+    const rows = (
+      await c.query<ThreadTextSource>('SELECT hash, subject, reply, message_id, refs FROM sort_keys WHERE thread_text IS NULL LIMIT 1000')
+    ).rows;
     if (rows.length === 0) return;
     await c.query(
-      'UPDATE sort_keys k SET thread_ids = v.ids FROM unnest($1::text[], $2::text[]) AS v(hash, ids) WHERE k.hash = v.hash',
-      [rows.map((r) => r.hash), rows.map((r) => threadIdsText(r.message_id, r.refs === '' ? [] : r.refs.split('\n')))],
+      'UPDATE sort_keys k SET thread_text = v.t FROM unnest($1::text[], $2::text[]) AS v(hash, t) WHERE k.hash = v.hash',
+      [rows.map((r) => r.hash), rows.map(threadTextOf)],
     );
   }
 }
@@ -1532,8 +1532,7 @@ class PgStore implements MailStore {
   async listThreadKeys(mailboxId: MailboxId): Promise<ThreadKeyColumns> {
     return this.#read(async () => {
       const r = await this.#pool.query<{ t: string | null }>(
-        `SELECT string_agg(e.uid || ' ' || coalesce(k.sent_date, e.internal_date) || ' ' || (k.reply::int + 2 * (k.subject = '')::int)
-                           || ' ' || coalesce(k.thread_ids, ''), ';') AS t
+        `SELECT string_agg(e.uid || ' ' || coalesce(k.sent_date, e.internal_date) || ' ' || k.thread_text, ';') AS t
            FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = $1`,
         [mailboxId],
       );
@@ -2349,7 +2348,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
     });
     await migratePg(setup);
     await backfillSortKeys(setup);
-    await backfillThreadIds(setup);
+    await backfillThreadText(setup);
     lockSpace = (await setup.query<{ k: number }>('SELECT hashtext($1) AS k', [`facteur:${schema}`])).rows[0]?.k ?? 0;
   } finally {
     await setup.end().catch(() => undefined);

@@ -216,10 +216,10 @@ CREATE TABLE sort_keys (
   {
     version: 8,
     sql: `
--- THREAD ids of each blob (see the SQLite schema); NULL until written: rows of earlier versions
--- are filled at open (backfillThreadIds). SORT and THREAD read sort_keys joined with entries
--- (a hash join; SQLite keeps a per-entry sort_index instead).
-ALTER TABLE sort_keys ADD COLUMN thread_ids text;
+-- What THREAD reads of each blob besides its date (see the SQLite schema); NULL until written:
+-- rows of earlier versions are filled at open (backfillThreadText). SORT and THREAD read
+-- sort_keys joined with entries (a hash join; SQLite keeps a per-entry sort_index instead).
+ALTER TABLE sort_keys ADD COLUMN thread_text text;
 `,
   },
 ];

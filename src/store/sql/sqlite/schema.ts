@@ -211,14 +211,15 @@ CREATE TABLE sort_keys (
   {
     version: 8,
     sql: `
--- thread_ids: the THREAD ids of the blob (mail/sort-keys.ts threadIdsText), its own Message-ID's
--- number then its references'. NULL until written: rows of earlier versions are filled at open
--- (backfillThreadIds).
-ALTER TABLE sort_keys ADD COLUMN thread_ids TEXT;
+-- thread_text: what THREAD reads of the blob besides its date (mail/sort-keys.ts threadText):
+-- flags, base subject and Message-IDs as numbers. NULL until written: rows of earlier versions
+-- are filled at open (backfillThreadText).
+ALTER TABLE sort_keys ADD COLUMN thread_text TEXT;
 
 -- The SORT and THREAD keys of each entry (RFC 5256 §3 and §4, RFC 5957), beside its mailbox and
 -- UID: SORT and THREAD read one mailbox's rows in a scan or in index order, without a lookup of
--- each entry's blob. sent: the Date: header, else INTERNALDATE (RFC 5256 §3 DATE). Kept by the
+-- each entry's blob. sent: the Date: header, else INTERNALDATE (RFC 5256 §3 DATE); thread: sent
+-- and thread_text, as text (THREAD reads it whole, without converting numbers). Kept by the
 -- triggers below from entries and sort_keys, whatever writes them; checkConsistency verifies.
 -- Indexes for the keys clients sort most by (DATE, ARRIVAL, SUBJECT, also THREAD's subjects);
 -- the others are sorted when asked.
@@ -234,8 +235,7 @@ CREATE TABLE sort_index (
   addr_cc TEXT NOT NULL,
   display_from TEXT NOT NULL,
   display_to TEXT NOT NULL,
-  reply INTEGER NOT NULL,
-  thread_ids TEXT,
+  thread TEXT,
   PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX sort_index_sent ON sort_index (mailbox_id, sent);
@@ -244,7 +244,7 @@ CREATE INDEX sort_index_subject ON sort_index (mailbox_id, subject);
 
 CREATE TRIGGER sort_index_entry_insert AFTER INSERT ON entries BEGIN
   INSERT OR REPLACE INTO sort_index
-  SELECT new.mailbox_id, new.uid, new.internal_date, new.size, coalesce(k.sent_date, new.internal_date), k.subject, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.reply, k.thread_ids
+  SELECT new.mailbox_id, new.uid, new.internal_date, new.size, coalesce(k.sent_date, new.internal_date), k.subject, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, coalesce(k.sent_date, new.internal_date) || ' ' || k.thread_text
     FROM sort_keys k WHERE k.hash = new.blob_hash;
 END;
 CREATE TRIGGER sort_index_entry_delete AFTER DELETE ON entries BEGIN
@@ -253,23 +253,23 @@ END;
 CREATE TRIGGER sort_index_entry_update AFTER UPDATE OF mailbox_id, uid, internal_date, size, blob_hash ON entries BEGIN
   DELETE FROM sort_index WHERE mailbox_id = old.mailbox_id AND uid = old.uid;
   INSERT OR REPLACE INTO sort_index
-  SELECT new.mailbox_id, new.uid, new.internal_date, new.size, coalesce(k.sent_date, new.internal_date), k.subject, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.reply, k.thread_ids
+  SELECT new.mailbox_id, new.uid, new.internal_date, new.size, coalesce(k.sent_date, new.internal_date), k.subject, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, coalesce(k.sent_date, new.internal_date) || ' ' || k.thread_text
     FROM sort_keys k WHERE k.hash = new.blob_hash;
 END;
 -- Keys written after their entries (a backfill, a rewrite): every entry of the blob.
 CREATE TRIGGER sort_index_keys_insert AFTER INSERT ON sort_keys BEGIN
   INSERT OR REPLACE INTO sort_index
-  SELECT e.mailbox_id, e.uid, e.internal_date, e.size, coalesce(new.sent_date, e.internal_date), new.subject, new.addr_from, new.addr_to, new.addr_cc, new.display_from, new.display_to, new.reply, new.thread_ids
+  SELECT e.mailbox_id, e.uid, e.internal_date, e.size, coalesce(new.sent_date, e.internal_date), new.subject, new.addr_from, new.addr_to, new.addr_cc, new.display_from, new.display_to, coalesce(new.sent_date, e.internal_date) || ' ' || new.thread_text
     FROM entries e WHERE e.blob_hash = new.hash;
 END;
--- The THREAD ids written at open for rows of earlier versions (backfillThreadIds).
-CREATE TRIGGER sort_index_keys_update AFTER UPDATE OF thread_ids ON sort_keys BEGIN
-  UPDATE sort_index SET thread_ids = new.thread_ids
+-- thread_text written at open for rows of earlier versions (backfillThreadText).
+CREATE TRIGGER sort_index_keys_update AFTER UPDATE OF thread_text ON sort_keys BEGIN
+  UPDATE sort_index SET thread = sent || ' ' || new.thread_text
    WHERE (mailbox_id, uid) IN (SELECT mailbox_id, uid FROM entries WHERE blob_hash = new.hash);
 END;
 
 INSERT INTO sort_index
-SELECT e.mailbox_id, e.uid, e.internal_date, e.size, coalesce(k.sent_date, e.internal_date), k.subject, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.reply, k.thread_ids
+SELECT e.mailbox_id, e.uid, e.internal_date, e.size, coalesce(k.sent_date, e.internal_date), k.subject, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, coalesce(k.sent_date, e.internal_date) || ' ' || k.thread_text
   FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash;
 `,
   },

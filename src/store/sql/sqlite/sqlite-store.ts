@@ -65,7 +65,7 @@ import Database from 'better-sqlite3';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
 import { LruCache } from '../../../lib/lru.js';
-import { sortKeysOf, threadIdsText } from '../../../mail/sort-keys.js';
+import { sortKeysOf, threadText } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createLocalFeed } from '../../feed.js';
 import type { LocalFeed } from '../../feed.js';
@@ -93,7 +93,7 @@ import {
   checkTotp,
 } from '../../names.js';
 import { planMetadata } from '../../metadata.js';
-import { SORT_KEY_COLS, toAccount, toSortKeys, type SortKeyRow } from '../rows.js';
+import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
@@ -256,15 +256,15 @@ const SORT_INDEX_COLUMN: Record<SortKeyName, string> = {
 };
 
 const INSERT_SORT_KEYS = `INSERT OR REPLACE INTO sort_keys
-  (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_ids)
+  (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_text)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 function insertSortKeys(stmt: Stmt, hash: string, parsed: Omit<ParsedMessage, 'text'>): void {
   const k = sortKeysOf(parsed);
   // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
   const refs = k.references.filter((id) => !id.includes('\n'));
-  const ids = threadIdsText(k.messageId, refs);
-  stmt.run(hash, k.sentDate, k.subject, k.reply ? 1 : 0, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), ids);
+  const thread = threadText(k, refs);
+  stmt.run(hash, k.sentDate, k.subject, k.reply ? 1 : 0, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), thread);
 }
 
 /** Writes the sort keys of blobs stored before the sort_keys table existed (schema version 7),
@@ -284,17 +284,17 @@ function backfillSortKeys(db: Database.Database): void {
   }
 }
 
-/** Writes the THREAD ids of sort_keys rows from before schema version 8 (from their message_id
- * and refs, no parse record read), a thousand per transaction; the sort_index triggers carry
- * them to the entries. */
-function backfillThreadIds(db: Database.Database): void {
-  const missing = db.prepare('SELECT hash, message_id, refs FROM sort_keys WHERE thread_ids IS NULL LIMIT 1000');
-  const update = db.prepare('UPDATE sort_keys SET thread_ids = ? WHERE hash = ?');
+/** Writes thread_text of sort_keys rows from before schema version 8 (from their columns, no
+ * parse record read), a thousand per transaction; the sort_index triggers carry it to the
+ * entries. */
+function backfillThreadText(db: Database.Database): void {
+  const missing = db.prepare('SELECT hash, subject, reply, message_id, refs FROM sort_keys WHERE thread_text IS NULL LIMIT 1000');
+  const update = db.prepare('UPDATE sort_keys SET thread_text = ? WHERE hash = ?');
   for (;;) {
-    const rows = missing.all() as Array<{ hash: string; message_id: string | null; refs: string }>;
+    const rows = missing.all() as ThreadTextSource[];
     if (rows.length === 0) return;
     db.transaction(() => {
-      for (const r of rows) update.run(threadIdsText(r.message_id, r.refs === '' ? [] : r.refs.split('\n')), r.hash);
+      for (const r of rows) update.run(threadTextOf(r), r.hash);
     })();
   }
 }
@@ -1609,8 +1609,7 @@ class SqliteStore implements MailStore {
 
   async listThreadKeys(mailboxId: MailboxId): Promise<ThreadKeyColumns> {
     const text = this.#q(
-      `SELECT group_concat(uid || ' ' || sent || ' ' || (reply + 2 * (subject = '')) || ' ' || coalesce(thread_ids, ''), ';')
-         FROM sort_index WHERE mailbox_id = ?`,
+      "SELECT group_concat(uid || ' ' || thread, ';') FROM sort_index WHERE mailbox_id = ?",
     )
       .pluck()
       .get(mailboxId) as string | null;
@@ -2370,7 +2369,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     db.pragma('journal_size_limit = 67108864');
     migrate(db);
     backfillSortKeys(db);
-    backfillThreadIds(db);
+    backfillThreadText(db);
   } catch (err) {
     db.close();
     throw err;
