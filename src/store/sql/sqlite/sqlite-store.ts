@@ -2191,6 +2191,16 @@ class SqliteStore implements MailStore {
          WHERE (d.mailbox_id <> 0 AND (m.id IS NULL OR m.account_id <> d.account_id)) OR d.name <> lower(d.name)`,
       (r) => `metadata ${r.name} of account ${r.account_id} is on missing mailbox ${r.mailbox_id} or not lowercased`,
     );
+    // sort_index follows entries and sort_keys (schema version 8 triggers).
+    check(
+      `SELECT e.mailbox_id, e.uid FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash
+        WHERE NOT EXISTS (SELECT 1 FROM sort_index s WHERE s.mailbox_id = e.mailbox_id AND s.uid = e.uid AND s.thread IS NOT NULL)`,
+      (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} has no SORT and THREAD keys in sort_index`,
+    );
+    check(
+      'SELECT s.mailbox_id, s.uid FROM sort_index s LEFT JOIN entries e ON e.mailbox_id = s.mailbox_id AND e.uid = s.uid WHERE e.uid IS NULL',
+      (r) => `mailbox ${r.mailbox_id}: sort_index holds uid ${r.uid}, which has no entry`,
+    );
     check(
       'SELECT m.id, m.account_id FROM mailboxes m LEFT JOIN accounts a ON a.id = m.account_id WHERE a.id IS NULL',
       (r) => `mailbox ${r.id} belongs to missing account ${r.account_id}`,
