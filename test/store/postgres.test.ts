@@ -13,6 +13,8 @@ import { BLOB_CHUNK } from '../../src/store/sql/postgres/pg-store.js';
 import { StoreError } from '../../src/store/types.js';
 import type { ChangeEvent } from '../../src/store/types.js';
 import { openPgTestStore, testMessage, testPgUrl } from '../helpers/store.js';
+import { parseMessage } from '../../src/mail/parse.js';
+import type { MailStore } from '../../src/store/types.js';
 import { registerStoreSuite } from './store-suite.js';
 
 const url = testPgUrl();
@@ -250,6 +252,34 @@ if (url === null) {
       } finally {
         await other.close();
       }
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('postgres: a version 7 database gets its THREAD keys at open (schema 8), same answers as before', async () => {
+    const t = await setup();
+    try {
+      const raws = [
+        'Message-ID: <a@x>\r\nSubject: plan\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n1\r\n',
+        'Message-ID: <b@x>\r\nReferences: <a@x>\r\nSubject: Re: plan\r\nDate: Mon, 1 Jan 2024 11:00:00 +0000\r\n\r\n2\r\n',
+        'Message-ID: <c@x>\r\nReferences: <gone@x> <b@x>\r\nSubject: Re: plan\r\n\r\n3\r\n',
+      ].map((x) => Buffer.from(x));
+      await t.store.appendMany(t.inbox.id, raws.map((raw, i) => ({ raw, parsed: parseMessage(raw), internalDate: Date.UTC(2024, 0, 2, i) })));
+      const answers = async (store: MailStore): Promise<unknown> => [await store.listThreadKeys(t.inbox.id), await store.rankSortKey(t.inbox.id, 'DATE')];
+      const before = await answers(t.store);
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        // As the database was at version 7.
+        await admin.query(`ALTER TABLE "${t.schema}".sort_keys DROP COLUMN thread_text`);
+        await admin.query(`DELETE FROM "${t.schema}".schema_version WHERE version = 8`);
+      } finally {
+        await admin.end();
+      }
+      const node = await t.openNode();
+      assert.deepEqual(await answers(node), before);
+      assert.equal((await node.listThreadKeys(t.inbox.id)).uids.length, 3);
     } finally {
       await t.cleanup();
     }

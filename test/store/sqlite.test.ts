@@ -9,6 +9,8 @@ import { MIGRATIONS } from '../../src/store/sql/sqlite/schema.js';
 import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
 import { StoreError } from '../../src/store/types.js';
 import { openTestStore, testMessage } from '../helpers/store.js';
+import { parseMessage } from '../../src/mail/parse.js';
+import type { MailStore } from '../../src/store/types.js';
 import { registerStoreSuite } from './store-suite.js';
 
 registerStoreSuite('sqlite', () => openTestStore());
@@ -162,4 +164,50 @@ test('sqlite: a version 1 database is upgraded in place: its accounts get no TOT
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('sqlite: a version 7 database gets the per-entry SORT and THREAD keys at open (schema 8), same answers as before', async () => {
+  const t = await setup();
+  const raws = [
+    'Message-ID: <a@x>\r\nSubject: plan\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n1\r\n',
+    'Message-ID: <b@x>\r\nReferences: <a@x>\r\nSubject: Re: plan\r\nDate: Mon, 1 Jan 2024 11:00:00 +0000\r\n\r\n2\r\n',
+    'Message-ID: <c@x>\r\nReferences: <gone@x> <b@x>\r\nSubject: Re: plan\r\n\r\n3\r\n',
+    'Message-ID: <d@x>\r\nSubject: other\r\nDate: Sun, 31 Dec 2023 09:00:00 +0000\r\n\r\n4\r\n',
+  ].map((s) => Buffer.from(s));
+  await t.store.appendMany(t.inbox.id, raws.map((raw, i) => ({ raw, parsed: parseMessage(raw), internalDate: Date.UTC(2024, 0, 2, i) })));
+  const answers = async (store: MailStore): Promise<unknown> => [
+    await store.listThreadKeys(t.inbox.id),
+    await store.rankSortKey(t.inbox.id, 'DATE'),
+    await store.rankSortKey(t.inbox.id, 'SUBJECT'),
+  ];
+  const before = await answers(t.store);
+  await t.store.close();
+  const db = new Database(join(t.dir, 'facteur.db'));
+  // As the database was at version 7.
+  for (const name of ['entry_insert', 'entry_delete', 'entry_update', 'keys_insert', 'keys_update']) db.exec(`DROP TRIGGER sort_index_${name}`);
+  db.exec('DROP TABLE sort_index; ALTER TABLE sort_keys DROP COLUMN thread_text; DELETE FROM schema_version WHERE version = 8');
+  db.close();
+  const store = await openSqliteStore({ dir: t.dir });
+  try {
+    assert.deepEqual(await answers(store), before);
+    assert.equal((await store.listThreadKeys(t.inbox.id)).uids.length, 4);
+    assert.deepEqual(await store.checkConsistency(), []);
+  } finally {
+    await store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
+test('sqlite: checkConsistency reports an entry missing from sort_index and a sort_index row without entry', async () => {
+  const t = await setup();
+  await t.store.append(t.inbox.id, testMessage({ subject: 'one' }));
+  const db = new Database(join(t.dir, 'facteur.db'));
+  db.prepare('DELETE FROM sort_index WHERE mailbox_id = ?').run(t.inbox.id);
+  db.prepare("INSERT INTO sort_index VALUES (?, 99, 0, 0, 0, '', '', '', '', '', '', '0 0 1 ')").run(t.inbox.id);
+  db.close();
+  const problems = await t.store.checkConsistency();
+  assert.ok(problems.some((p) => p.includes('uid 1 has no SORT and THREAD keys')), problems.join('\n'));
+  assert.ok(problems.some((p) => p.includes('sort_index holds uid 99')), problems.join('\n'));
+  await t.store.close();
+  await t.cleanup().catch(() => undefined);
 });
