@@ -449,6 +449,13 @@ export interface MailStore {
   /** The THREAD keys of the entries of a mailbox. */
   listThreadKeys(mailboxId: MailboxId): Promise<ThreadKeyColumns>;
   getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]>;
+  /**
+   * Entries of a mailbox whose pid (POP3 UIDL) or blob hash is one of `values`, in UID order: an
+   * import's checks for what an earlier run stored, a batch at a time (both columns are indexed).
+   */
+  findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]>;
+  /** The highest UID the mailbox holds, 0 when it holds none (UIDNEXT - 1 may be above it). */
+  highestUid(mailboxId: MailboxId): Promise<number>;
   changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges>;
   /** The parse record stored at ingest for a blob. */
   getParsed(blobHash: string): Promise<ParsedMessage>;

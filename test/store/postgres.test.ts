@@ -194,6 +194,31 @@ if (url === null) {
     }
   });
 
+  test('postgres: the UIDL uniqueness check of restore uses the pid index (migration 9), not a scan', async () => {
+    const t = await setup();
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const idx = await admin.query(`SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'entries_pid'`, [t.schema]);
+      assert.match(String(idx.rows[0]?.indexdef), /ON .*entries USING btree \(pid\)/);
+      const versions = await admin.query(`SELECT version FROM "${t.schema}".schema_version ORDER BY version`);
+      assert.deepEqual(versions.rows.map((r: { version: number }) => r.version), [1, 2, 5, 6, 7, 8]);
+      // The planner's choice on a table of many rows (statistics as a large account would have).
+      await admin.query('BEGIN');
+      await admin.query(`SET LOCAL search_path = "${t.schema}"`);
+      await admin.query('SET LOCAL enable_seqscan = off');
+      const plan = await admin.query(
+        "EXPLAIN SELECT e.pid FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id WHERE m.account_id = 1 AND e.pid = ANY('{a,b}'::text[]) LIMIT 1",
+      );
+      await admin.query('ROLLBACK');
+      const text = plan.rows.map((r: Record<string, string>) => Object.values(r).join(' ')).join('\n');
+      assert.match(text, /entries_pid/, text);
+    } finally {
+      await admin.end();
+      await t.cleanup();
+    }
+  });
+
   test('postgres: checkConsistency reports corrupted rows', async () => {
     const t = await setup();
     try {

@@ -137,6 +137,21 @@ test('sqlite: the schema version is recorded and data survives reopening', async
   await rm(t.dir, { recursive: true, force: true });
 });
 
+test('sqlite: UIDL lookups use the pid index (migration 9), not a scan of every entry', async () => {
+  const t = await setup();
+  await t.store.close();
+  const db = new Database(join(t.dir, 'facteur.db'));
+  try {
+    const plan = db
+      .prepare("EXPLAIN QUERY PLAN SELECT e.pid FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id WHERE m.account_id = 1 AND e.pid IN (SELECT value FROM json_each('[\"a\"]')) LIMIT 1")
+      .all() as Array<{ detail: string }>;
+    assert.ok(plan.some((p) => /entries_pid/.test(p.detail)), plan.map((p) => p.detail).join('; '));
+  } finally {
+    db.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
 test('openStore refuses unknown store URL schemes', async () => {
   await assert.rejects(openStore('mysql://x'), (err: unknown) => err instanceof StoreError && err.code === 'invalid');
   await assert.rejects(openStore(''), (err: unknown) => err instanceof StoreError && err.code === 'invalid');

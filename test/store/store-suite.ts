@@ -1056,6 +1056,33 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         await rejectsWith(store.restoreEntries(inbox.id, [restored(5, 'back')]), 'invalid');
         await store.restoreEntries(inbox.id, []);
       }));
+
+    test('findEntries finds a mailbox\'s entries by UIDL or by blob hash; highestUid is the last UID held', () =>
+      withStore(async ({ store, bob, alice, inbox }) => {
+        assert.equal(await store.highestUid(inbox.id), 0);
+        assert.deepEqual(await store.findEntries(inbox.id, 'pid', ['P1']), []);
+        const same = testMessage({ subject: 'twice' });
+        await store.restoreEntries(inbox.id, [
+          restored(2, 'one', { pid: 'P1' }),
+          { uid: asUid(5), ...same, flags: [], internalDate: 5, pid: 'P2' },
+          { uid: asUid(9), ...same, flags: [], internalDate: 9 },
+        ]);
+        // The same UIDL and content in another account and another mailbox are not found.
+        await store.restoreEntries((await mailbox(store, alice.id, 'INBOX')).id, [{ uid: asUid(1), ...same, flags: [], internalDate: 1, pid: 'P1' }]);
+        await store.restoreEntries((await mailbox(store, bob.id, 'Sent')).id, [{ uid: asUid(1), ...same, flags: [], internalDate: 1, pid: 'P3' }]);
+        const byPid = await store.findEntries(inbox.id, 'pid', ['P2', 'P1', 'P3', 'nothing', "x' OR '1'='1"]);
+        assert.deepEqual(byPid.map((e) => [e.uid, e.pid]), [[2, 'P1'], [5, 'P2']]);
+        const hash = byPid[1]!.blobHash;
+        const byBlob = await store.findEntries(inbox.id, 'blobHash', [hash, 'f'.repeat(64)]);
+        assert.deepEqual(byBlob.map((e) => [e.uid, e.internalDate]), [[5, 5], [9, 9]]);
+        assert.deepEqual(await store.findEntries(inbox.id, 'blobHash', []), []);
+        assert.equal(await store.highestUid(inbox.id), 9);
+        // UIDNEXT stays above an expunged last UID; the highest UID held does not.
+        await store.expunge(inbox.id, [asUid(9)]);
+        assert.equal(await store.highestUid(inbox.id), 5);
+        assert.equal((await store.getMailboxById(inbox.id))!.uidNext, 10);
+        assert.equal(await store.highestUid(asMailboxId(99999)), 0);
+      }));
   });
 
   describe(`store (${backend}): random operation sequences`, () => {

@@ -1544,6 +1544,27 @@ class PgStore implements MailStore {
     return this.#read(async () => (await this.#selectRows(this.#pool, mailboxId, uids)).map(toEntry));
   }
 
+  async findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]> {
+    if (values.length === 0) return [];
+    const col = column === 'pid' ? 'pid' : 'blob_hash';
+    return this.#read(async () =>
+      (
+        await this.#arrays<EntryRow>(
+          this.#pool,
+          `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND ${col} = ANY($2::text[]) ORDER BY uid`,
+          [mailboxId, values],
+        )
+      ).map(toEntry),
+    );
+  }
+
+  async highestUid(mailboxId: MailboxId): Promise<number> {
+    return this.#read(async () => {
+      const rows = await this.#arrays<[string | number | null]>(this.#pool, 'SELECT max(uid) FROM entries WHERE mailbox_id = $1', [mailboxId]);
+      return Number(rows[0]?.[0] ?? 0);
+    });
+  }
+
   async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
     return this.#read(async () => {
       // One statement: one snapshot, one round trip (a session in IDLE runs this at each change).

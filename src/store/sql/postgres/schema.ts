@@ -222,6 +222,15 @@ CREATE TABLE sort_keys (
 ALTER TABLE sort_keys ADD COLUMN thread_text text;
 `,
   },
+  {
+    version: 9,
+    sql: `
+-- pid (the POP3 UIDL) looked up by value: a restore's or an import's check that a UIDL is not
+-- used by another entry of the account, POP3 UIDL lookups, an import's re-run finding what it
+-- stored. Without it each of those reads the whole entries table.
+CREATE INDEX entries_pid ON entries (pid);
+`,
+  },
 ];
 
 /**

@@ -273,6 +273,15 @@ SELECT e.mailbox_id, e.uid, e.internal_date, e.size, coalesce(k.sent_date, e.int
   FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash;
 `,
   },
+  {
+    version: 9,
+    sql: `
+-- pid (the POP3 UIDL) looked up by value: a restore's or an import's check that a UIDL is not
+-- used by another entry of the account, POP3 UIDL lookups, an import's re-run finding what it
+-- stored. Without it each of those reads the whole entries table.
+CREATE INDEX entries_pid ON entries (pid);
+`,
+  },
 ];
 
 /** Applies the missing migrations. Refuses a database written by a newer version. */

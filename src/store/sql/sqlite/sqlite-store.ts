@@ -1622,6 +1622,20 @@ class SqliteStore implements MailStore {
     return this.#selectRows(mb, uids).map(toEntry);
   }
 
+  async findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]> {
+    if (values.length === 0) return [];
+    const col = column === 'pid' ? 'pid' : 'blob_hash';
+    const rows = this.#qr(
+      `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND ${col} IN (SELECT value FROM json_each(?)) ORDER BY uid`,
+    ).all(mailboxId, JSON.stringify(values)) as EntryRow[];
+    return rows.map(toEntry);
+  }
+
+  async highestUid(mailboxId: MailboxId): Promise<number> {
+    const row = this.#q('SELECT max(uid) AS uid FROM entries WHERE mailbox_id = ?').get(mailboxId) as { uid: number | null };
+    return row.uid ?? 0;
+  }
+
   async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
     const mb = this.#requireMailbox(mailboxId);
     // Only what a view tracks (uid, modseq, flags), not the wide rows: a session catching up
