@@ -2,8 +2,9 @@
  * `facteur export account ADDRESS --format maildir|mbox OUT`: one account's mail in the formats
  * other servers and `facteur import` read, one message in memory at a time.
  *
- * - maildir: a Maildir++ tree (INBOX at the top, `.Parent.Child` for the others, a '.' or '%'
- *   inside a name written %2E / %25), every message in cur/ named
+ * - maildir: a Maildir++ tree (INBOX at the top, `.Parent.Child` for the others, each level in
+ *   modified UTF-7 as Dovecot writes names, then a '.' or '%' in it written %2E / %25: what
+ *   `facteur import maildir` reads back to the same names), every message in cur/ named
  *   `<internaldate>.M<uid>.facteur,S=<size>:2,<flags>` with the mtime set to its INTERNALDATE;
  *   flags D F R S T (the Maildir letters for \Draft \Flagged \Answered \Seen \Deleted) and
  *   keywords as letters a-z listed in dovecot-keywords, and dovecot-uidlist with the UIDVALIDITY,
@@ -17,6 +18,7 @@ import type { WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { encodeMaildirLevel } from '../import/dovecot.js';
 import type { MailStore, MessageEntry } from '../store/types.js';
 
 export type AccountExportFormat = 'maildir' | 'mbox';
@@ -32,7 +34,7 @@ const MAX_KEYWORD_LETTERS = 26;
 
 function maildirFolder(root: string, name: string): string {
   if (name === 'INBOX') return root;
-  const enc = name.split('/').map((p) => p.replace(/%/g, '%25').replace(/\./g, '%2E'));
+  const enc = name.split('/').map(encodeMaildirLevel);
   return join(root, `.${enc.join('.')}`);
 }
 

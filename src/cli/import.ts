@@ -76,7 +76,7 @@ function printSummary(address: string, source: ImportSource, s: ImportSummary): 
     const how = m.identity === 'kept' ? 'UIDVALIDITY and UIDs kept' : m.identity === 'new' ? 'new UIDs' : 'appended with new UIDs';
     out(`  ${m.name}: ${m.imported} (${how})${m.note ? `: ${m.note}` : ''}`);
   }
-  if (s.alreadyPresent > 0) out(`  already present from an earlier run, not imported again: ${s.alreadyPresent}`);
+  if (s.alreadyPresent > 0) out(`  skipped (already imported): ${s.alreadyPresent}`);
   if (s.skipped.length > 0) {
     out(`  skipped: ${s.skipped.length}`);
     const byReason = new Map<string, string[]>();

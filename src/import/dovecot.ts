@@ -5,6 +5,7 @@
  *
  * Pure functions over text: no file system access, so each rule is a table test.
  */
+import { decodeMutf7, encodeMutf7 } from '../imap/protocol/mutf7.js';
 
 /** One line of dovecot-uidlist: the message whose file name starts with `base` has `uid`. */
 export interface UidlistEntry {
@@ -90,15 +91,28 @@ export function parseUidlistHeader(text: string): UidlistHeader {
  * turned into 200,000 objects at once).
  */
 export function* uidlistEntries(text: string, header: UidlistHeader): Generator<UidlistEntry> {
-  let last = 0;
-  let lineNo = 1;
+  const parse = uidlistLineParser(header);
   for (let pos = header.bodyStart; pos < text.length; ) {
     const nl = text.indexOf('\n', pos);
     const end = nl < 0 ? text.length : nl;
-    const line = text.slice(pos, end > pos && text.charCodeAt(end - 1) === 13 ? end - 1 : end);
+    const entry = parse(text.slice(pos, end));
     pos = end + 1;
+    if (entry !== null) yield entry;
+  }
+}
+
+/**
+ * A parser of the entry lines that follow the header, fed one line at a time (without its "\n")
+ * in file order: the entry, or null for an empty line. Throws DovecotFormatError on a bad line.
+ * Reading the file as a stream of lines, nothing but the current line is held.
+ */
+export function uidlistLineParser(header: Pick<UidlistHeader, 'version'>): (line: string) => UidlistEntry | null {
+  let last = 0;
+  let lineNo = 1;
+  return (raw) => {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     lineNo++;
-    if (line === '') continue;
+    if (line === '') return null;
     const sp = line.indexOf(' ');
     if (sp < 0) throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${lineNo}: no file name`);
     const uid = uint32(line.slice(0, sp), `line ${lineNo} UID`);
@@ -122,8 +136,27 @@ export function* uidlistEntries(text: string, header: UidlistHeader): Generator<
     // Some Dovecot versions keep the flags part in the recorded name; the match is on the base.
     entry.base = maildirBase(entry.base);
     if (entry.base === '') throw new DovecotFormatError(`Cannot parse dovecot-uidlist line ${lineNo}: empty file name`);
-    yield entry;
-  }
+    return entry;
+  };
+}
+
+/**
+ * One level of a mailbox name as a Maildir++ folder name holds it (levels are joined with '.'):
+ * modified UTF-7 as Dovecot writes names (RFC 3501 §5.1.3), then '%' and '.' written %25 and
+ * %2E so that a '.' inside a level is not taken for the separator.
+ */
+export function encodeMaildirLevel(level: string): string {
+  return encodeMutf7(level).replace(/%/g, '%25').replace(/\./g, '%2E');
+}
+
+/**
+ * The mailbox name level of a Maildir++ folder name level (encodeMaildirLevel undone). Only %25
+ * and %2E are escapes (any case); another '%' stays as it is. Modified UTF-7 is decoded when the
+ * level has a '&' (a name without one, 8-bit names of other programs included, is kept as is).
+ */
+export function decodeMaildirLevel(part: string): string {
+  const unescaped = part.replace(/%(25|2E)/gi, (_, hex: string) => (hex === '25' ? '%' : '.'));
+  return unescaped.includes('&') ? decodeMutf7(unescaped) : unescaped;
 }
 
 /** The part of a maildir file name before the info (":2,FLAGS"; Dovecot's maildir_info_sep ':'). */

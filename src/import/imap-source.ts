@@ -343,7 +343,11 @@ export async function openImapSource(options: ImapSourceOptions): Promise<Import
 
   async function* fetchMessages(folder: ImapFolder, uidValidity: number, skip?: SkipTest): AsyncIterable<SourceMessage | SkippedMessage> {
     const uidl = (uid: number): string | undefined => (options.pop3UidlFormat === null ? undefined : formatPop3Uidl(options.pop3UidlFormat, { uid, uidValidity }));
-    const list = (await sizes()).filter(([uid]) => !skip?.({ uid, ...(uidl(uid) === undefined ? {} : { pop3Uidl: uidl(uid)! }) }));
+    const list: Array<[number, number]> = [];
+    for (const entry of await sizes()) {
+      const u = uidl(entry[0]);
+      if (!(await skip?.({ uid: entry[0], ...(u === undefined ? {} : { pop3Uidl: u }) }))) list.push(entry);
+    }
     let i = 0;
     while (i < list.length) {
       const batch: number[] = [];

@@ -11,11 +11,17 @@
  * - A message's POP3 UIDL from the old server is kept as its pid, so POP3 clients that leave mail
  *   on the server download nothing again. A UIDL already used in the account by another mailbox
  *   is not kept (pids are unique per account); the summary counts it.
- * - Re-running or resuming an import adds no duplicates for sources that identify messages
- *   (UIDs kept, or UIDLs): what the destination already holds is skipped before it is read.
- * - Memory: two batches (BATCH_MESSAGES / BATCH_BYTES: one written while the next is read), plus
- *   the UIDLs the account held before the import, for the duplicate checks.
+ * - Re-running or resuming an import adds no duplicates. Sources that identify messages (UIDs
+ *   kept, or UIDLs): what the destination already holds is skipped before it is read. The others
+ *   (plain Maildir, mbox): a message is already imported when the destination mailbox held,
+ *   before this run, an entry with the same content (blob hash) and INTERNALDATE; the sources
+ *   give a stable INTERNALDATE (file mtime, From_ line or Date: header). Copies within one run
+ *   are all imported (a source may hold the same message twice).
+ * - Memory: two batches (BATCH_MESSAGES / BATCH_BYTES: one written while the next is read) and a
+ *   few numbers per mailbox. The duplicate checks ask the store (indexed lookups by UIDL or blob
+ *   hash, a batch or a message at a time): nothing grows with the number of messages.
  */
+import { createHash } from 'node:crypto';
 import { asModSeq, asUid, asUidValidity, type AccountId, type MailboxId } from '../lib/brand.js';
 import { parseMessage } from '../mail/parse.js';
 import { parseFlags } from '../store/flags.js';
@@ -24,7 +30,8 @@ import { formatPop3Uidl } from './dovecot.js';
 import { toCrlf, type ImportSource, type SourceMailbox, type SourceMessage } from './source.js';
 
 export const BATCH_MESSAGES = 500;
-export const BATCH_BYTES = 8 * 1024 * 1024;
+/** Bytes of one batch: with their parse records two batches are a few times this in memory. */
+export const BATCH_BYTES = 4 * 1024 * 1024;
 
 export interface ImportProgress {
   mailbox: string;
@@ -84,29 +91,27 @@ function cleanFlags(flags: readonly string[], dropped: Set<string>): string[] {
 }
 
 interface Known {
-  /** pid -> mailbox id, for every entry of the account. */
-  pids: Map<string, MailboxId>;
-  /** Highest UID each mailbox holds. */
+  /** Highest UID each destination mailbox holds (store.highestUid, then followed). */
   maxUid: Map<MailboxId, number>;
 }
 
-async function knownEntries(store: MailStore, accountId: AccountId): Promise<Known> {
-  const pids = new Map<string, MailboxId>();
-  const maxUid = new Map<MailboxId, number>();
-  for (const mb of await store.listMailboxes(accountId)) {
-    let max = 0;
-    for (const e of await store.listEntries(mb.id)) {
-      pids.set(e.pid, mb.id);
-      if (e.uid > max) max = e.uid;
-    }
-    maxUid.set(mb.id, max);
-  }
-  return { pids, maxUid };
+const sha256 = (raw: Buffer): string => createHash('sha256').update(raw).digest('hex');
+
+/**
+ * The messages of a batch the destination mailbox held before this run (same content and
+ * INTERNALDATE, at a UID up to heldUpTo): one indexed query for the batch.
+ */
+async function notYetImported(store: MailStore, mailboxId: MailboxId, batch: SourceMessage[], heldUpTo: number): Promise<SourceMessage[]> {
+  const hashes = batch.map((m) => sha256(m.raw));
+  const found = await store.findEntries(mailboxId, 'blobHash', [...new Set(hashes)]);
+  const held = new Set(found.filter((e) => e.uid <= heldUpTo).map((e) => `${e.blobHash} ${e.internalDate}`));
+  if (held.size === 0) return batch;
+  return batch.filter((m, i) => !held.has(`${hashes[i]} ${m.internalDate}`));
 }
 
 export async function importInto(store: MailStore, accountId: AccountId, source: ImportSource, options: ImportOptions = {}): Promise<ImportSummary> {
   const summary: ImportSummary = { messages: 0, bytes: 0, alreadyPresent: 0, skipped: [], mailboxes: [], warnings: [] };
-  const known = await knownEntries(store, accountId);
+  const known: Known = { maxUid: new Map() };
   const droppedFlags = new Set<string>();
   let uidlsNotKept = 0;
   const batchMessages = options.batchMessages ?? BATCH_MESSAGES;
@@ -117,6 +122,8 @@ export async function importInto(store: MailStore, accountId: AccountId, source:
     const name = options.renameMailbox ? options.renameMailbox(sm.name) : sm.name;
     const { mailbox, report, afterUid } = await openDestination(store, accountId, sm, name, known, uidlFormat, summary);
     const kept = report.identity === 'kept';
+    // What the mailbox held before this run: only that can be a duplicate (see the invariants).
+    const heldUpTo = known.maxUid.get(mailbox.id) ?? 0;
     const progress: ImportProgress = { mailbox: name, messages: 0, bytes: 0, skipped: 0, expectedMessages: sm.expectedMessages };
 
     let batch: SourceMessage[] = [];
@@ -133,24 +140,35 @@ export async function importInto(store: MailStore, accountId: AccountId, source:
       const kind = batchKind;
       batch = [];
       batchBytes = 0;
-      writing = storeBatch(store, mailbox.id, full, kind, kept, known, droppedFlags).then((n) => {
-        uidlsNotKept += n.uidlsNotKept;
-        for (const m of full) {
+      writing = (async () => {
+        const fresh = kind === 'append' && heldUpTo > 0 ? await notYetImported(store, mailbox.id, full, heldUpTo) : full;
+        summary.alreadyPresent += full.length - fresh.length;
+        progress.skipped += full.length - fresh.length;
+        if (fresh.length > 0) uidlsNotKept += (await storeBatch(store, mailbox.id, fresh, kind, kept, known, droppedFlags)).uidlsNotKept;
+        for (const m of fresh) {
           summary.bytes += m.raw.length;
           progress.bytes += m.raw.length;
         }
-        summary.messages += full.length;
-        report.imported += full.length;
-        progress.messages += full.length;
+        summary.messages += fresh.length;
+        report.imported += fresh.length;
+        progress.messages += fresh.length;
         options.onProgress?.({ ...progress });
-      });
+      })();
       // A failed write is reported by the next await of it, not as an unhandled rejection.
       writing.catch(() => undefined);
     };
 
-    const skip = (id: { uid?: number; pop3Uidl?: string }): boolean => {
-      const present = (kept && id.uid !== undefined && id.uid <= afterUid) || (id.pop3Uidl !== undefined && known.pids.get(id.pop3Uidl) === mailbox.id);
-      if (present) summary.alreadyPresent++;
+    const skip = async (id: { uid?: number; pop3Uidl?: string }): Promise<boolean> => {
+      // Kept UIDs: what is at or below the last UID held is there. Otherwise a UIDL the mailbox
+      // held before this run (a run never yields a message twice).
+      const present =
+        kept && id.uid !== undefined
+          ? id.uid <= afterUid
+          : id.pop3Uidl !== undefined && heldUpTo > 0 && (await store.findEntries(mailbox.id, 'pid', [id.pop3Uidl])).some((e) => e.uid <= heldUpTo);
+      if (present) {
+        summary.alreadyPresent++;
+        progress.skipped++;
+      }
       return present;
     };
 
@@ -189,6 +207,7 @@ async function openDestination(
   summary: ImportSummary,
 ): Promise<{ mailbox: Mailbox; report: MailboxReport; afterUid: number }> {
   let dest = await store.getMailbox(accountId, name);
+  if (dest !== null && !known.maxUid.has(dest.id)) known.maxUid.set(dest.id, await store.highestUid(dest.id));
   if (sm.uidValidity !== undefined) {
     if (dest !== null && dest.uidValidity === sm.uidValidity) {
       // The same identity: an earlier run, maybe interrupted. Go on after what is there. A
@@ -213,7 +232,7 @@ async function openDestination(
       const stale = (await store.listEntries(old.id)).filter((e) => e.pid === safeUidl(uidlFormat, e.uid, old.uidValidity));
       if (stale.length > 0) {
         await store.expunge(old.id, stale.map((e) => e.uid));
-        for (const e of stale) known.pids.delete(e.pid);
+        known.maxUid.set(old.id, await store.highestUid(old.id));
         summary.warnings.push(
           `${name}: the source's UIDVALIDITY changed from ${dest.uidValidity} to ${sm.uidValidity} since the last run: the ${stale.length} message(s) imported then were removed and the folder is imported again; IMAP clients resync it`,
         );
@@ -243,7 +262,8 @@ async function openDestination(
     if (sm.subscribed === true) await store.setSubscribed(accountId, name, true);
   }
   const held = (known.maxUid.get(dest.id) ?? 0) > 0 || dest.uidNext > 1;
-  const report: MailboxReport = held
+  // A source without UIDs (plain Maildir, mbox) gets new UIDs anyway: nothing to say.
+  const report: MailboxReport = held && sm.uidValidity !== undefined
     ? { name, imported: 0, identity: 'appended', note: 'the mailbox already held mail: the source UIDs could not be kept, messages were appended with new UIDs' }
     : { name, imported: 0, identity: 'new' };
   return { mailbox: dest, report, afterUid: 0 };
@@ -280,11 +300,7 @@ async function storeBatch(
     let next = kept ? 0 : Math.max(known.maxUid.get(mailboxId) ?? 0, ((await store.getMailboxById(mailboxId))?.uidNext ?? 1) - 1) + 1;
     const entries: EntryRestore[] = batch.map((m) => {
       const uid = kept && m.uid !== undefined ? m.uid : next++;
-      let pid = m.pop3Uidl;
-      if (pid !== undefined && known.pids.has(pid)) {
-        pid = undefined;
-        uidlsNotKept++;
-      }
+      const pid = m.pop3Uidl;
       return {
         uid: asUid(uid),
         raw: m.raw,
@@ -312,8 +328,6 @@ async function storeBatch(
         }
       }
     }
-    // Only the UIDLs that were in the account before the import are remembered (a run never yields
-    // a message twice), so memory does not grow with the number of messages imported.
     const last = entries[entries.length - 1];
     if (last) known.maxUid.set(mailboxId, Math.max(known.maxUid.get(mailboxId) ?? 0, last.uid));
     return { uidlsNotKept };

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { opendir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { MboxFormatError, splitMbox, type MboxOptions } from './mbox.js';
-import type { ImportSource, SkippedMessage, SourceMailbox, SourceMessage } from './source.js';
+import { receivedDate, type ImportSource, type SkippedMessage, type SourceMailbox, type SourceMessage } from './source.js';
 
 /** Index and summary files mail clients keep next to mbox files. */
 const NOT_MBOX = /(\.msf|\.idx|\.dat|\.json|\.sqlite|\.lock|\.html)$/i;
@@ -38,9 +38,13 @@ export async function openMbox(path: string, options: MboxOptions & { mailbox?: 
   const st = await stat(path);
   const files = st.isDirectory() ? await mboxFiles(path) : [path];
   const warnings: string[] = [];
-  const boxes = files.map((f) => ({ file: f, name: st.isDirectory() ? mboxMailboxName(relative(path, f)) : (options.mailbox ?? 'INBOX'), size: 0 }));
+  const boxes = files.map((f) => ({ file: f, name: st.isDirectory() ? mboxMailboxName(relative(path, f)) : (options.mailbox ?? 'INBOX'), size: 0, mtime: 0 }));
   if (st.isDirectory() && options.mailbox !== undefined) for (const b of boxes) b.name = `${options.mailbox}/${b.name}`;
-  for (const b of boxes) b.size = (await stat(b.file)).size;
+  for (const b of boxes) {
+    const s = await stat(b.file);
+    b.size = s.size;
+    b.mtime = Math.floor(s.mtimeMs);
+  }
   boxes.sort((a, b) => (a.name === 'INBOX' ? -1 : b.name === 'INBOX' ? 1 : a.name < b.name ? -1 : 1));
 
   return {
@@ -55,7 +59,10 @@ export async function openMbox(path: string, options: MboxOptions & { mailbox?: 
           async *messages(): AsyncIterable<SourceMessage | SkippedMessage> {
             try {
               for await (const m of splitMbox(createReadStream(b.file, { highWaterMark: 256 * 1024 }), options)) {
-                yield { kind: 'message', raw: m.raw, flags: m.flags, internalDate: m.date ?? Date.now(), origin: `${b.file}:${m.line}` };
+                // INTERNALDATE must be the same at every run (a re-run recognises what it imported by
+                // content and date): the From_ line's, else the message's own, else the file's.
+                const internalDate = m.date ?? receivedDate(m.raw) ?? b.mtime;
+                yield { kind: 'message', raw: m.raw, flags: m.flags, internalDate, origin: `${b.file}:${m.line}` };
               }
             } catch (err) {
               if (!(err instanceof MboxFormatError)) throw err;

@@ -8,7 +8,7 @@
  * optional) is refused, since the import could not keep ids then.
  */
 import { LineSocket, type Endpoint } from './connection.js';
-import type { ImportSource, SkipTest, SkippedMessage, SourceMessage } from './source.js';
+import { receivedDate, type ImportSource, type SkipTest, type SkippedMessage, type SourceMessage } from './source.js';
 
 export class Pop3Error extends Error {}
 
@@ -55,20 +55,6 @@ export interface Pop3SourceOptions {
   startTls: boolean;
   user: string;
   password: string;
-}
-
-/** When the old server received it: the date of the topmost Received header, else Date. */
-export function receivedDate(raw: Buffer): number | undefined {
-  const end = raw.indexOf('\r\n\r\n');
-  const head = raw.subarray(0, end < 0 ? Math.min(raw.length, 64 * 1024) : end).toString('latin1').replace(/\r\n[ \t]+/g, ' ');
-  const received = /^Received:[^\n]*;\s*([^\r\n]+)/im.exec(head);
-  const date = /^Date:\s*([^\r\n]+)/im.exec(head);
-  for (const v of [received?.[1], date?.[1]]) {
-    if (v === undefined) continue;
-    const t = Date.parse(v.replace(/\([^)]*\)/g, '').trim());
-    if (Number.isFinite(t)) return t;
-  }
-  return undefined;
 }
 
 export async function openPop3Source(options: Pop3SourceOptions): Promise<ImportSource> {
@@ -121,7 +107,7 @@ export async function openPop3Source(options: Pop3SourceOptions): Promise<Import
         expectedBytes: list.reduce((a, b) => a + b.size, 0),
         async *messages(skip?: SkipTest): AsyncIterable<SourceMessage | SkippedMessage> {
           for (const { n, uidl, size } of list) {
-            if (skip?.({ pop3Uidl: uidl })) continue;
+            if (await skip?.({ pop3Uidl: uidl })) continue;
             const origin = `INBOX: message ${n} (UIDL ${uidl})`;
             if (size > MAX_POP3_MESSAGE) {
               yield { kind: 'skipped', origin, reason: `larger than ${MAX_POP3_MESSAGE} bytes` };

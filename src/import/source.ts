@@ -50,7 +50,7 @@ export interface SourceMailbox {
 }
 
 /** Whether a message is already imported, from what identifies it before its bytes are read. */
-export type SkipTest = (id: { uid?: number; pop3Uidl?: string }) => boolean;
+export type SkipTest = (id: { uid?: number; pop3Uidl?: string }) => boolean | Promise<boolean>;
 
 export interface ImportSource {
   /** Shown in the summary: "maildir /srv/mail/bob", "imaps://bob@old.example:993". */
@@ -60,6 +60,24 @@ export interface ImportSource {
   /** Warnings found while reading (unknown keyword letters, an unreadable uidlist). */
   readonly warnings: string[];
   close(): Promise<void>;
+}
+
+/** When the old server received it: the date of the topmost Received header, else Date. */
+export function receivedDate(raw: Buffer): number | undefined {
+  // The header section ends at an empty line (CRLF, or LF as in Maildir and mbox files).
+  let end = -1;
+  for (let i = raw.indexOf(10); i >= 0 && end < 0; i = raw.indexOf(10, i + 1)) {
+    if (raw[i + 1] === 10 || (raw[i + 1] === 13 && raw[i + 2] === 10)) end = i;
+  }
+  const head = raw.subarray(0, end < 0 ? Math.min(raw.length, 64 * 1024) : end).toString('latin1').replace(/\r?\n[ \t]+/g, ' ');
+  const received = /^Received:[^\n]*;\s*([^\r\n]+)/im.exec(head);
+  const date = /^Date:\s*([^\r\n]+)/im.exec(head);
+  for (const v of [received?.[1], date?.[1]]) {
+    if (v === undefined) continue;
+    const t = Date.parse(v.replace(/\([^)]*\)/g, '').trim());
+    if (Number.isFinite(t)) return t;
+  }
+  return undefined;
 }
 
 /** Mail is stored with CRLF line ends (as SMTP receives it, RFC 5322 §2.3); Maildir and mbox

@@ -114,3 +114,38 @@ test('export account as maildir and mbox, then import both back', async () => {
   assert.equal(im2.code, 0, im2.stdout + im2.stderr);
   assert.deepEqual((await withStore(dst2, (s) => view(s, address))).INBOX, expected.INBOX);
 });
+
+test('export as maildir then import gives back the same mailbox names: ".", "%", "/", "&" and non-ASCII', async () => {
+  const src = await installation();
+  const address = 'bob@example.com';
+  const names = ['v1.2 notes', '100% done', 'a.b/c.d', 'R&D/Q%2E1', 'Entwürfe', 'Çà/日本語.txt', 'x..y%'];
+  await withStore(src, async (s) => {
+    const bob = await s.createAccount({ address, passwordHash: 'h' });
+    for (const n of names) {
+      const mb = await s.createMailbox(bob.id, n);
+      await s.append(mb.id, testMessage({ subject: `in ${n}` }));
+      await s.setSubscribed(bob.id, n, true);
+    }
+  });
+  const expected = await withStore(src, (s) => view(s, address));
+  const out = await mkdtemp(join(tmpdir(), 'facteur-export-names-'));
+  dirs.push(out);
+  const md = join(out, 'maildir');
+  const r = await runCli(['export', 'account', address, '--format', 'maildir', md, '--data', src]);
+  assert.equal(r.code, 0, r.stderr);
+  const folders = (await readdir(md)).filter((f) => f.startsWith('.')).sort();
+  // Every folder name is ASCII (modified UTF-7), and '.' separates levels only.
+  assert.ok(folders.includes('.v1%2E2 notes') && folders.includes('.100%25 done') && folders.includes('.a%2Eb.c%2Ed'), folders.join(' '));
+  assert.ok(folders.includes('.R&-D.Q%252E1'), folders.join(' '));
+  for (const f of folders) assert.match(f, /^[\x20-\x7e]+$/);
+
+  const dst = await installation();
+  await withStore(dst, (s) => s.createAccount({ address, passwordHash: 'h' }).then(() => undefined));
+  const im = await runCli(['import', 'maildir', address, md, '--data', dst]);
+  assert.equal(im.code, 0, im.stdout + im.stderr);
+  const got = await withStore(dst, (s) => view(s, address));
+  assert.deepEqual(got, expected);
+  for (const n of names) assert.deepEqual(got[n], [[`in ${n}`, []]], n);
+  const subs = await withStore(dst, async (s) => s.listSubscriptions((await s.getAccountByAddress(address))!.id));
+  for (const n of names) assert.ok(subs.includes(n), `${n} subscribed: ${subs.join(', ')}`);
+});

@@ -27,7 +27,7 @@ test('facteur import maildir, mbox and domain: summaries, and the bad inputs ref
     assert.equal(r.stderr, '', 'no progress bar when stderr is not a terminal');
     const again = await runCli(['import', 'maildir', 'bob@example.com', join(root, 'bob'), '--data', data]);
     assert.match(again.stdout, /imported 0 message\(s\)/);
-    assert.match(again.stdout, /already present from an earlier run, not imported again: 9/);
+    assert.match(again.stdout, /skipped \(already imported\): 9/);
 
     const mbox = join(root, 'old.mbox');
     await writeFile(mbox, 'From a Mon Jan  1 10:00:00 2024\nSubject: one\n\nx\n');

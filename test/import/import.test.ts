@@ -128,6 +128,101 @@ test('mbox into a named mailbox: appended, flags from Status/X-Status, From_ dat
   }
 });
 
+async function snapshot(store: MailStore, id: AccountId) {
+  const out: Array<[string, number, number, string[], number, string]> = [];
+  for (const mb of await store.listMailboxes(id)) {
+    for (const e of await store.listEntries(mb.id)) out.push([mb.name, e.uid, e.modseq, [...e.flags].sort(), e.internalDate, e.blobHash]);
+  }
+  return out;
+}
+
+test('A plain Maildir imported twice: the second run imports nothing, says so, and leaves the mailboxes as they were', async () => {
+  const { store, cleanup } = await openTestStore();
+  const root = await mkdtemp(join(tmpdir(), 'facteur-plain-'));
+  try {
+    const { mkdir, utimes } = await import('node:fs/promises');
+    for (const d of ['cur', 'new', 'tmp', '.Work/cur', '.Work/new', '.Work/tmp']) await mkdir(join(root, d), { recursive: true });
+    const files: Array<[string, string]> = [
+      ['cur/1700000001.M1P1.old,S=30:2,S', 'Subject: one\n\nbody one\n'],
+      // Letters out of order and a file only in new/: names kept as they are.
+      ['cur/1700000002.M2P1.old:2,SF', 'Subject: two\n\nbody two\n'],
+      ['new/1700000003.M3P1.old', 'Subject: three\n\nbody three\n'],
+      // The same message twice (same bytes, same mtime): both are imported, both recognised.
+      ['cur/1700000004.M4P1.old:2,', 'Subject: twin\n\nsame\n'],
+      ['cur/1700000005.M5P1.old:2,', 'Subject: twin\n\nsame\n'],
+      ['.Work/cur/1700000006.M6P1.old:2,R', 'Subject: work\n\nw\n'],
+    ];
+    const when = new Date(Date.UTC(2024, 2, 3, 4, 5, 6));
+    for (const [f, text] of files) {
+      await writeFile(join(root, f), text);
+      await utimes(join(root, f), when, when);
+    }
+    const id = await account(store);
+    // The INBOX already holds a message of its own, and gets it again only if it differs.
+    const inbox = (await store.getMailbox(id, 'INBOX'))!;
+    await store.append(inbox.id, testMessage({ subject: 'already there' }));
+    const first = await importInto(store, id, await openMaildir(root));
+    assert.equal(first.messages, 6);
+    assert.equal(first.alreadyPresent, 0);
+    assert.deepEqual(first.mailboxes.map((m) => [m.name, m.imported, m.identity]), [['INBOX', 5, 'new'], ['Work', 1, 'new']]);
+    const box = await view(store, id, 'INBOX');
+    assert.deepEqual(box.subjects, ['already there', 'one', 'two', 'three', 'twin', 'twin']);
+    assert.deepEqual([...box.entries[2]!.flags].sort(), ['\\Flagged', '\\Seen']);
+    const before = await snapshot(store, id);
+
+    const second = await importInto(store, id, await openMaildir(root));
+    assert.equal(second.messages, 0);
+    assert.equal(second.alreadyPresent, 6);
+    assert.deepEqual(second.skipped, []);
+    assert.deepEqual(await snapshot(store, id), before, 'nothing added, no flag or modseq changed');
+
+    // A message added to the source since is imported by a third run, and only it; a message
+    // whose file changed (other bytes) is a new message.
+    await writeFile(join(root, 'new/1700000007.M7P1.old'), 'Subject: later\n\nnew\n');
+    await writeFile(join(root, 'cur/1700000001.M1P1.old,S=30:2,S'), 'Subject: one, edited\n\nbody one\n');
+    await utimes(join(root, 'cur/1700000001.M1P1.old,S=30:2,S'), when, when);
+    const third = await importInto(store, id, await openMaildir(root));
+    assert.equal(third.messages, 2);
+    assert.equal(third.alreadyPresent, 5);
+    assert.deepEqual((await view(store, id, 'INBOX')).subjects.slice(6), ['one, edited', 'later']);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+    await cleanup();
+  }
+});
+
+test('An mbox imported twice: the second run imports nothing, also for messages without a From_ date', async () => {
+  const { store, cleanup } = await openTestStore();
+  const dir = await mkdtemp(join(tmpdir(), 'facteur-mbox-twice-'));
+  try {
+    const file = join(dir, 'old.mbox');
+    // Loose From_ lines (no asctime date): INTERNALDATE from the Date: header, else the file's
+    // mtime, the same at every run.
+    await writeFile(
+      file,
+      'From someone\nSubject: dated\nDate: Tue, 02 Jan 2024 03:04:05 +0000\n\nbody\n\nFrom someone\nSubject: undated\n\nbody\n\nFrom someone\nSubject: undated\n\nbody\n',
+    );
+    const id = await account(store);
+    const first = await importInto(store, id, await openMbox(file));
+    assert.equal(first.messages, 3);
+    const box = await view(store, id, 'INBOX');
+    assert.equal(box.entries[0]!.internalDate, Date.UTC(2024, 0, 2, 3, 4, 5));
+    assert.equal(box.entries[1]!.internalDate, box.entries[2]!.internalDate);
+    const before = await snapshot(store, id);
+    await new Promise((r) => setTimeout(r, 20));
+    const second = await importInto(store, id, await openMbox(file));
+    assert.equal(second.messages, 0);
+    assert.equal(second.alreadyPresent, 3);
+    assert.deepEqual(await snapshot(store, id), before);
+    // Into another mailbox, the same file is imported again (the check is per mailbox).
+    const other = await importInto(store, id, await openMbox(file, { mailbox: 'Copy' }));
+    assert.equal(other.messages, 3);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await cleanup();
+  }
+});
+
 const noDovecot = dovecotUnavailable();
 
 async function fill(port: number, user: string, pass: string): Promise<void> {

@@ -4,7 +4,7 @@ import { DovecotFormatError, formatPop3Uidl, maildirFlags, parseKeywords, parseU
 import { fromLineDate, MboxFormatError, splitMbox, type MboxMessage } from '../../src/import/mbox.js';
 import { toCrlf } from '../../src/import/source.js';
 import { facteurName, parseInternalDate, ValueReader } from '../../src/import/imap-source.js';
-import { receivedDate } from '../../src/import/pop3-source.js';
+import { receivedDate } from '../../src/import/source.js';
 
 test('dovecot-uidlist version 3: header fields, extension fields, file name base', () => {
   const text = [
@@ -198,4 +198,7 @@ test('POP3 messages get the date of their topmost Received header', () => {
   assert.equal(receivedDate(raw), Date.UTC(2024, 1, 13, 7, 9, 10));
   assert.equal(receivedDate(Buffer.from('Date: Sun, 11 Feb 2024 00:00:00 +0000\r\n\r\n')), Date.UTC(2024, 1, 11));
   assert.equal(receivedDate(Buffer.from('Subject: x\r\n\r\n')), undefined);
+  // LF line ends (mbox, Maildir files); a Date: in the body is not the message's.
+  assert.equal(receivedDate(Buffer.from('Subject: x\nDate: Sun, 11 Feb 2024 00:00:00 +0000\n\nbody\n')), Date.UTC(2024, 1, 11));
+  assert.equal(receivedDate(Buffer.from('Subject: x\n\nDate: Sun, 11 Feb 2024 00:00:00 +0000\n')), undefined);
 });

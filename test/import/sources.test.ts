@@ -40,6 +40,39 @@ async function readAll(source: ImportSource): Promise<Read[]> {
   return out;
 }
 
+test('Dovecot Maildir with odd file names: letters out of order, another info, a file in new/ and cur/, listed twice, gone', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'facteur-maildir-odd-'));
+  try {
+    for (const d of ['cur', 'new', 'tmp']) await mkdir(join(root, d));
+    const files: Array<[string, string]> = [
+      ['cur/100.a.host:2,TS', 'one'],
+      ['cur/200.b.host:2,S,extra', 'two'],
+      ['new/300.c.host', 'three (new)'],
+      ['cur/300.c.host:2,S', 'three (cur)'],
+      ['new/400.d.host', 'four'],
+      ['cur/500.e.host:2,', 'five, not listed'],
+      ['new/500.e.host', 'five, not listed (new)'],
+      ['cur/050.f.host:2,F', 'zero, not listed'],
+    ];
+    for (const [f, subject] of files) await writeFile(join(root, f), `Subject: ${subject}\n\nx\n`);
+    await writeFile(join(root, 'dovecot-uidlist'), '3 V77 N9\n1 :100.a.host\n2 :200.b.host:2,S\n3 :300.c.host\n4 :400.d.host\n5 :999.gone.host\n6 P7 :100.a.host\n');
+    const [inbox] = await readAll(await openMaildir(root));
+    assert.deepEqual(inbox!.messages.map((m) => [m.uid, m.subject, m.flags]), [
+      [1, 'one', ['\\Deleted', '\\Seen']],
+      [2, 'two', ['\\Seen']],
+      [3, 'three (cur)', ['\\Seen']],
+      [4, 'four', []],
+      // Not listed: after the last listed UID, by base (delivery time), cur/ over new/.
+      [9, 'zero, not listed', ['\\Flagged']],
+      [10, 'five, not listed', []],
+    ]);
+    assert.equal(inbox!.uidNext, 11);
+    assert.deepEqual(inbox!.skipped, []);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 test('Dovecot Maildir fixture: hierarchy, UIDVALIDITY, UIDs, flags and keywords, UIDLs, subscriptions', async () => {
   const root = await mkdtemp(join(tmpdir(), 'facteur-maildir-'));
   try {
