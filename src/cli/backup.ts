@@ -17,6 +17,7 @@ import { openStore } from '../store/open.js';
 import { openPgSnapshot } from '../store/sql/postgres/snapshot.js';
 import { openSqliteSnapshot } from '../store/sql/sqlite/snapshot.js';
 import { parse, UsageError } from './args.js';
+import { BATCH_STORE_OPTIONS, favourSmallHeap } from './batch-memory.js';
 import { dataDirFrom, dataDirStore } from './data-dir.js';
 
 const describe = (s: BackupSummary): string =>
@@ -35,6 +36,7 @@ export async function backupCmd(argv: string[]): Promise<number> {
   if (await access(path).then(() => true, () => false)) throw new Error(`${path} exists: choose another name`);
   const dir = dataDirFrom(values.data as string | undefined);
   const { location } = await dataDirStore(dir);
+  favourSmallHeap();
   const snapshot = await openSnapshot(location);
   try {
     // No queue.db yet: the server never queued anything.
@@ -61,7 +63,8 @@ export async function restoreCmd(argv: string[]): Promise<number> {
   await verifyBackupFile(path);
   const dir = dataDirFrom(values.data as string | undefined);
   const { location } = await dataDirStore(dir);
-  const store = await openStore(location);
+  favourSmallHeap();
+  const store = await openStore(location, BATCH_STORE_OPTIONS);
   const queue = openSqliteQueueStore(queueDbPath(dir));
   try {
     if (values['into-non-empty'] !== true && !(await storeIsEmpty(store))) {
@@ -91,7 +94,8 @@ export async function exportAccountCmd(argv: string[]): Promise<number> {
     throw new UsageError('export account ADDRESS --format maildir|mbox OUT');
   }
   const { location } = await dataDirStore(dataDirFrom(values.data as string | undefined));
-  const store = await openStore(location);
+  favourSmallHeap();
+  const store = await openStore(location, BATCH_STORE_OPTIONS);
   try {
     const sum = await exportAccount(store, address, format, resolve(out));
     process.stdout.write(`exported ${sum.messages} messages in ${sum.mailboxes} mailboxes of ${address} to ${resolve(out)} (${format})\n`);

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { defaultConfig, DEV_PORTS, loadConfig, PRODUCTION_PORTS, renderConfigFile, type Config } from '../config/config.js';
 import { generateDkimKeys } from '../msgauth/dkim-sign.js';
 import { createSelfSignedCertificate } from '../net/tls.js';
-import { openStore } from '../store/open.js';
+import { openStore, type OpenStoreOptions } from '../store/open.js';
 import type { MailStore } from '../store/types.js';
 
 export const CONFIG_FILE = 'facteur.toml';
@@ -78,9 +78,9 @@ function storeLocation(dir: string, store: string): string {
   return store === 'sqlite' ? dir : store;
 }
 
-export async function openDataDir(dir: string): Promise<{ config: Config; store: MailStore }> {
+export async function openDataDir(dir: string, options: OpenStoreOptions = {}): Promise<{ config: Config; store: MailStore }> {
   const { config, location } = await dataDirStore(dir);
-  const store = await openStore(location);
+  const store = await openStore(location, options);
   return { config, store };
 }
 

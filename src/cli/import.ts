@@ -14,6 +14,7 @@ import { openPop3Source } from '../import/pop3-source.js';
 import type { ImportSource } from '../import/source.js';
 import type { Endpoint } from '../import/connection.js';
 import { parse, readPasswordStdin, UsageError, type Options } from './args.js';
+import { BATCH_STORE_OPTIONS, favourSmallHeap } from './batch-memory.js';
 import { dataDirFrom, openDataDir } from './data-dir.js';
 
 const USAGE = `import maildir ADDRESS PATH [--dovecot auto|yes|no] [--pop3-uidl-format F]
@@ -146,7 +147,8 @@ async function runOne(store: MailStore, address: string, source: ImportSource): 
 }
 
 async function withStore<T>(values: Options, fn: (store: MailStore) => Promise<T>): Promise<T> {
-  const { store } = await openDataDir(dataDirFrom(values.data as string | undefined));
+  favourSmallHeap();
+  const { store } = await openDataDir(dataDirFrom(values.data as string | undefined), BATCH_STORE_OPTIONS);
   try {
     return await fn(store);
   } finally {

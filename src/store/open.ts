@@ -11,6 +11,8 @@ export interface OpenStoreOptions {
   /** PostgreSQL only: 'database' (default) or a directory shared by the nodes. The URL's
    * ?blobs= parameter, when present, wins. */
   blobs?: string;
+  /** SQLite only: the page cache, KiB (SqliteStoreOptions.pageCacheKiB). */
+  pageCacheKiB?: number;
 }
 
 /**
@@ -26,5 +28,5 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
     throw new StoreError('invalid', `Cannot open store: unknown store URL scheme in ${location.split(':')[0] ?? ''}://`);
   }
   if (location.length === 0) throw new StoreError('invalid', 'Cannot open store: empty data directory');
-  return openSqliteStore({ dir: location });
+  return openSqliteStore({ dir: location, ...(options.pageCacheKiB === undefined ? {} : { pageCacheKiB: options.pageCacheKiB }) });
 }

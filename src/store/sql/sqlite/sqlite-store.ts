@@ -163,6 +163,9 @@ export interface SqliteStoreOptions {
   };
   /** Parse records kept in memory. Default 512. */
   parsedCacheSize?: number;
+  /** SQLite's page cache of the store's connection, KiB. Default 32 MiB (a server's hot pages);
+   * a batch command that mostly writes (import, restore) gets by with less. */
+  pageCacheKiB?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
   /** Where a throwing feed listener's error goes (default: a process warning). */
@@ -2384,7 +2387,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = OFF');
-    db.pragma('cache_size = -32768');
+    db.pragma(`cache_size = -${Math.max(1024, Math.floor(options.pageCacheKiB ?? 32 * 1024))}`);
     db.pragma('temp_store = MEMORY');
     // Checkpoints run on a worker thread (checkpointer.ts), never inside a COMMIT on the event
     // loop. The automatic one stays only as a bound, should the worker fall far behind: 100,000
