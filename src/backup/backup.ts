@@ -117,8 +117,6 @@ export async function writeBackup(
       await w.record({ type: 'domain', v: 1, name: d.name, createdAt: d.createdAt });
       sum.domains += 1;
     }
-    // Hashes already written: a blob is in the file once, before the first entry that needs it.
-    const written = new Set<string>();
     for (const a of await snapshot.accounts()) {
       const { id, domain, ...account } = a;
       void domain;
@@ -131,6 +129,11 @@ export async function writeBackup(
         sum.mailboxes += 1;
         for (let after = 0; ; ) {
           const page = await snapshot.entries(mailboxId, after, ENTRY_PAGE);
+          // A blob is in the file once, before the first entry that needs it: written unless an
+          // entry read earlier (another page, mailbox or account, or this page) references it.
+          // Asked of the snapshot a page at a time, so memory does not grow with the store.
+          const first = page[0];
+          const written = first === undefined ? new Set<string>() : await snapshot.blobsBefore([...new Set(page.map((e) => e.blobHash))], { accountId: id, mailbox: m.name, uid: first.uid });
           for (const e of page) {
             if (!written.has(e.blobHash)) {
               await w.record({ type: 'blob', v: 1, hash: e.blobHash, size: e.size });

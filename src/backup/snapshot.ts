@@ -38,6 +38,12 @@ export interface StoreSnapshot {
   mailboxes(accountId: number): Promise<SnapshotMailbox[]>;
   /** Entries with uid > afterUid, ascending, at most limit. */
   entries(mailboxId: number, afterUid: number, limit: number): Promise<SnapshotEntry[]>;
+  /**
+   * Which of `hashes` an entry before `at` references, in the order a backup reads entries
+   * (accounts by id, their mailboxes by name in byte order, entries by UID): blobs a backup has
+   * already written, found by one indexed query per page instead of a set of every hash.
+   */
+  blobsBefore(hashes: readonly string[], at: { accountId: number; mailbox: string; uid: number }): Promise<Set<string>>;
   /** Expunge log rows after (modseq, uid), in that order, at most limit: [uid, modseq]. */
   expunged(mailboxId: number, after: [number, number], limit: number): Promise<Array<[number, number]>>;
   /** Every annotation of the account (server entries first, then by mailbox), names in byte

@@ -580,5 +580,77 @@ test('bad annotation and queue records are refused with the reason', async () =>
     await assert.rejects(restoreBackup(t.store, await write([queued], [Buffer.from('hello')])), /queued messages and no queue/);
   } finally {
     await t.cleanup();
+
+/** Copies made in an order unlike the backup's (accounts by id, mailboxes by name, UIDs). */
+async function populateShared(store: MailStore): Promise<void> {
+  if (!(await store.isLocalDomain('example.com'))) await store.addDomain('example.com');
+  const amy = await store.createAccount({ address: 'amy@example.com', passwordHash: 'h' });
+  const bob = await store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+  const inbox = (await store.getMailbox(bob.id, 'INBOX'))!;
+  const one = testMessage({ subject: 'one' });
+  await store.append(inbox.id, one);
+  await store.append(inbox.id, testMessage({ subject: 'two' }));
+  // Archive comes before INBOX in the backup: the blob goes before Archive's copy.
+  await store.copy(inbox.id, [asUid(1)], (await store.getMailbox(bob.id, 'Archive'))!.id);
+  await store.append(inbox.id, one);
+  // Delivered to both: amy is read first.
+  const both = testMessage({ subject: 'for both' });
+  await store.deliver(both.raw, both.parsed, [{ accountId: bob.id }, { accountId: amy.id }]);
+  // More entries than a page: the same content on every page.
+  const bulk = await store.createMailbox(bob.id, 'Bulk');
+  const same = testMessage({ subject: 'bulk' });
+  await store.appendMany(bulk.id, Array.from({ length: 1100 }, (_, i) => ({ ...same, flags: [], internalDate: i })));
+}
+
+/** Each blob once in the file, before any entry that references it. */
+async function checkBlobsOnce(file: string): Promise<number> {
+  const { readBackup } = await import('../../src/backup/format.js');
+  const written = new Set<string>();
+  let entries = 0;
+  for await (const f of readBackup(file)) {
+    if (f.kind !== 'J') continue;
+    if (f.record.type === 'blob') {
+      const h = f.record.hash as string;
+      assert.ok(!written.has(h), `blob ${h} written twice`);
+      written.add(h);
+    } else if (f.record.type === 'entry') {
+      entries += 1;
+      assert.ok(written.has(f.record.blobHash as string), `entry ${String(f.record.uid)} before its blob`);
+    }
+  }
+  assert.equal(entries, 1106);
+  return written.size;
+}
+
+test('a backup holds each blob once, before the first entry that needs it, whatever order the copies were made in (SQLite and PostgreSQL)', async () => {
+  const src = await newInstallation();
+  await withStore(src, populateShared);
+  const expected = await withStore(src, snapshotOf);
+  const file = join(await tempDir(), 'shared.backup');
+  const b = await runCli(['backup', file, '--data', src]);
+  assert.equal(b.code, 0, b.stderr);
+  assert.match(b.stdout, /1106 messages \(4 distinct\)/);
+  assert.equal(await checkBlobsOnce(file), 4);
+  const dst = await newInstallation();
+  const r = await runCli(['restore', file, '--data', dst]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await withStore(dst, snapshotOf), expected);
+
+  const pgTarget = pgSchemaUrl();
+  if (pgTarget === null) return;
+  try {
+    const pgDir = await newInstallation();
+    const env = { FACTEUR_STORE: pgTarget.url };
+    await withStore(pgTarget.url, populateShared);
+    const file2 = join(await tempDir(), 'shared-pg.backup');
+    const fromPg = await runCli(['backup', file2, '--data', pgDir], { env });
+    assert.equal(fromPg.code, 0, fromPg.stderr);
+    assert.equal(await checkBlobsOnce(file2), 4);
+    const back = await newInstallation();
+    const r2 = await runCli(['restore', file2, '--data', back]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.deepEqual(await withStore(back, snapshotOf), await withStore(pgTarget.url, snapshotOf));
+  } finally {
+    await dropSchema(pgTarget.schema);
   }
 });

@@ -61,6 +61,17 @@ export async function openPgSnapshot(location: string): Promise<StoreSnapshot> {
         snapshotEntry,
       );
     },
+    async blobsBefore(hashes: readonly string[], at: { accountId: number; mailbox: string; uid: number }) {
+      if (hashes.length === 0) return new Set<string>();
+      // Names compare in byte order (COLLATE "C"), as mailboxes() orders them.
+      const found = await rows<{ h: string }>(
+        `SELECT DISTINCT e.blob_hash AS h FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id
+          WHERE e.blob_hash = ANY($1::text[])
+            AND (m.account_id < $2 OR (m.account_id = $2 AND (m.name COLLATE "C" < $3 COLLATE "C" OR (m.name = $3 AND e.uid < $4))))`,
+        [hashes, at.accountId, at.mailbox, at.uid],
+      );
+      return new Set(found.map((r) => r.h));
+    },
     async expunged(mailboxId: number, after: [number, number], limit: number) {
       return (
         await rows<{ uid: number; modseq: number }>(

@@ -64,6 +64,22 @@ export async function openSqliteSnapshot(dir: string): Promise<StoreSnapshot> {
     async entries(mailboxId: number, afterUid: number, limit: number): Promise<SnapshotEntry[]> {
       return all<EntryRecordRow>('SELECT * FROM entries WHERE mailbox_id = ? AND uid > ? ORDER BY uid LIMIT ?', mailboxId, afterUid, limit).map(snapshotEntry);
     },
+    async blobsBefore(hashes: readonly string[], at: { accountId: number; mailbox: string; uid: number }) {
+      if (hashes.length === 0) return new Set<string>();
+      // Names compare as BINARY (UTF-8 bytes), as mailboxes() orders them.
+      const found = all<{ h: string }>(
+        `SELECT DISTINCT e.blob_hash AS h FROM entries e JOIN mailboxes m ON m.id = e.mailbox_id
+          WHERE e.blob_hash IN (SELECT value FROM json_each(?))
+            AND (m.account_id < ? OR (m.account_id = ? AND (m.name < ? OR (m.name = ? AND e.uid < ?))))`,
+        JSON.stringify(hashes),
+        at.accountId,
+        at.accountId,
+        at.mailbox,
+        at.mailbox,
+        at.uid,
+      );
+      return new Set(found.map((r) => r.h));
+    },
     async expunged(mailboxId: number, after: [number, number], limit: number) {
       return all<{ uid: number; modseq: number }>(
         'SELECT uid, modseq FROM expunged WHERE mailbox_id = ? AND (modseq, uid) > (?, ?) ORDER BY modseq, uid LIMIT ?',
