@@ -580,6 +580,8 @@ test('bad annotation and queue records are refused with the reason', async () =>
     await assert.rejects(restoreBackup(t.store, await write([queued], [Buffer.from('hello')])), /queued messages and no queue/);
   } finally {
     await t.cleanup();
+  }
+});
 
 /** Copies made in an order unlike the backup's (accounts by id, mailboxes by name, UIDs). */
 async function populateShared(store: MailStore): Promise<void> {
