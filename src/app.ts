@@ -12,11 +12,11 @@ import type { ListeningServer, ServerContext } from './context.js';
 import { createLogger } from './log/logger.js';
 import { loadTlsDirectory, type FileTlsProvider } from './net/tls.js';
 import type { MailStore } from './store/types.js';
-import { createDnsResolver } from './dns/resolver.js';
+import { createDnsResolver, type Resolver } from './dns/resolver.js';
 import { LISTENER_FACTORIES } from './listeners.js';
 import { createMetrics } from './lib/metrics.js';
 import { meteredAuthenticator } from './auth/metered.js';
-import { startOutbound, type Outbound } from './outbound.js';
+import { startOutbound, type Outbound, type OutboundOptions } from './outbound.js';
 
 export interface App {
   config: Config;
@@ -29,7 +29,14 @@ export interface AppOptions {
   dataDir: string;
   config: Config;
   store: MailStore;
+  /** Where the store is (the data directory, or its postgres:// URL): the outbound queue goes
+   * beside it (queue/open.ts), shared by every node when it is PostgreSQL. */
+  storeLocation: string;
   log?: Logger;
+  /** Tests: short leases, polls and retries of the outbound queue. */
+  queueTuning?: OutboundOptions['queueTuning'];
+  /** Tests: a stand-in DNS resolver instead of the configured servers. */
+  resolver?: Resolver;
 }
 
 export async function startApp(options: AppOptions): Promise<App> {
@@ -59,9 +66,17 @@ export async function startApp(options: AppOptions): Promise<App> {
   const auth = meteredAuthenticator(plainAuth, metrics);
   const ctx: ServerContext = { hostname: config.hostname, store, log, auth, tls, metrics, counters };
   const bound: Partial<Record<ListenerName, number>> = {};
-  const resolver = createDnsResolver({ servers: config.dns.servers });
+  const resolver = options.resolver ?? createDnsResolver({ servers: config.dns.servers });
   const servers: App['servers'] = [];
-  const outbound: Outbound = await startOutbound({ dataDir, config, store, resolver, log });
+  const outbound: Outbound = await startOutbound({
+    dataDir,
+    storeLocation: options.storeLocation,
+    config,
+    store,
+    resolver,
+    log,
+    ...(options.queueTuning ? { queueTuning: options.queueTuning } : {}),
+  });
   const closeAll = async (graceMs?: number) => {
     await Promise.allSettled(servers.map((s) => s.server.close(graceMs)));
     // The queue stops after the listeners: a submission being answered can still enqueue.

@@ -1,5 +1,6 @@
 /**
- * The outbound side of the composition root: the durable queue (queue.db in the data directory),
+ * The outbound side of the composition root: the durable queue (queue.db in the data directory
+ * beside a SQLite store; shared by every node in the database of a PostgreSQL store, queue/open.ts),
  * DKIM signing with the data directory's keys, DSNs delivered locally when the sender is ours,
  * and the submission hook that puts remote recipients on the queue.
  */
@@ -9,12 +10,14 @@ import type { Resolver } from './dns/resolver.js';
 import { parseHostPort } from './config/config.js';
 import { parseMessage } from './mail/parse.js';
 import { createDkimSigning } from './msgauth/dkim-sign.js';
-import { queueDbPath } from './queue/admin.js';
-import { createOutboundQueue, type OutboundQueue, type Smarthost } from './queue/outbound-queue.js';
-import { openSqliteQueueStore } from './queue/sqlite-store.js';
+import { createOutboundQueue, type OutboundOptions as OutboundQueueOptions, type OutboundQueue, type Smarthost } from './queue/outbound-queue.js';
+import { openQueueStore, queueLocation } from './queue/open.js';
 import { createSubmitHook } from './queue/submit-hook.js';
 import type { SubmitHook } from './smtp/server/policy-submission.js';
 import type { MailStore } from './store/types.js';
+
+/** How often a node looks at a shared (PostgreSQL) queue when nothing it knows of is due. */
+const SHARED_QUEUE_POLL_MS = 30_000;
 
 export interface Outbound {
   queue: OutboundQueue;
@@ -34,11 +37,27 @@ function smarthostFrom(config: Config): Smarthost | undefined {
   };
 }
 
-export async function startOutbound(options: { dataDir: string; config: Config; store: MailStore; resolver: Resolver; log: Logger }): Promise<Outbound> {
+export interface OutboundOptions {
+  dataDir: string;
+  /** Where the store is (data directory or postgres:// URL): the queue goes beside it. */
+  storeLocation: string;
+  config: Config;
+  store: MailStore;
+  resolver: Resolver;
+  log: Logger;
+  /** Tests: shorter leases, polls and retries than the queue's defaults. */
+  queueTuning?: Pick<OutboundQueueOptions, 'leaseMs' | 'pollMs' | 'retrySchedule'>;
+}
+
+export async function startOutbound(options: OutboundOptions): Promise<Outbound> {
   const { dataDir, config, store, resolver, log } = options;
-  const queueStore = openSqliteQueueStore(queueDbPath(dataDir));
+  const location = queueLocation(dataDir, options.storeLocation);
+  const queueStore = await openQueueStore(location);
   const smarthost = smarthostFrom(config);
   const queue = createOutboundQueue({
+    // Shared by the nodes: what another node queued, or leased and never finished, is looked for.
+    ...(location.backend === 'postgres' ? { pollMs: SHARED_QUEUE_POLL_MS } : {}),
+    ...options.queueTuning,
     hostname: config.hostname,
     store: queueStore,
     resolver,
@@ -55,7 +74,12 @@ export async function startOutbound(options: { dataDir: string; config: Config; 
       return true;
     },
   });
-  await queue.start();
+  try {
+    await queue.start();
+  } catch (err) {
+    await queueStore.close();
+    throw err;
+  }
   return {
     queue,
     onSubmit: createSubmitHook(queue, log),

@@ -2,7 +2,8 @@
  * `facteur backup OUT` / `facteur restore IN` (also `export installation` / `import
  * installation`): the whole store in one file, from either backend into either backend
  * (docs/operations.md). The backup runs beside a live server: it reads one snapshot of the store
- * and one of the outbound queue (`<data>/queue.db`, whatever the store's backend).
+ * and one of the outbound queue (`<data>/queue.db` beside a SQLite store, the shared queue in the
+ * database of a PostgreSQL store: queue/open.ts); a restore writes into the queue of the target.
  */
 import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -10,9 +11,7 @@ import { restoreBackup, storeIsEmpty, verifyBackupFile, writeBackup } from '../b
 import type { BackupSummary } from '../backup/backup.js';
 import type { StoreSnapshot } from '../backup/snapshot.js';
 import { exportAccount } from '../backup/export-account.js';
-import { queueDbPath } from '../queue/admin.js';
-import { openSqliteQueueSnapshot } from '../queue/sqlite-snapshot.js';
-import { openSqliteQueueStore } from '../queue/sqlite-store.js';
+import { openQueueSnapshot, openQueueStore, queueLocation } from '../queue/open.js';
 import { openStore } from '../store/open.js';
 import { openPgSnapshot } from '../store/sql/postgres/snapshot.js';
 import { openSqliteSnapshot } from '../store/sql/sqlite/snapshot.js';
@@ -39,9 +38,8 @@ export async function backupCmd(argv: string[]): Promise<number> {
   favourSmallHeap();
   const snapshot = await openSnapshot(location);
   try {
-    // No queue.db yet: the server never queued anything.
-    const queuePath = queueDbPath(dir);
-    const queue = (await access(queuePath).then(() => true, () => false)) ? openSqliteQueueSnapshot(queuePath) : null;
+    // null: no queue yet (the server never queued anything).
+    const queue = await openQueueSnapshot(queueLocation(dir, location));
     try {
       const sum = await writeBackup(snapshot, path, { gzip: values['no-gzip'] !== true, queue });
       process.stdout.write(`backed up ${describe(sum)} to ${path}\n`);
@@ -65,7 +63,13 @@ export async function restoreCmd(argv: string[]): Promise<number> {
   const { location } = await dataDirStore(dir);
   favourSmallHeap();
   const store = await openStore(location, BATCH_STORE_OPTIONS);
-  const queue = openSqliteQueueStore(queueDbPath(dir));
+  let queue;
+  try {
+    queue = await openQueueStore(queueLocation(dir, location));
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   try {
     if (values['into-non-empty'] !== true && !(await storeIsEmpty(store))) {
       throw new Error('The store already has accounts or aliases: restore into an empty store, or pass --into-non-empty to add to it');

@@ -8,15 +8,15 @@ import { join, resolve } from 'node:path';
 import { createCredentials } from '../auth/password.js';
 import { LISTENER_NAMES, parseHostPort, type ListenerName } from '../config/config.js';
 import type { MailStore } from '../store/types.js';
-import { CONFIG_FILE, dataDirFrom, exists, initDataDir, openDataDir } from './data-dir.js';
+import { CONFIG_FILE, dataDirFrom, dataDirStore, exists, initDataDir, openDataDir } from './data-dir.js';
 import { serve } from './serve.js';
 import { parse, readPasswordStdin, UsageError, type Options } from './args.js';
 import { importCmd } from './import.js';
 import { backupCmd, exportAccountCmd, restoreCmd } from './backup.js';
 import { appPasswordCommand, CredentialsUsage, totpCommand } from './credentials.js';
 import { dkimDnsRecord, dkimRecordName, generateDkimKeys, loadDkimKeys, type DkimKey } from '../msgauth/dkim-sign.js';
-import { dropQueued, formatQueueList, holdQueued, listQueue, queueDbPath, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
-import { openSqliteQueueStore } from '../queue/sqlite-store.js';
+import { dropQueued, formatQueueList, holdQueued, listQueue, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
+import { openQueueStore, queueLocation } from '../queue/open.js';
 import { domainSetup, runCheck } from './dns.js';
 import { renderZone } from '../dns/records.js';
 
@@ -139,8 +139,9 @@ async function queueCmd(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {});
   const [sub, id] = positionals;
   const dir = dataDirFrom(values.data as string | undefined);
-  if (!(await exists(join(dir, CONFIG_FILE)))) throw new Error(`${dir} is not a Facteur data directory (no ${CONFIG_FILE}); run facteur init`);
-  const queue = openSqliteQueueStore(queueDbPath(dir));
+  // The queue beside the store: <data>/queue.db, or the one every node shares in PostgreSQL.
+  const { location } = await dataDirStore(dir);
+  const queue = await openQueueStore(queueLocation(dir, location));
   try {
     if (sub === 'list') {
       out(formatQueueList(await listQueue(queue)));

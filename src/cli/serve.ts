@@ -4,7 +4,8 @@
  */
 import { startApp } from '../app.js';
 import type { ListenerName } from '../config/config.js';
-import { openDataDir } from './data-dir.js';
+import { dataDirStore } from './data-dir.js';
+import { openStore } from '../store/open.js';
 
 export interface ServeOptions {
   listen: Partial<Record<ListenerName, string>>;
@@ -14,12 +15,13 @@ export interface ServeOptions {
 }
 
 export async function serve(dataDir: string, options: ServeOptions): Promise<number> {
-  const { config, store } = await openDataDir(dataDir);
+  const { config, location } = await dataDirStore(dataDir);
+  const store = await openStore(location);
   config.listen = options.onlyListed ? { ...options.listen } : { ...config.listen, ...options.listen };
   if (options.dns.length > 0) config.dns.servers = options.dns;
   let app;
   try {
-    app = await startApp({ dataDir, config, store });
+    app = await startApp({ dataDir, storeLocation: location, config, store });
   } catch (err) {
     await store.close();
     throw err;

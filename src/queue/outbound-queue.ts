@@ -83,6 +83,13 @@ export interface OutboundOptions {
   idleConnectionMs?: number;
   /** How long a claimed recipient stays reserved for one attempt (15 min). */
   leaseMs?: number;
+  /**
+   * A queue shared by several nodes (PostgreSQL): how often the worker looks at the store when
+   * nothing it knows of is due, since other nodes insert recipients and their leases run out
+   * (a node that died). Absent: the worker wakes for what the store says is due (at least once a
+   * minute while anything is queued).
+   */
+  pollMs?: number;
 }
 
 export interface EnqueueOptions {
@@ -186,6 +193,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
   const port = options.port ?? 25;
   const perConnection = options.messagesPerConnection ?? 50;
   const leaseMs = options.leaseMs ?? 15 * MINUTE;
+  const pollMs = options.pollMs ?? null;
   const families = options.families ?? [4, 6];
   const global = new Semaphore(options.maxConnections ?? 20);
   const perDestination = new Map<string, Semaphore>();
@@ -765,20 +773,24 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       } while (tickAgain);
       if (!stopped) {
         const next = await store.nextDue();
-        if (timer) clearTimeout(timer);
-        timer = null;
-        if (next !== null) {
-          // Capped so a clock change (or an injected clock) is noticed within a minute.
-          const delay = Math.min(Math.max(0, next - now()), MINUTE);
-          timer = setTimeout(() => void tick(), delay);
-          timer.unref?.();
-        }
+        // Capped so a clock change (or an injected clock) is noticed within a minute.
+        wakeIn(next === null ? pollMs : Math.min(Math.max(0, next - now()), pollMs ?? MINUTE));
       }
     } catch (err) {
       log.error({ err }, 'outbound queue scheduling failed');
+      // The store may be back later (a restarted database): the worker tries again.
+      if (!stopped) wakeIn(pollMs ?? MINUTE);
     } finally {
       ticking = false;
     }
+  }
+
+  function wakeIn(delay: number | null): void {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    if (delay === null) return;
+    timer = setTimeout(() => void tick(), delay);
+    timer.unref?.();
   }
 
   function kick(): void {

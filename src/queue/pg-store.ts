@@ -26,6 +26,16 @@ export interface PgQueueOptions {
 
 const INT8_OID = 20;
 
+/** Epoch milliseconds and ids are BIGINT: numbers, not strings (all stay below 2^53). */
+export const QUEUE_PG_TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser,
+};
+
+/** Schema names are pasted into SQL: only plain lowercase identifiers are accepted. */
+export function checkQueueSchema(schema: string): void {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`Cannot use queue schema "${schema}": not a plain lowercase identifier`);
+}
+
 function schemaSql(schema: string): string {
   return `
 CREATE SCHEMA IF NOT EXISTS "${schema}";
@@ -71,12 +81,11 @@ interface Row {
 
 export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueStore> {
   const schema = options.schema ?? 'facteur_queue';
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`Cannot use queue schema "${schema}": not a plain lowercase identifier`);
+  checkQueueSchema(schema);
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 5,
-    // Epoch milliseconds and ids are BIGINT: numbers, not strings (all stay below 2^53).
-    types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
+    types: QUEUE_PG_TYPES,
   });
   pool.on('error', () => {
     // An idle client's connection dropped: the pool replaces it; queries report their own errors.

@@ -1,13 +1,14 @@
 /**
  * `facteur backup` / `facteur restore` through the real CLI: a SQLite installation with varied
  * content (mail, annotations, an outbound queue with messages in every state) goes to a file,
- * into a fresh SQLite installation and (with FACTEUR_TEST_PG) into PostgreSQL and back; every
+ * into a fresh SQLite installation and (with FACTEUR_TEST_PG) into PostgreSQL and back, and a
+ * PostgreSQL installation's queue (in the database, shared by the nodes) the same way; every
  * identity a client may have cached, and every queued delivery, must survive exactly.
  */
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -19,7 +20,7 @@ import { initDataDir } from '../../src/cli/data-dir.js';
 import { asUid } from '../../src/lib/brand.js';
 import { queueDbPath } from '../../src/queue/admin.js';
 import { createOutboundQueue } from '../../src/queue/outbound-queue.js';
-import { openSqliteQueueSnapshot } from '../../src/queue/sqlite-snapshot.js';
+import { openQueueSnapshot, openQueueStore, pgQueueSchema, queueLocation } from '../../src/queue/open.js';
 import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
 import type { QueueStore } from '../../src/queue/types.js';
 import { openStore } from '../../src/store/open.js';
@@ -151,8 +152,9 @@ const Q_LATER = 'mabc0000later01';
 const Q_HELD = 'mabc0000held001';
 const Q_FLIGHT = 'mabc0000flight1';
 
-async function withQueue<T>(dir: string, fn: (q: QueueStore) => Promise<T>): Promise<T> {
-  const q = openSqliteQueueStore(queueDbPath(dir));
+/** The queue of an installation: queue.db in dir, or beside a PostgreSQL store at storeLocation. */
+async function withQueue<T>(dir: string, fn: (q: QueueStore) => Promise<T>, storeLocation = dir): Promise<T> {
+  const q = await openQueueStore(queueLocation(dir, storeLocation));
   try {
     return await fn(q);
   } finally {
@@ -165,7 +167,7 @@ async function withQueue<T>(dir: string, fn: (q: QueueStore) => Promise<T>): Pro
  * one failed and one deferred to later (2.5 MB, over one data frame); a held message; and one
  * whose recipient is being attempted (leased) at backup time.
  */
-async function populateQueue(dir: string, now = Date.now()): Promise<void> {
+async function populateQueue(dir: string, now = Date.now(), storeLocation = dir): Promise<void> {
   await withQueue(dir, async (q) => {
     const body = (subject: string, fill = '') =>
       Buffer.from(`From: bob@example.com\r\nTo: ann@example.net\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@example.com>\r\n\r\n${fill}hello\r\n`);
@@ -198,12 +200,13 @@ async function populateQueue(dir: string, now = Date.now()): Promise<void> {
     await q.insert({ ...base, id: Q_FLIGHT, body: body('flight'), recipients: [rcpt('eve@example.net', ['DELAY'])] }, now - MINUTE);
     const flying = await q.claimDue(now, 10, now + 15 * MINUTE);
     assert.deepEqual(flying.map((r) => r.address), ['eve@example.net'], 'one recipient in flight at backup time');
-  });
+  }, storeLocation);
 }
 
 /** Every row of a queue (recipient ids and leases aside) and a hash of each message's bytes. */
-async function queueOf(dir: string): Promise<unknown> {
-  const snap = openSqliteQueueSnapshot(queueDbPath(dir));
+async function queueOf(dir: string, storeLocation = dir): Promise<unknown> {
+  const snap = await openQueueSnapshot(queueLocation(dir, storeLocation));
+  if (snap === null) return [];
   try {
     const out = [];
     for (const m of await snap.messages('', 1000)) {
@@ -230,7 +233,9 @@ async function dropSchema(schema: string): Promise<void> {
   const c = new pg.Client({ connectionString: testPgUrl()! });
   await c.connect();
   try {
+    // The store's schema and its queue's (queue/open.ts).
     await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await c.query(`DROP SCHEMA IF EXISTS "${pgQueueSchema(schema)}" CASCADE`);
   } finally {
     await c.end();
   }
@@ -283,7 +288,12 @@ test('backup of a SQLite installation restores exactly into a fresh SQLite one a
     const toPg = await runCli(['import', 'installation', file, '--data', pgDir], { env });
     assert.equal(toPg.code, 0, toPg.stderr);
     assert.deepEqual(await withStore(pgTarget.url, snapshotOf), expected);
-    assert.deepEqual(await queueOf(pgDir), expectedQueue);
+    // The queue went into the database, where every node claims from it, not into queue.db.
+    assert.deepEqual(await queueOf(pgDir, pgTarget.url), expectedQueue);
+    assert.equal(await access(queueDbPath(pgDir)).then(() => true, () => false), false, 'no queue.db beside a PostgreSQL store');
+    const listed = await runCli(['queue', 'list', '--data', pgDir], { env });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, new RegExp(`${Q_HELD} .* held`));
     assert.deepEqual(await withStore(pgTarget.url, (s) => s.checkConsistency()), []);
     // And back: PostgreSQL -> file -> a fresh SQLite installation.
     const file2 = join(await tempDir(), 'from-pg.backup');
@@ -294,8 +304,56 @@ test('backup of a SQLite installation restores exactly into a fresh SQLite one a
     assert.equal(r2.code, 0, r2.stderr);
     assert.deepEqual(await withStore(back, snapshotOf), expected);
     assert.deepEqual(await queueOf(back), expectedQueue);
+    // And PostgreSQL -> file -> another PostgreSQL installation: its queue is there too.
+    const pgAgain = pgSchemaUrl()!;
+    try {
+      const pgDir2 = await newInstallation();
+      const r3 = await runCli(['restore', file2, '--data', pgDir2], { env: { FACTEUR_STORE: pgAgain.url } });
+      assert.equal(r3.code, 0, r3.stderr);
+      assert.match(r3.stdout, /3 queued messages/);
+      assert.deepEqual(await withStore(pgAgain.url, snapshotOf), expected);
+      assert.deepEqual(await queueOf(pgDir2, pgAgain.url), expectedQueue);
+    } finally {
+      await dropSchema(pgAgain.schema);
+    }
   } finally {
     await dropSchema(pgTarget.schema);
+  }
+});
+
+test('with FACTEUR_TEST_PG: the queue of a PostgreSQL installation, read in one snapshot, survives backup and restore', { skip: testPgUrl() === null ? 'FACTEUR_TEST_PG is not set' : false }, async () => {
+  const source = pgSchemaUrl()!;
+  const target = pgSchemaUrl()!;
+  try {
+    const src = await newInstallation();
+    await withStore(source.url, populate);
+    // No node has opened the queue yet: nothing to back up, and the backup says so.
+    const empty = join(await tempDir(), 'empty.backup');
+    const e = await runCli(['backup', empty, '--data', src], { env: { FACTEUR_STORE: source.url } });
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, / 0 queued messages/);
+    await populateQueue(src, Date.now(), source.url);
+    const expected = await withStore(source.url, snapshotOf);
+    const expectedQueue = await queueOf(src, source.url);
+    assert.equal((expectedQueue as unknown[]).length, 3);
+    const file = join(await tempDir(), 'pg.backup');
+    const b = await runCli(['backup', file, '--data', src], { env: { FACTEUR_STORE: source.url } });
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stdout, /3 queued messages/);
+    assert.equal(await access(queueDbPath(src)).then(() => true, () => false), false, 'the backup did not read or make a queue.db');
+    // Into another PostgreSQL installation and into a SQLite one: the same queue in both.
+    const pgDst = await newInstallation();
+    const r = await runCli(['restore', file, '--data', pgDst], { env: { FACTEUR_STORE: target.url } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await withStore(target.url, snapshotOf), expected);
+    assert.deepEqual(await queueOf(pgDst, target.url), expectedQueue);
+    const sqliteDst = await newInstallation();
+    const r2 = await runCli(['restore', file, '--data', sqliteDst]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.deepEqual(await queueOf(sqliteDst), expectedQueue);
+  } finally {
+    await dropSchema(source.schema);
+    await dropSchema(target.schema);
   }
 });
 

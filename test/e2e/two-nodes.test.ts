@@ -14,6 +14,7 @@ import pg from 'pg';
 import { runCli, startServe } from '../helpers/cli.js';
 import type { ServeProcess } from '../helpers/cli.js';
 import { testPgUrl } from '../helpers/store.js';
+import { pgQueueSchema } from '../../src/queue/open.js';
 
 const url = testPgUrl();
 
@@ -60,6 +61,7 @@ test('two facteur nodes on one database: an APPEND on node A reaches IDLE on nod
     const admin = new pg.Client({ connectionString: url! });
     await admin.connect();
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.query(`DROP SCHEMA IF EXISTS "${pgQueueSchema(schema)}" CASCADE`);
     await admin.end();
     await rm(base, { recursive: true, force: true });
   }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { parseMessage } from '../../src/mail/parse.js';
+import { pgQueueSchema } from '../../src/queue/open.js';
 import { openPgStore } from '../../src/store/sql/postgres/pg-store.js';
 import type { PgStoreOptions } from '../../src/store/sql/postgres/pg-store.js';
 import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
@@ -81,7 +82,9 @@ async function dropSchema(url: string, schema: string): Promise<void> {
   const admin = new pg.Client({ connectionString: url });
   try {
     await admin.connect();
+    // The store's schema and, when an app ran on it, its outbound queue's (queue/open.ts).
     await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await admin.query(`DROP SCHEMA IF EXISTS "${pgQueueSchema(schema)}" CASCADE`);
   } finally {
     await admin.end().catch(() => undefined);
   }

@@ -97,7 +97,7 @@ test('every listener of the app takes proxy_protocol from the configuration: ser
     config.listen[name] = '127.0.0.1:0';
     config.proxyProtocol[name] = { trusted: ['127.0.0.1/32'] };
   }
-  const app = await startApp({ dataDir, config, store, log: pino({ level: 'silent' }) });
+  const app = await startApp({ dataDir, storeLocation: dataDir, config, store, log: pino({ level: 'silent' }) });
   try {
     assert.deepEqual(app.servers.map((s) => s.name).sort(), [...LISTENER_NAMES].sort());
     for (const { name, port } of app.servers) {

@@ -53,6 +53,8 @@ export interface Received {
   secure: boolean;
   remoteAddress: string;
   user: string | null;
+  /** The name the client gave in EHLO/HELO (which node delivered). */
+  helo: string;
 }
 
 export interface SinkOptions {
@@ -150,6 +152,7 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
           secure: session.secure,
           remoteAddress: session.remoteAddress,
           user: typeof session.user === 'string' ? session.user : null,
+          helo: session.hostNameAppearsAs,
         };
         received.push(m);
         cb(null);

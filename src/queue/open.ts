@@ -1,0 +1,52 @@
+/**
+ * Where the outbound queue lives, decided by where the store is (the one place besides tests that
+ * picks a concrete queue backend):
+ * - a SQLite store (a data directory): `<data>/queue.db`, private to this node;
+ * - a PostgreSQL store (postgres:// URL): tables in the same database, in their own schema, so
+ *   every node claims from one queue (FOR UPDATE SKIP LOCKED, leases that expire; pg-store.ts).
+ *   The queue's schema is "facteur_queue" beside the default "public" store schema, and
+ *   "<schema>_queue" beside a store in ?schema=<schema>.
+ */
+import { createHash } from 'node:crypto';
+import { access } from 'node:fs/promises';
+import { parsePgStoreUrl } from '../store/sql/postgres/pg-store.js';
+import { queueDbPath } from './admin.js';
+import { openPgQueueSnapshot } from './pg-snapshot.js';
+import { openPgQueueStore, type PgQueueOptions } from './pg-store.js';
+import { openSqliteQueueSnapshot } from './sqlite-snapshot.js';
+import { openSqliteQueueStore } from './sqlite-store.js';
+import type { QueueSnapshot, QueueStore } from './types.js';
+
+export type QueueLocation = { backend: 'sqlite'; path: string } | { backend: 'postgres'; url: string; schema: string };
+
+export function isPgLocation(storeLocation: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(storeLocation);
+}
+
+/** The queue's schema beside a store schema: an identifier of at most 63 bytes. */
+export function pgQueueSchema(storeSchema: string): string {
+  if (storeSchema === 'public') return 'facteur_queue';
+  return storeSchema.length <= 57 ? `${storeSchema}_queue` : `q_${createHash('sha256').update(storeSchema).digest('hex').slice(0, 40)}_queue`;
+}
+
+/** storeLocation: the data directory (SQLite store) or the store's postgres:// URL. */
+export function queueLocation(dataDir: string, storeLocation: string): QueueLocation {
+  if (!isPgLocation(storeLocation)) return { backend: 'sqlite', path: queueDbPath(dataDir) };
+  const { url, schema = 'public' } = parsePgStoreUrl(storeLocation);
+  return { backend: 'postgres', url, schema: pgQueueSchema(schema) };
+}
+
+export async function openQueueStore(location: QueueLocation, options: Pick<PgQueueOptions, 'poolSize'> = {}): Promise<QueueStore> {
+  if (location.backend === 'sqlite') return openSqliteQueueStore(location.path);
+  return openPgQueueStore({ url: location.url, schema: location.schema, ...options });
+}
+
+/**
+ * A consistent read of the queue for a backup, or null when there is nothing to read (no
+ * queue.db yet: this node never queued anything).
+ */
+export async function openQueueSnapshot(location: QueueLocation): Promise<QueueSnapshot | null> {
+  if (location.backend === 'postgres') return openPgQueueSnapshot(location.url, location.schema);
+  if (!(await access(location.path).then(() => true, () => false))) return null;
+  return openSqliteQueueSnapshot(location.path);
+}
