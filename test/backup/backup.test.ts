@@ -326,7 +326,11 @@ test('with FACTEUR_TEST_PG: the queue of a PostgreSQL installation, read in one 
   const target = pgSchemaUrl()!;
   try {
     const src = await newInstallation();
-    await withStore(source.url, populate);
+    // FACTEUR_STORE names a fresh schema: its domain is added as `facteur init` would.
+    await withStore(source.url, async (s) => {
+      await s.addDomain('example.com');
+      await populate(s);
+    });
     // No node has opened the queue yet: nothing to back up, and the backup says so.
     const empty = join(await tempDir(), 'empty.backup');
     const e = await runCli(['backup', empty, '--data', src], { env: { FACTEUR_STORE: source.url } });
