@@ -11,7 +11,8 @@ import { parseHostPort } from './config/config.js';
 import { parseMessage } from './mail/parse.js';
 import { createDkimSigning } from './msgauth/dkim-sign.js';
 import { createOutboundQueue, type OutboundOptions as OutboundQueueOptions, type OutboundQueue, type Smarthost } from './queue/outbound-queue.js';
-import { openQueueStore, queueLocation } from './queue/open.js';
+import { queueDbPath } from './queue/admin.js';
+import { moveSqliteQueue, openQueueStore, queueLocation } from './queue/open.js';
 import { createSubmitHook } from './queue/submit-hook.js';
 import type { SubmitHook } from './smtp/server/policy-submission.js';
 import type { MailStore } from './store/types.js';
@@ -53,6 +54,17 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
   const { dataDir, config, store, resolver, log } = options;
   const location = queueLocation(dataDir, options.storeLocation);
   const queueStore = await openQueueStore(location);
+  if (location.backend === 'postgres') {
+    // An older version kept this node's queue in queue.db whatever the store: its messages join
+    // the shared queue once.
+    try {
+      const moved = await moveSqliteQueue(queueDbPath(dataDir), queueStore);
+      if (moved !== null) log.info({ moved, from: queueDbPath(dataDir) }, 'queue.db moved into the shared PostgreSQL queue');
+    } catch (err) {
+      await queueStore.close();
+      throw err;
+    }
+  }
   const smarthost = smarthostFrom(config);
   const queue = createOutboundQueue({
     // Shared by the nodes: what another node queued, or leased and never finished, is looked for.

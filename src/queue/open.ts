@@ -8,7 +8,7 @@
  *   "<schema>_queue" beside a store in ?schema=<schema>.
  */
 import { createHash } from 'node:crypto';
-import { access } from 'node:fs/promises';
+import { access, rename } from 'node:fs/promises';
 import { parsePgStoreUrl } from '../store/sql/postgres/pg-store.js';
 import { queueDbPath } from './admin.js';
 import { openPgQueueSnapshot } from './pg-snapshot.js';
@@ -49,4 +49,33 @@ export async function openQueueSnapshot(location: QueueLocation): Promise<QueueS
   if (location.backend === 'postgres') return openPgQueueSnapshot(location.url, location.schema);
   if (!(await access(location.path).then(() => true, () => false))) return null;
   return openSqliteQueueSnapshot(location.path);
+}
+
+/**
+ * Moves the messages of a `<data>/queue.db` left by a version that kept the queue there whatever
+ * the store into the shared PostgreSQL queue, then renames the file `queue.db.moved` so it is
+ * done once. Safe to run again after a crash: a message already in the target (same id) is
+ * skipped. Leases are not carried: a recipient that was being attempted is attempted again.
+ * Returns how many messages were written, or null when there is no queue.db.
+ */
+export async function moveSqliteQueue(path: string, target: QueueStore): Promise<number | null> {
+  if (!(await access(path).then(() => true, () => false))) return null;
+  const snap = openSqliteQueueSnapshot(path);
+  let moved = 0;
+  try {
+    for (let after = ''; ; ) {
+      const page = await snap.messages(after, 100);
+      if (page.length === 0) break;
+      for (const m of page) {
+        const chunks: Buffer[] = [];
+        for await (const c of snap.body(m.id, m.size)) chunks.push(c);
+        if (await target.restore(m, Buffer.concat(chunks))) moved++;
+      }
+      after = page[page.length - 1]!.id;
+    }
+  } finally {
+    await snap.close();
+  }
+  await rename(path, `${path}.moved`);
+  return moved;
 }

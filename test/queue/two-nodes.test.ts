@@ -2,10 +2,11 @@
  * Two Facteur nodes (two apps) over one PostgreSQL database share one outbound queue: mail
  * submitted through either node reaches the remote MX (a local sink) exactly once while both
  * workers claim from the queue at the same moments, and a recipient leased by a node that died
- * is delivered by a live node once the lease has run out. Needs FACTEUR_TEST_PG.
+ * is delivered by a live node once the lease has run out; a queue.db left by an older version
+ * beside a PostgreSQL store joins the shared queue. Needs FACTEUR_TEST_PG.
  */
 import { strict as assert } from 'node:assert';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -15,7 +16,9 @@ import { startApp, type App } from '../../src/app.js';
 import { createCredentials } from '../../src/auth/password.js';
 import { defaultConfig } from '../../src/config/config.js';
 import { createSelfSignedCertificate } from '../../src/net/tls.js';
+import { queueDbPath } from '../../src/queue/admin.js';
 import { openQueueStore, queueLocation } from '../../src/queue/open.js';
+import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
 import type { MailStore } from '../../src/store/types.js';
 import { openPgTestStore, testPgUrl } from '../helpers/store.js';
 import { mockResolver, startSink, type Sink } from './helpers.js';
@@ -130,6 +133,51 @@ test('two nodes on one PostgreSQL queue: every message submitted through either 
     }
   } finally {
     for (const app of apps) await app.close(0);
+    await sink.close();
+    await pgStore.cleanup();
+    await rm(base, { recursive: true, force: true });
+  }
+});
+
+test('a queue.db left beside a PostgreSQL store joins the shared queue when the node starts, once, with its recipients\' states', { skip: testPgUrl() === null ? 'FACTEUR_TEST_PG is not set' : false }, async () => {
+  const pgStore = await openPgTestStore();
+  const u = new URL(pgStore.url);
+  u.searchParams.set('schema', pgStore.schema);
+  const location = u.toString();
+  const base = await mkdtemp(join(tmpdir(), 'facteur-two-queues-'));
+  const sink = await startSink({ starttls: false });
+  let app: App | null = null;
+  try {
+    await pgStore.store.addDomain('example.com');
+    await mkdir(join(base, 'node-a'), { recursive: true });
+    const old = openSqliteQueueStore(queueDbPath(join(base, 'node-a')));
+    const now = Date.now();
+    await old.insert(
+      {
+        id: 'old0000000000001',
+        sender: USER.address,
+        createdAt: now - 60_000,
+        body: Buffer.from('From: bob@example.com\r\nTo: done@example.net, todo@example.net\r\nSubject: old\r\n\r\nhello\r\n'),
+        envid: null,
+        ret: null,
+        requireTls: false,
+        isReport: false,
+        recipients: ['done@example.net', 'todo@example.net'].map((address) => ({ address, domain: 'example.net', notify: null, orcpt: null })),
+      },
+      now - 60_000,
+    );
+    const claimed = await old.claimDue(now, 10, now + 60_000);
+    await old.finish(claimed.filter((r) => r.address === 'done@example.net').map((r) => r.id), 'delivered', '250 ok', now);
+    await old.close();
+    app = (await startNode('node-a', pgStore.store, location, sink, base)).app;
+    await until('the queued recipient', () => sink.count('todo@example.net') > 0);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(sink.count('todo@example.net'), 1);
+    assert.equal(sink.rcpts('done@example.net'), 0, 'a recipient delivered before the move is not sent again');
+    assert.equal(await access(queueDbPath(join(base, 'node-a'))).then(() => true, () => false), false);
+    await access(`${queueDbPath(join(base, 'node-a'))}.moved`);
+  } finally {
+    await app?.close(0);
     await sink.close();
     await pgStore.cleanup();
     await rm(base, { recursive: true, force: true });
