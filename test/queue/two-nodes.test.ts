@@ -20,7 +20,7 @@ import { queueDbPath } from '../../src/queue/admin.js';
 import { openQueueStore, queueLocation } from '../../src/queue/open.js';
 import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
 import type { MailStore } from '../../src/store/types.js';
-import { openPgTestStore, testPgUrl } from '../helpers/store.js';
+import { openPgTestStore, testPgUrl, type PgTestStore } from '../helpers/store.js';
 import { mockResolver, startSink, type Sink } from './helpers.js';
 
 const DNS = { mx: { 'example.net': [{ exchange: 'mx.example.net', priority: 10 }] }, a: { 'mx.example.net': ['127.0.0.1'] } };
@@ -62,6 +62,13 @@ function send(port: number, to: string): Promise<unknown> {
   return transport.sendMail({ from: USER.address, to, subject: `to ${to}`, text: 'hello\n' }).finally(() => transport.close());
 }
 
+/** The store URL a node of this test store is configured with. */
+function storeUrl(pgStore: PgTestStore): string {
+  const u = new URL(pgStore.url);
+  u.searchParams.set('schema', pgStore.schema);
+  return u.toString();
+}
+
 async function until(what: string, ok: () => boolean, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!ok()) {
@@ -72,9 +79,7 @@ async function until(what: string, ok: () => boolean, timeoutMs = 20_000): Promi
 
 test('two nodes on one PostgreSQL queue: every message submitted through either is delivered once, and a dead node\'s lease is taken over when it runs out', { skip: testPgUrl() === null ? 'FACTEUR_TEST_PG is not set' : false }, async () => {
   const pgStore = await openPgTestStore();
-  const u = new URL(pgStore.url);
-  u.searchParams.set('schema', pgStore.schema);
-  const location = u.toString();
+  const location = storeUrl(pgStore);
   const base = await mkdtemp(join(tmpdir(), 'facteur-two-queues-'));
   // The first RCPT of each address is refused with 451: each message is attempted twice.
   const sink = await startSink({ starttls: false, onRcpt: (_a, n) => (n === 1 && !_a.startsWith('orphan') ? [451, '4.7.1 try again'] : null) });
@@ -141,9 +146,7 @@ test('two nodes on one PostgreSQL queue: every message submitted through either 
 
 test('a queue.db left beside a PostgreSQL store joins the shared queue when the node starts, once, with its recipients\' states', { skip: testPgUrl() === null ? 'FACTEUR_TEST_PG is not set' : false }, async () => {
   const pgStore = await openPgTestStore();
-  const u = new URL(pgStore.url);
-  u.searchParams.set('schema', pgStore.schema);
-  const location = u.toString();
+  const location = storeUrl(pgStore);
   const base = await mkdtemp(join(tmpdir(), 'facteur-two-queues-'));
   const sink = await startSink({ starttls: false });
   let app: App | null = null;
