@@ -5,7 +5,7 @@
  * - a PostgreSQL store (postgres:// URL): tables in the same database, in their own schema, so
  *   every node claims from one queue (FOR UPDATE SKIP LOCKED, leases that expire; pg-store.ts).
  *   The queue's schema is "facteur_queue" beside the default "public" store schema, and
- *   "<schema>_queue" beside a store in ?schema=<schema>.
+ *   "facteur_queue_<schema>" beside a store in ?schema=<schema>.
  */
 import { createHash } from 'node:crypto';
 import { access, rename } from 'node:fs/promises';
@@ -23,10 +23,15 @@ export function isPgLocation(storeLocation: string): boolean {
   return /^postgres(ql)?:\/\//i.test(storeLocation);
 }
 
-/** The queue's schema beside a store schema: an identifier of at most 63 bytes. */
+/**
+ * The queue's schema beside a store schema: one per store schema (two installations in one
+ * database never share a queue), an identifier of at most 63 bytes.
+ */
 export function pgQueueSchema(storeSchema: string): string {
   if (storeSchema === 'public') return 'facteur_queue';
-  return storeSchema.length <= 57 ? `${storeSchema}_queue` : `q_${createHash('sha256').update(storeSchema).digest('hex').slice(0, 40)}_queue`;
+  // 'facteur_queue_' + 49 bytes is 63; longer names go by their hash, under a prefix no short
+  // name produces.
+  return storeSchema.length <= 49 ? `facteur_queue_${storeSchema}` : `facteur_queueh_${createHash('sha256').update(storeSchema).digest('hex').slice(0, 40)}`;
 }
 
 /** storeLocation: the data directory (SQLite store) or the store's postgres:// URL. */

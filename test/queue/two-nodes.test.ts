@@ -17,7 +17,7 @@ import { createCredentials } from '../../src/auth/password.js';
 import { defaultConfig } from '../../src/config/config.js';
 import { createSelfSignedCertificate } from '../../src/net/tls.js';
 import { queueDbPath } from '../../src/queue/admin.js';
-import { openQueueStore, queueLocation } from '../../src/queue/open.js';
+import { openQueueStore, pgQueueSchema, queueLocation } from '../../src/queue/open.js';
 import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
 import type { MailStore } from '../../src/store/types.js';
 import { openPgTestStore, testPgUrl, type PgTestStore } from '../helpers/store.js';
@@ -185,4 +185,15 @@ test('a queue.db left beside a PostgreSQL store joins the shared queue when the 
     await pgStore.cleanup();
     await rm(base, { recursive: true, force: true });
   }
+});
+
+test('each store schema gets its own queue schema, a valid identifier, and a SQLite store its queue.db', () => {
+  const stores = ['public', 'facteur', 'facteur_queue', 'mail', 'a'.repeat(49), 'a'.repeat(50), 'b'.repeat(63), 'x'.repeat(62)];
+  const queues = stores.map(pgQueueSchema);
+  assert.equal(new Set(queues).size, stores.length, queues.join(' '));
+  for (const q of queues) assert.match(q, /^[a-z_][a-z0-9_]{0,62}$/);
+  assert.equal(pgQueueSchema('public'), 'facteur_queue');
+  assert.deepEqual(queueLocation('/d', 'postgres://u@h:5432/db?schema=mail&blobs=/srv/b'), { backend: 'postgres', url: 'postgres://u@h:5432/db', schema: 'facteur_queue_mail' });
+  assert.deepEqual(queueLocation('/d', 'postgresql://u@h/db'), { backend: 'postgres', url: 'postgresql://u@h/db', schema: 'facteur_queue' });
+  assert.deepEqual(queueLocation('/d', '/d'), { backend: 'sqlite', path: join('/d', 'queue.db') });
 });
