@@ -774,7 +774,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       if (!stopped) {
         const next = await store.nextDue();
         // Capped so a clock change (or an injected clock) is noticed within a minute.
-        wakeIn(next === null ? pollMs : Math.min(Math.max(0, next - now()), pollMs ?? MINUTE));
+        wakeIn(next === null ? pollMs : Math.min(Math.max(0, next - now()), MINUTE, pollMs ?? MINUTE));
       }
     } catch (err) {
       log.error({ err }, 'outbound queue scheduling failed');
