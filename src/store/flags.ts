@@ -4,8 +4,7 @@
  * case. Shared by every backend.
  */
 import { StoreError } from './types.js';
-import type { FlagMode, ViewEntries } from './types.js';
-import type { ModSeq, Uid } from '../lib/brand.js';
+import type { FlagMode } from './types.js';
 
 export const FLAG_SEEN = 1;
 export const FLAG_ANSWERED = 2;
@@ -99,28 +98,6 @@ export function sameFlags(a: FlagSet, b: FlagSet): boolean {
   if (a.mask !== b.mask || a.keywords.length !== b.keywords.length) return false;
   const set = new Set(a.keywords.map((k) => k.toLowerCase()));
   return b.keywords.every((k) => set.has(k.toLowerCase()));
-}
-
-/**
- * Builds ViewEntries from stored rows (uid, modseq, flag bits, encoded keywords) in UID order:
- * each distinct (bits, keywords) pair becomes one flag list, shared by every message that has it.
- */
-export function viewEntriesOf(rows: Iterable<readonly [number, number, number, string]>): ViewEntries {
-  const out: ViewEntries = { uids: [], modseqs: [], flagIds: [], flagSets: [] };
-  const ids = new Map<string, number>();
-  for (const [uid, modseq, mask, keywords] of rows) {
-    const key = keywords === '' ? String(mask) : `${mask} ${keywords}`;
-    let id = ids.get(key);
-    if (id === undefined) {
-      id = out.flagSets.length;
-      out.flagSets.push(flagList(mask, keywords));
-      ids.set(key, id);
-    }
-    out.uids.push(uid as Uid);
-    out.modseqs.push(modseq as ModSeq);
-    out.flagIds.push(id);
-  }
-  return out;
 }
 
 /** flagList with one shared array per distinct (bits, keywords): for results of many entries. */

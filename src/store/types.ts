@@ -143,15 +143,22 @@ export interface MessageEntry {
 }
 
 /** What a session's view of a mailbox holds of each message (RFC 9051 §2.3.1.2), in UID order,
- * as parallel arrays: a mailbox of 100,000 messages is three number arrays and a few distinct
- * flag lists rather than 100,000 objects. */
+ * as parallel typed arrays (16 bytes a message, no object per message), with the mailbox state
+ * they are the state of. The arrays may be shared with the store's cache and other callers:
+ * read-only, copy before changing. */
 export interface ViewEntries {
-  uids: Uid[];
-  modseqs: ModSeq[];
+  uidValidity: UidValidity;
+  /** Above every UID in uids. */
+  uidNext: Uid;
+  /** The mailbox's HIGHESTMODSEQ these entries are current to (RFC 7162 §3.1.2.1). */
+  highestModSeq: ModSeq;
+  uids: Uint32Array;
+  modseqs: Float64Array;
   /** Index into flagSets of each message's flags. */
-  flagIds: number[];
-  /** The distinct flag lists (as MessageEntry.flags), each once. */
-  flagSets: string[][];
+  flagIds: Uint32Array;
+  /** The distinct flag lists (as MessageEntry.flags), each once; shared, not to be changed. Null
+   * at the index of a list no message has now (flagIds never points there). */
+  flagSets: ReadonlyArray<readonly string[] | null>;
 }
 
 /** An entry's SORT and THREAD keys (RFC 5256), as computed at ingest (mail/sort-keys.ts). */
@@ -439,7 +446,9 @@ export interface MailStore {
   // Messages.
   /** All entries of a mailbox in UID order (a session's initial view). */
   listEntries(mailboxId: MailboxId): Promise<MessageEntry[]>;
-  /** UID, modseq and flags of every entry of a mailbox in UID order (a session's view). */
+  /** UID, modseq and flags of every entry of a mailbox in UID order (a session's view), from the
+   * process's view cache (view-cache.ts) caught up with the database. StoreError 'not-found'
+   * when the mailbox does not exist. */
   listViewEntries(mailboxId: MailboxId): Promise<ViewEntries>;
   /** The SORT and THREAD keys of every entry of a mailbox, in UID order (as strings: for checks;
    * SORT and THREAD read rankSortKey and listThreadKeys). */

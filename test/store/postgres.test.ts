@@ -15,7 +15,7 @@ import type { ChangeEvent } from '../../src/store/types.js';
 import { openPgTestStore, testMessage, testPgUrl } from '../helpers/store.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import type { MailStore } from '../../src/store/types.js';
-import { registerStoreSuite } from './store-suite.js';
+import { assertViewCurrent, registerStoreSuite } from './store-suite.js';
 
 const url = testPgUrl();
 
@@ -83,6 +83,37 @@ if (url === null) {
       assert.equal(entries.length, 41);
       assert.deepEqual(await a.checkConsistency(), []);
       assert.deepEqual(await b.checkConsistency(), []);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test("postgres: a node's view cache follows what another node changes, STORE on every message included", async () => {
+    const t = await setup();
+    try {
+      // Node A caches INBOX and catches up in the background on what it hears.
+      const a = await t.openNode({ viewCacheEagerMin: 0 });
+      const b = t.store;
+      for (let i = 0; i < 20; i++) await b.append(t.inbox.id, testMessage({ subject: `m${i}` }));
+      const before = await assertViewCurrent(a, t.inbox.id, 'node A, first read');
+      const heard: ChangeEvent[] = [];
+      a.feed.subscribe(t.bob.id, (e) => heard.push(e));
+      const all = [...before.uids] as Uid[];
+      const stored = await b.setFlags(t.inbox.id, all, 'add', ['\\Seen', '$Done']);
+      while (!heard.some((e) => e.modseq === stored.updated[0]!.modseq)) await new Promise((r) => setTimeout(r, 5));
+      await assertViewCurrent(a, t.inbox.id, 'node A after node B stored on every message');
+      await b.expunge(t.inbox.id, all.slice(0, 5));
+      await b.append(t.inbox.id, testMessage({ subject: 'late' }));
+      await b.setFlags(t.inbox.id, all.slice(10), 'remove', ['$Done']);
+      await assertViewCurrent(a, t.inbox.id, 'node A after expunge, append and flags on node B');
+      // Node A's own STORE, then node B's, then A again: each node's cache stays right.
+      await a.setFlags(t.inbox.id, all.slice(5, 8), 'add', ['\\Flagged']);
+      await assertViewCurrent(b, t.inbox.id, 'node B after node A stored');
+      await assertViewCurrent(a, t.inbox.id, 'node A after its own STORE');
+      const other = await b.createMailbox(t.bob.id, 'Gone');
+      await assertViewCurrent(a, other.id, 'node A, new mailbox');
+      await b.deleteMailbox(t.bob.id, 'Gone');
+      await assert.rejects(a.listViewEntries(other.id), (err: unknown) => err instanceof StoreError && err.code === 'not-found');
     } finally {
       await t.cleanup();
     }

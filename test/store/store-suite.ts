@@ -5,10 +5,10 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import type { AccountId, ModSeq, Uid } from '../../src/lib/brand.js';
+import type { AccountId, MailboxId, ModSeq, Uid } from '../../src/lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../src/lib/brand.js';
 import { StoreError } from '../../src/store/types.js';
-import type { Account, ChangeEvent, EntryRestore, MailStore, Mailbox, MessageEntry } from '../../src/store/types.js';
+import type { Account, ChangeEvent, EntryRestore, MailStore, Mailbox, MessageEntry, ViewEntries } from '../../src/store/types.js';
 import { testMessage } from '../helpers/store.js';
 
 export interface OpenedStore {
@@ -27,6 +27,21 @@ const uids = (...n: number[]): Uid[] => n.map(asUid);
 
 async function rejectsWith(p: Promise<unknown>, code: StoreError['code']): Promise<void> {
   await assert.rejects(p, (err: unknown) => err instanceof StoreError && err.code === code);
+}
+
+/** listViewEntries (from the view cache) says what listEntries and the mailbox row say. */
+export async function assertViewCurrent(store: MailStore, mailboxId: MailboxId, what = ''): Promise<ViewEntries> {
+  const v = await store.listViewEntries(mailboxId);
+  const entries = await store.listEntries(mailboxId);
+  const mb = await store.getMailboxById(mailboxId);
+  assert.ok(mb);
+  assert.deepEqual([...v.uids], entries.map((e) => e.uid), `UIDs ${what}`);
+  assert.deepEqual([...v.modseqs], entries.map((e) => e.modseq), `modseqs ${what}`);
+  assert.deepEqual([...v.flagIds].map((f) => v.flagSets[f]), entries.map((e) => e.flags), `flags ${what}`);
+  const used = new Set(v.flagIds);
+  v.flagSets.forEach((f, i) => assert.equal(f !== null, used.has(i), `flag list ${i} is null exactly when unused ${what}`));
+  assert.deepEqual([v.uidValidity, v.uidNext, v.highestModSeq], [mb.uidValidity, mb.uidNext, mb.highestModSeq], `head ${what}`);
+  return v;
 }
 
 export function registerStoreSuite(backend: string, open: () => Promise<OpenedStore>): void {
@@ -453,6 +468,56 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
   });
 
   describe(`store (${backend}): messages`, () => {
+    test('listViewEntries follows every change, and a view handed out never changes under its holder', () =>
+      withStore(async ({ store, bob, inbox }) => {
+        const empty = await assertViewCurrent(store, inbox.id, 'empty');
+        assert.equal(empty.uids.length, 0);
+        for (let i = 0; i < 6; i++) await store.append(inbox.id, testMessage({ subject: `m${i}` }, { flags: i % 2 === 0 ? ['\\Seen'] : [] }));
+        const first = await assertViewCurrent(store, inbox.id, 'after appends');
+        const firstCopy = { uids: [...first.uids], modseqs: [...first.modseqs], flags: [...first.flagIds].map((f) => first.flagSets[f]) };
+        // STORE on all (the cache takes the result), then keywords, then a no-op change.
+        await store.setFlags(inbox.id, [...first.uids] as Uid[], 'add', ['\\Flagged']);
+        await assertViewCurrent(store, inbox.id, 'after STORE +FLAGS');
+        await store.setFlags(inbox.id, uids(2, 3), 'set', ['$Work', 'todo']);
+        await store.setFlags(inbox.id, uids(2), 'add', ['$Work']);
+        const kw = await assertViewCurrent(store, inbox.id, 'after keywords');
+        assert.ok(kw.flagSets.some((f) => f?.includes('$Work')));
+        await store.setFlags(inbox.id, uids(2, 3), 'remove', ['$Work', 'todo']);
+        const noKw = await assertViewCurrent(store, inbox.id, 'after keywords removed');
+        assert.ok(!noKw.flagSets.some((f) => f?.includes('$Work')), 'a keyword no message has is not handed out');
+        // Expunge, copy, move in and out.
+        await store.expunge(inbox.id, uids(1, 4));
+        await assertViewCurrent(store, inbox.id, 'after expunge');
+        const archive = await mailbox(store, bob.id, 'Archive');
+        await assertViewCurrent(store, archive.id, 'archive, empty');
+        await store.copy(inbox.id, uids(2, 3), archive.id);
+        await store.move(inbox.id, uids(5), archive.id);
+        await assertViewCurrent(store, inbox.id, 'after move out');
+        await assertViewCurrent(store, archive.id, 'after copy and move in');
+        // Changes made while no one asks are caught up at the next ask, many at once.
+        for (let i = 0; i < 3; i++) await store.append(inbox.id, testMessage({ subject: `late${i}` }));
+        await store.setFlags(inbox.id, uids(2, 7), 'add', ['\\Deleted']);
+        await store.expunge(inbox.id);
+        await assertViewCurrent(store, inbox.id, 'after a batch of changes');
+        // What was handed out first is as it was.
+        assert.deepEqual({ uids: [...first.uids], modseqs: [...first.modseqs], flags: [...first.flagIds].map((f) => first.flagSets[f]) }, firstCopy);
+        // Renaming INBOX moves its messages to the new mailbox and leaves INBOX empty.
+        await store.renameMailbox(bob.id, 'INBOX', 'Old');
+        await assertViewCurrent(store, inbox.id, 'INBOX after its rename');
+        await assertViewCurrent(store, (await mailbox(store, bob.id, 'Old')).id, 'the renamed INBOX');
+        await store.deleteMailbox(bob.id, 'Archive');
+        await rejectsWith(store.listViewEntries(archive.id), 'not-found');
+        await rejectsWith(store.listViewEntries(asMailboxId(999_999)), 'not-found');
+      }));
+
+    test('listViewEntries sees entries restored below UIDNEXT with old modseqs (no modseq says they are new)', () =>
+      withStore(async ({ store, bob }) => {
+        const mb = await store.restoreMailbox(bob.id, { name: 'Restored', uidValidity: asUidValidity(777_000), uidNext: asUid(50), highestModSeq: asModSeq(500) });
+        await assertViewCurrent(store, mb.id, 'restored, empty');
+        await store.restoreEntries(mb.id, [3, 9].map((u) => ({ uid: asUid(u), ...testMessage({ subject: `r${u}` }), flags: ['\\Seen'], internalDate: 1, modseq: asModSeq(10 + u) })));
+        await assertViewCurrent(store, mb.id, 'after restoreEntries');
+      }));
+
     test('append assigns growing UIDs and modseqs, ids, flags and counts', () =>
       withStore(async ({ store, inbox }) => {
         const a = await store.append(inbox.id, testMessage({ subject: 'a' }, { flags: ['\\seen', '$Label', '$label', '\\Recent'], internalDate: 1_700_000_000_000 }));
@@ -1173,6 +1238,7 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
                   assert.deepEqual(new Set(e.flags), m.flags);
                   if (m.pid !== '(copy)') assert.equal(e.pid, m.pid);
                 }
+                await assertViewCurrent(store, mb.id, `after ${o.kind}`);
                 const now = await store.getMailboxById(mb.id);
                 assert.equal(now?.uidNext, uidNext[b]);
                 assert.ok(entries.every((e) => e.modseq <= (now?.highestModSeq ?? 0)));

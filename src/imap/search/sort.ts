@@ -38,7 +38,7 @@ export interface SortView {
 }
 
 /** Position of `uid` in the ascending `uids`, or -1. */
-function positionOf(uids: readonly Uid[], uid: number): number {
+function positionOf(uids: ArrayLike<Uid>, uid: number): number {
   let lo = 0;
   let hi = uids.length - 1;
   while (lo <= hi) {
@@ -52,7 +52,7 @@ function positionOf(uids: readonly Uid[], uid: number): number {
 }
 
 /** For each view position, the index of its UID in `storeUids` (any order), or -1. */
-function rowsByPosition(viewUids: readonly Uid[], storeUids: Float64Array): Int32Array {
+function rowsByPosition(viewUids: ArrayLike<Uid>, storeUids: Float64Array): Int32Array {
   const row = new Int32Array(viewUids.length).fill(-1);
   for (let r = 0; r < storeUids.length; r++) {
     const p = positionOf(viewUids, storeUids[r]!);
@@ -61,7 +61,7 @@ function rowsByPosition(viewUids: readonly Uid[], storeUids: Float64Array): Int3
   return row;
 }
 
-function viewRanks(viewUids: readonly Uid[], got: SortRanks): ViewRanks {
+function viewRanks(viewUids: ArrayLike<Uid>, got: SortRanks): ViewRanks {
   const ranks = new Int32Array(viewUids.length).fill(-1);
   let max = -1;
   for (let r = 0; r < got.uids.length; r++) {
@@ -78,7 +78,7 @@ function viewRanks(viewUids: readonly Uid[], got: SortRanks): ViewRanks {
  * A SortView over the keys the store computed at ingest: one read per key for the whole mailbox,
  * no parse record. `uids`: the view's UIDs in sequence order (ascending).
  */
-export function storeSortView(store: Pick<MailStore, 'rankSortKey' | 'listThreadKeys'>, mailboxId: MailboxId, uids: readonly Uid[]): SortView {
+export function storeSortView(store: Pick<MailStore, 'rankSortKey' | 'listThreadKeys'>, mailboxId: MailboxId, uids: ArrayLike<Uid>): SortView {
   return {
     count: uids.length,
     ranks: async (key) => viewRanks(uids, await store.rankSortKey(mailboxId, key)),

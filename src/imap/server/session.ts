@@ -650,7 +650,9 @@ export class Session {
     const spec = this.notifier?.selected;
     if (spec === undefined || spec === null || spec.fetchAtts === null || !spec.events.has('MessageNew')) return;
     const own = this.ownNew;
-    const fresh = view.uids.filter((u) => u > known && own?.has(u) !== true);
+    const fresh: Uid[] = [];
+    for (let i = view.exists - 1; i >= 0 && view.uidAt(i) > known; i--) if (own?.has(view.uidAt(i)) !== true) fresh.push(view.uidAt(i));
+    fresh.reverse();
     this.ownNew = null;
     if (fresh.length === 0) return;
     let atts: FetchAtt[] = spec.fetchAtts.map((a) => (a.kind === 'BODY[]' || a.kind === 'BINARY[]' ? { ...a, peek: true } : a));

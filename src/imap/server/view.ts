@@ -12,6 +12,7 @@
  */
 import type { ModSeq, Uid } from '../../lib/brand.js';
 import { asModSeq, asUid } from '../../lib/brand.js';
+import { resized } from '../../lib/typed-arrays.js';
 import type { Mailbox, MailStore, MessageEntry, SetFlagsResult, ViewEntries } from '../../store/types.js';
 import type { ImapValue, SequenceSet } from '../protocol/ast.js';
 import { atomListText, formatSet } from '../protocol/serialize.js';
@@ -21,16 +22,28 @@ import type { RecentTracker } from './session.js';
 /** The part of a stored entry the view tracks: what the client was last told of its flags. */
 export type KnownFlags = Pick<MessageEntry, 'uid' | 'modseq' | 'flags'>;
 
+/** The view's UIDs in sequence order: a typed array whose elements are UIDs. */
+export interface UidArray extends Uint32Array {
+  readonly [index: number]: Uid;
+}
+
 export class MailboxView {
   readonly mailbox: Mailbox;
   readonly readOnly: boolean;
-  /** Index i holds the UID of sequence number i + 1. */
-  uids: Uid[];
-  /** Parallel to uids: the modseq and the flags (an index into flagTable) the client was last
-   * told of each message. Parallel number arrays rather than an object per message: a view of
-   * 100,000 messages is built from one narrow query in tens of milliseconds. */
-  private modseqs: number[];
-  private flagIds: number[];
+  /** Index i < n holds the UID of sequence number i + 1; the arrays have room to grow. */
+  private uidArr: Uint32Array;
+  /** Parallel to uidArr: the modseq and the flags (an index into flagTable) the client was last
+   * told of each message. Typed arrays rather than an object per message: 16 bytes a message,
+   * copied from the store's view cache at SELECT (a view of 100,000 messages in a millisecond). */
+  private modseqs: Float64Array;
+  private flagIds: Uint32Array;
+  private n: number;
+  /** The arrays are the store's (shared with its cache and other views): copied before the
+   * first change in place. A SELECT thus costs no copy, and a view that never changes (an idle
+   * client on a quiet mailbox) never holds one of its own. */
+  private shared = true;
+  /** uidArr[0, n), made when asked for and kept until the view changes. */
+  private uidView: UidArray | null = null;
   /** Distinct flag lists, each once; flagIndex finds one by its space-joined form. */
   private readonly flagTable: string[][] = [];
   private readonly flagIndex = new Map<string, number>();
@@ -51,19 +64,69 @@ export class MailboxView {
   private readonly keywords = new Map<string, string>();
 
   private constructor(mailbox: Mailbox, readOnly: boolean, rows: ViewEntries) {
-    this.mailbox = mailbox;
+    // The entries are the state as of their own modseq, which may be newer than the row.
+    this.mailbox = { ...mailbox, uidValidity: rows.uidValidity, uidNext: rows.uidNext, highestModSeq: rows.highestModSeq };
     this.readOnly = readOnly;
-    // Copies of exactly their length: the store's arrays were grown by push and have up to half
-    // again as much room, which every selected session (thousands in IDLE) would keep.
-    this.uids = rows.uids.slice();
-    this.modseqs = rows.modseqs.slice();
-    // The store's flag lists become this view's table, in the same order.
-    this.flagIds = rows.flagIds.slice();
-    for (const f of rows.flagSets) this.intern(f);
-    this.lastModSeq = mailbox.highestModSeq;
-    const last = rows.uids[rows.uids.length - 1];
-    this.uidNext = last !== undefined && last >= mailbox.uidNext ? asUid(last + 1) : mailbox.uidNext;
-    for (const f of rows.flagSets) this.learnKeywords(f);
+    this.uidArr = rows.uids;
+    this.modseqs = rows.modseqs;
+    this.n = rows.uids.length;
+    // The store's flag lists become this view's table, in the same order (an unused one holds
+    // its place, not findable by intern).
+    this.flagIds = rows.flagIds;
+    let same = true;
+    const ids = rows.flagSets.map((f, i) => {
+      if (f === null) return this.flagTable.push([]) - 1;
+      const id = this.intern(f);
+      if (id !== i) same = false;
+      return id;
+    });
+    if (!same) {
+      // Two lists of the same flags (not made by the store): the view's own ids, in a copy.
+      this.flagIds = this.flagIds.map((f) => ids[f]!);
+      this.shared = false;
+    }
+    this.lastModSeq = rows.highestModSeq;
+    const last = this.n > 0 ? this.uidArr[this.n - 1]! : 0;
+    this.uidNext = last >= rows.uidNext ? asUid(last + 1) : rows.uidNext;
+    for (const f of rows.flagSets) if (f !== null) this.learnKeywords(f);
+  }
+
+  /** The UIDs of the view in sequence order. Shared: not to be changed, nor kept across a
+   * command (the view replaces it when it changes). */
+  get uids(): UidArray {
+    if (this.uidView === null) this.uidView = this.uidArr.subarray(0, this.n) as UidArray;
+    return this.uidView;
+  }
+
+  /** Makes the arrays this view's own before a change in place (copy on write). */
+  private own(): void {
+    if (!this.shared) return;
+    this.uidArr = this.uidArr.slice(0, this.n);
+    this.modseqs = this.modseqs.slice(0, this.n);
+    this.flagIds = this.flagIds.slice(0, this.n);
+    this.shared = false;
+    this.uidView = null;
+  }
+
+  /** The UID of sequence number i + 1. */
+  uidAt(i: number): Uid {
+    return this.uidArr[i] as Uid;
+  }
+
+  private push(uid: Uid, modseq: number, flagId: number): void {
+    if (this.shared || this.n === this.uidArr.length) {
+      // Room for later EXISTS without a copy each time.
+      const cap = this.n + Math.max(16, this.n >> 3);
+      this.uidArr = resized(this.uidArr, this.n, cap);
+      this.modseqs = resized(this.modseqs, this.n, cap);
+      this.flagIds = resized(this.flagIds, this.n, cap);
+      this.shared = false;
+    }
+    this.uidArr[this.n] = uid;
+    this.modseqs[this.n] = modseq;
+    this.flagIds[this.n] = flagId;
+    this.n++;
+    this.uidView = null;
   }
 
   /** The index of a flag list in flagTable, added when new. */
@@ -120,11 +183,14 @@ export class MailboxView {
 
   /** Marks as recent the UIDs above the mailbox's floor; a read-write view claims them, so no
    * other session sees them as recent (RFC 3501 §2.3.2); EXAMINE does not change the state. */
-  private takeRecent(uids: readonly Uid[], tracker: RecentTracker): void {
+  private takeRecent(uids: ArrayLike<Uid>, tracker: RecentTracker): void {
     if (uids.length === 0) return;
     const max = uids[uids.length - 1]!;
     const floor = this.readOnly ? tracker.floor(this.mailbox.id) : tracker.claim(this.mailbox.id, max);
-    for (const u of uids) if (u > floor) this.recent.add(u);
+    // Ascending: only the tail above the floor is looked at (at SELECT, usually nothing).
+    let i = uids.length;
+    while (i > 0 && uids[i - 1]! > floor) i--;
+    for (; i < uids.length; i++) this.recent.add(uids[i]!);
   }
 
   /** Flags as the client sees them: the entry's, plus \\Recent (IMAP4rev1). */
@@ -144,7 +210,7 @@ export class MailboxView {
    * each distinct list serialised once: STORE 1:* writes 100,000 of them. */
   flagsTextAt(i: number): string {
     const id = this.flagIds[i]!;
-    if (this.showRecent && this.recent.has(this.uids[i]!)) return atomListText([...this.flagTable[id]!, '\\Recent']);
+    if (this.showRecent && this.recent.has(this.uidAt(i))) return atomListText([...this.flagTable[id]!, '\\Recent']);
     let text = this.flagTexts[id];
     if (text === undefined) {
       text = atomListText(this.flagTable[id]!);
@@ -175,7 +241,7 @@ export class MailboxView {
   /** Sequence number of the first message without \\Seen, or 0 (RFC 3501 §7.1 UNSEEN). */
   firstUnseen(): number {
     const unseen = this.flagTable.map((f) => !f.includes('\\Seen'));
-    for (let i = 0; i < this.flagIds.length; i++) if (unseen[this.flagIds[i]!]) return i + 1;
+    for (let i = 0; i < this.n; i++) if (unseen[this.flagIds[i]!]) return i + 1;
     return 0;
   }
 
@@ -184,9 +250,9 @@ export class MailboxView {
    * the client was last told, read from the store a chunk at a time. A message expunged in the
    * store meanwhile is left out (RFC 9051 §7.5.1 lets FETCH omit it) and handed to onGone.
    */
-  async *entriesOf(store: MailStore, uids: readonly Uid[], onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<MessageEntry> {
+  async *entriesOf(store: MailStore, uids: ArrayLike<Uid>, onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<MessageEntry> {
     for (let s = 0; s < uids.length; s += chunk) {
-      const part = uids.slice(s, s + chunk);
+      const part = Array.from({ length: Math.min(chunk, uids.length - s) }, (_, k) => uids[s + k]!);
       const byUid = new Map((await store.getEntries(this.mailbox.id, part)).map((e) => [e.uid, e]));
       for (const uid of part) {
         const i = this.seqOf(uid) - 1;
@@ -204,8 +270,12 @@ export class MailboxView {
   /** Every message of the view as a stored entry (see entriesOf), in sequence order; null at the
    * index of a message no longer in the store. */
   async allEntries(store: MailStore): Promise<Array<MessageEntry | null>> {
-    const out: Array<MessageEntry | null> = new Array<MessageEntry | null>(this.uids.length).fill(null);
-    for await (const e of this.entriesOf(store, this.uids, undefined, 2000)) out[this.seqOf(e.uid) - 1] = e;
+    const out: Array<MessageEntry | null> = new Array<MessageEntry | null>(this.n).fill(null);
+    // A copy: the view may change while the entries are read.
+    for await (const e of this.entriesOf(store, this.uidArr.slice(0, this.n) as UidArray, undefined, 2000)) {
+      const seq = this.seqOf(e.uid);
+      if (seq > 0 && seq <= out.length) out[seq - 1] = e;
+    }
     return out;
   }
 
@@ -214,16 +284,16 @@ export class MailboxView {
   }
 
   get exists(): number {
-    return this.uids.length;
+    return this.n;
   }
 
   /** 1-based sequence number of a UID in the view, or 0. Binary search: uids is ascending. */
   seqOf(uid: Uid): number {
     let lo = 0;
-    let hi = this.uids.length - 1;
+    let hi = this.n - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      const v = this.uids[mid]!;
+      const v = this.uidArr[mid]!;
       if (v === uid) return mid + 1;
       if (v < uid) lo = mid + 1;
       else hi = mid - 1;
@@ -235,7 +305,7 @@ export class MailboxView {
    * a number beyond EXISTS is a client error (BAD). */
   resolveSeqs(set: SequenceSet): Uid[] {
     if (set.saved) return this.saved.filter((u) => this.has(u));
-    const n = this.uids.length;
+    const n = this.n;
     const ranges: Array<[number, number]> = [];
     for (const [a, b] of set.ranges) {
       const lo0 = a === '*' ? n : a;
@@ -247,7 +317,7 @@ export class MailboxView {
       ranges.push([lo, hi]);
     }
     const out: Uid[] = [];
-    for (const [lo, hi] of mergeRanges(ranges)) for (let seq = lo; seq <= hi; seq++) out.push(this.uids[seq - 1]!);
+    for (const [lo, hi] of mergeRanges(ranges)) for (let seq = lo; seq <= hi; seq++) out.push(this.uidAt(seq - 1));
     return out;
   }
 
@@ -255,8 +325,8 @@ export class MailboxView {
    * use; UIDs not in the view are ignored. */
   resolveUids(set: SequenceSet): Uid[] {
     if (set.saved) return this.saved.filter((u) => this.has(u));
-    if (this.uids.length === 0) return [];
-    const max = this.uids[this.uids.length - 1]!;
+    if (this.n === 0) return [];
+    const max = this.uidAt(this.n - 1);
     const ranges = set.ranges.map(([a, b]): [number, number] => {
       const x = a === '*' ? max : a;
       const y = b === '*' ? max : b;
@@ -264,7 +334,7 @@ export class MailboxView {
     });
     const out: Uid[] = [];
     for (const [lo, hi] of mergeRanges(ranges)) {
-      for (let i = this.lowerBound(lo); i < this.uids.length && this.uids[i]! <= hi; i++) out.push(this.uids[i]!);
+      for (let i = this.lowerBound(lo); i < this.n && this.uidArr[i]! <= hi; i++) out.push(this.uidAt(i));
     }
     return out;
   }
@@ -272,18 +342,20 @@ export class MailboxView {
   /** Index of the first UID >= uid. */
   private lowerBound(uid: number): number {
     let lo = 0;
-    let hi = this.uids.length;
+    let hi = this.n;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (this.uids[mid]! < uid) lo = mid + 1;
+      if (this.uidArr[mid]! < uid) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
   /** UIDs in the view that are not held expunged. */
-  live(uids: readonly Uid[]): Uid[] {
-    return uids.filter((u) => !this.held.has(u));
+  live(uids: ArrayLike<Uid>): Uid[] {
+    const out: Uid[] = [];
+    for (let i = 0; i < uids.length; i++) if (!this.held.has(uids[i]!)) out.push(uids[i]!);
+    return out;
   }
 
   /** Records the outcome of this session's own STORE (or \\Seen by FETCH), so a later sync does
@@ -299,6 +371,8 @@ export class MailboxView {
   }
 
   remember(entries: readonly KnownFlags[]): void {
+    if (entries.length === 0) return;
+    this.own();
     let lastFlags: readonly string[] | null = null;
     let lastId = 0;
     for (const e of entries) {
@@ -342,20 +416,20 @@ export class MailboxView {
         const seqs = [...this.held].map((u) => this.seqOf(u)).filter((s) => s > 0).sort((a, b) => b - a);
         for (const seq of seqs) out.push([seq, { atom: 'EXPUNGE' }]);
       }
-      const uids: Uid[] = [];
-      const modseqs: number[] = [];
-      const flagIds: number[] = [];
-      for (let i = 0; i < this.uids.length; i++) {
-        const u = this.uids[i]!;
+      // In place: the arrays keep their room.
+      this.own();
+      let w = 0;
+      for (let i = 0; i < this.n; i++) {
+        const u = this.uidAt(i);
         if (this.held.has(u)) continue;
-        uids.push(u);
-        modseqs.push(this.modseqs[i]!);
-        flagIds.push(this.flagIds[i]!);
+        this.uidArr[w] = u;
+        this.modseqs[w] = this.modseqs[i]!;
+        this.flagIds[w] = this.flagIds[i]!;
+        w++;
       }
+      this.n = w;
+      this.uidView = null;
       for (const u of this.held) this.recent.delete(u);
-      this.uids = uids;
-      this.modseqs = modseqs;
-      this.flagIds = flagIds;
       this.held.clear();
     }
     let added = false;
@@ -363,17 +437,15 @@ export class MailboxView {
     for (const e of ch.added) {
       if (e.uid >= this.uidNext) this.uidNext = asUid(e.uid + 1);
       if (gone.has(e.uid) || this.has(e.uid)) continue;
-      if (this.uids.length > 0 && e.uid < this.uids[this.uids.length - 1]!) continue; // cannot happen: UIDs grow
-      this.uids.push(e.uid);
-      this.modseqs.push(e.modseq);
-      this.flagIds.push(this.intern(e.flags));
+      if (this.n > 0 && e.uid < this.uidAt(this.n - 1)) continue; // cannot happen: UIDs grow
+      this.push(e.uid, e.modseq, this.intern(e.flags));
       fresh.add(e.uid);
       added = true;
     }
     const flagsUpdate = this.keywordUpdate([...ch.added.filter((e) => fresh.has(e.uid)), ...ch.changed]);
     if (flagsUpdate !== null) out.push(flagsUpdate);
     if (added) {
-      out.push([this.uids.length, { atom: 'EXISTS' }]);
+      out.push([this.n, { atom: 'EXISTS' }]);
       if (this.showRecent) {
         this.takeRecent([...fresh], tracker);
         // RFC 3501 §7.3.2: RECENT goes with the new EXISTS.
@@ -385,6 +457,7 @@ export class MailboxView {
       const i = this.seqOf(e.uid) - 1;
       if (i < 0) continue;
       const known = this.flagTable[this.flagIds[i]!]!;
+      this.own();
       this.modseqs[i] = e.modseq;
       this.flagIds[i] = this.intern(e.flags);
       if (sameFlags(known, e.flags) || modes.flags === false) continue;

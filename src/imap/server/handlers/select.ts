@@ -3,6 +3,7 @@
  * UID EXPUNGE (RFC 4315).
  */
 import { asModSeq, type Uid } from '../../../lib/brand.js';
+import { StoreError } from '../../../store/types.js';
 import type { ImapValue } from '../../protocol/ast.js';
 import type { QresyncParams, Request } from '../../protocol/parser.js';
 import { formatSet } from '../../protocol/serialize.js';
@@ -26,7 +27,14 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
   const mb = await s.ctx.store.getMailbox(s.account().id, req.mailbox);
   if (mb === null) throw new NoError('NONEXISTENT', 'No such mailbox');
   const readOnly = req.name === 'EXAMINE';
-  const view = await MailboxView.open(s.ctx.store, mb, readOnly, s.rev2 ? null : s.host.recent);
+  let view: MailboxView;
+  try {
+    view = await MailboxView.open(s.ctx.store, mb, readOnly, s.rev2 ? null : s.host.recent);
+  } catch (err) {
+    // Deleted by another session since getMailbox.
+    if (err instanceof StoreError && err.code === 'not-found') throw new NoError('NONEXISTENT', 'No such mailbox');
+    throw err;
+  }
   const flagsResponse = view.flagsResponse();
   const flags = flagsResponse[1] as ImapValue[];
   await s.untagged(flagsResponse);
@@ -39,8 +47,9 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
     const firstUnseen = view.firstUnseen();
     if (firstUnseen > 0) await s.status('*', 'OK', [{ atom: 'UNSEEN' }, firstUnseen], 'First unseen');
   }
-  await s.status('*', 'OK', [{ atom: 'UIDVALIDITY' }, mb.uidValidity], 'UIDs valid');
-  await s.status('*', 'OK', [{ atom: 'UIDNEXT' }, mb.uidNext], 'Predicted next UID');
+  // The view's mailbox state: that of the entries just announced, maybe newer than mb.
+  await s.status('*', 'OK', [{ atom: 'UIDVALIDITY' }, view.mailbox.uidValidity], 'UIDs valid');
+  await s.status('*', 'OK', [{ atom: 'UIDNEXT' }, view.mailbox.uidNext], 'Predicted next UID');
   // RFC 7162 §3.1.2.1: every mailbox has modseqs, so HIGHESTMODSEQ is in every SELECT/EXAMINE.
   await s.status('*', 'OK', [{ atom: 'HIGHESTMODSEQ' }, view.highestModSeq], 'Highest');
   await s.status('*', 'OK', [{ atom: 'MAILBOXID' }, [{ atom: mailboxObjectId(mb) }]], 'Mailbox id'); // RFC 8474 §4.1
@@ -50,7 +59,7 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
     await s.untagged([{ atom: 'LIST' }, attrs, '/', s.mailboxOut(mb.name)]);
   }
   if (req.condstore) s.condstore = true; // RFC 7162 §3.1.8: a CONDSTORE enabling command.
-  if (req.qresync !== null && req.qresync.uidValidity === mb.uidValidity) await resync(s, view, req.qresync);
+  if (req.qresync !== null && req.qresync.uidValidity === view.mailbox.uidValidity) await resync(s, view, req.qresync);
   s.select(view);
   return { code: [{ atom: readOnly ? 'READ-ONLY' : 'READ-WRITE' }], text: `${req.name} completed`, sync: false };
 }
@@ -61,13 +70,13 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
  * VANISHED (EARLIER) with the UIDs expunged after it (only those in known-uids when given).
  */
 async function resync(s: Session, view: MailboxView, q: QresyncParams): Promise<void> {
-  const star = Math.max(view.mailbox.uidNext - 1, view.uids[view.uids.length - 1] ?? 0);
+  const star = Math.max(view.mailbox.uidNext - 1, view.exists > 0 ? view.uidAt(view.exists - 1) : 0);
   const known = (uid: number): boolean => q.knownUids === null || inUidSet(q.knownUids, uid, star);
   await s.batched(async () => {
-    for (let i = 0; i < view.uids.length; i++) {
+    for (let i = 0; i < view.exists; i++) {
       const modseq = view.modseqAt(i);
       if (modseq <= q.modseq) continue;
-      const uid = view.uids[i]!;
+      const uid = view.uidAt(i);
       await s.untagged([i + 1, { atom: 'FETCH' }, [{ atom: 'UID' }, uid, { atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)), { atom: 'MODSEQ' }, [modseq]]]);
     }
   });

@@ -42,7 +42,6 @@ import {
   encodeKeywords,
   flagList,
   sharedFlagLists,
-  viewEntriesOf,
   parseFlags,
   planFlagChange,
   MAX_FLAG_TRANSITIONS,
@@ -61,6 +60,8 @@ import {
 } from '../../names.js';
 import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
 import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
+import { ViewCache } from '../../view-cache.js';
+import type { MailboxHead, ViewCacheOptions, ViewRow, ViewSource } from '../../view-cache.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
@@ -122,6 +123,11 @@ export interface PgStoreOptions {
   /** Pooled connections for reads and writes. Default 10. */
   poolSize?: number;
   parsedCacheSize?: number;
+  /** Bound of the view cache, in messages (view-cache.ts). */
+  viewCacheMessages?: number;
+  /** Mailboxes of at least this many messages are caught up in the background after each change
+   * (also another node's: the feed carries them). */
+  viewCacheEagerMin?: number;
   /**
    * NOTIFY after the writing COMMIT instead of inside it. PostgreSQL serialises the commits of
    * all notifying transactions of a database on one lock held across their WAL flush, which
@@ -335,6 +341,7 @@ class PgStore implements MailStore {
   readonly #connect: () => Promise<pg.Client>;
   readonly #onConnectionError: (err: unknown) => void;
   readonly #parsedCache: LruCache<string, ParsedMessage>;
+  readonly #views: ViewCache;
   readonly #ids = createIdGenerator();
   readonly #locks = new Map<string, symbol>();
   #lockClient: pg.Client | null = null;
@@ -355,6 +362,7 @@ class PgStore implements MailStore {
     onConnectionError: (err: unknown) => void;
     parsedCacheSize: number;
     notifyAfterCommit: boolean;
+    viewCache: ViewCacheOptions;
   }) {
     this.#notifyAfterCommit = init.notifyAfterCommit;
     this.#pool = init.pool;
@@ -367,6 +375,7 @@ class PgStore implements MailStore {
     this.#onConnectionError = init.onConnectionError;
     this.#parsedCache = new LruCache(init.parsedCacheSize);
     this.#counters = createPgCounters(init.pool, { onSweepError: init.onConnectionError });
+    this.#views = new ViewCache(this.#viewSource(), this.feed, { ...init.viewCache, onError: init.onConnectionError });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1491,15 +1500,50 @@ class PgStore implements MailStore {
   }
 
   async listViewEntries(mailboxId: MailboxId): Promise<ViewEntries> {
-    return this.#read(async () =>
-      viewEntriesOf(
-        await this.#arrays<[number, number, number, string]>(
+    return this.#read(() => this.#views.get(mailboxId));
+  }
+
+  /** The narrow reads of the view cache. */
+  #viewSource(): ViewSource {
+    const HEAD = 'SELECT account_id, uid_validity, uid_next, highest_modseq, messages FROM mailboxes WHERE id = $1';
+    const toHead = (r: [number, number, number, number, number]): MailboxHead => ({
+      accountId: r[0],
+      uidValidity: r[1],
+      uidNext: r[2],
+      highestModSeq: r[3],
+      messages: r[4],
+    });
+    return {
+      head: async (id) => {
+        const r = (await this.#arrays<[number, number, number, number, number]>(this.#pool, HEAD, [id]))[0];
+        return r === undefined ? null : toHead(r);
+      },
+      rows: (id) => this.#arrays<ViewRow>(this.#pool, 'SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = $1 ORDER BY uid', [id]),
+      since: async (id, modseq, uidNext) => {
+        // One statement: one snapshot (the count check needs the head and the rows to agree), one
+        // round trip. Tag 0: added; 1: changed; 2: expunged; 3: the mailbox row.
+        const rows = await this.#arrays<[number, number, number, number, string, number]>(
           this.#pool,
-          'SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = $1 ORDER BY uid',
-          [mailboxId],
-        ),
-      ),
-    );
+          `(SELECT 0, uid, modseq, flags, keywords, 0 FROM entries WHERE mailbox_id = $1 AND uid >= $3 ORDER BY uid)
+           UNION ALL (SELECT 1, uid, modseq, flags, keywords, 0 FROM entries WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid)
+           UNION ALL (SELECT 2, uid, modseq, 0, '', 0 FROM expunged WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid)
+           UNION ALL SELECT 3, account_id, uid_validity, uid_next, highest_modseq::text, messages FROM mailboxes WHERE id = $1`,
+          [id, modseq, uidNext],
+        );
+        const delta: { head: MailboxHead | null; added: ViewRow[]; changed: ViewRow[]; expunged: number[] } = { head: null, added: [], changed: [], expunged: [] };
+        for (const r of rows) {
+          if (r[0] === 0) delta.added.push([r[1], r[2], r[3], r[4]]);
+          else if (r[0] === 1) delta.changed.push([r[1], r[2], r[3], r[4]]);
+          else if (r[0] === 2) delta.expunged.push(r[1]);
+          else delta.head = toHead([r[1], r[2], r[3], Number(r[4]), r[5]]);
+        }
+        // UNION ALL keeps each branch's rows together, but not necessarily in order: sort.
+        delta.added.sort((a, b) => a[0] - b[0]);
+        delta.changed.sort((a, b) => a[0] - b[0]);
+        delta.expunged.sort((a, b) => a - b);
+        return delta;
+      },
+    };
   }
 
   async listSortKeys(mailboxId: MailboxId): Promise<EntrySortKeys[]> {
@@ -1802,7 +1846,12 @@ class PgStore implements MailStore {
     });
   }
 
-  async setFlags(
+  async setFlags(...args: Parameters<MailStore['setFlags']>): Promise<SetFlagsResult> {
+    // The view cache takes the new flags from the result: no re-read of every row a STORE 1:* changed.
+    return this.#views.stored(args[0], await this.#setFlags(...args));
+  }
+
+  async #setFlags(
     mailboxId: MailboxId,
     uids: readonly Uid[],
     mode: FlagMode,
@@ -2315,6 +2364,7 @@ class PgStore implements MailStore {
     await this.#whenIdle();
     this.#closed = true;
     this.#locks.clear();
+    this.#views.close();
     const lock = this.#lockClient;
     this.#lockClient = null;
     if (lock !== null) await lock.end().catch(() => undefined);
@@ -2394,6 +2444,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
   }
   return new PgStore({ pool, notify, channel, external, lockSpace, connect, onConnectionError, parsedCacheSize: options.parsedCacheSize ?? 512,
     notifyAfterCommit: options.notifyAfterCommit ?? false,
+    viewCache: { maxMessages: options.viewCacheMessages, eagerMinMessages: options.viewCacheEagerMin },
   });
 }
 

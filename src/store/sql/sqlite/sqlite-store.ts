@@ -75,7 +75,6 @@ import {
   encodeKeywords,
   flagList,
   sharedFlagLists,
-  viewEntriesOf,
   parseFlags,
   planFlagChange,
   MAX_FLAG_TRANSITIONS,
@@ -95,6 +94,8 @@ import {
 import { planMetadata } from '../../metadata.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
+import { ViewCache } from '../../view-cache.js';
+import type { MailboxHead, ViewRow, ViewSource } from '../../view-cache.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
@@ -166,6 +167,10 @@ export interface SqliteStoreOptions {
   /** SQLite's page cache of the store's connection, KiB. Default 32 MiB (a server's hot pages);
    * a batch command that mostly writes (import, restore) gets by with less. */
   pageCacheKiB?: number;
+  /** Bound of the view cache, in messages (view-cache.ts). */
+  viewCacheMessages?: number;
+  /** Mailboxes of at least this many messages are caught up in the background after each change. */
+  viewCacheEagerMin?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
   /** Where a throwing feed listener's error goes (default: a process warning). */
@@ -388,6 +393,7 @@ class SqliteStore implements MailStore {
   readonly #files: BlobFileWriter;
   readonly #local: LocalFeed;
   readonly #parsedCache: LruCache<string, ParsedMessage>;
+  readonly #views: ViewCache;
   readonly #stmts = new Map<string, Stmt>();
   readonly #rawStmts = new Map<string, Stmt>();
   /** Blob hashes held by ingests in progress: their files must not be removed. */
@@ -429,6 +435,11 @@ class SqliteStore implements MailStore {
     );
     this.feed = this.#local.feed;
     this.#parsedCache = new LruCache(options.parsedCacheSize ?? 512);
+    this.#views = new ViewCache(this.#viewSource(), this.feed, {
+      maxMessages: options.viewCacheMessages,
+      eagerMinMessages: options.viewCacheEagerMin,
+      onError: (err) => process.emitWarning(`view cache: ${String(err)}`),
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1586,8 +1597,39 @@ class SqliteStore implements MailStore {
   }
 
   async listViewEntries(mailboxId: MailboxId): Promise<ViewEntries> {
-    const rows = this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? ORDER BY uid').iterate(mailboxId);
-    return viewEntriesOf(rows as Iterable<[number, number, number, string]>);
+    return this.#views.get(mailboxId);
+  }
+
+  /** The narrow reads of the view cache. Synchronous underneath: each answer is one state. */
+  #viewSource(): ViewSource {
+    const head = (id: number): MailboxHead | null => {
+      const r = this.#qr('SELECT account_id, uid_validity, uid_next, highest_modseq, messages FROM mailboxes WHERE id = ?').get(id) as
+        | [number, number, number, number, number]
+        | undefined;
+      return r === undefined ? null : { accountId: r[0], uidValidity: r[1], uidNext: r[2], highestModSeq: r[3], messages: r[4] };
+    };
+    return {
+      head: async (id) => head(id),
+      // Iterated by the cache straight into its arrays: no array of 100,000 rows in between.
+      rows: async (id) => this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? ORDER BY uid').iterate(id) as Iterable<ViewRow>,
+      since: async (id, modseq, uidNext) => {
+        const h = head(id);
+        if (h === null) return { head: null, added: [], changed: [], expunged: [] };
+        return {
+          head: h,
+          added: this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? AND uid >= ? ORDER BY uid').all(id, uidNext) as ViewRow[],
+          // +uid: search by (mailbox_id, modseq), not by the UID range (the whole mailbox).
+          changed: this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? AND modseq > ? AND +uid < ? ORDER BY uid').all(
+            id,
+            modseq,
+            uidNext,
+          ) as ViewRow[],
+          expunged: (this.#qr('SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid < ? ORDER BY uid').all(id, modseq, uidNext) as Array<[number]>).map(
+            (r) => r[0],
+          ),
+        };
+      },
+    };
   }
 
   async listSortKeys(mailboxId: MailboxId): Promise<EntrySortKeys[]> {
@@ -1883,7 +1925,12 @@ class SqliteStore implements MailStore {
     }
   }
 
-  async setFlags(
+  async setFlags(...args: Parameters<MailStore['setFlags']>): Promise<SetFlagsResult> {
+    // The view cache takes the new flags from the result: no re-read of every row a STORE 1:* changed.
+    return this.#views.stored(args[0], await this.#setFlags(...args));
+  }
+
+  async #setFlags(
     mailboxId: MailboxId,
     uids: readonly Uid[],
     mode: FlagMode,
@@ -2347,6 +2394,7 @@ class SqliteStore implements MailStore {
     await this.#whenIdle();
     this.#closed = true;
     this.#locks.clear();
+    this.#views.close();
     // The worker's connection closes first, so the store's close is the last one and may
     // checkpoint the rest and remove the -wal file.
     await this.#checkpointer.close();
