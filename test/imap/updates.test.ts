@@ -168,3 +168,41 @@ test('a session whose selected mailbox another session deletes gets BYE; the oth
     await f.close();
   }
 });
+
+test('SELECT right after other sessions changed flags on every message, expunged and appended announces the mailbox as it is now', async () => {
+  const f = await startImap();
+  try {
+    await addMessages(f, 5);
+    const [a, b] = await twoSessions(f);
+    // A's view shares the store's arrays; B's STORE on every message must not change what A was told.
+    await b.command('b1', 'STORE 1:* +FLAGS.SILENT (\\Seen $Done)');
+    let r = await a.command('a1', 'NOOP');
+    assert.equal(r.untagged.filter((l) => / FETCH \(UID \d FLAGS \(\\Seen \$Done\)\)$/.test(l)).length, 5, r.untagged.join('\n'));
+    await b.command('b2', 'STORE 2 -FLAGS.SILENT (\\Seen $Done)');
+    await b.command('b3', 'STORE 4 +FLAGS.SILENT (\\Deleted)');
+    await b.command('b4', 'EXPUNGE');
+    await b.command('b5', 'APPEND INBOX (Keyword2) {12+}\r\nSubject: x\r\n');
+    await b.command('b6', 'UNSELECT');
+    r = await a.command('a2', 'SELECT INBOX');
+    const lines = r.untagged.join('\n');
+    assert.match(lines, /^\* FLAGS \(.*\$Done Keyword2\)$/m);
+    assert.match(lines, /^\* 5 EXISTS$/m);
+    assert.match(lines, /^\* OK \[UNSEEN 2\]/m);
+    assert.match(lines, /^\* OK \[UIDNEXT 7\]/m);
+    r = await a.command('a3', 'FETCH 1:* (UID FLAGS)');
+    assert.deepEqual(r.untagged, [
+      '* 1 FETCH (UID 1 FLAGS (\\Seen $Done))',
+      '* 2 FETCH (UID 2 FLAGS ())',
+      '* 3 FETCH (UID 3 FLAGS (\\Seen $Done))',
+      '* 4 FETCH (UID 5 FLAGS (\\Seen $Done))',
+      // B had INBOX selected when it appended: B took the message as \Recent (RFC 3501 §2.3.2).
+      '* 5 FETCH (UID 6 FLAGS (Keyword2))',
+    ]);
+    // Once no message has $Done, the next SELECT no longer lists it.
+    await a.command('a4', 'STORE 1:* -FLAGS.SILENT ($Done)');
+    r = await b.command('b7', 'EXAMINE INBOX');
+    assert.match(r.untagged.join('\n'), /^\* FLAGS \(\\Answered \\Flagged \\Deleted \\Seen \\Draft Keyword2\)$/m);
+  } finally {
+    await f.close();
+  }
+});
