@@ -60,8 +60,14 @@ export interface ViewDelta {
 export interface ViewSource {
   /** The mailbox row, or null when there is none. */
   head(mailboxId: MailboxId): Promise<MailboxHead | null>;
-  /** Every row of the mailbox in UID order; consumed synchronously. */
-  rows(mailboxId: MailboxId): Promise<Iterable<ViewRow>>;
+  /**
+   * Every row of the mailbox as one text, a line per message in UID order: "uid modseq bits
+   * keywords" (the keywords as stored, space-separated, maybe none), lines joined by "\n".
+   * One value instead of 100,000 rows: the database builds it in C, and it is parsed here
+   * straight into the arrays (half the CPU time of reading the rows, measured on SQLite).
+   * Keywords hold no white space or control character (store/flags.ts), so the format is safe.
+   */
+  rows(mailboxId: MailboxId): Promise<string>;
   since(mailboxId: MailboxId, modseq: number, uidNext: number): Promise<ViewDelta>;
 }
 
@@ -188,6 +194,19 @@ class Entry {
     this.modseqs = resized(this.modseqs, this.n, cap);
     this.flagIds = resized(this.flagIds, this.n, cap);
     this.shared = false;
+  }
+
+  /** Puts the messages in UID order (a backend that did not keep it). */
+  sortByUid(): void {
+    const order = Array.from({ length: this.n }, (_, i) => i).sort((a, b) => this.uids[a]! - this.uids[b]!);
+    const uids = this.uids.slice();
+    const modseqs = this.modseqs.slice();
+    const flagIds = this.flagIds.slice();
+    order.forEach((from, to) => {
+      this.uids[to] = uids[from]!;
+      this.modseqs[to] = modseqs[from]!;
+      this.flagIds[to] = flagIds[from]!;
+    });
   }
 
   /** Index of uid, or -1; searches from `from` on (callers go in ascending UID order). */
@@ -344,9 +363,28 @@ export class ViewCache {
   async #fill(e: Entry): Promise<void> {
     const head = await this.#source.head(e.id);
     if (head === null) throw notFound(e.id);
-    const rows = await this.#source.rows(e.id);
+    const text = await this.#source.rows(e.id);
     e.reset(head, head.messages + 16);
-    for (const [uid, modseq, mask, keywords] of rows) e.push(uid, modseq, e.rowFlags(mask, keywords));
+    let p = 0;
+    let sorted = true;
+    const int = (): number => {
+      let v = 0;
+      for (let c = text.charCodeAt(p); c >= 48 && c <= 57; c = text.charCodeAt(++p)) v = v * 10 + (c - 48);
+      p++; // the space after it
+      return v;
+    };
+    while (p < text.length) {
+      const uid = int();
+      const modseq = int();
+      const mask = int();
+      let end = text.indexOf('\n', p);
+      if (end < 0) end = text.length;
+      const keywords = end > p ? text.slice(p, end) : '';
+      p = end + 1;
+      if (e.n > 0 && uid <= e.uids[e.n - 1]!) sorted = false;
+      e.push(uid, modseq, e.rowFlags(mask, keywords));
+    }
+    if (!sorted) e.sortByUid();
     const last = e.n > 0 ? e.uids[e.n - 1]! : 0;
     if (last >= e.uidNext) e.uidNext = last + 1;
   }
@@ -461,7 +499,8 @@ export class ViewCache {
       e.refreshScheduled = false;
       if (this.#entries.get(e.id) !== e || this.#closed) return;
       this.#serial(e, () => this.#catchUp(e)).catch((err: unknown) => {
-        if (!(err instanceof StoreError && err.code === 'not-found')) this.#onError(err);
+        // A mailbox deleted meanwhile, or a store closed meanwhile: nothing to report.
+        if (!this.#closed && !(err instanceof StoreError && err.code === 'not-found')) this.#onError(err);
       });
     });
   }

@@ -15,7 +15,7 @@ import type { ChangeEvent } from '../../src/store/types.js';
 import { openPgTestStore, testMessage, testPgUrl } from '../helpers/store.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import type { MailStore } from '../../src/store/types.js';
-import { assertViewCurrent, registerStoreSuite } from './store-suite.js';
+import { assertViewCurrent, checkViewReads, registerStoreSuite } from './store-suite.js';
 
 const url = testPgUrl();
 
@@ -25,6 +25,17 @@ if (url === null) {
   registerStoreSuite('postgres', () => openPgTestStore());
   // The same suite with the bytes in a directory shared by the nodes (an external BlobStore).
   registerStoreSuite('postgres, file blobs', () => openPgTestStore({ blobs: 'directory' }));
+
+  for (const viewCacheMessages of [0, 80]) {
+    test(`postgres: listViewEntries is right when the view cache holds ${viewCacheMessages === 0 ? 'nothing' : 'one mailbox at a time'}`, async () => {
+      const t = await openPgTestStore({ viewCacheMessages });
+      try {
+        await checkViewReads(t.store);
+      } finally {
+        await t.cleanup();
+      }
+    });
+  }
 
   async function setup(blobs: 'database' | 'directory' = 'database') {
     const t = await openPgTestStore({ blobs });

@@ -11,11 +11,22 @@ import { StoreError } from '../../src/store/types.js';
 import { openTestStore, testMessage } from '../helpers/store.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import type { MailStore } from '../../src/store/types.js';
-import { registerStoreSuite } from './store-suite.js';
+import { checkViewReads, registerStoreSuite } from './store-suite.js';
 
 registerStoreSuite('sqlite', () => openTestStore());
 // The same suite with every message stored as a file blob.
 registerStoreSuite('sqlite, file blobs', () => openTestStore({ blobs: { inlineMaxBytes: 0 } }));
+
+for (const viewCacheMessages of [0, 80]) {
+  test(`sqlite: listViewEntries is right when the view cache holds ${viewCacheMessages === 0 ? 'nothing' : 'one mailbox at a time'}`, async () => {
+    const t = await openTestStore({ viewCacheMessages });
+    try {
+      await checkViewReads(t.store);
+    } finally {
+      await t.cleanup();
+    }
+  });
+}
 
 async function setup(inlineMaxBytes?: number) {
   const t = await openTestStore(inlineMaxBytes === undefined ? {} : { blobs: { inlineMaxBytes } });

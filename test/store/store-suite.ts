@@ -1262,3 +1262,26 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
     });
   });
 }
+
+/**
+ * listViewEntries with a store whose view cache holds little or nothing (viewCacheMessages 0:
+ * every call reads the whole mailbox; small: mailboxes push each other out): the whole read
+ * (keywords included) and the re-reads give the same answers as the cached path.
+ */
+export async function checkViewReads(store: MailStore): Promise<void> {
+  await store.addDomain('example.com');
+  const bob = await store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+  const boxes = [(await store.getMailbox(bob.id, 'INBOX'))!, (await store.getMailbox(bob.id, 'Archive'))!];
+  for (const [b, mb] of boxes.entries()) {
+    for (let i = 0; i < 12; i++) {
+      await store.append(mb.id, testMessage({ subject: `m${b}-${i}` }, { flags: i % 3 === 0 ? ['\\Seen', '$Work', 'todo'] : i % 3 === 1 ? ['\\Flagged'] : [] }));
+    }
+    await assertViewCurrent(store, mb.id, `box ${b} after appends`);
+  }
+  for (const [b, mb] of boxes.entries()) {
+    await store.setFlags(mb.id, uids(1, 2, 3, 4), 'add', ['$Other']);
+    await store.expunge(mb.id, uids(2, 5));
+    await assertViewCurrent(store, boxes[1 - b]!.id, `box ${1 - b} after the other's changes`);
+    await assertViewCurrent(store, mb.id, `box ${b} after its changes`);
+  }
+}

@@ -1518,7 +1518,12 @@ class PgStore implements MailStore {
         const r = (await this.#arrays<[number, number, number, number, number]>(this.#pool, HEAD, [id]))[0];
         return r === undefined ? null : toHead(r);
       },
-      rows: (id) => this.#arrays<ViewRow>(this.#pool, 'SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = $1 ORDER BY uid', [id]),
+      rows: async (id) =>
+        (await this.#arrays<[string | null]>(
+          this.#pool,
+          `SELECT string_agg(uid || ' ' || modseq || ' ' || flags || ' ' || keywords, E'\n' ORDER BY uid) FROM entries WHERE mailbox_id = $1`,
+          [id],
+        ))[0]?.[0] ?? '',
       since: async (id, modseq, uidNext) => {
         // One statement: one snapshot (the count check needs the head and the rows to agree), one
         // round trip. Tag 0: added; 1: changed; 2: expunged; 3: the mailbox row.

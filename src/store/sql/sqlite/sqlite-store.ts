@@ -1610,8 +1610,11 @@ class SqliteStore implements MailStore {
     };
     return {
       head: async (id) => head(id),
-      // Iterated by the cache straight into its arrays: no array of 100,000 rows in between.
-      rows: async (id) => this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? ORDER BY uid').iterate(id) as Iterable<ViewRow>,
+      // In primary key order, which is UID order (the cache checks, and sorts if it ever is not).
+      rows: async (id) =>
+        ((this.#q(`SELECT group_concat(uid || ' ' || modseq || ' ' || flags || ' ' || keywords, char(10)) AS t FROM entries WHERE mailbox_id = ?`).get(id) as {
+          t: string | null;
+        }).t ?? ''),
       since: async (id, modseq, uidNext) => {
         const h = head(id);
         if (h === null) return { head: null, added: [], changed: [], expunged: [] };
