@@ -179,3 +179,34 @@ test('two sessions: one expunges messages in small batches while the other searc
     await f.close();
   }
 });
+
+test('a text SEARCH (BODY, SUBJECT) after another session expunged says OK [EXPUNGEISSUED]: the text index no longer has those messages', async () => {
+  const f = await startImap();
+  try {
+    await fill(f, 6);
+    const a = await f.login();
+    const b = await f.login();
+    await a.command('a1', 'SELECT INBOX');
+    await b.command('b1', 'SELECT INBOX');
+    // Nothing expunged yet: a plain OK.
+    let r = await a.command('a2', 'SEARCH BODY "body of message"');
+    assert.deepEqual(r.untagged, ['* SEARCH 1 2 3 4 5 6']);
+    assert.equal(r.line, 'a2 OK SEARCH completed');
+    await b.command('b2', 'STORE 1:3 +FLAGS.SILENT (\\Deleted)');
+    await b.command('b3', 'EXPUNGE');
+    // A still numbers six messages; the three expunged ones cannot be searched any more.
+    r = await a.command('a3', 'SEARCH BODY "body of message"');
+    assert.deepEqual(r.untagged, ['* SEARCH 4 5 6']);
+    assert.equal(r.line, 'a3 OK [EXPUNGEISSUED] SEARCH completed');
+    r = await a.command('a4', 'SEARCH SUBJECT "race 5"');
+    assert.deepEqual(r.untagged, ['* SEARCH 6']);
+    assert.equal(r.line, 'a4 OK [EXPUNGEISSUED] SEARCH completed');
+    // Once told (NOOP), the view matches the store again.
+    await a.command('a5', 'NOOP');
+    r = await a.command('a6', 'SEARCH BODY "body of message"');
+    assert.deepEqual(r.untagged, ['* SEARCH 1 2 3']);
+    assert.equal(r.line, 'a6 OK SEARCH completed');
+  } finally {
+    await f.close();
+  }
+});

@@ -238,6 +238,16 @@ export class MailboxView {
     return this.seqOf(uid) > 0;
   }
 
+  /** Whether another session expunged a message of this view that this session has not been
+   * told of yet (a read of the changes since the view's modseq; the view itself is unchanged). */
+  async expungedByOthers(store: MailStore): Promise<boolean> {
+    // Known already and held back from the client (no EXPUNGE during SEARCH by number)...
+    if (this.held.size > 0) return true;
+    // ...or not read yet.
+    const ch = await store.changesSince(this.mailbox.id, this.lastModSeq, this.uidNext);
+    return ch.expunged.some((uid) => this.has(uid));
+  }
+
   /** Sequence number of the first message without \\Seen, or 0 (RFC 3501 §7.1 UNSEEN). */
   firstUnseen(): number {
     const unseen = this.flagTable.map((f) => !f.includes('\\Seen'));

@@ -55,7 +55,31 @@ async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<
       gone = true;
     },
   });
+  // The text index answers for the messages still stored: one expunged by another session
+  // simply does not come back, unnoticed by onGone. Checked only then, and only when some
+  // message of the view did not match.
+  if (!gone && indexes.length < view.uids.length && usesTextIndex(key)) gone = await view.expungedByOthers(s.ctx.store);
   return { indexes, gone };
+}
+
+/** Whether evaluating the key reads the store's text index (SUBJECT, BODY, TEXT, HEADER, FROM…). */
+function usesTextIndex(key: SearchKey): boolean {
+  switch (key.kind) {
+    case 'header':
+    case 'address':
+    case 'subject':
+    case 'body':
+    case 'text':
+      return true;
+    case 'not':
+      return usesTextIndex(key.key);
+    case 'or':
+      return usesTextIndex(key.a) || usesTextIndex(key.b);
+    case 'and':
+      return key.keys.some(usesTextIndex);
+    default:
+      return false;
+  }
 }
 
 /** SORT and UID SORT (RFC 5256 §3, RFC 5957 DISPLAYFROM/DISPLAYTO). */
