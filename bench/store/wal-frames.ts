@@ -12,13 +12,13 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 
-const root = process.argv[2] ?? fileURLToPath(new URL('../..', import.meta.url));
+const root = process.argv[2] || fileURLToPath(new URL('../..', import.meta.url));
 const sql = process.argv[3] ?? '';
 const { openSqliteStore } = await import(join(root, 'src/store/sql/sqlite/sqlite-store.ts'));
 const { parseMessage } = await import(join(root, 'src/mail/parse.ts'));
 const { makeMessage } = await import(join(root, 'test/helpers/messages.ts'));
-const Database = (await import('better-sqlite3')).default;
 
 const dir = mkdtempSync(join(tmpdir(), 'facteur-wal-frames-'));
 try {
