@@ -30,6 +30,16 @@ async function fill(f: ImapFixture, n: number, from = 0): Promise<void> {
   await f.ctx.store.appendMany(inbox.id, batch);
 }
 
+/** n messages in INBOX and two sessions that selected it (tags a1 and b1). */
+async function twoSelected(f: ImapFixture, n: number): Promise<{ a: ImapTranscript; b: ImapTranscript }> {
+  await fill(f, n);
+  const a = await f.login();
+  const b = await f.login();
+  await a.command('a1', 'SELECT INBOX');
+  await b.command('b1', 'SELECT INBOX');
+  return { a, b };
+}
+
 /**
  * The fixture's store, with one hook: while `before` is set, the next read of a parse record
  * (SEARCH SENTBEFORE reads them after the entries) first waits for it. The hook runs another
@@ -69,11 +79,7 @@ test('SEARCH racing another session\'s EXPUNGE answers OK [EXPUNGEISSUED] from i
   const h = hooked();
   const f = await startImap({}, (ctx) => ({ ...ctx, store: h.wrap(ctx.store) }));
   try {
-    await fill(f, 6);
-    const a = await f.login();
-    const b = await f.login();
-    await a.command('a1', 'SELECT INBOX');
-    await b.command('b1', 'SELECT INBOX');
+    const { a, b } = await twoSelected(f, 6);
     // Between the entries read and the parse records read, B expunges every message.
     h.arm(() => expungeAll(b, 'b2'));
     const r = await a.command('a2', 'SEARCH SENTBEFORE 1-Jan-2030');
@@ -101,11 +107,7 @@ test('SEARCH racing another session\'s EXPUNGE answers OK [EXPUNGEISSUED] from i
 test('FETCH, STORE, COPY and MOVE of messages another session expunged: FETCH and STORE leave them out, COPY and MOVE refuse', async () => {
   const f = await startImap();
   try {
-    await fill(f, 4);
-    const a = await f.login();
-    const b = await f.login();
-    await a.command('a1', 'SELECT INBOX');
-    await b.command('b1', 'SELECT INBOX');
+    const { a, b } = await twoSelected(f, 4);
     await b.command('b2', 'STORE 2:3 +FLAGS.SILENT (\\Deleted)');
     await b.command('b3', 'EXPUNGE');
     // A has not heard of it: sequence numbers 1-4 still stand (RFC 9051 §7.5.1).
@@ -183,11 +185,7 @@ test('two sessions: one expunges messages in small batches while the other searc
 test('a text SEARCH (BODY, SUBJECT) after another session expunged says OK [EXPUNGEISSUED]: the text index no longer has those messages', async () => {
   const f = await startImap();
   try {
-    await fill(f, 6);
-    const a = await f.login();
-    const b = await f.login();
-    await a.command('a1', 'SELECT INBOX');
-    await b.command('b1', 'SELECT INBOX');
+    const { a, b } = await twoSelected(f, 6);
     // Nothing expunged yet: a plain OK.
     let r = await a.command('a2', 'SEARCH BODY "body of message"');
     assert.deepEqual(r.untagged, ['* SEARCH 1 2 3 4 5 6']);
