@@ -2,9 +2,9 @@
 // every `*.test.ts` under test/, or the files/directories given as arguments.
 // test/store/postgres.test.ts runs the store suite on PostgreSQL when FACTEUR_TEST_PG is set
 // (a postgres:// URL; .ci/run sets it). For the whole suite (no arguments) with FACTEUR_TEST_PG
-// set, a second pass runs PG_E2E below with FACTEUR_TEST_STORE=postgres: protocol sessions over
-// the PostgreSQL store. A chosen subset (IDLE, cross-protocol contract, SMTP to IMAP), so the
-// suite stays within the CI budget; any protocol test runs on PostgreSQL with
+// set, a second pass runs every protocol test (PG_E2E below: IMAP, POP3, SMTP/LMTP sessions)
+// again with FACTEUR_TEST_STORE=postgres, over the PostgreSQL store (about 2.5 minutes on the
+// reference 2-core machine). Any test runs on PostgreSQL alone with
 // `FACTEUR_TEST_STORE=postgres node scripts/test.mjs test/imap`.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,7 +27,7 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const PG_E2E = ['test/imap/updates.test.ts', 'test/pop3/imap-contract.test.ts', 'test/smtp/imap-idle.test.ts'];
+const PG_E2E = ['test/imap', 'test/pop3', 'test/smtp'].flatMap((r) => collect(r, []));
 
 const concurrency = process.env.FACTEUR_TEST_CONCURRENCY ?? '2';
 function run(list, env) {
