@@ -71,6 +71,20 @@ test('an authenticated session idle past idleTimeoutMs is logged out with BYE', 
   }
 });
 
+test('a session waiting in IDLE past idleTimeoutMs is logged out too: IDLE waits for the client, it is not server work', async () => {
+  const f = await startImap({ idleTimeoutMs: 300 });
+  try {
+    const t = await f.login();
+    await t.command('s', 'SELECT INBOX');
+    t.send('i IDLE');
+    await t.expect(/^\+ /);
+    await t.expect(/^\* BYE Autologout/, 3000);
+    await t.expectClosed();
+  } finally {
+    await f.close();
+  }
+});
+
 test('AUTHENTICATE LOGIN asks for the user name and the password', async () => {
   const f = await startImap();
   try {
