@@ -341,6 +341,7 @@ if (url === null) {
         // As the database was at version 7.
         await admin.query(`ALTER TABLE "${t.schema}".sort_keys DROP COLUMN thread_text`);
         await admin.query(`DELETE FROM "${t.schema}".schema_version WHERE version = 8`);
+        await admin.query(`DELETE FROM "${t.schema}".counters WHERE name = 'backfill_done'`);
       } finally {
         await admin.end();
       }

@@ -349,9 +349,19 @@ export class MailboxView {
     return out;
   }
 
-  /** Index of the first UID >= uid. */
-  private lowerBound(uid: number): number {
-    let lo = 0;
+  /** 0-based index of a UID in the view at or after index `from`, or -1. A caller walking
+   * ascending UIDs passes the index after the last one found: near neighbours (STORE 1:*) cost
+   * one comparison, not a binary search; an out-of-order UID falls back to the whole search. */
+  indexFrom(uid: Uid, from: number): number {
+    if (from < this.n && this.uidArr[from] === uid) return from;
+    if (from >= this.n || this.uidArr[from]! > uid) return this.seqOf(uid) - 1;
+    const i = this.lowerBound(uid, from);
+    return i < this.n && this.uidArr[i] === uid ? i : -1;
+  }
+
+  /** Index of the first UID >= uid (at or after `from`). */
+  private lowerBound(uid: number, from = 0): number {
+    let lo = from;
     let hi = this.n;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
@@ -385,9 +395,12 @@ export class MailboxView {
     this.own();
     let lastFlags: readonly string[] | null = null;
     let lastId = 0;
+    // Entries come in UID order (a store result): each is looked for after the previous one.
+    let from = 0;
     for (const e of entries) {
-      const i = this.seqOf(e.uid) - 1;
+      const i = this.indexFrom(e.uid, from);
       if (i < 0) continue;
+      from = i + 1;
       if (e.flags !== lastFlags) {
         lastFlags = e.flags;
         lastId = this.intern(e.flags);

@@ -64,9 +64,12 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
     // mailbox is a resynchronising client's first command). RFC 2180 §4.1: a message another
     // session expunged meanwhile is answered from what the view knows.
     const lines = new TextLines(s);
+    let from = 0;
     for (const uid of uids) {
-      const seq = view.seqOf(uid);
-      if (seq === 0) continue;
+      const i = view.indexFrom(uid, from);
+      if (i < 0) continue;
+      from = i + 1;
+      const seq = i + 1;
       let items = '';
       for (const a of atts) {
         if (items.length > 0) items += ' ';
@@ -170,12 +173,15 @@ async function storeResponses(s: Session, view: MailboxView, uids: readonly Uid[
   const withUid = byUid || condstore;
   const lines = new TextLines(s);
   let j = 0;
+  let from = 0;
   for (const uid of uids) {
     while (j < updated.length && updated[j]!.uid < uid) j++;
     const changed = j < updated.length && updated[j]!.uid === uid;
     if (skip?.has(uid) === true || (silent && !changed)) continue;
-    const seq = view.seqOf(uid);
-    if (seq === 0) continue;
+    const i = view.indexFrom(uid, from);
+    if (i < 0) continue;
+    from = i + 1;
+    const seq = i + 1;
     let items = withUid ? `UID ${uid}` : '';
     if (!silent) items += `${items.length > 0 ? ' ' : ''}FLAGS ${view.flagsTextAt(seq - 1)}`;
     if (condstore) items += ` MODSEQ (${view.modseqAt(seq - 1)})`;

@@ -243,6 +243,16 @@ async function backfillThreadText(c: pg.ClientBase): Promise<void> {
   }
 }
 
+/** Marks the backfills above as complete, as the SQLite store does (sqlite-store.ts backfill):
+ * later opens read one row, not every blob. */
+async function backfill(c: pg.ClientBase): Promise<void> {
+  const done = (await c.query<{ value: string }>("SELECT value FROM counters WHERE name = 'backfill_done'")).rows[0];
+  if (done !== undefined && Number(done.value) >= 8) return;
+  await backfillSortKeys(c);
+  await backfillThreadText(c);
+  await c.query("INSERT INTO counters (name, value) VALUES ('backfill_done', 8) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value");
+}
+
 /** The expression of each SORT key over entries e joined with sort_keys k. Text keys compare as
  * UTF-8 bytes (COLLATE "C", as SQLite's BINARY), the stored keys being casemapped at ingest. */
 const SORT_KEY_EXPR: Record<SortKeyName, string> = {
@@ -2423,8 +2433,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
       if ((err as { code?: string }).code !== '23505') throw err;
     });
     await migratePg(setup);
-    await backfillSortKeys(setup);
-    await backfillThreadText(setup);
+    await backfill(setup);
     lockSpace = (await setup.query<{ k: number }>('SELECT hashtext($1) AS k', [`facteur:${schema}`])).rows[0]?.k ?? 0;
   } finally {
     await setup.end().catch(() => undefined);
