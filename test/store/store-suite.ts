@@ -555,6 +555,13 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.deepEqual(await store.readBlob(e.blobHash, 10, 20), m.raw.subarray(10, 20));
         assert.deepEqual(await store.readBlob(e.blobHash, 5, 5), Buffer.alloc(0));
         assert.deepEqual(await store.readBlob(e.blobHash, m.raw.length - 3, m.raw.length + 100), m.raw.subarray(-3));
+        // Ranges outside the blob or reversed are empty, never bytes before start.
+        assert.deepEqual(await store.readBlob(e.blobHash, m.raw.length + 10, m.raw.length + 20), Buffer.alloc(0));
+        assert.deepEqual(await store.readBlob(e.blobHash, 20, 10), Buffer.alloc(0));
+        assert.deepEqual(await store.readBlob(e.blobHash, -5, 4), m.raw.subarray(0, 4));
+        const ranged: Buffer[] = [];
+        for await (const c of store.streamBlob(e.blobHash, 3, 9)) ranged.push(c);
+        assert.deepEqual(Buffer.concat(ranged), m.raw.subarray(3, 9));
         const chunks: Buffer[] = [];
         for await (const c of store.streamBlob(e.blobHash, 7)) chunks.push(c);
         assert.ok(chunks.length > 1, 'streamed in chunks');
