@@ -3,20 +3,21 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { SqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 
 export interface FacteurStats {
   wallMs: number;
   cpuUserMs: number;
   cpuSystemMs: number;
   loopMeanMs: number;
-  store: { batches: number; jobs: number; run: number; commit: number; maxCommit: number; sync: number; syncs: number };
+  store: SqliteStoreStats;
 }
 
 export interface FacteurProcess {
   child: ChildProcess;
   port: number;
-  /** Restarts the server's counters (after a warm-up). */
-  reset(): Promise<void>;
+  /** Restarts the server's counters; resolves with those of the interval that ends. */
+  reset(): Promise<FacteurStats>;
   /** Stops the server; resolves with its counters since the start or the last reset. */
   stop(): Promise<FacteurStats | null>;
 }
@@ -53,7 +54,7 @@ export async function startFacteur(dir: string): Promise<FacteurProcess> {
     port,
     async reset() {
       child.kill('SIGUSR2');
-      await next(/RESET\n/);
+      return JSON.parse((await next(/RESET (.*)\n/))[1]!) as FacteurStats;
     },
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));

@@ -36,33 +36,41 @@ process.stdout.write(`PORT ${port}\n`);
 // How long the event loop is held (COMMIT and checkpoints run on this thread), the process's
 // CPU time, and the store's own write-path counters, from the start or the last SIGUSR2.
 const loop = monitorEventLoopDelay({ resolution: 5 });
-const zero: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0 };
+const zero: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0, holds: 0, held: 0 };
 let startedAt = performance.now();
 let cpuAt = process.cpuUsage();
 let storeAt = { ...(sqliteStoreStats(store) ?? zero) };
 loop.enable();
-process.on('SIGUSR2', () => {
-  loop.reset();
-  startedAt = performance.now();
-  cpuAt = process.cpuUsage();
-  storeAt = { ...(sqliteStoreStats(store) ?? zero) };
-  process.stdout.write('RESET\n');
-});
-process.on('SIGTERM', () => {
-  loop.disable();
-  const wall = performance.now() - startedAt;
+/** The counters since the start or the last SIGUSR2. */
+function stats(): { wallMs: number; cpuUserMs: number; cpuSystemMs: number; loopMeanMs: number; store: SqliteStoreStats } {
   const cpu = process.cpuUsage(cpuAt);
   const now = sqliteStoreStats(store) ?? zero;
   const st = { ...zero };
   for (const k of Object.keys(zero) as Array<keyof SqliteStoreStats>) st[k] = now[k] - storeAt[k];
+  return { wallMs: performance.now() - startedAt, cpuUserMs: cpu.user / 1000, cpuSystemMs: cpu.system / 1000, loopMeanMs: loop.mean / 1e6, store: st };
+}
+process.on('SIGUSR2', () => {
+  // The counters of the interval that ends here, then new ones from now.
+  const before = stats();
+  loop.reset();
+  startedAt = performance.now();
+  cpuAt = process.cpuUsage();
+  storeAt = { ...(sqliteStoreStats(store) ?? zero) };
+  process.stdout.write(`RESET ${JSON.stringify(before)}\n`);
+});
+process.on('SIGTERM', () => {
+  const s = stats();
+  loop.disable();
+  const st = s.store;
   const ms = (ns: number) => (ns / 1e6).toFixed(1);
   process.stderr.write(`facteur event loop delay: mean ${ms(loop.mean)} ms, p99 ${ms(loop.percentile(99))} ms, max ${ms(loop.max)} ms\n`);
-  process.stderr.write(`facteur CPU: ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms (user ${(cpu.user / 1000).toFixed(0)}, system ${(cpu.system / 1000).toFixed(0)}) of ${(wall / 1000).toFixed(1)} s\n`);
+  process.stderr.write(`facteur CPU: ${(s.cpuUserMs + s.cpuSystemMs).toFixed(0)} ms (user ${s.cpuUserMs.toFixed(0)}, system ${s.cpuSystemMs.toFixed(0)}) of ${(s.wallMs / 1000).toFixed(1)} s\n`);
   process.stderr.write(
     `store: ${st.batches} batches, ${st.jobs} jobs, ${(st.run / 1000).toFixed(1)} s running jobs + ${(st.commit / 1000).toFixed(1)} s in COMMIT on the event loop thread; ` +
-      `${st.syncs} WAL fdatasyncs off the loop, ${(st.sync / 1000).toFixed(1)} s (mean ${(st.sync / Math.max(1, st.syncs)).toFixed(2)} ms)\n`,
+      `${st.syncs} WAL fdatasyncs off the loop, ${(st.sync / 1000).toFixed(1)} s (mean ${(st.sync / Math.max(1, st.syncs)).toFixed(2)} ms); ` +
+      `writes held ${st.holds} times for a catch-up checkpoint, ${st.held.toFixed(0)} ms in all\n`,
   );
-  process.stdout.write(`STATS ${JSON.stringify({ wallMs: wall, cpuUserMs: cpu.user / 1000, cpuSystemMs: cpu.system / 1000, loopMeanMs: loop.mean / 1e6, store: st })}\n`);
+  process.stdout.write(`STATS ${JSON.stringify(s)}\n`);
   void server.close(1000).then(async () => {
     await store.close();
     process.exit(0);

@@ -110,8 +110,33 @@ try {
     for (const concurrency of CONCURRENCY) {
       for (const perConnection of PER_CONNECTION) {
         if (CASES !== null && !CASES.includes(`${size}x${concurrency}x${perConnection}`)) continue;
+        for (const f of facteurs) await f.reset();
         const r = await loadAll(ports, size, concurrency, perConnection);
+        // Server CPU per acknowledged message in this case (all nodes), a figure that moves less
+        // with the machine's load than the rates.
+        let serverCpuMs = 0;
+        let batches = 0;
+        let syncs = 0;
+        let syncMs = 0;
+        let loopMs = 0;
+        let holds = 0;
+        let heldMs = 0;
+        for (const f of facteurs) {
+          const st = await f.reset();
+          serverCpuMs += st.cpuUserMs + st.cpuSystemMs;
+          batches += st.store.batches;
+          syncs += st.store.syncs;
+          syncMs += st.store.sync;
+          loopMs = Math.max(loopMs, st.loopMeanMs);
+          holds += st.store.holds;
+          heldMs += st.store.held;
+        }
         facteurAccepted += r.accepted;
+        const per = (x: number) => (x / Math.max(1, r.accepted)).toFixed(2);
+        console.error(
+          `  facteur: ${r.accepted} acknowledged; per message: server CPU ${per(serverCpuMs)} ms, load generator CPU ${per(r.cpuMs)} ms; ` +
+            `${(r.accepted / Math.max(1, batches)).toFixed(1)} messages per batch, WAL fdatasync mean ${(syncMs / Math.max(1, syncs)).toFixed(2)} ms, event-loop delay mean ${loopMs.toFixed(1)} ms, writes held ${holds} times (${heldMs.toFixed(0)} ms) for a catch-up checkpoint`,
+        );
         const facteurRate = (r.accepted / r.elapsedMs) * 1000;
         if (r.failed > 0) console.error(`  facteur: ${r.failed} failures`);
         const peerRate = peers ? await measurePeers(peers, size, concurrency, perConnection) : NaN;

@@ -1,14 +1,17 @@
 /**
  * WAL frames written per delivery: what each delivery's fdatasync has to flush (SQLite store).
  * 400 deliveries of about 1 KB into one INBOX, one per transaction (each awaited), checkpoints
- * held off; the -wal file's growth divided by the frame size (page + 24-byte header).
+ * held off; the -wal file's growth divided by the frame size (page + 24-byte header), and the
+ * frames by table or index (the WAL's page numbers mapped with dbstat).
  *
  *   node --import tsx bench/store/wal-frames.ts [REPO_ROOT] ["SQL to run first; ..."]
+ *   BATCH=8 node --import tsx bench/store/wal-frames.ts     # 8 deliveries per transaction (group
+ *                                                           # commit under 8 concurrent senders)
  *
  * REPO_ROOT (default: this checkout) lets the same script measure another commit's store from a
  * git worktree; the SQL (e.g. "DROP INDEX entries_pid") measures what one index or table costs.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,10 +50,31 @@ try {
   for (let i = 0; i < 50; i++) await deliver(i); // tables and indexes past their first pages
   const wal = join(dir, 'facteur.db-wal');
   const N = 400;
+  // Deliveries started together are committed as one transaction (group commit).
+  const batch = Math.max(1, Number(process.env.BATCH ?? 1));
   const before = statSync(wal).size;
-  for (let i = 50; i < 50 + N; i++) await deliver(i);
+  for (let i = 50; i < 50 + N; i += batch) await Promise.all(Array.from({ length: Math.min(batch, 50 + N - i) }, (_, k) => deliver(i + k)));
   const grown = statSync(wal).size - before;
-  console.log(`WAL frames per delivery: ${(grown / (4096 + 24) / N).toFixed(1)} (${(grown / N).toFixed(0)} bytes)`);
+  const frame = 4096 + 24;
+  console.log(`WAL frames per delivery: ${(grown / frame / N).toFixed(1)} (${(grown / N).toFixed(0)} bytes), ${batch} per transaction`);
+  // Which table or index each new frame's page belongs to (the first 4 bytes of a frame header).
+  const fd = openSync(wal, 'r');
+  const pages: number[] = [];
+  const header = Buffer.alloc(4);
+  for (let at = before; at + frame <= before + grown; at += frame) {
+    readSync(fd, header, 0, 4, at);
+    pages.push(header.readUInt32BE(0));
+  }
+  closeSync(fd);
+  const reader = new Database(join(dir, 'facteur.db'), { readonly: true });
+  const owner = new Map((reader.prepare('SELECT name, pageno FROM dbstat').all() as Array<{ name: string; pageno: number }>).map((r) => [r.pageno, r.name]));
+  reader.close();
+  const by = new Map<string, number>();
+  for (const p of pages) {
+    const name = p === 1 ? '(page 1)' : (owner.get(p) ?? '(free or other)');
+    by.set(name, (by.get(name) ?? 0) + 1);
+  }
+  for (const [name, n] of [...by].sort((a, b) => b[1] - a[1])) console.log(`  ${(n / N).toFixed(2).padStart(6)}  ${name}`);
   await store.close();
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
-import { openSqliteStore, sqliteCheckpointStats, DB_FILE } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { openSqliteStore, sqliteCheckpointStats, sqliteStoreStats, DB_FILE } from '../../src/store/sql/sqlite/sqlite-store.js';
 import type { MailStore } from '../../src/store/types.js';
 import { testMessage } from '../helpers/store.js';
 
@@ -81,6 +81,47 @@ test('closing while a checkpoint runs waits for it and leaves a consistent store
     const again = await openSqliteStore({ dir });
     try {
       assert.equal((await again.listEntries(inbox.id)).length, 51);
+      assert.deepEqual(await again.checkConsistency(), []);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+test('under writes that never pause, the WAL is still restarted: its file stays a fraction of what was written', async () => {
+  await withDir(async (dir) => {
+    const store = await openSqliteStore({ dir, checkpointIntervalMs: 100, checkpointMinWalBytes: 256 * 1024 });
+    let count: number;
+    try {
+      const inbox = await seed(store);
+      const body = `${'x'.repeat(2000)}\r\n`;
+      // Ten writers, each appending as soon as its previous append is acknowledged: a commit
+      // happens during every checkpoint, so a passive checkpoint alone never empties the WAL.
+      let n = 0;
+      let written = 0;
+      const until = Date.now() + 2500;
+      await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          while (Date.now() < until) {
+            const m = testMessage({ subject: `w${n++}`, body });
+            await store.append(inbox.id, m);
+            written += m.raw.length;
+          }
+        }),
+      );
+      const size = (await stat(join(dir, `${DB_FILE}-wal`))).size;
+      assert.ok(sqliteStoreStats(store)!.holds > 0, 'writes were held for a catch-up checkpoint');
+      // Each message adds about ten pages to the WAL (its rows, index entries, full-text
+      // segment): never restarted, the file would be over ten times the messages' bytes.
+      assert.ok(size < written * 5, `WAL ${size} bytes after ${written} bytes of messages`);
+      count = (await store.listEntries(inbox.id)).length;
+      assert.equal(count, n);
+    } finally {
+      await store.close();
+    }
+    const again = await openSqliteStore({ dir });
+    try {
+      assert.equal((await again.listEntries((await again.getMailbox((await again.getAccountByAddress('bob@example.com'))!.id, 'INBOX'))!.id)).length, count);
       assert.deepEqual(await again.checkConsistency(), []);
     } finally {
       await again.close();

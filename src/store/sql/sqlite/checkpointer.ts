@@ -56,6 +56,13 @@ export interface CheckpointStats {
   framesCopied: number;
 }
 
+/** What one checkpoint did: the WAL's frames, and how many of them are now in the database
+ * file (all of them: the next write transaction restarts the WAL from its start). */
+export interface CheckpointResult {
+  frames: number;
+  copied: number;
+}
+
 export class Checkpointer {
   readonly stats: CheckpointStats = { checkpoints: 0, framesCopied: 0 };
   readonly #file: string;
@@ -63,6 +70,8 @@ export class Checkpointer {
   #worker: Worker | null = null;
   #running = false;
   #closed = false;
+  /** Told when the running checkpoint ends: its result, or null when it failed or never ran. */
+  #done: ((result: CheckpointResult | null) => void) | null = null;
 
   constructor(file: string, onError: (err: Error) => void) {
     this.#file = file;
@@ -74,11 +83,23 @@ export class Checkpointer {
     return this.#running;
   }
 
-  /** Starts a passive checkpoint unless one is running or the checkpointer is closed. */
-  request(): void {
-    if (this.#closed || this.#running) return;
+  /** Starts a passive checkpoint unless one is running or the checkpointer is closed; `done`
+   * is called when it ends (with null at once when it does not start). */
+  request(done?: (result: CheckpointResult | null) => void): void {
+    if (this.#closed || this.#running) {
+      done?.(null);
+      return;
+    }
     this.#running = true;
+    this.#done = done ?? null;
     (this.#worker ??= this.#start()).postMessage('checkpoint');
+  }
+
+  #finish(result: CheckpointResult | null): void {
+    this.#running = false;
+    const done = this.#done;
+    this.#done = null;
+    done?.(result);
   }
 
   #start(): Worker {
@@ -88,18 +109,19 @@ export class Checkpointer {
     // interrupted one from the WAL.
     worker.unref();
     worker.on('message', (reply: Reply) => {
-      this.#running = false;
       if (reply.ok) {
         this.stats.checkpoints++;
         this.stats.framesCopied += Math.max(0, reply.copied);
+        this.#finish({ frames: reply.frames, copied: reply.copied });
       } else {
         this.#onError(new Error(`WAL checkpoint failed: ${reply.error}`));
+        this.#finish(null);
       }
     });
     worker.on('error', (err) => {
-      this.#running = false;
       this.#worker = null;
       this.#onError(err);
+      this.#finish(null);
     });
     return worker;
   }
@@ -117,6 +139,7 @@ export class Checkpointer {
       await exited;
     } finally {
       clearTimeout(timer);
+      if (this.#running) this.#finish(null);
     }
   }
 }
