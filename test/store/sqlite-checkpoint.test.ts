@@ -40,6 +40,8 @@ test('after writes the WAL is checkpointed by the worker; the data survives reop
     }
     assert.ok(stats.checkpoints > 0, 'a checkpoint ran');
     assert.ok(stats.framesCopied > 0, 'frames were copied into the database file');
+    // A WAL far below walRestartBytes (64 MiB by default) never holds the writes.
+    assert.equal(sqliteStoreStats(store)!.holds, 0);
     // The database file itself (not only the WAL) now holds pages written by the store.
     assert.ok((await stat(join(dir, DB_FILE))).size > 4096);
     const count = (await store.listEntries(inbox.id)).length;
@@ -90,7 +92,7 @@ test('closing while a checkpoint runs waits for it and leaves a consistent store
 
 test('under writes that never pause, the WAL is still restarted: its file stays a fraction of what was written', async () => {
   await withDir(async (dir) => {
-    const store = await openSqliteStore({ dir, checkpointIntervalMs: 100, checkpointMinWalBytes: 256 * 1024 });
+    const store = await openSqliteStore({ dir, checkpointIntervalMs: 100, checkpointMinWalBytes: 256 * 1024, walRestartBytes: 512 * 1024 });
     let count: number;
     try {
       const inbox = await seed(store);

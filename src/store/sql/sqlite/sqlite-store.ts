@@ -184,6 +184,10 @@ export interface SqliteStoreOptions {
   /** No checkpoint while the WAL file is smaller (default 4 MiB): a store that writes little
    * never starts the worker; its WAL is checkpointed at close. */
   checkpointMinWalBytes?: number;
+  /** Past this much WAL content (default 64 MiB, the journal_size_limit) a checkpoint that left
+   * frames behind is followed by a catch-up checkpoint with writes held, so that SQLite can
+   * restart the WAL (see #catchUp). */
+  walRestartBytes?: number;
 }
 
 export const DB_FILE = 'facteur.db';
@@ -196,6 +200,12 @@ const STREAM_CHUNK = 64 * 1024;
 const MAX_ALIAS_DEPTH = 10;
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
 const MAX_UID_RANGES = 16;
+/** The WAL file's size kept after a checkpoint (journal_size_limit), and the WAL content past
+ * which writes are held for a restart (#catchUp). */
+const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
+/** One WAL frame: a 4 KiB page (SQLite's default page size, which the store keeps) and its
+ * 24-byte header. */
+const WAL_FRAME_BYTES = 4096 + 24;
 /** Longest hold of the writes for a catch-up checkpoint (#catchUp), should the worker not answer. */
 const HOLD_MAX_MS = 250;
 /** Problems reported per check, so a badly broken store still gives a readable report. */
@@ -467,6 +477,7 @@ class SqliteStore implements MailStore {
   readonly #checkpointer: Checkpointer;
   readonly #checkpointInterval: number;
   readonly #checkpointMinWal: number;
+  readonly #walRestartBytes: number;
   #lastCheckpoint = 0;
   /** Committed batches no sync has started for yet, in commit order. */
   #unsynced: CommittedBatch[] = [];
@@ -487,6 +498,7 @@ class SqliteStore implements MailStore {
     );
     this.#checkpointInterval = options.checkpointIntervalMs ?? 1000;
     this.#checkpointMinWal = options.checkpointMinWalBytes ?? 4 * 1024 * 1024;
+    this.#walRestartBytes = options.walRestartBytes ?? WAL_LIMIT_BYTES;
     this.#fdatasync = options.fdatasync ?? ((fh) => fh.datasync());
     this.#blobRoot = blobRoot;
     this.#inlineMax = options.blobs?.inlineMaxBytes ?? DEFAULT_INLINE_MAX;
@@ -673,14 +685,17 @@ class SqliteStore implements MailStore {
    * (over 100 MB in 10 s of the SMTP benchmark), a crash leaves all of it to replay, and every
    * fdatasync extends the file, which costs a file-system journal commit that waits for the
    * other files' new blocks (the checkpoint's). So after a checkpoint that left frames behind,
-   * writes are held (queued, not committed) while a second one copies those few, then the next
-   * COMMIT restarts the WAL in place. The hold lasts one small checkpoint, at most once per
-   * interval, and at most HOLD_MAX_MS should the worker not answer. `committed`: whether a
-   * batch was committed since the first was requested (its result counts only the frames there
-   * were when it started).
+   * once the WAL holds more than walRestartBytes, writes are held (queued, not committed) while
+   * a second one copies those few, then the next COMMIT restarts the WAL in place. The hold
+   * lasts one small checkpoint (two fsyncs: 10 to 60 ms measured under load, over 100 ms with
+   * the disk saturated), at most once per interval, and at most HOLD_MAX_MS should the worker
+   * not answer; the threshold keeps it rare (at 32 MB of WAL a second, about every 2 s).
+   * `committed`: whether a batch was committed since the first was requested (its result counts
+   * only the frames there were when it started).
    */
   #catchUp(first: CheckpointResult | null, committed: boolean): void {
     if (first === null || (first.copied >= first.frames && !committed) || this.#closed || this.#holding) return;
+    if (first.frames * WAL_FRAME_BYTES < this.#walRestartBytes) return;
     this.#holding = true;
     this.stats.holds++;
     const t0 = performance.now();
@@ -2574,7 +2589,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     // loop. The automatic one stays only as a bound, should the worker fall far behind: 100,000
     // pages, about 400 MB of WAL. After a checkpoint SQLite truncates the WAL file to 64 MB.
     db.pragma('wal_autocheckpoint = 100000');
-    db.pragma('journal_size_limit = 67108864');
+    db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
     migrate(db);
     backfill(db);
   } catch (err) {
