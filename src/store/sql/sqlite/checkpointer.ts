@@ -56,8 +56,9 @@ export interface CheckpointStats {
   framesCopied: number;
 }
 
-/** What one checkpoint did: the WAL's frames, and how many of them are now in the database
- * file (all of them: the next write transaction restarts the WAL from its start). */
+/** What one checkpoint did: the WAL's frames when it started, and how many of them are now in
+ * the database file. When that is all of them and nothing was committed since, SQLite writes
+ * the WAL from its start again at the next write transaction. */
 export interface CheckpointResult {
   frames: number;
   copied: number;

@@ -682,9 +682,9 @@ class SqliteStore implements MailStore {
    * A passive checkpoint copies the frames there were when it started; what is committed while it
    * runs stays in the WAL. SQLite writes the WAL from its start again only once every frame is in
    * the database file, so under steady writes that never happens: the file grows without bound
-   * (over 100 MB in 10 s of the SMTP benchmark), a crash leaves all of it to replay, and every
-   * fdatasync extends the file, which costs a file-system journal commit that waits for the
-   * other files' new blocks (the checkpoint's). So after a checkpoint that left frames behind,
+   * (over 100 MB in 10 s of the SMTP benchmark) until the automatic checkpoint at
+   * wal_autocheckpoint pages (about 400 MB), which runs in a COMMIT on the event loop, and a
+   * crash leaves all of it to replay. So after a checkpoint that left frames behind,
    * once the WAL holds more than walRestartBytes, writes are held (queued, not committed) while
    * a second one copies those few, then the next COMMIT restarts the WAL in place. The hold
    * lasts one small checkpoint (two fsyncs: 10 to 60 ms measured under load, over 100 ms with
