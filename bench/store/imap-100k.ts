@@ -4,7 +4,7 @@
  *
  *   node --import tsx bench/store/imap-100k.ts [cache-dir=/work/tmp/facteur-imap100k] [messages=100000]
  *   PROFILE=1 ...   # the server runs under node --cpu-prof, profiles in <cache-dir>/prof
- *   OPS=select,qresync ...   # only the operations whose key is listed (keys: select, status,
+ *   OPS=select,qresync ...   # only the operations whose key is listed (keys: select (with restarts), status,
  *                            # fetch, search, sort, thread, store, select-after, qresync, deliver)
  *
  * The mailbox is built once into <cache-dir>/template (minutes) and copied to <cache-dir>/run-<pid>
@@ -14,6 +14,7 @@
  * minute apart with jitter, ~1.5 KB each; one rare body word ("zanzibarquux") in one message.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { cp, mkdir, rm, stat } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -185,13 +186,13 @@ async function timed(op: string, reps: number, fn: (rep: number, start: () => Pr
     let wall = 0;
     let cpu = 0;
     const start = async (): Promise<void> => {
-      cpu = (await ask<{ cpu: number }>(child, { op: 'cpu' })).cpu;
+      cpu = (await ask<{ cpu: number }>(server.child, { op: 'cpu' })).cpu;
       wall = performance.now();
     };
     await start();
     note = (await fn(r, start)) ?? note;
     times.push(performance.now() - wall);
-    cpus.push((await ask<{ cpu: number }>(child, { op: 'cpu' })).cpu - cpu);
+    cpus.push((await ask<{ cpu: number }>(server.child, { op: 'cpu' })).cpu - cpu);
   }
   const median = (xs: number[]): number => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
   const ms = median(times);
@@ -223,17 +224,21 @@ async function startServer(dir: string, profileDir: string | null): Promise<{ ch
 }
 
 await buildTemplate();
-// Brings the template to this program's schema once (migrations, backfills), not in every run.
-await (await openSqliteStore({ dir: template })).close();
 await rm(runDir, { recursive: true, force: true });
 await cp(template, runDir, { recursive: true });
+// Brings the copy to this program's schema (migrations, backfills); the template is left as
+// built, so that programs with other migrations can share it.
+await (await openSqliteStore({ dir: runDir })).close();
+// No view snapshot in the copy, whatever an earlier program left in the template: the first
+// start below reads every row, as the first start after an upgrade to snapshots would.
+withDb(runDir, (db) => db.prepare('DELETE FROM view_snapshots').run());
 const profileDir = process.env.PROFILE === '1' ? join(cacheDir, 'prof') : null;
-const { child, port } = await startServer(runDir, profileDir);
+let server = await startServer(runDir, profileDir);
 try {
-  const a = await login(port);
-  const b = await login(port);
-  // The process's view cache is empty: this one reads every row (later ones share the cache).
-  await timed('SELECT INBOX (first after server start)', 1, async () => {
+  let a = await login(server.port);
+  let b = await login(server.port);
+  // The process's view cache is empty and there is no snapshot: this one reads every row.
+  await timed('SELECT INBOX (first after server start, no snapshot)', 1, async () => {
     const r = await a.ok('SELECT INBOX', /EXISTS/);
     return r.kept[0];
   });
@@ -241,6 +246,40 @@ try {
     const r = await a.ok('SELECT INBOX', /EXISTS/);
     return r.kept[0];
   });
+  // A graceful stop (the store writes the view snapshot at close), then a new process on the
+  // same directory: its first SELECT starts from the snapshot the previous process wrote.
+  const restart = async (how: 'SIGTERM' | 'SIGKILL'): Promise<string> => {
+    a.close();
+    b.close();
+    const t0 = performance.now();
+    await stopServer(how);
+    const stopped = performance.now() - t0;
+    const snap = withDb(runDir, (db) => db.prepare('SELECT length(data) AS bytes, modseq FROM view_snapshots').get() as { bytes: number; modseq: number } | undefined);
+    server = await startServer(runDir, profileDir);
+    a = await login(server.port);
+    b = await login(server.port);
+    return `(stop ${stopped.toFixed(0)} ms; snapshot ${snap === undefined ? 'none' : `${(snap.bytes / 1048576).toFixed(2)} MiB at modseq ${snap.modseq}`})`;
+  };
+  if (wanted('select')) {
+    let note = await restart('SIGTERM');
+    await timed('SELECT INBOX (first after restart, snapshot)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
+    // Changes after the snapshot, then a crash: the next process applies them on top of it.
+    await b.ok('SELECT INBOX');
+    await b.ok('UID STORE 1:1500 +FLAGS.SILENT (\\Flagged)');
+    await b.ok('UNSELECT');
+    await a.ok('UNSELECT');
+    note = await restart('SIGKILL');
+    await timed('SELECT INBOX (after kill -9, 1,500 changes newer than snapshot)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
+    // STORE 1:* then a crash: the drift rewrite (in the background, seconds later) is what the
+    // next process finds.
+    await b.ok('SELECT INBOX');
+    await b.ok('STORE 1:* -FLAGS.SILENT (\\Flagged)');
+    await b.ok('UNSELECT');
+    await a.ok('UNSELECT');
+    await new Promise((r) => setTimeout(r, 4000));
+    note = await restart('SIGKILL');
+    await timed('SELECT INBOX (after STORE 1:* and kill -9 4 s later)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
+  }
   if (wanted('status')) {
     await timed('STATUS INBOX (MESSAGES UNSEEN UIDNEXT HIGHESTMODSEQ)', 5, async () => {
       await b.ok('STATUS INBOX (MESSAGES UNSEEN UIDNEXT HIGHESTMODSEQ)');
@@ -263,13 +302,13 @@ try {
   if (wanted('deliver')) await deliveries();
 
   async function fetchAll(): Promise<void> {
-    await ask(child, { op: 'heap-reset' });
-    const base = (await ask<{ peak: number }>(child, { op: 'heap-reset' })).peak;
+    await ask(server.child, { op: 'heap-reset' });
+    const base = (await ask<{ peak: number }>(server.child, { op: 'heap-reset' })).peak;
     await timed('FETCH 1:* (UID FLAGS)', 3, async () => {
       const r = await a.ok('FETCH 1:* (UID FLAGS)');
       return `${r.lines} lines`;
     });
-    const peak = (await ask<{ peak: number }>(child, { op: 'heap-peak' })).peak;
+    const peak = (await ask<{ peak: number }>(server.child, { op: 'heap-peak' })).peak;
     console.log(`  server memory during FETCH: +${((peak - base) / 1048576).toFixed(0)} MB over ${(base / 1048576).toFixed(0)} MB`);
   }
 
@@ -332,14 +371,31 @@ try {
   }
 
   async function deliveries(): Promise<void> {
-    const empty = await ask<{ rate: number }>(child, { op: 'deliver', address: EMPTY, count: 400, concurrency: 20 });
-    const full = await ask<{ rate: number }>(child, { op: 'deliver', address: BIG, count: 400, concurrency: 20 });
-    const empty2 = await ask<{ rate: number }>(child, { op: 'deliver', address: EMPTY, count: 400, concurrency: 20 });
-    const full2 = await ask<{ rate: number }>(child, { op: 'deliver', address: BIG, count: 400, concurrency: 20 });
+    const empty = await ask<{ rate: number }>(server.child, { op: 'deliver', address: EMPTY, count: 400, concurrency: 20 });
+    const full = await ask<{ rate: number }>(server.child, { op: 'deliver', address: BIG, count: 400, concurrency: 20 });
+    const empty2 = await ask<{ rate: number }>(server.child, { op: 'deliver', address: EMPTY, count: 400, concurrency: 20 });
+    const full2 = await ask<{ rate: number }>(server.child, { op: 'deliver', address: BIG, count: 400, concurrency: 20 });
     console.log(`delivery, 20 concurrent: empty mailbox ${empty.rate.toFixed(0)}, ${empty2.rate.toFixed(0)}/s; 100k mailbox ${full.rate.toFixed(0)}, ${full2.rate.toFixed(0)}/s`);
   }
 } finally {
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
+  await stopServer('SIGTERM');
   await rm(runDir, { recursive: true, force: true });
+}
+
+async function stopServer(how: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  const { child } = server;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(how);
+  await exited;
+}
+
+/** Runs fn on the store's database file, opened and closed around it (no server running). */
+function withDb<T>(dir: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(join(dir, 'facteur.db'));
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
 }

@@ -23,12 +23,25 @@
  *   the entry copies its arrays before changing one in place while they are shared (appending
  *   past the length handed out changes nothing a holder sees). Holders copy before they change
  *   anything (MailboxView does). Flag lists are never changed.
+ * - Snapshots (view-snapshot.ts, when the backend stores them): an entry of at least
+ *   snapshotMinMessages is written to the database when it was read whole, or when the rows it
+ *   changed since its last snapshot reach snapshotDriftMessages (a timer, after the command that
+ *   caused it), and at close. A missing entry starts from its mailbox's snapshot when there is a
+ *   sound one (same format, checksum, UIDVALIDITY; modseq and UIDNEXT not above the mailbox's),
+ *   then catches up exactly like a held entry: the changes since the snapshot's modseq (entries
+ *   by modseq, the expunge log) are applied and the message count must then equal the mailbox
+ *   row's. So a snapshot older than the last changes (a crash, another process or node writing)
+ *   costs its delta, never correctness; an expunge log that lost rows (nothing prunes it today)
+ *   leaves extra messages, which the count check catches (the entry is then read whole).
+ * - A snapshot is the state of a whole, trusted entry: never one in the middle of a failed delta.
  */
 import { asModSeq, asUid, asUidValidity } from '../lib/brand.js';
 import type { AccountId, MailboxId } from '../lib/brand.js';
 import { resized } from '../lib/typed-arrays.js';
 import { flagList } from './flags.js';
 import { StoreError } from './types.js';
+import { decodeViewSnapshot, encodeViewSnapshot } from './view-snapshot.js';
+import type { DecodedSnapshot, ViewState } from './view-snapshot.js';
 import type { ChangeEvent, ChangeFeed, FlagUpdate, SetFlagsResult, ViewEntries } from './types.js';
 
 /** The mailbox row fields the cache checks an entry against. */
@@ -69,6 +82,18 @@ export interface ViewSource {
    */
   rows(mailboxId: MailboxId): Promise<string>;
   since(mailboxId: MailboxId, modseq: number, uidNext: number): Promise<ViewDelta>;
+  /** The mailbox's stored snapshot (view-snapshot.ts), or null. A backend without the table
+   * leaves both snapshot methods out. */
+  loadSnapshot?(mailboxId: MailboxId): Promise<Uint8Array | null>;
+  /** Stores a snapshot of the mailbox's view as of modseq, replacing one of a lower or equal
+   * modseq; does nothing when a newer one is stored or the mailbox (of this UIDVALIDITY) is gone. */
+  saveSnapshot?(mailboxId: MailboxId, snapshot: StoredSnapshot): Promise<void>;
+}
+
+export interface StoredSnapshot {
+  uidValidity: number;
+  modseq: number;
+  data: Uint8Array;
 }
 
 export interface ViewCacheOptions {
@@ -77,18 +102,30 @@ export interface ViewCacheOptions {
   /** Entries of at least this many messages are caught up in the background when the feed
    * reports a change (e.g. another node's STORE 1:*), not at the next SELECT. */
   eagerMinMessages?: number;
-  /** A background catch-up failed (the next get() tries again). */
+  /** A background catch-up or snapshot write failed (the next get() tries again). */
   onError?: (err: unknown) => void;
+  /** Entries of at least this many messages are stored as snapshots (default 10,000; Infinity:
+   * never). Smaller ones are read whole quickly enough (10,000 rows: about 10 ms). */
+  snapshotMinMessages?: number;
+  /** Rows changed since an entry's last snapshot (as applied by this cache) before it is written
+   * again: the delta a restart would read on top of it (default 2,000 rows, a few ms). */
+  snapshotDriftMessages?: number;
+  /** Delay before such a write, so that it follows the command that caused it and a burst of
+   * changes makes one write (default 2,000 ms). */
+  snapshotDelayMs?: number;
 }
 
 export const DEFAULT_VIEW_CACHE_MESSAGES = 1_000_000;
 const DEFAULT_EAGER_MIN = 1000;
+const DEFAULT_SNAPSHOT_MIN = 10_000;
+const DEFAULT_SNAPSHOT_DRIFT = 2000;
+const DEFAULT_SNAPSHOT_DELAY_MS = 2000;
 /** Per-entry bookkeeping, counted in messages against maxMessages. */
 const ENTRY_WEIGHT = 64;
 /** Deltas dropped in a row because a hook moved the entry meanwhile, before a whole read. */
 const MAX_RETRIES = 4;
 
-class Entry {
+class Entry implements ViewState {
   readonly id: MailboxId;
   accountId: number;
   uidValidity = 0;
@@ -113,6 +150,12 @@ class Entry {
   /** The tail of this entry's catch-up queue. */
   queue: Promise<unknown> = Promise.resolve();
   refreshScheduled = false;
+  /** Rows changed (added, changed, expunged; counted as applied) since the stored snapshot;
+   * Infinity when none is known to be stored. */
+  drift = Infinity;
+  /** False while a failed delta is being replaced by a whole read: not to be snapshotted. */
+  trusted = true;
+  saveTimer: NodeJS.Timeout | null = null;
 
   constructor(id: MailboxId, accountId: number) {
     this.id = id;
@@ -120,20 +163,31 @@ class Entry {
   }
 
   reset(head: MailboxHead, capacity: number): void {
-    this.accountId = head.accountId;
-    this.uidValidity = head.uidValidity;
-    this.uidNext = head.uidNext;
-    this.modseq = head.highestModSeq;
-    this.n = 0;
-    this.uids = new Uint32Array(capacity);
-    this.modseqs = new Float64Array(capacity);
-    this.flagIds = new Uint32Array(capacity);
+    const { uidValidity, uidNext, highestModSeq: modseq } = head;
+    const empty = { uids: new Uint32Array(capacity), modseqs: new Float64Array(capacity), flagIds: new Uint32Array(capacity) };
+    this.restore({ uidValidity, uidNext, modseq, n: 0, ...empty, flagSets: [], counts: [] }, head.accountId);
+  }
+
+  /** Takes a decoded snapshot's state (its arrays become this entry's); false when its flag
+   * lists are not distinct (not one this cache wrote). */
+  restore(s: DecodedSnapshot, accountId: number): boolean {
+    this.accountId = accountId;
+    this.uidValidity = s.uidValidity;
+    this.uidNext = s.uidNext;
+    this.modseq = s.modseq;
+    this.n = s.n;
+    this.uids = s.uids;
+    this.modseqs = s.modseqs;
+    this.flagIds = s.flagIds;
     this.flagSets = [];
     this.byRow.clear();
     this.byList.clear();
     this.counts = [];
     this.version++;
     this.shared = false;
+    for (const [i, f] of s.flagSets.entries()) if (this.listFlags([...f]) !== i) return false;
+    this.counts = s.counts;
+    return true;
   }
 
   /** Makes the arrays this entry's own before a change in place (copy on write). */
@@ -292,6 +346,13 @@ export class ViewCache {
   readonly #max: number;
   readonly #eagerMin: number;
   readonly #onError: (err: unknown) => void;
+  /** Whether snapshots are read and written (the backend stores them). */
+  readonly #snapshots: boolean;
+  readonly #snapMin: number;
+  readonly #snapDrift: number;
+  readonly #snapDelay: number;
+  /** Snapshot writes in flight, awaited by close(). */
+  readonly #saving = new Set<Promise<void>>();
   /** In least recently used order (Map insertion order, refreshed on use). */
   readonly #entries = new Map<MailboxId, Entry>();
   readonly #loading = new Map<MailboxId, Promise<Entry>>();
@@ -305,6 +366,10 @@ export class ViewCache {
     this.#max = options.maxMessages ?? DEFAULT_VIEW_CACHE_MESSAGES;
     this.#eagerMin = options.eagerMinMessages ?? DEFAULT_EAGER_MIN;
     this.#onError = options.onError ?? (() => {});
+    this.#snapshots = source.loadSnapshot !== undefined && source.saveSnapshot !== undefined;
+    this.#snapMin = options.snapshotMinMessages ?? DEFAULT_SNAPSHOT_MIN;
+    this.#snapDrift = Math.max(1, options.snapshotDriftMessages ?? DEFAULT_SNAPSHOT_DRIFT);
+    this.#snapDelay = options.snapshotDelayMs ?? DEFAULT_SNAPSHOT_DELAY_MS;
   }
 
   /** The mailbox's messages as of now. StoreError 'not-found' when the mailbox does not exist. */
@@ -329,7 +394,12 @@ export class ViewCache {
   stored(mailboxId: MailboxId, res: SetFlagsResult): SetFlagsResult {
     const e = this.#entries.get(mailboxId);
     if (e === undefined || res.updated.length === 0 || e.modseq !== res.priorModSeq) return res;
-    if (!this.#applyUpdates(e, res.updated)) this.#drop(e);
+    if (!this.#applyUpdates(e, res.updated)) {
+      this.#drop(e);
+      return res;
+    }
+    e.drift += res.updated.length;
+    this.#scheduleSave(e);
     return res;
   }
 
@@ -340,8 +410,17 @@ export class ViewCache {
     return { mailboxes: this.#entries.size, messages };
   }
 
-  close(): void {
+  /** Stops, after writing the snapshot of every entry that changed since its last one (the
+   * backend must still accept writes until this resolves). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
+    for (const e of this.#entries.values()) {
+      if (e.saveTimer !== null) clearTimeout(e.saveTimer);
+      e.saveTimer = null;
+      if (this.#snapshots && e.n >= this.#snapMin && e.drift > 0) this.#save(e);
+    }
+    await Promise.all(this.#saving);
     for (const e of [...this.#entries.values()]) this.#drop(e);
   }
 
@@ -353,9 +432,30 @@ export class ViewCache {
 
   async #load(mailboxId: MailboxId): Promise<Entry> {
     const e = new Entry(mailboxId, 0);
-    await this.#fill(e);
-    if (!this.#closed && e.n + ENTRY_WEIGHT <= this.#max && !this.#entries.has(mailboxId)) this.#keep(e);
+    if (!(await this.#restore(e))) await this.#fill(e);
+    if (!this.#closed && e.n + ENTRY_WEIGHT <= this.#max && !this.#entries.has(mailboxId)) {
+      this.#keep(e);
+      this.#scheduleSave(e);
+    }
     return e;
+  }
+
+  /** Starts the entry from its mailbox's snapshot and catches it up; false when there is no
+   * sound snapshot or it does not fit the mailbox (the entry is then to be read whole). */
+  async #restore(e: Entry): Promise<boolean> {
+    if (!this.#snapshots) return false;
+    const blob = await this.#source.loadSnapshot!(e.id);
+    const snap = blob === null ? null : decodeViewSnapshot(blob);
+    if (snap === null) return false;
+    const delta = await this.#source.since(e.id, snap.modseq, snap.uidNext);
+    const h = delta.head;
+    if (h === null) throw notFound(e.id);
+    // Another identity (UIDVALIDITY), or a state the mailbox never was in (ahead of it).
+    if (h.uidValidity !== snap.uidValidity || snap.modseq > h.highestModSeq || snap.uidNext > h.uidNext) return false;
+    if (!e.restore(snap, h.accountId)) return false;
+    if (!this.#applyDelta(e, delta) || e.n !== h.messages) return false;
+    e.drift = delta.added.length + delta.changed.length + delta.expunged.length;
+    return true;
   }
 
   /** Reads the mailbox row, then every row. A change committed in between is in the rows but
@@ -365,6 +465,8 @@ export class ViewCache {
     if (head === null) throw notFound(e.id);
     const text = await this.#source.rows(e.id);
     e.reset(head, head.messages + 16);
+    e.drift = Infinity;
+    e.trusted = true;
     let p = 0;
     let sorted = true;
     const int = (): number => {
@@ -399,10 +501,44 @@ export class ViewCache {
       }
       if (e.version !== version) continue; // stored() moved it meanwhile: ask again.
       if (delta.head.uidValidity !== e.uidValidity) break;
-      if (this.#applyDelta(e, delta) && e.n === delta.head.messages) return;
+      if (this.#applyDelta(e, delta) && e.n === delta.head.messages) {
+        e.drift += delta.added.length + delta.changed.length + delta.expunged.length;
+        this.#scheduleSave(e);
+        return;
+      }
       break;
     }
+    e.trusted = false;
     await this.#fill(e);
+    this.#scheduleSave(e);
+  }
+
+  /** A snapshot write after snapshotDelayMs, when the entry is large and far from its last one. */
+  #scheduleSave(e: Entry): void {
+    if (!this.#snapshots || this.#closed || e.saveTimer !== null || e.n < this.#snapMin || e.drift < this.#snapDrift) return;
+    if (this.#entries.get(e.id) !== e) return;
+    e.saveTimer = setTimeout(() => {
+      e.saveTimer = null;
+      this.#save(e);
+    }, this.#snapDelay);
+    e.saveTimer.unref();
+  }
+
+  /** Writes the entry's state now (encoded at once, so it is one whole state; the write itself
+   * runs in the background and holds up no catch-up). */
+  #save(e: Entry): void {
+    if (this.#entries.get(e.id) !== e || !e.trusted || e.drift === 0) return;
+    const data = encodeViewSnapshot(e, e.n);
+    if (data === null) return;
+    const drift = e.drift;
+    e.drift = 0;
+    const write = this.#source.saveSnapshot!(e.id, { uidValidity: e.uidValidity, modseq: e.modseq, data })
+      .catch((err: unknown) => {
+        e.drift += drift;
+        this.#onError(err);
+      })
+      .finally(() => this.#saving.delete(write));
+    this.#saving.add(write);
   }
 
   #applyDelta(e: Entry, d: ViewDelta): boolean {
@@ -480,6 +616,8 @@ export class ViewCache {
   #drop(e: Entry): void {
     if (this.#entries.get(e.id) !== e) return;
     this.#entries.delete(e.id);
+    if (e.saveTimer !== null) clearTimeout(e.saveTimer);
+    e.saveTimer = null;
     const sub = this.#subs.get(e.accountId);
     if (sub !== undefined && --sub.count === 0) {
       sub.off();

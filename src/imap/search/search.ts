@@ -75,7 +75,7 @@ export interface SearchView {
   /** RFC 5182 SEARCHRES: the saved result, as UIDs (null or absent: none saved, `$` is empty). */
   saved?: ReadonlySet<Uid> | null;
   /** Messages \Recent in this session (IMAP4rev1 only; empty for IMAP4rev2). */
-  recent?: ReadonlySet<Uid>;
+  recent?: { has(uid: Uid): boolean };
   /** The clock, epoch ms (RFC 5032 OLDER/YOUNGER). */
   now?: () => number;
   /** Minutes east of UTC of the server's time zone at an instant: the zone in which an

@@ -57,7 +57,7 @@ export class MailboxView {
   saved: Uid[] = [];
   /** This session's \Recent messages (RFC 3501 §2.3.2); empty under IMAP4rev2, which removed
    * the flag (RFC 9051 §2.3.2). */
-  readonly recent = new Set<Uid>();
+  readonly recent = new RecentUids(this);
   /** Whether \Recent is shown (IMAP4rev1). */
   private showRecent = false;
   /** Keywords announced in the last FLAGS response, by lowercase name. */
@@ -182,15 +182,32 @@ export class MailboxView {
   }
 
   /** Marks as recent the UIDs above the mailbox's floor; a read-write view claims them, so no
-   * other session sees them as recent (RFC 3501 §2.3.2); EXAMINE does not change the state. */
+   * other session sees them as recent (RFC 3501 §2.3.2); EXAMINE does not change the state.
+   * uids: the view's last messages (all of them at SELECT, the new ones at a sync), ascending. */
   private takeRecent(uids: ArrayLike<Uid>, tracker: RecentTracker): void {
     if (uids.length === 0) return;
     const max = uids[uids.length - 1]!;
     const floor = this.readOnly ? tracker.floor(this.mailbox.id) : tracker.claim(this.mailbox.id, max);
-    // Ascending: only the tail above the floor is looked at (at SELECT, usually nothing).
-    let i = uids.length;
-    while (i > 0 && uids[i - 1]! > floor) i--;
-    for (; i < uids.length; i++) this.recent.add(uids[i]!);
+    // A range, not a UID each: after a restart every message of a 100,000-message mailbox is
+    // recent for the first IMAP4rev1 SELECT.
+    this.recent.add(Math.max(floor, uids[0]! - 1), max);
+  }
+
+  /** How many messages of the view have a UID in (lo, hi]. */
+  countBetween(lo: number, hi: number): number {
+    return this.upperBound(hi) - this.upperBound(lo);
+  }
+
+  /** The number of messages of the view whose UID is at most uid. */
+  private upperBound(uid: number): number {
+    let lo = 0;
+    let hi = this.n;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.uidArr[mid]! <= uid) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   /** Flags as the client sees them: the entry's, plus \\Recent (IMAP4rev1). */
@@ -452,7 +469,7 @@ export class MailboxView {
       }
       this.n = w;
       this.uidView = null;
-      for (const u of this.held) this.recent.delete(u);
+      // Out of the view, so out of the recent count too (RecentUids counts the view's UIDs).
       this.held.clear();
     }
     let added = false;
@@ -535,4 +552,35 @@ function sameFlags(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
   const set = new Set(a.map((f) => f.toLowerCase()));
   return b.every((f) => set.has(f.toLowerCase()));
+}
+
+/**
+ * A session's \Recent messages (RFC 3501 §2.3.2): the messages of its view whose UIDs fall in the
+ * ranges it claimed, (lo, hi] each. A message expunged from the view leaves the set with it.
+ */
+export class RecentUids {
+  /** lo0, hi0, lo1, hi1, ... ascending and disjoint; few (one per SELECT and per batch of new
+   * messages, merged when they touch). */
+  private readonly bounds: number[] = [];
+
+  constructor(private readonly view: Pick<MailboxView, 'has' | 'countBetween'>) {}
+
+  add(lo: number, hi: number): void {
+    if (hi <= lo) return;
+    const b = this.bounds;
+    if (b.length > 0 && lo <= b[b.length - 1]!) b[b.length - 1] = Math.max(b[b.length - 1]!, hi);
+    else b.push(lo, hi);
+  }
+
+  has(uid: Uid): boolean {
+    const b = this.bounds;
+    for (let i = 0; i < b.length; i += 2) if (uid > b[i]! && uid <= b[i + 1]!) return this.view.has(uid);
+    return false;
+  }
+
+  get size(): number {
+    let n = 0;
+    for (let i = 0; i < this.bounds.length; i += 2) n += this.view.countBetween(this.bounds[i]!, this.bounds[i + 1]!);
+    return n;
+  }
 }

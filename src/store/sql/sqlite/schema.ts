@@ -282,6 +282,20 @@ SELECT e.mailbox_id, e.uid, e.internal_date, e.size, coalesce(k.sent_date, e.int
 CREATE INDEX entries_pid ON entries (pid);
 `,
   },
+  {
+    version: 11,
+    sql: `
+-- The view cache's snapshot of a mailbox (store/view-snapshot.ts: UIDs, modseqs and flags as
+-- typed arrays in one blob, with the UIDVALIDITY, UIDNEXT and modseq it reflects), so the first
+-- SELECT after a start reads one value instead of every entry. Derived data: a missing, old or
+-- unreadable one is only slower (the changes since its modseq are applied on top).
+CREATE TABLE view_snapshots (
+  mailbox_id INTEGER PRIMARY KEY,
+  modseq INTEGER NOT NULL,
+  data BLOB NOT NULL
+);
+`,
+  },
 ];
 
 /** Applies the missing migrations. Refuses a database written by a newer version. */

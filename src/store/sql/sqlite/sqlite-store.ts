@@ -171,6 +171,9 @@ export interface SqliteStoreOptions {
   viewCacheMessages?: number;
   /** Mailboxes of at least this many messages are caught up in the background after each change. */
   viewCacheEagerMin?: number;
+  /** Views of at least this many messages are kept as snapshots in view_snapshots (default
+   * 10,000; Infinity: never), so the first SELECT after a start reads one blob, not every row. */
+  viewSnapshotMin?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
   /** Where a throwing feed listener's error goes (default: a process warning). */
@@ -513,6 +516,7 @@ class SqliteStore implements MailStore {
     this.#views = new ViewCache(this.#viewSource(), this.feed, {
       maxMessages: options.viewCacheMessages,
       eagerMinMessages: options.viewCacheEagerMin,
+      snapshotMinMessages: options.viewSnapshotMin,
       onError: (err) => process.emitWarning(`view cache: ${String(err)}`),
     });
   }
@@ -1343,6 +1347,7 @@ class SqliteStore implements MailStore {
     for (const r of rows) refs.set(r.blob_hash, (refs.get(r.blob_hash) ?? 0) + 1);
     this.#decRefs(ctx, refs);
     this.#q('DELETE FROM expunged WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)').run(id);
+    this.#q('DELETE FROM view_snapshots WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)').run(id);
     this.#q('DELETE FROM mailboxes WHERE account_id = ?').run(id);
     this.#q('DELETE FROM subscriptions WHERE account_id = ?').run(id);
     this.#q('DELETE FROM thread_keys WHERE account_id = ?').run(id);
@@ -1625,6 +1630,7 @@ class SqliteStore implements MailStore {
       this.#bumpUsage(accountId, -bytes, -rows.length);
       this.#decRefs(ctx, refs);
       this.#q('DELETE FROM expunged WHERE mailbox_id = ?').run(mb.id);
+      this.#q('DELETE FROM view_snapshots WHERE mailbox_id = ?').run(mb.id);
       // RFC 5464 §4.1: a mailbox created later with the same name does not inherit annotations.
       this.#q('DELETE FROM metadata WHERE account_id = ? AND mailbox_id = ?').run(accountId, mb.id);
       this.#q('DELETE FROM mailboxes WHERE id = ?').run(mb.id);
@@ -1746,6 +1752,17 @@ class SqliteStore implements MailStore {
           ),
         };
       },
+      loadSnapshot: async (id) => ((this.#qr('SELECT data FROM view_snapshots WHERE mailbox_id = ?').get(id) as [Buffer] | undefined) ?? [null])[0],
+      // A job of its own in the write queue (not durable by itself: a lost one is rebuilt). Rows
+      // of mailboxes deleted meanwhile are not written, and those left by a crash are removed.
+      saveSnapshot: (id, snap) =>
+        this.#write(() => {
+          this.#q(
+            `INSERT INTO view_snapshots (mailbox_id, modseq, data) SELECT id, ?, ? FROM mailboxes WHERE id = ? AND uid_validity = ?
+               ON CONFLICT (mailbox_id) DO UPDATE SET modseq = excluded.modseq, data = excluded.data WHERE excluded.modseq >= view_snapshots.modseq`,
+          ).run(snap.modseq, snap.data, id, snap.uidValidity);
+          this.#q('DELETE FROM view_snapshots WHERE mailbox_id NOT IN (SELECT id FROM mailboxes)').run();
+        }),
     };
   }
 
@@ -2539,10 +2556,11 @@ class SqliteStore implements MailStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    // Before the store refuses writes: the view cache writes its snapshots (view-cache.ts).
+    await this.#views.close();
     await this.#whenIdle();
     this.#closed = true;
     this.#locks.clear();
-    this.#views.close();
     // The worker's connection closes first, so the store's close is the last one and may
     // checkpoint the rest and remove the -wal file.
     await this.#checkpointer.close();
