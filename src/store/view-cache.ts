@@ -115,6 +115,23 @@ export interface ViewCacheOptions {
   snapshotDelayMs?: number;
 }
 
+export interface ViewCacheStats {
+  /** Entries held, and the messages in them. */
+  mailboxes: number;
+  messages: number;
+  /** Entries made from a stored snapshot (then caught up), and by reading every row. */
+  fromSnapshot: number;
+  wholeReads: number;
+  /** Snapshots written (or found already newer) by this cache. */
+  snapshotsWritten: number;
+}
+
+/** The view cache's figures of a store that has one (both SQL backends), else null. */
+export function viewCacheStats(store: object): ViewCacheStats | null {
+  const stats = (store as { viewCacheStats?: unknown }).viewCacheStats;
+  return typeof stats === 'object' && stats !== null ? (stats as ViewCacheStats) : null;
+}
+
 export const DEFAULT_VIEW_CACHE_MESSAGES = 1_000_000;
 const DEFAULT_EAGER_MIN = 1000;
 const DEFAULT_SNAPSHOT_MIN = 10_000;
@@ -351,6 +368,7 @@ export class ViewCache {
   readonly #snapMin: number;
   readonly #snapDrift: number;
   readonly #snapDelay: number;
+  readonly #counts = { fromSnapshot: 0, wholeReads: 0, snapshotsWritten: 0 };
   /** Snapshot writes in flight, awaited by close(). */
   readonly #saving = new Set<Promise<void>>();
   /** In least recently used order (Map insertion order, refreshed on use). */
@@ -403,11 +421,11 @@ export class ViewCache {
     return res;
   }
 
-  /** Entries held and the messages in them (tests, metrics). */
-  get stats(): { mailboxes: number; messages: number } {
+  /** Entries held and the messages in them, and how entries were made (tests, metrics). */
+  get stats(): ViewCacheStats {
     let messages = 0;
     for (const e of this.#entries.values()) messages += e.n;
-    return { mailboxes: this.#entries.size, messages };
+    return { mailboxes: this.#entries.size, messages, ...this.#counts };
   }
 
   /** Stops, after writing the snapshot of every entry that changed since its last one (the
@@ -455,6 +473,7 @@ export class ViewCache {
     if (!e.restore(snap, h.accountId)) return false;
     if (!this.#applyDelta(e, delta) || e.n !== h.messages) return false;
     e.drift = delta.added.length + delta.changed.length + delta.expunged.length;
+    this.#counts.fromSnapshot++;
     return true;
   }
 
@@ -465,6 +484,7 @@ export class ViewCache {
     if (head === null) throw notFound(e.id);
     const text = await this.#source.rows(e.id);
     e.reset(head, head.messages + 16);
+    this.#counts.wholeReads++;
     e.drift = Infinity;
     e.trusted = true;
     let p = 0;
@@ -533,6 +553,9 @@ export class ViewCache {
     const drift = e.drift;
     e.drift = 0;
     const write = this.#source.saveSnapshot!(e.id, { uidValidity: e.uidValidity, modseq: e.modseq, data })
+      .then(() => {
+        this.#counts.snapshotsWritten++;
+      })
       .catch((err: unknown) => {
         e.drift += drift;
         this.#onError(err);

@@ -61,7 +61,7 @@ import {
 import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
 import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-feed.js';
 import { ViewCache } from '../../view-cache.js';
-import type { MailboxHead, ViewCacheOptions, ViewRow, ViewSource } from '../../view-cache.js';
+import type { MailboxHead, ViewCacheOptions, ViewCacheStats, ViewRow, ViewSource } from '../../view-cache.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
@@ -128,6 +128,9 @@ export interface PgStoreOptions {
   /** Mailboxes of at least this many messages are caught up in the background after each change
    * (also another node's: the feed carries them). */
   viewCacheEagerMin?: number;
+  /** Views of at least this many messages are kept as snapshots in view_snapshots (default
+   * 10,000; Infinity: never): a node's first SELECT of the mailbox reads one value. */
+  viewSnapshotMin?: number;
   /**
    * NOTIFY after the writing COMMIT instead of inside it. PostgreSQL serialises the commits of
    * all notifying transactions of a database on one lock held across their WAL flush, which
@@ -1091,6 +1094,7 @@ class PgStore implements MailStore {
     for (const r of rows) refs.set(r.blob_hash, (refs.get(r.blob_hash) ?? 0) + 1);
     await this.#decRefs(c, ctx, refs);
     await c.query('DELETE FROM expunged WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = $1)', [id]);
+    await c.query('DELETE FROM view_snapshots WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = $1)', [id]);
     await c.query('DELETE FROM mailboxes WHERE account_id = $1', [id]);
     await c.query('DELETE FROM subscriptions WHERE account_id = $1', [id]);
     await c.query('DELETE FROM thread_keys WHERE account_id = $1', [id]);
@@ -1405,6 +1409,7 @@ class PgStore implements MailStore {
       await this.#bumpUsage(c, accountId, -bytes, -rows.length);
       await this.#decRefs(c, ctx, refs);
       await c.query('DELETE FROM expunged WHERE mailbox_id = $1', [mb.id]);
+      await c.query('DELETE FROM view_snapshots WHERE mailbox_id = $1', [mb.id]);
       // RFC 5464 §4.1: a mailbox created later with the same name does not inherit annotations.
       await c.query('DELETE FROM metadata WHERE account_id = $1 AND mailbox_id = $2', [accountId, mb.id]);
       await c.query('DELETE FROM mailboxes WHERE id = $1', [mb.id]);
@@ -1513,6 +1518,11 @@ class PgStore implements MailStore {
     return this.#read(() => this.#views.get(mailboxId));
   }
 
+  /** See viewCacheStats (view-cache.ts). */
+  get viewCacheStats(): ViewCacheStats {
+    return this.#views.stats;
+  }
+
   /** The narrow reads of the view cache. */
   #viewSource(): ViewSource {
     const HEAD = 'SELECT account_id, uid_validity, uid_next, highest_modseq, messages FROM mailboxes WHERE id = $1';
@@ -1557,6 +1567,16 @@ class PgStore implements MailStore {
         delta.changed.sort((a, b) => a[0] - b[0]);
         delta.expunged.sort((a, b) => a - b);
         return delta;
+      },
+      loadSnapshot: async (id) => (await this.#arrays<[Buffer]>(this.#pool, 'SELECT data FROM view_snapshots WHERE mailbox_id = $1', [id]))[0]?.[0] ?? null,
+      // Outside any account lock (derived data, not part of the account's state): a newer one
+      // (another node's) is kept, and nothing is written for a mailbox gone or renumbered.
+      saveSnapshot: async (id, snap) => {
+        await this.#pool.query(
+          `INSERT INTO view_snapshots (mailbox_id, modseq, data) SELECT id, $2, $3 FROM mailboxes WHERE id = $1 AND uid_validity = $4
+             ON CONFLICT (mailbox_id) DO UPDATE SET modseq = EXCLUDED.modseq, data = EXCLUDED.data WHERE view_snapshots.modseq <= EXCLUDED.modseq`,
+          [id, snap.modseq, Buffer.from(snap.data.buffer, snap.data.byteOffset, snap.data.length), snap.uidValidity],
+        );
       },
     };
   }
@@ -2379,7 +2399,8 @@ class PgStore implements MailStore {
     await this.#whenIdle();
     this.#closed = true;
     this.#locks.clear();
-    this.#views.close();
+    // Its snapshot writes use the pool, not #tx: they are let through after #closed.
+    await this.#views.close();
     const lock = this.#lockClient;
     this.#lockClient = null;
     if (lock !== null) await lock.end().catch(() => undefined);
@@ -2458,7 +2479,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
   }
   return new PgStore({ pool, notify, channel, external, lockSpace, connect, onConnectionError, parsedCacheSize: options.parsedCacheSize ?? 512,
     notifyAfterCommit: options.notifyAfterCommit ?? false,
-    viewCache: { maxMessages: options.viewCacheMessages, eagerMinMessages: options.viewCacheEagerMin },
+    viewCache: { maxMessages: options.viewCacheMessages, eagerMinMessages: options.viewCacheEagerMin, snapshotMinMessages: options.viewSnapshotMin },
   });
 }
 

@@ -231,6 +231,18 @@ ALTER TABLE sort_keys ADD COLUMN thread_text text;
 CREATE INDEX entries_pid ON entries (pid);
 `,
   },
+  {
+    version: 11,
+    sql: `
+-- The view cache's snapshot of a mailbox (store/view-snapshot.ts), as on SQLite: derived data,
+-- a missing, old or unreadable one is only slower.
+CREATE TABLE view_snapshots (
+  mailbox_id bigint PRIMARY KEY,
+  modseq bigint NOT NULL,
+  data bytea NOT NULL
+);
+`,
+  },
 ];
 
 /**

@@ -95,7 +95,7 @@ import { planMetadata } from '../../metadata.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import { ViewCache } from '../../view-cache.js';
-import type { MailboxHead, ViewRow, ViewSource } from '../../view-cache.js';
+import type { MailboxHead, ViewCacheStats, ViewRow, ViewSource } from '../../view-cache.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
@@ -1718,6 +1718,11 @@ class SqliteStore implements MailStore {
 
   async listViewEntries(mailboxId: MailboxId): Promise<ViewEntries> {
     return this.#views.get(mailboxId);
+  }
+
+  /** See viewCacheStats (view-cache.ts). */
+  get viewCacheStats(): ViewCacheStats {
+    return this.#views.stats;
   }
 
   /** The narrow reads of the view cache. Synchronous underneath: each answer is one state. */
