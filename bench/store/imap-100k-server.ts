@@ -3,7 +3,8 @@
  * bench/store/imap-100k.ts. Prints "PORT <n>" when listening. Answers IPC messages from the
  * parent: { op: 'deliver', address, count, concurrency } -> { rate } (durable deliveries per
  * second), { op: 'cpu' } -> { cpu } (this process's CPU time so far, ms), { op: 'heap-reset' } / { op: 'heap-peak' } -> { peak } (largest heapUsed + external
- * sampled every 10 ms since the reset, bytes). Stops on SIGTERM.
+ * sampled every 10 ms since the reset, bytes). Stops on SIGTERM. VIEW_WARM=0 turns the view
+ * cache's warm-up at open off.
  */
 import { pino } from 'pino';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
@@ -13,7 +14,8 @@ import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
 import { makeMessage } from '../../test/helpers/messages.js';
 
 const dir = process.argv[2]!;
-const store = await openSqliteStore({ dir });
+// VIEW_WARM=0: no warm-up of the view cache at open (the first SELECT then reads the snapshot).
+const store = await openSqliteStore({ dir, ...(process.env.VIEW_WARM === '0' ? { viewWarmMessages: 0 } : {}) });
 const ctx = { hostname: 'facteur.bench.example', store, log: pino({ level: 'warn' }), auth: createAuthenticator(store), tls: null };
 const server = createImapServer(ctx, { implicitTls: false, maxConnectionsPerIp: 1000 });
 const port = await server.listen('127.0.0.1', 0);

@@ -208,9 +208,13 @@ function ask<T>(child: ChildProcess, msg: object): Promise<T> {
   });
 }
 
-async function startServer(dir: string, profileDir: string | null): Promise<{ child: ChildProcess; port: number }> {
+async function startServer(dir: string, profileDir: string | null, env: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number }> {
   const execArgv = ['--import', 'tsx', ...(profileDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])];
-  const child = fork(new URL('./imap-100k-server.ts', import.meta.url).pathname, [dir], { execArgv, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const child = fork(new URL('./imap-100k-server.ts', import.meta.url).pathname, [dir], {
+    execArgv,
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    env: { ...process.env, ...env },
+  });
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -248,28 +252,32 @@ try {
   });
   // A graceful stop (the store writes the view snapshot at close), then a new process on the
   // same directory: its first SELECT starts from the snapshot the previous process wrote.
-  const restart = async (how: 'SIGTERM' | 'SIGKILL'): Promise<string> => {
+  const restart = async (how: 'SIGTERM' | 'SIGKILL', warm = true): Promise<string> => {
     a.close();
     b.close();
     const t0 = performance.now();
     await stopServer(how);
     const stopped = performance.now() - t0;
     const snap = withDb(runDir, (db) => db.prepare('SELECT length(data) AS bytes, modseq FROM view_snapshots').get() as { bytes: number; modseq: number } | undefined);
-    server = await startServer(runDir, profileDir);
+    server = await startServer(runDir, profileDir, warm ? {} : { VIEW_WARM: '0' });
     a = await login(server.port);
     b = await login(server.port);
     return `(stop ${stopped.toFixed(0)} ms; snapshot ${snap === undefined ? 'none' : `${(snap.bytes / 1048576).toFixed(2)} MiB at modseq ${snap.modseq}`})`;
   };
   if (wanted('select')) {
-    let note = await restart('SIGTERM');
-    await timed('SELECT INBOX (first after restart, snapshot)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
+    // Without the warm-up: the SELECT itself reads the snapshot and applies the changes since.
+    let note = await restart('SIGTERM', false);
+    await timed('SELECT INBOX (first after restart, snapshot, no warm-up)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
+    // With it (the default): the store loads the view at open, before the client's LOGIN ends.
+    note = await restart('SIGTERM');
+    await timed('SELECT INBOX (first after restart, warm-up)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
     // Changes after the snapshot, then a crash: the next process applies them on top of it.
     await b.ok('SELECT INBOX');
     await b.ok('UID STORE 1:1500 +FLAGS.SILENT (\\Flagged)');
     await b.ok('UNSELECT');
     await a.ok('UNSELECT');
-    note = await restart('SIGKILL');
-    await timed('SELECT INBOX (after kill -9, 1,500 changes newer than snapshot)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
+    note = await restart('SIGKILL', false);
+    await timed('SELECT INBOX (after kill -9, 1,500 changes newer than snapshot, no warm-up)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
     // STORE 1:* then a crash: the drift rewrite (in the background, seconds later) is what the
     // next process finds.
     await b.ok('SELECT INBOX');
@@ -277,8 +285,8 @@ try {
     await b.ok('UNSELECT');
     await a.ok('UNSELECT');
     await new Promise((r) => setTimeout(r, 4000));
-    note = await restart('SIGKILL');
-    await timed('SELECT INBOX (after STORE 1:* and kill -9 4 s later)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
+    note = await restart('SIGKILL', false);
+    await timed('SELECT INBOX (after STORE 1:* and kill -9 4 s later, no warm-up)', 1, async () => `${(await a.ok('SELECT INBOX', /EXISTS/)).kept[0]} ${note}`);
   }
   if (wanted('status')) {
     await timed('STATUS INBOX (MESSAGES UNSEEN UIDNEXT HIGHESTMODSEQ)', 5, async () => {

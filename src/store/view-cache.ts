@@ -86,8 +86,11 @@ export interface ViewSource {
    * leaves both snapshot methods out. */
   loadSnapshot?(mailboxId: MailboxId): Promise<Uint8Array | null>;
   /** Stores a snapshot of the mailbox's view as of modseq, replacing one of a lower or equal
-   * modseq; does nothing when a newer one is stored or the mailbox (of this UIDVALIDITY) is gone. */
+   * modseq (and noting the time: warm-up order); does nothing when a newer one is stored or the
+   * mailbox (of this UIDVALIDITY) is gone. */
   saveSnapshot?(mailboxId: MailboxId, snapshot: StoredSnapshot): Promise<void>;
+  /** The mailboxes that have a snapshot, most recently stored first, with their message counts. */
+  snapshotted?(): Promise<Array<{ mailboxId: MailboxId; messages: number }>>;
 }
 
 export interface StoredSnapshot {
@@ -113,6 +116,9 @@ export interface ViewCacheOptions {
   /** Delay before such a write, so that it follows the command that caused it and a burst of
    * changes makes one write (default 2,000 ms). */
   snapshotDelayMs?: number;
+  /** warm() loads the snapshotted mailboxes, most recently stored first, up to this many messages
+   * (default a quarter of maxMessages; 0: no warm-up). */
+  warmMessages?: number;
 }
 
 export interface ViewCacheStats {
@@ -368,6 +374,8 @@ export class ViewCache {
   readonly #snapMin: number;
   readonly #snapDrift: number;
   readonly #snapDelay: number;
+  readonly #warmMax: number;
+  #warming: Promise<void> = Promise.resolve();
   readonly #counts = { fromSnapshot: 0, wholeReads: 0, snapshotsWritten: 0 };
   /** Snapshot writes in flight, awaited by close(). */
   readonly #saving = new Set<Promise<void>>();
@@ -388,6 +396,36 @@ export class ViewCache {
     this.#snapMin = options.snapshotMinMessages ?? DEFAULT_SNAPSHOT_MIN;
     this.#snapDrift = Math.max(1, options.snapshotDriftMessages ?? DEFAULT_SNAPSHOT_DRIFT);
     this.#snapDelay = options.snapshotDelayMs ?? DEFAULT_SNAPSHOT_DELAY_MS;
+    this.#warmMax = Math.min(this.#max, options.warmMessages ?? Math.floor(this.#max / 4));
+  }
+
+  /**
+   * Loads, in the background, the views of the mailboxes that have a snapshot (those large and
+   * recently used), most recently stored first, up to warmMessages: called once the store is
+   * open, so that the first SELECT after a start (clients reconnect at once) finds its view held
+   * instead of reading the snapshot itself. One mailbox at a time, yielding in between; a SELECT
+   * of a mailbox being loaded waits for that load rather than starting another.
+   */
+  warm(): void {
+    if (!this.#snapshots || this.#warmMax <= 0 || this.#source.snapshotted === undefined) return;
+    const run = async (): Promise<void> => {
+      // After the opener's turn: a server starts listening first.
+      await new Promise((resolve) => setImmediate(resolve));
+      let budget = this.#warmMax;
+      for (const { mailboxId, messages } of await this.#source.snapshotted!()) {
+        if (this.#closed) return;
+        if (messages + ENTRY_WEIGHT > budget) continue;
+        budget -= messages + ENTRY_WEIGHT;
+        if (this.#entries.has(mailboxId)) continue;
+        await this.get(mailboxId).catch((err: unknown) => {
+          if (!this.#closed && !(err instanceof StoreError && err.code === 'not-found')) this.#onError(err);
+        });
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    this.#warming = run().catch((err: unknown) => {
+      if (!this.#closed) this.#onError(err);
+    });
   }
 
   /** The mailbox's messages as of now. StoreError 'not-found' when the mailbox does not exist. */
@@ -433,10 +471,12 @@ export class ViewCache {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#warming;
     for (const e of this.#entries.values()) {
       if (e.saveTimer !== null) clearTimeout(e.saveTimer);
       e.saveTimer = null;
-      if (this.#snapshots && e.n >= this.#snapMin && e.drift > 0) this.#save(e);
+      // Unchanged ones too: rewritten, they are the most recently used for the next warm-up.
+      if (this.#snapshots && e.n >= this.#snapMin) this.#save(e, true);
     }
     await Promise.all(this.#saving);
     for (const e of [...this.#entries.values()]) this.#drop(e);
@@ -546,8 +586,8 @@ export class ViewCache {
 
   /** Writes the entry's state now (encoded at once, so it is one whole state; the write itself
    * runs in the background and holds up no catch-up). */
-  #save(e: Entry): void {
-    if (this.#entries.get(e.id) !== e || !e.trusted || e.drift === 0) return;
+  #save(e: Entry, evenUnchanged = false): void {
+    if (this.#entries.get(e.id) !== e || !e.trusted || (e.drift === 0 && !evenUnchanged)) return;
     const data = encodeViewSnapshot(e, e.n);
     if (data === null) return;
     const drift = e.drift;

@@ -338,12 +338,31 @@ test('view snapshot: a view read whole is stored in the background (no close nee
     } finally {
       await s.close();
     }
-    // Nothing changed since: the close wrote nothing more.
-    const s2 = await open(f.location);
+  }));
+
+test('view snapshot: a store loads the snapshotted views in the background at open (warm-up), within its budget', () =>
+  withSnapshot(async (f) => {
+    const s = postgres
+      ? await openPgStore({ ...parsePgStoreUrl(f.location), blobs: 'database', viewSnapshotMin: 1 })
+      : await openSqliteStore({ dir: f.location, viewSnapshotMin: 1 });
     try {
-      await s2.listViewEntries(f.box);
+      for (let waited = 0; viewCacheStats(s)?.mailboxes !== 1; waited += 20) {
+        assert.ok(waited < 5000, 'warmed without any read');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await assertViewCurrent(s, f.box, 'warmed');
+      assert.deepEqual([viewCacheStats(s)?.fromSnapshot, viewCacheStats(s)?.wholeReads], [1, 0], 'loaded once, by the warm-up');
     } finally {
-      await s2.close();
+      await s.close();
     }
-    assert.equal(viewCacheStats(s2)?.snapshotsWritten, 0);
+    // A budget below the mailbox's size: nothing loaded until asked.
+    const small = postgres
+      ? await openPgStore({ ...parsePgStoreUrl(f.location), blobs: 'database', viewSnapshotMin: 1, viewWarmMessages: 39 })
+      : await openSqliteStore({ dir: f.location, viewSnapshotMin: 1, viewWarmMessages: 39 });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(viewCacheStats(small)?.mailboxes, 0);
+    } finally {
+      await small.close();
+    }
   }));

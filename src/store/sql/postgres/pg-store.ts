@@ -131,6 +131,9 @@ export interface PgStoreOptions {
   /** Views of at least this many messages are kept as snapshots in view_snapshots (default
    * 10,000; Infinity: never): a node's first SELECT of the mailbox reads one value. */
   viewSnapshotMin?: number;
+  /** At open, the views of the most recently snapshotted mailboxes are loaded in the background,
+   * up to this many messages (default a quarter of viewCacheMessages; 0: none). */
+  viewWarmMessages?: number;
   /**
    * NOTIFY after the writing COMMIT instead of inside it. PostgreSQL serialises the commits of
    * all notifying transactions of a database on one lock held across their WAL flush, which
@@ -389,6 +392,7 @@ class PgStore implements MailStore {
     this.#parsedCache = new LruCache(init.parsedCacheSize);
     this.#counters = createPgCounters(init.pool, { onSweepError: init.onConnectionError });
     this.#views = new ViewCache(this.#viewSource(), this.feed, { ...init.viewCache, onError: init.onConnectionError });
+    this.#views.warm();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1573,11 +1577,19 @@ class PgStore implements MailStore {
       // (another node's) is kept, and nothing is written for a mailbox gone or renumbered.
       saveSnapshot: async (id, snap) => {
         await this.#pool.query(
-          `INSERT INTO view_snapshots (mailbox_id, modseq, data) SELECT id, $2, $3 FROM mailboxes WHERE id = $1 AND uid_validity = $4
-             ON CONFLICT (mailbox_id) DO UPDATE SET modseq = EXCLUDED.modseq, data = EXCLUDED.data WHERE view_snapshots.modseq <= EXCLUDED.modseq`,
-          [id, snap.modseq, Buffer.from(snap.data.buffer, snap.data.byteOffset, snap.data.length), snap.uidValidity],
+          `INSERT INTO view_snapshots (mailbox_id, modseq, stored_at, data) SELECT id, $2, $5, $3 FROM mailboxes WHERE id = $1 AND uid_validity = $4
+             ON CONFLICT (mailbox_id) DO UPDATE SET modseq = EXCLUDED.modseq, stored_at = EXCLUDED.stored_at, data = EXCLUDED.data
+             WHERE view_snapshots.modseq <= EXCLUDED.modseq`,
+          [id, snap.modseq, Buffer.from(snap.data.buffer, snap.data.byteOffset, snap.data.length), snap.uidValidity, Date.now()],
         );
       },
+      snapshotted: async () =>
+        (
+          await this.#arrays<[string, number]>(
+            this.#pool,
+            'SELECT s.mailbox_id, m.messages FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id ORDER BY s.stored_at DESC',
+          )
+        ).map(([id, messages]) => ({ mailboxId: asMailboxId(Number(id)), messages: Number(messages) })),
     };
   }
 
@@ -2479,7 +2491,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
   }
   return new PgStore({ pool, notify, channel, external, lockSpace, connect, onConnectionError, parsedCacheSize: options.parsedCacheSize ?? 512,
     notifyAfterCommit: options.notifyAfterCommit ?? false,
-    viewCache: { maxMessages: options.viewCacheMessages, eagerMinMessages: options.viewCacheEagerMin, snapshotMinMessages: options.viewSnapshotMin },
+    viewCache: { maxMessages: options.viewCacheMessages, eagerMinMessages: options.viewCacheEagerMin, snapshotMinMessages: options.viewSnapshotMin, warmMessages: options.viewWarmMessages },
   });
 }
 

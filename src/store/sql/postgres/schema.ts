@@ -239,6 +239,7 @@ CREATE INDEX entries_pid ON entries (pid);
 CREATE TABLE view_snapshots (
   mailbox_id bigint PRIMARY KEY,
   modseq bigint NOT NULL,
+  stored_at bigint NOT NULL,
   data bytea NOT NULL
 );
 `,

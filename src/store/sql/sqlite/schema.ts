@@ -289,9 +289,11 @@ CREATE INDEX entries_pid ON entries (pid);
 -- typed arrays in one blob, with the UIDVALIDITY, UIDNEXT and modseq it reflects), so the first
 -- SELECT after a start reads one value instead of every entry. Derived data: a missing, old or
 -- unreadable one is only slower (the changes since its modseq are applied on top).
+-- stored_at (ms): the warm-up at open loads the most recently stored first.
 CREATE TABLE view_snapshots (
   mailbox_id INTEGER PRIMARY KEY,
   modseq INTEGER NOT NULL,
+  stored_at INTEGER NOT NULL,
   data BLOB NOT NULL
 );
 `,

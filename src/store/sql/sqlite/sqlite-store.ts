@@ -174,6 +174,9 @@ export interface SqliteStoreOptions {
   /** Views of at least this many messages are kept as snapshots in view_snapshots (default
    * 10,000; Infinity: never), so the first SELECT after a start reads one blob, not every row. */
   viewSnapshotMin?: number;
+  /** At open, the views of the most recently snapshotted mailboxes are loaded in the background,
+   * up to this many messages (default a quarter of viewCacheMessages; 0: none). */
+  viewWarmMessages?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
   /** Where a throwing feed listener's error goes (default: a process warning). */
@@ -517,8 +520,10 @@ class SqliteStore implements MailStore {
       maxMessages: options.viewCacheMessages,
       eagerMinMessages: options.viewCacheEagerMin,
       snapshotMinMessages: options.viewSnapshotMin,
+      warmMessages: options.viewWarmMessages,
       onError: (err) => process.emitWarning(`view cache: ${String(err)}`),
     });
+    this.#views.warm();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1763,11 +1768,16 @@ class SqliteStore implements MailStore {
       saveSnapshot: (id, snap) =>
         this.#write(() => {
           this.#q(
-            `INSERT INTO view_snapshots (mailbox_id, modseq, data) SELECT id, ?, ? FROM mailboxes WHERE id = ? AND uid_validity = ?
-               ON CONFLICT (mailbox_id) DO UPDATE SET modseq = excluded.modseq, data = excluded.data WHERE excluded.modseq >= view_snapshots.modseq`,
-          ).run(snap.modseq, snap.data, id, snap.uidValidity);
+            `INSERT INTO view_snapshots (mailbox_id, modseq, stored_at, data) SELECT id, ?, ?, ? FROM mailboxes WHERE id = ? AND uid_validity = ?
+               ON CONFLICT (mailbox_id) DO UPDATE SET modseq = excluded.modseq, stored_at = excluded.stored_at, data = excluded.data
+               WHERE excluded.modseq >= view_snapshots.modseq`,
+          ).run(snap.modseq, Date.now(), snap.data, id, snap.uidValidity);
           this.#q('DELETE FROM view_snapshots WHERE mailbox_id NOT IN (SELECT id FROM mailboxes)').run();
         }),
+      snapshotted: async () =>
+        (this.#qr('SELECT s.mailbox_id, m.messages FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id ORDER BY s.stored_at DESC').all() as Array<
+          [MailboxId, number]
+        >).map(([mailboxId, messages]) => ({ mailboxId, messages })),
     };
   }
 
