@@ -95,7 +95,7 @@ import { planMetadata } from '../../metadata.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import { ViewCache } from '../../view-cache.js';
-import type { MailboxHead, ViewCacheStats, ViewRow, ViewSource } from '../../view-cache.js';
+import type { MailboxHead, ViewCacheStats, ViewDelta, ViewRow, ViewSource } from '../../view-cache.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
@@ -1745,7 +1745,9 @@ class SqliteStore implements MailStore {
         ((this.#q(`SELECT group_concat(uid || ' ' || modseq || ' ' || flags || ' ' || keywords, char(10)) AS t FROM entries WHERE mailbox_id = ?`).get(id) as {
           t: string | null;
         }).t ?? ''),
-      since: async (id, modseq, uidNext) => {
+      // One read transaction: the count check needs the head and the rows of one state, also when
+      // another process writes the same file.
+      since: async (id, modseq, uidNext) => this.#readSnapshot((): ViewDelta => {
         const h = head(id);
         if (h === null) return { head: null, added: [], changed: [], expunged: [] };
         return {
@@ -1761,7 +1763,7 @@ class SqliteStore implements MailStore {
             (r) => r[0],
           ),
         };
-      },
+      }),
       loadSnapshot: async (id) => ((this.#qr('SELECT data FROM view_snapshots WHERE mailbox_id = ?').get(id) as [Buffer] | undefined) ?? [null])[0],
       // A job of its own in the write queue (not durable by itself: a lost one is rebuilt). Rows
       // of mailboxes deleted meanwhile are not written, and those left by a crash are removed.
