@@ -116,3 +116,30 @@ test('SELECT after a restart is exact: the snapshot stored at the last close, pl
     await loc.cleanup();
   }
 });
+
+test('SELECT says [UNSEEN n] of the first message without \\Seen, with few and with many distinct flag lists', async () => {
+  const loc = await testStoreLocation();
+  try {
+    await serve(loc.location, async (login, store) => {
+      await store.addDomain('example.com');
+      const bob = await store.createAccount({ address: USER, ...(await createCredentials(PASSWORD)) });
+      const box = (await store.createMailbox(bob.id, 'Projects')).id;
+      // 30 seen messages, then 20 unseen ones each with a keyword of its own: 20 flag lists
+      // without \Seen (more than firstUnseen searches one by one).
+      await store.appendMany(box, [
+        ...Array.from({ length: 30 }, (_, i) => testMessage({ subject: `s${i}` }, { flags: ['\\Seen', `$s${i % 7}`] })),
+        ...Array.from({ length: 20 }, (_, i) => testMessage({ subject: `u${i}` }, { flags: [`$u${i}`] })),
+      ]);
+      const t = await login();
+      await assertSelectExact(t, store, box, true);
+      // Few lists without \Seen left in use: the first unseen is further on.
+      await store.setFlags(box, Array.from({ length: 15 }, (_, i) => asUid(31 + i)), 'add', ['\\Seen']);
+      await t.command('U', 'UNSELECT');
+      await assertSelectExact(t, store, box, false);
+      await store.setFlags(box, Array.from({ length: 50 }, (_, i) => asUid(1 + i)), 'add', ['\\Seen']);
+      await assertSelectExact(await login(), store, box, false);
+    });
+  } finally {
+    await loc.cleanup();
+  }
+});

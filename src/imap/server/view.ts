@@ -267,8 +267,24 @@ export class MailboxView {
 
   /** Sequence number of the first message without \\Seen, or 0 (RFC 3501 §7.1 UNSEEN). */
   firstUnseen(): number {
-    const unseen = this.flagTable.map((f) => !f.includes('\\Seen'));
-    for (let i = 0; i < this.n; i++) if (unseen[this.flagIds[i]!]) return i + 1;
+    const unseen: number[] = [];
+    this.flagTable.forEach((f, id) => {
+      // Not the placeholders of lists no message uses (not interned, see the constructor).
+      if (!f.includes('\\Seen') && this.flagIndex.get(f.join(' ')) === id) unseen.push(id);
+    });
+    // Usually a few such flag lists: one native search each (indexOf on the typed array), each
+    // bounded by the best position so far. A mailbox read but for its last messages would
+    // otherwise cost a JavaScript loop over every message at SELECT.
+    if (unseen.length <= MAX_NATIVE_SEARCHES) {
+      let end = this.n;
+      for (const id of unseen) {
+        const i = this.flagIds.subarray(0, end).indexOf(id);
+        if (i >= 0) end = i;
+      }
+      return end === this.n ? 0 : end + 1;
+    }
+    const isUnseen = new Set(unseen);
+    for (let i = 0; i < this.n; i++) if (isUnseen.has(this.flagIds[i]!)) return i + 1;
     return 0;
   }
 
@@ -553,6 +569,9 @@ function sameFlags(a: readonly string[], b: readonly string[]): boolean {
   const set = new Set(a.map((f) => f.toLowerCase()));
   return b.every((f) => set.has(f.toLowerCase()));
 }
+
+/** Flag lists without \\Seen above which firstUnseen loops over the messages once instead. */
+const MAX_NATIVE_SEARCHES = 16;
 
 /**
  * A session's \Recent messages (RFC 3501 §2.3.2): the messages of its view whose UIDs fall in the
