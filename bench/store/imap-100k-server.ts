@@ -11,11 +11,13 @@ import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createImapServer } from '../../src/imap/server/server.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { VIEW_WARM_MESSAGES } from '../../src/store/view-cache.js';
 import { makeMessage } from '../../test/helpers/messages.js';
 
 const dir = process.argv[2]!;
-// VIEW_WARM=0: no warm-up of the view cache at open (the first SELECT then reads the snapshot).
-const store = await openSqliteStore({ dir, ...(process.env.VIEW_WARM === '0' ? { viewWarmMessages: 0 } : {}) });
+// As `facteur serve` opens it: with the view cache's warm-up, unless VIEW_WARM=0 (the first
+// SELECT then reads the snapshot itself).
+const store = await openSqliteStore({ dir, viewWarmMessages: process.env.VIEW_WARM === '0' ? 0 : VIEW_WARM_MESSAGES });
 const ctx = { hostname: 'facteur.bench.example', store, log: pino({ level: 'warn' }), auth: createAuthenticator(store), tls: null };
 const server = createImapServer(ctx, { implicitTls: false, maxConnectionsPerIp: 1000 });
 const port = await server.listen('127.0.0.1', 0);

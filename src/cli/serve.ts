@@ -16,7 +16,7 @@ export interface ServeOptions {
 
 export async function serve(dataDir: string, options: ServeOptions): Promise<number> {
   const { config, location } = await dataDirStore(dataDir);
-  const store = await openStore(location);
+  const store = await openStore(location, { warmViews: true });
   config.listen = options.onlyListed ? { ...options.listen } : { ...config.listen, ...options.listen };
   if (options.dns.length > 0) config.dns.servers = options.dns;
   let app;

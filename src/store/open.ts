@@ -5,6 +5,7 @@
 import { openPgStore, parsePgStoreUrl } from './sql/postgres/pg-store.js';
 import { openSqliteStore } from './sql/sqlite/sqlite-store.js';
 import { StoreError } from './types.js';
+import { VIEW_WARM_MESSAGES } from './view-cache.js';
 import type { MailStore } from './types.js';
 
 export interface OpenStoreOptions {
@@ -13,6 +14,10 @@ export interface OpenStoreOptions {
   blobs?: string;
   /** SQLite only: the page cache, KiB (SqliteStoreOptions.pageCacheKiB). */
   pageCacheKiB?: number;
+  /** A server: load the most recently used mailbox views in the background at open (their
+   * snapshots, view-cache.ts), so the first SELECTs after a start find them. Not for a
+   * command-line tool that opens the store for a moment. */
+  warmViews?: boolean;
 }
 
 /**
@@ -22,11 +27,15 @@ export interface OpenStoreOptions {
 export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<MailStore> {
   if (/^postgres(ql)?:\/\//i.test(location)) {
     const parsed = parsePgStoreUrl(location);
-    return openPgStore({ ...parsed, blobs: parsed.blobs ?? options.blobs ?? 'database' });
+    return openPgStore({ ...parsed, blobs: parsed.blobs ?? options.blobs ?? 'database', ...warm(options) });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
     throw new StoreError('invalid', `Cannot open store: unknown store URL scheme in ${location.split(':')[0] ?? ''}://`);
   }
   if (location.length === 0) throw new StoreError('invalid', 'Cannot open store: empty data directory');
-  return openSqliteStore({ dir: location, ...(options.pageCacheKiB === undefined ? {} : { pageCacheKiB: options.pageCacheKiB }) });
+  return openSqliteStore({ dir: location, ...(options.pageCacheKiB === undefined ? {} : { pageCacheKiB: options.pageCacheKiB }), ...warm(options) });
+}
+
+function warm(options: OpenStoreOptions): { viewWarmMessages?: number } {
+  return options.warmViews === true ? { viewWarmMessages: VIEW_WARM_MESSAGES } : {};
 }

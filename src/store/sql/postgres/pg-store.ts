@@ -132,7 +132,7 @@ export interface PgStoreOptions {
    * 10,000; Infinity: never): a node's first SELECT of the mailbox reads one value. */
   viewSnapshotMin?: number;
   /** At open, the views of the most recently snapshotted mailboxes are loaded in the background,
-   * up to this many messages (default a quarter of viewCacheMessages; 0: none). */
+   * up to this many messages (default 0: none; `facteur serve` asks for VIEW_WARM_MESSAGES). */
   viewWarmMessages?: number;
   /**
    * NOTIFY after the writing COMMIT instead of inside it. PostgreSQL serialises the commits of

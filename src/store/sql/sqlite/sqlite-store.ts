@@ -175,7 +175,7 @@ export interface SqliteStoreOptions {
    * 10,000; Infinity: never), so the first SELECT after a start reads one blob, not every row. */
   viewSnapshotMin?: number;
   /** At open, the views of the most recently snapshotted mailboxes are loaded in the background,
-   * up to this many messages (default a quarter of viewCacheMessages; 0: none). */
+   * up to this many messages (default 0: none; `facteur serve` asks for VIEW_WARM_MESSAGES). */
   viewWarmMessages?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
