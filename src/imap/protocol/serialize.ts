@@ -156,6 +156,29 @@ export function untagged(values: readonly ImapValue[], opts: SerializeOptions): 
   return out;
 }
 
+/**
+ * `* name n n ...` CRLF: a response of an atom and numbers (SORT of a whole mailbox), written with
+ * one join rather than a value per number (the same bytes untagged writes for them).
+ */
+export function untaggedNumbers(name: string, numbers: readonly number[]): Output {
+  for (const n of numbers) if (!Number.isSafeInteger(n) || n < 0) throw new Error(`Cannot serialise number: ${n}`);
+  const list = numbers.length > 0 ? ` ${numbers.join(' ')}` : '';
+  return [Buffer.from(`* ${checkAtom(name)}${list}\r\n`, 'latin1')];
+}
+
+/** Text that may follow an atom in `untaggedNested`: numbers, spaces and parentheses. */
+const NESTED_NUMBERS = /^[0-9 ()]*$/;
+
+/**
+ * `* name text` CRLF where `text` is nested lists of numbers already written out (THREAD's
+ * thread-lists for a whole mailbox: a value per message would cost more than threading it).
+ * Anything but digits, spaces and parentheses is refused.
+ */
+export function untaggedNested(name: string, text: string): Output {
+  if (!NESTED_NUMBERS.test(text)) throw new Error('Cannot serialise nested numbers: unexpected character');
+  return [Buffer.from(`* ${checkAtom(name)}${text.length > 0 ? ' ' : ''}${text}\r\n`, 'latin1')];
+}
+
 export type Status = 'OK' | 'NO' | 'BAD' | 'BYE' | 'PREAUTH';
 
 /** Human-readable text is ours, never the client's; still, it must stay on one line. */

@@ -8,7 +8,7 @@
  * - keys are compared as ranks (equal keys, equal ranks), never as strings or objects here: the
  *   store ranks a whole mailbox by one key in one read (storeSortView), or ranks are computed from
  *   the parse records for entries held in memory (sortViewOf);
- * - the work is a few typed-array passes and one numeric sort, whatever the number of criteria.
+ * - the work is one counting-sort pass per criterion over typed arrays, no comparison.
  */
 import type { SortKeys } from '../../mail/sort-keys.js';
 import { sortKeysOf, THREAD_NO_SUBJECT, THREAD_REPLY, threadNumber } from '../../mail/sort-keys.js';
@@ -189,75 +189,48 @@ export function sortViewOf(entries: readonly MessageEntry[], store: Pick<MailSto
   };
 }
 
-/** Largest integer a double holds exactly: composite keys stay below it. */
-const EXACT = 2 ** 53;
-
-/** Replaces keys by their dense ranks (equal keys, equal ranks), returning the number of ranks. */
-function densify(keys: Float64Array): number {
-  const n = keys.length;
-  if (n === 0) return 1;
-  const order = new Float64Array(n);
-  // keys < EXACT / n here (see sortMessages): key * n + p is exact.
-  for (let p = 0; p < n; p++) order[p] = keys[p]! * n + p;
-  order.sort();
-  let rank = -1;
-  let last = -1;
-  for (let q = 0; q < n; q++) {
-    const p = order[q]! % n;
-    const k = (order[q]! - p) / n;
-    if (q === 0 || k !== last) rank++;
-    last = k;
-    keys[p] = rank;
-  }
-  return rank + 1;
-}
-
-/** Sorts `indexes` (0-based positions in the view) by the criteria, RFC 5256 §3. A message no
- * longer in the store is left out. */
-export async function sortMessages(indexes: readonly number[], criteria: readonly SortCriterion[], view: SortView): Promise<number[]> {
-  const cols = await Promise.all(criteria.map((c) => view.ranks(c.key)));
-  const present = indexes.filter((i) => cols.every((col) => col.ranks[i]! >= 0));
-  return byOneNumber(present, criteria, cols, view.count) ?? byComparator(present, criteria, cols);
-}
-
 /**
- * One number per message orders it by all criteria: key = key * width + rank, criterion after
- * criterion (REVERSE: max - rank), then key * count + position for the ties; one numeric sort.
- * `span` bounds the keys; before a step could pass what a double holds exactly, the keys are made
- * dense. Null when even dense keys would not fit (mailboxes of millions of messages).
+ * Sorts `indexes` (0-based positions in the view) by the criteria, RFC 5256 §3. A message no
+ * longer in the store is left out.
+ *
+ * The ranks are dense small integers, so this is a least-significant-key-first counting sort: one
+ * stable pass per criterion (last criterion first, REVERSE as max - rank) over the positions in
+ * sequence order, O(messages + ranks) each, no comparison.
  */
-function byOneNumber(present: readonly number[], criteria: readonly SortCriterion[], cols: readonly ViewRanks[], viewCount: number): number[] | null {
-  const n = present.length;
-  const count = Math.max(1, viewCount);
-  const keys = new Float64Array(n);
-  let span = 1;
-  for (let ci = 0; ci < criteria.length; ci++) {
-    const { ranks, max } = cols[ci]!;
-    const reverse = criteria[ci]!.reverse;
-    const width = max + 1;
-    if (span * width * count >= EXACT) span = densify(keys);
-    if (span * width * count >= EXACT) return null;
-    for (let p = 0; p < n; p++) {
-      const r = ranks[present[p]!]!;
-      keys[p] = keys[p]! * width + (reverse ? max - r : r);
-    }
-    span *= width;
+export async function sortMessages(indexes: ArrayLike<number>, criteria: readonly SortCriterion[], view: SortView): Promise<number[]> {
+  const cols = await Promise.all(criteria.map((c) => view.ranks(c.key)));
+  let order = new Int32Array(indexes.length);
+  let n = 0;
+  let ascending = true;
+  for (let j = 0; j < indexes.length; j++) {
+    const i = indexes[j]!;
+    let present = true;
+    for (const col of cols) if (col.ranks[i]! < 0) present = false;
+    if (!present) continue;
+    if (n > 0 && i < order[n - 1]!) ascending = false;
+    order[n++] = i;
   }
-  const order = new Float64Array(n);
-  for (let p = 0; p < n; p++) order[p] = keys[p]! * count + present[p]!;
-  order.sort();
-  const out = new Array<number>(n);
-  for (let q = 0; q < n; q++) out[q] = order[q]! % count;
-  return out;
-}
-
-function byComparator(present: readonly number[], criteria: readonly SortCriterion[], cols: readonly ViewRanks[]): number[] {
-  return [...present].sort((a, b) => {
-    for (let c = 0; c < criteria.length; c++) {
-      const { ranks } = cols[c]!;
-      const d = ranks[a]! - ranks[b]!;
-      if (d !== 0) return criteria[c]!.reverse ? -d : d;
+  order = order.subarray(0, n);
+  // Messages equal under every criterion keep sequence order (RFC 5256 §3).
+  if (!ascending) order.sort();
+  let other = new Int32Array(n);
+  for (let c = criteria.length - 1; c >= 0; c--) {
+    const { ranks, max } = cols[c]!;
+    const reverse = criteria[c]!.reverse;
+    const start = new Int32Array(max + 2);
+    for (let q = 0; q < n; q++) {
+      const r = ranks[order[q]!]!;
+      start[(reverse ? max - r : r) + 1]!++;
     }
-    return a - b;
-  });
+    for (let k = 1; k < start.length; k++) start[k]! += start[k - 1]!;
+    for (let q = 0; q < n; q++) {
+      const i = order[q]!;
+      const r = ranks[i]!;
+      other[start[reverse ? max - r : r]!++] = i;
+    }
+    [order, other] = [other, order];
+  }
+  const out = new Array<number>(n);
+  for (let q = 0; q < n; q++) out[q] = order[q]!;
+  return out;
 }

@@ -4,12 +4,12 @@
  * Evaluation, ordering and threading are imap/search's.
  */
 import type { Uid } from '../../../lib/brand.js';
-import { BadCharsetError, checkSearchCharset, evaluateSearch } from '../../search/search.js';
+import { BadCharsetError, checkSearchCharset, searchPositions } from '../../search/search.js';
 import { sortMessages, storeSortView } from '../../search/sort.js';
-import { threadMessages, threadValue } from '../../search/thread.js';
+import { threadForest, threadText } from '../../search/thread.js';
 import type { ImapValue, SearchKey } from '../../protocol/ast.js';
 import type { Request, SearchReturn } from '../../protocol/parser.js';
-import { formatSet } from '../../protocol/serialize.js';
+import { formatSet, untaggedNested, untaggedNumbers } from '../../protocol/serialize.js';
 import type { Done } from '../commands.js';
 import { NoError } from '../errors.js';
 import type { Session } from '../session.js';
@@ -28,7 +28,7 @@ function checkCharset(charset: string | null): void {
 /** What a search found: the 0-based indexes (sequence order) of the messages the key matches,
  * and whether some message of the view was found expunged by another session meanwhile. */
 interface Matches {
-  indexes: number[];
+  indexes: Int32Array;
   gone: boolean;
 }
 
@@ -41,7 +41,7 @@ function completed(m: Matches): Done | void {
 
 async function matching(s: Session, view: MailboxView, key: SearchKey): Promise<Matches> {
   let gone = false;
-  const indexes = await evaluateSearch(key, {
+  const indexes = await searchPositions(key, {
     count: view.uids.length,
     uidAt: (i) => view.uids[i]!,
     flagsAt: (i) => view.flagsAt(i),
@@ -90,9 +90,11 @@ export async function sort(s: Session, tag: string, req: Request): Promise<Done 
   const found = await matching(s, view, req.key);
   const indexes = found.indexes;
   const sorted = await sortMessages(indexes, req.criteria, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
-  const numbers = sorted.map((i) => (req.uid ? view.uids[i]! : i + 1));
+  const numbers = new Array<number>(sorted.length);
+  const uids = view.uids;
+  for (let q = 0; q < sorted.length; q++) numbers[q] = req.uid ? uids[sorted[q]!]! : sorted[q]! + 1;
   if (req.returns === null) {
-    await s.untagged([{ atom: 'SORT' }, ...numbers]);
+    await s.write(untaggedNumbers('SORT', numbers));
     return completed(found);
   }
   // RFC 5267 §3.2 ESORT: MIN and MAX are the first and last in sort order; ALL keeps that order.
@@ -113,8 +115,9 @@ export async function thread(s: Session, _tag: string, req: Request): Promise<Do
   const view = s.view();
   checkCharset(req.charset);
   const found = await matching(s, view, req.key);
-  const threads = await threadMessages(found.indexes, req.algorithm, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
-  await s.untagged([{ atom: 'THREAD' }, ...threadValue(threads, (i) => (req.uid ? view.uids[i]! : i + 1))]);
+  const threads = await threadForest(found.indexes, req.algorithm, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
+  const uids = view.uids;
+  await s.write(untaggedNested('THREAD', threadText(threads, req.uid ? (i) => uids[i]! : (i) => i + 1)));
   return completed(found);
 }
 
@@ -124,8 +127,13 @@ export async function search(s: Session, tag: string, req: Request): Promise<Don
   checkCharset(req.charset);
   const found = await matching(s, view, req.key);
   const indexes = found.indexes;
-  const uids: Uid[] = indexes.map((i) => view.uids[i]!);
-  const numbers: number[] = req.uid ? uids : indexes.map((i) => i + 1);
+  const uids = new Array<Uid>(indexes.length);
+  const seqs = new Array<number>(indexes.length);
+  for (let q = 0; q < indexes.length; q++) {
+    uids[q] = view.uids[indexes[q]!]!;
+    seqs[q] = indexes[q]! + 1;
+  }
+  const numbers: number[] = req.uid ? uids : seqs;
   // RFC 7162 §3.1.5: SEARCH MODSEQ is a CONDSTORE enabling command, and its results end with the
   // highest modseq of the messages found.
   const withModseq = usesModseq(req.key);
