@@ -5,7 +5,6 @@
  *
  * Invariants: never throws; the same parse record always gives the same keys.
  */
-import { createHash } from 'node:crypto';
 import { decodeEncodedWords } from './headers.js';
 import { extractBaseSubject } from './subject.js';
 import type { EnvelopeAddress, ParsedMessage } from './types.js';
@@ -78,31 +77,33 @@ export function sortKeysOf(p: Omit<ParsedMessage, 'text'>): SortKeys {
   };
 }
 
-/**
- * A Message-ID or a base subject as a number for THREAD (RFC 5256 §4 compares both as strings):
- * 53 bits of its SHA-256, written in base 36 (at most 11 characters), never "0". Two distinct
- * strings share a number with probability 2^-53 per pair: for a mailbox of 100,000 messages and
- * 200,000 distinct ids, about one chance in a million that two unrelated messages are threaded
- * as one.
- */
-export function threadNumber(s: string): string {
-  const h = createHash('sha256').update(s, 'utf8').digest();
-  const n = (h.readUInt32BE(0) & 0x1fffff) * 0x1_0000_0000 + h.readUInt32BE(4);
-  return (n === 0 ? 1 : n).toString(36);
-}
-
 /** Bits of the THREAD flags. */
 export const THREAD_REPLY = 1; // a reply or forward marker was removed from the subject (RFC 5256 §2.1)
 export const THREAD_NO_SUBJECT = 2; // the base subject is empty
 
 /**
+ * The strings THREAD compares of a message (RFC 5256 §4 compares base subjects and Message-IDs
+ * as strings): what the store numbers (threadText) before writing a message's keys.
+ */
+export function threadNames(k: Pick<SortKeys, 'subject' | 'messageId'>, references: readonly string[]): string[] {
+  return k.messageId === null ? [k.subject, ...references] : [k.subject, k.messageId, ...references];
+}
+
+/**
  * What THREAD reads of a message besides its date, as stored (sort_keys.thread_text):
- * "flags subject id,ref,ref...": the flags above in decimal, the base subject's number, the
- * Message-ID's number (empty without one), then the numbers of the references, oldest first.
+ * "flags subject id,ref,ref...": the flags above in decimal, then the numbers `number` gives the
+ * base subject, the Message-ID (empty without one) and the references (oldest first), in base
+ * 36. `number` is the store's numbering of names (thread_names): one number per distinct string,
+ * never 0, so equal numbers are equal strings and THREAD compares numbers exactly as strings.
  * `references`: as stored in sort_keys.refs (ids with a line break are left out there).
  */
-export function threadText(k: Pick<SortKeys, 'subject' | 'reply' | 'messageId'>, references: readonly string[]): string {
+export function threadText(
+  k: Pick<SortKeys, 'subject' | 'reply' | 'messageId'>,
+  references: readonly string[],
+  number: (name: string) => number,
+): string {
   const flags = (k.reply ? THREAD_REPLY : 0) | (k.subject === '' ? THREAD_NO_SUBJECT : 0);
-  const ids = [k.messageId === null ? '' : threadNumber(k.messageId), ...references.map(threadNumber)].join(',');
-  return `${flags} ${threadNumber(k.subject)} ${ids}`;
+  const b36 = (name: string): string => number(name).toString(36);
+  const ids = [k.messageId === null ? '' : b36(k.messageId), ...references.map(b36)].join(',');
+  return `${flags} ${b36(k.subject)} ${ids}`;
 }

@@ -179,7 +179,8 @@ export interface SortRanks {
 }
 
 /** What THREAD (RFC 5256 §4) reads of a mailbox's messages, one column per key, in no particular
- * order. Base subjects and Message-IDs are numbers (mail/sort-keys.ts threadNumber), 0 for none. */
+ * order. Base subjects and Message-IDs are numbers (the store's thread_names: one per distinct
+ * string, mail/sort-keys.ts threadText), 0 for none. */
 export interface ThreadKeyColumns {
   uids: Float64Array;
   /** The sent date, else INTERNALDATE (RFC 5256 §2.2), epoch ms. */

@@ -160,10 +160,27 @@ export function untagged(values: readonly ImapValue[], opts: SerializeOptions): 
  * `* name n n ...` CRLF: a response of an atom and numbers (SORT of a whole mailbox), written with
  * one join rather than a value per number (the same bytes untagged writes for them).
  */
-export function untaggedNumbers(name: string, numbers: readonly number[]): Output {
-  for (const n of numbers) if (!Number.isSafeInteger(n) || n < 0) throw new Error(`Cannot serialise number: ${n}`);
-  const list = numbers.length > 0 ? ` ${numbers.join(' ')}` : '';
-  return [Buffer.from(`* ${checkAtom(name)}${list}\r\n`, 'latin1')];
+export function untaggedNumbers(name: string, numbers: ArrayLike<number>): Output {
+  const head = `* ${checkAtom(name)}`;
+  // Digits written straight into the buffer: join and a string per number cost 20 ms for
+  // 100,000 numbers. Numbers of response lists are 32-bit (RFC 9051 §9 number: nz-number).
+  const out = Buffer.allocUnsafe(head.length + numbers.length * 11 + 2);
+  let at = out.write(head, 'latin1');
+  for (let q = 0; q < numbers.length; q++) {
+    let v = numbers[q]!;
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`Cannot serialise number: ${v}`);
+    out[at++] = 0x20;
+    let digits = 1;
+    for (let p = 10; p <= v; p *= 10) digits++;
+    at += digits;
+    for (let d = at - 1; d >= at - digits; d--) {
+      out[d] = 0x30 + (v % 10);
+      v = (v - (v % 10)) / 10;
+    }
+  }
+  out[at++] = 0x0d;
+  out[at++] = 0x0a;
+  return [out.subarray(0, at)];
 }
 
 /** Text that may follow an atom in `untaggedNested`: numbers, spaces and parentheses. */

@@ -11,7 +11,7 @@
  * - the work is one counting-sort pass per criterion over typed arrays, no comparison.
  */
 import type { SortKeys } from '../../mail/sort-keys.js';
-import { sortKeysOf, THREAD_NO_SUBJECT, THREAD_REPLY, threadNumber } from '../../mail/sort-keys.js';
+import { sortKeysOf, THREAD_NO_SUBJECT, THREAD_REPLY } from '../../mail/sort-keys.js';
 import type { MailboxId, Uid } from '../../lib/brand.js';
 import type { MailStore, MessageEntry, SortKeyName, SortRanks, ThreadKeyColumns } from '../../store/types.js';
 import type { SortCriterion } from '../protocol/ast.js';
@@ -51,9 +51,23 @@ function positionOf(uids: ArrayLike<Uid>, uid: number): number {
   return -1;
 }
 
-/** For each view position, the index of its UID in `storeUids` (any order), or -1. */
+/** For each view position, the index of its UID in `storeUids` (any order), or -1: one merge
+ * walk when the store's UIDs come ascending (as a scan of the mailbox gives them), else a binary
+ * search each. */
 function rowsByPosition(viewUids: ArrayLike<Uid>, storeUids: Float64Array): Int32Array {
   const row = new Int32Array(viewUids.length).fill(-1);
+  let ascending = true;
+  for (let r = 1; r < storeUids.length && ascending; r++) if (storeUids[r]! <= storeUids[r - 1]!) ascending = false;
+  if (ascending) {
+    let p = 0;
+    for (let r = 0; r < storeUids.length; r++) {
+      const uid = storeUids[r]!;
+      while (p < viewUids.length && viewUids[p]! < uid) p++;
+      if (p === viewUids.length) break;
+      if (viewUids[p] === uid) row[p] = r;
+    }
+    return row;
+  }
   for (let r = 0; r < storeUids.length; r++) {
     const p = positionOf(viewUids, storeUids[r]!);
     if (p >= 0) row[p] = r;
@@ -62,12 +76,12 @@ function rowsByPosition(viewUids: ArrayLike<Uid>, storeUids: Float64Array): Int3
 }
 
 function viewRanks(viewUids: ArrayLike<Uid>, got: SortRanks): ViewRanks {
-  const ranks = new Int32Array(viewUids.length).fill(-1);
+  const row = rowsByPosition(viewUids, got.uids);
+  const ranks = new Int32Array(viewUids.length);
   let max = -1;
-  for (let r = 0; r < got.uids.length; r++) {
-    const p = positionOf(viewUids, got.uids[r]!);
-    if (p < 0) continue;
-    const k = got.ranks[r]!;
+  for (let p = 0; p < row.length; p++) {
+    const r = row[p]!;
+    const k = r < 0 ? -1 : got.ranks[r]!;
     ranks[p] = k;
     if (k > max) max = k;
   }
@@ -164,7 +178,13 @@ export function sortViewOf(entries: readonly MessageEntry[], store: Pick<MailSto
     ranks: ranksOf,
     async threadKeys() {
       const keys = await all();
-      const number = (text: string): number => parseInt(threadNumber(text), 36);
+      // Names numbered here as the store numbers them (thread_names): one number per string.
+      const numbers = new Map<string, number>();
+      const number = (text: string): number => {
+        let n = numbers.get(text);
+        if (n === undefined) numbers.set(text, (n = numbers.size + 1));
+        return n;
+      };
       const rows = keys.flatMap((k, i) => (k === null ? [] : [i]));
       const row = new Int32Array(entries.length).fill(-1);
       rows.forEach((i, r) => (row[i] = r));

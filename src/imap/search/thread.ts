@@ -24,7 +24,7 @@ export interface ThreadNode {
 
 /**
  * Threads as containers numbered from 0 in typed arrays (no object per message): what THREAD
- * computes, written to the response as is (threadText), or as ThreadNode trees (forestNodes).
+ * computes, written to the response as is (threadResponseText), or as ThreadNode trees (forestNodes).
  */
 export interface ThreadForest {
   /** The threads' root containers, in order. */
@@ -471,7 +471,7 @@ export async function threadMessages(indexes: ArrayLike<number>, algorithm: Thre
  * without a value per node (only digits, spaces and parentheses). `number` maps an index to
  * what the client asked for (sequence number, or UID for UID THREAD).
  */
-export function threadText(f: ThreadForest, number: (index: number) => number): string {
+export function threadResponseText(f: ThreadForest, number: (index: number) => number): string {
   const { index, first, next } = f;
   const CLOSE = -1;
   // Containers whose list is still to be written, and CLOSE marks; at most two entries per

@@ -7,7 +7,7 @@ import { asAccountId, asModSeq, asUid } from '../../lib/brand.js';
 import { flagList } from '../flags.js';
 import { toAppPassword, type AppPasswordRow } from './app-password-row.js';
 import type { Account, EntrySortKeys, Pop3DeletePolicy } from '../types.js';
-import { threadText } from '../../mail/sort-keys.js';
+import { threadNames, threadText } from '../../mail/sort-keys.js';
 
 type Bool = number | boolean;
 const truthy = (b: Bool): boolean => b === true || b === 1;
@@ -145,7 +145,8 @@ export function toSortKeys(r: SortKeyRow): EntrySortKeys {
   };
 }
 
-/** The sort_keys columns thread_text is made of (for rows written before it existed). */
+/** The sort_keys columns thread_text is made of (for rows written before it existed, or before
+ * the names were numbered, schema version 10). */
 export interface ThreadTextSource {
   hash: string;
   subject: string;
@@ -154,6 +155,17 @@ export interface ThreadTextSource {
   refs: string;
 }
 
-export function threadTextOf(r: ThreadTextSource): string {
-  return threadText({ subject: r.subject, reply: truthy(r.reply), messageId: r.message_id }, r.refs === '' ? [] : r.refs.split('\n'));
+function threadSource(r: ThreadTextSource): { k: { subject: string; reply: boolean; messageId: string | null }; refs: string[] } {
+  return { k: { subject: r.subject, reply: truthy(r.reply), messageId: r.message_id }, refs: r.refs === '' ? [] : r.refs.split('\n') };
+}
+
+/** The names to number for threadTextOf. */
+export function threadNamesOf(r: ThreadTextSource): string[] {
+  const { k, refs } = threadSource(r);
+  return threadNames(k, refs);
+}
+
+export function threadTextOf(r: ThreadTextSource, number: (name: string) => number): string {
+  const { k, refs } = threadSource(r);
+  return threadText(k, refs, number);
 }

@@ -39,6 +39,31 @@ export function parseRankGroups(text: string | null): SortRanks {
   return { uids, ranks };
 }
 
+/**
+ * Ranks of numeric keys (uids[i] has keys[i]): equal keys, equal ranks, ranks dense from 0 in key
+ * order. One numeric sort of the keys and a binary search per message: for the integer SORT keys
+ * (ARRIVAL, SIZE, DATE) read as numbers rather than as text.
+ */
+export function rankNumbers(uids: Float64Array, keys: Float64Array): SortRanks {
+  const n = keys.length;
+  const sorted = keys.slice().sort();
+  let distinct = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || sorted[i] !== sorted[distinct - 1]) sorted[distinct++] = sorted[i]!;
+  const ranks = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = keys[i]!;
+    let lo = 0;
+    let hi = distinct - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]! < k) lo = mid + 1;
+      else hi = mid;
+    }
+    ranks[i] = lo;
+  }
+  return { uids, ranks };
+}
+
 /** Reads a decimal or base-36 number (lower case) of `text` from `at`; returns the number and
  * the position after it. A leading "-" makes it negative (a Date: before 1970). */
 function readNumber(text: string, at: number, radix: number, out: Float64Array, slot: number): number {

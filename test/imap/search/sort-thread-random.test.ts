@@ -12,7 +12,7 @@ import { prng } from '../../helpers/prng.js';
 import { referenceSort, referenceThread } from '../../helpers/thread-reference.js';
 import { parseMessage } from '../../../src/mail/parse.js';
 import { sortMessages, sortViewOf, storeSortView } from '../../../src/imap/search/sort.js';
-import { threadForest, threadMessages, threadText, threadValue } from '../../../src/imap/search/thread.js';
+import { threadForest, threadMessages, threadResponseText, threadValue } from '../../../src/imap/search/thread.js';
 import type { SortCriterion } from '../../../src/imap/protocol/ast.js';
 import type { AppendInput, MailStore } from '../../../src/store/types.js';
 import type { MailboxId } from '../../../src/lib/brand.js';
@@ -57,7 +57,7 @@ async function compare(store: MailStore, mailboxId: MailboxId, rand: () => numbe
     const want = await wireItems(threadValue(referenceThread(keys, algorithm), (i) => i + 1));
     assert.equal(got, want, `${label}: THREAD ${algorithm}`);
     // The response text the handler writes, by UID (UID THREAD), against the reference's.
-    const text = threadText(await threadForest(Int32Array.from(all), algorithm, view), (i) => uids[i]!);
+    const text = threadResponseText(await threadForest(Int32Array.from(all), algorithm, view), (i) => uids[i]!);
     const wantUids = await wireItems([{ atom: 'THREAD' }, ...threadValue(referenceThread(keys, algorithm), (i) => uids[i]!)]);
     assert.equal(`THREAD${text === '' ? '' : ` ${text}`}`, wantUids, `${label}: THREAD ${algorithm} response text`);
   }

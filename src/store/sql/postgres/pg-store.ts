@@ -32,7 +32,7 @@ import pg from 'pg';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
 import { LruCache } from '../../../lib/lru.js';
-import { sortKeysOf, threadText } from '../../../mail/sort-keys.js';
+import { sortKeysOf, threadNames, threadText } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createFileBlobStore } from '../../blob-store.js';
 import type { BlobStore } from '../../blob-store.js';
@@ -64,7 +64,7 @@ import { ViewCache } from '../../view-cache.js';
 import type { MailboxHead, ViewCacheOptions, ViewCacheStats, ViewRow, ViewSource } from '../../view-cache.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
-import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
+import { SORT_KEY_COLS, threadNamesOf, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
@@ -195,15 +195,37 @@ type EntryRow = [
 /** unnest() casts of the entry columns, in ENTRY_COLS order. */
 const ENTRY_TYPES = ['int8', 'int8', 'int8', 'int4', 'text', 'int8', 'int8', 'int8', 'text', 'text', 'text', 'text', 'bool'];
 
+/**
+ * The numbers of THREAD names in thread_names (schema version 10), given at first use, two
+ * statements for all. Concurrent transactions numbering the same new name: the second waits for
+ * the first and takes its number (ON CONFLICT); they insert in one order, so they cannot deadlock
+ * over names. NUL is removed as from every stored text.
+ */
+async function nameNumbers(c: pg.ClientBase, names: readonly string[]): Promise<(name: string) => number> {
+  const distinct = [...new Set(names.map(strip0))].sort();
+  if (distinct.length === 0) return () => 0;
+  await c.query('INSERT INTO thread_names (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING', [distinct]);
+  const rows = (await c.query<{ id: string; name: string }>('SELECT id, name FROM thread_names WHERE name = ANY($1::text[])', [distinct])).rows;
+  const ids = new Map(rows.map((r) => [r.name, Number(r.id)]));
+  return (name) => {
+    const id = ids.get(strip0(name));
+    if (id === undefined) throw new Error(`thread name not numbered: ${JSON.stringify(name)}`);
+    return id;
+  };
+}
+
 /** Writes the sort keys of these blobs (their rows exist), one statement for all. */
 async function insertSortKeys(c: pg.ClientBase, blobs: ReadonlyArray<readonly [string, Omit<ParsedMessage, 'text'>]>): Promise<void> {
   if (blobs.length === 0) return;
   const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], []];
-  for (const [hash, parsed] of blobs) {
+  const keys = blobs.map(([hash, parsed]) => {
     const k = sortKeysOf(parsed);
     // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
-    const refs = k.references.filter((id) => !id.includes('\n'));
-    const thread = threadText(k, refs);
+    return { hash, k, refs: k.references.filter((id) => !id.includes('\n')) };
+  });
+  const number = await nameNumbers(c, keys.flatMap(({ k, refs }) => threadNames(k, refs)));
+  for (const { hash, k, refs } of keys) {
+    const thread = threadText(k, refs, number);
     const values = [hash, k.sentDate, k.subject, k.reply, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), thread];
     values.forEach((v, i) => cols[i]!.push(typeof v === 'string' ? strip0(v) : v));
   }
@@ -234,17 +256,18 @@ async function backfillSortKeys(c: pg.ClientBase): Promise<void> {
   }
 }
 
-/** Writes thread_text of sort_keys rows from before schema version 8 (from their columns), a
- * thousand at a time. */
+/** Writes thread_text of sort_keys rows from before schema version 8, or from before the names
+ * were numbered (version 10), from their columns, a thousand at a time. */
 async function backfillThreadText(c: pg.ClientBase): Promise<void> {
   for (;;) {
     const rows = (
       await c.query<ThreadTextSource>('SELECT hash, subject, reply, message_id, refs FROM sort_keys WHERE thread_text IS NULL LIMIT 1000')
     ).rows;
     if (rows.length === 0) return;
+    const number = await nameNumbers(c, rows.flatMap(threadNamesOf));
     await c.query(
       'UPDATE sort_keys k SET thread_text = v.t FROM unnest($1::text[], $2::text[]) AS v(hash, t) WHERE k.hash = v.hash',
-      [rows.map((r) => r.hash), rows.map(threadTextOf)],
+      [rows.map((r) => r.hash), rows.map((r) => threadTextOf(r, number))],
     );
   }
 }

@@ -232,6 +232,20 @@ CREATE INDEX entries_pid ON entries (pid);
 `,
   },
   {
+    version: 10,
+    sql: `
+-- The numbers of THREAD's base subjects and Message-IDs (RFC 5256 §4), one per distinct string,
+-- given at first use (pg-store.ts nameNumbers); sort_keys.thread_text holds them instead of
+-- 53-bit hashes, which two strings could share. See SQLite's migration 10.
+CREATE TABLE thread_names (
+  id bigserial PRIMARY KEY,
+  name text NOT NULL UNIQUE
+);
+-- Rewritten with the numbers at open (backfillThreadText).
+UPDATE sort_keys SET thread_text = NULL;
+`,
+  },
+  {
     version: 11,
     sql: `
 -- The view cache's snapshot of a mailbox (store/view-snapshot.ts), as on SQLite: derived data,

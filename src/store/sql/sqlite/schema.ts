@@ -283,6 +283,22 @@ CREATE INDEX entries_pid ON entries (pid);
 `,
   },
   {
+    version: 10,
+    sql: `
+-- THREAD (RFC 5256 §4) compares base subjects and Message-IDs as strings. Each distinct one gets
+-- a number here at its first use, for the whole store, and sort_keys.thread_text holds these
+-- numbers (until now 53-bit hashes of the strings, which two different strings could share).
+-- Names are kept when the messages naming them go: a later message with the same name gets the
+-- same number.
+CREATE TABLE thread_names (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE
+);
+-- Rewritten with the numbers at open (backfillThreadText); the sort_index trigger follows.
+UPDATE sort_keys SET thread_text = NULL;
+`,
+  },
+  {
     version: 11,
     sql: `
 -- The view cache's snapshot of a mailbox (store/view-snapshot.ts: UIDs, modseqs and flags as
