@@ -263,6 +263,51 @@ test('SORT and THREAD (RFC 5256) answer by sequence number, and by UID in their 
   }
 });
 
+test('SORT and THREAD follow APPEND, EXPUNGE, COPY and MOVE between two commands, and leave out what another session expunged', async () => {
+  const f = await startImap();
+  try {
+    const t = await f.login();
+    const u = await f.login();
+    const msgs = [
+      'Subject: beta\r\nMessage-ID: <1@x>\r\n\r\n',
+      'Subject: alpha\r\nMessage-ID: <2@x>\r\n\r\n',
+      'Subject: Re: beta\r\nMessage-ID: <3@x>\r\nReferences: <1@x>\r\n\r\n',
+    ];
+    for (const m of msgs) await t.command('a', `APPEND INBOX {${m.length}+}\r\n${m}`);
+    await t.command('s', 'SELECT INBOX');
+    assert.deepEqual((await t.command('t1', 'THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (1 3)(2)']);
+    // A reply to <2@x> arrives through another session: announced, then threaded and sorted.
+    const reply = 'Subject: Re: alpha\r\nMessage-ID: <4@x>\r\nIn-Reply-To: <2@x>\r\n\r\n';
+    await u.command('a', `APPEND INBOX {${reply.length}+}\r\n${reply}`);
+    await t.command('n', 'NOOP');
+    assert.deepEqual((await t.command('t2', 'THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (1 3)(2 4)']);
+    assert.deepEqual((await t.command('o1', 'SORT (REVERSE ARRIVAL) UTF-8 ALL')).untagged, ['* SORT 4 3 2 1']);
+    // <1@x> expunged: <3@x> keeps its place as a root (its parent is gone), numbers shift.
+    await t.command('d', 'STORE 1 +FLAGS.SILENT (\\Deleted)');
+    await t.command('e', 'EXPUNGE');
+    assert.deepEqual((await t.command('t3', 'THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (1 3)(2)']);
+    assert.deepEqual((await t.command('t4', 'UID THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (2 4)(3)']);
+    // Another session expunges <3@x>; this one has not been told yet: left out of the answers.
+    await u.command('s', 'SELECT INBOX');
+    await u.command('d', 'UID STORE 3 +FLAGS.SILENT (\\Deleted)');
+    await u.command('e', 'UID EXPUNGE 3');
+    assert.deepEqual((await t.command('o2', 'SORT (ARRIVAL) UTF-8 ALL')).untagged, ['* SORT 1 3']);
+    assert.deepEqual((await t.command('t5', 'THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (1 3)']);
+    await t.command('n2', 'NOOP');
+    // The keys go with COPY and MOVE.
+    await t.command('c', 'COPY 1:* Archive');
+    await t.command('m', 'MOVE 2 Trash');
+    assert.deepEqual((await t.command('t6', 'THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (1)']);
+    await t.command('s2', 'SELECT Archive');
+    assert.deepEqual((await t.command('t7', 'THREAD REFERENCES UTF-8 ALL')).untagged, ['* THREAD (1 2)']);
+    assert.deepEqual((await t.command('o3', 'SORT (SUBJECT) UTF-8 ALL')).untagged, ['* SORT 1 2']);
+    await t.command('s3', 'SELECT Trash');
+    assert.deepEqual((await t.command('t8', 'THREAD ORDEREDSUBJECT UTF-8 ALL')).untagged, ['* THREAD (1)']);
+  } finally {
+    await f.close();
+  }
+});
+
 test('QUOTA (RFC 9208): GETQUOTAROOT and GETQUOTA report the account limits; over quota APPEND is NO [OVERQUOTA]', async () => {
   const f = await startImap();
   try {

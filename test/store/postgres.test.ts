@@ -16,7 +16,7 @@ import type { ChangeEvent } from '../../src/store/types.js';
 import { openPgTestStore, testMessage, testPgUrl } from '../helpers/store.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import type { MailStore } from '../../src/store/types.js';
-import { assertViewCurrent, checkViewReads, registerStoreSuite } from './store-suite.js';
+import { assertViewCurrent, checkViewReads, HASH_COLLISION, registerStoreSuite, threadsOf } from './store-suite.js';
 
 const url = testPgUrl();
 
@@ -330,6 +330,29 @@ if (url === null) {
       } finally {
         await other.close();
       }
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test('postgres: a version 9 database whose THREAD hashes collide threads exactly once migration 10 numbers the names', async () => {
+    const t = await setup();
+    try {
+      await t.store.appendMany(t.inbox.id, HASH_COLLISION.inputs());
+      assert.equal(await threadsOf(t.store, t.inbox.id), HASH_COLLISION.threads);
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query(`DROP TABLE "${t.schema}".thread_names`);
+        await admin.query(`DELETE FROM "${t.schema}".schema_version WHERE version = 10`);
+        const hashes = await admin.query(`SELECT blob_hash FROM "${t.schema}".entries WHERE mailbox_id = $1 ORDER BY uid`, [t.inbox.id]);
+        for (const [i, r] of hashes.rows.entries()) {
+          await admin.query(`UPDATE "${t.schema}".sort_keys SET thread_text = $1 WHERE hash = $2`, [HASH_COLLISION.texts[i], (r as { blob_hash: string }).blob_hash]);
+        }
+      } finally {
+        await admin.end();
+      }
+      assert.equal(await threadsOf(await t.openNode(), t.inbox.id), HASH_COLLISION.threads);
     } finally {
       await t.cleanup();
     }

@@ -11,7 +11,7 @@ import { StoreError } from '../../src/store/types.js';
 import { openTestStore, testMessage } from '../helpers/store.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import type { MailStore } from '../../src/store/types.js';
-import { checkViewReads, registerStoreSuite } from './store-suite.js';
+import { checkViewReads, HASH_COLLISION, registerStoreSuite, threadsOf } from './store-suite.js';
 
 registerStoreSuite('sqlite', () => openTestStore());
 // The same suite with every message stored as a file blob.
@@ -222,6 +222,26 @@ test('sqlite: a version 7 database gets the per-entry SORT and THREAD keys at op
     assert.equal(check.prepare("SELECT value FROM counters WHERE name = 'backfill_done'").pluck().get(), 8);
     check.close();
     assert.equal((await store.listThreadKeys(t.inbox.id)).uids.length, 4);
+    assert.deepEqual(await store.checkConsistency(), []);
+  } finally {
+    await store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
+test('sqlite: a version 9 database whose THREAD hashes collide threads exactly once migration 10 numbers the names', async () => {
+  const t = await setup();
+  await t.store.appendMany(t.inbox.id, HASH_COLLISION.inputs());
+  assert.equal(await threadsOf(t.store, t.inbox.id), HASH_COLLISION.threads);
+  await t.store.close();
+  const db = new Database(join(t.dir, 'facteur.db'));
+  db.exec('DROP TABLE thread_names; DELETE FROM schema_version WHERE version = 10');
+  const hashes = db.prepare('SELECT blob_hash FROM entries WHERE mailbox_id = ? ORDER BY uid').pluck().all(t.inbox.id) as string[];
+  hashes.forEach((h, i) => db.prepare('UPDATE sort_keys SET thread_text = ? WHERE hash = ?').run(HASH_COLLISION.texts[i], h));
+  db.close();
+  const store = await openSqliteStore({ dir: t.dir });
+  try {
+    assert.equal(await threadsOf(store, t.inbox.id), HASH_COLLISION.threads);
     assert.deepEqual(await store.checkConsistency(), []);
   } finally {
     await store.close();

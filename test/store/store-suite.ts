@@ -10,6 +10,9 @@ import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../
 import { StoreError } from '../../src/store/types.js';
 import type { Account, ChangeEvent, EntryRestore, MailStore, Mailbox, MessageEntry, ViewEntries } from '../../src/store/types.js';
 import { testMessage } from '../helpers/store.js';
+import { parseMessage } from '../../src/mail/parse.js';
+import { storeSortView } from '../../src/imap/search/sort.js';
+import { threadForest, threadResponseText } from '../../src/imap/search/thread.js';
 
 export interface OpenedStore {
   store: MailStore;
@@ -1268,6 +1271,46 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
       );
     });
   });
+
+  describe(`store (${backend}): THREAD keys`, () => {
+    test('THREAD numbers are equal exactly when the names are, across mailboxes and accounts, and a name keeps its number after its messages are gone', () =>
+      withStore(async ({ store, alice, inbox }) => {
+        const msg = (id: string, subject: string, refs: string[] = []) =>
+          testMessage({ messageId: id, subject, headers: refs.length > 0 ? [['References', refs.map((r) => `<${r}>`).join(' ')]] : [] });
+        const keysOf = async (mailboxId: MailboxId) => {
+          const k = await store.listThreadKeys(mailboxId);
+          const at = (uid: number): number => k.uids.indexOf(uid);
+          return {
+            id: (uid: number) => k.messageIds[at(uid)]!,
+            subject: (uid: number) => k.subjects[at(uid)]!,
+            refs: (uid: number) => Array.from(k.refs.subarray(k.refStart[at(uid)]!, k.refStart[at(uid) + 1]!)),
+          };
+        };
+        await store.appendMany(inbox.id, [msg('a@x', 'plan'), msg('b@x', 'Re: plan', ['a@x']), msg('A@x', 'other')]);
+        const aliceInbox = await mailbox(store, alice.id, 'INBOX');
+        await store.append(aliceInbox.id, msg('c@x', 'PLAN', ['a@x', 'b@x']));
+        const bobKeys = await keysOf(inbox.id);
+        const aliceKeys = await keysOf(aliceInbox.id);
+        const [a, b, upperA] = [bobKeys.id(1), bobKeys.id(2), bobKeys.id(3)];
+        // Distinct strings, distinct numbers (Message-IDs compare case-sensitively, RFC 5256 §4).
+        assert.equal(new Set([a, b, upperA, aliceKeys.id(1)]).size, 4);
+        assert.ok([a, b, upperA].every((n) => n > 0));
+        assert.deepEqual(bobKeys.refs(2), [a]);
+        assert.deepEqual(aliceKeys.refs(1), [a, b], 'the same names in another account have the same numbers');
+        // The base subjects, casemapped, are one name.
+        assert.equal(bobKeys.subject(1), bobKeys.subject(2));
+        assert.equal(bobKeys.subject(1), aliceKeys.subject(1));
+        assert.notEqual(bobKeys.subject(1), bobKeys.subject(3));
+        // The messages naming a@x go (and their blobs): a new message with that Message-ID gets
+        // the number alice's message still refers to.
+        await store.expunge(inbox.id, [asUid(1), asUid(2)]);
+        await store.collectGarbage();
+        await store.append(inbox.id, msg('a@x', 'plan again'));
+        const again = await keysOf(inbox.id);
+        assert.equal(again.id(4), a);
+        assert.deepEqual((await keysOf(aliceInbox.id)).refs(1), [a, b]);
+      }));
+  });
 }
 
 /**
@@ -1291,4 +1334,31 @@ export async function checkViewReads(store: MailStore): Promise<void> {
     await assertViewCurrent(store, boxes[1 - b]!.id, `box ${1 - b} after the other's changes`);
     await assertViewCurrent(store, mb.id, `box ${b} after its changes`);
   }
+}
+
+/**
+ * The upgrade to numbered THREAD names (schema version 10), for each backend's test: three
+ * messages, and the sort_keys.thread_text ("flags subject id,refs") a version 9 database would
+ * hold for them if the 53-bit hashes of <p@x> and <q@x> were equal. Threaded right: (1)(2 3);
+ * with the collision, message 3 goes under message 1.
+ */
+export const HASH_COLLISION = {
+  inputs: () =>
+    [
+      'Message-ID: <p@x>\r\nSubject: alpha\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n1\r\n',
+      'Message-ID: <q@x>\r\nSubject: beta\r\nDate: Mon, 1 Jan 2024 11:00:00 +0000\r\n\r\n2\r\n',
+      'Message-ID: <r@x>\r\nReferences: <q@x>\r\nSubject: Re: beta\r\nDate: Mon, 1 Jan 2024 12:00:00 +0000\r\n\r\n3\r\n',
+    ].map((text) => {
+      const raw = Buffer.from(text);
+      return { raw, parsed: parseMessage(raw) };
+    }),
+  texts: ['0 a 5', '0 b 5', '1 b 7,5'],
+  threads: '(1)(2 3)',
+};
+
+/** THREAD REFERENCES of a whole mailbox as the response writes it, by sequence number. */
+export async function threadsOf(store: MailStore, mailboxId: MailboxId): Promise<string> {
+  const uids = (await store.listEntries(mailboxId)).map((e) => e.uid);
+  const forest = await threadForest(Int32Array.from(uids.keys()), 'REFERENCES', storeSortView(store, mailboxId, uids));
+  return threadResponseText(forest, (i) => i + 1);
 }
