@@ -167,33 +167,41 @@ export function untaggedNumbers(name: string, numbers: ArrayLike<number>): Outpu
   const out = Buffer.allocUnsafe(head.length + numbers.length * 11 + 2);
   let at = out.write(head, 'latin1');
   for (let q = 0; q < numbers.length; q++) {
-    let v = numbers[q]!;
-    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`Cannot serialise number: ${v}`);
     out[at++] = 0x20;
-    let digits = 1;
-    for (let p = 10; p <= v; p *= 10) digits++;
-    at += digits;
-    for (let d = at - 1; d >= at - digits; d--) {
-      out[d] = 0x30 + (v % 10);
-      v = (v - (v % 10)) / 10;
-    }
+    at = writeNumber(out, at, numbers[q]!);
   }
   out[at++] = 0x0d;
   out[at++] = 0x0a;
   return [out.subarray(0, at)];
 }
 
-/** Text that may follow an atom in `untaggedNested`: numbers, spaces and parentheses. */
-const NESTED_NUMBERS = /^[0-9 ()]*$/;
+/**
+ * Writes the decimal digits of a 32-bit number (RFC 9051 §9 number) at `at`, at most 10 bytes;
+ * returns the position after them. For responses written in bulk without a string per number.
+ */
+export function writeNumber(out: Buffer, at: number, n: number): number {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`Cannot serialise number: ${n}`);
+  let digits = 1;
+  for (let p = 10; p <= n; p *= 10) digits++;
+  let v = n;
+  for (let d = at + digits - 1; d >= at; d--) {
+    const r = v % 10;
+    out[d] = 0x30 + r;
+    v = (v - r) / 10;
+  }
+  return at + digits;
+}
 
 /**
- * `* name text` CRLF where `text` is nested lists of numbers already written out (THREAD's
+ * `* name bytes` CRLF where `bytes` are nested lists of numbers already written out (THREAD's
  * thread-lists for a whole mailbox: a value per message would cost more than threading it).
  * Anything but digits, spaces and parentheses is refused.
  */
-export function untaggedNested(name: string, text: string): Output {
-  if (!NESTED_NUMBERS.test(text)) throw new Error('Cannot serialise nested numbers: unexpected character');
-  return [Buffer.from(`* ${checkAtom(name)}${text.length > 0 ? ' ' : ''}${text}\r\n`, 'latin1')];
+export function untaggedNested(name: string, bytes: Buffer): Output {
+  for (const b of bytes) {
+    if (!((b >= 0x30 && b <= 0x39) || b === 0x20 || b === 0x28 || b === 0x29)) throw new Error('Cannot serialise nested numbers: unexpected byte');
+  }
+  return [Buffer.from(`* ${checkAtom(name)}${bytes.length > 0 ? ' ' : ''}`, 'latin1'), bytes, CRLF];
 }
 
 export type Status = 'OK' | 'NO' | 'BAD' | 'BYE' | 'PREAUTH';

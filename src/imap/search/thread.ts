@@ -11,6 +11,7 @@
  */
 import { THREAD_NO_SUBJECT, THREAD_REPLY } from '../../mail/sort-keys.js';
 import type { ImapValue } from '../protocol/ast.js';
+import { writeNumber } from '../protocol/serialize.js';
 import type { ThreadKeyColumns } from '../../store/types.js';
 import type { SortView, ViewThreadKeys } from './sort.js';
 
@@ -24,7 +25,7 @@ export interface ThreadNode {
 
 /**
  * Threads as containers numbered from 0 in typed arrays (no object per message): what THREAD
- * computes, written to the response as is (threadResponseText), or as ThreadNode trees (forestNodes).
+ * computes, written to the response as is (threadResponse), or as ThreadNode trees (forestNodes).
  */
 export interface ThreadForest {
   /** The threads' root containers, in order. */
@@ -467,11 +468,11 @@ export async function threadMessages(indexes: ArrayLike<number>, algorithm: Thre
 
 /**
  * The thread lists of a THREAD response (RFC 5256 §4 thread-data = "THREAD" [SP 1*thread-list])
- * as text, "" when there is no thread: the same text threadValue gives once serialised, written
- * without a value per node (only digits, spaces and parentheses). `number` maps an index to
- * what the client asked for (sequence number, or UID for UID THREAD).
+ * as bytes, empty when there is no thread: what threadValue gives once serialised, written
+ * without a value or a string per node (digits, spaces and parentheses only). `number` maps an
+ * index to what the client asked for (sequence number, or UID for UID THREAD).
  */
-export function threadResponseText(f: ThreadForest, number: (index: number) => number): string {
+export function threadResponse(f: ThreadForest, number: (index: number) => number): Buffer {
   const { index, first, next } = f;
   const CLOSE = -1;
   // Containers whose list is still to be written, and CLOSE marks; at most two entries per
@@ -479,23 +480,24 @@ export function threadResponseText(f: ThreadForest, number: (index: number) => n
   const stack = new Int32Array(2 * index.length + f.roots.length);
   let sp = 0;
   for (let k = f.roots.length - 1; k >= 0; k--) stack[sp++] = f.roots[k]!;
-  let out = '';
+  // Per container at most: "(", a space and 10 digits, a space before its children's lists, ")".
+  const out = Buffer.allocUnsafe(14 * index.length + 2);
+  let at = 0;
   while (sp > 0) {
     const start = stack[--sp]!;
     if (start === CLOSE) {
-      out += ')';
+      out[at++] = 0x29;
       continue;
     }
     // thread-list: "(" then the members of a chain of single children, then its children's
     // lists back to back when there are several.
-    out += '(';
+    out[at++] = 0x28;
     let sep = false;
     let c = start;
     for (;;) {
       if (index[c] !== -1) {
-        const v = number(index[c]!);
-        if (!Number.isSafeInteger(v) || v < 0) throw new Error(`Cannot serialise number: ${v}`);
-        out += sep ? ` ${v}` : `${v}`;
+        if (sep) out[at++] = 0x20;
+        at = writeNumber(out, at, number(index[c]!));
         sep = true;
       }
       const k = first[c]!;
@@ -505,17 +507,22 @@ export function threadResponseText(f: ThreadForest, number: (index: number) => n
       }
       stack[sp++] = CLOSE;
       if (k !== -1) {
-        if (sep) out += ' ';
+        if (sep) out[at++] = 0x20;
         let n = 0;
         for (let j = k; j !== -1; j = next[j]!) n++;
         sp += n;
-        let at = sp - 1;
-        for (let j = k; j !== -1; j = next[j]!) stack[at--] = j;
+        let to = sp - 1;
+        for (let j = k; j !== -1; j = next[j]!) stack[to--] = j;
       }
       break;
     }
   }
-  return out;
+  return out.subarray(0, at);
+}
+
+/** threadResponse as text. */
+export function threadResponseText(f: ThreadForest, number: (index: number) => number): string {
+  return threadResponse(f, number).toString('latin1');
 }
 
 /**

@@ -6,7 +6,7 @@
 import type { Uid } from '../../../lib/brand.js';
 import { BadCharsetError, checkSearchCharset, searchPositions } from '../../search/search.js';
 import { sortMessages, storeSortView } from '../../search/sort.js';
-import { threadForest, threadResponseText } from '../../search/thread.js';
+import { threadForest, threadResponse } from '../../search/thread.js';
 import type { ImapValue, SearchKey } from '../../protocol/ast.js';
 import type { Request, SearchReturn } from '../../protocol/parser.js';
 import { formatSet, untaggedNested, untaggedNumbers } from '../../protocol/serialize.js';
@@ -117,7 +117,7 @@ export async function thread(s: Session, _tag: string, req: Request): Promise<Do
   const found = await matching(s, view, req.key);
   const threads = await threadForest(found.indexes, req.algorithm, storeSortView(s.ctx.store, view.mailbox.id, view.uids));
   const uids = view.uids;
-  await s.write(untaggedNested('THREAD', threadResponseText(threads, req.uid ? (i) => uids[i]! : (i) => i + 1)));
+  await s.write(untaggedNested('THREAD', threadResponse(threads, req.uid ? (i) => uids[i]! : (i) => i + 1)));
   return completed(found);
 }
 

@@ -285,6 +285,17 @@ const INSERT_SORT_KEYS = `INSERT OR REPLACE INTO sort_keys
   (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_text)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
+/** What the SQL function facteur_pair(a, b) collects during one statement. */
+interface Pairs {
+  a: Float64Array;
+  b: Float64Array;
+  n: number;
+}
+
+function newPairs(): Pairs {
+  return { a: new Float64Array(1024), b: new Float64Array(1024), n: 0 };
+}
+
 /** The number of a THREAD name in thread_names (schema version 10), given at first use: in the
  * caller's transaction, so a name is never numbered twice. */
 type NameNumber = (name: string) => number;
@@ -488,7 +499,7 @@ class SqliteStore implements MailStore {
   readonly #ids = createIdGenerator();
   readonly #threadName: NameNumber;
   /** What facteur_pair(a, b) collects during one statement (rankSortKey), grown as needed. */
-  readonly #pairs: { a: Float64Array; b: Float64Array; n: number } = { a: new Float64Array(1024), b: new Float64Array(1024), n: 0 };
+  #pairs = newPairs();
   #queue: Job[] = [];
   #flushScheduled = false;
   #closed = false;
@@ -1831,7 +1842,8 @@ class SqliteStore implements MailStore {
       pairs.n = 0;
       this.#q(`SELECT count(facteur_pair(uid, ${SORT_INDEX_COLUMN[key]})) FROM sort_index WHERE mailbox_id = ?`).pluck().get(mailboxId);
       const got = rankNumbers(pairs.a.slice(0, pairs.n), pairs.b.slice(0, pairs.n));
-      pairs.n = 0;
+      // Nothing kept between statements.
+      this.#pairs = newPairs();
       return got;
     }
     // One string for the whole mailbox (materialising a row per message costs ten times more):
