@@ -219,7 +219,7 @@ test('sqlite: a version 7 database gets the per-entry SORT and THREAD keys at op
     assert.deepEqual(await answers(store), before);
     // Marked done, so later opens skip the scan for rows without keys.
     const check = new Database(join(t.dir, 'facteur.db'), { readonly: true });
-    assert.equal(check.prepare("SELECT value FROM counters WHERE name = 'backfill_done'").pluck().get(), 8);
+    assert.equal(check.prepare("SELECT value FROM counters WHERE name = 'backfill_done'").pluck().get(), 10);
     check.close();
     assert.equal((await store.listThreadKeys(t.inbox.id)).uids.length, 4);
     assert.deepEqual(await store.checkConsistency(), []);
@@ -243,6 +243,10 @@ test('sqlite: a version 9 database whose THREAD hashes collide threads exactly o
   try {
     assert.equal(await threadsOf(store, t.inbox.id), HASH_COLLISION.threads);
     assert.deepEqual(await store.checkConsistency(), []);
+    // The backfills' mark names the version they brought the rows to.
+    const check = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+    assert.equal(check.prepare("SELECT value FROM counters WHERE name = 'backfill_done'").pluck().get(), 10);
+    check.close();
   } finally {
     await store.close();
     await t.cleanup().catch(() => undefined);

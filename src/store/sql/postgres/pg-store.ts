@@ -273,13 +273,18 @@ async function backfillThreadText(c: pg.ClientBase): Promise<void> {
 }
 
 /** Marks the backfills above as complete, as the SQLite store does (sqlite-store.ts backfill):
- * later opens read one row, not every blob. */
+ * later opens read one row, not every blob. The value is the schema version they bring the rows
+ * to (migration 10 removes the mark). */
+const BACKFILL_VERSION = 10;
+
 async function backfill(c: pg.ClientBase): Promise<void> {
   const done = (await c.query<{ value: string }>("SELECT value FROM counters WHERE name = 'backfill_done'")).rows[0];
-  if (done !== undefined && Number(done.value) >= 8) return;
+  if (done !== undefined && Number(done.value) >= BACKFILL_VERSION) return;
   await backfillSortKeys(c);
   await backfillThreadText(c);
-  await c.query("INSERT INTO counters (name, value) VALUES ('backfill_done', 8) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value");
+  await c.query("INSERT INTO counters (name, value) VALUES ('backfill_done', $1) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value", [
+    BACKFILL_VERSION,
+  ]);
 }
 
 /** The expression of each SORT key over entries e joined with sort_keys k. Text keys compare as

@@ -294,8 +294,10 @@ CREATE TABLE thread_names (
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL UNIQUE
 );
--- Rewritten with the numbers at open (backfillThreadText); the sort_index trigger follows.
+-- Rewritten with the numbers at open (backfillThreadText); the sort_index trigger follows. The
+-- mark of finished backfills goes, so the next open runs them.
 UPDATE sort_keys SET thread_text = NULL;
+DELETE FROM counters WHERE name = 'backfill_done';
 `,
   },
   {

@@ -391,7 +391,7 @@ function parseFlagRows(text: string | null): Array<[number, number, string]> {
  * so a crash in between runs them again. No row can lack its keys afterwards: every writer at
  * this schema version writes them, and older programs refuse to open a newer schema. */
 const BACKFILL_DONE = 'backfill_done';
-const BACKFILL_VERSION = 8;
+const BACKFILL_VERSION = 10;
 
 function backfill(db: Database.Database): void {
   const done = db.prepare('SELECT value FROM counters WHERE name = ?').pluck().get(BACKFILL_DONE) as number | undefined;
