@@ -51,14 +51,28 @@ function positionOf(uids: ArrayLike<Uid>, uid: number): number {
   return -1;
 }
 
+function isAscending(xs: Float64Array): boolean {
+  for (let r = 1; r < xs.length; r++) if (xs[r]! <= xs[r - 1]!) return false;
+  return true;
+}
+
 /** For each view position, the index of its UID in `storeUids` (any order), or -1: one merge
- * walk when the store's UIDs come ascending (as a scan of the mailbox gives them), else a binary
- * search each. */
+ * walk when the store's UIDs come ascending (as a scan of the mailbox gives them), a table by
+ * UID when the UIDs are not much sparser than the messages, else a binary search each. */
 function rowsByPosition(viewUids: ArrayLike<Uid>, storeUids: Float64Array): Int32Array {
   const row = new Int32Array(viewUids.length).fill(-1);
-  let ascending = true;
-  for (let r = 1; r < storeUids.length && ascending; r++) if (storeUids[r]! <= storeUids[r - 1]!) ascending = false;
-  if (ascending) {
+  const top = viewUids.length === 0 ? 0 : viewUids[viewUids.length - 1]!;
+  if (top <= 4 * viewUids.length + 1024 && !isAscending(storeUids)) {
+    const at = new Int32Array(top + 1).fill(-1);
+    for (let p = 0; p < viewUids.length; p++) at[viewUids[p]!] = p;
+    for (let r = 0; r < storeUids.length; r++) {
+      const uid = storeUids[r]!;
+      const p = uid <= top ? at[uid]! : -1;
+      if (p >= 0) row[p] = r;
+    }
+    return row;
+  }
+  if (isAscending(storeUids)) {
     let p = 0;
     for (let r = 0; r < storeUids.length; r++) {
       const uid = storeUids[r]!;

@@ -41,15 +41,23 @@ export function parseRankGroups(text: string | null): SortRanks {
 
 /**
  * Ranks of numeric keys (uids[i] has keys[i]): equal keys, equal ranks, ranks dense from 0 in key
- * order. One numeric sort of the keys and a binary search per message: for the integer SORT keys
- * (ARRIVAL, SIZE, DATE) read as numbers rather than as text.
+ * order. One pass when the keys come in order, else one numeric sort of the keys and a binary
+ * search per message: for the integer SORT keys (ARRIVAL, SIZE, DATE) read as numbers rather
+ * than as text.
  */
 export function rankNumbers(uids: Float64Array, keys: Float64Array): SortRanks {
   const n = keys.length;
+  const ranks = new Uint32Array(n);
+  // Keys already in order (read by an index on the key): ranks in one pass.
+  let ordered = true;
+  for (let i = 1; i < n && ordered; i++) if (keys[i]! < keys[i - 1]!) ordered = false;
+  if (ordered) {
+    for (let i = 1; i < n; i++) ranks[i] = keys[i] === keys[i - 1] ? ranks[i - 1]! : ranks[i - 1]! + 1;
+    return { uids, ranks };
+  }
   const sorted = keys.slice().sort();
   let distinct = 0;
   for (let i = 0; i < n; i++) if (i === 0 || sorted[i] !== sorted[distinct - 1]) sorted[distinct++] = sorted[i]!;
-  const ranks = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
     const k = keys[i]!;
     let lo = 0;
