@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { Receiver, type RawCommand } from '../../src/imap/protocol/receiver.js';
 import { MailboxNameError, mailboxNameProblem, parseCommand, ParseError, type Request } from '../../src/imap/protocol/parser.js';
 import { decodeMutf7, encodeMutf7 } from '../../src/imap/protocol/mutf7.js';
-import { formatSet, statusResponse, untagged } from '../../src/imap/protocol/serialize.js';
+import { formatSet, statusResponse, untagged, untaggedNested, untaggedNumbers } from '../../src/imap/protocol/serialize.js';
 
 function raw(text: string): RawCommand {
   const r = new Receiver({ appendLimit: 1 << 20 });
@@ -159,6 +159,19 @@ test('serializer quotes safe strings and turns CRLF or 8-bit strings into litera
   assert.equal(text(untagged(['é', null, 5], { utf8: true })), '* "é" NIL 5\r\n');
   assert.equal(text(statusResponse('a1', 'NO', [{ atom: 'TRYCREATE' }], 'No such mailbox', { utf8: false })), 'a1 NO [TRYCREATE] No such mailbox\r\n');
   assert.equal(formatSet([1, 2, 3, 5, 7, 8]), '1:3,5,7:8');
+});
+
+test('serializer writes bulk number lists as untagged would, and refuses what is not a 32-bit number or nested numbers', () => {
+  const text = (parts: ReturnType<typeof untagged>) => Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.alloc(0)))).toString('latin1');
+  const numbers = [1, 0, 9, 10, 99, 100, 4294967295, 12345];
+  assert.equal(text(untaggedNumbers('SORT', numbers)), text(untagged([{ atom: 'SORT' }, ...numbers], { utf8: false })));
+  assert.equal(text(untaggedNumbers('SORT', [])), '* SORT\r\n');
+  assert.throws(() => untaggedNumbers('SORT', [1.5]), /Cannot serialise number/);
+  assert.throws(() => untaggedNumbers('SORT', [-1]), /Cannot serialise number/);
+  assert.throws(() => untaggedNumbers('SORT', [2 ** 32]), /Cannot serialise number/);
+  assert.equal(text(untaggedNested('THREAD', Buffer.from('(1 2)(3 (4)(5))'))), '* THREAD (1 2)(3 (4)(5))\r\n');
+  assert.equal(text(untaggedNested('THREAD', Buffer.alloc(0))), '* THREAD\r\n');
+  assert.throws(() => untaggedNested('THREAD', Buffer.from('(1)\r\nA1 OK')), /unexpected byte/);
 });
 
 test('parser reads the RFC 7162 syntax: SELECT (CONDSTORE)/(QRESYNC ...), CHANGEDSINCE, VANISHED, UNCHANGEDSINCE, MODSEQ', () => {
