@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { haveDovecot } from '../shared/dovecot.js';
 import { mbox } from './corpus.js';
 import { idleMemory, type IdleResult } from './idle.js';
+import { cpuOf } from './memory.js';
 import { ImapClient } from './client.js';
 import { imaptestPath, mix, runImaptest, type MixedResult } from './imaptest.js';
 import { deliverAll } from './lmtp.js';
@@ -67,6 +68,8 @@ const noteLoad = (when: string) => loads.push(`${when} ${loadavg().map((x) => x.
 
 interface MixedRow extends MixedResult {
   stayLoggedIn: boolean;
+  /** The server's processes' CPU time per command completed, ms (the IDLE watchers' too). */
+  cpuMsPerCommand: number;
   idle: { sessions: number; pushed: number; failed: number };
 }
 
@@ -126,9 +129,11 @@ async function idleWatchers(ports: number[]): Promise<() => Promise<{ sessions: 
   };
 }
 
-async function mixedPart(name: string, ports: number[], bin: string, mboxPath: string, stayLoggedIn: boolean): Promise<void> {
+async function mixedPart(name: string, ports: number[], pids: number[], bin: string, mboxPath: string, stayLoggedIn: boolean): Promise<void> {
   log(`\n${name}: imaptest${stayLoggedIn ? ' (logout=0)' : ''}, ${CLIENTS} clients, ${USERS} accounts, ${SECS} s, ${USERS} IDLE sessions beside`);
   const stopWatchers = await idleWatchers(ports);
+  // CPU per command does not move with the machine's load the way commands/s does.
+  const cpuBefore = cpuOf(pids);
   // With several nodes, each gets its own imaptest with its own accounts: imaptest's state
   // tracking covers the sessions of one imaptest process only.
   const per = Math.floor(USERS / ports.length);
@@ -147,12 +152,14 @@ async function mixedPart(name: string, ports: number[], bin: string, mboxPath: s
       }),
     ),
   );
+  const cpuMs = cpuOf(pids) - cpuBefore;
   const idle = await stopWatchers();
   const counts: Record<string, number> = {};
   for (const r of results) for (const [k, v] of Object.entries(r.counts)) counts[k] = (counts[k] ?? 0) + v;
   const total = results.reduce((a, r) => a + r.total, 0);
   const merged: MixedRow = {
     stayLoggedIn,
+    cpuMsPerCommand: total > 0 ? cpuMs / total : 0,
     counts,
     total,
     seconds: SECS,
@@ -163,7 +170,7 @@ async function mixedPart(name: string, ports: number[], bin: string, mboxPath: s
   };
   (report(name).mixed ??= []).push(merged);
   log(merged.tail);
-  log(`  ${merged.opsPerSecond.toFixed(0)} commands/s, ${merged.errors.length} errors; IDLE sessions: ${idle.pushed} untagged responses pushed, ${idle.failed} failed`);
+  log(`  ${merged.opsPerSecond.toFixed(0)} commands/s, server CPU ${merged.cpuMsPerCommand.toFixed(3)} ms/command, ${merged.errors.length} errors; IDLE sessions: ${idle.pushed} untagged responses pushed, ${idle.failed} failed`);
   for (const e of merged.errors.slice(0, 10)) log(`    ${e}`);
 }
 
@@ -219,8 +226,8 @@ try {
       if (!imaptest) log('\nmixed workload skipped: no imaptest (set IMAPTEST, see docs/benchmarks.md)');
       else {
         for (const stay of [false, true]) {
-          await mixedPart(facteur.name, facteur.imap, imaptest, mboxPath, stay);
-          if (dovecot) await mixedPart(dovecot.name, dovecot.imap, imaptest, mboxPath, stay);
+          await mixedPart(facteur.name, facteur.imap, facteur.pids, imaptest, mboxPath, stay);
+          if (dovecot) await mixedPart(dovecot.name, dovecot.imap, dovecot.pids, imaptest, mboxPath, stay);
         }
       }
       noteLoad('after mixed');
@@ -245,7 +252,7 @@ try {
     for (const nodes of [1, 2]) {
       const f = await startFacteur({ pgUrl: PG, nodes, accounts: pgSpecs });
       try {
-        for (const stay of [false, true]) await mixedPart(f.name, f.imap, imaptest, mboxPath, stay);
+        for (const stay of [false, true]) await mixedPart(f.name, f.imap, f.pids, imaptest, mboxPath, stay);
       } finally {
         await f.stop();
       }
@@ -280,11 +287,11 @@ const withMixed = all.filter((r) => r.mixed);
 if (withMixed.length > 0) {
   const names = Object.keys(withMixed[0]!.mixed![0]!.counts);
   log(`\nMixed workload: imaptest, ${CLIENTS} clients, ${USERS} accounts of ~${USER_MESSAGES} messages, ${SECS} s, default mix + ${mix(false).join(' ')}; ${USERS} IDLE sessions beside (one per account)\n`);
-  log(`| server | mix | commands/s | errors | IDLE pushes | ${names.join(' | ')} |`);
-  log(`|---|---|---|---|---|${names.map(() => '---|').join('')}`);
+  log(`| server | mix | commands/s | server CPU ms/command | errors | IDLE pushes | ${names.join(' | ')} |`);
+  log(`|---|---|---|---|---|---|${names.map(() => '---|').join('')}`);
   for (const r of withMixed) {
     for (const m of r.mixed!) {
-      log(`| ${r.name} | ${m.stayLoggedIn ? 'logout=0' : 'default'} | ${m.opsPerSecond.toFixed(0)} | ${m.errors.length} | ${m.idle.pushed}${m.idle.failed ? ` (${m.idle.failed} failed)` : ''} | ${names.map((n) => m.counts[n] ?? 0).join(' | ')} |`);
+      log(`| ${r.name} | ${m.stayLoggedIn ? 'logout=0' : 'default'} | ${m.opsPerSecond.toFixed(0)} | ${m.cpuMsPerCommand.toFixed(3)} | ${m.errors.length} | ${m.idle.pushed}${m.idle.failed ? ` (${m.idle.failed} failed)` : ''} | ${names.map((n) => m.counts[n] ?? 0).join(' | ')} |`);
     }
   }
 }
