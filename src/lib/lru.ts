@@ -33,3 +33,72 @@ export class LruCache<K, V> {
     this.#map.clear();
   }
 }
+
+/**
+ * A cache bounded by the summed weight of its values (e.g. bytes) as well as by their number:
+ * whatever the values' sizes, it never holds more than `maxWeight`. A value heavier than
+ * `maxWeight` alone is not kept. Eviction is "second chance" (CLOCK): a hit only marks the
+ * value, and the oldest value is evicted unless it was marked, in which case it is unmarked and
+ * moved to the young end. A hit is then one Map lookup, where moving the value on every hit (as
+ * LruCache does) is three; hits are what FETCH does for every message.
+ */
+export class WeightedLru<K, V> {
+  readonly #maxWeight: number;
+  readonly #maxEntries: number;
+  readonly #map = new Map<K, { value: V; weight: number; used: boolean }>();
+  #weight = 0;
+
+  constructor(maxWeight: number, maxEntries = Number.POSITIVE_INFINITY) {
+    this.#maxWeight = Math.max(0, maxWeight);
+    this.#maxEntries = Math.max(1, maxEntries);
+  }
+
+  /** The summed weight of the values held. */
+  get weight(): number {
+    return this.#weight;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  get(key: K): V | undefined {
+    const slot = this.#map.get(key);
+    if (slot === undefined) return undefined;
+    slot.used = true;
+    return slot.value;
+  }
+
+  set(key: K, value: V, weight: number): void {
+    this.delete(key);
+    if (weight > this.#maxWeight) return;
+    this.#map.set(key, { value, weight, used: false });
+    this.#weight += weight;
+    while (this.#weight > this.#maxWeight || this.#map.size > this.#maxEntries) {
+      const oldest = this.#map.entries().next();
+      if (oldest.done === true) break;
+      const [k, slot] = oldest.value;
+      this.#map.delete(k);
+      if (slot.used && k !== key) {
+        // Second chance: to the young end, unmarked. Each value is moved at most once per
+        // pass, so the loop ends.
+        slot.used = false;
+        this.#map.set(k, slot);
+      } else {
+        this.#weight -= slot.weight;
+      }
+    }
+  }
+
+  delete(key: K): void {
+    const slot = this.#map.get(key);
+    if (slot === undefined) return;
+    this.#map.delete(key);
+    this.#weight -= slot.weight;
+  }
+
+  clear(): void {
+    this.#map.clear();
+    this.#weight = 0;
+  }
+}

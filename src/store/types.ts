@@ -466,6 +466,11 @@ export interface MailStore {
   findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]>;
   /** The highest UID the mailbox holds, 0 when it holds none (UIDNEXT - 1 may be above it). */
   highestUid(mailboxId: MailboxId): Promise<number>;
+  /**
+   * What changed after modseq `since` for a caller that knew the UIDs below `knownUidNext` (a
+   * pair read together, as a view holds them: every entry at or above knownUidNext came after
+   * since). A store may answer "nothing" from HIGHESTMODSEQ alone when it is still `since`.
+   */
   changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges>;
   /** The parse record stored at ingest for a blob. */
   getParsed(blobHash: string): Promise<ParsedMessage>;

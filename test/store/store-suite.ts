@@ -573,6 +573,48 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         await rejectsWith(store.readBlob('0'.repeat(64)), 'not-found');
       }));
 
+    test('bytes and parse records read before an expunge are not served once the blob is removed; cached ranges match the stored bytes', () =>
+      withStore(async ({ store, inbox }) => {
+        const m = testMessage({ subject: 'Cached', body: 'y'.repeat(3000) });
+        const kept = testMessage({ subject: 'Kept', body: 'z'.repeat(100) });
+        await store.append(inbox.id, m);
+        await store.append(inbox.id, kept);
+        const [e] = await store.listEntries(inbox.id);
+        assert.ok(e);
+        // A header-sized read from the start, then reads inside and beyond it.
+        assert.deepEqual(await store.readBlob(e.blobHash, 0, 100), m.raw.subarray(0, 100));
+        assert.deepEqual(await store.readBlob(e.blobHash, 10, 20), m.raw.subarray(10, 20));
+        assert.deepEqual(await store.readBlob(e.blobHash, 90, 200), m.raw.subarray(90, 200));
+        assert.deepEqual(await store.readBlob(e.blobHash), m.raw);
+        assert.deepEqual(await store.readBlob(e.blobHash, 0, 100), m.raw.subarray(0, 100));
+        assert.deepEqual(await store.readBlob(e.blobHash, m.raw.length - 5, m.raw.length + 50), m.raw.subarray(-5));
+        assert.deepEqual(await store.readBlob(e.blobHash, m.raw.length + 1), Buffer.alloc(0));
+        assert.deepEqual(await store.getParsed(e.blobHash), m.parsed);
+        await store.expunge(inbox.id, uids(1));
+        await rejectsWith(store.readBlob(e.blobHash, 0, 100), 'not-found');
+        await rejectsWith(store.readBlob(e.blobHash), 'not-found');
+        await rejectsWith(store.getParsed(e.blobHash), 'not-found');
+        // The same bytes delivered again are a new blob with the same hash, read as before.
+        await store.append(inbox.id, m);
+        assert.deepEqual(await store.readBlob(e.blobHash, 0, 100), m.raw.subarray(0, 100));
+        assert.deepEqual(await store.getParsed(e.blobHash), m.parsed);
+      }));
+
+    test('changesSince with nothing changed since the given modseq reports nothing, and a change after it', () =>
+      withStore(async ({ store, inbox }) => {
+        await store.append(inbox.id, testMessage({ subject: 'a' }));
+        const mb = (await store.getMailboxById(inbox.id))!;
+        const quiet = await store.changesSince(inbox.id, mb.highestModSeq, mb.uidNext);
+        assert.deepEqual(quiet, { highestModSeq: mb.highestModSeq, added: [], changed: [], expunged: [] });
+        await store.setFlags(inbox.id, uids(1), 'add', ['\\Seen']);
+        const moved = await store.changesSince(inbox.id, mb.highestModSeq, mb.uidNext);
+        assert.ok(moved.highestModSeq > mb.highestModSeq);
+        assert.deepEqual(moved.changed.map((c) => [c.uid, c.flags]), [[1, ['\\Seen']]]);
+        await store.expunge(inbox.id, uids(1));
+        const gone = await store.changesSince(inbox.id, moved.highestModSeq, mb.uidNext);
+        assert.deepEqual(gone.expunged, uids(1));
+      }));
+
     test('setFlags bumps only changed entries; UNCHANGEDSINCE refuses entries modified since (RFC 7162)', () =>
       withStore(async ({ store, inbox }) => {
         for (let i = 0; i < 3; i++) await store.append(inbox.id, testMessage({ subject: `m${i}` }));

@@ -64,7 +64,6 @@ import { Checkpointer, type CheckpointResult, type CheckpointStats } from './che
 import Database from 'better-sqlite3';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
-import { LruCache } from '../../../lib/lru.js';
 import { sortKeysOf, threadText } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createLocalFeed } from '../../feed.js';
@@ -94,6 +93,7 @@ import {
 import { planMetadata } from '../../metadata.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows, rankNumbers } from '../sort-columns.js';
+import { BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, ParsedCache, parsedWeight } from '../../read-cache.js';
 import { ViewCache } from '../../view-cache.js';
 import type { MailboxHead, ViewCacheStats, ViewDelta, ViewRow, ViewSource } from '../../view-cache.js';
 import type { AccountRowOf } from '../rows.js';
@@ -162,8 +162,13 @@ export interface SqliteStoreOptions {
     /** Larger blobs are stored as files. Default 256 KiB. */
     inlineMaxBytes?: number;
   };
-  /** Parse records kept in memory. Default 512. */
+  /** Parse records kept in memory, at most. Default 65,536 (the byte bound decides first). */
   parsedCacheSize?: number;
+  /** Bound of the parse-record cache, estimated bytes (read-cache.ts). Default 32 MiB. */
+  parsedCacheBytes?: number;
+  /** Bound of the cache of message bytes read from their start (headers, small messages),
+   * bytes (read-cache.ts). Default 16 MiB; 0 turns it off. */
+  blobCacheBytes?: number;
   /** SQLite's page cache of the store's connection, KiB. Default 32 MiB (a server's hot pages);
    * a batch command that mostly writes (import, restore) gets by with less. */
   pageCacheKiB?: number;
@@ -489,7 +494,8 @@ class SqliteStore implements MailStore {
   readonly #maxBatch: number;
   readonly #files: BlobFileWriter;
   readonly #local: LocalFeed;
-  readonly #parsedCache: LruCache<string, ParsedMessage>;
+  readonly #parsedCache: ParsedCache;
+  readonly #blobCache: BlobPrefixCache;
   readonly #views: ViewCache;
   readonly #stmts = new Map<string, Stmt>();
   readonly #rawStmts = new Map<string, Stmt>();
@@ -559,7 +565,8 @@ class SqliteStore implements MailStore {
         ((err) => process.emitWarning(`change feed listener failed: ${err instanceof Error ? err.stack : String(err)}`)),
     );
     this.feed = this.#local.feed;
-    this.#parsedCache = new LruCache(options.parsedCacheSize ?? 512);
+    this.#parsedCache = new ParsedCache(options.parsedCacheBytes ?? DEFAULT_PARSED_CACHE_BYTES, options.parsedCacheSize ?? 65_536);
+    this.#blobCache = new BlobPrefixCache(options.blobCacheBytes ?? DEFAULT_BLOB_CACHE_BYTES);
     this.#views = new ViewCache(this.#viewSource(), this.feed, {
       maxMessages: options.viewCacheMessages,
       eagerMinMessages: options.viewCacheEagerMin,
@@ -702,6 +709,7 @@ class SqliteStore implements MailStore {
             for (const o of ok) {
               for (const r of o.ctx.removed) {
                 this.#parsedCache.delete(r.hash);
+                this.#blobCache.delete(r.hash);
                 if (r.inFile) this.#maybeRemoveFile(r.hash);
               }
             }
@@ -1150,7 +1158,7 @@ class SqliteStore implements MailStore {
   }
 
   /** Entries of a mailbox among uids, in UID order, in one query. */
-  #selectRows(mailbox: MailboxRow, uids: readonly Uid[]): EntryRow[] {
+  #selectRows(mailbox: Pick<MailboxRow, 'id'>, uids: readonly Uid[]): EntryRow[] {
     if (uids.length === 0) return [];
     const cond = this.#uidCondition(uids);
     return this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND ${cond.sql} ORDER BY uid`).all(
@@ -1868,9 +1876,9 @@ class SqliteStore implements MailStore {
   }
 
   async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
-    const mb = this.#mailboxRow(mailboxId);
-    if (mb === undefined) return [];
-    return this.#selectRows(mb, uids).map(toEntry);
+    // No mailbox row first: a mailbox that is gone has no entries either (FETCH reads a chunk
+    // of entries per 500 messages, and the row read was a third of that).
+    return this.#selectRows({ id: mailboxId }, uids).map(toEntry);
   }
 
   async findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]> {
@@ -1888,7 +1896,12 @@ class SqliteStore implements MailStore {
   }
 
   async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
-    // Every IMAP command's sync asks this: its four reads as one read transaction.
+    // Every IMAP command's sync asks this, and most often nothing changed: every change (a new
+    // entry, a flag change, an expunge) raises HIGHESTMODSEQ above its modseq, so while it is
+    // still `since` there is nothing to report, and one statement says so.
+    const highest = this.#q('SELECT highest_modseq FROM mailboxes WHERE id = ?').pluck().get(mailboxId) as number | undefined;
+    if (highest === since) return { highestModSeq: since, added: [], changed: [], expunged: [] };
+    // Otherwise its four reads as one read transaction.
     return this.#readSnapshot(() => this.#changesSince(mailboxId, since, knownUidNext));
   }
 
@@ -1907,7 +1920,9 @@ class SqliteStore implements MailStore {
   }
 
   #changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): MailboxChanges {
-    const mb = this.#requireMailbox(mailboxId);
+    // Only the column needed: the whole row costs more to read than the rest of this sync.
+    const highest = this.#q('SELECT highest_modseq FROM mailboxes WHERE id = ?').pluck().get(mailboxId) as number | undefined;
+    if (highest === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
     // Only what a view tracks (uid, modseq, flags), not the wide rows: a session catching up
     // after another one's STORE 1:* reads 100,000 of them.
     const added = this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? AND uid >= ? ORDER BY uid').iterate(
@@ -1925,7 +1940,7 @@ class SqliteStore implements MailStore {
     const list = sharedFlagLists();
     const known = (r: [number, number, number, string]): FlagUpdate => ({ uid: asUid(r[0]), modseq: asModSeq(r[1]), flags: list(r[2], r[3]) });
     return {
-      highestModSeq: asModSeq(mb.highest_modseq),
+      highestModSeq: asModSeq(highest),
       added: Array.from(added, known),
       changed: Array.from(changed, known),
       expunged: expunged.map((r) => asUid(r[0])),
@@ -1940,7 +1955,7 @@ class SqliteStore implements MailStore {
       | undefined;
     if (row === undefined) throw new StoreError('not-found', `Cannot find parse record of ${blobHash}`);
     const parsed = { ...(JSON.parse(row.parsed) as Omit<ParsedMessage, 'text'>), text: row.body } as ParsedMessage;
-    this.#parsedCache.set(blobHash, parsed);
+    this.#parsedCache.set(blobHash, parsed, parsedWeight(row.parsed.length, row.body.length));
     return parsed;
   }
 
@@ -1966,8 +1981,15 @@ class SqliteStore implements MailStore {
   }
 
   async readBlob(blobHash: string, start?: number, end?: number): Promise<Buffer> {
+    const cached = this.#blobCache.get(blobHash, start, end);
+    if (cached !== undefined) return cached;
     const blob = this.#inlineRange(blobHash, start, end);
-    if (blob.data !== null) return blob.data;
+    if (blob.data !== null) {
+      // Only bytes from the database: read and kept in one synchronous step, so a removal that
+      // settles meanwhile (and deletes the hash from the cache) cannot be undone by this read.
+      if ((start ?? 0) <= 0) this.#blobCache.put(blobHash, blob.size, blob.data);
+      return blob.data;
+    }
     const [s, e] = this.#range(blob.size, start, end);
     if (e === s) return Buffer.alloc(0);
     const fh = await this.#openBlobFile(blobHash);

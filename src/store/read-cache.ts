@@ -1,0 +1,93 @@
+/**
+ * Per-process caches of what FETCH reads over and over: the first bytes of stored messages (the
+ * header that HEADER.FIELDS filters, or the whole of a small message) and parse records. An IMAP
+ * client lists the same messages again and again (FETCH 1:100 (ENVELOPE BODY.PEEK[HEADER.FIELDS
+ * (...)])); without them each message of each FETCH is one statement, and a JSON parse, whatever
+ * the database's own page cache holds. Dovecot keeps the same in its cache file.
+ *
+ * Invariants:
+ * - a blob is immutable and named by the hash of its bytes, so a cached value can never be
+ *   wrong for its hash; the store still deletes a hash's values when its blob is removed, so that
+ *   a removed blob reads as missing, and memory is not held for it;
+ * - each cache is bounded by bytes (an estimate for parse records) and by entries, never by
+ *   entries alone: one parse record may hold up to MAX_TEXT characters of text;
+ * - returned Buffers are views of the cached bytes: callers never write into them.
+ */
+import { WeightedLru } from '../lib/lru.js';
+import type { ParsedMessage } from '../mail/types.js';
+
+/** Default bound of the message-bytes cache. */
+export const DEFAULT_BLOB_CACHE_BYTES = 16 * 1024 * 1024;
+/** Default bound of the parse-record cache (estimated bytes, see parsedWeight). */
+export const DEFAULT_PARSED_CACHE_BYTES = 32 * 1024 * 1024;
+/** Reads longer than this are not cached: one large body would evict many headers. */
+export const BLOB_CACHE_MAX_READ = 64 * 1024;
+
+/** The bytes [0, n) of blobs, read from their start. */
+export class BlobPrefixCache {
+  readonly #lru: WeightedLru<string, { size: number; data: Buffer }>;
+
+  constructor(maxBytes: number) {
+    this.#lru = new WeightedLru(maxBytes);
+  }
+
+  get bytes(): number {
+    return this.#lru.weight;
+  }
+
+  /** Bytes [start, end) (clamped to the blob as readBlob does) when the cached prefix holds them. */
+  get(hash: string, start?: number, end?: number): Buffer | undefined {
+    const hit = this.#lru.get(hash);
+    if (hit === undefined) return undefined;
+    const s = Math.min(Math.max(0, start ?? 0), hit.size);
+    const e = Math.min(Math.max(s, end ?? hit.size), hit.size);
+    return e <= hit.data.length ? hit.data.subarray(s, e) : undefined;
+  }
+
+  /** Keeps `data`, the bytes [0, data.length) of a blob of `size` bytes, unless a longer prefix
+   * is already held or it is too long to be worth holding. */
+  put(hash: string, size: number, data: Buffer): void {
+    if (data.length > BLOB_CACHE_MAX_READ) return;
+    const had = this.#lru.get(hash);
+    if (had !== undefined && had.data.length >= data.length) return;
+    // Its own memory, not a slice that would keep a larger buffer alive.
+    this.#lru.set(hash, { size, data: Buffer.from(data) }, data.length + 64);
+  }
+
+  delete(hash: string): void {
+    this.#lru.delete(hash);
+  }
+}
+
+/**
+ * Estimated memory of a parse record from the lengths of its stored forms: the JSON of the
+ * structure becomes objects about twice its size, the text a string of its length (two bytes a
+ * character at worst).
+ */
+export function parsedWeight(jsonLength: number, textLength: number): number {
+  return 2 * jsonLength + 2 * textLength + 256;
+}
+
+export class ParsedCache {
+  readonly #lru: WeightedLru<string, ParsedMessage>;
+
+  constructor(maxBytes: number, maxEntries?: number) {
+    this.#lru = new WeightedLru(maxBytes, maxEntries);
+  }
+
+  get bytes(): number {
+    return this.#lru.weight;
+  }
+
+  get(hash: string): ParsedMessage | undefined {
+    return this.#lru.get(hash);
+  }
+
+  set(hash: string, parsed: ParsedMessage, weight: number): void {
+    this.#lru.set(hash, parsed, weight);
+  }
+
+  delete(hash: string): void {
+    this.#lru.delete(hash);
+  }
+}
