@@ -93,7 +93,7 @@ import {
 import { planMetadata } from '../../metadata.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows, rankNumbers } from '../sort-columns.js';
-import { BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, ParsedCache, parsedWeight } from '../../read-cache.js';
+import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, ParsedCache, parsedWeight } from '../../read-cache.js';
 import { ViewCache } from '../../view-cache.js';
 import type { MailboxHead, ViewCacheStats, ViewDelta, ViewRow, ViewSource } from '../../view-cache.js';
 import type { AccountRowOf } from '../rows.js';
@@ -1157,11 +1157,13 @@ class SqliteStore implements MailStore {
     return { sql: 'uid IN (SELECT value FROM json_each(?))', args: [JSON.stringify(sorted)] };
   }
 
-  /** Entries of a mailbox among uids, in UID order, in one query. */
-  #selectRows(mailbox: Pick<MailboxRow, 'id'>, uids: readonly Uid[]): EntryRow[] {
+  /** Entries of a mailbox among uids, in UID order, in one query; with `onlyDeleted`, only those
+   * flagged \Deleted. */
+  #selectRows(mailbox: Pick<MailboxRow, 'id'>, uids: readonly Uid[], onlyDeleted = false): EntryRow[] {
     if (uids.length === 0) return [];
     const cond = this.#uidCondition(uids);
-    return this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND ${cond.sql} ORDER BY uid`).all(
+    const deleted = onlyDeleted ? ` AND (flags & ${FLAG_DELETED}) != 0` : '';
+    return this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND ${cond.sql}${deleted} ORDER BY uid`).all(
       mailbox.id,
       ...cond.args,
     ) as EntryRow[];
@@ -1983,12 +1985,17 @@ class SqliteStore implements MailStore {
   async readBlob(blobHash: string, start?: number, end?: number): Promise<Buffer> {
     const cached = this.#blobCache.get(blobHash, start, end);
     if (cached !== undefined) return cached;
-    const blob = this.#inlineRange(blobHash, start, end);
+    // A range that ends early in the blob (BODY[TEXT] or BODY[1] of a small message) is read
+    // from the start, so that it can be kept too: the same statement, a few KiB more.
+    const fromStart = (start ?? 0) <= 0 || (end !== undefined && end <= BLOB_CACHE_MAX_READ);
+    const blob = this.#inlineRange(blobHash, fromStart ? 0 : start, end);
     if (blob.data !== null) {
+      if (!fromStart) return blob.data;
       // Only bytes from the database: read and kept in one synchronous step, so a removal that
       // settles meanwhile (and deletes the hash from the cache) cannot be undone by this read.
-      if ((start ?? 0) <= 0) this.#blobCache.put(blobHash, blob.size, blob.data);
-      return blob.data;
+      this.#blobCache.put(blobHash, blob.size, blob.data);
+      const [s, e] = this.#range(blob.size, start, end);
+      return s === 0 && e === blob.data.length ? blob.data : blob.data.subarray(s, e);
     }
     const [s, e] = this.#range(blob.size, start, end);
     if (e === s) return Buffer.alloc(0);
@@ -2293,8 +2300,8 @@ class SqliteStore implements MailStore {
           mailboxId,
         ) as EntryRow[];
       } else {
-        rows = this.#selectRows(mailbox, uids);
-        if (onlyDeleted) rows = rows.filter((r) => (r[3] & FLAG_DELETED) !== 0);
+        // IMAP's EXPUNGE names every message the session knows: only the \Deleted ones are read.
+        rows = this.#selectRows(mailbox, uids, onlyDeleted);
       }
       if (rows.length === 0) return [];
       const modseq = this.#nextModseq(mailbox.account_id);
