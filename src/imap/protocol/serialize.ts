@@ -231,22 +231,6 @@ export function continuation(text: string): Buffer {
   return Buffer.from(`+ ${safeText(text)}\r\n`, 'utf8');
 }
 
-/** Joins consecutive buffers: fewer socket writes. Streams stay in place. */
-export function coalesce(parts: Output): Output {
-  const out: Output = [];
-  let run: Buffer[] = [];
-  for (const p of parts) {
-    if (Buffer.isBuffer(p)) run.push(p);
-    else {
-      if (run.length > 0) out.push(Buffer.concat(run));
-      run = [];
-      out.push(p);
-    }
-  }
-  if (run.length > 0) out.push(Buffer.concat(run));
-  return out;
-}
-
 /** Formats a sorted list of numbers as a sequence set ("1:3,5") for response codes. */
 export function formatSet(numbers: readonly number[]): string {
   const parts: string[] = [];

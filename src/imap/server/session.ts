@@ -32,7 +32,7 @@ import type { FetchAtt, ImapValue } from '../protocol/ast.js';
 import { encodeMutf7 } from '../protocol/mutf7.js';
 import { MailboxNameError, parseCommand, parseCommandName, ParseError, type Request } from '../protocol/parser.js';
 import { Receiver, type RawCommand, type ReceiverEvent, type RejectCode } from '../protocol/receiver.js';
-import { coalesce, continuation, statusResponse, untagged, type Output, type Status } from '../protocol/serialize.js';
+import { continuation, statusResponse, untagged, type Output, type Status } from '../protocol/serialize.js';
 import { COMMANDS, type Done, type StateKind } from './commands.js';
 import { BadError, ByeError, NoError, STORE_ERROR_CODES } from './errors.js';
 import type { ImapServerOptions } from './options.js';
@@ -271,7 +271,8 @@ export class Session {
   }
 
   private async writeNow(out: Output): Promise<void> {
-    for (const part of coalesce(out)) {
+    // Buffers are gathered as they are (flushPending joins them once): no join per response.
+    for (const part of out) {
       if (this.closed) return;
       if (Buffer.isBuffer(part)) {
         this.pending.push(part);

@@ -1902,9 +1902,12 @@ class SqliteStore implements MailStore {
     // entry, a flag change, an expunge) raises HIGHESTMODSEQ above its modseq, so while it is
     // still `since` there is nothing to report, and one statement says so.
     const highest = this.#q('SELECT highest_modseq FROM mailboxes WHERE id = ?').pluck().get(mailboxId) as number | undefined;
+    if (highest === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
     if (highest === since) return { highestModSeq: since, added: [], changed: [], expunged: [] };
-    // Otherwise its four reads as one read transaction.
-    return this.#readSnapshot(() => this.#changesSince(mailboxId, since, knownUidNext));
+    // Otherwise its three other reads as one read transaction (one WAL read lock). They agree
+    // with `highest`: this process is the only writer, and no write runs between these
+    // synchronous statements.
+    return this.#readSnapshot(() => this.#changesSince(mailboxId, since, knownUidNext, highest));
   }
 
   /** Runs reads in one read transaction: one state for all of them, and one WAL read lock
@@ -1921,10 +1924,7 @@ class SqliteStore implements MailStore {
     }
   }
 
-  #changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): MailboxChanges {
-    // Only the column needed: the whole row costs more to read than the rest of this sync.
-    const highest = this.#q('SELECT highest_modseq FROM mailboxes WHERE id = ?').pluck().get(mailboxId) as number | undefined;
-    if (highest === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+  #changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid, highest: number): MailboxChanges {
     // Only what a view tracks (uid, modseq, flags), not the wide rows: a session catching up
     // after another one's STORE 1:* reads 100,000 of them.
     const added = this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? AND uid >= ? ORDER BY uid').iterate(
