@@ -613,6 +613,14 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         await store.expunge(inbox.id, uids(1));
         const gone = await store.changesSince(inbox.id, moved.highestModSeq, mb.uidNext);
         assert.deepEqual(gone.expunged, uids(1));
+        // Entries restored with modseqs below HIGHESTMODSEQ leave it as it was, but not UIDNEXT:
+        // they are still reported as added.
+        const now = (await store.getMailboxById(inbox.id))!;
+        await store.restoreEntries(inbox.id, [{ uid: asUid(7), ...testMessage({ subject: 'restored' }), flags: [], internalDate: 1, modseq: asModSeq(1) }]);
+        const after = (await store.getMailboxById(inbox.id))!;
+        assert.equal(after.highestModSeq, now.highestModSeq);
+        const restored = await store.changesSince(inbox.id, now.highestModSeq, now.uidNext);
+        assert.deepEqual(restored.added.map((e) => e.uid), uids(7));
       }));
 
     test('setFlags bumps only changed entries; UNCHANGEDSINCE refuses entries modified since (RFC 7162)', () =>

@@ -1898,12 +1898,16 @@ class SqliteStore implements MailStore {
   }
 
   async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
-    // Every IMAP command's sync asks this, and most often nothing changed: every change (a new
-    // entry, a flag change, an expunge) raises HIGHESTMODSEQ above its modseq, so while it is
-    // still `since` there is nothing to report, and one statement says so.
-    const highest = this.#q('SELECT highest_modseq FROM mailboxes WHERE id = ?').pluck().get(mailboxId) as number | undefined;
-    if (highest === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
-    if (highest === since) return { highestModSeq: since, added: [], changed: [], expunged: [] };
+    // Every IMAP command's sync asks this, and most often nothing changed. No entry has a
+    // modseq above HIGHESTMODSEQ or a UID at or above UIDNEXT (checkConsistency checks both),
+    // and an expunge raises HIGHESTMODSEQ to its modseq in the same write; so while
+    // HIGHESTMODSEQ is still `since` and UIDNEXT is not above the caller's, the three reads
+    // below would find nothing (an operator's restore may add entries with old modseqs, but it
+    // raises UIDNEXT): one statement says so.
+    const head = this.#qr('SELECT highest_modseq, uid_next FROM mailboxes WHERE id = ?').get(mailboxId) as [number, number] | undefined;
+    if (head === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    const highest = head[0];
+    if (highest === since && head[1] <= knownUidNext) return { highestModSeq: since, added: [], changed: [], expunged: [] };
     // Otherwise its three other reads as one read transaction (one WAL read lock). They agree
     // with `highest`: this process is the only writer, and no write runs between these
     // synchronous statements.
