@@ -266,3 +266,20 @@ test('sqlite: checkConsistency reports an entry missing from sort_index and a so
   await t.store.close();
   await t.cleanup().catch(() => undefined);
 });
+
+test('sqlite: a domain added or removed by another process (the command-line tool) is seen at once by the running store', async () => {
+  const t = await setup();
+  const cli = await openSqliteStore({ dir: t.dir });
+  try {
+    assert.equal(await t.store.isLocalDomain('example.com'), true);
+    assert.equal(await t.store.isLocalDomain('new.example'), false);
+    await cli.addDomain('new.example');
+    assert.equal(await t.store.isLocalDomain('new.example'), true);
+    await cli.removeDomain('new.example');
+    assert.equal(await t.store.isLocalDomain('new.example'), false);
+  } finally {
+    await cli.close();
+    await t.store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});

@@ -520,9 +520,6 @@ class SqliteStore implements MailStore {
   /** Committed batches no sync has started for yet, in commit order. */
   #unsynced: CommittedBatch[] = [];
   #syncing = false;
-  /** The local domains, read at the first isLocalDomain and again after addDomain or
-   * removeDomain (the only writers of the table; one process owns the store): every RCPT asks. */
-  #domains: Set<string> | null = null;
   /** Writes wait (no COMMIT) while the checkpoint that lets SQLite restart the WAL runs. */
   #holding = false;
   /** Set by a failed WAL sync: every later write is refused with it. */
@@ -1272,8 +1269,6 @@ class SqliteStore implements MailStore {
   async addDomain(name: string, createdAt = Date.now()): Promise<Domain> {
     const d = normalizeDomain(name);
     return this.#write(() => {
-      // Read again after this job, whether it commits or not.
-      this.#domains = null;
       if (this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) !== undefined) {
         throw new StoreError('exists', `Cannot add domain ${d}: it exists`);
       }
@@ -1290,7 +1285,6 @@ class SqliteStore implements MailStore {
   async removeDomain(name: string, force = false): Promise<void> {
     const d = normalizeDomain(name);
     return this.#write((ctx) => {
-      this.#domains = null;
       if (this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) === undefined) {
         throw new StoreError('not-found', `Cannot remove domain ${d}: it is not local`);
       }
@@ -1311,8 +1305,9 @@ class SqliteStore implements MailStore {
     } catch {
       return false;
     }
-    this.#domains ??= new Set((this.#q('SELECT name FROM domains').all() as Array<{ name: string }>).map((r) => r.name));
-    return this.#domains.has(d);
+    // Read each time, not cached: `facteur domain add` writes from another process while the
+    // server runs (a cached set missed the new domain until a restart, refusing its mail).
+    return this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) !== undefined;
   }
 
   async createAccount(input: { address: string; passwordHash: string; scram?: string | null }): Promise<Account> {
@@ -1908,9 +1903,10 @@ class SqliteStore implements MailStore {
     if (head === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
     const highest = head[0];
     if (highest === since && head[1] <= knownUidNext) return { highestModSeq: since, added: [], changed: [], expunged: [] };
-    // Otherwise its three other reads as one read transaction (one WAL read lock). They agree
-    // with `highest`: this process is the only writer, and no write runs between these
-    // synchronous statements.
+    // Otherwise its three other reads as one read transaction (one WAL read lock). They see at
+    // least the state of `highest` (read before them); a write by another process in between
+    // (a command-line import) can only add rows above it, which the next sync reports again:
+    // never a change lost.
     return this.#readSnapshot(() => this.#changesSince(mailboxId, since, knownUidNext, highest));
   }
 
