@@ -6,17 +6,22 @@
  * "PORT lmtp n", then "READY"; stops on SIGTERM.
  *
  *   node --import tsx bench/imap/facteur-server.ts '<job as JSON>'
+ *   FACTEUR_BENCH_CODE=dist ...      # the compiled build (bench/shared/code.ts)
  */
 import { pino } from 'pino';
-import { createAuthenticator } from '../../src/auth/authenticator.js';
-import { createCredentials } from '../../src/auth/password.js';
-import { createImapServer } from '../../src/imap/server/server.js';
-import { parseMessage } from '../../src/mail/parse.js';
-import { createSmtpServer } from '../../src/smtp/server/server.js';
-import { openStore } from '../../src/store/open.js';
 import type { AppendInput, MailStore } from '../../src/store/types.js';
+import { facteurModule } from '../shared/code.js';
 import { corpus } from './corpus.js';
 import type { FacteurJob } from './setup.js';
+
+// From src/ through tsx, or from dist/ with FACTEUR_BENCH_CODE=dist (bench/shared/code.ts).
+const { createAuthenticator } = await facteurModule<typeof import('../../src/auth/authenticator.js')>('auth/authenticator.js');
+const { createCredentials } = await facteurModule<typeof import('../../src/auth/password.js')>('auth/password.js');
+const { createImapServer } = await facteurModule<typeof import('../../src/imap/server/server.js')>('imap/server/server.js');
+const { parseMessage } = await facteurModule<typeof import('../../src/mail/parse.js')>('mail/parse.js');
+const { createSmtpServer } = await facteurModule<typeof import('../../src/smtp/server/server.js')>('smtp/server/server.js');
+const { openStore } = await facteurModule<typeof import('../../src/store/open.js')>('store/open.js');
+const { sqliteCheckpointStats, sqliteStoreStats } = await facteurModule<typeof import('../../src/store/sql/sqlite/sqlite-store.js')>('store/sql/sqlite/sqlite-store.js');
 
 const job = JSON.parse(process.argv[2]!) as FacteurJob;
 const store: MailStore = await openStore(job.store);
@@ -65,6 +70,15 @@ process.stdout.write('READY\n');
 // The benchmark reads memory after a full collection, so that garbage does not count.
 process.on('SIGUSR2', () => (globalThis as { gc?: () => void }).gc?.());
 process.on('SIGTERM', () => {
+  // The write path's counters over the whole run (SQLite): batches (group commits), jobs, and
+  // the time in jobs and in COMMIT on the event loop.
+  const st = sqliteStoreStats(store);
+  const cp = sqliteCheckpointStats(store);
+  if (st !== null && cp !== null) {
+    process.stderr.write(
+      `facteur store: ${st.batches} batches, ${st.jobs} jobs, ${st.run.toFixed(0)} ms in jobs, ${st.commit.toFixed(0)} ms in COMMIT (${(st.commit / Math.max(1, st.batches)).toFixed(3)} ms each), ${st.syncs} WAL fdatasyncs (${(st.sync / Math.max(1, st.syncs)).toFixed(2)} ms each), writes held ${st.holds} times (${st.held.toFixed(0)} ms); ${cp.checkpoints} checkpoints copied ${cp.framesCopied} WAL frames\n`,
+    );
+  }
   void Promise.allSettled([imap.close(1000), lmtp.close(1000)]).then(async () => {
     await store.close();
     process.exit(0);

@@ -12,6 +12,7 @@
  *   delivery rate into an empty mailbox and into the full one (`deliveries` each).
  * - mixed: imaptest (IMAPTEST=path) with `clients` clients over `users` accounts of
  *   `user-messages` messages each for `secs` seconds; operations per second and state-check errors.
+ *   `mixes=default,logout0` picks the mixes (both by default; logout0: LOGOUT at 0%, see imaptest.ts).
  * - idle: `idle` authenticated connections in IDLE (Facteur: `idle-facteur`, default the same),
  *   memory per connection from the idle server and per connection added after the first fifth
  *   (see idle.ts); Dovecot also with imap-hibernate. `idle-login=scram` makes Facteur's sessions
@@ -58,6 +59,13 @@ if (IDLE_LOGIN !== 'password' && IDLE_LOGIN !== 'scram') throw new Error(`idle-l
 const DELIVERIES = Number(arg('deliveries', small ? '100' : '300'));
 const PG = arg('pg', 'postgres://postgres@127.0.0.1:5432/facteur_bench_imap');
 const PARTS = new Set(arg('parts', 'ops,mixed,idle,pg').split(','));
+/** mixes=default,logout0: which imaptest mixes the mixed part runs (both by default). */
+const MIXES = arg('mixes', 'default,logout0')
+  .split(',')
+  .map((m) => {
+    if (m !== 'default' && m !== 'logout0') throw new Error(`mixes=${m}: default or logout0`);
+    return m === 'logout0';
+  });
 const OUT = arg('out', '');
 /** A directory where the loaded SQLite data directory is kept between runs (see startFacteur). */
 const CACHE = arg('facteur-cache', '');
@@ -225,7 +233,7 @@ try {
     if (PARTS.has('mixed')) {
       if (!imaptest) log('\nmixed workload skipped: no imaptest (set IMAPTEST, see docs/benchmarks.md)');
       else {
-        for (const stay of [false, true]) {
+        for (const stay of MIXES) {
           await mixedPart(facteur.name, facteur.imap, facteur.pids, imaptest, mboxPath, stay);
           if (dovecot) await mixedPart(dovecot.name, dovecot.imap, dovecot.pids, imaptest, mboxPath, stay);
         }
@@ -252,7 +260,7 @@ try {
     for (const nodes of [1, 2]) {
       const f = await startFacteur({ pgUrl: PG, nodes, accounts: pgSpecs });
       try {
-        for (const stay of [false, true]) await mixedPart(f.name, f.imap, f.pids, imaptest, mboxPath, stay);
+        for (const stay of MIXES) await mixedPart(f.name, f.imap, f.pids, imaptest, mboxPath, stay);
       } finally {
         await f.stop();
       }
