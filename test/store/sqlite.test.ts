@@ -61,9 +61,118 @@ test('sqlite: large messages are files blobs/ab/cdef..., removed with their last
     await t.store.expunge(t.inbox.id, [asUid(1)]);
     assert.equal((await blobFiles(t.dir)).length, 1, 'still referenced once');
     await t.store.expunge(t.inbox.id, [asUid(2)]);
+    assert.equal((await blobFiles(t.dir)).length, 1, 'kept until the sweep');
+    await t.store.collectGarbage();
     assert.deepEqual(await blobFiles(t.dir), []);
   } finally {
     await t.cleanup();
+  }
+});
+
+/** Rows of the blob tables for a hash (blobs, blob_content, blob_text, sort_keys), read from a
+ * second connection: what the sweep has left. */
+function blobRows(dir: string, hash: string): number {
+  const db = new Database(join(dir, 'facteur.db'), { readonly: true });
+  try {
+    const id = (db.prepare('SELECT id FROM blobs WHERE hash = ?').get(hash) as { id: number } | undefined)?.id ?? -1;
+    const n = (sql: string, v: unknown) => (db.prepare(sql).get(v) as { n: number }).n;
+    return (
+      n('SELECT count(*) AS n FROM blobs WHERE hash = ?', hash) +
+      n('SELECT count(*) AS n FROM blob_content WHERE id = ?', id) +
+      n('SELECT count(*) AS n FROM blob_text WHERE id = ?', id) +
+      n('SELECT count(*) AS n FROM sort_keys WHERE hash = ?', hash)
+    );
+  } finally {
+    db.close();
+  }
+}
+
+test('sqlite: a blob without references is removed by the sweep after sweepDelayMs, its file and full-text entries too', async () => {
+  const t = await openTestStore({ sweepDelayMs: 150, blobs: { inlineMaxBytes: 1024 } });
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    const big = testMessage({ subject: 'big', body: 'quetzal '.repeat(40_000) });
+    await t.store.append(inbox.id, big);
+    const [e] = await t.store.listEntries(inbox.id);
+    assert.equal(blobRows(t.dir, e!.blobHash), 4);
+    assert.equal((await t.store.searchText(inbox.id, { field: 'body', value: 'quetzal' })).size, 1);
+    await t.store.expunge(inbox.id, [asUid(1)]);
+    // Right after the expunge the rows and the file are still there; nothing reaches them.
+    assert.equal(blobRows(t.dir, e!.blobHash), 4);
+    assert.equal((await blobFiles(t.dir)).length, 1);
+    assert.equal((await t.store.searchText(inbox.id, { field: 'body', value: 'quetzal' })).size, 0);
+    const deadline = Date.now() + 5000;
+    while (blobRows(t.dir, e!.blobHash) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(blobRows(t.dir, e!.blobHash), 0, 'swept');
+    while ((await blobFiles(t.dir)).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(await blobFiles(t.dir), [], 'file removed after the sweep committed');
+    // The full-text index no longer holds the document (a contentless table: count its rows).
+    const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+    try {
+      assert.equal((db.prepare("SELECT count(*) AS n FROM search WHERE search MATCH 'tza'").get() as { n: number }).n, 0);
+    } finally {
+      db.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('sqlite: the same bytes stored again before the sweep take the unreferenced blob back; the sweep leaves it', async () => {
+  const t = await openTestStore({ sweepDelayMs: 100, blobs: { inlineMaxBytes: 1024 } });
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    for (const m of [testMessage({ subject: 'small again' }), testMessage({ subject: 'big again', body: 'z'.repeat(300_000) })]) {
+      const first = await t.store.append(inbox.id, m);
+      await t.store.expunge(inbox.id, [first.uid]);
+      const again = await t.store.append(inbox.id, m);
+      const [e] = await t.store.getEntries(inbox.id, [again.uid]);
+      await new Promise((r) => setTimeout(r, 400)); // past the sweep
+      assert.equal(blobRows(t.dir, e!.blobHash), 4, 'kept: referenced again');
+      assert.deepEqual(await t.store.readBlob(e!.blobHash), m.raw);
+      assert.deepEqual(await t.store.getParsed(e!.blobHash), m.parsed);
+    }
+    assert.equal((await blobFiles(t.dir)).length, 1, 'the large one keeps its file');
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('sqlite: close removes the blobs a sweep was still to remove; an open finds those a crash left', async () => {
+  const t = await openTestStore({ sweepDelayMs: 3_600_000 });
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    const a = await t.store.append(inbox.id, testMessage({ subject: 'gone at close' }));
+    const [ea] = await t.store.getEntries(inbox.id, [a.uid]);
+    await t.store.expunge(inbox.id, [a.uid]);
+    assert.equal(blobRows(t.dir, ea!.blobHash), 4);
+    await t.store.close();
+    assert.equal(blobRows(t.dir, ea!.blobHash), 0, 'removed by close');
+    // A process that died before its sweep: refs at 0 written by hand.
+    const s2 = await openSqliteStore({ dir: t.dir, sweepDelayMs: 50 });
+    const b = await s2.append(inbox.id, testMessage({ subject: 'left by a crash' }));
+    const [eb] = await s2.getEntries(inbox.id, [b.uid]);
+    await s2.close();
+    const db = new Database(join(t.dir, 'facteur.db'));
+    db.prepare('DELETE FROM entries WHERE mailbox_id = ? AND uid = ?').run(inbox.id, b.uid);
+    db.prepare('UPDATE blobs SET refs = 0 WHERE hash = ?').run(eb!.blobHash);
+    db.prepare('UPDATE mailboxes SET messages = 0, unseen = 0, size = 0 WHERE id = ?').run(inbox.id);
+    db.prepare('UPDATE accounts SET used_bytes = 0, used_messages = 0 WHERE id = ?').run(bob.id);
+    db.close();
+    const s3 = await openSqliteStore({ dir: t.dir, sweepDelayMs: 50 });
+    const deadline = Date.now() + 5000;
+    while (blobRows(t.dir, eb!.blobHash) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(blobRows(t.dir, eb!.blobHash), 0, 'swept after the open');
+    assert.deepEqual(await s3.checkConsistency(), []);
+    await s3.close();
+  } finally {
+    await t.cleanup().catch(() => undefined);
   }
 });
 

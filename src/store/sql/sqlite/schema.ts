@@ -316,6 +316,14 @@ CREATE TABLE view_snapshots (
 );
 `,
   },
+  {
+    version: 13,
+    sql: `
+-- Blobs whose last reference went wait for the store's sweep (sqlite-store.ts #decRefs, #sweep),
+-- which finds them here instead of reading every blob row.
+CREATE INDEX blobs_dead ON blobs (id) WHERE refs <= 0;
+`,
+  },
 ];
 
 /** Applies the missing migrations. Refuses a database written by a newer version. */

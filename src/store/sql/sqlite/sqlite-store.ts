@@ -199,6 +199,9 @@ export interface SqliteStoreOptions {
    * frames behind is followed by a catch-up checkpoint with writes held, so that SQLite can
    * restart the WAL (see #catchUp). */
   walRestartBytes?: number;
+  /** A blob whose last reference goes keeps its rows (bytes, text, index entries) until a sweep
+   * this long after (default 5 s; see #sweep); an APPEND of the same bytes meanwhile finds them. */
+  sweepDelayMs?: number;
 }
 
 export const DB_FILE = 'facteur.db';
@@ -206,6 +209,8 @@ export const DB_FILE = 'facteur.db';
 const WAL_FILE = `${DB_FILE}-wal`;
 export const BLOB_DIR = 'blobs';
 const DEFAULT_INLINE_MAX = 256 * 1024;
+/** Unreferenced blobs removed by one sweep job (the next follows at once while more are left). */
+const SWEEP_BATCH = 500;
 const STREAM_CHUNK = 64 * 1024;
 /** Alias expansion depth: stops runaway chains; cycles are cut by the visited set. */
 const MAX_ALIAS_DEPTH = 10;
@@ -449,9 +454,11 @@ type IndexChange = { rowid: number; columns: SearchColumns } | { rowid: number; 
 
 interface WriteContext {
   events: ChangeEvent[];
-  /** Blobs whose row this job deleted (last reference gone). */
+  /** Blobs whose row this job deleted (a sweep, see #removeDead). */
   removed: Array<{ hash: string; inFile: boolean }>;
   index: IndexChange[];
+  /** Whether this job left a blob without references (a sweep follows, see #sweep). */
+  orphaned: boolean;
 }
 
 interface Job {
@@ -524,6 +531,8 @@ class SqliteStore implements MailStore {
   #holding = false;
   /** Set by a failed WAL sync: every later write is refused with it. */
   #failed: StoreError | null = null;
+  readonly #sweepDelay: number;
+  #sweepTimer: NodeJS.Timeout | null = null;
 
   constructor(db: Database.Database, wal: FileHandle, blobRoot: string, options: SqliteStoreOptions) {
     this.#db = db;
@@ -556,6 +565,7 @@ class SqliteStore implements MailStore {
     this.#blobRoot = blobRoot;
     this.#inlineMax = options.blobs?.inlineMaxBytes ?? DEFAULT_INLINE_MAX;
     this.#maxBatch = Math.max(1, options.maxBatch ?? 1000);
+    this.#sweepDelay = options.sweepDelayMs ?? 5000;
     this.#files = createBlobFileWriter(blobRoot);
     this.#local = createLocalFeed(
       options.onListenerError ??
@@ -572,6 +582,8 @@ class SqliteStore implements MailStore {
       onError: (err) => process.emitWarning(`view cache: ${String(err)}`),
     });
     this.#views.warm();
+    // Blobs left unreferenced by a process that stopped before its sweep.
+    if (this.#q('SELECT 1 FROM blobs WHERE refs <= 0 LIMIT 1').get() !== undefined) this.#scheduleSweep();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -642,7 +654,7 @@ class SqliteStore implements MailStore {
       return this.#notifyIdle();
     }
     for (const job of jobs) {
-      const ctx: WriteContext = { events: [], removed: [], index: [] };
+      const ctx: WriteContext = { events: [], removed: [], index: [], orphaned: false };
       this.#q('SAVEPOINT job').run();
       try {
         const value = job.run(ctx);
@@ -698,6 +710,7 @@ class SqliteStore implements MailStore {
     }
     if (committed) {
       const ok = outcomes.filter((o) => o.ok);
+      if (ok.some((o) => o.ctx.orphaned)) this.#scheduleSweep();
       if (ok.length > 0) {
         // Acknowledged only once a sync that starts after this COMMIT has completed.
         this.#unsynced.push({
@@ -949,16 +962,60 @@ class SqliteStore implements MailStore {
     if (r.changes !== counts.size) throw new StoreError('io', 'Cannot copy: a referenced blob is missing');
   }
 
-  /** Drops references; the last one removes the row, its text and index entry, and (after the
-   * commit) its file. */
+  /**
+   * Drops references. A blob left without any keeps its rows for now: the sweep (#sweep) removes
+   * it a little later with the others, in one job. An expunge then writes only the entries' pages
+   * (a blob's removal rewrites its bytes' pages, its text, its full-text index entries and its
+   * sort keys: about as many pages as storing it), and a message stored again meanwhile (a client
+   * that copies then expunges, undo in a webmail, the same message delivered again) finds its blob
+   * and takes a reference instead of writing it all again. Nothing reads an unreferenced blob:
+   * every read goes through an entry.
+   */
   #decRefs(ctx: WriteContext, counts: Map<string, number>): void {
     if (counts.size === 0) return;
-    const rows = this.#q(
+    const left = this.#q(
       `UPDATE blobs SET refs = refs - d.n FROM (SELECT value ->> 0 AS hash, value ->> 1 AS n FROM json_each(?)) AS d
-        WHERE blobs.hash = d.hash RETURNING blobs.id, blobs.hash, blobs.refs, blobs.in_file`,
-    ).all(JSON.stringify([...counts])) as Array<{ id: number; hash: string; refs: number; in_file: number }>;
-    const dead = rows.filter((r) => r.refs <= 0);
-    if (dead.length === 0) return;
+        WHERE blobs.hash = d.hash RETURNING blobs.refs`,
+    )
+      .pluck()
+      .all(JSON.stringify([...counts])) as number[];
+    if (left.some((n) => n <= 0)) ctx.orphaned = true;
+  }
+
+  /** The sweep `delayMs` from now, unless one is already due sooner. */
+  #scheduleSweep(delayMs = this.#sweepDelay): void {
+    if (this.#sweepTimer !== null || this.#closed) return;
+    this.#sweepTimer = setTimeout(() => this.#sweep(), delayMs);
+    this.#sweepTimer.unref();
+  }
+
+  /** Removes unreferenced blobs, SWEEP_BATCH per job, the next job at once while more are left. */
+  #sweep(): void {
+    this.#sweepTimer = null;
+    if (this.#closed) return;
+    this.#write((ctx) => this.#removeDead(ctx, SWEEP_BATCH)).then(
+      (n) => {
+        if (n === SWEEP_BATCH) this.#scheduleSweep(0);
+      },
+      (err: unknown) => {
+        // Left for the next sweep (after the next expunge, or the next start).
+        if (!this.#closed) process.emitWarning(`store: removing unreferenced blobs failed: ${String(err)}`);
+      },
+    );
+  }
+
+  /**
+   * Deletes up to `limit` (-1: all) blobs without references: rows, text, sort keys, full-text
+   * entries, and (after the commit, see #flush) files and cached copies. Their count read again
+   * in this job: an ingest committed since the sweep was planned may have taken one back.
+   */
+  #removeDead(ctx: WriteContext, limit: number): number {
+    const dead = this.#q('SELECT id, hash, in_file FROM blobs WHERE refs <= 0 LIMIT ?').all(limit) as Array<{
+      id: number;
+      hash: string;
+      in_file: number;
+    }>;
+    if (dead.length === 0) return 0;
     const ids = JSON.stringify(dead.map((r) => r.id));
     for (const table of ['blobs', 'blob_content', 'blob_text']) {
       this.#q(`DELETE FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`).run(ids);
@@ -968,6 +1025,7 @@ class SqliteStore implements MailStore {
       ctx.index.push({ rowid: r.id, columns: null });
       ctx.removed.push({ hash: r.hash, inFile: r.in_file !== 0 });
     }
+    return dead.length;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -2623,26 +2681,16 @@ class SqliteStore implements MailStore {
     removeStaleHolds(this.#blobRoot);
     const listed = await listBlobFiles(this.#blobRoot);
     return this.#write((ctx) => {
-      let removed = 0;
-      // Rows without references (none are left by the write paths; repairs and old crashes).
-      const dead = this.#q('SELECT hash FROM blobs WHERE refs <= 0').all() as Array<{ hash: string }>;
-      for (const d of dead) {
-        const row = this.#q('DELETE FROM blobs WHERE hash = ? RETURNING id, in_file').get(d.hash) as {
-          id: number;
-          in_file: number;
-        };
-        this.#q('DELETE FROM blob_content WHERE id = ?').run(row.id);
-        this.#q('DELETE FROM blob_text WHERE id = ?').run(row.id);
-        this.#q('DELETE FROM sort_keys WHERE hash = ?').run(d.hash);
-        ctx.index.push({ rowid: row.id, columns: null });
-        ctx.removed.push({ hash: d.hash, inFile: row.in_file !== 0 });
-        removed += 1;
-      }
+      // Rows without references: those the sweep has not reached yet (see #decRefs). Their
+      // files go after the commit (#flush), not here: should it fail, a row would be left
+      // without its file, and an APPEND of the same bytes could take that row back.
+      let removed = this.#removeDead(ctx, -1);
+      const removedNow = new Set(ctx.removed.map((r) => r.hash));
       const isFileBlob = this.#q('SELECT 1 FROM blobs WHERE hash = ? AND in_file != 0');
       // A backup's snapshot may still need files whose rows are gone.
       const held = filesHeld(this.#blobRoot);
       for (const hash of listed.hashes) {
-        if (held || this.#pending.has(hash) || isFileBlob.get(hash) !== undefined) continue;
+        if (held || this.#pending.has(hash) || removedNow.has(hash) || isFileBlob.get(hash) !== undefined) continue;
         removeBlobFile(this.#blobRoot, hash);
         removed += 1;
       }
@@ -2659,6 +2707,12 @@ class SqliteStore implements MailStore {
     if (this.#closed) return;
     // Before the store refuses writes: the view cache writes its snapshots (view-cache.ts).
     await this.#views.close();
+    // What a sweep would remove later goes now (a command-line process may not run again).
+    if (this.#sweepTimer !== null) {
+      clearTimeout(this.#sweepTimer);
+      this.#sweepTimer = null;
+      if (this.#failed === null) await this.#write((ctx) => this.#removeDead(ctx, -1)).catch(() => 0);
+    }
     await this.#whenIdle();
     this.#closed = true;
     this.#locks.clear();
