@@ -21,7 +21,7 @@ const { createImapServer } = await facteurModule<typeof import('../../src/imap/s
 const { parseMessage } = await facteurModule<typeof import('../../src/mail/parse.js')>('mail/parse.js');
 const { createSmtpServer } = await facteurModule<typeof import('../../src/smtp/server/server.js')>('smtp/server/server.js');
 const { openStore } = await facteurModule<typeof import('../../src/store/open.js')>('store/open.js');
-const { sqliteCheckpointStats, sqliteStoreStats } = await facteurModule<typeof import('../../src/store/sql/sqlite/sqlite-store.js')>('store/sql/sqlite/sqlite-store.js');
+const { sqliteStoreStats } = await facteurModule<typeof import('../../src/store/sql/sqlite/sqlite-store.js')>('store/sql/sqlite/sqlite-store.js');
 
 const job = JSON.parse(process.argv[2]!) as FacteurJob;
 const store: MailStore = await openStore(job.store);
@@ -73,10 +73,9 @@ process.on('SIGTERM', () => {
   // The write path's counters over the whole run (SQLite): batches (group commits), jobs, and
   // the time in jobs and in COMMIT on the event loop.
   const st = sqliteStoreStats(store);
-  const cp = sqliteCheckpointStats(store);
-  if (st !== null && cp !== null) {
+  if (st !== null) {
     process.stderr.write(
-      `facteur store: ${st.batches} batches, ${st.jobs} jobs, ${st.run.toFixed(0)} ms in jobs, ${st.commit.toFixed(0)} ms in COMMIT (${(st.commit / Math.max(1, st.batches)).toFixed(3)} ms each), ${st.syncs} WAL fdatasyncs (${(st.sync / Math.max(1, st.syncs)).toFixed(2)} ms each), writes held ${st.holds} times (${st.held.toFixed(0)} ms); ${cp.checkpoints} checkpoints copied ${cp.framesCopied} WAL frames\n`,
+      `facteur store: ${st.batches} batches, ${st.jobs} jobs, ${st.run.toFixed(0)} ms in jobs, ${st.commit.toFixed(0)} ms in COMMIT (${(st.commit / Math.max(1, st.batches)).toFixed(3)} ms each), ${st.syncs} WAL fdatasyncs (${(st.sync / Math.max(1, st.syncs)).toFixed(2)} ms each), writes held ${st.holds} times (${st.held.toFixed(0)} ms)\n`,
     );
   }
   void Promise.allSettled([imap.close(1000), lmtp.close(1000)]).then(async () => {

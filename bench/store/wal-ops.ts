@@ -22,7 +22,7 @@ const dir = mkdtempSync(join(tmpdir(), 'facteur-wal-ops-'));
 const store = await openSqliteStore({ dir, checkpointIntervalMs: 3_600_000 });
 await store.addDomain('example.com');
 const accts: Array<{ id: number }> = [];
-const msgs = [...corpus(7, 3000, 'x@example.com')];
+const msgs = [...corpus(7, 4000, 'x@example.com')];
 let mi = 0;
 for (let a = 0; a < 10; a++) {
   const acc = await store.createAccount({ address: `u${a}@example.com`, passwordHash: 'h' });
@@ -49,8 +49,8 @@ async function measure(name: string, N: number, op: (i: number) => Promise<unkno
 }
 const uidsOf = new Map<number, number[]>();
 for (const m of accts) uidsOf.set(m.id, Array.from({ length: 100 }, (_, i) => i + 1));
-await measure('STORE', 280, async (i) => { const m = accts[i % 10]!; const u = uidsOf.get(m.id)!; return store.setFlags(m.id, [u[(i * 7) % u.length]], i % 2 ? 'add' : 'remove', ['\\Seen']); });
-await measure('APPEND', 280, async (i) => { const m = accts[i % 10]!; const x = msgs[mi++]!; const r = await store.append(m.id, { raw: x.raw, parsed: parseMessage(x.raw), internalDate: x.time }); uidsOf.get(m.id)!.push(r.uid); });
-await measure('EXPUNGE', 280, async (i) => { const m = accts[i % 10]!; const u = uidsOf.get(m.id)!; const uid = u.shift()!; return store.expunge(m.id, [uid]); });
+await measure("STORE", Number(process.env.N ?? 280), async (i) => { const m = accts[i % 10]!; const u = uidsOf.get(m.id)!; return store.setFlags(m.id, [u[(i * 7) % u.length]], i % 2 ? 'add' : 'remove', ['\\Seen']); });
+await measure("APPEND", Number(process.env.N ?? 280), async (i) => { const m = accts[i % 10]!; const x = msgs[mi++]!; const r = await store.append(m.id, { raw: x.raw, parsed: parseMessage(x.raw), internalDate: x.time }); uidsOf.get(m.id)!.push(r.uid); });
+await measure("EXPUNGE", Number(process.env.N ?? 280), async (i) => { const m = accts[i % 10]!; const u = uidsOf.get(m.id)!; const uid = u.shift()!; return store.expunge(m.id, [uid]); });
 await store.close();
 rmSync(dir, { recursive: true, force: true });

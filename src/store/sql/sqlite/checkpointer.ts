@@ -52,7 +52,9 @@ type Reply = { ok: true; frames: number; copied: number } | { ok: false; error: 
 export interface CheckpointStats {
   /** Checkpoints completed. */
   checkpoints: number;
-  /** Frames copied into the database file by them. */
+  /** The sum of what each reported as copied. SQLite counts the frames of the WAL in the
+   * database file since the WAL last restarted, so a frame copied by one checkpoint counts again
+   * in the next ones until the restart: an upper bound of the copying, not the WAL's traffic. */
   framesCopied: number;
 }
 
