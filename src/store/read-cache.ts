@@ -1,6 +1,7 @@
 /**
  * Per-process caches of what FETCH reads over and over: the first bytes of stored messages (the
- * header that HEADER.FIELDS filters, or the whole of a small message) and parse records. An IMAP
+ * header that HEADER.FIELDS filters, or the whole of a small message), parse records, and the
+ * facts of entries (what never changes of an entry: its blob, size, dates and ids). An IMAP
  * client lists the same messages again and again (FETCH 1:100 (ENVELOPE BODY.PEEK[HEADER.FIELDS
  * (...)])); without them each message of each FETCH is one statement, and a JSON parse, whatever
  * the database's own page cache holds. Dovecot keeps the same in its cache file.
@@ -15,6 +16,7 @@
  */
 import { WeightedLru } from '../lib/lru.js';
 import type { ParsedMessage } from '../mail/types.js';
+import type { EntryFacts } from './types.js';
 
 /** Default bound of the message-bytes cache. */
 export const DEFAULT_BLOB_CACHE_BYTES = 16 * 1024 * 1024;
@@ -89,5 +91,39 @@ export class ParsedCache {
 
   delete(hash: string): void {
     this.#lru.delete(hash);
+  }
+}
+
+/** Default bound of the entry facts cache: about 30,000 entries. */
+export const DEFAULT_FACTS_CACHE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Entry facts (MailStore.getEntryFacts) by mailbox and UID: FETCH reads them for every message it
+ * answers, and they never change. The store drops the keys of what it expunges; those of a
+ * removed mailbox age out (mailbox ids are never reused). Weight: an estimate of the object and
+ * its four strings.
+ */
+export class EntryFactsCache {
+  readonly #lru: WeightedLru<string, EntryFacts>;
+
+  constructor(maxBytes: number) {
+    this.#lru = new WeightedLru(maxBytes);
+  }
+
+  get bytes(): number {
+    return this.#lru.weight;
+  }
+
+  get(mailboxId: number, uid: number): EntryFacts | undefined {
+    return this.#lru.get(`${mailboxId}:${uid}`);
+  }
+
+  set(f: EntryFacts): void {
+    const weight = 200 + 2 * (f.blobHash.length + f.emailId.length + f.threadId.length + f.pid.length);
+    this.#lru.set(`${f.mailboxId}:${f.uid}`, f, weight);
+  }
+
+  delete(mailboxId: number, uid: number): void {
+    this.#lru.delete(`${mailboxId}:${uid}`);
   }
 }

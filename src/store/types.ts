@@ -142,6 +142,13 @@ export interface MessageEntry {
   pop3Hidden: boolean;
 }
 
+/** An entry's fields that never change once it is written (an entry is a mailbox and a UID,
+ * and a UID is never used again in its mailbox): all but its flags, modseq and POP3 state. */
+export type EntryFacts = Omit<MessageEntry, 'flags' | 'modseq' | 'pop3Hidden'>;
+
+/** A message as an IMAP view knows it: its facts, with the flags and modseq the view holds. */
+export type ViewEntry = EntryFacts & Pick<MessageEntry, 'flags' | 'modseq'>;
+
 /** What a session's view of a mailbox holds of each message (RFC 9051 §2.3.1.2), in UID order,
  * as parallel typed arrays (16 bytes a message, no object per message), with the mailbox state
  * they are the state of. The arrays may be shared with the store's cache and other callers:
@@ -459,6 +466,14 @@ export interface MailStore {
   /** The THREAD keys of the entries of a mailbox. */
   listThreadKeys(mailboxId: MailboxId): Promise<ThreadKeyColumns>;
   getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]>;
+  /**
+   * The facts of those entries among `uids` that exist, in UID order, for a reader that has
+   * their flags and modseqs already (an IMAP view's FETCH). The SQLite store answers from a
+   * per-process cache where it can (facts never change), keeping what it read when `keep` (a
+   * request small enough not to push hot entries out); an entry this process expunged leaves
+   * the cache with it, one another process expunged may still be answered (RFC 2180 §4.1.1).
+   */
+  getEntryFacts(mailboxId: MailboxId, uids: readonly Uid[], keep: boolean): Promise<EntryFacts[]>;
   /**
    * Entries of a mailbox whose pid (POP3 UIDL) or blob hash is one of `values`, in UID order: an
    * import's checks for what an earlier run stored, a batch at a time (both columns are indexed).

@@ -763,6 +763,29 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         });
       }));
 
+    test('getEntryFacts returns what never changes of the entries, in UID order, and never an entry this store expunged', () =>
+      withStore(async ({ store, inbox }) => {
+        for (const subject of ['one', 'two', 'three']) await store.append(inbox.id, testMessage({ subject }));
+        const entries = await store.getEntries(inbox.id, uids(1, 2, 3));
+        const facts = (e: MessageEntry) => {
+          const { flags, modseq, pop3Hidden, ...rest } = e;
+          void flags, void modseq, void pop3Hidden;
+          return rest;
+        };
+        // Read twice: the second answer may come from the cache (kept by the first).
+        for (let i = 0; i < 2; i++) {
+          assert.deepEqual(await store.getEntryFacts(inbox.id, uids(3, 1, 2, 9), true), entries.map(facts));
+        }
+        // Flag changes do not touch facts.
+        await store.setFlags(inbox.id, uids(1, 2, 3), 'add', ['\\Seen', 'custom']);
+        assert.deepEqual(await store.getEntryFacts(inbox.id, uids(1, 2, 3), true), entries.map(facts));
+        await store.expunge(inbox.id, uids(2));
+        assert.deepEqual(await store.getEntryFacts(inbox.id, uids(1, 2, 3), true), [entries[0]!, entries[2]!].map(facts));
+        // Not kept: read, and still right.
+        assert.deepEqual(await store.getEntryFacts(inbox.id, uids(3), false), [facts(entries[2]!)]);
+        assert.deepEqual(await store.getEntryFacts(inbox.id, [], true), []);
+      }));
+
     test('changesSince separates added, changed and expunged exactly', () =>
       withStore(async ({ store, inbox }) => {
         for (let i = 0; i < 3; i++) await store.append(inbox.id, testMessage({ subject: `m${i}` }));

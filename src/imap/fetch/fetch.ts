@@ -14,7 +14,7 @@
  * - nothing here changes state: the session sets \Seen (see needsSeenFlag) before it calls this.
  */
 import type { ParsedMessage } from '../../mail/types.js';
-import type { MailStore, MessageEntry } from '../../store/types.js';
+import type { MailStore, ViewEntry } from '../../store/types.js';
 import type { FetchAtt, ImapValue, SectionSpec } from '../protocol/ast.js';
 import { bodyStructureValue } from './bodystructure.js';
 import { binaryBytes, binarySize, resolveBinary } from './binary.js';
@@ -25,7 +25,7 @@ import { resolveSection, sectionBytes, type SectionBytes } from './section.js';
 export const DEFAULT_LARGE_LITERAL = 256 * 1024;
 
 export interface FetchSource {
-  entry: MessageEntry;
+  entry: ViewEntry;
   store: Pick<MailStore, 'getParsed' | 'readBlob' | 'streamBlob'>;
   /** The parse record when the caller has it already. */
   parsed?: ParsedMessage;

@@ -14,7 +14,7 @@
  */
 import type { MailboxId, Uid } from '../../lib/brand.js';
 import type { ParsedMessage } from '../../mail/types.js';
-import { StoreError, type MailStore, type MessageEntry, type TextQuery } from '../../store/types.js';
+import { StoreError, type MailStore, type ViewEntry, type TextQuery } from '../../store/types.js';
 import type { SearchKey, SequenceSet } from '../protocol/ast.js';
 
 /** The charsets SEARCH CHARSET accepts (RFC 9051 §6.4.4: US-ASCII and UTF-8 MUST be). The parser
@@ -69,7 +69,7 @@ export interface SearchView {
   modseqAt(i: number): number;
   /** The stored entries in sequence order, null for a message no longer in the store; read
    * (once) only when a key needs more than UIDs, flags and modseqs. */
-  entries(): Promise<ReadonlyArray<MessageEntry | null>>;
+  entries(): Promise<ReadonlyArray<ViewEntry | null>>;
   store: Pick<MailStore, 'searchText' | 'getParsed'>;
   mailboxId: MailboxId;
   /** RFC 5182 SEARCHRES: the saved result, as UIDs (null or absent: none saved, `$` is empty). */
@@ -89,7 +89,7 @@ export interface SearchView {
 }
 
 /** A SearchView over entries held in memory. */
-export function searchViewOf(entries: readonly MessageEntry[], rest: Omit<SearchView, 'count' | 'uidAt' | 'flagsAt' | 'modseqAt' | 'entries'>): SearchView {
+export function searchViewOf(entries: readonly ViewEntry[], rest: Omit<SearchView, 'count' | 'uidAt' | 'flagsAt' | 'modseqAt' | 'entries'>): SearchView {
   return {
     count: entries.length,
     uidAt: (i) => entries[i]!.uid,
@@ -246,10 +246,10 @@ export async function evaluateSearch(key: SearchKey, view: SearchView): Promise<
  * they are). */
 export async function searchPositions(key: SearchKey, view: SearchView): Promise<Int32Array> {
   const n = view.count;
-  let loaded: Promise<ReadonlyArray<MessageEntry | null>> | null = null;
-  const details = (): Promise<ReadonlyArray<MessageEntry | null>> => (loaded ??= view.entries());
+  let loaded: Promise<ReadonlyArray<ViewEntry | null>> | null = null;
+  const details = (): Promise<ReadonlyArray<ViewEntry | null>> => (loaded ??= view.entries());
   /** Keeps the candidates whose stored entry passes pred (none whose entry is gone). */
-  const byEntry = async (cand: Int32Array, pred: (e: MessageEntry) => boolean): Promise<Int32Array> => {
+  const byEntry = async (cand: Int32Array, pred: (e: ViewEntry) => boolean): Promise<Int32Array> => {
     const entries = await details();
     return filter(cand, (i) => {
       const e = entries[i];
@@ -296,7 +296,7 @@ export async function searchPositions(key: SearchKey, view: SearchView): Promise
 
   /** Day of the Date: header as written; without a usable one, the INTERNALDATE's day (as
    * Dovecot and Cyrus do), so that such a message still sorts into some day. */
-  const sentDay = async (e: MessageEntry): Promise<number | null> => {
+  const sentDay = async (e: ViewEntry): Promise<number | null> => {
     const cached = sentDays.get(e.blobHash);
     if (cached !== undefined) return cached;
     let parsed: ParsedMessage;

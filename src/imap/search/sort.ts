@@ -13,7 +13,7 @@
 import type { SortKeys } from '../../mail/sort-keys.js';
 import { sortKeysOf, THREAD_NO_SUBJECT, THREAD_REPLY } from '../../mail/sort-keys.js';
 import type { MailboxId, Uid } from '../../lib/brand.js';
-import type { MailStore, MessageEntry, SortKeyName, SortRanks, ThreadKeyColumns } from '../../store/types.js';
+import type { MailStore, ViewEntry, SortKeyName, SortRanks, ThreadKeyColumns } from '../../store/types.js';
 import type { SortCriterion } from '../protocol/ast.js';
 
 /** One key's ranks by position in the view: -1 for a message not in the store. */
@@ -159,7 +159,7 @@ function compareKeys(a: number | string, b: number | string): number {
  * keys: for entries held in memory, and as the plain reference the store's ranks are checked
  * against.
  */
-export function sortViewOf(entries: readonly MessageEntry[], store: Pick<MailStore, 'getParsed'>): SortView {
+export function sortViewOf(entries: readonly ViewEntry[], store: Pick<MailStore, 'getParsed'>): SortView {
   let loaded: Promise<Array<MessageKeys | null>> | null = null;
   const all = (): Promise<Array<MessageKeys | null>> =>
     (loaded ??= (async () => {

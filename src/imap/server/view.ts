@@ -13,7 +13,7 @@
 import type { ModSeq, Uid } from '../../lib/brand.js';
 import { asModSeq, asUid } from '../../lib/brand.js';
 import { resized } from '../../lib/typed-arrays.js';
-import type { Mailbox, MailStore, MessageEntry, SetFlagsResult, ViewEntries } from '../../store/types.js';
+import type { Mailbox, MailStore, MessageEntry, SetFlagsResult, ViewEntries, ViewEntry } from '../../store/types.js';
 import type { ImapValue, SequenceSet } from '../protocol/ast.js';
 import { atomListText, formatSet } from '../protocol/serialize.js';
 import { BadError } from './errors.js';
@@ -293,27 +293,30 @@ export class MailboxView {
    * the client was last told, read from the store a chunk at a time. A message expunged in the
    * store meanwhile is left out (RFC 9051 §7.5.1 lets FETCH omit it) and handed to onGone.
    */
-  async *entriesOf(store: MailStore, uids: ArrayLike<Uid>, onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<MessageEntry> {
+  async *entriesOf(store: MailStore, uids: ArrayLike<Uid>, onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<ViewEntry> {
+    // The store keeps the facts it reads for requests of this size or less: a FETCH 1:* of a
+    // large mailbox would only push the entries other commands read out of its cache.
+    const keep = uids.length <= KEEP_FACTS_MAX;
     for (let s = 0; s < uids.length; s += chunk) {
       const part = Array.from({ length: Math.min(chunk, uids.length - s) }, (_, k) => uids[s + k]!);
-      const byUid = new Map((await store.getEntries(this.mailbox.id, part)).map((e) => [e.uid, e]));
+      const byUid = new Map((await store.getEntryFacts(this.mailbox.id, part, keep)).map((f) => [f.uid, f]));
       for (const uid of part) {
         const i = this.seqOf(uid) - 1;
-        const e = byUid.get(uid);
+        const f = byUid.get(uid);
         if (i < 0) continue;
-        if (e === undefined) {
+        if (f === undefined) {
           onGone?.(uid);
           continue;
         }
-        yield { ...e, flags: this.flagTable[this.flagIds[i]!]!, modseq: asModSeq(this.modseqs[i]!) };
+        yield { ...f, flags: this.flagTable[this.flagIds[i]!]!, modseq: asModSeq(this.modseqs[i]!) };
       }
     }
   }
 
   /** Every message of the view as a stored entry (see entriesOf), in sequence order; null at the
    * index of a message no longer in the store. */
-  async allEntries(store: MailStore): Promise<Array<MessageEntry | null>> {
-    const out: Array<MessageEntry | null> = new Array<MessageEntry | null>(this.n).fill(null);
+  async allEntries(store: MailStore): Promise<Array<ViewEntry | null>> {
+    const out: Array<ViewEntry | null> = new Array<ViewEntry | null>(this.n).fill(null);
     // A copy: the view may change while the entries are read.
     for await (const e of this.entriesOf(store, this.uidArr.slice(0, this.n) as UidArray, undefined, 2000)) {
       const seq = this.seqOf(e.uid);
@@ -534,6 +537,8 @@ export interface SyncModes {
 }
 
 const NO_MODES: SyncModes = { modseq: false, vanished: false };
+/** entriesOf: the largest request whose entry facts the store keeps in its cache. */
+const KEEP_FACTS_MAX = 2000;
 
 /** Whether a UID is in a UID set; "*" stands for `star` (RFC 9051 §9). */
 export function inUidSet(set: SequenceSet, uid: number, star: number): boolean {

@@ -98,6 +98,7 @@ import type {
   SortKeyName,
   SortRanks,
   ThreadKeyColumns,
+  EntryFacts,
   MessageEntry,
   MetadataChange,
   MetadataEntry,
@@ -1661,6 +1662,21 @@ class PgStore implements MailStore {
 
   async getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]> {
     return this.#read(async () => (await this.#selectRows(this.#pool, mailboxId, uids)).map(toEntry));
+  }
+
+  /** Read each time: this store keeps no per-process read caches (yet). */
+  async getEntryFacts(mailboxId: MailboxId, uids: readonly Uid[]): Promise<EntryFacts[]> {
+    return (await this.getEntries(mailboxId, uids)).map((e) => ({
+      mailboxId: e.mailboxId,
+      uid: e.uid,
+      internalDate: e.internalDate,
+      saveDate: e.saveDate,
+      size: e.size,
+      blobHash: e.blobHash,
+      emailId: e.emailId,
+      threadId: e.threadId,
+      pid: e.pid,
+    }));
   }
 
   async findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]> {

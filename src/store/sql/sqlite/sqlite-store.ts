@@ -93,7 +93,7 @@ import {
 import { planMetadata } from '../../metadata.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows, rankNumbers } from '../sort-columns.js';
-import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, ParsedCache, parsedWeight } from '../../read-cache.js';
+import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight } from '../../read-cache.js';
 import { ViewCache } from '../../view-cache.js';
 import type { MailboxHead, ViewCacheStats, ViewDelta, ViewRow, ViewSource } from '../../view-cache.js';
 import type { AccountRowOf } from '../rows.js';
@@ -130,6 +130,7 @@ import type {
   SortKeyName,
   SortRanks,
   ThreadKeyColumns,
+  EntryFacts,
   MessageEntry,
   MetadataChange,
   MetadataEntry,
@@ -169,6 +170,9 @@ export interface SqliteStoreOptions {
   /** Bound of the cache of message bytes read from their start (headers, small messages),
    * bytes (read-cache.ts). Default 16 MiB; 0 turns it off. */
   blobCacheBytes?: number;
+  /** Bound of the cache of entry facts that FETCH reads (read-cache.ts), estimated bytes.
+   * Default 8 MiB (about 30,000 entries); 0 turns it off. */
+  factsCacheBytes?: number;
   /** SQLite's page cache of the store's connection, KiB. Default 32 MiB (a server's hot pages);
    * a batch command that mostly writes (import, restore) gets by with less. */
   pageCacheKiB?: number;
@@ -275,6 +279,20 @@ function toEntry(r: EntryRow): MessageEntry {
     threadId: r[10],
     pid: r[11],
     pop3Hidden: r[12] !== 0,
+  };
+}
+
+function toFacts(r: EntryRow): EntryFacts {
+  return {
+    mailboxId: asMailboxId(r[0]),
+    uid: asUid(r[1]),
+    internalDate: r[5],
+    saveDate: r[6],
+    size: r[7],
+    blobHash: r[8],
+    emailId: r[9],
+    threadId: r[10],
+    pid: r[11],
   };
 }
 
@@ -503,6 +521,7 @@ class SqliteStore implements MailStore {
   readonly #local: LocalFeed;
   readonly #parsedCache: ParsedCache;
   readonly #blobCache: BlobPrefixCache;
+  readonly #factsCache: EntryFactsCache;
   readonly #views: ViewCache;
   readonly #stmts = new Map<string, Stmt>();
   readonly #rawStmts = new Map<string, Stmt>();
@@ -574,6 +593,7 @@ class SqliteStore implements MailStore {
     this.feed = this.#local.feed;
     this.#parsedCache = new ParsedCache(options.parsedCacheBytes ?? DEFAULT_PARSED_CACHE_BYTES, options.parsedCacheSize ?? 65_536);
     this.#blobCache = new BlobPrefixCache(options.blobCacheBytes ?? DEFAULT_BLOB_CACHE_BYTES);
+    this.#factsCache = new EntryFactsCache(options.factsCacheBytes ?? DEFAULT_FACTS_CACHE_BYTES);
     this.#views = new ViewCache(this.#viewSource(), this.feed, {
       maxMessages: options.viewCacheMessages,
       eagerMinMessages: options.viewCacheEagerMin,
@@ -1227,6 +1247,7 @@ class SqliteStore implements MailStore {
   /** Removes entries (already read) from a mailbox, logging their UIDs as expunged at modseq. */
   #removeEntries(ctx: WriteContext, mailbox: MailboxRow, rows: ReadonlyArray<EntryRow>, modseq: number, keepBlobs: boolean): void {
     if (rows.length === 0) return;
+    for (const r of rows) this.#factsCache.delete(mailbox.id, r[1]);
     const uidsJson = JSON.stringify(rows.map((r) => r[1]));
     this.#q('DELETE FROM entries WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))').run(mailbox.id, uidsJson);
     // RFC 7162 §3.2.10: expunged UIDs are remembered for VANISHED (EARLIER).
@@ -1934,6 +1955,23 @@ class SqliteStore implements MailStore {
     // No mailbox row first: a mailbox that is gone has no entries either (FETCH reads a chunk
     // of entries per 500 messages, and the row read was a third of that).
     return this.#selectRows({ id: mailboxId }, uids).map(toEntry);
+  }
+
+  async getEntryFacts(mailboxId: MailboxId, uids: readonly Uid[], keep: boolean): Promise<EntryFacts[]> {
+    const out: EntryFacts[] = [];
+    let missing: Uid[] | null = null;
+    for (const uid of uids) {
+      const f = this.#factsCache.get(mailboxId, uid);
+      if (f !== undefined) out.push(f);
+      else (missing ??= []).push(uid);
+    }
+    if (missing === null) return out.length > 1 ? out.sort((a, b) => a.uid - b.uid) : out;
+    for (const r of this.#selectRows({ id: mailboxId }, missing)) {
+      const f = toFacts(r);
+      if (keep) this.#factsCache.set(f);
+      out.push(f);
+    }
+    return out.sort((a, b) => a.uid - b.uid);
   }
 
   async findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]> {
