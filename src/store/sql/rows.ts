@@ -6,7 +6,7 @@ import type { SnapshotAccount, SnapshotAppPassword, SnapshotEntry } from '../../
 import { asAccountId, asModSeq, asUid } from '../../lib/brand.js';
 import { flagList } from '../flags.js';
 import { toAppPassword, type AppPasswordRow } from './app-password-row.js';
-import type { Account, EntrySortKeys, Pop3DeletePolicy } from '../types.js';
+import type { Account, EntryFacts, EntrySortKeys, MessageEntry, Pop3DeletePolicy } from '../types.js';
 import { threadNames, threadText } from '../../mail/sort-keys.js';
 
 type Bool = number | boolean;
@@ -168,4 +168,19 @@ export function threadNamesOf(r: ThreadTextSource): string[] {
 export function threadTextOf(r: ThreadTextSource, number: (name: string) => number): string {
   const { k, refs } = threadSource(r);
   return threadText(k, refs, number);
+}
+
+/** What never changes of an entry (MailStore.getEntryFacts). */
+export function entryFacts(e: MessageEntry): EntryFacts {
+  return {
+    mailboxId: e.mailboxId,
+    uid: e.uid,
+    internalDate: e.internalDate,
+    saveDate: e.saveDate,
+    size: e.size,
+    blobHash: e.blobHash,
+    emailId: e.emailId,
+    threadId: e.threadId,
+    pid: e.pid,
+  };
 }

@@ -64,7 +64,7 @@ import { ViewCache } from '../../view-cache.js';
 import type { MailboxHead, ViewCacheOptions, ViewCacheStats, ViewRow, ViewSource } from '../../view-cache.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
-import { SORT_KEY_COLS, threadNamesOf, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
+import { entryFacts, SORT_KEY_COLS, threadNamesOf, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
@@ -1666,17 +1666,7 @@ class PgStore implements MailStore {
 
   /** Read each time: this store keeps no per-process read caches (yet). */
   async getEntryFacts(mailboxId: MailboxId, uids: readonly Uid[]): Promise<EntryFacts[]> {
-    return (await this.getEntries(mailboxId, uids)).map((e) => ({
-      mailboxId: e.mailboxId,
-      uid: e.uid,
-      internalDate: e.internalDate,
-      saveDate: e.saveDate,
-      size: e.size,
-      blobHash: e.blobHash,
-      emailId: e.emailId,
-      threadId: e.threadId,
-      pid: e.pid,
-    }));
+    return (await this.getEntries(mailboxId, uids)).map(entryFacts);
   }
 
   async findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]> {

@@ -266,20 +266,7 @@ type EntryRow = [
 ];
 
 function toEntry(r: EntryRow): MessageEntry {
-  return {
-    mailboxId: asMailboxId(r[0]),
-    uid: asUid(r[1]),
-    modseq: asModSeq(r[2]),
-    flags: flagList(r[3], r[4]),
-    internalDate: r[5],
-    saveDate: r[6],
-    size: r[7],
-    blobHash: r[8],
-    emailId: r[9],
-    threadId: r[10],
-    pid: r[11],
-    pop3Hidden: r[12] !== 0,
-  };
+  return { ...toFacts(r), modseq: asModSeq(r[2]), flags: flagList(r[3], r[4]), pop3Hidden: r[12] !== 0 };
 }
 
 function toFacts(r: EntryRow): EntryFacts {
