@@ -169,7 +169,8 @@ export function sortViewOf(entries: readonly ViewEntry[], store: Pick<MailStore,
         const got = await Promise.all(batch.map((e) => store.getParsed(e.blobHash).catch(() => null)));
         batch.forEach((e, j) => {
           const p = got[j];
-          out.push(p === null || p === undefined ? null : { ...sortKeysOf(p), internalDate: e.internalDate, size: e.size });
+          // Assigned, not spread: a spread that adds properties takes V8's slow path.
+          out.push(p === null || p === undefined ? null : Object.assign(sortKeysOf(p), { internalDate: e.internalDate, size: e.size }));
         });
       }
       return out;

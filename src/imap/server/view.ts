@@ -308,7 +308,21 @@ export class MailboxView {
           onGone?.(uid);
           continue;
         }
-        yield { ...f, flags: this.flagTable[this.flagIds[i]!]!, modseq: asModSeq(this.modseqs[i]!) };
+        // Written out: V8 copies an object spread fast only when it adds no property, here
+        // `{ ...f, flags, modseq }` cost about 4 us a message.
+        yield {
+          mailboxId: f.mailboxId,
+          uid: f.uid,
+          modseq: asModSeq(this.modseqs[i]!),
+          flags: this.flagTable[this.flagIds[i]!]!,
+          internalDate: f.internalDate,
+          saveDate: f.saveDate,
+          size: f.size,
+          blobHash: f.blobHash,
+          emailId: f.emailId,
+          threadId: f.threadId,
+          pid: f.pid,
+        };
       }
     }
   }

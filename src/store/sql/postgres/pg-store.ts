@@ -1735,7 +1735,9 @@ class PgStore implements MailStore {
         [blobHash],
       );
       if (row === undefined) throw new StoreError('not-found', `Cannot find parse record of ${blobHash}`);
-      const parsed = { ...(JSON.parse(row.parsed) as Omit<ParsedMessage, 'text'>), text: row.body } as ParsedMessage;
+      // Set, not spread: a spread that adds a property takes V8's slow path.
+      const parsed = JSON.parse(row.parsed) as ParsedMessage;
+      parsed.text = row.body;
       this.#parsedCache.set(blobHash, parsed);
       return parsed;
     });

@@ -266,7 +266,13 @@ type EntryRow = [
 ];
 
 function toEntry(r: EntryRow): MessageEntry {
-  return { ...toFacts(r), modseq: asModSeq(r[2]), flags: flagList(r[3], r[4]), pop3Hidden: r[12] !== 0 };
+  // Properties set on the facts object: a spread that adds properties (`{ ...facts, modseq }`)
+  // takes V8's slow path, microseconds an object.
+  const e = toFacts(r) as MessageEntry;
+  e.modseq = asModSeq(r[2]);
+  e.flags = flagList(r[3], r[4]);
+  e.pop3Hidden = r[12] !== 0;
+  return e;
 }
 
 function toFacts(r: EntryRow): EntryFacts {
@@ -2039,7 +2045,8 @@ class SqliteStore implements MailStore {
       | { parsed: string; body: string }
       | undefined;
     if (row === undefined) throw new StoreError('not-found', `Cannot find parse record of ${blobHash}`);
-    const parsed = { ...(JSON.parse(row.parsed) as Omit<ParsedMessage, 'text'>), text: row.body } as ParsedMessage;
+    const parsed = JSON.parse(row.parsed) as ParsedMessage;
+    parsed.text = row.body; // set, not spread: see toEntry
     this.#parsedCache.set(blobHash, parsed, parsedWeight(row.parsed.length, row.body.length));
     return parsed;
   }
