@@ -118,12 +118,9 @@ test(`${SESSIONS} sessions in IDLE cost under ${MAX_BYTES_PER_SESSION / 1024} Ki
     await Promise.all(sessions.map((t) => until(t, /^\* 1 FETCH \(.*FLAGS \([^)]*\\Flagged/)));
     await writer.command('w5', 'STORE 2 +FLAGS.SILENT (\\Deleted)');
     await writer.command('w6', 'EXPUNGE');
-    await Promise.all(
-      sessions.map(async (t) => {
-        await until(t, /^\* 2 FETCH \(.*FLAGS \([^)]*\\Deleted/);
-        await until(t, /^\* 2 EXPUNGE$/);
-      }),
-    );
+    // The flag change and the expunge may come as one push (a burst: the FETCH is then left
+    // out, the message being gone); the EXPUNGE always comes.
+    await Promise.all(sessions.map((t) => until(t, /^\* 2 EXPUNGE$/)));
     // And each session still ends its IDLE normally.
     await Promise.all(
       sessions.map(async (t) => {

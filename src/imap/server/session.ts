@@ -613,6 +613,11 @@ export class Session {
     });
   }
 
+  /** Forgets a change seen but not waited for: the sync that follows covers it. */
+  clearChange(): void {
+    this.changed = false;
+  }
+
   /** Drops a pending waitForChange (its race was lost), so it cannot swallow a later change. */
   cancelChangeWait(): void {
     this.changeWaiter = null;
