@@ -27,7 +27,7 @@
  *   snapshotMinMessages is written to the database when it was read whole, or when the rows it
  *   changed since its last snapshot reach snapshotDriftMessages (a timer, after the command that
  *   caused it), and at close (every such entry held); warm() loads the most recently stored
- *   ones in the background when a server's store opens. A missing entry starts from its
+ *   ones in the background when a server's store opens, then large mailboxes without one. A missing entry starts from its
  *   mailbox's snapshot when there is a sound one (same format, checksum, UIDVALIDITY; modseq and
  *   UIDNEXT not above the mailbox's), then catches up exactly like a held entry: the changes
  *   since the snapshot's modseq (entries by modseq, the expunge log) are applied and the message
@@ -91,8 +91,10 @@ export interface ViewSource {
    * modseq (and noting the time: warm-up order); does nothing when a newer one is stored or the
    * mailbox (of this UIDVALIDITY) is gone. */
   saveSnapshot?(mailboxId: MailboxId, snapshot: StoredSnapshot): Promise<void>;
-  /** The mailboxes that have a snapshot, most recently stored first, with their message counts. */
-  snapshotted?(): Promise<Array<{ mailboxId: MailboxId; messages: number }>>;
+  /** What warm() loads, with the message counts: the mailboxes that have a snapshot, most
+   * recently stored first, then those of at least `minMessages` that have none (never opened
+   * since snapshots exist, or filled by another process), largest first. */
+  warmList?(minMessages: number): Promise<Array<{ mailboxId: MailboxId; messages: number }>>;
 }
 
 export interface StoredSnapshot {
@@ -406,18 +408,19 @@ export class ViewCache {
 
   /**
    * Loads, in the background, the views of the mailboxes that have a snapshot (those large and
-   * recently used), most recently stored first, up to warmMessages: called once the store is
-   * open, so that the first SELECT after a start (clients reconnect at once) finds its view held
-   * instead of reading the snapshot itself. One mailbox at a time, yielding in between; a SELECT
+   * recently used), most recently stored first, then of the large ones that have none (read
+   * whole, which stores their snapshot), up to warmMessages: called once the store is open, so
+   * that the first SELECT after a start (clients reconnect at once) finds its view held instead
+   * of reading the snapshot, or every row, itself. One mailbox at a time, yielding in between; a SELECT
    * of a mailbox being loaded waits for that load rather than starting another.
    */
   warm(): void {
-    if (!this.#snapshots || this.#warmMax <= 0 || this.#source.snapshotted === undefined) return;
+    if (!this.#snapshots || this.#warmMax <= 0 || this.#source.warmList === undefined) return;
     const run = async (): Promise<void> => {
       // After the opener's turn: a server starts listening first.
       await new Promise((resolve) => setImmediate(resolve));
       let budget = this.#warmMax;
-      for (const { mailboxId, messages } of await this.#source.snapshotted!()) {
+      for (const { mailboxId, messages } of await this.#source.warmList!(this.#snapMin)) {
         if (this.#closed) return;
         if (messages + ENTRY_WEIGHT > budget) continue;
         budget -= messages + ENTRY_WEIGHT;

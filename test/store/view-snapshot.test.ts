@@ -340,6 +340,39 @@ test('view snapshot: a view read whole is stored in the background (no close nee
     }
   }));
 
+test('view snapshot: the warm-up also reads a large mailbox that has no snapshot (never opened, or filled by another process), and stores its snapshot', () =>
+  withSnapshot(async (f) => {
+    await sql(f.location, 'DELETE FROM view_snapshots');
+    // Below the size that gets snapshots: not loaded.
+    const below = postgres
+      ? await openPgStore({ ...parsePgStoreUrl(f.location), blobs: 'database', viewSnapshotMin: 1_000_000, viewWarmMessages: VIEW_WARM_MESSAGES })
+      : await openSqliteStore({ dir: f.location, viewSnapshotMin: 1_000_000, viewWarmMessages: VIEW_WARM_MESSAGES });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(viewCacheStats(below)?.mailboxes, 0);
+    } finally {
+      await below.close();
+    }
+    assert.equal(await storedSnapshot(f.location, f.box), null, 'none stored');
+    const s = postgres
+      ? await openPgStore({ ...parsePgStoreUrl(f.location), blobs: 'database', viewSnapshotMin: 1, viewWarmMessages: VIEW_WARM_MESSAGES })
+      : await openSqliteStore({ dir: f.location, viewSnapshotMin: 1, viewWarmMessages: VIEW_WARM_MESSAGES });
+    try {
+      for (let waited = 0; viewCacheStats(s)?.mailboxes !== 1; waited += 20) {
+        assert.ok(waited < 5000, 'warmed without any read');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await assertViewCurrent(s, f.box, 'warmed');
+      assert.deepEqual([viewCacheStats(s)?.fromSnapshot, viewCacheStats(s)?.wholeReads], [0, 1], 'read whole, by the warm-up');
+      for (let waited = 0; (await storedSnapshot(f.location, f.box)) === null; waited += 20) {
+        assert.ok(waited < 5000, 'snapshot stored');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await s.close();
+    }
+  }));
+
 test('view snapshot: a server\'s store loads the snapshotted views in the background at open (warm-up), within its budget; others do not', () =>
   withSnapshot(async (f) => {
     const s = postgres

@@ -132,8 +132,8 @@ export interface PgStoreOptions {
   /** Views of at least this many messages are kept as snapshots in view_snapshots (default
    * 10,000; Infinity: never): a node's first SELECT of the mailbox reads one value. */
   viewSnapshotMin?: number;
-  /** At open, the views of the most recently snapshotted mailboxes are loaded in the background,
-   * up to this many messages (default 0: none; `facteur serve` asks for VIEW_WARM_MESSAGES). */
+  /** At open, the views of the most recently snapshotted mailboxes (then of large ones without a
+   * snapshot) are loaded in the background, up to this many messages (default 0: none; `facteur serve` asks for VIEW_WARM_MESSAGES). */
   viewWarmMessages?: number;
   /**
    * NOTIFY after the writing COMMIT instead of inside it. PostgreSQL serialises the commits of
@@ -1612,11 +1612,17 @@ class PgStore implements MailStore {
           [id, snap.modseq, Buffer.from(snap.data.buffer, snap.data.byteOffset, snap.data.length), snap.uidValidity, Date.now()],
         );
       },
-      snapshotted: async () =>
+      warmList: async (minMessages) =>
         (
           await this.#arrays<[string, number]>(
             this.#pool,
-            'SELECT s.mailbox_id, m.messages FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id ORDER BY s.stored_at DESC',
+            `SELECT mailbox_id, messages FROM (
+               SELECT s.mailbox_id, m.messages, 0 AS k, s.stored_at AS o FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id
+               UNION ALL
+               SELECT m.id, m.messages, 1, m.messages FROM mailboxes m
+                WHERE m.messages >= $1 AND NOT EXISTS (SELECT 1 FROM view_snapshots s WHERE s.mailbox_id = m.id)
+             ) w ORDER BY k, o DESC`,
+            [Number.isFinite(minMessages) ? minMessages : Number.MAX_SAFE_INTEGER],
           )
         ).map(([id, messages]) => ({ mailboxId: asMailboxId(Number(id)), messages: Number(messages) })),
     };

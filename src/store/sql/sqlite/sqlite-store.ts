@@ -183,8 +183,8 @@ export interface SqliteStoreOptions {
   /** Views of at least this many messages are kept as snapshots in view_snapshots (default
    * 10,000; Infinity: never), so the first SELECT after a start reads one blob, not every row. */
   viewSnapshotMin?: number;
-  /** At open, the views of the most recently snapshotted mailboxes are loaded in the background,
-   * up to this many messages (default 0: none; `facteur serve` asks for VIEW_WARM_MESSAGES). */
+  /** At open, the views of the most recently snapshotted mailboxes (then of large ones without a
+   * snapshot) are loaded in the background, up to this many messages (default 0: none; `facteur serve` asks for VIEW_WARM_MESSAGES). */
   viewWarmMessages?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
@@ -1897,10 +1897,17 @@ class SqliteStore implements MailStore {
           ).run(snap.modseq, Date.now(), snap.data, id, snap.uidValidity);
           this.#q('DELETE FROM view_snapshots WHERE mailbox_id NOT IN (SELECT id FROM mailboxes)').run();
         }),
-      snapshotted: async () =>
-        (this.#qr('SELECT s.mailbox_id, m.messages FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id ORDER BY s.stored_at DESC').all() as Array<
-          [MailboxId, number]
-        >).map(([mailboxId, messages]) => ({ mailboxId, messages })),
+      warmList: async (minMessages) =>
+        (
+          this.#qr(
+            `SELECT mailbox_id, messages FROM (
+               SELECT s.mailbox_id, m.messages, 0 AS k, s.stored_at AS o FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id
+               UNION ALL
+               SELECT m.id, m.messages, 1, m.messages FROM mailboxes m
+                WHERE m.messages >= ? AND NOT EXISTS (SELECT 1 FROM view_snapshots s WHERE s.mailbox_id = m.id)
+             ) w ORDER BY k, o DESC`,
+          ).all(Number.isFinite(minMessages) ? minMessages : Number.MAX_SAFE_INTEGER) as Array<[MailboxId, number]>
+        ).map(([mailboxId, messages]) => ({ mailboxId, messages })),
     };
   }
 
