@@ -33,6 +33,20 @@ function open(location: string, snapshotMin = 1): Promise<MailStore> {
   return openSqliteStore({ dir: location, viewSnapshotMin: snapshotMin });
 }
 
+/** A server's store (warm-up on, budget `warm`), snapshots from `snapshotMin` messages. */
+function openWarm(location: string, snapshotMin: number, warm: number): Promise<MailStore> {
+  if (postgres) return openPgStore({ ...parsePgStoreUrl(location), blobs: 'database', viewSnapshotMin: snapshotMin, viewWarmMessages: warm });
+  return openSqliteStore({ dir: location, viewSnapshotMin: snapshotMin, viewWarmMessages: warm });
+}
+
+/** Waits until the store's view cache holds one mailbox (loaded by the warm-up). */
+async function warmed(s: MailStore): Promise<void> {
+  for (let waited = 0; viewCacheStats(s)?.mailboxes !== 1; waited += 20) {
+    assert.ok(waited < 5000, 'warmed without any read');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Runs SQL on the store's database directly ("?" placeholders), as another program would. */
 async function sql(location: string, text: string, params: unknown[] = []): Promise<Array<Record<string, unknown>>> {
   if (postgres) {
@@ -344,9 +358,7 @@ test('view snapshot: the warm-up also reads a large mailbox that has no snapshot
   withSnapshot(async (f) => {
     await sql(f.location, 'DELETE FROM view_snapshots');
     // Below the size that gets snapshots: not loaded.
-    const below = postgres
-      ? await openPgStore({ ...parsePgStoreUrl(f.location), blobs: 'database', viewSnapshotMin: 1_000_000, viewWarmMessages: VIEW_WARM_MESSAGES })
-      : await openSqliteStore({ dir: f.location, viewSnapshotMin: 1_000_000, viewWarmMessages: VIEW_WARM_MESSAGES });
+    const below = await openWarm(f.location, 1_000_000, VIEW_WARM_MESSAGES);
     try {
       await new Promise((r) => setTimeout(r, 200));
       assert.equal(viewCacheStats(below)?.mailboxes, 0);
@@ -354,14 +366,9 @@ test('view snapshot: the warm-up also reads a large mailbox that has no snapshot
       await below.close();
     }
     assert.equal(await storedSnapshot(f.location, f.box), null, 'none stored');
-    const s = postgres
-      ? await openPgStore({ ...parsePgStoreUrl(f.location), blobs: 'database', viewSnapshotMin: 1, viewWarmMessages: VIEW_WARM_MESSAGES })
-      : await openSqliteStore({ dir: f.location, viewSnapshotMin: 1, viewWarmMessages: VIEW_WARM_MESSAGES });
+    const s = await openWarm(f.location, 1, VIEW_WARM_MESSAGES);
     try {
-      for (let waited = 0; viewCacheStats(s)?.mailboxes !== 1; waited += 20) {
-        assert.ok(waited < 5000, 'warmed without any read');
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await warmed(s);
       await assertViewCurrent(s, f.box, 'warmed');
       assert.deepEqual([viewCacheStats(s)?.fromSnapshot, viewCacheStats(s)?.wholeReads], [0, 1], 'read whole, by the warm-up');
       for (let waited = 0; (await storedSnapshot(f.location, f.box)) === null; waited += 20) {
@@ -375,23 +382,16 @@ test('view snapshot: the warm-up also reads a large mailbox that has no snapshot
 
 test('view snapshot: a server\'s store loads the snapshotted views in the background at open (warm-up), within its budget; others do not', () =>
   withSnapshot(async (f) => {
-    const s = postgres
-      ? await openPgStore({ ...parsePgStoreUrl(f.location), blobs: 'database', viewSnapshotMin: 1, viewWarmMessages: VIEW_WARM_MESSAGES })
-      : await openSqliteStore({ dir: f.location, viewSnapshotMin: 1, viewWarmMessages: VIEW_WARM_MESSAGES });
+    const s = await openWarm(f.location, 1, VIEW_WARM_MESSAGES);
     try {
-      for (let waited = 0; viewCacheStats(s)?.mailboxes !== 1; waited += 20) {
-        assert.ok(waited < 5000, 'warmed without any read');
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await warmed(s);
       await assertViewCurrent(s, f.box, 'warmed');
       assert.deepEqual([viewCacheStats(s)?.fromSnapshot, viewCacheStats(s)?.wholeReads], [1, 0], 'loaded once, by the warm-up');
     } finally {
       await s.close();
     }
     // A budget below the mailbox's size: nothing loaded until asked.
-    const small = postgres
-      ? await openPgStore({ ...parsePgStoreUrl(f.location), blobs: 'database', viewSnapshotMin: 1, viewWarmMessages: 39 })
-      : await openSqliteStore({ dir: f.location, viewSnapshotMin: 1, viewWarmMessages: 39 });
+    const small = await openWarm(f.location, 1, 39);
     // No warm-up unless asked (a command-line tool opens the store for a moment).
     const plain = await open(f.location);
     try {
