@@ -9,6 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import Database from 'better-sqlite3';
 import { ImapFlow } from 'imapflow';
 import { createAuthenticator } from '../../src/auth/authenticator.js';
 import { createCredentials } from '../../src/auth/password.js';
@@ -135,6 +136,40 @@ async function snapshot(store: MailStore, id: AccountId) {
   }
   return out;
 }
+
+test('An import leaves a snapshot of each large mailbox it filled, so a running server\'s first SELECT reads one value', { skip: process.env.FACTEUR_TEST_STORE === 'postgres' }, async () => {
+  // Snapshots from 2 messages (10,000 by default).
+  const { store, dir: storeDir, cleanup } = await openTestStore({ viewSnapshotMin: 2 });
+  const dir = await mkdtemp(join(tmpdir(), 'facteur-mbox-'));
+  try {
+    const file = join(dir, 'big.mbox');
+    await writeFile(file, 'From a@b Mon Jan  1 10:00:00 2024\nSubject: one\n\nx\n\nFrom a@b Mon Jan  1 10:00:01 2024\nSubject: two\n\ny\n');
+    const small = join(dir, 'small.mbox');
+    await writeFile(small, 'From a@b Mon Jan  1 10:00:00 2024\nSubject: alone\n\nz\n');
+    const id = await account(store);
+    await importInto(store, id, await openMbox(file, { mailbox: 'Big' }));
+    await importInto(store, id, await openMbox(small, { mailbox: 'Small' }));
+    const big = (await store.getMailbox(id, 'Big'))!;
+    const one = (await store.getMailbox(id, 'Small'))!;
+    const stored = (mailboxId: number): number => {
+      const db = new Database(join(storeDir, 'facteur.db'), { readonly: true });
+      try {
+        return (db.prepare('SELECT count(*) AS n FROM view_snapshots WHERE mailbox_id = ?').get(mailboxId) as { n: number }).n;
+      } finally {
+        db.close();
+      }
+    };
+    // Written in the background after the view's read: no close needed.
+    for (let waited = 0; stored(big.id) === 0; waited += 20) {
+      assert.ok(waited < 5000, 'snapshot of the large mailbox stored');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(stored(one.id), 0, 'none for a mailbox below the size');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await cleanup();
+  }
+});
 
 test('A plain Maildir imported twice: the second run imports nothing, says so, and leaves the mailboxes as they were', async () => {
   const { store, cleanup } = await openTestStore();
