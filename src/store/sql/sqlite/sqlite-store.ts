@@ -630,12 +630,14 @@ class SqliteStore implements MailStore {
     });
   }
 
-  #scheduleFlush(): void {
+  /** `nextTurn`: on the next turn of the event loop's check phase rather than this one. */
+  #scheduleFlush(nextTurn = false): void {
     // While a sync is in flight the queue waits: its completion schedules the flush, so the
     // jobs that arrived meanwhile commit as one batch instead of one each (see the notes above).
     if (this.#flushScheduled || this.#syncing || this.#holding) return;
     this.#flushScheduled = true;
-    setImmediate(() => this.#flush());
+    if (nextTurn) setImmediate(() => setImmediate(() => this.#flush()));
+    else setImmediate(() => this.#flush());
   }
 
   /** Runs one batch of jobs as one transaction (group commit). */
@@ -830,9 +832,12 @@ class SqliteStore implements MailStore {
             process.emitWarning(`store: settling a committed batch failed: ${String(err)}`);
           }
         }
-        // Jobs queued during the sync commit first (on this turn of the loop, after the settled
-        // callers' continuations), and the next sync covers them with whatever else is waiting.
-        if (this.#queue.length > 0) this.#scheduleFlush();
+        // Jobs queued during the sync commit next, and the next sync covers them with whatever
+        // else is waiting; on the next turn of the loop, so that the replies to the jobs just
+        // settled (which IMAP sessions hand to their sockets on this turn's check phase) go out
+        // before that batch's statements and COMMIT, not after: the clients' next commands come
+        // sooner.
+        if (this.#queue.length > 0) this.#scheduleFlush(true);
         else this.#startSync();
         this.#notifyIdle();
       },
