@@ -31,14 +31,14 @@ export function createLocalDelivery(store: MailStore): LocalDelivery {
     isLocalDomain: (domain) => store.isLocalDomain(domain),
 
     async checkRecipient(address, messageSize) {
-      const ids = await store.resolveRecipient(address.toLowerCase());
-      if (ids.length === 0) return { kind: 'unknown' };
+      // The accounts with their rows in one read (an RCPT is on every message's path).
+      const accounts = await store.resolveRecipientAccounts(address.toLowerCase());
+      if (accounts.length === 0) return { kind: 'unknown' };
       const accepted: AccountId[] = [];
       let full = 0;
       let disabled = 0;
-      for (const id of ids) {
-        const account = await store.getAccount(id);
-        if (!account) continue;
+      for (const account of accounts) {
+        const id = account.id;
         if (account.disabled) {
           disabled++;
           continue;

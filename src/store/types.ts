@@ -418,6 +418,9 @@ export interface MailStore {
    * Empty when nothing matches.
    */
   resolveRecipient(address: string): Promise<AccountId[]>;
+  /** The same accounts, read with them (what an RCPT checks: disabled, quotas): one statement
+   * per address visited instead of a resolve and then a read of each account. */
+  resolveRecipientAccounts(address: string): Promise<Account[]>;
   /** Addresses an account may send as: its own address and the aliases that lead to it. */
   sendableAddresses(accountId: AccountId): Promise<string[]>;
 

@@ -64,6 +64,7 @@ import { ViewCache } from '../../view-cache.js';
 import type { MailboxHead, ViewCacheOptions, ViewCacheStats, ViewRow, ViewSource } from '../../view-cache.js';
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
+import { MAX_ALIAS_DEPTH, resolveAddress } from '../../recipients.js';
 import { entryFacts, SORT_KEY_COLS, threadNamesOf, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
@@ -151,7 +152,6 @@ export interface PgStoreOptions {
 /** Chunk of blob bytes per row: a range read fetches only the chunks it overlaps. */
 export const BLOB_CHUNK = 1024 * 1024;
 const STREAM_CHUNK = 64 * 1024;
-const MAX_ALIAS_DEPTH = 10;
 const MAX_PROBLEMS_PER_CHECK = 50;
 /** Attempts of a transaction that hit a serialisation failure, deadlock or unique violation. */
 const MAX_ATTEMPTS = 8;
@@ -1245,50 +1245,33 @@ class PgStore implements MailStore {
   }
 
   async resolveRecipient(address: string): Promise<AccountId[]> {
+    return (await this.#resolve(address)).map((r) => asAccountId(Number(r.id)));
+  }
+
+  async resolveRecipientAccounts(address: string): Promise<Account[]> {
+    return (await this.#resolve(address)).map(toAccount);
+  }
+
+  /** The account rows an address reaches (store/recipients.ts): one round trip per address
+   * visited, the account's row and the alias targets together. */
+  async #resolve(address: string): Promise<AccountRow[]> {
     let start: string;
     try {
       start = normalizeAddress(address);
     } catch {
       return [];
     }
-    return this.#read(async () => {
-      const out: AccountId[] = [];
-      const found = new Set<number>();
-      const visited = new Set<string>();
-      const targetsOf = async (source: string): Promise<string[]> =>
-        (await this.#rows<{ target: string }>(this.#pool, 'SELECT target FROM aliases WHERE source = $1 ORDER BY target COLLATE "C"', [source])).map(
-          (r) => r.target,
+    return this.#read(() =>
+      resolveAddress(start, async (addr) => {
+        const row = await this.#row<AccountRow & { id: number | null; alias_targets: string[] }>(
+          this.#pool,
+          `SELECT a.*, ARRAY(SELECT target FROM aliases WHERE source = $1 ORDER BY target COLLATE "C") AS alias_targets
+             FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.address = $1`,
+          [addr],
         );
-      // Returns whether the address is known (an account or an alias), which stops the fallbacks.
-      const visit = async (addr: string, depth: number): Promise<boolean> => {
-        if (depth > MAX_ALIAS_DEPTH || visited.has(addr)) return false;
-        visited.add(addr);
-        let known = false;
-        const acc = await this.#row<{ id: number }>(this.#pool, 'SELECT id FROM accounts WHERE address = $1', [addr]);
-        if (acc !== undefined) {
-          known = true;
-          if (!found.has(acc.id)) {
-            found.add(acc.id);
-            out.push(asAccountId(acc.id));
-          }
-        }
-        const targets = await targetsOf(addr);
-        if (targets.length > 0) known = true;
-        for (const t of targets) await visit(t, depth + 1);
-        if (known) return true;
-        const at = addr.lastIndexOf('@');
-        const local = addr.slice(0, at);
-        const plus = local.indexOf('+');
-        // Plus-addressing: user+tag@domain reaches user@domain.
-        if (plus > 0 && (await visit(local.slice(0, plus) + addr.slice(at), depth))) return true;
-        // The domain's catch-all comes last, only for addresses nothing else knows.
-        const catchAll = await targetsOf(`@${addr.slice(at + 1)}`);
-        for (const t of catchAll) await visit(t, depth + 1);
-        return catchAll.length > 0;
-      };
-      await visit(start, 0);
-      return out;
-    });
+        return { account: row !== undefined && row.id !== null ? row : undefined, targets: row?.alias_targets ?? [] };
+      }),
+    );
   }
 
   async sendableAddresses(accountId: AccountId): Promise<string[]> {

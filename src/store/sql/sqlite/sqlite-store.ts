@@ -91,6 +91,7 @@ import {
   checkTotp,
 } from '../../names.js';
 import { planMetadata } from '../../metadata.js';
+import { MAX_ALIAS_DEPTH, resolveAddress } from '../../recipients.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows, rankNumbers } from '../sort-columns.js';
 import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight } from '../../read-cache.js';
@@ -216,8 +217,6 @@ const DEFAULT_INLINE_MAX = 256 * 1024;
 /** Unreferenced blobs removed by one sweep job (the next follows at once while more are left). */
 const SWEEP_BATCH = 500;
 const STREAM_CHUNK = 64 * 1024;
-/** Alias expansion depth: stops runaway chains; cycles are cut by the visited set. */
-const MAX_ALIAS_DEPTH = 10;
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
 const MAX_UID_RANGES = 16;
 /** The WAL file's size kept after a checkpoint (journal_size_limit), and the WAL content past
@@ -1580,46 +1579,33 @@ class SqliteStore implements MailStore {
   }
 
   async resolveRecipient(address: string): Promise<AccountId[]> {
+    return (await this.#resolve(address)).map((r) => asAccountId(r.id));
+  }
+
+  async resolveRecipientAccounts(address: string): Promise<Account[]> {
+    return (await this.#resolve(address)).map(toAccount);
+  }
+
+  /** The account rows an address reaches (store/recipients.ts): one statement per address visited,
+   * the account's row and the alias targets together (one WAL read lock instead of three). */
+  #resolve(address: string): Promise<AccountRow[]> {
     let start: string;
     try {
       start = normalizeAddress(address);
     } catch {
-      return [];
+      return Promise.resolve([]);
     }
-    const out: AccountId[] = [];
-    const found = new Set<number>();
-    const visited = new Set<string>();
-    const accountStmt = this.#q('SELECT id FROM accounts WHERE address = ?');
-    const aliasStmt = this.#q('SELECT target FROM aliases WHERE source = ? ORDER BY target');
-    // Returns whether the address is known (an account or an alias), which stops the fallbacks.
-    const visit = (addr: string, depth: number): boolean => {
-      if (depth > MAX_ALIAS_DEPTH || visited.has(addr)) return false;
-      visited.add(addr);
-      let known = false;
-      const acc = accountStmt.get(addr) as { id: number } | undefined;
-      if (acc !== undefined) {
-        known = true;
-        if (!found.has(acc.id)) {
-          found.add(acc.id);
-          out.push(asAccountId(acc.id));
-        }
-      }
-      const targets = aliasStmt.all(addr) as Array<{ target: string }>;
-      if (targets.length > 0) known = true;
-      for (const t of targets) visit(t.target, depth + 1);
-      if (known) return true;
-      const at = addr.lastIndexOf('@');
-      const local = addr.slice(0, at);
-      const plus = local.indexOf('+');
-      // Plus-addressing: user+tag@domain reaches user@domain.
-      if (plus > 0 && visit(local.slice(0, plus) + addr.slice(at), depth)) return true;
-      // The domain's catch-all comes last, only for addresses nothing else knows.
-      const catchAll = aliasStmt.all(`@${addr.slice(at + 1)}`) as Array<{ target: string }>;
-      for (const t of catchAll) visit(t.target, depth + 1);
-      return catchAll.length > 0;
-    };
-    visit(start, 0);
-    return out;
+    const stmt = this.#q(
+      `SELECT a.*, (SELECT json_group_array(target) FROM (SELECT target FROM aliases WHERE source = ?1 ORDER BY target)) AS alias_targets
+         FROM (SELECT 1) LEFT JOIN accounts a ON a.address = ?1`,
+    );
+    return resolveAddress(start, (addr) => {
+      const row = stmt.get(addr) as (AccountRow & { id: number | null; alias_targets: string }) | undefined;
+      return {
+        account: row !== undefined && row.id !== null ? row : undefined,
+        targets: row === undefined ? [] : (JSON.parse(row.alias_targets) as string[]),
+      };
+    });
   }
 
   async sendableAddresses(accountId: AccountId): Promise<string[]> {
