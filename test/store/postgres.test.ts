@@ -342,7 +342,7 @@ if (url === null) {
         await admin.query(`DELETE FROM "${t.schema}".schema_version WHERE version = 10`);
         const hashes = await admin.query(`SELECT blob_hash FROM "${t.schema}".entries WHERE mailbox_id = $1 ORDER BY uid`, [t.inbox.id]);
         for (const [i, r] of hashes.rows.entries()) {
-          await admin.query(`UPDATE "${t.schema}".sort_keys SET thread_text = $1 WHERE hash = $2`, [HASH_COLLISION.texts[i], (r as { blob_hash: string }).blob_hash]);
+          await admin.query(`UPDATE "${t.schema}".sort_keys SET thread_text = $1 WHERE id = (SELECT id FROM "${t.schema}".blobs WHERE hash = $2)`, [HASH_COLLISION.texts[i], (r as { blob_hash: string }).blob_hash]);
         }
       } finally {
         await admin.end();

@@ -301,6 +301,78 @@ test('sqlite: a version 1 database is upgraded in place: its accounts get no TOT
   }
 });
 
+/** The sort_index triggers of migration 8 that read sort_keys (by blob hash). */
+const VERSION_8_KEY_TRIGGERS = (MIGRATIONS.find((m) => m.version === 8)?.sql.match(/CREATE TRIGGER sort_index_(entry_insert|entry_update|keys_insert|keys_update) [\s\S]*?END;/g) ?? []).join('\n');
+
+/** Takes a database back to schema version 11: sort_keys keyed by the blob hash, with the
+ * sort_index triggers of version 8 (the inverse of migration 12). */
+function asVersion11(db: Database.Database): void {
+  assert.equal(VERSION_8_KEY_TRIGGERS.split('CREATE TRIGGER').length, 5);
+  db.exec(`
+DROP TRIGGER sort_index_entry_insert;
+DROP TRIGGER sort_index_entry_update;
+CREATE TABLE sort_keys_by_hash (
+  hash TEXT PRIMARY KEY, sent_date INTEGER, subject TEXT NOT NULL, reply INTEGER NOT NULL, addr_from TEXT NOT NULL,
+  addr_to TEXT NOT NULL, addr_cc TEXT NOT NULL, display_from TEXT NOT NULL, display_to TEXT NOT NULL, message_id TEXT,
+  refs TEXT NOT NULL, thread_text TEXT
+) WITHOUT ROWID;
+INSERT INTO sort_keys_by_hash
+SELECT b.hash, k.sent_date, k.subject, k.reply, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.message_id, k.refs, k.thread_text
+  FROM sort_keys k JOIN blobs b ON b.id = k.id;
+DROP TABLE sort_keys;
+ALTER TABLE sort_keys_by_hash RENAME TO sort_keys;
+${VERSION_8_KEY_TRIGGERS}
+DELETE FROM schema_version WHERE version = 12;
+`);
+}
+
+test('sqlite: a version 11 database (sort_keys by blob hash) is migrated to keys by blob id: same SORT and THREAD answers, new mail sorted too', async () => {
+  const t = await setup();
+  const raws = [
+    'Message-ID: <a@x>\r\nSubject: plan\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n1\r\n',
+    'Message-ID: <b@x>\r\nReferences: <a@x>\r\nSubject: Re: plan\r\nDate: Mon, 1 Jan 2024 11:00:00 +0000\r\n\r\n2\r\n',
+    'Message-ID: <c@x>\r\nSubject: other\r\nDate: Sun, 31 Dec 2023 09:00:00 +0000\r\n\r\n3\r\n',
+  ].map((s) => Buffer.from(s));
+  await t.store.appendMany(t.inbox.id, raws.map((raw, i) => ({ raw, parsed: parseMessage(raw), internalDate: Date.UTC(2024, 0, 2, i) })));
+  // A copy shares the blob (and its keys) with the original.
+  const archive = await t.store.createMailbox(t.bob.id, 'Saved');
+  await t.store.copy(t.inbox.id, [asUid(2)], archive.id);
+  const answers = async (store: MailStore, mailboxId = t.inbox.id): Promise<unknown> => [
+    await store.listThreadKeys(mailboxId),
+    await store.listSortKeys(mailboxId),
+    await store.rankSortKey(mailboxId, 'DATE'),
+    await store.rankSortKey(mailboxId, 'SUBJECT'),
+  ];
+  const before = [await answers(t.store), await answers(t.store, archive.id)];
+  await t.store.close();
+  const db = new Database(join(t.dir, 'facteur.db'));
+  asVersion11(db);
+  db.close();
+  const store = await openSqliteStore({ dir: t.dir });
+  try {
+    assert.deepEqual([await answers(store), await answers(store, archive.id)], before);
+    const check = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+    assert.deepEqual(check.prepare('SELECT name FROM pragma_table_info(?) WHERE pk = 1').pluck().all('sort_keys'), ['id']);
+    assert.equal(check.prepare('SELECT count(*) FROM sort_keys').pluck().get(), 3);
+    check.close();
+    // Written after the migration: its keys are found by the triggers and by SORT.
+    const raw = Buffer.from('Message-ID: <d@x>\r\nReferences: <c@x>\r\nSubject: Re: other\r\nDate: Tue, 2 Jan 2024 09:00:00 +0000\r\n\r\n4\r\n');
+    await store.append(t.inbox.id, { raw, parsed: parseMessage(raw) });
+    assert.equal((await store.listSortKeys(t.inbox.id)).length, 4);
+    assert.equal((await store.listThreadKeys(t.inbox.id)).uids.length, 4);
+    // The last reference of a blob removes its keys.
+    await store.expunge(archive.id);
+    await store.expunge(t.inbox.id, [asUid(3)]);
+    const after = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+    assert.equal(after.prepare('SELECT count(*) FROM sort_keys').pluck().get(), 3);
+    after.close();
+    assert.deepEqual(await store.checkConsistency(), []);
+  } finally {
+    await store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
 test('sqlite: a version 7 database gets the per-entry SORT and THREAD keys at open (schema 8), same answers as before', async () => {
   const t = await setup();
   const raws = [
@@ -319,6 +391,7 @@ test('sqlite: a version 7 database gets the per-entry SORT and THREAD keys at op
   await t.store.close();
   const db = new Database(join(t.dir, 'facteur.db'));
   // As the database was at version 7.
+  asVersion11(db);
   for (const name of ['entry_insert', 'entry_delete', 'entry_update', 'keys_insert', 'keys_update']) db.exec(`DROP TRIGGER sort_index_${name}`);
   db.exec('DROP TABLE sort_index; ALTER TABLE sort_keys DROP COLUMN thread_text; DELETE FROM schema_version WHERE version = 8');
   db.exec("DELETE FROM counters WHERE name = 'backfill_done'");
@@ -346,7 +419,9 @@ test('sqlite: a version 9 database whose THREAD hashes collide threads exactly o
   const db = new Database(join(t.dir, 'facteur.db'));
   db.exec('DROP TABLE thread_names; DELETE FROM schema_version WHERE version = 10');
   const hashes = db.prepare('SELECT blob_hash FROM entries WHERE mailbox_id = ? ORDER BY uid').pluck().all(t.inbox.id) as string[];
-  hashes.forEach((h, i) => db.prepare('UPDATE sort_keys SET thread_text = ? WHERE hash = ?').run(HASH_COLLISION.texts[i], h));
+  hashes.forEach((h, i) =>
+    db.prepare('UPDATE sort_keys SET thread_text = ? WHERE id = (SELECT id FROM blobs WHERE hash = ?)').run(HASH_COLLISION.texts[i], h),
+  );
   db.close();
   const store = await openSqliteStore({ dir: t.dir });
   try {

@@ -148,7 +148,8 @@ export function toSortKeys(r: SortKeyRow): EntrySortKeys {
 /** The sort_keys columns thread_text is made of (for rows written before it existed, or before
  * the names were numbered, schema version 10). */
 export interface ThreadTextSource {
-  hash: string;
+  /** The blob's id (sort_keys' key since schema version 12; a string from PostgreSQL's bigint). */
+  id: number | string;
   subject: string;
   reply: Bool;
   message_id: string | null;

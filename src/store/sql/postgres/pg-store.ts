@@ -215,26 +215,27 @@ async function nameNumbers(c: pg.ClientBase, names: readonly string[]): Promise<
   };
 }
 
-/** Writes the sort keys of these blobs (their rows exist), one statement for all. */
-async function insertSortKeys(c: pg.ClientBase, blobs: ReadonlyArray<readonly [string, Omit<ParsedMessage, 'text'>]>): Promise<void> {
+/** Writes the sort keys of these blobs (their rows exist; by blob id, schema version 12), one
+ * statement for all. */
+async function insertSortKeys(c: pg.ClientBase, blobs: ReadonlyArray<readonly [number | string, Omit<ParsedMessage, 'text'>]>): Promise<void> {
   if (blobs.length === 0) return;
   const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], [], []];
-  const keys = blobs.map(([hash, parsed]) => {
+  const keys = blobs.map(([id, parsed]) => {
     const k = sortKeysOf(parsed);
     // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
-    return { hash, k, refs: k.references.filter((id) => !id.includes('\n')) };
+    return { id, k, refs: k.references.filter((id) => !id.includes('\n')) };
   });
   const number = await nameNumbers(c, keys.flatMap(({ k, refs }) => threadNames(k, refs)));
-  for (const { hash, k, refs } of keys) {
+  for (const { id, k, refs } of keys) {
     const thread = threadText(k, refs, number);
-    const values = [hash, k.sentDate, k.subject, k.reply, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), thread];
+    const values = [id, k.sentDate, k.subject, k.reply, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), thread];
     values.forEach((v, i) => cols[i]!.push(typeof v === 'string' ? strip0(v) : v));
   }
   await c.query(
-    `INSERT INTO sort_keys (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_text)
-     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+    `INSERT INTO sort_keys (id, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_text)
+     SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::bool[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                           $10::text[], $11::text[], $12::text[])
-     ON CONFLICT (hash) DO NOTHING`,
+     ON CONFLICT (id) DO NOTHING`,
     cols,
   );
 }
@@ -244,15 +245,15 @@ async function insertSortKeys(c: pg.ClientBase, blobs: ReadonlyArray<readonly [s
 async function backfillSortKeys(c: pg.ClientBase): Promise<void> {
   for (;;) {
     const rows = (
-      await c.query<{ hash: string; parsed: string }>(
-        `SELECT b.hash, t.parsed FROM blobs b JOIN blob_text t ON t.id = b.id
-          WHERE NOT EXISTS (SELECT 1 FROM sort_keys k WHERE k.hash = b.hash) LIMIT 1000`,
+      await c.query<{ id: string; parsed: string }>(
+        `SELECT b.id, t.parsed FROM blobs b JOIN blob_text t ON t.id = b.id
+          WHERE NOT EXISTS (SELECT 1 FROM sort_keys k WHERE k.id = b.id) LIMIT 1000`,
       )
     ).rows;
     if (rows.length === 0) return;
     await insertSortKeys(
       c,
-      rows.map((r) => [r.hash, JSON.parse(r.parsed) as Omit<ParsedMessage, 'text'>]),
+      rows.map((r) => [r.id, JSON.parse(r.parsed) as Omit<ParsedMessage, 'text'>]),
     );
   }
 }
@@ -262,13 +263,13 @@ async function backfillSortKeys(c: pg.ClientBase): Promise<void> {
 async function backfillThreadText(c: pg.ClientBase): Promise<void> {
   for (;;) {
     const rows = (
-      await c.query<ThreadTextSource>('SELECT hash, subject, reply, message_id, refs FROM sort_keys WHERE thread_text IS NULL LIMIT 1000')
+      await c.query<ThreadTextSource>('SELECT id, subject, reply, message_id, refs FROM sort_keys WHERE thread_text IS NULL LIMIT 1000')
     ).rows;
     if (rows.length === 0) return;
     const number = await nameNumbers(c, rows.flatMap(threadNamesOf));
     await c.query(
-      'UPDATE sort_keys k SET thread_text = v.t FROM unnest($1::text[], $2::text[]) AS v(hash, t) WHERE k.hash = v.hash',
-      [rows.map((r) => r.hash), rows.map((r) => threadTextOf(r, number))],
+      'UPDATE sort_keys k SET thread_text = v.t FROM unnest($1::int8[], $2::text[]) AS v(id, t) WHERE k.id = v.id',
+      [rows.map((r) => r.id), rows.map((r) => threadTextOf(r, number))],
     );
   }
 }
@@ -604,7 +605,7 @@ class PgStore implements MailStore {
     );
     await insertSortKeys(
       c,
-      created.map(({ blob }) => [blob.hash, blob.parsed]),
+      created.map(({ blob }) => [idOf.get(blob.hash) ?? 0, blob.parsed]),
     );
     if (chunkIds.length > 0) {
       await c.query('INSERT INTO blob_chunks (blob_id, n, data) SELECT * FROM unnest($1::int8[], $2::int4[], $3::bytea[])', [
@@ -1616,7 +1617,7 @@ class PgStore implements MailStore {
       (
         await this.#arrays<SortKeyRow>(
           this.#pool,
-          `SELECT ${SORT_KEY_COLS} FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = $1 ORDER BY e.uid`,
+          `SELECT ${SORT_KEY_COLS} FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN sort_keys k ON k.id = b.id WHERE e.mailbox_id = $1 ORDER BY e.uid`,
           [mailboxId],
         )
       ).map(toSortKeys),
@@ -1630,7 +1631,7 @@ class PgStore implements MailStore {
     return this.#read(async () => {
       const r = await this.#pool.query<{ t: string | null }>(
         `SELECT string_agg(g, ';' ORDER BY v) AS t FROM (
-           SELECT ${expr} AS v, string_agg(e.uid::text, ',') AS g FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash
+           SELECT ${expr} AS v, string_agg(e.uid::text, ',') AS g FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN sort_keys k ON k.id = b.id
             WHERE e.mailbox_id = $1 GROUP BY 1) s`,
         [mailboxId],
       );
@@ -1642,7 +1643,7 @@ class PgStore implements MailStore {
     return this.#read(async () => {
       const r = await this.#pool.query<{ t: string | null }>(
         `SELECT string_agg(e.uid || ' ' || coalesce(k.sent_date, e.internal_date) || ' ' || k.thread_text, ';') AS t
-           FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = $1`,
+           FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN sort_keys k ON k.id = b.id WHERE e.mailbox_id = $1`,
         [mailboxId],
       );
       return parseThreadRows(r.rows[0]?.t ?? null);

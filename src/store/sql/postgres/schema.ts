@@ -259,6 +259,35 @@ CREATE TABLE view_snapshots (
 );
 `,
   },
+  {
+    version: 12,
+    sql: `
+-- sort_keys keyed by the blob's id instead of its hash, as on SQLite (its migration 12): a new
+-- blob's keys go at the end of the primary key's index instead of on a random page. SORT and
+-- THREAD reach them from the entries through blobs (hash to id).
+CREATE TABLE sort_keys_by_id (
+  id bigint PRIMARY KEY REFERENCES blobs (id) ON DELETE CASCADE,
+  sent_date bigint,
+  subject text NOT NULL,
+  reply boolean NOT NULL,
+  addr_from text NOT NULL,
+  addr_to text NOT NULL,
+  addr_cc text NOT NULL,
+  display_from text NOT NULL,
+  display_to text NOT NULL,
+  message_id text,
+  refs text NOT NULL,
+  thread_text text
+);
+INSERT INTO sort_keys_by_id
+SELECT b.id, k.sent_date, k.subject, k.reply, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.message_id, k.refs, k.thread_text
+  FROM sort_keys k JOIN blobs b ON b.hash = k.hash ORDER BY b.id;
+DROP TABLE sort_keys;
+ALTER TABLE sort_keys_by_id RENAME TO sort_keys;
+ALTER TABLE sort_keys RENAME CONSTRAINT sort_keys_by_id_pkey TO sort_keys_pkey;
+ALTER TABLE sort_keys RENAME CONSTRAINT sort_keys_by_id_id_fkey TO sort_keys_id_fkey;
+`,
+  },
 ];
 
 /**

@@ -317,6 +317,61 @@ CREATE TABLE view_snapshots (
 `,
   },
   {
+    version: 12,
+    sql: `
+-- sort_keys keyed by the blob's id (the blobs row, blob_content and blob_text share it) instead
+-- of its 64-character hash: a new blob's keys are appended at the end of the tree instead of
+-- landing on a random leaf, which a delivery's commit wrote whole (a page of the WAL, and a
+-- random page for the checkpoint, per message). The rows are copied; the sort_index triggers
+-- find the keys of an entry's blob through the blobs hash index.
+DROP TRIGGER sort_index_entry_insert;
+DROP TRIGGER sort_index_entry_update;
+CREATE TABLE sort_keys_by_id (
+  id INTEGER PRIMARY KEY,
+  sent_date INTEGER,
+  subject TEXT NOT NULL,
+  reply INTEGER NOT NULL,
+  addr_from TEXT NOT NULL,
+  addr_to TEXT NOT NULL,
+  addr_cc TEXT NOT NULL,
+  display_from TEXT NOT NULL,
+  display_to TEXT NOT NULL,
+  message_id TEXT,
+  refs TEXT NOT NULL,
+  thread_text TEXT
+);
+INSERT INTO sort_keys_by_id
+SELECT b.id, k.sent_date, k.subject, k.reply, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, k.message_id, k.refs, k.thread_text
+  FROM sort_keys k JOIN blobs b ON b.hash = k.hash ORDER BY b.id;
+-- Also drops the triggers on sort_keys (sort_index_keys_insert, sort_index_keys_update).
+DROP TABLE sort_keys;
+ALTER TABLE sort_keys_by_id RENAME TO sort_keys;
+
+CREATE TRIGGER sort_index_entry_insert AFTER INSERT ON entries BEGIN
+  INSERT OR REPLACE INTO sort_index
+  SELECT new.mailbox_id, new.uid, new.internal_date, new.size, coalesce(k.sent_date, new.internal_date), k.subject, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, coalesce(k.sent_date, new.internal_date) || ' ' || k.thread_text
+    FROM blobs b JOIN sort_keys k ON k.id = b.id WHERE b.hash = new.blob_hash;
+END;
+CREATE TRIGGER sort_index_entry_update AFTER UPDATE OF mailbox_id, uid, internal_date, size, blob_hash ON entries BEGIN
+  DELETE FROM sort_index WHERE mailbox_id = old.mailbox_id AND uid = old.uid;
+  INSERT OR REPLACE INTO sort_index
+  SELECT new.mailbox_id, new.uid, new.internal_date, new.size, coalesce(k.sent_date, new.internal_date), k.subject, k.addr_from, k.addr_to, k.addr_cc, k.display_from, k.display_to, coalesce(k.sent_date, new.internal_date) || ' ' || k.thread_text
+    FROM blobs b JOIN sort_keys k ON k.id = b.id WHERE b.hash = new.blob_hash;
+END;
+-- Keys written after their entries (a new blob's, a backfill, a rewrite): every entry of the blob.
+CREATE TRIGGER sort_index_keys_insert AFTER INSERT ON sort_keys BEGIN
+  INSERT OR REPLACE INTO sort_index
+  SELECT e.mailbox_id, e.uid, e.internal_date, e.size, coalesce(new.sent_date, e.internal_date), new.subject, new.addr_from, new.addr_to, new.addr_cc, new.display_from, new.display_to, coalesce(new.sent_date, e.internal_date) || ' ' || new.thread_text
+    FROM entries e WHERE e.blob_hash = (SELECT hash FROM blobs WHERE id = new.id);
+END;
+-- thread_text written at open for rows of earlier versions (backfillThreadText).
+CREATE TRIGGER sort_index_keys_update AFTER UPDATE OF thread_text ON sort_keys BEGIN
+  UPDATE sort_index SET thread = sent || ' ' || new.thread_text
+   WHERE (mailbox_id, uid) IN (SELECT mailbox_id, uid FROM entries WHERE blob_hash = (SELECT hash FROM blobs WHERE id = new.id));
+END;
+`,
+  },
+  {
     version: 13,
     sql: `
 -- Blobs whose last reference went wait for the store's sweep (sqlite-store.ts #decRefs, #sweep),

@@ -302,7 +302,7 @@ const SORT_INDEX_COLUMN: Record<SortKeyName, string> = {
 };
 
 const INSERT_SORT_KEYS = `INSERT OR REPLACE INTO sort_keys
-  (hash, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_text)
+  (id, sent_date, subject, reply, addr_from, addr_to, addr_cc, display_from, display_to, message_id, refs, thread_text)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** What the SQL function facteur_pair(a, b) collects during one statement. */
@@ -326,28 +326,29 @@ function nameNumbers(db: Database.Database): NameNumber {
   return (name) => (find.get(name) as number | undefined) ?? Number(add.run(name).lastInsertRowid);
 }
 
-function insertSortKeys(stmt: Stmt, number: NameNumber, hash: string, parsed: Omit<ParsedMessage, 'text'>): void {
+/** The keys of the blob with this id (schema version 12: sort_keys is keyed by the blob's id). */
+function insertSortKeys(stmt: Stmt, number: NameNumber, id: number, parsed: Omit<ParsedMessage, 'text'>): void {
   const k = sortKeysOf(parsed);
   // A line break cannot be part of a message id (RFC 5322 §3.6.4): refs are stored one per line.
   const refs = k.references.filter((id) => !id.includes('\n'));
   const thread = threadText(k, refs, number);
-  stmt.run(hash, k.sentDate, k.subject, k.reply ? 1 : 0, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), thread);
+  stmt.run(id, k.sentDate, k.subject, k.reply ? 1 : 0, k.from, k.to, k.cc, k.displayFrom, k.displayTo, k.messageId, refs.join('\n'), thread);
 }
 
 /** Writes the sort keys of blobs stored before the sort_keys table existed (schema version 7),
  * a thousand per transaction; none left afterwards, so this costs one query at later opens. */
 function backfillSortKeys(db: Database.Database): void {
   const missing = db.prepare(
-    `SELECT b.hash, c.parsed FROM blobs b JOIN blob_content c ON c.id = b.id
-      WHERE NOT EXISTS (SELECT 1 FROM sort_keys k WHERE k.hash = b.hash) LIMIT 1000`,
+    `SELECT b.id, c.parsed FROM blobs b JOIN blob_content c ON c.id = b.id
+      WHERE NOT EXISTS (SELECT 1 FROM sort_keys k WHERE k.id = b.id) LIMIT 1000`,
   );
   const insert = db.prepare(INSERT_SORT_KEYS);
   const number = nameNumbers(db);
   for (;;) {
-    const rows = missing.all() as Array<{ hash: string; parsed: string }>;
+    const rows = missing.all() as Array<{ id: number; parsed: string }>;
     if (rows.length === 0) return;
     db.transaction(() => {
-      for (const r of rows) insertSortKeys(insert, number, r.hash, JSON.parse(r.parsed) as Omit<ParsedMessage, 'text'>);
+      for (const r of rows) insertSortKeys(insert, number, r.id, JSON.parse(r.parsed) as Omit<ParsedMessage, 'text'>);
     })();
   }
 }
@@ -356,14 +357,14 @@ function backfillSortKeys(db: Database.Database): void {
  * were numbered (version 10), from their columns (no parse record read), a thousand per
  * transaction; the sort_index triggers carry it to the entries. */
 function backfillThreadText(db: Database.Database): void {
-  const missing = db.prepare('SELECT hash, subject, reply, message_id, refs FROM sort_keys WHERE thread_text IS NULL LIMIT 1000');
-  const update = db.prepare('UPDATE sort_keys SET thread_text = ? WHERE hash = ?');
+  const missing = db.prepare('SELECT id, subject, reply, message_id, refs FROM sort_keys WHERE thread_text IS NULL LIMIT 1000');
+  const update = db.prepare('UPDATE sort_keys SET thread_text = ? WHERE id = ?');
   const number = nameNumbers(db);
   for (;;) {
     const rows = missing.all() as ThreadTextSource[];
     if (rows.length === 0) return;
     db.transaction(() => {
-      for (const r of rows) update.run(threadTextOf(r, number), r.hash);
+      for (const r of rows) update.run(threadTextOf(r, number), r.id);
     })();
   }
 }
@@ -965,7 +966,7 @@ class SqliteStore implements MailStore {
     this.#q(
       'INSERT INTO blob_text (id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ).run(ins.lastInsertRowid, c.subject, c.from, c.to, c.cc, c.bcc, c.headers, c.body);
-    insertSortKeys(this.#q(INSERT_SORT_KEYS), this.#threadName, blob.hash, blob.parsed);
+    insertSortKeys(this.#q(INSERT_SORT_KEYS), this.#threadName, Number(ins.lastInsertRowid), blob.parsed);
     ctx.index.push({ rowid: Number(ins.lastInsertRowid), columns: c });
   }
 
@@ -1034,10 +1035,9 @@ class SqliteStore implements MailStore {
     }>;
     if (dead.length === 0) return 0;
     const ids = JSON.stringify(dead.map((r) => r.id));
-    for (const table of ['blobs', 'blob_content', 'blob_text']) {
+    for (const table of ['blobs', 'blob_content', 'blob_text', 'sort_keys']) {
       this.#q(`DELETE FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`).run(ids);
     }
-    this.#q('DELETE FROM sort_keys WHERE hash IN (SELECT value FROM json_each(?))').run(JSON.stringify(dead.map((r) => r.hash)));
     for (const r of dead) {
       ctx.index.push({ rowid: r.id, columns: null });
       ctx.removed.push({ hash: r.hash, inFile: r.in_file !== 0 });
@@ -1596,11 +1596,11 @@ class SqliteStore implements MailStore {
       return Promise.resolve([]);
     }
     const stmt = this.#q(
-      `SELECT a.*, (SELECT json_group_array(target) FROM (SELECT target FROM aliases WHERE source = ?1 ORDER BY target)) AS alias_targets
-         FROM (SELECT 1) LEFT JOIN accounts a ON a.address = ?1`,
+      `SELECT a.*, (SELECT json_group_array(target) FROM (SELECT target FROM aliases WHERE source = @addr ORDER BY target)) AS alias_targets
+         FROM (SELECT 1) LEFT JOIN accounts a ON a.address = @addr`,
     );
     return resolveAddress(start, (addr) => {
-      const row = stmt.get(addr) as (AccountRow & { id: number | null; alias_targets: string }) | undefined;
+      const row = stmt.get({ addr }) as (AccountRow & { id: number | null; alias_targets: string }) | undefined;
       return {
         account: row !== undefined && row.id !== null ? row : undefined,
         targets: row === undefined ? [] : (JSON.parse(row.alias_targets) as string[]),
@@ -1904,7 +1904,7 @@ class SqliteStore implements MailStore {
 
   async listSortKeys(mailboxId: MailboxId): Promise<EntrySortKeys[]> {
     const rows = this.#qr(
-      `SELECT ${SORT_KEY_COLS} FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash WHERE e.mailbox_id = ? ORDER BY e.uid`,
+      `SELECT ${SORT_KEY_COLS} FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN sort_keys k ON k.id = b.id WHERE e.mailbox_id = ? ORDER BY e.uid`,
     ).all(mailboxId) as SortKeyRow[];
     return rows.map(toSortKeys);
   }
@@ -2611,7 +2611,7 @@ class SqliteStore implements MailStore {
     );
     // sort_index follows entries and sort_keys (schema version 8 triggers).
     check(
-      `SELECT e.mailbox_id, e.uid FROM entries e JOIN sort_keys k ON k.hash = e.blob_hash
+      `SELECT e.mailbox_id, e.uid FROM entries e JOIN blobs b ON b.hash = e.blob_hash JOIN sort_keys k ON k.id = b.id
         WHERE NOT EXISTS (SELECT 1 FROM sort_index s WHERE s.mailbox_id = e.mailbox_id AND s.uid = e.uid AND s.thread IS NOT NULL)`,
       (r) => `mailbox ${r.mailbox_id}: uid ${r.uid} has no SORT and THREAD keys in sort_index`,
     );
