@@ -118,6 +118,8 @@ export class SmtpSession {
   private writePaused = false;
   /** Deadline for the next complete command line (see the invariants). */
   private commandDeadline: NodeJS.Timeout | null = null;
+  /** Destroys the socket if the client has not closed it within 5 s of close(). */
+  private destroyTimer: NodeJS.Timeout | null = null;
   /** Deadline of the message phase (see the invariants); runs from DATA's 354 or the first BDAT. */
   private readonly messageDeadline: CommandDeadline;
   /** Message bytes received in the running message phase. */
@@ -226,15 +228,27 @@ export class SmtpSession {
    * DATA/BDAT the socket's inactivity timeout (dataTimeoutMs) and the message deadline apply
    * instead. */
   private armCommandDeadline(): void {
-    if (this.commandDeadline) clearTimeout(this.commandDeadline);
-    this.commandDeadline = null;
-    if (this.mode !== 'command' && this.mode !== 'auth') return;
+    if (this.mode !== 'command' && this.mode !== 'auth') {
+      if (this.commandDeadline) clearTimeout(this.commandDeadline);
+      this.commandDeadline = null;
+      return;
+    }
+    // Armed after every command: the one timer is moved, not replaced (refresh() reschedules it
+    // even after it fired).
+    if (this.commandDeadline) {
+      this.commandDeadline.refresh();
+      return;
+    }
     this.commandDeadline = setTimeout(this.onTimeout, this.cfg.limits.commandTimeoutMs);
     this.commandDeadline.unref();
   }
 
   private readonly onSocketClose = (): void => {
     if (this.commandDeadline) clearTimeout(this.commandDeadline);
+    this.commandDeadline = null;
+    // Closed in time: the session need not stay referenced by its destroy timer.
+    if (this.destroyTimer) clearTimeout(this.destroyTimer);
+    this.destroyTimer = null;
     this.messageDeadline.stop();
     if (this.mode !== 'closed') this.mode = 'closed';
     this.cfg.onClose();
@@ -304,7 +318,8 @@ export class SmtpSession {
     this.mode = 'closed';
     this.socket.end();
     // A client that never reads cannot hold the socket open.
-    setTimeout(() => this.socket.destroy(), 5000).unref();
+    this.destroyTimer = setTimeout(() => this.socket.destroy(), 5000);
+    this.destroyTimer.unref();
   }
 
   /** Graceful shutdown: idle sessions are told 421 now, busy ones after their command. */

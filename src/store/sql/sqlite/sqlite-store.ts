@@ -668,22 +668,37 @@ class SqliteStore implements MailStore {
       this.#startSync();
       return this.#notifyIdle();
     }
+    // A job that fails leaves no trace: its savepoint is rolled back, or with a batch of one job
+    // (one sender at a time), the transaction, which saves two statements per batch.
+    const alone = jobs.length === 1;
     for (const job of jobs) {
       const ctx: WriteContext = { events: [], removed: [], index: [], orphaned: false };
-      this.#q('SAVEPOINT job').run();
+      if (!alone) this.#q('SAVEPOINT job').run();
       try {
         const value = job.run(ctx);
-        this.#q('RELEASE job').run();
+        if (!alone) this.#q('RELEASE job').run();
         outcomes.push({ job, ctx, ok: true, value });
       } catch (err) {
         if (this.#db.inTransaction) {
-          this.#db.exec('ROLLBACK TO job');
-          this.#db.exec('RELEASE job');
+          if (alone) {
+            this.#db.exec('ROLLBACK');
+          } else {
+            this.#db.exec('ROLLBACK TO job');
+            this.#db.exec('RELEASE job');
+          }
         }
         outcomes.push({ job, ctx, ok: false, value: err });
         // SQLite rolled back the whole transaction itself (e.g. disk full): the batch is lost.
         if (!this.#db.inTransaction) break;
       }
+    }
+    const only = outcomes[0];
+    if (alone && only !== undefined && !only.ok) {
+      // Rolled back above (or by SQLite): nothing to commit.
+      st.run += performance.now() - t0;
+      only.job.reject(only.value);
+      this.#startSync();
+      return this.#notifyIdle();
     }
     let committed = false;
     let commitError: unknown = null;
