@@ -8,6 +8,7 @@ import { openStore } from '../../src/store/open.js';
 import { MIGRATIONS } from '../../src/store/sql/sqlite/schema.js';
 import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
 import { StoreError } from '../../src/store/types.js';
+import { trigramQuery } from '../../src/store/search-text.js';
 import { openTestStore, testMessage } from '../helpers/store.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import type { MailStore } from '../../src/store/types.js';
@@ -465,5 +466,98 @@ test('sqlite: a domain added or removed by another process (the command-line too
     await cli.close();
     await t.store.close();
     await t.cleanup().catch(() => undefined);
+  }
+});
+
+/** Documents in the full-text index that may contain the word, read beside the store. */
+function indexed(dir: string, word: string): number {
+  const db = new Database(join(dir, 'facteur.db'), { readonly: true });
+  try {
+    return db.prepare('SELECT count(*) FROM search WHERE search MATCH ?').pluck().get(trigramQuery(word, null)) as number;
+  } finally {
+    db.close();
+  }
+}
+
+test('sqlite: SEARCH finds a message before its text is in the full-text index, and after; the index gets it in a later batch', async () => {
+  const t = await openTestStore({ searchIndexBatch: 3, searchIndexDelayMs: 60_000 });
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    const find = async (value: string): Promise<number[]> => [...(await t.store.searchText(inbox.id, { field: 'body', value }))].sort();
+    await t.store.append(inbox.id, testMessage({ subject: 'one', body: 'zebracorn first\r\n' }));
+    await t.store.append(inbox.id, testMessage({ subject: 'two', body: 'zebracorn second\r\n' }));
+    // Below the batch and long before the delay: not indexed, found by the direct read.
+    assert.equal(indexed(t.dir, 'zebracorn'), 0);
+    assert.deepEqual(await find('zebracorn'), [1, 2]);
+    assert.deepEqual(await find('second'), [2]);
+    const header = await t.store.searchText(inbox.id, { field: 'subject', value: 'two' });
+    assert.deepEqual([...header], [2]);
+    // The third makes a batch: indexed by the next transaction.
+    await t.store.append(inbox.id, testMessage({ subject: 'three', body: 'zebracorn third\r\n' }));
+    await t.store.setFlags(inbox.id, [asUid(1)], 'add', ['\\Seen']);
+    assert.equal(indexed(t.dir, 'zebracorn'), 3);
+    assert.deepEqual(await find('zebracorn'), [1, 2, 3]);
+    assert.deepEqual(await find('third'), [3]);
+    assert.deepEqual(await t.store.checkConsistency(), []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('sqlite: a message expunged before its text was indexed leaves nothing in the index; one indexed leaves it', async () => {
+  const t = await openTestStore({ searchIndexBatch: 1000, searchIndexDelayMs: 60_000 });
+  const { rm } = await import('node:fs/promises');
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    await t.store.append(inbox.id, testMessage({ body: 'quokkaline gone\r\n' }));
+    await t.store.append(inbox.id, testMessage({ body: 'quokkaline kept\r\n' }));
+    await t.store.expunge(inbox.id, [asUid(1)]);
+    assert.deepEqual([...(await t.store.searchText(inbox.id, { field: 'body', value: 'quokkaline' }))], [2]);
+    await t.store.close();
+    // Closing adds what waits: only the message left.
+    assert.equal(indexed(t.dir, 'quokkaline'), 1);
+    assert.equal(indexed(t.dir, 'kept'), 1);
+    const store = await openSqliteStore({ dir: t.dir });
+    try {
+      const [entry] = await store.listEntries(inbox.id);
+      await store.expunge(inbox.id, [entry!.uid]);
+      assert.equal(indexed(t.dir, 'quokkaline'), 0);
+      assert.equal((await store.searchText(inbox.id, { field: 'body', value: 'quokkaline' })).size, 0);
+      assert.deepEqual(await store.checkConsistency(), []);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await rm(t.dir, { recursive: true, force: true });
+  }
+});
+
+test('sqlite: blobs another process left out of the full-text index are added by the next store that opens', async () => {
+  const t = await openTestStore({ searchIndexBatch: 1000, searchIndexDelayMs: 60_000 });
+  const other = await openSqliteStore({ dir: t.dir, searchIndexDelayMs: 0 });
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    await t.store.append(inbox.id, testMessage({ body: 'wombatish text\r\n' }));
+    assert.equal(indexed(t.dir, 'wombatish'), 0);
+    // As a server restarted after a crash: this store finds the blob above the mark at open.
+    const third = await openSqliteStore({ dir: t.dir, searchIndexDelayMs: 0 });
+    try {
+      for (let i = 0; i < 100 && indexed(t.dir, 'wombatish') === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(indexed(t.dir, 'wombatish'), 1);
+      assert.deepEqual([...(await third.searchText(inbox.id, { field: 'body', value: 'wombatish' }))], [1]);
+      // The first store's mark is the database's: its search and its close see the blob indexed.
+      assert.deepEqual([...(await t.store.searchText(inbox.id, { field: 'body', value: 'wombatish' }))], [1]);
+    } finally {
+      await third.close();
+    }
+  } finally {
+    await other.close();
+    await t.cleanup();
   }
 });

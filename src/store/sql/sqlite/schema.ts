@@ -369,6 +369,11 @@ CREATE TRIGGER sort_index_keys_update AFTER UPDATE OF thread_text ON sort_keys B
   UPDATE sort_index SET thread = sent || ' ' || new.thread_text
    WHERE (mailbox_id, uid) IN (SELECT mailbox_id, uid FROM entries WHERE blob_hash = (SELECT hash FROM blobs WHERE id = new.id));
 END;
+
+-- New blobs are added to the full-text index in batches after their delivery (sqlite-store.ts
+-- #indexPending): every blob id up to search_indexed is in the index (or gone). Until now each
+-- was indexed with its blob, so all of them are.
+INSERT OR IGNORE INTO counters (name, value) SELECT 'search_indexed', coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'blobs'), 0);
 `,
   },
   {

@@ -189,6 +189,10 @@ export interface SqliteStoreOptions {
   viewWarmMessages?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
+  /** New blobs are added to the full-text index in batches (see #indexPending): once this many
+   * wait (default 64), or this long after the first (default 200 ms). */
+  searchIndexBatch?: number;
+  searchIndexDelayMs?: number;
   /** Where a throwing feed listener's error goes (default: a process warning). */
   onListenerError?: (err: unknown) => void;
   /** Makes the WAL durable (default: `wal.datasync()`, on libuv's thread pool). Tests inject one
@@ -217,6 +221,11 @@ const DEFAULT_INLINE_MAX = 256 * 1024;
 /** Unreferenced blobs removed by one sweep job (the next follows at once while more are left). */
 const SWEEP_BATCH = 500;
 const STREAM_CHUNK = 64 * 1024;
+/** counters row: every blob with a lower or equal id is in the full-text index (or gone); those
+ * above wait for #indexPending, and SEARCH reads them directly (schema version 12). */
+const SEARCH_INDEXED = 'search_indexed';
+/** Blobs added to the full-text index per transaction, at most. */
+const SEARCH_INDEX_MAX = 1000;
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
 const MAX_UID_RANGES = 16;
 /** The WAL file's size kept after a checkpoint (journal_size_limit), and the WAL content past
@@ -527,6 +536,12 @@ class SqliteStore implements MailStore {
   #pairs = newPairs();
   #queue: Job[] = [];
   #flushScheduled = false;
+  readonly #searchIndexBatch: number;
+  readonly #searchIndexDelay: number;
+  /** Blobs this process created that may not be in the full-text index yet (a hint). */
+  #unindexed = 0;
+  #indexTimer: NodeJS.Timeout | null = null;
+  #indexQueued = false;
   #closed = false;
   #idleWaiters: Array<() => void> = [];
   readonly #wal: FileHandle;
@@ -578,6 +593,8 @@ class SqliteStore implements MailStore {
     this.#inlineMax = options.blobs?.inlineMaxBytes ?? DEFAULT_INLINE_MAX;
     this.#maxBatch = Math.max(1, options.maxBatch ?? 1000);
     this.#sweepDelay = options.sweepDelayMs ?? 5000;
+    this.#searchIndexBatch = Math.max(1, options.searchIndexBatch ?? 64);
+    this.#searchIndexDelay = Math.max(0, options.searchIndexDelayMs ?? 200);
     this.#files = createBlobFileWriter(blobRoot);
     this.#local = createLocalFeed(
       options.onListenerError ??
@@ -597,6 +614,12 @@ class SqliteStore implements MailStore {
     this.#views.warm();
     // Blobs left unreferenced by a process that stopped before its sweep.
     if (this.#q('SELECT 1 FROM blobs WHERE refs <= 0 LIMIT 1').get() !== undefined) this.#scheduleSweep();
+    // Blobs left out of the full-text index by a process that stopped before adding them.
+    const given = (db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck().get() as number | undefined) ?? 0;
+    if (given > this.#indexedUpTo()) {
+      this.#unindexed = given - this.#indexedUpTo();
+      this.#scheduleIndex();
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -982,7 +1005,77 @@ class SqliteStore implements MailStore {
       'INSERT INTO blob_text (id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ).run(ins.lastInsertRowid, c.subject, c.from, c.to, c.cc, c.bcc, c.headers, c.body);
     insertSortKeys(this.#q(INSERT_SORT_KEYS), this.#threadName, Number(ins.lastInsertRowid), blob.parsed);
-    ctx.index.push({ rowid: Number(ins.lastInsertRowid), columns: c });
+    // Not indexed in this transaction: see #indexPending.
+    this.#unindexed++;
+    this.#scheduleIndex();
+  }
+
+  /**
+   * The full-text index (FTS5) costs a delivery more than any other table: each transaction that
+   * adds documents writes a new segment, its structure record and, every few transactions, a
+   * merge (a quarter of the WAL frames of a one-message commit, and of its CPU). So a new blob's
+   * text is written to blob_text with the blob, and added to the index later, many blobs per
+   * transaction (one segment for all): once searchIndexBatch wait, or searchIndexDelayMs after
+   * the first. Until then SEARCH reads those blobs' text directly (searchText: the blobs above the
+   * SEARCH_INDEXED mark, found by id). The mark moves in the transaction that indexes them, so a
+   * blob is always either under the mark and indexed (or removed) or above it; another process
+   * writing the store is covered the same way (whichever indexes first moves the mark).
+   */
+  #scheduleIndex(): void {
+    if (this.#indexQueued || this.#closed) return;
+    if (this.#unindexed >= this.#searchIndexBatch) {
+      this.#queueIndex();
+    } else if (this.#indexTimer === null) {
+      this.#indexTimer = setTimeout(() => this.#queueIndex(), this.#searchIndexDelay);
+      this.#indexTimer.unref();
+    }
+  }
+
+  #queueIndex(): void {
+    if (this.#indexTimer !== null) clearTimeout(this.#indexTimer);
+    this.#indexTimer = null;
+    if (this.#indexQueued || this.#closed) return;
+    this.#indexQueued = true;
+    this.#unindexed = 0;
+    this.#write((ctx) => {
+      this.#indexQueued = false;
+      return this.#indexPending(ctx);
+    }).then(
+      (more) => {
+        if (more) {
+          this.#unindexed = this.#searchIndexBatch;
+          this.#scheduleIndex();
+        }
+      },
+      () => {
+        // The store failed or closed: the blobs stay above the mark, found by SEARCH anyway.
+        this.#indexQueued = false;
+      },
+    );
+  }
+
+  /** Adds the text of blobs above the mark to the index (applied at the end of the batch, with
+   * the other index changes, as one segment) and moves the mark; true when more are left. */
+  #indexPending(ctx: WriteContext): boolean {
+    const mark = (this.#q('SELECT value FROM counters WHERE name = ?').pluck().get(SEARCH_INDEXED) as number | undefined) ?? 0;
+    const rows = this.#qr(
+      'SELECT id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body FROM blob_text WHERE id > ? ORDER BY id LIMIT ?',
+    ).all(mark, SEARCH_INDEX_MAX) as Array<[number, string, string, string, string, string, string, string]>;
+    for (const [id, subject, from, to, cc, bcc, headers, body] of rows) {
+      ctx.index.push({ rowid: id, columns: { subject, from, to, cc, bcc, headers, body } });
+    }
+    const more = rows.length === SEARCH_INDEX_MAX;
+    // Every id given so far when all were read (ids are never reused: blobs is AUTOINCREMENT).
+    const upTo = more
+      ? rows[rows.length - 1]![0]
+      : Math.max(mark, (this.#q("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck().get() as number | undefined) ?? 0);
+    if (upTo !== mark) this.#q('INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)').run(SEARCH_INDEXED, upTo);
+    return more;
+  }
+
+  /** The index mark (see #indexPending), read in the caller's job. */
+  #indexedUpTo(): number {
+    return (this.#q('SELECT value FROM counters WHERE name = ?').pluck().get(SEARCH_INDEXED) as number | undefined) ?? 0;
   }
 
   /** Reference count changes as one statement per call, whatever the number of blobs. */
@@ -1053,8 +1146,10 @@ class SqliteStore implements MailStore {
     for (const table of ['blobs', 'blob_content', 'blob_text', 'sort_keys']) {
       this.#q(`DELETE FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`).run(ids);
     }
+    const indexed = this.#indexedUpTo();
     for (const r of dead) {
-      ctx.index.push({ rowid: r.id, columns: null });
+      // A blob above the mark was never added to the index.
+      if (r.id <= indexed) ctx.index.push({ rowid: r.id, columns: null });
       ctx.removed.push({ hash: r.hash, inFile: r.in_file !== 0 });
     }
     return dead.length;
@@ -2158,8 +2253,13 @@ class SqliteStore implements MailStore {
     // The index query runs once (MATERIALIZED) and drives the join (CROSS JOIN fixes the order):
     // each hit finds its entries through entries_blob, instead of every entry of the mailbox
     // probing the hits.
+    // Blobs not in the index yet (above the mark, see #indexPending) are candidates too; one
+    // statement, so the mark and the index are read from the same snapshot.
     const indexed = (select: string): string =>
-      `WITH hits AS MATERIALIZED (SELECT rowid FROM search WHERE search MATCH ?)
+      `WITH hits AS MATERIALIZED (
+         SELECT rowid FROM search WHERE search MATCH ?
+         UNION ALL
+         SELECT id FROM blob_text WHERE id > coalesce((SELECT value FROM counters WHERE name = '${SEARCH_INDEXED}'), 0))
        SELECT ${select} FROM hits h CROSS JOIN blobs b ON b.id = h.rowid CROSS JOIN entries e ON e.blob_hash = b.hash
          CROSS JOIN blob_text s ON s.id = h.rowid WHERE e.mailbox_id = ?`;
     if (query.field === 'header') {
@@ -2750,7 +2850,8 @@ class SqliteStore implements MailStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    // Before the store refuses writes: the view cache writes its snapshots (view-cache.ts).
+    // Before the store refuses writes: the view cache writes its snapshots (view-cache.ts), and
+    // the blobs waiting for the full-text index are added (the next open starts with none).
     await this.#views.close();
     // What a sweep would remove later goes now (a command-line process may not run again).
     if (this.#sweepTimer !== null) {
@@ -2758,8 +2859,11 @@ class SqliteStore implements MailStore {
       this.#sweepTimer = null;
       if (this.#failed === null) await this.#write((ctx) => this.#removeDead(ctx, -1)).catch(() => 0);
     }
+    if (this.#indexTimer !== null || this.#unindexed > 0) this.#queueIndex();
     await this.#whenIdle();
     this.#closed = true;
+    if (this.#indexTimer !== null) clearTimeout(this.#indexTimer);
+    this.#indexTimer = null;
     this.#locks.clear();
     // The worker's connection closes first, so the store's close is the last one and may
     // checkpoint the rest and remove the -wal file.
