@@ -58,7 +58,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { fstatSync } from 'node:fs';
+import { fdatasync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { Checkpointer, type CheckpointResult, type CheckpointStats } from './checkpointer.js';
 import Database from 'better-sqlite3';
@@ -195,7 +195,7 @@ export interface SqliteStoreOptions {
   searchIndexDelayMs?: number;
   /** Where a throwing feed listener's error goes (default: a process warning). */
   onListenerError?: (err: unknown) => void;
-  /** Makes the WAL durable (default: `wal.datasync()`, on libuv's thread pool). Tests inject one
+  /** Makes the WAL durable (default: fdatasync of its descriptor, on libuv's thread pool). Tests inject one
    * they can hold or fail. */
   fdatasync?: (wal: FileHandle) => Promise<void>;
   /** Least time between two WAL checkpoints, which run on a worker thread (checkpointer.ts) after
@@ -588,7 +588,10 @@ class SqliteStore implements MailStore {
     this.#checkpointInterval = options.checkpointIntervalMs ?? 1000;
     this.#checkpointMinWal = options.checkpointMinWalBytes ?? 4 * 1024 * 1024;
     this.#walRestartBytes = options.walRestartBytes ?? WAL_LIMIT_BYTES;
-    this.#fdatasync = options.fdatasync ?? ((fh) => fh.datasync());
+    // The callback form on the descriptor: FileHandle.datasync() adds its own promise and
+    // bookkeeping per call, once per batch.
+    this.#fdatasync =
+      options.fdatasync ?? ((fh) => new Promise<void>((resolve, reject) => fdatasync(fh.fd, (err) => (err ? reject(err) : resolve()))));
     this.#blobRoot = blobRoot;
     this.#inlineMax = options.blobs?.inlineMaxBytes ?? DEFAULT_INLINE_MAX;
     this.#maxBatch = Math.max(1, options.maxBatch ?? 1000);
