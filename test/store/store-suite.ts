@@ -262,6 +262,22 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         await rejectsWith(store.removeAlias('team@example.com'), 'not-found');
       }));
 
+    test('resolveRecipientAccounts gives the accounts resolveRecipient names, with their rows as read now', () =>
+      withStore(async ({ store, bob, alice }) => {
+        await store.addAlias('team@example.com', 'alice@example.com');
+        await store.addAlias('team@example.com', 'bob@example.com');
+        for (const address of ['team@example.com', 'BOB+x@example.com', 'nobody@example.com', 'not an address']) {
+          const accounts = await store.resolveRecipientAccounts(address);
+          assert.deepEqual(accounts.map((a) => a.id), await store.resolveRecipient(address));
+          for (const a of accounts) assert.deepEqual(a, await store.getAccount(a.id));
+        }
+        await store.updateAccount(alice.id, { disabled: true, quotaBytes: 10 });
+        const [first] = await store.resolveRecipientAccounts('alice@example.com');
+        assert.equal(first?.disabled, true);
+        assert.equal(first?.quotaBytes, 10);
+        assert.deepEqual((await store.resolveRecipientAccounts('bob@example.com')).map((a) => a.address), [bob.address]);
+      }));
+
     test('the catch-all applies only to addresses nothing else knows', () =>
       withStore(async ({ store, bob, alice }) => {
         await store.addAlias('@example.com', 'alice@example.com');
