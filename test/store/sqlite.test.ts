@@ -561,3 +561,26 @@ test('sqlite: blobs another process left out of the full-text index are added by
     await t.cleanup();
   }
 });
+
+test('sqlite: close adds every blob waiting for the full-text index, past one batch of 1,000', async () => {
+  const t = await openTestStore({ searchIndexBatch: 100_000, searchIndexDelayMs: 60_000 });
+  const { rm } = await import('node:fs/promises');
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    await t.store.appendMany(inbox.id, Array.from({ length: 1100 }, (_, i) => testMessage({ subject: `n${i}`, body: `platypoid ${i}\r\n` })));
+    assert.equal(indexed(t.dir, 'platypoid'), 0);
+    assert.equal((await t.store.searchText(inbox.id, { field: 'body', value: 'platypoid' })).size, 1100);
+    await t.store.close();
+    assert.equal(indexed(t.dir, 'platypoid'), 1100);
+    const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+    assert.equal(
+      db.prepare("SELECT value FROM counters WHERE name = 'search_indexed'").pluck().get(),
+      db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck().get(),
+    );
+    db.close();
+  } finally {
+    await rm(t.dir, { recursive: true, force: true });
+  }
+});

@@ -542,6 +542,8 @@ class SqliteStore implements MailStore {
   #unindexed = 0;
   #indexTimer: NodeJS.Timeout | null = null;
   #indexQueued = false;
+  /** close() has begun: no more index batches are scheduled (close indexes what waits). */
+  #closing = false;
   #closed = false;
   #idleWaiters: Array<() => void> = [];
   readonly #wal: FileHandle;
@@ -1025,7 +1027,7 @@ class SqliteStore implements MailStore {
    * writing the store is covered the same way (whichever indexes first moves the mark).
    */
   #scheduleIndex(): void {
-    if (this.#indexQueued || this.#closed) return;
+    if (this.#indexQueued || this.#closing) return;
     if (this.#unindexed >= this.#searchIndexBatch) {
       this.#queueIndex();
     } else if (this.#indexTimer === null) {
@@ -1037,7 +1039,7 @@ class SqliteStore implements MailStore {
   #queueIndex(): void {
     if (this.#indexTimer !== null) clearTimeout(this.#indexTimer);
     this.#indexTimer = null;
-    if (this.#indexQueued || this.#closed) return;
+    if (this.#indexQueued || this.#closing) return;
     this.#indexQueued = true;
     this.#unindexed = 0;
     this.#write((ctx) => {
@@ -2862,11 +2864,20 @@ class SqliteStore implements MailStore {
       this.#sweepTimer = null;
       if (this.#failed === null) await this.#write((ctx) => this.#removeDead(ctx, -1)).catch(() => 0);
     }
-    if (this.#indexTimer !== null || this.#unindexed > 0) this.#queueIndex();
-    await this.#whenIdle();
-    this.#closed = true;
+    const unindexed = this.#indexTimer !== null || this.#unindexed > 0 || this.#indexQueued;
+    // Nothing is scheduled from here on; what waits is indexed now, in as many batches as needed.
+    this.#closing = true;
     if (this.#indexTimer !== null) clearTimeout(this.#indexTimer);
     this.#indexTimer = null;
+    if (unindexed) {
+      try {
+        while (await this.#write((ctx) => this.#indexPending(ctx)));
+      } catch {
+        // The store failed: the blobs stay above the mark, for the next open.
+      }
+    }
+    await this.#whenIdle();
+    this.#closed = true;
     this.#locks.clear();
     // The worker's connection closes first, so the store's close is the last one and may
     // checkpoint the rest and remove the -wal file.
