@@ -27,14 +27,14 @@
  *   snapshotMinMessages is written to the database when it was read whole, or when the rows it
  *   changed since its last snapshot reach snapshotDriftMessages (a timer, after the command that
  *   caused it), and at close (every such entry held); warm() loads the most recently stored
- *   ones in the background when a server's store opens, then large mailboxes without one. A missing entry starts from its
- *   mailbox's snapshot when there is a sound one (same format, checksum, UIDVALIDITY; modseq and
- *   UIDNEXT not above the mailbox's), then catches up exactly like a held entry: the changes
- *   since the snapshot's modseq (entries by modseq, the expunge log) are applied and the message
- *   count must then equal the mailbox row's. So a snapshot older than the last changes (a crash,
- *   another process or node writing) costs its delta, never correctness; an expunge log that
- *   lost rows (nothing prunes it today) leaves extra messages, which the count check catches
- *   (the entry is then read whole).
+ *   ones in the background when a server's store opens, then large mailboxes without one. A
+ *   missing entry starts from its mailbox's snapshot when there is a sound one (same format,
+ *   checksum, UIDVALIDITY; modseq and UIDNEXT not above the mailbox's), then catches up exactly
+ *   like a held entry: the changes since the snapshot's modseq (entries by modseq, the expunge
+ *   log) are applied and the message count must then equal the mailbox row's. So a snapshot
+ *   older than the last changes (a crash, another process or node writing) costs its delta,
+ *   never correctness; an expunge log that lost rows (nothing prunes it today) leaves extra
+ *   messages, which the count check catches (the entry is then read whole).
  * - A snapshot is the state of a whole, trusted entry: never one in the middle of a failed delta.
  */
 import { asModSeq, asUid, asUidValidity } from '../lib/brand.js';

@@ -185,7 +185,8 @@ export interface SqliteStoreOptions {
    * 10,000; Infinity: never), so the first SELECT after a start reads one blob, not every row. */
   viewSnapshotMin?: number;
   /** At open, the views of the most recently snapshotted mailboxes (then of large ones without a
-   * snapshot) are loaded in the background, up to this many messages (default 0: none; `facteur serve` asks for VIEW_WARM_MESSAGES). */
+   * snapshot) are loaded in the background, up to this many messages (default 0: none;
+   * `facteur serve` asks for VIEW_WARM_MESSAGES). */
   viewWarmMessages?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
@@ -621,8 +622,9 @@ class SqliteStore implements MailStore {
     if (this.#q('SELECT 1 FROM blobs WHERE refs <= 0 LIMIT 1').get() !== undefined) this.#scheduleSweep();
     // Blobs left out of the full-text index by a process that stopped before adding them.
     const given = (db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck().get() as number | undefined) ?? 0;
-    if (given > this.#indexedUpTo()) {
-      this.#unindexed = given - this.#indexedUpTo();
+    const indexed = this.#indexedUpTo();
+    if (given > indexed) {
+      this.#unindexed = given - indexed;
       this.#scheduleIndex();
     }
   }
@@ -1062,7 +1064,7 @@ class SqliteStore implements MailStore {
   /** Adds the text of blobs above the mark to the index (applied at the end of the batch, with
    * the other index changes, as one segment) and moves the mark; true when more are left. */
   #indexPending(ctx: WriteContext): boolean {
-    const mark = (this.#q('SELECT value FROM counters WHERE name = ?').pluck().get(SEARCH_INDEXED) as number | undefined) ?? 0;
+    const mark = this.#indexedUpTo();
     const rows = this.#qr(
       'SELECT id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body FROM blob_text WHERE id > ? ORDER BY id LIMIT ?',
     ).all(mark, SEARCH_INDEX_MAX) as Array<[number, string, string, string, string, string, string, string]>;
@@ -1975,21 +1977,10 @@ class SqliteStore implements MailStore {
       // One read transaction: the count check needs the head and the rows of one state, also when
       // another process writes the same file.
       since: async (id, modseq, uidNext) => this.#readSnapshot((): ViewDelta => {
+        // The mailbox row and the rows in one read transaction: the cache checks the count.
         const h = head(id);
         if (h === null) return { head: null, added: [], changed: [], expunged: [] };
-        return {
-          head: h,
-          added: this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? AND uid >= ? ORDER BY uid').all(id, uidNext) as ViewRow[],
-          // +uid: search by (mailbox_id, modseq), not by the UID range (the whole mailbox).
-          changed: this.#qr('SELECT uid, modseq, flags, keywords FROM entries WHERE mailbox_id = ? AND modseq > ? AND +uid < ? ORDER BY uid').all(
-            id,
-            modseq,
-            uidNext,
-          ) as ViewRow[],
-          expunged: (this.#qr('SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid < ? ORDER BY uid').all(id, modseq, uidNext) as Array<[number]>).map(
-            (r) => r[0],
-          ),
-        };
+        return { head: h, ...this.#deltaRows(id, modseq, uidNext) };
       }),
       loadSnapshot: async (id) => ((this.#qr('SELECT data FROM view_snapshots WHERE mailbox_id = ?').get(id) as [Buffer] | undefined) ?? [null])[0],
       // A job of its own in the write queue (not durable by itself: a lost one is rebuilt). Rows
@@ -2128,10 +2119,21 @@ class SqliteStore implements MailStore {
   }
 
   #changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid, highest: number): MailboxChanges {
-    // Only what a view tracks (uid, modseq, flags), not the wide rows: a session catching up
-    // after another one's STORE 1:* reads 100,000 of them. Kind 0: added (UIDs from the caller's
-    // UIDNEXT on), 1: changed (+uid: searched by (mailbox_id, modseq), not by the UID range,
-    // which is the whole mailbox), 2: expunged (UIDs the caller never knew are not reported).
+    const d = this.#deltaRows(mailboxId, since, knownUidNext);
+    const list = sharedFlagLists();
+    const known = (r: ViewRow): FlagUpdate => ({ uid: asUid(r[0]), modseq: asModSeq(r[1]), flags: list(r[2], r[3]) });
+    return { highestModSeq: asModSeq(highest), added: d.added.map(known), changed: d.changed.map(known), expunged: d.expunged.map(asUid) };
+  }
+
+  /**
+   * What changed in a mailbox after modseq `since` for a reader that knew the UIDs below
+   * `uidNext`, in one statement (its own read snapshot): rows added (UIDs from uidNext on),
+   * changed (+uid: searched by (mailbox_id, modseq), not by the UID range, which is the whole
+   * mailbox), and the UIDs expunged (those the reader never knew are left out), each ascending.
+   * Only what a view tracks (uid, modseq, flags), not the wide rows: a session catching up after
+   * another one's STORE 1:* reads 100,000 of them. For changesSince and the view cache's deltas.
+   */
+  #deltaRows(mailboxId: number, since: number, uidNext: number): { added: ViewRow[]; changed: ViewRow[]; expunged: number[] } {
     const rows = this.#qr(
       `SELECT 0, uid, modseq, flags, keywords FROM entries WHERE mailbox_id = @m AND uid >= @u
        UNION ALL
@@ -2139,16 +2141,15 @@ class SqliteStore implements MailStore {
        UNION ALL
        SELECT 2, uid, 0, 0, '' FROM expunged WHERE mailbox_id = @m AND modseq > @s AND uid < @u
        ORDER BY 1, 2`,
-    ).all({ m: mailboxId, s: since, u: knownUidNext }) as Array<[number, number, number, number, string]>;
-    const list = sharedFlagLists();
-    const added: FlagUpdate[] = [];
-    const changed: FlagUpdate[] = [];
-    const expunged: Uid[] = [];
+    ).all({ m: mailboxId, s: since, u: uidNext }) as Array<[number, number, number, number, string]>;
+    const added: ViewRow[] = [];
+    const changed: ViewRow[] = [];
+    const expunged: number[] = [];
     for (const r of rows) {
-      if (r[0] === 2) expunged.push(asUid(r[1]));
-      else (r[0] === 0 ? added : changed).push({ uid: asUid(r[1]), modseq: asModSeq(r[2]), flags: list(r[3], r[4]) });
+      if (r[0] === 2) expunged.push(r[1]);
+      else (r[0] === 0 ? added : changed).push([r[1], r[2], r[3], r[4]]);
     }
-    return { highestModSeq: asModSeq(highest), added, changed, expunged };
+    return { added, changed, expunged };
   }
 
   async getParsed(blobHash: string): Promise<ParsedMessage> {
