@@ -185,3 +185,15 @@ export function entryFacts(e: MessageEntry): EntryFacts {
     pid: e.pid,
   };
 }
+
+/** ViewSource.warmList (view-cache.ts), both dialects (`param`: the placeholder of the minimum
+ * size): the mailboxes with a snapshot, most recently stored first, then those of at least that
+ * many messages without one, largest first. */
+export function warmListSql(param: string): string {
+  return `SELECT mailbox_id, messages FROM (
+            SELECT s.mailbox_id, m.messages, 0 AS k, s.stored_at AS o FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id
+            UNION ALL
+            SELECT m.id, m.messages, 1, m.messages FROM mailboxes m
+             WHERE m.messages >= ${param} AND NOT EXISTS (SELECT 1 FROM view_snapshots s WHERE s.mailbox_id = m.id)
+          ) w ORDER BY k, o DESC`;
+}

@@ -65,7 +65,7 @@ import type { MailboxHead, ViewCacheOptions, ViewCacheStats, ViewRow, ViewSource
 import type { NotifyFeed } from '../../notify-feed.js';
 import { planMetadata } from '../../metadata.js';
 import { MAX_ALIAS_DEPTH, resolveAddress } from '../../recipients.js';
-import { entryFacts, SORT_KEY_COLS, threadNamesOf, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
+import { entryFacts, SORT_KEY_COLS, threadNamesOf, threadTextOf, toAccount, toSortKeys, warmListSql, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
@@ -134,7 +134,8 @@ export interface PgStoreOptions {
    * 10,000; Infinity: never): a node's first SELECT of the mailbox reads one value. */
   viewSnapshotMin?: number;
   /** At open, the views of the most recently snapshotted mailboxes (then of large ones without a
-   * snapshot) are loaded in the background, up to this many messages (default 0: none; `facteur serve` asks for VIEW_WARM_MESSAGES). */
+   * snapshot) are loaded in the background, up to this many messages (default 0: none;
+   * `facteur serve` asks for VIEW_WARM_MESSAGES). */
   viewWarmMessages?: number;
   /**
    * NOTIFY after the writing COMMIT instead of inside it. PostgreSQL serialises the commits of
@@ -1600,12 +1601,7 @@ class PgStore implements MailStore {
         (
           await this.#arrays<[string, number]>(
             this.#pool,
-            `SELECT mailbox_id, messages FROM (
-               SELECT s.mailbox_id, m.messages, 0 AS k, s.stored_at AS o FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id
-               UNION ALL
-               SELECT m.id, m.messages, 1, m.messages FROM mailboxes m
-                WHERE m.messages >= $1 AND NOT EXISTS (SELECT 1 FROM view_snapshots s WHERE s.mailbox_id = m.id)
-             ) w ORDER BY k, o DESC`,
+            warmListSql('$1'),
             [Number.isFinite(minMessages) ? minMessages : Number.MAX_SAFE_INTEGER],
           )
         ).map(([id, messages]) => ({ mailboxId: asMailboxId(Number(id)), messages: Number(messages) })),

@@ -92,7 +92,7 @@ import {
 } from '../../names.js';
 import { planMetadata } from '../../metadata.js';
 import { MAX_ALIAS_DEPTH, resolveAddress } from '../../recipients.js';
-import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, type SortKeyRow, type ThreadTextSource } from '../rows.js';
+import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, warmListSql, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows, rankNumbers } from '../sort-columns.js';
 import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight } from '../../read-cache.js';
 import { ViewCache } from '../../view-cache.js';
@@ -1997,12 +1997,7 @@ class SqliteStore implements MailStore {
       warmList: async (minMessages) =>
         (
           this.#qr(
-            `SELECT mailbox_id, messages FROM (
-               SELECT s.mailbox_id, m.messages, 0 AS k, s.stored_at AS o FROM view_snapshots s JOIN mailboxes m ON m.id = s.mailbox_id
-               UNION ALL
-               SELECT m.id, m.messages, 1, m.messages FROM mailboxes m
-                WHERE m.messages >= ? AND NOT EXISTS (SELECT 1 FROM view_snapshots s WHERE s.mailbox_id = m.id)
-             ) w ORDER BY k, o DESC`,
+            warmListSql('?'),
           ).all(Number.isFinite(minMessages) ? minMessages : Number.MAX_SAFE_INTEGER) as Array<[MailboxId, number]>
         ).map(([mailboxId, messages]) => ({ mailboxId, messages })),
     };
