@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { asUid } from '../../src/lib/brand.js';
 import { openStore } from '../../src/store/open.js';
 import { MIGRATIONS } from '../../src/store/sql/sqlite/schema.js';
-import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { openSqliteStore, sqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 import { StoreError } from '../../src/store/types.js';
 import { trigramQuery } from '../../src/store/search-text.js';
 import { openTestStore, testMessage } from '../helpers/store.js';
@@ -560,6 +560,29 @@ test('sqlite: blobs another process left out of the full-text index are added by
     }
   } finally {
     await other.close();
+    await t.cleanup();
+  }
+});
+
+test('sqlite: a batch of large texts is added to the full-text index in several jobs of bounded size', async () => {
+  const t = await openTestStore({ searchIndexBatch: 6, searchIndexDelayMs: 60_000 });
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    // Six messages of about 200,000 characters of text: the index takes them in two jobs (three
+    // each, the third passing the 512 KiB budget), not in one holding the event loop for all six.
+    const line = 'numbatoid lorem ipsum dolor sit amet consectetur adipiscing elit sed do\r\n';
+    const body = line.repeat(Math.ceil(200_000 / line.length));
+    const before = sqliteStoreStats(t.store)!.jobs;
+    await t.store.appendMany(inbox.id, Array.from({ length: 6 }, (_, i) => testMessage({ subject: `big ${i}`, body })));
+    for (let i = 0; i < 200 && indexed(t.dir, 'numbatoid') < 6; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(indexed(t.dir, 'numbatoid'), 6);
+    // The append, then the two index jobs.
+    assert.equal(sqliteStoreStats(t.store)!.jobs - before, 3);
+    assert.equal((await t.store.searchText(inbox.id, { field: 'body', value: 'numbatoid' })).size, 6);
+    assert.deepEqual(await t.store.checkConsistency(), []);
+  } finally {
     await t.cleanup();
   }
 });
