@@ -16,6 +16,7 @@
  */
 import { WeightedLru } from '../lib/lru.js';
 import type { ParsedMessage } from '../mail/types.js';
+import type { Uid } from '../lib/brand.js';
 import type { EntryFacts } from './types.js';
 
 /** Default bound of the message-bytes cache. */
@@ -125,5 +126,23 @@ export class EntryFactsCache {
 
   delete(mailboxId: number, uid: number): void {
     this.#lru.delete(`${mailboxId}:${uid}`);
+  }
+
+  /** MailStore.getEntryFacts over this cache: what it holds, the rest from `read` (kept when
+   * `keep`), in UID order. */
+  async lookup(mailboxId: number, uids: readonly Uid[], keep: boolean, read: (missing: Uid[]) => EntryFacts[] | Promise<EntryFacts[]>): Promise<EntryFacts[]> {
+    const out: EntryFacts[] = [];
+    let missing: Uid[] | null = null;
+    for (const uid of uids) {
+      const f = this.get(mailboxId, uid);
+      if (f !== undefined) out.push(f);
+      else (missing ??= []).push(uid);
+    }
+    if (missing === null) return out.length > 1 ? out.sort((a, b) => a.uid - b.uid) : out;
+    for (const f of await read(missing)) {
+      if (keep) this.set(f);
+      out.push(f);
+    }
+    return out.sort((a, b) => a.uid - b.uid);
   }
 }

@@ -471,8 +471,8 @@ export interface MailStore {
   getEntries(mailboxId: MailboxId, uids: readonly Uid[]): Promise<MessageEntry[]>;
   /**
    * The facts of those entries among `uids` that exist, in UID order, for a reader that has
-   * their flags and modseqs already (an IMAP view's FETCH). The SQLite store answers from a
-   * per-process cache where it can (facts never change), keeping what it read when `keep` (a
+   * their flags and modseqs already (an IMAP view's FETCH). Both stores answer from a
+   * per-process cache where they can (facts never change), keeping what they read when `keep` (a
    * request small enough not to push hot entries out); an entry this process expunged leaves
    * the cache with it, one another process expunged may still be answered (RFC 2180 §4.1.1).
    */

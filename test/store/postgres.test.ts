@@ -212,6 +212,41 @@ if (url === null) {
     }
   });
 
+  test('postgres: a node answers repeated reads of headers, small messages and entry facts from memory', async () => {
+    const t = await setup();
+    try {
+      const m = testMessage({ subject: 'cached', body: 'c'.repeat(5000) });
+      await t.store.append(t.inbox.id, m);
+      const [e] = await t.store.listEntries(t.inbox.id);
+      assert.deepEqual(await t.store.readBlob(e!.blobHash, 0, 200), m.raw.subarray(0, 200));
+      assert.deepEqual(await t.store.readBlob(e!.blobHash), m.raw);
+      const [facts] = await t.store.getEntryFacts(t.inbox.id, [e!.uid], true);
+      assert.equal(facts!.blobHash, e!.blobHash);
+      // The rows go behind the store's back: what it read is answered from its caches.
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query(`UPDATE "${t.schema}".blob_chunks SET data = '\\x00'`);
+        await admin.query(`UPDATE "${t.schema}".entries SET save_date = save_date - 86400000`);
+        assert.deepEqual(await t.store.readBlob(e!.blobHash, 10, 300), m.raw.subarray(10, 300));
+        assert.deepEqual(await t.store.readBlob(e!.blobHash), m.raw);
+        assert.deepEqual(await t.store.getEntryFacts(t.inbox.id, [e!.uid], true), [facts]);
+        await admin.query(`UPDATE "${t.schema}".blob_chunks SET data = $1`, [m.raw]);
+      } finally {
+        await admin.end();
+      }
+      // A read not kept (keep = false) or of another entry goes to the database.
+      await t.store.append(t.inbox.id, testMessage({ subject: 'other' }));
+      assert.equal((await t.store.getEntryFacts(t.inbox.id, [asUid(2)], false))[0]!.uid, 2);
+      // What the node expunges leaves its caches with it.
+      await t.store.expunge(t.inbox.id, [e!.uid]);
+      assert.deepEqual(await t.store.getEntryFacts(t.inbox.id, [e!.uid], true), []);
+      await assert.rejects(t.store.readBlob(e!.blobHash, 0, 200), (err: unknown) => err instanceof StoreError && err.code === 'not-found');
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   test('postgres: STORE, COPY, MOVE and EXPUNGE on 3000 messages keep counters exact', async () => {
     const t = await setup();
     try {

@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
-import { LruCache } from '../../../lib/lru.js';
+import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight } from '../../read-cache.js';
 import { sortKeysOf, threadNames, threadText } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createFileBlobStore } from '../../blob-store.js';
@@ -124,7 +124,12 @@ export interface PgStoreOptions {
   blobs?: 'database' | string | BlobStore;
   /** Pooled connections for reads and writes. Default 10. */
   poolSize?: number;
+  /** Bounds of this node's read caches (read-cache.ts; defaults there): parse records (bytes and
+   * entries), message bytes read from their start, entry facts. */
+  parsedCacheBytes?: number;
   parsedCacheSize?: number;
+  blobCacheBytes?: number;
+  factsCacheBytes?: number;
   /** Bound of the view cache, in messages (view-cache.ts). */
   viewCacheMessages?: number;
   /** Mailboxes of at least this many messages are caught up in the background after each change
@@ -387,7 +392,12 @@ class PgStore implements MailStore {
   readonly #lockSpace: number;
   readonly #connect: () => Promise<pg.Client>;
   readonly #onConnectionError: (err: unknown) => void;
-  readonly #parsedCache: LruCache<string, ParsedMessage>;
+  readonly #parsedCache: ParsedCache;
+  readonly #blobCache: BlobPrefixCache;
+  readonly #factsCache: EntryFactsCache;
+  /** Blobs this node removed so far: a read that started before a removal does not put what it
+   * read into a cache (the removal's delete of the hash came first and would be undone). */
+  #removals = 0;
   readonly #views: ViewCache;
   readonly #ids = createIdGenerator();
   readonly #locks = new Map<string, symbol>();
@@ -407,7 +417,7 @@ class PgStore implements MailStore {
     lockSpace: number;
     connect: () => Promise<pg.Client>;
     onConnectionError: (err: unknown) => void;
-    parsedCacheSize: number;
+    caches: { parsedBytes: number; parsedSize: number; blobBytes: number; factsBytes: number };
     notifyAfterCommit: boolean;
     viewCache: ViewCacheOptions;
   }) {
@@ -420,7 +430,9 @@ class PgStore implements MailStore {
     this.#lockSpace = init.lockSpace;
     this.#connect = init.connect;
     this.#onConnectionError = init.onConnectionError;
-    this.#parsedCache = new LruCache(init.parsedCacheSize);
+    this.#parsedCache = new ParsedCache(init.caches.parsedBytes, init.caches.parsedSize);
+    this.#blobCache = new BlobPrefixCache(init.caches.blobBytes);
+    this.#factsCache = new EntryFactsCache(init.caches.factsBytes);
     this.#counters = createPgCounters(init.pool, { onSweepError: init.onConnectionError });
     this.#views = new ViewCache(this.#viewSource(), this.feed, { ...init.viewCache, onError: init.onConnectionError });
     this.#views.warm();
@@ -473,7 +485,11 @@ class PgStore implements MailStore {
           }
           client.release();
           this.#notify.publishLocal(ctx.events);
-          for (const h of ctx.removed) this.#parsedCache.delete(h);
+          if (ctx.removed.length > 0) this.#removals++;
+          for (const h of ctx.removed) {
+            this.#parsedCache.delete(h);
+            this.#blobCache.delete(h);
+          }
           for (const h of ctx.removedExternal) await this.#removeExternal(h);
           return value;
         } catch (err) {
@@ -909,6 +925,8 @@ class PgStore implements MailStore {
     if (rows.length === 0) return;
     const list = rows.map((r) => r[1]);
     await c.query('DELETE FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[])', [mailbox.id, list]);
+    // UIDs are never reused: dropped now even should the transaction roll back (read again then).
+    for (const uid of list) this.#factsCache.delete(mailbox.id, uid);
     // RFC 7162 §3.2.10: expunged UIDs are remembered for VANISHED (EARLIER).
     await c.query('INSERT INTO expunged (mailbox_id, modseq, uid) SELECT $1, $2, u FROM unnest($3::int8[]) AS u', [mailbox.id, modseq, list]);
     const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
@@ -1650,10 +1668,10 @@ class PgStore implements MailStore {
     return this.#read(async () => (await this.#selectRows(this.#pool, mailboxId, uids)).map(toEntry));
   }
 
-  /** Read each time: this store keeps no per-process read caches (yet). */
-  async getEntryFacts(mailboxId: MailboxId, uids: readonly Uid[]): Promise<EntryFacts[]> {
-    return (await this.getEntries(mailboxId, uids)).map(entryFacts);
+  async getEntryFacts(mailboxId: MailboxId, uids: readonly Uid[], keep: boolean): Promise<EntryFacts[]> {
+    return this.#factsCache.lookup(mailboxId, uids, keep, async (missing) => (await this.getEntries(mailboxId, missing)).map(entryFacts));
   }
+
 
   async findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]> {
     if (values.length === 0) return [];
@@ -1714,6 +1732,7 @@ class PgStore implements MailStore {
   async getParsed(blobHash: string): Promise<ParsedMessage> {
     const cached = this.#parsedCache.get(blobHash);
     if (cached !== undefined) return cached;
+    const removals = this.#removals;
     return this.#read(async () => {
       const row = await this.#row<{ parsed: string; body: string }>(
         this.#pool,
@@ -1724,7 +1743,7 @@ class PgStore implements MailStore {
       // Set, not spread: a spread that adds a property takes V8's slow path.
       const parsed = JSON.parse(row.parsed) as ParsedMessage;
       parsed.text = row.body;
-      this.#parsedCache.set(blobHash, parsed);
+      if (this.#removals === removals) this.#parsedCache.set(blobHash, parsed, parsedWeight(row.parsed.length, row.body.length));
       return parsed;
     });
   }
@@ -1755,10 +1774,19 @@ class PgStore implements MailStore {
   }
 
   async readBlob(blobHash: string, start?: number, end?: number): Promise<Buffer> {
+    const cached = this.#blobCache.get(blobHash, start, end);
+    if (cached !== undefined) return cached;
+    // As on SQLite: a range that ends early in the blob (a header, BODY[1] of a small message)
+    // is read from the start so that it can be kept; larger or later ranges are not kept.
+    const fromStart = (start ?? 0) <= 0 || (end !== undefined && end <= BLOB_CACHE_MAX_READ);
+    const removals = this.#removals;
     return this.#read(async () => {
       const blob = await this.#blobRow(blobHash);
       const [s, e] = this.#range(blob.size, start, end);
-      return this.#readRange(blob, blobHash, s, e);
+      if (!fromStart || e > BLOB_CACHE_MAX_READ) return this.#readRange(blob, blobHash, s, e);
+      const head = await this.#readRange(blob, blobHash, 0, e);
+      if (this.#removals === removals) this.#blobCache.put(blobHash, blob.size, head);
+      return head.subarray(s, e);
     });
   }
 
@@ -2511,7 +2539,13 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
     await pool.end();
     throw new StoreError('io', `Cannot open store: cannot listen for changes: ${err instanceof Error ? err.message : String(err)}`);
   }
-  return new PgStore({ pool, notify, channel, external, lockSpace, connect, onConnectionError, parsedCacheSize: options.parsedCacheSize ?? 512,
+  return new PgStore({ pool, notify, channel, external, lockSpace, connect, onConnectionError,
+    caches: {
+      parsedBytes: options.parsedCacheBytes ?? DEFAULT_PARSED_CACHE_BYTES,
+      parsedSize: options.parsedCacheSize ?? 65_536,
+      blobBytes: options.blobCacheBytes ?? DEFAULT_BLOB_CACHE_BYTES,
+      factsBytes: options.factsCacheBytes ?? DEFAULT_FACTS_CACHE_BYTES,
+    },
     notifyAfterCommit: options.notifyAfterCommit ?? false,
     viewCache: { maxMessages: options.viewCacheMessages, eagerMinMessages: options.viewCacheEagerMin, snapshotMinMessages: options.viewSnapshotMin, warmMessages: options.viewWarmMessages },
   });

@@ -2067,21 +2067,9 @@ class SqliteStore implements MailStore {
   }
 
   async getEntryFacts(mailboxId: MailboxId, uids: readonly Uid[], keep: boolean): Promise<EntryFacts[]> {
-    const out: EntryFacts[] = [];
-    let missing: Uid[] | null = null;
-    for (const uid of uids) {
-      const f = this.#factsCache.get(mailboxId, uid);
-      if (f !== undefined) out.push(f);
-      else (missing ??= []).push(uid);
-    }
-    if (missing === null) return out.length > 1 ? out.sort((a, b) => a.uid - b.uid) : out;
-    for (const r of this.#selectRows({ id: mailboxId }, missing)) {
-      const f = toFacts(r);
-      if (keep) this.#factsCache.set(f);
-      out.push(f);
-    }
-    return out.sort((a, b) => a.uid - b.uid);
+    return this.#factsCache.lookup(mailboxId, uids, keep, (missing) => this.#selectRows({ id: mailboxId }, missing).map(toFacts));
   }
+
 
   async findEntries(mailboxId: MailboxId, column: 'pid' | 'blobHash', values: readonly string[]): Promise<MessageEntry[]> {
     if (values.length === 0) return [];
