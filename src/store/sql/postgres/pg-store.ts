@@ -720,9 +720,11 @@ class PgStore implements MailStore {
    * from here on, so the row's UIDNEXT and counters stay exact until COMMIT.
    */
   async #lockMailbox(c: Tx, id: number): Promise<{ mailbox: MailboxRow; account: AccountRow }> {
-    const pre = await this.#row<{ account_id: number }>(c, 'SELECT account_id FROM mailboxes WHERE id = $1', [id]);
-    if (pre === undefined) throw new StoreError('not-found', `Cannot find mailbox ${id}`);
-    const account = await this.#requireAccount(c, pre.account_id, true);
+    // The account found through the mailbox in the locking statement itself (a mailbox never
+    // changes accounts); the mailbox row is read by the next statement, whose snapshot is taken
+    // once the lock is held (one taken before waiting could miss the previous writer's commit).
+    const account = await this.#row<AccountRow>(c, 'SELECT * FROM accounts WHERE id = (SELECT account_id FROM mailboxes WHERE id = $1) FOR UPDATE', [id]);
+    if (account === undefined) throw new StoreError('not-found', `Cannot find mailbox ${id}`);
     const mailbox = await this.#mailboxRow(c, id);
     if (mailbox === undefined) throw new StoreError('not-found', `Cannot find mailbox ${id}`);
     return { mailbox, account };
