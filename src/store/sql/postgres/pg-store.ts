@@ -1344,17 +1344,22 @@ class PgStore implements MailStore {
     } catch {
       return null;
     }
-    return this.#read(async () => {
-      const row = await this.#mailboxByName(this.#pool, accountId, n);
-      return row === undefined ? null : toMailbox(row, await this.#isSubscribed(row.account_id, row.name));
-    });
+    return this.#read(() => this.#subscribedMailbox('m.account_id = $1 AND m.name = $2', [accountId, n]));
   }
 
   async getMailboxById(id: MailboxId): Promise<Mailbox | null> {
-    return this.#read(async () => {
-      const row = await this.#mailboxRow(this.#pool, id);
-      return row === undefined ? null : toMailbox(row, await this.#isSubscribed(row.account_id, row.name));
-    });
+    return this.#read(() => this.#subscribedMailbox('m.id = $1', [id]));
+  }
+
+  /** One mailbox and whether it is subscribed, in one statement (SELECT and STATUS ask by name). */
+  async #subscribedMailbox(where: string, params: unknown[]): Promise<Mailbox | null> {
+    const row = await this.#row<MailboxRow & { subscribed: boolean }>(
+      this.#pool,
+      `SELECT m.*, s.name IS NOT NULL AS subscribed FROM mailboxes m
+         LEFT JOIN subscriptions s ON s.account_id = m.account_id AND s.name = m.name WHERE ${where}`,
+      params,
+    );
+    return row === undefined ? null : toMailbox(row, row.subscribed);
   }
 
   async createMailbox(accountId: AccountId, name: string, specialUse: SpecialUse | null = null): Promise<Mailbox> {
