@@ -131,6 +131,23 @@ if (url === null) {
     }
   });
 
+  test('postgres: an event sent with the COMMIT reaches another node intact, whatever its text holds', async () => {
+    const t = await setup();
+    try {
+      const b = await t.openNode();
+      const heard: ChangeEvent[] = [];
+      b.feed.subscribe(t.bob.id, (e) => heard.push(e));
+      // Entry names are carried in the NOTIFY payload: quotes, backslashes and 8-bit text.
+      const names = ["/private/it's", '/private/back\\slash', '/private/"quoted"', '/private/café'];
+      await t.store.setMetadata(t.bob.id, t.inbox.id, names.map((name) => ({ name, value: Buffer.from('x') })), { maxEntries: 100, maxTotalBytes: 100_000 });
+      for (let i = 0; i < 200 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(heard.length, 1);
+      assert.deepEqual([...(heard[0]!.entries ?? [])].sort(), names.map((n) => n.toLowerCase()).sort());
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   test('postgres: with notifyAfterCommit, node B still hears node A once, and A hears itself once', async () => {
     const t = await setup();
     try {

@@ -472,10 +472,14 @@ class PgStore implements MailStore {
           const value = await fn(client, ctx);
           const notify = ctx.events.length > 0 ? ctx.events.map(encodeChangeEvent) : null;
           if (notify !== null && !this.#notifyAfterCommit) {
-            // Delivered to every listening node only if this transaction commits.
-            await client.query('SELECT pg_notify($1, e) FROM unnest($2::text[]) e', [this.#channel, notify]);
+            // Delivered to every listening node only if this transaction commits. Sent with the
+            // COMMIT as one simple-protocol query (one round trip; should the NOTIFY fail, the
+            // COMMIT is not run and the transaction is rolled back below).
+            const list = notify.map((e) => client.escapeLiteral(e)).join(', ');
+            await client.query(`SELECT pg_notify(${client.escapeLiteral(this.#channel)}, e) FROM unnest(ARRAY[${list}]::text[]) e; COMMIT`);
+          } else {
+            await client.query('COMMIT');
           }
-          await client.query('COMMIT');
           if (notify !== null && this.#notifyAfterCommit) {
             // Its own transaction, with no write to flush: the global NOTIFY lock is held only for
             // an instant instead of across the WAL flush of the writing COMMIT.
