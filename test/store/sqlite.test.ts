@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { asUid } from '../../src/lib/brand.js';
 import { openStore } from '../../src/store/open.js';
+import { MAX_LOOKUPS } from '../../src/store/sql/sqlite/lookup-cache.js';
 import { MIGRATIONS } from '../../src/store/sql/sqlite/schema.js';
 import { openSqliteStore, sqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 import { StoreError } from '../../src/store/types.js';
@@ -465,6 +466,47 @@ test('sqlite: a domain added or removed by another process (the command-line too
     assert.equal(await t.store.isLocalDomain('new.example'), false);
   } finally {
     await cli.close();
+    await t.store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
+test('sqlite: accounts and aliases changed by another process are seen at once, after answers asked before', async () => {
+  const t = await setup();
+  const cli = await openSqliteStore({ dir: t.dir });
+  const m = testMessage();
+  try {
+    assert.deepEqual(await t.store.resolveRecipient('carol@example.com'), []);
+    assert.deepEqual(await t.store.resolveRecipient('sales@example.com'), []);
+    assert.equal((await t.store.resolveRecipientAccounts('bob@example.com'))[0]?.disabled, false);
+    const carol = await cli.createAccount({ address: 'carol@example.com', passwordHash: 'h' });
+    assert.deepEqual(await t.store.resolveRecipient('carol@example.com'), [carol.id]);
+    // A delivery by the running store in between changes nothing of it.
+    await t.store.deliver(m.raw, m.parsed, [{ accountId: t.bob.id }]);
+    await cli.addAlias('sales@example.com', 'carol@example.com');
+    assert.deepEqual(await t.store.resolveRecipient('sales@example.com'), [carol.id]);
+    await cli.updateAccount(t.bob.id, { disabled: true });
+    assert.equal((await t.store.resolveRecipientAccounts('bob@example.com'))[0]?.disabled, true);
+    await cli.removeAlias('sales@example.com');
+    await cli.deleteAccount(carol.id);
+    assert.deepEqual(await t.store.resolveRecipient('sales@example.com'), []);
+    assert.deepEqual(await t.store.resolveRecipient('carol@example.com'), []);
+  } finally {
+    await cli.close();
+    await t.store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
+test('sqlite: more distinct recipients than the lookup cache keeps are all answered right', async () => {
+  const t = await setup();
+  try {
+    await t.store.addAlias('@example.com', 'bob@example.com');
+    const alice = await t.store.createAccount({ address: 'alice@example.com', passwordHash: 'h' });
+    for (let i = 0; i < MAX_LOOKUPS + 10; i++) assert.deepEqual(await t.store.resolveRecipient(`x${i}@example.com`), [t.bob.id]);
+    assert.deepEqual(await t.store.resolveRecipient('alice@example.com'), [alice.id]);
+    assert.deepEqual(await t.store.resolveRecipient('x0@example.com'), [t.bob.id]);
+  } finally {
     await t.store.close();
     await t.cleanup().catch(() => undefined);
   }

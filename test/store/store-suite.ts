@@ -278,6 +278,41 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.deepEqual((await store.resolveRecipientAccounts('bob@example.com')).map((a) => a.address), [bob.address]);
       }));
 
+    test('recipient and domain answers follow every change made after they were asked, deliveries between', () =>
+      withStore(async ({ store, bob, alice }) => {
+        const m = testMessage();
+        const ask = async () => ({
+          domain: await store.isLocalDomain('new.example'),
+          carol: await store.resolveRecipient('carol@new.example'),
+          team: await store.resolveRecipient('team@example.com'),
+          alice: (await store.resolveRecipientAccounts('alice@example.com')).map((a) => [a.disabled, a.quotaBytes]),
+        });
+        // Each answer is asked before the change (and around deliveries, which change none of them).
+        assert.deepEqual(await ask(), { domain: false, carol: [], team: [], alice: [[false, null]] });
+        await store.deliver(m.raw, m.parsed, [{ accountId: alice.id }]);
+        await store.addDomain('new.example');
+        assert.equal(await store.isLocalDomain('new.example'), true);
+        const carol = await store.createAccount({ address: 'carol@new.example', passwordHash: 'h' });
+        assert.deepEqual(await store.resolveRecipient('carol@new.example'), [carol.id]);
+        await store.addAlias('team@example.com', 'bob@example.com');
+        assert.deepEqual(await store.resolveRecipient('team@example.com'), [bob.id]);
+        await store.deliver(m.raw, m.parsed, [{ accountId: bob.id }]);
+        await store.addAlias('team@example.com', 'carol@new.example');
+        assert.deepEqual([...(await store.resolveRecipient('team@example.com'))].sort(), [bob.id, carol.id].sort());
+        await store.updateAccount(alice.id, { disabled: true, quotaBytes: 10 });
+        assert.deepEqual((await ask()).alice, [[true, 10]]);
+        await store.deleteAccount(carol.id);
+        assert.deepEqual(await store.resolveRecipient('carol@new.example'), []);
+        assert.deepEqual(await store.resolveRecipient('team@example.com'), [bob.id]);
+        await store.removeAlias('team@example.com');
+        await store.removeDomain('new.example');
+        assert.deepEqual(await ask(), { domain: false, carol: [], team: [], alice: [[true, 10]] });
+        // An answer changed by its caller changes nothing for the next one.
+        const [a] = await store.resolveRecipientAccounts('alice@example.com');
+        a!.disabled = false;
+        assert.equal((await store.resolveRecipientAccounts('alice@example.com'))[0]?.disabled, true);
+      }));
+
     test('the catch-all applies only to addresses nothing else knows', () =>
       withStore(async ({ store, bob, alice }) => {
         await store.addAlias('@example.com', 'alice@example.com');

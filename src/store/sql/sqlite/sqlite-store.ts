@@ -155,6 +155,7 @@ import {
   syncDir,
 } from './blob-files.js';
 import type { BlobFileWriter } from './blob-files.js';
+import { LookupCache } from './lookup-cache.js';
 import { migrate } from './schema.js';
 
 export interface SqliteStoreOptions {
@@ -487,10 +488,16 @@ interface WriteContext {
   orphaned: boolean;
 }
 
+/** The #write flag of the jobs that write mailbox contents only (see Job.contentOnly). */
+const CONTENT_ONLY = true;
+
 interface Job {
   run: (ctx: WriteContext) => unknown;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
+  /** Writes mailbox contents only (entries, blobs, counters, usage), never domains, accounts'
+   * settings or aliases: the recipient lookups' answers stay valid (see #lookups). */
+  contentOnly: boolean;
 }
 
 /** A committed batch waiting for a WAL sync that started after its COMMIT. */
@@ -531,6 +538,8 @@ class SqliteStore implements MailStore {
   readonly #blobCache: BlobPrefixCache;
   readonly #factsCache: EntryFactsCache;
   readonly #views: ViewCache;
+  /** The RCPT path's answers (isLocalDomain, #resolve), kept as lookup-cache.ts says. */
+  readonly #lookups = new LookupCache<Account>();
   readonly #stmts = new Map<string, Stmt>();
   readonly #rawStmts = new Map<string, Stmt>();
   /** Blob hashes held by ingests in progress: their files must not be removed. */
@@ -656,11 +665,12 @@ class SqliteStore implements MailStore {
     return s;
   }
 
-  #write<T>(run: (ctx: WriteContext) => T): Promise<T> {
+  /** `contentOnly`: see Job. */
+  #write<T>(run: (ctx: WriteContext) => T, contentOnly = false): Promise<T> {
     if (this.#closed) return Promise.reject(new StoreError('io', 'Cannot write: the store is closed'));
     if (this.#failed !== null) return Promise.reject(this.#failed);
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.push({ run, resolve: resolve as (v: unknown) => void, reject, contentOnly });
       this.#scheduleFlush();
     });
   }
@@ -763,6 +773,8 @@ class SqliteStore implements MailStore {
     } else {
       commitError = new Error('transaction rolled back by SQLite');
     }
+    // Before any read that could fill the lookup cache from what this batch changed.
+    if (committed && jobs.some((j) => !j.contentOnly)) this.#lookups.clear();
     if (committed) {
       for (const o of outcomes) if (!o.ok) o.job.reject(o.value);
     } else {
@@ -1052,7 +1064,7 @@ class SqliteStore implements MailStore {
     this.#write((ctx) => {
       this.#indexQueued = false;
       return this.#indexPending(ctx);
-    }).then(
+    }, CONTENT_ONLY).then(
       (more) => {
         if (more) {
           this.#unindexed = this.#searchIndexBatch;
@@ -1143,7 +1155,7 @@ class SqliteStore implements MailStore {
   #sweep(): void {
     this.#sweepTimer = null;
     if (this.#closed) return;
-    this.#write((ctx) => this.#removeDead(ctx, SWEEP_BATCH)).then(
+    this.#write((ctx) => this.#removeDead(ctx, SWEEP_BATCH), CONTENT_ONLY).then(
       (n) => {
         if (n === SWEEP_BATCH) this.#scheduleSweep(0);
       },
@@ -1515,9 +1527,22 @@ class SqliteStore implements MailStore {
     } catch {
       return false;
     }
-    // Read each time, not cached: `facteur domain add` writes from another process while the
-    // server runs (a cached set missed the new domain until a restart, refusing its mail).
-    return this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) !== undefined;
+    // `facteur domain add` writes from another process while the server runs: the cache is
+    // checked against data_version at each call (a set read once missed the new domain until a
+    // restart, refusing its mail).
+    const lookups = this.#checkedLookups();
+    let local = lookups.domain(d);
+    if (local === undefined) {
+      local = this.#q('SELECT 1 FROM domains WHERE name = ?').get(d) !== undefined;
+      lookups.setDomain(d, local);
+    }
+    return local;
+  }
+
+  /** The lookup cache, emptied first if another connection committed since its last use. */
+  #checkedLookups(): LookupCache<Account> {
+    this.#lookups.check(this.#q('PRAGMA data_version').pluck().get() as number);
+    return this.#lookups;
   }
 
   async createAccount(input: { address: string; passwordHash: string; scram?: string | null }): Promise<Account> {
@@ -1713,33 +1738,42 @@ class SqliteStore implements MailStore {
   }
 
   async resolveRecipient(address: string): Promise<AccountId[]> {
-    return (await this.#resolve(address)).map((r) => asAccountId(r.id));
+    return (await this.#resolve(address)).map((a) => a.id);
   }
 
   async resolveRecipientAccounts(address: string): Promise<Account[]> {
-    return (await this.#resolve(address)).map(toAccount);
+    // Copies: the cached accounts stay as read.
+    return (await this.#resolve(address)).map((a) => ({ ...a }));
   }
 
-  /** The account rows an address reaches (store/recipients.ts): one statement per address visited,
-   * the account's row and the alias targets together (one WAL read lock instead of three). */
-  #resolve(address: string): Promise<AccountRow[]> {
+  /** The accounts an address reaches (store/recipients.ts): one statement per address visited,
+   * the account's row and the alias targets together (one WAL read lock instead of three), or
+   * none when the lookup cache has the answer. */
+  async #resolve(address: string): Promise<readonly Account[]> {
     let start: string;
     try {
       start = normalizeAddress(address);
     } catch {
-      return Promise.resolve([]);
+      return [];
     }
+    const lookups = this.#checkedLookups();
+    const cached = lookups.address(start);
+    if (cached !== undefined) return cached;
+    const generation = lookups.generation;
     const stmt = this.#q(
       `SELECT a.*, (SELECT json_group_array(target) FROM (SELECT target FROM aliases WHERE source = @addr ORDER BY target)) AS alias_targets
          FROM (SELECT 1) LEFT JOIN accounts a ON a.address = @addr`,
     );
-    return resolveAddress(start, (addr) => {
+    const rows = await resolveAddress(start, (addr) => {
       const row = stmt.get({ addr }) as (AccountRow & { id: number | null; alias_targets: string }) | undefined;
       return {
         account: row !== undefined && row.id !== null ? row : undefined,
         targets: row === undefined ? [] : (JSON.parse(row.alias_targets) as string[]),
       };
     });
+    const accounts = rows.map(toAccount);
+    lookups.setAddress(start, accounts, generation);
+    return accounts;
   }
 
   async sendableAddresses(accountId: AccountId): Promise<string[]> {
@@ -2010,7 +2044,7 @@ class SqliteStore implements MailStore {
                WHERE excluded.modseq >= view_snapshots.modseq`,
           ).run(snap.modseq, Date.now(), snap.data, id, snap.uidValidity);
           this.#q('DELETE FROM view_snapshots WHERE mailbox_id NOT IN (SELECT id FROM mailboxes)').run();
-        }),
+        }, CONTENT_ONLY),
       warmList: async (minMessages) =>
         (
           this.#qr(
@@ -2353,7 +2387,7 @@ class SqliteStore implements MailStore {
           // Read again for each message: the previous one moved its UIDNEXT.
           this.#ingest(ctx, account, this.#requireMailbox(mailboxId), blob, flagSets[i] ?? { mask: 0, keywords: [] }, inputs[i]?.internalDate ?? now),
         );
-      });
+      }, CONTENT_ONLY);
     } finally {
       for (const b of blobs) this.#release(b);
     }
@@ -2391,7 +2425,7 @@ class SqliteStore implements MailStore {
           const r = this.#ingest(ctx, account, mailbox, blob, flagSets[i] ?? { mask: 0, keywords: [] }, now);
           return { accountId: t.accountId, ok: true, mailboxId: asMailboxId(mailbox.id), uid: r.uid };
         });
-      });
+      }, CONTENT_ONLY);
     } finally {
       this.#release(blob);
     }
@@ -2486,18 +2520,18 @@ class SqliteStore implements MailStore {
       this.#bumpMailbox(mailboxId, { messages: 0, unseen: plan.unseen, deleted: plan.deleted, size: 0 }, modseq, null);
       ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailboxId), modseq: m, kind: 'flags' });
       return { updated, modified, priorModSeq, gone };
-    });
+    }, CONTENT_ONLY);
   }
 
   async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId, options: CopyOptions = {}): Promise<CopyResult> {
     return this.#write((ctx) => {
       const r = this.#transfer(ctx, from, uids, to, false, options.whole === true);
       return { uidValidity: r.uidValidity, pairs: r.pairs, gone: r.gone };
-    });
+    }, CONTENT_ONLY);
   }
 
   async move(from: MailboxId, uids: readonly Uid[], to: MailboxId, options: CopyOptions = {}): Promise<CopyResult & { expunged: Uid[] }> {
-    return this.#write((ctx) => this.#transfer(ctx, from, uids, to, true, options.whole === true));
+    return this.#write((ctx) => this.#transfer(ctx, from, uids, to, true, options.whole === true), CONTENT_ONLY);
   }
 
   async expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted = false): Promise<Uid[]> {
@@ -2516,7 +2550,7 @@ class SqliteStore implements MailStore {
       const modseq = this.#nextModseq(mailbox.account_id);
       this.#removeEntries(ctx, mailbox, rows, modseq, false);
       return rows.map((r) => asUid(r[1]));
-    });
+    }, CONTENT_ONLY);
   }
 
   async hideFromPop3(mailboxId: MailboxId, uids: readonly Uid[]): Promise<void> {
