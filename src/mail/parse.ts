@@ -414,9 +414,37 @@ function textOf(ctx: Ctx, part: MimePart, room: number): string {
   return cut(s, room);
 }
 
+/** A character `\s` matches (and trim() removes): ECMAScript WhiteSpace and LineTerminator. */
+function isSpace(c: number): boolean {
+  if (c <= 0x20) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+  if (c < 0xa0) return false;
+  return (
+    c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff
+  );
+}
+
+/** How much of the folded text makePreview reads: PREVIEW_LENGTH characters of at most two
+ * units each, and the unit after the last. */
+const PREVIEW_FOLDED_UNITS = PREVIEW_LENGTH * 2 + 1;
+
 function makePreview(text: string): string {
   // RFC 8970 §3.1: whitespace folded, at most 256 characters (code points, never half a pair).
-  const folded = cut(text, PREVIEW_LENGTH * 8).replace(/\s+/g, ' ').trim();
+  // The first PREVIEW_LENGTH * 8 units with each run of whitespace made one space, trimmed; built
+  // only as far as the count below reads it (one pass, no regular expression over the text: a
+  // message's preview is made at every delivery).
+  const window = cut(text, PREVIEW_LENGTH * 8);
+  let folded = '';
+  let i = 0;
+  while (i < window.length && folded.length < PREVIEW_FOLDED_UNITS) {
+    let j = i;
+    while (j < window.length && !isSpace(window.charCodeAt(j))) j++;
+    folded += window.slice(i, j);
+    let k = j;
+    while (k < window.length && isSpace(window.charCodeAt(k))) k++;
+    // Leading and trailing runs are trimmed.
+    if (k > j && k < window.length && folded.length > 0) folded += ' ';
+    i = k;
+  }
   let units = 0;
   for (let n = 0; n < PREVIEW_LENGTH && units < folded.length; n++) {
     const c = folded.charCodeAt(units);

@@ -275,3 +275,32 @@ test('a message inside a larger buffer (a subarray) parses exactly as a copy of 
     { seed: 42, numRuns: 50 },
   );
 });
+
+/** RFC 8970 §3.1 preview by its definition: the first 2048 units, whitespace runs folded to one
+ * space, trimmed, then 256 code points (a high surrogate takes the unit after it along). */
+function previewByDefinition(text: string): string {
+  const end = text.length > 2048 && text.charCodeAt(2047) >= 0xd800 && text.charCodeAt(2047) <= 0xdbff ? 2047 : 2048;
+  const folded = text.slice(0, end).replace(/\s+/g, ' ').trim();
+  let units = 0;
+  for (let n = 0; n < 256 && units < folded.length; n++) {
+    const c = folded.charCodeAt(units);
+    units += c >= 0xd800 && c <= 0xdbff && units + 1 < folded.length ? 2 : 1;
+  }
+  return folded.slice(0, units);
+}
+
+test('the preview is the text folded, trimmed and cut as RFC 8970 says, whatever the whitespace and surrogates', () => {
+  // Every character \s matches, others near them, pairs and lone halves of surrogates.
+  const pieces = [
+    ' ', '  ', '\t', '\n', '\u000b', '\u000c', '\u00a0', '\u1680', '\u180e', '\u2000', '\u200a', '\u200b', '\u2028', '\u2029',
+    '\u202f', '\u205f', '\u3000', '\ufeff', 'a', 'word', 'é', '😀', '\ud83d', '\ude00', 'x'.repeat(300), ' '.repeat(700),
+  ];
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom(...pieces), { maxLength: 400 }), (parts) => {
+      const body = parts.join('');
+      const p = parseMessage(Buffer.from(`Content-Type: text/plain; charset=utf-8\r\n\r\n${body}`, 'utf8'));
+      assert.equal(p.preview, previewByDefinition(p.text));
+    }),
+    RUNS,
+  );
+});
