@@ -707,7 +707,8 @@ class SqliteStore implements MailStore {
 
     const outcomes: Array<{ job: Job; ctx: WriteContext; ok: boolean; value: unknown }> = [];
     try {
-      this.#db.exec('BEGIN IMMEDIATE');
+      // Prepared once (#q), like the savepoints: exec() parsed the text again for every batch.
+      this.#q('BEGIN IMMEDIATE').run();
     } catch (err) {
       for (const job of jobs) job.reject(new StoreError('io', `Cannot begin transaction: ${String(err)}`));
       this.#startSync();
@@ -761,7 +762,7 @@ class SqliteStore implements MailStore {
     st.run += t1 - t0;
     if (this.#db.inTransaction) {
       try {
-        this.#db.exec('COMMIT');
+        this.#q('COMMIT').run();
         const dc = performance.now() - t1;
         st.commit += dc;
         st.maxCommit = Math.max(st.maxCommit, dc);
