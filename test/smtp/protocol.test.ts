@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { MessageReceiver, InputBuffer } from '../../src/smtp/protocol/data.js';
 import { parseCommand } from '../../src/smtp/protocol/command.js';
+import { isDomain, isDotString, parseMailbox } from '../../src/smtp/protocol/address.js';
 import { formatReply, reply } from '../../src/smtp/protocol/reply.js';
 
 function receive(input: Buffer, splits: number[] = []): { message: Buffer; rest: Buffer | null; r: MessageReceiver } {
@@ -177,5 +178,48 @@ test('DATA receiver ends exactly at the first CRLF.CRLF and stores only CRLF lin
       }
     }),
     { seed: 51764, numRuns: 5000 },
+  );
+});
+
+/** RFC 5321 §4.1.2 / RFC 6531 §3.3 by their grammar, one code point and one pattern at a time. */
+const ATEXT_RE = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]$/;
+const LET_DIG_RE = /^[A-Za-z0-9]$/;
+const nonAscii = (ch: string) => ch.codePointAt(0)! > 0x7f;
+function dotStringByGrammar(s: string, utf8: boolean): boolean {
+  return s.length > 0 && s.split('.').every((atom) => atom.length > 0 && [...atom].every((ch) => ATEXT_RE.test(ch) || (utf8 && nonAscii(ch))));
+}
+function domainByGrammar(s: string): boolean {
+  if (s.length === 0 || Buffer.byteLength(s) > 255) return false;
+  return s.split('.').every((label) => {
+    const chars = [...label];
+    const edge = (ch: string | undefined) => ch !== undefined && (LET_DIG_RE.test(ch) || nonAscii(ch));
+    return label.length > 0 && label.length <= 63 && edge(chars[0]) && edge(chars.at(-1)) && chars.every((ch) => edge(ch) || ch === '-');
+  });
+}
+
+test('Dot-strings, domains and mailboxes are checked as their grammar says, whatever the characters (property)', () => {
+  const pieces = ['a', 'Z', '9', '.', '-', '_', '!', '~', '"', '@', ' ', '\\', '(', '\u0000', '\u007f', 'é', 'ñ', '日本', '😀', '\ud83d', '\ude00', 'x'.repeat(63), 'y'.repeat(64)];
+  const text = fc.array(fc.constantFrom(...pieces), { maxLength: 40 }).map((p) => p.join(''));
+  fc.assert(
+    fc.property(text, fc.boolean(), (s, utf8) => {
+      assert.equal(isDotString(s, utf8), dotStringByGrammar(s, utf8), JSON.stringify(s));
+      assert.equal(isDomain(s), domainByGrammar(s), JSON.stringify(s));
+    }),
+    { seed: 5321, numRuns: 3000 },
+  );
+  // The local part ends at its first character outside Dot-string, the domain at a space or '>':
+  // neither is generated here, nor a quoted local part.
+  const of = (exclude: string[]) => fc.array(fc.constantFrom(...pieces.filter((p) => !exclude.includes(p))), { maxLength: 40 }).map((p) => p.join(''));
+  fc.assert(
+    fc.property(of(['"', '@', ' ']), of([' ']), (local, domain) => {
+      const r = parseMailbox(`${local}@${domain}>`, 0);
+      const expected = dotStringByGrammar(local, true) && Buffer.byteLength(local) <= 64 && domainByGrammar(domain);
+      assert.equal(r.ok, expected, JSON.stringify(`${local}@${domain}`));
+      if (r.ok) {
+        assert.equal(r.value.address, `${local}@${domain.toLowerCase()}`);
+        assert.equal(r.value.utf8, /[^\x00-\x7f]/.test(local + domain));
+      }
+    }),
+    { seed: 6531, numRuns: 3000 },
   );
 });

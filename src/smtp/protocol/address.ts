@@ -23,23 +23,38 @@ export interface Mailbox {
 
 export type ParseResult<T> = { ok: true; value: T; end: number } | { ok: false; error: string };
 
-const ATEXT = /[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]/;
-const LET_DIG = /[A-Za-z0-9]/;
+// The checks below go by UTF-16 unit, without a regular expression per character (each MAIL,
+// RCPT and EHLO runs them): every unit of a non-ASCII character is above 0x7f, so a unit's class
+// is its character's.
+const DOT = 0x2e;
+const HYPHEN = 0x2d;
 
-function isUtf8NonAscii(ch: string): boolean {
-  return ch.codePointAt(0)! > 0x7f;
+/** RFC 5322 §3.2.3 atext, the ASCII part: letters, digits and these. */
+const ATEXT_ASCII = new Uint8Array(0x80);
+for (const ch of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-/=?^_`{|}~") ATEXT_ASCII[ch.charCodeAt(0)] = 1;
+
+/** RFC 5321 §4.1.2 atext by code point or unit; UTF8-non-ascii too when `utf8` (RFC 6531 §3.3). */
+function isAtext(c: number, utf8: boolean): boolean {
+  return c > 0x7f ? utf8 : ATEXT_ASCII[c] === 1;
 }
 
-function isAtext(ch: string, utf8: boolean): boolean {
-  return ATEXT.test(ch) || (utf8 && isUtf8NonAscii(ch));
+/** RFC 5321 §4.1.2 Let-dig, or UTF8-non-ascii (RFC 6531 §3.3 U-labels). */
+function isLetDigOrUtf8(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c > 0x7f;
 }
 
 /** RFC 5321 §4.1.2 Dot-string = Atom *("." Atom). */
 export function isDotString(s: string, utf8 = true): boolean {
   if (s.length === 0) return false;
-  for (const atom of s.split('.')) {
-    if (atom.length === 0) return false;
-    for (const ch of atom) if (!isAtext(ch, utf8)) return false;
+  let atomStart = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i === s.length ? DOT : s.charCodeAt(i);
+    if (c === DOT) {
+      if (i === atomStart) return false;
+      atomStart = i + 1;
+    } else if (!isAtext(c, utf8)) {
+      return false;
+    }
   }
   return true;
 }
@@ -48,14 +63,18 @@ export function isDotString(s: string, utf8 = true): boolean {
  * RFC 6531 §3.3 adds U-labels. A trailing dot is not part of the grammar. */
 export function isDomain(s: string): boolean {
   if (s.length === 0 || Buffer.byteLength(s) > DOMAIN_MAX) return false;
-  for (const label of s.split('.')) {
-    if (label.length === 0 || label.length > 63) return false;
-    const chars = [...label];
-    const first = chars[0]!;
-    const last = chars[chars.length - 1]!;
-    if (!(LET_DIG.test(first) || isUtf8NonAscii(first))) return false;
-    if (!(LET_DIG.test(last) || isUtf8NonAscii(last))) return false;
-    for (const ch of chars) if (!(LET_DIG.test(ch) || ch === '-' || isUtf8NonAscii(ch))) return false;
+  let labelStart = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i === s.length ? DOT : s.charCodeAt(i);
+    if (c === DOT) {
+      const length = i - labelStart;
+      if (length === 0 || length > 63) return false;
+      // A sub-domain starts with a Let-dig and its Ldh-str ends with one: no hyphen first or last.
+      if (s.charCodeAt(labelStart) === HYPHEN || s.charCodeAt(i - 1) === HYPHEN) return false;
+      labelStart = i + 1;
+    } else if (!(isLetDigOrUtf8(c) || c === HYPHEN)) {
+      return false;
+    }
   }
   return true;
 }
@@ -110,11 +129,10 @@ export function parseMailbox(s: string, pos: number): ParseResult<Mailbox> {
   } else {
     const start = i;
     while (i < s.length) {
-      const ch = String.fromCodePoint(s.codePointAt(i)!);
-      if (ch === '.' || isAtext(ch, true)) {
-        if (isUtf8NonAscii(ch)) utf8 = true;
-        i += ch.length;
-      } else break;
+      const c = s.charCodeAt(i);
+      if (c !== DOT && !isAtext(c, true)) break;
+      if (c > 0x7f) utf8 = true;
+      i++;
     }
     local = s.slice(start, i);
     if (!isDotString(local)) return { ok: false, error: 'Bad local part' };
@@ -137,7 +155,7 @@ export function parseMailbox(s: string, pos: number): ParseResult<Mailbox> {
     while (i < s.length && s[i] !== '>' && s[i] !== ' ') i++;
     domain = s.slice(start, i);
     if (!isDomain(domain)) return { ok: false, error: 'Bad domain' };
-    if ([...domain].some(isUtf8NonAscii)) utf8 = true;
+    if (/[^\x00-\x7f]/.test(domain)) utf8 = true;
     domain = domain.toLowerCase();
   }
   const localOut = quoted && !isDotString(local) ? `"${local.replace(/(["\\])/g, '\\$1')}"` : local;
