@@ -20,6 +20,8 @@ import { bodyStructureValue } from './bodystructure.js';
 import { binaryBytes, binarySize, resolveBinary } from './binary.js';
 import { envelopeValue } from './envelope.js';
 import { resolveSection, sectionBytes, type SectionBytes } from './section.js';
+import type { FetchItemCache } from './item-cache.js';
+import { Serialized } from '../protocol/serialize.js';
 
 /** Default size above which a literal is streamed rather than read into memory. */
 export const DEFAULT_LARGE_LITERAL = 256 * 1024;
@@ -42,6 +44,8 @@ export interface FetchOptions {
   largeLiteral?: number;
   /** Minutes east of UTC for a date-time written in a response; the server's zone by default. */
   timezoneOffset?: (epochMs: number) => number;
+  /** Where items that depend on the message alone are kept written out (see item-cache.ts). */
+  cache?: FetchItemCache;
 }
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -138,8 +142,16 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
   };
 
   const bs = { rev2: opts.rev2, utf8: opts.utf8Accept };
+  const cache = opts.cache;
   const out: ImapValue[] = [];
   for (const att of atts) {
+    const key = cache === undefined ? null : cache.keyOf(att, opts);
+    const kept = key === null ? undefined : cache?.get(hash, key);
+    if (kept !== undefined) {
+      out.push(kept);
+      continue;
+    }
+    const at = out.length;
     switch (att.kind) {
       case 'FLAGS': {
         const flags: ImapValue[] = entry.flags.map((f) => ({ atom: f }));
@@ -200,6 +212,15 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
         const source = resolveBinary(await getParsed(), att.section);
         out.push(...itemName('BINARY.SIZE', att.section, null), await binarySize(source, hash, store));
         break;
+      }
+    }
+    if (key !== null) {
+      // The item's name and value, written out once for the next FETCH of this message.
+      const written = Serialized.of(out.slice(at), { utf8: opts.utf8Accept });
+      if (written !== null) {
+        out.length = at;
+        out.push(written);
+        cache?.set(hash, key, written);
       }
     }
   }

@@ -2,6 +2,7 @@
  * Typed forms of the IMAP arguments shared by the parser (imap/protocol) and the evaluators
  * (imap/fetch, imap/search). The parser produces them; nothing here does I/O.
  */
+import type { Serialized } from './serialize.js';
 
 /** A sequence set (RFC 9051 §9 sequence-set): ranges with '*' resolved later against the view.
  * `star` stands for the largest number in use. Ranges are inclusive, in either order. */
@@ -91,7 +92,9 @@ export interface SortCriterion {
  *   size streamed with backpressure; arrays: parenthesised lists;
  * - { concat }: the values written back to back with no space between them, for the one place the
  *   grammar wants that: the child bodies of a multipart BODYSTRUCTURE (RFC 9051 §9 body-type-mpart
- *   = 1*body SP media-subtype), e.g. [{ concat: [[...], [...]] }, 'MIXED'] -> ((...)(...) "MIXED").
+ *   = 1*body SP media-subtype), e.g. [{ concat: [[...], [...]] }, 'MIXED'] -> ((...)(...) "MIXED");
+ * - Serialized: values the serializer wrote out earlier and that are kept (a message's ENVELOPE,
+ *   see fetch/item-cache.ts), written again as those bytes.
  */
 export type ImapValue =
   | null
@@ -101,4 +104,5 @@ export type ImapValue =
   | { literal: Buffer; binary?: boolean }
   | { stream: AsyncIterable<Buffer>; size: number; binary?: boolean }
   | { concat: ImapValue[] }
+  | Serialized
   | ImapValue[];

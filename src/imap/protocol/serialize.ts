@@ -83,6 +83,33 @@ class Builder {
   }
 }
 
+/**
+ * Values already written out, kept to be written again as the same bytes: a message's ENVELOPE
+ * or BODYSTRUCTURE never changes, and building and writing its value tree again for every FETCH
+ * of it costs more than the rest of the response (see fetch/item-cache.ts). Only `of` makes one,
+ * from typed values through this serializer, so the bytes keep every guarantee above.
+ */
+export class Serialized {
+  private constructor(
+    readonly bytes: Buffer,
+    /** Written for a client that accepts UTF-8 in quoted strings (SerializeOptions.utf8). */
+    readonly utf8: boolean,
+  ) {}
+
+  /** `values` separated by SP, as writeValues writes them; null when one is a stream (its bytes
+   * are not in hand). */
+  static of(values: readonly ImapValue[], opts: SerializeOptions): Serialized | null {
+    const out: Output = [];
+    writeValues(values, opts, out);
+    const parts: Buffer[] = [];
+    for (const p of out) {
+      if (!Buffer.isBuffer(p)) return null;
+      parts.push(p);
+    }
+    return new Serialized(parts.length === 1 ? parts[0]! : Buffer.concat(parts), opts.utf8);
+  }
+}
+
 /** A quoted string when it needs no escaping and is plain ASCII: most strings in responses. */
 const PLAIN_QUOTABLE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
@@ -107,6 +134,11 @@ function build(value: ImapValue, opts: SerializeOptions, b: Builder): void {
       build(value[i]!, opts, b);
     }
     b.add(')');
+  } else if (value instanceof Serialized) {
+    // Bytes written for a client without UTF8=ACCEPT suit every client; the other way round, a
+    // quoted string could carry 8-bit text to a client that cannot take it (RFC 6855 §3).
+    if (value.utf8 && !opts.utf8) throw new Error('Cannot serialise: UTF-8 bytes for a client without UTF8=ACCEPT');
+    b.bytes(value.bytes);
   } else if ('atom' in value) {
     b.add(checkAtom(value.atom));
   } else if ('concat' in value) {

@@ -24,6 +24,7 @@ import {
   type ImapServerOptions,
 } from './options.js';
 import { Session, type SessionHost } from './session.js';
+import { FetchItemCache } from '../fetch/item-cache.js';
 
 export type { ImapServerOptions } from './options.js';
 
@@ -49,6 +50,7 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
   const host: SessionHost = {
     ctx,
     options: resolved,
+    fetchItems: new FetchItemCache(),
     appendBudget: {
       reserve(bytes) {
         if (appendBytesHeld + bytes > budgetBytes) return false;

@@ -43,6 +43,7 @@ import { Notifier } from './notify.js';
 import { statusValues } from './handlers/mailboxes.js';
 import { visibleMetadata } from './handlers/metadata.js';
 import { fetchValues } from '../fetch/fetch.js';
+import type { FetchItemCache } from '../fetch/item-cache.js';
 
 /** Bytes waiting in the receiver while a command runs before the socket is paused: stops a
  * client from pipelining without bound while a slow command runs. */
@@ -71,6 +72,8 @@ export interface SessionHost {
    * another node) messages are recent once more, which RFC 3501 allows ("SHOULD be considered
    * recent" when the server cannot tell). */
   recent: RecentTracker;
+  /** FETCH items kept written out by message content, shared by the listener's sessions. */
+  fetchItems: FetchItemCache;
   /** Bytes of APPEND literals all sessions may hold in memory at once. */
   appendBudget: { reserve(bytes: number): boolean; release(bytes: number): void };
   /** Counts an authenticated session of the account; false when over the limit. */
@@ -664,7 +667,7 @@ export class Session {
     let atts: FetchAtt[] = spec.fetchAtts.map((a) => (a.kind === 'BODY[]' || a.kind === 'BINARY[]' ? { ...a, peek: true } : a));
     if (!atts.some((a) => a.kind === 'UID')) atts = [{ kind: 'UID' }, ...atts];
     if (this.condstore && !atts.some((a) => a.kind === 'MODSEQ')) atts.push({ kind: 'MODSEQ' });
-    const opts = { rev2: this.rev2, utf8Accept: this.utf8 || this.rev2 };
+    const opts = { rev2: this.rev2, utf8Accept: this.utf8 || this.rev2, cache: this.host.fetchItems };
     for await (const entry of view.entriesOf(this.ctx.store, fresh)) {
       const uid = entry.uid;
       let values: ImapValue[];

@@ -58,7 +58,7 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
     }
   }
   const hasFlags = atts.some((a) => a.kind === 'FLAGS');
-  const opts = { rev2: s.rev2, utf8Accept: s.utf8 || s.rev2 };
+  const opts = { rev2: s.rev2, utf8Accept: s.utf8 || s.rev2, cache: s.host.fetchItems };
   if (atts.every((a) => a.kind === 'UID' || a.kind === 'FLAGS' || a.kind === 'MODSEQ')) {
     // What the view holds answers these: no store read (FETCH 1:* (UID FLAGS) on a large
     // mailbox is a resynchronising client's first command). RFC 2180 §4.1: a message another

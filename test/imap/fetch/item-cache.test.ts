@@ -1,0 +1,99 @@
+import { test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import { openTestStore } from '../../helpers/store.js';
+import { parseMessage } from '../../../src/mail/parse.js';
+import { fetchValues, type FetchSource } from '../../../src/imap/fetch/fetch.js';
+import { FetchItemCache } from '../../../src/imap/fetch/item-cache.js';
+import type { FetchAtt } from '../../../src/imap/protocol/ast.js';
+import { Serialized, writeValues, type Output } from '../../../src/imap/protocol/serialize.js';
+import type { MailStore, MessageEntry } from '../../../src/store/types.js';
+import { wireItems } from '../wire.js';
+
+const RAW = Buffer.from(
+  'From: Ann <ann@example.com>\r\nTo: bob@example.com\r\nSubject: Caf\xc3\xa9\r\nMessage-ID: <1@example.com>\r\n' +
+    'Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n',
+  'latin1',
+);
+
+async function storedEntry(store: MailStore): Promise<MessageEntry> {
+  await store.addDomain('example.com');
+  const account = await store.createAccount({ address: 'bob@example.com', passwordHash: 'x' });
+  const inbox = await store.getMailbox(account.id, 'INBOX');
+  assert.ok(inbox !== null);
+  await store.append(inbox.id, { raw: RAW, parsed: parseMessage(RAW) });
+  const [entry] = await store.listEntries(inbox.id);
+  assert.ok(entry !== undefined);
+  return entry;
+}
+
+/** The store's reads of message content, counted. */
+function counting(store: MailStore): { reader: FetchSource['store']; reads: () => number } {
+  let n = 0;
+  return {
+    reader: {
+      getParsed: (hash) => (n++, store.getParsed(hash)),
+      readBlob: (hash, start, end) => (n++, store.readBlob(hash, start, end)),
+      streamBlob: (hash, start, end) => (n++, store.streamBlob(hash, start, end)),
+    },
+    reads: () => n,
+  };
+}
+
+const ATTS: FetchAtt[] = [
+  { kind: 'UID' },
+  { kind: 'ENVELOPE' },
+  { kind: 'BODYSTRUCTURE' },
+  { kind: 'BODY[]', section: { part: [], text: 'HEADER.FIELDS', fields: ['Subject', 'from'] }, partial: null, peek: true },
+];
+
+test('FETCH answers ENVELOPE, BODYSTRUCTURE and HEADER.FIELDS from the item cache the second time, the same bytes, no store read', async () => {
+  const { store, cleanup } = await openTestStore();
+  try {
+    const entry = await storedEntry(store);
+    const { reader, reads } = counting(store);
+    const cache = new FetchItemCache();
+    const opts = { rev2: false, utf8Accept: false };
+    const plain = await wireItems(await fetchValues(ATTS, { entry, store: reader }, opts));
+    const first = await wireItems(await fetchValues(ATTS, { entry, store: reader }, { ...opts, cache }));
+    const before = reads();
+    // Another command: other FetchAtt objects for the same items.
+    const again = await wireItems(await fetchValues(structuredClone(ATTS), { entry, store: reader }, { ...opts, cache }));
+    assert.equal(first, plain);
+    assert.equal(again, plain);
+    assert.equal(reads(), before);
+    assert.ok(cache.bytes > 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('items kept for a UTF8=ACCEPT session are not given to a session without it', async () => {
+  const { store, cleanup } = await openTestStore();
+  try {
+    const entry = await storedEntry(store);
+    const cache = new FetchItemCache();
+    const atts: FetchAtt[] = [{ kind: 'ENVELOPE' }];
+    const utf8 = await wireItems(await fetchValues(atts, { entry, store }, { rev2: true, utf8Accept: true, cache }), true);
+    const ascii = await wireItems(await fetchValues(atts, { entry, store }, { rev2: false, utf8Accept: false, cache }));
+    // The wire as latin1: é is two bytes.
+    assert.ok(utf8.includes('"Caf\xc3\xa9"'));
+    // RFC 6855 §3: 8-bit text only in a literal for a client that has not enabled UTF8=ACCEPT.
+    assert.ok(ascii.includes('{5}\r\nCaf\xc3\xa9'));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('the serializer refuses bytes written for a UTF-8 client in a response to another', () => {
+  const kept = Serialized.of(['Café'], { utf8: true });
+  assert.ok(kept !== null);
+  const out: Output = [];
+  assert.throws(() => writeValues([kept], { utf8: false }, out), /UTF8=ACCEPT/);
+  writeValues([kept], { utf8: true }, out);
+  assert.equal(Buffer.concat(out as Buffer[]).toString('utf8'), '"Café"');
+  const ascii = Serialized.of(['Café'], { utf8: false });
+  assert.ok(ascii !== null);
+  const both: Output = [];
+  writeValues([ascii], { utf8: true }, both);
+  assert.equal(Buffer.concat(both as Buffer[]).toString('utf8'), '{5}\r\nCafé');
+});
