@@ -145,9 +145,10 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
   const cache = opts.cache;
   const out: ImapValue[] = [];
   for (const att of atts) {
-    const key = cache === undefined ? null : cache.keyOf(att, opts);
-    const kept = key === null ? undefined : cache?.get(hash, key);
+    const plan = cache === undefined ? null : cache.planOf(att, opts);
+    const kept = plan === null ? undefined : cache?.get(hash, plan.key);
     if (kept !== undefined) {
+      if (plan?.name != null) out.push(plan.name);
       out.push(kept);
       continue;
     }
@@ -214,13 +215,15 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
         break;
       }
     }
-    if (key !== null) {
-      // The item's name and value, written out once for the next FETCH of this message.
-      const written = Serialized.of(out.slice(at), { utf8: opts.utf8Accept });
+    if (plan !== null) {
+      // Written out once for the next FETCH of this message: the item, or its value alone (the
+      // last value, after the name).
+      const from = plan.name === null ? at : out.length - 1;
+      const written = Serialized.of(out.slice(from), { utf8: opts.utf8Accept });
       if (written !== null) {
-        out.length = at;
+        out.length = from;
         out.push(written);
-        cache?.set(hash, key, written);
+        cache?.set(hash, plan.key, written);
       }
     }
   }

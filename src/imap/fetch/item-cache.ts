@@ -11,26 +11,36 @@
  *   as any entry references the hash, and byte for byte the same again if the blob is stored
  *   again after a removal: nothing is ever invalidated;
  * - an item is kept in the form of one client kind (UTF8=ACCEPT or not, IMAP4rev2 or not, see
- *   variant), and given only to sessions of that kind;
+ *   ItemVariant), and given only to sessions of that kind;
  * - bounded by bytes (each blob's items and a fixed overhead), never by entries alone: a header
  *   item may be a 64 KiB literal.
  */
 import { WeightedLru } from '../../lib/lru.js';
 import type { FetchAtt } from '../protocol/ast.js';
-import type { Serialized } from '../protocol/serialize.js';
+import { Serialized } from '../protocol/serialize.js';
+import { itemName } from './fetch.js';
 
 /** Default bound: the items of about 10,000 messages with an ENVELOPE, a BODYSTRUCTURE and a
  * header list each. */
 export const DEFAULT_FETCH_ITEM_CACHE_BYTES = 16 * 1024 * 1024;
 
-/** Map and key overhead of a blob's slot and of each item, for the weight. */
+/** Map and key overhead of a blob's slot and of each item, for the weight (an item's text is a
+ * byte a character). */
 const SLOT_BYTES = 200;
-const ITEM_BYTES = 100;
+const ITEM_BYTES = 64;
 
 /** What a session's responses depend on besides the message (fetch.ts FetchOptions). */
 export interface ItemVariant {
   rev2: boolean;
   utf8Accept: boolean;
+}
+
+/** How one item of a command is kept: under `key`, whole (`name` null), or only its value when
+ * the same value answers several spellings of the item (a header list's names in another order
+ * or case: the name, echoed as the client wrote it, is then written once per command). */
+export interface ItemPlan {
+  key: string;
+  name: Serialized | null;
 }
 
 interface Slot {
@@ -40,9 +50,9 @@ interface Slot {
 
 export class FetchItemCache {
   readonly #lru: WeightedLru<string, Slot>;
-  /** The key of each cacheable item of a command, by variant: computed once per command (the
-   * same FetchAtt objects serve every message of it), not once per message. */
-  readonly #keys = new WeakMap<FetchAtt, string[]>();
+  /** The plan of each item of a command, by variant: made once per command (the same FetchAtt
+   * objects serve every message of it), not once per message; null for items not kept. */
+  readonly #plans = new WeakMap<FetchAtt, Array<ItemPlan | null | undefined>>();
 
   constructor(maxBytes = DEFAULT_FETCH_ITEM_CACHE_BYTES) {
     this.#lru = new WeightedLru(maxBytes);
@@ -52,19 +62,16 @@ export class FetchItemCache {
     return this.#lru.weight;
   }
 
-  /** The key of an item that depends on the message's content alone, or null for any other
-   * (FLAGS, UID, MODSEQ ... change or belong to the entry; body sections are bytes the store's
-   * caches already hold, or streams). */
-  keyOf(att: FetchAtt, v: ItemVariant): string | null {
+  /** How an item is kept when it depends on the message's content alone, else null (FLAGS, UID,
+   * MODSEQ ... change or belong to the entry; body sections are bytes the store's caches already
+   * hold, or streams). */
+  planOf(att: FetchAtt, v: ItemVariant): ItemPlan | null {
     const n = (v.rev2 ? 1 : 0) + (v.utf8Accept ? 2 : 0);
-    let keys = this.#keys.get(att);
-    if (keys === undefined) {
-      const base = itemKey(att);
-      if (base === null) return null;
-      keys = [0, 1, 2, 3].map((k) => `${k} ${base}`);
-      this.#keys.set(att, keys);
-    }
-    return keys[n]!;
+    let plans = this.#plans.get(att);
+    if (plans === undefined) this.#plans.set(att, (plans = []));
+    let plan = plans[n];
+    if (plan === undefined) plans[n] = plan = itemPlan(att, n, v.utf8Accept);
+    return plan;
   }
 
   get(blobHash: string, key: string): Serialized | undefined {
@@ -74,27 +81,31 @@ export class FetchItemCache {
   set(blobHash: string, key: string, value: Serialized): void {
     const slot = this.#lru.get(blobHash) ?? { items: new Map<string, Serialized>(), weight: SLOT_BYTES };
     const had = slot.items.get(key);
-    if (had !== undefined) slot.weight -= had.bytes.length + ITEM_BYTES + 2 * key.length;
+    if (had !== undefined) slot.weight -= had.text.length + ITEM_BYTES + 2 * key.length;
     slot.items.set(key, value);
-    slot.weight += value.bytes.length + ITEM_BYTES + 2 * key.length;
+    slot.weight += value.text.length + ITEM_BYTES + 2 * key.length;
     // Set again with its new weight (the cache evicts by weight as it does).
     this.#lru.set(blobHash, slot, slot.weight);
   }
 }
 
-/** The part of an item's key that names it; see keyOf. */
-function itemKey(att: FetchAtt): string | null {
+/** See planOf; `n` numbers the variant. */
+function itemPlan(att: FetchAtt, n: number, utf8: boolean): ItemPlan | null {
   switch (att.kind) {
     case 'ENVELOPE':
     case 'BODY':
     case 'BODYSTRUCTURE':
-      return att.kind;
+      return { key: `${n} ${att.kind}`, name: null };
     case 'BODY[]': {
       const s = att.section;
       if (att.legacy !== undefined || (s.text !== 'HEADER.FIELDS' && s.text !== 'HEADER.FIELDS.NOT')) return null;
-      // Field names as the client wrote them: the response echoes them (RFC 9051 §7.5.2).
+      // The fields picked depend on the set of names alone, compared case-insensitively
+      // (RFC 9051 §6.4.5); they come out in the message's order.
+      const names = [...new Set((s.fields ?? []).map((f) => f.toLowerCase()))].sort().join(' ');
       const partial = att.partial === null ? '' : `<${att.partial.offset}.${att.partial.length}>`;
-      return `BODY[${s.part.join('.')} ${s.text} (${(s.fields ?? []).join(' ')})]${partial}`;
+      const name = Serialized.of(itemName('BODY', s, att.partial?.offset ?? null), { utf8 });
+      if (name === null) throw new Error('unreachable: an item name is atoms and strings');
+      return { key: `${n} BODY[${s.part.join('.')} ${s.text} (${names})]${partial}`, name };
     }
     default:
       return null;

@@ -91,7 +91,9 @@ class Builder {
  */
 export class Serialized {
   private constructor(
-    readonly bytes: Buffer,
+    /** The bytes as a Latin-1 string (a character per byte): added to a response's text like
+     * an atom, where a Buffer would end the text run (see Builder). */
+    readonly text: string,
     /** Written for a client that accepts UTF-8 in quoted strings (SerializeOptions.utf8). */
     readonly utf8: boolean,
   ) {}
@@ -101,12 +103,12 @@ export class Serialized {
   static of(values: readonly ImapValue[], opts: SerializeOptions): Serialized | null {
     const out: Output = [];
     writeValues(values, opts, out);
-    const parts: Buffer[] = [];
+    let text = '';
     for (const p of out) {
       if (!Buffer.isBuffer(p)) return null;
-      parts.push(p);
+      text += p.toString('latin1');
     }
-    return new Serialized(parts.length === 1 ? parts[0]! : Buffer.concat(parts), opts.utf8);
+    return new Serialized(text, opts.utf8);
   }
 }
 
@@ -138,7 +140,7 @@ function build(value: ImapValue, opts: SerializeOptions, b: Builder): void {
     // Bytes written for a client without UTF8=ACCEPT suit every client; the other way round, a
     // quoted string could carry 8-bit text to a client that cannot take it (RFC 6855 §3).
     if (value.utf8 && !opts.utf8) throw new Error('Cannot serialise: UTF-8 bytes for a client without UTF8=ACCEPT');
-    b.bytes(value.bytes);
+    b.add(value.text);
   } else if ('atom' in value) {
     b.add(checkAtom(value.atom));
   } else if ('concat' in value) {

@@ -60,7 +60,11 @@ test('FETCH answers ENVELOPE, BODYSTRUCTURE and HEADER.FIELDS from the item cach
     const again = await wireItems(await fetchValues(structuredClone(ATTS), { entry, store: reader }, { ...opts, cache }));
     assert.equal(first, plain);
     assert.equal(again, plain);
+    // The same fields named in another order and case: the kept value, the names as written.
+    const other: FetchAtt[] = [{ kind: 'BODY[]', section: { part: [], text: 'HEADER.FIELDS', fields: ['FROM', 'subject'] }, partial: null, peek: true }];
+    const reordered = await wireItems(await fetchValues(other, { entry, store: reader }, { ...opts, cache }));
     assert.equal(reads(), before);
+    assert.equal(reordered, plain.slice(plain.indexOf('BODY[')).replace('(Subject from)', '(FROM subject)'));
     assert.ok(cache.bytes > 0);
   } finally {
     await cleanup();
