@@ -792,6 +792,16 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.deepEqual(empty.pairs, []);
       }));
 
+    test('expunge of a UID set with holes removes only the named \\Deleted entries, not those in the holes', () =>
+      withStore(async ({ store, inbox }) => {
+        for (let i = 0; i < 7; i++) await store.append(inbox.id, testMessage({ subject: `m${i}` }));
+        await store.setFlags(inbox.id, uids(1, 2, 3, 4, 5, 6), 'add', ['\\Deleted']);
+        assert.deepEqual(await store.expunge(inbox.id, uids(5, 1, 3, 7), true), uids(1, 3, 5));
+        assert.deepEqual((await store.listEntries(inbox.id)).map((e) => e.uid), uids(2, 4, 6, 7));
+        assert.deepEqual(await store.expunge(inbox.id, uids(2, 6), true), uids(2, 6));
+        assert.deepEqual((await store.listEntries(inbox.id)).map((e) => e.uid), uids(4, 7));
+      }));
+
     test('expunge removes only \\Deleted entries when asked and logs them for changesSince', () =>
       withStore(async ({ store, inbox }) => {
         for (let i = 0; i < 4; i++) await store.append(inbox.id, testMessage({ subject: `m${i}` }));

@@ -235,6 +235,9 @@ const SEARCH_INDEX_MAX = 1000;
 const SEARCH_INDEX_TEXT = 512 * 1024;
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
 const MAX_UID_RANGES = 16;
+/** An EXPUNGE's UID set is read as one range while the range holds at most this many UIDs per
+ * UID of the set (see #selectRows). */
+const DENSE_SPAN = 4;
 /** The WAL file's size kept after a checkpoint (journal_size_limit), and the WAL content past
  * which writes are held for a restart (#catchUp). */
 const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
@@ -1380,8 +1383,30 @@ class SqliteStore implements MailStore {
    * flagged \Deleted. */
   #selectRows(mailbox: Pick<MailboxRow, 'id'>, uids: readonly Uid[], onlyDeleted = false): EntryRow[] {
     if (uids.length === 0) return [];
-    const cond = this.#uidCondition(uids);
     const deleted = onlyDeleted ? ` AND (flags & ${FLAG_DELETED}) != 0` : '';
+    if (onlyDeleted) {
+      // EXPUNGE names every UID its session knows: after some expunges, more runs than
+      // MAX_UID_RANGES, and the JSON list cost three times a scan of the whole span (75 against
+      // 28 us for 130 UIDs). The scan returns only the \Deleted rows, filtered here; it is used
+      // while the span holds at most DENSE_SPAN times as many UIDs as the set, so a sparse set
+      // in a large mailbox still reads only its own rows.
+      let lo = Number.POSITIVE_INFINITY;
+      let hi = 0;
+      for (const u of uids) {
+        if (u < lo) lo = u;
+        if (u > hi) hi = u;
+      }
+      if (hi - lo + 1 <= DENSE_SPAN * uids.length) {
+        const named = new Set<number>(uids);
+        const rows = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND uid BETWEEN ? AND ?${deleted} ORDER BY uid`).all(
+          mailbox.id,
+          lo,
+          hi,
+        ) as EntryRow[];
+        return rows.filter((r) => named.has(r[1]));
+      }
+    }
+    const cond = this.#uidCondition(uids);
     return this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND ${cond.sql}${deleted} ORDER BY uid`).all(
       mailbox.id,
       ...cond.args,
