@@ -56,6 +56,7 @@ export const MAX_PIPELINED_BYTES = 256 * 1024;
 export const PREAUTH_TIMEOUT_MS = 60_000;
 /** Size of the socket writes a batched response sequence is gathered into (Session.batched). */
 const BATCH_BYTES = 64 * 1024;
+const DONE: Promise<void> = Promise.resolve();
 
 export type SessionState =
   | { kind: 'not-authenticated' }
@@ -127,6 +128,8 @@ export class Session {
   /** The notifications being written between commands; a command waits for it to finish. */
   private flushing: Promise<void> | null = null;
   private writeChain: Promise<void> = Promise.resolve();
+  /** Writes and flushes chained and not finished (see write). */
+  private chained = 0;
   /** UIDs this session itself added to the selected mailbox (APPEND, COPY) and not yet announced:
    * RFC 5465 §5.2 says no MessageNew FETCH for them. Only kept while NOTIFY asks for one. */
   private ownNew: Set<Uid> | null = null;
@@ -268,9 +271,38 @@ export class Session {
    * ends or switches the socket (BYE, LOGOUT, STARTTLS, COMPRESS) calls flush() first.
    */
   write(out: Output): Promise<void> {
-    const run = this.writeChain.then(() => this.writeNow(out));
+    if (this.chained === 0 && this.gatherNow(out)) return DONE;
+    return this.chain(() => this.writeNow(out));
+  }
+
+  /** Runs `step` after every write and flush already chained. */
+  private chain(step: () => Promise<void>): Promise<void> {
+    this.chained++;
+    const run = this.writeChain.then(step).finally(() => {
+      this.chained--;
+    });
     this.writeChain = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * What writeNow does for responses in hand (no stream) that stay under BATCH_BYTES, done at
+   * once when nothing is chained: every earlier response is then gathered or written already, so
+   * the order holds. FETCH writes a response per message; the chain's promises and turns cost
+   * more than gathering the bytes. False when the write must take the chain.
+   */
+  private gatherNow(out: Output): boolean {
+    if (this.closed) return true;
+    let bytes = 0;
+    for (const part of out) {
+      if (!Buffer.isBuffer(part)) return false;
+      bytes += part.length;
+    }
+    if (this.pendingBytes + bytes >= BATCH_BYTES) return false;
+    for (const part of out) this.pending.push(part as Buffer);
+    this.pendingBytes += bytes;
+    if (this.batching === 0) this.scheduleSocketFlush();
+    return true;
   }
 
   private async writeNow(out: Output): Promise<void> {
@@ -310,9 +342,7 @@ export class Session {
 
   /** Hands every response written so far to the socket (or the compressor), now. */
   flush(): Promise<void> {
-    const run = this.writeChain.then(() => this.flushPending());
-    this.writeChain = run.catch(() => undefined);
-    return run;
+    return this.chain(() => this.flushPending());
   }
 
   /**
