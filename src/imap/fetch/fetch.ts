@@ -143,10 +143,12 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
 
   const bs = { rev2: opts.rev2, utf8: opts.utf8Accept };
   const cache = opts.cache;
+  let items: ReadonlyMap<string, Serialized> | undefined;
   const out: ImapValue[] = [];
   for (const att of atts) {
     const plan = cache === undefined ? null : cache.planOf(att, opts);
-    const kept = plan === null ? undefined : cache?.get(hash, plan.key);
+    if (plan !== null) items ??= cache?.itemsOf(hash);
+    const kept = plan === null ? undefined : items?.get(plan.key);
     if (kept !== undefined) {
       if (plan?.name != null) out.push(plan.name);
       out.push(kept);

@@ -74,8 +74,9 @@ export class FetchItemCache {
     return plan;
   }
 
-  get(blobHash: string, key: string): Serialized | undefined {
-    return this.#lru.get(blobHash)?.items.get(key);
+  /** The items kept of a blob, by key: one lookup for all the items of a message. */
+  itemsOf(blobHash: string): ReadonlyMap<string, Serialized> | undefined {
+    return this.#lru.get(blobHash)?.items;
   }
 
   set(blobHash: string, key: string, value: Serialized): void {
