@@ -104,8 +104,17 @@ export const DEFAULT_FACTS_CACHE_BYTES = 8 * 1024 * 1024;
  * removed mailbox age out (mailbox ids are never reused). Weight: an estimate of the object and
  * its four strings.
  */
+/**
+ * The cache key of an entry: one number while the mailbox id leaves room for a 32-bit UID below
+ * 2^53, else text. A key built as text for every lookup (a rope of three parts) costs a Map its
+ * hash and a comparison through the rope each time; a number costs neither.
+ */
+function factsKey(mailboxId: number, uid: number): number | string {
+  return mailboxId < 2 ** 21 ? mailboxId * 2 ** 32 + uid : `${mailboxId}:${uid}`;
+}
+
 export class EntryFactsCache {
-  readonly #lru: WeightedLru<string, EntryFacts>;
+  readonly #lru: WeightedLru<number | string, EntryFacts>;
 
   constructor(maxBytes: number) {
     this.#lru = new WeightedLru(maxBytes);
@@ -116,16 +125,16 @@ export class EntryFactsCache {
   }
 
   get(mailboxId: number, uid: number): EntryFacts | undefined {
-    return this.#lru.get(`${mailboxId}:${uid}`);
+    return this.#lru.get(factsKey(mailboxId, uid));
   }
 
   set(f: EntryFacts): void {
     const weight = 200 + 2 * (f.blobHash.length + f.emailId.length + f.threadId.length + f.pid.length);
-    this.#lru.set(`${f.mailboxId}:${f.uid}`, f, weight);
+    this.#lru.set(factsKey(f.mailboxId, f.uid), f, weight);
   }
 
   delete(mailboxId: number, uid: number): void {
-    this.#lru.delete(`${mailboxId}:${uid}`);
+    this.#lru.delete(factsKey(mailboxId, uid));
   }
 
   /** MailStore.getEntryFacts over this cache: what it holds, the rest from `read` (kept when

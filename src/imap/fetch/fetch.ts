@@ -143,7 +143,7 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
 
   const bs = { rev2: opts.rev2, utf8: opts.utf8Accept };
   const cache = opts.cache;
-  let items: ReadonlyMap<string, Serialized> | undefined;
+  let items: ReadonlyMap<number, Serialized> | undefined;
   const out: ImapValue[] = [];
   for (const att of atts) {
     const plan = cache === undefined ? null : cache.planOf(att, opts);

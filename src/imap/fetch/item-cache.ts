@@ -24,8 +24,8 @@ import { itemName } from './fetch.js';
  * header list each. */
 export const DEFAULT_FETCH_ITEM_CACHE_BYTES = 16 * 1024 * 1024;
 
-/** Map and key overhead of a blob's slot and of each item, for the weight (an item's text is a
- * byte a character). */
+/** Map overhead of a blob's slot and of each item, for the weight (an item's text is a byte a
+ * character). */
 const SLOT_BYTES = 200;
 const ITEM_BYTES = 64;
 
@@ -39,20 +39,33 @@ export interface ItemVariant {
  * the same value answers several spellings of the item (a header list's names in another order
  * or case: the name, echoed as the client wrote it, is then written once per command). */
 export interface ItemPlan {
-  key: string;
+  key: number;
   name: Serialized | null;
 }
 
 interface Slot {
-  items: Map<string, Serialized>;
+  items: Map<number, Serialized>;
   weight: number;
 }
+
+/** Distinct item keys numbered before the numbering starts again (see #numbers). */
+const MAX_KEYS = 10_000;
 
 export class FetchItemCache {
   readonly #lru: WeightedLru<string, Slot>;
   /** The plan of each item of a command, by variant: made once per command (the same FetchAtt
    * objects serve every message of it), not once per message; null for items not kept. */
   readonly #plans = new WeakMap<FetchAtt, Array<ItemPlan | null | undefined>>();
+  /**
+   * Items are kept under numbers, not their key text: each command builds its keys anew, and a
+   * Map compares such a string with the kept one character by character (a rope, as built) on
+   * every lookup, where a number compares at once. A key text seen before gets its number
+   * again; when MAX_KEYS texts are numbered the table starts over with numbers never used, so a
+   * client that names ever new header fields cannot grow it (items kept under old numbers are
+   * only found no more, and age out).
+   */
+  #numbers = new Map<string, number>();
+  #nextNumber = 0;
 
   constructor(maxBytes = DEFAULT_FETCH_ITEM_CACHE_BYTES) {
     this.#lru = new WeightedLru(maxBytes);
@@ -70,28 +83,41 @@ export class FetchItemCache {
     let plans = this.#plans.get(att);
     if (plans === undefined) this.#plans.set(att, (plans = []));
     let plan = plans[n];
-    if (plan === undefined) plans[n] = plan = itemPlan(att, n, v.utf8Accept);
+    if (plan === undefined) plans[n] = plan = this.#plan(att, n, v.utf8Accept);
     return plan;
   }
 
+  #plan(att: FetchAtt, n: number, utf8: boolean): ItemPlan | null {
+    const item = itemKey(att, n, utf8);
+    if (item === null) return null;
+    let key = this.#numbers.get(item.key);
+    if (key === undefined) {
+      if (this.#numbers.size >= MAX_KEYS) this.#numbers = new Map();
+      key = this.#nextNumber++;
+      this.#numbers.set(item.key, key);
+    }
+    return { key, name: item.name };
+  }
+
   /** The items kept of a blob, by key: one lookup for all the items of a message. */
-  itemsOf(blobHash: string): ReadonlyMap<string, Serialized> | undefined {
+  itemsOf(blobHash: string): ReadonlyMap<number, Serialized> | undefined {
     return this.#lru.get(blobHash)?.items;
   }
 
-  set(blobHash: string, key: string, value: Serialized): void {
-    const slot = this.#lru.get(blobHash) ?? { items: new Map<string, Serialized>(), weight: SLOT_BYTES };
+  set(blobHash: string, key: number, value: Serialized): void {
+    const slot = this.#lru.get(blobHash) ?? { items: new Map<number, Serialized>(), weight: SLOT_BYTES };
     const had = slot.items.get(key);
-    if (had !== undefined) slot.weight -= had.text.length + ITEM_BYTES + 2 * key.length;
+    if (had !== undefined) slot.weight -= had.text.length + ITEM_BYTES;
     slot.items.set(key, value);
-    slot.weight += value.text.length + ITEM_BYTES + 2 * key.length;
+    slot.weight += value.text.length + ITEM_BYTES;
     // Set again with its new weight (the cache evicts by weight as it does).
     this.#lru.set(blobHash, slot, slot.weight);
   }
 }
 
-/** See planOf; `n` numbers the variant. */
-function itemPlan(att: FetchAtt, n: number, utf8: boolean): ItemPlan | null {
+/** The text that names an item of variant `n` (see planOf), and the name written before its
+ * kept value when the value alone is kept. */
+function itemKey(att: FetchAtt, n: number, utf8: boolean): { key: string; name: Serialized | null } | null {
   switch (att.kind) {
     case 'ENVELOPE':
     case 'BODY':

@@ -101,3 +101,22 @@ test('the serializer refuses bytes written for a UTF-8 client in a response to a
   writeValues([ascii], { utf8: true }, both);
   assert.equal(Buffer.concat(both as Buffer[]).toString('utf8'), '{5}\r\nCafé');
 });
+
+test('item keys stay distinct for distinct items however many header lists clients name', () => {
+  const cache = new FetchItemCache();
+  const v = { rev2: false, utf8Accept: false };
+  const att = (name: string): FetchAtt => ({ kind: 'BODY[]', section: { part: [], text: 'HEADER.FIELDS', fields: [name] }, partial: null, peek: true });
+  const seen = new Map<number, string>();
+  for (let i = 0; i < 25_000; i++) {
+    const name = `X-F${i % 12_000}`;
+    const plan = cache.planOf(att(name), v);
+    assert.ok(plan !== null);
+    const had = seen.get(plan.key);
+    assert.ok(had === undefined || had === name, `key ${plan.key} named both ${had} and ${name}`);
+    seen.set(plan.key, name);
+  }
+  // The same item in another spelling, in the same window: the same key.
+  assert.equal(cache.planOf(att('x-f5'), v)?.key, cache.planOf(att('X-F5'), v)?.key);
+  assert.equal(cache.planOf({ kind: 'ENVELOPE' }, v)?.key, cache.planOf({ kind: 'ENVELOPE' }, v)?.key);
+  assert.notEqual(cache.planOf({ kind: 'ENVELOPE' }, v)?.key, cache.planOf({ kind: 'ENVELOPE' }, { rev2: false, utf8Accept: true })?.key);
+});
