@@ -704,6 +704,28 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.equal(mb?.highestModSeq, cond.updated[0]?.modseq);
       }));
 
+    test('setFlags on a UID set with holes changes only the named entries, not those in the holes, and reports refused and absent ones', () =>
+      withStore(async ({ store, inbox }) => {
+        for (let i = 0; i < 8; i++) await store.append(inbox.id, testMessage({ subject: `h${i}` }));
+        await store.expunge(inbox.id, uids(6));
+        const flagged = await store.setFlags(inbox.id, uids(2), 'add', ['\\Flagged']);
+        const cut = asModSeq(flagged.updated[0]!.modseq - 1);
+        // 3 and 5 are in the holes; 6 is gone; 2 changed after the UNCHANGEDSINCE.
+        const r = await store.setFlags(inbox.id, uids(1, 2, 4, 6, 7), 'add', ['\\Seen', 'Tag'], cut);
+        assert.deepEqual(r.updated.map((e) => e.uid), uids(1, 4, 7));
+        assert.deepEqual(r.modified, uids(2));
+        assert.deepEqual(r.gone, uids(6));
+        const flags = new Map((await store.listEntries(inbox.id)).map((e) => [e.uid, e.flags]));
+        assert.deepEqual(flags.get(asUid(3)), []);
+        assert.deepEqual(flags.get(asUid(5)), []);
+        assert.deepEqual(flags.get(asUid(2)), ['\\Flagged']);
+        assert.deepEqual(flags.get(asUid(4)), ['\\Seen', 'Tag']);
+        // A whole range: every entry in it.
+        const all = await store.setFlags(inbox.id, uids(3, 4, 5), 'remove', ['Tag']);
+        assert.deepEqual(all.updated.map((e) => e.uid), uids(4));
+        assert.equal((await store.mailboxCounts(inbox.id)).unseen, 4);
+      }));
+
     test('setFlags over mixed flag states writes only the changed ones, one modseq, counters exact; reports UIDs not there', () =>
       withStore(async ({ store, inbox }) => {
         // 40 messages in 20 distinct states (keyword kN on pairs, \Seen on every third).

@@ -235,8 +235,8 @@ const SEARCH_INDEX_MAX = 1000;
 const SEARCH_INDEX_TEXT = 512 * 1024;
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
 const MAX_UID_RANGES = 16;
-/** An EXPUNGE's UID set is read as one range while the range holds at most this many UIDs per
- * UID of the set (see #selectRows). */
+/** A UID set is read as one range while the range holds at most this many UIDs per UID of the
+ * set (see denseSpan). */
 const DENSE_SPAN = 4;
 /** The WAL file's size kept after a checkpoint (journal_size_limit), and the WAL content past
  * which writes are held for a restart (#catchUp). */
@@ -423,6 +423,37 @@ function parseFlagRows(text: string | null): Array<[number, number, string]> {
     p = end + 1;
   }
   return ascending ? out : out.sort((x, y) => x[0] - y[0]);
+}
+
+/** [uid, modseq, flags, keywords] rows from group_concat(uid || ' ' || modseq || ' ' || flags ||
+ * ' ' || keywords, char(10)), in the order given. */
+function parseStateRows(text: string | null): Array<[number, number, number, string]> {
+  const out: Array<[number, number, number, string]> = [];
+  if (text === null) return out;
+  for (let p = 0; p < text.length; ) {
+    let end = text.indexOf('\n', p);
+    if (end < 0) end = text.length;
+    const a = text.indexOf(' ', p);
+    const b = text.indexOf(' ', a + 1);
+    const c = text.indexOf(' ', b + 1);
+    out.push([Number(text.slice(p, a)), Number(text.slice(a + 1, b)), Number(text.slice(b + 1, c)), text.slice(c + 1, end)]);
+    p = end + 1;
+  }
+  return out;
+}
+
+/** The range [lo, hi] of a UID set when it holds at most DENSE_SPAN UIDs per UID of the set: then
+ * reading every row of the range and keeping the set's costs less than naming the set in SQL
+ * (a JSON list past MAX_UID_RANGES runs, parsed by each statement; an OR of ranges below). */
+function denseSpan(uids: readonly number[]): { lo: number; hi: number } | null {
+  if (uids.length === 0) return null;
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = 0;
+  for (const u of uids) {
+    if (u < lo) lo = u;
+    if (u > hi) hi = u;
+  }
+  return hi - lo + 1 <= DENSE_SPAN * uids.length ? { lo, hi } : null;
 }
 
 /** Marks the backfills above as complete (the schema version they bring the rows to): later
@@ -1384,27 +1415,19 @@ class SqliteStore implements MailStore {
   #selectRows(mailbox: Pick<MailboxRow, 'id'>, uids: readonly Uid[], onlyDeleted = false): EntryRow[] {
     if (uids.length === 0) return [];
     const deleted = onlyDeleted ? ` AND (flags & ${FLAG_DELETED}) != 0` : '';
-    if (onlyDeleted) {
+    const span = onlyDeleted ? denseSpan(uids) : null;
+    if (span !== null) {
       // EXPUNGE names every UID its session knows: after some expunges, more runs than
       // MAX_UID_RANGES, and the JSON list cost three times a scan of the whole span (75 against
-      // 28 us for 130 UIDs). The scan returns only the \Deleted rows, filtered here; it is used
-      // while the span holds at most DENSE_SPAN times as many UIDs as the set, so a sparse set
-      // in a large mailbox still reads only its own rows.
-      let lo = Number.POSITIVE_INFINITY;
-      let hi = 0;
-      for (const u of uids) {
-        if (u < lo) lo = u;
-        if (u > hi) hi = u;
-      }
-      if (hi - lo + 1 <= DENSE_SPAN * uids.length) {
-        const named = new Set<number>(uids);
-        const rows = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND uid BETWEEN ? AND ?${deleted} ORDER BY uid`).all(
-          mailbox.id,
-          lo,
-          hi,
-        ) as EntryRow[];
-        return rows.filter((r) => named.has(r[1]));
-      }
+      // 28 us for 130 UIDs). The scan returns only the \Deleted rows, filtered here; a sparse
+      // set in a large mailbox still reads only its own rows (see denseSpan).
+      const named = new Set<number>(uids);
+      const rows = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND uid BETWEEN ? AND ?${deleted} ORDER BY uid`).all(
+        mailbox.id,
+        span.lo,
+        span.hi,
+      ) as EntryRow[];
+      return rows.filter((r) => named.has(r[1]));
     }
     const cond = this.#uidCondition(uids);
     return this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND ${cond.sql}${deleted} ORDER BY uid`).all(
@@ -2474,23 +2497,13 @@ class SqliteStore implements MailStore {
       const mailbox = this.#requireMailbox(mailboxId);
       const priorModSeq = asModSeq(mailbox.highest_modseq);
       if (uids.length === 0) return { updated: [], modified: [], priorModSeq, gone: [] };
-      const cond = this.#uidCondition(uids);
-      const where = `mailbox_id = ? AND ${cond.sql}`;
-      const args = [mailboxId, ...cond.args];
       const since = unchangedSince ?? Number.MAX_SAFE_INTEGER;
-      // One pass over the set: its distinct flag states, each with its count (and whether
-      // UNCHANGEDSINCE refuses it); the writes below touch only the states that change.
-      const groups = (
-        this.#qr(`SELECT flags, keywords, modseq > ?, count(*) FROM entries WHERE ${where} GROUP BY 1, 2, 3`).all(since, ...args) as Array<
-          [number, string, number, number]
-        >
-      ).map((r): FlagGroup => ({ mask: r[0], keywords: r[1], refused: r[2] !== 0, count: r[3] }));
-      const plan = planFlagChange(groups, mode, change);
-      const gone =
-        plan.total === uids.length ? [] : absentUids(uids, (this.#qr(`SELECT uid FROM entries WHERE ${where}`).all(...args) as Array<[number]>).map((r) => r[0]));
+      const read = this.#flagStates(mailboxId, uids, since);
+      const { where, args } = read;
+      const plan = planFlagChange(read.groups, mode, change);
+      const gone = plan.total === uids.length ? [] : read.absent();
       // RFC 7162 §3.1.3: entries changed after UNCHANGEDSINCE are refused (MODIFIED).
-      const modified =
-        plan.refused === 0 ? [] : (this.#qr(`SELECT uid FROM entries WHERE ${where} AND modseq > ? ORDER BY uid`).all(...args, since) as Array<[number]>).map((r) => asUid(r[0]));
+      const modified = plan.refused === 0 ? [] : read.refused();
       if (plan.transitions.length === 0) return { updated: [], modified, priorModSeq, gone };
       // One new modseq for the whole STORE (RFC 7162 §3.1: a different one per command).
       const modseq = this.#nextModseq(mailbox.account_id);
@@ -2547,6 +2560,77 @@ class SqliteStore implements MailStore {
       ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailboxId), modseq: m, kind: 'flags' });
       return { updated, modified, priorModSeq, gone };
     }, CONTENT_ONLY);
+  }
+
+  /**
+   * What a STORE reads before it writes: the distinct flag states of the set's rows, each with
+   * its count and whether UNCHANGEDSINCE `since` refuses it; the set's UIDs not in the store and
+   * the refused ones, each asked only when needed; and the condition that names the set's rows
+   * in the writes.
+   *
+   * A dense set (see denseSpan: a sequence range of a session's view) is read as the rows of its
+   * range, kept by the set here: one statement that parses no UID list, and when the range holds
+   * no row outside the set (the usual case: a session knows every UID below its UIDNEXT), the
+   * writes name the range too. Otherwise one GROUP BY over the set.
+   */
+  #flagStates(
+    mailboxId: number,
+    uids: readonly Uid[],
+    since: number,
+  ): { groups: FlagGroup[]; where: string; args: unknown[]; absent: () => Uid[]; refused: () => Uid[] } {
+    const span = denseSpan(uids);
+    if (span !== null) {
+      const rows = parseStateRows(
+        this.#q(
+          `SELECT group_concat(uid || ' ' || modseq || ' ' || flags || ' ' || keywords, char(10)) FROM entries WHERE mailbox_id = ? AND uid BETWEEN ? AND ?`,
+        )
+          .pluck()
+          .get(mailboxId, span.lo, span.hi) as string | null,
+      );
+      const named = new Set<number>(uids);
+      const states = new Map<string, FlagGroup>();
+      const found: number[] = [];
+      const refused: Uid[] = [];
+      let outside = false;
+      for (const [uid, modseq, mask, keywords] of rows) {
+        if (!named.has(uid)) {
+          outside = true;
+          continue;
+        }
+        found.push(uid);
+        const isRefused = modseq > since;
+        if (isRefused) refused.push(asUid(uid));
+        const key = `${mask} ${isRefused ? 1 : 0} ${keywords}`;
+        const g = states.get(key);
+        if (g === undefined) states.set(key, { mask, keywords, refused: isRefused, count: 1 });
+        else g.count++;
+      }
+      const cond = outside ? this.#uidCondition(uids) : { sql: 'uid BETWEEN ? AND ?', args: [span.lo, span.hi] };
+      return {
+        groups: [...states.values()],
+        where: `mailbox_id = ? AND ${cond.sql}`,
+        args: [mailboxId, ...cond.args],
+        absent: () => absentUids(uids, found),
+        refused: () => refused.sort((a, b) => a - b),
+      };
+    }
+    const cond = this.#uidCondition(uids);
+    const where = `mailbox_id = ? AND ${cond.sql}`;
+    const args = [mailboxId, ...cond.args];
+    // One pass over the set: its distinct flag states, each with its count (and whether
+    // UNCHANGEDSINCE refuses it); the writes touch only the states that change.
+    const groups = (
+      this.#qr(`SELECT flags, keywords, modseq > ?, count(*) FROM entries WHERE ${where} GROUP BY 1, 2, 3`).all(since, ...args) as Array<
+        [number, string, number, number]
+      >
+    ).map((r): FlagGroup => ({ mask: r[0], keywords: r[1], refused: r[2] !== 0, count: r[3] }));
+    return {
+      groups,
+      where,
+      args,
+      absent: () => absentUids(uids, (this.#qr(`SELECT uid FROM entries WHERE ${where}`).all(...args) as Array<[number]>).map((r) => r[0])),
+      refused: () => (this.#qr(`SELECT uid FROM entries WHERE ${where} AND modseq > ? ORDER BY uid`).all(...args, since) as Array<[number]>).map((r) => asUid(r[0])),
+    };
   }
 
   async copy(from: MailboxId, uids: readonly Uid[], to: MailboxId, options: CopyOptions = {}): Promise<CopyResult> {
