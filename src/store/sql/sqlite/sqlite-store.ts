@@ -2433,8 +2433,8 @@ class SqliteStore implements MailStore {
         }
         const now = Date.now();
         return blobs.map((blob, i) =>
-          // Read again for each message: the previous one moved its UIDNEXT.
-          this.#ingest(ctx, account, this.#requireMailbox(mailboxId), blob, flagSets[i] ?? { mask: 0, keywords: [] }, inputs[i]?.internalDate ?? now),
+          // Read again for each later message: the previous one moved its UIDNEXT.
+          this.#ingest(ctx, account, i === 0 ? mailbox : this.#requireMailbox(mailboxId), blob, flagSets[i] ?? { mask: 0, keywords: [] }, inputs[i]?.internalDate ?? now),
         );
       }, CONTENT_ONLY);
     } finally {
