@@ -603,6 +603,11 @@ export class RecentUids {
 
   constructor(private readonly view: Pick<MailboxView, 'has' | 'countBetween'>) {}
 
+  /** Ranges held (for tests). */
+  get ranges(): number {
+    return this.bounds.length >> 1;
+  }
+
   add(lo: number, hi: number): void {
     if (hi <= lo) return;
     const b = this.bounds;
@@ -611,14 +616,34 @@ export class RecentUids {
   }
 
   has(uid: Uid): boolean {
+    // Binary search for the last range starting below uid (FETCH asks for every message).
     const b = this.bounds;
-    for (let i = 0; i < b.length; i += 2) if (uid > b[i]! && uid <= b[i + 1]!) return this.view.has(uid);
-    return false;
+    let lo = 0;
+    let hi = b.length >> 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (b[2 * mid]! < uid) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 && uid <= b[2 * lo - 1]! && this.view.has(uid);
   }
 
+  /** Also drops the ranges none of whose messages is left in the view: a session that stays
+   * open while others take turns at claiming new messages gathers a range per turn. Such a
+   * range stays empty: an expunged UID never comes back, and new messages have UIDs above every
+   * one claimed (UIDs grow). */
   get size(): number {
+    const b = this.bounds;
     let n = 0;
-    for (let i = 0; i < this.bounds.length; i += 2) n += this.view.countBetween(this.bounds[i]!, this.bounds[i + 1]!);
+    let w = 0;
+    for (let i = 0; i < b.length; i += 2) {
+      const c = this.view.countBetween(b[i]!, b[i + 1]!);
+      if (c === 0) continue;
+      n += c;
+      b[w++] = b[i]!;
+      b[w++] = b[i + 1]!;
+    }
+    b.length = w;
     return n;
   }
 }
