@@ -235,6 +235,8 @@ const SEARCH_INDEX_MAX = 1000;
 const SEARCH_INDEX_TEXT = 512 * 1024;
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
 const MAX_UID_RANGES = 16;
+/** Whether the mailbox `m` of a query is subscribed (subscriptions are by name, RFC 9051 §6.3.7). */
+const SUBSCRIBED = 'EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name)';
 /** A UID set is read as one range while the range holds at most this many UIDs per UID of the
  * set (see denseSpan). */
 const DENSE_SPAN = 4;
@@ -1869,13 +1871,19 @@ class SqliteStore implements MailStore {
     } catch {
       return null;
     }
-    const row = this.#mailboxByName(accountId, n);
-    return row === undefined ? null : toMailbox(row, this.#isSubscribed(row.account_id, row.name));
+    // The subscription in the same statement: each statement outside a transaction takes the
+    // WAL read lock anew, and APPEND and STATUS look their mailbox up this way every time.
+    const row = this.#q(`SELECT m.*, ${SUBSCRIBED} AS subscribed FROM mailboxes m WHERE m.account_id = ? AND m.name = ?`).get(accountId, n) as
+      | (MailboxRow & { subscribed: number })
+      | undefined;
+    return row === undefined ? null : toMailbox(row, row.subscribed !== 0);
   }
 
   async getMailboxById(id: MailboxId): Promise<Mailbox | null> {
-    const row = this.#mailboxRow(id);
-    return row === undefined ? null : toMailbox(row, this.#isSubscribed(row.account_id, row.name));
+    const row = this.#q(`SELECT m.*, ${SUBSCRIBED} AS subscribed FROM mailboxes m WHERE m.id = ?`).get(id) as
+      | (MailboxRow & { subscribed: number })
+      | undefined;
+    return row === undefined ? null : toMailbox(row, row.subscribed !== 0);
   }
 
   async createMailbox(accountId: AccountId, name: string, specialUse: SpecialUse | null = null): Promise<Mailbox> {
