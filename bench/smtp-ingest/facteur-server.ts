@@ -4,14 +4,19 @@
  * users bench1..bench10@example.com, message authentication off (the Postfix side does none
  * either). Prints "PORT <n>" when listening. On SIGUSR2 it restarts its counters (so a run can
  * leave out its warm-up); on SIGTERM it prints them, human-readable on stderr and as one
- * "STATS {json}" line on stdout, then stops.
+ * "STATS {json}" line on stdout, then stops. FACTEUR_BENCH_CODE=dist runs the compiled build
+ * (bench/shared/code.ts).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
-import { createAuthenticator } from '../../src/auth/authenticator.js';
-import { createSmtpServer } from '../../src/smtp/server/server.js';
-import { openStore } from '../../src/store/open.js';
-import { sqliteStoreStats, type SqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
+import type { SqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { facteurModule } from '../shared/code.js';
+
+// From src/ through tsx, or from dist/ with FACTEUR_BENCH_CODE=dist (bench/shared/code.ts).
+const { createAuthenticator } = await facteurModule<typeof import('../../src/auth/authenticator.js')>('auth/authenticator.js');
+const { createSmtpServer } = await facteurModule<typeof import('../../src/smtp/server/server.js')>('smtp/server/server.js');
+const { openStore } = await facteurModule<typeof import('../../src/store/open.js')>('store/open.js');
+const { sqliteStoreStats } = await facteurModule<typeof import('../../src/store/sql/sqlite/sqlite-store.js')>('store/sql/sqlite/sqlite-store.js');
 
 const store = await openStore(process.argv[2]!);
 // A second node on a shared store finds the domain and users made by the first.

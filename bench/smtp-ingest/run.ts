@@ -8,6 +8,7 @@
  *   ... --cases=1024x10x1,1024x1x1        # only these cases (bytes x senders x messages/connection)
  *   ... --warmup=0                        # no warm-up load before the first case (default 3 s)
  *   FACTEUR_BENCH_PROF=DIR ...            # Facteur's process writes a CPU profile into DIR
+ *   FACTEUR_BENCH_CODE=dist ...           # the server runs the compiled build (npm run build first)
  *
  * With --pg, Facteur stores into a fresh schema of that database (dropped at the end), as
  * --nodes processes (default 1) on the one schema, the senders of each case split between them;
