@@ -26,6 +26,13 @@ export const DEFAULT_PARSED_CACHE_BYTES = 32 * 1024 * 1024;
 /** Reads longer than this are not cached: one large body would evict many headers. */
 export const BLOB_CACHE_MAX_READ = 64 * 1024;
 
+/** Whether a read of [start, end) should read the blob from its start, so that the prefix can be
+ * kept: any read from the start, and a range that ends early in the blob (BODY[TEXT] or BODY[1]
+ * of a small message): a few KiB more in the same read. */
+export function readFromStart(start?: number, end?: number): boolean {
+  return (start ?? 0) <= 0 || (end !== undefined && end <= BLOB_CACHE_MAX_READ);
+}
+
 /** The bytes [0, n) of blobs, read from their start. */
 export class BlobPrefixCache {
   readonly #lru: WeightedLru<string, { size: number; data: Buffer }>;

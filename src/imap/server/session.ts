@@ -299,10 +299,15 @@ export class Session {
       bytes += part.length;
     }
     if (this.pendingBytes + bytes >= BATCH_BYTES) return false;
-    for (const part of out) this.pending.push(part as Buffer);
-    this.pendingBytes += bytes;
+    for (const part of out) this.gather(part as Buffer);
     if (this.batching === 0) this.scheduleSocketFlush();
     return true;
+  }
+
+  /** Adds a response's bytes to those handed to the socket together (flushPending). */
+  private gather(part: Buffer): void {
+    this.pending.push(part);
+    this.pendingBytes += part.length;
   }
 
   private async writeNow(out: Output): Promise<void> {
@@ -310,8 +315,7 @@ export class Session {
     for (const part of out) {
       if (this.closed) return;
       if (Buffer.isBuffer(part)) {
-        this.pending.push(part);
-        this.pendingBytes += part.length;
+        this.gather(part);
         if (this.pendingBytes >= BATCH_BYTES) await this.flushPending();
       } else {
         await this.flushPending();

@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
-import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight } from '../../read-cache.js';
+import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight, readFromStart } from '../../read-cache.js';
 import { sortKeysOf, threadNames, threadText } from '../../../mail/sort-keys.js';
 import type { ParsedMessage } from '../../../mail/types.js';
 import { createFileBlobStore } from '../../blob-store.js';
@@ -1787,9 +1787,8 @@ class PgStore implements MailStore {
   async readBlob(blobHash: string, start?: number, end?: number): Promise<Buffer> {
     const cached = this.#blobCache.get(blobHash, start, end);
     if (cached !== undefined) return cached;
-    // As on SQLite: a range that ends early in the blob (a header, BODY[1] of a small message)
-    // is read from the start so that it can be kept; larger or later ranges are not kept.
-    const fromStart = (start ?? 0) <= 0 || (end !== undefined && end <= BLOB_CACHE_MAX_READ);
+    // Read from the start where the prefix can be kept (read-cache.ts); longer reads are not kept.
+    const fromStart = readFromStart(start, end);
     const removals = this.#removals;
     return this.#read(async () => {
       const blob = await this.#blobRow(blobHash);

@@ -94,7 +94,7 @@ import { planMetadata } from '../../metadata.js';
 import { MAX_ALIAS_DEPTH, resolveAddress } from '../../recipients.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, warmListSql, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows, rankNumbers } from '../sort-columns.js';
-import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight } from '../../read-cache.js';
+import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight, readFromStart } from '../../read-cache.js';
 import { ViewCache } from '../../view-cache.js';
 import type { MailboxHead, ViewCacheStats, ViewDelta, ViewRow, ViewSource } from '../../view-cache.js';
 import type { AccountRowOf } from '../rows.js';
@@ -2280,9 +2280,8 @@ class SqliteStore implements MailStore {
   async readBlob(blobHash: string, start?: number, end?: number): Promise<Buffer> {
     const cached = this.#blobCache.get(blobHash, start, end);
     if (cached !== undefined) return cached;
-    // A range that ends early in the blob (BODY[TEXT] or BODY[1] of a small message) is read
-    // from the start, so that it can be kept too: the same statement, a few KiB more.
-    const fromStart = (start ?? 0) <= 0 || (end !== undefined && end <= BLOB_CACHE_MAX_READ);
+    // Read from the start where the prefix can be kept (read-cache.ts): the same statement.
+    const fromStart = readFromStart(start, end);
     const blob = this.#inlineRange(blobHash, fromStart ? 0 : start, end);
     if (blob.data !== null) {
       if (!fromStart) return blob.data;
