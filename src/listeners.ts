@@ -3,6 +3,7 @@
  * A factory returning null means the listener cannot start in this configuration (implicit TLS
  * without a certificate).
  */
+import { join } from 'node:path';
 import type { Config, ListenerName } from './config/config.js';
 import type { ListeningServer, ServerContext } from './context.js';
 import type { Resolver } from './dns/resolver.js';
@@ -12,6 +13,8 @@ import { createImapServer } from './imap/server/server.js';
 import { createPop3Server } from './pop3/server/server.js';
 import type { SubmitHook } from './smtp/server/policy-submission.js';
 import { createSmtpServer } from './smtp/server/server.js';
+import { RCPT_PROBES_MAX_DEFAULT, RCPT_PROBES_WINDOW_MS_DEFAULT } from './smtp/protocol/limits.js';
+import { createSmtpWorkers } from './smtp/worker/pool.js';
 
 export interface ListenerEnv {
   dataDir: string;
@@ -71,6 +74,30 @@ function smtpLimits(config: Config) {
   };
 }
 
+/** MX (port 25) and LMTP: in worker processes when config smtp.workers > 0 (smtp/worker/pool.ts),
+ * else in this process. */
+function inbound(mode: 'mx' | 'lmtp'): ListenerFactory {
+  return (ctx, config, env) => {
+    const listener = mode === 'mx' ? 'smtp' : 'lmtp';
+    const options = {
+      mode,
+      greetingDelayMs: mode === 'mx' ? config.smtp.greetingDelayMs : 0,
+      limits: smtpLimits(config),
+      resolver: mode === 'mx' ? env.resolver : null,
+      dmarcReject: config.smtp.dmarcReject,
+      proxyProtocol: config.proxyProtocol[listener] ?? null,
+    };
+    if (config.smtp.workers === 0) return createSmtpServer(ctx, options);
+    return createSmtpWorkers(ctx, {
+      ...options,
+      workers: config.smtp.workers,
+      logLevel: config.log.level,
+      tlsDir: join(env.dataDir, 'tls'),
+      recipientProbes: mode === 'mx' ? { limit: RCPT_PROBES_MAX_DEFAULT, windowMs: RCPT_PROBES_WINDOW_MS_DEFAULT } : null,
+    });
+  };
+}
+
 function submission(implicitTls: boolean): ListenerFactory {
   return (ctx, config, env) =>
     implicitTls && !ctx.tls
@@ -106,17 +133,8 @@ export const LISTENER_FACTORIES: Partial<Record<ListenerName, ListenerFactory>> 
   imaps: imap(true),
   pop3: pop3(false),
   pop3s: pop3(true),
-  smtp: (ctx, config, env) =>
-    createSmtpServer(ctx, {
-      mode: 'mx',
-      greetingDelayMs: config.smtp.greetingDelayMs,
-      limits: smtpLimits(config),
-      resolver: env.resolver,
-      dmarcReject: config.smtp.dmarcReject,
-      proxyProtocol: config.proxyProtocol.smtp ?? null,
-    }),
-  lmtp: (ctx, config) =>
-    createSmtpServer(ctx, { mode: 'lmtp', limits: smtpLimits(config), resolver: null, proxyProtocol: config.proxyProtocol.lmtp ?? null }),
+  smtp: inbound('mx'),
+  lmtp: inbound('lmtp'),
   submission: submission(false),
   submissions: submission(true),
   http: http(false),

@@ -7,6 +7,7 @@
  * "STATS {json}" line on stdout, then stops. FACTEUR_BENCH_CODE=dist runs the compiled build
  * (bench/shared/code.ts).
  */
+import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import type { SqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
@@ -16,6 +17,8 @@ import { facteurModule } from '../shared/code.js';
 const { createAuthenticator } = await facteurModule<typeof import('../../src/auth/authenticator.js')>('auth/authenticator.js');
 const { createSmtpServer } = await facteurModule<typeof import('../../src/smtp/server/server.js')>('smtp/server/server.js');
 const { openStore } = await facteurModule<typeof import('../../src/store/open.js')>('store/open.js');
+const { createSmtpWorkers } = await facteurModule<typeof import('../../src/smtp/worker/pool.js')>('smtp/worker/pool.js');
+const { SMTP_WORKERS_DEFAULT } = await facteurModule<typeof import('../../src/config/config.js')>('config/config.js');
 const { sqliteStoreStats } = await facteurModule<typeof import('../../src/store/sql/sqlite/sqlite-store.js')>('store/sql/sqlite/sqlite-store.js');
 
 const store = await openStore(process.argv[2]!);
@@ -34,7 +37,26 @@ const ctx = {
   tls: null,
   counters: store.sharedCounters(),
 };
-const server = createSmtpServer(ctx, { mode: 'mx', resolver: null, limits: { maxConnectionsPerIp: 1000 } });
+// As `facteur serve` does: the sessions in worker processes unless FACTEUR_BENCH_SMTP_WORKERS=0
+// (default: the config's default for this machine).
+const workerCount = Number(process.env.FACTEUR_BENCH_SMTP_WORKERS ?? SMTP_WORKERS_DEFAULT);
+const limits = { maxConnectionsPerIp: 1000 };
+const workers =
+  workerCount > 0
+    ? createSmtpWorkers(ctx, {
+        mode: 'mx',
+        workers: workerCount,
+        resolver: null,
+        limits,
+        logLevel: 'warn',
+        tlsDir: null,
+        greetingDelayMs: 0,
+        dmarcReject: 'junk',
+        recipientProbes: null,
+        proxyProtocol: null,
+      })
+    : null;
+const server = workers ?? createSmtpServer(ctx, { mode: 'mx', resolver: null, limits });
 const port = await server.listen('127.0.0.1', 0);
 process.stdout.write(`PORT ${port}\n`);
 
@@ -43,12 +65,31 @@ process.stdout.write(`PORT ${port}\n`);
 const loop = monitorEventLoopDelay({ resolution: 5 });
 const zero: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0, holds: 0, held: 0 };
 let startedAt = performance.now();
-let cpuAt = process.cpuUsage();
+/** This process's CPU time and its SMTP workers' (read from /proc: user and system ticks). */
+function cpuUsage(): { user: number; system: number } {
+  const own = process.cpuUsage();
+  let user = own.user;
+  let system = own.system;
+  const tick = 1e6 / 100; // microseconds per clock tick (USER_HZ)
+  for (const pid of workers?.pids() ?? []) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      user += Number(fields[11]) * tick;
+      system += Number(fields[12]) * tick;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return { user, system };
+}
+let cpuAt = cpuUsage();
 let storeAt = { ...(sqliteStoreStats(store) ?? zero) };
 loop.enable();
 /** The counters since the start or the last SIGUSR2. */
 function stats(): { wallMs: number; cpuUserMs: number; cpuSystemMs: number; loopMeanMs: number; store: SqliteStoreStats } {
-  const cpu = process.cpuUsage(cpuAt);
+  const now0 = cpuUsage();
+  const cpu = { user: now0.user - cpuAt.user, system: now0.system - cpuAt.system };
   const now = sqliteStoreStats(store) ?? zero;
   const st = { ...zero };
   for (const k of Object.keys(zero) as Array<keyof SqliteStoreStats>) st[k] = now[k] - storeAt[k];
@@ -59,7 +100,7 @@ process.on('SIGUSR2', () => {
   const before = stats();
   loop.reset();
   startedAt = performance.now();
-  cpuAt = process.cpuUsage();
+  cpuAt = cpuUsage();
   storeAt = { ...(sqliteStoreStats(store) ?? zero) };
   process.stdout.write(`RESET ${JSON.stringify(before)}\n`);
 });

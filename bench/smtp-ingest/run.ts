@@ -141,6 +141,8 @@ try {
         let loopMs = 0;
         let holds = 0;
         let heldMs = 0;
+        let runMs = 0;
+        let commitMs = 0;
         for (const f of facteurs) {
           const st = await f.reset();
           serverCpuMs += st.cpuUserMs + st.cpuSystemMs;
@@ -150,11 +152,13 @@ try {
           loopMs = Math.max(loopMs, st.loopMeanMs);
           holds += st.store.holds;
           heldMs += st.store.held;
+          runMs += st.store.run;
+          commitMs += st.store.commit;
         }
         facteurAccepted += r.accepted;
         const per = (x: number) => (x / Math.max(1, r.accepted)).toFixed(2);
         console.error(
-          `  facteur: ${r.accepted} acknowledged; per message: server CPU ${per(serverCpuMs)} ms, load generator CPU ${per(r.cpuMs)} ms; ` +
+          `  facteur: ${r.accepted} acknowledged; per message: server CPU ${per(serverCpuMs)} ms (store jobs ${per(runMs)} + COMMIT ${per(commitMs)} ms on the event loop), load generator CPU ${per(r.cpuMs)} ms; ` +
             `${(r.accepted / Math.max(1, batches)).toFixed(1)} messages per batch, WAL fdatasync mean ${(syncMs / Math.max(1, syncs)).toFixed(2)} ms, event-loop delay mean ${loopMs.toFixed(1)} ms, writes held ${holds} times (${heldMs.toFixed(0)} ms) for a catch-up checkpoint`,
         );
         const facteurRate = (r.accepted / r.elapsedMs) * 1000;

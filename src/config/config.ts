@@ -5,10 +5,14 @@
  * back to a default.
  */
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { parse as parseToml } from 'smol-toml';
 import { parseTrustedNetworks } from '../net/proxy-listener.js';
 import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND } from '../net/command-deadline.js';
 import { MESSAGE_TIMEOUT_MS_DEFAULT } from '../smtp/protocol/limits.js';
+
+/** One SMTP worker process when a second core can run it (config smtp.workers). */
+export const SMTP_WORKERS_DEFAULT = availableParallelism() >= 2 ? 1 : 0;
 
 export const LISTENER_NAMES = ['smtp', 'submission', 'submissions', 'lmtp', 'imap', 'imaps', 'pop3', 'pop3s', 'http', 'https'] as const;
 export type ListenerName = (typeof LISTENER_NAMES)[number];
@@ -75,6 +79,9 @@ export interface Config {
     messageTimeoutMs: number;
     /** What to do with mail failing DMARC at a p=reject domain. */
     dmarcReject: 'reject' | 'junk';
+    /** Processes serving the MX and LMTP sessions beside the one that owns the store
+     * (smtp/worker/pool.ts); 0 serves them in the main process. Default SMTP_WORKERS_DEFAULT. */
+    workers: number;
   };
   submission: {
     /** Send-as grants: account address (lowercased) -> addresses ("team@example.com") or whole
@@ -101,7 +108,8 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     log: { level: 'info' },
     security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10, passwordCacheSeconds: 900,
       commandTimeoutMs: DEFAULT_COMMAND_TIMEOUT_MS, minUploadBytesPerSecond: DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND },
-    smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, messageTimeoutMs: MESSAGE_TIMEOUT_MS_DEFAULT, dmarcReject: 'junk' },
+    smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, messageTimeoutMs: MESSAGE_TIMEOUT_MS_DEFAULT, dmarcReject: 'junk',
+      workers: SMTP_WORKERS_DEFAULT },
     submission: { sendAs: {} },
     imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50 },
     pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null },
@@ -163,6 +171,7 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
     greeting_delay_ms: { kind: 'number', set: (c, v: number) => { c.smtp.greetingDelayMs = v; } },
     message_timeout_ms: { kind: 'number', set: (c, v: number) => { c.smtp.messageTimeoutMs = atLeastOne('smtp.message_timeout_ms', v); } },
     dmarc_reject: { kind: { enum: ['reject', 'junk'] }, set: (c, v: 'reject' | 'junk') => { c.smtp.dmarcReject = v; } },
+    workers: { kind: 'number', set: (c, v: number) => { c.smtp.workers = v; } },
   },
   submission: {
     send_as: { kind: 'send-as', set: (c, v: Record<string, string[]>) => { c.submission.sendAs = v; } },
@@ -410,6 +419,9 @@ export function renderConfigFile(config: Config): string {
     `message_timeout_ms = ${config.smtp.messageTimeoutMs}`,
     '# Mail failing DMARC from a domain with p=reject: "reject" (550 5.7.1) or "junk" (deliver to Junk).',
     `dmarc_reject = ${q(config.smtp.dmarcReject)}`,
+    '# Processes serving port 25 and LMTP sessions beside the one that owns the store (0: none).',
+    `# Default: ${SMTP_WORKERS_DEFAULT} on this machine (1 with two or more CPU cores, else 0).`,
+    config.smtp.workers === SMTP_WORKERS_DEFAULT ? `# workers = ${config.smtp.workers}` : `workers = ${config.smtp.workers}`,
     '',
     '[submission]',
     '# Send-as grants: what an account may use as MAIL FROM, From and Sender besides its own',

@@ -22,13 +22,21 @@ export interface LocalDelivery {
   isLocalDomain(domain: string): Promise<boolean>;
   /** The accounts an address of a local domain reaches, with quota and status checked. */
   checkRecipient(address: string, messageSize: number | null): Promise<RecipientCheck>;
+  /** Both questions of an RCPT in one call (one round trip for an SMTP worker process):
+   * 'not-local' when the domain is not ours, else checkRecipient's answer. */
+  lookupRecipient(domain: string, address: string, messageSize: number | null): Promise<RecipientCheck | { kind: 'not-local' }>;
   /** Stores the message once for the accounts (deduplicated) in `mailbox` (INBOX by default). */
   deliver(raw: Buffer, accounts: readonly AccountId[], mailbox?: string): Promise<Map<AccountId, DeliveryOutcome>>;
 }
 
 export function createLocalDelivery(store: MailStore): LocalDelivery {
-  return {
+  const delivery: LocalDelivery = {
     isLocalDomain: (domain) => store.isLocalDomain(domain),
+
+    async lookupRecipient(domain, address, messageSize) {
+      if (!(await store.isLocalDomain(domain))) return { kind: 'not-local' };
+      return delivery.checkRecipient(address, messageSize);
+    },
 
     async checkRecipient(address, messageSize) {
       // The accounts with their rows in one read (an RCPT is on every message's path).
@@ -70,4 +78,5 @@ export function createLocalDelivery(store: MailStore): LocalDelivery {
       return new Map(outcomes.map((o) => [o.accountId, o]));
     },
   };
+  return delivery;
 }

@@ -26,7 +26,7 @@ export interface TestContext extends ServerContext {
 let tlsDir: Promise<string> | null = null;
 
 /** One certificate per test process: openssl runs once. */
-function testTlsDir(): Promise<string> {
+export function testTlsDir(): Promise<string> {
   tlsDir ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'facteur-tls-'));
     await createSelfSignedCertificate(dir, TEST_HOSTNAME);

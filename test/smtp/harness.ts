@@ -43,3 +43,13 @@ export function dotStuff(raw: Buffer | string): string {
   if (!text.endsWith('\r\n')) text += '\r\n';
   return `${text.replace(/^\./gm, '..')}.\r\n`;
 }
+
+/** Whether a process (an SMTP worker) is still running. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -63,7 +63,11 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
 
     async onRcptTo(session, tx, to, params) {
       // Address literals are never one of our domains: no relay through [ip] tricks.
-      if (to.literal || !(await delivery.isLocalDomain(to.domain))) return { ok: false, reply: R.relayDenied() };
+      if (to.literal) return { ok: false, reply: R.relayDenied() };
+      // The domain and the address in one lookup; the probing limit is applied before its answer
+      // is used.
+      const check = await delivery.lookupRecipient(to.domain, to.address, tx.params.size);
+      if (check.kind === 'not-local') return { ok: false, reply: R.relayDenied() };
       const client = ipKey(session.remoteAddress);
       // RFC 3463 4.7.1: a temporary policy refusal; the same for every local recipient, so a
       // harvester learns nothing more until the window has passed.
@@ -71,7 +75,6 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
         ctx.log.info({ session: session.id, ip: client }, 'recipient probing limit reached: RCPT deferred');
         return { ok: false, reply: reply(450, '4.7.1', 'Too many unknown recipients from your address, try again later') };
       }
-      const check = await delivery.checkRecipient(to.address, tx.params.size);
       switch (check.kind) {
         case 'unknown':
           await probes?.hit(client);

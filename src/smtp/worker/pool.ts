@@ -1,0 +1,252 @@
+/**
+ * The MX (port 25) or LMTP listener served by worker processes, for the owner of the store.
+ *
+ * Node runs JavaScript on one thread per process, and a worker thread cannot be given a socket.
+ * So the sessions of a busy inbound listener run in child processes (node:cluster, the operating
+ * system spreading connections: SCHED_NONE, the owner never accepts them), each running the
+ * protocol engine, TLS, message authentication and the trace fields, while the owner keeps what
+ * needs the store (recipient lookups and the delivery transaction) and the DNS resolver (one cache,
+ * and tests' stand-ins), answered over the IPC channel (protocol.ts).
+ *
+ * Invariants:
+ * - 250 is still sent only after the owner's store.deliver resolved (durable): the worker waits
+ *   for the owner's answer. A worker that dies loses only unacknowledged messages, as a dropped
+ *   connection would; its sessions' clients retry.
+ * - A worker that exits without being asked is started again (after a pause that grows while it
+ *   keeps failing), on the port the listener was bound to.
+ * - close() asks every worker to end its sessions gracefully (421) within the grace, and kills
+ *   the ones still running after it; requests keep being answered until each worker is gone.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ListeningServer, ServerContext } from '../../context.js';
+import type { Resolver } from '../../dns/resolver.js';
+import { createLocalDelivery, type LocalDelivery } from '../../delivery/local.js';
+import { StoreError } from '../../store/types.js';
+import { asAccountId } from '../../lib/brand.js';
+import {
+  COUNTER_METHODS,
+  DNS_METHODS,
+  batchingPoster,
+  isFromWorker,
+  type FromWorker,
+  type Op,
+  type ToWorker,
+  type WireError,
+  type WorkerSetup,
+} from './protocol.js';
+
+export interface SmtpWorkersOptions extends Omit<WorkerSetup, 'host' | 'port' | 'hostname' | 'authenticate' | 'sharedCounters'> {
+  /** Worker processes (at least 1). */
+  workers: number;
+  /** DNS for message authentication (mode 'mx'); null turns it off. */
+  resolver: Resolver | null;
+  /** Default: the store's local delivery. */
+  delivery?: LocalDelivery;
+}
+
+/** Restart pauses: doubled for each exit within RESTART_WINDOW_MS of the previous start. */
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 10_000;
+const RESTART_WINDOW_MS = 10_000;
+/** After the grace of close(), how long a worker has to exit before it is killed. */
+const EXIT_WAIT_MS = 5_000;
+
+let clusterReady = false;
+
+/** node:cluster's settings are the process's: set once, before the first fork. */
+function setUpCluster(): void {
+  if (clusterReady) return;
+  clusterReady = true;
+  // The kernel hands each connection to a worker that accepts it; the owner never does.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  // The worker's entry beside this file: .ts under tsx (its loader comes with execArgv), .js built.
+  const self = fileURLToPath(import.meta.url);
+  cluster.setupPrimary({
+    exec: fileURLToPath(new URL(`./main${extname(self)}`, import.meta.url)),
+    execArgv: process.execArgv,
+    args: [],
+    serialization: 'advanced',
+    silent: false,
+  });
+}
+
+export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOptions): ListeningServer & { pids(): number[] } {
+  const delivery = options.delivery ?? createLocalDelivery(ctx.store);
+  const name = options.mode === 'mx' ? 'smtp' : 'lmtp';
+  const workers = new Set<Worker>();
+  let closing = false;
+  let bound: { host: string; port: number } | null = null;
+  let failures = 0;
+  let lastStart = 0;
+
+  const setupFor = (host: string, port: number): WorkerSetup => ({
+    mode: options.mode,
+    hostname: ctx.hostname,
+    logLevel: options.logLevel,
+    tlsDir: ctx.tls ? options.tlsDir : null,
+    host,
+    port,
+    greetingDelayMs: options.greetingDelayMs,
+    limits: options.limits,
+    authenticate: options.resolver !== null,
+    dmarcReject: options.dmarcReject,
+    recipientProbes: options.recipientProbes,
+    sharedCounters: Boolean(ctx.counters),
+    proxyProtocol: options.proxyProtocol,
+  });
+
+  const serve = async (op: Op): Promise<unknown> => {
+    switch (op.op) {
+      case 'isLocalDomain':
+        return delivery.isLocalDomain(String(op.domain));
+      case 'checkRecipient':
+        return delivery.checkRecipient(String(op.address), typeof op.size === 'number' ? op.size : null);
+      case 'lookupRecipient':
+        return delivery.lookupRecipient(String(op.domain), String(op.address), typeof op.size === 'number' ? op.size : null);
+      case 'deliver': {
+        if (!Buffer.isBuffer(op.raw) || !Array.isArray(op.accounts)) throw new Error('malformed deliver request');
+        const outcomes = await delivery.deliver(op.raw, op.accounts.map((a) => asAccountId(Number(a))), op.mailbox ?? undefined);
+        return [...outcomes.values()];
+      }
+      case 'dns': {
+        const resolver = options.resolver;
+        const method = resolver && (DNS_METHODS as readonly string[]).includes(op.method) ? (resolver[op.method] as ((name: string) => Promise<unknown>) | undefined) : undefined;
+        if (!method) throw Object.assign(new Error(`DNS lookup not available: ${String(op.method)}`), { code: 'ENOTIMP' });
+        return method.call(resolver, String(op.name));
+      }
+      case 'counters': {
+        const counters = ctx.counters;
+        if (!counters || !(COUNTER_METHODS as readonly string[]).includes(op.method)) throw new Error('shared counters not available');
+        const key = String(op.key);
+        const ms = Number(op.ms);
+        switch (op.method) {
+          case 'hit':
+            return counters.hit(key, ms);
+          case 'count':
+            return counters.count(key, ms);
+          case 'block':
+            return counters.block(key, ms);
+          case 'blockedFor':
+            return counters.blockedFor(key);
+          case 'reset':
+            return counters.reset(key);
+        }
+      }
+    }
+    throw new Error('unknown request');
+  };
+
+  const posters = new WeakMap<Worker, (m: ToWorker) => void>();
+  const send = (w: Worker, m: ToWorker): void => {
+    let post = posters.get(w);
+    if (post === undefined) {
+      // A worker gone meanwhile: its sessions are gone too, nobody waits for these answers.
+      post = batchingPoster<ToWorker>((batch) => {
+        if (w.isConnected()) w.send(batch);
+      });
+      posters.set(w, post);
+    }
+    post(m);
+  };
+
+  const onRequest = (w: Worker, m: Extract<FromWorker, { t: 'req' }>): void => {
+    serve(m).then(
+      (value) => send(w, { t: 'res', id: m.id, ok: true, value }),
+      (err: unknown) => send(w, { t: 'res', id: m.id, ok: false, error: toWire(err) }),
+    );
+  };
+
+  const start = (host: string, port: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      setUpCluster();
+      lastStart = Date.now();
+      const w = cluster.fork({ FACTEUR_SMTP_WORKER: name });
+      workers.add(w);
+      let listening = false;
+      const onMessage = (m: unknown): void => {
+        if (!isFromWorker(m)) return;
+        switch (m.t) {
+          case 'ready':
+            return send(w, { t: 'setup', setup: setupFor(host, port) });
+          case 'listening':
+            listening = true;
+            failures = 0;
+            return resolve(m.port);
+          case 'failed':
+            return reject(new Error(m.message));
+          case 'req':
+            return onRequest(w, m);
+          case 'metric':
+            ctx.metrics?.counter(m.name, m.help).inc(m.labels, m.by);
+            return;
+        }
+      };
+      w.on('message', (batch: unknown) => {
+        if (Array.isArray(batch)) for (const m of batch) onMessage(m);
+      });
+      w.on('error', (err) => ctx.log.warn({ listener: name, err: err.message }, 'smtp worker channel error'));
+      w.on('exit', (code, signal) => {
+        workers.delete(w);
+        if (!listening) reject(new Error(`the ${name} worker exited before listening (code ${code}, signal ${signal})`));
+        if (closing || !listening) return;
+        // Not asked to: its connections were dropped; serve the port again.
+        failures = Date.now() - lastStart < RESTART_WINDOW_MS ? failures + 1 : 1;
+        const pause = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (failures - 1));
+        ctx.log.error({ listener: name, pid: w.process.pid, code, signal, restartInMs: pause }, 'smtp worker exited; restarting it');
+        setTimeout(() => {
+          if (closing || bound === null) return;
+          start(bound.host, bound.port).catch((err: unknown) =>
+            ctx.log.error({ listener: name, err: (err as Error).message }, 'smtp worker restart failed'),
+          );
+        }, pause).unref();
+      });
+    });
+
+  return {
+    name,
+    async listen(host, port) {
+      const first = await start(host, port);
+      // The others share the first one's socket (port 0 is bound once).
+      bound = { host, port: first };
+      const rest = [];
+      for (let i = 1; i < Math.max(1, options.workers); i++) rest.push(start(host, first));
+      try {
+        await Promise.all(rest);
+      } catch (err) {
+        await this.close(0);
+        throw err;
+      }
+      return first;
+    },
+    async close(graceMs = 10_000) {
+      closing = true;
+      const exits = [...workers].map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.isDead()) return resolve();
+            const kill = setTimeout(() => w.process.kill('SIGKILL'), graceMs + EXIT_WAIT_MS);
+            w.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            send(w, { t: 'close', graceMs });
+          }),
+      );
+      await Promise.all(exits);
+    },
+    pids() {
+      return [...workers].map((w) => w.process.pid).filter((p): p is number => p !== undefined);
+    },
+  };
+}
+
+function toWire(err: unknown): WireError {
+  const e = err as { message?: unknown; code?: unknown } | null;
+  return {
+    message: typeof e?.message === 'string' ? e.message : String(err),
+    code: typeof e?.code === 'string' ? e.code : null,
+    store: err instanceof StoreError,
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * The MX listener served by an SMTP worker process (src/smtp/worker/): the sessions run in another
+ * process, and what needs the store, the resolver and the metrics crosses the IPC channel to the
+ * owner (this test's process). Recipient checks, delivery (once per account), message
+ * authentication with the owner's DNS stand-in, STARTTLS with the data directory's certificate,
+ * hostile input, a worker killed and started again on the same port, and a graceful close.
+ */
+import { test } from 'node:test';
+import { strict as assert } from 'node:assert';
+import { generateKeyPairSync } from 'node:crypto';
+import { dkimSign } from 'mailauth';
+import { createMetrics } from '../../src/lib/metrics.js';
+import { createSmtpWorkers, type SmtpWorkersOptions } from '../../src/smtp/worker/pool.js';
+import { makeTestContext, testTlsDir, type TestContext } from '../helpers/context.js';
+import { makeMessage } from '../helpers/messages.js';
+import { alive, dotStuff } from './harness.js';
+import { createMockResolver, type DnsTable } from './mock-dns.js';
+import { connectSmtp, type SmtpWire } from './wire.js';
+
+const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const PRIVATE_PEM = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const DNS: DnsTable = {
+  txt: {
+    'sender.example': 'v=spf1 ip4:127.0.0.1 -all',
+    'sel1._domainkey.sender.example': `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`,
+    '_dmarc.sender.example': 'v=DMARC1; p=reject',
+  },
+};
+
+async function signed(raw: Buffer): Promise<Buffer> {
+  const key = { signingDomain: 'sender.example', selector: 'sel1', privateKey: PRIVATE_PEM };
+  const res = await dkimSign(raw, { ...key, canonicalization: 'relaxed/relaxed', signTime: new Date(), signatureData: [key] });
+  assert.equal(res.errors.length, 0);
+  return Buffer.concat([Buffer.from(res.signatures), raw]);
+}
+
+async function start(ctx: TestContext, options: Partial<SmtpWorkersOptions> = {}) {
+  const server = createSmtpWorkers(ctx, {
+    mode: 'mx',
+    workers: 1,
+    resolver: null,
+    limits: { maxConnectionsPerIp: 100 },
+    logLevel: 'silent',
+    tlsDir: await testTlsDir(),
+    greetingDelayMs: 0,
+    dmarcReject: 'junk',
+    recipientProbes: null,
+    proxyProtocol: null,
+    ...options,
+  });
+  const port = await server.listen('127.0.0.1', 0);
+  return { server, port };
+}
+
+async function inbox(ctx: TestContext, address: string): Promise<string[]> {
+  const account = await ctx.store.getAccountByAddress(address);
+  const mb = await ctx.store.getMailbox(account!.id, 'INBOX');
+  const entries = await ctx.store.listEntries(mb!.id);
+  return Promise.all(entries.map(async (e) => (await ctx.store.readBlob(e.blobHash)).toString('latin1')));
+}
+
+async function greeted(port: number): Promise<SmtpWire> {
+  const c = await connectSmtp(port);
+  await c.expect(220);
+  return c;
+}
+
+test('a worker process serves the sessions; lookups, delivery, DNS and metrics go through the owner', async () => {
+  const ctx = await makeTestContext();
+  ctx.metrics = createMetrics();
+  const resolver = createMockResolver(DNS);
+  const { server, port } = await start(ctx, { resolver });
+  try {
+    const bob = await ctx.addUser('bob@example.com', 'pw-bob-123456');
+    await ctx.store.addAlias('robert@example.com', 'bob@example.com');
+    const pids = server.pids();
+    assert.equal(pids.length, 1);
+    assert.notEqual(pids[0], process.pid);
+
+    const c = await greeted(port);
+    const ehlo = await c.cmd('EHLO mx.sender.example', 250);
+    assert.ok(ehlo.lines.includes('STARTTLS'), 'the worker loaded the certificate');
+    await c.cmd('MAIL FROM:<alice@sender.example>', 250);
+    assert.match((await c.cmd('RCPT TO:<nobody@example.com>', 550)).text, /^5\.1\.1 /);
+    assert.match((await c.cmd('RCPT TO:<someone@elsewhere.example>', 554)).text, /^5\.7\.1 /);
+    assert.match((await c.cmd('RCPT TO:<bob@[127.0.0.1]>', 554)).text, /^5\.7\.1 /);
+    await c.cmd('RCPT TO:<bob@example.com>', 250);
+    await c.cmd('RCPT TO:<Robert@Example.com>', 250);
+    await c.cmd('DATA', 354);
+    const raw = await signed(makeMessage({ from: 'alice@sender.example', to: 'bob@example.com', subject: 'through a worker', body: 'Hello\r\n' }));
+    c.write(dotStuff(raw));
+    assert.match((await c.read()).text, /^2\.0\.0 Delivered /);
+    await c.cmd('QUIT', 221);
+    c.close();
+
+    const stored = await inbox(ctx, 'bob@example.com');
+    assert.equal(stored.length, 1, 'an alias of the same account delivers once');
+    assert.match(stored[0]!, /Subject: through a worker/);
+    assert.match(stored[0]!, /Authentication-Results: mail\.example\.test;[^]*dkim=pass[^]*spf=pass[^]*dmarc=pass/);
+    assert.match(stored[0]!, /^Return-Path: <alice@sender\.example>\r\n/);
+    assert.ok(resolver.queries.some((q) => q === 'TXT _dmarc.sender.example'), 'DNS questions were answered by the owner');
+    assert.ok(bob.id);
+    const metrics = await ctx.metrics.render();
+    assert.match(metrics, /facteur_deliveries_total\{result="delivered",source="smtp"\} 1/);
+    assert.match(metrics, /facteur_connections_total\{listener="smtp"\} 1/);
+  } finally {
+    await server.close(1000);
+    await ctx.cleanup();
+  }
+});
+
+test('STARTTLS in the worker, hostile input answered there, other sessions unharmed', async () => {
+  const ctx = await makeTestContext();
+  const { server, port } = await start(ctx);
+  try {
+    await ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const bad = await greeted(port);
+    bad.write(`EHLO ${'x'.repeat(5000)}\r\n`);
+    assert.equal((await bad.read()).code, 500);
+    bad.write('MAIL FROM:<a@b.example>\r\n\0\r\n');
+    await bad.read();
+
+    const c = await greeted(port);
+    await c.cmd('EHLO client.example.net', 250);
+    await c.cmd('STARTTLS', 220);
+    await c.upgrade();
+    await c.cmd('EHLO client.example.net', 250);
+    await c.cmd('MAIL FROM:<s@example.net>', 250);
+    await c.cmd('RCPT TO:<bob@example.com>', 250);
+    await c.cmd('DATA', 354);
+    c.write(dotStuff('Subject: over tls\r\n\r\nbody\r\n'));
+    await c.expect(250);
+    c.close();
+    bad.close();
+    const stored = await inbox(ctx, 'bob@example.com');
+    assert.equal(stored.length, 1);
+    assert.match(stored[0]!, /with ESMTPS id [0-9a-f]+\r\n\t\(version=TLSv1\.[23] cipher=/);
+  } finally {
+    await server.close(1000);
+    await ctx.cleanup();
+  }
+});
+
+test('a worker killed is started again on the same port; a message it had not acknowledged is not stored', async () => {
+  const ctx = await makeTestContext();
+  const { server, port } = await start(ctx);
+  try {
+    await ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const c = await greeted(port);
+    await c.cmd('EHLO client.example.net', 250);
+    await c.cmd('MAIL FROM:<s@example.net>', 250);
+    await c.cmd('RCPT TO:<bob@example.com>', 250);
+    await c.cmd('DATA', 354);
+    c.write('Subject: cut\r\n\r\nhalf a body');
+    const [pid] = server.pids();
+    process.kill(pid!, 'SIGKILL');
+    await c.closed();
+
+    let again: SmtpWire | null = null;
+    const deadline = Date.now() + 15_000;
+    while (again === null) {
+      try {
+        again = await greeted(port);
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    assert.notEqual(server.pids()[0], pid);
+    await again.cmd('EHLO client.example.net', 250);
+    await again.cmd('MAIL FROM:<s@example.net>', 250);
+    await again.cmd('RCPT TO:<bob@example.com>', 250);
+    await again.cmd('DATA', 354);
+    again.write(dotStuff('Subject: after restart\r\n\r\nbody\r\n'));
+    await again.expect(250);
+    again.close();
+    const stored = await inbox(ctx, 'bob@example.com');
+    assert.deepEqual(
+      stored.map((m) => /Subject: (.*)\r\n/.exec(m)?.[1]),
+      ['after restart'],
+    );
+  } finally {
+    await server.close(1000);
+    await ctx.cleanup();
+  }
+});
+
+test('close() ends open sessions with 421 and the worker exits', async () => {
+  const ctx = await makeTestContext();
+  const { server, port } = await start(ctx);
+  const [pid] = server.pids();
+  try {
+    const c = await greeted(port);
+    await c.cmd('EHLO client.example.net', 250);
+    await server.close(2000);
+    assert.equal((await c.read()).code, 421);
+    assert.ok(!alive(pid!), 'the worker is gone');
+    assert.deepEqual(server.pids(), []);
+    await assert.rejects(connectSmtp(port));
+  } finally {
+    await server.close(0);
+    await ctx.cleanup();
+  }
+});
