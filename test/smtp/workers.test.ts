@@ -65,6 +65,19 @@ async function greeted(port: number): Promise<SmtpWire> {
   return c;
 }
 
+/** The greeting of a worker started again (connections are refused until it listens). */
+async function greetedWhenBack(port: number): Promise<SmtpWire> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      return await greeted(port);
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 test('a worker process serves the sessions; lookups, delivery, DNS and metrics go through the owner', async () => {
   const ctx = await makeTestContext();
   ctx.metrics = createMetrics();
@@ -156,16 +169,7 @@ test('a worker killed is started again on the same port; a message it had not ac
     process.kill(pid!, 'SIGKILL');
     await c.closed();
 
-    let again: SmtpWire | null = null;
-    const deadline = Date.now() + 15_000;
-    while (again === null) {
-      try {
-        again = await greeted(port);
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    const again = await greetedWhenBack(port);
     assert.notEqual(server.pids()[0], pid);
     await again.cmd('EHLO client.example.net', 250);
     await again.cmd('MAIL FROM:<s@example.net>', 250);
@@ -179,6 +183,26 @@ test('a worker killed is started again on the same port; a message it had not ac
       stored.map((m) => /Subject: (.*)\r\n/.exec(m)?.[1]),
       ['after restart'],
     );
+  } finally {
+    await server.close(1000);
+    await ctx.cleanup();
+  }
+});
+
+test('a worker signalled alone (SIGTERM) ends its sessions with 421; the owner starts another', async () => {
+  const ctx = await makeTestContext();
+  const { server, port } = await start(ctx);
+  try {
+    const [pid] = server.pids();
+    const c = await greeted(port);
+    await c.cmd('EHLO client.example.net', 250);
+    process.kill(pid!, 'SIGTERM');
+    assert.equal((await c.read()).code, 421);
+    c.close();
+    const again = await greetedWhenBack(port);
+    await again.cmd('QUIT', 221);
+    again.close();
+    assert.ok(!alive(pid!));
   } finally {
     await server.close(1000);
     await ctx.cleanup();

@@ -17,6 +17,9 @@ import { createInboundPolicy } from '../server/policy-inbound.js';
 import { createSmtpServer } from '../server/server.js';
 import { batchingPoster, type CounterMethod, type DnsMethod, type FromWorker, type Op, type ToWorker, type WorkerSetup } from './protocol.js';
 
+/** Grace given to the sessions when this process is signalled directly (the owner's default). */
+const SIGNAL_GRACE_MS = 10_000;
+
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
 let nextId = 1;
 
@@ -136,7 +139,11 @@ async function start(setup: WorkerSetup): Promise<{ log: Logger; close: (graceMs
 
 let running: Promise<{ log: Logger; close: (graceMs: number) => Promise<void> }> | null = null;
 
-async function stop(graceMs: number, code: number): Promise<never> {
+let stopping = false;
+
+async function stop(graceMs: number, code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
   if (running) {
     const r = await running.catch(() => null);
     if (r) {
@@ -179,6 +186,9 @@ function onMessage(m: ToWorker): void {
 
 // The owner is gone (killed): nothing can be delivered any more.
 process.on('disconnect', () => void stop(0, 1));
+// A service manager signals the whole process group: end the sessions with 421 as the owner
+// would ask, instead of cutting them (an owner still running starts a new worker).
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => void stop(SIGNAL_GRACE_MS, 0));
 
 post({ t: 'ready' });
 
