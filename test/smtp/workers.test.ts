@@ -226,3 +226,29 @@ test('close() ends open sessions with 421 and the worker exits', async () => {
     await ctx.cleanup();
   }
 });
+
+test('LMTP in a worker: one reply per recipient after the data, quota refusals included', async () => {
+  const ctx = await makeTestContext();
+  const { server, port } = await start(ctx, { mode: 'lmtp' });
+  try {
+    await ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const carol = await ctx.addUser('carol@example.com', 'pw-carol-123456');
+    await ctx.store.updateAccount(carol.id, { quotaBytes: 100 });
+    const c = await greeted(port);
+    await c.cmd('LHLO mta.example.net', 250);
+    await c.cmd('MAIL FROM:<s@example.net> SIZE=1000', 250);
+    await c.cmd('RCPT TO:<bob@example.com>', 250);
+    // Over quota at RCPT already: 452 4.2.2 from the owner's check.
+    assert.match((await c.cmd('RCPT TO:<carol@example.com>', 452)).text, /^4\.2\.2 /);
+    await c.cmd('RCPT TO:<bob@example.com>', 250);
+    await c.cmd('DATA', 354);
+    c.write(dotStuff('Subject: lmtp worker\r\n\r\nbody\r\n'));
+    await c.expect(250);
+    await c.expect(250);
+    c.close();
+    assert.equal((await inbox(ctx, 'bob@example.com')).length, 1);
+  } finally {
+    await server.close(1000);
+    await ctx.cleanup();
+  }
+});
