@@ -54,7 +54,17 @@ export interface NotifyFeed {
   readonly feed: ChangeFeed;
   /** Publishes events this node committed (call right after COMMIT). */
   publishLocal(events: readonly ChangeEvent[]): void;
+  /** Whether the listening connection is up (events of other nodes arrive). */
+  readonly listening: boolean;
+  /** Sees every event published (this node's and the others'), and each gap: the listening
+   * connection lost, and again once it listens anew (events in between are not replayed). */
+  observe(observer: FeedObserver): void;
   close(): Promise<void>;
+}
+
+export interface FeedObserver {
+  events(events: readonly ChangeEvent[]): void;
+  gap(): void;
 }
 
 export interface NotifyFeedOptions {
@@ -74,6 +84,8 @@ export async function createNotifyFeed(options: NotifyFeedOptions): Promise<Noti
   let closed = false;
   let delay = 100;
   let timer: NodeJS.Timeout | null = null;
+  const observers: FeedObserver[] = [];
+  let reopened = false;
 
   const publish = (events: readonly ChangeEvent[]): void => {
     const fresh = events.filter((e) => {
@@ -82,7 +94,9 @@ export async function createNotifyFeed(options: NotifyFeedOptions): Promise<Noti
       seen.set(k, true);
       return true;
     });
-    if (fresh.length > 0) local.publish(fresh);
+    if (fresh.length === 0) return;
+    for (const o of observers) o.events(fresh);
+    local.publish(fresh);
   };
 
   const listen = async (): Promise<void> => {
@@ -95,6 +109,7 @@ export async function createNotifyFeed(options: NotifyFeedOptions): Promise<Noti
     const lost = (err: unknown): void => {
       if (client !== c) return;
       client = null;
+      for (const o of observers) o.gap();
       c.removeAllListeners('notification');
       c.end().catch(() => undefined);
       if (closed) return;
@@ -107,6 +122,9 @@ export async function createNotifyFeed(options: NotifyFeedOptions): Promise<Noti
     await c.query(`LISTEN ${quoteIdent(options.channel)}`);
     client = c;
     delay = 100;
+    // What was committed while no connection listened was not heard.
+    if (reopened) for (const o of observers) o.gap();
+    reopened = true;
   };
 
   const reconnect = (): void => {
@@ -125,6 +143,12 @@ export async function createNotifyFeed(options: NotifyFeedOptions): Promise<Noti
   return {
     feed: local.feed,
     publishLocal: publish,
+    get listening() {
+      return client !== null;
+    },
+    observe(observer) {
+      observers.push(observer);
+    },
     async close() {
       closed = true;
       if (timer !== null) clearTimeout(timer);

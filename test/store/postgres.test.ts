@@ -229,6 +229,46 @@ if (url === null) {
     }
   });
 
+  test('postgres: a mailbox found unchanged is answered from the feed until an event names it, on either node', async () => {
+    const t = await setup();
+    try {
+      const a = t.store;
+      const b = await t.openNode();
+      const m = testMessage({ subject: 'quiet' });
+      const [out] = await a.deliver(m.raw, m.parsed, [{ accountId: t.bob.id }]);
+      assert.ok(out?.ok);
+      const mb = (await a.getMailboxById(t.inbox.id))!;
+      const none = { highestModSeq: mb.highestModSeq, added: [], changed: [], expunged: [] };
+      assert.deepEqual(await a.changesSince(t.inbox.id, mb.highestModSeq, mb.uidNext), none);
+      // A change behind the store's back (no event): the node answers from what it knows.
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query(`UPDATE "${t.schema}".entries SET modseq = modseq + 1000`);
+        assert.deepEqual(await a.changesSince(t.inbox.id, mb.highestModSeq, mb.uidNext), none);
+        await admin.query(`UPDATE "${t.schema}".entries SET modseq = modseq - 1000`);
+      } finally {
+        await admin.end();
+      }
+      // Node B's write reaches node A through NOTIFY, and A reads the changes again.
+      const heard: ChangeEvent[] = [];
+      a.feed.subscribe(t.bob.id, (e) => heard.push(e));
+      await b.setFlags(t.inbox.id, [out.uid], 'add', ['\\Flagged']);
+      const started = performance.now();
+      while (heard.length === 0 && performance.now() - started < 2000) await new Promise((r) => setTimeout(r, 1));
+      assert.equal(heard.length, 1);
+      const ch = await a.changesSince(t.inbox.id, mb.highestModSeq, mb.uidNext);
+      assert.deepEqual(ch.changed.map((e) => [e.uid, e.flags]), [[out.uid, ['\\Flagged']]]);
+      // And its own writes at once (published at its COMMIT).
+      const after = (await a.getMailboxById(t.inbox.id))!;
+      assert.equal((await a.changesSince(t.inbox.id, after.highestModSeq, after.uidNext)).changed.length, 0);
+      await a.setFlags(t.inbox.id, [out.uid], 'add', ['\\Seen']);
+      assert.equal((await a.changesSince(t.inbox.id, after.highestModSeq, after.uidNext)).changed.length, 1);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   test('postgres: a node answers repeated reads of headers, small messages and entry facts from memory', async () => {
     const t = await setup();
     try {

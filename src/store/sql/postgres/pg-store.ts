@@ -63,6 +63,7 @@ import { createNotifyFeed, encodeChangeEvent, quoteIdent } from '../../notify-fe
 import { ViewCache } from '../../view-cache.js';
 import type { MailboxHead, ViewCacheOptions, ViewCacheStats, ViewRow, ViewSource } from '../../view-cache.js';
 import type { NotifyFeed } from '../../notify-feed.js';
+import { QuietMailboxes } from './quiet.js';
 import { planMetadata } from '../../metadata.js';
 import { MAX_ALIAS_DEPTH, resolveAddress } from '../../recipients.js';
 import { entryFacts, SORT_KEY_COLS, threadNamesOf, threadTextOf, toAccount, toSortKeys, warmListSql, type SortKeyRow, type ThreadTextSource } from '../rows.js';
@@ -399,6 +400,8 @@ class PgStore implements MailStore {
    * read into a cache (the removal's delete of the hash came first and would be undone). */
   #removals = 0;
   readonly #views: ViewCache;
+  /** Mailboxes a changesSince found unchanged, until the feed says otherwise (quiet.ts). */
+  readonly #quiet = new QuietMailboxes();
   readonly #ids = createIdGenerator();
   readonly #locks = new Map<string, symbol>();
   #lockClient: pg.Client | null = null;
@@ -425,6 +428,7 @@ class PgStore implements MailStore {
     this.#pool = init.pool;
     this.#notify = init.notify;
     this.feed = init.notify.feed;
+    init.notify.observe(this.#quiet);
     this.#channel = init.channel;
     this.#external = init.external;
     this.#lockSpace = init.lockSpace;
@@ -1706,6 +1710,8 @@ class PgStore implements MailStore {
   }
 
   async changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges> {
+    if (this.#quiet.isQuiet(mailboxId, since, knownUidNext)) return { highestModSeq: since, added: [], changed: [], expunged: [] };
+    const mark = this.#quiet.mark();
     return this.#read(async () => {
       // One statement: one snapshot, one round trip (a session in IDLE runs this at each change).
       // Only what a view tracks (uid, modseq, flags), not the wide rows: a session catching up
@@ -1736,6 +1742,9 @@ class PgStore implements MailStore {
       out.added.sort((a, b) => a.uid - b.uid);
       out.changed.sort((a, b) => a.uid - b.uid);
       out.expunged.sort((a, b) => a - b);
+      if (out.highestModSeq === since && out.added.length === 0 && out.changed.length === 0 && out.expunged.length === 0) {
+        this.#quiet.found(mailboxId, since, knownUidNext, mark, this.#notify.listening);
+      }
       return out;
     });
   }
