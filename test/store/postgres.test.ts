@@ -269,6 +269,33 @@ if (url === null) {
     }
   });
 
+  test('postgres: the node that stores a message keeps its bytes as if read (append and delivery)', async () => {
+    const t = await setup();
+    try {
+      const appended = testMessage({ subject: 'appended', body: 'a'.repeat(3000) });
+      const [r] = await t.store.appendMany(t.inbox.id, [appended]);
+      const delivered = testMessage({ subject: 'delivered', body: 'd'.repeat(3000) });
+      const [out] = await t.store.deliver(delivered.raw, delivered.parsed, [{ accountId: t.bob.id }]);
+      assert.ok(r && out?.ok);
+      const [e1, e2] = await t.store.listEntries(t.inbox.id);
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        // Behind the store's back: what it kept is answered from memory, without a read.
+        await admin.query(`UPDATE "${t.schema}".blob_chunks SET data = '\\x00'`);
+        assert.deepEqual(await t.store.readBlob(e1!.blobHash), appended.raw);
+        assert.deepEqual(await t.store.readBlob(e2!.blobHash, 0, 100), delivered.raw.subarray(0, 100));
+        for (const [e, m] of [[e1!, appended], [e2!, delivered]] as const) {
+          await admin.query(`UPDATE "${t.schema}".blob_chunks SET data = $1 WHERE blob_id = (SELECT id FROM "${t.schema}".blobs WHERE hash = $2)`, [m.raw, e.blobHash]);
+        }
+      } finally {
+        await admin.end();
+      }
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   test('postgres: a node answers repeated reads of headers, small messages and entry facts from memory', async () => {
     const t = await setup();
     try {

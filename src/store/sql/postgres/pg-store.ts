@@ -1897,7 +1897,8 @@ class PgStore implements MailStore {
     const flagSets = inputs.map((i) => parseFlags(i.flags ?? []));
     const blobs: IngestBlob[] = [];
     for (const input of inputs) blobs.push(await this.#prepareBlob(input.raw, input.parsed));
-    return this.#tx(async (c, ctx) => {
+    const removals = this.#removals;
+    const results = await this.#tx(async (c, ctx) => {
       const { account } = await this.#lockMailbox(c, mailboxId);
       const bytes = inputs.reduce((n, i) => n + i.raw.length, 0);
       if (this.#overQuota(account, bytes, inputs.length)) throw new StoreError('over-quota', 'Cannot append: the account is over its quota');
@@ -1910,6 +1911,18 @@ class PgStore implements MailStore {
         blobs.map((blob, i) => ({ blob, flags: flagSets[i] ?? { mask: 0, keywords: [] }, internalDate: inputs[i]?.internalDate ?? now })),
       );
     });
+    this.#keepNew(blobs, removals);
+    return results;
+  }
+
+  /**
+   * The bytes of messages this node just stored, kept as if read (their start, see read-cache.ts):
+   * new mail is what clients fetch next, and every node would otherwise read it back from the
+   * database once, two round trips. Not when a removal ran meanwhile (see #removals).
+   */
+  #keepNew(blobs: readonly IngestBlob[], removals: number): void {
+    if (this.#removals !== removals) return;
+    for (const b of blobs) this.#blobCache.put(b.hash, b.raw.length, b.raw.subarray(0, Math.min(b.raw.length, BLOB_CACHE_MAX_READ)));
   }
 
   async deliver(raw: Buffer, parsed: ParsedMessage, targets: readonly DeliveryTarget[]): Promise<DeliveryOutcome[]> {
@@ -1924,7 +1937,8 @@ class PgStore implements MailStore {
     }
     const flagSets = distinct.map((t) => parseFlags(t.flags ?? []));
     const blob = await this.#prepareBlob(raw, parsed);
-    return this.#tx(async (c, ctx) => {
+    const removals = this.#removals;
+    const outcomes = await this.#tx(async (c, ctx) => {
       // Every target account locked up front, in id order: concurrent deliveries cannot deadlock.
       const accounts = await this.#rows<AccountRow>(c, 'SELECT * FROM accounts WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE', [
         [...seen].sort((a, b) => a - b),
@@ -1960,6 +1974,8 @@ class PgStore implements MailStore {
       }
       return out;
     });
+    if (outcomes.some((o) => o.ok)) this.#keepNew([blob], removals);
+    return outcomes;
   }
 
   async setFlags(...args: Parameters<MailStore['setFlags']>): Promise<SetFlagsResult> {
