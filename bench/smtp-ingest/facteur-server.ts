@@ -2,7 +2,9 @@
  * Facteur's MX listener in its own process for the benchmark: a fresh SQLite store in argv[2], or
  * a node of a PostgreSQL store when argv[2] is a postgres:// URL (several processes may share it),
  * users bench1..bench10@example.com, message authentication off (the Postfix side does none
- * either). Prints "PORT <n>" when listening. On SIGUSR2 it restarts its counters (so a run can
+ * either). The sessions run in SMTP worker processes as `facteur serve` runs them
+ * (FACTEUR_BENCH_SMTP_WORKERS, default the config's default), and their CPU time is counted with
+ * this process's. Prints "PORT <n>" when listening. On SIGUSR2 it restarts its counters (so a run can
  * leave out its warm-up); on SIGTERM it prints them, human-readable on stderr and as one
  * "STATS {json}" line on stdout, then stops. FACTEUR_BENCH_CODE=dist runs the compiled build
  * (bench/shared/code.ts).

@@ -9,6 +9,8 @@
  *   ... --warmup=0                        # no warm-up load before the first case (default 3 s)
  *   FACTEUR_BENCH_PROF=DIR ...            # Facteur's process writes a CPU profile into DIR
  *   FACTEUR_BENCH_CODE=dist ...           # the server runs the compiled build (npm run build first)
+ *   FACTEUR_BENCH_SMTP_WORKERS=N ...      # SMTP worker processes (default: the config's default
+ *                                         # for this machine, 1 with two or more cores; 0: none)
  *
  * With --pg, Facteur stores into a fresh schema of that database (dropped at the end), as
  * --nodes processes (default 1) on the one schema, the senders of each case split between them;
@@ -31,6 +33,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { SMTP_WORKERS_DEFAULT } from '../../src/config/config.js';
 import { openStore } from '../../src/store/open.js';
 import { startFacteur, type FacteurProcess } from './facteur-process.js';
 import { runLoad, type LoadResult } from './load.js';
@@ -191,7 +194,9 @@ if (pgUrl !== undefined) {
 }
 
 const where = pgUrl === undefined ? 'SQLite' : `PostgreSQL, ${nodes} node${nodes > 1 ? 's' : ''} (processes) on one schema`;
-console.log(`\n${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${seconds} s per case, Node ${process.version}, ${where}`);
+console.log(
+  `\n${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${seconds} s per case, Node ${process.version}, ${where}, SMTP worker processes: ${process.env.FACTEUR_BENCH_SMTP_WORKERS ?? `default (${SMTP_WORKERS_DEFAULT})`}`,
+);
 console.log(`Facteur: ${facteurAccepted} messages acknowledged, ${stored} in the store after the run\n`);
 console.log('| message | senders | messages/connection | Facteur msg/s | Postfix+Dovecot msg/s | ratio |');
 console.log('|---|---|---|---|---|---|');
