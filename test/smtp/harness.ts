@@ -6,6 +6,7 @@ import { makeTestContext, type TestContext } from '../helpers/context.js';
 import { createSmtpServer, type SmtpServerOptions } from '../../src/smtp/server/server.js';
 import type { AccountId } from '../../src/lib/brand.js';
 import type { ListeningServer } from '../../src/context.js';
+import type { SmtpWorkersOptions } from '../../src/smtp/worker/pool.js';
 
 export interface Harness {
   ctx: TestContext;
@@ -52,4 +53,22 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** MX worker options for tests: one worker, no message authentication, no TLS, no limits but
+ * the given ones. */
+export function mxWorkerOptions(extra: Partial<SmtpWorkersOptions> = {}): SmtpWorkersOptions {
+  return {
+    mode: 'mx',
+    workers: 1,
+    resolver: null,
+    limits: { maxConnectionsPerIp: 100 },
+    logLevel: 'silent',
+    tlsDir: null,
+    greetingDelayMs: 0,
+    dmarcReject: 'junk',
+    recipientProbes: null,
+    proxyProtocol: null,
+    ...extra,
+  };
 }

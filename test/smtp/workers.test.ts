@@ -8,12 +8,13 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { dkimSign } from 'mailauth';
 import { createMetrics } from '../../src/lib/metrics.js';
 import { createSmtpWorkers, type SmtpWorkersOptions } from '../../src/smtp/worker/pool.js';
 import { makeTestContext, testTlsDir, type TestContext } from '../helpers/context.js';
 import { makeMessage } from '../helpers/messages.js';
-import { alive, dotStuff } from './harness.js';
+import { alive, dotStuff, mxWorkerOptions } from './harness.js';
 import { createMockResolver, type DnsTable } from './mock-dns.js';
 import { connectSmtp, type SmtpWire } from './wire.js';
 
@@ -35,19 +36,7 @@ async function signed(raw: Buffer): Promise<Buffer> {
 }
 
 async function start(ctx: TestContext, options: Partial<SmtpWorkersOptions> = {}) {
-  const server = createSmtpWorkers(ctx, {
-    mode: 'mx',
-    workers: 1,
-    resolver: null,
-    limits: { maxConnectionsPerIp: 100 },
-    logLevel: 'silent',
-    tlsDir: await testTlsDir(),
-    greetingDelayMs: 0,
-    dmarcReject: 'junk',
-    recipientProbes: null,
-    proxyProtocol: null,
-    ...options,
-  });
+  const server = createSmtpWorkers(ctx, mxWorkerOptions({ tlsDir: await testTlsDir(), ...options }));
   const port = await server.listen('127.0.0.1', 0);
   return { server, port };
 }
@@ -251,4 +240,20 @@ test('LMTP in a worker: one reply per recipient after the data, quota refusals i
     await server.close(1000);
     await ctx.cleanup();
   }
+});
+
+test('a worker that cannot listen (port in use) fails listen() with the error code the app reports', async () => {
+  const ctx = await makeTestContext();
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve()));
+  const port = (blocker.address() as AddressInfo).port;
+  const server = createSmtpWorkers(ctx, mxWorkerOptions());
+  try {
+    await assert.rejects(server.listen('127.0.0.1', port), (err: NodeJS.ErrnoException) => err.code === 'EADDRINUSE');
+  } finally {
+    await server.close(0);
+    blocker.close();
+    await ctx.cleanup();
+  }
+  assert.deepEqual(server.pids(), []);
 });

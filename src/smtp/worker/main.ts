@@ -165,7 +165,8 @@ function onMessage(m: ToWorker): void {
       running = start(m.setup);
       running.catch((err: unknown) => {
         // Sent at once (not batched), then the exit.
-        const failed: FromWorker[] = [{ t: 'failed', message: (err as Error).message }];
+        const code = (err as { code?: unknown }).code;
+        const failed: FromWorker[] = [{ t: 'failed', message: (err as Error).message, code: typeof code === 'string' ? code : null }];
         if (process.send) process.send(failed, () => process.exit(1));
         else process.exit(1);
       });

@@ -175,7 +175,8 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
             failures = 0;
             return resolve(m.port);
           case 'failed':
-            return reject(new Error(m.message));
+            // With its code: the app tells a port in use (EADDRINUSE) from other failures.
+            return reject(Object.assign(new Error(m.message), m.code === null ? {} : { code: m.code }));
           case 'req':
             return onRequest(w, m);
           case 'metric':

@@ -65,7 +65,8 @@ export type FromWorker =
   /** The worker's handler is in place (a message sent before it would be lost). */
   | { t: 'ready' }
   | { t: 'listening'; port: number }
-  | { t: 'failed'; message: string }
+  /** Setup failed (code: the error's, e.g. EADDRINUSE, or null). */
+  | { t: 'failed'; message: string; code: string | null }
   | ({ t: 'req'; id: number } & Op)
   | { t: 'metric'; name: string; help: string; labels: Record<string, string>; by: number };
 
