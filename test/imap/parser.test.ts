@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { Receiver, type RawCommand } from '../../src/imap/protocol/receiver.js';
 import { MailboxNameError, mailboxNameProblem, parseCommand, ParseError, type Request } from '../../src/imap/protocol/parser.js';
 import { decodeMutf7, encodeMutf7 } from '../../src/imap/protocol/mutf7.js';
-import { formatSet, statusResponse, untagged, untaggedNested, untaggedNumbers } from '../../src/imap/protocol/serialize.js';
+import { formatSet, Serialized, statusResponse, untagged, untaggedNested, untaggedNumbers, untaggedText } from '../../src/imap/protocol/serialize.js';
 
 function raw(text: string): RawCommand {
   const r = new Receiver({ appendLimit: 1 << 20 });
@@ -172,6 +172,32 @@ test('serializer writes bulk number lists as untagged would, and refuses what is
   assert.equal(text(untaggedNested('THREAD', Buffer.from('(1 2)(3 (4)(5))'))), '* THREAD (1 2)(3 (4)(5))\r\n');
   assert.equal(text(untaggedNested('THREAD', Buffer.alloc(0))), '* THREAD\r\n');
   assert.throws(() => untaggedNested('THREAD', Buffer.from('(1)\r\nA1 OK')), /unexpected byte/);
+});
+
+test('serializer writes text-only responses as the text of the bytes untagged writes, and refuses literals and escaped or 8-bit strings', () => {
+  const bytes = (parts: ReturnType<typeof untagged>) => Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.alloc(0)))).toString('latin1');
+  const kept = Serialized.of([{ atom: 'ENVELOPE' }, [null, 'Hi there', [['Ann', null, 'ann', 'example.com']]]], { utf8: false });
+  assert.ok(kept !== null);
+  const utf8Kept = Serialized.of(['Café'], { utf8: true });
+  assert.ok(utf8Kept !== null);
+  const textOnly: Array<[Parameters<typeof untagged>[0], boolean]> = [
+    [[7, { atom: 'FETCH' }, [{ atom: 'UID' }, 42, { atom: 'FLAGS' }, [{ atom: '\\Seen' }, { atom: '$Work' }], kept]], false],
+    [[{ atom: 'LIST' }, [], '/', 'INBOX'], false],
+    [[1, { atom: 'FETCH' }, [{ atom: 'INTERNALDATE' }, ' 1-Jan-2026 10:00:00 +0000', { atom: 'MODSEQ' }, [12]]], false],
+    [[utf8Kept, null], true],
+  ];
+  for (const [values, utf8] of textOnly) assert.equal(untaggedText(values, { utf8 }), bytes(untagged(values, { utf8 })));
+  const asBytes: Array<[Parameters<typeof untagged>[0], boolean]> = [
+    [[1, { atom: 'FETCH' }, [{ atom: 'BODY[]' }, { literal: Buffer.from('x') }]], false],
+    [['a"b'], false],
+    [['x\r\ny'], true],
+    [['é'], false],
+    [['é'], true],
+  ];
+  for (const [values, utf8] of asBytes) assert.equal(untaggedText(values, { utf8 }), null);
+  // Refused the same way as untagged: nothing that could break the framing passes as text.
+  assert.throws(() => untaggedText([{ atom: 'A B' }], { utf8: false }), /Cannot serialise atom/);
+  assert.throws(() => untaggedText([utf8Kept], { utf8: false }), /UTF8=ACCEPT/);
 });
 
 test('parser reads the RFC 7162 syntax: SELECT (CONDSTORE)/(QRESYNC ...), CHANGEDSINCE, VANISHED, UNCHANGEDSINCE, MODSEQ', () => {

@@ -115,6 +115,72 @@ export function needsSeenFlag(atts: readonly FetchAtt[]): boolean {
   );
 }
 
+/**
+ * The values of `atts` for one message when every item is in hand: the entry's own (FLAGS, UID,
+ * dates, sizes, ids) and the items the cache holds written out. Null as soon as one needs the
+ * store (a parse record, message bytes): fetchValues answers then. FETCH calls this first for
+ * each message, so a FETCH of what was fetched before costs no promise and no await a message.
+ */
+export function fetchValuesInHand(atts: readonly FetchAtt[], src: FetchSource, opts: FetchOptions): ImapValue[] | null {
+  const cache = opts.cache;
+  const offset = opts.timezoneOffset ?? localOffset;
+  let items: ReadonlyMap<number, Serialized> | undefined;
+  const out: ImapValue[] = [];
+  for (const att of atts) {
+    const plan = cache === undefined ? null : cache.planOf(att, opts);
+    if (plan !== null) {
+      items ??= cache?.itemsOf(src.entry.blobHash);
+      const kept = items?.get(plan.key);
+      if (kept === undefined) return null;
+      if (plan.name !== null) out.push(plan.name);
+      out.push(kept);
+    } else if (!entryItem(att, src, offset, out)) {
+      return null;
+    }
+  }
+  return out;
+}
+
+/**
+ * Writes an item that the entry alone answers into `out` (its name, then its value); false for
+ * the items that need the parse record or the message's bytes.
+ */
+function entryItem(att: FetchAtt, src: FetchSource, offset: (epochMs: number) => number, out: ImapValue[]): boolean {
+  const entry = src.entry;
+  switch (att.kind) {
+    case 'FLAGS': {
+      const flags: ImapValue[] = entry.flags.map((f) => ({ atom: f }));
+      if (src.recent === true) flags.push({ atom: '\\Recent' });
+      out.push({ atom: 'FLAGS' }, flags);
+      return true;
+    }
+    case 'UID':
+      out.push({ atom: 'UID' }, entry.uid);
+      return true;
+    case 'INTERNALDATE':
+      out.push({ atom: 'INTERNALDATE' }, formatDateTime(entry.internalDate, offset(entry.internalDate)));
+      return true;
+    case 'RFC822.SIZE':
+      out.push({ atom: 'RFC822.SIZE' }, entry.size);
+      return true;
+    case 'MODSEQ':
+      out.push({ atom: 'MODSEQ' }, [entry.modseq]); // RFC 7162 §3.1.4.1: MODSEQ (n)
+      return true;
+    case 'EMAILID':
+      out.push({ atom: 'EMAILID' }, objectIdValue(entry.emailId) ?? [entry.emailId]); // RFC 8474 §5.1
+      return true;
+    case 'THREADID':
+      out.push({ atom: 'THREADID' }, objectIdValue(entry.threadId)); // RFC 8474 §5.2: NIL when none
+      return true;
+    case 'SAVEDATE':
+      // RFC 8514 §4.3: NIL when the mailbox keeps no save date; ours always does.
+      out.push({ atom: 'SAVEDATE' }, formatDateTime(entry.saveDate, offset(entry.saveDate)));
+      return true;
+    default:
+      return false;
+  }
+}
+
 /** Fetches the values of `atts` for one message. Throws UnknownCteError (binary.ts) for
  * BINARY of a part whose encoding cannot be decoded: the command answers NO [UNKNOWN-CTE]. */
 export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, opts: FetchOptions): Promise<ImapValue[]> {
@@ -154,36 +220,9 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
       out.push(kept);
       continue;
     }
+    if (entryItem(att, src, offset, out)) continue;
     const at = out.length;
     switch (att.kind) {
-      case 'FLAGS': {
-        const flags: ImapValue[] = entry.flags.map((f) => ({ atom: f }));
-        if (src.recent === true) flags.push({ atom: '\\Recent' });
-        out.push({ atom: 'FLAGS' }, flags);
-        break;
-      }
-      case 'UID':
-        out.push({ atom: 'UID' }, entry.uid);
-        break;
-      case 'INTERNALDATE':
-        out.push({ atom: 'INTERNALDATE' }, formatDateTime(entry.internalDate, offset(entry.internalDate)));
-        break;
-      case 'RFC822.SIZE':
-        out.push({ atom: 'RFC822.SIZE' }, entry.size);
-        break;
-      case 'MODSEQ':
-        out.push({ atom: 'MODSEQ' }, [entry.modseq]); // RFC 7162 §3.1.4.1: MODSEQ (n)
-        break;
-      case 'EMAILID':
-        out.push({ atom: 'EMAILID' }, objectIdValue(entry.emailId) ?? [entry.emailId]); // RFC 8474 §5.1
-        break;
-      case 'THREADID':
-        out.push({ atom: 'THREADID' }, objectIdValue(entry.threadId)); // RFC 8474 §5.2: NIL when none
-        break;
-      case 'SAVEDATE':
-        // RFC 8514 §4.3: NIL when the mailbox keeps no save date; ours always does.
-        out.push({ atom: 'SAVEDATE' }, formatDateTime(entry.saveDate, offset(entry.saveDate)));
-        break;
       case 'ENVELOPE':
         out.push({ atom: 'ENVELOPE' }, envelopeValue((await getParsed()).envelope));
         break;

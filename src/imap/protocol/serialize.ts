@@ -63,7 +63,7 @@ function checkAtom(atom: string): string {
  * token: STORE 1:* answers 100,000 of them).
  */
 class Builder {
-  private text = '';
+  protected text = '';
   constructor(private readonly out: Output) {}
 
   add(text: string): void {
@@ -80,6 +80,25 @@ class Builder {
     if (this.text.length === 0) return;
     this.out.push(Buffer.from(this.text, 'latin1'));
     this.text = '';
+  }
+}
+
+/** A Builder for text alone: a value that must be bytes (a literal, a string quoted with
+ * escapes or 8-bit) marks it failed instead (see untaggedText). */
+class TextBuilder extends Builder {
+  failed = false;
+  constructor() {
+    super([]);
+  }
+
+  override bytes(): void {
+    this.failed = true;
+  }
+
+  override end(): void {}
+
+  get result(): string {
+    return this.text;
   }
 }
 
@@ -188,6 +207,21 @@ export function untagged(values: readonly ImapValue[], opts: SerializeOptions): 
   b.add('\r\n');
   b.end();
   return out;
+}
+
+/**
+ * The bytes `untagged` writes for these values, as Latin-1 text (a character per byte), when it
+ * would write them as text alone: null when one must be bytes (a literal, a string quoted with
+ * escapes or 8-bit). For responses gathered as text in bulk (FETCH of items in hand): no Buffer
+ * for each of them.
+ */
+export function untaggedText(values: readonly ImapValue[], opts: SerializeOptions): string | null {
+  const b = new TextBuilder();
+  b.add('* ');
+  buildValues(values, opts, b);
+  if (b.failed) return null;
+  b.add('\r\n');
+  return b.result;
 }
 
 /**

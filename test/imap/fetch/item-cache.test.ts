@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { openTestStore } from '../../helpers/store.js';
 import { parseMessage } from '../../../src/mail/parse.js';
-import { fetchValues, type FetchSource } from '../../../src/imap/fetch/fetch.js';
+import { fetchValues, fetchValuesInHand, type FetchSource } from '../../../src/imap/fetch/fetch.js';
 import { FetchItemCache } from '../../../src/imap/fetch/item-cache.js';
 import type { FetchAtt } from '../../../src/imap/protocol/ast.js';
 import { Serialized, writeValues, type Output } from '../../../src/imap/protocol/serialize.js';
@@ -66,6 +66,37 @@ test('FETCH answers ENVELOPE, BODYSTRUCTURE and HEADER.FIELDS from the item cach
     assert.equal(reads(), before);
     assert.equal(reordered, plain.slice(plain.indexOf('BODY[')).replace('(Subject from)', '(FROM subject)'));
     assert.ok(cache.bytes > 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('FETCH answers in hand (no store, no promise) only when every item is the entry\'s or kept, with the bytes fetchValues writes', async () => {
+  const { store, cleanup } = await openTestStore();
+  try {
+    const entry = await storedEntry(store);
+    const { reader, reads } = counting(store);
+    const cache = new FetchItemCache();
+    const opts = { rev2: false, utf8Accept: false, cache, timezoneOffset: () => 60 };
+    const src = { entry, store: reader, recent: true };
+    // The entry's own items need nothing kept.
+    const own: FetchAtt[] = [{ kind: 'UID' }, { kind: 'FLAGS' }, { kind: 'INTERNALDATE' }, { kind: 'RFC822.SIZE' }, { kind: 'MODSEQ' }, { kind: 'SAVEDATE' }, { kind: 'EMAILID' }, { kind: 'THREADID' }];
+    const ownInHand = fetchValuesInHand(own, src, opts);
+    assert.ok(ownInHand !== null);
+    assert.equal(await wireItems(ownInHand), await wireItems(await fetchValues(own, src, opts)));
+    assert.match(await wireItems(ownInHand), /FLAGS \([^)]*\\Recent\) INTERNALDATE "[ 0-9]{2}-[A-Z][a-z]{2}-[0-9]{4} [0-9:]{8} \+0100"/);
+    // Not kept yet: the store must answer.
+    assert.equal(fetchValuesInHand(ATTS, src, opts), null);
+    const first = await wireItems(await fetchValues(ATTS, src, opts));
+    const before = reads();
+    const kept = fetchValuesInHand(structuredClone(ATTS), src, opts);
+    assert.ok(kept !== null);
+    assert.equal(await wireItems(kept), first);
+    // A body section is never kept: always the store's.
+    assert.equal(fetchValuesInHand([{ kind: 'UID' }, { kind: 'BODY[]', section: { part: [], text: 'TEXT' }, partial: null, peek: true }], src, opts), null);
+    assert.equal(reads(), before);
+    // Without a cache, only the entry's items.
+    assert.equal(fetchValuesInHand(ATTS, src, { rev2: false, utf8Accept: false }), null);
   } finally {
     await cleanup();
   }

@@ -5,10 +5,10 @@
  */
 import { asModSeq, type Uid } from '../../../lib/brand.js';
 import { UnknownCteError } from '../../fetch/binary.js';
-import { fetchValues, needsSeenFlag } from '../../fetch/fetch.js';
+import { fetchValues, fetchValuesInHand, needsSeenFlag } from '../../fetch/fetch.js';
 import type { FetchAtt, ImapValue } from '../../protocol/ast.js';
 import type { Request } from '../../protocol/parser.js';
-import { formatSet } from '../../protocol/serialize.js';
+import { formatSet, untaggedText } from '../../protocol/serialize.js';
 import type { Done } from '../commands.js';
 import { BadError, NoError } from '../errors.js';
 import type { Session } from '../session.js';
@@ -77,35 +77,57 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
         else if (a.kind === 'FLAGS') items += `FLAGS ${view.flagsTextAt(seq - 1)}`;
         else items += `MODSEQ (${view.modseqAt(seq - 1)})`; // RFC 7162 §3.1.4.1
       }
-      await lines.add(`* ${seq} FETCH (${items})\r\n`);
+      const full = lines.add(`* ${seq} FETCH (${items})\r\n`);
+      if (full !== null) await full;
     }
     await lines.flush();
     return;
   }
   let gone = false;
+  const serialize = s.serializeOptions;
   await s.batched(async () => {
-    // Entries are read a chunk at a time and each response written before the next: the reply
-    // is streamed under the socket's backpressure, never held whole.
+    // Entries are read a chunk at a time and each chunk's responses written before the next: the
+    // reply is streamed under the socket's backpressure, never held whole. A response of values
+    // in hand is gathered as text with the others (one Buffer per 64 KB, not one a message).
+    const lines = new TextLines(s);
     const onGone = (): void => {
       gone = true;
     };
-    for await (const entry of view.entriesOf(store, uids, onGone)) {
-      const uid = entry.uid;
-      let values: ImapValue[];
-      try {
-        values = await fetchValues(atts, { entry, store, recent: view.isRecent(uid) }, opts);
-      } catch (err) {
-        if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
-        // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
-        if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) {
-          gone = true;
-          continue;
+    try {
+      for await (const chunk of view.entryChunks(store, uids, onGone)) {
+        for (const entry of chunk) {
+          const uid = entry.uid;
+          const src = { entry, store, recent: view.isRecent(uid) };
+          let values = fetchValuesInHand(atts, src, opts);
+          if (values === null) {
+            try {
+              values = await fetchValues(atts, src, opts);
+            } catch (err) {
+              if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
+              // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
+              if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) {
+                gone = true;
+                continue;
+              }
+              throw err;
+            }
+          }
+          // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
+          if (seenNow.has(uid) && !hasFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
+          const response: ImapValue[] = [view.seqOf(uid), { atom: 'FETCH' }, values];
+          const text = untaggedText(response, serialize);
+          if (text === null) {
+            await lines.flush();
+            await s.untagged(response);
+          } else {
+            const full = lines.add(text);
+            if (full !== null) await full;
+          }
         }
-        throw err;
       }
-      // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
-      if (seenNow.has(uid) && !hasFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
-      await s.untagged([view.seqOf(uid), { atom: 'FETCH' }, values]);
+    } finally {
+      // The responses gathered go out before the tagged status, also when a message fails.
+      await lines.flush();
     }
   });
   // RFC 2180 §4.1, RFC 5530 §3: messages expunged by another session (not yet announced here)
@@ -122,9 +144,11 @@ class TextLines {
   private text = '';
   constructor(private readonly s: Session) {}
 
-  async add(line: string): Promise<void> {
+  /** Adds a response; the write's promise when the text reached 64 KB and went out, else null
+   * (no promise to wait for: FETCH adds one a message). */
+  add(line: string): Promise<void> | null {
     this.text += line;
-    if (this.text.length >= 65_536) await this.flush();
+    return this.text.length >= 65_536 ? this.flush() : null;
   }
 
   async flush(): Promise<void> {
@@ -185,7 +209,8 @@ async function storeResponses(s: Session, view: MailboxView, uids: readonly Uid[
     let items = withUid ? `UID ${uid}` : '';
     if (!silent) items += `${items.length > 0 ? ' ' : ''}FLAGS ${view.flagsTextAt(seq - 1)}`;
     if (condstore) items += ` MODSEQ (${view.modseqAt(seq - 1)})`;
-    await lines.add(`* ${seq} FETCH (${items})\r\n`);
+    const full = lines.add(`* ${seq} FETCH (${items})\r\n`);
+    if (full !== null) await full;
   }
   await lines.flush();
 }

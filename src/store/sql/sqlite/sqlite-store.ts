@@ -2654,6 +2654,10 @@ class SqliteStore implements MailStore {
   async expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted = false): Promise<Uid[]> {
     return this.#write((ctx) => {
       const mailbox = this.#requireMailbox(mailboxId);
+      // The mailbox's count of \Deleted messages (kept by every write; checkConsistency checks
+      // it): none, so no row to read. IMAP clients send EXPUNGE far more often than there is
+      // something to expunge, and the read scans every message the session knows.
+      if ((uids === undefined || onlyDeleted) && mailbox.deleted === 0) return [];
       let rows: EntryRow[];
       if (uids === undefined) {
         rows = this.#qr(`SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ? AND (flags & ${FLAG_DELETED}) != 0 ORDER BY uid`).all(
