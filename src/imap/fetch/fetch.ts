@@ -116,26 +116,53 @@ export function needsSeenFlag(atts: readonly FetchAtt[]): boolean {
 }
 
 /**
- * The values of `atts` for one message when every item is in hand: the entry's own (FLAGS, UID,
- * dates, sizes, ids) and the items the cache holds written out. Null as soon as one needs the
- * store (a parse record, message bytes): fetchValues answers then. FETCH calls this first for
- * each message, so a FETCH of what was fetched before costs no promise and no await a message.
+ * The items of one message's FETCH response as text, `UID 5 FLAGS (\\Seen) ENVELOPE (...)`,
+ * the bytes writeValues writes for fetchValues' answer (as Latin-1 text, a character per byte),
+ * when every item is in hand: UID, FLAGS (`flagsText`, the list as written, \\Recent included),
+ * INTERNALDATE, RFC822.SIZE, MODSEQ, and the items the cache holds written out. Null as soon as
+ * one is anything else (the parse record, message bytes, rarer items): fetchValues answers
+ * then. FETCH tries this first for each message: a FETCH of what was fetched before then
+ * builds no value tree and waits for no promise a message.
  */
-export function fetchValuesInHand(atts: readonly FetchAtt[], src: FetchSource, opts: FetchOptions): ImapValue[] | null {
+export function fetchTextInHand(atts: readonly FetchAtt[], src: FetchSource, opts: FetchOptions, flagsText: () => string): string | null {
   const cache = opts.cache;
-  const offset = opts.timezoneOffset ?? localOffset;
+  const entry = src.entry;
   let items: ReadonlyMap<number, Serialized> | undefined;
-  const out: ImapValue[] = [];
+  let out = '';
   for (const att of atts) {
+    if (out.length > 0) out += ' ';
     const plan = cache === undefined ? null : cache.planOf(att, opts);
     if (plan !== null) {
-      items ??= cache?.itemsOf(src.entry.blobHash);
+      items ??= cache?.itemsOf(entry.blobHash);
       const kept = items?.get(plan.key);
-      if (kept === undefined) return null;
-      if (plan.name !== null) out.push(plan.name);
-      out.push(kept);
-    } else if (!entryItem(att, src, offset, out)) {
-      return null;
+      // Bytes for a UTF-8 client never go to another (the serializer refuses them; see Serialized).
+      if (kept === undefined || (kept.utf8 && !opts.utf8Accept)) return null;
+      if (plan.name !== null) out += `${plan.name.text} `;
+      out += kept.text;
+      continue;
+    }
+    switch (att.kind) {
+      case 'UID':
+        out += `UID ${entry.uid}`;
+        break;
+      case 'FLAGS':
+        out += `FLAGS ${flagsText()}`;
+        break;
+      case 'INTERNALDATE': {
+        const offset = opts.timezoneOffset ?? localOffset;
+        // A date-time is plain ASCII: the serializer quotes it as it is.
+        out += `INTERNALDATE "${formatDateTime(entry.internalDate, offset(entry.internalDate))}"`;
+        break;
+      }
+      case 'RFC822.SIZE':
+        if (!Number.isSafeInteger(entry.size) || entry.size < 0) return null;
+        out += `RFC822.SIZE ${entry.size}`;
+        break;
+      case 'MODSEQ':
+        out += `MODSEQ (${entry.modseq})`; // RFC 7162 §3.1.4.1: MODSEQ (n)
+        break;
+      default:
+        return null;
     }
   }
   return out;

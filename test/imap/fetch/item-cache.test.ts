@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { openTestStore } from '../../helpers/store.js';
 import { parseMessage } from '../../../src/mail/parse.js';
-import { fetchValues, fetchValuesInHand, type FetchSource } from '../../../src/imap/fetch/fetch.js';
+import { fetchTextInHand, fetchValues, type FetchSource } from '../../../src/imap/fetch/fetch.js';
 import { FetchItemCache } from '../../../src/imap/fetch/item-cache.js';
 import type { FetchAtt } from '../../../src/imap/protocol/ast.js';
 import { Serialized, writeValues, type Output } from '../../../src/imap/protocol/serialize.js';
@@ -71,32 +71,40 @@ test('FETCH answers ENVELOPE, BODYSTRUCTURE and HEADER.FIELDS from the item cach
   }
 });
 
-test('FETCH answers in hand (no store, no promise) only when every item is the entry\'s or kept, with the bytes fetchValues writes', async () => {
+test('FETCH writes a message as text in hand (no store, no value tree) only when every item is the entry\'s or kept, the bytes fetchValues\' values make', async () => {
   const { store, cleanup } = await openTestStore();
   try {
     const entry = await storedEntry(store);
     const { reader, reads } = counting(store);
     const cache = new FetchItemCache();
     const opts = { rev2: false, utf8Accept: false, cache, timezoneOffset: () => 60 };
-    const src = { entry, store: reader, recent: true };
+    const src = { entry: { ...entry, flags: ['\\Seen', '$Work'] }, store: reader, recent: true };
+    const flagsText = () => '(\\Seen $Work \\Recent)';
     // The entry's own items need nothing kept.
-    const own: FetchAtt[] = [{ kind: 'UID' }, { kind: 'FLAGS' }, { kind: 'INTERNALDATE' }, { kind: 'RFC822.SIZE' }, { kind: 'MODSEQ' }, { kind: 'SAVEDATE' }, { kind: 'EMAILID' }, { kind: 'THREADID' }];
-    const ownInHand = fetchValuesInHand(own, src, opts);
-    assert.ok(ownInHand !== null);
-    assert.equal(await wireItems(ownInHand), await wireItems(await fetchValues(own, src, opts)));
-    assert.match(await wireItems(ownInHand), /FLAGS \([^)]*\\Recent\) INTERNALDATE "[ 0-9]{2}-[A-Z][a-z]{2}-[0-9]{4} [0-9:]{8} \+0100"/);
+    const own: FetchAtt[] = [{ kind: 'UID' }, { kind: 'FLAGS' }, { kind: 'INTERNALDATE' }, { kind: 'RFC822.SIZE' }, { kind: 'MODSEQ' }];
+    const ownText = fetchTextInHand(own, src, opts, flagsText);
+    assert.equal(ownText, await wireItems(await fetchValues(own, src, opts)));
+    assert.match(ownText ?? '', /^UID \d+ FLAGS \(\\Seen \$Work \\Recent\) INTERNALDATE "[ 0-9]{2}-[A-Z][a-z]{2}-[0-9]{4} [0-9:]{8} \+0100" RFC822\.SIZE \d+ MODSEQ \(\d+\)$/);
     // Not kept yet: the store must answer.
-    assert.equal(fetchValuesInHand(ATTS, src, opts), null);
+    assert.equal(fetchTextInHand(ATTS, src, opts, flagsText), null);
     const first = await wireItems(await fetchValues(ATTS, src, opts));
     const before = reads();
-    const kept = fetchValuesInHand(structuredClone(ATTS), src, opts);
-    assert.ok(kept !== null);
-    assert.equal(await wireItems(kept), first);
-    // A body section is never kept: always the store's.
-    assert.equal(fetchValuesInHand([{ kind: 'UID' }, { kind: 'BODY[]', section: { part: [], text: 'TEXT' }, partial: null, peek: true }], src, opts), null);
+    assert.equal(fetchTextInHand(structuredClone(ATTS), src, opts, flagsText), first);
+    // The same header fields in another order and case: the kept value under the names as written.
+    const other: FetchAtt[] = [{ kind: 'BODY[]', section: { part: [], text: 'HEADER.FIELDS', fields: ['FROM', 'subject'] }, partial: null, peek: true }];
+    assert.equal(fetchTextInHand(other, src, opts, flagsText), await wireItems(await fetchValues(other, src, opts)));
+    // A body section is never kept, nor are the rarer items written here: the store's path.
+    assert.equal(fetchTextInHand([{ kind: 'UID' }, { kind: 'BODY[]', section: { part: [], text: 'TEXT' }, partial: null, peek: true }], src, opts, flagsText), null);
+    assert.equal(fetchTextInHand([{ kind: 'EMAILID' }], src, opts, flagsText), null);
     assert.equal(reads(), before);
     // Without a cache, only the entry's items.
-    assert.equal(fetchValuesInHand(ATTS, src, { rev2: false, utf8Accept: false }), null);
+    assert.equal(fetchTextInHand(ATTS, src, { rev2: false, utf8Accept: false }, flagsText), null);
+    // Kept for a UTF8=ACCEPT session: the same text as its values make, 8-bit quoted.
+    const utf8 = { rev2: true, utf8Accept: true, cache };
+    const envelope: FetchAtt[] = [{ kind: 'ENVELOPE' }];
+    const utf8Wire = await wireItems(await fetchValues(envelope, src, utf8), true);
+    assert.equal(fetchTextInHand(envelope, src, utf8, flagsText), utf8Wire);
+    assert.ok(utf8Wire.includes('"Caf\xc3\xa9"'));
   } finally {
     await cleanup();
   }

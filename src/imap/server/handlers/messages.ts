@@ -5,7 +5,7 @@
  */
 import { asModSeq, type Uid } from '../../../lib/brand.js';
 import { UnknownCteError } from '../../fetch/binary.js';
-import { fetchValues, fetchValuesInHand, needsSeenFlag } from '../../fetch/fetch.js';
+import { fetchTextInHand, fetchValues, needsSeenFlag } from '../../fetch/fetch.js';
 import type { FetchAtt, ImapValue } from '../../protocol/ast.js';
 import type { Request } from '../../protocol/parser.js';
 import { formatSet, untaggedText } from '../../protocol/serialize.js';
@@ -97,30 +97,36 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
       for await (const chunk of view.entryChunks(store, uids, onGone)) {
         for (const entry of chunk) {
           const uid = entry.uid;
+          const seq = view.seqOf(uid);
           const src = { entry, store, recent: view.isRecent(uid) };
-          let values = fetchValuesInHand(atts, src, opts);
-          if (values === null) {
-            try {
-              values = await fetchValues(atts, src, opts);
-            } catch (err) {
-              if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
-              // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
-              if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) {
-                gone = true;
-                continue;
-              }
-              throw err;
-            }
-          }
           // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
-          if (seenNow.has(uid) && !hasFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
+          const addFlags = seenNow.has(uid) && !hasFlags;
+          const text = fetchTextInHand(atts, src, opts, () => view.flagsTextAt(seq - 1));
+          if (text !== null) {
+            const full = lines.add(`* ${seq} FETCH (${text}${addFlags ? ` FLAGS ${view.flagsTextAt(seq - 1)}` : ''})\r\n`);
+            if (full !== null) await full;
+            continue;
+          }
+          let values: ImapValue[];
+          try {
+            values = await fetchValues(atts, src, opts);
+          } catch (err) {
+            if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
+            // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
+            if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) {
+              gone = true;
+              continue;
+            }
+            throw err;
+          }
+          if (addFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
           const response: ImapValue[] = [view.seqOf(uid), { atom: 'FETCH' }, values];
-          const text = untaggedText(response, serialize);
-          if (text === null) {
+          const responseText = untaggedText(response, serialize);
+          if (responseText === null) {
             await lines.flush();
             await s.untagged(response);
           } else {
-            const full = lines.add(text);
+            const full = lines.add(responseText);
             if (full !== null) await full;
           }
         }
