@@ -680,11 +680,14 @@ export class Session {
       if (err instanceof StoreError && err.code === 'not-found') throw this.selectedGone();
       throw err;
     }
-    await this.batched(async () => {
-      for (const u of updates) await this.untagged(u);
-    });
+    // Most syncs find nothing to say: no batch, no promise for it (every command syncs).
+    if (updates.length > 0) {
+      await this.batched(async () => {
+        for (const u of updates) await this.untagged(u);
+      });
+    }
     this.notifier?.clearSelected();
-    await this.fetchNew(view, known);
+    if (this.notifier !== null) await this.fetchNew(view, known);
   }
 
   /** RFC 5465 §5.2: after EXISTS, a FETCH of the attributes MessageNew asked for, for each new
@@ -930,7 +933,7 @@ export class Session {
       if (this.state.kind === 'selected' && (done?.sync ?? true)) {
         await this.syncView(entry.expungeAllowed(request));
       }
-      if ((done?.sync ?? true) && this.state.kind !== 'not-authenticated') await this.flushNotifications(false);
+      if ((done?.sync ?? true) && this.state.kind !== 'not-authenticated' && this.notifier !== null) await this.flushNotifications(false);
       await this.status(tag, 'OK', done?.code ?? null, done?.text ?? `${name} completed`);
       if (done?.after) {
         // What follows may switch the socket (STARTTLS, COMPRESS): the OK goes out first as it is.

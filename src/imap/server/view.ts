@@ -47,6 +47,9 @@ export class MailboxView {
   /** Distinct flag lists, each once; flagIndex finds one by its space-joined form. */
   private readonly flagTable: string[][] = [];
   private readonly flagIndex = new Map<string, number>();
+  /** The list intern was last given, and its index (see intern). */
+  private internedLast: readonly string[] | null = null;
+  private internedLastId = 0;
   /** flagTable's lists serialised (flagsTextAt), filled as needed. */
   private readonly flagTexts: Array<string | undefined> = [];
   /** Expunged in the store, not yet announced: still in uids. */
@@ -131,6 +134,9 @@ export class MailboxView {
 
   /** The index of a flag list in flagTable, added when new. */
   private intern(flags: readonly string[]): number {
+    // The list object interned last answers by identity: flag lists are never changed, and the
+    // store hands one object to all the rows of a read that share a flag state (sharedFlagLists).
+    if (flags === this.internedLast) return this.internedLastId;
     const key = flags.join(' ');
     let id = this.flagIndex.get(key);
     if (id === undefined) {
@@ -138,6 +144,8 @@ export class MailboxView {
       this.flagTable.push([...flags]);
       this.flagIndex.set(key, id);
     }
+    this.internedLast = flags;
+    this.internedLastId = id;
     return id;
   }
 
@@ -497,6 +505,11 @@ export class MailboxView {
    */
   async sync(store: MailStore, allowExpunge: boolean, tracker: RecentTracker, modes: SyncModes = NO_MODES): Promise<ImapValue[][]> {
     const ch = await store.changesSince(this.mailbox.id, this.lastModSeq, this.uidNext);
+    // The usual answer: nothing new, nothing held back to announce.
+    if (ch.added.length === 0 && ch.changed.length === 0 && ch.expunged.length === 0 && (this.held.size === 0 || !allowExpunge)) {
+      if (ch.highestModSeq > this.lastModSeq) this.lastModSeq = ch.highestModSeq;
+      return [];
+    }
     const out: ImapValue[][] = [];
     const gone = new Set<Uid>(ch.expunged);
     for (const uid of ch.expunged) if (this.has(uid)) this.held.add(uid);
