@@ -158,6 +158,11 @@ test('serializer quotes safe strings and turns CRLF or 8-bit strings into litera
   assert.equal(text(untagged(['é'], { utf8: false })), '* {2}\r\né\r\n');
   assert.equal(text(untagged(['é', null, 5], { utf8: true })), '* "é" NIL 5\r\n');
   assert.equal(text(statusResponse('a1', 'NO', [{ atom: 'TRYCREATE' }], 'No such mailbox', { utf8: false })), 'a1 NO [TRYCREATE] No such mailbox\r\n');
+  // Every command's OK is one Buffer; codes that must be bytes (8-bit, literals) as parts.
+  assert.equal(statusResponse('a2', 'OK', [{ atom: 'APPENDUID' }, 7, { atom: '1:3' }], 'APPEND completed', { utf8: false }).length, 1);
+  assert.equal(text(statusResponse('a2', 'OK', [{ atom: 'APPENDUID' }, 7, { atom: '1:3' }], 'Done\r\nA1 OK é', { utf8: false })), 'a2 OK [APPENDUID 7 1:3] Done  A1 OK é\r\n');
+  assert.equal(text(statusResponse('a3', 'OK', [{ atom: 'X' }, 'é'], 'ok', { utf8: true })), 'a3 OK [X "é"] ok\r\n');
+  assert.equal(text(statusResponse('a4', 'NO', [{ atom: 'X' }, 'a\r\nb'], '', { utf8: false })), 'a4 NO [X {4}\r\na\r\nb] NO\r\n');
   assert.equal(formatSet([1, 2, 3, 5, 7, 8]), '1:3,5,7:8');
 });
 

@@ -131,6 +131,8 @@ export class Serialized {
   }
 }
 
+const ASCII = /^[\x00-\x7f]*$/;
+
 /** A quoted string when it needs no escaping and is plain ASCII: most strings in responses. */
 const PLAIN_QUOTABLE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
@@ -284,7 +286,17 @@ function safeText(text: string): string {
  * untagged. The tag has been validated by the parser (RFC 9051 §9 tag).
  */
 export function statusResponse(tag: string, status: Status, code: readonly ImapValue[] | null, text: string, opts: SerializeOptions): Output {
-  const out: Output = [Buffer.from(`${checkAtom(tag)} ${status} `, 'latin1')];
+  // As one Buffer when the tag and the code are ASCII text (every command's OK): the same bytes
+  // as the parts below, whose Latin-1 and UTF-8 encodings agree on ASCII.
+  const head = `${checkAtom(tag)} ${status} `;
+  let codeText: string | null = '';
+  if (code !== null && code.length > 0) {
+    const b = new TextBuilder();
+    buildValues(code, opts, b);
+    codeText = b.failed ? null : `[${b.result}] `;
+  }
+  if (codeText !== null && ASCII.test(head) && ASCII.test(codeText)) return [Buffer.from(`${head}${codeText}${safeText(text) || status}\r\n`, 'utf8')];
+  const out: Output = [Buffer.from(head, 'latin1')];
   if (code !== null && code.length > 0) {
     out.push(Buffer.from('['));
     writeValues(code, opts, out);
