@@ -39,12 +39,14 @@ test('view entries come in the order asked, gone messages reported, UIDs outside
       for (const chunk of [1, 2, 500]) {
         const gone: Uid[] = [];
         const got: Uid[] = [];
-        for await (const part of view.entryChunks(store, asked, (u) => gone.push(u), chunk)) {
-          assert.ok(part.length > 0);
-          for (const e of part) {
+        for await (const { entries, indices } of view.entryChunks(store, asked, (u) => gone.push(u), chunk)) {
+          assert.ok(entries.length > 0);
+          assert.equal(indices.length, entries.length);
+          entries.forEach((e, k) => {
             got.push(e.uid);
             assert.equal(e.flags, view.knownFlags(e.uid));
-          }
+            assert.equal(indices[k]! + 1, view.seqOf(e.uid));
+          });
         }
         const expected = asked.filter((u) => u !== uids[1] && u !== uids[4] && u !== outside);
         assert.deepEqual(got, expected, `order ${asked.join(',')} chunk ${chunk}`);

@@ -302,25 +302,31 @@ export class MailboxView {
    * store meanwhile is left out (RFC 9051 §7.5.1 lets FETCH omit it) and handed to onGone.
    */
   async *entriesOf(store: MailStore, uids: ArrayLike<Uid>, onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<ViewEntry> {
-    for await (const part of this.entryChunks(store, uids, onGone, chunk)) yield* part;
+    for await (const part of this.entryChunks(store, uids, onGone, chunk)) yield* part.entries;
   }
 
-  /** entriesOf a chunk at a time: a FETCH then answers the messages of a chunk without an await
-   * (a promise and a turn of the microtask queue) for each. */
-  async *entryChunks(store: MailStore, uids: ArrayLike<Uid>, onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<ViewEntry[]> {
+  /** entriesOf a chunk at a time, with each entry's index in the view (its sequence number - 1):
+   * a FETCH then answers the messages of a chunk without an await (a promise and a turn of the
+   * microtask queue) for each. */
+  async *entryChunks(store: MailStore, uids: ArrayLike<Uid>, onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<{ entries: ViewEntry[]; indices: number[] }> {
     // The store keeps the facts it reads for requests of this size or less: a FETCH 1:* of a
     // large mailbox would only push the entries other commands read out of its cache.
     const keep = uids.length <= KEEP_FACTS_MAX;
+    // Where the last UID was found: the next, when the UIDs ascend, is looked for after it.
+    let from = 0;
     for (let s = 0; s < uids.length; s += chunk) {
-      const part = Array.from({ length: Math.min(chunk, uids.length - s) }, (_, k) => uids[s + k]!);
+      const part: Uid[] = [];
+      for (let k = s; k < Math.min(s + chunk, uids.length); k++) part.push(uids[k]!);
       const facts = await store.getEntryFacts(this.mailbox.id, part, keep);
-      const out: ViewEntry[] = [];
+      const entries: ViewEntry[] = [];
+      const indices: number[] = [];
       // Both in UID order as a rule (getEntryFacts answers ascending, a FETCH names its UIDs so):
       // walked side by side; otherwise, or once the chunk goes back, a map.
       let byUid: Map<Uid, EntryFacts> | null = ascending(facts) ? null : new Map(facts.map((x) => [x.uid, x]));
       let at = 0;
       for (const uid of part) {
-        const i = this.seqOf(uid) - 1;
+        const i = this.indexFrom(uid, from);
+        if (i >= 0) from = i + 1;
         let f: EntryFacts | undefined;
         if (byUid === null) {
           while (at < facts.length && facts[at]!.uid < uid) at++;
@@ -339,7 +345,7 @@ export class MailboxView {
         }
         // Written out: V8 copies an object spread fast only when it adds no property, here
         // `{ ...f, flags, modseq }` cost about 4 us a message.
-        out.push({
+        entries.push({
           mailboxId: f.mailboxId,
           uid: f.uid,
           modseq: asModSeq(this.modseqs[i]!),
@@ -352,8 +358,9 @@ export class MailboxView {
           threadId: f.threadId,
           pid: f.pid,
         });
+        indices.push(i);
       }
-      if (out.length > 0) yield out;
+      if (entries.length > 0) yield { entries, indices };
     }
   }
 

@@ -94,10 +94,11 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
       gone = true;
     };
     try {
-      for await (const chunk of view.entryChunks(store, uids, onGone)) {
-        for (const entry of chunk) {
+      for await (const { entries, indices } of view.entryChunks(store, uids, onGone)) {
+        for (let k = 0; k < entries.length; k++) {
+          const entry = entries[k]!;
           const uid = entry.uid;
-          const seq = view.seqOf(uid);
+          const seq = indices[k]! + 1;
           const src = { entry, store, recent: view.isRecent(uid) };
           // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
           const addFlags = seenNow.has(uid) && !hasFlags;
@@ -120,7 +121,7 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
             throw err;
           }
           if (addFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
-          const response: ImapValue[] = [view.seqOf(uid), { atom: 'FETCH' }, values];
+          const response: ImapValue[] = [seq, { atom: 'FETCH' }, values];
           const responseText = untaggedText(response, serialize);
           if (responseText === null) {
             await lines.flush();
