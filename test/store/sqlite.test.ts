@@ -454,6 +454,35 @@ test('sqlite: checkConsistency reports an entry missing from sort_index and a so
   await t.cleanup().catch(() => undefined);
 });
 
+test('sqlite: the facts of a stored message are kept from its COMMIT on (no read at its first FETCH), and not when the same batch expunged it', async () => {
+  const t = await setup();
+  try {
+    await t.store.append(t.inbox.id, testMessage({ subject: 'new' }));
+    const [e] = await t.store.listEntries(t.inbox.id);
+    // Behind the store's back: an answer from the database would show it.
+    const db = new Database(join(t.dir, 'facteur.db'));
+    try {
+      db.prepare('UPDATE entries SET save_date = save_date - 86400000').run();
+    } finally {
+      db.close();
+    }
+    const [kept] = await t.store.getEntryFacts(t.inbox.id, [e!.uid], true);
+    assert.equal(kept!.saveDate, e!.saveDate);
+    assert.equal(kept!.blobHash, e!.blobHash);
+    assert.equal(kept!.emailId, e!.emailId);
+    // Stored and expunged in one batch (queued in that order, in the same turn: an inline
+    // message reaches the queue after a few promise steps, the batch runs at setImmediate).
+    const stored = t.store.append(t.inbox.id, testMessage({ subject: 'gone' }, { flags: ['\\Deleted'] }));
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    const expunged = t.store.expunge(t.inbox.id);
+    const [r] = await Promise.all([stored, expunged]);
+    assert.deepEqual(await expunged, [r.uid]);
+    assert.deepEqual(await t.store.getEntryFacts(t.inbox.id, [r.uid], true), []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
 test('sqlite: a domain added or removed by another process (the command-line tool) is seen at once by the running store', async () => {
   const t = await setup();
   const cli = await openSqliteStore({ dir: t.dir });

@@ -522,6 +522,9 @@ interface WriteContext {
   index: IndexChange[];
   /** Whether this job left a blob without references (a sweep follows, see #sweep). */
   orphaned: boolean;
+  /** The entries this job stored (#ingest) and removed (#removeEntries), in order: the entry
+   * facts cache takes the new ones once the batch is committed (see #keepFacts). */
+  facts?: Array<{ stored: EntryRow } | { mailboxId: number; removed: readonly number[] }>;
 }
 
 /** The #write flag of the jobs that write mailbox contents only (see Job.contentOnly). */
@@ -587,6 +590,8 @@ class SqliteStore implements MailStore {
   #pairs = newPairs();
   #queue: Job[] = [];
   #flushScheduled = false;
+  /** A job of the batch being run stored an entry (see WriteContext.facts). */
+  #batchStored = false;
   readonly #searchIndexBatch: number;
   readonly #searchIndexDelay: number;
   /** Blobs this process created that may not be in the full-text index yet (a hint). */
@@ -701,6 +706,22 @@ class SqliteStore implements MailStore {
     return s;
   }
 
+  /**
+   * After a COMMIT: the facts of the entries the batch's jobs stored go into the entry facts
+   * cache (new mail is what clients fetch next: the first FETCH of a message then reads no row).
+   * Only once committed: a job rolled back leaves its UIDs to be stored again with other facts.
+   * In the jobs' order, a removal after a store taking the entry out again.
+   */
+  #keepFacts(outcomes: ReadonlyArray<{ ctx: WriteContext; ok: boolean }>): void {
+    for (const o of outcomes) {
+      if (!o.ok || o.ctx.facts === undefined) continue;
+      for (const f of o.ctx.facts) {
+        if ('stored' in f) this.#factsCache.set(toFacts(f.stored));
+        else for (const uid of f.removed) this.#factsCache.delete(f.mailboxId, uid);
+      }
+    }
+  }
+
   /** `contentOnly`: see Job. */
   #write<T>(run: (ctx: WriteContext) => T, contentOnly = false): Promise<T> {
     if (this.#closed) return Promise.reject(new StoreError('io', 'Cannot write: the store is closed'));
@@ -753,6 +774,7 @@ class SqliteStore implements MailStore {
     // A job that fails leaves no trace: its savepoint is rolled back, or with a batch of one job
     // (one sender at a time), the transaction, which saves two statements per batch.
     const alone = jobs.length === 1;
+    this.#batchStored = false;
     for (const job of jobs) {
       const ctx: WriteContext = { events: [], removed: [], index: [], orphaned: false };
       if (!alone) this.#q('SAVEPOINT job').run();
@@ -814,6 +836,7 @@ class SqliteStore implements MailStore {
     if (committed && jobs.some((j) => !j.contentOnly)) this.#lookups.clear();
     if (committed) {
       for (const o of outcomes) if (!o.ok) o.job.reject(o.value);
+      this.#keepFacts(outcomes);
     } else {
       // Built only on failure: an Error captures a stack trace, a cost on every batch otherwise.
       const failure = new StoreError('io', `Cannot commit: ${String(commitError)}`);
@@ -1360,7 +1383,7 @@ class SqliteStore implements MailStore {
     const emailId = this.#ids.emailId();
     const threadId = this.#threadFor(account.id, blob.parsed);
     const uid = mailbox.uid_next;
-    this.#insertEntry([
+    const row: EntryRow = [
       mailboxId,
       uid,
       modseq,
@@ -1374,7 +1397,10 @@ class SqliteStore implements MailStore {
       threadId,
       emailId,
       0,
-    ]);
+    ];
+    this.#insertEntry(row);
+    (ctx.facts ??= []).push({ stored: row });
+    this.#batchStored = true;
     this.#bumpMailbox(
       mailboxId,
       { messages: 1, unseen: seenDelta(flags.mask), deleted: deletedDelta(flags.mask), size },
@@ -1442,6 +1468,8 @@ class SqliteStore implements MailStore {
   #removeEntries(ctx: WriteContext, mailbox: MailboxRow, rows: ReadonlyArray<EntryRow>, modseq: number, keepBlobs: boolean): void {
     if (rows.length === 0) return;
     for (const r of rows) this.#factsCache.delete(mailbox.id, r[1]);
+    // Again after the commit, should an earlier job of the batch have stored one of them.
+    if (this.#batchStored) (ctx.facts ??= []).push({ mailboxId: mailbox.id, removed: rows.map((r) => r[1]) });
     const uidsJson = JSON.stringify(rows.map((r) => r[1]));
     this.#q('DELETE FROM entries WHERE mailbox_id = ? AND uid IN (SELECT value FROM json_each(?))').run(mailbox.id, uidsJson);
     // RFC 7162 §3.2.10: expunged UIDs are remembered for VANISHED (EARLIER).
