@@ -102,9 +102,14 @@ test('a worker process serves the sessions; lookups, delivery, DNS and metrics g
     assert.match(stored[0]!, /^Return-Path: <alice@sender\.example>\r\n/);
     assert.ok(resolver.queries.some((q) => q === 'TXT _dmarc.sender.example'), 'DNS questions were answered by the owner');
     assert.ok(bob.id);
-    const metrics = await ctx.metrics.render();
-    assert.match(metrics, /facteur_deliveries_total\{result="delivered",source="smtp"\} 1/);
-    assert.match(metrics, /facteur_connections_total\{listener="smtp"\} 1/);
+    // Counters travel on their own (not before the reply they go with): waited for.
+    const want = [/facteur_deliveries_total\{result="delivered",source="smtp"\} 1\n/, /facteur_connections_total\{listener="smtp"\} 1\n/];
+    let metrics = '';
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+      metrics = await ctx.metrics.render();
+      if (want.every((re) => re.test(metrics))) break;
+    }
+    for (const re of want) assert.match(metrics, re);
   } finally {
     await server.close(1000);
     await ctx.cleanup();
