@@ -158,7 +158,9 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
     );
   };
 
-  const start = (host: string, port: number): Promise<number> =>
+  /** `again`: a restart, which keeps being retried until it listens (the first start's failure
+   * is listen()'s). */
+  const start = (host: string, port: number, again = false): Promise<number> =>
     new Promise((resolve, reject) => {
       setUpCluster();
       lastStart = Date.now();
@@ -191,14 +193,14 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
       w.on('exit', (code, signal) => {
         workers.delete(w);
         if (!listening) reject(new Error(`the ${name} worker exited before listening (code ${code}, signal ${signal})`));
-        if (closing || !listening) return;
-        // Not asked to: its connections were dropped; serve the port again.
+        if (closing || (!listening && !again)) return;
+        // Not asked to (or a restart that could not listen): serve the port again.
         failures = Date.now() - lastStart < RESTART_WINDOW_MS ? failures + 1 : 1;
         const pause = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (failures - 1));
         ctx.log.error({ listener: name, pid: w.process.pid, code, signal, restartInMs: pause }, 'smtp worker exited; restarting it');
         setTimeout(() => {
           if (closing || bound === null) return;
-          start(bound.host, bound.port).catch((err: unknown) =>
+          start(bound.host, bound.port, true).catch((err: unknown) =>
             ctx.log.error({ listener: name, err: (err as Error).message }, 'smtp worker restart failed'),
           );
         }, pause).unref();
