@@ -18,56 +18,52 @@ export type RecipientCheck =
   | { kind: 'over-quota' };
 
 export interface LocalDelivery {
-  /** Is the domain one of ours? (Lowercased domain, no trailing dot.) */
-  isLocalDomain(domain: string): Promise<boolean>;
-  /** The accounts an address of a local domain reaches, with quota and status checked. */
-  checkRecipient(address: string, messageSize: number | null): Promise<RecipientCheck>;
-  /** Both questions of an RCPT in one call (one round trip for an SMTP worker process):
-   * 'not-local' when the domain is not ours, else checkRecipient's answer. */
+  /** The answer to an RCPT: 'not-local' when the domain (lowercased, no trailing dot) is not
+   * ours, else the accounts the address reaches, with quota and status checked. One call, so one
+   * round trip for an SMTP worker process. */
   lookupRecipient(domain: string, address: string, messageSize: number | null): Promise<RecipientCheck | { kind: 'not-local' }>;
   /** Stores the message once for the accounts (deduplicated) in `mailbox` (INBOX by default). */
   deliver(raw: Buffer, accounts: readonly AccountId[], mailbox?: string): Promise<Map<AccountId, DeliveryOutcome>>;
 }
 
 export function createLocalDelivery(store: MailStore): LocalDelivery {
-  const delivery: LocalDelivery = {
-    isLocalDomain: (domain) => store.isLocalDomain(domain),
-
-    async lookupRecipient(domain, address, messageSize) {
-      if (!(await store.isLocalDomain(domain))) return { kind: 'not-local' };
-      return delivery.checkRecipient(address, messageSize);
-    },
-
-    async checkRecipient(address, messageSize) {
-      // The accounts with their rows in one read (an RCPT is on every message's path).
-      const accounts = await store.resolveRecipientAccounts(address.toLowerCase());
-      if (accounts.length === 0) return { kind: 'unknown' };
-      const accepted: AccountId[] = [];
-      let full = 0;
-      let disabled = 0;
-      for (const account of accounts) {
-        const id = account.id;
-        if (account.disabled) {
-          disabled++;
+  /** The accounts an address of a local domain reaches, with quota and status checked. */
+  const checkRecipient = async (address: string, messageSize: number | null): Promise<RecipientCheck> => {
+    // The accounts with their rows in one read (an RCPT is on every message's path).
+    const accounts = await store.resolveRecipientAccounts(address.toLowerCase());
+    if (accounts.length === 0) return { kind: 'unknown' };
+    const accepted: AccountId[] = [];
+    let full = 0;
+    let disabled = 0;
+    for (const account of accounts) {
+      const id = account.id;
+      if (account.disabled) {
+        disabled++;
+        continue;
+      }
+      if (account.quotaBytes !== null || account.quotaMessages !== null) {
+        const usage = await store.quotaUsage(id);
+        const incoming = messageSize ?? 0;
+        if (
+          (account.quotaBytes !== null && usage.bytes + incoming > account.quotaBytes) ||
+          (account.quotaMessages !== null && usage.messages + 1 > account.quotaMessages)
+        ) {
+          full++;
           continue;
         }
-        if (account.quotaBytes !== null || account.quotaMessages !== null) {
-          const usage = await store.quotaUsage(id);
-          const incoming = messageSize ?? 0;
-          if (
-            (account.quotaBytes !== null && usage.bytes + incoming > account.quotaBytes) ||
-            (account.quotaMessages !== null && usage.messages + 1 > account.quotaMessages)
-          ) {
-            full++;
-            continue;
-          }
-        }
-        accepted.push(id);
       }
-      if (accepted.length > 0) return { kind: 'ok', accounts: accepted };
-      if (full > 0) return { kind: 'over-quota' };
-      if (disabled > 0) return { kind: 'disabled' };
-      return { kind: 'unknown' };
+      accepted.push(id);
+    }
+    if (accepted.length > 0) return { kind: 'ok', accounts: accepted };
+    if (full > 0) return { kind: 'over-quota' };
+    if (disabled > 0) return { kind: 'disabled' };
+    return { kind: 'unknown' };
+  };
+
+  return {
+    async lookupRecipient(domain, address, messageSize) {
+      if (!(await store.isLocalDomain(domain))) return { kind: 'not-local' };
+      return checkRecipient(address, messageSize);
     },
 
     async deliver(raw, accounts, mailbox) {
@@ -78,5 +74,4 @@ export function createLocalDelivery(store: MailStore): LocalDelivery {
       return new Map(outcomes.map((o) => [o.accountId, o]));
     },
   };
-  return delivery;
 }

@@ -111,8 +111,8 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
     },
 
     async onRcptTo(_session, tx, to, params) {
-      if (!to.literal && (await delivery.isLocalDomain(to.domain))) {
-        const check = await delivery.checkRecipient(to.address, tx.params.size);
+      const check = to.literal ? null : await delivery.lookupRecipient(to.domain, to.address, tx.params.size);
+      if (check !== null && check.kind !== 'not-local') {
         if (check.kind === 'unknown') return { ok: false, reply: R.unknownUser() };
         if (check.kind === 'disabled') return { ok: false, reply: reply(550, '5.2.1', 'Mailbox disabled') };
         if (check.kind === 'over-quota') return { ok: false, reply: R.overQuota() };

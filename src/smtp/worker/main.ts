@@ -74,8 +74,6 @@ function remoteCounters(): SharedCounters {
 
 function remoteDelivery(): LocalDelivery {
   return {
-    isLocalDomain: (domain) => call<boolean>({ op: 'isLocalDomain', domain }),
-    checkRecipient: (address, size) => call<RecipientCheck>({ op: 'checkRecipient', address, size }),
     lookupRecipient: (domain, address, size) => call<RecipientCheck | { kind: 'not-local' }>({ op: 'lookupRecipient', domain, address, size }),
     async deliver(raw, accounts, mailbox) {
       const outcomes = await call<DeliveryOutcome[]>({ op: 'deliver', raw, accounts: [...accounts], mailbox: mailbox ?? null });

@@ -99,10 +99,6 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
 
   const serve = async (op: Op): Promise<unknown> => {
     switch (op.op) {
-      case 'isLocalDomain':
-        return delivery.isLocalDomain(String(op.domain));
-      case 'checkRecipient':
-        return delivery.checkRecipient(String(op.address), typeof op.size === 'number' ? op.size : null);
       case 'lookupRecipient':
         return delivery.lookupRecipient(String(op.domain), String(op.address), typeof op.size === 'number' ? op.size : null);
       case 'deliver': {
@@ -164,7 +160,7 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
     new Promise((resolve, reject) => {
       setUpCluster();
       lastStart = Date.now();
-      const w = cluster.fork({ FACTEUR_SMTP_WORKER: name });
+      const w = cluster.fork();
       workers.add(w);
       let listening = false;
       const onMessage = (m: unknown): void => {

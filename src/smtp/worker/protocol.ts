@@ -34,8 +34,6 @@ export interface WorkerSetup {
 
 /** The owner's services a worker may call, with their arguments. */
 export type Op =
-  | { op: 'isLocalDomain'; domain: string }
-  | { op: 'checkRecipient'; address: string; size: number | null }
   | { op: 'lookupRecipient'; domain: string; address: string; size: number | null }
   | { op: 'deliver'; raw: Buffer; accounts: number[]; mailbox: string | null }
   | { op: 'dns'; method: DnsMethod; name: string }
