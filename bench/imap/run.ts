@@ -13,6 +13,9 @@
  * - mixed: imaptest (IMAPTEST=path) with `clients` clients over `users` accounts of
  *   `user-messages` messages each for `secs` seconds; operations per second and state-check errors.
  *   `mixes=default,logout0` picks the mixes (both by default; logout0: LOGOUT at 0%, see imaptest.ts).
+ *   `rounds=n` runs every mix n times, Facteur and Dovecot one after the other in each round, and
+ *   adds the medians and the median of the rounds' ratios: a shared machine's speed drifts by
+ *   10 to 20% over minutes, and a ratio of runs a minute apart carries that drift.
  * - idle: `idle` authenticated connections in IDLE (Facteur: `idle-facteur`, default the same),
  *   memory per connection from the idle server and per connection added after the first fifth
  *   (see idle.ts); Dovecot also with imap-hibernate. `idle-login=scram` makes Facteur's sessions
@@ -60,6 +63,7 @@ const DELIVERIES = Number(arg('deliveries', small ? '100' : '300'));
 const PG = arg('pg', 'postgres://postgres@127.0.0.1:5432/facteur_bench_imap');
 const PARTS = new Set(arg('parts', 'ops,mixed,idle,pg').split(','));
 /** mixes=default,logout0: which imaptest mixes the mixed part runs (both by default). */
+const ROUNDS = Math.max(1, Number(arg('rounds', '1')));
 const MIXES = arg('mixes', 'default,logout0')
   .split(',')
   .map((m) => {
@@ -233,9 +237,11 @@ try {
     if (PARTS.has('mixed')) {
       if (!imaptest) log('\nmixed workload skipped: no imaptest (set IMAPTEST, see docs/benchmarks.md)');
       else {
-        for (const stay of MIXES) {
-          await mixedPart(facteur.name, facteur.imap, facteur.pids, imaptest, mboxPath, stay);
-          if (dovecot) await mixedPart(dovecot.name, dovecot.imap, dovecot.pids, imaptest, mboxPath, stay);
+        for (let round = 0; round < ROUNDS; round++) {
+          for (const stay of MIXES) {
+            await mixedPart(facteur.name, facteur.imap, facteur.pids, imaptest, mboxPath, stay);
+            if (dovecot) await mixedPart(dovecot.name, dovecot.imap, dovecot.pids, imaptest, mboxPath, stay);
+          }
         }
       }
       noteLoad('after mixed');
@@ -300,6 +306,23 @@ if (withMixed.length > 0) {
   for (const r of withMixed) {
     for (const m of r.mixed!) {
       log(`| ${r.name} | ${m.stayLoggedIn ? 'logout=0' : 'default'} | ${m.opsPerSecond.toFixed(0)} | ${m.cpuMsPerCommand.toFixed(3)} | ${m.errors.length} | ${m.idle.pushed}${m.idle.failed ? ` (${m.idle.failed} failed)` : ''} | ${names.map((n) => m.counts[n] ?? 0).join(' | ')} |`);
+    }
+  }
+  // With rounds: each mix's medians, and the median of the ratios of runs made side by side.
+  const f = withMixed.find((r) => r.name === 'Facteur, SQLite');
+  const d = withMixed.find((r) => r.name === 'Dovecot 2.3');
+  if (ROUNDS > 1 && f && d) {
+    const median = (xs: number[]): number => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+    };
+    log(`\n| mix | Facteur commands/s, median of ${ROUNDS} | Dovecot commands/s, median of ${ROUNDS} | ratio, median of the rounds' | rounds' ratios |`);
+    log('|---|---|---|---|---|');
+    for (const stay of MIXES) {
+      const fr = f.mixed!.filter((m) => m.stayLoggedIn === stay).map((m) => m.opsPerSecond);
+      const dr = d.mixed!.filter((m) => m.stayLoggedIn === stay).map((m) => m.opsPerSecond);
+      const ratios = fr.map((x, k) => x / dr[k]!);
+      log(`| ${stay ? 'logout=0' : 'default'} | ${median(fr).toFixed(0)} | ${median(dr).toFixed(0)} | ${median(ratios).toFixed(2)}x | ${ratios.map((x) => `${x.toFixed(2)}x`).join(', ')} |`);
     }
   }
 }
