@@ -248,11 +248,6 @@ const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
 const WAL_FRAME_BYTES = 4096 + 24;
 /** Longest hold of the writes for a catch-up checkpoint (#catchUp), should the worker not answer. */
 const HOLD_MAX_MS = 250;
-/** How long changesSince trusts its kept mailbox heads before asking data_version again: a
- * commit by another process (the command-line tool) is seen at most this much later. */
-const HEAD_RECHECK_MS = 1;
-/** Mailbox heads kept at most (emptied whole past it; every COMMIT empties it anyway). */
-const MAX_HEADS = 10_000;
 /** Problems reported per check, so a badly broken store still gives a readable report. */
 const MAX_PROBLEMS_PER_CHECK = 50;
 
@@ -584,19 +579,6 @@ class SqliteStore implements MailStore {
   readonly #views: ViewCache;
   /** The RCPT path's answers (isLocalDomain, #resolve), kept as lookup-cache.ts says. */
   readonly #lookups = new LookupCache<Account>();
-  /**
-   * Mailbox heads (HIGHESTMODSEQ, UIDNEXT) read by changesSince, which every IMAP command's
-   * sync asks and which most often finds nothing changed: one statement a command saved (in the
-   * mixed benchmark a third of the reads of mailbox rows). Right because
-   * - every write of this connection goes through #flush, which empties them after its COMMIT
-   *   (a batch never runs between a read and its use: both are synchronous);
-   * - another connection's commit changes PRAGMA data_version, asked at most every
-   *   HEAD_RECHECK_MS, which empties them too (a checkpoint may change it as well: that only
-   *   costs a read).
-   */
-  readonly #heads = new Map<number, readonly [number, number]>();
-  #headsVersion = -1;
-  #headsCheckedAt = Number.NEGATIVE_INFINITY;
   readonly #stmts = new Map<string, Stmt>();
   readonly #rawStmts = new Map<string, Stmt>();
   /** Blob hashes held by ingests in progress: their files must not be removed. */
@@ -839,8 +821,6 @@ class SqliteStore implements MailStore {
     if (this.#db.inTransaction) {
       try {
         this.#q('COMMIT').run();
-        // Before any read: the batch may have changed any mailbox's head.
-        this.#heads.clear();
         const dc = performance.now() - t1;
         st.commit += dc;
         st.maxCommit = Math.max(st.maxCommit, dc);
@@ -2231,7 +2211,7 @@ class SqliteStore implements MailStore {
     // HIGHESTMODSEQ is still `since` and UIDNEXT is not above the caller's, the three reads
     // below would find nothing (an operator's restore may add entries with old modseqs, but it
     // raises UIDNEXT): one statement says so.
-    const head = this.#head(mailboxId);
+    const head = this.#qr('SELECT highest_modseq, uid_next FROM mailboxes WHERE id = ?').get(mailboxId) as [number, number] | undefined;
     if (head === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
     const highest = head[0];
     if (highest === since && head[1] <= knownUidNext) return { highestModSeq: since, added: [], changed: [], expunged: [] };
@@ -2241,27 +2221,6 @@ class SqliteStore implements MailStore {
     // between (a command-line import) can only add rows above it, which the next sync reports
     // again: never a change lost.
     return this.#changesSince(mailboxId, since, knownUidNext, highest);
-  }
-
-  /** The mailbox's HIGHESTMODSEQ and UIDNEXT as committed, from #heads when it holds them. */
-  #head(mailboxId: number): readonly [number, number] | undefined {
-    const now = performance.now();
-    if (now - this.#headsCheckedAt >= HEAD_RECHECK_MS) {
-      this.#headsCheckedAt = now;
-      const version = this.#q('PRAGMA data_version').pluck().get() as number;
-      if (version !== this.#headsVersion) {
-        this.#heads.clear();
-        this.#headsVersion = version;
-      }
-    }
-    let head = this.#heads.get(mailboxId);
-    if (head === undefined) {
-      head = this.#qr('SELECT highest_modseq, uid_next FROM mailboxes WHERE id = ?').get(mailboxId) as [number, number] | undefined;
-      if (head === undefined) return undefined;
-      if (this.#heads.size >= MAX_HEADS) this.#heads.clear();
-      this.#heads.set(mailboxId, head);
-    }
-    return head;
   }
 
   /** Runs reads in one read transaction: one state for all of them, and one WAL read lock
