@@ -3,7 +3,7 @@ import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
-import { asUid } from '../../src/lib/brand.js';
+import { asModSeq, asUid } from '../../src/lib/brand.js';
 import { openStore } from '../../src/store/open.js';
 import { MAX_LOOKUPS } from '../../src/store/sql/sqlite/lookup-cache.js';
 import { MIGRATIONS } from '../../src/store/sql/sqlite/schema.js';
@@ -678,5 +678,43 @@ test('sqlite: close adds every blob waiting for the full-text index, past one ba
     db.close();
   } finally {
     await rm(t.dir, { recursive: true, force: true });
+  }
+});
+
+test("sqlite: changesSince sees this store's writes at once and another process's within milliseconds, though it keeps mailbox heads", async () => {
+  const t = await setup();
+  const cli = await openSqliteStore({ dir: t.dir });
+  try {
+    await t.store.append(t.inbox.id, testMessage({ subject: 'one' }));
+    const first = await t.store.changesSince(t.inbox.id, asModSeq(0), asUid(1));
+    assert.deepEqual(first.added.map((a) => a.uid), [1]);
+    // Asked again with nothing changed: the answer that keeps the head.
+    const quiet = await t.store.changesSince(t.inbox.id, first.highestModSeq, asUid(2));
+    assert.deepEqual([quiet.added.length, quiet.changed.length, quiet.expunged.length], [0, 0, 0]);
+    // This store's own write: seen by the very next call.
+    await t.store.append(t.inbox.id, testMessage({ subject: 'two' }));
+    const own = await t.store.changesSince(t.inbox.id, first.highestModSeq, asUid(2));
+    assert.deepEqual(own.added.map((a) => a.uid), [2]);
+    await t.store.setFlags(t.inbox.id, [asUid(1)], 'add', ['\\Seen']);
+    const flagged = await t.store.changesSince(t.inbox.id, own.highestModSeq, asUid(3));
+    assert.deepEqual(flagged.changed.map((c) => [c.uid, [...c.flags]]), [[1, ['\\Seen']]]);
+    // Another process (the command-line tool): seen once data_version is asked again.
+    await cli.append(t.inbox.id, testMessage({ subject: 'three' }));
+    await new Promise((r) => setTimeout(r, 5));
+    const other = await t.store.changesSince(t.inbox.id, flagged.highestModSeq, asUid(3));
+    assert.deepEqual(other.added.map((a) => a.uid), [3]);
+    await t.store.changesSince(t.inbox.id, other.highestModSeq, asUid(4));
+    await cli.setFlags(t.inbox.id, [asUid(2)], 'add', ['\\Flagged']);
+    await new Promise((r) => setTimeout(r, 5));
+    const otherFlags = await t.store.changesSince(t.inbox.id, other.highestModSeq, asUid(4));
+    assert.deepEqual(otherFlags.changed.map((c) => [c.uid, [...c.flags]]), [[2, ['\\Flagged']]]);
+    await cli.expunge(t.inbox.id, [asUid(1)]);
+    await new Promise((r) => setTimeout(r, 5));
+    const gone = await t.store.changesSince(t.inbox.id, otherFlags.highestModSeq, asUid(4));
+    assert.deepEqual(gone.expunged, [1]);
+  } finally {
+    await cli.close();
+    await t.store.close();
+    await t.cleanup().catch(() => undefined);
   }
 });
