@@ -764,6 +764,80 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         assert.deepEqual(await store.checkConsistency(), []);
       }));
 
+    test('setFlags changing several flag states at once gives each row its own new state, in every shape of UID set, with and without UNCHANGEDSINCE refusing some', () =>
+      withStore(async ({ store, inbox }) => {
+        // 30 messages in six states; each STORE below changes four or more of them at once.
+        const states: string[][] = [[], ['\\Seen'], ['$Label1'], ['\\Seen', '$Label1'], ['\\Deleted', '$Label2'], ['\\Flagged', '$Label1', '$Label2']];
+        await store.appendMany(inbox.id, Array.from({ length: 30 }, (_, i) => testMessage({ subject: `m${i}` }, { flags: states[i % 6]! })));
+        const range = (lo: number, hi: number): number[] => Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+        const shapes: Array<[string, number[]]> = [
+          ['a whole range', range(1, 30)],
+          ['every other UID', range(1, 15).map((i) => 2 * i - 1)],
+          ['a few far ranges', [2, 3, 4, 5, 6, 7, 17, 18, 19, 20, 300]],
+          ['many runs', [...range(1, 30), ...range(1, 20).map((i) => 100 * i + 400)]],
+          ['a set of over a thousand UIDs', [...range(1, 30), ...range(0, 1099).map((i) => 1000 + 5 * i)]],
+        ];
+        const changes: Array<['add' | 'remove' | 'set', string[]]> = [
+          ['add', ['\\Seen', '$Label3']],
+          ['remove', ['$Label1', '\\Deleted']],
+          ['set', ['\\Answered', '$Label2']],
+        ];
+        const sorted = (flags: readonly string[]): string[] => [...flags].sort();
+        for (const [shape, set] of shapes) {
+          for (const [mode, flags] of changes) {
+            for (const refuse of [false, true]) {
+              const what = `${shape}, ${mode} ${flags.join(' ')}${refuse ? ', UNCHANGEDSINCE' : ''}`;
+              // Back to the six states, then (with UNCHANGEDSINCE) two entries changed after it and
+              // back: refused rows in the same state as rows that change.
+              for (const [k, state] of states.entries()) {
+                await store.setFlags(inbox.id, uids(...range(1, 30).filter((u) => (u - 1) % 6 === k)), 'set', state);
+              }
+              const cut = (await store.getMailboxById(inbox.id))!.highestModSeq;
+              if (refuse) {
+                await store.setFlags(inbox.id, uids(3, 10), 'add', ['$Late']);
+                await store.setFlags(inbox.id, uids(3, 10), 'remove', ['$Late']);
+              }
+              const before = new Map((await store.listEntries(inbox.id)).map((e) => [e.uid as number, e]));
+              const r = await store.setFlags(inbox.id, uids(...set), mode, flags, refuse ? cut : undefined);
+              const after = await store.listEntries(inbox.id);
+              const mb = (await store.getMailboxById(inbox.id))!;
+              // The model: RFC 9051 §6.4.6 on each named entry; RFC 7162 §3.1.3 refuses those
+              // changed after UNCHANGEDSINCE; an entry whose flags stay keeps its modseq.
+              const expectUpdated: Array<[number, string[]]> = [];
+              const expectModified: number[] = [];
+              const expectFlags = new Map<number, string[]>();
+              for (const [uid, e] of before) {
+                let next = e.flags;
+                if (set.includes(uid)) {
+                  if (refuse && e.modseq > cut) expectModified.push(uid);
+                  else if (mode === 'set') next = flags;
+                  else if (mode === 'add') next = [...new Set([...e.flags, ...flags])];
+                  else next = e.flags.filter((f) => !flags.includes(f));
+                }
+                expectFlags.set(uid, sorted(next));
+                if (sorted(next).join(' ') !== sorted(e.flags).join(' ')) expectUpdated.push([uid, sorted(next)]);
+              }
+              assert.ok(new Set(expectUpdated.map(([uid]) => sorted(before.get(uid)!.flags).join(' '))).size >= 2, `several states change: ${what}`);
+              assert.deepEqual(r.updated.map((u) => [u.uid, sorted(u.flags)]), expectUpdated, `updated: ${what}`);
+              assert.ok(r.updated.every((u) => u.modseq === mb.highestModSeq), `one new modseq: ${what}`);
+              assert.deepEqual(r.modified, expectModified, `modified: ${what}`);
+              assert.deepEqual(r.gone, set.filter((u) => !before.has(u)), `gone: ${what}`);
+              assert.equal(r.priorModSeq, refuse ? cut + 2 : cut, `priorModSeq: ${what}`);
+              for (const e of after) {
+                assert.deepEqual(sorted(e.flags), expectFlags.get(e.uid), `flags of ${e.uid}: ${what}`);
+                const changed = expectUpdated.some(([uid]) => uid === e.uid);
+                assert.equal(e.modseq, changed ? mb.highestModSeq : before.get(e.uid)!.modseq, `modseq of ${e.uid}: ${what}`);
+              }
+              const counts = await store.mailboxCounts(inbox.id);
+              assert.equal(counts.unseen, after.filter((e) => !e.flags.includes('\\Seen')).length, `unseen: ${what}`);
+              assert.equal(counts.deleted, after.filter((e) => e.flags.includes('\\Deleted')).length, `deleted: ${what}`);
+              await assertViewCurrent(store, inbox.id, what);
+            }
+          }
+        }
+        assert.deepEqual(await store.checkConsistency(), []);
+      }));
+
     test('copy and move with { whole } copy nothing when a UID of the set is not in the source', () =>
       withStore(async ({ store, bob, inbox }) => {
         const dst = await mailbox(store, bob.id, 'Archive');
