@@ -115,7 +115,8 @@ export function sharedFlagLists(): (mask: number, keywords: string) => string[] 
 }
 
 /** A STORE that changes more distinct flag states than this is written row by row rather than
- * with one UPDATE per state (each such UPDATE walks the whole set). */
+ * by one UPDATE that maps each state to its new one (a CASE in SQLite, a join to the list of
+ * states in PostgreSQL): each row of the set is compared with every state of the list. */
 export const MAX_FLAG_TRANSITIONS = 16;
 
 /** The rows of a STORE's set that share one flag state: (bits, encoded keywords), how many, and

@@ -2036,19 +2036,30 @@ class PgStore implements MailStore {
         const flagsOf = sharedFlagLists();
         updated = rows.map((r) => ({ uid: asUid(r[0]), modseq: m, flags: flagsOf(r[1], r[2]) }));
       } else if (plan.transitions.length <= MAX_FLAG_TRANSITIONS) {
-        // Keywords or a replacement: one UPDATE per flag state that changes (a few), each
-        // giving its rows one shared flag list.
-        updated = [];
-        for (const t of plan.transitions) {
-          const flagsOf = flagList(t.to.mask, t.to.keywords);
-          const rows = await this.#arrays<[number]>(
-            c,
-            `UPDATE entries SET flags = $3, keywords = $4, modseq = $5 WHERE ${inSet} AND flags = $6 AND keywords = $7${guard(8)} RETURNING uid`,
-            [mailboxId, list, t.to.mask, t.to.keywords, modseq, t.from.mask, t.from.keywords, ...guardArgs],
-          );
-          for (const [uid] of rows) updated.push({ uid: asUid(uid), modseq: m, flags: flagsOf });
-        }
-        updated.sort((a, b) => a.uid - b.uid);
+        // Keywords or a replacement: every flag state that changes in ONE UPDATE, the rows
+        // joined to the list of states (from -> to) on their state: one round trip and one walk
+        // of the set, not one of each per state (3.9 states per STORE in imaptest's mix). Each
+        // row returns its state's index, so the rows of a state share one flag list.
+        const ts = plan.transitions;
+        const rows = await this.#arrays<[number, number]>(
+          c,
+          `UPDATE entries e SET flags = t.tf, keywords = t.tk, modseq = $3
+             FROM unnest($4::int4[], $5::text[], $6::int4[], $7::text[]) WITH ORDINALITY AS t(ff, fk, tf, tk, i)
+            WHERE e.mailbox_id = $1 AND e.uid = ANY($2::int8[]) AND e.flags = t.ff AND e.keywords = t.fk${guard(8)} RETURNING e.uid, t.i::int4`,
+          [
+            mailboxId,
+            list,
+            modseq,
+            ts.map((t) => t.from.mask),
+            ts.map((t) => t.from.keywords),
+            ts.map((t) => t.to.mask),
+            ts.map((t) => t.to.keywords),
+            ...guardArgs,
+          ],
+        );
+        const lists = ts.map((t) => flagList(t.to.mask, t.to.keywords));
+        rows.sort((a, b) => a[0] - b[0]);
+        updated = rows.map(([uid, i]) => ({ uid: asUid(uid), modseq: m, flags: lists[i - 1]! }));
       } else {
         // Many distinct states (keywords on every message): the new state of each row, in one
         // UPDATE from arrays.
