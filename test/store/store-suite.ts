@@ -761,6 +761,29 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         // Nothing there at all: nothing written, every UID reported.
         const none = await store.setFlags(inbox.id, uids(90, 91), 'add', ['\\Seen']);
         assert.deepEqual([none.updated, none.gone], [[], uids(90, 91)]);
+        // A STORE that changes nothing takes no modseq (a store may take one to lock and give it
+        // back): the next change of this account, which changes nothing else, has the next one.
+        const high = (await store.getMailboxById(inbox.id))!.highestModSeq;
+        const same = await store.setFlags(inbox.id, uids(3, 4, 90), 'add', ['X']);
+        assert.deepEqual([same.updated, same.modified, same.gone, same.priorModSeq], [[], [], uids(90), high]);
+        const next = await store.setFlags(inbox.id, uids(5), 'add', ['X']);
+        assert.deepEqual(next.updated.map((e) => [e.uid, e.modseq]), [[5, high + 1]]);
+        assert.equal((await store.getMailboxById(inbox.id))!.highestModSeq, high + 1);
+        assert.deepEqual(await store.checkConsistency(), []);
+      }));
+
+    test('setFlags stores keywords holding quotes, semicolons and non-ASCII as they are', () =>
+      withStore(async ({ store, inbox }) => {
+        // Atoms may hold ' ; - and any non-ASCII (flags.ts KEYWORD_RE); a store that writes them
+        // as SQL text must quote them.
+        await store.appendMany(inbox.id, [testMessage({ subject: 'a' }), testMessage({ subject: 'b' }, { flags: ["o'k"] })]);
+        const odd = ["it's", "x';DROP", '$déjà-vu', "''"];
+        const r = await store.setFlags(inbox.id, uids(1, 2), 'add', odd);
+        assert.deepEqual(r.updated.map((e) => [e.uid, [...e.flags].sort()]), [
+          [1, [...odd].sort()],
+          [2, [...odd, "o'k"].sort()],
+        ]);
+        assert.deepEqual((await store.listEntries(inbox.id)).map((e) => [...e.flags].sort()), [[...odd].sort(), [...odd, "o'k"].sort()]);
         assert.deepEqual(await store.checkConsistency(), []);
       }));
 
