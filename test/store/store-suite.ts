@@ -944,6 +944,13 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
           deleted: 0,
           size: (await store.listEntries(inbox.id))[0]!.size,
         });
+        // An EXPUNGE that removes nothing takes no modseq: the next change of this account (which
+        // changes nothing else) has the one after the mailbox's HIGHESTMODSEQ.
+        const high = (await store.getMailboxById(inbox.id))!.highestModSeq;
+        assert.deepEqual(await store.expunge(inbox.id, uids(2, 9), true), []);
+        assert.deepEqual(await store.expunge(inbox.id, []), []);
+        const next = await store.setFlags(inbox.id, uids(2), 'add', ['\\Deleted']);
+        assert.deepEqual(next.updated.map((e) => e.modseq), [high + 1]);
       }));
 
     test('getEntryFacts returns what never changes of the entries, in UID order, and never an entry this store expunged', () =>

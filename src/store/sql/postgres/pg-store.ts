@@ -1002,14 +1002,24 @@ class PgStore implements MailStore {
     );
   }
 
-  async #removeEntries(c: Tx, ctx: WriteContext, mailbox: MailboxRow, rows: readonly EntryRow[], modseq: number, keepBlobs: boolean): Promise<void> {
+  /**
+   * Removes entries of a mailbox whose account is locked: the entries, their VANISHED record,
+   * the mailbox's counters and (unless the blobs stay, as in a MOVE) the account's usage and the
+   * blobs' references in ONE statement (data-modifying CTEs, one table each, so none needs to see
+   * another's effect) instead of five; the blobs left unreferenced are deleted with the COMMIT.
+   */
+  async #removeEntries(
+    c: Tx,
+    ctx: WriteContext,
+    mailbox: Pick<MailboxRow, 'id' | 'account_id'>,
+    rows: readonly EntryRow[],
+    modseq: number,
+    keepBlobs: boolean,
+  ): Promise<void> {
     if (rows.length === 0) return;
     const list = rows.map((r) => r[1]);
-    await c.query('DELETE FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[])', [mailbox.id, list]);
     // UIDs are never reused: dropped now even should the transaction roll back (read again then).
     for (const uid of list) this.#factsCache.delete(mailbox.id, uid);
-    // RFC 7162 §3.2.10: expunged UIDs are remembered for VANISHED (EARLIER).
-    await c.query('INSERT INTO expunged (mailbox_id, modseq, uid) SELECT $1, $2, u FROM unnest($3::int8[]) AS u', [mailbox.id, modseq, list]);
     const d = { messages: 0, unseen: 0, deleted: 0, size: 0 };
     const refs = new Map<string, number>();
     for (const r of rows) {
@@ -1019,10 +1029,37 @@ class PgStore implements MailStore {
       d.size -= r[7];
       refs.set(r[8], (refs.get(r[8]) ?? 0) + 1);
     }
-    await this.#bumpMailbox(c, mailbox.id, d, modseq);
-    if (!keepBlobs) {
-      await this.#bumpUsage(c, mailbox.account_id, d.size, d.messages);
-      await this.#decRefs(c, ctx, refs);
+    const ctes = [
+      'gone AS (DELETE FROM entries WHERE mailbox_id = $1 AND uid = ANY($2::int8[]))',
+      // RFC 7162 §3.2.10: expunged UIDs are remembered for VANISHED (EARLIER).
+      'vanished AS (INSERT INTO expunged (mailbox_id, modseq, uid) SELECT $1, $3, u FROM unnest($2::int8[]) AS u)',
+      `box AS (UPDATE mailboxes SET messages = messages + $4, unseen = unseen + $5, deleted = deleted + $6, size = size + $7,
+         highest_modseq = GREATEST(highest_modseq, $3) WHERE id = $1)`,
+    ];
+    const args: unknown[] = [mailbox.id, list, modseq, d.messages, d.unseen, d.deleted, d.size];
+    if (keepBlobs) {
+      await c.query(`WITH ${ctes.join(', ')} SELECT 1`, args);
+    } else {
+      ctes.push(
+        'used AS (UPDATE accounts SET used_bytes = used_bytes + $7, used_messages = used_messages + $4 WHERE id = $8)',
+        `refs AS (UPDATE blobs b SET refs = b.refs - v.n FROM unnest($9::text[], $10::int8[]) AS v(h, n)
+           WHERE b.hash = v.h RETURNING b.hash, b.refs, b.external)`,
+      );
+      const dead = await this.#arrays<[string, boolean]>(c, `WITH ${ctes.join(', ')} SELECT hash, external FROM refs WHERE refs <= 0`, [
+        ...args,
+        mailbox.account_id,
+        [...refs.keys()],
+        [...refs.values()],
+      ]);
+      if (dead.length > 0) {
+        // `refs <= 0` again at COMMIT: a later statement of this transaction may have referenced
+        // the blob again.
+        ctx.tail.push(`DELETE FROM blobs WHERE hash = ANY(${sqlTexts(c, dead.map((r) => r[0]))}) AND refs <= 0`);
+        for (const [hash, external] of dead) {
+          ctx.removed.push(hash);
+          if (external) ctx.removedExternal.push(hash);
+        }
+      }
     }
     ctx.events.push({ accountId: asAccountId(mailbox.account_id), mailboxId: asMailboxId(mailbox.id), modseq: asModSeq(modseq), kind: 'expunge' });
   }
@@ -2228,22 +2265,24 @@ class PgStore implements MailStore {
   }
 
   async expunge(mailboxId: MailboxId, uids?: readonly Uid[], onlyDeleted = false): Promise<Uid[]> {
-    return this.#tx(async (c, ctx) => {
-      const { mailbox } = await this.#lockMailbox(c, mailboxId);
-      let rows: EntryRow[];
-      if (uids === undefined) {
-        rows = await this.#arrays<EntryRow>(c, `SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = $1 AND (flags & ${FLAG_DELETED}) <> 0 ORDER BY uid`, [
-          mailboxId,
-        ]);
-      } else {
-        rows = await this.#selectRows(c, mailboxId, uids);
-        if (onlyDeleted) rows = rows.filter((r) => (r[3] & FLAG_DELETED) !== 0);
+    const id = sqlInt(mailboxId);
+    const deleted = `(flags & ${FLAG_DELETED}) <> 0`;
+    const which = uids === undefined ? deleted : `uid = ANY(${sqlInts(this.#uidArray(uids), 'int8')})${onlyDeleted ? ` AND ${deleted}` : ''}`;
+    // The account locked by the UPDATE that takes the modseq, then the rows read: with the BEGIN,
+    // one round trip; an EXPUNGE that finds nothing rolls back, so the modseq is not used up.
+    const opening = `UPDATE accounts SET modseq = modseq + 1 WHERE id = (SELECT account_id FROM mailboxes WHERE id = ${id}) RETURNING id, modseq;
+      SELECT ${ENTRY_COLS} FROM entries WHERE mailbox_id = ${id} AND ${which} ORDER BY uid`;
+    return this.#tx(async (c, ctx, opened) => {
+      const acc = opened[0]?.rows[0] as [number, number] | undefined;
+      if (acc === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+      const rows = (opened[1]?.rows ?? []) as EntryRow[];
+      if (rows.length === 0) {
+        ctx.discard = true;
+        return [];
       }
-      if (rows.length === 0) return [];
-      const modseq = await this.#nextModseq(c, mailbox.account_id);
-      await this.#removeEntries(c, ctx, mailbox, rows, modseq, false);
+      await this.#removeEntries(c, ctx, { id: mailboxId, account_id: acc[0] }, rows, acc[1], false);
       return rows.map((r) => asUid(r[1]));
-    });
+    }, opening);
   }
 
   async hideFromPop3(mailboxId: MailboxId, uids: readonly Uid[]): Promise<void> {
