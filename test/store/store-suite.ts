@@ -1056,6 +1056,22 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         await rejectsWith(store.getParsed(hash), 'not-found');
       }));
 
+    test('append, setFlags and expunge on a mailbox that is not there throw not-found and write nothing', () =>
+      withStore(async ({ store, inbox }) => {
+        await store.append(inbox.id, testMessage({ subject: 'kept' }));
+        const high = (await store.getMailboxById(inbox.id))!.highestModSeq;
+        const missing = asMailboxId(999_999);
+        await rejectsWith(store.append(missing, testMessage({ subject: 'lost' })), 'not-found');
+        await rejectsWith(store.setFlags(missing, uids(1), 'add', ['\\Seen']), 'not-found');
+        await rejectsWith(store.setFlags(missing, [], 'add', ['\\Seen']), 'not-found');
+        await rejectsWith(store.expunge(missing), 'not-found');
+        await rejectsWith(store.expunge(missing, uids(1)), 'not-found');
+        // No modseq taken by the failed writes: the next change has the one after HIGHESTMODSEQ.
+        const next = await store.setFlags(inbox.id, uids(1), 'add', ['\\Seen']);
+        assert.deepEqual(next.updated.map((e) => e.modseq), [high + 1]);
+        assert.deepEqual(await store.checkConsistency(), []);
+      }));
+
     test('deliver reports over-quota and no-account per target without failing the others', () =>
       withStore(async ({ store, bob, alice }) => {
         const m = testMessage({ body: 'q'.repeat(500) });

@@ -412,6 +412,13 @@ function statesOfRows(rows: readonly StateRow[], since: number): FlagGroup[] {
   return [...states.values()];
 }
 
+/** The rows of an opening's result (read as arrays, see #tx) as objects named by its columns. */
+function rowObjects<R>(result: pg.QueryResult | undefined): R[] {
+  if (result === undefined) return [];
+  const names = result.fields.map((f) => f.name);
+  return (result.rows as unknown[][]).map((row) => Object.fromEntries(names.map((name, i) => [name, row[i]])) as R);
+}
+
 /** An integer inlined in SQL text (#tx's opening and tail): checked, so nothing can be injected. */
 function sqlInt(v: number): string {
   if (!Number.isSafeInteger(v)) throw new StoreError('io', `Cannot write: ${v} is not an integer`);
@@ -2006,8 +2013,12 @@ class PgStore implements MailStore {
     const blobs: IngestBlob[] = [];
     for (const input of inputs) blobs.push(await this.#prepareBlob(input.raw, input.parsed));
     const removals = this.#removals;
-    const results = await this.#tx(async (c, ctx) => {
-      const { account } = await this.#lockMailbox(c, mailboxId);
+    // The account locked with the BEGIN (one round trip); #ingest's update of the mailbox row,
+    // which finds it by id and account, says whether the mailbox is there.
+    const opening = `SELECT * FROM accounts WHERE id = (SELECT account_id FROM mailboxes WHERE id = ${sqlInt(mailboxId)}) FOR UPDATE`;
+    const results = await this.#tx(async (c, ctx, opened) => {
+      const [account] = rowObjects<AccountRow>(opened[0]);
+      if (account === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
       const bytes = inputs.reduce((n, i) => n + i.raw.length, 0);
       if (this.#overQuota(account, bytes, inputs.length)) throw new StoreError('over-quota', 'Cannot append: the account is over its quota');
       const now = Date.now();
@@ -2018,7 +2029,7 @@ class PgStore implements MailStore {
         mailboxId,
         blobs.map((blob, i) => ({ blob, flags: flagSets[i] ?? { mask: 0, keywords: [] }, internalDate: inputs[i]?.internalDate ?? now })),
       );
-    });
+    }, opening);
     this.#keepNew(blobs, removals);
     return results;
   }
@@ -2046,11 +2057,11 @@ class PgStore implements MailStore {
     const flagSets = distinct.map((t) => parseFlags(t.flags ?? []));
     const blob = await this.#prepareBlob(raw, parsed);
     const removals = this.#removals;
-    const outcomes = await this.#tx(async (c, ctx) => {
-      // Every target account locked up front, in id order: concurrent deliveries cannot deadlock.
-      const accounts = await this.#rows<AccountRow>(c, 'SELECT * FROM accounts WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE', [
-        [...seen].sort((a, b) => a - b),
-      ]);
+    // Every target account locked up front, in id order (concurrent deliveries cannot deadlock),
+    // with the BEGIN: one round trip.
+    const opening = `SELECT * FROM accounts WHERE id = ANY(${sqlInts([...seen].sort((a, b) => a - b), 'int8')}) ORDER BY id FOR UPDATE`;
+    const outcomes = await this.#tx(async (c, ctx, opened) => {
+      const accounts = rowObjects<AccountRow>(opened[0]);
       const byId = new Map(accounts.map((a) => [a.id, a]));
       const now = Date.now();
       const out: DeliveryOutcome[] = [];
@@ -2081,7 +2092,7 @@ class PgStore implements MailStore {
         out.push({ accountId: t.accountId, ok: true, mailboxId: asMailboxId(mailbox.id), uid: r.uid });
       }
       return out;
-    });
+    }, opening);
     if (outcomes.some((o) => o.ok)) this.#keepNew([blob], removals);
     return outcomes;
   }
