@@ -956,22 +956,20 @@ class PgStore implements MailStore {
       d.deleted += deletedDelta(item.flags.mask);
       d.size += item.blob.raw.length;
     }
-    // The modseq and the usage in one statement, then the UIDs and counters in another.
-    const acc = await this.#row<{ modseq: number }>(
+    // The modseq and the usage (the account's row), the UIDs and counters (the mailbox's) in one
+    // statement: the mailbox's update takes the modseq from the account's, a data-modifying CTE.
+    // No row: the mailbox is not there (or not the account's), and the transaction rolls back.
+    const mb = await this.#row<{ first: number; uid_validity: number; modseq: number }>(
       c,
-      'UPDATE accounts SET modseq = modseq + 1, used_bytes = used_bytes + $2, used_messages = used_messages + $3 WHERE id = $1 RETURNING modseq',
-      [account.id, d.size, d.messages],
-    );
-    if (acc === undefined) throw new StoreError('not-found', `Cannot find account ${account.id}`);
-    const modseq = acc.modseq;
-    const mb = await this.#row<{ first: number; uid_validity: number }>(
-      c,
-      `UPDATE mailboxes SET uid_next = uid_next + $2, messages = messages + $3, unseen = unseen + $4, deleted = deleted + $5,
-         size = size + $6, highest_modseq = GREATEST(highest_modseq, $7)
-       WHERE id = $1 AND account_id = $8 RETURNING uid_next - $2 AS first, uid_validity`,
-      [mailboxId, items.length, d.messages, d.unseen, d.deleted, d.size, modseq, account.id],
+      `WITH acc AS (UPDATE accounts SET modseq = modseq + 1, used_bytes = used_bytes + $6, used_messages = used_messages + $3
+                     WHERE id = $7 RETURNING modseq)
+       UPDATE mailboxes SET uid_next = uid_next + $2, messages = messages + $3, unseen = unseen + $4, deleted = deleted + $5,
+         size = size + $6, highest_modseq = GREATEST(highest_modseq, (SELECT modseq FROM acc))
+       WHERE id = $1 AND account_id = $7 RETURNING uid_next - $2 AS first, uid_validity, (SELECT modseq FROM acc) AS modseq`,
+      [mailboxId, items.length, d.messages, d.unseen, d.deleted, d.size, account.id],
     );
     if (mb === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    const modseq = mb.modseq;
     const threads = await this.#threadsFor(c, account.id, items.map((i) => i.blob.parsed));
     const now = Date.now();
     const rows: EntryRow[] = [];
