@@ -35,6 +35,24 @@ export class LruCache<K, V> {
 }
 
 /**
+ * A value held by a WeightedLru as `handle` gives it: whoever keeps the handle finds the value
+ * again without a lookup by key, and marks it used as get does. The cache sets `value` to
+ * undefined when it lets the value go (evicted, deleted, replaced by another value), so a handle
+ * kept elsewhere holds no memory of the value: the bound stays true.
+ */
+export interface LruHandle<V> {
+  readonly value: V | undefined;
+  /** Set on a hit (get, or a holder of the handle); read by the eviction (second chance). */
+  used: boolean;
+}
+
+interface LruSlot<V> {
+  value: V | undefined;
+  weight: number;
+  used: boolean;
+}
+
+/**
  * A cache bounded by the summed weight of its values (e.g. bytes) as well as by their number:
  * whatever the values' sizes, it never holds more than `maxWeight`. A value heavier than
  * `maxWeight` alone is not kept. Eviction is "second chance" (CLOCK): a hit only marks the
@@ -45,7 +63,7 @@ export class LruCache<K, V> {
 export class WeightedLru<K, V> {
   readonly #maxWeight: number;
   readonly #maxEntries: number;
-  readonly #map = new Map<K, { value: V; weight: number; used: boolean }>();
+  readonly #map = new Map<K, LruSlot<V>>();
   #weight = 0;
 
   constructor(maxWeight: number, maxEntries = Number.POSITIVE_INFINITY) {
@@ -69,23 +87,50 @@ export class WeightedLru<K, V> {
     return slot.value;
   }
 
+  /** get, with the handle that finds the value again (see LruHandle). */
+  handle(key: K): LruHandle<V> | undefined {
+    const slot = this.#map.get(key);
+    if (slot === undefined) return undefined;
+    slot.used = true;
+    return slot;
+  }
+
+  /** Keeps `value` under `key` with its weight, as the youngest value. Setting the value a key
+   * holds again (with a new weight) keeps its handles valid. */
   set(key: K, value: V, weight: number): void {
-    this.delete(key);
-    if (weight > this.#maxWeight) return;
-    this.#map.set(key, { value, weight, used: false });
+    const had = this.#map.get(key);
+    if (had !== undefined) {
+      this.#map.delete(key);
+      this.#weight -= had.weight;
+    }
+    if (weight > this.#maxWeight) {
+      if (had !== undefined) had.value = undefined;
+      return;
+    }
+    let slot: LruSlot<V>;
+    if (had !== undefined && had.value === value) {
+      slot = had;
+      slot.weight = weight;
+      slot.used = false;
+    } else {
+      if (had !== undefined) had.value = undefined;
+      slot = { value, weight, used: false };
+    }
+    this.#map.set(key, slot);
     this.#weight += weight;
     while (this.#weight > this.#maxWeight || this.#map.size > this.#maxEntries) {
       const oldest = this.#map.entries().next();
       if (oldest.done === true) break;
-      const [k, slot] = oldest.value;
+      const [k, old] = oldest.value;
       this.#map.delete(k);
-      if (slot.used && k !== key) {
+      if (old.used && k !== key) {
         // Second chance: to the young end, unmarked. Each value is moved at most once per
         // pass, so the loop ends.
-        slot.used = false;
-        this.#map.set(k, slot);
+        old.used = false;
+        this.#map.set(k, old);
       } else {
-        this.#weight -= slot.weight;
+        this.#weight -= old.weight;
+        old.value = undefined;
       }
     }
   }
@@ -95,9 +140,11 @@ export class WeightedLru<K, V> {
     if (slot === undefined) return;
     this.#map.delete(key);
     this.#weight -= slot.weight;
+    slot.value = undefined;
   }
 
   clear(): void {
+    for (const slot of this.#map.values()) slot.value = undefined;
     this.#map.clear();
     this.#weight = 0;
   }

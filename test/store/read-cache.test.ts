@@ -30,6 +30,41 @@ describe('read caches (store/read-cache.ts)', () => {
     assert.equal(lru.weight, 4);
   });
 
+  test('a WeightedLru handle finds its value while the cache holds it, marks it used, and holds nothing once the value goes', () => {
+    const lru = new WeightedLru<string, { n: number }>(100);
+    const a = { n: 1 };
+    lru.set('a', a, 40);
+    const h = lru.handle('a');
+    assert.ok(h !== undefined);
+    assert.equal(h.value, a);
+    // Set again with a new weight: the same value, the handle still finds it.
+    lru.set('a', a, 50);
+    assert.equal(h.value, a);
+    assert.equal(lru.weight, 50);
+    // A hit through the handle gives the value its second chance, as get does.
+    lru.set('b', { n: 2 }, 40);
+    h.used = true;
+    lru.set('c', { n: 3 }, 40);
+    assert.equal(lru.get('b'), undefined);
+    assert.equal(h.value, a);
+    // Evicted: the handle is emptied (it no longer holds the value's memory).
+    lru.set('d', { n: 4 }, 40);
+    lru.set('e', { n: 5 }, 40);
+    assert.equal(lru.get('a'), undefined);
+    assert.equal(h.value, undefined);
+    // Replaced by another value, deleted, cleared: emptied too.
+    const hc = lru.handle('e')!;
+    lru.set('e', { n: 6 }, 10);
+    assert.equal(hc.value, undefined);
+    const hd = lru.handle('d')!;
+    lru.delete('d');
+    assert.equal(hd.value, undefined);
+    const he = lru.handle('e')!;
+    lru.clear();
+    assert.equal(he.value, undefined);
+    assert.equal(lru.handle('e'), undefined);
+  });
+
   test('BlobPrefixCache serves ranges inside the cached prefix only, clamped as readBlob clamps, within its byte bound', () => {
     const cache = new BlobPrefixCache(10_000);
     const blob = Buffer.from(Array.from({ length: 500 }, (_, i) => i % 251));
