@@ -51,6 +51,18 @@ test('view entries come in the order asked, gone messages reported, UIDs outside
         const expected = asked.filter((u) => u !== uids[1] && u !== uids[4] && u !== outside);
         assert.deepEqual(got, expected, `order ${asked.join(',')} chunk ${chunk}`);
         assert.deepEqual(gone, asked.filter((u) => u === uids[1] || u === uids[4]));
+        // The facts alone (FETCH in hand), and the entry made from them by index.
+        const viaFacts: Uid[] = [];
+        for await (const { facts, indices } of view.factChunks(store, asked, undefined, chunk)) {
+          facts.forEach((f, k) => {
+            viaFacts.push(f.uid);
+            const e = view.entryAt(f, indices[k]!);
+            assert.equal(e.flags, view.knownFlags(f.uid));
+            assert.equal(e.modseq, view.modseqOf(f.uid));
+            assert.equal(e.blobHash, f.blobHash);
+          });
+        }
+        assert.deepEqual(viaFacts, expected);
         const flat: Uid[] = [];
         for await (const e of view.entriesOf(store, asked, undefined, chunk)) flat.push(e.uid);
         assert.deepEqual(flat, expected);

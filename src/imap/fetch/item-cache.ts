@@ -13,9 +13,14 @@
  * - an item is kept in the form of one client kind (UTF8=ACCEPT or not, IMAP4rev2 or not, see
  *   ItemVariant), and given only to sessions of that kind;
  * - bounded by bytes (each blob's items and a fixed overhead), never by entries alone: a header
- *   item may be a 64 KiB literal.
+ *   item may be a 64 KiB literal;
+ * - a blob's items may also be found through a handle (handleOf) kept elsewhere (FETCH keeps it
+ *   with the entry's facts, see fetch.ts): the handle gives them only while the cache holds them
+ *   and is emptied when they go, so a kept handle holds no item and the bound stays true; a hit
+ *   through it marks them used as a lookup does. Item keys are numbered per cache: a handle is
+ *   only used with the cache that gave it.
  */
-import { WeightedLru } from '../../lib/lru.js';
+import { WeightedLru, type LruHandle } from '../../lib/lru.js';
 import type { FetchAtt } from '../protocol/ast.js';
 import { Serialized } from '../protocol/serialize.js';
 import { itemName } from './fetch.js';
@@ -47,6 +52,9 @@ interface Slot {
   items: Map<number, Serialized>;
   weight: number;
 }
+
+/** A blob's items as handleOf gives them: `value` undefined once the cache let them go. */
+export type KeptItemsHandle = LruHandle<{ readonly items: ReadonlyMap<number, Serialized> }>;
 
 /** Distinct item keys numbered before the numbering starts again (see #numbers). */
 const MAX_KEYS = 10_000;
@@ -102,6 +110,21 @@ export class FetchItemCache {
   /** The items kept of a blob, by key: one lookup for all the items of a message. */
   itemsOf(blobHash: string): ReadonlyMap<number, Serialized> | undefined {
     return this.#lru.get(blobHash)?.items;
+  }
+
+  /** itemsOf, as a handle that finds them again without a lookup while the cache holds them:
+   * `FetchItemCache.itemsBy(handle)`. */
+  handleOf(blobHash: string): KeptItemsHandle | undefined {
+    return this.#lru.handle(blobHash);
+  }
+
+  /** The items a handle of this cache finds, marked used (see LruHandle); undefined once the
+   * cache let them go. */
+  static itemsBy(handle: KeptItemsHandle): ReadonlyMap<number, Serialized> | undefined {
+    const slot = handle.value;
+    if (slot === undefined) return undefined;
+    handle.used = true;
+    return slot.items;
   }
 
   set(blobHash: string, key: number, value: Serialized): void {

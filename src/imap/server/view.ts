@@ -309,6 +309,15 @@ export class MailboxView {
    * a FETCH then answers the messages of a chunk without an await (a promise and a turn of the
    * microtask queue) for each. */
   async *entryChunks(store: MailStore, uids: ArrayLike<Uid>, onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<{ entries: ViewEntry[]; indices: number[] }> {
+    for await (const { facts, indices } of this.factChunks(store, uids, onGone, chunk)) {
+      yield { entries: facts.map((f, k) => this.entryAt(f, indices[k]!)), indices };
+    }
+  }
+
+  /** entryChunks without the entries: the store's facts of each message (shared: not to be
+   * changed) and its index, from which entryAt makes the entry. A FETCH whose items are in hand
+   * reads the flags and modseq from the view by index and makes no entry object a message. */
+  async *factChunks(store: MailStore, uids: ArrayLike<Uid>, onGone?: (uid: Uid) => void, chunk = 500): AsyncIterable<{ facts: EntryFacts[]; indices: number[] }> {
     // The store keeps the facts it reads for requests of this size or less: a FETCH 1:* of a
     // large mailbox would only push the entries other commands read out of its cache.
     const keep = uids.length <= KEEP_FACTS_MAX;
@@ -318,7 +327,7 @@ export class MailboxView {
       const part: Uid[] = [];
       for (let k = s; k < Math.min(s + chunk, uids.length); k++) part.push(uids[k]!);
       const facts = await store.getEntryFacts(this.mailbox.id, part, keep);
-      const entries: ViewEntry[] = [];
+      const found: EntryFacts[] = [];
       const indices: number[] = [];
       // Both in UID order as a rule (getEntryFacts answers ascending, a FETCH names its UIDs so):
       // walked side by side; otherwise, or once the chunk goes back, a map.
@@ -343,25 +352,31 @@ export class MailboxView {
           onGone?.(uid);
           continue;
         }
-        // Written out: V8 copies an object spread fast only when it adds no property, here
-        // `{ ...f, flags, modseq }` cost about 4 us a message.
-        entries.push({
-          mailboxId: f.mailboxId,
-          uid: f.uid,
-          modseq: asModSeq(this.modseqs[i]!),
-          flags: this.flagTable[this.flagIds[i]!]!,
-          internalDate: f.internalDate,
-          saveDate: f.saveDate,
-          size: f.size,
-          blobHash: f.blobHash,
-          emailId: f.emailId,
-          threadId: f.threadId,
-          pid: f.pid,
-        });
+        found.push(f);
         indices.push(i);
       }
-      if (entries.length > 0) yield { entries, indices };
+      if (found.length > 0) yield { facts: found, indices };
     }
+  }
+
+  /** The entry of the message at index i (its sequence number - 1) from its facts: the flags and
+   * modseq the client was last told. */
+  entryAt(f: EntryFacts, i: number): ViewEntry {
+    // Written out: V8 copies an object spread fast only when it adds no property, here
+    // `{ ...f, flags, modseq }` cost about 4 us a message.
+    return {
+      mailboxId: f.mailboxId,
+      uid: f.uid,
+      modseq: asModSeq(this.modseqs[i]!),
+      flags: this.flagTable[this.flagIds[i]!]!,
+      internalDate: f.internalDate,
+      saveDate: f.saveDate,
+      size: f.size,
+      blobHash: f.blobHash,
+      emailId: f.emailId,
+      threadId: f.threadId,
+      pid: f.pid,
+    };
   }
 
   /** Every message of the view as a stored entry (see entriesOf), in sequence order; null at the

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { openTestStore } from '../../helpers/store.js';
 import { parseMessage } from '../../../src/mail/parse.js';
-import { fetchTextInHand, fetchValues, type FetchSource } from '../../../src/imap/fetch/fetch.js';
+import { fetchTextInHand, fetchValues, inHandItems, type FetchOptions, type FetchSource } from '../../../src/imap/fetch/fetch.js';
 import { FetchItemCache } from '../../../src/imap/fetch/item-cache.js';
 import type { FetchAtt } from '../../../src/imap/protocol/ast.js';
 import { Serialized, writeValues, type Output } from '../../../src/imap/protocol/serialize.js';
@@ -37,6 +37,13 @@ function counting(store: MailStore): { reader: FetchSource['store']; reads: () =
     },
     reads: () => n,
   };
+}
+
+/** A message's items as the FETCH handler writes them in hand: the command's items made once,
+ * the entry's facts, modseq and flags text. */
+function textInHand(atts: readonly FetchAtt[], src: FetchSource, opts: FetchOptions, flagsText: () => string): string | null {
+  const items = inHandItems(atts, opts);
+  return items === null ? null : fetchTextInHand(items, src.entry, src.entry.modseq, items.flags ? flagsText() : '');
 }
 
 const ATTS: FetchAtt[] = [
@@ -82,28 +89,28 @@ test('FETCH writes a message as text in hand (no store, no value tree) only when
     const flagsText = () => '(\\Seen $Work \\Recent)';
     // The entry's own items need nothing kept.
     const own: FetchAtt[] = [{ kind: 'UID' }, { kind: 'FLAGS' }, { kind: 'INTERNALDATE' }, { kind: 'RFC822.SIZE' }, { kind: 'MODSEQ' }];
-    const ownText = fetchTextInHand(own, src, opts, flagsText);
+    const ownText = textInHand(own, src, opts, flagsText);
     assert.equal(ownText, await wireItems(await fetchValues(own, src, opts)));
     assert.match(ownText ?? '', /^UID \d+ FLAGS \(\\Seen \$Work \\Recent\) INTERNALDATE "[ 0-9]{2}-[A-Z][a-z]{2}-[0-9]{4} [0-9:]{8} \+0100" RFC822\.SIZE \d+ MODSEQ \(\d+\)$/);
     // Not kept yet: the store must answer.
-    assert.equal(fetchTextInHand(ATTS, src, opts, flagsText), null);
+    assert.equal(textInHand(ATTS, src, opts, flagsText), null);
     const first = await wireItems(await fetchValues(ATTS, src, opts));
     const before = reads();
-    assert.equal(fetchTextInHand(structuredClone(ATTS), src, opts, flagsText), first);
+    assert.equal(textInHand(structuredClone(ATTS), src, opts, flagsText), first);
     // The same header fields in another order and case: the kept value under the names as written.
     const other: FetchAtt[] = [{ kind: 'BODY[]', section: { part: [], text: 'HEADER.FIELDS', fields: ['FROM', 'subject'] }, partial: null, peek: true }];
-    assert.equal(fetchTextInHand(other, src, opts, flagsText), await wireItems(await fetchValues(other, src, opts)));
+    assert.equal(textInHand(other, src, opts, flagsText), await wireItems(await fetchValues(other, src, opts)));
     // A body section is never kept, nor are the rarer items written here: the store's path.
-    assert.equal(fetchTextInHand([{ kind: 'UID' }, { kind: 'BODY[]', section: { part: [], text: 'TEXT' }, partial: null, peek: true }], src, opts, flagsText), null);
-    assert.equal(fetchTextInHand([{ kind: 'EMAILID' }], src, opts, flagsText), null);
+    assert.equal(textInHand([{ kind: 'UID' }, { kind: 'BODY[]', section: { part: [], text: 'TEXT' }, partial: null, peek: true }], src, opts, flagsText), null);
+    assert.equal(textInHand([{ kind: 'EMAILID' }], src, opts, flagsText), null);
     assert.equal(reads(), before);
     // Without a cache, only the entry's items.
-    assert.equal(fetchTextInHand(ATTS, src, { rev2: false, utf8Accept: false }, flagsText), null);
+    assert.equal(textInHand(ATTS, src, { rev2: false, utf8Accept: false }, flagsText), null);
     // Kept for a UTF8=ACCEPT session: the same text as its values make, 8-bit quoted.
     const utf8 = { rev2: true, utf8Accept: true, cache };
     const envelope: FetchAtt[] = [{ kind: 'ENVELOPE' }];
     const utf8Wire = await wireItems(await fetchValues(envelope, src, utf8), true);
-    assert.equal(fetchTextInHand(envelope, src, utf8, flagsText), utf8Wire);
+    assert.equal(textInHand(envelope, src, utf8, flagsText), utf8Wire);
     assert.ok(utf8Wire.includes('"Caf\xc3\xa9"'));
   } finally {
     await cleanup();
@@ -158,4 +165,57 @@ test('item keys stay distinct for distinct items however many header lists clien
   assert.equal(cache.planOf(att('x-f5'), v)?.key, cache.planOf(att('X-F5'), v)?.key);
   assert.equal(cache.planOf({ kind: 'ENVELOPE' }, v)?.key, cache.planOf({ kind: 'ENVELOPE' }, v)?.key);
   assert.notEqual(cache.planOf({ kind: 'ENVELOPE' }, v)?.key, cache.planOf({ kind: 'ENVELOPE' }, { rev2: false, utf8Accept: true })?.key);
+});
+
+test('FETCH in hand finds a message\'s kept items again through its facts, never once the cache let them go, and only from the cache that kept them', async () => {
+  const { store, cleanup } = await openTestStore();
+  try {
+    const entry = await storedEntry(store);
+    const inbox = entry.mailboxId;
+    const other = Buffer.from('From: Cy <cy@example.com>\r\nSubject: other\r\n\r\nbody\r\n', 'latin1');
+    await store.append(inbox, { raw: other, parsed: parseMessage(other) });
+    const [, second] = await store.listEntries(inbox);
+    assert.ok(second !== undefined);
+    const [facts] = await store.getEntryFacts(inbox, [entry.uid], true);
+    assert.ok(facts !== undefined);
+    const copy = { ...facts };
+    const envelope: FetchAtt[] = [{ kind: 'UID' }, { kind: 'ENVELOPE' }, { kind: 'INTERNALDATE' }];
+    const src = { entry: { ...facts, flags: [], modseq: entry.modseq }, store };
+    // Room for the items of one message only.
+    const cache = new FetchItemCache(800);
+    const opts = { rev2: false, utf8Accept: false, cache, timezoneOffset: () => 60 };
+    const want = await wireItems(await fetchValues(envelope, src, opts));
+    const items = inHandItems(envelope, opts);
+    assert.ok(items !== null);
+    assert.equal(fetchTextInHand(items, facts, entry.modseq, ''), want);
+    assert.equal(fetchTextInHand(items, facts, entry.modseq, ''), want);
+    // What is kept with the facts is not theirs to show: the same keys, equal to a copy.
+    assert.deepEqual(Object.keys(facts), Object.keys(copy));
+    assert.deepEqual(facts, copy);
+    // The other message's items push this one's out (twice: the hits gave it a second chance):
+    // not in hand any more, though the facts kept the way to them.
+    for (let i = 0; i < 2; i++) await fetchValues(envelope, { entry: { ...second, flags: [] }, store }, opts);
+    assert.equal(cache.itemsOf(facts.blobHash), undefined);
+    assert.equal(fetchTextInHand(items, facts, entry.modseq, ''), null);
+    await fetchValues(envelope, src, opts);
+    assert.equal(fetchTextInHand(items, facts, entry.modseq, ''), want);
+    // The date follows the zone asked, not the one written before.
+    const west = { ...opts, timezoneOffset: () => -300 };
+    const westItems = inHandItems(envelope, west);
+    assert.ok(westItems !== null);
+    assert.equal(fetchTextInHand(westItems, facts, entry.modseq, ''), await wireItems(await fetchValues(envelope, src, west)));
+    // Another cache numbers its items otherwise (BODY first here): what the first cache kept
+    // under a number is not taken for this cache's item of that number.
+    const cache2 = new FetchItemCache();
+    const opts2 = { rev2: false, utf8Accept: false, cache: cache2 };
+    const body: FetchAtt[] = [{ kind: 'BODY' }];
+    const bodyItems = inHandItems(body, opts2);
+    assert.ok(bodyItems !== null);
+    assert.equal(fetchTextInHand(bodyItems, facts, entry.modseq, ''), null);
+    const bodyWire = await wireItems(await fetchValues(body, src, opts2));
+    assert.equal(fetchTextInHand(bodyItems, facts, entry.modseq, ''), bodyWire);
+    assert.equal(fetchTextInHand(inHandItems([{ kind: 'ENVELOPE' }], opts2)!, facts, entry.modseq, ''), null);
+  } finally {
+    await cleanup();
+  }
 });

@@ -5,7 +5,7 @@
  */
 import { asModSeq, type Uid } from '../../../lib/brand.js';
 import { UnknownCteError } from '../../fetch/binary.js';
-import { fetchTextInHand, fetchValues, needsSeenFlag } from '../../fetch/fetch.js';
+import { fetchTextInHand, fetchValues, inHandItems, needsSeenFlag } from '../../fetch/fetch.js';
 import type { FetchAtt, ImapValue } from '../../protocol/ast.js';
 import type { Request } from '../../protocol/parser.js';
 import { formatSet, untaggedText } from '../../protocol/serialize.js';
@@ -85,6 +85,8 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
   }
   let gone = false;
   const serialize = s.serializeOptions;
+  // null when an item is never in hand: each message is then fetchValues' (see fetchTextInHand).
+  const inHand = inHandItems(atts, opts);
   await s.batched(async () => {
     // Entries are read a chunk at a time and each chunk's responses written before the next: the
     // reply is streamed under the socket's backpressure, never held whole. A response of values
@@ -94,20 +96,22 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
       gone = true;
     };
     try {
-      for await (const { entries, indices } of view.entryChunks(store, uids, onGone)) {
-        for (let k = 0; k < entries.length; k++) {
-          const entry = entries[k]!;
-          const uid = entry.uid;
-          const seq = indices[k]! + 1;
-          const src = { entry, store, recent: view.isRecent(uid) };
+      // The store's facts of each message, not an entry object: in hand, its flags and modseq
+      // come from the view by index, and an entry is made only for fetchValues.
+      for await (const { facts, indices } of view.factChunks(store, uids, onGone)) {
+        for (let k = 0; k < facts.length; k++) {
+          const f = facts[k]!;
+          const uid = f.uid;
+          const i = indices[k]!;
           // RFC 9051 §6.4.5: a FLAGS change caused by the FETCH is reported in it.
-          const addFlags = seenNow.has(uid) && !hasFlags;
-          const text = fetchTextInHand(atts, src, opts, () => view.flagsTextAt(seq - 1));
+          const addFlags = seenNow.size > 0 && seenNow.has(uid) && !hasFlags;
+          const text = inHand === null ? null : fetchTextInHand(inHand, f, view.modseqAt(i), inHand.flags ? view.flagsTextAt(i) : '');
           if (text !== null) {
-            const full = lines.add(`* ${seq} FETCH (${text}${addFlags ? ` FLAGS ${view.flagsTextAt(seq - 1)}` : ''})\r\n`);
+            const full = lines.add(`* ${i + 1} FETCH (${text}${addFlags ? ` FLAGS ${view.flagsTextAt(i)}` : ''})\r\n`);
             if (full !== null) await full;
             continue;
           }
+          const src = { entry: view.entryAt(f, i), store, recent: view.isRecent(uid) };
           let values: ImapValue[];
           try {
             values = await fetchValues(atts, src, opts);
@@ -121,7 +125,7 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
             throw err;
           }
           if (addFlags) values.push({ atom: 'FLAGS' }, flagAtoms(view.flagsOf(uid)));
-          const response: ImapValue[] = [seq, { atom: 'FETCH' }, values];
+          const response: ImapValue[] = [i + 1, { atom: 'FETCH' }, values];
           const responseText = untaggedText(response, serialize);
           if (responseText === null) {
             await lines.flush();
