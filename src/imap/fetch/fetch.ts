@@ -185,7 +185,8 @@ interface InHandMemo {
   /** The cache `kept` comes from: item keys are numbered per cache. */
   cache: FetchItemCache | undefined;
   kept: KeptItemsHandle | undefined;
-  /** The zone function `date` was written for (the session's, or the server's zone). */
+  /** The zone function `date` was written for (the session's, or the server's zone: a change of
+   * the process's TZ while it runs is not followed for dates already written). */
   zone: ((epochMs: number) => number) | undefined;
   date: string | undefined;
 }
