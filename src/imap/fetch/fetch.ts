@@ -169,9 +169,10 @@ export function inHandItems(atts: readonly FetchAtt[], opts: FetchOptions): InHa
  * lookup by the 64-character hash a message; see FetchItemCache.handleOf) and its INTERNALDATE
  * item as written (a date-time costs a time-zone lookup and a dozen strings). Kept under a
  * symbol of this module, not enumerable, on the store's facts object, which lives as long as the
- * store caches the facts and never changes (EntryFacts): the store never sees it, and a fresh
- * facts object starts without one. A few dozen bytes a message; the handle holds no item once
- * the cache let them go.
+ * store caches the facts and never changes (EntryFacts): the store never reads it, and a fresh
+ * facts object starts without one. About 150 bytes a message, counted in the facts cache's
+ * weight (read-cache.ts FACTS_MEMO_BYTES) so its bound holds; the handle holds no item once the
+ * item cache let them go.
  *
  * Measured with imaptest's FETCH (60 random messages of 100 a command, its random items, all
  * kept; 10 such mailboxes, 20 clients): timed around each call, fetchTextInHand took 2 to 2.6 us
