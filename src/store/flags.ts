@@ -128,6 +128,24 @@ export interface FlagGroup {
   count: number;
 }
 
+/** A row of a STORE's set as both stores read it before the write: [uid, modseq, bits, encoded
+ * keywords]. */
+export type FlagStateRow = readonly [number, number, number, string];
+
+/** The distinct flag states of a STORE's rows, each with its count and whether UNCHANGEDSINCE
+ * `since` refuses it (RFC 7162 §3.1.3): planFlagChange's input, counted from rows read whole. */
+export function flagGroupsOfRows(rows: readonly FlagStateRow[], since: number): FlagGroup[] {
+  const states = new Map<string, FlagGroup>();
+  for (const [, modseq, mask, keywords] of rows) {
+    const refused = modseq > since;
+    const key = `${mask} ${refused ? 1 : 0} ${keywords}`;
+    const g = states.get(key);
+    if (g === undefined) states.set(key, { mask, keywords, refused, count: 1 });
+    else g.count++;
+  }
+  return [...states.values()];
+}
+
 /** One flag state the STORE changes, and what it becomes. */
 export interface FlagTransition {
   from: { mask: number; keywords: string };

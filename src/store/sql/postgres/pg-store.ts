@@ -49,6 +49,7 @@ import {
   sharedFlagLists,
   parseFlags,
   planFlagChange,
+  flagGroupsOfRows,
   MAX_FLAG_TRANSITIONS,
 } from '../../flags.js';
 import type { FlagGroup, FlagPlan, FlagSet } from '../../flags.js';
@@ -399,22 +400,8 @@ interface WriteContext {
   discard: boolean;
 }
 
-/** A row of a STORE's set as setFlags reads it: [uid, modseq, flags, keywords]. */
+/** A row of a STORE's set as setFlags reads it (flags.ts FlagStateRow). */
 type StateRow = [number, number, number, string];
-
-/** The distinct flag states of a STORE's rows, each with its count and whether UNCHANGEDSINCE
- * `since` refuses it (RFC 7162 §3.1.3): planFlagChange's input, counted here. */
-function statesOfRows(rows: readonly StateRow[], since: number): FlagGroup[] {
-  const states = new Map<string, FlagGroup>();
-  for (const [, modseq, mask, keywords] of rows) {
-    const refused = modseq > since;
-    const key = `${mask} ${refused ? 1 : 0} ${keywords}`;
-    const g = states.get(key);
-    if (g === undefined) states.set(key, { mask, keywords, refused, count: 1 });
-    else g.count++;
-  }
-  return [...states.values()];
-}
 
 /** The rows of an opening's result (read as arrays, see #tx) as objects named by its columns. */
 function rowObjects<R>(result: pg.QueryResult | undefined): R[] {
@@ -2150,7 +2137,7 @@ class PgStore implements MailStore {
         // refused UIDs, modseq, UPDATE, counters, COMMIT).
         const rows: StateRow[] = [];
         for (const r of read) if (r[1] !== null) rows.push([r[1], r[2]!, r[3]!, r[4]!]);
-        const plan = planFlagChange(statesOfRows(rows, since), mode, change);
+        const plan = planFlagChange(flagGroupsOfRows(rows, since), mode, change);
         const gone = plan.total === list.length ? [] : absentUids(uids, rows.map((r) => r[0]));
         // RFC 7162 §3.1.3: entries changed after UNCHANGEDSINCE are refused (MODIFIED); they stay
         // as they are (no other writer of the account runs until COMMIT: the rows read are current).

@@ -76,6 +76,7 @@ import {
   sharedFlagLists,
   parseFlags,
   planFlagChange,
+  flagGroupsOfRows,
   MAX_FLAG_TRANSITIONS,
 } from '../../flags.js';
 import type { FlagGroup, FlagSet, FlagTransition } from '../../flags.js';
@@ -2724,16 +2725,8 @@ class SqliteStore implements MailStore {
     where: string,
     args: unknown[],
   ): { groups: FlagGroup[]; rows: StateRow[]; where: string; args: unknown[]; absent: () => Uid[]; refused: () => Uid[] } {
-    const states = new Map<string, FlagGroup>();
-    for (const [, modseq, mask, keywords] of rows) {
-      const isRefused = modseq > since;
-      const key = `${mask} ${isRefused ? 1 : 0} ${keywords}`;
-      const g = states.get(key);
-      if (g === undefined) states.set(key, { mask, keywords, refused: isRefused, count: 1 });
-      else g.count++;
-    }
     return {
-      groups: [...states.values()],
+      groups: flagGroupsOfRows(rows, since),
       rows,
       where,
       args,
