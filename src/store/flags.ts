@@ -146,6 +146,25 @@ export function flagGroupsOfRows(rows: readonly FlagStateRow[], since: number): 
   return [...states.values()];
 }
 
+/**
+ * The rows of a STORE's set, read whole before its write, that the write changes: those of a
+ * state the plan changes that UNCHANGEDSINCE `since` does not refuse, each as [uid, index of its
+ * transition], ascending by UID. Both stores then need no read after the write.
+ */
+export function changedByTransition(rows: readonly FlagStateRow[], since: number, transitions: readonly FlagTransition[]): Array<[number, number]> {
+  const index = new Map(transitions.map((t, i) => [`${t.from.mask} ${t.from.keywords}`, i]));
+  const out: Array<[number, number]> = [];
+  let ascending = true;
+  for (const [uid, modseq, mask, keywords] of rows) {
+    if (modseq > since) continue;
+    const i = index.get(`${mask} ${keywords}`);
+    if (i === undefined) continue;
+    if (out.length > 0 && uid <= out[out.length - 1]![0]) ascending = false;
+    out.push([uid, i]);
+  }
+  return ascending ? out : out.sort((a, b) => a[0] - b[0]);
+}
+
 /** One flag state the STORE changes, and what it becomes. */
 export interface FlagTransition {
   from: { mask: number; keywords: string };

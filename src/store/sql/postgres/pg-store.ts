@@ -50,6 +50,7 @@ import {
   parseFlags,
   planFlagChange,
   flagGroupsOfRows,
+  changedByTransition,
   MAX_FLAG_TRANSITIONS,
 } from '../../flags.js';
 import type { FlagGroup, FlagPlan, FlagSet } from '../../flags.js';
@@ -2147,15 +2148,8 @@ class PgStore implements MailStore {
           return { updated: [], modified, priorModSeq, gone };
         }
         // Each changed row names its new state by index into the list of new states.
-        const index = new Map(plan.transitions.map((t, i) => [`${t.from.mask} ${t.from.keywords}`, i]));
         const lists = plan.transitions.map((t) => flagList(t.to.mask, t.to.keywords));
-        const changed: Array<[number, number]> = [];
-        for (const [uid, rowModseq, mask, keywords] of rows) {
-          if (rowModseq > since) continue;
-          const i = index.get(`${mask} ${keywords}`);
-          if (i !== undefined) changed.push([uid, i]);
-        }
-        changed.sort((a, b) => a[0] - b[0]);
+        const changed = changedByTransition(rows, since, plan.transitions);
         const ts = plan.transitions;
         ctx.tail.push(
           `UPDATE entries e SET flags = (${sqlInts(ts.map((t) => t.to.mask), 'int4')})[v.i], keywords = (${sqlTexts(c, ts.map((t) => t.to.keywords))})[v.i],

@@ -77,6 +77,7 @@ import {
   parseFlags,
   planFlagChange,
   flagGroupsOfRows,
+  changedByTransition,
   MAX_FLAG_TRANSITIONS,
 } from '../../flags.js';
 import type { FlagGroup, FlagSet, FlagTransition } from '../../flags.js';
@@ -482,17 +483,8 @@ function transitionCases(transitions: readonly FlagTransition[]): { set: string;
 /** The updates of a STORE whose set was read whole before the write (#flagStates): each row of
  * an unrefused state that changes, in UID order, one shared flag list per new state. */
 function updatesFromRows(rows: readonly StateRow[], since: number, transitions: readonly FlagTransition[], modseq: ModSeq): FlagUpdate[] {
-  const to = new Map(transitions.map((t) => [`${t.from.mask} ${t.from.keywords}`, flagList(t.to.mask, t.to.keywords)]));
-  const out: FlagUpdate[] = [];
-  let ascending = true;
-  for (const [uid, rowModseq, mask, keywords] of rows) {
-    if (rowModseq > since) continue;
-    const flags = to.get(`${mask} ${keywords}`);
-    if (flags === undefined) continue;
-    if (out.length > 0 && uid <= out[out.length - 1]!.uid) ascending = false;
-    out.push({ uid: asUid(uid), modseq, flags });
-  }
-  return ascending ? out : out.sort((a, b) => a.uid - b.uid);
+  const lists = transitions.map((t) => flagList(t.to.mask, t.to.keywords));
+  return changedByTransition(rows, since, transitions).map(([uid, i]) => ({ uid: asUid(uid), modseq, flags: lists[i]! }));
 }
 
 /** The range [lo, hi] of a UID set when it holds at most DENSE_SPAN UIDs per UID of the set: then
