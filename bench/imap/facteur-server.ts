@@ -69,7 +69,21 @@ process.stdout.write(`PORT lmtp ${await lmtp.listen('127.0.0.1', 0)}\n`);
 process.stdout.write('READY\n');
 // The benchmark reads memory after a full collection, so that garbage does not count.
 process.on('SIGUSR2', () => (globalThis as { gc?: () => void }).gc?.());
+// The event loop's busy share per second (performance.eventLoopUtilization): whether the one
+// thread is the bound. Printed at SIGTERM over the seconds that were busy at all (> 5%).
+const busy: number[] = [];
+let lastElu = performance.eventLoopUtilization();
+setInterval(() => {
+  const now = performance.eventLoopUtilization();
+  busy.push(performance.eventLoopUtilization(now, lastElu).utilization);
+  lastElu = now;
+}, 1000).unref();
 process.on('SIGTERM', () => {
+  const loaded = busy.filter((u) => u > 0.05).sort((a, b) => a - b);
+  if (loaded.length > 0) {
+    const at = (q: number): string => (100 * loaded[Math.min(loaded.length - 1, Math.floor(q * loaded.length))]!).toFixed(0);
+    process.stderr.write(`facteur event loop busy: ${loaded.length} s loaded, median ${at(0.5)}%, p10 ${at(0.1)}%, p90 ${at(0.9)}%\n`);
+  }
   // The write path's counters over the whole run (SQLite): batches (group commits), jobs, and
   // the time in jobs and in COMMIT on the event loop.
   const st = sqliteStoreStats(store);

@@ -33,7 +33,8 @@ export function imaptestPath(): string | null {
  * about mailbox commands rather than password checks.
  */
 export function mix(stayLoggedIn: boolean): string[] {
-  return stayLoggedIn ? ['search=20', 'logout=0'] : ['search=20'];
+  const extra = process.env.FACTEUR_BENCH_IMAPTEST_MIX?.split(/\s+/).filter((a) => a !== '') ?? [];
+  return [...(stayLoggedIn ? ['search=20', 'logout=0'] : ['search=20']), ...extra];
 }
 
 export interface MixedJob {

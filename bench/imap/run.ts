@@ -16,6 +16,11 @@
  *   `rounds=n` runs every mix n times, Facteur and Dovecot one after the other in each round, and
  *   adds the medians and the median of the rounds' ratios: a shared machine's speed drifts by
  *   10 to 20% over minutes, and a ratio of runs a minute apart carries that drift.
+ *   `idle-beside=0` leaves out the IDLE sessions that run beside imaptest (one per account by
+ *   default). FACTEUR_BENCH_IMAPTEST_MIX adds imaptest state probabilities to the mix, e.g.
+ *   "select=100 fetch=100 fetch2=0 store=0 delete=0 expunge=0 append=0 status=0 list=0 search=0"
+ *   for FETCH alone (SELECT must stay: a client that never selects waits for ever). Facteur's
+ *   server prints its event loop's busy share per second of the run when it stops.
  * - idle: `idle` authenticated connections in IDLE (Facteur: `idle-facteur`, default the same),
  *   memory per connection from the idle server and per connection added after the first fifth
  *   (see idle.ts); Dovecot also with imap-hibernate. `idle-login=scram` makes Facteur's sessions
@@ -64,6 +69,8 @@ const PG = arg('pg', 'postgres://postgres@127.0.0.1:5432/facteur_bench_imap');
 const PARTS = new Set(arg('parts', 'ops,mixed,idle,pg').split(','));
 /** mixes=default,logout0: which imaptest mixes the mixed part runs (both by default). */
 const ROUNDS = Math.max(1, Number(arg('rounds', '1')));
+/** idle-beside=0: no IDLE sessions beside imaptest. */
+const IDLE_BESIDE = arg('idle-beside', '1') !== '0';
 const MIXES = arg('mixes', 'default,logout0')
   .split(',')
   .map((m) => {
@@ -117,7 +124,7 @@ async function opsPart(s: Server, pid: number | undefined): Promise<void> {
 async function idleWatchers(ports: number[]): Promise<() => Promise<{ sessions: number; pushed: number; failed: number }>> {
   let pushed = 0;
   const watchers = await Promise.all(
-    Array.from({ length: USERS }, async (_, k) => {
+    Array.from({ length: IDLE_BESIDE ? USERS : 0 }, async (_, k) => {
       const c = await ImapClient.login(ports[k % ports.length]!, benchUser(k + 1), PASSWORD);
       await c.ok('SELECT INBOX');
       const idle = await c.idle((line) => {
@@ -142,7 +149,7 @@ async function idleWatchers(ports: number[]): Promise<() => Promise<{ sessions: 
 }
 
 async function mixedPart(name: string, ports: number[], pids: number[], bin: string, mboxPath: string, stayLoggedIn: boolean): Promise<void> {
-  log(`\n${name}: imaptest${stayLoggedIn ? ' (logout=0)' : ''}, ${CLIENTS} clients, ${USERS} accounts, ${SECS} s, ${USERS} IDLE sessions beside`);
+  log(`\n${name}: imaptest${stayLoggedIn ? ' (logout=0)' : ''}, ${CLIENTS} clients, ${USERS} accounts, ${SECS} s, ${IDLE_BESIDE ? USERS : 0} IDLE sessions beside`);
   const stopWatchers = await idleWatchers(ports);
   // CPU per command does not move with the machine's load the way commands/s does.
   const cpuBefore = cpuOf(pids);
