@@ -307,7 +307,7 @@ if (withOps.length > 0) {
 const withMixed = all.filter((r) => r.mixed);
 if (withMixed.length > 0) {
   const names = Object.keys(withMixed[0]!.mixed![0]!.counts);
-  log(`\nMixed workload: imaptest, ${CLIENTS} clients, ${USERS} accounts of ~${USER_MESSAGES} messages, ${SECS} s, default mix + ${mix(false).join(' ')}; ${USERS} IDLE sessions beside (one per account)\n`);
+  log(`\nMixed workload: imaptest, ${CLIENTS} clients, ${USERS} accounts of ~${USER_MESSAGES} messages, ${SECS} s, default mix + ${mix(false).join(' ')}; ${IDLE_BESIDE ? `${USERS} IDLE sessions beside (one per account)` : "no IDLE sessions beside"}\n`);
   log(`| server | mix | commands/s | server CPU ms/command | errors | IDLE pushes | ${names.join(' | ')} |`);
   log(`|---|---|---|---|---|---|${names.map(() => '---|').join('')}`);
   for (const r of withMixed) {
