@@ -7,7 +7,7 @@ import { asModSeq, asUid } from '../../src/lib/brand.js';
 import { openStore } from '../../src/store/open.js';
 import { MAX_LOOKUPS } from '../../src/store/sql/sqlite/lookup-cache.js';
 import { MIGRATIONS } from '../../src/store/sql/sqlite/schema.js';
-import { openSqliteStore, sqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
+import { openSqliteStore, sqliteSearchIndexerStats, sqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 import { StoreError } from '../../src/store/types.js';
 import { trigramQuery } from '../../src/store/search-text.js';
 import { openTestStore, testMessage } from '../helpers/store.js';
@@ -100,6 +100,10 @@ test('sqlite: a blob without references is removed by the sweep after sweepDelay
     const [e] = await t.store.listEntries(inbox.id);
     assert.equal(blobRows(t.dir, e!.blobHash), 4);
     assert.equal((await t.store.searchText(inbox.id, { field: 'body', value: 'quetzal' })).size, 1);
+    // In the full-text index first (its worker runs searchIndexDelayMs after the append), so that
+    // the sweep has an index entry to remove.
+    for (let i = 0; i < 300 && indexed(t.dir, 'quetzal') === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(indexed(t.dir, 'quetzal'), 1);
     await t.store.expunge(inbox.id, [asUid(1)]);
     // Right after the expunge the rows and the file are still there; nothing reaches them.
     assert.equal(blobRows(t.dir, e!.blobHash), 4);
@@ -110,13 +114,10 @@ test('sqlite: a blob without references is removed by the sweep after sweepDelay
     assert.equal(blobRows(t.dir, e!.blobHash), 0, 'swept');
     while ((await blobFiles(t.dir)).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(await blobFiles(t.dir), [], 'file removed after the sweep committed');
-    // The full-text index no longer holds the document (a contentless table: count its rows).
-    const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
-    try {
-      assert.equal((db.prepare("SELECT count(*) AS n FROM search WHERE search MATCH 'tza'").get() as { n: number }).n, 0);
-    } finally {
-      db.close();
-    }
+    // The full-text index no longer holds the document (a contentless table: count its rows),
+    // once the indexer's worker has done the removal.
+    while (indexed(t.dir, 'quetzal') > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(indexed(t.dir, 'quetzal'), 0);
   } finally {
     await t.cleanup();
   }
@@ -541,9 +542,9 @@ test('sqlite: more distinct recipients than the lookup cache keeps are all answe
   }
 });
 
-/** Documents in the full-text index that may contain the word, read beside the store. */
+/** Documents in the full-text index (search.db) that may contain the word, read beside the store. */
 function indexed(dir: string, word: string): number {
-  const db = new Database(join(dir, 'facteur.db'), { readonly: true });
+  const db = new Database(join(dir, 'search.db'), { readonly: true });
   try {
     return db.prepare('SELECT count(*) FROM search WHERE search MATCH ?').pluck().get(trigramQuery(word, null)) as number;
   } finally {
@@ -566,9 +567,9 @@ test('sqlite: SEARCH finds a message before its text is in the full-text index, 
     assert.deepEqual(await find('second'), [2]);
     const header = await t.store.searchText(inbox.id, { field: 'subject', value: 'two' });
     assert.deepEqual([...header], [2]);
-    // The third makes a batch: indexed by the next transaction.
+    // The third makes a batch: indexed by the worker's next run, long before the delay.
     await t.store.append(inbox.id, testMessage({ subject: 'three', body: 'zebracorn third\r\n' }));
-    await t.store.setFlags(inbox.id, [asUid(1)], 'add', ['\\Seen']);
+    for (let i = 0; i < 300 && indexed(t.dir, 'zebracorn') < 3; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(indexed(t.dir, 'zebracorn'), 3);
     assert.deepEqual(await find('zebracorn'), [1, 2, 3]);
     assert.deepEqual(await find('third'), [3]);
@@ -635,22 +636,98 @@ test('sqlite: blobs another process left out of the full-text index are added by
   }
 });
 
-test('sqlite: a batch of large texts is added to the full-text index in several jobs of bounded size', async () => {
-  const t = await openTestStore({ searchIndexBatch: 6, searchIndexDelayMs: 60_000 });
+test('sqlite: a data directory of schema 13 (index inside facteur.db) gets search.db, rebuilt by the worker; SEARCH finds every message meanwhile', async () => {
+  const t = await setup();
+  const { rm } = await import('node:fs/promises');
+  try {
+    for (let i = 0; i < 5; i++) await t.store.append(t.inbox.id, testMessage({ subject: `s${i}`, body: `dromedarian ${i}\r\n` }));
+    await t.store.close();
+    // Back to schema 13: the index in facteur.db, its mark in counters, no search.db.
+    for (const f of ['search.db', 'search.db-wal', 'search.db-shm']) await rm(join(t.dir, f), { force: true });
+    const db = new Database(join(t.dir, 'facteur.db'));
+    db.exec(`DROP TABLE search_gone;
+CREATE VIRTUAL TABLE search USING fts5(subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body,
+  tokenize = 'trigram', detail = column, content = '', contentless_delete = 1);
+INSERT INTO counters (name, value) VALUES ('search_indexed', 5);
+DELETE FROM schema_version WHERE version = 14;`);
+    db.close();
+    const store = await openSqliteStore({ dir: t.dir, searchIndexDelayMs: 1000 });
+    try {
+      assert.equal(indexed(t.dir, 'dromedarian'), 0);
+      assert.equal((await store.searchText(t.inbox.id, { field: 'body', value: 'dromedarian' })).size, 5);
+      // At open the store finds every blob above the (new) mark, and the worker adds them.
+      for (let i = 0; i < 500 && indexed(t.dir, 'dromedarian') < 5; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(indexed(t.dir, 'dromedarian'), 5);
+      assert.equal((await store.searchText(t.inbox.id, { field: 'body', value: 'dromedarian 3' })).size, 1);
+    } finally {
+      await store.close();
+    }
+    const after = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+    try {
+      assert.equal(after.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'search'").pluck().get(), 0);
+      assert.equal(after.prepare("SELECT count(*) FROM counters WHERE name = 'search_indexed'").pluck().get(), 0);
+    } finally {
+      after.close();
+    }
+  } finally {
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
+test('sqlite: the removals the index worker has done are pruned from search_gone by a later sweep', async () => {
+  const t = await openTestStore({ sweepDelayMs: 20, searchIndexDelayMs: 0 });
   try {
     await t.store.addDomain('example.com');
     const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
     const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
-    // Six messages of about 200,000 characters of text: the index takes them in two jobs (three
-    // each, the third passing the 512 KiB budget), not in one holding the event loop for all six.
+    const gone = (): number => {
+      const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+      try {
+        return db.prepare('SELECT count(*) FROM search_gone').pluck().get() as number;
+      } finally {
+        db.close();
+      }
+    };
+    const wait = async (ok: () => boolean): Promise<void> => {
+      for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+    };
+    for (const word of ['armadillic', 'pangolinic']) {
+      await t.store.append(inbox.id, testMessage({ subject: word, body: `${word} text\r\n` }));
+      await wait(() => indexed(t.dir, word) === 1);
+      assert.equal(indexed(t.dir, word), 1);
+      const [e] = await t.store.listEntries(inbox.id);
+      await t.store.expunge(inbox.id, [e!.uid]);
+      // The sweep records the removal; the worker's next run takes the document out.
+      await wait(() => indexed(t.dir, word) === 0);
+      assert.equal(indexed(t.dir, word), 0);
+    }
+    // The second sweep pruned the first removal, done by the worker by then; the second waits
+    // for the next sweep.
+    assert.equal(gone(), 1);
+    assert.deepEqual(await t.store.checkConsistency(), []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('sqlite: a batch of large texts is added to the full-text index by its worker, in runs of bounded size, and no store job', async () => {
+  const t = await openTestStore({ searchIndexBatch: 6, searchIndexDelayMs: 60_000, searchIndexRunText: 512 * 1024 });
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    // Six messages of about 200,000 characters of text: with a budget of 512 Ki characters a run,
+    // the worker takes them in two runs (three each, the third passing the budget).
     const line = 'numbatoid lorem ipsum dolor sit amet consectetur adipiscing elit sed do\r\n';
     const body = line.repeat(Math.ceil(200_000 / line.length));
-    const before = sqliteStoreStats(t.store)!.jobs;
+    const jobs = sqliteStoreStats(t.store)!.jobs;
+    const runs = sqliteSearchIndexerStats(t.store)!.runs;
     await t.store.appendMany(inbox.id, Array.from({ length: 6 }, (_, i) => testMessage({ subject: `big ${i}`, body })));
-    for (let i = 0; i < 200 && indexed(t.dir, 'numbatoid') < 6; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 300 && indexed(t.dir, 'numbatoid') < 6; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(indexed(t.dir, 'numbatoid'), 6);
-    // The append, then the two index jobs.
-    assert.equal(sqliteStoreStats(t.store)!.jobs - before, 3);
+    // The append is the store's only job: the index is written off its event loop.
+    assert.equal(sqliteStoreStats(t.store)!.jobs - jobs, 1);
+    assert.equal(sqliteSearchIndexerStats(t.store)!.runs - runs, 2);
     assert.equal((await t.store.searchText(inbox.id, { field: 'body', value: 'numbatoid' })).size, 6);
     assert.deepEqual(await t.store.checkConsistency(), []);
   } finally {
@@ -671,10 +748,12 @@ test('sqlite: close adds every blob waiting for the full-text index, past one ba
     await t.store.close();
     assert.equal(indexed(t.dir, 'platypoid'), 1100);
     const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+    const search = new Database(join(t.dir, 'search.db'), { readonly: true });
     assert.equal(
-      db.prepare("SELECT value FROM counters WHERE name = 'search_indexed'").pluck().get(),
+      search.prepare("SELECT value FROM search_state WHERE name = 'indexed'").pluck().get(),
       db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck().get(),
     );
+    search.close();
     db.close();
   } finally {
     await rm(t.dir, { recursive: true, force: true });

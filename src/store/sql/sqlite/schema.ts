@@ -384,6 +384,19 @@ INSERT OR IGNORE INTO counters (name, value) SELECT 'search_indexed', coalesce((
 CREATE INDEX blobs_dead ON blobs (id) WHERE refs <= 0;
 `,
   },
+  {
+    version: 14,
+    sql: `
+-- The full-text index moves to its own file, search.db, written by a worker thread
+-- (search-indexer.ts); its marks move with it. The new file starts empty: the worker indexes
+-- every blob again in the background, and SEARCH reads the text of those not indexed yet.
+DROP TABLE search;
+DELETE FROM counters WHERE name = 'search_indexed';
+-- Blobs removed by the sweep, whose index entries the worker deletes (then the store prunes
+-- the rows the worker has done, by seq).
+CREATE TABLE search_gone (seq INTEGER PRIMARY KEY AUTOINCREMENT, id INTEGER NOT NULL);
+`,
+  },
 ];
 
 /** Applies the missing migrations. Refuses a database written by a newer version. */

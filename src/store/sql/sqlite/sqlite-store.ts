@@ -61,6 +61,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { fdatasync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { Checkpointer, type CheckpointResult, type CheckpointStats } from './checkpointer.js';
+import { MARK_GONE, MARK_INDEXED, SEARCH_DB, SEARCH_DB_SCHEMA, SearchIndexer, type SearchIndexerStats } from './search-indexer.js';
 import Database from 'better-sqlite3';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../../lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../../lib/brand.js';
@@ -103,7 +104,6 @@ import type { AccountRowOf } from '../rows.js';
 import { checkAccountRestore, checkEntryRestores, checkExpungedRestore, checkMailboxRestore, pidCounterFloor, restoreTotals, threadKeys } from '../../restore.js';
 import { toAppPassword, type AppPasswordRow } from '../app-password-row.js';
 import { UNINDEXED_HEADER_FIELDS, headerContains, searchColumns, trigramQuery } from '../../search-text.js';
-import type { SearchColumns } from '../../search-text.js';
 import { DEFAULT_MAILBOXES, SPECIAL_USES, StoreError } from '../../types.js';
 import type {
   Account,
@@ -193,10 +193,13 @@ export interface SqliteStoreOptions {
   viewWarmMessages?: number;
   /** Most jobs committed in one transaction. Default 1000. */
   maxBatch?: number;
-  /** New blobs are added to the full-text index in batches (see #indexPending): once this many
+  /** New blobs are added to the full-text index in batches (see #scheduleIndex): once this many
    * wait (default 64), or this long after the first (default 200 ms). */
   searchIndexBatch?: number;
   searchIndexDelayMs?: number;
+  /** Text (characters) the index's worker adds per run, at most (default 4 Mi): bounds a run's
+   * transaction on search.db; the blob that passes it is the run's last. */
+  searchIndexRunText?: number;
   /** Where a throwing feed listener's error goes (default: a process warning). */
   onListenerError?: (err: unknown) => void;
   /** Makes the WAL durable (default: fdatasync of its descriptor, on libuv's thread pool). Tests inject one
@@ -225,16 +228,12 @@ const DEFAULT_INLINE_MAX = 256 * 1024;
 /** Unreferenced blobs removed by one sweep job (the next follows at once while more are left). */
 const SWEEP_BATCH = 500;
 const STREAM_CHUNK = 64 * 1024;
-/** counters row: every blob with a lower or equal id is in the full-text index (or gone); those
- * above wait for #indexPending, and SEARCH reads them directly (schema version 12). */
-const SEARCH_INDEXED = 'search_indexed';
-/** Blobs added to the full-text index per transaction, at most. */
+/** Blobs added to the full-text index per run of its worker, at most. */
 const SEARCH_INDEX_MAX = 1000;
-/** Text added to the full-text index per transaction, at most (once past it, the rest waits for
- * the next job): the trigram index costs about 1.8 ms of the event loop per 100 KB of text, so
- * a batch of large messages is cut into jobs of about 10 ms each instead of holding the loop for
- * the whole batch (64 messages of 100 KB: over 100 ms). */
-const SEARCH_INDEX_TEXT = 512 * 1024;
+/** Text added to the full-text index per run, at most (characters; see searchIndexRunText). */
+const SEARCH_INDEX_TEXT = 4 * 1024 * 1024;
+/** The name the search reader gives search.db (ATTACH; see #searchReader). */
+const SEARCH_SCHEMA = 'fts';
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
 const MAX_UID_RANGES = 16;
 /** A STORE's set of at most this many UIDs is read row by row before the write (see
@@ -555,14 +554,10 @@ interface IngestBlob {
   fileReady: boolean;
 }
 
-/** A change to the full-text index, applied when the batch's jobs are done (see #flush). */
-type IndexChange = { rowid: number; columns: SearchColumns } | { rowid: number; columns: null };
-
 interface WriteContext {
   events: ChangeEvent[];
   /** Blobs whose row this job deleted (a sweep, see #removeDead). */
   removed: Array<{ hash: string; inFile: boolean }>;
-  index: IndexChange[];
   /** Whether this job left a blob without references (a sweep follows, see #sweep). */
   orphaned: boolean;
   /** The entries this job stored (#ingest) and removed (#removeEntries), in order: the entry
@@ -648,6 +643,14 @@ class SqliteStore implements MailStore {
   readonly #wal: FileHandle;
   readonly #fdatasync: (wal: FileHandle) => Promise<void>;
   readonly #checkpointer: Checkpointer;
+  readonly #indexer: SearchIndexer;
+  /**
+   * Reads for SEARCH: a read-only connection on facteur.db with search.db attached, so that one
+   * statement reads the index, its mark and the store's rows. Not the store's connection: its
+   * BEGIN IMMEDIATE would take search.db's write lock too, against the indexer's worker.
+   */
+  readonly #searchReader: Database.Database;
+  readonly #searchStmts = new Map<string, Stmt>();
   readonly #checkpointInterval: number;
   readonly #checkpointMinWal: number;
   readonly #walRestartBytes: number;
@@ -686,6 +689,13 @@ class SqliteStore implements MailStore {
     this.#checkpointer = new Checkpointer(join(options.dir, DB_FILE), (err) =>
       process.emitWarning(`store: ${err.message}`),
     );
+    this.#searchReader = new Database(join(options.dir, DB_FILE), { readonly: true, fileMustExist: true });
+    this.#searchReader.pragma('busy_timeout = 5000');
+    this.#searchReader.prepare(`ATTACH DATABASE ? AS ${SEARCH_SCHEMA}`).run(join(options.dir, SEARCH_DB));
+    this.#indexer = new SearchIndexer(join(options.dir, DB_FILE), join(options.dir, SEARCH_DB), {
+      maxBlobs: SEARCH_INDEX_MAX,
+      maxText: Math.max(1, options.searchIndexRunText ?? SEARCH_INDEX_TEXT),
+    });
     this.#checkpointInterval = options.checkpointIntervalMs ?? 1000;
     this.#checkpointMinWal = options.checkpointMinWalBytes ?? 4 * 1024 * 1024;
     this.#walRestartBytes = options.walRestartBytes ?? WAL_LIMIT_BYTES;
@@ -720,7 +730,7 @@ class SqliteStore implements MailStore {
     if (this.#q('SELECT 1 FROM blobs WHERE refs <= 0 LIMIT 1').get() !== undefined) this.#scheduleSweep();
     // Blobs left out of the full-text index by a process that stopped before adding them.
     const given = (db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck().get() as number | undefined) ?? 0;
-    const indexed = this.#indexedUpTo();
+    const indexed = this.#indexMark(MARK_INDEXED);
     if (given > indexed) {
       this.#unindexed = given - indexed;
       this.#scheduleIndex();
@@ -741,12 +751,7 @@ class SqliteStore implements MailStore {
 
   /** Same, returning rows as arrays (entries: no per-row object with 13 keys). */
   #qr(sql: string): Stmt {
-    let s = this.#rawStmts.get(sql);
-    if (s === undefined) {
-      s = this.#db.prepare(sql).raw(true);
-      this.#rawStmts.set(sql, s);
-    }
-    return s;
+    return rawStatement(this.#db, this.#rawStmts, sql);
   }
 
   /**
@@ -819,7 +824,7 @@ class SqliteStore implements MailStore {
     const alone = jobs.length === 1;
     this.#batchStored = false;
     for (const job of jobs) {
-      const ctx: WriteContext = { events: [], removed: [], index: [], orphaned: false };
+      const ctx: WriteContext = { events: [], removed: [], orphaned: false };
       if (!alone) this.#q('SAVEPOINT job').run();
       try {
         const value = job.run(ctx);
@@ -849,16 +854,6 @@ class SqliteStore implements MailStore {
     }
     let committed = false;
     let commitError: unknown = null;
-    // FTS5 flushes its pending index data at every savepoint, making one index segment per job;
-    // applied here, outside the jobs' savepoints, a batch makes one segment.
-    if (this.#db.inTransaction) {
-      try {
-        for (const o of outcomes) if (o.ok) this.#applyIndexChanges(o.ctx.index);
-      } catch (err) {
-        commitError = err;
-        this.#db.exec('ROLLBACK');
-      }
-    }
     const t1 = performance.now();
     st.run += t1 - t0;
     if (this.#db.inTransaction) {
@@ -964,6 +959,11 @@ class SqliteStore implements MailStore {
     this.#checkpointer.request(release);
   }
 
+  /** The full-text index's worker runs so far (for tests and benchmarks). */
+  get searchIndexerStats(): SearchIndexerStats {
+    return this.#indexer.stats;
+  }
+
   /** Checkpoints run off the event loop so far (for tests and benchmarks). */
   get checkpointStats(): CheckpointStats {
     return this.#checkpointer.stats;
@@ -1018,19 +1018,6 @@ class SqliteStore implements MailStore {
         this.#notifyIdle();
       },
     );
-  }
-
-  #applyIndexChanges(changes: readonly IndexChange[]): void {
-    for (const c of changes) {
-      if (c.columns === null) {
-        this.#q('DELETE FROM search WHERE rowid = ?').run(c.rowid);
-      } else {
-        const k = c.columns;
-        this.#q(
-          'INSERT INTO search (rowid, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        ).run(c.rowid, k.subject, k.from, k.to, k.cc, k.bcc, k.headers, k.body);
-      }
-    }
   }
 
   #notifyIdle(): void {
@@ -1132,21 +1119,19 @@ class SqliteStore implements MailStore {
       'INSERT INTO blob_text (id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ).run(ins.lastInsertRowid, c.subject, c.from, c.to, c.cc, c.bcc, c.headers, c.body);
     insertSortKeys(this.#q(INSERT_SORT_KEYS), this.#threadName, Number(ins.lastInsertRowid), blob.parsed);
-    // Not indexed in this transaction: see #indexPending.
+    // Indexed later, by the worker: see #scheduleIndex.
     this.#unindexed++;
     this.#scheduleIndex();
   }
 
   /**
-   * The full-text index (FTS5) costs a delivery more than any other table: each transaction that
-   * adds documents writes a new segment, its structure record and, every few transactions, a
-   * merge (a quarter of the WAL frames of a one-message commit, and of its CPU). So a new blob's
-   * text is written to blob_text with the blob, and added to the index later, many blobs per
-   * transaction (one segment for all): once searchIndexBatch wait, or searchIndexDelayMs after
-   * the first. Until then SEARCH reads those blobs' text directly (searchText: the blobs above the
-   * SEARCH_INDEXED mark, found by id). The mark moves in the transaction that indexes them, so a
-   * blob is always either under the mark and indexed (or removed) or above it; another process
-   * writing the store is covered the same way (whichever indexes first moves the mark).
+   * The full-text index (FTS5) costs a delivery more than any other table, so it is written by a
+   * worker thread into search.db (search-indexer.ts), never by the event loop. A new blob's text
+   * is written to blob_text with the blob, and added to the index later, many blobs per run (one
+   * index segment for all): once searchIndexBatch wait, or searchIndexDelayMs after the first.
+   * Until then SEARCH reads those blobs' text directly (searchText: the blobs above the index's
+   * `indexed` mark, found by id). Another process writing the store is covered the same way
+   * (whichever worker indexes first moves the mark).
    */
   #scheduleIndex(): void {
     if (this.#indexQueued || this.#closing) return;
@@ -1164,57 +1149,30 @@ class SqliteStore implements MailStore {
     if (this.#indexQueued || this.#closing) return;
     this.#indexQueued = true;
     this.#unindexed = 0;
-    this.#write((ctx) => {
-      this.#indexQueued = false;
-      return this.#indexPending(ctx);
-    }, CONTENT_ONLY).then(
-      (more) => {
-        if (more) {
+    this.#indexer.run().then(
+      (r) => {
+        this.#indexQueued = false;
+        if (r.more) {
           this.#unindexed = this.#searchIndexBatch;
           this.#scheduleIndex();
         }
       },
-      () => {
-        // The store failed or closed: the blobs stay above the mark, found by SEARCH anyway.
+      (err: unknown) => {
+        // Left above the mark, found by SEARCH anyway; the next blob or open tries again.
         this.#indexQueued = false;
+        if (!this.#closing) process.emitWarning(`store: full-text index: ${String(err)}`);
       },
     );
   }
 
-  /** Adds the text of blobs above the mark to the index (applied at the end of the batch, with
-   * the other index changes, as one segment) and moves the mark; true when more are left. */
-  #indexPending(ctx: WriteContext): boolean {
-    const mark = this.#indexedUpTo();
-    const rows = this.#qr(
-      'SELECT id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body FROM blob_text WHERE id > ? ORDER BY id LIMIT ?',
-    ).iterate(mark, SEARCH_INDEX_MAX) as IterableIterator<[number, string, string, string, string, string, string, string]>;
-    let last = mark;
-    let taken = 0;
-    let text = 0;
-    let more = false;
-    // Read row by row: the rows past the text budget stay unread (leaving the loop ends the read).
-    for (const [id, subject, from, to, cc, bcc, headers, body] of rows) {
-      if (text >= SEARCH_INDEX_TEXT) {
-        more = true;
-        break;
-      }
-      ctx.index.push({ rowid: id, columns: { subject, from, to, cc, bcc, headers, body } });
-      text += subject.length + from.length + to.length + cc.length + bcc.length + headers.length + body.length;
-      last = id;
-      taken++;
-    }
-    if (taken === SEARCH_INDEX_MAX) more = true;
-    // Every id given so far when all were read (ids are never reused: blobs is AUTOINCREMENT).
-    const upTo = more
-      ? last
-      : Math.max(mark, (this.#q("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck().get() as number | undefined) ?? 0);
-    if (upTo !== mark) this.#q('INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)').run(SEARCH_INDEXED, upTo);
-    return more;
+  /** A mark of the full-text index (search-indexer.ts), as this connection reads search.db now. */
+  #indexMark(name: string): number {
+    return (this.#sq(`SELECT value FROM ${SEARCH_SCHEMA}.search_state WHERE name = ?`).get(name) as [number] | undefined)?.[0] ?? 0;
   }
 
-  /** The index mark (see #indexPending), read in the caller's job. */
-  #indexedUpTo(): number {
-    return (this.#q('SELECT value FROM counters WHERE name = ?').pluck().get(SEARCH_INDEXED) as number | undefined) ?? 0;
+  /** A statement of the search reader (raw rows), prepared once. */
+  #sq(sql: string): Stmt {
+    return rawStatement(this.#searchReader, this.#searchStmts, sql);
   }
 
   /** Reference count changes as one statement per call, whatever the number of blobs. */
@@ -1285,12 +1243,13 @@ class SqliteStore implements MailStore {
     for (const table of ['blobs', 'blob_content', 'blob_text', 'sort_keys']) {
       this.#q(`DELETE FROM ${table} WHERE id IN (SELECT value FROM json_each(?))`).run(ids);
     }
-    const indexed = this.#indexedUpTo();
-    for (const r of dead) {
-      // A blob above the mark was never added to the index.
-      if (r.id <= indexed) ctx.index.push({ rowid: r.id, columns: null });
-      ctx.removed.push({ hash: r.hash, inFile: r.in_file !== 0 });
-    }
+    // Their index entries go in the worker's next run (search-indexer.ts); the removals it has
+    // done already are pruned here.
+    this.#q('INSERT INTO search_gone (id) SELECT value FROM json_each(?)').run(ids);
+    this.#q('DELETE FROM search_gone WHERE seq <= ?').run(this.#indexMark(MARK_GONE));
+    this.#unindexed++;
+    this.#scheduleIndex();
+    for (const r of dead) ctx.removed.push({ hash: r.hash, inFile: r.in_file !== 0 });
     return dead.length;
   }
 
@@ -2420,13 +2379,13 @@ class SqliteStore implements MailStore {
     // The index query runs once (MATERIALIZED) and drives the join (CROSS JOIN fixes the order):
     // each hit finds its entries through entries_blob, instead of every entry of the mailbox
     // probing the hits.
-    // Blobs not in the index yet (above the mark, see #indexPending) are candidates too; one
-    // statement, so the mark and the index are read from the same snapshot.
+    // Blobs not in the index yet (above the mark, see #scheduleIndex) are candidates too; one
+    // statement, so the mark and the index are read from the same snapshot of search.db.
     const indexed = (select: string): string =>
       `WITH hits AS MATERIALIZED (
-         SELECT rowid FROM search WHERE search MATCH ?
+         SELECT rowid FROM ${SEARCH_SCHEMA}.search WHERE search MATCH ?
          UNION ALL
-         SELECT id FROM blob_text WHERE id > coalesce((SELECT value FROM counters WHERE name = '${SEARCH_INDEXED}'), 0))
+         SELECT id FROM blob_text WHERE id > coalesce((SELECT value FROM ${SEARCH_SCHEMA}.search_state WHERE name = '${MARK_INDEXED}'), 0))
        SELECT ${select} FROM hits h CROSS JOIN blobs b ON b.id = h.rowid CROSS JOIN entries e ON e.blob_hash = b.hash
          CROSS JOIN blob_text s ON s.id = h.rowid WHERE e.mailbox_id = ?`;
     if (query.field === 'header') {
@@ -2437,7 +2396,7 @@ class SqliteStore implements MailStore {
       const rows = (
         match === null
           ? this.#qr(`SELECT e.uid, s.headers ${base}`).all(mailboxId)
-          : this.#qr(indexed('e.uid, s.headers')).all(match, mailboxId)
+          : this.#sq(indexed('e.uid, s.headers')).all(match, mailboxId)
       ) as Array<[number, string]>;
       return new Set(rows.filter((r) => headerContains(r[1], name, needle)).map((r) => asUid(r[0])));
     }
@@ -2453,7 +2412,7 @@ class SqliteStore implements MailStore {
     const rows = (
       match === null
         ? this.#qr(`SELECT e.uid, ${text} ${base}`).all(mailboxId)
-        : this.#qr(indexed(`e.uid, ${text}`)).all(match, mailboxId)
+        : this.#sq(indexed(`e.uid, ${text}`)).all(match, mailboxId)
     ) as Array<[number, string]>;
     return new Set(rows.filter((r) => r[1].toLowerCase().includes(lower)).map((r) => asUid(r[0])));
   }
@@ -3112,13 +3071,14 @@ class SqliteStore implements MailStore {
     this.#closing = true;
     if (this.#indexTimer !== null) clearTimeout(this.#indexTimer);
     this.#indexTimer = null;
-    if (unindexed) {
+    if (unindexed && this.#failed === null) {
       try {
-        while (await this.#write((ctx) => this.#indexPending(ctx)));
+        while ((await this.#indexer.run()).more);
       } catch {
-        // The store failed: the blobs stay above the mark, for the next open.
+        // The worker failed: the blobs stay above the mark, for the next open.
       }
     }
+    await this.#indexer.close();
     await this.#whenIdle();
     this.#closed = true;
     this.#locks.clear();
@@ -3128,9 +3088,20 @@ class SqliteStore implements MailStore {
     try {
       await this.#wal.close();
     } finally {
+      this.#searchReader.close();
       this.#db.close();
     }
   }
+}
+
+/** A statement of `db` returning rows as arrays, prepared once and kept in `cache`. */
+function rawStatement(db: Database.Database, cache: Map<string, Stmt>, sql: string): Stmt {
+  let s = cache.get(sql);
+  if (s === undefined) {
+    s = db.prepare(sql).raw(true);
+    cache.set(sql, s);
+  }
+  return s;
 }
 
 function likeEscape(s: string): string {
@@ -3141,6 +3112,11 @@ function likeEscape(s: string): string {
 /** The write-path counters of a SQLite store (null for another backend). */
 export function sqliteStoreStats(store: MailStore): SqliteStoreStats | null {
   return store instanceof SqliteStore ? store.stats : null;
+}
+
+/** The full-text index's worker runs of a SQLite store so far (null for another backend). */
+export function sqliteSearchIndexerStats(store: MailStore): SearchIndexerStats | null {
+  return store instanceof SqliteStore ? store.searchIndexerStats : null;
 }
 
 /** The worker-thread checkpoints of a SQLite store so far (null for another backend). */
@@ -3171,6 +3147,16 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
     migrate(db);
     backfill(db);
+    // The full-text index and its marks, in their own file (search-indexer.ts), written by the
+    // indexer's worker. Its tables are made here, before the worker starts.
+    const search = new Database(join(options.dir, SEARCH_DB));
+    try {
+      search.pragma('busy_timeout = 5000');
+      search.pragma('journal_mode = WAL');
+      search.exec(SEARCH_DB_SCHEMA);
+    } finally {
+      search.close();
+    }
   } catch (err) {
     db.close();
     throw err;
