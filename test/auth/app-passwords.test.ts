@@ -141,10 +141,13 @@ test('with TOTP enabled the main password takes as long to refuse as a wrong pas
     wrong.push(performance.now() - s);
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
-  const r = median(right);
-  const w = median(wrong);
-  // Both run the one scrypt of the main password (tens of ms) and nothing else of note.
-  assert.ok(Math.abs(r - w) <= 0.5 * Math.max(r, w), `right-password median ${r.toFixed(1)} ms, wrong ${w.toFixed(1)} ms`);
+  const close = (a: number, b: number): boolean => Math.abs(a - b) <= 0.5 * Math.max(a, b);
+  const [r, w] = [median(right), median(wrong)];
+  const [rMin, wMin] = [Math.min(...right), Math.min(...wrong)];
+  // Both run the one scrypt of the main password (tens of ms) and nothing else of note. On a
+  // loaded machine the medians can drift apart by the load alone; the fastest of each, the
+  // least disturbed, still show a refusal that skipped the scrypt (well under a millisecond).
+  assert.ok(close(r, w) || close(rMin, wMin), `right-password median ${r.toFixed(1)} ms (fastest ${rMin.toFixed(1)}), wrong ${w.toFixed(1)} ms (fastest ${wMin.toFixed(1)})`);
 });
 
 test('SCRAM-SHA-256 proves the main password, so it is refused for an account with TOTP and counted as a failure', async (t) => {
