@@ -710,6 +710,46 @@ test('sqlite: the removals the index worker has done are pruned from search_gone
   }
 });
 
+test('sqlite: removals another process left in search_gone are done by the next store that opens', async () => {
+  const t = await openTestStore({ sweepDelayMs: 20, searchIndexBatch: 1000, searchIndexDelayMs: 60_000 });
+  const wait = async (ok: () => boolean): Promise<void> => {
+    for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  try {
+    await t.store.addDomain('example.com');
+    const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
+    const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
+    await t.store.append(inbox.id, testMessage({ body: 'okapian text\r\n' }));
+    // Indexed by another store's worker (this one's waits a minute).
+    const indexer = await openSqliteStore({ dir: t.dir, searchIndexDelayMs: 0 });
+    await wait(() => indexed(t.dir, 'okapian') === 1);
+    await indexer.close();
+    assert.equal(indexed(t.dir, 'okapian'), 1);
+    // The sweep records the removal; this store's worker would run a minute later, as if the
+    // process had stopped first.
+    await t.store.expunge(inbox.id, [asUid(1)]);
+    const gone = (): number => {
+      const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
+      try {
+        return db.prepare('SELECT count(*) FROM search_gone').pluck().get() as number;
+      } finally {
+        db.close();
+      }
+    };
+    await wait(() => gone() === 1);
+    assert.equal(gone(), 1);
+    const next = await openSqliteStore({ dir: t.dir, searchIndexDelayMs: 0 });
+    try {
+      await wait(() => indexed(t.dir, 'okapian') === 0);
+      assert.equal(indexed(t.dir, 'okapian'), 0);
+    } finally {
+      await next.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
 test('sqlite: a batch of large texts is added to the full-text index by its worker, in runs of bounded size, and no store job', async () => {
   const t = await openTestStore({ searchIndexBatch: 6, searchIndexDelayMs: 60_000, searchIndexRunText: 512 * 1024 });
   try {

@@ -728,11 +728,13 @@ class SqliteStore implements MailStore {
     this.#views.warm();
     // Blobs left unreferenced by a process that stopped before its sweep.
     if (this.#q('SELECT 1 FROM blobs WHERE refs <= 0 LIMIT 1').get() !== undefined) this.#scheduleSweep();
-    // Blobs left out of the full-text index by a process that stopped before adding them.
+    // Blobs left out of the full-text index, or removals left in it, by a process that stopped
+    // before its worker's run.
     const given = (db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck().get() as number | undefined) ?? 0;
     const indexed = this.#indexMark(MARK_INDEXED);
-    if (given > indexed) {
-      this.#unindexed = given - indexed;
+    const removals = this.#q('SELECT 1 FROM search_gone WHERE seq > ? LIMIT 1').get(this.#indexMark(MARK_GONE)) !== undefined;
+    if (given > indexed || removals) {
+      this.#unindexed = Math.max(1, given - indexed);
       this.#scheduleIndex();
     }
   }
