@@ -542,6 +542,21 @@ test('sqlite: more distinct recipients than the lookup cache keeps are all answe
   }
 });
 
+/** Rows of search_gone (removals waiting for the index worker), read beside the store. */
+function goneRows(dir: string): number {
+  const db = new Database(join(dir, 'facteur.db'), { readonly: true });
+  try {
+    return db.prepare('SELECT count(*) FROM search_gone').pluck().get() as number;
+  } finally {
+    db.close();
+  }
+}
+
+/** Polls `ok` every 10 ms for up to 3 s. */
+async function wait(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
 /** Documents in the full-text index (search.db) that may contain the word, read beside the store. */
 function indexed(dir: string, word: string): number {
   const db = new Database(join(dir, 'search.db'), { readonly: true });
@@ -680,17 +695,6 @@ test('sqlite: the removals the index worker has done are pruned from search_gone
     await t.store.addDomain('example.com');
     const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
     const inbox = (await t.store.getMailbox(bob.id, 'INBOX'))!;
-    const gone = (): number => {
-      const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
-      try {
-        return db.prepare('SELECT count(*) FROM search_gone').pluck().get() as number;
-      } finally {
-        db.close();
-      }
-    };
-    const wait = async (ok: () => boolean): Promise<void> => {
-      for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
-    };
     for (const word of ['armadillic', 'pangolinic']) {
       await t.store.append(inbox.id, testMessage({ subject: word, body: `${word} text\r\n` }));
       await wait(() => indexed(t.dir, word) === 1);
@@ -703,7 +707,7 @@ test('sqlite: the removals the index worker has done are pruned from search_gone
     }
     // The second sweep pruned the first removal, done by the worker by then; the second waits
     // for the next sweep.
-    assert.equal(gone(), 1);
+    assert.equal(goneRows(t.dir), 1);
     assert.deepEqual(await t.store.checkConsistency(), []);
   } finally {
     await t.cleanup();
@@ -712,9 +716,6 @@ test('sqlite: the removals the index worker has done are pruned from search_gone
 
 test('sqlite: removals another process left in search_gone are done by the next store that opens', async () => {
   const t = await openTestStore({ sweepDelayMs: 20, searchIndexBatch: 1000, searchIndexDelayMs: 60_000 });
-  const wait = async (ok: () => boolean): Promise<void> => {
-    for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
-  };
   try {
     await t.store.addDomain('example.com');
     const bob = await t.store.createAccount({ address: 'bob@example.com', passwordHash: 'h' });
@@ -728,16 +729,8 @@ test('sqlite: removals another process left in search_gone are done by the next 
     // The sweep records the removal; this store's worker would run a minute later, as if the
     // process had stopped first.
     await t.store.expunge(inbox.id, [asUid(1)]);
-    const gone = (): number => {
-      const db = new Database(join(t.dir, 'facteur.db'), { readonly: true });
-      try {
-        return db.prepare('SELECT count(*) FROM search_gone').pluck().get() as number;
-      } finally {
-        db.close();
-      }
-    };
-    await wait(() => gone() === 1);
-    assert.equal(gone(), 1);
+    await wait(() => goneRows(t.dir) === 1);
+    assert.equal(goneRows(t.dir), 1);
     const next = await openSqliteStore({ dir: t.dir, searchIndexDelayMs: 0 });
     try {
       await wait(() => indexed(t.dir, 'okapian') === 0);
