@@ -714,6 +714,66 @@ test('sqlite: the removals the index worker has done are pruned from search_gone
   }
 });
 
+test('sqlite: a search.db SQLite cannot read is moved aside and built again; the store opens and SEARCH finds every message', async () => {
+  const t = await setup();
+  const { readdir: list, writeFile } = await import('node:fs/promises');
+  try {
+    for (let i = 0; i < 3; i++) await t.store.append(t.inbox.id, testMessage({ subject: `s${i}`, body: `capybarine ${i}\r\n` }));
+    await t.store.close();
+    assert.equal(indexed(t.dir, 'capybarine'), 3);
+    await writeFile(join(t.dir, 'search.db'), Buffer.alloc(8192, 0x5a));
+    const store = await openSqliteStore({ dir: t.dir, searchIndexDelayMs: 0 });
+    try {
+      assert.equal((await store.searchText(t.inbox.id, { field: 'body', value: 'capybarine' })).size, 3);
+      await wait(() => indexed(t.dir, 'capybarine') === 3);
+      assert.equal(indexed(t.dir, 'capybarine'), 3);
+      assert.equal((await store.searchText(t.inbox.id, { field: 'body', value: 'capybarine 2' })).size, 1);
+    } finally {
+      await store.close();
+    }
+    assert.equal((await list(t.dir)).filter((f) => f.startsWith('search.db.unreadable-')).length, 1);
+  } finally {
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
+test('sqlite: a SEARCH that finds the index damaged answers by reading the messages, and the next open builds the index again', async () => {
+  const t = await setup();
+  const { readdir: list } = await import('node:fs/promises');
+  try {
+    for (let i = 0; i < 3; i++) await t.store.append(t.inbox.id, testMessage({ subject: `s${i}`, body: `tapirish ${i}\r\n` }));
+    await wait(() => indexed(t.dir, 'tapirish') === 3);
+    assert.equal(indexed(t.dir, 'tapirish'), 3);
+    // Every page of search.db but the first (the schema) overwritten behind the store's back,
+    // once the WAL is in the file.
+    const db = new Database(join(t.dir, 'search.db'));
+    db.pragma('wal_checkpoint(TRUNCATE)');
+    db.close();
+    const { open: openFile } = await import('node:fs/promises');
+    const fh = await openFile(join(t.dir, 'search.db'), 'r+');
+    const { size } = await fh.stat();
+    await fh.write(Buffer.alloc(size - 4096, 0xa5), 0, size - 4096, 4096);
+    await fh.close();
+    assert.throws(() => indexed(t.dir, 'tapirish'), (err: { code?: string }) => err.code?.startsWith('SQLITE_CORRUPT') === true);
+    assert.deepEqual([...(await t.store.searchText(t.inbox.id, { field: 'body', value: 'tapirish' }))].sort(), [1, 2, 3]);
+    assert.deepEqual([...(await t.store.searchText(t.inbox.id, { field: 'body', value: 'tapirish 1' }))], [2]);
+    await t.store.close();
+    assert.ok((await list(t.dir)).includes('search.db.rebuild'));
+    const store = await openSqliteStore({ dir: t.dir, searchIndexDelayMs: 0 });
+    try {
+      await wait(() => indexed(t.dir, 'tapirish') === 3);
+      assert.equal(indexed(t.dir, 'tapirish'), 3);
+    } finally {
+      await store.close();
+    }
+    const files = await list(t.dir);
+    assert.ok(!files.includes('search.db.rebuild'));
+    assert.equal(files.filter((f) => f.startsWith('search.db.unreadable-')).length, 1);
+  } finally {
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
 test('sqlite: removals another process left in search_gone are done by the next store that opens', async () => {
   const t = await openTestStore({ sweepDelayMs: 20, searchIndexBatch: 1000, searchIndexDelayMs: 60_000 });
   try {

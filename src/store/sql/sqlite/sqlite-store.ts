@@ -58,7 +58,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { fdatasync, fstatSync } from 'node:fs';
+import { existsSync, fdatasync, fstatSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Checkpointer, type CheckpointResult, type CheckpointStats } from './checkpointer.js';
 import { MARK_GONE, MARK_INDEXED, SEARCH_DB, SEARCH_DB_SCHEMA, SearchIndexer, type SearchIndexerStats } from './search-indexer.js';
@@ -232,6 +232,8 @@ const STREAM_CHUNK = 64 * 1024;
 const SEARCH_INDEX_MAX = 1000;
 /** Text added to the full-text index per run, at most (characters; see searchIndexRunText). */
 const SEARCH_INDEX_TEXT = 4 * 1024 * 1024;
+/** Beside search.db: a SEARCH found it damaged, the next open builds it again (prepareSearchDb). */
+const SEARCH_REBUILD = 'search.db.rebuild';
 /** The name the search reader gives search.db (ATTACH; see #searchReader). */
 const SEARCH_SCHEMA = 'fts';
 /** Above this many runs, a UID set is passed as a JSON list instead of BETWEEN ranges. */
@@ -651,6 +653,9 @@ class SqliteStore implements MailStore {
    */
   readonly #searchReader: Database.Database;
   readonly #searchStmts = new Map<string, Stmt>();
+  /** SEARCH found search.db damaged (see #candidates). */
+  #searchDamaged = false;
+  readonly #dir: string;
   readonly #checkpointInterval: number;
   readonly #checkpointMinWal: number;
   readonly #walRestartBytes: number;
@@ -689,6 +694,7 @@ class SqliteStore implements MailStore {
     this.#checkpointer = new Checkpointer(join(options.dir, DB_FILE), (err) =>
       process.emitWarning(`store: ${err.message}`),
     );
+    this.#dir = options.dir;
     this.#searchReader = new Database(join(options.dir, DB_FILE), { readonly: true, fileMustExist: true });
     this.#searchReader.pragma('busy_timeout = 5000');
     this.#searchReader.prepare(`ATTACH DATABASE ? AS ${SEARCH_SCHEMA}`).run(join(options.dir, SEARCH_DB));
@@ -2395,11 +2401,7 @@ class SqliteStore implements MailStore {
       if (name.length === 0) throw new StoreError('invalid', 'Cannot search a header without its name');
       if (UNINDEXED_HEADER_FIELDS.has(name)) return this.#searchRawHeaders(mailboxId, name, needle);
       const match = trigramQuery(needle, ['headers']);
-      const rows = (
-        match === null
-          ? this.#qr(`SELECT e.uid, s.headers ${base}`).all(mailboxId)
-          : this.#sq(indexed('e.uid, s.headers')).all(match, mailboxId)
-      ) as Array<[number, string]>;
+      const rows = this.#candidates(mailboxId, match, indexed('e.uid, s.headers'), `SELECT e.uid, s.headers ${base}`) as Array<[number, string]>;
       return new Set(rows.filter((r) => headerContains(r[1], name, needle)).map((r) => asUid(r[0])));
     }
     if (needle.length === 0) {
@@ -2411,12 +2413,35 @@ class SqliteStore implements MailStore {
     const text = cols.map((c) => `s.${c}`).join(' || char(0) || ');
     // The index (3+ characters) narrows the candidates; shorter needles scan the mailbox.
     const match = trigramQuery(needle, query.field === 'text' ? null : cols);
-    const rows = (
-      match === null
-        ? this.#qr(`SELECT e.uid, ${text} ${base}`).all(mailboxId)
-        : this.#sq(indexed(`e.uid, ${text}`)).all(match, mailboxId)
-    ) as Array<[number, string]>;
+    const rows = this.#candidates(mailboxId, match, indexed(`e.uid, ${text}`), `SELECT e.uid, ${text} ${base}`) as Array<[number, string]>;
     return new Set(rows.filter((r) => r[1].toLowerCase().includes(lower)).map((r) => asUid(r[0])));
+  }
+
+  /**
+   * The rows a text search verifies: through the index (`indexedSql`) when the needle gives a
+   * MATCH, else every message of the mailbox (`scanSql`). The index is derived data: should
+   * SQLite find search.db damaged, the search scans instead (the same answer, slower), with a
+   * warning, and the file is marked to be moved aside and built again at the next open
+   * (prepareSearchDb).
+   */
+  #candidates(mailboxId: MailboxId, match: string | null, indexedSql: string, scanSql: string): unknown[] {
+    if (match !== null) {
+      try {
+        return this.#sq(indexedSql).all(match, mailboxId);
+      } catch (err) {
+        if (!(err as { code?: string }).code?.startsWith('SQLITE_CORRUPT')) throw err;
+        if (!this.#searchDamaged) {
+          this.#searchDamaged = true;
+          process.emitWarning(`store: the full-text index cannot be read (${String(err)}); SEARCH reads the messages instead until the next open rebuilds it`);
+          try {
+            writeFileSync(join(this.#dir, SEARCH_REBUILD), '');
+          } catch {
+            // Without the mark the next open keeps the file; SEARCH still answers by reading.
+          }
+        }
+      }
+    }
+    return this.#qr(scanSql).all(mailboxId);
   }
 
   /** HEADER search on a field kept out of the index: reads each message's header bytes. */
@@ -3110,6 +3135,50 @@ function likeEscape(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
+/**
+ * Makes search.db's tables (search-indexer.ts) before the indexer's worker starts. The file is
+ * derived data: one SQLite cannot read (not a database, or damaged) is moved aside, with a
+ * warning, and made again empty; the worker then indexes every blob again and SEARCH reads the
+ * text of those not indexed yet meanwhile, so a bad index never keeps the store from opening.
+ */
+function prepareSearchDb(dir: string): void {
+  const file = join(dir, SEARCH_DB);
+  const rebuild = join(dir, SEARCH_REBUILD);
+  const make = (): void => {
+    const search = new Database(file);
+    try {
+      search.pragma('busy_timeout = 5000');
+      search.pragma('journal_mode = WAL');
+      search.exec(SEARCH_DB_SCHEMA);
+      // Both tables read once: the index's first use opens its structure (FTS5's config and
+      // structure records), which a damaged file fails at.
+      search.prepare('SELECT count(*) FROM search_state').get();
+      search.prepare('SELECT rowid FROM search LIMIT 1').get();
+    } finally {
+      search.close();
+    }
+  };
+  const moveAside = (why: string): void => {
+    const aside = `${file}.unreadable-${Date.now()}`;
+    process.emitWarning(`store: ${SEARCH_DB} ${why}; moved to ${aside}, the full-text index is built again`);
+    renameSync(file, aside);
+    for (const suffix of ['-wal', '-shm']) rmSync(file + suffix, { force: true });
+  };
+  if (existsSync(rebuild)) {
+    // A SEARCH of the last run found it damaged (#candidates).
+    if (existsSync(file)) moveAside('was found damaged by a search');
+    rmSync(rebuild, { force: true });
+  }
+  try {
+    make();
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    if (code !== 'SQLITE_NOTADB' && !code.startsWith('SQLITE_CORRUPT')) throw err;
+    moveAside(`cannot be read (${code})`);
+    make();
+  }
+}
+
 /** Opens (creating if needed) the store in a data directory. */
 /** The write-path counters of a SQLite store (null for another backend). */
 export function sqliteStoreStats(store: MailStore): SqliteStoreStats | null {
@@ -3149,16 +3218,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Mail
     db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
     migrate(db);
     backfill(db);
-    // The full-text index and its marks, in their own file (search-indexer.ts), written by the
-    // indexer's worker. Its tables are made here, before the worker starts.
-    const search = new Database(join(options.dir, SEARCH_DB));
-    try {
-      search.pragma('busy_timeout = 5000');
-      search.pragma('journal_mode = WAL');
-      search.exec(SEARCH_DB_SCHEMA);
-    } finally {
-      search.close();
-    }
+    prepareSearchDb(options.dir);
   } catch (err) {
     db.close();
     throw err;
