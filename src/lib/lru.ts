@@ -42,6 +42,8 @@ export class LruCache<K, V> {
  */
 export interface LruHandle<V> {
   readonly value: V | undefined;
+  /** The weight the value was set with (while `value` is there). */
+  readonly weight: number;
   /** Set on a hit (get, or a holder of the handle); read by the eviction (second chance). */
   used: boolean;
 }

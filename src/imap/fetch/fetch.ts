@@ -22,7 +22,7 @@ import { bodyStructureValue } from './bodystructure.js';
 import { binaryBytes, binarySize, resolveBinary } from './binary.js';
 import { envelopeValue } from './envelope.js';
 import { resolveSection, sectionBytes, type SectionBytes } from './section.js';
-import { FetchItemCache, type ItemPlan, type KeptItemsHandle } from './item-cache.js';
+import { FetchItemCache, type ItemPlan, type KeptItemsHandle, type KeptText } from './item-cache.js';
 import { Serialized } from '../protocol/serialize.js';
 
 /** Default size above which a literal is streamed rather than read into memory. */
@@ -212,7 +212,7 @@ function memoOf(facts: EntryFacts): InHandMemo | null {
 
 /** The items kept of the blob of these facts, through the memo's handle when it still holds
  * them, else by hash (the handle then kept for the next FETCH). */
-function keptItems(cache: FetchItemCache, facts: EntryFacts, memo: InHandMemo | null): ReadonlyMap<number, Serialized> | undefined {
+function keptItems(cache: FetchItemCache, facts: EntryFacts, memo: InHandMemo | null): ReadonlyMap<number, KeptText> | undefined {
   if (memo === null) return cache.itemsOf(facts.blobHash);
   if (memo.cache === cache && memo.kept !== undefined) {
     const items = FetchItemCache.itemsBy(memo.kept);
@@ -221,7 +221,7 @@ function keptItems(cache: FetchItemCache, facts: EntryFacts, memo: InHandMemo | 
   const handle = cache.handleOf(facts.blobHash);
   memo.cache = cache;
   memo.kept = handle;
-  return handle?.value?.items;
+  return handle?.value;
 }
 
 /** The INTERNALDATE item of these facts in this zone, as written (RFC 9051 §9 date-time: plain
@@ -248,7 +248,7 @@ function internalDateItem(facts: EntryFacts, zone: (epochMs: number) => number, 
 export function fetchTextInHand(items: InHandItems, facts: EntryFacts, modseq: number, flagsText: string): string | null {
   // Made when an item needs it: the entry's own numbers do not.
   let memo: InHandMemo | null | undefined;
-  let kept: ReadonlyMap<number, Serialized> | undefined;
+  let kept: ReadonlyMap<number, KeptText> | undefined;
   let out = '';
   const steps = items.steps;
   for (let i = 0; i < steps.length; i++) {
@@ -272,13 +272,14 @@ export function fetchTextInHand(items: InHandItems, facts: EntryFacts, modseq: n
         out += `MODSEQ (${modseq})`; // RFC 7162 §3.1.4.1: MODSEQ (n)
         break;
       default: {
-        if (items.cache === undefined) return null;
+        // Bytes for a UTF-8 client never go to another (the serializer refuses them; see
+        // Serialized): the plan tells, the items kept under its key were all written so.
+        if (items.cache === undefined || (step.utf8 && !items.utf8Accept)) return null;
         kept ??= keptItems(items.cache, facts, (memo ??= memoOf(facts)));
-        const item = kept?.get(step.key);
-        // Bytes for a UTF-8 client never go to another (the serializer refuses them; see Serialized).
-        if (item === undefined || (item.utf8 && !items.utf8Accept)) return null;
+        const text = kept?.get(step.key);
+        if (text === undefined) return null;
         if (step.name !== null) out += `${step.name.text} `;
-        out += item.text;
+        out += text;
       }
     }
   }
@@ -353,15 +354,15 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
 
   const bs = { rev2: opts.rev2, utf8: opts.utf8Accept };
   const cache = opts.cache;
-  let items: ReadonlyMap<number, Serialized> | undefined;
+  let items: ReadonlyMap<number, KeptText> | undefined;
   const out: ImapValue[] = [];
   for (const att of atts) {
     const plan = cache === undefined ? null : cache.planOf(att, opts);
     if (plan !== null) items ??= cache?.itemsOf(hash);
     const kept = plan === null ? undefined : items?.get(plan.key);
-    if (kept !== undefined) {
-      if (plan?.name != null) out.push(plan.name);
-      out.push(kept);
+    if (plan !== null && kept !== undefined) {
+      if (plan.name !== null) out.push(plan.name);
+      out.push(Serialized.kept(kept, plan.utf8));
       continue;
     }
     if (entryItem(att, src, offset, out)) continue;
@@ -408,7 +409,7 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
       if (written !== null) {
         out.length = from;
         out.push(written);
-        cache?.set(hash, plan.key, written);
+        cache?.set(hash, plan, written);
       }
     }
   }

@@ -11,7 +11,8 @@
  *   as any entry references the hash, and byte for byte the same again if the blob is stored
  *   again after a removal: nothing is ever invalidated;
  * - an item is kept in the form of one client kind (UTF8=ACCEPT or not, IMAP4rev2 or not, see
- *   ItemVariant), and given only to sessions of that kind;
+ *   ItemVariant), under a key of that kind only (set refuses another), and given only to
+ *   sessions of that kind;
  * - bounded by bytes (each blob's items and a fixed overhead), never by entries alone: a header
  *   item may be a 64 KiB literal;
  * - a blob's items may also be found through a handle (handleOf) kept elsewhere (FETCH keeps it
@@ -30,7 +31,7 @@ import { itemName } from './fetch.js';
 export const DEFAULT_FETCH_ITEM_CACHE_BYTES = 16 * 1024 * 1024;
 
 /** Map overhead of a blob's slot and of each item, for the weight (an item's text is a byte a
- * character). */
+ * character; the text is kept alone, not in a Serialized: see KeptText). */
 const SLOT_BYTES = 200;
 const ITEM_BYTES = 64;
 
@@ -46,21 +47,29 @@ export interface ItemVariant {
 export interface ItemPlan {
   key: number;
   name: Serialized | null;
+  /** The variant's UTF8=ACCEPT: every item kept under `key` was written so (see set). */
+  utf8: boolean;
 }
 
-interface Slot {
-  items: Map<number, Serialized>;
-  weight: number;
-}
+/**
+ * A kept item: the text of its Serialized (Serialized.text), held as the string alone. FETCH
+ * looks up a message's items for every message it answers, in a cache larger than the
+ * processor's caches: each object between the lookup and the bytes is one more wait on memory
+ * per item, and the Serialized around the text was one. Whether the text was written for a
+ * UTF-8 client is its key's (ItemPlan.utf8), not stored per item.
+ */
+export type KeptText = string;
 
-/** A blob's items as handleOf gives them: `value` undefined once the cache let them go. */
-export type KeptItemsHandle = LruHandle<{ readonly items: ReadonlyMap<number, Serialized> }>;
+/** A blob's items as handleOf gives them: `value` undefined once the cache let them go. The
+ * cache holds the map itself (its weight is the cache's), one object fewer between a message
+ * and its items. */
+export type KeptItemsHandle = LruHandle<ReadonlyMap<number, KeptText>>;
 
 /** Distinct item keys numbered before the numbering starts again (see #numbers). */
 const MAX_KEYS = 10_000;
 
 export class FetchItemCache {
-  readonly #lru: WeightedLru<string, Slot>;
+  readonly #lru: WeightedLru<string, Map<number, KeptText>>;
   /** The plan of each item of a command, by variant: made once per command (the same FetchAtt
    * objects serve every message of it), not once per message; null for items not kept. */
   readonly #plans = new WeakMap<FetchAtt, Array<ItemPlan | null | undefined>>();
@@ -104,12 +113,12 @@ export class FetchItemCache {
       key = this.#nextNumber++;
       this.#numbers.set(item.key, key);
     }
-    return { key, name: item.name };
+    return { key, name: item.name, utf8 };
   }
 
   /** The items kept of a blob, by key: one lookup for all the items of a message. */
-  itemsOf(blobHash: string): ReadonlyMap<number, Serialized> | undefined {
-    return this.#lru.get(blobHash)?.items;
+  itemsOf(blobHash: string): ReadonlyMap<number, KeptText> | undefined {
+    return this.#lru.get(blobHash);
   }
 
   /** itemsOf, as a handle that finds them again without a lookup while the cache holds them:
@@ -120,21 +129,28 @@ export class FetchItemCache {
 
   /** The items a handle of this cache finds, marked used (see LruHandle); undefined once the
    * cache let them go. */
-  static itemsBy(handle: KeptItemsHandle): ReadonlyMap<number, Serialized> | undefined {
-    const slot = handle.value;
-    if (slot === undefined) return undefined;
+  static itemsBy(handle: KeptItemsHandle): ReadonlyMap<number, KeptText> | undefined {
+    const items = handle.value;
+    if (items === undefined) return undefined;
     handle.used = true;
-    return slot.items;
+    return items;
   }
 
-  set(blobHash: string, key: number, value: Serialized): void {
-    const slot = this.#lru.get(blobHash) ?? { items: new Map<number, Serialized>(), weight: SLOT_BYTES };
-    const had = slot.items.get(key);
-    if (had !== undefined) slot.weight -= had.text.length + ITEM_BYTES;
-    slot.items.set(key, value);
-    slot.weight += value.text.length + ITEM_BYTES;
+  /** Keeps `value` as the item of `plan`; not when it was written for another variant than the
+   * plan's (the key tells whether its bytes may go to a client without UTF8=ACCEPT). */
+  set(blobHash: string, plan: ItemPlan, value: Serialized): void {
+    if (value.utf8 !== plan.utf8) return;
+    const key = plan.key;
+    const text = value.text;
+    const kept = this.#lru.handle(blobHash);
+    const items = kept?.value ?? new Map<number, KeptText>();
+    let weight = kept?.value === undefined ? SLOT_BYTES : kept.weight;
+    const had = items.get(key);
+    if (had !== undefined) weight -= had.length + ITEM_BYTES;
+    items.set(key, text);
+    weight += text.length + ITEM_BYTES;
     // Set again with its new weight (the cache evicts by weight as it does).
-    this.#lru.set(blobHash, slot, slot.weight);
+    this.#lru.set(blobHash, items, weight);
   }
 }
 

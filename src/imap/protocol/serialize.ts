@@ -106,7 +106,9 @@ class TextBuilder extends Builder {
  * Values already written out, kept to be written again as the same bytes: a message's ENVELOPE
  * or BODYSTRUCTURE never changes, and building and writing its value tree again for every FETCH
  * of it costs more than the rest of the response (see fetch/item-cache.ts). Only `of` makes one,
- * from typed values through this serializer, so the bytes keep every guarantee above.
+ * from typed values through this serializer, so the bytes keep every guarantee above; `kept`
+ * gives back, with its `utf8`, the text of one that `of` made (the item cache keeps the text
+ * alone).
  */
 export class Serialized {
   private constructor(
@@ -116,6 +118,12 @@ export class Serialized {
     /** Written for a client that accepts UTF-8 in quoted strings (SerializeOptions.utf8). */
     readonly utf8: boolean,
   ) {}
+
+  /** The text of one that `of` made, kept meanwhile as text alone (the FETCH item cache keeps
+   * it so), with the same `utf8`. */
+  static kept(text: string, utf8: boolean): Serialized {
+    return new Serialized(text, utf8);
+  }
 
   /** `values` separated by SP, as writeValues writes them; null when one is a stream (its bytes
    * are not in hand). */

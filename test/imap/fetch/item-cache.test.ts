@@ -219,3 +219,32 @@ test('FETCH in hand finds a message\'s kept items again through its facts, never
     await cleanup();
   }
 });
+
+test('the item cache keeps an item only under a key of the client kind it was written for, so bytes for a UTF-8 client never reach another in hand', async () => {
+  const { store, cleanup } = await openTestStore();
+  try {
+    const entry = await storedEntry(store);
+    const [facts] = await store.getEntryFacts(entry.mailboxId, [entry.uid], true);
+    assert.ok(facts !== undefined);
+    const cache = new FetchItemCache();
+    const envelope: FetchAtt[] = [{ kind: 'ENVELOPE' }];
+    const ascii = { rev2: false, utf8Accept: false, cache };
+    const plan = cache.planOf(envelope[0]!, ascii);
+    assert.ok(plan !== null && !plan.utf8);
+    // An ENVELOPE written for a UTF8=ACCEPT client (8-bit quoted) offered under the other kind's key.
+    const utf8Written = Serialized.of([null, 'Caf\u00e9'], { utf8: true });
+    assert.ok(utf8Written !== null);
+    cache.set(facts.blobHash, plan, utf8Written);
+    assert.equal(cache.itemsOf(facts.blobHash), undefined);
+    const items = inHandItems(envelope, ascii);
+    assert.ok(items !== null);
+    assert.equal(fetchTextInHand(items, facts, entry.modseq, ''), null);
+    // Written for its own kind, it is kept, and given back byte for byte, in hand and as a value.
+    const want = await wireItems(await fetchValues(envelope, { entry, store }, ascii));
+    assert.ok(want.includes('{5}\r\nCaf\xc3\xa9'));
+    assert.equal(fetchTextInHand(items, facts, entry.modseq, ''), want);
+    assert.equal(await wireItems(await fetchValues(envelope, { entry, store }, ascii)), want);
+  } finally {
+    await cleanup();
+  }
+});
