@@ -856,6 +856,32 @@ test('sqlite: close adds every blob waiting for the full-text index, past one ba
   }
 });
 
+test('sqlite: changesSince reads a mailbox head once between writes, and again after a write of this store or of another process', async () => {
+  const t = await setup();
+  const cli = await openSqliteStore({ dir: t.dir });
+  const reads = (): number => sqliteStoreStats(t.store)!.headReads;
+  try {
+    await t.store.append(t.inbox.id, testMessage({ subject: 'one' }));
+    const first = await t.store.changesSince(t.inbox.id, asModSeq(0), asUid(1));
+    const before = reads();
+    for (let i = 0; i < 5; i++) await t.store.changesSince(t.inbox.id, first.highestModSeq, asUid(2));
+    assert.equal(reads(), before, 'the head read by the first call answers the next ones');
+    await t.store.setFlags(t.inbox.id, [asUid(1)], 'add', ['\\Seen']);
+    const flagged = await t.store.changesSince(t.inbox.id, first.highestModSeq, asUid(2));
+    assert.equal(reads(), before + 1, "this store's write: read again");
+    assert.deepEqual(flagged.changed.map((c) => c.uid), [1]);
+    await cli.setFlags(t.inbox.id, [asUid(1)], 'add', ['\\Flagged']);
+    await new Promise((r) => setTimeout(r, 5));
+    const other = await t.store.changesSince(t.inbox.id, flagged.highestModSeq, asUid(2));
+    assert.equal(reads(), before + 2, "another process's write: read again");
+    assert.deepEqual(other.changed.map((c) => [c.uid, [...c.flags]]), [[1, ['\\Seen', '\\Flagged']]]);
+  } finally {
+    await cli.close();
+    await t.store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
 test("sqlite: changesSince sees this store's writes at once and another process's within milliseconds, though it keeps mailbox heads", async () => {
   const t = await setup();
   const cli = await openSqliteStore({ dir: t.dir });

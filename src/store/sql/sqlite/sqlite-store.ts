@@ -259,6 +259,11 @@ const WAL_FRAME_BYTES = 4096 + 24;
 const HOLD_MAX_MS = 250;
 /** Problems reported per check, so a badly broken store still gives a readable report. */
 const MAX_PROBLEMS_PER_CHECK = 50;
+/** How long a check of PRAGMA data_version answers for the mailbox heads (see #head): a change
+ * by another process is seen by the syncs that start this long after its commit. */
+const HEADS_CHECK_MS = 1;
+/** Mailbox heads #heads holds at most. */
+const MAX_HEADS = 10_000;
 
 type AccountRow = AccountRowOf<number>;
 
@@ -602,10 +607,12 @@ export interface SqliteStoreStats {
   /** Writes held for a catch-up checkpoint (see #catchUp), and for how long in all. */
   holds: number;
   held: number;
+  /** Mailbox heads changesSince read from the database (the others came from #heads). */
+  headReads: number;
 }
 
 class SqliteStore implements MailStore {
-  readonly stats: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0, holds: 0, held: 0 };
+  readonly stats: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0, holds: 0, held: 0, headReads: 0 };
   readonly feed: ChangeFeed;
   readonly #db: Database.Database;
   readonly #blobRoot: string;
@@ -619,6 +626,11 @@ class SqliteStore implements MailStore {
   readonly #views: ViewCache;
   /** The RCPT path's answers (isLocalDomain, #resolve), kept as lookup-cache.ts says. */
   readonly #lookups = new LookupCache<Account>();
+  /** (HIGHESTMODSEQ, UIDNEXT) of mailboxes as changesSince read them: see #head. */
+  readonly #heads = new Map<number, readonly [number, number]>();
+  /** PRAGMA data_version when #heads was last checked against it, and when (performance.now()). */
+  #headsVersion = -1;
+  #headsCheckedAt = Number.NEGATIVE_INFINITY;
   readonly #stmts = new Map<string, Stmt>();
   readonly #rawStmts = new Map<string, Stmt>();
   /** Blob hashes held by ingests in progress: their files must not be removed. */
@@ -801,6 +813,9 @@ class SqliteStore implements MailStore {
   /** Runs one batch of jobs as one transaction (group commit). */
   #flush(): void {
     this.#flushScheduled = false;
+    // Every write of this connection runs here, synchronously: the heads read before it may be
+    // changed by it (see #head).
+    this.#heads.clear();
     // Scheduled before a hold began: the end of the hold schedules the flush again.
     if (this.#holding) return;
     const jobs = this.#queue.splice(0, this.#maxBatch);
@@ -2221,7 +2236,7 @@ class SqliteStore implements MailStore {
     // HIGHESTMODSEQ is still `since` and UIDNEXT is not above the caller's, the three reads
     // below would find nothing (an operator's restore may add entries with old modseqs, but it
     // raises UIDNEXT): one statement says so.
-    const head = this.#qr('SELECT highest_modseq, uid_next FROM mailboxes WHERE id = ?').get(mailboxId) as [number, number] | undefined;
+    const head = this.#head(mailboxId);
     if (head === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
     const highest = head[0];
     if (highest === since && head[1] <= knownUidNext) return { highestModSeq: since, added: [], changed: [], expunged: [] };
@@ -2231,6 +2246,41 @@ class SqliteStore implements MailStore {
     // between (a command-line import) can only add rows above it, which the next sync reports
     // again: never a change lost.
     return this.#changesSince(mailboxId, since, knownUidNext, highest);
+  }
+
+  /**
+   * The mailbox's (HIGHESTMODSEQ, UIDNEXT), from #heads when it holds them, else read and kept;
+   * undefined for a mailbox that does not exist. Every command of every IMAP session asks, and
+   * between two write batches most ask about the same few mailboxes again.
+   * - This connection's writes all run in #flush, which empties #heads first: a session's own
+   *   write is seen by its next sync, as when the row was read each time.
+   * - Other processes (the command-line tool) write the same file: PRAGMA data_version changes
+   *   when another connection committed, and #heads is emptied then. It is checked at most
+   *   HEADS_CHECK_MS before each use (a check costs half a head read), so a change committed by
+   *   another process is seen by every sync that starts HEADS_CHECK_MS after its commit; one
+   *   that starts sooner is as one that ran just before the commit, and the next reports it.
+   *   Never a change lost: the view asks from its own modseq each time.
+   */
+  #head(mailboxId: number): readonly [number, number] | undefined {
+    const now = performance.now();
+    if (now - this.#headsCheckedAt > HEADS_CHECK_MS) {
+      const version = this.#q('PRAGMA data_version').pluck().get() as number;
+      if (version !== this.#headsVersion) {
+        this.#heads.clear();
+        this.#headsVersion = version;
+      }
+      this.#headsCheckedAt = now;
+    }
+    let head = this.#heads.get(mailboxId);
+    if (head === undefined) {
+      head = this.#qr('SELECT highest_modseq, uid_next FROM mailboxes WHERE id = ?').get(mailboxId) as [number, number] | undefined;
+      this.stats.headReads++;
+      if (head === undefined) return undefined;
+      // Bounded: emptied rather than aged (it is emptied at every write batch anyway).
+      if (this.#heads.size >= MAX_HEADS) this.#heads.clear();
+      this.#heads.set(mailboxId, head);
+    }
+    return head;
   }
 
   /** Runs reads in one read transaction: one state for all of them, and one WAL read lock
