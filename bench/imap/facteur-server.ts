@@ -89,7 +89,7 @@ process.on('SIGTERM', () => {
   const st = sqliteStoreStats(store);
   if (st !== null) {
     process.stderr.write(
-      `facteur store: ${st.batches} batches, ${st.jobs} jobs, ${st.run.toFixed(0)} ms in jobs, ${st.commit.toFixed(0)} ms in COMMIT (${(st.commit / Math.max(1, st.batches)).toFixed(3)} ms each), ${st.syncs} WAL fdatasyncs (${(st.sync / Math.max(1, st.syncs)).toFixed(2)} ms each), writes held ${st.holds} times (${st.held.toFixed(0)} ms), ${st.headReads} mailbox heads read by syncs\n`,
+      `facteur store: ${st.batches} batches, ${st.jobs} jobs, ${st.run.toFixed(0)} ms in jobs, ${st.commit.toFixed(0)} ms in COMMIT (${(st.commit / Math.max(1, st.batches)).toFixed(3)} ms each), ${st.syncs} WAL fdatasyncs (${(st.sync / Math.max(1, st.syncs)).toFixed(2)} ms each), writes held ${st.holds} times (${st.held.toFixed(0)} ms), ${st.headReads} mailbox heads and ${st.deltaReads} changes read by syncs\n`,
     );
   }
   void Promise.allSettled([imap.close(1000), lmtp.close(1000)]).then(async () => {

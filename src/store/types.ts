@@ -487,7 +487,8 @@ export interface MailStore {
   /**
    * What changed after modseq `since` for a caller that knew the UIDs below `knownUidNext` (a
    * pair read together, as a view holds them: every entry at or above knownUidNext came after
-   * since). A store may answer "nothing" from HIGHESTMODSEQ alone when it is still `since`.
+   * since). A store may answer "nothing" from HIGHESTMODSEQ alone when it is still `since`, and
+   * give one answer to several callers that ask the same: it is not to be changed.
    */
   changesSince(mailboxId: MailboxId, since: ModSeq, knownUidNext: Uid): Promise<MailboxChanges>;
   /** The parse record stored at ingest for a blob. */

@@ -882,6 +882,37 @@ test('sqlite: changesSince reads a mailbox head once between writes, and again a
   }
 });
 
+test('sqlite: changesSince reads the changes once for the callers that ask the same question between two writes', async () => {
+  const t = await setup();
+  const reads = (): number => sqliteStoreStats(t.store)!.deltaReads;
+  try {
+    await t.store.append(t.inbox.id, testMessage({ subject: 'one' }));
+    const start = await t.store.changesSince(t.inbox.id, asModSeq(0), asUid(1));
+    await t.store.append(t.inbox.id, testMessage({ subject: 'two' }));
+    const before = reads();
+    // Two sessions of the mailbox, both at `start`: one read, one answer.
+    const a = await t.store.changesSince(t.inbox.id, start.highestModSeq, asUid(2));
+    const b = await t.store.changesSince(t.inbox.id, start.highestModSeq, asUid(2));
+    assert.equal(reads(), before + 1);
+    assert.deepEqual(a.added.map((x) => x.uid), [2]);
+    assert.equal(b, a);
+    // Other questions: read.
+    const known = await t.store.changesSince(t.inbox.id, start.highestModSeq, asUid(3));
+    assert.deepEqual([known.added.length, known.changed.map((x) => x.uid)], [0, [2]]);
+    const all = await t.store.changesSince(t.inbox.id, asModSeq(0), asUid(1));
+    assert.equal(reads(), before + 3);
+    assert.deepEqual(all.added.map((x) => x.uid), [1, 2]);
+    // After a write the same question is read again, and sees it.
+    await t.store.setFlags(t.inbox.id, [asUid(1)], 'add', ['\\Seen']);
+    const after = await t.store.changesSince(t.inbox.id, asModSeq(0), asUid(1));
+    assert.equal(reads(), before + 4);
+    assert.deepEqual(after.added.map((x) => [x.uid, [...x.flags]]), [[1, ['\\Seen']], [2, []]]);
+  } finally {
+    await t.store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
 test("sqlite: changesSince sees this store's writes at once and another process's within milliseconds, though it keeps mailbox heads", async () => {
   const t = await setup();
   const cli = await openSqliteStore({ dir: t.dir });

@@ -265,6 +265,13 @@ const HEADS_CHECK_MS = 1;
 /** Mailbox heads #heads holds at most. */
 const MAX_HEADS = 10_000;
 
+/** A mailbox's (highest_modseq, uid_next), and the last changesSince answer given from it (see
+ * #head). */
+interface HeadEntry {
+  head: readonly [number, number];
+  last: { since: number; uidNext: number; changes: MailboxChanges } | null;
+}
+
 type AccountRow = AccountRowOf<number>;
 
 interface MailboxRow {
@@ -609,10 +616,12 @@ export interface SqliteStoreStats {
   held: number;
   /** Mailbox heads changesSince read from the database (the others came from #heads). */
   headReads: number;
+  /** Changes changesSince read from the database (the others were the last answer again). */
+  deltaReads: number;
 }
 
 class SqliteStore implements MailStore {
-  readonly stats: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0, holds: 0, held: 0, headReads: 0 };
+  readonly stats: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0, holds: 0, held: 0, headReads: 0, deltaReads: 0 };
   readonly feed: ChangeFeed;
   readonly #db: Database.Database;
   readonly #blobRoot: string;
@@ -626,8 +635,8 @@ class SqliteStore implements MailStore {
   readonly #views: ViewCache;
   /** The RCPT path's answers (isLocalDomain, #resolve), kept as lookup-cache.ts says. */
   readonly #lookups = new LookupCache<Account>();
-  /** (HIGHESTMODSEQ, UIDNEXT) of mailboxes as changesSince read them: see #head. */
-  readonly #heads = new Map<number, readonly [number, number]>();
+  /** What changesSince read of mailboxes since the last write: see #head. */
+  readonly #heads = new Map<number, HeadEntry>();
   /** PRAGMA data_version when #heads was last checked against it, and when (performance.now()). */
   #headsVersion = -1;
   #headsCheckedAt = Number.NEGATIVE_INFINITY;
@@ -2236,22 +2245,32 @@ class SqliteStore implements MailStore {
     // HIGHESTMODSEQ is still `since` and UIDNEXT is not above the caller's, the three reads
     // below would find nothing (an operator's restore may add entries with old modseqs, but it
     // raises UIDNEXT): one statement says so.
-    const head = this.#head(mailboxId);
-    if (head === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    const entry = this.#head(mailboxId);
+    if (entry === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+    const head = entry.head;
     const highest = head[0];
     if (highest === since && head[1] <= knownUidNext) return { highestModSeq: since, added: [], changed: [], expunged: [] };
+    // The question the last reader of this mailbox asked since the last write: the sessions of a
+    // mailbox (a client's, its IDLE connection's) were mostly at the same point before a change,
+    // and each asks for it once. The same state, so the same answer, shared.
+    const last = entry.last;
+    if (last !== null && last.since === since && last.uidNext === knownUidNext) return last.changes;
     // Otherwise the three other reads, as one statement: one state for all of them (a statement
     // is its own read transaction) at the cost of one statement, not three plus BEGIN and COMMIT.
     // They see at least the state of `highest` (read before them); a write by another process in
     // between (a command-line import) can only add rows above it, which the next sync reports
     // again: never a change lost.
-    return this.#changesSince(mailboxId, since, knownUidNext, highest);
+    const changes = this.#changesSince(mailboxId, since, knownUidNext, highest);
+    this.stats.deltaReads++;
+    entry.last = { since, uidNext: knownUidNext, changes };
+    return changes;
   }
 
   /**
-   * The mailbox's (HIGHESTMODSEQ, UIDNEXT), from #heads when it holds them, else read and kept;
-   * undefined for a mailbox that does not exist. Every command of every IMAP session asks, and
-   * between two write batches most ask about the same few mailboxes again.
+   * The mailbox's (HIGHESTMODSEQ, UIDNEXT) and the last changesSince answer, from #heads when it
+   * holds them, else the head read and kept; undefined for a mailbox that does not exist. Every
+   * command of every IMAP session asks, and between two write batches most ask about the same
+   * few mailboxes again.
    * - This connection's writes all run in #flush, which empties #heads first: a session's own
    *   write is seen by its next sync, as when the row was read each time.
    * - Other processes (the command-line tool) write the same file: PRAGMA data_version changes
@@ -2261,7 +2280,7 @@ class SqliteStore implements MailStore {
    *   that starts sooner is as one that ran just before the commit, and the next reports it.
    *   Never a change lost: the view asks from its own modseq each time.
    */
-  #head(mailboxId: number): readonly [number, number] | undefined {
+  #head(mailboxId: number): HeadEntry | undefined {
     const now = performance.now();
     if (now - this.#headsCheckedAt > HEADS_CHECK_MS) {
       const version = this.#q('PRAGMA data_version').pluck().get() as number;
@@ -2271,16 +2290,17 @@ class SqliteStore implements MailStore {
       }
       this.#headsCheckedAt = now;
     }
-    let head = this.#heads.get(mailboxId);
-    if (head === undefined) {
-      head = this.#qr('SELECT highest_modseq, uid_next FROM mailboxes WHERE id = ?').get(mailboxId) as [number, number] | undefined;
+    let entry = this.#heads.get(mailboxId);
+    if (entry === undefined) {
+      const head = this.#qr('SELECT highest_modseq, uid_next FROM mailboxes WHERE id = ?').get(mailboxId) as [number, number] | undefined;
       this.stats.headReads++;
       if (head === undefined) return undefined;
       // Bounded: emptied rather than aged (it is emptied at every write batch anyway).
       if (this.#heads.size >= MAX_HEADS) this.#heads.clear();
-      this.#heads.set(mailboxId, head);
+      entry = { head, last: null };
+      this.#heads.set(mailboxId, entry);
     }
-    return head;
+    return entry;
   }
 
   /** Runs reads in one read transaction: one state for all of them, and one WAL read lock
