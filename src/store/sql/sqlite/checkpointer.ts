@@ -20,9 +20,8 @@
  *   one) and stopped by close(), before the store closes its connection, so the store's close
  *   is the last one and may remove the -wal file.
  */
-import { once } from 'node:events';
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startSqliteWorker, stopSqliteWorker } from './worker-thread.js';
 
 /** The worker's code, plain CommonJS: it needs no TypeScript loader in the worker. */
 const WORKER_SOURCE = `
@@ -106,11 +105,9 @@ export class Checkpointer {
   }
 
   #start(): Worker {
-    const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file: this.#file, driver } });
-    // A checkpoint in progress must not keep a finished process alive; SQLite recovers an
+    // A checkpoint in progress does not keep a finished process alive; SQLite recovers an
     // interrupted one from the WAL.
-    worker.unref();
+    const worker = startSqliteWorker(WORKER_SOURCE, { file: this.#file });
     worker.on('message', (reply: Reply) => {
       if (reply.ok) {
         this.stats.checkpoints++;
@@ -135,13 +132,9 @@ export class Checkpointer {
     const worker = this.#worker;
     this.#worker = null;
     if (worker === null) return;
-    const exited = once(worker, 'exit');
-    worker.postMessage('close');
-    const timer = setTimeout(() => void worker.terminate(), 10_000);
     try {
-      await exited;
+      await stopSqliteWorker(worker, 'close');
     } finally {
-      clearTimeout(timer);
       if (this.#running) this.#finish(null);
     }
   }

@@ -37,9 +37,8 @@
  *   search_gone rows the store pruned meanwhile leave index entries that name no blob (SEARCH's
  *   join drops them).
  */
-import { once } from 'node:events';
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startSqliteWorker, stopSqliteWorker } from './worker-thread.js';
 
 /** The index's database file, in the data directory beside facteur.db. */
 export const SEARCH_DB = 'search.db';
@@ -79,9 +78,11 @@ const remove = search.prepare('DELETE FROM search WHERE rowid = ?');
 const texts = store.prepare('SELECT id, subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body FROM blob_text WHERE id > ? ORDER BY id LIMIT ?').raw();
 const goneRows = store.prepare('SELECT seq, id FROM search_gone WHERE seq > ? ORDER BY seq LIMIT ?').raw();
 const given = store.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'blobs'").pluck();
+const [beginWrite, commitWrite, rollbackWrite] = ['BEGIN IMMEDIATE', 'COMMIT', 'ROLLBACK'].map((sql) => search.prepare(sql));
+const [beginRead, endRead] = ['BEGIN', 'COMMIT'].map((sql) => store.prepare(sql));
 
 function run(maxBlobs, maxText) {
-  search.prepare('BEGIN IMMEDIATE').run();
+  beginWrite.run();
   try {
     const indexed = markOf.get(${JSON.stringify(MARK_INDEXED)}) ?? 0;
     const goneDone = markOf.get(${JSON.stringify(MARK_GONE)}) ?? 0;
@@ -90,7 +91,7 @@ function run(maxBlobs, maxText) {
     let more = false;
     let upTo = indexed;
     let text = 0;
-    store.prepare('BEGIN').run();
+    beginRead.run();
     try {
       // Row by row: the rows past the text budget stay unread.
       for (const row of texts.iterate(indexed, maxBlobs)) {
@@ -107,22 +108,29 @@ function run(maxBlobs, maxText) {
       if (!more) upTo = Math.max(indexed, given.get() ?? 0);
       gone = goneRows.all(goneDone, ${GONE_PER_RUN});
     } finally {
-      store.prepare('COMMIT').run();
+      endRead.run();
     }
     for (const [, id] of gone) if (id <= indexed) remove.run(id);
     for (const row of docs) add.run(row);
     if (upTo !== indexed) setMark.run(${JSON.stringify(MARK_INDEXED)}, upTo);
     if (gone.length > 0) setMark.run(${JSON.stringify(MARK_GONE)}, gone[gone.length - 1][0]);
-    search.prepare('COMMIT').run();
+    commitWrite.run();
     return { indexed: docs.length, removed: gone.length, more: more || gone.length === ${GONE_PER_RUN} };
   } catch (err) {
-    if (search.inTransaction) search.prepare('ROLLBACK').run();
+    if (search.inTransaction) rollbackWrite.run();
     throw err;
   }
 }
 
 parentPort.on('message', (msg) => {
   if (msg.kind === 'close') {
+    // The WAL copied into search.db and emptied: the store's search reader, read-only, closes
+    // after this connection and cannot do it, so the next open has nothing to replay.
+    try {
+      search.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // Busy with another process's reader: its last close does it.
+    }
     search.close();
     store.close();
     parentPort.close();
@@ -217,11 +225,9 @@ export class SearchIndexer {
   }
 
   #start(): Worker {
-    const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { store: this.#storeFile, search: this.#searchFile, driver } });
-    // An index run in progress must not keep a finished process alive: its transaction is
+    // An index run in progress does not keep a finished process alive: its transaction is
     // rolled back and the blobs stay above the mark, for the next run.
-    worker.unref();
+    const worker = startSqliteWorker(WORKER_SOURCE, { store: this.#storeFile, search: this.#searchFile });
     worker.on('message', (reply: Reply) => this.#settle(reply));
     worker.on('error', (err) => {
       this.#worker = null;
@@ -241,13 +247,6 @@ export class SearchIndexer {
     const worker = this.#worker;
     this.#worker = null;
     if (worker === null) return;
-    const exited = once(worker, 'exit');
-    worker.postMessage({ kind: 'close' });
-    const timer = setTimeout(() => void worker.terminate(), 10_000);
-    try {
-      await exited;
-    } finally {
-      clearTimeout(timer);
-    }
+    await stopSqliteWorker(worker, { kind: 'close' });
   }
 }

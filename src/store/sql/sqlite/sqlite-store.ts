@@ -655,7 +655,8 @@ class SqliteStore implements MailStore {
   #batchStored = false;
   readonly #searchIndexBatch: number;
   readonly #searchIndexDelay: number;
-  /** Blobs this process created that may not be in the full-text index yet (a hint). */
+  /** Blobs this process created that may not be in the full-text index yet, and its sweeps
+   * whose removals the index's worker has not done (a hint for #scheduleIndex). */
   #unindexed = 0;
   #indexTimer: NodeJS.Timeout | null = null;
   #indexQueued = false;
