@@ -1,10 +1,14 @@
 /**
- * Where one sender's time goes: a single client, one connection after another, each phase
- * timed from the client (the reply's arrival after the request's write), against Facteur in its
- * own process, with the server's CPU time, its store's COMMIT and WAL fdatasync times, the load
- * generator's own CPU time, and the disk's fdatasync latency measured before and after.
+ * Where a sender's time goes: `senders` clients (default one), each opening one connection after
+ * another until `connections` are done, each phase timed from the client (the reply's arrival
+ * after the request's write), against Facteur in its own process, with the server's CPU time, its
+ * store's COMMIT and WAL fdatasync times, the load generator's own CPU time, and the disk's
+ * fdatasync latency measured before and after. With several senders the phases show what each
+ * waits for under load (e.g. an RCPT answered by the owner of the store across the channel of an
+ * SMTP worker process); "per connection" is then the elapsed time over the connections.
  *
- *   node --import tsx bench/smtp-ingest/timeline.ts [connections=1000] [messages-per-connection=1] [bytes=1024]
+ *   node --import tsx bench/smtp-ingest/timeline.ts [connections=1000] [messages-per-connection=1] [bytes=1024] [senders=1]
+ *   FACTEUR_BENCH_SMTP_WORKERS=N ...      # as for run.ts (0: the sessions in the owner's process)
  *
  * MAIL, RCPT and DATA go in one write (RFC 2920 pipelining) and are answered together.
  */
@@ -19,6 +23,7 @@ import { makeBenchMessage, runLoad } from './load.js';
 const connections = Number(process.argv[2] ?? 1000);
 const perConnection = Number(process.argv[3] ?? 1);
 const bytes = Number(process.argv[4] ?? 1024);
+const senders = Math.max(1, Number(process.argv[5] ?? 1));
 
 /** One connection's phases, in ms, in order. */
 async function session(port: number, message: Buffer): Promise<number[]> {
@@ -97,13 +102,19 @@ try {
   const message = Buffer.concat([makeBenchMessage(bytes, 1, 'bench1@example.com'), Buffer.from('.\r\n')]);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let c = 0; c < connections; c++) {
-    const laps = await session(facteur.port, message);
-    laps.forEach((v, i) => {
-      sums[i] = (sums[i] ?? 0) + v;
-      (samples[i] ??= []).push(v);
-    });
-  }
+  let started = 0;
+  await Promise.all(
+    Array.from({ length: senders }, async () => {
+      while (started < connections) {
+        started++;
+        const laps = await session(facteur.port, message);
+        laps.forEach((v, i) => {
+          sums[i] = (sums[i] ?? 0) + v;
+          (samples[i] ??= []).push(v);
+        });
+      }
+    }),
+  );
   elapsed = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   clientCpu = (cpu.user + cpu.system) / 1000;
@@ -116,7 +127,8 @@ rmSync(root, { recursive: true, force: true });
 const messages = connections * perConnection;
 const names = ['TCP connect', '220 greeting', 'EHLO -> 250', ...Array.from({ length: perConnection }, (_, i) => [`MAIL+RCPT+DATA -> 354 (#${i + 1})`, `message -> 250 (#${i + 1})`]).flat(), 'QUIT -> 221'];
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-console.log(`${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}; ${connections} connections x ${perConnection} message(s) of ${bytes} bytes, one after another`);
+const pace = senders === 1 ? 'one after another' : `${senders} senders at once`;
+console.log(`${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}; ${connections} connections x ${perConnection} message(s) of ${bytes} bytes, ${pace}`);
 console.log(`disk before: ${formatProbe(before)}`);
 console.log(`disk after:  ${formatProbe(after)}\n`);
 console.log('| phase | mean ms | median ms |');
