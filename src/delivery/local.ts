@@ -12,7 +12,9 @@ import { parseMessage } from '../mail/parse.js';
 import type { DeliveryOutcome, MailStore } from '../store/types.js';
 
 export type RecipientCheck =
-  | { kind: 'ok'; accounts: AccountId[] }
+  /** quotaChecked: a quota of one of the address's accounts was read, so the answer depends on
+   * the message's size and the account's usage, not on the address alone. */
+  | { kind: 'ok'; accounts: AccountId[]; quotaChecked: boolean }
   | { kind: 'unknown' }
   | { kind: 'disabled' }
   | { kind: 'over-quota' };
@@ -35,6 +37,7 @@ export function createLocalDelivery(store: MailStore): LocalDelivery {
     const accepted: AccountId[] = [];
     let full = 0;
     let disabled = 0;
+    let quotaChecked = false;
     for (const account of accounts) {
       const id = account.id;
       if (account.disabled) {
@@ -42,6 +45,7 @@ export function createLocalDelivery(store: MailStore): LocalDelivery {
         continue;
       }
       if (account.quotaBytes !== null || account.quotaMessages !== null) {
+        quotaChecked = true;
         const usage = await store.quotaUsage(id);
         const incoming = messageSize ?? 0;
         if (
@@ -54,7 +58,7 @@ export function createLocalDelivery(store: MailStore): LocalDelivery {
       }
       accepted.push(id);
     }
-    if (accepted.length > 0) return { kind: 'ok', accounts: accepted };
+    if (accepted.length > 0) return { kind: 'ok', accounts: accepted, quotaChecked };
     if (full > 0) return { kind: 'over-quota' };
     if (disabled > 0) return { kind: 'disabled' };
     return { kind: 'unknown' };

@@ -10,6 +10,7 @@ import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { dkimSign } from 'mailauth';
+import { createLocalDelivery, type LocalDelivery } from '../../src/delivery/local.js';
 import { createMetrics } from '../../src/lib/metrics.js';
 import { createSmtpWorkers, type SmtpWorkersOptions } from '../../src/smtp/worker/pool.js';
 import { makeTestContext, testTlsDir, type TestContext } from '../helpers/context.js';
@@ -241,6 +242,51 @@ test('LMTP in a worker: one reply per recipient after the data, quota refusals i
     await c.expect(250);
     c.close();
     assert.equal((await inbox(ctx, 'bob@example.com')).length, 1);
+  } finally {
+    await server.close(1000);
+    await ctx.cleanup();
+  }
+});
+
+test('the worker keeps an ok RCPT answer for a moment; refusals and quota answers go to the owner each time', async () => {
+  const ctx = await makeTestContext();
+  const local = createLocalDelivery(ctx.store);
+  const asked: string[] = [];
+  const delivery: LocalDelivery = {
+    lookupRecipient: (domain, address, size) => {
+      asked.push(address);
+      return local.lookupRecipient(domain, address, size);
+    },
+    deliver: (raw, accounts, mailbox) => local.deliver(raw, accounts, mailbox),
+  };
+  const { server, port } = await start(ctx, { delivery });
+  try {
+    await ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const carol = await ctx.addUser('carol@example.com', 'pw-carol-123456');
+    await ctx.store.updateAccount(carol.id, { quotaBytes: 1_000_000 });
+    const c = await greeted(port);
+    await c.cmd('EHLO mx.sender.example', 250);
+    /** One message, its recipient given `times` in a row (moments apart: well within the second). */
+    const send = async (to: string, times = 1): Promise<void> => {
+      await c.cmd('MAIL FROM:<alice@sender.example>', 250);
+      for (let i = 0; i < times; i++) await c.cmd(`RCPT TO:<${to}>`, 250);
+      await c.cmd('DATA', 354);
+      c.write(dotStuff(makeMessage({ from: 'alice@sender.example', to, subject: 'kept', body: 'Hello\r\n' })));
+      await c.expect(250);
+    };
+    // A refusal is not kept: the account made right after it is reached at once.
+    await c.cmd('MAIL FROM:<alice@sender.example>', 250);
+    assert.match((await c.cmd('RCPT TO:<dave@example.com>', 550)).text, /^5\.1\.1 /);
+    await c.cmd('RSET', 250);
+    await ctx.addUser('dave@example.com', 'pw-dave-123456');
+    await send('dave@example.com');
+    // Within the second: bob's answer is asked once; carol's (a quota) every time.
+    await send('bob@example.com', 3);
+    await send('carol@example.com', 2);
+    c.close();
+    assert.deepEqual(asked, ['dave@example.com', 'dave@example.com', 'bob@example.com', 'carol@example.com', 'carol@example.com']);
+    assert.equal((await inbox(ctx, 'bob@example.com')).length, 1, 'one delivery for the repeated recipient');
+    assert.equal((await inbox(ctx, 'carol@example.com')).length, 1);
   } finally {
     await server.close(1000);
     await ctx.cleanup();

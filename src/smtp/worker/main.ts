@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Authenticator, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
-import type { LocalDelivery, RecipientCheck } from '../../delivery/local.js';
+import type { LocalDelivery } from '../../delivery/local.js';
 import type { Counter, Gauge, Metrics } from '../../lib/metrics.js';
 import { createLogger } from '../../log/logger.js';
 import { loadTlsDirectory } from '../../net/tls.js';
@@ -15,6 +15,7 @@ import { StoreError, type DeliveryOutcome, type MailStore, type StoreErrorCode }
 import type { AccountId } from '../../lib/brand.js';
 import { createInboundPolicy } from '../server/policy-inbound.js';
 import { createSmtpServer } from '../server/server.js';
+import { RecipientCache, type RecipientAnswer } from './recipient-cache.js';
 import { batchingPoster, type CounterMethod, type DnsMethod, type FromWorker, type Op, type ToWorker, type WorkerSetup } from './protocol.js';
 
 /** Grace given to the sessions when this process is signalled directly (the owner's default). */
@@ -73,8 +74,10 @@ function remoteCounters(): SharedCounters {
 }
 
 function remoteDelivery(): LocalDelivery {
+  // RCPT answers that depend on the address alone are kept for a second (recipient-cache.ts).
+  const recipients = new RecipientCache((domain, address, size) => call<RecipientAnswer>({ op: 'lookupRecipient', domain, address, size }));
   return {
-    lookupRecipient: (domain, address, size) => call<RecipientCheck | { kind: 'not-local' }>({ op: 'lookupRecipient', domain, address, size }),
+    lookupRecipient: (domain, address, size) => recipients.lookup(domain, address, size),
     async deliver(raw, accounts, mailbox) {
       const outcomes = await call<DeliveryOutcome[]>({ op: 'deliver', raw, accounts: [...accounts], mailbox: mailbox ?? null });
       return new Map<AccountId, DeliveryOutcome>(outcomes.map((o) => [o.accountId, o]));
