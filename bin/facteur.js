@@ -1,5 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
 // The `facteur` command: runs the compiled CLI (npm install builds dist/ through the prepare script).
+// The flags on the first line are src/cli/node-flags.ts's (a test checks that they agree).
 import { main } from '../dist/cli/main.js';
 
 main(process.argv.slice(2)).then(

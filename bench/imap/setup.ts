@@ -6,6 +6,7 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, rmSy
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { SERVER_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { groupId, passwdFileAuth, startDovecot, userId, writeMaildir, writePasswdFile, type RunningDovecot } from '../shared/dovecot.js';
 import { freePort, spawnTsx, type PortChild } from '../shared/net.js';
 import { corpus } from './corpus.js';
@@ -80,7 +81,8 @@ export async function startFacteur(opts: { dir?: string; pgUrl?: string; nodes?:
       // --expose-gc: the memory figures are taken after a full collection (SIGUSR2).
       // FACTEUR_BENCH_PROF=DIR: each server process writes a CPU profile there when it stops.
       const prof = process.env.FACTEUR_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FACTEUR_BENCH_PROF}`] : [];
-      children.push(await spawnTsx(FACTEUR_SERVER, [JSON.stringify(job)], ['--expose-gc', ...prof]));
+      // The flags `facteur` runs with (src/cli/node-flags.ts): what users run is measured.
+      children.push(await spawnTsx(FACTEUR_SERVER, [JSON.stringify(job)], [...SERVER_NODE_FLAGS, '--expose-gc', ...prof]));
     }
   } catch (err) {
     await Promise.all(children.map((c) => c.stop()));

@@ -44,8 +44,8 @@ export interface PortChild {
  * Starts `node [nodeArgs] --import tsx script ...args` and resolves once it printed "READY" (after its
  * "PORT [NAME] n" lines). Its stderr goes to ours.
  */
-export function spawnTsx(script: string, args: string[], nodeArgs: string[] = []): Promise<PortChild> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+export function spawnTsx(script: string, args: string[], nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<PortChild> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env });
   return new Promise((resolve, reject) => {
     let out = '';
     const ports: Record<string, number> = {};

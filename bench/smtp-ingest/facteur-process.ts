@@ -3,6 +3,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import type { SqliteStoreStats } from '../../src/store/sql/sqlite/sqlite-store.js';
 
 export interface FacteurStats {
@@ -26,7 +27,8 @@ export async function startFacteur(dir: string): Promise<FacteurProcess> {
   const script = fileURLToPath(new URL('./facteur-server.ts', import.meta.url));
   // FACTEUR_BENCH_PROF=DIR: the server writes its CPU profile there when it stops.
   const prof = process.env.FACTEUR_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.FACTEUR_BENCH_PROF}`] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // The flags `facteur` runs with (src/cli/node-flags.ts): what users run is measured.
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...prof, '--import', 'tsx', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const waiters: Array<() => void> = [];
   child.stdout!.on('data', (d: Buffer) => {
