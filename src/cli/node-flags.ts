@@ -3,7 +3,9 @@
  * (`#!/usr/bin/env -S node ...`) and package.json's start script carry them (a test checks the
  * three agree), and the benchmarks start their Facteur processes with them. SMTP worker processes
  * inherit them (node:cluster passes the parent's execArgv). Flags on the command line win over
- * NODE_OPTIONS: run `node bin/facteur.js ...` to do without them.
+ * NODE_OPTIONS: run `node bin/facteur.js ...` to do without them. `env -S` is in GNU coreutils
+ * (8.30 and later, Debian 10 on) and the BSDs; where env lacks it (BusyBox), run
+ * `node --max-semi-space-size=32 bin/facteur.js ...`.
  *
  * --max-semi-space-size=32: V8's young generation grows to 2 x 32 MiB instead of 2 x 16 MiB
  * (Node 20's default), so a busy server collects short-lived garbage about half as often and
