@@ -19,11 +19,14 @@ export type RecipientCheck =
   | { kind: 'disabled' }
   | { kind: 'over-quota' };
 
+/** The answer to an RCPT (LocalDelivery.lookupRecipient). */
+export type RecipientAnswer = RecipientCheck | { kind: 'not-local' };
+
 export interface LocalDelivery {
   /** The answer to an RCPT: 'not-local' when the domain (lowercased, no trailing dot) is not
    * ours, else the accounts the address reaches, with quota and status checked. One call, so one
    * round trip for an SMTP worker process. */
-  lookupRecipient(domain: string, address: string, messageSize: number | null): Promise<RecipientCheck | { kind: 'not-local' }>;
+  lookupRecipient(domain: string, address: string, messageSize: number | null): Promise<RecipientAnswer>;
   /** Stores the message once for the accounts (deduplicated) in `mailbox` (INBOX by default). */
   deliver(raw: Buffer, accounts: readonly AccountId[], mailbox?: string): Promise<Map<AccountId, DeliveryOutcome>>;
 }

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { asAccountId } from '../../src/lib/brand.js';
-import { RecipientCache, type RecipientAnswer } from '../../src/smtp/worker/recipient-cache.js';
+import type { RecipientAnswer } from '../../src/delivery/local.js';
+import { RecipientCache } from '../../src/smtp/worker/recipient-cache.js';
 
 function owner(answers: Record<string, RecipientAnswer>) {
   const asked: string[] = [];

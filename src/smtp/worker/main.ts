@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Authenticator, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
-import type { LocalDelivery } from '../../delivery/local.js';
+import type { LocalDelivery, RecipientAnswer } from '../../delivery/local.js';
 import type { Counter, Gauge, Metrics } from '../../lib/metrics.js';
 import { createLogger } from '../../log/logger.js';
 import { loadTlsDirectory } from '../../net/tls.js';
@@ -15,7 +15,7 @@ import { StoreError, type DeliveryOutcome, type MailStore, type StoreErrorCode }
 import type { AccountId } from '../../lib/brand.js';
 import { createInboundPolicy } from '../server/policy-inbound.js';
 import { createSmtpServer } from '../server/server.js';
-import { RecipientCache, type RecipientAnswer } from './recipient-cache.js';
+import { RecipientCache } from './recipient-cache.js';
 import { batchingPoster, type CounterMethod, type DnsMethod, type FromWorker, type Op, type ToWorker, type WorkerSetup } from './protocol.js';
 
 /** Grace given to the sessions when this process is signalled directly (the owner's default). */

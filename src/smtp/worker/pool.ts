@@ -10,9 +10,10 @@
  *
  * Invariants:
  * - 250 is still sent only after the owner's store.deliver resolved (durable): the worker waits
- *   for the owner's answer. RCPT answers that depend on the address alone are kept by the worker
- *   for up to a second (recipient-cache.ts); the owner checks each account again at delivery. A worker that dies loses only unacknowledged messages, as a dropped
+ *   for the owner's answer. A worker that dies loses only unacknowledged messages, as a dropped
  *   connection would; its sessions' clients retry.
+ * - RCPT answers that depend on the address alone are kept by the worker for up to a second
+ *   (recipient-cache.ts); the owner checks each account again when it delivers.
  * - A worker that exits without being asked is started again (after a pause that grows while it
  *   keeps failing), on the port the listener was bound to.
  * - close() asks every worker to end its sessions gracefully (421) within the grace, and kills

@@ -17,10 +17,11 @@
  *   changed, within that time may still receive what was accepted in it.
  * - Bounded: at most `maxEntries` answers, the least recently used dropped first.
  */
-import type { RecipientCheck } from '../../delivery/local.js';
+import type { RecipientAnswer } from '../../delivery/local.js';
 import { LruCache } from '../../lib/lru.js';
 
-export type RecipientAnswer = RecipientCheck | { kind: 'not-local' };
+/** The owner's answer to an RCPT, across the channel. */
+type Ask = (domain: string, address: string, size: number | null) => Promise<RecipientAnswer>;
 
 export interface RecipientCacheOptions {
   /** How long an answer is used (ms). */
@@ -30,18 +31,18 @@ export interface RecipientCacheOptions {
   now?: () => number;
 }
 
-export const RECIPIENT_CACHE_TTL_MS = 1000;
+const RECIPIENT_CACHE_TTL_MS = 1000;
 const RECIPIENT_CACHE_ENTRIES = 10_000;
 
 export class RecipientCache {
-  readonly #ask: (domain: string, address: string, size: number | null) => Promise<RecipientAnswer>;
+  readonly #ask: Ask;
   readonly #ttl: number;
   readonly #now: () => number;
   readonly #kept: LruCache<string, { answer: RecipientAnswer; until: number }>;
   /** Answers given from memory, and questions sent to the owner. */
   readonly stats = { hits: 0, asked: 0 };
 
-  constructor(ask: (domain: string, address: string, size: number | null) => Promise<RecipientAnswer>, options: RecipientCacheOptions = {}) {
+  constructor(ask: Ask, options: RecipientCacheOptions = {}) {
     this.#ask = ask;
     this.#ttl = options.ttlMs ?? RECIPIENT_CACHE_TTL_MS;
     this.#now = options.now ?? Date.now;
