@@ -14,9 +14,9 @@
  * over its own SQLite directory, loaded with the same accounts (10 accounts of 100 messages); one
  * imaptest process against each, started together (imaptest's mix as in run.ts, `logout=0` by
  * default; FACTEUR_BENCH_IMAPTEST_MIX adds to it; no IDLE sessions beside it, unlike run.ts).
- * Each round starts fresh servers, the side
- * started first alternating. Per round: commands/s and server CPU per command of each side, and
- * b/a of both; then the medians. imaptest's state checks must report no error on either side.
+ * Each round starts fresh servers, the side started first alternating. Per round: commands/s
+ * and server CPU per command of each side, and b/a of both; then the medians. imaptest's state
+ * checks must report no error on either side.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
