@@ -20,6 +20,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { retrieve, sessions, type LoadResult } from './client.js';
 import { BENCH_PASSWORD, benchMessage, benchUser } from './messages.js';
 import { groupId, haveDovecot, passwdFileAuth, startDovecot, userId, writeMaildir, writePasswdFile } from '../shared/dovecot.js';
@@ -39,7 +40,8 @@ async function startFacteur(dir: string, retrSetsSeen: boolean): Promise<Running
   const script = fileURLToPath(new URL('./facteur-server.ts', import.meta.url));
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', script, dir, String(USERS), String(MESSAGES), String(retrSetsSeen)],
+    // The flags `facteur` runs with (src/cli/node-flags.ts): what users run is measured.
+    [...SERVER_NODE_FLAGS, '--import', 'tsx', script, dir, String(USERS), String(MESSAGES), String(retrSetsSeen)],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const port = await new Promise<number>((resolve, reject) => {

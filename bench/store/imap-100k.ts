@@ -19,6 +19,7 @@ import { cp, mkdir, rm, stat } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { hashPassword } from '../../src/auth/password.js';
+import { SERVER_NODE_FLAGS } from '../../src/cli/node-flags.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import { openSqliteStore } from '../../src/store/sql/sqlite/sqlite-store.js';
 import type { AppendInput } from '../../src/store/types.js';
@@ -209,7 +210,8 @@ function ask<T>(child: ChildProcess, msg: object): Promise<T> {
 }
 
 async function startServer(dir: string, profileDir: string | null, env: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number }> {
-  const execArgv = ['--import', 'tsx', ...(profileDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])];
+  // The flags `facteur` runs with (src/cli/node-flags.ts): what users run is measured.
+  const execArgv = [...SERVER_NODE_FLAGS, '--import', 'tsx', ...(profileDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])];
   const child = fork(new URL('./imap-100k-server.ts', import.meta.url).pathname, [dir], {
     execArgv,
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
