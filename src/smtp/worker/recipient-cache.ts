@@ -2,7 +2,7 @@
  * The RCPT answers an SMTP worker process keeps for a moment (worker/main.ts): the sessions of a
  * busy MX then do not each wait for the owner of the store, across the IPC channel, for an address
  * it has just answered. With ten senders at once (bench/smtp-ingest/timeline.ts, senders=10), the
- * MAIL+RCPT+DATA round trip took 2.2 to 3.8 ms through the owner, whose event loop was busy with
+ * MAIL+RCPT+DATA round trip took 2.0 to 3.8 ms through the owner, whose event loop was busy with
  * the store, against 0.8 ms with the answer kept (docs/benchmarks.md).
  *
  * Invariants:
@@ -10,8 +10,8 @@
  *   A refusal is never kept: an account created a moment after a 550 must not get a 550 again,
  *   and a refusal is cheap to ask for anyway. An answer that read a quota is never kept either:
  *   it depends on the message's size and on the account's usage.
- * - An answer is used for at most `ttlMs` (default 1 s) after the owner gave it: a change of
- *   accounts, aliases or domains reaches a worker's RCPT answers within that time. The owner
+ * - An answer is used for at most `ttlMs` (default 1 s) counted from when it was asked for: a
+ *   change of accounts, aliases or domains reaches a worker's RCPT answers within that time. The owner
  *   checks each account again when it delivers (an account removed in between gets nothing:
  *   DeliveryOutcome 'no-account'; quotas are checked there too); an account disabled, or an alias
  *   changed, within that time may still receive what was accepted in it.
