@@ -117,6 +117,37 @@ test('a worker process serves the sessions; lookups, delivery, DNS and metrics g
   }
 });
 
+test("a worker's last counters reach the owner when it stops, before their delay is over", async () => {
+  const ctx = await makeTestContext();
+  ctx.metrics = createMetrics();
+  await ctx.store.addDomain('example.com');
+  await ctx.store.createAccount({ address: 'bob@example.com', passwordHash: 'x' });
+  const { server, port } = await start(ctx);
+  try {
+    const c = await greeted(port);
+    await c.cmd('EHLO client.example', 250);
+    for (let i = 0; i < 3; i++) {
+      await c.cmd('MAIL FROM:<alice@sender.example>', 250);
+      await c.cmd('RCPT TO:<bob@example.com>', 250);
+      await c.cmd('DATA', 354);
+      c.write(dotStuff(makeMessage({ from: 'alice@sender.example', to: 'bob@example.com', subject: `counted ${i}`, body: 'Counted.\r\n' })));
+      assert.equal((await c.read()).code, 250);
+    }
+    await c.cmd('QUIT', 221);
+    c.close();
+  } finally {
+    // At once: the worker's counters have waited less than their delay (one second).
+    await server.close(1000);
+  }
+  try {
+    const metrics = await ctx.metrics.render();
+    assert.match(metrics, /facteur_deliveries_total\{result="delivered",source="smtp"\} 3\n/);
+    assert.match(metrics, /facteur_connections_total\{listener="smtp"\} 1\n/);
+  } finally {
+    await ctx.cleanup();
+  }
+});
+
 test('STARTTLS in the worker, hostile input answered there, other sessions unharmed', async () => {
   const ctx = await makeTestContext();
   const { server, port } = await start(ctx);

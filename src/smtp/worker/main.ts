@@ -15,17 +15,25 @@ import { StoreError, type DeliveryOutcome, type MailStore, type StoreErrorCode }
 import type { AccountId } from '../../lib/brand.js';
 import { createInboundPolicy } from '../server/policy-inbound.js';
 import { createSmtpServer } from '../server/server.js';
+import { MetricTally } from './metric-tally.js';
 import { RecipientCache } from './recipient-cache.js';
 import { batchingPoster, type CounterMethod, type DnsMethod, type FromWorker, type Op, type ToWorker, type WorkerSetup } from './protocol.js';
 
 /** Grace given to the sessions when this process is signalled directly (the owner's default). */
 const SIGNAL_GRACE_MS = 10_000;
+/** Longest a counter increment waits for a batch to ride with (metric-tally.ts). */
+const METRICS_DELAY_MS = 1000;
 
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
 let nextId = 1;
 
-const post = batchingPoster<FromWorker>((batch) => {
-  if (process.connected) process.send?.(batch);
+// Counters leave with whatever batch goes next, or on their own once they have waited.
+const tally = new MetricTally(METRICS_DELAY_MS, () => post(null));
+
+const post = batchingPoster<FromWorker | null>((batch) => {
+  const out = batch.filter((m): m is FromWorker => m !== null);
+  out.push(...tally.take());
+  if (out.length > 0 && process.connected) process.send?.(out);
 });
 
 function call<T>(op: Op): Promise<T> {
@@ -90,7 +98,7 @@ function remoteMetrics(): Metrics {
   const noGauge: Gauge = { set() {}, inc() {}, dec() {} };
   return {
     counter(name, help): Counter {
-      return { inc: (labels = {}, by = 1) => post({ t: 'metric', name, help, labels: { ...labels }, by }) };
+      return { inc: (labels = {}, by = 1) => tally.add(name, help, labels, by) };
     },
     gauge: () => noGauge,
     onCollect() {},
@@ -152,6 +160,9 @@ async function stop(graceMs: number, code: number): Promise<void> {
       await new Promise<void>((resolve) => r.log.flush(() => resolve()));
     }
   }
+  // The sessions' last counters, written before the exit.
+  const last = tally.take();
+  if (last.length > 0 && process.connected) await new Promise<void>((resolve) => process.send?.(last, () => resolve()) ?? resolve());
   process.exit(code);
 }
 

@@ -1,0 +1,50 @@
+/**
+ * A worker's counter increments on their way to the owner (which serves /metrics).
+ *
+ * Posted one by one they cost a message each: every delivery's counter left in a batch of its
+ * own, after the 250 (one write on the channel, and the owner woken to read it, per message:
+ * a third of the channel's writes in the one-sender benchmark). Here they are summed per counter
+ * and label set, and leave with the next batch the worker posts anyway (a request to the owner),
+ * or after at most `maxDelayMs` when there is none, and at the worker's end. /metrics may
+ * therefore lag by up to that delay; scrapes come every 15 s or more.
+ */
+import type { FromWorker } from './protocol.js';
+
+type MetricMessage = Extract<FromWorker, { t: 'metric' }>;
+
+export class MetricTally {
+  readonly #sums = new Map<string, MetricMessage>();
+  #timer: NodeJS.Timeout | null = null;
+  readonly #maxDelayMs: number;
+  readonly #due: () => void;
+
+  /** `due` is called when increments have waited `maxDelayMs` with no batch to ride with. */
+  constructor(maxDelayMs: number, due: () => void) {
+    this.#maxDelayMs = maxDelayMs;
+    this.#due = due;
+  }
+
+  add(name: string, help: string, labels: Record<string, string>, by: number): void {
+    // Label sets come from the same call sites, so their key order is stable.
+    const key = `${name}\0${JSON.stringify(labels)}`;
+    const sum = this.#sums.get(key);
+    if (sum !== undefined) sum.by += by;
+    else this.#sums.set(key, { t: 'metric', name, help, labels: { ...labels }, by });
+    if (this.#timer === null) {
+      this.#timer = setTimeout(() => {
+        this.#timer = null;
+        this.#due();
+      }, this.#maxDelayMs);
+      this.#timer.unref();
+    }
+  }
+
+  /** The sums so far, one message per counter and label set; the tally starts again empty. */
+  take(): MetricMessage[] {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    const out = [...this.#sums.values()];
+    this.#sums.clear();
+    return out;
+  }
+}
