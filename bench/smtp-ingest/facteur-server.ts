@@ -65,7 +65,7 @@ process.stdout.write(`PORT ${port}\n`);
 // How long the event loop is held (COMMIT and checkpoints run on this thread), the process's
 // CPU time, and the store's own write-path counters, from the start or the last SIGUSR2.
 const loop = monitorEventLoopDelay({ resolution: 5 });
-const zero: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0, holds: 0, held: 0, headReads: 0, deltaReads: 0 };
+const zero: SqliteStoreStats = { batches: 0, jobs: 0, run: 0, commit: 0, maxCommit: 0, sync: 0, syncs: 0, holds: 0, held: 0, headReads: 0, deltaReads: 0, mailboxReads: 0 };
 let startedAt = performance.now();
 /** This process's CPU time and its SMTP workers' (read from /proc: user and system ticks). */
 function cpuUsage(): { user: number; system: number } {

@@ -913,6 +913,64 @@ test('sqlite: changesSince reads the changes once for the callers that ask the s
   }
 });
 
+test("sqlite: mailbox rows are read once between writes; this store's writes and another process's are seen", async () => {
+  const t = await setup();
+  const cli = await openSqliteStore({ dir: t.dir });
+  const reads = (): number => sqliteStoreStats(t.store)!.mailboxReads;
+  const names = async (): Promise<string[]> => (await t.store.listMailboxes(t.bob.id)).map((m) => m.name);
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
+  try {
+    await t.store.append(t.inbox.id, testMessage({ subject: 'one' }));
+    const before = reads();
+    assert.equal((await t.store.getMailbox(t.bob.id, 'INBOX'))!.uidNext, 2);
+    assert.equal((await t.store.getMailbox(t.bob.id, 'inbox'))!.uidNext, 2);
+    assert.equal(reads(), before + 1, 'read once by name');
+    const listed = await names();
+    assert.ok(listed.includes('INBOX') && !listed.includes('Work'));
+    assert.equal(await t.store.getMailbox(t.bob.id, 'Work'), null);
+    await names();
+    assert.equal(reads(), before + 2, 'listed once; a name the listing lacks is no mailbox, without a read');
+    // The objects are the caller's: changing one changes no later answer.
+    const mine = (await t.store.getMailbox(t.bob.id, 'INBOX'))!;
+    mine.uidNext = asUid(99);
+    assert.equal((await t.store.getMailbox(t.bob.id, 'INBOX'))!.uidNext, 2);
+
+    // This store's writes: seen by the next call.
+    await t.store.append(t.inbox.id, testMessage({ subject: 'two' }));
+    assert.equal((await t.store.getMailbox(t.bob.id, 'INBOX'))!.uidNext, 3);
+    await t.store.createMailbox(t.bob.id, 'Work');
+    assert.ok((await names()).includes('Work'));
+    assert.equal((await t.store.getMailbox(t.bob.id, 'Work'))!.subscribed, false);
+    await t.store.setSubscribed(t.bob.id, 'Work', true);
+    assert.equal((await t.store.getMailbox(t.bob.id, 'Work'))!.subscribed, true);
+
+    // Another process (the command-line tool): seen once data_version is asked again.
+    assert.equal(await t.store.getMailbox(t.bob.id, 'Other'), null);
+    await cli.createMailbox(t.bob.id, 'Other');
+    await settle();
+    assert.notEqual(await t.store.getMailbox(t.bob.id, 'Other'), null);
+    await names();
+    await cli.renameMailbox(t.bob.id, 'Work', 'Play');
+    await settle();
+    assert.equal(await t.store.getMailbox(t.bob.id, 'Work'), null);
+    assert.deepEqual(await names(), ['INBOX', ...listed.filter((n) => n !== 'INBOX'), 'Other', 'Play'].sort((a, b) => (a === 'INBOX' ? -1 : b === 'INBOX' ? 1 : a < b ? -1 : 1)));
+    await cli.setSubscribed(t.bob.id, 'Play', false);
+    await settle();
+    assert.equal((await t.store.listMailboxes(t.bob.id)).find((m) => m.name === 'Play')!.subscribed, false);
+    await cli.append(t.inbox.id, testMessage({ subject: 'three' }));
+    await settle();
+    assert.equal((await t.store.getMailbox(t.bob.id, 'INBOX'))!.uidNext, 4);
+    await cli.deleteMailbox(t.bob.id, 'Other');
+    await settle();
+    assert.equal(await t.store.getMailbox(t.bob.id, 'Other'), null);
+    assert.ok(!(await names()).includes('Other'));
+  } finally {
+    await cli.close();
+    await t.store.close();
+    await t.cleanup().catch(() => undefined);
+  }
+});
+
 test("sqlite: changesSince sees this store's writes at once and another process's within milliseconds, though it keeps mailbox heads", async () => {
   const t = await setup();
   const cli = await openSqliteStore({ dir: t.dir });
