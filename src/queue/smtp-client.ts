@@ -205,6 +205,11 @@ export async function openSession(o: SessionOptions): Promise<SmtpSession> {
 
   try {
     await run<void>((done) => conn.connect((err) => done(err)));
+    // nodemailer leaves Nagle's algorithm on, and writes a message in several writes: the last
+    // (the end of data) then waited for the server's delayed ACK, 40 ms a message (measured on
+    // loopback against Facteur's MX: 3 KB messages 53 ms each, 9 ms without). Set on the socket
+    // under TLS too: the option is the TCP connection's.
+    (conn as unknown as { _socket?: { setNoDelay?: (on: boolean) => unknown } })._socket?.setNoDelay?.(true);
     if (o.auth) await run<void>((done) => conn.login({ user: o.auth!.user, pass: o.auth!.pass }, (err) => done(err)));
   } catch (err) {
     conn.close();
