@@ -269,11 +269,10 @@ const MAX_HEADS = 10_000;
  * each statement outside a transaction takes the WAL read lock anew). */
 type MailboxListRow = MailboxRow & { subscribed: number };
 
-/** An account's mailbox rows kept between writes (#mailboxNamed): those read by name, or all of
- * them (`complete`, `rows` in LIST's order). */
+/** An account's mailbox rows kept between writes (#mailboxNamed): those read by name, and all
+ * of them in LIST's order when the account was listed whole (else null). */
 interface MailboxListing {
-  complete: boolean;
-  rows: readonly MailboxListRow[];
+  all: readonly MailboxListRow[] | null;
   byName: Map<string, MailboxListRow>;
 }
 
@@ -2333,7 +2332,7 @@ class SqliteStore implements MailStore {
     const kept = listing?.byName.get(name);
     if (kept !== undefined) return kept;
     // Listed whole since the last write: a name it lacks is no mailbox.
-    if (listing?.complete === true) return null;
+    if (listing !== undefined && listing.all !== null) return null;
     const row = this.#q(`SELECT m.*, ${SUBSCRIBED} AS subscribed FROM mailboxes m WHERE m.account_id = ? AND m.name = ?`).get(accountId, name) as
       | MailboxListRow
       | undefined;
@@ -2341,7 +2340,7 @@ class SqliteStore implements MailStore {
     if (row === undefined) return null;
     if (listing === undefined) {
       if (this.#mailboxes.size >= MAX_HEADS) this.#mailboxes.clear();
-      listing = { complete: false, rows: [], byName: new Map() };
+      listing = { all: null, byName: new Map() };
       this.#mailboxes.set(accountId, listing);
     }
     listing.byName.set(name, row);
@@ -2352,7 +2351,7 @@ class SqliteStore implements MailStore {
   #mailboxList(accountId: number): readonly MailboxListRow[] {
     this.#forgetOthersWrites();
     const listing = this.#mailboxes.get(accountId);
-    if (listing?.complete === true) return listing.rows;
+    if (listing !== undefined && listing.all !== null) return listing.all;
     const rows = this.#q(
       `SELECT m.*, s.name IS NOT NULL AS subscribed FROM mailboxes m
          LEFT JOIN subscriptions s ON s.account_id = m.account_id AND s.name = m.name
@@ -2360,7 +2359,7 @@ class SqliteStore implements MailStore {
     ).all(accountId) as MailboxListRow[];
     this.stats.mailboxReads++;
     if (listing === undefined && this.#mailboxes.size >= MAX_HEADS) this.#mailboxes.clear();
-    this.#mailboxes.set(accountId, { complete: true, rows, byName: new Map(rows.map((r) => [r.name, r])) });
+    this.#mailboxes.set(accountId, { all: rows, byName: new Map(rows.map((r) => [r.name, r])) });
     return rows;
   }
 
