@@ -27,13 +27,22 @@ const METRICS_DELAY_MS = 1000;
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
 let nextId = 1;
 
-// Counters leave with whatever batch goes next, or on their own once they have waited.
-const tally = new MetricTally(METRICS_DELAY_MS, () => post(null));
+/** Writes messages to the owner in one write; `done` once written (or at once if nothing is). */
+function send(messages: FromWorker[], done?: () => void): void {
+  if (messages.length === 0 || !process.connected || process.send === undefined) {
+    done?.();
+    return;
+  }
+  if (done) process.send(messages, () => done());
+  else process.send(messages);
+}
 
-const post = batchingPoster<FromWorker | null>((batch) => {
-  const out = batch.filter((m): m is FromWorker => m !== null);
-  out.push(...tally.take());
-  if (out.length > 0 && process.connected) process.send?.(out);
+// Counters leave with whatever batch goes next, or on their own once they have waited.
+const tally = new MetricTally(METRICS_DELAY_MS, () => send(tally.take()));
+
+const post = batchingPoster<FromWorker>((batch) => {
+  batch.push(...tally.take());
+  send(batch);
 });
 
 function call<T>(op: Op): Promise<T> {
@@ -161,8 +170,7 @@ async function stop(graceMs: number, code: number): Promise<void> {
     }
   }
   // The sessions' last counters, written before the exit.
-  const last = tally.take();
-  if (last.length > 0 && process.connected) await new Promise<void>((resolve) => process.send?.(last, () => resolve()) ?? resolve());
+  await new Promise<void>((resolve) => send(tally.take(), resolve));
   process.exit(code);
 }
 

@@ -11,8 +11,8 @@
  *   and a refusal is cheap to ask for anyway. An answer that read a quota is never kept either:
  *   it depends on the message's size and on the account's usage.
  * - An answer is used for at most `ttlMs` (default 1 s) counted from when it was asked for: a
- *   change of accounts, aliases or domains reaches a worker's RCPT answers within that time. The owner
- *   checks each account again when it delivers (an account removed in between gets nothing:
+ *   change of accounts, aliases or domains reaches a worker's RCPT answers within that time. The
+ *   owner checks each account again when it delivers (an account removed in between gets nothing:
  *   DeliveryOutcome 'no-account'; quotas are checked there too); an account disabled, or an alias
  *   changed, within that time may still receive what was accepted in it.
  * - Bounded: at most `maxEntries` answers, the least recently used dropped first.

@@ -650,7 +650,7 @@ class SqliteStore implements MailStore {
   readonly #lookups = new LookupCache<Account>();
   /** What changesSince read of mailboxes since the last write: see #head. */
   readonly #heads = new Map<number, HeadEntry>();
-  /** The mailbox rows read by name since the last write, per account (see #mailboxNamed). */
+  /** The mailbox rows read by name or listed since the last write, per account (#mailboxNamed). */
   readonly #mailboxes = new Map<number, MailboxListing>();
   /** PRAGMA data_version when #heads and #mailboxes were last checked against it, and when
    * (performance.now()). */
