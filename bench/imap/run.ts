@@ -80,6 +80,13 @@ const MIXES = arg('mixes', 'default,logout0')
 const OUT = arg('out', '');
 /** A directory where the loaded SQLite data directory is kept between runs (see startFacteur). */
 const CACHE = arg('facteur-cache', '');
+/**
+ * shards=n (mixed part, SQLite): also runs the mixed workload against n independent Facteur
+ * processes, each with its own data directory holding a contiguous slice of the accounts, and
+ * against Dovecot with the same n imaptest processes (one per slice, on its one port). Facteur
+ * does not shard its store: this measures what sharding by account could give at best.
+ */
+const SHARDS = Math.max(1, Number(arg('shards', '1')));
 
 const log = (s: string) => process.stdout.write(`${s}\n`);
 const loads: string[] = [];
@@ -125,7 +132,9 @@ async function idleWatchers(ports: number[]): Promise<() => Promise<{ sessions: 
   let pushed = 0;
   const watchers = await Promise.all(
     Array.from({ length: IDLE_BESIDE ? USERS : 0 }, async (_, k) => {
-      const c = await ImapClient.login(ports[k % ports.length]!, benchUser(k + 1), PASSWORD);
+      // The node of the account's slice (see mixedPart), so that shards=n finds it.
+      const per = Math.floor(USERS / ports.length);
+      const c = await ImapClient.login(ports[Math.min(ports.length - 1, Math.floor(k / per))]!, benchUser(k + 1), PASSWORD);
       await c.ok('SELECT INBOX');
       const idle = await c.idle((line) => {
         if (/^\* \d+ (EXISTS|EXPUNGE|FETCH)/i.test(line)) pushed++;
@@ -207,6 +216,35 @@ async function idlePart(s: Server, count: number, settleMs: number, login: 'pass
   );
 }
 
+/** SHARDS Facteur processes on SQLite, each with its slice of the accounts (see mixedPart). */
+async function startShards(dir: string, specs: ReturnType<typeof accounts>): Promise<Server> {
+  const users = specs.filter((a) => /^bench\d+@/.test(a.address));
+  const others = specs.filter((a) => !users.includes(a));
+  const per = Math.floor(USERS / SHARDS);
+  const started: Server[] = [];
+  try {
+    for (let n = 0; n < SHARDS; n++) {
+      const slice = users.filter((a) => {
+        const k = users.indexOf(a);
+        return k >= n * per && (n === SHARDS - 1 || k < (n + 1) * per);
+      });
+      started.push(await startFacteur({ dir: join(dir, String(n)), accounts: n === 0 ? [...others, ...slice] : slice }));
+    }
+  } catch (err) {
+    await Promise.all(started.map((s) => s.stop()));
+    throw err;
+  }
+  return {
+    name: `Facteur, SQLite, ${SHARDS} shards`,
+    imap: started.map((s) => s.imap[0]!),
+    lmtp: started[0]!.lmtp,
+    pids: started.flatMap((s) => s.pids),
+    stop: async () => {
+      await Promise.all(started.map((s) => s.stop()));
+    },
+  };
+}
+
 if (PARTS.has('load')) {
   if (!CACHE) throw new Error('parts=load needs facteur-cache=DIR');
   await loadCache(CACHE, accounts(MESSAGES, USERS, USER_MESSAGES));
@@ -248,6 +286,15 @@ try {
           for (const stay of MIXES) {
             await mixedPart(facteur.name, facteur.imap, facteur.pids, imaptest, mboxPath, stay);
             if (dovecot) await mixedPart(dovecot.name, dovecot.imap, dovecot.pids, imaptest, mboxPath, stay);
+            if (SHARDS > 1) {
+              const sharded = await startShards(join(root, `facteur-shards-${round}-${stay}`), specs);
+              try {
+                await mixedPart(sharded.name, sharded.imap, sharded.pids, imaptest, mboxPath, stay);
+              } finally {
+                await sharded.stop();
+              }
+              if (dovecot) await mixedPart(`${dovecot.name}, ${SHARDS} imaptest`, Array(SHARDS).fill(dovecot.imap[0]!), dovecot.pids, imaptest, mboxPath, stay);
+            }
           }
         }
       }
