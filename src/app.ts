@@ -77,6 +77,10 @@ export async function startApp(options: AppOptions): Promise<App> {
     log,
     ...(options.queueTuning ? { queueTuning: options.queueTuning } : {}),
   });
+  // Local delivery's DSNs (delivery/local.ts) go where the queue's own go.
+  ctx.reports = async (report, to) => {
+    await outbound.queue.sendReport(report, to);
+  };
   const closeAll = async (graceMs?: number) => {
     await Promise.allSettled(servers.map((s) => s.server.close(graceMs)));
     // The queue stops after the listeners: a submission being answered can still enqueue.

@@ -74,7 +74,13 @@ export interface ServerContext {
   /** Limits shared by every node (RCPT probing; auth failures go through `auth`); absent or
    * null: each server counts in its own memory. */
   counters?: SharedCounters | null;
+  /** Where delivery status notifications go (the outbound queue's sendReport: the sender's
+   * INBOX when local, else queued); absent: local delivery sends none (tests without a queue). */
+  reports?: ReportSender;
 }
+
+/** Sends a DSN to `to`; durable when it resolves. */
+export type ReportSender = (report: Buffer, to: string) => Promise<void>;
 
 /** A listening protocol server. */
 export interface ListeningServer {

@@ -6,10 +6,17 @@
  *   in each target account's mailbox, in one store transaction (store.deliver), which is durable
  *   when the promise resolves: the caller may acknowledge then and not before.
  * - An account reached by several recipients (aliases, plus-addressing) gets one copy.
+ * - A recipient the SMTP reply cannot speak for is reported to the sender (RFC 3461, 3464),
+ *   durably before deliver resolves, so before any 250: "delivered" when it asked NOTIFY=SUCCESS,
+ *   "failed" when it was not stored but the message is acknowledged anyway (another recipient
+ *   was stored, or submission queued the remote ones). Never to the null sender.
  */
+import type { ReportSender, ServerContext } from '../context.js';
 import type { AccountId } from '../lib/brand.js';
 import { parseMessage } from '../mail/parse.js';
-import type { DeliveryOutcome, MailStore } from '../store/types.js';
+import { buildDsn, type DsnRecipient } from '../queue/dsn.js';
+import type { RcptParams } from '../smtp/protocol/command.js';
+import { StoreError, type DeliveryOutcome, type MailStore } from '../store/types.js';
 
 export type RecipientCheck =
   /** quotaChecked: a quota of one of the address's accounts was read, so the answer depends on
@@ -22,16 +29,47 @@ export type RecipientCheck =
 /** The answer to an RCPT (LocalDelivery.lookupRecipient). */
 export type RecipientAnswer = RecipientCheck | { kind: 'not-local' };
 
+/**
+ * The envelope's DSN requests (RFC 3461) for one deliver call, from an SMTP transaction that will
+ * answer the client with one reply (SMTP, submission). LMTP answers each recipient itself and
+ * leaves reports to its client, so it passes none.
+ */
+export interface DeliveryReport {
+  /** MAIL FROM; the null sender ('') is never reported to. */
+  sender: string;
+  envid: string | null;
+  ret: 'FULL' | 'HDRS' | null;
+  arrivalDate: number;
+  /** The transaction's local recipients, with the accounts each reaches. */
+  recipients: Array<{ address: string; notify: RcptParams['notify']; orcpt: string | null; accounts: AccountId[] }>;
+  /** The reply is 250 whatever this delivery does (submission already queued remote
+   * recipients): every failure is reported. Otherwise failures are reported only when another
+   * recipient was stored, since a reply of 4xx to all leaves the message with the client. */
+  acknowledged: boolean;
+}
+
 export interface LocalDelivery {
   /** The answer to an RCPT: 'not-local' when the domain (lowercased, no trailing dot) is not
    * ours, else the accounts the address reaches, with quota and status checked. One call, so one
    * round trip for an SMTP worker process. */
   lookupRecipient(domain: string, address: string, messageSize: number | null): Promise<RecipientAnswer>;
-  /** Stores the message once for the accounts (deduplicated) in `mailbox` (INBOX by default). */
-  deliver(raw: Buffer, accounts: readonly AccountId[], mailbox?: string): Promise<Map<AccountId, DeliveryOutcome>>;
+  /** Stores the message once for the accounts (deduplicated) in `mailbox` (INBOX by default),
+   * then sends the DSNs `report` calls for (see the invariants). */
+  deliver(raw: Buffer, accounts: readonly AccountId[], mailbox?: string, report?: DeliveryReport): Promise<Map<AccountId, DeliveryOutcome>>;
 }
 
-export function createLocalDelivery(store: MailStore): LocalDelivery {
+/** DSNs of local delivery: who sends them, and the name they are reported by. */
+export interface LocalReports {
+  send: ReportSender;
+  hostname: string;
+}
+
+/** Local delivery over the context's store, sending DSNs through the context's report sender. */
+export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname'>): LocalDelivery {
+  return createLocalDelivery(ctx.store, ctx.reports ? { send: ctx.reports, hostname: ctx.hostname } : undefined);
+}
+
+export function createLocalDelivery(store: MailStore, reports?: LocalReports): LocalDelivery {
   /** The accounts an address of a local domain reaches, with quota and status checked. */
   const checkRecipient = async (address: string, messageSize: number | null): Promise<RecipientCheck> => {
     // The accounts with their rows in one read (an RCPT is on every message's path).
@@ -73,12 +111,63 @@ export function createLocalDelivery(store: MailStore): LocalDelivery {
       return checkRecipient(address, messageSize);
     },
 
-    async deliver(raw, accounts, mailbox) {
+    async deliver(raw, accounts, mailbox, report) {
       const unique = [...new Set(accounts)];
       const parsed = parseMessage(raw);
       const targets = unique.map((accountId) => (mailbox ? { accountId, mailbox } : { accountId }));
-      const outcomes = await store.deliver(raw, parsed, targets);
-      return new Map(outcomes.map((o) => [o.accountId, o]));
+      const wanted = reports && report && report.sender !== '' ? report : null;
+      let outcomes: Map<AccountId, DeliveryOutcome>;
+      try {
+        outcomes = new Map((await store.deliver(raw, parsed, targets)).map((o) => [o.accountId, o]));
+      } catch (err) {
+        // Nothing was stored. Only an acknowledged message owes its sender a report for it.
+        if (wanted?.acknowledged) await sendReport(reports!, wanted, raw, new Map(), err);
+        throw err;
+      }
+      if (wanted) await sendReport(reports!, wanted, raw, outcomes, null);
+      return outcomes;
     },
   };
+}
+
+/** The DSN a delivery owes (see the invariants), if any, built and sent in one report. */
+async function sendReport(reports: LocalReports, report: DeliveryReport, raw: Buffer, outcomes: Map<AccountId, DeliveryOutcome>, error: unknown): Promise<void> {
+  const now = Date.now();
+  const stored = (r: DeliveryReport['recipients'][number]): boolean => r.accounts.some((id) => outcomes.get(id)?.ok === true);
+  const acknowledged = report.acknowledged || report.recipients.some(stored);
+  const entries: DsnRecipient[] = [];
+  for (const r of report.recipients) {
+    const base = { address: r.address, orcpt: r.orcpt, remoteMta: null, lastAttempt: now, willRetryUntil: null };
+    if (stored(r)) {
+      if (r.notify?.includes('SUCCESS')) entries.push({ ...base, action: 'delivered', status: '2.0.0', diagnostic: null });
+    } else if (acknowledged && (r.notify === null || r.notify.includes('FAILURE'))) {
+      entries.push({ ...base, action: 'failed', ...failure(r.accounts.map((id) => outcomes.get(id)), error) });
+    }
+  }
+  if (entries.length === 0) return;
+  const dsn = buildDsn({
+    reportingMta: reports.hostname,
+    to: report.sender,
+    envid: report.envid,
+    arrivalDate: report.arrivalDate,
+    recipients: entries,
+    original: raw,
+    // RFC 3461 §4.3: without RET the choice is ours; a success report needs only the header.
+    ret: report.ret ?? (entries.every((e) => e.action === 'delivered') ? 'HDRS' : null),
+    now,
+  });
+  await reports.send(dsn, report.sender);
+}
+
+/** The status and text of a recipient that was not stored (RFC 3463): a failure report's
+ * status is permanent, whatever the cause. */
+function failure(outcomes: Array<DeliveryOutcome | undefined>, error: unknown): { status: string; diagnostic: string } {
+  if (error !== null) {
+    const code = error instanceof StoreError ? error.code : null;
+    if (code === 'over-quota') return { status: '5.2.2', diagnostic: '552 5.2.2 Mailbox full' };
+    if (code === 'too-big') return { status: '5.3.4', diagnostic: '552 5.3.4 Message too big for the mailbox' };
+    return { status: '5.3.0', diagnostic: '554 5.3.0 The message could not be stored' };
+  }
+  if (outcomes.some((o) => o !== undefined && !o.ok && o.reason === 'over-quota')) return { status: '5.2.2', diagnostic: '552 5.2.2 Mailbox full' };
+  return { status: '5.1.1', diagnostic: '550 5.1.1 Mailbox no longer exists' };
 }

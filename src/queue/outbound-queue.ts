@@ -108,6 +108,12 @@ export interface QueueEvents {
 
 export interface OutboundQueue {
   enqueue(message: Buffer, envelope: OutboundEnvelope, options?: EnqueueOptions): Promise<{ id: string }>;
+  /**
+   * Sends a delivery report (a DSN built elsewhere, e.g. by local delivery) to `to`: into the
+   * sender's INBOX when deliverReport takes it, else queued from the null sender as a report
+   * (never answered by another report). Durable when it resolves; `local` says which way it went.
+   */
+  sendReport(report: Buffer, to: string): Promise<{ local: boolean }>;
   /** Starts the worker (drops leases left by a previous process). */
   start(): Promise<void>;
   /** Looks for due work now (after enqueue, or after a test moved the clock). */
@@ -366,16 +372,23 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       ret: first.requireTls ? 'HDRS' : first.ret,
       now: now(),
     });
+    const { local } = await deliverOrQueueReport(report, first.sender, messageId);
+    emit('report', { messageId, to: first.sender, action, local });
+  }
+
+  /** A report to a local sender goes to their INBOX (deliverReport); else, or when that fails,
+   * it is queued from the null sender. */
+  async function deliverOrQueueReport(report: Buffer, to: string, about: string | null): Promise<{ local: boolean }> {
     let local = false;
     if (options.deliverReport) {
       try {
-        local = await options.deliverReport(report, first.sender);
+        local = await options.deliverReport(report, to);
       } catch (err) {
-        log.error({ err, queueId: messageId }, 'local delivery of a report failed; queueing it');
+        log.error({ err, queueId: about }, 'local delivery of a report failed; queueing it');
       }
     }
-    if (!local) await enqueue(report, { from: '', to: [first.sender] }, {}, true);
-    emit('report', { messageId, to: first.sender, action, local });
+    if (!local) await enqueue(report, { from: '', to: [to] }, {}, true);
+    return { local };
   }
 
   // ---- outcomes --------------------------------------------------------------------------
@@ -800,6 +813,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
 
   return {
     enqueue: (message, envelope, opts) => enqueue(message, envelope, opts),
+    sendReport: (report, to) => deliverOrQueueReport(report, to, null),
     async start() {
       if (!stopped) return;
       await store.clearLeases();

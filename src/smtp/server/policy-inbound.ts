@@ -10,11 +10,14 @@
  *   then forged Authentication-Results fields are removed, and Return-Path, Received and our
  *   Authentication-Results are prepended; the result is stored once for every account reached.
  * - 250 is returned only after store.deliver resolved (durable).
+ * - MX (senderReports): the DSNs the reply cannot carry are sent before it (delivery/local.ts):
+ *   "delivered" on NOTIFY=SUCCESS, "failed" for a recipient not stored when another one was and
+ *   the reply is 250. LMTP replies per recipient and leaves reports to its client (RFC 2033).
  */
 import type { AccountId } from '../../lib/brand.js';
 import type { ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
-import { createLocalDelivery, type LocalDelivery } from '../../delivery/local.js';
+import { contextDelivery, type LocalDelivery } from '../../delivery/local.js';
 import {
   createInboundAuthenticator,
   removeOwnAuthResults,
@@ -22,7 +25,7 @@ import {
   type InboundAuthenticator,
 } from '../../msgauth/inbound.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
-import type { DataOutcome, SmtpPolicy } from './policy.js';
+import { deliveryReport, type DataOutcome, type SmtpPolicy } from './policy.js';
 import { storeRefusal } from './store-errors.js';
 import { receivedField, returnPathField } from './trace.js';
 import { ipKey } from '../../auth/authenticator.js';
@@ -39,10 +42,12 @@ export interface InboundPolicyOptions {
   /** Recipient probing limit per client IP (see RCPT_PROBES_MAX_DEFAULT); null: none (LMTP,
    * whose clients are our own MTAs). */
   recipientProbes?: { limit: number; windowMs: number; now?: () => number } | null;
+  /** Send the DSNs the reply cannot carry (MX; not LMTP, see the invariants). */
+  senderReports?: boolean;
 }
 
 export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOptions): SmtpPolicy {
-  const delivery = options.delivery ?? createLocalDelivery(ctx.store);
+  const delivery = options.delivery ?? contextDelivery(ctx);
   const authenticator: InboundAuthenticator | null = options.resolver
     ? createInboundAuthenticator({ resolver: options.resolver, hostname: ctx.hostname, dmarcReject: options.dmarcReject })
     : null;
@@ -121,7 +126,8 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       const accounts: AccountId[] = tx.recipients.flatMap((r) => r.accounts);
       let outcomes;
       try {
-        outcomes = await delivery.deliver(raw, accounts, mailbox);
+        const report = options.senderReports && tx.from ? deliveryReport(tx, tx.recipients, message.receivedAt, false) : undefined;
+        outcomes = await delivery.deliver(raw, accounts, mailbox, report);
       } catch (err) {
         const r = storeRefusal(err);
         return { perRecipient: tx.recipients.map(() => r), summary: r };
@@ -134,7 +140,8 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       const delivered = perRecipient.filter((r) => r.code === 250).length;
       if (delivered > 0 && delivered < perRecipient.length) {
         // SMTP has one reply for all recipients; the ones that failed after RCPT (quota filled
-        // by a concurrent delivery) are logged. LMTP reports each.
+        // by a concurrent delivery) were reported to the sender (MX, delivery/local.ts) and are
+        // logged. LMTP replies for each.
         ctx.log.warn({ session: session.id, messageId }, 'message delivered to some recipients only (quota)');
       }
       const summary = delivered > 0 ? reply(250, '2.0.0', `Delivered ${messageId}`) : R.overQuota();

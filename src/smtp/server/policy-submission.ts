@@ -16,12 +16,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ServerContext } from '../../context.js';
-import { createLocalDelivery, type LocalDelivery } from '../../delivery/local.js';
+import { contextDelivery, type LocalDelivery } from '../../delivery/local.js';
 import { headerAuthors, prepareSubmission, type HeaderAuthors } from '../../mail/submission.js';
 import type { DkimSigningService } from '../../msgauth/dkim-sign.js';
 import type { Account } from '../../store/types.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
-import type { AcceptedRecipient, DataOutcome, SessionInfo, SmtpPolicy, Transaction } from './policy.js';
+import { deliveryReport, type AcceptedRecipient, type DataOutcome, type SessionInfo, type SmtpPolicy, type Transaction } from './policy.js';
 import { storeRefusal } from './store-errors.js';
 import { receivedField } from './trace.js';
 
@@ -96,7 +96,7 @@ function domainOf(address: string): string {
 }
 
 export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPolicyOptions = {}): SmtpPolicy {
-  const delivery = options.delivery ?? createLocalDelivery(ctx.store);
+  const delivery = options.delivery ?? contextDelivery(ctx);
   const onSubmit = options.onSubmit ?? outboundNotConfigured;
   const grants = new Map(Object.entries(options.sendAs ?? {}).map(([k, v]) => [k.toLowerCase(), v.map((g) => g.toLowerCase())]));
 
@@ -148,11 +148,14 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
       if (local.length > 0) {
         let outcomes;
         try {
-          outcomes = await delivery.deliver(raw, local.flatMap((r) => r.accounts));
+          // The reply is 250 whenever remote recipients were queued: a local one not stored is
+          // then reported to the sender (delivery/local.ts), as is one that asked NOTIFY=SUCCESS.
+          outcomes = await delivery.deliver(raw, local.flatMap((r) => r.accounts), undefined, deliveryReport(tx, local, message.receivedAt, remote.length > 0));
         } catch (err) {
           const r = storeRefusal(err);
           // Already queued for the remote recipients: a failure reply now would make the client
-          // send them a second copy, so the local refusal is logged instead.
+          // send them a second copy, so the local refusal is reported to the sender as a DSN
+          // (delivery/local.ts) and logged instead.
           if (remote.length === 0) return refuse(r);
           ctx.log.warn({ session: session.id, messageId, reply: r.code }, 'submitted message queued but not stored locally');
           outcomes = new Map();

@@ -3,6 +3,7 @@
  * grammar, state, limits and TLS; it never decides who gets a message. A policy does: inbound
  * (policy-inbound.ts: MX and LMTP) and submission (policy-submission.ts).
  */
+import type { DeliveryReport } from '../../delivery/local.js';
 import type { AccountId } from '../../lib/brand.js';
 import type { Account } from '../../store/types.js';
 import type { Mailbox } from '../protocol/address.js';
@@ -67,4 +68,21 @@ export interface SmtpPolicy {
   onRcptTo(session: SessionInfo, tx: Transaction, to: Mailbox, params: RcptParams): Promise<RcptDecision>;
   /** After the end of data; the message is complete and within limits. */
   onData(session: SessionInfo, tx: Transaction, message: IncomingMessage): Promise<DataOutcome>;
+}
+
+/** The transaction's DSN requests for `recipients` (delivery/local.ts). */
+export function deliveryReport(tx: Transaction, recipients: readonly AcceptedRecipient[], receivedAt: Date, acknowledged: boolean): DeliveryReport {
+  return {
+    sender: tx.from?.address ?? '',
+    envid: tx.params.envid,
+    ret: tx.params.ret,
+    arrivalDate: receivedAt.getTime(),
+    acknowledged,
+    recipients: recipients.map((r) => ({
+      address: r.address,
+      notify: r.params.notify,
+      orcpt: r.params.orcpt ? `${r.params.orcpt.type};${r.params.orcpt.address}` : null,
+      accounts: r.accounts,
+    })),
+  };
 }

@@ -87,6 +87,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
       ? createSubmissionPolicy(ctx, { onSubmit: options.onSubmit, dkim: options.dkim, sendAs: options.sendAs })
       : createInboundPolicy(ctx, {
           resolver: options.mode === 'mx' ? (options.resolver ?? null) : null,
+          senderReports: options.mode === 'mx',
           dmarcReject: options.dmarcReject ?? 'junk',
           recipientProbes:
             options.mode === 'mx'

@@ -95,8 +95,8 @@ function remoteDelivery(): LocalDelivery {
   const recipients = new RecipientCache((domain, address, size) => call<RecipientAnswer>({ op: 'lookupRecipient', domain, address, size }));
   return {
     lookupRecipient: (domain, address, size) => recipients.lookup(domain, address, size),
-    async deliver(raw, accounts, mailbox) {
-      const outcomes = await call<DeliveryOutcome[]>({ op: 'deliver', raw, accounts: [...accounts], mailbox: mailbox ?? null });
+    async deliver(raw, accounts, mailbox, report) {
+      const outcomes = await call<DeliveryOutcome[]>({ op: 'deliver', raw, accounts: [...accounts], mailbox: mailbox ?? null, report: report ?? null });
       return new Map<AccountId, DeliveryOutcome>(outcomes.map((o) => [o.accountId, o]));
     },
   };
@@ -140,6 +140,7 @@ async function start(setup: WorkerSetup): Promise<{ log: Logger; close: (graceMs
     dmarcReject: setup.dmarcReject,
     delivery: remoteDelivery(),
     recipientProbes: setup.recipientProbes,
+    senderReports: setup.mode === 'mx',
   });
   const server = createSmtpServer(ctx, {
     mode: setup.mode,

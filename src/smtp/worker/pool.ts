@@ -24,7 +24,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
-import { createLocalDelivery, type LocalDelivery } from '../../delivery/local.js';
+import { contextDelivery, type DeliveryReport, type LocalDelivery } from '../../delivery/local.js';
 import { StoreError } from '../../store/types.js';
 import { asAccountId } from '../../lib/brand.js';
 import {
@@ -74,8 +74,43 @@ function setUpCluster(): void {
   });
 }
 
+const NOTIFY: ReadonlySet<unknown> = new Set(['NEVER', 'SUCCESS', 'FAILURE', 'DELAY']);
+
+/** A deliver request's DSN requests as the worker sent them, checked field by field (the worker
+ * runs the sessions of hostile clients: what it sends is data, not trusted structure). */
+function deliveryReportOf(x: unknown): DeliveryReport {
+  const bad = (): never => {
+    throw new Error('malformed deliver request');
+  };
+  const str = (v: unknown): string => (typeof v === 'string' ? v : bad());
+  const strOrNull = (v: unknown): string | null => (v === null ? null : str(v));
+  if (typeof x !== 'object' || x === null) return bad();
+  const r = x as Record<string, unknown>;
+  if (r.ret !== null && r.ret !== 'FULL' && r.ret !== 'HDRS') return bad();
+  if (typeof r.arrivalDate !== 'number' || !Array.isArray(r.recipients) || typeof r.acknowledged !== 'boolean') return bad();
+  return {
+    sender: str(r.sender),
+    envid: strOrNull(r.envid),
+    ret: r.ret,
+    arrivalDate: r.arrivalDate,
+    acknowledged: r.acknowledged,
+    recipients: (r.recipients as unknown[]).map((y) => {
+      if (typeof y !== 'object' || y === null) return bad();
+      const t = y as Record<string, unknown>;
+      if (t.notify !== null && !(Array.isArray(t.notify) && t.notify.every((n) => NOTIFY.has(n)))) return bad();
+      if (!Array.isArray(t.accounts)) return bad();
+      return {
+        address: str(t.address),
+        orcpt: strOrNull(t.orcpt),
+        notify: t.notify as DeliveryReport['recipients'][number]['notify'],
+        accounts: t.accounts.map((a) => asAccountId(Number(a))),
+      };
+    }),
+  };
+}
+
 export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOptions): ListeningServer & { pids(): number[] } {
-  const delivery = options.delivery ?? createLocalDelivery(ctx.store);
+  const delivery = options.delivery ?? contextDelivery(ctx);
   const name = options.mode === 'mx' ? 'smtp' : 'lmtp';
   const workers = new Set<Worker>();
   let closing = false;
@@ -105,7 +140,8 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
         return delivery.lookupRecipient(String(op.domain), String(op.address), typeof op.size === 'number' ? op.size : null);
       case 'deliver': {
         if (!Buffer.isBuffer(op.raw) || !Array.isArray(op.accounts)) throw new Error('malformed deliver request');
-        const outcomes = await delivery.deliver(op.raw, op.accounts.map((a) => asAccountId(Number(a))), op.mailbox ?? undefined);
+        const report = op.report === null || op.report === undefined ? undefined : deliveryReportOf(op.report);
+        const outcomes = await delivery.deliver(op.raw, op.accounts.map((a) => asAccountId(Number(a))), op.mailbox ?? undefined, report);
         return [...outcomes.values()];
       }
       case 'dns': {

@@ -9,6 +9,7 @@
  */
 import type { LevelWithSilent } from 'pino';
 import type { ProxyProtocolOptions } from '../../net/proxy-listener.js';
+import type { DeliveryReport } from '../../delivery/local.js';
 import type { DmarcRejectAction } from '../../msgauth/inbound.js';
 import type { SessionLimits } from '../server/session.js';
 
@@ -35,7 +36,7 @@ export interface WorkerSetup {
 /** The owner's services a worker may call, with their arguments. */
 export type Op =
   | { op: 'lookupRecipient'; domain: string; address: string; size: number | null }
-  | { op: 'deliver'; raw: Buffer; accounts: number[]; mailbox: string | null }
+  | { op: 'deliver'; raw: Buffer; accounts: number[]; mailbox: string | null; report: DeliveryReport | null }
   | { op: 'dns'; method: DnsMethod; name: string }
   | { op: 'counters'; method: CounterMethod; key: string; ms: number };
 
