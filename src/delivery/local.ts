@@ -11,6 +11,7 @@
  *   "failed" when it was not stored but the message is acknowledged anyway (another recipient
  *   was stored, or submission queued the remote ones). Never to the null sender.
  */
+import type { Logger } from 'pino';
 import type { ReportSender, ServerContext } from '../context.js';
 import type { AccountId } from '../lib/brand.js';
 import { parseMessage } from '../mail/parse.js';
@@ -58,15 +59,17 @@ export interface LocalDelivery {
   deliver(raw: Buffer, accounts: readonly AccountId[], mailbox?: string, report?: DeliveryReport): Promise<Map<AccountId, DeliveryOutcome>>;
 }
 
-/** DSNs of local delivery: who sends them, and the name they are reported by. */
+/** DSNs of local delivery: who sends them, the name they are reported by, and where a report
+ * that could not be sent is logged. */
 export interface LocalReports {
   send: ReportSender;
   hostname: string;
+  log: Pick<Logger, 'error'>;
 }
 
 /** Local delivery over the context's store, sending DSNs through the context's report sender. */
-export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname'>): LocalDelivery {
-  return createLocalDelivery(ctx.store, ctx.reports ? { send: ctx.reports, hostname: ctx.hostname } : undefined);
+export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname' | 'log'>): LocalDelivery {
+  return createLocalDelivery(ctx.store, ctx.reports ? { send: ctx.reports, hostname: ctx.hostname, log: ctx.log } : undefined);
 }
 
 export function createLocalDelivery(store: MailStore, reports?: LocalReports): LocalDelivery {
@@ -156,7 +159,13 @@ async function sendReport(reports: LocalReports, report: DeliveryReport, raw: Bu
     ret: report.ret ?? (entries.every((e) => e.action === 'delivered') ? 'HDRS' : null),
     now,
   });
-  await reports.send(dsn, report.sender);
+  try {
+    await reports.send(dsn, report.sender);
+  } catch (err) {
+    // The message is stored (or refused) already: failing the delivery for its report would
+    // make the client send it again, a duplicate for every recipient that has it.
+    reports.log.error({ err, to: report.sender, recipients: entries.map((e) => e.address) }, 'delivery status notification could not be sent');
+  }
 }
 
 /** The status and text of a recipient that was not stored (RFC 3463): a failure report's

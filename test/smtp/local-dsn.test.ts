@@ -263,3 +263,65 @@ test('the application: a report to a local sender lands in their INBOX through t
     await rm(dataDir, { recursive: true, force: true });
   }
 });
+
+test('a report that cannot be sent is logged; the delivery still stands (a 4xx would duplicate it)', async () => {
+  const { ctx } = await reportingContext();
+  const errors: unknown[] = [];
+  ctx.reports = async () => {
+    throw new Error('queue unavailable');
+  };
+  ctx.log = Object.assign(Object.create(ctx.log) as typeof ctx.log, { error: (...args: unknown[]) => void errors.push(args) });
+  const h = await startServer({ mode: 'mx' }, ctx);
+  try {
+    const r = await transaction(h.port, [], 'MAIL FROM:<sender@example.com>', ['RCPT TO:<bob@example.com> NOTIFY=SUCCESS']);
+    assert.equal(r.code, 250, r.text);
+    assert.equal((await h.messages((await ctx.store.getAccountByAddress('bob@example.com'))!.id)).length, 1);
+    assert.equal(errors.length, 1);
+    assert.match(JSON.stringify(errors[0]), /delivery status notification could not be sent/);
+  } finally {
+    await h.close();
+  }
+});
+
+test('submission: an unexpected store failure after the remote recipients were queued is 250 and a "failed" report (5.3.0), not a 451 that would duplicate them', async () => {
+  const { ctx, sent } = await reportingContext();
+  const store = ctx.store;
+  // Fault injection: every delivery fails as a broken disk would; the rest of the store works.
+  ctx.store = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'deliver') return async () => Promise.reject(new Error('disk on fire'));
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const queued: string[] = [];
+  const h = await startServer(
+    {
+      mode: 'submission',
+      onSubmit: async ({ recipients }) => {
+        queued.push(...recipients.map((r) => r.address));
+        return { code: 250, enhanced: '2.0.0', lines: ['Queued'] };
+      },
+    },
+    ctx,
+  );
+  try {
+    const c = await connectSmtp(h.port);
+    await c.expect(220);
+    await c.cmd('EHLO client.example.net', 250);
+    await c.cmd(`AUTH PLAIN ${PLAIN('bob@example.com', 'pw-bob-123456')}`, 235);
+    await c.cmd('MAIL FROM:<bob@example.com>', 250);
+    await c.cmd('RCPT TO:<x@remote.example>', 250);
+    await c.cmd('RCPT TO:<carol@example.com> NOTIFY=FAILURE', 250);
+    await c.cmd('DATA', 354);
+    c.write(dotStuff('From: bob@example.com\r\nSubject: s\r\n\r\nhello\r\n'));
+    assert.equal((await c.read()).code, 250);
+    c.close();
+    assert.deepEqual(queued, ['x@remote.example']);
+    assert.equal(sent.length, 1);
+    assert.deepEqual(recipientsOf(sent[0]!.report).map((g) => [g['Final-Recipient'], g.Action, g.Status]), [['rfc822; carol@example.com', 'failed', '5.3.0']]);
+  } finally {
+    ctx.store = store;
+    await h.close();
+  }
+});

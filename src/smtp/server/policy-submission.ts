@@ -152,12 +152,11 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
           // then reported to the sender (delivery/local.ts), as is one that asked NOTIFY=SUCCESS.
           outcomes = await delivery.deliver(raw, local.flatMap((r) => r.accounts), undefined, deliveryReport(tx, local, message.receivedAt, remote.length > 0));
         } catch (err) {
-          const r = storeRefusal(err);
-          // Already queued for the remote recipients: a failure reply now would make the client
-          // send them a second copy, so the local refusal is reported to the sender as a DSN
-          // (delivery/local.ts) and logged instead.
-          if (remote.length === 0) return refuse(r);
-          ctx.log.warn({ session: session.id, messageId, reply: r.code }, 'submitted message queued but not stored locally');
+          if (remote.length === 0) return refuse(storeRefusal(err));
+          // Already queued for the remote recipients: a failure reply now (even 451 for an
+          // unexpected error) would make the client send them a second copy, so the local
+          // failure is reported to the sender as a DSN (delivery/local.ts) and logged instead.
+          ctx.log.warn({ session: session.id, messageId, err }, 'submitted message queued but not stored locally');
           outcomes = new Map();
         }
         for (const o of outcomes.values()) ctx.metrics?.counter('facteur_deliveries_total', 'Local deliveries, by source and result.').inc({ source: 'submission', result: o.ok ? 'delivered' : o.reason });
