@@ -64,6 +64,39 @@ async function transaction(port: number, sent: Sent[], mail: string, rcpts: stri
   }
 }
 
+/** A submission server whose remote recipients are "queued" into the returned list. */
+async function startSubmission(ctx: TestContext): Promise<{ h: Awaited<ReturnType<typeof startServer>>; queued: string[] }> {
+  const queued: string[] = [];
+  const h = await startServer(
+    {
+      mode: 'submission',
+      onSubmit: async ({ recipients }) => {
+        queued.push(...recipients.map((r) => r.address));
+        return { code: 250, enhanced: '2.0.0', lines: ['Queued'] };
+      },
+    },
+    ctx,
+  );
+  return { h, queued };
+}
+
+/** Bob submits one message to `rcpts` (RCPT lines); returns the code of the reply to the data. */
+async function submit(port: number, rcpts: string[]): Promise<number> {
+  const c = await connectSmtp(port);
+  try {
+    await c.expect(220);
+    await c.cmd('EHLO client.example.net', 250);
+    await c.cmd(`AUTH PLAIN ${PLAIN('bob@example.com', 'pw-bob-123456')}`, 235);
+    await c.cmd('MAIL FROM:<bob@example.com>', 250);
+    for (const r of rcpts) await c.cmd(r, 250);
+    await c.cmd('DATA', 354);
+    c.write(dotStuff('From: bob@example.com\r\nTo: carol@example.com\r\nSubject: sub\r\n\r\nhello\r\n'));
+    return (await c.read()).code;
+  } finally {
+    c.close();
+  }
+}
+
 /** The per-recipient field groups of a report's message/delivery-status part. */
 function recipientsOf(report: string): Array<Record<string, string>> {
   const status = /Content-Type: message\/delivery-status\r\n[^]*?\r\n\r\n([^]*?)\r\n--/.exec(report)?.[1] ?? '';
@@ -190,44 +223,19 @@ test('MX in an SMTP worker process: the reports are made by the owner, before th
 test('submission: NOTIFY=SUCCESS to a local recipient is reported; a local recipient not stored beside queued remote ones gets a "failed" report', async () => {
   const { ctx, sent } = await reportingContext();
   await fillCarol(ctx);
-  const queued: string[] = [];
-  const h = await startServer(
-    {
-      mode: 'submission',
-      onSubmit: async ({ recipients }) => {
-        queued.push(...recipients.map((r) => r.address));
-        return { code: 250, enhanced: '2.0.0', lines: ['Queued'] };
-      },
-    },
-    ctx,
-  );
+  const { h, queued } = await startSubmission(ctx);
   try {
-    const submit = async (rcpts: string[]) => {
-      const c = await connectSmtp(h.port);
-      try {
-        await c.expect(220);
-        await c.cmd('EHLO client.example.net', 250);
-        await c.cmd(`AUTH PLAIN ${PLAIN('bob@example.com', 'pw-bob-123456')}`, 235);
-        await c.cmd('MAIL FROM:<bob@example.com>', 250);
-        for (const r of rcpts) await c.cmd(r, 250);
-        await c.cmd('DATA', 354);
-        c.write(dotStuff('From: bob@example.com\r\nTo: carol@example.com\r\nSubject: sub\r\n\r\nhello\r\n'));
-        return (await c.read()).code;
-      } finally {
-        c.close();
-      }
-    };
-    assert.equal(await submit(['RCPT TO:<bob@example.com> NOTIFY=SUCCESS']), 250);
+    assert.equal(await submit(h.port, ['RCPT TO:<bob@example.com> NOTIFY=SUCCESS']), 250);
     assert.equal(sent.length, 1);
     assert.equal(sent[0]!.to, 'bob@example.com');
     assert.deepEqual(recipientsOf(sent[0]!.report).map((g) => g.Action), ['delivered']);
 
     // Carol alone: refused (452), nothing to report.
-    assert.equal(await submit(['RCPT TO:<carol@example.com>']), 452);
+    assert.equal(await submit(h.port, ['RCPT TO:<carol@example.com>']), 452);
     assert.equal(sent.length, 1);
 
     // Carol beside a remote recipient: queued, so 250; carol is reported as failed.
-    assert.equal(await submit(['RCPT TO:<x@remote.example>', 'RCPT TO:<carol@example.com>']), 250);
+    assert.equal(await submit(h.port, ['RCPT TO:<x@remote.example>', 'RCPT TO:<carol@example.com>']), 250);
     assert.deepEqual(queued, ['x@remote.example']);
     assert.equal(sent.length, 2);
     assert.deepEqual(recipientsOf(sent[1]!.report).map((g) => [g['Final-Recipient'], g.Action, g.Status]), [['rfc822; carol@example.com', 'failed', '5.2.2']]);
@@ -294,29 +302,9 @@ test('submission: an unexpected store failure after the remote recipients were q
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
-  const queued: string[] = [];
-  const h = await startServer(
-    {
-      mode: 'submission',
-      onSubmit: async ({ recipients }) => {
-        queued.push(...recipients.map((r) => r.address));
-        return { code: 250, enhanced: '2.0.0', lines: ['Queued'] };
-      },
-    },
-    ctx,
-  );
+  const { h, queued } = await startSubmission(ctx);
   try {
-    const c = await connectSmtp(h.port);
-    await c.expect(220);
-    await c.cmd('EHLO client.example.net', 250);
-    await c.cmd(`AUTH PLAIN ${PLAIN('bob@example.com', 'pw-bob-123456')}`, 235);
-    await c.cmd('MAIL FROM:<bob@example.com>', 250);
-    await c.cmd('RCPT TO:<x@remote.example>', 250);
-    await c.cmd('RCPT TO:<carol@example.com> NOTIFY=FAILURE', 250);
-    await c.cmd('DATA', 354);
-    c.write(dotStuff('From: bob@example.com\r\nSubject: s\r\n\r\nhello\r\n'));
-    assert.equal((await c.read()).code, 250);
-    c.close();
+    assert.equal(await submit(h.port, ['RCPT TO:<x@remote.example>', 'RCPT TO:<carol@example.com> NOTIFY=FAILURE']), 250);
     assert.deepEqual(queued, ['x@remote.example']);
     assert.equal(sent.length, 1);
     assert.deepEqual(recipientsOf(sent[0]!.report).map((g) => [g['Final-Recipient'], g.Action, g.Status]), [['rfc822; carol@example.com', 'failed', '5.3.0']]);
