@@ -133,7 +133,8 @@ export function buildDsn(input: DsnInput): Buffer {
   const full = input.ret !== 'HDRS' && input.original.length <= maxBytes;
   lines.push(`--${boundary}`);
   lines.push(full ? 'Content-Type: message/rfc822' : 'Content-Type: text/rfc822-headers');
-  lines.push(full ? 'Content-Description: Undelivered message' : 'Content-Description: Undelivered message header');
+  const what = failed.length > 0 || delayed.length > 0 ? 'Undelivered message' : 'Message';
+  lines.push(`Content-Description: ${what}${full ? '' : ' header'}`);
   lines.push('');
   const head = Buffer.from(lines.join(CRLF) + CRLF, 'latin1');
   const original = full ? input.original : headerBlock(input.original);

@@ -122,7 +122,8 @@ test('MX: NOTIFY=SUCCESS gets a "delivered" report before the 250, with ENVID, O
       [['rfc822; bob@example.com', 'rfc822;bob@example.com', 'delivered', '2.0.0']],
     );
     // Without RET, a success report carries the header only.
-    assert.match(s!.report, /Content-Type: text\/rfc822-headers/);
+    assert.match(s!.report, /Content-Type: text\/rfc822-headers\r\nContent-Description: Message header\r\n/);
+    assert.match(s!.report, /^Subject: Delivery Status Notification\r$/m);
     assert.match(s!.report, /Subject: dsn test/);
     assert.doesNotMatch(s!.report, /The body line/);
     assert.equal((await h.messages((await ctx.store.getAccountByAddress('bob@example.com'))!.id)).length, 1);
