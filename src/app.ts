@@ -76,6 +76,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     resolver,
     log,
     ...(options.queueTuning ? { queueTuning: options.queueTuning } : {}),
+    metrics,
   });
   // Local delivery's DSNs (delivery/local.ts) go where the queue's own go.
   ctx.reports = async (report, to) => {

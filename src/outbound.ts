@@ -16,6 +16,8 @@ import { moveSqliteQueue, openQueueStore, queueLocation } from './queue/open.js'
 import { createSubmitHook } from './queue/submit-hook.js';
 import type { SubmitHook } from './smtp/server/policy-submission.js';
 import type { MailStore } from './store/types.js';
+import type { Metrics } from './lib/metrics.js';
+import type { QueueStore } from './queue/types.js';
 
 /** How often a node looks at a shared (PostgreSQL) queue when nothing it knows of is due. */
 const SHARED_QUEUE_POLL_MS = 30_000;
@@ -48,6 +50,32 @@ export interface OutboundOptions {
   log: Logger;
   /** Tests: shorter leases, polls and retries than the queue's defaults. */
   queueTuning?: Pick<OutboundQueueOptions, 'leaseMs' | 'pollMs' | 'retrySchedule'>;
+  /** /metrics: the queue's counters and, at each scrape, its depth. */
+  metrics?: Metrics;
+}
+
+/**
+ * The queue's metrics: what it took in and what became of each recipient (counted from its
+ * events), and at each scrape what waits in it (one count query over the queue store).
+ */
+function meterQueue(queue: OutboundQueue, queueStore: QueueStore, metrics: Metrics): void {
+  const messages = metrics.counter('facteur_outbound_messages_total', 'Messages put on the outbound queue, by kind (message or report).');
+  const recipients = metrics.counter('facteur_outbound_recipients_total', 'Outbound recipient attempts, by result (delivered, deferred, failed).');
+  const reports = metrics.counter('facteur_outbound_reports_total', 'Delivery status notifications sent by the queue, by action and way (local or queued).');
+  queue.on('queued', (e) => messages.inc({ kind: e.isReport ? 'report' : 'message' }));
+  queue.on('delivered', (e) => recipients.inc({ result: 'delivered' }, e.recipients.length));
+  queue.on('deferred', (e) => recipients.inc({ result: 'deferred' }, e.recipients.length));
+  queue.on('failed', (e) => recipients.inc({ result: 'failed' }, e.recipients.length));
+  queue.on('report', (e) => reports.inc({ action: e.action, way: e.local ? 'local' : 'queued' }));
+  const queued = metrics.gauge('facteur_outbound_queued_recipients', 'Recipients waiting in the outbound queue.');
+  const queuedMessages = metrics.gauge('facteur_outbound_queued_messages', 'Messages with recipients waiting in the outbound queue.');
+  const held = metrics.gauge('facteur_outbound_held_messages', 'Messages held in the outbound queue (facteur queue hold).');
+  metrics.onCollect(async () => {
+    const d = await queueStore.depth();
+    queued.set(d.recipients);
+    queuedMessages.set(d.messages);
+    held.set(d.held);
+  });
 }
 
 export async function startOutbound(options: OutboundOptions): Promise<Outbound> {
@@ -86,6 +114,7 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
       return true;
     },
   });
+  if (options.metrics) meterQueue(queue, queueStore, options.metrics);
   try {
     await queue.start();
   } catch (err) {

@@ -15,6 +15,13 @@ export type Labels = Readonly<Record<string, string>>;
 
 export interface Counter {
   inc(labels?: Labels, by?: number): void;
+  /** The counter of one label set, found once: its inc is an addition (for counts taken on
+   * every command of every session). */
+  with(labels: Labels): BoundCounter;
+}
+
+export interface BoundCounter {
+  inc(by?: number): void;
 }
 
 export interface Gauge {
@@ -84,6 +91,11 @@ export function createMetrics(): Metrics {
   }
 
   function add(f: Family, labels: Labels, by: number, replace: boolean): void {
+    const s = series(f, labels);
+    s.value = replace ? by : s.value + by;
+  }
+
+  function series(f: Family, labels: Labels): { labels: Labels; value: number } {
     for (const k of Object.keys(labels)) {
       if (!LABEL_NAME.test(k)) throw new Error(`Cannot use label "${k}" on ${f.name}: not a valid label name`);
     }
@@ -100,17 +112,31 @@ export function createMetrics(): Metrics {
         f.series.set(key, s);
       }
     }
-    s.value = replace ? by : s.value + by;
+    return s;
   }
 
   return {
     counter(name, help) {
       const f = family(name, help, 'counter');
+      // A counter only goes up (Prometheus relies on it to detect restarts).
+      const up = (by: number): void => {
+        if (by < 0) throw new Error(`Cannot decrease counter ${name}`);
+      };
       return {
         inc(labels = {}, by = 1) {
-          // A counter only goes up (Prometheus relies on it to detect restarts).
-          if (by < 0) throw new Error(`Cannot decrease counter ${name}`);
+          up(by);
           add(f, labels, by, false);
+        },
+        with(labels) {
+          // The series is made at the first inc, so that a bound counter never counted is not
+          // rendered, as with inc.
+          let s: { value: number } | null = null;
+          return {
+            inc(by = 1) {
+              up(by);
+              (s ??= series(f, labels)).value += by;
+            },
+          };
         },
       };
     },
@@ -154,4 +180,22 @@ export const METRIC = {
   authSuccesses: ['facteur_auth_successes_total', 'Successful authentications, by protocol.'],
   httpRequests: ['facteur_http_requests_total', 'HTTP requests answered, by endpoint and status code.'],
   openConnections: ['facteur_open_connections', 'Connections open now, by listener.'],
+  commands: ['facteur_commands_total', 'Commands run, by protocol and command.'],
 } as const;
+
+/**
+ * Counts a protocol's commands (facteur_commands_total) by name, a bound counter per name found
+ * once: an increment is then a Map lookup and an addition, on every command of every session.
+ * Names must come from a closed set (the commands a grammar recognised), never the raw input.
+ * A no-op without metrics.
+ */
+export function commandCounter(metrics: Metrics | undefined, protocol: string): (command: string) => void {
+  if (!metrics) return () => {};
+  const counter = metrics.counter(...METRIC.commands);
+  const bound = new Map<string, BoundCounter>();
+  return (command) => {
+    let c = bound.get(command);
+    if (c === undefined) bound.set(command, (c = counter.with({ protocol, command })));
+    c.inc();
+  };
+}

@@ -100,6 +100,7 @@ export interface EnqueueOptions {
 }
 
 export interface QueueEvents {
+  queued: { messageId: string; recipients: number; isReport: boolean };
   delivered: { messageId: string; recipients: string[]; host: string; reply: string };
   failed: { messageId: string; recipients: string[]; reason: string };
   deferred: { messageId: string; recipients: string[]; reason: string; nextAttempt: number };
@@ -340,6 +341,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
       t,
     );
     log.info({ queueId: id, from: envelope.from, rcpts: recipients.length, size: body.length }, 'queued');
+    emit('queued', { messageId: id, recipients: recipients.length, isReport });
     kick();
     return { id };
   }

@@ -232,6 +232,15 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
       );
       return (r.rows[0]?.due as number | null) ?? null;
     },
+    async depth() {
+      const r = await pool.query(
+        `SELECT count(*)::int8 AS recipients, count(DISTINCT r.message_id)::int8 AS messages,
+                count(DISTINCT r.message_id) FILTER (WHERE m.held)::int8 AS held
+           FROM ${t('recipients')} r JOIN ${t('messages')} m ON m.id = r.message_id WHERE r.state = 'queued'`,
+      );
+      const row = r.rows[0] as Record<string, string | number>;
+      return { recipients: Number(row.recipients), messages: Number(row.messages), held: Number(row.held) };
+    },
     async sweepFinished() {
       const r = await pool.query(
         `DELETE FROM ${t('messages')} m WHERE NOT EXISTS (SELECT 1 FROM ${t('recipients')} r WHERE r.message_id = m.id AND r.state = 'queued')`,

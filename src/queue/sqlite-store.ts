@@ -13,6 +13,7 @@ import type {
   NewQueuedMessage,
   QueuedMessageInfo,
   QueuedMessageRecord,
+  QueueDepth,
   QueueStore,
   RecipientInfo,
   RecipientState,
@@ -141,6 +142,11 @@ export function openSqliteQueueStore(path: string): QueueStore {
   const queuedCount = db.prepare(`SELECT COUNT(*) FROM recipients WHERE message_id = ? AND state = 'queued'`).pluck();
   const deleteMessage = db.prepare(`DELETE FROM messages WHERE id = ?`);
   const messageOf = db.prepare(`SELECT message_id FROM recipients WHERE id = ?`).pluck();
+  const depth = db.prepare(
+    `SELECT count(*) AS recipients, count(DISTINCT r.message_id) AS messages,
+            count(DISTINCT CASE WHEN m.held = 1 THEN r.message_id END) AS held
+       FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.state = 'queued'`,
+  );
   const nextDue = db.prepare(
     `SELECT MIN(MAX(r.next_attempt, r.lease_until)) FROM recipients r JOIN messages m ON m.id = r.message_id
       WHERE r.state = 'queued' AND m.held = 0`,
@@ -324,6 +330,9 @@ export function openSqliteQueueStore(path: string): QueueStore {
     async nextDue() {
       const v = nextDue.get() as number | null;
       return v ?? null;
+    },
+    async depth() {
+      return depth.get() as QueueDepth;
     },
     async sweepFinished() {
       return sweep.run().changes;

@@ -140,6 +140,12 @@ export interface StoredStsPolicy {
   expiresAt: number;
 }
 
+export interface QueueDepth {
+  recipients: number;
+  messages: number;
+  held: number;
+}
+
 export interface QueueStore {
   /** Stores the message and its recipients; resolves once durable (fsync'd). */
   insert(message: NewQueuedMessage, nextAttempt: number): Promise<void>;
@@ -163,6 +169,9 @@ export interface QueueStore {
   removeIfFinished(messageId: string): Promise<boolean>;
   /** The earliest next attempt among claimable recipients, or null when there is none. */
   nextDue(): Promise<number | null>;
+  /** What waits in the queue now (the /metrics gauges): recipients still queued, the messages
+   * they belong to, and of those the held ones. */
+  depth(): Promise<QueueDepth>;
   /** Deletes every message none of whose recipients is queued (a crash between the last
    * recipient's final state and the message's removal leaves one). Returns how many. */
   sweepFinished(): Promise<number>;

@@ -48,6 +48,26 @@ test('a metric keeps at most MAX_SERIES label sets; the rest are folded into one
   assert.ok(lines.includes('t_total{overflow="true"} 50'));
 });
 
+test('a bound counter (with) counts into the series of its labels, is rendered only once counted, and folds into overflow like inc', async () => {
+  const m = createMetrics();
+  const c = m.counter('t_cmd_total', 'x');
+  const fetch = c.with({ command: 'FETCH', protocol: 'imap' });
+  const never = c.with({ command: 'NOOP', protocol: 'imap' });
+  void never;
+  fetch.inc();
+  fetch.inc(4);
+  c.inc({ protocol: 'imap', command: 'FETCH' });
+  assert.deepEqual((await m.render()).split('\n').filter((l) => l.startsWith('t_cmd_total')), ['t_cmd_total{command="FETCH",protocol="imap"} 6']);
+  assert.throws(() => fetch.inc(-1), /Cannot decrease counter/);
+  assert.throws(() => c.with({ 'bad-label': 'x' }).inc(), /not a valid label name/);
+  const full = m.counter('t_full_total', 'x');
+  for (let i = 0; i < MAX_SERIES; i++) full.inc({ id: String(i) });
+  const late = full.with({ id: 'late' });
+  late.inc();
+  late.inc();
+  assert.ok((await m.render()).split('\n').includes('t_full_total{overflow="true"} 2'));
+});
+
 test('XML output escapes markup characters and drops characters XML 1.0 cannot carry', () => {
   assert.equal(escapeXml(`<a href="x">&'`), '&lt;a href=&quot;x&quot;&gt;&amp;&apos;');
   const doc = xmlDocument(el('root', { attr: '"><evil/>' }, [el('v', 'a\u0000b\u001bc</v><x>'), el('empty')]));

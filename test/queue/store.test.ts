@@ -137,6 +137,27 @@ for (const [name, open] of Object.entries(BACKENDS)) {
     }
   });
 
+  test(`${name}: depth counts the recipients still queued, their messages and the held ones`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      assert.deepEqual(await store.depth(), { recipients: 0, messages: 0, held: 0 });
+      await store.insert(message('m1', ['x@a.test', 'y@b.test']), 100);
+      await store.insert(message('m2', ['z@a.test']), 50);
+      await store.setHeld('m2', true);
+      assert.deepEqual(await store.depth(), { recipients: 3, messages: 2, held: 1 });
+      // Leased recipients still wait; finished ones do not.
+      const claimed = await store.claimDue(200, 10, 10_000);
+      const x = claimed.find((r) => r.address === 'x@a.test')!;
+      await store.finish([x.id], 'delivered', '250 ok', 300);
+      assert.deepEqual(await store.depth(), { recipients: 2, messages: 2, held: 1 });
+      const y = claimed.find((r) => r.address === 'y@b.test')!;
+      await store.finish([y.id], 'failed', '550 no', 300);
+      assert.deepEqual(await store.depth(), { recipients: 1, messages: 1, held: 1 });
+    } finally {
+      await cleanup();
+    }
+  });
+
   test(`${name}: finish, defer and removal keep the message until no recipient is queued`, async () => {
     const { store, cleanup } = await open();
     try {

@@ -24,6 +24,22 @@ test('increments of one counter and label set become one message with their sum'
   assert.deepEqual(tally.take(), [], 'taken once: the tally starts again empty');
 });
 
+test('a bound increment (bind) sums with add for the same counter and label set, and keeps its own copy of the labels', () => {
+  const tally = new MetricTally(60_000, () => {});
+  const labels = { protocol: 'smtp', command: 'RCPT' };
+  const rcpt = tally.bind('facteur_commands_total', 'Commands', labels);
+  labels.command = 'changed';
+  rcpt(1);
+  rcpt(1);
+  tally.add('facteur_commands_total', 'Commands', { protocol: 'smtp', command: 'RCPT' }, 3);
+  assert.deepEqual(
+    tally.take().map((m) => [m.name, m.labels, m.by]),
+    [['facteur_commands_total', { protocol: 'smtp', command: 'RCPT' }, 5]],
+  );
+  rcpt(2);
+  assert.deepEqual(tally.take().map((m) => m.by), [2], 'bound after a take: a new sum');
+});
+
 test("the caller's label object is copied, not kept", () => {
   const tally = new MetricTally(60_000, () => {});
   const labels = { listener: 'smtp' };

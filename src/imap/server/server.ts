@@ -8,6 +8,7 @@
  * - close() stops accepting, lets each running command finish up to the grace period, sends BYE
  *   and closes every session.
  */
+import { commandCounter } from '../../lib/metrics.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { requireProxyProtocol, type ProxyProtocolGuard } from '../../net/proxy-listener.js';
@@ -50,6 +51,8 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
   const host: SessionHost = {
     ctx,
     options: resolved,
+    // One bound counter per command name, found once for the listener (see Counter.with).
+    countCommand: commandCounter(ctx.metrics, 'imap'),
     fetchItems: new FetchItemCache(),
     appendBudget: {
       reserve(bytes) {

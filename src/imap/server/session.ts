@@ -80,6 +80,8 @@ export interface SessionHost {
   /** Counts an authenticated session of the account; false when over the limit. */
   claimAccount(id: AccountId): boolean;
   releaseAccount(id: AccountId): void;
+  /** Counts a command the server knows, by name (facteur_commands_total); absent: none. */
+  countCommand?: (name: string) => void;
 }
 
 export interface RecentTracker {
@@ -919,6 +921,7 @@ export class Session {
       name = head.name;
       const entry = COMMANDS.get(name);
       if (entry === undefined) throw new BadError('Unknown command');
+      this.host.countCommand?.(name);
       if (!entry.states.includes(this.state.kind as StateKind)) throw new BadError(stateMessage(this.state.kind, entry.states));
       let request: Request;
       try {

@@ -33,6 +33,7 @@ import type { DkimSigningService } from '../../msgauth/dkim-sign.js';
 import { createSubmissionPolicy, type SendAsGrants, type SubmitHook } from './policy-submission.js';
 import { SmtpSession, type SaslProvider, type SessionLimits } from './session.js';
 import { createRandomHex } from '../../lib/random-hex.js';
+import { commandCounter } from '../../lib/metrics.js';
 
 export interface SmtpServerOptions {
   mode: SmtpMode;
@@ -114,6 +115,8 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
   const perIp = new Map<string, number>();
   const name = options.mode === 'submission' && implicitTls ? 'submissions' : options.mode === 'mx' ? 'smtp' : options.mode;
 
+  // One bound counter per verb, found once for the listener (see Counter.with).
+  const countCommand = commandCounter(ctx.metrics, options.mode === 'mx' ? 'smtp' : options.mode);
   const onConnection = (socket: Socket): void => {
     const ip = socket.remoteAddress ?? 'unknown';
     const count = perIp.get(ip) ?? 0;
@@ -127,6 +130,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
     let counted = true;
     const session = new SmtpSession(socket, {
       ctx,
+      countCommand,
       mode: options.mode,
       policy,
       limits,

@@ -70,6 +70,8 @@ export interface SessionConfig {
   allowPlaintextAuth: boolean;
   /** Random ids (the session's), shared by the listener's sessions. */
   randomHex: RandomHex;
+  /** Counts a command the grammar recognised, by verb (facteur_commands_total). */
+  countCommand?: (verb: string) => void;
   onClose(): void;
 }
 
@@ -445,6 +447,7 @@ export class SmtpSession {
       this.error(parsed.reply);
       return;
     }
+    this.cfg.countCommand?.(parsed.command.verb);
     try {
       await this.dispatch(parsed.command);
     } catch (err) {

@@ -107,7 +107,13 @@ function remoteMetrics(): Metrics {
   const noGauge: Gauge = { set() {}, inc() {}, dec() {} };
   return {
     counter(name, help): Counter {
-      return { inc: (labels = {}, by = 1) => tally.add(name, help, labels, by) };
+      return {
+        inc: (labels = {}, by = 1) => tally.add(name, help, labels, by),
+        with: (labels) => {
+          const add = tally.bind(name, help, labels);
+          return { inc: (by = 1) => add(by) };
+        },
+      };
     },
     gauge: () => noGauge,
     onCollect() {},

@@ -25,8 +25,22 @@ export class MetricTally {
   }
 
   add(name: string, help: string, labels: Record<string, string>, by: number): void {
+    this.#add(MetricTally.key(name, labels), name, help, labels, by);
+  }
+
+  /** add for one counter and label set, its key made once (a count taken on every command). */
+  bind(name: string, help: string, labels: Record<string, string>): (by: number) => void {
+    const key = MetricTally.key(name, labels);
+    const own = { ...labels };
+    return (by) => this.#add(key, name, help, own, by);
+  }
+
+  static key(name: string, labels: Record<string, string>): string {
     // Label sets come from the same call sites, so their key order is stable.
-    const key = `${name}\0${JSON.stringify(labels)}`;
+    return `${name}\0${JSON.stringify(labels)}`;
+  }
+
+  #add(key: string, name: string, help: string, labels: Record<string, string>, by: number): void {
     const sum = this.#sums.get(key);
     if (sum !== undefined) sum.by += by;
     else this.#sums.set(key, { t: 'metric', name, help, labels: { ...labels }, by });
