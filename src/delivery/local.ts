@@ -40,6 +40,8 @@ export interface DeliveryReport {
   sender: string;
   envid: string | null;
   ret: 'FULL' | 'HDRS' | null;
+  /** RFC 8689 §5: a report on a REQUIRETLS message returns its header only, whatever RET says. */
+  requireTls: boolean;
   arrivalDate: number;
   /** The transaction's local recipients, with the accounts each reaches. */
   recipients: Array<{ address: string; notify: RcptParams['notify']; orcpt: string | null; accounts: AccountId[] }>;
@@ -156,7 +158,7 @@ async function sendReport(reports: LocalReports, report: DeliveryReport, raw: Bu
     recipients: entries,
     original: raw,
     // RFC 3461 §4.3: without RET the choice is ours; a success report needs only the header.
-    ret: report.ret ?? (entries.every((e) => e.action === 'delivered') ? 'HDRS' : null),
+    ret: report.requireTls ? 'HDRS' : (report.ret ?? (entries.every((e) => e.action === 'delivered') ? 'HDRS' : null)),
     now,
   });
   try {

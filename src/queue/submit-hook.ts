@@ -37,7 +37,8 @@ export function createSubmitHook(queue: OutboundQueue, log: Logger): SubmitHook 
         },
         // Mail from our own users is signed with the From domain's DKIM keys, here unless the
         // submission server signed it already (once for the local and the remote copies).
-        { sign: signed !== true },
+        // RFC 8689 §4.1: a REQUIRETLS message keeps the requirement on every hop.
+        { sign: signed !== true, ...(tx.params.requireTls ? { requireTls: true } : {}) },
       );
       return { code: 250, enhanced: '2.0.0', lines: [`Queued as ${id}`] };
     } catch (err) {

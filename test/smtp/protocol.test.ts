@@ -103,7 +103,7 @@ test('command parser: RFC 5321 paths, ESMTP parameters and refusals', () => {
     assert.ok(!r.ok, `${line} parsed`);
     assert.equal(r.reply.code, code, `${line}: ${r.reply.code}`);
   };
-  assert.deepEqual(ok('mail from:<>'), { verb: 'MAIL', from: null, params: { size: null, body: null, smtputf8: false, ret: null, envid: null, auth: null } });
+  assert.deepEqual(ok('mail from:<>'), { verb: 'MAIL', from: null, params: { size: null, body: null, smtputf8: false, ret: null, envid: null, auth: null, requireTls: false } });
   const m = ok('MAIL FROM:<"a b"@Example.COM> SIZE=100 BODY=8bitmime SMTPUTF8');
   assert.equal(m.verb, 'MAIL');
   if (m.verb === 'MAIL') {

@@ -21,6 +21,8 @@ export interface MailParams {
   envid: string | null;
   /** RFC 4954 §5 AUTH=, decoded from xtext; "<>" when the client says the identity is unknown. */
   auth: string | null;
+  /** RFC 8689 §2 REQUIRETLS: relay only over verified TLS to hosts that offer REQUIRETLS. */
+  requireTls: boolean;
 }
 
 export interface RcptParams {
@@ -84,7 +86,7 @@ function parseParams(s: string): Array<[string, string | null]> | null {
 }
 
 function parseMailParams(list: Array<[string, string | null]>): MailParams | Reply {
-  const p: MailParams = { size: null, body: null, smtputf8: false, ret: null, envid: null, auth: null };
+  const p: MailParams = { size: null, body: null, smtputf8: false, ret: null, envid: null, auth: null, requireTls: false };
   const seen = new Set<string>();
   for (const [key, value] of list) {
     if (seen.has(key)) return R.paramSyntax(`Duplicate parameter ${key}`);
@@ -125,6 +127,11 @@ function parseMailParams(list: Array<[string, string | null]>): MailParams | Rep
         p.auth = v;
         break;
       }
+      case 'REQUIRETLS':
+        // RFC 8689 §2: the parameter has no value
+        if (value !== null) return R.paramSyntax('REQUIRETLS takes no value');
+        p.requireTls = true;
+        break;
       default:
         return R.paramNotImplemented(`Unsupported parameter ${key}`);
     }

@@ -76,6 +76,7 @@ export function deliveryReport(tx: Transaction, recipients: readonly AcceptedRec
     sender: tx.from?.address ?? '',
     envid: tx.params.envid,
     ret: tx.params.ret,
+    requireTls: tx.params.requireTls,
     arrivalDate: receivedAt.getTime(),
     acknowledged,
     recipients: recipients.map((r) => ({

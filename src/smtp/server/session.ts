@@ -566,6 +566,8 @@ export class SmtpSession {
       'CHUNKING', // RFC 3030
     ];
     if (this.cfg.ctx.tls && !this.tls) ext.push('STARTTLS'); // RFC 3207
+    // RFC 8689 §2, §4.1: offered once the session is TLS (LMTP hands mail to the final store).
+    if (this.tls && this.cfg.mode !== 'lmtp') ext.push('REQUIRETLS');
     // No AUTH at all on a clear channel from another host (like Postfix's smtpd_tls_auth_only):
     // not even SCRAM, since the mail that follows would travel in clear (RFC 8314 §3).
     if (this.cfg.mode === 'submission' && this.cfg.sasl && !this.account && this.authAllowed()) {
@@ -592,8 +594,13 @@ export class SmtpSession {
     if (this.cfg.mode === 'submission') {
       if (!this.account) return this.error(R.authRequired());
     }
-    if (!this.esmtp && (params.size !== null || params.body !== null || params.smtputf8 || params.ret || params.envid || params.auth)) {
+    if (!this.esmtp && (params.size !== null || params.body !== null || params.smtputf8 || params.ret || params.envid || params.auth || params.requireTls)) {
       return this.error(R.paramNotImplemented('Parameters need EHLO'));
+    }
+    if (params.requireTls) {
+      if (this.cfg.mode === 'lmtp') return this.error(R.paramNotImplemented('REQUIRETLS not offered'));
+      // RFC 8689 §4.1: only on a TLS session (5.7.10, RFC 5248: encryption needed).
+      if (!this.tls) return this.error(reply(530, '5.7.10', 'REQUIRETLS needs a TLS session'));
     }
     // RFC 1870 §6: a declared size over the limit is refused at once
     if (params.size !== null && params.size > this.cfg.limits.maxMessageSize) return this.error(R.tooBig());

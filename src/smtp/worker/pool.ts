@@ -87,11 +87,12 @@ function deliveryReportOf(x: unknown): DeliveryReport {
   if (typeof x !== 'object' || x === null) return bad();
   const r = x as Record<string, unknown>;
   if (r.ret !== null && r.ret !== 'FULL' && r.ret !== 'HDRS') return bad();
-  if (typeof r.arrivalDate !== 'number' || !Array.isArray(r.recipients) || typeof r.acknowledged !== 'boolean') return bad();
+  if (typeof r.arrivalDate !== 'number' || !Array.isArray(r.recipients) || typeof r.acknowledged !== 'boolean' || typeof r.requireTls !== 'boolean') return bad();
   return {
     sender: str(r.sender),
     envid: strOrNull(r.envid),
     ret: r.ret,
+    requireTls: r.requireTls,
     arrivalDate: r.arrivalDate,
     acknowledged: r.acknowledged,
     recipients: (r.recipients as unknown[]).map((y) => {
