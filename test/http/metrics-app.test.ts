@@ -1,5 +1,5 @@
 /**
- * /metrics of the whole application: IMAP and SMTP commands by name (the MX sessions run in an
+ * /metrics of the whole application: IMAP, POP3 and SMTP commands by name (the MX sessions run in an
  * SMTP worker process, whose counts reach the owner through its tally), and the outbound queue
  * (messages taken in, recipient attempts by result, and at each scrape what waits in it).
  */
@@ -18,6 +18,7 @@ import { dotStuff } from '../smtp/harness.js';
 import { createMockResolver } from '../smtp/mock-dns.js';
 import { connectSmtp } from '../smtp/wire.js';
 import { connectImap } from '../helpers/imap-transcript.js';
+import { RawPop3 } from '../pop3/pop3-client.js';
 import { httpRequest } from './helpers.js';
 
 const PLAIN = (user: string, pw: string) => Buffer.from(`\0${user}\0${pw}`).toString('base64');
@@ -43,12 +44,12 @@ async function scrapeUntil(port: number, patterns: RegExp[], timeoutMs = 10_000)
   }
 }
 
-test('/metrics counts IMAP and SMTP commands by name and shows the outbound queue', async () => {
+test('/metrics counts IMAP, POP3 and SMTP commands by name and shows the outbound queue', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'facteur-metrics-'));
   const { store, cleanup } = await openTestStore();
   const config = defaultConfig('mail.example.test');
   config.log.level = 'silent';
-  config.listen = { http: '127.0.0.1:0', imap: '127.0.0.1:0', smtp: '127.0.0.1:0', submission: '127.0.0.1:0' };
+  config.listen = { http: '127.0.0.1:0', imap: '127.0.0.1:0', pop3: '127.0.0.1:0', smtp: '127.0.0.1:0', submission: '127.0.0.1:0' };
   config.outbound.port = await closedPort();
   const resolver = createMockResolver({ mx: { 'remote.example': [{ exchange: 'mx.remote.example', priority: 10 }] }, a: { 'mx.remote.example': ['127.0.0.1'] } });
   const app = await startApp({ dataDir, storeLocation: dataDir, config, store, resolver, log: pino({ level: 'silent' }) });
@@ -66,6 +67,11 @@ test('/metrics counts IMAP and SMTP commands by name and shows the outbound queu
     await imap.command('e', 'UID FETCH 1:* (FLAGS)');
     await imap.command('f', 'FROBNICATE', 'BAD');
     await imap.command('g', 'LOGOUT');
+
+    const pop = await RawPop3.connect(port('pop3'));
+    await pop.login('bob@example.com', 'pw-bob-123456');
+    assert.match(await pop.command('STAT'), /^\+OK/);
+    assert.match(await pop.command('QUIT'), /^\+OK/);
 
     const mx = await connectSmtp(port('smtp'));
     await mx.expect(220);
@@ -94,6 +100,7 @@ test('/metrics counts IMAP and SMTP commands by name and shows the outbound queu
       /^facteur_commands_total\{command="LOGIN",protocol="imap"\} 1$/m,
       /^facteur_commands_total\{command="NOOP",protocol="imap"\} 2$/m,
       /^facteur_commands_total\{command="UID FETCH",protocol="imap"\} 1$/m,
+      /^facteur_commands_total\{command="STAT",protocol="pop3"\} 1$/m,
       /^facteur_commands_total\{command="RCPT",protocol="smtp"\} 2$/m,
       /^facteur_commands_total\{command="QUIT",protocol="smtp"\} 1$/m,
       /^facteur_commands_total\{command="AUTH",protocol="submission"\} 1$/m,

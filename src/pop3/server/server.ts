@@ -9,6 +9,7 @@
  * - close() stops accepting, lets running commands finish within the grace period, then closes
  *   every session without UPDATE (nothing is removed) and releases their locks.
  */
+import { commandCounter } from '../../lib/metrics.js';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { ListeningServer, ServerContext } from '../../context.js';
@@ -32,6 +33,8 @@ export function createPop3Server(ctx: ServerContext, options: Pop3ServerOptions)
   let proxyGuard: ProxyProtocolGuard | null = null;
   let closing = false;
 
+  // One bound counter per command name, found once for the listener (see Counter.with).
+  const countCommand = commandCounter(ctx.metrics, 'pop3');
   const sasl: SessionDeps['sasl'] = {
     mechanisms: (plaintextAllowed) => saslMechanisms(plaintextAllowed),
     create: (mechanism, meta, plaintextAllowed) =>
@@ -73,6 +76,7 @@ export function createPop3Server(ctx: ServerContext, options: Pop3ServerOptions)
     const id = randomBytes(6).toString('base64url');
     const session = new Pop3Session(socket, id, {
       ctx,
+      countCommand,
       options: resolved,
       sasl,
       loginDelay,

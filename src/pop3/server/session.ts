@@ -45,6 +45,8 @@ export interface SessionDeps {
     create(mechanism: string, meta: AuthMeta, plaintextAllowed: boolean): SaslSession | null;
   };
   loginDelay: LoginDelayTracker;
+  /** Counts a known command, by name (facteur_commands_total); absent: none. */
+  countCommand?: (name: string) => void;
   /** Called once, when the socket has closed. */
   onClosed(): void;
 }
@@ -407,7 +409,7 @@ export class Pop3Session {
       await this.outcome(command.name, Promise.reject(new Pop3SyntaxError(`${command.name} is not valid in this state`)));
       return;
     }
-    this.deps.ctx.metrics?.counter('facteur_commands_total', 'Commands run, by protocol and command.').inc({ protocol: 'pop3', command: command.name });
+    this.deps.countCommand?.(command.name);
     await this.outcome(command.name, spec.run(this, command));
   }
 
