@@ -106,12 +106,14 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
     port: config.outbound.port,
     mtaSts: { enabled: config.outbound.mtaSts },
     ...(smarthost ? { smarthost } : {}),
-    // A report to one of our own users goes straight to their INBOX; anything else is queued.
+    // A report to one of our own users goes straight to their INBOX; anything else is queued,
+    // and so is a report none of the sender's accounts could store (over quota): the queue then
+    // retries it through this server's MX until there is room or the report expires.
     deliverReport: async (report, recipient) => {
       const accounts = await store.resolveRecipient(recipient.toLowerCase());
       if (accounts.length === 0) return false;
-      await store.deliver(report, parseMessage(report), accounts.map((accountId) => ({ accountId })));
-      return true;
+      const outcomes = await store.deliver(report, parseMessage(report), accounts.map((accountId) => ({ accountId })));
+      return outcomes.some((o) => o.ok);
     },
   });
   if (options.metrics) meterQueue(queue, queueStore, options.metrics);

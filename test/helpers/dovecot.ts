@@ -6,9 +6,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.js';
 
 export interface DovecotServer {
   imapPort: number;
@@ -24,17 +25,6 @@ export function dovecotUnavailable(): string | null {
   if (!existsSync('/usr/lib/dovecot/imap') || !existsSync('/usr/lib/dovecot/pop3')) return 'dovecot-imapd or dovecot-pop3d is not installed';
   if (process.getuid?.() !== 0) return 'Dovecot needs root to drop privileges to the mail user';
   return null;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitForPort(port: number, child: ChildProcess, logFile: string): Promise<void> {

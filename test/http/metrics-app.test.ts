@@ -6,13 +6,13 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startApp } from '../../src/app.js';
 import { createCredentials } from '../../src/auth/password.js';
 import { defaultConfig } from '../../src/config/config.js';
+import { freePort } from '../helpers/ports.js';
 import { openTestStore } from '../helpers/store.js';
 import { dotStuff } from '../smtp/harness.js';
 import { createMockResolver } from '../smtp/mock-dns.js';
@@ -22,15 +22,6 @@ import { RawPop3 } from '../pop3/pop3-client.js';
 import { httpRequest } from './helpers.js';
 
 const PLAIN = (user: string, pw: string) => Buffer.from(`\0${user}\0${pw}`).toString('base64');
-
-/** A port nothing listens on: the remote MX of this test refuses every connection. */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 /** Scrapes until every pattern matches (the worker's counts come within its tally's delay). */
 async function scrapeUntil(port: number, patterns: RegExp[], timeoutMs = 10_000): Promise<string> {
@@ -50,7 +41,7 @@ test('/metrics counts IMAP, POP3 and SMTP commands by name and shows the outboun
   const config = defaultConfig('mail.example.test');
   config.log.level = 'silent';
   config.listen = { http: '127.0.0.1:0', imap: '127.0.0.1:0', pop3: '127.0.0.1:0', smtp: '127.0.0.1:0', submission: '127.0.0.1:0' };
-  config.outbound.port = await closedPort();
+  config.outbound.port = await freePort();
   const resolver = createMockResolver({ mx: { 'remote.example': [{ exchange: 'mx.remote.example', priority: 10 }] }, a: { 'mx.remote.example': ['127.0.0.1'] } });
   const app = await startApp({ dataDir, storeLocation: dataDir, config, store, resolver, log: pino({ level: 'silent' }) });
   const port = (name: string) => app.servers.find((s) => s.name === name)!.port;

@@ -16,7 +16,11 @@ import { startApp } from '../../src/app.js';
 import { defaultConfig } from '../../src/config/config.js';
 import { createSmtpWorkers } from '../../src/smtp/worker/pool.js';
 import { makeTestContext, type TestContext } from '../helpers/context.js';
+import { freePort } from '../helpers/ports.js';
 import { openTestStore } from '../helpers/store.js';
+import { queueDbPath } from '../../src/queue/admin.js';
+import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
+import { createMockResolver } from './mock-dns.js';
 import { dotStuff, mxWorkerOptions, startServer } from './harness.js';
 import { connectSmtp, type SmtpWire } from './wire.js';
 
@@ -312,5 +316,42 @@ test('submission: an unexpected store failure after the remote recipients were q
   } finally {
     ctx.store = store;
     await h.close();
+  }
+});
+
+test('the application: a report its local sender cannot store (over quota) is queued, not dropped', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'facteur-dsn-'));
+  const { store, cleanup } = await openTestStore();
+  const config = defaultConfig('mail.example.test');
+  config.log.level = 'silent';
+  config.listen = { smtp: '127.0.0.1:0' };
+  // The domain's MX refuses connections here: the queued report waits (deferred).
+  config.outbound.port = await freePort();
+  const resolver = createMockResolver({ mx: { 'example.com': [{ exchange: 'mx.example.com', priority: 10 }] }, a: { 'mx.example.com': ['127.0.0.1'] } });
+  const app = await startApp({ dataDir, storeLocation: dataDir, config, store, resolver, log: pino({ level: 'silent' }) });
+  let closed = false;
+  try {
+    await store.addDomain('example.com');
+    const hash = 'x'.repeat(10);
+    const alice = await store.createAccount({ address: 'alice@example.com', passwordHash: hash });
+    await store.createAccount({ address: 'bob@example.com', passwordHash: hash });
+    await store.updateAccount(alice.id, { quotaBytes: 1 });
+    const port = app.servers.find((s) => s.name === 'smtp')!.port;
+    const r = await transaction(port, [], 'MAIL FROM:<alice@example.com>', ['RCPT TO:<bob@example.com> NOTIFY=SUCCESS']);
+    assert.equal(r.code, 250, r.text);
+    assert.equal((await store.listEntries((await store.getMailbox(alice.id, 'INBOX'))!.id)).length, 0);
+    await app.close(200);
+    closed = true;
+    const queue = openSqliteQueueStore(queueDbPath(dataDir));
+    try {
+      const queued = await queue.listMessages();
+      assert.deepEqual(queued.map((m) => [m.sender, m.isReport, m.recipients.map((x) => x.address)]), [['', true, ['alice@example.com']]]);
+    } finally {
+      await queue.close();
+    }
+  } finally {
+    if (!closed) await app.close(200);
+    await cleanup();
+    await rm(dataDir, { recursive: true, force: true });
   }
 });
