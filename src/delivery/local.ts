@@ -9,7 +9,9 @@
  * - A recipient the SMTP reply cannot speak for is reported to the sender (RFC 3461, 3464),
  *   durably before deliver resolves, so before any 250: "delivered" when it asked NOTIFY=SUCCESS,
  *   "failed" when it was not stored but the message is acknowledged anyway (another recipient
- *   was stored, or submission queued the remote ones). Never to the null sender.
+ *   was stored, or submission queued the remote ones). Never to the null sender. A report that
+ *   cannot be sent is logged and the delivery stands (failing it would duplicate the stored
+ *   copies when the client sends again).
  */
 import type { Logger } from 'pino';
 import type { ReportSender, ServerContext } from '../context.js';
