@@ -39,6 +39,7 @@ function imap(implicitTls: boolean): ListenerFactory {
           appendLimit: config.imap.appendLimit,
           maxConnectionsPerIp: config.security.maxConnectionsPerIp,
           maxConnectionsPerAccount: config.imap.maxConnectionsPerAccount,
+          maxConnections: config.imap.maxConnections,
           commandTimeoutMs: config.security.commandTimeoutMs,
           minUploadBytesPerSecond: config.security.minUploadBytesPerSecond,
           proxyProtocol: config.proxyProtocol[implicitTls ? 'imaps' : 'imap'] ?? null,
@@ -56,6 +57,7 @@ function pop3(implicitTls: boolean): ListenerFactory {
           ...(config.pop3.loginDelaySeconds > 0 ? { loginDelaySeconds: config.pop3.loginDelaySeconds } : {}),
           ...(config.pop3.expireDays !== null ? { expireDays: config.pop3.expireDays } : {}),
           maxConnectionsPerIp: config.security.maxConnectionsPerIp,
+          maxConnections: config.pop3.maxConnections,
           timeouts: { commandMs: config.security.commandTimeoutMs },
           proxyProtocol: config.proxyProtocol[implicitTls ? 'pop3s' : 'pop3'] ?? null,
         });
@@ -66,6 +68,7 @@ function smtpLimits(config: Config) {
     maxMessageSize: config.smtp.maxMessageSize,
     maxRecipients: config.smtp.maxRecipients,
     maxConnectionsPerIp: config.security.maxConnectionsPerIp,
+    maxConnections: config.smtp.maxConnections,
     // The message phase uses the IMAP literal bound's grace and floor rate (one knob: a user's
     // client submits a message and APPENDs it to Sent over the same link).
     messageGraceMs: config.security.commandTimeoutMs,

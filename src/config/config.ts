@@ -9,7 +9,9 @@ import { availableParallelism } from 'node:os';
 import { parse as parseToml } from 'smol-toml';
 import { parseTrustedNetworks } from '../net/proxy-listener.js';
 import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND } from '../net/command-deadline.js';
-import { MESSAGE_TIMEOUT_MS_DEFAULT } from '../smtp/protocol/limits.js';
+import { DEFAULT_MAX_CONNECTIONS as IMAP_MAX_CONNECTIONS_DEFAULT } from '../imap/server/options.js';
+import { POP3_MAX_CONNECTIONS_DEFAULT } from '../pop3/server/options.js';
+import { CONNECTIONS_MAX_DEFAULT, MESSAGE_TIMEOUT_MS_DEFAULT } from '../smtp/protocol/limits.js';
 
 /** One SMTP worker process when a second core can run it (config smtp.workers). */
 export const SMTP_WORKERS_DEFAULT = availableParallelism() >= 2 ? 1 : 0;
@@ -82,14 +84,19 @@ export interface Config {
     /** Processes serving the MX and LMTP sessions beside the one that owns the store
      * (smtp/worker/pool.ts); 0 serves them in the main process. Default SMTP_WORKERS_DEFAULT. */
     workers: number;
+    /** Sessions open at once per SMTP listener (port 25, submission, LMTP; per worker process
+     * for those in workers); past it 421 and close. */
+    maxConnections: number;
   };
   submission: {
     /** Send-as grants: account address (lowercased) -> addresses ("team@example.com") or whole
      * domains ("@example.com") it may send as besides its own addresses and aliases. */
     sendAs: Record<string, string[]>;
   };
-  imap: { appendLimit: number; maxConnectionsPerAccount: number };
-  pop3: { retrSetsSeen: boolean; loginDelaySeconds: number; expireDays: number | null };
+  /** maxConnections: sessions open at once per listener (IDLE ones included); past it the
+   * connection gets BYE (IMAP) or -ERR (POP3) and is closed. */
+  imap: { appendLimit: number; maxConnectionsPerAccount: number; maxConnections: number };
+  pop3: { retrSetsSeen: boolean; loginDelaySeconds: number; expireDays: number | null; maxConnections: number };
 }
 
 export function defaultConfig(hostname: string, ports: Record<ListenerName, number> = PRODUCTION_PORTS): Config {
@@ -109,10 +116,10 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10, passwordCacheSeconds: 900,
       commandTimeoutMs: DEFAULT_COMMAND_TIMEOUT_MS, minUploadBytesPerSecond: DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, messageTimeoutMs: MESSAGE_TIMEOUT_MS_DEFAULT, dmarcReject: 'junk',
-      workers: SMTP_WORKERS_DEFAULT },
+      workers: SMTP_WORKERS_DEFAULT, maxConnections: CONNECTIONS_MAX_DEFAULT },
     submission: { sendAs: {} },
-    imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50 },
-    pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null },
+    imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50, maxConnections: IMAP_MAX_CONNECTIONS_DEFAULT },
+    pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null, maxConnections: POP3_MAX_CONNECTIONS_DEFAULT },
   };
 }
 
@@ -172,6 +179,7 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
     message_timeout_ms: { kind: 'number', set: (c, v: number) => { c.smtp.messageTimeoutMs = atLeastOne('smtp.message_timeout_ms', v); } },
     dmarc_reject: { kind: { enum: ['reject', 'junk'] }, set: (c, v: 'reject' | 'junk') => { c.smtp.dmarcReject = v; } },
     workers: { kind: 'number', set: (c, v: number) => { c.smtp.workers = v; } },
+    max_connections: { kind: 'number', set: (c, v: number) => { c.smtp.maxConnections = atLeastOne('smtp.max_connections', v); } },
   },
   submission: {
     send_as: { kind: 'send-as', set: (c, v: Record<string, string[]>) => { c.submission.sendAs = v; } },
@@ -179,11 +187,13 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
   imap: {
     append_limit: { kind: 'number', set: (c, v: number) => { c.imap.appendLimit = v; } },
     max_connections_per_account: { kind: 'number', set: (c, v: number) => { c.imap.maxConnectionsPerAccount = v; } },
+    max_connections: { kind: 'number', set: (c, v: number) => { c.imap.maxConnections = atLeastOne('imap.max_connections', v); } },
   },
   pop3: {
     retr_sets_seen: { kind: 'boolean', set: (c, v: boolean) => { c.pop3.retrSetsSeen = v; } },
     login_delay_seconds: { kind: 'number', set: (c, v: number) => { c.pop3.loginDelaySeconds = v; } },
     expire_days: { kind: 'number|null', set: (c, v: number | null) => { c.pop3.expireDays = v; } },
+    max_connections: { kind: 'number', set: (c, v: number) => { c.pop3.maxConnections = atLeastOne('pop3.max_connections', v); } },
   },
 };
 
@@ -422,6 +432,8 @@ export function renderConfigFile(config: Config): string {
     '# Processes serving port 25 and LMTP sessions beside the one that owns the store (0: none).',
     `# Default: ${SMTP_WORKERS_DEFAULT} on this machine (1 with two or more CPU cores, else 0).`,
     config.smtp.workers === SMTP_WORKERS_DEFAULT ? `# workers = ${config.smtp.workers}` : `workers = ${config.smtp.workers}`,
+    '# Sessions open at once per listener (per worker process for port 25 and LMTP); then 421.',
+    `max_connections = ${config.smtp.maxConnections}`,
     '',
     '[submission]',
     '# Send-as grants: what an account may use as MAIL FROM, From and Sender besides its own',
@@ -434,12 +446,16 @@ export function renderConfigFile(config: Config): string {
     '[imap]',
     `append_limit = ${config.imap.appendLimit}  # bytes (RFC 7889 APPENDLIMIT)`,
     `max_connections_per_account = ${config.imap.maxConnectionsPerAccount}`,
+    '# Sessions open at once on each IMAP listener, IDLE ones included (an idle session costs',
+    '# tens of KiB; raise the process file-descriptor limit with it); then * BYE.',
+    `max_connections = ${config.imap.maxConnections}`,
     '',
     '[pop3]',
     '# RETR marks the message \\Seen (visible at once over IMAP); TOP never does.',
     `retr_sets_seen = ${config.pop3.retrSetsSeen}`,
     `login_delay_seconds = ${config.pop3.loginDelaySeconds}  # RFC 2449 LOGIN-DELAY, advertised in CAPA`,
     `expire_days = ${config.pop3.expireDays ?? 0}  # RFC 2449 EXPIRE advertised in CAPA; 0 = NEVER`,
+    `max_connections = ${config.pop3.maxConnections}  # sessions open at once per listener; then -ERR`,
     '',
   ];
   return lines.join('\n');

@@ -4,30 +4,18 @@
  */
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { defaultConfig, loadConfig, renderConfigFile, SMTP_WORKERS_DEFAULT } from '../../src/config/config.js';
+import { defaultConfig, renderConfigFile, SMTP_WORKERS_DEFAULT } from '../../src/config/config.js';
 import { LISTENER_FACTORIES } from '../../src/listeners.js';
+import { loadConfigText } from '../helpers/config.js';
 import { makeTestContext } from '../helpers/context.js';
 import { createMockResolver } from './mock-dns.js';
 
-async function load(body: string) {
-  const dir = await mkdtemp(join(tmpdir(), 'facteur-config-'));
-  try {
-    await writeFile(join(dir, 'facteur.toml'), `hostname = "mail.example.test"\n${body}`);
-    return await loadConfig(join(dir, 'facteur.toml'));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 test('smtp.workers: default by cores, any whole number, refused otherwise', async () => {
-  assert.equal((await load('')).smtp.workers, SMTP_WORKERS_DEFAULT);
-  assert.equal((await load('[smtp]\nworkers = 0\n')).smtp.workers, 0);
-  assert.equal((await load('[smtp]\nworkers = 3\n')).smtp.workers, 3);
-  await assert.rejects(load('[smtp]\nworkers = -1\n'), /smtp\.workers|workers/);
-  await assert.rejects(load('[smtp]\nworkers = "two"\n'), /workers/);
+  assert.equal((await loadConfigText('')).smtp.workers, SMTP_WORKERS_DEFAULT);
+  assert.equal((await loadConfigText('[smtp]\nworkers = 0\n')).smtp.workers, 0);
+  assert.equal((await loadConfigText('[smtp]\nworkers = 3\n')).smtp.workers, 3);
+  await assert.rejects(loadConfigText('[smtp]\nworkers = -1\n'), /smtp\.workers|workers/);
+  await assert.rejects(loadConfigText('[smtp]\nworkers = "two"\n'), /workers/);
 });
 
 test('the written config leaves the default to the machine, and keeps a chosen value', () => {

@@ -7,6 +7,9 @@ import {
 import type { ProxyProtocolOptions } from '../../net/proxy-listener.js';
 import { DEFAULT_COMMAND_TIMEOUT_MS } from '../../net/command-deadline.js';
 
+/** Sessions open at once per POP3 listener, by default. */
+export const POP3_MAX_CONNECTIONS_DEFAULT = 1000;
+
 export interface Pop3Timeouts {
   /** Inactivity after login before the connection is closed without UPDATE (RFC 1939 §3: at
    * least 10 minutes; default 10 minutes). */
@@ -78,7 +81,7 @@ export function resolveOptions(options: Pop3ServerOptions): ResolvedPop3Options 
     loginDelaySeconds: nonNegative('loginDelaySeconds', options.loginDelaySeconds),
     expireDays: nonNegative('expireDays', options.expireDays),
     maxConnectionsPerIp: nonNegative('maxConnectionsPerIp', options.maxConnectionsPerIp) ?? 10,
-    maxConnections: nonNegative('maxConnections', options.maxConnections) ?? 1000,
+    maxConnections: nonNegative('maxConnections', options.maxConnections) ?? POP3_MAX_CONNECTIONS_DEFAULT,
     timeouts,
   };
 }
