@@ -21,7 +21,7 @@ export interface OpenStoreOptions {
 }
 
 /**
- * postgres://user@host:5432/db[?schema=NAME][&blobs=/shared/dir] opens the PostgreSQL backend
+ * postgres://user@host:5432/db[?schema=NAME][&blobs=/shared/dir][&pool_size=N] opens the PostgreSQL backend
  * (many nodes, docs/scaling.md); anything else that is not a URL is a SQLite data directory.
  */
 export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<MailStore> {

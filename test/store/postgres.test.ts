@@ -449,6 +449,42 @@ if (url === null) {
     }
   });
 
+  test('openStore takes ?pool_size= for the store\'s pooled connections, and refuses a bad one', async () => {
+    const t = await openPgTestStore();
+    const app = `facteur-pool-${process.pid}-${Date.now()}`;
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await t.store.addDomain('example.org');
+      const opened = async (pool: string | null): Promise<number> => {
+        const u = new URL(url);
+        u.searchParams.set('schema', t.schema);
+        u.searchParams.set('application_name', `${app}-${pool ?? 'default'}`);
+        if (pool !== null) u.searchParams.set('pool_size', pool);
+        const other = await openStore(u.toString());
+        try {
+          // Many reads at once: the pool opens connections up to its size, no more.
+          await Promise.all(Array.from({ length: 30 }, () => other.listDomains()));
+          const r = await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [`${app}-${pool ?? 'default'}`]);
+          return (r.rows[0] as { n: number }).n;
+        } finally {
+          await other.close();
+        }
+      };
+      // The store's pool, plus at most its LISTEN connection and its advisory-lock connection.
+      const small = await opened('2');
+      assert.ok(small <= 4, `${small} connections with pool_size=2`);
+      const dflt = await opened(null);
+      assert.ok(dflt > 4, `the default pool (10) opens more under the same load: ${dflt}`);
+      for (const bad of ['0', '-1', 'x', '1001', '2.5']) {
+        await assert.rejects(openStore(`${url}?pool_size=${bad}`), (err: unknown) => err instanceof StoreError && err.code === 'invalid', bad);
+      }
+    } finally {
+      await admin.end();
+      await t.cleanup();
+    }
+  });
+
   test('postgres: a version 9 database whose THREAD hashes collide threads exactly once migration 10 numbers the names', async () => {
     const t = await setup();
     try {

@@ -2766,7 +2766,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<MailStore> {
  * Splits a store URL into the connection URL and the store's own parameters:
  * postgres://user@host:5432/db?schema=mail&blobs=/srv/facteur/blobs
  */
-export function parsePgStoreUrl(location: string): Pick<PgStoreOptions, 'url' | 'schema' | 'blobs'> {
+export function parsePgStoreUrl(location: string): Pick<PgStoreOptions, 'url' | 'schema' | 'blobs' | 'poolSize'> {
   let u: URL;
   try {
     u = new URL(location);
@@ -2775,7 +2775,18 @@ export function parsePgStoreUrl(location: string): Pick<PgStoreOptions, 'url' | 
   }
   const schema = u.searchParams.get('schema') ?? undefined;
   const blobs = u.searchParams.get('blobs') ?? undefined;
+  const pool = u.searchParams.get('pool_size');
+  // Each node's connections (docs/scaling.md sizes them against the server's max_connections).
+  if (pool !== null && !(/^\d{1,4}$/.test(pool) && Number(pool) >= 1 && Number(pool) <= 1000)) {
+    throw new StoreError('invalid', 'Cannot open store: pool_size must be a whole number from 1 to 1000');
+  }
   u.searchParams.delete('schema');
   u.searchParams.delete('blobs');
-  return { url: u.toString(), ...(schema === undefined ? {} : { schema }), ...(blobs === undefined ? {} : { blobs }) };
+  u.searchParams.delete('pool_size');
+  return {
+    url: u.toString(),
+    ...(schema === undefined ? {} : { schema }),
+    ...(blobs === undefined ? {} : { blobs }),
+    ...(pool === null ? {} : { poolSize: Number(pool) }),
+  };
 }
