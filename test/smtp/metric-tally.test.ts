@@ -1,6 +1,7 @@
 /**
  * The SMTP worker's counter increments (src/smtp/worker/metric-tally.ts): summed per counter and
- * label set, handed over whole, and announced once when they have waited their longest.
+ * label set, handed over whole, and announced once when they have waited their longest (the worker
+ * then sends them, never with its requests).
  */
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
@@ -49,7 +50,7 @@ test("the caller's label object is copied, not kept", () => {
   tally.take();
 });
 
-test('increments no batch took are announced once after the delay; a take cancels it', async () => {
+test('increments are announced once after the delay; a take before it (the worker stopping) cancels it', async () => {
   let due = 0;
   const tally = new MetricTally(30, () => due++);
   tally.add('c', 'h', {}, 1);
@@ -61,5 +62,5 @@ test('increments no batch took are announced once after the delay; a take cancel
   tally.add('c', 'h', {}, 1);
   assert.equal(tally.take()[0]!.by, 1);
   await new Promise((r) => setTimeout(r, 80));
-  assert.equal(due, 1, 'taken with a batch before the delay: nothing announced');
+  assert.equal(due, 1, 'taken before the delay: nothing announced');
 });

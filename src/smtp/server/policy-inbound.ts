@@ -126,7 +126,11 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       const accounts: AccountId[] = tx.recipients.flatMap((r) => r.accounts);
       let outcomes;
       try {
-        const report = options.senderReports && tx.from ? deliveryReport(tx, tx.recipients, message.receivedAt, false) : undefined;
+        // A report can be owed only to a recipient that asked NOTIFY=SUCCESS, or for a recipient
+        // not stored beside one that was: one recipient without SUCCESS needs none (its failure
+        // is the reply), and the request then stays off the worker's channel.
+        const mayReport = tx.recipients.length > 1 || tx.recipients.some((r) => r.params.notify?.includes('SUCCESS'));
+        const report = options.senderReports && tx.from && mayReport ? deliveryReport(tx, tx.recipients, message.receivedAt, false) : undefined;
         outcomes = await delivery.deliver(raw, accounts, mailbox, report);
       } catch (err) {
         const r = storeRefusal(err);

@@ -21,7 +21,7 @@ import { batchingPoster, type CounterMethod, type DnsMethod, type FromWorker, ty
 
 /** Grace given to the sessions when this process is signalled directly (the owner's default). */
 const SIGNAL_GRACE_MS = 10_000;
-/** Longest a counter increment waits for a batch to ride with (metric-tally.ts). */
+/** How long counter increments are summed before they go to the owner (metric-tally.ts). */
 const METRICS_DELAY_MS = 1000;
 
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
@@ -37,13 +37,10 @@ function send(messages: FromWorker[], done?: () => void): void {
   else process.send(messages);
 }
 
-// Counters leave with whatever batch goes next, or on their own once they have waited.
+// Counters leave together once they have waited (and at the end), never with the requests.
 const tally = new MetricTally(METRICS_DELAY_MS, () => send(tally.take()));
 
-const post = batchingPoster<FromWorker>((batch) => {
-  batch.push(...tally.take());
-  send(batch);
-});
+const post = batchingPoster<FromWorker>((batch) => send(batch));
 
 function call<T>(op: Op): Promise<T> {
   return new Promise<T>((resolve, reject) => {

@@ -3,10 +3,12 @@
  *
  * Posted one by one they cost a message each: every delivery's counter left in a batch of its
  * own, after the 250 (one write on the channel, and the owner woken to read it, per message:
- * a third of the channel's writes in the one-sender benchmark). Here they are summed per counter
- * and label set, and leave with the next batch the worker posts anyway (a request to the owner),
- * or after at most `maxDelayMs` when there is none, and at the worker's end. /metrics may
- * therefore lag by up to that delay; scrapes come every 15 s or more.
+ * a third of the channel's writes in the one-sender benchmark). Riding with the requests'
+ * batches instead still cost a message per counter per batch once every SMTP command was
+ * counted (about four per message, serialised by the worker and read by the owner). Here they
+ * are summed per counter and label set and leave together once they have waited `maxDelayMs`
+ * (one write a second at most), and at the worker's end. /metrics may therefore lag by up to
+ * that delay; scrapes come every 15 s or more.
  */
 import type { FromWorker } from './protocol.js';
 
