@@ -88,6 +88,7 @@ function inbound(mode: 'mx' | 'lmtp'): ListenerFactory {
       limits: smtpLimits(config),
       resolver: mode === 'mx' ? env.resolver : null,
       dmarcReject: config.smtp.dmarcReject,
+      dnsbl: mode === 'mx' ? config.smtp.dnsbl : [],
       proxyProtocol: config.proxyProtocol[listener] ?? null,
     };
     if (config.smtp.workers === 0) return createSmtpServer(ctx, options);

@@ -87,6 +87,9 @@ export interface Config {
     /** Sessions open at once per SMTP listener (port 25, submission, LMTP; per worker process
      * for those in workers); past it 421 and close. */
     maxConnections: number;
+    /** Port 25: DNS blocklist zones (RFC 5782) whose listed clients are refused (554 5.7.1 at
+     * MAIL); none by default (smtp/server/dnsbl.ts). */
+    dnsbl: string[];
   };
   submission: {
     /** Send-as grants: account address (lowercased) -> addresses ("team@example.com") or whole
@@ -116,11 +119,20 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10, passwordCacheSeconds: 900,
       commandTimeoutMs: DEFAULT_COMMAND_TIMEOUT_MS, minUploadBytesPerSecond: DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, messageTimeoutMs: MESSAGE_TIMEOUT_MS_DEFAULT, dmarcReject: 'junk',
-      workers: SMTP_WORKERS_DEFAULT, maxConnections: CONNECTIONS_MAX_DEFAULT },
+      workers: SMTP_WORKERS_DEFAULT, maxConnections: CONNECTIONS_MAX_DEFAULT, dnsbl: [] },
     submission: { sendAs: {} },
     imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50, maxConnections: IMAP_MAX_CONNECTIONS_DEFAULT },
     pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null, maxConnections: POP3_MAX_CONNECTIONS_DEFAULT },
   };
+}
+
+/** DNS blocklist zones: host names (letters, digits, hyphens, dots), lowercased. */
+function dnsblZones(v: string[]): string[] {
+  return v.map((z) => {
+    const zone = z.trim().toLowerCase().replace(/\.$/, '');
+    if (!/^(?=.{1,200}$)[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(zone)) throw new Error(`smtp.dnsbl: "${z}" is not a DNS zone name`);
+    return zone;
+  });
 }
 
 function atLeastOne(key: string, v: number): number {
@@ -180,6 +192,7 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
     dmarc_reject: { kind: { enum: ['reject', 'junk'] }, set: (c, v: 'reject' | 'junk') => { c.smtp.dmarcReject = v; } },
     workers: { kind: 'number', set: (c, v: number) => { c.smtp.workers = v; } },
     max_connections: { kind: 'number', set: (c, v: number) => { c.smtp.maxConnections = atLeastOne('smtp.max_connections', v); } },
+    dnsbl: { kind: 'string[]', set: (c, v: string[]) => { c.smtp.dnsbl = dnsblZones(v); } },
   },
   submission: {
     send_as: { kind: 'send-as', set: (c, v: Record<string, string[]>) => { c.submission.sendAs = v; } },
@@ -434,6 +447,10 @@ export function renderConfigFile(config: Config): string {
     config.smtp.workers === SMTP_WORKERS_DEFAULT ? `# workers = ${config.smtp.workers}` : `workers = ${config.smtp.workers}`,
     '# Sessions open at once per listener (per worker process for port 25 and LMTP); then 421.',
     `max_connections = ${config.smtp.maxConnections}`,
+    '# Port 25: DNS blocklists (RFC 5782); a listed client gets 554 5.7.1 at MAIL. Off when empty.',
+    '# Ask them through your own resolver ([dns] servers): Spamhaus refuses public resolvers.',
+    '# For example: dnsbl = ["zen.spamhaus.org"]',
+    ...(config.smtp.dnsbl.length > 0 ? [`dnsbl = [${config.smtp.dnsbl.map(q).join(', ')}]`] : []),
     '',
     '[submission]',
     '# Send-as grants: what an account may use as MAIL FROM, From and Sender besides its own',

@@ -31,6 +31,7 @@ import { receivedField, returnPathField } from './trace.js';
 import { ipKey } from '../../auth/authenticator.js';
 import { createMemoryEventLimiter, createSharedEventLimiter } from '../../auth/rate-limit.js';
 import { createRandomHex } from '../../lib/random-hex.js';
+import { createDnsblChecker } from './dnsbl.js';
 
 export type { DmarcRejectAction };
 
@@ -44,6 +45,8 @@ export interface InboundPolicyOptions {
   recipientProbes?: { limit: number; windowMs: number; now?: () => number } | null;
   /** Send the DSNs the reply cannot carry (MX; not LMTP, see the invariants). */
   senderReports?: boolean;
+  /** MX: DNS blocklists (dnsbl.ts); a listed client's MAIL gets 554 5.7.1. */
+  dnsbl?: { zones: readonly string[]; resolver: Resolver } | null;
 }
 
 export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOptions): SmtpPolicy {
@@ -60,10 +63,23 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       ? createSharedEventLimiter(ctx.counters, 'rcpt-probe', options.recipientProbes)
       : createMemoryEventLimiter(options.recipientProbes);
   const randomHex = createRandomHex();
+  const dnsbl = options.dnsbl
+    ? createDnsblChecker({
+        ...options.dnsbl,
+        onError: (zone, ip, err) => ctx.log.warn({ zone, ip, err: (err as Error).message }, 'DNS blocklist not answering: client not checked against it'),
+      })
+    : null;
+  const dnsblRefusals = ctx.metrics?.counter('facteur_dnsbl_refusals_total', 'MAIL commands refused because the client is on a DNS blocklist, by zone.');
 
   return {
-    async onMailFrom() {
-      return null;
+    async onMailFrom(session) {
+      if (dnsbl === null) return null;
+      const v = await dnsbl.check(session.remoteAddress);
+      if (!v.listed) return null;
+      ctx.log.info({ session: session.id, ip: session.remoteAddress, zone: v.zone, code: v.code }, 'client on a DNS blocklist: MAIL refused');
+      dnsblRefusals?.inc({ zone: v.zone });
+      // RFC 5782 §3: the reply names the list, and its reason when it gives one.
+      return reply(554, '5.7.1', `Client host [${session.remoteAddress}] blocked using ${v.zone}${v.reason ? `: ${v.reason}` : ''}`);
     },
 
     async onRcptTo(session, tx, to, params) {

@@ -50,6 +50,9 @@ export interface SmtpServerOptions {
   /** Mail failing DMARC at a p=reject domain: 'junk' (default, delivered to Junk) or 'reject'
    * (550 5.7.1). */
   dmarcReject?: DmarcRejectAction;
+  /** Port 25: DNS blocklist zones whose listed clients get 554 5.7.1 at MAIL (dnsbl.ts), asked
+   * through `resolver`; none by default. */
+  dnsbl?: readonly string[];
   /** Port 25: unknown recipients one client IP may probe per window before its RCPTs are
    * deferred (default RCPT_PROBES_MAX_DEFAULT per RCPT_PROBES_WINDOW_MS_DEFAULT); null: no limit. */
   recipientProbes?: { limit: number; windowMs: number } | null;
@@ -89,6 +92,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
       : createInboundPolicy(ctx, {
           resolver: options.mode === 'mx' ? (options.resolver ?? null) : null,
           senderReports: options.mode === 'mx',
+          dnsbl: options.mode === 'mx' && options.resolver && options.dnsbl?.length ? { zones: options.dnsbl, resolver: options.resolver } : null,
           dmarcReject: options.dmarcReject ?? 'junk',
           recipientProbes:
             options.mode === 'mx'

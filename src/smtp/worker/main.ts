@@ -140,6 +140,7 @@ async function start(setup: WorkerSetup): Promise<{ log: Logger; close: (graceMs
   const resolver = setup.authenticate ? remoteResolver() : null;
   const policy = createInboundPolicy(ctx, {
     resolver,
+    dnsbl: setup.dnsbl.length > 0 ? { zones: setup.dnsbl, resolver: resolver ?? remoteResolver() } : null,
     dmarcReject: setup.dmarcReject,
     delivery: remoteDelivery(),
     recipientProbes: setup.recipientProbes,

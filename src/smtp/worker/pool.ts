@@ -39,11 +39,13 @@ import {
   type WorkerSetup,
 } from './protocol.js';
 
-export interface SmtpWorkersOptions extends Omit<WorkerSetup, 'host' | 'port' | 'hostname' | 'authenticate' | 'sharedCounters'> {
+export interface SmtpWorkersOptions extends Omit<WorkerSetup, 'host' | 'port' | 'hostname' | 'authenticate' | 'sharedCounters' | 'dnsbl'> {
   /** Worker processes (at least 1). */
   workers: number;
-  /** DNS for message authentication (mode 'mx'); null turns it off. */
+  /** DNS for message authentication and the blocklists (mode 'mx'); null turns both off. */
   resolver: Resolver | null;
+  /** Port 25: DNS blocklist zones (server/dnsbl.ts); none by default. */
+  dnsbl?: readonly string[];
   /** Default: the store's local delivery. */
   delivery?: LocalDelivery;
 }
@@ -129,6 +131,8 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
     greetingDelayMs: options.greetingDelayMs,
     limits: options.limits,
     authenticate: options.resolver !== null,
+    // Without the owner's resolver a worker cannot ask the lists either.
+    dnsbl: options.mode === 'mx' && options.resolver !== null ? [...(options.dnsbl ?? [])] : [],
     dmarcReject: options.dmarcReject,
     recipientProbes: options.recipientProbes,
     sharedCounters: Boolean(ctx.counters),

@@ -26,6 +26,8 @@ export interface WorkerSetup {
   limits: Partial<SessionLimits> & { maxConnectionsPerIp?: number; maxConnections?: number };
   /** Whether messages are authenticated (SPF/DKIM/DMARC/ARC); DNS questions go to the owner. */
   authenticate: boolean;
+  /** Port 25: DNS blocklist zones (server/dnsbl.ts), asked through the owner's resolver. */
+  dnsbl: string[];
   dmarcReject: DmarcRejectAction;
   recipientProbes: { limit: number; windowMs: number } | null;
   /** Whether the owner has shared counters (PostgreSQL): RCPT probing is then counted there. */
