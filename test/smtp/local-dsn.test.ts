@@ -255,7 +255,9 @@ test('the application: a report to a local sender lands in their INBOX through t
   const config = defaultConfig('mail.example.test');
   config.log.level = 'silent';
   config.listen = { smtp: '127.0.0.1:0' };
-  const app = await startApp({ dataDir, storeLocation: dataDir, config, store, log: pino({ level: 'silent' }) });
+  // Port 25 authenticates messages: the sender's SPF passes, so a success report is owed.
+  const resolver = createMockResolver({ txt: { 'example.com': 'v=spf1 ip4:127.0.0.1 -all' } });
+  const app = await startApp({ dataDir, storeLocation: dataDir, config, store, resolver, log: pino({ level: 'silent' }) });
   try {
     await store.addDomain('example.com');
     const hash = 'x'.repeat(10);
@@ -327,7 +329,11 @@ test('the application: a report its local sender cannot store (over quota) is qu
   config.listen = { smtp: '127.0.0.1:0' };
   // The domain's MX refuses connections here: the queued report waits (deferred).
   config.outbound.port = await freePort();
-  const resolver = createMockResolver({ mx: { 'example.com': [{ exchange: 'mx.example.com', priority: 10 }] }, a: { 'mx.example.com': ['127.0.0.1'] } });
+  const resolver = createMockResolver({
+    mx: { 'example.com': [{ exchange: 'mx.example.com', priority: 10 }] },
+    a: { 'mx.example.com': ['127.0.0.1'] },
+    txt: { 'example.com': 'v=spf1 ip4:127.0.0.1 -all' },
+  });
   const app = await startApp({ dataDir, storeLocation: dataDir, config, store, resolver, log: pino({ level: 'silent' }) });
   let closed = false;
   try {
@@ -353,5 +359,22 @@ test('the application: a report its local sender cannot store (over quota) is qu
     if (!closed) await app.close(200);
     await cleanup();
     await rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('MX with message authentication: a success report goes only to a MAIL FROM that SPF verified (no backscatter)', async () => {
+  const { ctx, sent } = await reportingContext();
+  const resolver = createMockResolver({ txt: { 'verified.example': 'v=spf1 ip4:127.0.0.1 -all', 'forged.example': 'v=spf1 -all' } });
+  const h = await startServer({ mode: 'mx', resolver }, ctx);
+  try {
+    const ok = await transaction(h.port, sent, 'MAIL FROM:<a@verified.example>', ['RCPT TO:<bob@example.com> NOTIFY=SUCCESS']);
+    assert.equal(ok.code, 250, ok.text);
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.to, 'a@verified.example');
+    const forged = await transaction(h.port, sent, 'MAIL FROM:<a@forged.example>', ['RCPT TO:<bob@example.com> NOTIFY=SUCCESS']);
+    assert.equal(forged.code, 250, 'delivered all the same');
+    assert.equal(sent.length, 1, 'no report to a sender SPF did not verify');
+  } finally {
+    await h.close();
   }
 });

@@ -11,8 +11,9 @@
  *   Authentication-Results are prepended; the result is stored once for every account reached.
  * - 250 is returned only after store.deliver resolved (durable).
  * - MX (senderReports): the DSNs the reply cannot carry are sent before it (delivery/local.ts):
- *   "delivered" on NOTIFY=SUCCESS, "failed" for a recipient not stored when another one was and
- *   the reply is 250. LMTP replies per recipient and leaves reports to its client (RFC 2033).
+ *   "delivered" on NOTIFY=SUCCESS (only to a MAIL FROM that SPF verified, when messages are
+ *   authenticated), "failed" for a recipient not stored when another one was and the reply is
+ *   250. LMTP replies per recipient and leaves reports to its client (RFC 2033).
  */
 import type { AccountId } from '../../lib/brand.js';
 import type { ServerContext } from '../../context.js';
@@ -114,6 +115,9 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       const messageId = randomHex(8);
       let mailbox: string | undefined;
       let authField = '';
+      // Backscatter: a success report goes to a MAIL FROM that SPF verified, when messages are
+      // authenticated at all; a forged sender would otherwise get reports it never asked for.
+      let successReports = true;
       if (authenticator) {
         const verdict = await authenticator.check({
           raw: message.raw,
@@ -132,6 +136,7 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
         }
         if (verdict.action === 'junk') mailbox = 'Junk';
         authField = verdict.field;
+        successReports = verdict.spf === 'pass';
       }
       const body = removeOwnAuthResults(message.raw, ctx.hostname);
       const trace =
@@ -145,8 +150,8 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
         // A report can be owed only to a recipient that asked NOTIFY=SUCCESS, or for a recipient
         // not stored beside one that was: one recipient without SUCCESS needs none (its failure
         // is the reply), and the request then stays off the worker's channel.
-        const mayReport = tx.recipients.length > 1 || tx.recipients.some((r) => r.params.notify?.includes('SUCCESS'));
-        const report = options.senderReports && tx.from && mayReport ? deliveryReport(tx, tx.recipients, message.receivedAt, false) : undefined;
+        const mayReport = tx.recipients.length > 1 || (successReports && tx.recipients.some((r) => r.params.notify?.includes('SUCCESS')));
+        const report = options.senderReports && tx.from && mayReport ? deliveryReport(tx, tx.recipients, message.receivedAt, false, successReports) : undefined;
         outcomes = await delivery.deliver(raw, accounts, mailbox, report);
       } catch (err) {
         const r = storeRefusal(err);

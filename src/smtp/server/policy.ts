@@ -71,7 +71,14 @@ export interface SmtpPolicy {
 }
 
 /** The transaction's DSN requests for `recipients` (delivery/local.ts). */
-export function deliveryReport(tx: Transaction, recipients: readonly AcceptedRecipient[], receivedAt: Date, acknowledged: boolean): DeliveryReport {
+export function deliveryReport(
+  tx: Transaction,
+  recipients: readonly AcceptedRecipient[],
+  receivedAt: Date,
+  acknowledged: boolean,
+  /** false: NOTIFY=SUCCESS is not honoured (a sender not verified, see policy-inbound.ts). */
+  success = true,
+): DeliveryReport {
   return {
     sender: tx.from?.address ?? '',
     envid: tx.params.envid,
@@ -81,7 +88,7 @@ export function deliveryReport(tx: Transaction, recipients: readonly AcceptedRec
     acknowledged,
     recipients: recipients.map((r) => ({
       address: r.address,
-      notify: r.params.notify,
+      notify: success || r.params.notify === null ? r.params.notify : r.params.notify.filter((n) => n !== 'SUCCESS'),
       orcpt: r.params.orcpt ? `${r.params.orcpt.type};${r.params.orcpt.address}` : null,
       accounts: r.accounts,
     })),
