@@ -115,6 +115,7 @@ function submission(implicitTls: boolean): ListenerFactory {
           // Signed once, before routing: local and remote recipients get the same bytes.
           dkim: createDkimSigning(env.dataDir),
           sendAs: config.submission.sendAs,
+          maxRemoteRecipientsPerDay: config.submission.maxRemoteRecipientsPerDay,
           proxyProtocol: config.proxyProtocol[implicitTls ? 'submissions' : 'submission'] ?? null,
         });
 }

@@ -48,6 +48,8 @@ export interface EventLimiter {
   hit(key: string): Promise<number>;
   /** Whether the key has reached the limit within the window. */
   limited(key: string): Promise<boolean>;
+  /** Events in the window (the memory limiter counts at most `limit`). */
+  count(key: string): Promise<number>;
 }
 
 /** An EventLimiter over SharedCounters, its keys under `name`. */
@@ -56,6 +58,7 @@ export function createSharedEventLimiter(shared: SharedCounters, name: string, o
   return {
     hit: (k) => shared.hit(key(k), options.windowMs),
     limited: async (k) => (await shared.count(key(k), options.windowMs)) >= options.limit,
+    count: (k) => shared.count(key(k), options.windowMs),
   };
 }
 
@@ -65,6 +68,7 @@ export function createMemoryEventLimiter(options: RateLimiterOptions): EventLimi
   return {
     hit: async (k) => limiter.hit(k),
     limited: async (k) => limiter.limited(k),
+    count: async (k) => limiter.count(k),
   };
 }
 

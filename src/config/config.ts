@@ -11,7 +11,7 @@ import { parseTrustedNetworks } from '../net/proxy-listener.js';
 import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND } from '../net/command-deadline.js';
 import { DEFAULT_MAX_CONNECTIONS as IMAP_MAX_CONNECTIONS_DEFAULT } from '../imap/server/options.js';
 import { POP3_MAX_CONNECTIONS_DEFAULT } from '../pop3/server/options.js';
-import { CONNECTIONS_MAX_DEFAULT, MESSAGE_TIMEOUT_MS_DEFAULT } from '../smtp/protocol/limits.js';
+import { CONNECTIONS_MAX_DEFAULT, MESSAGE_TIMEOUT_MS_DEFAULT, SUBMISSION_REMOTE_RECIPIENTS_PER_DAY_DEFAULT } from '../smtp/protocol/limits.js';
 
 /** One SMTP worker process when a second core can run it (config smtp.workers). */
 export const SMTP_WORKERS_DEFAULT = availableParallelism() >= 2 ? 1 : 0;
@@ -95,6 +95,9 @@ export interface Config {
     /** Send-as grants: account address (lowercased) -> addresses ("team@example.com") or whole
      * domains ("@example.com") it may send as besides its own addresses and aliases. */
     sendAs: Record<string, string[]>;
+    /** Remote recipients an account may send to in 24 hours (0: no limit): what a stolen
+     * password can do to the server's reputation before someone notices. */
+    maxRemoteRecipientsPerDay: number;
   };
   /** maxConnections: sessions open at once per listener (IDLE ones included); past it the
    * connection gets BYE (IMAP) or -ERR (POP3) and is closed. */
@@ -120,7 +123,7 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
       commandTimeoutMs: DEFAULT_COMMAND_TIMEOUT_MS, minUploadBytesPerSecond: DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, messageTimeoutMs: MESSAGE_TIMEOUT_MS_DEFAULT, dmarcReject: 'junk',
       workers: SMTP_WORKERS_DEFAULT, maxConnections: CONNECTIONS_MAX_DEFAULT, dnsbl: [] },
-    submission: { sendAs: {} },
+    submission: { sendAs: {}, maxRemoteRecipientsPerDay: SUBMISSION_REMOTE_RECIPIENTS_PER_DAY_DEFAULT },
     imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50, maxConnections: IMAP_MAX_CONNECTIONS_DEFAULT },
     pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null, maxConnections: POP3_MAX_CONNECTIONS_DEFAULT },
   };
@@ -133,6 +136,11 @@ function dnsblZones(v: string[]): string[] {
     if (!/^(?=.{1,200}$)[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(zone)) throw new Error(`smtp.dnsbl: "${z}" is not a DNS zone name`);
     return zone;
   });
+}
+
+function wholeNumber(key: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0) throw new Error(`${key}: expected a whole number ≥ 0, got ${v}`);
+  return v;
 }
 
 function atLeastOne(key: string, v: number): number {
@@ -196,6 +204,7 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
   },
   submission: {
     send_as: { kind: 'send-as', set: (c, v: Record<string, string[]>) => { c.submission.sendAs = v; } },
+    max_remote_recipients_per_day: { kind: 'number', set: (c, v: number) => { c.submission.maxRemoteRecipientsPerDay = wholeNumber('submission.max_remote_recipients_per_day', v); } },
   },
   imap: {
     append_limit: { kind: 'number', set: (c, v: number) => { c.imap.appendLimit = v; } },
@@ -459,6 +468,9 @@ export function renderConfigFile(config: Config): string {
     ...(Object.keys(config.submission.sendAs).length > 0
       ? [`send_as = { ${Object.entries(config.submission.sendAs).map(([a, g]) => `${q(a)} = [${g.map(q).join(', ')}]`).join(', ')} }`]
       : []),
+    '# Remote recipients one account may send to in 24 hours (0: no limit); past it RCPT gets',
+    '# 450 4.7.1 and the log says so: a stolen password cannot spam without bound.',
+    `max_remote_recipients_per_day = ${config.submission.maxRemoteRecipientsPerDay}`,
     '',
     '[imap]',
     `append_limit = ${config.imap.appendLimit}  # bytes (RFC 7889 APPENDLIMIT)`,

@@ -67,3 +67,8 @@ export const INPUT_BUFFER_MAX = 64 * 1024;
 export const LOCAL_PART_MAX = 64;
 export const DOMAIN_MAX = 255;
 export const PATH_MAX = 256;
+
+/** Submission: remote recipients an account may send to in 24 hours (config
+ * submission.max_remote_recipients_per_day; 0 turns the limit off). A compromised account's
+ * spam run stops there; a person rarely writes to a thousand outside addresses a day. */
+export const SUBMISSION_REMOTE_RECIPIENTS_PER_DAY_DEFAULT = 1000;

@@ -23,6 +23,7 @@ import type { Account } from '../../store/types.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
 import { deliveryReport, type AcceptedRecipient, type DataOutcome, type SessionInfo, type SmtpPolicy, type Transaction } from './policy.js';
 import { storeRefusal } from './store-errors.js';
+import { createMemoryEventLimiter, createSharedEventLimiter } from '../../auth/rate-limit.js';
 import { receivedField } from './trace.js';
 
 /**
@@ -54,7 +55,11 @@ export interface SubmissionPolicyOptions {
   /** Signs submitted mail with the From domain's keys before routing; absent: the queue signs. */
   dkim?: DkimSigningService | undefined;
   sendAs?: SendAsGrants | undefined;
+  /** Remote recipients an account may send to in 24 hours; 0 or absent: no limit. */
+  maxRemoteRecipientsPerDay?: number | undefined;
 }
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 const notOwned = (what: string): Reply => reply(553, '5.7.1', `${what} not owned by the user`);
 
@@ -99,6 +104,16 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
   const delivery = options.delivery ?? contextDelivery(ctx);
   const onSubmit = options.onSubmit ?? outboundNotConfigured;
   const grants = new Map(Object.entries(options.sendAs ?? {}).map(([k, v]) => [k.toLowerCase(), v.map((g) => g.toLowerCase())]));
+  // Remote recipients per account and day, shared by the nodes when the store offers counters
+  // (a stolen password used on every node at once still meets one limit).
+  const perDay = options.maxRemoteRecipientsPerDay ?? 0;
+  const sent =
+    perDay <= 0
+      ? null
+      : ctx.counters
+        ? createSharedEventLimiter(ctx.counters, 'submit-rcpt', { limit: perDay, windowMs: DAY_MS })
+        : createMemoryEventLimiter({ limit: perDay, windowMs: DAY_MS });
+  const limited = ctx.metrics?.counter('facteur_submission_limited_total', 'Remote recipients refused because the account reached its daily sending limit.');
 
   return {
     async onMailFrom(session, from) {
@@ -110,13 +125,24 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
       return null;
     },
 
-    async onRcptTo(_session, tx, to, params) {
+    async onRcptTo(session, tx, to, params) {
       const check = to.literal ? null : await delivery.lookupRecipient(to.domain, to.address, tx.params.size);
       if (check !== null && check.kind !== 'not-local') {
         if (check.kind === 'unknown') return { ok: false, reply: R.unknownUser() };
         if (check.kind === 'disabled') return { ok: false, reply: reply(550, '5.2.1', 'Mailbox disabled') };
         if (check.kind === 'over-quota') return { ok: false, reply: R.overQuota() };
         return { ok: true, recipient: { mailbox: to, address: to.address, params, accounts: check.accounts, remote: false } };
+      }
+      const account = session.account;
+      if (sent !== null && account) {
+        // Those sent in the last 24 hours, and those of this transaction not sent yet.
+        const pending = tx.recipients.filter((r) => r.remote).length;
+        if ((await sent.count(String(account.id))) + pending >= perDay) {
+          ctx.log.warn({ session: session.id, account: account.address, limit: perDay }, 'daily sending limit reached: remote recipient deferred');
+          limited?.inc();
+          // RFC 3463 4.7.1: a temporary policy refusal; the window moves on.
+          return { ok: false, reply: reply(450, '4.7.1', `Sending limit reached (${perDay} outside recipients in 24 hours), try again later`) };
+        }
       }
       return { ok: true, recipient: { mailbox: to, address: to.address, params, accounts: [], remote: true } };
     },
@@ -143,6 +169,8 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
       if (remote.length > 0) {
         const r = await onSubmit({ session, tx, recipients: remote, raw, signed: options.dkim !== undefined });
         if (r.code >= 400) return refuse(r);
+        // Counted once queued: a refused message sent nothing.
+        if (sent !== null) await Promise.all(remote.map(() => sent.hit(String(account.id))));
       }
       const local = tx.recipients.filter((r) => !r.remote);
       if (local.length > 0) {

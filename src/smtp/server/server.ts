@@ -66,6 +66,8 @@ export interface SmtpServerOptions {
   dkim?: DkimSigningService;
   /** Submission: what accounts may send as besides their own addresses and aliases. */
   sendAs?: SendAsGrants;
+  /** Submission: remote recipients an account may send to in 24 hours (0 or absent: no limit). */
+  maxRemoteRecipientsPerDay?: number;
   /** Behind a TCP load balancer: the PROXY protocol header is required from these balancers,
    * and only they may connect (net/proxy-listener.ts). */
   proxyProtocol?: ProxyProtocolOptions | null;
@@ -88,7 +90,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
   const policy =
     options.policy ??
     (options.mode === 'submission'
-      ? createSubmissionPolicy(ctx, { onSubmit: options.onSubmit, dkim: options.dkim, sendAs: options.sendAs })
+      ? createSubmissionPolicy(ctx, { onSubmit: options.onSubmit, dkim: options.dkim, sendAs: options.sendAs, maxRemoteRecipientsPerDay: options.maxRemoteRecipientsPerDay })
       : createInboundPolicy(ctx, {
           resolver: options.mode === 'mx' ? (options.resolver ?? null) : null,
           senderReports: options.mode === 'mx',
