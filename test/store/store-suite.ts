@@ -1174,6 +1174,13 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         const [e] = await store.listEntries(inbox.id);
         assert.equal(e?.pop3Hidden, true);
         assert.equal(e?.modseq, r.modseq);
+        // Several at once (an absent UID among them), none, and no such mailbox.
+        await store.append(inbox.id, testMessage());
+        await store.append(inbox.id, testMessage());
+        await store.hideFromPop3(inbox.id, uids(3, 2, 99));
+        await store.hideFromPop3(inbox.id, []);
+        assert.deepEqual((await store.listEntries(inbox.id)).map((x) => [x.uid, x.pop3Hidden]), [[1, true], [2, true], [3, true]]);
+        await assert.rejects(store.hideFromPop3(asMailboxId(987654), uids(1)), (err: unknown) => err instanceof StoreError && err.code === 'not-found');
       }));
 
     test('tryLock is exclusive until released', () =>

@@ -2280,12 +2280,19 @@ class PgStore implements MailStore {
   }
 
   async hideFromPop3(mailboxId: MailboxId, uids: readonly Uid[]): Promise<void> {
-    // Invisible to IMAP, so no modseq and no event: IMAP clients must not see a change.
-    return this.#tx(async (c) => {
-      await this.#lockMailbox(c, mailboxId);
-      if (uids.length === 0) return;
-      await c.query('UPDATE entries SET pop3_hidden = true WHERE mailbox_id = $1 AND uid = ANY($2::int8[])', [mailboxId, this.#uidArray(uids)]);
-    });
+    // Invisible to IMAP, so no modseq and no event: IMAP clients must not see a change. The
+    // account's lock goes with the BEGIN and the UPDATE with the COMMIT: two round trips where
+    // BEGIN, lock, mailbox row, UPDATE and COMMIT were five.
+    const id = sqlInt(mailboxId);
+    const opening = `SELECT id FROM accounts WHERE id = (SELECT account_id FROM mailboxes WHERE id = ${id}) FOR UPDATE`;
+    return this.#tx(async (_c, ctx, opened) => {
+      if (opened[0]?.rows[0] === undefined) throw new StoreError('not-found', `Cannot find mailbox ${mailboxId}`);
+      if (uids.length === 0) {
+        ctx.discard = true;
+        return;
+      }
+      ctx.tail.push(`UPDATE entries SET pop3_hidden = true WHERE mailbox_id = ${id} AND uid = ANY(${sqlInts(this.#uidArray(uids), 'int8')})`);
+    }, opening);
   }
 
   // ---------------------------------------------------------------------------------------------
