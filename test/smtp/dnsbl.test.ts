@@ -74,6 +74,16 @@ test('a listing is 127.0.0.2 and up with its TXT reason; errors, 127.0.0.1 and 1
   assert.equal((await check(['bl.test']).check(`::ffff:${LISTED}`)).listed, true);
 });
 
+test('a list that does not answer within the timeout lists nobody, and is told', async () => {
+  const errors: string[] = [];
+  const silent: Resolver = { ...listResolver(), resolve4: () => new Promise<string[]>(() => {}) };
+  const dnsbl = createDnsblChecker({ zones: ['bl.test'], resolver: silent, timeoutMs: 50, onError: (zone, _ip, err) => errors.push(`${zone}: ${(err as Error).message}`) });
+  const started = performance.now();
+  assert.deepEqual(await dnsbl.check(LISTED), { listed: false });
+  assert.ok(performance.now() - started < 1000);
+  assert.deepEqual(errors, ['bl.test: bl.test did not answer within 50 ms']);
+});
+
 test('loopback, private, link-local and unique-local clients are not looked up; answers are kept per address', async () => {
   const resolver = listResolver();
   let now = 1_000_000;

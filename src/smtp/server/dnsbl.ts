@@ -5,9 +5,9 @@
  *
  * Invariants:
  * - Only the injected Resolver is used (the worker's goes to the owner): tests use a stand-in.
- * - A lookup that fails (timeout, SERVFAIL) or answers outside 127.0.0.0/8 lists nobody: mail
- *   is never refused because a list is down (fail open), and the failure is logged once per
- *   answer kept. An answer of 127.255.255.x is a list's own error code (Spamhaus: queries through
+ * - A lookup that fails (timeout, SERVFAIL, no answer within timeoutMs) or answers outside
+ *   127.0.0.0/8 lists nobody: mail is never refused because a list is down (fail open), and the
+ *   failure is logged once per answer kept. An answer of 127.255.255.x is a list's own error code (Spamhaus: queries through
  *   an open resolver, or over quota), not a listing; 127.0.0.1 is never a listing (RFC 5782 §5).
  * - Addresses no list can hold (loopback, private, link-local, unique-local) are not looked up.
  * - Answers are kept per address for `ttlMs` (bounded count), so a client's later transactions
@@ -32,6 +32,9 @@ export interface DnsblOptions {
   ttlMs?: number;
   /** Addresses whose answers are kept at once (10,000). */
   maxEntries?: number;
+  /** A list that has not answered in this long lists nobody this time (3 s; the resolver's own
+   * timeouts and retries could hold a MAIL for ten). */
+  timeoutMs?: number;
   now?: () => number;
   /** Told about a list that could not be asked (once per answer kept). */
   onError?: (zone: string, ip: string, err: unknown) => void;
@@ -88,11 +91,22 @@ export function createDnsblChecker(options: DnsblOptions): DnsblChecker {
   const now = options.now ?? Date.now;
   const kept = new LruCache<string, { at: number; verdict: Promise<DnsblVerdict> }>(options.maxEntries ?? 10_000);
 
+  const timeoutMs = options.timeoutMs ?? 3000;
+
+  /** The lookup, or a timeout error once timeoutMs have passed. */
+  function bounded<T>(lookup: Promise<T>, zone: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error(`${zone} did not answer within ${timeoutMs} ms`), { code: 'ETIMEOUT' })), timeoutMs);
+    });
+    return Promise.race([lookup, late]).finally(() => clearTimeout(timer));
+  }
+
   async function ask(ip: string, zone: string): Promise<DnsblVerdict> {
     const name = dnsblQueryName(ip, zone);
     let addresses: string[];
     try {
-      addresses = await options.resolver.resolve4(name);
+      addresses = await bounded(options.resolver.resolve4(name), zone);
     } catch (err) {
       const code = (err as { code?: unknown } | null)?.code;
       if (code !== 'ENOTFOUND' && code !== 'ENODATA') options.onError?.(zone, ip, err);
@@ -106,7 +120,7 @@ export function createDnsblChecker(options: DnsblOptions): DnsblChecker {
     // RFC 5782 §2.1: the TXT record, when there is one, says why.
     let reason: string | null = null;
     try {
-      const txt = await options.resolver.resolveTxt(name);
+      const txt = await bounded(options.resolver.resolveTxt(name), zone);
       if (txt.length > 0) reason = clean(txt[0]!.join(''));
     } catch {
       // A listing without its reason is still a listing.
