@@ -7,8 +7,9 @@
  * - Only the injected Resolver is used (the worker's goes to the owner): tests use a stand-in.
  * - A lookup that fails (timeout, SERVFAIL, no answer within timeoutMs) or answers outside
  *   127.0.0.0/8 lists nobody: mail is never refused because a list is down (fail open), and the
- *   failure is logged once per answer kept. An answer of 127.255.255.x is a list's own error code (Spamhaus: queries through
- *   an open resolver, or over quota), not a listing; 127.0.0.1 is never a listing (RFC 5782 §5).
+ *   failure is logged once per answer kept. An answer of 127.255.255.x is a list's own error
+ *   code (Spamhaus: queries through an open resolver, or over quota), not a listing; 127.0.0.1
+ *   is never a listing (RFC 5782 §5).
  * - Addresses no list can hold (loopback, private, link-local, unique-local) are not looked up.
  * - Answers are kept per address for `ttlMs` (bounded count), so a client's later transactions
  *   and connections cost no lookup.
@@ -55,7 +56,9 @@ UNLISTABLE.addSubnet('::', 127, 'ipv6');
 UNLISTABLE.addSubnet('fc00::', 7, 'ipv6');
 UNLISTABLE.addSubnet('fe80::', 10, 'ipv6');
 
-/** The address as the lists know it: an IPv4-mapped IPv6 address is its IPv4 address. */
+/** The address as the lists know it: an IPv4-mapped IPv6 address is its IPv4 address. (Not
+ * auth's ipKey, which folds an IPv6 address into its /64 for the per-IP limits: a list names
+ * the single address.) */
 function plainAddress(ip: string): string | null {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   if (mapped) return mapped[1]!;
