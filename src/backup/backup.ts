@@ -265,6 +265,7 @@ function queuedFrom(r: BackupRecord): QueuedMessageRecord {
     envid: r.envid as string | null,
     ret: r.ret as QueuedMessageRecord['ret'],
     requireTls: r.requireTls === true,
+    tlsOptional: r.tlsOptional === true,
     isReport: r.isReport === true,
     held: r.held === true,
     recipients,

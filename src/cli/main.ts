@@ -15,7 +15,7 @@ import { importCmd } from './import.js';
 import { backupCmd, exportAccountCmd, restoreCmd } from './backup.js';
 import { appPasswordCommand, CredentialsUsage, totpCommand } from './credentials.js';
 import { dkimDnsRecord, dkimRecordName, generateDkimKeys, loadDkimKeys, type DkimKey } from '../msgauth/dkim-sign.js';
-import { dropQueued, formatQueueList, holdQueued, listQueue, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
+import { describeTls, dropQueued, formatQueueList, holdQueued, listQueue, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
 import { openQueueStore, queueLocation } from '../queue/open.js';
 import { domainSetup, runCheck } from './dns.js';
 import { renderZone } from '../dns/records.js';
@@ -152,6 +152,8 @@ async function queueCmd(argv: string[]): Promise<number> {
       if (!shown) throw new Error(`No queued message ${id}`);
       out(shown.header);
       out('');
+      const tls = describeTls(shown.message);
+      if (tls) out(tls);
       for (const r of shown.message.recipients) out(`${r.address}: ${r.state}${r.lastError ? ` (${r.lastError})` : ''}`);
       return 0;
     }

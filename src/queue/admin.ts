@@ -59,6 +59,14 @@ export async function showQueued(store: QueueStore, id: string): Promise<QueueSh
   return { message, header: body.subarray(0, end < 0 ? Math.min(body.length, 8192) : end).toString('utf8') };
 }
 
+/** The message's TLS requirement as `queue show` prints it, or null for the default (STARTTLS
+ * when offered, the recipient domain's MTA-STS policy applied). */
+export function describeTls(m: QueuedMessageInfo): string | null {
+  if (m.requireTls) return 'TLS: REQUIRETLS (RFC 8689): only over verified TLS, to hosts that offer REQUIRETLS';
+  if (m.tlsOptional) return "TLS: TLS-Required: No (RFC 8689): the recipient domains' MTA-STS policies are set aside; STARTTLS still used when offered";
+  return null;
+}
+
 /** Ids the command applies to: one id, or every message for 'all'. */
 async function targets(store: QueueStore, id: string): Promise<string[]> {
   if (id === 'all') return (await store.listMessages()).map((m) => m.id);

@@ -84,47 +84,59 @@ async function policyId(resolver: Resolver, domain: string): Promise<string | nu
 
 export function createStsPolicyService(options: StsOptions): StsPolicyService {
   const { resolver, store, fetcher, now } = options;
+  // Deliveries to one domain that start together (several messages, REQUIRETLS or not) share one
+  // discovery and at most one fetch.
+  const inflight = new Map<string, Promise<StoredStsPolicy | null>>();
   return {
-    async policyFor(domain) {
+    policyFor(domain) {
       const d = domain.toLowerCase();
-      const cached = await store.getStsPolicy(d);
-      const fresh = cached && cached.expiresAt > now() ? cached : null;
-      let id: string | null;
-      try {
-        id = await policyId(resolver, d);
-      } catch {
-        // RFC 8461 §5.1: when discovery fails, a cached unexpired policy still applies.
-        return fresh && fresh.mode !== 'none' ? fresh : null;
+      let p = inflight.get(d);
+      if (!p) {
+        p = discover(d).finally(() => inflight.delete(d));
+        inflight.set(d, p);
       }
-      if (id === null) return fresh && fresh.mode !== 'none' ? fresh : null;
-      if (fresh && fresh.id === id) return fresh.mode === 'none' ? null : fresh;
-      let text: string | null;
-      try {
-        text = await fetcher(d);
-      } catch {
-        text = null;
-      }
-      if (text === null) return fresh && fresh.mode !== 'none' ? fresh : null;
-      let parsed: { mode: 'enforce' | 'testing' | 'none'; mx?: string[]; maxAge?: number };
-      try {
-        parsed = parsePolicy(text);
-      } catch {
-        return fresh && fresh.mode !== 'none' ? fresh : null;
-      }
-      const t = now();
-      const policy: StoredStsPolicy = {
-        domain: d,
-        id,
-        mode: parsed.mode,
-        mx: parsed.mx ?? [],
-        maxAge: parsed.maxAge ?? 86400,
-        fetchedAt: t,
-        expiresAt: t + (parsed.maxAge ?? 86400) * 1000,
-      };
-      await store.putStsPolicy(policy);
-      return policy.mode === 'none' ? null : policy;
+      return p;
     },
   };
+
+  async function discover(d: string): Promise<StoredStsPolicy | null> {
+    const cached = await store.getStsPolicy(d);
+    const fresh = cached && cached.expiresAt > now() ? cached : null;
+    let id: string | null;
+    try {
+      id = await policyId(resolver, d);
+    } catch {
+      // RFC 8461 §5.1: when discovery fails, a cached unexpired policy still applies.
+      return fresh && fresh.mode !== 'none' ? fresh : null;
+    }
+    if (id === null) return fresh && fresh.mode !== 'none' ? fresh : null;
+    if (fresh && fresh.id === id) return fresh.mode === 'none' ? null : fresh;
+    let text: string | null;
+    try {
+      text = await fetcher(d);
+    } catch {
+      text = null;
+    }
+    if (text === null) return fresh && fresh.mode !== 'none' ? fresh : null;
+    let parsed: { mode: 'enforce' | 'testing' | 'none'; mx?: string[]; maxAge?: number };
+    try {
+      parsed = parsePolicy(text);
+    } catch {
+      return fresh && fresh.mode !== 'none' ? fresh : null;
+    }
+    const t = now();
+    const policy: StoredStsPolicy = {
+      domain: d,
+      id,
+      mode: parsed.mode,
+      mx: parsed.mx ?? [],
+      maxAge: parsed.maxAge ?? 86400,
+      fetchedAt: t,
+      expiresAt: t + (parsed.maxAge ?? 86400) * 1000,
+    };
+    await store.putStsPolicy(policy);
+    return policy.mode === 'none' ? null : policy;
+  }
 }
 
 /** RFC 8461 §4.1: whether an MX host name matches the policy's mx patterns. */

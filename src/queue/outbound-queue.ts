@@ -95,7 +95,7 @@ export interface OutboundOptions {
 export interface EnqueueOptions {
   /** DKIM-sign with the From domain's keys (mail from our own users). */
   sign?: boolean;
-  /** RFC 8689 REQUIRETLS. */
+  /** RFC 8689 REQUIRETLS (a `TLS-Required: No` header field is then ignored, §4.2.2). */
   requireTls?: boolean;
 }
 
@@ -144,9 +144,24 @@ function domainOf(address: string): string {
 }
 
 /** The domain of the first address in the From field (the DKIM d= that aligns for DMARC). */
-export function fromHeaderDomain(message: Buffer): string | null {
+/** The message's own header section (not a part's), as latin1 text, at most 64 KiB of it. */
+function topHeader(message: Buffer): string {
   const end = message.indexOf('\r\n\r\n');
-  const head = message.subarray(0, end < 0 ? Math.min(message.length, 65536) : end).toString('latin1');
+  return message.subarray(0, end < 0 ? Math.min(message.length, 65536) : Math.min(end, 65536)).toString('latin1');
+}
+
+/**
+ * RFC 8689 §3: `TLS-Required: No` in the message's header asks that the recipient domain's TLS
+ * policies (MTA-STS here) be set aside for it, so that it is delivered even where they would hold
+ * it back; TLS is still tried (§4.2.2). Unfolded, case-insensitive, comments not allowed.
+ */
+export function tlsRequiredNo(message: Buffer): boolean {
+  const lines = topHeader(message).replace(/\r\n[ \t]+/g, ' ').split('\r\n');
+  return lines.some((line) => /^tls-required:[ \t]*no[ \t]*$/i.test(line));
+}
+
+export function fromHeaderDomain(message: Buffer): string | null {
+  const head = topHeader(message);
   const m = /^from:((?:.*)(?:\r\n[ \t].*)*)/im.exec(head);
   if (!m) return null;
   const value = m[1]!.replace(/\r\n/g, '');
@@ -335,6 +350,8 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
         envid: envelope.dsn?.envid ?? null,
         ret: envelope.dsn?.ret ?? null,
         requireTls: opts.requireTls ?? false,
+        // RFC 8689 §4.2.2: the header field only counts without the REQUIRETLS parameter.
+        tlsOptional: opts.requireTls !== true && !isReport && tlsRequiredNo(body),
         isReport,
         recipients,
       },
@@ -464,7 +481,8 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
 
   type RouteResult = { kind: 'route'; route: Route } | { kind: 'fail'; status: string; diagnostic: string } | { kind: 'defer'; error: string };
 
-  async function routeFor(domain: string, requireTls: boolean): Promise<RouteResult> {
+  /** `tlsOptional`: RFC 8689 §4.2.2, the recipient domain's TLS policy (MTA-STS) set aside. */
+  async function routeFor(domain: string, requireTls: boolean, tlsOptional: boolean): Promise<RouteResult> {
     const sh = options.smarthost;
     if (sh) {
       let addresses: string[] = [];
@@ -502,7 +520,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     let hosts = dest.hosts;
     let tls: TlsMode = requireTls ? 'verified' : 'opportunistic';
     let note: string | null = null;
-    if (sts) {
+    if (sts && !tlsOptional) {
       const policy = await sts.policyFor(domain);
       if (policy?.mode === 'enforce') {
         // RFC 8461 §4.1-4.2: only MX hosts named by the policy, and only over validated TLS.
@@ -519,7 +537,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     return { kind: 'route', route: { hosts, tls, port, note } };
   }
 
-  async function runDestination(domain: string, requireTls: boolean, tasks: Task[]): Promise<void> {
+  async function runDestination(domain: string, requireTls: boolean, tlsOptional: boolean, tasks: Task[]): Promise<void> {
     // Per-domain rate limit: over the limit, the recipients wait without an attempt counted.
     const allowed: Task[] = [];
     for (const task of tasks) {
@@ -531,7 +549,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
 
     let route: RouteResult;
     try {
-      route = await routeFor(domain, requireTls);
+      route = await routeFor(domain, requireTls, tlsOptional);
     } catch (err) {
       route = { kind: 'defer', error: `451 4.3.0 ${(err as Error).message}` };
     }
@@ -745,13 +763,14 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     // start a second attempt for the same recipient in this process.
     const due = (await store.claimDue(t, 500, t + leaseMs)).filter((r) => !active.has(r.id));
     for (const r of due) active.add(r.id);
-    const groups = new Map<string, { domain: string; requireTls: boolean; tasks: Map<string, Task> }>();
+    const groups = new Map<string, { domain: string; requireTls: boolean; tlsOptional: boolean; tasks: Map<string, Task> }>();
     for (const r of due) {
       // A connection has one source address: messages are grouped by the sender's choice too.
       const src = options.localAddress ? (options.localAddress[domainOf(r.sender)] ? domainOf(r.sender) : '*') : '';
-      const key = `${options.smarthost ? '*' : r.domain}|${r.requireTls ? 1 : 0}|${src}`;
+      const tlsOptional = r.tlsOptional && !r.requireTls;
+      const key = `${options.smarthost ? '*' : r.domain}|${r.requireTls ? 1 : 0}|${tlsOptional ? 1 : 0}|${src}`;
       let g = groups.get(key);
-      if (!g) groups.set(key, (g = { domain: r.domain, requireTls: r.requireTls, tasks: new Map() }));
+      if (!g) groups.set(key, (g = { domain: r.domain, requireTls: r.requireTls, tlsOptional, tasks: new Map() }));
       // Smarthost: one transaction per message whatever the recipient domains.
       const taskKey = options.smarthost ? r.messageId : `${r.messageId}|${r.domain}`;
       let task = g.tasks.get(taskKey);
@@ -761,7 +780,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     const jobs: Promise<void>[] = [];
     for (const g of groups.values()) {
       const tasks = [...g.tasks.values()];
-      const job = runDestination(g.domain, g.requireTls, tasks)
+      const job = runDestination(g.domain, g.requireTls, g.tlsOptional, tasks)
         .catch((err) => log.error({ err, domain: g.domain }, 'outbound delivery job failed'))
         .finally(() => {
           for (const task of tasks) for (const r of task.recipients) active.delete(r.id);

@@ -7,7 +7,7 @@
  * and is attempted again after a restore (docs/operations.md), as with the SQLite queue.
  */
 import pg from 'pg';
-import { SNAPSHOT_MESSAGE_COLUMNS, SNAPSHOT_RECIPIENT_COLUMNS, snapshotMessage, type SnapshotMessageRow, type SnapshotRecipientRow } from './snapshot-row.js';
+import { snapshotMessageColumns, SNAPSHOT_RECIPIENT_COLUMNS, snapshotMessage, type SnapshotMessageRow, type SnapshotRecipientRow } from './snapshot-row.js';
 import { checkQueueSchema, QUEUE_PG_TYPES } from './pg-store.js';
 import type { QueueSnapshot } from './types.js';
 
@@ -31,11 +31,22 @@ export async function openPgQueueSnapshot(url: string, schema: string): Promise<
     throw err;
   }
   const t = (name: string) => `"${schema}".${name}`;
+  let columns: string;
+  try {
+    const has = await client.query(
+      `SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'messages' AND column_name = 'tls_optional'`,
+      [schema],
+    );
+    columns = snapshotMessageColumns(has.rows.length > 0);
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
   return {
     async messages(afterId, limit) {
       const ms = (
         await client.query(
-          `SELECT ${SNAPSHOT_MESSAGE_COLUMNS} FROM ${t('messages')}
+          `SELECT ${columns} FROM ${t('messages')}
             WHERE id COLLATE "C" > $1 ORDER BY id COLLATE "C" LIMIT $2`,
           [afterId, limit],
         )

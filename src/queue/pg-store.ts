@@ -37,7 +37,11 @@ export function checkQueueSchema(schema: string): void {
 }
 
 function schemaSql(schema: string): string {
+  // One statement string is one transaction: the advisory lock (held to its end) keeps nodes
+  // that start together from racing on the same CREATE or ALTER. Changes after the first
+  // release are idempotent statements at the end (ADD COLUMN IF NOT EXISTS).
   return `
+SELECT pg_advisory_xact_lock(hashtext('facteur queue schema ${schema}'));
 CREATE SCHEMA IF NOT EXISTS "${schema}";
 CREATE TABLE IF NOT EXISTS "${schema}".messages (
   id TEXT PRIMARY KEY,
@@ -71,7 +75,8 @@ CREATE INDEX IF NOT EXISTS recipients_message ON "${schema}".recipients(message_
 CREATE TABLE IF NOT EXISTS "${schema}".mta_sts (
   domain TEXT PRIMARY KEY,
   policy TEXT NOT NULL
-);`;
+);
+ALTER TABLE "${schema}".messages ADD COLUMN IF NOT EXISTS tls_optional BOOLEAN NOT NULL DEFAULT false;`;
 }
 
 interface Row {
@@ -134,6 +139,7 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
     held: m.held as boolean,
     isReport: m.is_report as boolean,
     requireTls: m.requiretls as boolean,
+    tlsOptional: m.tls_optional as boolean,
     recipients,
   });
 
@@ -141,9 +147,9 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
     async insert(message, nextAttempt) {
       await tx(async (c) => {
         await c.query(
-          `INSERT INTO ${t('messages')} (id, sender, created_at, size, body, envid, ret, requiretls, is_report)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-          [message.id, message.sender, message.createdAt, message.body.length, message.body, message.envid, message.ret, message.requireTls, message.isReport],
+          `INSERT INTO ${t('messages')} (id, sender, created_at, size, body, envid, ret, requiretls, tls_optional, is_report)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+          [message.id, message.sender, message.createdAt, message.body.length, message.body, message.envid, message.ret, message.requireTls, message.tlsOptional, message.isReport],
         );
         for (const r of message.recipients) {
           await c.query(
@@ -166,7 +172,7 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
            UPDATE ${t('recipients')} r SET lease_until = $3 FROM due WHERE r.id = due.id RETURNING r.*
          )
          SELECT l.id, l.message_id, l.address, l.domain, l.notify, l.orcpt, l.attempts, l.delay_notified, l.last_error,
-                m.sender, m.created_at, m.size, m.envid, m.ret, m.requiretls, m.is_report
+                m.sender, m.created_at, m.size, m.envid, m.ret, m.requiretls, m.tls_optional, m.is_report
            FROM leased l JOIN ${t('messages')} m ON m.id = l.message_id
           ORDER BY l.next_attempt, l.id`,
         [now, limit, leaseUntil],
@@ -188,6 +194,7 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
           envid: (row.envid as string | null) ?? null,
           ret: row.ret === 'FULL' || row.ret === 'HDRS' ? row.ret : null,
           requireTls: row.requiretls as boolean,
+          tlsOptional: row.tls_optional as boolean,
           isReport: row.is_report as boolean,
         }),
       );
@@ -251,7 +258,7 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
       // Several nodes: a lease may belong to a running attempt elsewhere; leases expire instead.
     },
     async listMessages() {
-      const ms = await pool.query(`SELECT id, sender, created_at, size, held, is_report, requiretls FROM ${t('messages')} ORDER BY created_at, id`);
+      const ms = await pool.query(`SELECT id, sender, created_at, size, held, is_report, requiretls, tls_optional FROM ${t('messages')} ORDER BY created_at, id`);
       const rs = await pool.query(`SELECT id, message_id, address, state, attempts, next_attempt, last_error, updated_at FROM ${t('recipients')} ORDER BY id`);
       const byMessage = new Map<string, RecipientInfo[]>();
       for (const r of rs.rows as Row[]) {
@@ -263,7 +270,7 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
       return (ms.rows as Row[]).map((m) => toInfo(m, byMessage.get(m.id as string) ?? []));
     },
     async getMessage(id) {
-      const ms = await pool.query(`SELECT id, sender, created_at, size, held, is_report, requiretls FROM ${t('messages')} WHERE id = $1`, [id]);
+      const ms = await pool.query(`SELECT id, sender, created_at, size, held, is_report, requiretls, tls_optional FROM ${t('messages')} WHERE id = $1`, [id]);
       const m = ms.rows[0] as Row | undefined;
       if (!m) return null;
       const rs = await pool.query(
@@ -285,9 +292,9 @@ export async function openPgQueueStore(options: PgQueueOptions): Promise<QueueSt
     async restore(m, body) {
       return tx(async (c) => {
         const ins = await c.query(
-          `INSERT INTO ${t('messages')} (id, sender, created_at, size, body, envid, ret, requiretls, is_report, held)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
-          [m.id, m.sender, m.createdAt, body.length, body, m.envid, m.ret, m.requireTls, m.isReport, m.held],
+          `INSERT INTO ${t('messages')} (id, sender, created_at, size, body, envid, ret, requiretls, tls_optional, is_report, held)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING`,
+          [m.id, m.sender, m.createdAt, body.length, body, m.envid, m.ret, m.requireTls, m.tlsOptional, m.isReport, m.held],
         );
         if ((ins.rowCount ?? 0) === 0) return false;
         for (const r of m.recipients) {

@@ -43,11 +43,17 @@ export interface SnapshotMessageRow {
   envid: string | null;
   ret: string | null;
   requiretls: number | boolean;
+  tls_optional: number | boolean;
   is_report: number | boolean;
   held: number | boolean;
 }
 
-export const SNAPSHOT_MESSAGE_COLUMNS = 'id, sender, created_at, size, envid, ret, requiretls, is_report, held';
+/** The columns a backup reads of a message. A queue that no server of this release has opened
+ * yet (an upgrade, then a backup before the first start) lacks the later columns: their
+ * defaults are read instead. */
+export function snapshotMessageColumns(hasTlsOptional: boolean): string {
+  return `id, sender, created_at, size, envid, ret, requiretls, ${hasTlsOptional ? 'tls_optional' : 'false AS tls_optional'}, is_report, held`;
+}
 
 
 export function snapshotMessage(m: SnapshotMessageRow, recipients: readonly SnapshotRecipientRow[]): QueuedMessageRecord {
@@ -59,6 +65,7 @@ export function snapshotMessage(m: SnapshotMessageRow, recipients: readonly Snap
     envid: m.envid,
     ret: m.ret === 'FULL' || m.ret === 'HDRS' ? m.ret : null,
     requireTls: truth(m.requiretls),
+    tlsOptional: truth(m.tls_optional),
     isReport: truth(m.is_report),
     held: truth(m.held),
     recipients: recipients.map(snapshotRecipient),

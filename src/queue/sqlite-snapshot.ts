@@ -7,7 +7,7 @@
  * and is attempted again after a restore (docs/operations.md).
  */
 import Database from 'better-sqlite3';
-import { SNAPSHOT_MESSAGE_COLUMNS, SNAPSHOT_RECIPIENT_COLUMNS, snapshotMessage, type SnapshotMessageRow, type SnapshotRecipientRow } from './snapshot-row.js';
+import { snapshotMessageColumns, SNAPSHOT_RECIPIENT_COLUMNS, snapshotMessage, type SnapshotMessageRow, type SnapshotRecipientRow } from './snapshot-row.js';
 import type { QueueSnapshot } from './types.js';
 
 const CHUNK = 1024 * 1024;
@@ -24,7 +24,8 @@ export function openSqliteQueueSnapshot(path: string): QueueSnapshot {
     throw err;
   }
   const page = db.prepare(
-    `SELECT ${SNAPSHOT_MESSAGE_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?`,
+    `SELECT ${snapshotMessageColumns(db.prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'tls_optional'").get() !== undefined)}
+       FROM messages WHERE id > ? ORDER BY id LIMIT ?`,
   );
   const recipients = db.prepare(`SELECT ${SNAPSHOT_RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? ORDER BY id`);
   const chunk = db.prepare('SELECT substr(body, ?, ?) AS d FROM messages WHERE id = ?').pluck();

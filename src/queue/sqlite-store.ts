@@ -5,6 +5,10 @@
  * Durability: WAL with synchronous=FULL, so every commit is fsync'd before it returns; the
  * message bytes are a BLOB column written in the same transaction as the rows, so an enqueue
  * that resolved cannot leave a recipient without its message.
+ *
+ * Schema: SCHEMA is version 0, the first release's; each later change is a step of MIGRATIONS,
+ * applied in order at open inside one transaction with the `user_version` it reaches, so a
+ * queue.db of any earlier release opens with its queued mail intact.
  */
 import Database from 'better-sqlite3';
 import { formatNotify, parseNotify } from './notify-column.js';
@@ -56,6 +60,25 @@ CREATE TABLE IF NOT EXISTS mta_sts (
 );
 `;
 
+/** Step i takes the schema from user_version i to i + 1. Never edit a step; add one. */
+const MIGRATIONS: readonly string[] = [
+  // 1: RFC 8689 §4.2.2, `TLS-Required: No`.
+  `ALTER TABLE messages ADD COLUMN tls_optional INTEGER NOT NULL DEFAULT 0`,
+];
+
+/** Brings a queue database to the current schema; refuses one written by a newer release. */
+export function migrateQueueDb(db: Database.Database): void {
+  db.exec(SCHEMA);
+  db.transaction(() => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      throw new Error(`Cannot open the queue database: its schema version ${version} is newer than this release's (${MIGRATIONS.length})`);
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+    if (version !== MIGRATIONS.length) db.pragma(`user_version = ${MIGRATIONS.length}`);
+  }).immediate();
+}
+
 export interface DueRow {
   id: number;
   message_id: string;
@@ -72,6 +95,7 @@ export interface DueRow {
   envid: string | null;
   ret: string | null;
   requiretls: number;
+  tls_optional: number;
   is_report: number;
 }
 
@@ -83,6 +107,7 @@ interface MessageRow {
   held: number;
   is_report: number;
   requiretls: number;
+  tls_optional: number;
 }
 
 interface RecipientRow {
@@ -103,11 +128,11 @@ export function openSqliteQueueStore(path: string): QueueStore {
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
-  db.exec(SCHEMA);
+  migrateQueueDb(db);
 
   const insertMessage = db.prepare(
-    `INSERT INTO messages (id, sender, created_at, size, body, envid, ret, requiretls, is_report)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO messages (id, sender, created_at, size, body, envid, ret, requiretls, tls_optional, is_report)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const insertRecipient = db.prepare(
     `INSERT INTO recipients (message_id, address, domain, notify, orcpt, state, next_attempt, updated_at)
@@ -115,15 +140,15 @@ export function openSqliteQueueStore(path: string): QueueStore {
   );
   const selectDue = db.prepare(
     `SELECT r.id, r.message_id, r.address, r.domain, r.notify, r.orcpt, r.attempts, r.delay_notified, r.last_error,
-            m.sender, m.created_at, m.size, m.envid, m.ret, m.requiretls, m.is_report
+            m.sender, m.created_at, m.size, m.envid, m.ret, m.requiretls, m.tls_optional, m.is_report
        FROM recipients r JOIN messages m ON m.id = r.message_id
       WHERE r.state = 'queued' AND r.next_attempt <= ? AND r.lease_until <= ? AND m.held = 0
       ORDER BY r.next_attempt, r.id
       LIMIT ?`,
   );
   const restoreMessage = db.prepare(
-    `INSERT INTO messages (id, sender, created_at, size, body, envid, ret, requiretls, is_report, held)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
+    `INSERT INTO messages (id, sender, created_at, size, body, envid, ret, requiretls, tls_optional, is_report, held)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
   );
   const restoreRecipient = db.prepare(
     `INSERT INTO recipients (message_id, address, domain, notify, orcpt, state, attempts, next_attempt, last_error, delay_notified, updated_at)
@@ -156,9 +181,9 @@ export function openSqliteQueueStore(path: string): QueueStore {
   );
   const clearLeases = db.prepare(`UPDATE recipients SET lease_until = 0 WHERE lease_until <> 0`);
   const listMessages = db.prepare(
-    `SELECT id, sender, created_at, size, held, is_report, requiretls FROM messages ORDER BY created_at, id`,
+    `SELECT id, sender, created_at, size, held, is_report, requiretls, tls_optional FROM messages ORDER BY created_at, id`,
   );
-  const getMessage = db.prepare(`SELECT id, sender, created_at, size, held, is_report, requiretls FROM messages WHERE id = ?`);
+  const getMessage = db.prepare(`SELECT id, sender, created_at, size, held, is_report, requiretls, tls_optional FROM messages WHERE id = ?`);
   const allRecipients = db.prepare(
     `SELECT id, message_id, address, state, attempts, next_attempt, last_error, updated_at FROM recipients ORDER BY id`,
   );
@@ -226,6 +251,7 @@ export function openSqliteQueueStore(path: string): QueueStore {
     held: m.held !== 0,
     isReport: m.is_report !== 0,
     requireTls: m.requiretls !== 0,
+    tlsOptional: m.tls_optional !== 0,
     recipients,
   });
 
@@ -239,6 +265,7 @@ export function openSqliteQueueStore(path: string): QueueStore {
       message.envid,
       message.ret,
       message.requireTls ? 1 : 0,
+      message.tlsOptional ? 1 : 0,
       message.isReport ? 1 : 0,
     );
     for (const r of message.recipients) {
@@ -247,7 +274,7 @@ export function openSqliteQueueStore(path: string): QueueStore {
   };
   const restoreTx = (m: QueuedMessageRecord, body: Buffer): boolean => {
     const b = (x: boolean) => (x ? 1 : 0);
-    if (restoreMessage.run(m.id, m.sender, m.createdAt, body.length, body, m.envid, m.ret, b(m.requireTls), b(m.isReport), b(m.held)).changes === 0) {
+    if (restoreMessage.run(m.id, m.sender, m.createdAt, body.length, body, m.envid, m.ret, b(m.requireTls), b(m.tlsOptional), b(m.isReport), b(m.held)).changes === 0) {
       return false;
     }
     for (const r of m.recipients) {
@@ -305,6 +332,7 @@ export function openSqliteQueueStore(path: string): QueueStore {
           envid: r.envid,
           ret: r.ret === 'FULL' || r.ret === 'HDRS' ? r.ret : null,
           requireTls: r.requiretls !== 0,
+          tlsOptional: r.tls_optional !== 0,
           isReport: r.is_report !== 0,
         }),
       );

@@ -45,6 +45,9 @@ export interface NewQueuedMessage {
   ret: 'FULL' | 'HDRS' | null;
   /** RFC 8689: deliver only over validated TLS to hosts that support REQUIRETLS. */
   requireTls: boolean;
+  /** RFC 8689 §4.2.2: the message says `TLS-Required: No` (and has no REQUIRETLS): the
+   * recipient domain's TLS policy (MTA-STS) is set aside, TLS still tried. */
+  tlsOptional: boolean;
   /** A report this server generated (DSN): it is never itself bounced. */
   isReport: boolean;
   recipients: ReadonlyArray<{ address: string; domain: string; notify: readonly DsnNotify[] | null; orcpt: string | null }>;
@@ -58,6 +61,7 @@ export interface QueuedEnvelope {
   envid: string | null;
   ret: 'FULL' | 'HDRS' | null;
   requireTls: boolean;
+  tlsOptional: boolean;
   isReport: boolean;
 }
 
@@ -92,6 +96,7 @@ export interface QueuedMessageInfo {
   held: boolean;
   isReport: boolean;
   requireTls: boolean;
+  tlsOptional: boolean;
   recipients: RecipientInfo[];
 }
 

@@ -177,7 +177,7 @@ async function populateQueue(dir: string, now = Date.now(), storeLocation = dir)
       notify,
       orcpt,
     });
-    const base = { sender: 'bob@example.com', createdAt: now - 10 * MINUTE, envid: null, ret: null, requireTls: false, isReport: false };
+    const base = { sender: 'bob@example.com', createdAt: now - 10 * MINUTE, envid: null, ret: null, requireTls: false, tlsOptional: false, isReport: false };
     await q.insert(
       {
         ...base,
@@ -197,7 +197,7 @@ async function populateQueue(dir: string, now = Date.now(), storeLocation = dir)
     await q.markDelayNotified([id('cy@example.net')]);
     await q.insert({ ...base, id: Q_HELD, body: body('held'), requireTls: true, recipients: [rcpt('dee@example.net')] }, now - 5 * MINUTE);
     await q.setHeld(Q_HELD, true);
-    await q.insert({ ...base, id: Q_FLIGHT, body: body('flight'), recipients: [rcpt('eve@example.net', ['DELAY'])] }, now - MINUTE);
+    await q.insert({ ...base, id: Q_FLIGHT, body: body('flight'), tlsOptional: true, recipients: [rcpt('eve@example.net', ['DELAY'])] }, now - MINUTE);
     const flying = await q.claimDue(now, 10, now + 15 * MINUTE);
     assert.deepEqual(flying.map((r) => r.address), ['eve@example.net'], 'one recipient in flight at backup time');
   }, storeLocation);

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import {
   dropQueued,
+  describeTls,
   formatQueueList,
   holdQueued,
   listQueue,
@@ -35,6 +36,12 @@ test('queue list and show describe each message and recipient', async () => {
       ['carol@example.net', 'queued', 1],
     ]);
     assert.equal(await showQueued(h.store, 'nope'), null);
+    assert.equal(describeTls(shown!.message), null);
+    const optional = Buffer.from(MESSAGE.toString().replace('Subject: Hello\r\n', 'Subject: Hello\r\nTLS-Required: No\r\n'));
+    const relaxed = await h.queue.enqueue(optional, { from: 'alice@example.org', to: ['bob@example.net'] });
+    assert.match(describeTls((await showQueued(h.store, relaxed.id))!.message) ?? '', /^TLS: TLS-Required: No .*MTA-STS policies are set aside/);
+    const strict = await h.queue.enqueue(optional, { from: 'alice@example.org', to: ['bob@example.net'] }, { requireTls: true });
+    assert.match(describeTls((await showQueued(h.store, strict.id))!.message) ?? '', /^TLS: REQUIRETLS /);
     assert.equal(formatQueueList([]), 'Queue is empty\n');
   } finally {
     await h.close();

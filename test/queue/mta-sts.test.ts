@@ -139,3 +139,57 @@ test('REQUIRETLS: a host without the extension is refused for good (5.7.30), the
     await c.cleanup();
   }
 });
+
+test('TLS-Required: No sets the MTA-STS policy aside (TLS still tried); REQUIRETLS overrides the header field', async () => {
+  const c = await certificate();
+  // A certificate no one trusts, and a policy in enforce mode that excludes the MX.
+  const sink = await startSink({ key: c.key, cert: c.cert });
+  const fetched: string[] = [];
+  const h = await makeQueue(mockResolver(DNS), {
+    port: sink.port,
+    mtaSts: {
+      fetcher: async (domain) => {
+        fetched.push(domain);
+        return 'version: STSv1\r\nmode: enforce\r\nmx: *.other.example\r\nmax_age: 86400\r\n';
+      },
+    },
+  });
+  const optional = Buffer.from(MESSAGE.toString().replace('Subject: Hello\r\n', 'Subject: Hello\r\nTLS-Required:\r\n  No \r\n'));
+  try {
+    const plain = await h.queue.enqueue(MESSAGE, { from: 'alice@example.org', to: ['bob@example.net'] });
+    const relaxed = await h.queue.enqueue(optional, { from: 'alice@example.org', to: ['carol@example.net'] });
+    const both = await h.queue.enqueue(optional, { from: 'alice@example.org', to: ['dave@example.net'] }, { requireTls: true });
+    assert.equal((await h.store.getMessage(relaxed.id))?.tlsOptional, true);
+    assert.equal((await h.store.getMessage(both.id))?.tlsOptional, false, 'RFC 8689 §4.2.2: ignored with REQUIRETLS');
+    await h.queue.runDue();
+    // The header field's message went out, over the TLS the remote offered (unverified).
+    assert.equal(sink.count('carol@example.net'), 1);
+    const got = sink.received.find((m) => m.to.includes('carol@example.net'))!;
+    assert.equal(got.secure, true);
+    assert.match(got.data.toString(), /^TLS-Required:\r\n  No \r\n/m, 'the field travels on');
+    // The others stay held back by the policy.
+    assert.equal(sink.count('bob@example.net'), 0);
+    assert.equal(sink.count('dave@example.net'), 0);
+    assert.match((await h.store.getMessage(plain.id))?.recipients[0]?.lastError ?? '', /4\.7\.5 MTA-STS policy of example\.net excludes/);
+    assert.match((await h.store.getMessage(both.id))?.recipients[0]?.lastError ?? '', /4\.7\.5 MTA-STS policy of example\.net excludes/);
+    assert.deepEqual(fetched, ['example.net']);
+  } finally {
+    await h.close();
+    await sink.close();
+    await c.cleanup();
+  }
+});
+
+test('TLS-Required: No is read from the message header only, folded or not, and only with the value No', async () => {
+  const { tlsRequiredNo } = await import('../../src/queue/outbound-queue.js');
+  const m = (head: string, body = 'hello\r\n') => Buffer.from(`${head}\r\n\r\n${body}`);
+  assert.equal(tlsRequiredNo(m('Subject: a\r\nTLS-Required: No')), true);
+  assert.equal(tlsRequiredNo(m('tls-required:no\r\nSubject: a')), true);
+  assert.equal(tlsRequiredNo(m('TLS-Required:\r\n\tNO\t\r\nSubject: a')), true);
+  assert.equal(tlsRequiredNo(m('TLS-Required: No thanks')), false);
+  assert.equal(tlsRequiredNo(m('TLS-Required: No\r\n thanks')), false, 'a folded continuation is part of the value');
+  assert.equal(tlsRequiredNo(m('TLS-Required: Yes')), false);
+  assert.equal(tlsRequiredNo(m('X-TLS-Required: No')), false);
+  assert.equal(tlsRequiredNo(m('Subject: a', 'TLS-Required: No\r\n')), false, 'not in the body');
+  assert.equal(tlsRequiredNo(m('Content-Type: message/rfc822', 'TLS-Required: No\r\n\r\nx\r\n')), false, 'not in an attached message');
+});

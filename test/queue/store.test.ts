@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import Database from 'better-sqlite3';
 import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
 import { openPgQueueStore } from '../../src/queue/pg-store.js';
 import { queueDbPath } from '../../src/queue/admin.js';
@@ -20,6 +21,8 @@ interface Opened {
   store: QueueStore;
   /** Another node on the same queue (PostgreSQL only). */
   another?: () => Promise<QueueStore>;
+  /** The PostgreSQL schema of the queue. */
+  schema?: string;
   cleanup: () => Promise<void>;
 }
 
@@ -41,6 +44,7 @@ if (PG_URL) {
     const others: QueueStore[] = [];
     return {
       store,
+      schema,
       another: async () => {
         const s = await openPgQueueStore({ url: PG_URL, schema });
         others.push(s);
@@ -70,6 +74,7 @@ function message(id: string, rcpts: string[], createdAt = 1000): NewQueuedMessag
     envid: null,
     ret: null,
     requireTls: false,
+    tlsOptional: false,
     isReport: false,
     recipients: rcpts.map((address) => ({ address, domain: address.split('@')[1]!, notify: null, orcpt: null })),
   };
@@ -87,6 +92,7 @@ for (const [name, open] of Object.entries(BACKENDS)) {
         envid: 'e-1',
         ret: 'HDRS',
         requireTls: true,
+        tlsOptional: false,
         isReport: false,
         held: false,
         recipients: [
@@ -101,7 +107,7 @@ for (const [name, open] of Object.entries(BACKENDS)) {
       const due = await store.claimDue(5000, 10, 9999);
       assert.deepEqual(
         due.map(({ id, ...d }) => (void id, d)),
-        [{ messageId: 'm1restored', address: 'x@example.net', domain: 'example.net', notify: ['SUCCESS', 'DELAY'], orcpt: 'rfc822;x@example.net', attempts: 3, delayNotified: true, lastError: '451 later', sender: 'a@example.org', createdAt: 1000, size: 6, envid: 'e-1', ret: 'HDRS', requireTls: true, isReport: false }],
+        [{ messageId: 'm1restored', address: 'x@example.net', domain: 'example.net', notify: ['SUCCESS', 'DELAY'], orcpt: 'rfc822;x@example.net', attempts: 3, delayNotified: true, lastError: '451 later', sender: 'a@example.org', createdAt: 1000, size: 6, envid: 'e-1', ret: 'HDRS', requireTls: true, tlsOptional: false, isReport: false }],
       );
       const info = await store.getMessage('m1restored');
       assert.deepEqual(info?.recipients.map((r) => [r.address, r.state, r.attempts, r.nextAttempt, r.updatedAt]), [
@@ -153,6 +159,20 @@ for (const [name, open] of Object.entries(BACKENDS)) {
       const y = claimed.find((r) => r.address === 'y@b.test')!;
       await store.finish([y.id], 'failed', '550 no', 300);
       assert.deepEqual(await store.depth(), { recipients: 1, messages: 1, held: 1 });
+    } finally {
+      await cleanup();
+    }
+  });
+
+  test(`${name}: a message's TLS-Required: No is kept with it (claims, listing, show)`, async () => {
+    const { store, cleanup } = await open();
+    try {
+      await store.insert({ ...message('m1', ['x@a.test']), tlsOptional: true }, 100);
+      await store.insert(message('m2', ['y@a.test']), 100);
+      const due = await store.claimDue(200, 10, 10_000);
+      assert.deepEqual(due.map((r) => [r.messageId, r.tlsOptional]).sort(), [['m1', true], ['m2', false]]);
+      assert.equal((await store.getMessage('m1'))?.tlsOptional, true);
+      assert.deepEqual((await store.listMessages()).map((m) => [m.id, m.tlsOptional]).sort(), [['m1', true], ['m2', false]]);
     } finally {
       await cleanup();
     }
@@ -232,6 +252,60 @@ for (const [name, open] of Object.entries(BACKENDS)) {
     }
   });
 }
+
+test('sqlite: a queue.db of the first schema is migrated with its mail; a newer one is refused', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'facteur-qstore-'));
+  try {
+    const path = queueDbPath(dir);
+    const first = openSqliteQueueStore(path);
+    await first.insert(message('m1', ['x@a.test']), 100);
+    await first.close();
+    // The first release's queue.db: no tls_optional column, user_version 0.
+    const old = new Database(path);
+    old.exec('ALTER TABLE messages DROP COLUMN tls_optional');
+    old.pragma('user_version = 0');
+    old.close();
+    const store = openSqliteQueueStore(path);
+    try {
+      const due = await store.claimDue(200, 10, 10_000);
+      assert.deepEqual(due.map((r) => [r.messageId, r.address, r.tlsOptional]), [['m1', 'x@a.test', false]]);
+      await store.insert({ ...message('m2', ['y@a.test']), tlsOptional: true }, 100);
+      assert.equal((await store.getMessage('m2'))?.tlsOptional, true);
+    } finally {
+      await store.close();
+    }
+    const check = new Database(path);
+    assert.equal(check.pragma('user_version', { simple: true }), 1);
+    check.pragma('user_version = 7');
+    check.close();
+    assert.throws(() => openSqliteQueueStore(path), /schema version 7 is newer/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('postgres: a queue of the first schema gets the new column, its mail intact', { skip: !PG_URL && 'FACTEUR_TEST_PG not set' }, async () => {
+  const { store, another, schema, cleanup } = await BACKENDS.postgres!();
+  try {
+    await store.insert(message('m1', ['x@a.test']), 100);
+    // The first release's schema: no tls_optional column.
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    try {
+      await admin.query(`ALTER TABLE "${schema}".messages DROP COLUMN tls_optional`);
+    } finally {
+      await admin.end();
+    }
+    // Two nodes of the new release starting together: the advisory lock orders their ALTERs.
+    const [a, b] = await Promise.all([another!(), another!()]);
+    const due = await a.claimDue(200, 10, 10_000);
+    assert.deepEqual(due.map((r) => [r.messageId, r.address, r.tlsOptional]), [['m1', 'x@a.test', false]]);
+    await b.insert({ ...message('m2', ['y@a.test']), tlsOptional: true }, 100);
+    assert.equal((await a.getMessage('m2'))?.tlsOptional, true);
+  } finally {
+    await cleanup();
+  }
+});
 
 test('postgres: nodes claiming at the same time take disjoint recipients (SKIP LOCKED)', { skip: !PG_URL && 'FACTEUR_TEST_PG not set' }, async () => {
   const { store, another, cleanup } = await BACKENDS.postgres!();
