@@ -230,6 +230,13 @@ export interface MailboxRestore {
 
 /** An account as a backup holds it: created without the default mailboxes (the backup has its
  * own), with its settings, creation date and subscriptions. */
+/** What a local address reaches (MailStore.resolveRecipientRoute). */
+export interface RecipientRoute {
+  accounts: Account[];
+  /** Remote addresses, lowercased, to forward a copy to. */
+  forwards: string[];
+}
+
 export type AccountRestore = Omit<Account, 'id' | 'domain' | 'totpSecret' | 'totpLastStep'> & {
   /** Floor for the account's modseq (RFC 7162: never lower than one a client has seen). */
   modseq: ModSeq;
@@ -421,6 +428,9 @@ export interface MailStore {
   /** The same accounts, read with them (what an RCPT checks: disabled, quotas): one statement
    * per address visited instead of a resolve and then a read of each account. */
   resolveRecipientAccounts(address: string): Promise<Account[]>;
+  /** The same accounts, and the remote addresses the address's aliases forward to (an alias
+   * target in a domain that is not local), deduplicated. */
+  resolveRecipientRoute(address: string): Promise<RecipientRoute>;
   /** Addresses an account may send as: its own address and the aliases that lead to it. */
   sendableAddresses(accountId: AccountId): Promise<string[]>;
 

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import Database from 'better-sqlite3';
 import { openSqliteQueueStore } from '../../src/queue/sqlite-store.js';
+import { openSqliteQueueSnapshot } from '../../src/queue/sqlite-snapshot.js';
 import { openPgQueueStore } from '../../src/queue/pg-store.js';
 import { queueDbPath } from '../../src/queue/admin.js';
 import type { NewQueuedMessage, QueuedMessageRecord, QueueStore } from '../../src/queue/types.js';
@@ -265,6 +266,13 @@ test('sqlite: a queue.db of the first schema is migrated with its mail; a newer 
     old.exec('ALTER TABLE messages DROP COLUMN tls_optional');
     old.pragma('user_version = 0');
     old.close();
+    // A backup taken before any server of this release opened it reads the default.
+    const snap = openSqliteQueueSnapshot(path);
+    try {
+      assert.deepEqual((await snap.messages('', 10)).map((m) => [m.id, m.tlsOptional, m.requireTls]), [['m1', false, false]]);
+    } finally {
+      await snap.close();
+    }
     const store = openSqliteQueueStore(path);
     try {
       const due = await store.claimDue(200, 10, 10_000);

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import type { AccountId, MailboxId, ModSeq, Uid } from '../../src/lib/brand.js';
 import { asAccountId, asMailboxId, asModSeq, asUid, asUidValidity } from '../../src/lib/brand.js';
 import { StoreError } from '../../src/store/types.js';
-import type { Account, ChangeEvent, EntryRestore, MailStore, Mailbox, MessageEntry, ViewEntries } from '../../src/store/types.js';
+import type { Account, ChangeEvent, EntryRestore, MailStore, Mailbox, MessageEntry, RecipientRoute, ViewEntries } from '../../src/store/types.js';
 import { testMessage } from '../helpers/store.js';
 import { parseMessage } from '../../src/mail/parse.js';
 import { storeSortView } from '../../src/imap/search/sort.js';
@@ -27,6 +27,8 @@ interface World {
 }
 
 const uids = (...n: number[]): Uid[] => n.map(asUid);
+/** A route with the accounts by address, for comparisons. */
+const brief = (r: RecipientRoute): { accounts: string[]; forwards: string[] } => ({ accounts: r.accounts.map((a) => a.address), forwards: r.forwards });
 
 async function rejectsWith(p: Promise<unknown>, code: StoreError['code']): Promise<void> {
   await assert.rejects(p, (err: unknown) => err instanceof StoreError && err.code === code);
@@ -311,6 +313,34 @@ export function registerStoreSuite(backend: string, open: () => Promise<OpenedSt
         const [a] = await store.resolveRecipientAccounts('alice@example.com');
         a!.disabled = false;
         assert.equal((await store.resolveRecipientAccounts('alice@example.com'))[0]?.disabled, true);
+      }));
+
+    test('an alias target outside the local domains is a forward: collected once, never looked up', () =>
+      withStore(async ({ store, bob, alice }) => {
+        await store.addAlias('me@example.com', 'Bob@Example.com');
+        await store.addAlias('me@example.com', 'bob.elsewhere@gmail.example');
+        await store.addAlias('team@example.com', 'me@example.com');
+        await store.addAlias('team@example.com', 'bob.elsewhere@gmail.example');
+        await store.addAlias('team@example.com', 'ext@other.example');
+        assert.deepEqual(await store.resolveRecipientRoute('me@example.com').then(brief), { accounts: [bob.address], forwards: ['bob.elsewhere@gmail.example'] });
+        assert.deepEqual(await store.resolveRecipientRoute('TEAM@example.com').then(brief), {
+          accounts: [bob.address],
+          forwards: ['bob.elsewhere@gmail.example', 'ext@other.example'],
+        });
+        // Forward only: no account, still an address the server knows.
+        await store.addAlias('away@example.com', 'far@gmail.example');
+        assert.deepEqual(await store.resolveRecipientRoute('away@example.com').then(brief), { accounts: [], forwards: ['far@gmail.example'] });
+        assert.deepEqual(await store.resolveRecipient('away@example.com'), []);
+        // A remote domain's catch-all, plus-addressing or accounts are never consulted: an alias
+        // source in a domain that becomes local later is not followed either until it is.
+        assert.deepEqual(await store.resolveRecipientRoute('alice@example.com').then(brief), { accounts: [alice.address], forwards: [] });
+        assert.deepEqual(await store.resolveRecipientRoute('nobody@example.com').then(brief), { accounts: [], forwards: [] });
+        // A domain's catch-all may forward the whole domain.
+        await store.addAlias('@example.com', 'inbox@archive.example');
+        assert.deepEqual(await store.resolveRecipientRoute('random@example.com').then(brief), { accounts: [], forwards: ['inbox@archive.example'] });
+        // The target's domain becomes local: it is looked up instead (no account there: nothing).
+        await store.addDomain('gmail.example');
+        assert.deepEqual(await store.resolveRecipientRoute('me@example.com').then(brief), { accounts: [bob.address], forwards: [] });
       }));
 
     test('the catch-all applies only to addresses nothing else knows', () =>

@@ -72,7 +72,7 @@ import type { MailboxHead, ViewCacheOptions, ViewCacheStats, ViewRow, ViewSource
 import type { NotifyFeed } from '../../notify-feed.js';
 import { QuietMailboxes } from './quiet.js';
 import { planMetadata } from '../../metadata.js';
-import { MAX_ALIAS_DEPTH, resolveAddress } from '../../recipients.js';
+import { MAX_ALIAS_DEPTH, resolveAddress, type ResolvedAddress } from '../../recipients.js';
 import { entryFacts, SORT_KEY_COLS, threadNamesOf, threadTextOf, toAccount, toSortKeys, warmListSql, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows } from '../sort-columns.js';
 import type { AccountRowOf } from '../rows.js';
@@ -115,6 +115,7 @@ import type {
   ViewEntries,
   Pop3DeletePolicy,
   QuotaUsage,
+  RecipientRoute,
   SetFlagsResult,
   SpecialUse,
   TextQuery,
@@ -1380,21 +1381,26 @@ class PgStore implements MailStore {
   }
 
   async resolveRecipient(address: string): Promise<AccountId[]> {
-    return (await this.#resolve(address)).map((r) => asAccountId(Number(r.id)));
+    return (await this.#resolve(address)).accounts.map((r) => asAccountId(Number(r.id)));
   }
 
   async resolveRecipientAccounts(address: string): Promise<Account[]> {
-    return (await this.#resolve(address)).map(toAccount);
+    return (await this.#resolve(address)).accounts.map(toAccount);
+  }
+
+  async resolveRecipientRoute(address: string): Promise<RecipientRoute> {
+    const r = await this.#resolve(address);
+    return { accounts: r.accounts.map(toAccount), forwards: r.forwards };
   }
 
   /** The account rows an address reaches (store/recipients.ts): one round trip per address
    * visited, the account's row and the alias targets together. */
-  async #resolve(address: string): Promise<AccountRow[]> {
+  async #resolve(address: string): Promise<ResolvedAddress<AccountRow>> {
     let start: string;
     try {
       start = normalizeAddress(address);
     } catch {
-      return [];
+      return { accounts: [], forwards: [] };
     }
     return this.#read(() =>
       resolveAddress(start, async (addr) => {
@@ -1405,7 +1411,7 @@ class PgStore implements MailStore {
           [addr],
         );
         return { account: row !== undefined && row.id !== null ? row : undefined, targets: row?.alias_targets ?? [] };
-      }),
+      }, async (domain) => ((await this.#pool.query('SELECT 1 FROM domains WHERE name = $1', [domain])).rowCount ?? 0) > 0),
     );
   }
 

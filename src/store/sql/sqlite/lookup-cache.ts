@@ -18,9 +18,10 @@
 /** Answers kept per kind (domains, addresses). */
 export const MAX_LOOKUPS = 4096;
 
-export class LookupCache<A> {
+/** R: what an address resolves to (the owner's type; kept as given, never changed). */
+export class LookupCache<R> {
   readonly #domains = new Map<string, boolean>();
-  readonly #addresses = new Map<string, readonly A[]>();
+  readonly #addresses = new Map<string, R>();
   #version: number | null = null;
   #generation = 0;
 
@@ -50,15 +51,15 @@ export class LookupCache<A> {
     remember(this.#domains, name, local);
   }
 
-  /** The accounts a normalised address reaches; the caller must not change the array. */
-  address(address: string): readonly A[] | undefined {
+  /** What a normalised address reaches; the caller must not change it. */
+  address(address: string): R | undefined {
     return this.#addresses.get(address);
   }
 
   /** `generation`: the cache's when the reads began; the answer is dropped if it was cleared
    * since (a resolution visits several addresses, with awaits between them). */
-  setAddress(address: string, accounts: readonly A[], generation: number): void {
-    if (generation === this.#generation) remember(this.#addresses, address, accounts);
+  setAddress(address: string, answer: R, generation: number): void {
+    if (generation === this.#generation) remember(this.#addresses, address, answer);
   }
 }
 

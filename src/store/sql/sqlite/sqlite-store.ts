@@ -94,7 +94,7 @@ import {
   checkTotp,
 } from '../../names.js';
 import { planMetadata } from '../../metadata.js';
-import { MAX_ALIAS_DEPTH, resolveAddress } from '../../recipients.js';
+import { MAX_ALIAS_DEPTH, resolveAddress, type ResolvedAddress } from '../../recipients.js';
 import { SORT_KEY_COLS, threadTextOf, toAccount, toSortKeys, warmListSql, type SortKeyRow, type ThreadTextSource } from '../rows.js';
 import { parseRankGroups, parseThreadRows, rankNumbers } from '../sort-columns.js';
 import { BLOB_CACHE_MAX_READ, BlobPrefixCache, DEFAULT_BLOB_CACHE_BYTES, DEFAULT_FACTS_CACHE_BYTES, DEFAULT_PARSED_CACHE_BYTES, EntryFactsCache, ParsedCache, parsedWeight, readFromStart } from '../../read-cache.js';
@@ -141,6 +141,7 @@ import type {
   ViewEntries,
   Pop3DeletePolicy,
   QuotaUsage,
+  RecipientRoute,
   SetFlagsResult,
   SpecialUse,
   TextQuery,
@@ -647,7 +648,7 @@ class SqliteStore implements MailStore {
   readonly #factsCache: EntryFactsCache;
   readonly #views: ViewCache;
   /** The RCPT path's answers (isLocalDomain, #resolve), kept as lookup-cache.ts says. */
-  readonly #lookups = new LookupCache<Account>();
+  readonly #lookups = new LookupCache<ResolvedAddress<Account>>();
   /** What changesSince read of mailboxes since the last write: see #head. */
   readonly #heads = new Map<number, HeadEntry>();
   /** The mailbox rows read by name or listed since the last write, per account (#mailboxNamed). */
@@ -1671,7 +1672,7 @@ class SqliteStore implements MailStore {
   }
 
   /** The lookup cache, emptied first if another connection committed since its last use. */
-  #checkedLookups(): LookupCache<Account> {
+  #checkedLookups(): LookupCache<ResolvedAddress<Account>> {
     this.#lookups.check(this.#q('PRAGMA data_version').pluck().get() as number);
     return this.#lookups;
   }
@@ -1869,23 +1870,28 @@ class SqliteStore implements MailStore {
   }
 
   async resolveRecipient(address: string): Promise<AccountId[]> {
-    return (await this.#resolve(address)).map((a) => a.id);
+    return (await this.#resolve(address)).accounts.map((a) => a.id);
   }
 
   async resolveRecipientAccounts(address: string): Promise<Account[]> {
     // Copies: the cached accounts stay as read.
-    return (await this.#resolve(address)).map((a) => ({ ...a }));
+    return (await this.#resolve(address)).accounts.map((a) => ({ ...a }));
+  }
+
+  async resolveRecipientRoute(address: string): Promise<RecipientRoute> {
+    const r = await this.#resolve(address);
+    return { accounts: r.accounts.map((a) => ({ ...a })), forwards: [...r.forwards] };
   }
 
   /** The accounts an address reaches (store/recipients.ts): one statement per address visited,
    * the account's row and the alias targets together (one WAL read lock instead of three), or
    * none when the lookup cache has the answer. */
-  async #resolve(address: string): Promise<readonly Account[]> {
+  async #resolve(address: string): Promise<ResolvedAddress<Account>> {
     let start: string;
     try {
       start = normalizeAddress(address);
     } catch {
-      return [];
+      return { accounts: [], forwards: [] };
     }
     const lookups = this.#checkedLookups();
     const cached = lookups.address(start);
@@ -1901,10 +1907,10 @@ class SqliteStore implements MailStore {
         account: row !== undefined && row.id !== null ? row : undefined,
         targets: row === undefined ? [] : (JSON.parse(row.alias_targets) as string[]),
       };
-    });
-    const accounts = rows.map(toAccount);
-    lookups.setAddress(start, accounts, generation);
-    return accounts;
+    }, (domain) => this.isLocalDomain(domain));
+    const resolved = { accounts: rows.accounts.map(toAccount), forwards: rows.forwards };
+    lookups.setAddress(start, resolved, generation);
+    return resolved;
   }
 
   async sendableAddresses(accountId: AccountId): Promise<string[]> {
