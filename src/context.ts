@@ -9,6 +9,8 @@ import type { AccountId } from './lib/brand.js';
 import type { Metrics } from './lib/metrics.js';
 import type { Account, MailStore } from './store/types.js';
 import type { SharedCounters } from './store/counters.js';
+import type { Srs } from './delivery/srs.js';
+import type { OutboundEnvelope } from './queue/types.js';
 
 export type Protocol = 'smtp' | 'submission' | 'lmtp' | 'imap' | 'pop3' | 'http';
 
@@ -77,10 +79,20 @@ export interface ServerContext {
   /** Where delivery status notifications go (the outbound queue's sendReport: the sender's
    * INBOX when local, else queued); absent: local delivery sends none (tests without a queue). */
   reports?: ReportSender;
+  /** Forwarding to remote alias targets (delivery/forward.ts); absent: an alias target outside
+   * the local domains is not followed (tests without a queue). */
+  forwarding?: Forwarding;
 }
 
 /** Sends a DSN to `to`; durable when it resolves. */
 export type ReportSender = (report: Buffer, to: string) => Promise<void>;
+
+/** What forwarding needs of the application: the envelope senders' rewriting, and the queue. */
+export interface Forwarding {
+  srs: Srs;
+  /** Queues `raw` for remote recipients; durable when it resolves. Returns the queue id. */
+  send(raw: Buffer, envelope: OutboundEnvelope): Promise<string>;
+}
 
 /** A listening protocol server. */
 export interface ListeningServer {

@@ -39,7 +39,8 @@ const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DI
                                                     second factor; then IMAP/POP3/SMTP take only
                                                     app passwords
   user import FILE                                  one "address password" pair per line
-  alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE   (SOURCE @domain = catch-all)
+  alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE   (SOURCE @domain = catch-all;
+                                                    a TARGET in another domain forwards there)
   check-store                                       verify the store's invariants
   backup OUT [--no-gzip]                            the whole store in one file, while the server runs
   restore IN [--into-non-empty]                     restore a backup into the configured store (SQLite

@@ -12,19 +12,26 @@
  *   was stored, or submission queued the remote ones). Never to the null sender. A report that
  *   cannot be sent is logged and the delivery stands (failing it would duplicate the stored
  *   copies when the client sends again).
+ * - Forwarding (an alias target outside the local domains; only with `forwarding`): the RCPT
+ *   answer names the remote addresses; forward() queues one copy for them with the envelope
+ *   sender rewritten (srs.ts), durably before it resolves. A reverse address (SRS0/SRS1 of ours)
+ *   answers with the original sender as its forward, so bounces find their way back. The
+ *   caller forwards before it stores (policy-inbound.ts), as submission queues before it stores.
  */
 import type { Logger } from 'pino';
-import type { ReportSender, ServerContext } from '../context.js';
+import type { Forwarding, ReportSender, ServerContext } from '../context.js';
 import type { AccountId } from '../lib/brand.js';
 import { parseMessage } from '../mail/parse.js';
 import { buildDsn, type DsnRecipient } from '../queue/dsn.js';
+import type { DsnNotify, RecipientDsn } from '../queue/types.js';
+import { domainOf } from '../store/names.js';
 import type { RcptParams } from '../smtp/protocol/command.js';
-import { StoreError, type DeliveryOutcome, type MailStore } from '../store/types.js';
+import { StoreError, type DeliveryOutcome, type MailStore, type RecipientRoute } from '../store/types.js';
 
 export type RecipientCheck =
   /** quotaChecked: a quota of one of the address's accounts was read, so the answer depends on
    * the message's size and the account's usage, not on the address alone. */
-  | { kind: 'ok'; accounts: AccountId[]; quotaChecked: boolean }
+  | { kind: 'ok'; accounts: AccountId[]; forwards: string[]; quotaChecked: boolean }
   | { kind: 'unknown' }
   | { kind: 'disabled' }
   | { kind: 'over-quota' };
@@ -61,6 +68,20 @@ export interface LocalDelivery {
   /** Stores the message once for the accounts (deduplicated) in `mailbox` (INBOX by default),
    * then sends the DSNs `report` calls for (see the invariants). */
   deliver(raw: Buffer, accounts: readonly AccountId[], mailbox?: string, report?: DeliveryReport): Promise<Map<AccountId, DeliveryOutcome>>;
+  /** Queues `raw` for the remote addresses the local `recipients` forward to, resolved again
+   * here (see the invariants); durable when it resolves. Returns how many remote addresses were
+   * queued (0: nothing forwards any more). */
+  forward(raw: Buffer, request: ForwardRequest): Promise<number>;
+}
+
+/** The transaction whose local recipients forward: its envelope and those recipients, with
+ * their DSN requests (passed on to the forwarded copies). */
+export interface ForwardRequest {
+  /** MAIL FROM as received ('' for the null sender: kept, never rewritten). */
+  sender: string;
+  envid: string | null;
+  ret: 'FULL' | 'HDRS' | null;
+  recipients: Array<{ address: string; notify: RcptParams['notify']; orcpt: string | null }>;
 }
 
 /** DSNs of local delivery: who sends them, the name they are reported by, and where a report
@@ -71,17 +92,34 @@ export interface LocalReports {
   log: Pick<Logger, 'error'>;
 }
 
-/** Local delivery over the context's store, sending DSNs through the context's report sender. */
-export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname' | 'log'>): LocalDelivery {
-  return createLocalDelivery(ctx.store, ctx.reports ? { send: ctx.reports, hostname: ctx.hostname, log: ctx.log } : undefined);
+/** Local delivery over the context's store, sending DSNs through the context's report sender
+ * and forwarding through the context's queue. */
+export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname' | 'log' | 'forwarding'>): LocalDelivery {
+  return createLocalDelivery(ctx.store, ctx.reports ? { send: ctx.reports, hostname: ctx.hostname, log: ctx.log } : undefined, ctx.forwarding, ctx.log);
 }
 
-export function createLocalDelivery(store: MailStore, reports?: LocalReports): LocalDelivery {
-  /** The accounts an address of a local domain reaches, with quota and status checked. */
-  const checkRecipient = async (address: string, messageSize: number | null): Promise<RecipientCheck> => {
+export function createLocalDelivery(store: MailStore, reports?: LocalReports, forwarding?: Forwarding, log?: Pick<Logger, 'info'>): LocalDelivery {
+  /** The accounts an address of a local domain reaches, with quota and status checked, and the
+   * remote addresses it forwards to. */
+  /** What an address reaches; a reverse address of ours is read as the sender it stands for:
+   * remote, or local (an SRS1 names at most one more of our SRS0 addresses). */
+  const route = async (address: string, reversed = 0): Promise<RecipientRoute> => {
+    if (forwarding && reversed < 2) {
+      const back = forwarding.srs.reverse(address);
+      if (back.kind === 'ok') {
+        if (await store.isLocalDomain(domainOf(back.address))) return route(back.address, reversed + 1);
+        return { accounts: [], forwards: [back.address] };
+      }
+      if (back.kind === 'invalid') log?.info({ address, reason: back.reason }, 'SRS address refused');
+    }
     // The accounts with their rows in one read (an RCPT is on every message's path).
-    const accounts = await store.resolveRecipientAccounts(address.toLowerCase());
-    if (accounts.length === 0) return { kind: 'unknown' };
+    const r = await store.resolveRecipientRoute(address.toLowerCase());
+    return forwarding ? r : { accounts: r.accounts, forwards: [] };
+  };
+
+  const checkRecipient = async (address: string, messageSize: number | null): Promise<RecipientCheck> => {
+    const { accounts, forwards } = await route(address);
+    if (accounts.length === 0) return forwards.length > 0 ? { kind: 'ok', accounts: [], forwards, quotaChecked: false } : { kind: 'unknown' };
     const accepted: AccountId[] = [];
     let full = 0;
     let disabled = 0;
@@ -106,7 +144,9 @@ export function createLocalDelivery(store: MailStore, reports?: LocalReports): L
       }
       accepted.push(id);
     }
-    if (accepted.length > 0) return { kind: 'ok', accounts: accepted, quotaChecked };
+    // An account that cannot take the message refuses the address even when it also forwards:
+    // a temporary refusal keeps its copy with the sender, where accepting would lose it.
+    if (accepted.length > 0) return { kind: 'ok', accounts: accepted, forwards, quotaChecked };
     if (full > 0) return { kind: 'over-quota' };
     if (disabled > 0) return { kind: 'disabled' };
     return { kind: 'unknown' };
@@ -133,6 +173,37 @@ export function createLocalDelivery(store: MailStore, reports?: LocalReports): L
       }
       if (wanted) await sendReport(reports!, wanted, raw, outcomes, null);
       return outcomes;
+    },
+
+    async forward(raw, request) {
+      if (!forwarding) throw new StoreError('io', 'Cannot forward: no outbound queue');
+      // One queued copy per local domain that forwards: the rewritten sender is of that domain.
+      const copies = new Map<string, { to: string[]; dsn: Record<string, RecipientDsn> }>();
+      const seen = new Set<string>();
+      for (const r of request.recipients) {
+        const domain = domainOf(r.address).toLowerCase();
+        for (const target of (await route(r.address)).forwards) {
+          if (seen.has(target)) continue;
+          seen.add(target);
+          let copy = copies.get(domain);
+          if (!copy) copies.set(domain, (copy = { to: [], dsn: {} }));
+          copy.to.push(target);
+          copy.dsn[target] = {
+            // NOTIFY=NEVER is written as [] on the queue.
+            ...(r.notify ? { notify: r.notify.filter((n): n is DsnNotify => n !== 'NEVER') } : {}),
+            // RFC 3461 §4.2: the address the message was first sent to.
+            orcpt: r.orcpt ?? `rfc822;${r.address}`,
+          };
+        }
+      }
+      for (const [domain, copy] of copies) {
+        await forwarding.send(raw, {
+          from: forwarding.srs.forward(request.sender, domain),
+          to: copy.to,
+          dsn: { ...(request.ret ? { ret: request.ret } : {}), ...(request.envid ? { envid: request.envid } : {}), recipients: copy.dsn },
+        });
+      }
+      return seen.size;
     },
   };
 }

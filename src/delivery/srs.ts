@@ -22,11 +22,15 @@
  *   changes the case of the address still gets its bounce through.
  * - The null sender is never rewritten: a bounce is forwarded with MAIL FROM <>.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { link, open, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { base32Encode } from '../auth/totp.js';
 
 /** How long a reverse address works (libsrs2's default). */
 export const MAX_AGE_DAYS = 21;
 const HASH_LENGTH = 5;
+/** The day stamp's digits (RFC 4648 base32, lower case). */
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
 const DAY_MS = 86_400_000;
 
@@ -44,22 +48,6 @@ export interface Srs {
   reverse(address: string): SrsReverse;
 }
 
-function base32(bytes: Buffer, length: number): string {
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5 && out.length < length) {
-      out += BASE32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    if (out.length >= length) break;
-  }
-  return out;
-}
-
 function splitAddress(address: string): { local: string; domain: string } | null {
   const at = address.lastIndexOf('@');
   if (at <= 0 || at === address.length - 1) return null;
@@ -70,7 +58,7 @@ export function createSrs(options: { secret: Buffer; now?: () => number }): Srs 
   if (options.secret.length < 16) throw new Error('Cannot use an SRS secret shorter than 16 bytes');
   const now = options.now ?? Date.now;
   const hash = (...parts: string[]): string =>
-    base32(createHmac('sha256', options.secret).update(parts.join('\0').toLowerCase()).digest(), HASH_LENGTH);
+    base32Encode(createHmac('sha256', options.secret).update(parts.join('\0').toLowerCase()).digest().subarray(0, 4)).slice(0, HASH_LENGTH).toLowerCase();
   const hashMatches = (given: string, ...parts: string[]): boolean => {
     const want = Buffer.from(hash(...parts));
     const got = Buffer.from(given.toLowerCase());
@@ -130,4 +118,49 @@ export function createSrs(options: { secret: Buffer; now?: () => number }): Srs 
       return { kind: 'not-srs' };
     },
   };
+}
+
+/** The installation's SRS secret: `<data>/srs.key` (64 hex digits), made at the first start. A
+ * cluster's nodes need the same file (docs/scaling.md), or a bounce that reaches another node
+ * than the one that forwarded is refused. */
+export async function loadSrsSecret(dataDir: string): Promise<Buffer> {
+  const path = join(dataDir, SRS_KEY_FILE);
+  try {
+    return parseSecret(await readFile(path, 'utf8'), path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  // Written whole under a temporary name, then linked into place: a crash leaves no half file,
+  // and a key another process made meanwhile is kept (link does not replace).
+  const tmp = `${path}.${process.pid}.tmp`;
+  const handle = await open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(`${randomBytes(32).toString('hex')}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await link(tmp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await unlink(tmp);
+  }
+  // The new name durable too: a key lost in a crash would void the addresses already sent.
+  const dir = await open(dataDir, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+  return parseSecret(await readFile(path, 'utf8'), path);
+}
+
+export const SRS_KEY_FILE = 'srs.key';
+
+function parseSecret(text: string, path: string): Buffer {
+  const hex = text.trim();
+  if (!/^(?:[0-9a-f]{2}){16,}$/i.test(hex)) throw new Error(`Cannot use ${path}: not a secret of at least 16 bytes in hex (remove it to have a new one made)`);
+  return Buffer.from(hex, 'hex');
 }

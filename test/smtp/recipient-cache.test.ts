@@ -20,7 +20,7 @@ function owner(answers: Record<string, RecipientAnswer>) {
   return { asked, ask };
 }
 
-const OK: RecipientAnswer = { kind: 'ok', accounts: [asAccountId(1)], quotaChecked: false };
+const OK: RecipientAnswer = { kind: 'ok', accounts: [asAccountId(1)], forwards: [], quotaChecked: false };
 
 test('an ok without quota is kept for its time, counted from the question, then asked again', async () => {
   let now = 1000;
@@ -42,7 +42,7 @@ test('an ok without quota is kept for its time, counted from the question, then 
 
 test('refusals, answers that read a quota and failures are never kept', async () => {
   const o = owner({
-    'quota@example.com': { kind: 'ok', accounts: [asAccountId(2)], quotaChecked: true },
+    'quota@example.com': { kind: 'ok', accounts: [asAccountId(2)], forwards: [], quotaChecked: true },
     'nobody@example.com': { kind: 'unknown' },
     'off@example.com': { kind: 'disabled' },
     'full@example.com': { kind: 'over-quota' },

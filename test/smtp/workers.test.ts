@@ -289,6 +289,7 @@ test('the worker keeps an ok RCPT answer for a moment; refusals and quota answer
       return local.lookupRecipient(domain, address, size);
     },
     deliver: (raw, accounts, mailbox) => local.deliver(raw, accounts, mailbox),
+    forward: (raw, request) => local.forward(raw, request),
   };
   const { server, port } = await start(ctx, { delivery });
   try {

@@ -9,7 +9,13 @@
  * - The message is authenticated (mode 'mx', when a resolver is given) on the bytes as received,
  *   then forged Authentication-Results fields are removed, and Return-Path, Received and our
  *   Authentication-Results are prepended; the result is stored once for every account reached.
- * - 250 is returned only after store.deliver resolved (durable).
+ * - 250 is returned only after store.deliver resolved (durable), and after the forwarded copy
+ *   was queued when a recipient forwards (an alias target in another domain). Forwarding comes
+ *   first: if the queue refuses, nothing is stored and the client's retry duplicates nothing.
+ *   The forwarded copy carries our Received and Authentication-Results fields, not Return-Path,
+ *   and its envelope sender is rewritten (delivery/srs.ts). A message that would go to Junk is
+ *   not forwarded.
+ * - A message that has passed MAX_HOPS Received fields is refused (RFC 5321 §6.3: a loop).
  * - MX (senderReports): the DSNs the reply cannot carry are sent before it (delivery/local.ts):
  *   "delivered" on NOTIFY=SUCCESS (only to a MAIL FROM that SPF verified, when messages are
  *   authenticated), "failed" for a recipient not stored when another one was and the reply is
@@ -26,6 +32,7 @@ import {
   type InboundAuthenticator,
 } from '../../msgauth/inbound.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
+import type { DeliveryOutcome } from '../../store/types.js';
 import { deliveryReport, type DataOutcome, type SmtpPolicy } from './policy.js';
 import { storeRefusal } from './store-errors.js';
 import { receivedField, returnPathField } from './trace.js';
@@ -35,6 +42,17 @@ import { createRandomHex } from '../../lib/random-hex.js';
 import { createDnsblChecker } from './dnsbl.js';
 
 export type { DmarcRejectAction };
+
+/** RFC 5321 §6.3: a message with this many Received fields is taken to be looping (Postfix's
+ * hopcount_limit). */
+export const MAX_HOPS = 50;
+
+/** How many Received fields the message's header has. */
+function receivedFields(raw: Buffer): number {
+  const end = raw.indexOf('\r\n\r\n');
+  const head = raw.subarray(0, end < 0 ? raw.length : end + 2).toString('latin1');
+  return (head.match(/^received:/gim) ?? []).length;
+}
 
 export interface InboundPolicyOptions {
   /** DNS for SPF/DKIM/DMARC/ARC; null turns message authentication off (LMTP, tests). */
@@ -71,6 +89,7 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       })
     : null;
   const dnsblRefusals = ctx.metrics?.counter('facteur_dnsbl_refusals_total', 'MAIL commands refused because the client is on a DNS blocklist, by zone.');
+  const forwardedCount = ctx.metrics?.counter('facteur_forwarded_recipients_total', 'Remote addresses queued a forwarded copy (aliases to other domains, bounces to rewritten senders).');
 
   return {
     async onMailFrom(session) {
@@ -107,11 +126,16 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
           // RFC 3463 4.2.2: mailbox full (temporary: the user may make room)
           return { ok: false, reply: R.overQuota() };
         case 'ok':
-          return { ok: true, recipient: { mailbox: to, address: to.address, params, accounts: check.accounts, remote: false } };
+          return { ok: true, recipient: { mailbox: to, address: to.address, params, accounts: check.accounts, forwards: check.forwards, remote: false } };
       }
     },
 
     async onData(session, tx, message): Promise<DataOutcome> {
+      const refuse = (r: Reply): DataOutcome => ({ perRecipient: tx.recipients.map(() => r), summary: r });
+      if (receivedFields(message.raw) >= MAX_HOPS) {
+        ctx.log.warn({ session: session.id, from: tx.from?.address ?? '' }, 'message refused: too many Received fields (mail loop)');
+        return refuse(reply(554, '5.4.6', `Too many hops (${MAX_HOPS} Received fields): mail loop`));
+      }
       const messageId = randomHex(8);
       let mailbox: string | undefined;
       let authField = '';
@@ -131,35 +155,64 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
         );
         if (verdict.action === 'reject') {
           // RFC 7489 §6.7 / §10.1: a policy refusal with 550 5.7.1
-          const r = reply(550, '5.7.1', 'Message refused: DMARC policy of the sender domain');
-          return { perRecipient: tx.recipients.map(() => r), summary: r };
+          return refuse(reply(550, '5.7.1', 'Message refused: DMARC policy of the sender domain'));
         }
         if (verdict.action === 'junk') mailbox = 'Junk';
         authField = verdict.field;
         successReports = verdict.spf === 'pass';
       }
       const body = removeOwnAuthResults(message.raw, ctx.hostname);
-      const trace =
-        returnPathField(tx) +
-        authField +
-        receivedField({ session, tx, hostname: ctx.hostname, messageId, protocol: message.protocol, date: message.receivedAt });
-      const raw = Buffer.concat([Buffer.from(trace, 'utf8'), body]);
-      const accounts: AccountId[] = tx.recipients.flatMap((r) => r.accounts);
-      let outcomes;
-      try {
+      const received = authField + receivedField({ session, tx, hostname: ctx.hostname, messageId, protocol: message.protocol, date: message.receivedAt });
+      const raw = Buffer.concat([Buffer.from(returnPathField(tx) + received, 'utf8'), body]);
+
+      // Forwarding first (see the invariants).
+      const forwarding = tx.recipients.filter((r) => r.forwards !== undefined && r.forwards.length > 0);
+      let forwarded = false;
+      if (forwarding.length > 0 && mailbox === undefined) {
+        try {
+          const queued = await delivery.forward(Buffer.concat([Buffer.from(received, 'utf8'), body]), {
+            sender: tx.from?.address ?? '',
+            envid: tx.params.envid,
+            ret: tx.params.ret,
+            recipients: forwarding.map((r) => ({ address: r.address, notify: r.params.notify, orcpt: r.params.orcpt ? `${r.params.orcpt.type};${r.params.orcpt.address}` : null })),
+          });
+          forwarded = queued > 0;
+          forwardedCount?.inc({}, queued);
+          ctx.log.info({ session: session.id, messageId, forwards: queued }, 'message forwarded');
+        } catch (err) {
+          ctx.log.error({ err, session: session.id, messageId }, 'cannot queue a forwarded copy');
+          return refuse(reply(451, '4.3.0', 'Cannot forward the message now, try again later'));
+        }
+      } else if (forwarding.length > 0) {
+        ctx.log.info({ session: session.id, messageId, mailbox }, 'message not forwarded: it goes to Junk');
+      }
+
+      // Local copies. Forward-only recipients are not in the report: the queue reports on their
+      // copies.
+      const local = tx.recipients.filter((r) => r.accounts.length > 0);
+      const accounts: AccountId[] = local.flatMap((r) => r.accounts);
+      let outcomes = new Map<AccountId, DeliveryOutcome>();
+      if (accounts.length > 0) {
         // A report can be owed only to a recipient that asked NOTIFY=SUCCESS, or for a recipient
-        // not stored beside one that was: one recipient without SUCCESS needs none (its failure
-        // is the reply), and the request then stays off the worker's channel.
-        const mayReport = tx.recipients.length > 1 || (successReports && tx.recipients.some((r) => r.params.notify?.includes('SUCCESS')));
-        const report = options.senderReports && tx.from && mayReport ? deliveryReport(tx, tx.recipients, message.receivedAt, false, successReports) : undefined;
-        outcomes = await delivery.deliver(raw, accounts, mailbox, report);
-      } catch (err) {
-        const r = storeRefusal(err);
-        return { perRecipient: tx.recipients.map(() => r), summary: r };
+        // not stored beside one that was (or beside a forwarded copy): one recipient without
+        // SUCCESS needs none (its failure is the reply), and the request then stays off the
+        // worker's channel.
+        const mayReport = local.length > 1 || forwarded || (successReports && local.some((r) => r.params.notify?.includes('SUCCESS')));
+        const report = options.senderReports && tx.from && mayReport ? deliveryReport(tx, local, message.receivedAt, forwarded, successReports) : undefined;
+        try {
+          outcomes = await delivery.deliver(raw, accounts, mailbox, report);
+        } catch (err) {
+          // Once a copy is queued, a failure reply would make the client send it again: the
+          // local failure is reported to the sender (delivery/local.ts) and logged instead.
+          if (!forwarded) return refuse(storeRefusal(err));
+          ctx.log.warn({ session: session.id, messageId, err }, 'message forwarded but not stored locally');
+        }
       }
       for (const o of outcomes.values()) ctx.metrics?.counter('facteur_deliveries_total', 'Local deliveries, by source and result.').inc({ source: 'smtp', result: o.ok ? 'delivered' : o.reason });
+      const notForwarded = reply(550, '5.7.1', 'Message not forwarded: it fails the sender domain\'s DMARC policy');
       const perRecipient: Reply[] = tx.recipients.map((r) => {
-        const ok = r.accounts.some((id) => outcomes.get(id)?.ok);
+        if (r.accounts.length === 0) return forwarded ? reply(250, '2.0.0', `Forwarded ${messageId}`) : notForwarded;
+        const ok = r.accounts.some((id) => outcomes.get(id)?.ok) || (forwarded && session.mode !== 'lmtp' && (r.forwards?.length ?? 0) > 0);
         return ok ? reply(250, '2.0.0', `Delivered ${messageId}`) : R.overQuota();
       });
       const delivered = perRecipient.filter((r) => r.code === 250).length;
@@ -169,7 +222,7 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
         // logged. LMTP replies for each.
         ctx.log.warn({ session: session.id, messageId }, 'message delivered to some recipients only (quota)');
       }
-      const summary = delivered > 0 ? reply(250, '2.0.0', `Delivered ${messageId}`) : R.overQuota();
+      const summary = delivered > 0 ? reply(250, '2.0.0', `Delivered ${messageId}`) : (perRecipient.find((r) => r.code < 500) ?? perRecipient[0] ?? R.overQuota());
       ctx.log.info({ session: session.id, messageId, size: raw.length, recipients: tx.recipients.length, mailbox: mailbox ?? 'INBOX' }, 'message delivered');
       return { perRecipient, summary };
     },

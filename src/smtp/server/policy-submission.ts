@@ -100,6 +100,21 @@ function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
+/** The remote recipients a local one forwards to, with its DSN requests; ORCPT names the
+ * address the user wrote (RFC 3461 §4.2). */
+function forwardedRecipients(r: AcceptedRecipient): AcceptedRecipient[] {
+  return (r.forwards ?? []).map((target) => {
+    const at = target.lastIndexOf('@');
+    return {
+      mailbox: { local: target.slice(0, at), domain: target.slice(at + 1), literal: false, utf8: /[^\x00-\x7f]/.test(target), address: target },
+      address: target,
+      params: { notify: r.params.notify, orcpt: r.params.orcpt ?? { type: 'rfc822', address: r.address } },
+      accounts: [],
+      remote: true,
+    };
+  });
+}
+
 export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPolicyOptions = {}): SmtpPolicy {
   const delivery = options.delivery ?? contextDelivery(ctx);
   const onSubmit = options.onSubmit ?? outboundNotConfigured;
@@ -131,7 +146,7 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
         if (check.kind === 'unknown') return { ok: false, reply: R.unknownUser() };
         if (check.kind === 'disabled') return { ok: false, reply: reply(550, '5.2.1', 'Mailbox disabled') };
         if (check.kind === 'over-quota') return { ok: false, reply: R.overQuota() };
-        return { ok: true, recipient: { mailbox: to, address: to.address, params, accounts: check.accounts, remote: false } };
+        return { ok: true, recipient: { mailbox: to, address: to.address, params, accounts: check.accounts, forwards: check.forwards, remote: false } };
       }
       const account = session.account;
       if (sent !== null && account) {
@@ -163,7 +178,9 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
       // the signature goes above the Received field, like the queue's own signing would put it.
       const fromAddress = authors.from[0];
       if (options.dkim && fromAddress) raw = await options.dkim.sign(raw, domainOf(fromAddress));
-      const remote = tx.recipients.filter((r) => r.remote);
+      // A local recipient that forwards (an alias target in another domain) adds its targets to
+      // the remote recipients: sent as this user's mail, signed, no rewriting needed.
+      const remote = [...tx.recipients.filter((r) => r.remote), ...tx.recipients.flatMap(forwardedRecipients)];
       // Remote first: when the queue refuses, nothing is delivered locally and the client may
       // retry the whole message without creating duplicates.
       if (remote.length > 0) {
@@ -172,7 +189,7 @@ export function createSubmissionPolicy(ctx: ServerContext, options: SubmissionPo
         // Counted once queued: a refused message sent nothing.
         if (sent !== null) await Promise.all(remote.map(() => sent.hit(String(account.id))));
       }
-      const local = tx.recipients.filter((r) => !r.remote);
+      const local = tx.recipients.filter((r) => !r.remote && r.accounts.length > 0);
       if (local.length > 0) {
         let outcomes;
         try {

@@ -35,6 +35,8 @@ export interface AcceptedRecipient {
   params: RcptParams;
   /** Local accounts (deduplicated) this recipient reaches; empty for a remote recipient. */
   accounts: AccountId[];
+  /** Remote addresses this local recipient's aliases forward to (delivery/local.ts). */
+  forwards?: readonly string[];
   /** True when the recipient is not local (submission only: handed to the outbound hook). */
   remote: boolean;
 }

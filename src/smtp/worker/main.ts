@@ -96,6 +96,7 @@ function remoteDelivery(): LocalDelivery {
       const outcomes = await call<DeliveryOutcome[]>({ op: 'deliver', raw, accounts: [...accounts], mailbox: mailbox ?? null, report: report ?? null });
       return new Map<AccountId, DeliveryOutcome>(outcomes.map((o) => [o.accountId, o]));
     },
+    forward: (raw, request) => call<number>({ op: 'forward', raw, request }),
   };
 }
 

@@ -24,7 +24,8 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ListeningServer, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
-import { contextDelivery, type DeliveryReport, type LocalDelivery } from '../../delivery/local.js';
+import { contextDelivery, type DeliveryReport, type ForwardRequest, type LocalDelivery } from '../../delivery/local.js';
+import type { RcptParams } from '../protocol/command.js';
 import { StoreError } from '../../store/types.js';
 import { asAccountId } from '../../lib/brand.js';
 import {
@@ -78,14 +79,35 @@ function setUpCluster(): void {
 
 const NOTIFY: ReadonlySet<unknown> = new Set(['NEVER', 'SUCCESS', 'FAILURE', 'DELAY']);
 
+const badRequest = (): never => {
+  throw new Error('malformed deliver request');
+};
+const str = (v: unknown): string => (typeof v === 'string' ? v : badRequest());
+const strOrNull = (v: unknown): string | null => (v === null ? null : str(v));
+const notifyOf = (v: unknown): RcptParams['notify'] => (v === null || (Array.isArray(v) && v.every((n) => NOTIFY.has(n))) ? (v as RcptParams['notify']) : badRequest());
+
+/** A forward request as the worker sent it, checked field by field. The owner resolves the
+ * recipients' forwards itself (delivery/local.ts): a worker can name only local addresses. */
+function forwardRequestOf(x: unknown): ForwardRequest {
+  if (typeof x !== 'object' || x === null) return badRequest();
+  const r = x as Record<string, unknown>;
+  if ((r.ret !== null && r.ret !== 'FULL' && r.ret !== 'HDRS') || !Array.isArray(r.recipients)) return badRequest();
+  return {
+    sender: str(r.sender),
+    envid: strOrNull(r.envid),
+    ret: r.ret,
+    recipients: (r.recipients as unknown[]).map((y) => {
+      if (typeof y !== 'object' || y === null) return badRequest();
+      const t = y as Record<string, unknown>;
+      return { address: str(t.address), notify: notifyOf(t.notify), orcpt: strOrNull(t.orcpt) };
+    }),
+  };
+}
+
 /** A deliver request's DSN requests as the worker sent them, checked field by field (the worker
  * runs the sessions of hostile clients: what it sends is data, not trusted structure). */
 function deliveryReportOf(x: unknown): DeliveryReport {
-  const bad = (): never => {
-    throw new Error('malformed deliver request');
-  };
-  const str = (v: unknown): string => (typeof v === 'string' ? v : bad());
-  const strOrNull = (v: unknown): string | null => (v === null ? null : str(v));
+  const bad = badRequest;
   if (typeof x !== 'object' || x === null) return bad();
   const r = x as Record<string, unknown>;
   if (r.ret !== null && r.ret !== 'FULL' && r.ret !== 'HDRS') return bad();
@@ -100,12 +122,11 @@ function deliveryReportOf(x: unknown): DeliveryReport {
     recipients: (r.recipients as unknown[]).map((y) => {
       if (typeof y !== 'object' || y === null) return bad();
       const t = y as Record<string, unknown>;
-      if (t.notify !== null && !(Array.isArray(t.notify) && t.notify.every((n) => NOTIFY.has(n)))) return bad();
       if (!Array.isArray(t.accounts)) return bad();
       return {
         address: str(t.address),
         orcpt: strOrNull(t.orcpt),
-        notify: t.notify as DeliveryReport['recipients'][number]['notify'],
+        notify: notifyOf(t.notify),
         accounts: t.accounts.map((a) => asAccountId(Number(a))),
       };
     }),
@@ -149,6 +170,9 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
         const outcomes = await delivery.deliver(op.raw, op.accounts.map((a) => asAccountId(Number(a))), op.mailbox ?? undefined, report);
         return [...outcomes.values()];
       }
+      case 'forward':
+        if (!Buffer.isBuffer(op.raw)) throw new Error('malformed forward request');
+        return delivery.forward(op.raw, forwardRequestOf(op.request));
       case 'dns': {
         const resolver = options.resolver;
         const method = resolver && (DNS_METHODS as readonly string[]).includes(op.method) ? (resolver[op.method] as ((name: string) => Promise<unknown>) | undefined) : undefined;

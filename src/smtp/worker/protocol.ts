@@ -9,7 +9,7 @@
  */
 import type { LevelWithSilent } from 'pino';
 import type { ProxyProtocolOptions } from '../../net/proxy-listener.js';
-import type { DeliveryReport } from '../../delivery/local.js';
+import type { DeliveryReport, ForwardRequest } from '../../delivery/local.js';
 import type { DmarcRejectAction } from '../../msgauth/inbound.js';
 import type { SessionLimits } from '../server/session.js';
 
@@ -39,6 +39,7 @@ export interface WorkerSetup {
 export type Op =
   | { op: 'lookupRecipient'; domain: string; address: string; size: number | null }
   | { op: 'deliver'; raw: Buffer; accounts: number[]; mailbox: string | null; report: DeliveryReport | null }
+  | { op: 'forward'; raw: Buffer; request: ForwardRequest }
   | { op: 'dns'; method: DnsMethod; name: string }
   | { op: 'counters'; method: CounterMethod; key: string; ms: number };
 
