@@ -16,7 +16,6 @@ import { createDnsResolver, type Resolver } from './dns/resolver.js';
 import { LISTENER_FACTORIES } from './listeners.js';
 import { createMetrics } from './lib/metrics.js';
 import { meteredAuthenticator } from './auth/metered.js';
-import { createSrs, loadSrsSecret } from './delivery/srs.js';
 import { startOutbound, type Outbound, type OutboundOptions } from './outbound.js';
 
 export interface App {
@@ -83,17 +82,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   ctx.reports = async (report, to) => {
     await outbound.queue.sendReport(report, to);
   };
-  // Aliases to other domains: copies queued with the sender rewritten (delivery/srs.ts), not
-  // signed (the author's DKIM signature travels with them).
-  try {
-    ctx.forwarding = {
-      srs: createSrs({ secret: await loadSrsSecret(dataDir) }),
-      send: async (raw, envelope) => (await outbound.queue.enqueue(raw, envelope, { sign: false })).id,
-    };
-  } catch (err) {
-    await outbound.stop();
-    throw err;
-  }
+  // Aliases to other domains: copies queued with the sender rewritten (delivery/srs.ts).
+  ctx.forwarding = outbound.forwarding;
   const closeAll = async (graceMs?: number) => {
     await Promise.allSettled(servers.map((s) => s.server.close(graceMs)));
     // The queue stops after the listeners: a submission being answered can still enqueue.

@@ -18,6 +18,8 @@ import type { SubmitHook } from './smtp/server/policy-submission.js';
 import type { MailStore } from './store/types.js';
 import type { Metrics } from './lib/metrics.js';
 import type { QueueStore } from './queue/types.js';
+import type { Forwarding } from './context.js';
+import { createSrs, loadSrsSecret } from './delivery/srs.js';
 
 /** How often a node looks at a shared (PostgreSQL) queue when nothing it knows of is due. */
 const SHARED_QUEUE_POLL_MS = 30_000;
@@ -25,6 +27,8 @@ const SHARED_QUEUE_POLL_MS = 30_000;
 export interface Outbound {
   queue: OutboundQueue;
   onSubmit: SubmitHook;
+  /** Aliases to other domains (delivery/srs.ts, delivery/local.ts). */
+  forwarding: Forwarding;
   stop(): Promise<void>;
 }
 
@@ -93,6 +97,13 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
       throw err;
     }
   }
+  let srs;
+  try {
+    srs = createSrs({ secret: await loadSrsSecret(dataDir) });
+  } catch (err) {
+    await queueStore.close();
+    throw err;
+  }
   const smarthost = smarthostFrom(config);
   const queue = createOutboundQueue({
     // Shared by the nodes: what another node queued, or leased and never finished, is looked for.
@@ -110,6 +121,13 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
     // and so is a report none of the sender's accounts could store (over quota): the queue then
     // retries it through this server's MX until there is room or the report expires.
     deliverReport: async (report, recipient) => {
+      // A report on a forwarded copy goes to the rewritten sender: straight on to the one it
+      // stands for (here or queued), not round through this server's MX.
+      const back = srs.reverse(recipient);
+      if (back.kind === 'ok') {
+        await queue.sendReport(report, back.address);
+        return true;
+      }
       const accounts = await store.resolveRecipient(recipient.toLowerCase());
       if (accounts.length === 0) return false;
       const outcomes = await store.deliver(report, parseMessage(report), accounts.map((accountId) => ({ accountId })));
@@ -126,6 +144,8 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
   return {
     queue,
     onSubmit: createSubmitHook(queue, log),
+    // Copies are not signed: the author's DKIM signature travels with them.
+    forwarding: { srs, send: async (raw, envelope) => (await queue.enqueue(raw, envelope, { sign: false })).id },
     async stop() {
       await queue.stop();
       await queueStore.close();

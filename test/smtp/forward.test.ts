@@ -34,7 +34,8 @@ interface Setup {
 async function setUp(workers: number): Promise<Setup> {
   const dataDir = await mkdtemp(join(tmpdir(), 'facteur-fwd-'));
   const { store, cleanup } = await openTestStore();
-  const sink = await startSink({ starttls: false });
+  // The remote refuses one address for good: its forwarded copy bounces.
+  const sink = await startSink({ starttls: false, onRcpt: (address) => (address === 'gone@remote.example' ? [550, '5.1.1 no such user'] : null) });
   const config = defaultConfig('mail.example.test');
   config.log.level = 'silent';
   config.listen = { smtp: '127.0.0.1:0' };
@@ -54,6 +55,7 @@ async function setUp(workers: number): Promise<Setup> {
   await store.addAlias('away@example.com', 'Far@Remote.example');
   await store.addAlias('both@example.com', 'bob@example.com');
   await store.addAlias('both@example.com', 'bob.copy@remote.example');
+  await store.addAlias('old@example.com', 'gone@remote.example');
   const app = await startApp({ dataDir, storeLocation: dataDir, config, store, resolver, log: pino({ level: 'silent' }) });
   const port = app.servers.find((s) => s.name === 'smtp')!.port;
   return {
@@ -142,6 +144,23 @@ for (const workers of [0, 1]) {
     }
   });
 }
+
+test('forwarding: a copy the remote refuses is reported by the queue to the original sender, not to the rewritten one', async () => {
+  const s = await setUp(0);
+  try {
+    const r = await send(s.port, 'jane@sender.example', ['<old@example.com>']);
+    assert.equal(r.code, 250, r.text);
+    const report = await arrival(s.sink, 'jane@sender.example');
+    assert.equal(report.from, '');
+    const text = report.data.toString('latin1');
+    assert.match(text, /^Final-Recipient: rfc822; ?gone@remote\.example\r$/m);
+    assert.match(text, /^Original-Recipient: rfc822; ?old@example\.com\r$/m);
+    assert.match(text, /^Action: failed\r$/m);
+    assert.equal(s.sink.rcpts('gone@remote.example'), 1, 'tried once (a 5xx is final)');
+  } finally {
+    await s.close();
+  }
+});
 
 test('forwarding: a local account and a remote copy from one alias; Junk is not forwarded; loops are refused', async () => {
   const s = await setUp(0);
