@@ -225,6 +225,23 @@ test('forwarding with the queue refusing: 451 and nothing stored (the retry dupl
     const junk = await send(h.port, 'jane@sender.example', ['<away@example.com>']);
     assert.equal(junk.code, 550);
     assert.match(junk.text, /not forwarded/);
+    // The alias removed between RCPT and the data: nothing to forward to, an unknown user.
+    const c = await connectSmtp(h.port);
+    try {
+      await c.expect(220);
+      await c.cmd('EHLO client.example.net', 250);
+      await c.cmd('MAIL FROM:<other@elsewhere.example>', 250);
+      await c.cmd('RCPT TO:<away@example.com>', 250);
+      await ctx.store.removeAlias('away@example.com');
+      await c.cmd('DATA', 354);
+      c.write(dotStuff(other));
+      const gone = await c.read();
+      assert.equal(gone.code, 550);
+      assert.match(gone.text, /^5\.1\.1 /);
+    } finally {
+      c.close();
+    }
+    assert.equal(queued.length, 1);
   } finally {
     await h.close();
   }

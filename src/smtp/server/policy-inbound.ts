@@ -209,7 +209,8 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
         }
       }
       for (const o of outcomes.values()) ctx.metrics?.counter('facteur_deliveries_total', 'Local deliveries, by source and result.').inc({ source: 'smtp', result: o.ok ? 'delivered' : o.reason });
-      const notForwarded = reply(550, '5.7.1', 'Message not forwarded: it fails the sender domain\'s DMARC policy');
+      // A forward-only recipient whose copy did not go: Junk, or its alias changed since RCPT.
+      const notForwarded = mailbox === 'Junk' ? reply(550, '5.7.1', 'Message not forwarded: it fails the sender domain\'s DMARC policy') : R.unknownUser();
       const perRecipient: Reply[] = tx.recipients.map((r) => {
         if (r.accounts.length === 0) return forwarded ? reply(250, '2.0.0', `Forwarded ${messageId}`) : notForwarded;
         const ok = r.accounts.some((id) => outcomes.get(id)?.ok) || (forwarded && session.mode !== 'lmtp' && (r.forwards?.length ?? 0) > 0);
