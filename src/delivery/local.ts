@@ -24,6 +24,7 @@ import type { AccountId } from '../lib/brand.js';
 import { parseMessage } from '../mail/parse.js';
 import { buildDsn, type DsnRecipient } from '../queue/dsn.js';
 import type { DsnNotify, RecipientDsn } from '../queue/types.js';
+import type { Metrics } from '../lib/metrics.js';
 import { domainOf } from '../store/names.js';
 import type { RcptParams } from '../smtp/protocol/command.js';
 import { StoreError, type DeliveryOutcome, type MailStore, type RecipientRoute } from '../store/types.js';
@@ -90,12 +91,15 @@ export interface LocalReports {
   send: ReportSender;
   hostname: string;
   log: Pick<Logger, 'error'>;
+  /** facteur_delivery_reports_total: recipients reported, by action. */
+  metrics?: Metrics;
 }
 
 /** Local delivery over the context's store, sending DSNs through the context's report sender
  * and forwarding through the context's queue. */
-export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname' | 'log' | 'forwarding'>): LocalDelivery {
-  return createLocalDelivery(ctx.store, ctx.reports ? { send: ctx.reports, hostname: ctx.hostname, log: ctx.log } : undefined, ctx.forwarding, ctx.log);
+export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname' | 'log' | 'forwarding' | 'metrics'>): LocalDelivery {
+  const reports = ctx.reports ? { send: ctx.reports, hostname: ctx.hostname, log: ctx.log, ...(ctx.metrics ? { metrics: ctx.metrics } : {}) } : undefined;
+  return createLocalDelivery(ctx.store, reports, ctx.forwarding, ctx.log);
 }
 
 export function createLocalDelivery(store: MailStore, reports?: LocalReports, forwarding?: Forwarding, log?: Pick<Logger, 'info'>): LocalDelivery {
@@ -236,6 +240,8 @@ async function sendReport(reports: LocalReports, report: DeliveryReport, raw: Bu
   });
   try {
     await reports.send(dsn, report.sender);
+    const counter = reports.metrics?.counter('facteur_delivery_reports_total', 'Recipients reported to the sender by local delivery (RFC 3464), by action.');
+    for (const e of entries) counter?.inc({ action: e.action });
   } catch (err) {
     // The message is stored (or refused) already: failing the delivery for its report would
     // make the client send it again, a duplicate for every recipient that has it.

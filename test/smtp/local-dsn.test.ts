@@ -272,6 +272,7 @@ test('the application: a report to a local sender lands in their INBOX through t
     const report = (await store.readBlob(entries[0]!.blobHash)).toString('latin1');
     assert.match(report, /^From: Mail Delivery System <MAILER-DAEMON@mail\.example\.test>\r$/m);
     assert.deepEqual(recipientsOf(report).map((g) => [g['Final-Recipient'], g.Action]), [['rfc822; bob@example.com', 'delivered']]);
+    assert.match(await app.ctx.metrics!.render(), /^facteur_delivery_reports_total\{action="delivered"\} 1$/m);
   } finally {
     await app.close(200);
     await cleanup();
