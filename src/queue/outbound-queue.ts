@@ -683,12 +683,10 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
     const first = task.recipients[0]!;
     const byAddress = new Map(task.recipients.map((r) => [r.address, r]));
     const outcome: Outcome = { delivered: [], failed: [], deferred: [] };
-    const notifies = new Set(task.recipients.map((r) => (r.notify === null ? '' : r.notify.join(','))));
-    const shared = notifies.size === 1 ? first.notify : null;
-    // RFC 3461: DSN parameters travel on; NOTIFY only when every recipient here shares it
-    // (nodemailer sends one NOTIFY for all RCPT commands of a transaction).
-    const notify = shared === null ? undefined : shared.length === 0 ? ('NEVER' as const) : [...shared];
-    const dsn = first.ret || first.envid || notify ? { ret: first.ret === 'FULL' ? ('Full' as const) : (first.ret ?? undefined), envid: first.envid ?? undefined, notify } : undefined;
+    // RFC 3461 §5.2.1 (relaying to a server that offers DSN): RET and ENVID on MAIL, each
+    // recipient's NOTIFY and ORCPT on its RCPT.
+    const dsn = first.ret || first.envid ? { ret: first.ret === 'FULL' ? ('Full' as const) : (first.ret ?? undefined), envid: first.envid ?? undefined } : undefined;
+    const rcptDsn = new Map(task.recipients.filter((r) => r.notify !== null || r.orcpt !== null).map((r) => [r.address, { notify: r.notify, orcpt: r.orcpt }]));
     try {
       const result = await session.send(
         {
@@ -698,6 +696,7 @@ export function createOutboundQueue(options: OutboundOptions): OutboundQueue {
           eightBit: body.some((c) => c > 0x7f),
           requireTls: first.requireTls,
           dsn,
+          rcptDsn,
         },
         body,
       );

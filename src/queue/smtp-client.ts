@@ -23,6 +23,29 @@ export const CLIENT_LIMITS = {
   operationMs: 30 * 60_000,
 } as const;
 
+/** One recipient's DSN requests: NOTIFY ([] for NEVER; null: none given) and ORCPT as kept
+ * ("type;address", decoded). */
+export interface RcptDsn {
+  notify: readonly string[] | null;
+  orcpt: string | null;
+}
+
+/** RFC 3461 §4: xtext, for ORCPT's address (anything outside 33-126, "+" and "=" as +HH). */
+export function xtext(value: string): string {
+  let out = '';
+  for (const b of Buffer.from(value, 'utf8')) out += b < 33 || b > 126 || b === 0x2b || b === 0x3d ? `+${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
+  return out;
+}
+
+function rcptDsnParams(d: RcptDsn | undefined): string {
+  if (!d) return '';
+  let out = '';
+  if (d.notify !== null) out += ` NOTIFY=${d.notify.length === 0 ? 'NEVER' : d.notify.join(',')}`;
+  const semi = d.orcpt?.indexOf(';') ?? -1;
+  if (d.orcpt && semi > 0) out += ` ORCPT=${d.orcpt.slice(0, semi)};${xtext(d.orcpt.slice(semi + 1))}`;
+  return out;
+}
+
 export type TlsMode =
   /** STARTTLS whenever offered, certificate not checked (RFC 7435: better than plain text). */
   | 'opportunistic'
@@ -116,7 +139,12 @@ export interface SmtpSession {
   /** Extension keywords from EHLO (after STARTTLS), uppercase. */
   readonly extensions: readonly string[];
   readonly open: boolean;
-  send(envelope: { from: string; to: string[]; size: number; eightBit: boolean; requireTls: boolean; dsn?: SMTPConnection.DSNOptions }, body: Buffer): Promise<SendResult>;
+  /** `dsn`: RET and ENVID for the MAIL command; `rcptDsn`: each recipient's NOTIFY and ORCPT
+   * (RFC 3461 §4.1-4.2), on its RCPT command when the server offers DSN. */
+  send(
+    envelope: { from: string; to: string[]; size: number; eightBit: boolean; requireTls: boolean; dsn?: SMTPConnection.DSNOptions; rcptDsn?: ReadonlyMap<string, RcptDsn> },
+    body: Buffer,
+  ): Promise<SendResult>;
   /** RSET after a failed transaction, so the connection can carry the next one. */
   reset(): Promise<void>;
   /** Sends QUIT; resolves once the socket is closed (at most a few seconds later), so a
@@ -229,11 +257,19 @@ export async function openSession(o: SessionOptions): Promise<SmtpSession> {
       return !closed;
     },
     async send(envelope, body) {
-      // RFC 8689 §4.2.1: MAIL FROM carries REQUIRETLS; nodemailer has no parameter for it,
-      // so this connection's command writer appends it to the MAIL line of this transaction.
-      internals._sendCommand = envelope.requireTls
-        ? (str: string, logStr?: string) => baseSend(/^MAIL FROM:/i.test(str) ? `${str} REQUIRETLS` : str, logStr)
-        : baseSend;
+      // nodemailer has no parameter for REQUIRETLS (RFC 8689 §4.2.1: on MAIL FROM) and one
+      // NOTIFY and ORCPT for all recipients, so this connection's command writer adds them to
+      // the MAIL line and to each RCPT line of this transaction.
+      const rcptDsn = extensions.includes('DSN') ? envelope.rcptDsn : undefined;
+      internals._sendCommand =
+        envelope.requireTls || (rcptDsn && rcptDsn.size > 0)
+          ? (str: string, logStr?: string) => {
+              if (envelope.requireTls && /^MAIL FROM:/i.test(str)) return baseSend(`${str} REQUIRETLS`, logStr);
+              const rcpt = rcptDsn && /^RCPT TO:<([^>]*)>$/i.exec(str);
+              const params = rcpt ? rcptDsnParams(rcptDsn.get(rcpt[1]!)) : '';
+              return baseSend(params ? `${str}${params}` : str, logStr && params ? `${logStr}${params}` : logStr);
+            }
+          : baseSend;
       try {
         const info = await run<SMTPConnection.SentMessageInfo>((done) =>
           conn.send(

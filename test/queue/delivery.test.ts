@@ -400,12 +400,26 @@ test('DSN parameters travel to a DSN server; without DSN there, NOTIFY=SUCCESS g
   try {
     await h.queue.enqueue(MESSAGE, {
       from: 'alice@example.org',
-      to: ['bob@example.net'],
-      dsn: { ret: 'HDRS', envid: 'E1', recipients: { 'bob@example.net': { notify: ['SUCCESS', 'FAILURE'] } } },
+      to: ['bob@example.net', 'carol@example.net', 'dan@example.net', 'eve@example.net'],
+      dsn: {
+        ret: 'HDRS',
+        envid: 'E1',
+        recipients: {
+          'bob@example.net': { notify: ['SUCCESS', 'FAILURE'] },
+          // Unencoded, "+2B" would reach the server as "+".
+          'carol@example.net': { notify: [], orcpt: 'rfc822;Carol+2Bteam=1@example.org' },
+          'dan@example.net': { orcpt: 'rfc822;dan@example.org' },
+        },
+      },
     });
     await h.queue.runDue();
     assert.equal(withDsn.count('bob@example.net'), 1);
-    assert.equal(withDsn.rcptArgs('bob@example.net')?.NOTIFY, 'SUCCESS,FAILURE');
+    assert.equal(withDsn.received.length, 1, 'one transaction for the four');
+    // RFC 3461 §5.2.1: each recipient's own NOTIFY and ORCPT (xtext) on its RCPT.
+    assert.deepEqual(withDsn.rcptArgs('bob@example.net'), { NOTIFY: 'SUCCESS,FAILURE' });
+    assert.deepEqual(withDsn.rcptArgs('carol@example.net'), { NOTIFY: 'NEVER', ORCPT: 'rfc822;Carol+2Bteam=1@example.org' }, 'as sent, once the server decoded the xtext');
+    assert.deepEqual(withDsn.rcptArgs('dan@example.net'), { ORCPT: 'rfc822;dan@example.org' });
+    assert.equal(withDsn.rcptArgs('eve@example.net'), undefined);
     assert.equal(withDsn.lastMailArgs()?.RET, 'HDRS');
     assert.equal(withDsn.lastMailArgs()?.ENVID, 'E1');
     assert.equal(h.reports.length, 0, 'the remote reports success itself');

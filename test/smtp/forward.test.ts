@@ -118,8 +118,8 @@ for (const workers of [0, 1]) {
       assert.match(data, /\r\nReceived: from client\.sender\.example /);
       assert.doesNotMatch(data, /^Return-Path:/m);
       assert.ok(data.endsWith(MESSAGE), 'the message itself unchanged (a DKIM signature on it still verifies)');
-      // The DSN requests travel on.
-      assert.deepEqual(s.sink.rcptArgs('far@remote.example'), { NOTIFY: 'SUCCESS,FAILURE' });
+      // The DSN requests travel on, ORCPT naming the address the sender wrote.
+      assert.deepEqual(s.sink.rcptArgs('far@remote.example'), { NOTIFY: 'SUCCESS,FAILURE', ORCPT: 'rfc822;away@example.com' });
       // The key was made in the data directory, private.
       assert.equal((await stat(join(s.dataDir, 'srs.key'))).mode & 0o777, 0o600);
 
