@@ -11,6 +11,7 @@ import type { Account, MailStore } from './store/types.js';
 import type { SharedCounters } from './store/counters.js';
 import type { Srs } from './delivery/srs.js';
 import type { OutboundEnvelope } from './queue/types.js';
+import type { ArcSealInput } from './msgauth/dkim-sign.js';
 
 export type Protocol = 'smtp' | 'submission' | 'lmtp' | 'imap' | 'pop3' | 'http';
 
@@ -92,6 +93,8 @@ export interface Forwarding {
   srs: Srs;
   /** Queues `raw` for remote recipients; durable when it resolves. Returns the queue id. */
   send(raw: Buffer, envelope: OutboundEnvelope): Promise<string>;
+  /** Adds our ARC set, signed for `domain` (RFC 8617); absent or no key: the copy unsealed. */
+  seal?(raw: Buffer, domain: string, arc: ArcSealInput): Promise<Buffer>;
 }
 
 /** A listening protocol server. */

@@ -105,6 +105,7 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
     throw err;
   }
   const smarthost = smarthostFrom(config);
+  const dkim = createDkimSigning(dataDir);
   const queue = createOutboundQueue({
     // Shared by the nodes: what another node queued, or leased and never finished, is looked for.
     ...(location.backend === 'postgres' ? { pollMs: SHARED_QUEUE_POLL_MS } : {}),
@@ -113,7 +114,7 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
     store: queueStore,
     resolver,
     log: log.child({ component: 'outbound' }),
-    dkim: createDkimSigning(dataDir),
+    dkim,
     port: config.outbound.port,
     mtaSts: { enabled: config.outbound.mtaSts },
     ...(smarthost ? { smarthost } : {}),
@@ -145,7 +146,11 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
     queue,
     onSubmit: createSubmitHook(queue, log),
     // Copies are not signed: the author's DKIM signature travels with them.
-    forwarding: { srs, send: async (raw, envelope) => (await queue.enqueue(raw, envelope, { sign: false })).id },
+    forwarding: {
+      srs,
+      send: async (raw, envelope) => (await queue.enqueue(raw, envelope, { sign: false })).id,
+      seal: (raw, domain, arc) => dkim.seal(raw, domain, arc),
+    },
     async stop() {
       await queue.stop();
       await queueStore.close();

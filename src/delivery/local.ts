@@ -25,6 +25,7 @@ import { parseMessage } from '../mail/parse.js';
 import { buildDsn, type DsnRecipient } from '../queue/dsn.js';
 import type { DsnNotify, RecipientDsn } from '../queue/types.js';
 import type { Metrics } from '../lib/metrics.js';
+import type { ArcSealInput } from '../msgauth/dkim-sign.js';
 import { domainOf } from '../store/names.js';
 import type { RcptParams } from '../smtp/protocol/command.js';
 import { StoreError, type DeliveryOutcome, type MailStore, type RecipientRoute } from '../store/types.js';
@@ -83,6 +84,9 @@ export interface ForwardRequest {
   envid: string | null;
   ret: 'FULL' | 'HDRS' | null;
   recipients: Array<{ address: string; notify: RcptParams['notify']; orcpt: string | null }>;
+  /** What this server's message authentication found, to seal the copy with (RFC 8617); null:
+   * not authenticated (LMTP), or the chain it came with failed. */
+  arc: ArcSealInput | null;
 }
 
 /** DSNs of local delivery: who sends them, the name they are reported by, and where a report
@@ -201,7 +205,10 @@ export function createLocalDelivery(store: MailStore, reports?: LocalReports, fo
         }
       }
       for (const [domain, copy] of copies) {
-        await forwarding.send(raw, {
+        // Sealed for the alias's domain, so that the next hop can trust what we found when the
+        // author's signature does not survive there.
+        const bytes = request.arc && forwarding.seal ? await forwarding.seal(raw, domain, request.arc) : raw;
+        await forwarding.send(bytes, {
           from: forwarding.srs.forward(request.sender, domain),
           to: copy.to,
           dsn: { ...(request.ret ? { ret: request.ret } : {}), ...(request.envid ? { envid: request.envid } : {}), recipients: copy.dsn },

@@ -21,6 +21,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DkimSigner, type MailauthParsedHeader } from 'mailauth/lib/dkim/dkim-signer.js';
+import { sealMessage, type ARCSealOptions } from 'mailauth';
 
 export type DkimAlgorithm = 'rsa' | 'ed25519';
 
@@ -209,6 +210,32 @@ export async function signMessage(message: Buffer, keys: readonly DkimKey[], opt
 export interface DkimSigningService {
   /** Signs with the domain's active keys; the message unchanged when the domain has none. */
   sign(message: Buffer, domain: string, options?: SignOptions): Promise<Buffer>;
+  /** Adds this hop's ARC set (RFC 8617 §5.1) with the domain's active RSA key; the message
+   * unchanged when the domain has none. */
+  seal(message: Buffer, domain: string, arc: ArcSealInput, options?: SignOptions): Promise<Buffer>;
+}
+
+/** What the hop that seals found (RFC 8617 §4.1.3 cv, §4.1.1 the Authentication-Results it
+ * recorded: the value after "Authentication-Results:"). A failed chain is not sealed. */
+export interface ArcSealInput {
+  cv: 'none' | 'pass';
+  authResults: string;
+}
+
+/** The ARC set for the message (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results,
+ * CRLF-terminated, to go above it), signed with an RSA key (RFC 8617 §7.1: ARC is rsa-sha256). */
+export async function arcSeal(message: Buffer, key: DkimKey, arc: ArcSealInput, options: SignOptions = {}): Promise<Buffer> {
+  const seal = {
+    signingDomain: key.domain,
+    selector: key.selector,
+    privateKey: key.privateKeyPem,
+    algorithm: 'rsa-sha256',
+    signTime: options.now ?? new Date(),
+    // Read by mailauth's sealer though absent from its typings.
+    cv: arc.cv,
+    authResults: arc.authResults,
+  };
+  return sealMessage(message, seal as ARCSealOptions);
 }
 
 /**
@@ -221,6 +248,12 @@ export function createDkimSigning(dataDir: string, options: { activationDelayMs?
     async sign(message, domain, signOptions) {
       const keys = activeDkimKeys(await loadDkimKeys(dataDir, domain), options.now?.() ?? Date.now(), options.activationDelayMs);
       return signMessage(message, keys, signOptions);
+    },
+    async seal(message, domain, arc, signOptions) {
+      const keys = activeDkimKeys(await loadDkimKeys(dataDir, domain), options.now?.() ?? Date.now(), options.activationDelayMs);
+      const key = keys.filter((k) => k.algorithm === 'rsa').sort((a, b) => b.createdAt - a.createdAt)[0];
+      if (!key) return message;
+      return Buffer.concat([await arcSeal(message, key, arc, signOptions), message]);
     },
   };
 }

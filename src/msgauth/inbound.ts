@@ -26,6 +26,8 @@ export interface InboundCheckInput {
 export interface InboundVerdict {
   /** The Authentication-Results field, CRLF-terminated. */
   field: string;
+  /** Its value (after "Authentication-Results:", without the CRLF): what an ARC set records. */
+  authResults: string;
   spf: string;
   heloSpf: string | null;
   dkim: string[];
@@ -103,8 +105,8 @@ export function createInboundAuthenticator(options: InboundAuthOptions): Inbound
         }
       }
       if (parts.length === 0) parts.push('none');
-      const field = `Authentication-Results: ${mta};\r\n ${parts.join(';\r\n ')}\r\n`;
-      return { field, spf: spfResult, heloSpf, dkim, dmarc, arc, action };
+      const authResults = `${mta};\r\n ${parts.join(';\r\n ')}`;
+      return { field: `Authentication-Results: ${authResults}\r\n`, authResults, spf: spfResult, heloSpf, dkim, dmarc, arc, action };
     },
   };
 }

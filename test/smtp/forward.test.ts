@@ -11,6 +11,9 @@ import { pino } from 'pino';
 import { startApp, type App } from '../../src/app.js';
 import { defaultConfig } from '../../src/config/config.js';
 import { createSrs, loadSrsSecret } from '../../src/delivery/srs.js';
+import { dkimDnsRecord, dkimRecordName, generateDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
+import { mailauthResolver } from '../../src/dns/resolver.js';
+import { authenticate } from 'mailauth';
 import type { MailStore } from '../../src/store/types.js';
 import { openTestStore } from '../helpers/store.js';
 import { startSink, type Received, type Sink } from '../queue/helpers.js';
@@ -24,6 +27,7 @@ const MESSAGE =
 
 interface Setup {
   app: App;
+  keys: DkimKey[];
   store: MailStore;
   sink: Sink;
   port: number;
@@ -56,10 +60,13 @@ async function setUp(workers: number): Promise<Setup> {
   await store.addAlias('both@example.com', 'bob@example.com');
   await store.addAlias('both@example.com', 'bob.copy@remote.example');
   await store.addAlias('old@example.com', 'gone@remote.example');
+  // The alias domain's keys: the forwarded copy is ARC-sealed with its RSA key.
+  const keys = await generateDkimKeys(dataDir, 'example.com', { rsaBits: 1024 });
   const app = await startApp({ dataDir, storeLocation: dataDir, config, store, resolver, log: pino({ level: 'silent' }) });
   const port = app.servers.find((s) => s.name === 'smtp')!.port;
   return {
     app,
+    keys,
     store,
     sink,
     port,
@@ -114,10 +121,17 @@ for (const workers of [0, 1]) {
       assert.deepEqual(out.to, ['far@remote.example']);
       const data = out.data.toString('latin1');
       // Our trace fields above the message as received; no Return-Path (the next hop adds its own).
-      assert.match(data, /^Authentication-Results: mail\.example\.test;\r\n[^]*? spf=pass /);
+      assert.match(data, /\r\nAuthentication-Results: mail\.example\.test;\r\n[^]*? spf=pass /);
       assert.match(data, /\r\nReceived: from client\.sender\.example /);
       assert.doesNotMatch(data, /^Return-Path:/m);
       assert.ok(data.endsWith(MESSAGE), 'the message itself unchanged (a DKIM signature on it still verifies)');
+      // Sealed (RFC 8617): the next hop verifies our ARC set, i=1, with what we found recorded.
+      assert.match(data, /^ARC-Seal: i=1; a=rsa-sha256; .*cv=none/);
+      const rsa = s.keys.find((k) => k.algorithm === 'rsa')!;
+      const dns = createMockResolver({ txt: { [dkimRecordName(rsa)]: dkimDnsRecord(rsa) } });
+      const next = await authenticate(out.data, { ip: '127.0.0.1', helo: 'mail.example.test', sender: out.from, mta: 'next.example', resolver: mailauthResolver(dns), disableBimi: true });
+      assert.equal(next.arc && next.arc.status.result, 'pass');
+      assert.match(data, /^ARC-Authentication-Results: i=1; mail\.example\.test;\r\n[^]*? spf=pass /m);
       // The DSN requests travel on, ORCPT naming the address the sender wrote.
       assert.deepEqual(s.sink.rcptArgs('far@remote.example'), { NOTIFY: 'SUCCESS,FAILURE', ORCPT: 'rfc822;away@example.com' });
       // The key was made in the data directory, private.

@@ -33,6 +33,7 @@ import {
 } from '../../msgauth/inbound.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
 import type { DeliveryOutcome } from '../../store/types.js';
+import type { ArcSealInput } from '../../msgauth/dkim-sign.js';
 import { deliveryReport, type DataOutcome, type SmtpPolicy } from './policy.js';
 import { storeRefusal } from './store-errors.js';
 import { receivedField, returnPathField } from './trace.js';
@@ -139,6 +140,9 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       const messageId = randomHex(8);
       let mailbox: string | undefined;
       let authField = '';
+      // What the forwarded copy is sealed with (RFC 8617): none without authentication, and
+      // none for a chain that failed.
+      let arc: ArcSealInput | null = null;
       // Backscatter: a success report goes to a MAIL FROM that SPF verified, when messages are
       // authenticated at all; a forged sender would otherwise get reports it never asked for.
       let successReports = true;
@@ -159,6 +163,7 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
         }
         if (verdict.action === 'junk') mailbox = 'Junk';
         authField = verdict.field;
+        if (verdict.arc === null || verdict.arc === 'none' || verdict.arc === 'pass') arc = { cv: verdict.arc === 'pass' ? 'pass' : 'none', authResults: verdict.authResults };
         successReports = verdict.spf === 'pass';
       }
       const body = removeOwnAuthResults(message.raw, ctx.hostname);
@@ -175,6 +180,7 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
             envid: tx.params.envid,
             ret: tx.params.ret,
             recipients: forwarding.map((r) => ({ address: r.address, notify: r.params.notify, orcpt: r.params.orcpt ? `${r.params.orcpt.type};${r.params.orcpt.address}` : null })),
+            arc,
           });
           forwarded = queued > 0;
           forwardedCount?.inc({}, queued);

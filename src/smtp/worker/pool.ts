@@ -92,7 +92,10 @@ function forwardRequestOf(x: unknown): ForwardRequest {
   if (typeof x !== 'object' || x === null) return badRequest();
   const r = x as Record<string, unknown>;
   if ((r.ret !== null && r.ret !== 'FULL' && r.ret !== 'HDRS') || !Array.isArray(r.recipients)) return badRequest();
+  const arc = r.arc as Record<string, unknown> | null;
+  if (arc !== null && (typeof arc !== 'object' || (arc.cv !== 'none' && arc.cv !== 'pass') || typeof arc.authResults !== 'string')) return badRequest();
   return {
+    arc: arc === null ? null : { cv: arc.cv as 'none' | 'pass', authResults: arc.authResults as string },
     sender: str(r.sender),
     envid: strOrNull(r.envid),
     ret: r.ret,
