@@ -16,6 +16,7 @@ import { createDnsResolver, type Resolver } from './dns/resolver.js';
 import { LISTENER_FACTORIES } from './listeners.js';
 import { createMetrics } from './lib/metrics.js';
 import { meteredAuthenticator } from './auth/metered.js';
+import { createVacationResponder } from './delivery/vacation.js';
 import { startOutbound, type Outbound, type OutboundOptions } from './outbound.js';
 
 export interface App {
@@ -84,6 +85,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   };
   // Aliases to other domains: copies queued with the sender rewritten (delivery/srs.ts).
   ctx.forwarding = outbound.forwarding;
+  // One responder for every listener: it remembers whom it answered.
+  ctx.vacation = createVacationResponder({ store, send: (reply, to) => outbound.autoReply(reply, to), hostname: config.hostname, log: log.child({ component: 'vacation' }), counters });
   const closeAll = async (graceMs?: number) => {
     await Promise.allSettled(servers.map((s) => s.server.close(graceMs)));
     // The queue stops after the listeners: a submission being answered can still enqueue.

@@ -12,6 +12,7 @@ import type { SharedCounters } from './store/counters.js';
 import type { Srs } from './delivery/srs.js';
 import type { OutboundEnvelope } from './queue/types.js';
 import type { ArcSealInput } from './msgauth/dkim-sign.js';
+import type { VacationResponder } from './delivery/vacation.js';
 
 export type Protocol = 'smtp' | 'submission' | 'lmtp' | 'imap' | 'pop3' | 'http';
 
@@ -83,6 +84,8 @@ export interface ServerContext {
   /** Forwarding to remote alias targets (delivery/forward.ts); absent: an alias target outside
    * the local domains is not followed (tests without a queue). */
   forwarding?: Forwarding;
+  /** Automatic replies of accounts whose owners are away (delivery/vacation.ts); absent: none. */
+  vacation?: VacationResponder;
 }
 
 /** Sends a DSN to `to`; durable when it resolves. */

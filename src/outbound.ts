@@ -29,6 +29,9 @@ export interface Outbound {
   onSubmit: SubmitHook;
   /** Aliases to other domains (delivery/srs.ts, delivery/local.ts). */
   forwarding: Forwarding;
+  /** An automatic reply (delivery/vacation.ts) from the null sender: into the INBOX of a local
+   * recipient, else queued, signed with the From domain's keys. */
+  autoReply(reply: Buffer, to: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -150,6 +153,11 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
       srs,
       send: async (raw, envelope) => (await queue.enqueue(raw, envelope, { sign: false })).id,
       seal: (raw, domain, arc) => dkim.seal(raw, domain, arc),
+    },
+    async autoReply(reply, to) {
+      const accounts = await store.resolveRecipient(to.toLowerCase());
+      if (accounts.length > 0 && (await store.deliver(reply, parseMessage(reply), accounts.map((accountId) => ({ accountId })))).some((o) => o.ok)) return;
+      await queue.enqueue(reply, { from: '', to: [to] }, { sign: true });
     },
     async stop() {
       await queue.stop();

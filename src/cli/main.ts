@@ -19,6 +19,8 @@ import { describeTls, dropQueued, formatQueueList, holdQueued, listQueue, releas
 import { openQueueStore, queueLocation } from '../queue/open.js';
 import { domainSetup, runCheck } from './dns.js';
 import { renderZone } from '../dns/records.js';
+import { formatVacation, parseVacation, VACATION_DAYS_DEFAULT, VACATION_ENTRY } from '../delivery/vacation.js';
+import { METADATA_LIMITS } from '../imap/server/handlers/metadata.js';
 
 
 const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DIR or FACTEUR_DATA)
@@ -39,6 +41,8 @@ const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DI
                                                     second factor; then IMAP/POP3/SMTP take only
                                                     app passwords
   user import FILE                                  one "address password" pair per line
+  user vacation ADDRESS on (--text T | --text-file F) [--subject S] [--days N] [--start DATE] [--end DATE]
+  user vacation ADDRESS off | show                  automatic reply while away (once per sender per N days, 7 by default)
   alias add SOURCE TARGET | list [DOMAIN] | remove SOURCE   (SOURCE @domain = catch-all;
                                                     a TARGET in another domain forwards there)
   check-store                                       verify the store's invariants
@@ -176,14 +180,69 @@ async function queueCmd(argv: string[]): Promise<number> {
   }
 }
 
+/** `user vacation ADDRESS on|off|show`: the account's automatic reply (delivery/vacation.ts). */
+async function vacationCommand(store: MailStore, address: string, action: string | undefined, values: Record<string, unknown>): Promise<number> {
+  const account = await store.getAccountByAddress(address);
+  if (!account) throw new Error(`No such user: ${address}`);
+  const current = (await store.getMetadata(account.id, null)).find((e) => e.name === VACATION_ENTRY);
+  if (action === 'show' || action === undefined) {
+    const s = current ? parseVacation(current.value) : null;
+    if (!s) {
+      out(`${account.address}: no vacation reply`);
+      return 0;
+    }
+    const when = (t: number | null) => (t === null ? '-' : new Date(t).toISOString());
+    out(`${account.address}: vacation reply on, from ${when(s.start)} until ${when(s.end)}, once every ${s.days} days per sender`);
+    out(`Subject: ${s.subject ?? 'Auto: <original subject>'}`);
+    out('');
+    out(s.text);
+    return 0;
+  }
+  if (action === 'off') {
+    if (current) await store.setMetadata(account.id, null, [{ name: VACATION_ENTRY, value: null }], METADATA_LIMITS);
+    out(`vacation reply off for ${account.address}`);
+    return 0;
+  }
+  if (action !== 'on') throw new UsageError('user vacation ADDRESS on|off|show');
+  const textFile = values['text-file'] as string | undefined;
+  const text = textFile !== undefined ? await readFile(textFile, 'utf8') : (values.text as string | undefined);
+  if (text === undefined) throw new UsageError('user vacation ADDRESS on needs --text TEXT or --text-file FILE');
+  const date = (v: unknown, key: string): number | null => {
+    if (v === undefined) return null;
+    const t = Date.parse(String(v));
+    if (Number.isNaN(t)) throw new UsageError(`--${key}: not a date (YYYY-MM-DD or an ISO 8601 time)`);
+    return t;
+  };
+  const days = values.days === undefined ? VACATION_DAYS_DEFAULT : Number(values.days);
+  const value = formatVacation({
+    subject: (values.subject as string | undefined) ?? null,
+    text,
+    days,
+    start: date(values.start, 'start'),
+    end: date(values.end, 'end'),
+  });
+  await store.setMetadata(account.id, null, [{ name: VACATION_ENTRY, value }], METADATA_LIMITS);
+  out(`vacation reply on for ${account.address}`);
+  return 0;
+}
+
 async function userCmd(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     password: { type: 'string' },
     'password-stdin': { type: 'boolean' },
     secret: { type: 'string' },
     confirm: { type: 'string' },
+    subject: { type: 'string' },
+    text: { type: 'string' },
+    'text-file': { type: 'string' },
+    days: { type: 'string' },
+    start: { type: 'string' },
+    end: { type: 'string' },
   });
   const [sub, arg] = positionals;
+  if (sub === 'vacation' && arg) {
+    return withStore(values, async (store) => vacationCommand(store, arg, positionals[2], values));
+  }
   if (sub === 'app-password' || sub === 'totp') {
     const io = { out, err: (s: string) => process.stderr.write(`${s}\n`) };
     const { config, store } = await openDataDir(dataDirFrom(values.data as string | undefined));

@@ -26,6 +26,7 @@ import { buildDsn, type DsnRecipient } from '../queue/dsn.js';
 import type { DsnNotify, RecipientDsn } from '../queue/types.js';
 import type { Metrics } from '../lib/metrics.js';
 import type { ArcSealInput } from '../msgauth/dkim-sign.js';
+import type { VacationResponder } from './vacation.js';
 import { domainOf } from '../store/names.js';
 import type { RcptParams } from '../smtp/protocol/command.js';
 import { StoreError, type DeliveryOutcome, type MailStore, type RecipientRoute } from '../store/types.js';
@@ -101,12 +102,26 @@ export interface LocalReports {
 
 /** Local delivery over the context's store, sending DSNs through the context's report sender
  * and forwarding through the context's queue. */
-export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname' | 'log' | 'forwarding' | 'metrics'>): LocalDelivery {
+export function contextDelivery(ctx: Pick<ServerContext, 'store' | 'reports' | 'hostname' | 'log' | 'forwarding' | 'metrics' | 'vacation'>): LocalDelivery {
   const reports = ctx.reports ? { send: ctx.reports, hostname: ctx.hostname, log: ctx.log, ...(ctx.metrics ? { metrics: ctx.metrics } : {}) } : undefined;
-  return createLocalDelivery(ctx.store, reports, ctx.forwarding, ctx.log);
+  return createLocalDelivery(ctx.store, reports, ctx.forwarding, ctx.log, ctx.vacation);
 }
 
-export function createLocalDelivery(store: MailStore, reports?: LocalReports, forwarding?: Forwarding, log?: Pick<Logger, 'info'>): LocalDelivery {
+/** The envelope sender a stored copy records in its first field (port 25 and LMTP put it there). */
+function returnPath(raw: Buffer): string | null {
+  if (raw.length < 14 || raw.toString('latin1', 0, 12).toLowerCase() !== 'return-path:') return null;
+  const line = raw.toString('latin1', 12, Math.min(raw.length, 12 + 400 + 2)).split('\r\n', 1)[0]!;
+  const m = /^\s*<([^<>]*)>\s*$/.exec(line);
+  return m ? m[1]! : null;
+}
+
+export function createLocalDelivery(
+  store: MailStore,
+  reports?: LocalReports,
+  forwarding?: Forwarding,
+  log?: Pick<Logger, 'info'>,
+  vacation?: VacationResponder,
+): LocalDelivery {
   /** The accounts an address of a local domain reaches, with quota and status checked, and the
    * remote addresses it forwards to. */
   /** What an address reaches; a reverse address of ours is read as the sender it stands for:
@@ -180,6 +195,12 @@ export function createLocalDelivery(store: MailStore, reports?: LocalReports, fo
         throw err;
       }
       if (wanted) await sendReport(reports!, wanted, raw, outcomes, null);
+      if (vacation) {
+        // After the 250's condition is met, not before it: a reply never delays the delivery.
+        const sender = report?.sender ?? returnPath(raw);
+        const stored = [...outcomes.values()].filter((o) => o.ok).map((o) => o.accountId);
+        if (sender && stored.length > 0) void vacation.afterDelivery({ raw, parsed, sender, accounts: stored, mailbox });
+      }
       return outcomes;
     },
 
