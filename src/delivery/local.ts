@@ -17,6 +17,8 @@
  *   sender rewritten (srs.ts), durably before it resolves. A reverse address (SRS0/SRS1 of ours)
  *   answers with the original sender as its forward, so bounces find their way back. The
  *   caller forwards before it stores (policy-inbound.ts), as submission queues before it stores.
+ * - Automatic replies (`vacation`, vacation.ts) start after the store resolved and are not
+ *   awaited: they never delay or fail a delivery.
  */
 import type { Logger } from 'pino';
 import type { Forwarding, ReportSender, ServerContext } from '../context.js';
@@ -122,8 +124,6 @@ export function createLocalDelivery(
   log?: Pick<Logger, 'info'>,
   vacation?: VacationResponder,
 ): LocalDelivery {
-  /** The accounts an address of a local domain reaches, with quota and status checked, and the
-   * remote addresses it forwards to. */
   /** What an address reaches; a reverse address of ours is read as the sender it stands for:
    * remote, or local (an SRS1 names at most one more of our SRS0 addresses). */
   const route = async (address: string, reversed = 0): Promise<RecipientRoute> => {
@@ -140,6 +140,8 @@ export function createLocalDelivery(
     return forwarding ? r : { accounts: r.accounts, forwards: [] };
   };
 
+  /** The accounts an address of a local domain reaches, with quota and status checked, and the
+   * remote addresses it forwards to. */
   const checkRecipient = async (address: string, messageSize: number | null): Promise<RecipientCheck> => {
     const { accounts, forwards } = await route(address);
     if (accounts.length === 0) return forwards.length > 0 ? { kind: 'ok', accounts: [], forwards, quotaChecked: false } : { kind: 'unknown' };
