@@ -89,6 +89,7 @@ function inbound(mode: 'mx' | 'lmtp'): ListenerFactory {
       resolver: mode === 'mx' ? env.resolver : null,
       dmarcReject: config.smtp.dmarcReject,
       dnsbl: mode === 'mx' ? config.smtp.dnsbl : [],
+      greylistSeconds: mode === 'mx' ? config.smtp.greylistSeconds : 0,
       proxyProtocol: config.proxyProtocol[listener] ?? null,
     };
     if (config.smtp.workers === 0) return createSmtpServer(ctx, options);

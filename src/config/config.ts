@@ -90,6 +90,9 @@ export interface Config {
     /** Port 25: DNS blocklist zones (RFC 5782) whose listed clients are refused (554 5.7.1 at
      * MAIL); none by default (smtp/server/dnsbl.ts). */
     dnsbl: string[];
+    /** Port 25: greylisting (RFC 6647), how long a new (client network, sender, recipient) waits
+     * before its retry is accepted; 0 = off (smtp/server/greylist.ts). */
+    greylistSeconds: number;
   };
   submission: {
     /** Send-as grants: account address (lowercased) -> addresses ("team@example.com") or whole
@@ -122,11 +125,18 @@ export function defaultConfig(hostname: string, ports: Record<ListenerName, numb
     security: { allowPlaintextAuth: false, maxConnectionsPerIp: 50, maxAuthFailuresPerIp: 20, maxAuthFailuresPerAccount: 10, passwordCacheSeconds: 900,
       commandTimeoutMs: DEFAULT_COMMAND_TIMEOUT_MS, minUploadBytesPerSecond: DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND },
     smtp: { maxMessageSize: 50 * 1024 * 1024, maxRecipients: 100, greetingDelayMs: 0, messageTimeoutMs: MESSAGE_TIMEOUT_MS_DEFAULT, dmarcReject: 'junk',
-      workers: SMTP_WORKERS_DEFAULT, maxConnections: CONNECTIONS_MAX_DEFAULT, dnsbl: [] },
+      workers: SMTP_WORKERS_DEFAULT, maxConnections: CONNECTIONS_MAX_DEFAULT, dnsbl: [], greylistSeconds: 0 },
     submission: { sendAs: {}, maxRemoteRecipientsPerDay: SUBMISSION_REMOTE_RECIPIENTS_PER_DAY_DEFAULT },
     imap: { appendLimit: 50 * 1024 * 1024, maxConnectionsPerAccount: 50, maxConnections: IMAP_MAX_CONNECTIONS_DEFAULT },
     pop3: { retrSetsSeen: true, loginDelaySeconds: 0, expireDays: null, maxConnections: POP3_MAX_CONNECTIONS_DEFAULT },
   };
+}
+
+/** A greylisting delay: whole seconds, 0 (off) to an hour (senders retry within their first
+ * hour; a longer delay only loses mail). */
+function greylistSeconds(v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 3600) throw new Error(`smtp.greylist_seconds: ${v} is not a whole number of seconds from 0 to 3600`);
+  return v;
 }
 
 /** DNS blocklist zones: host names (letters, digits, hyphens, dots), lowercased. */
@@ -201,6 +211,7 @@ const SCHEMA: Record<string, Record<string, { kind: Kind; set: (c: Config, v: ne
     workers: { kind: 'number', set: (c, v: number) => { c.smtp.workers = v; } },
     max_connections: { kind: 'number', set: (c, v: number) => { c.smtp.maxConnections = atLeastOne('smtp.max_connections', v); } },
     dnsbl: { kind: 'string[]', set: (c, v: string[]) => { c.smtp.dnsbl = dnsblZones(v); } },
+    greylist_seconds: { kind: 'number', set: (c, v: number) => { c.smtp.greylistSeconds = greylistSeconds(v); } },
   },
   submission: {
     send_as: { kind: 'send-as', set: (c, v: Record<string, string[]>) => { c.submission.sendAs = v; } },
@@ -460,6 +471,9 @@ export function renderConfigFile(config: Config): string {
     '# Ask them through your own resolver ([dns] servers): Spamhaus refuses public resolvers.',
     '# For example: dnsbl = ["zen.spamhaus.org"]',
     ...(config.smtp.dnsbl.length > 0 ? [`dnsbl = [${config.smtp.dnsbl.map(q).join(', ')}]`] : []),
+    '# Port 25: greylisting (RFC 6647): a new (client network, sender, recipient) gets 451 4.7.1',
+    '# and is accepted when it retries after this many seconds (300 is usual); 0 = off.',
+    `greylist_seconds = ${config.smtp.greylistSeconds}`,
     '',
     '[submission]',
     '# Send-as grants: what an account may use as MAIL FROM, From and Sender besides its own',

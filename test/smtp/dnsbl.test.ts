@@ -7,18 +7,16 @@
  */
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
-import { connect, type Socket } from 'node:net';
 import { defaultConfig, renderConfigFile } from '../../src/config/config.js';
 import { LISTENER_FACTORIES } from '../../src/listeners.js';
 import type { Resolver } from '../../src/dns/resolver.js';
-import { encodeProxyHeader } from '../../src/net/proxy-protocol.js';
 import { createDnsblChecker, dnsblQueryName } from '../../src/smtp/server/dnsbl.js';
 import { createSmtpWorkers } from '../../src/smtp/worker/pool.js';
 import { loadConfigText } from '../helpers/config.js';
 import { makeTestContext } from '../helpers/context.js';
 import { mxWorkerOptions, startServer } from './harness.js';
 import { createMockResolver } from './mock-dns.js';
-import { SmtpWire } from './wire.js';
+import { connectViaBalancer } from './wire.js';
 
 const LISTED = '192.0.2.99';
 const CLEAN = '192.0.2.100';
@@ -101,23 +99,7 @@ test('loopback, private, link-local and unique-local clients are not looked up; 
   assert.ok(resolver.queries.length > asked, 'asked again once the answer expired');
 });
 
-function viaBalancer(port: number, client: string): Promise<SmtpWire> {
-  const head = encodeProxyHeader(2, {
-    version: 2,
-    command: 'proxy',
-    family: 'IPv4',
-    source: { address: client, port: 40000 },
-    destination: { address: '198.51.100.1', port: 25 },
-  });
-  return new Promise((resolve, reject) => {
-    const socket: Socket = connect({ host: '127.0.0.1', port });
-    socket.once('error', reject);
-    socket.once('connect', () => {
-      socket.write(head);
-      resolve(new SmtpWire(socket));
-    });
-  });
-}
+const viaBalancer = connectViaBalancer;
 
 async function mailFrom(port: number, client: string): Promise<{ code: number; text: string }> {
   const c = await viaBalancer(port, client);

@@ -9,6 +9,7 @@ import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { SocketFeed } from '../helpers/socket-feed.js';
+import { encodeProxyHeader } from '../../src/net/proxy-protocol.js';
 
 export interface SmtpReply {
   code: number;
@@ -121,4 +122,24 @@ export async function openTransaction(port: number, from: string, to: string[]):
   await c.cmd(`MAIL FROM:<${from}>`, 250);
   for (const r of to) await c.cmd(`RCPT TO:<${r}>`, 250);
   return c;
+}
+
+/** A connection through a PROXY-protocol (v2) balancer: the server sees `client` (an address on
+ * the internet) instead of loopback. The listener must trust 127.0.0.0/8. */
+export function connectViaBalancer(port: number, client: string): Promise<SmtpWire> {
+  const head = encodeProxyHeader(2, {
+    version: 2,
+    command: 'proxy',
+    family: 'IPv4',
+    source: { address: client, port: 40000 },
+    destination: { address: '198.51.100.1', port: 25 },
+  });
+  return new Promise((resolve, reject) => {
+    const socket: Socket = connect({ host: '127.0.0.1', port });
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.write(head);
+      resolve(new SmtpWire(socket));
+    });
+  });
 }

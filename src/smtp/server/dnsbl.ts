@@ -70,6 +70,13 @@ function listable(ip: string): boolean {
   return !UNLISTABLE.check(ip, isIPv4(ip) ? 'ipv4' : 'ipv6');
 }
 
+/** Whether a client address is on the public internet (not loopback, private, link-local or
+ * unique-local): the clients that lists and greylisting are about. */
+export function publicClient(ip: string): boolean {
+  const a = plainAddress(ip);
+  return a !== null && listable(a);
+}
+
 /** The zone's name for an address: its reverse labels under the zone (RFC 5782 §2.1, §2.4). */
 export function dnsblQueryName(ip: string, zone: string): string {
   return `${reverseName(ip).replace(/\.(in-addr|ip6)\.arpa$/, '')}.${zone}`;

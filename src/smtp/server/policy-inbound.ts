@@ -41,6 +41,7 @@ import { ipKey } from '../../auth/authenticator.js';
 import { createMemoryEventLimiter, createSharedEventLimiter } from '../../auth/rate-limit.js';
 import { createRandomHex } from '../../lib/random-hex.js';
 import { createDnsblChecker } from './dnsbl.js';
+import { createGreylist } from './greylist.js';
 
 export type { DmarcRejectAction };
 
@@ -67,6 +68,9 @@ export interface InboundPolicyOptions {
   senderReports?: boolean;
   /** MX: DNS blocklists (dnsbl.ts); a listed client's MAIL gets 554 5.7.1. */
   dnsbl?: { zones: readonly string[]; resolver: Resolver } | null;
+  /** MX: greylisting (greylist.ts); a new triplet's RCPT gets 451 4.7.1. exemptPrivate (default
+   * true): loopback and private clients pass. */
+  greylist?: { delayMs: number; exemptPrivate?: boolean } | null;
 }
 
 export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOptions): SmtpPolicy {
@@ -90,6 +94,8 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       })
     : null;
   const dnsblRefusals = ctx.metrics?.counter('facteur_dnsbl_refusals_total', 'MAIL commands refused because the client is on a DNS blocklist, by zone.');
+  const greylist = options.greylist ? createGreylist({ ...options.greylist, counters: ctx.counters ?? null }) : null;
+  const greylisted = ctx.metrics?.counter('facteur_greylisted_total', 'RCPT commands deferred by greylisting (451 4.7.1).');
   const forwardedCount = ctx.metrics?.counter('facteur_forwarded_recipients_total', 'Remote addresses queued a forwarded copy (aliases to other domains, bounces to rewritten senders).');
 
   return {
@@ -127,6 +133,15 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
           // RFC 3463 4.2.2: mailbox full (temporary: the user may make room)
           return { ok: false, reply: R.overQuota() };
         case 'ok':
+          if (greylist) {
+            // RFC 6647 §4: after the recipient is known to be valid, a temporary refusal.
+            const v = await greylist.check(session.remoteAddress, tx.from?.address ?? '', to.address);
+            if (!v.pass) {
+              ctx.log.info({ session: session.id, ip: session.remoteAddress, from: tx.from?.address ?? '', to: to.address }, 'greylisted');
+              greylisted?.inc();
+              return { ok: false, reply: reply(451, '4.7.1', `Greylisted, please try again in ${v.retryInSeconds} seconds`) };
+            }
+          }
           return { ok: true, recipient: { mailbox: to, address: to.address, params, accounts: check.accounts, forwards: check.forwards, remote: false } };
       }
     },

@@ -56,6 +56,10 @@ export interface SmtpServerOptions {
   /** Port 25: unknown recipients one client IP may probe per window before its RCPTs are
    * deferred (default RCPT_PROBES_MAX_DEFAULT per RCPT_PROBES_WINDOW_MS_DEFAULT); null: no limit. */
   recipientProbes?: { limit: number; windowMs: number } | null;
+  /** Port 25: greylisting (greylist.ts), the delay a new triplet waits; absent or 0: off. */
+  greylistSeconds?: number;
+  /** Tests: greylist loopback and private clients too. */
+  greylistPrivate?: boolean;
   /** Submission: AUTH mechanisms. */
   sasl?: SaslProvider | null;
   /** Submission: AUTH without TLS from other hosts (DESIGN.md invariant 5). Default false. */
@@ -95,6 +99,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
           resolver: options.mode === 'mx' ? (options.resolver ?? null) : null,
           senderReports: options.mode === 'mx',
           dnsbl: options.mode === 'mx' && options.resolver && options.dnsbl?.length ? { zones: options.dnsbl, resolver: options.resolver } : null,
+          greylist: options.mode === 'mx' && options.greylistSeconds ? { delayMs: options.greylistSeconds * 1000, exemptPrivate: options.greylistPrivate !== true } : null,
           dmarcReject: options.dmarcReject ?? 'junk',
           recipientProbes:
             options.mode === 'mx'

@@ -145,6 +145,7 @@ async function start(setup: WorkerSetup): Promise<{ log: Logger; close: (graceMs
     dmarcReject: setup.dmarcReject,
     delivery: remoteDelivery(),
     recipientProbes: setup.recipientProbes,
+    greylist: setup.greylistSeconds > 0 ? { delayMs: setup.greylistSeconds * 1000 } : null,
     senderReports: setup.mode === 'mx',
   });
   const server = createSmtpServer(ctx, {

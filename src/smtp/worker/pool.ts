@@ -40,7 +40,9 @@ import {
   type WorkerSetup,
 } from './protocol.js';
 
-export interface SmtpWorkersOptions extends Omit<WorkerSetup, 'host' | 'port' | 'hostname' | 'authenticate' | 'sharedCounters' | 'dnsbl'> {
+export interface SmtpWorkersOptions extends Omit<WorkerSetup, 'host' | 'port' | 'hostname' | 'authenticate' | 'sharedCounters' | 'dnsbl' | 'greylistSeconds'> {
+  /** Port 25: greylisting delay in seconds (server/greylist.ts); 0 or absent: off. */
+  greylistSeconds?: number;
   /** Worker processes (at least 1). */
   workers: number;
   /** DNS for message authentication and the blocklists (mode 'mx'); null turns both off. */
@@ -159,6 +161,7 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
     dnsbl: options.mode === 'mx' && options.resolver !== null ? [...(options.dnsbl ?? [])] : [],
     dmarcReject: options.dmarcReject,
     recipientProbes: options.recipientProbes,
+    greylistSeconds: options.mode === 'mx' ? (options.greylistSeconds ?? 0) : 0,
     sharedCounters: Boolean(ctx.counters),
     proxyProtocol: options.proxyProtocol,
   });

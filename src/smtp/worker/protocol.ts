@@ -30,6 +30,9 @@ export interface WorkerSetup {
   dnsbl: string[];
   dmarcReject: DmarcRejectAction;
   recipientProbes: { limit: number; windowMs: number } | null;
+  /** Port 25: greylisting delay in seconds (0: off); kept in the owner's shared counters with
+   * PostgreSQL, else in the worker's memory. */
+  greylistSeconds: number;
   /** Whether the owner has shared counters (PostgreSQL): RCPT probing is then counted there. */
   sharedCounters: boolean;
   proxyProtocol: ProxyProtocolOptions | null;
