@@ -20,6 +20,7 @@ import { openQueueStore, queueLocation } from '../queue/open.js';
 import { domainSetup, runCheck } from './dns.js';
 import { renderZone } from '../dns/records.js';
 import { formatVacation, parseVacation, VACATION_DAYS_DEFAULT, VACATION_ENTRY } from '../delivery/vacation.js';
+import { accountSettingsCommand, AccountSettingsUsage } from './account-settings.js';
 import { METADATA_LIMITS } from '../imap/server/handlers/metadata.js';
 
 
@@ -34,7 +35,11 @@ const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DI
   queue list | show ID | retry ID|all | hold ID|all | release ID|all | drop ID|all
   user add ADDRESS (--password P | --password-stdin)
   user passwd ADDRESS (--password P | --password-stdin)
-  user list [DOMAIN] | remove ADDRESS
+  user list [DOMAIN] | remove ADDRESS | show ADDRESS | disable ADDRESS | enable ADDRESS
+  user set ADDRESS [--quota-storage SIZE|none] [--quota-messages N|none] [--pop3-delete expunge|trash|hide]
+                                                    quotas (SIZE: 500M, 2G...) and what POP3's DELE
+                                                    does at QUIT (hide: POP3 on the desktop, IMAP on
+                                                    the phone; docs/pop3-imap.md)
   user app-password add ADDRESS NAME | list ADDRESS | revoke ADDRESS NAME
                                                     per-device passwords (printed once at add)
   user totp enable ADDRESS [--secret BASE32 --confirm CODE] | disable ADDRESS
@@ -238,8 +243,21 @@ async function userCmd(argv: string[]): Promise<number> {
     days: { type: 'string' },
     start: { type: 'string' },
     end: { type: 'string' },
+    'quota-storage': { type: 'string' },
+    'quota-messages': { type: 'string' },
+    'pop3-delete': { type: 'string' },
   });
   const [sub, arg] = positionals;
+  if ((sub === 'show' || sub === 'set' || sub === 'disable' || sub === 'enable') && arg) {
+    return withStore(values, async (store) => {
+      try {
+        return await accountSettingsCommand(store, sub, arg, values, out);
+      } catch (err) {
+        if (err instanceof AccountSettingsUsage) throw new UsageError(err.message);
+        throw err;
+      }
+    });
+  }
   if (sub === 'vacation' && arg) {
     return withStore(values, async (store) => vacationCommand(store, arg, positionals[2], values));
   }
