@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Authenticator, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
 import type { LocalDelivery, RecipientAnswer } from '../../delivery/local.js';
+import type { GreylistVerdict } from '../server/greylist.js';
 import type { Counter, Gauge, Metrics } from '../../lib/metrics.js';
 import { createLogger } from '../../log/logger.js';
 import { loadTlsDirectory } from '../../net/tls.js';
@@ -145,7 +146,7 @@ async function start(setup: WorkerSetup): Promise<{ log: Logger; close: (graceMs
     dmarcReject: setup.dmarcReject,
     delivery: remoteDelivery(),
     recipientProbes: setup.recipientProbes,
-    greylist: setup.greylistSeconds > 0 ? { delayMs: setup.greylistSeconds * 1000 } : null,
+    greylist: setup.greylistSeconds > 0 ? { check: (client, sender, recipient) => call<GreylistVerdict>({ op: 'greylist', client, sender, recipient }) } : null,
     senderReports: setup.mode === 'mx',
   });
   const server = createSmtpServer(ctx, {

@@ -26,6 +26,7 @@ import type { ListeningServer, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
 import { contextDelivery, type DeliveryReport, type ForwardRequest, type LocalDelivery } from '../../delivery/local.js';
 import type { RcptParams } from '../protocol/command.js';
+import { createGreylist } from '../server/greylist.js';
 import { StoreError } from '../../store/types.js';
 import { asAccountId } from '../../lib/brand.js';
 import {
@@ -143,9 +144,13 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
   const name = options.mode === 'mx' ? 'smtp' : 'lmtp';
   const workers = new Set<Worker>();
   let closing = false;
-  let bound: { host: string; port: number } | null = null;
+  /** port: the one listening; requested: what listen() was given (0: the system's choice). */
+  let bound: { host: string; port: number; requested: number } | null = null;
   let failures = 0;
   let lastStart = 0;
+
+  // The workers' greylist, in this process: one set of triplets whichever worker a retry reaches.
+  const greylist = options.mode === 'mx' && (options.greylistSeconds ?? 0) > 0 ? createGreylist({ delayMs: options.greylistSeconds! * 1000, counters: ctx.counters ?? null }) : null;
 
   const setupFor = (host: string, port: number): WorkerSetup => ({
     mode: options.mode,
@@ -179,6 +184,9 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
       case 'forward':
         if (!Buffer.isBuffer(op.raw)) throw new Error('malformed forward request');
         return delivery.forward(op.raw, forwardRequestOf(op.request));
+      case 'greylist':
+        if (!greylist) throw new Error('greylisting is off');
+        return greylist.check(String(op.client), String(op.sender), String(op.recipient));
       case 'dns': {
         const resolver = options.resolver;
         const method = resolver && (DNS_METHODS as readonly string[]).includes(op.method) ? (resolver[op.method] as ((name: string) => Promise<unknown>) | undefined) : undefined;
@@ -269,7 +277,9 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
         ctx.log.error({ listener: name, pid: w.process.pid, code, signal, restartInMs: pause }, 'smtp worker exited; restarting it');
         setTimeout(() => {
           if (closing || bound === null) return;
-          start(bound.host, bound.port, true).catch((err: unknown) =>
+          // node:cluster shares a listening socket by the address and port asked for: while other
+          // workers hold one asked for as port 0, a restart asks for 0 too to get it.
+          start(bound.host, bound.requested === 0 && workers.size > 0 ? 0 : bound.port, true).catch((err: unknown) =>
             ctx.log.error({ listener: name, err: (err as Error).message }, 'smtp worker restart failed'),
           );
         }, pause).unref();
@@ -280,10 +290,11 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
     name,
     async listen(host, port) {
       const first = await start(host, port);
-      // The others share the first one's socket (port 0 is bound once).
-      bound = { host, port: first };
+      // The others share the first one's socket: node:cluster keys it by the address and port
+      // asked for, so they ask for the same (port 0 is bound once, by the first).
+      bound = { host, port: first, requested: port };
       const rest = [];
-      for (let i = 1; i < Math.max(1, options.workers); i++) rest.push(start(host, first));
+      for (let i = 1; i < Math.max(1, options.workers); i++) rest.push(start(host, port));
       try {
         await Promise.all(rest);
       } catch (err) {

@@ -30,8 +30,8 @@ export interface WorkerSetup {
   dnsbl: string[];
   dmarcReject: DmarcRejectAction;
   recipientProbes: { limit: number; windowMs: number } | null;
-  /** Port 25: greylisting delay in seconds (0: off); kept in the owner's shared counters with
-   * PostgreSQL, else in the worker's memory. */
+  /** Port 25: greylisting delay in seconds (0: off); the triplets are the owner's (its shared
+   * counters with PostgreSQL, else its memory), so every worker process agrees. */
   greylistSeconds: number;
   /** Whether the owner has shared counters (PostgreSQL): RCPT probing is then counted there. */
   sharedCounters: boolean;
@@ -43,6 +43,7 @@ export type Op =
   | { op: 'lookupRecipient'; domain: string; address: string; size: number | null }
   | { op: 'deliver'; raw: Buffer; accounts: number[]; mailbox: string | null; report: DeliveryReport | null }
   | { op: 'forward'; raw: Buffer; request: ForwardRequest }
+  | { op: 'greylist'; client: string; sender: string; recipient: string }
   | { op: 'dns'; method: DnsMethod; name: string }
   | { op: 'counters'; method: CounterMethod; key: string; ms: number };
 
