@@ -109,6 +109,14 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
   }
   const smarthost = smarthostFrom(config);
   const dkim = createDkimSigning(dataDir);
+  /** A message of ours (a report, an automatic reply) into the INBOX of a local address; false
+   * when the address is not local or none of its accounts could store it. */
+  const deliverLocally = async (message: Buffer, to: string): Promise<boolean> => {
+    const accounts = await store.resolveRecipient(to.toLowerCase());
+    if (accounts.length === 0) return false;
+    const outcomes = await store.deliver(message, parseMessage(message), accounts.map((accountId) => ({ accountId })));
+    return outcomes.some((o) => o.ok);
+  };
   const queue = createOutboundQueue({
     // Shared by the nodes: what another node queued, or leased and never finished, is looked for.
     ...(location.backend === 'postgres' ? { pollMs: SHARED_QUEUE_POLL_MS } : {}),
@@ -132,10 +140,7 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
         await queue.sendReport(report, back.address);
         return true;
       }
-      const accounts = await store.resolveRecipient(recipient.toLowerCase());
-      if (accounts.length === 0) return false;
-      const outcomes = await store.deliver(report, parseMessage(report), accounts.map((accountId) => ({ accountId })));
-      return outcomes.some((o) => o.ok);
+      return deliverLocally(report, recipient);
     },
   });
   if (options.metrics) meterQueue(queue, queueStore, options.metrics);
@@ -155,9 +160,7 @@ export async function startOutbound(options: OutboundOptions): Promise<Outbound>
       seal: (raw, domain, arc) => dkim.seal(raw, domain, arc),
     },
     async autoReply(reply, to) {
-      const accounts = await store.resolveRecipient(to.toLowerCase());
-      if (accounts.length > 0 && (await store.deliver(reply, parseMessage(reply), accounts.map((accountId) => ({ accountId })))).some((o) => o.ok)) return;
-      await queue.enqueue(reply, { from: '', to: [to] }, { sign: true });
+      if (!(await deliverLocally(reply, to))) await queue.enqueue(reply, { from: '', to: [to] }, { sign: true });
     },
     async stop() {
       await queue.stop();
