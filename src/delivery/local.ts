@@ -208,18 +208,20 @@ export function createLocalDelivery(
 
     async forward(raw, request) {
       if (!forwarding) throw new StoreError('io', 'Cannot forward: no outbound queue');
-      // One queued copy per local domain that forwards: the rewritten sender is of that domain.
-      const copies = new Map<string, { to: string[]; dsn: Record<string, RecipientDsn> }>();
+      // One queued copy for every remote address (one durable write: queued whole or not at all),
+      // its sender rewritten into the domain of the first local recipient that forwards; every
+      // local domain's SPF record names this server.
+      const to: string[] = [];
+      const dsn: Record<string, RecipientDsn> = {};
       const seen = new Set<string>();
+      let domain: string | null = null;
       for (const r of request.recipients) {
-        const domain = domainOf(r.address).toLowerCase();
         for (const target of (await route(r.address)).forwards) {
           if (seen.has(target)) continue;
           seen.add(target);
-          let copy = copies.get(domain);
-          if (!copy) copies.set(domain, (copy = { to: [], dsn: {} }));
-          copy.to.push(target);
-          copy.dsn[target] = {
+          domain ??= domainOf(r.address).toLowerCase();
+          to.push(target);
+          dsn[target] = {
             // NOTIFY=NEVER is written as [] on the queue.
             ...(r.notify ? { notify: r.notify.filter((n): n is DsnNotify => n !== 'NEVER') } : {}),
             // RFC 3461 §4.2: the address the message was first sent to.
@@ -227,17 +229,16 @@ export function createLocalDelivery(
           };
         }
       }
-      for (const [domain, copy] of copies) {
-        // Sealed for the alias's domain, so that the next hop can trust what we found when the
-        // author's signature does not survive there.
-        const bytes = request.arc && forwarding.seal ? await forwarding.seal(raw, domain, request.arc) : raw;
-        await forwarding.send(bytes, {
-          from: forwarding.srs.forward(request.sender, domain),
-          to: copy.to,
-          dsn: { ...(request.ret ? { ret: request.ret } : {}), ...(request.envid ? { envid: request.envid } : {}), recipients: copy.dsn },
-        });
-      }
-      return seen.size;
+      if (domain === null) return 0;
+      // Sealed for that domain, so that the next hop can trust what we found when the author's
+      // signature does not survive there.
+      const bytes = request.arc && forwarding.seal ? await forwarding.seal(raw, domain, request.arc) : raw;
+      await forwarding.send(bytes, {
+        from: forwarding.srs.forward(request.sender, domain),
+        to,
+        dsn: { ...(request.ret ? { ret: request.ret } : {}), ...(request.envid ? { envid: request.envid } : {}), recipients: dsn },
+      });
+      return to.length;
     },
   };
 }

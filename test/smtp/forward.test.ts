@@ -239,6 +239,29 @@ test('forwarding with the queue refusing: 451 and nothing stored (the retry dupl
     const junk = await send(h.port, 'jane@sender.example', ['<away@example.com>']);
     assert.equal(junk.code, 550);
     assert.match(junk.text, /not forwarded/);
+    // Local recipients of two domains forwarding: one queued copy for all their targets (queued
+    // whole or not at all), the sender rewritten into the first one's domain.
+    await ctx.store.addDomain('example.org');
+    await ctx.store.addAlias('sales@example.org', 'desk@remote.example');
+    await ctx.store.addAlias('sales@example.org', 'far@remote.example');
+    {
+      const c = await connectSmtp(h.port);
+      try {
+        await c.expect(220);
+        await c.cmd('EHLO client.example.net', 250);
+        await c.cmd('MAIL FROM:<other@elsewhere.example>', 250);
+        await c.cmd('RCPT TO:<away@example.com>', 250);
+        await c.cmd('RCPT TO:<sales@example.org>', 250);
+        await c.cmd('DATA', 354);
+        c.write(dotStuff(other));
+        assert.equal((await c.read()).code, 250);
+      } finally {
+        c.close();
+      }
+    }
+    assert.equal(queued.length, 2);
+    assert.deepEqual(queued[1]!.to, ['far@remote.example', 'desk@remote.example']);
+    assert.match(queued[1]!.from, /^SRS0=.*=elsewhere\.example=other@example\.com$/);
     // The alias removed between RCPT and the data: nothing to forward to, an unknown user.
     const c = await connectSmtp(h.port);
     try {
@@ -255,7 +278,7 @@ test('forwarding with the queue refusing: 451 and nothing stored (the retry dupl
     } finally {
       c.close();
     }
-    assert.equal(queued.length, 1);
+    assert.equal(queued.length, 2);
   } finally {
     await h.close();
   }
