@@ -94,9 +94,11 @@ test('selected: another session\'s APPEND, STORE and EXPUNGE are pushed with no 
     await b.command('b3', 'STORE 1 +FLAGS (\\Flagged)');
     assert.deepEqual(await pushed(a, 1), ['* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))']);
     await b.command('b4', 'STORE 1 +FLAGS (\\Deleted)');
+    // Read before the EXPUNGE: a session that syncs after it has no flags to report for a gone
+    // message, only its EXPUNGE (seen on a loaded machine).
+    assert.deepEqual(await pushed(a, 1), ['* 1 FETCH (UID 1 FLAGS (\\Flagged \\Deleted \\Recent))']);
     await b.command('b5', 'EXPUNGE');
-    const lines = await pushed(a, 2);
-    assert.deepEqual(lines, ['* 1 FETCH (UID 1 FLAGS (\\Flagged \\Deleted \\Recent))', '* 1 EXPUNGE']);
+    assert.deepEqual(await pushed(a, 1), ['* 1 EXPUNGE']);
     // The notification did not set \Seen and the session is still in step.
     const r = await a.command('a1', 'NOOP');
     assert.deepEqual(r.untagged, []);
