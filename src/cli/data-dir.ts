@@ -11,7 +11,7 @@
 import { access, constants, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { defaultConfig, DEV_PORTS, loadConfig, PRODUCTION_PORTS, renderConfigFile, type Config } from '../config/config.js';
-import { generateDkimKeys } from '../msgauth/dkim-sign.js';
+import { generateDkimKeys } from '../msgauth/dkim-keys.js';
 import { createSelfSignedCertificate } from '../net/tls.js';
 import { openStore, type OpenStoreOptions } from '../store/open.js';
 import type { MailStore } from '../store/types.js';

@@ -9,7 +9,7 @@ import { loadConfig, type Config } from '../config/config.js';
 import { checkDomain, hasProblems, renderReport } from '../dns/check.js';
 import { requiredRecords, type DnsRecord } from '../dns/records.js';
 import { createDnsResolver, type FullResolver } from '../dns/resolver.js';
-import { loadDkimKeys } from '../msgauth/dkim-sign.js';
+import { loadDkimKeys } from '../msgauth/dkim-keys.js';
 import { CONFIG_FILE } from './data-dir.js';
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/;

@@ -9,19 +9,19 @@ import { createCredentials } from '../auth/password.js';
 import { LISTENER_NAMES, parseHostPort, type ListenerName } from '../config/config.js';
 import type { MailStore } from '../store/types.js';
 import { CONFIG_FILE, dataDirFrom, dataDirStore, exists, initDataDir, openDataDir } from './data-dir.js';
-import { serve } from './serve.js';
 import { parse, readPasswordStdin, UsageError, type Options } from './args.js';
-import { importCmd } from './import.js';
-import { backupCmd, exportAccountCmd, restoreCmd } from './backup.js';
 import { appPasswordCommand, CredentialsUsage, totpCommand } from './credentials.js';
-import { dkimDnsRecord, dkimRecordName, generateDkimKeys, loadDkimKeys, type DkimKey } from '../msgauth/dkim-sign.js';
-import { describeTls, dropQueued, formatQueueList, holdQueued, listQueue, releaseQueued, retryQueued, showQueued } from '../queue/admin.js';
-import { openQueueStore, queueLocation } from '../queue/open.js';
-import { domainSetup, runCheck } from './dns.js';
-import { renderZone } from '../dns/records.js';
+import { dkimDnsRecord, dkimRecordName, generateDkimKeys, loadDkimKeys, type DkimKey } from '../msgauth/dkim-keys.js';
 import { formatVacation, parseVacation, VACATION_DAYS_DEFAULT, VACATION_ENTRY } from '../delivery/vacation.js';
 import { accountSettingsCommand, AccountSettingsUsage } from './account-settings.js';
 import { METADATA_LIMITS } from '../imap/server/handlers/metadata.js';
+
+// The server, the importers, backups, the queue and the DNS tools are loaded by the commands that
+// use them: `facteur user add` need not load the SMTP stack and mailauth (a third of a second).
+const serveModule = () => import('./serve.js');
+const backupModule = () => import('./backup.js');
+const importModule = () => import('./import.js');
+const dnsModule = () => import('./dns.js');
 
 
 const USAGE = `Usage: facteur COMMAND [options]   (every command takes --data DIR or FACTEUR_DATA)
@@ -151,6 +151,8 @@ async function queueCmd(argv: string[]): Promise<number> {
   const dir = dataDirFrom(values.data as string | undefined);
   // The queue beside the store: <data>/queue.db, or the one every node shares in PostgreSQL.
   const { location } = await dataDirStore(dir);
+  const [{ describeTls, dropQueued, formatQueueList, holdQueued, listQueue, releaseQueued, retryQueued, showQueued }, { openQueueStore, queueLocation }] =
+    await Promise.all([import('../queue/admin.js'), import('../queue/open.js')]);
   const queue = await openQueueStore(queueLocation(dir, location));
   try {
     if (sub === 'list') {
@@ -372,13 +374,14 @@ const SERVE_OPTIONS = { listen: { type: 'string', multiple: true }, dns: { type:
 async function serveCmd(argv: string[]): Promise<number> {
   const { values } = parse(argv, SERVE_OPTIONS);
   const dir = dataDirFrom(values.data as string | undefined);
-  return serve(dir, { listen: parseListen(values), onlyListed: values.only === true, dns: (values.dns as string[] | undefined) ?? [] });
+  return (await serveModule()).serve(dir, { listen: parseListen(values), onlyListed: values.only === true, dns: (values.dns as string[] | undefined) ?? [] });
 }
 
 async function dnsCmd(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { ip: { type: 'string', multiple: true } });
   const [domain, extra] = positionals;
   if (!domain || extra) throw new UsageError('dns DOMAIN [--ip ADDRESS]...');
+  const [{ domainSetup }, { renderZone }] = await Promise.all([dnsModule(), import('../dns/records.js')]);
   const setup = await domainSetup(dataDirFrom(values.data as string | undefined), domain, (values.ip as string[] | undefined) ?? []);
   if (setup.ips.length === 0) {
     process.stderr.write('facteur dns: no address (public_ips in the config, or --ip): A, AAAA and PTR records are left out and SPF names the MX\n');
@@ -394,7 +397,7 @@ async function checkCmd(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { ip: { type: 'string', multiple: true }, dns: { type: 'string', multiple: true } });
   const [domain, extra] = positionals;
   if (!domain || extra) throw new UsageError('check DOMAIN [--ip ADDRESS]... [--dns HOST:PORT]...');
-  const { report, problems } = await runCheck(dataDirFrom(values.data as string | undefined), domain, (values.ip as string[] | undefined) ?? [], (values.dns as string[] | undefined) ?? []);
+  const { report, problems } = await (await dnsModule()).runCheck(dataDirFrom(values.data as string | undefined), domain, (values.ip as string[] | undefined) ?? [], (values.dns as string[] | undefined) ?? []);
   process.stdout.write(report);
   return problems ? 1 : 0;
 }
@@ -425,7 +428,7 @@ async function demoCmd(argv: string[]): Promise<number> {
       `  IMAP 127.0.0.1:2143 (STARTTLS) / 2993 (TLS), POP3 2110 / 2995, SMTP 2525, submission 2587 / 2465, HTTP 8080 / HTTPS 8443\n` +
       `  The certificate is self-signed: accept it in your client. Stop with Ctrl-C.\n\n`,
   );
-  return serve(dir, { listen: parseListen(values), onlyListed: false, dns: (values.dns as string[] | undefined) ?? [] });
+  return (await serveModule()).serve(dir, { listen: parseListen(values), onlyListed: false, dns: (values.dns as string[] | undefined) ?? [] });
 }
 
 async function initCmd(argv: string[]): Promise<number> {
@@ -448,8 +451,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   user: userCmd,
   alias: aliasCmd,
   'check-store': checkStoreCmd,
-  backup: backupCmd,
-  restore: restoreCmd,
+  backup: async (argv) => (await backupModule()).backupCmd(argv),
+  restore: async (argv) => (await backupModule()).restoreCmd(argv),
   export: exportCmd,
   import: importAnyCmd,
   dns: dnsCmd,
@@ -458,16 +461,16 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
 
 async function exportCmd(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
-  if (what === 'installation') return backupCmd(rest);
-  if (what === 'account') return exportAccountCmd(rest);
+  if (what === 'installation') return (await backupModule()).backupCmd(rest);
+  if (what === 'account') return (await backupModule()).exportAccountCmd(rest);
   throw new UsageError('export installation OUT | account ADDRESS --format maildir|mbox OUT');
 }
 
 /** `import installation IN` is a restore; the other kinds move mail in from elsewhere. */
 async function importAnyCmd(argv: string[]): Promise<number> {
   const [what, ...rest] = argv;
-  if (what === 'installation') return restoreCmd(rest);
-  return importCmd(argv);
+  if (what === 'installation') return (await backupModule()).restoreCmd(rest);
+  return (await importModule()).importCmd(argv);
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -16,7 +16,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { parseHostPort, type ListenerName } from '../config/config.js';
 import { renderMtaStsPolicy, renderPacc, type MtaStsPolicy } from '../http/client-config.js';
 import { clientEndpoints } from '../http/client-settings.js';
-import { dkimDnsRecord, dkimRecordName, type DkimKey } from '../msgauth/dkim-sign.js';
+import { dkimDnsRecord, dkimRecordName, type DkimKey } from '../msgauth/dkim-keys.js';
 
 export type RecordType = 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME' | 'SRV' | 'PTR';
 

@@ -2,8 +2,6 @@
  * Opens the store named by configuration: a data directory (SQLite, the embedded default) or a
  * database URL. The one place besides tests that picks a concrete backend for the server.
  */
-import { openPgStore, parsePgStoreUrl } from './sql/postgres/pg-store.js';
-import { openSqliteStore } from './sql/sqlite/sqlite-store.js';
 import { StoreError } from './types.js';
 import { VIEW_WARM_MESSAGES } from './view-cache.js';
 import type { MailStore } from './types.js';
@@ -26,6 +24,8 @@ export interface OpenStoreOptions {
  */
 export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<MailStore> {
   if (/^postgres(ql)?:\/\//i.test(location)) {
+    // Each backend is loaded when it is the one configured (pg or better-sqlite3, not both).
+    const { openPgStore, parsePgStoreUrl } = await import('./sql/postgres/pg-store.js');
     const parsed = parsePgStoreUrl(location);
     return openPgStore({ ...parsed, blobs: parsed.blobs ?? options.blobs ?? 'database', ...warm(options) });
   }
@@ -33,6 +33,7 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
     throw new StoreError('invalid', `Cannot open store: unknown store URL scheme in ${location.split(':')[0] ?? ''}://`);
   }
   if (location.length === 0) throw new StoreError('invalid', 'Cannot open store: empty data directory');
+  const { openSqliteStore } = await import('./sql/sqlite/sqlite-store.js');
   return openSqliteStore({ dir: location, ...(options.pageCacheKiB === undefined ? {} : { pageCacheKiB: options.pageCacheKiB }), ...warm(options) });
 }
 

@@ -14,7 +14,7 @@ import { runCheck } from '../../src/cli/dns.js';
 import { checkDomain, hasProblems, renderReport, type CheckResult } from '../../src/dns/check.js';
 import { requiredRecords, type DnsRecord } from '../../src/dns/records.js';
 import { loadConfig, type ListenerName } from '../../src/config/config.js';
-import { generateDkimKeys, loadDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
+import { generateDkimKeys, loadDkimKeys, type DkimKey } from '../../src/msgauth/dkim-keys.js';
 import { addTo, emptyZone, mockResolver, zoneOf } from './mock-resolver.js';
 
 const run = promisify(execFile);

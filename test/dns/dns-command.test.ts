@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { renderMtaStsPolicy } from '../../src/http/client-config.js';
 import { mtaStsId } from '../../src/dns/records.js';
-import { loadDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
+import { loadDkimKeys, type DkimKey } from '../../src/msgauth/dkim-keys.js';
 import { runCli } from '../helpers/cli.js';
 
 interface ZoneLine { name: string; ttl: number; type: string; rdata: string }

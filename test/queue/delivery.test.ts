@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
-import { createDkimSigning, dkimDnsRecord, dkimRecordName, generateDkimKeys } from '../../src/msgauth/dkim-sign.js';
+import { createDkimSigning } from '../../src/msgauth/dkim-sign.js';
+import { dkimDnsRecord, dkimRecordName, generateDkimKeys } from '../../src/msgauth/dkim-keys.js';
 import { makeQueue, mockResolver, startSink, once, MESSAGE, type DnsTable } from './helpers.js';
 
 const MINUTE = 60_000;

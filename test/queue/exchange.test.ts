@@ -8,7 +8,8 @@ import { strict as assert } from 'node:assert';
 import nodemailer from 'nodemailer';
 import { startServer, type Harness } from '../smtp/harness.js';
 import { createSubmitHook } from '../../src/queue/submit-hook.js';
-import { createDkimSigning, dkimDnsRecord, dkimRecordName, generateDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
+import { createDkimSigning } from '../../src/msgauth/dkim-sign.js';
+import { dkimDnsRecord, dkimRecordName, generateDkimKeys, type DkimKey } from '../../src/msgauth/dkim-keys.js';
 import { makeQueue, mockResolver, testLogger, type DnsTable, type QueueHarness } from './helpers.js';
 
 interface Instance {

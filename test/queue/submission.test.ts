@@ -4,7 +4,8 @@ import nodemailer from 'nodemailer';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { startServer } from '../smtp/harness.js';
 import { createSubmitHook } from '../../src/queue/submit-hook.js';
-import { createDkimSigning, dkimDnsRecord, dkimRecordName, generateDkimKeys } from '../../src/msgauth/dkim-sign.js';
+import { createDkimSigning } from '../../src/msgauth/dkim-sign.js';
+import { dkimDnsRecord, dkimRecordName, generateDkimKeys } from '../../src/msgauth/dkim-keys.js';
 import { makeQueue, mockResolver, startSink, testLogger } from './helpers.js';
 
 const DNS = { mx: { 'example.net': [{ exchange: 'mx.example.net', priority: 10 }] }, a: { 'mx.example.net': ['127.0.0.1'] } };

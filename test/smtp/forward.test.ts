@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { startApp, type App } from '../../src/app.js';
 import { defaultConfig } from '../../src/config/config.js';
 import { createSrs, loadSrsSecret } from '../../src/delivery/srs.js';
-import { dkimDnsRecord, dkimRecordName, generateDkimKeys, type DkimKey } from '../../src/msgauth/dkim-sign.js';
+import { dkimDnsRecord, dkimRecordName, generateDkimKeys, type DkimKey } from '../../src/msgauth/dkim-keys.js';
 import { mailauthResolver } from '../../src/dns/resolver.js';
 import { authenticate } from 'mailauth';
 import type { MailStore } from '../../src/store/types.js';
