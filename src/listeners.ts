@@ -12,6 +12,7 @@ import { createDkimSigning } from './msgauth/dkim-sign.js';
 import { createImapServer } from './imap/server/server.js';
 import { createPop3Server } from './pop3/server/server.js';
 import type { SubmitHook } from './smtp/server/policy-submission.js';
+import { GREYLIST_FILE } from './smtp/server/greylist.js';
 import { createSmtpServer } from './smtp/server/server.js';
 import { RCPT_PROBES_MAX_DEFAULT, RCPT_PROBES_WINDOW_MS_DEFAULT } from './smtp/protocol/limits.js';
 import { createSmtpWorkers } from './smtp/worker/pool.js';
@@ -90,6 +91,7 @@ function inbound(mode: 'mx' | 'lmtp'): ListenerFactory {
       dmarcReject: config.smtp.dmarcReject,
       dnsbl: mode === 'mx' ? config.smtp.dnsbl : [],
       greylistSeconds: mode === 'mx' ? config.smtp.greylistSeconds : 0,
+      greylistFile: mode === 'mx' ? join(env.dataDir, GREYLIST_FILE) : null,
       proxyProtocol: config.proxyProtocol[listener] ?? null,
     };
     if (config.smtp.workers === 0) return createSmtpServer(ctx, options);

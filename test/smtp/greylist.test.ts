@@ -7,7 +7,10 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { defaultConfig, renderConfigFile } from '../../src/config/config.js';
 import { LISTENER_FACTORIES } from '../../src/listeners.js';
-import { createGreylist, greylistNetwork, PASS_TTL_MS, RETRY_WINDOW_MS } from '../../src/smtp/server/greylist.js';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createGreylist, GREYLIST_FILE, greylistNetwork, PASS_TTL_MS, RETRY_WINDOW_MS } from '../../src/smtp/server/greylist.js';
 import type { SharedCounters } from '../../src/store/counters.js';
 import { loadConfigText } from '../helpers/config.js';
 import { makeTestContext } from '../helpers/context.js';
@@ -55,6 +58,49 @@ for (const kind of ['memory', 'shared counters']) {
   });
 }
 
+test('greylisting without shared counters keeps its triplets in its file across restarts; expired ones are dropped, a bad file is reported', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'facteur-greylist-'));
+  const file = join(dir, GREYLIST_FILE);
+  try {
+    let t = Date.UTC(2026, 10, 28);
+    const now = () => t;
+    const errors: string[] = [];
+    const open = () => createGreylist({ delayMs: 300_000, now, exemptPrivate: false, file, onFileError: (err) => errors.push((err as Error).message) });
+    let g = open();
+    assert.equal((await g.check('198.51.100.7', 'jane@sender.example', 'bob@example.com')).pass, false);
+    assert.equal((await g.check('203.0.113.9', 'spam@bulk.example', 'bob@example.com')).pass, false);
+    await g.close();
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    // After a restart: the wait that began before it counts, and the retry passes.
+    t += 300_000;
+    g = open();
+    assert.deepEqual(await g.check('198.51.100.7', 'jane@sender.example', 'bob@example.com'), { pass: true });
+    await g.close();
+    // Known after another restart, long after the retry window: passed triplets stay; the
+    // triplet never retried is forgotten and not written again.
+    t += RETRY_WINDOW_MS + 1000;
+    g = open();
+    assert.deepEqual(await g.check('198.51.100.7', 'jane@sender.example', 'bob@example.com'), { pass: true });
+    await g.close();
+    const saved = JSON.parse(await readFile(file, 'utf8')) as { triplets: unknown[] };
+    assert.equal(saved.triplets.length, 1);
+    assert.deepEqual(errors, []);
+    // A damaged file: reported, greylisting goes on from memory, and the next save replaces it.
+    await writeFile(file, '{"version":1,"trip');
+    g = open();
+    assert.equal(errors.length, 1);
+    assert.deepEqual(await g.check('198.51.100.7', 'jane@sender.example', 'bob@example.com'), { pass: false, retryInSeconds: 300 });
+    await g.close();
+    assert.equal((JSON.parse(await readFile(file, 'utf8')) as { triplets: unknown[] }).triplets.length, 1);
+    // Nothing changed, nothing written: close() of an unused greylist leaves the file alone.
+    await rm(file);
+    await open().close();
+    await assert.rejects(stat(file), /ENOENT/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('greylisting leaves loopback and private clients alone; networks are /24 and /64', async () => {
   const g = createGreylist({ delayMs: 300_000 });
   for (const ip of ['127.0.0.1', '10.1.2.3', '192.168.0.9', '::1', 'fd00::5', '::ffff:10.0.0.1']) assert.deepEqual(await g.check(ip, 'a@b.example', 'c@d.example'), { pass: true }, ip);
@@ -94,7 +140,7 @@ async function rcpts(port: number, client: string, to: string[]): Promise<string
   }
 }
 
-test('the port 25 listener made from the configuration greylists valid recipients only (no worker, one, two: one set of triplets)', async () => {
+test('the port 25 listener made from the configuration greylists valid recipients only (no worker, one, two: one set of triplets, kept across a restart)', async () => {
   const ctx = await makeTestContext();
   await ctx.addUser('bob@example.com', 'pw-bob-123456');
   const config = defaultConfig('mail.example.test');
@@ -105,7 +151,8 @@ test('the port 25 listener made from the configuration greylists valid recipient
       config.smtp.workers = workers;
       const server = LISTENER_FACTORIES.smtp!(ctx, config, { dataDir: ctx.dataDir, resolver: createMockResolver({}) })!;
       const port = await server.listen('127.0.0.1', 0);
-      const client = `192.0.2.${10 + workers}`;
+      // One network each: the triplets of one run are kept for the next (its file).
+      const client = ['192.0.2.10', '198.51.100.10', '203.0.113.10'][workers]!;
       try {
         const first = await rcpts(port, client, ['bob@example.com', 'nobody@example.com']);
         assert.match(first[0]!, /^451 4\.7\.1 Greylisted, please try again in 1 seconds$/, `workers = ${workers}`);
@@ -116,6 +163,15 @@ test('the port 25 listener made from the configuration greylists valid recipient
         for (let i = 0; i < 4; i++) assert.match((await rcpts(port, client, ['bob@example.com']))[0]!, /^250 /, `workers = ${workers}: retry ${i} passes`);
       } finally {
         await server.close(1000);
+      }
+      // Closed, the listener saved its triplets in the data directory: a new one knows the client.
+      const again = LISTENER_FACTORIES.smtp!(ctx, config, { dataDir: ctx.dataDir, resolver: createMockResolver({}) })!;
+      const port2 = await again.listen('127.0.0.1', 0);
+      try {
+        assert.match((await rcpts(port2, client, ['bob@example.com']))[0]!, /^250 /, `workers = ${workers}: known after a restart`);
+        assert.match((await rcpts(port2, `93.184.${216 + workers}.34`, ['bob@example.com']))[0]!, /^451 4\.7\.1 /, 'another client still waits');
+      } finally {
+        await again.close(1000);
       }
     }
   } finally {

@@ -41,7 +41,7 @@ import { ipKey } from '../../auth/authenticator.js';
 import { createMemoryEventLimiter, createSharedEventLimiter } from '../../auth/rate-limit.js';
 import { createRandomHex } from '../../lib/random-hex.js';
 import { createDnsblChecker } from './dnsbl.js';
-import { createGreylist, type Greylist } from './greylist.js';
+import { createGreylist, greylistFileError, type Greylist } from './greylist.js';
 
 export type { DmarcRejectAction };
 
@@ -70,8 +70,9 @@ export interface InboundPolicyOptions {
   dnsbl?: { zones: readonly string[]; resolver: Resolver } | null;
   /** MX: greylisting (greylist.ts); a new triplet's RCPT gets 451 4.7.1. exemptPrivate (default
    * true): loopback and private clients pass. Or a greylist kept elsewhere (an SMTP worker
-   * process asks its owner's). */
-  greylist?: { delayMs: number; exemptPrivate?: boolean } | Greylist | null;
+   * process asks its owner's). file: where the triplets are kept across restarts (without
+   * shared counters). */
+  greylist?: { delayMs: number; exemptPrivate?: boolean; file?: string | null } | Greylist | null;
 }
 
 export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOptions): SmtpPolicy {
@@ -95,11 +96,19 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       })
     : null;
   const dnsblRefusals = ctx.metrics?.counter('facteur_dnsbl_refusals_total', 'MAIL commands refused because the client is on a DNS blocklist, by zone.');
-  const greylist = !options.greylist ? null : 'check' in options.greylist ? options.greylist : createGreylist({ ...options.greylist, counters: ctx.counters ?? null });
+  const greylist = !options.greylist
+    ? null
+    : 'check' in options.greylist
+      ? options.greylist
+      : createGreylist({ ...options.greylist, counters: ctx.counters ?? null, onFileError: greylistFileError(ctx.log) });
   const greylisted = ctx.metrics?.counter('facteur_greylisted_total', 'RCPT commands deferred by greylisting (451 4.7.1).');
   const forwardedCount = ctx.metrics?.counter('facteur_forwarded_recipients_total', 'Remote addresses queued a forwarded copy (aliases to other domains, bounces to rewritten senders).');
 
   return {
+    async close() {
+      await greylist?.close();
+    },
+
     async onMailFrom(session) {
       if (dnsbl === null) return null;
       const v = await dnsbl.check(session.remoteAddress);

@@ -70,6 +70,8 @@ export interface SmtpPolicy {
   onRcptTo(session: SessionInfo, tx: Transaction, to: Mailbox, params: RcptParams): Promise<RcptDecision>;
   /** After the end of data; the message is complete and within limits. */
   onData(session: SessionInfo, tx: Transaction, message: IncomingMessage): Promise<DataOutcome>;
+  /** When the server closes, after its sessions: saves what the policy keeps (greylisting). */
+  close?(): Promise<void>;
 }
 
 /** The transaction's DSN requests for `recipients` (delivery/local.ts). */

@@ -60,6 +60,8 @@ export interface SmtpServerOptions {
   greylistSeconds?: number;
   /** Tests: greylist loopback and private clients too. */
   greylistPrivate?: boolean;
+  /** Port 25: where greylisting keeps its triplets across restarts (greylist.ts). */
+  greylistFile?: string | null;
   /** Submission: AUTH mechanisms. */
   sasl?: SaslProvider | null;
   /** Submission: AUTH without TLS from other hosts (DESIGN.md invariant 5). Default false. */
@@ -99,7 +101,10 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
           resolver: options.mode === 'mx' ? (options.resolver ?? null) : null,
           senderReports: options.mode === 'mx',
           dnsbl: options.mode === 'mx' && options.resolver && options.dnsbl?.length ? { zones: options.dnsbl, resolver: options.resolver } : null,
-          greylist: options.mode === 'mx' && options.greylistSeconds ? { delayMs: options.greylistSeconds * 1000, exemptPrivate: options.greylistPrivate !== true } : null,
+          greylist:
+            options.mode === 'mx' && options.greylistSeconds
+              ? { delayMs: options.greylistSeconds * 1000, exemptPrivate: options.greylistPrivate !== true, file: options.greylistFile ?? null }
+              : null,
           dmarcReject: options.dmarcReject ?? 'junk',
           recipientProbes:
             options.mode === 'mx'
@@ -195,6 +200,7 @@ export function createSmtpServer(ctx: ServerContext, options: SmtpServerOptions)
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       for (const s of sessions) s.destroy();
       await closed;
+      await policy.close?.();
     },
   };
 }

@@ -146,7 +146,10 @@ async function start(setup: WorkerSetup): Promise<{ log: Logger; close: (graceMs
     dmarcReject: setup.dmarcReject,
     delivery: remoteDelivery(),
     recipientProbes: setup.recipientProbes,
-    greylist: setup.greylistSeconds > 0 ? { check: (client, sender, recipient) => call<GreylistVerdict>({ op: 'greylist', client, sender, recipient }) } : null,
+    greylist:
+      setup.greylistSeconds > 0
+        ? { check: (client, sender, recipient) => call<GreylistVerdict>({ op: 'greylist', client, sender, recipient }), close: async () => undefined }
+        : null,
     senderReports: setup.mode === 'mx',
   });
   const server = createSmtpServer(ctx, {

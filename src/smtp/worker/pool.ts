@@ -26,7 +26,7 @@ import type { ListeningServer, ServerContext } from '../../context.js';
 import type { Resolver } from '../../dns/resolver.js';
 import { contextDelivery, type DeliveryReport, type ForwardRequest, type LocalDelivery } from '../../delivery/local.js';
 import type { RcptParams } from '../protocol/command.js';
-import { createGreylist } from '../server/greylist.js';
+import { createGreylist, greylistFileError } from '../server/greylist.js';
 import { StoreError } from '../../store/types.js';
 import { asAccountId } from '../../lib/brand.js';
 import {
@@ -44,6 +44,8 @@ import {
 export interface SmtpWorkersOptions extends Omit<WorkerSetup, 'host' | 'port' | 'hostname' | 'authenticate' | 'sharedCounters' | 'dnsbl' | 'greylistSeconds'> {
   /** Port 25: greylisting delay in seconds (server/greylist.ts); 0 or absent: off. */
   greylistSeconds?: number;
+  /** Port 25: where greylisting keeps its triplets across restarts. */
+  greylistFile?: string | null;
   /** Worker processes (at least 1). */
   workers: number;
   /** DNS for message authentication and the blocklists (mode 'mx'); null turns both off. */
@@ -150,7 +152,10 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
   let lastStart = 0;
 
   // The workers' greylist, in this process: one set of triplets whichever worker a retry reaches.
-  const greylist = options.mode === 'mx' && (options.greylistSeconds ?? 0) > 0 ? createGreylist({ delayMs: options.greylistSeconds! * 1000, counters: ctx.counters ?? null }) : null;
+  const greylist =
+    options.mode === 'mx' && (options.greylistSeconds ?? 0) > 0
+      ? createGreylist({ delayMs: options.greylistSeconds! * 1000, counters: ctx.counters ?? null, file: options.greylistFile ?? null, onFileError: greylistFileError(ctx.log) })
+      : null;
 
   const setupFor = (host: string, port: number): WorkerSetup => ({
     mode: options.mode,
@@ -318,6 +323,7 @@ export function createSmtpWorkers(ctx: ServerContext, options: SmtpWorkersOption
           }),
       );
       await Promise.all(exits);
+      await greylist?.close();
     },
     pids() {
       return [...workers].map((w) => w.process.pid).filter((p): p is number => p !== undefined);
