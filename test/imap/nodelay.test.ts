@@ -13,6 +13,7 @@ import { startImap, TEST_PASSWORD, TEST_USER } from '../helpers/imap-transcript.
 import { testMessage } from '../helpers/store.js';
 
 const FETCHES = 15;
+const ROUNDS = 3;
 /** Median FETCH time allowed (ms): the delayed ACK alone is 40. */
 const MEDIAN_BOUND_MS = 30;
 
@@ -68,19 +69,26 @@ for (const tls of [false, true]) {
         assert.match((await until('a')).line, /^a OK/);
         s.write('b SELECT INBOX\r\n');
         assert.match((await until('b')).line, /^b OK/);
-        const times: number[] = [];
-        for (let i = 0; i < FETCHES; i++) {
-          const t0 = performance.now();
-          s.write(`f${i} UID FETCH * (BODY.PEEK[])\r\n`);
-          const r = await until(`f${i}`);
-          times.push(performance.now() - t0);
-          assert.match(r.line, new RegExp(`^f${i} OK`));
-          assert.ok(r.before.includes(`BODY[] {${message.raw.length}}\r\n`), 'the whole message was sent');
+        // A delayed ACK holds most FETCHes every time; a machine busy with other work slows some
+        // for a while. So up to ROUNDS rounds, and one whose median is under the bound is enough.
+        const medians: string[] = [];
+        for (let round = 0; round < ROUNDS; round++) {
+          const times: number[] = [];
+          for (let i = 0; i < FETCHES; i++) {
+            const t0 = performance.now();
+            s.write(`f${i} UID FETCH * (BODY.PEEK[])\r\n`);
+            const r = await until(`f${i}`);
+            times.push(performance.now() - t0);
+            assert.match(r.line, new RegExp(`^f${i} OK`));
+            assert.ok(r.before.includes(`BODY[] {${message.raw.length}}\r\n`), 'the whole message was sent');
+          }
+          times.sort((a, b) => a - b);
+          const median = times[times.length >> 1]!;
+          t.diagnostic(`round ${round + 1}: median ${median.toFixed(1)} ms, slowest ${times.at(-1)!.toFixed(1)} ms`);
+          if (median < MEDIAN_BOUND_MS) return;
+          medians.push(`${median.toFixed(1)} (all: ${times.map((x) => x.toFixed(1)).join(', ')})`);
         }
-        times.sort((a, b) => a - b);
-        const median = times[times.length >> 1]!;
-    t.diagnostic(`median ${median.toFixed(1)} ms, slowest ${times.at(-1)!.toFixed(1)} ms`);
-        assert.ok(median < MEDIAN_BOUND_MS, `median ${median.toFixed(1)} ms (all: ${times.map((t) => t.toFixed(1)).join(', ')})`);
+        assert.fail(`median over ${MEDIAN_BOUND_MS} ms in every round: ${medians.join('; ')}`);
       } finally {
         s.destroy();
       }
