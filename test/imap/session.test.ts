@@ -2,10 +2,13 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
-import { constants as zlibConstants, createDeflateRaw, createInflateRaw } from 'node:zlib';
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw, deflateRawSync } from 'node:zlib';
 import { pino } from 'pino';
+import { Receiver } from '../../src/imap/protocol/receiver.js';
+import { MAX_PIPELINED_BYTES } from '../../src/imap/server/session.js';
 import type { MailStore } from '../../src/store/types.js';
 import { startImap, TEST_PASSWORD, TEST_USER } from '../helpers/imap-transcript.js';
+import { testMessage } from '../helpers/store.js';
 
 test('an unexpected failure is NO [SERVERBUG] with a reference that is logged with the stack; the session goes on', async () => {
   const lines: Array<Record<string, unknown>> = [];
@@ -140,6 +143,40 @@ test('COMPRESS DEFLATE: the OK is plain, then commands and responses are raw DEF
     await waitFor(() => text, /\* BYE Logging out\r\ne OK/);
     socket.destroy();
   } finally {
+    await f.close();
+  }
+});
+
+test('COMPRESS DEFLATE: a decompression bomb of pipelined commands is held to the pipelining bound, not inflated into memory', async () => {
+  // Compressed input inflates about 1,000 to 1: what the session holds must stay near its
+  // pipelining bound (MAX_PIPELINED_BYTES), however much the client sends without reading.
+  let peak = 0;
+  const push = Receiver.prototype.push;
+  Receiver.prototype.push = function (this: Receiver, chunk: Buffer) {
+    push.call(this, chunk);
+    peak = Math.max(peak, this.buffered);
+  };
+  const f = await startImap();
+  try {
+    // A large message FETCHed by a client that reads nothing: the session soon waits for the
+    // socket, and what the client sends meanwhile waits for the session.
+    const account = (await f.ctx.store.getAccountByAddress(TEST_USER))!;
+    const inbox = (await f.ctx.store.getMailbox(account.id, 'INBOX'))!;
+    await f.ctx.store.append(inbox.id, testMessage({ subject: 'big', body: `${'x'.repeat(76)}\r\n`.repeat(40_000) }));
+    const t = await f.login();
+    await t.command('s', 'SELECT INBOX');
+    await t.command('c', 'COMPRESS DEFLATE');
+    const commands = 'f FETCH 1 BODY.PEEK[]\r\n'.repeat(20) + 'a NOOP\r\n'.repeat(8 * 1024 * 1024);
+    const bomb = deflateRawSync(Buffer.from(commands), { level: 9 });
+    assert.ok(bomb.length < 200 * 1024, `the bomb is small: ${bomb.length}`);
+    t.pause(); // no response is read
+    t.sendRaw(bomb);
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.ok(peak > MAX_PIPELINED_BYTES / 2, `the session was reading: ${peak}`);
+    assert.ok(peak < MAX_PIPELINED_BYTES + 4 * 1024 * 1024, `held ${peak} bytes`);
+    t.close();
+  } finally {
+    Receiver.prototype.push = push;
     await f.close();
   }
 });

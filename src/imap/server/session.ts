@@ -18,7 +18,7 @@
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw } from 'node:zlib';
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from 'node:zlib';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -48,6 +48,8 @@ import type { FetchItemCache } from '../fetch/item-cache.js';
 /** Bytes waiting in the receiver while a command runs before the socket is paused: stops a
  * client from pipelining without bound while a slow command runs. */
 export const MAX_PIPELINED_BYTES = 256 * 1024;
+/** With COMPRESS, compressed input goes to the inflater in pieces of this size (startCompression). */
+const INFLATE_PIECE = 2048;
 /** Time allowed before login for each command to arrive complete (not just inactivity: bytes
  * trickled without ending a command do not extend it): short, so idle or slowly-trickling
  * unauthenticated sockets do not pile up. After login a started command has commandTimeoutMs plus
@@ -114,6 +116,8 @@ export class Session {
   private socket: Socket;
   /** The compressor once COMPRESS DEFLATE is active; responses are written into it. */
   private deflate: DeflateRaw | null = null;
+  /** With COMPRESS: the inflater, whose output is the session's input (paused in its place). */
+  private inflate: InflateRaw | null = null;
   private readonly receiver: Receiver;
   private waiter: ((ev: ReceiverEvent | null) => void) | null = null;
   private closed = false;
@@ -461,7 +465,7 @@ export class Session {
   private readonly onData = (chunk: Buffer): void => {
     this.receiver.push(chunk);
     this.pump();
-    if (this.waiter === null && this.receiver.buffered > MAX_PIPELINED_BYTES) this.socket.pause();
+    if (this.waiter === null && this.receiver.buffered > MAX_PIPELINED_BYTES) (this.inflate ?? this.socket).pause();
     this.trackCommand();
   };
 
@@ -531,7 +535,8 @@ export class Session {
       if (ev.kind !== 'continue') this.commandDeadline.stop();
       return Promise.resolve(ev);
     }
-    if (this.socket.isPaused()) this.socket.resume();
+    const input = this.inflate ?? this.socket;
+    if (input.isPaused()) input.resume();
     const next = new Promise<ReceiverEvent | null>((resolve) => {
       this.waiter = resolve;
     });
@@ -759,15 +764,27 @@ export class Session {
   /**
    * COMPRESS=DEFLATE (RFC 4978): from now on both directions are raw DEFLATE streams. Bytes the
    * client already sent after its command are compressed ones and go through the inflater too.
+   *
+   * Input is bounded as without compression: the session pauses the inflater's output (not the
+   * socket) when enough is pipelined; the inflater then holds its input, and the socket is paused
+   * while the inflater's input is full. Compressed bytes go in by INFLATE_PIECE, so that what one
+   * piece inflates to (DEFLATE reaches about 1,000 to 1) is all that can wait beyond the bound.
    */
   startCompression(): void {
     const raw = this.socket;
     const pending = this.receiver.takeBuffered();
     const inflate = createInflateRaw();
     const deflate = createDeflateRaw();
+    const feed = (chunk: Buffer): void => {
+      let room = true;
+      for (let i = 0; i < chunk.length; i += INFLATE_PIECE) room = inflate.write(chunk.subarray(i, i + INFLATE_PIECE));
+      if (!room) raw.pause();
+    };
     raw.off('data', this.onData);
-    raw.on('data', (chunk: Buffer) => inflate.write(chunk));
+    raw.on('data', feed);
+    inflate.on('drain', () => raw.resume());
     inflate.on('data', this.onData);
+    this.inflate = inflate;
     // Corrupt compressed input cannot be resynchronised: the connection ends.
     inflate.on('error', () => this.destroy());
     deflate.on('error', () => this.destroy());
@@ -776,7 +793,7 @@ export class Session {
     });
     raw.on('drain', () => deflate.resume());
     this.deflate = deflate;
-    if (pending.length > 0) inflate.write(pending);
+    if (pending.length > 0) feed(pending);
   }
 
   /** STARTTLS (RFC 9051 §6.2.1): drop what was pipelined in clear, then handshake. */
