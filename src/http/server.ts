@@ -137,6 +137,21 @@ export function createHttpServer(ctx: ServerContext, options: HttpServerOptions)
     res.end(req.method === 'HEAD' ? undefined : buf);
   }
 
+  /**
+   * The request target's URL (RFC 9112 §3.2): origin-form, a path read as a path even when it
+   * starts with two slashes (not as a network-path reference naming another host), or
+   * absolute-form, which a server must accept (§3.2.2). 400 for anything else.
+   */
+  function requestTarget(target: string): URL {
+    try {
+      if (target.startsWith('/')) return new URL(`http://localhost${target}`);
+      if (/^https?:\/\//i.test(target)) return new URL(target);
+    } catch {
+      // not a URL: refused below
+    }
+    throw new HttpError(400, 'Cannot parse the request target');
+  }
+
   /** Reads a request body up to the limit; 413 beyond it. */
   async function readBody(req: IncomingMessage): Promise<string> {
     const declared = Number(req.headers['content-length'] ?? 0);
@@ -259,14 +274,12 @@ export function createHttpServer(ctx: ServerContext, options: HttpServerOptions)
 
   async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let endpoint = 'unknown';
+    // Taken now: a body read that stopped part way destroys the request, which then has none.
+    const socket = req.socket as Socket | null;
     try {
-      let url: URL;
-      try {
-        url = new URL(req.url ?? '', 'http://localhost');
-      } catch {
-        throw new HttpError(400, 'Cannot parse the request target');
-      }
-      if (!req.url?.startsWith('/')) throw new HttpError(400, 'Cannot parse the request target');
+      // RFC 9112 §3.2: one Host field.
+      if ((req.headersDistinct.host?.length ?? 0) > 1) throw new HttpError(400, 'More than one Host field');
+      const url = requestTarget(req.url ?? '');
       const route = routes.find((r) => r.match(url.pathname));
       if (!route) throw new HttpError(404, 'Not found');
       endpoint = route.endpoint;
@@ -284,7 +297,7 @@ export function createHttpServer(ctx: ServerContext, options: HttpServerOptions)
         log.debug({ status: err.status, path: req.url?.slice(0, 200), err: err.message }, 'request refused');
         // After a refused body the rest of it is not read: close the connection.
         send(req, res, err.status, TEXT_TYPE, `${err.message}\n`, err.status === 413 ? { Connection: 'close' } : {});
-        if (err.status === 413) res.once('finish', () => req.socket.destroy());
+        if (err.status === 413) res.once('finish', () => socket?.destroy());
         return;
       }
       const id = randomBytes(6).toString('base64url');

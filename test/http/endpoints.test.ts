@@ -244,3 +244,18 @@ test('bad requests: unknown path 404, wrong method 405 with Allow, oversized bod
   // The server still answers everyone else.
   assert.equal((await httpRequest(port, '/healthz')).status, 200);
 });
+
+test('a chunked body over the limit is 413 and the connection closes; the server goes on', async () => {
+  const chunk = `4000\r\n${'a'.repeat(0x4000)}\r\n`;
+  const r = await rawExchange(port, `POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunk}${chunk}`);
+  assert.match(r, /^HTTP\/1\.1 413 /);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal((await httpRequest(port, '/healthz')).status, 200);
+});
+
+test('request targets: absolute-form is accepted, a path starting with // is a path, two Host fields are 400', async () => {
+  assert.match(await rawExchange(port, 'GET http://mail.example.test/healthz HTTP/1.1\r\nHost: mail.example.test\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200 /);
+  assert.match(await rawExchange(port, 'GET //evil.example/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 404 /);
+  assert.match(await rawExchange(port, 'GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400 /);
+  assert.match(await rawExchange(port, 'GET ftp://x/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400 /);
+});
