@@ -70,3 +70,42 @@ test('LMTP: BDAT LAST also answers per recipient', async () => {
     await h.close();
   }
 });
+
+test('LMTP: a message refused on its content (NUL, empty; DATA or BDAT LAST) gets one reply per recipient, and the session stays in step', async () => {
+  const h = await startServer({ mode: 'lmtp' });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    await h.ctx.addUser('alice@example.com', 'pw-alice-123456');
+    const c = await connectSmtp(h.port);
+    await c.expect(220);
+    await c.cmd('LHLO mta.example.net', 250);
+    const transaction = async (): Promise<void> => {
+      await c.cmd('MAIL FROM:<s@example.net>', 250);
+      await c.cmd('RCPT TO:<bob@example.com>', 250);
+      await c.cmd('RCPT TO:<alice@example.com>', 250);
+    };
+    await transaction();
+    await c.cmd('DATA', 354);
+    c.write(dotStuff('Subject: t\r\n\r\nbody with NUL \0 here\r\n'));
+    assert.match((await c.expect(554)).text, /^5\.6\.0 .*NUL/);
+    assert.match((await c.expect(554)).text, /^5\.6\.0 .*NUL/);
+    // The next command's reply is its own, not taken for alice's.
+    await c.cmd('NOOP', 250);
+    await transaction();
+    const body = 'Subject: t\r\n\r\n\0\r\n';
+    c.write(`BDAT ${body.length} LAST\r\n${body}`);
+    await c.expect(554);
+    await c.expect(554);
+    await c.cmd('NOOP', 250);
+    // After two refused messages (one error each) the session still delivers.
+    await transaction();
+    await c.cmd('DATA', 354);
+    c.write(dotStuff('Subject: fine\r\n\r\nbody\r\n'));
+    await c.expect(250);
+    await c.expect(250);
+    assert.equal((await h.messages(bob.id)).length, 1);
+    c.close();
+  } finally {
+    await h.close();
+  }
+});

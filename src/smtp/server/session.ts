@@ -638,12 +638,13 @@ export class SmtpSession {
     if (b.error) {
       // RFC 3030 §2: once a chunk of a transaction is refused, the rest of it is refused too
       // (until RSET); outside a transaction there is nothing to remember.
-      this.bdat = this.tx ? { remaining: 0, last: false, error: b.error } : null;
+      const tx = this.tx;
+      this.bdat = tx ? { remaining: 0, last: false, error: b.error } : null;
       if (b.last) this.resetTransaction();
       // No message is being received any more; a further BDAT starts a new phase, and each
       // refused chunk counts towards the error limit.
       this.messageDeadline.stop();
-      return this.error(b.error);
+      return b.last && tx ? this.refuseMessage(b.error, tx) : this.error(b.error);
     }
     if (!b.last) {
       if (this.receiver!.tooBig) {
@@ -666,7 +667,7 @@ export class SmtpSession {
     const refusal = this.checkMessage(receiver, raw, tx);
     if (refusal) {
       this.resetTransaction();
-      return this.error(refusal);
+      return this.refuseMessage(refusal, tx);
     }
     this.messageCount++;
     let outcome;
@@ -689,6 +690,14 @@ export class SmtpSession {
     } else {
       this.answer(outcome.summary);
     }
+  }
+
+  /** A message refused as a whole at its end: LMTP still answers once per accepted recipient
+   * (RFC 2033 §4.2: a client counts the replies, and one short would be read from the next
+   * command's), counted as one error. */
+  private refuseMessage(refusal: Reply, tx: Transaction): void {
+    if (this.cfg.mode === 'lmtp') for (let i = 1; i < tx.recipients.length; i++) this.send(refusal);
+    this.error(refusal);
   }
 
   /** Refusals decided by the bytes alone, after the end of data. */
