@@ -512,6 +512,25 @@ test('RCPT TO:<Postmaster> reaches the postmaster of the server host name', asyn
   }
 });
 
+test('RCPT TO:<Postmaster> reaches the postmaster of the parent domain when the host name is not a local domain', async () => {
+  const h = await startServer();
+  try {
+    const pm = await h.ctx.addUser('postmaster@example.test', 'pw-postmaster-1');
+    assert.equal(await h.ctx.store.isLocalDomain('mail.example.test'), false);
+    const c = await openTransaction(h.port, FROM, ['Postmaster']);
+    await c.cmd('DATA', 354);
+    c.write(dotStuff('Subject: pm\r\n\r\nhello\r\n'));
+    await c.expect(250);
+    assert.equal((await h.messages(pm.id)).length, 1);
+    // Another host's postmaster is still not ours to take.
+    await c.cmd('MAIL FROM:<jane@sender.example>', 250);
+    await c.cmd('RCPT TO:<postmaster@elsewhere.example>', 554);
+    c.close();
+  } finally {
+    await h.close();
+  }
+});
+
 test('one hostile client does not hold up another: an endless line and a silent DATA next to a normal delivery', async () => {
   const h = await startServer();
   try {

@@ -485,7 +485,7 @@ export class SmtpSession {
       case 'MAIL':
         return this.mail(cmd.from, cmd.params);
       case 'RCPT':
-        return this.rcpt(cmd.to === 'postmaster' ? postmasterOf(this.cfg.ctx.hostname) : cmd.to, cmd.params);
+        return cmd.to === 'postmaster' ? this.rcpt(postmastersOf(this.cfg.ctx.hostname), cmd.params) : this.rcpt([cmd.to], cmd.params);
       case 'DATA': {
         const ok = this.checkDataReady();
         if (ok !== null) return this.error(ok);
@@ -614,14 +614,20 @@ export class SmtpSession {
     this.send(policyReply ?? reply(250, '2.1.0', 'Sender ok'));
   }
 
-  private async rcpt(to: Mailbox, params: RcptParams): Promise<void> {
+  /** RCPT of the first of `candidates` that is not refused as a relay (several only for
+   * RCPT TO:<Postmaster>, see postmastersOf). */
+  private async rcpt(candidates: readonly Mailbox[], params: RcptParams): Promise<void> {
     const tx = this.tx;
     if (!tx) return this.error(R.badSequence('Need MAIL command'));
     if (this.receiver) return this.error(R.badSequence('RCPT after message data'));
     // RFC 5321 §4.5.3.1.8: 452 for too many recipients
     if (tx.recipients.length >= this.cfg.limits.maxRecipients) return this.error(R.tooManyRecipients());
-    if (to.utf8 && !tx.params.smtputf8) return this.error(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'));
-    const decision = await this.cfg.policy.onRcptTo(this.info(), tx, to, params);
+    const first = candidates[0]!;
+    if (first.utf8 && !tx.params.smtputf8) return this.error(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'));
+    let decision = await this.cfg.policy.onRcptTo(this.info(), tx, first, params);
+    for (let i = 1; i < candidates.length && !decision.ok && isRelayDenied(decision.reply); i++) {
+      decision = await this.cfg.policy.onRcptTo(this.info(), tx, candidates[i]!, params);
+    }
     if (!decision.ok) return this.error(decision.reply);
     tx.recipients.push(decision.recipient);
     this.send(decision.reply ?? reply(250, '2.1.5', 'Recipient ok'));
@@ -839,8 +845,21 @@ function decodeBase64(s: string): Buffer | undefined {
   return Buffer.from(s, 'base64');
 }
 
-/** RFC 5321 §4.1.1.3: RCPT TO:<Postmaster> without domain is this server's postmaster. */
-function postmasterOf(hostname: string): Mailbox {
-  const domain = hostname.toLowerCase();
-  return { local: 'postmaster', domain, literal: false, utf8: false, address: `postmaster@${domain}` };
+/**
+ * RFC 5321 §4.1.1.3 and §4.5.1: RCPT TO:<Postmaster> without a domain must be accepted, for this
+ * host's postmaster: postmaster@ the host name when it is a local domain, else @ the first of its
+ * parent domains that is (mail.example.org: example.org).
+ */
+function postmastersOf(hostname: string): Mailbox[] {
+  const labels = hostname.toLowerCase().replace(/\.$/, '').split('.');
+  const out: Mailbox[] = [];
+  for (let i = 0; i === 0 || i <= labels.length - 2; i++) {
+    const domain = labels.slice(i).join('.');
+    out.push({ local: 'postmaster', domain, literal: false, utf8: false, address: `postmaster@${domain}` });
+  }
+  return out;
+}
+
+function isRelayDenied(r: Reply): boolean {
+  return r.code === 554 && r.enhanced === '5.7.1';
 }
