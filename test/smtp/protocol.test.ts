@@ -223,3 +223,26 @@ test('Dot-strings, domains and mailboxes are checked as their grammar says, what
     { seed: 6531, numRuns: 3000 },
   );
 });
+
+test('MessageReceiver: memory follows the message size whatever its shape (bare LFs, bare CRs, stuffed dots)', () => {
+  const MB = 1024 * 1024;
+  for (const [mode, unit, stored] of [
+    ['dot', 'a\n', 'a\r\n'],
+    ['dot', '..\r\n', '.\r\n'],
+    ['raw', 'a\r', 'a\r\n'],
+  ] as const) {
+    const r = new MessageReceiver({ mode, maxSize: 50 * MB, maxLineLength: 10_000 });
+    const chunk = Buffer.from(unit.repeat((64 * 1024) / unit.length));
+    const before = process.memoryUsage().heapUsed;
+    let peak = 0;
+    for (let i = 0; i < 128; i++) {
+      assert.equal(r.push(chunk), -1);
+      if (i % 16 === 15) peak = Math.max(peak, process.memoryUsage().heapUsed - before);
+    }
+    const message = r.finish();
+    assert.equal(message.length, (128 * chunk.length * stored.length) / unit.length, `${mode} ${JSON.stringify(unit)}`);
+    assert.equal(message.subarray(0, stored.length * 2).toString('latin1'), stored + stored);
+    // 8 MB of input: a view per line ending held hundreds of MB of heap.
+    assert.ok(peak < 40 * MB, `${mode} ${JSON.stringify(unit)}: heap grew by ${(peak / MB).toFixed(0)} MB`);
+  }
+});
