@@ -71,11 +71,11 @@ export function createInboundAuthenticator(options: InboundAuthOptions): Inbound
       const parts: string[] = [];
       const dkim: string[] = [];
       for (const row of result.dkim?.results ?? []) {
-        parts.push(row.info);
+        parts.push(safeResInfo(row.info));
         dkim.push(row.status.result);
       }
       const spfResult = result.spf ? result.spf.status.result : 'none';
-      if (result.spf) parts.push(result.spf.info);
+      if (result.spf) parts.push(safeResInfo(result.spf.info));
       // RFC 7208 §2.3: the HELO identity is checked on its own (when MAIL FROM was not null,
       // the check above was for MAIL FROM).
       let heloSpf: string | null = null;
@@ -87,13 +87,13 @@ export function createInboundAuthenticator(options: InboundAuthOptions): Inbound
       let arc: string | null = null;
       if (result.arc) {
         arc = result.arc.status.result;
-        if (result.arc.info) parts.push(result.arc.info);
+        if (result.arc.info) parts.push(safeResInfo(result.arc.info));
       }
       let dmarc: InboundVerdict['dmarc'] = null;
       let action: InboundVerdict['action'] = 'accept';
       if (result.dmarc) {
         dmarc = { result: result.dmarc.status.result, policy: result.dmarc.policy ?? 'none', domain: result.dmarc.domain };
-        if (result.dmarc.info) parts.push(result.dmarc.info);
+        if (result.dmarc.info) parts.push(safeResInfo(result.dmarc.info));
         if (dmarc.result === 'fail') {
           if (dmarc.policy === 'reject') {
             // RFC 7489 §6.6.3 / RFC 8617 §7.2: a receiver may override the policy locally; a
@@ -109,6 +109,42 @@ export function createInboundAuthenticator(options: InboundAuthOptions): Inbound
       return { field: `Authentication-Results: ${authResults}\r\n`, authResults, spf: spfResult, heloSpf, dkim, dmarc, arc, action };
     },
   };
+}
+
+/**
+ * A result from mailauth made safe to write in our Authentication-Results (RFC 8601 §2.2): its
+ * comments quote what the client sent (MAIL FROM, signature tags), escaping ")" and "\" but not
+ * "(", so a sender could open a nested comment and end ours early, making its own text read as
+ * results under our name. Inside a comment every "(" is escaped, so comments do not nest and end
+ * where mailauth ended them; an unterminated comment or quoted string is closed; control
+ * characters (a line break would end the field) become spaces.
+ */
+export function safeResInfo(info: string): string {
+  let out = '';
+  let comment = false;
+  let quoted = false;
+  for (let i = 0; i < info.length; i++) {
+    let c = info[i]!;
+    if (c < ' ' || c === '\x7f') c = ' ';
+    if (c === '\\' && i + 1 < info.length && info[i + 1]! >= ' ' && info[i + 1] !== '\x7f') {
+      out += c + info[++i]!;
+    } else if (c === '\\') {
+      out += '\\\\';
+    } else if (comment) {
+      if (c === ')') comment = false;
+      out += c === '(' ? '\\(' : c;
+    } else if (quoted) {
+      if (c === '"') quoted = false;
+      out += c;
+    } else {
+      if (c === '"') quoted = true;
+      else if (c === '(') comment = true;
+      out += c;
+    }
+  }
+  if (quoted) out += '"';
+  if (comment) out += ')';
+  return out;
 }
 
 /**

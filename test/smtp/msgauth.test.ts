@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
 import { authenticate, dkimSign } from 'mailauth';
+import { safeResInfo } from '../../src/msgauth/inbound.js';
 import { makeMessage } from '../helpers/messages.js';
 import { openTransaction } from './wire.js';
 import { dotStuff, startServer, type Harness } from './harness.js';
@@ -207,4 +208,61 @@ test('a valid ARC chain from a forwarder turns a DMARC p=reject refusal into Jun
   } finally {
     await h.close();
   }
+});
+
+/** The field's text without its comments, read as RFC 5322 §3.2.2 reads them (nesting, quoted
+ * pairs, quoted strings), as a consumer of the field would. */
+function withoutComments(value: string): string {
+  let out = '';
+  let depth = 0;
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c === '\\') {
+      if (depth === 0) out += c + (value[i + 1] ?? '');
+      i++;
+    } else if (depth > 0) {
+      if (c === '(') depth++;
+      else if (c === ')') depth--;
+    } else if (quoted) {
+      if (c === '"') quoted = false;
+      out += c;
+    } else if (c === '(') {
+      depth++;
+    } else {
+      if (c === '"') quoted = true;
+      out += c;
+    }
+  }
+  return out;
+}
+
+test('a MAIL FROM built to end the SPF comment early cannot add results under our name', async () => {
+  const resolver = createMockResolver({ txt: { 'evil.example': 'v=spf1 +all' } });
+  const h = await startServer({ resolver });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const r = await send(h, message('forged', 'a@evil.example'), '"a); dkim=pass header.d=paypal.com (b)"@evil.example', 'a.example');
+    assert.equal(r.code, 250, r.text);
+    const text = (await h.messages(bob.id))[0]!.toString();
+    const ar = /Authentication-Results: mail\.example\.test;\r\n((?:[ \t].*\r\n)+)/.exec(text);
+    assert.ok(ar, text.slice(0, 800));
+    // Without comments, and quoted values (the address, quoted as a whole) emptied: what is
+    // left are the results and their properties.
+    const bare = withoutComments(ar[1]!.replace(/\r\n/g, '')).replace(/"(?:[^"\\]|\\.)*"/g, '""');
+    assert.match(bare, /spf=pass +smtp\.mailfrom="" smtp\.helo=a\.example;/);
+    assert.doesNotMatch(bare, /paypal/, bare);
+    assert.doesNotMatch(bare, /dkim=pass/, bare);
+  } finally {
+    await h.close();
+  }
+});
+
+test('safeResInfo: comments do not nest, unterminated ones are closed, control characters go', () => {
+  assert.equal(safeResInfo('spf=pass (x: domain of "a\\); dkim=pass (b\\)"@e designates 1 as permitted sender) smtp.mailfrom=e'),
+    'spf=pass (x: domain of "a\\); dkim=pass \\(b\\)"@e designates 1 as permitted sender) smtp.mailfrom=e');
+  assert.equal(safeResInfo('dkim=fail (bad (sig'), 'dkim=fail (bad \\(sig)');
+  assert.equal(safeResInfo('dkim=none header.d="x(y'), 'dkim=none header.d="x(y"');
+  assert.equal(safeResInfo('spf=none (a\r\nb) smtp.mailfrom=x\\'), 'spf=none (a  b) smtp.mailfrom=x\\\\');
+  assert.equal(safeResInfo('dmarc=pass (p=NONE) header.from=example.org'), 'dmarc=pass (p=NONE) header.from=example.org');
 });

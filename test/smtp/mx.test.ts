@@ -26,6 +26,30 @@ test('nodemailer delivers a message over SMTP and it is stored in INBOX with tra
   }
 });
 
+test('an IDN greeting goes into Received as A-labels when the message is not SMTPUTF8, as given when it is', async () => {
+  const h = await startServer();
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    for (const utf8 of [false, true]) {
+      const c = await connectSmtp(h.port);
+      await c.expect(220);
+      c.write(Buffer.from('EHLO bücher.example\r\n', 'utf8'));
+      await c.expect(250);
+      await c.cmd(`MAIL FROM:<${FROM}>${utf8 ? ' SMTPUTF8' : ''}`, 250);
+      await c.cmd('RCPT TO:<bob@example.com>', 250);
+      await c.cmd('DATA', 354);
+      c.write(dotStuff('Subject: idn\r\n\r\nhello\r\n'));
+      await c.expect(250);
+      c.close();
+    }
+    const [plain, utf8] = (await h.messages(bob.id)).map((m) => m.toString('utf8'));
+    assert.match(plain!, /Received: from xn--bcher-kva\.example \(/);
+    assert.match(utf8!, /Received: from bücher\.example \(/);
+  } finally {
+    await h.close();
+  }
+});
+
 test('EHLO advertises the extensions, greeting and EHLO use the host name', async () => {
   const h = await startServer({ limits: { maxMessageSize: 1234567 } });
   try {

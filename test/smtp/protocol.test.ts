@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { MessageReceiver, InputBuffer } from '../../src/smtp/protocol/data.js';
 import { parseCommand } from '../../src/smtp/protocol/command.js';
 import { isDomain, isDotString, parseMailbox } from '../../src/smtp/protocol/address.js';
@@ -188,8 +189,14 @@ const nonAscii = (ch: string) => ch.codePointAt(0)! > 0x7f;
 function dotStringByGrammar(s: string, utf8: boolean): boolean {
   return s.length > 0 && s.split('.').every((atom) => atom.length > 0 && [...atom].every((ch) => ATEXT_RE.test(ch) || (utf8 && nonAscii(ch))));
 }
+/** RFC 5890: a name with non-ASCII labels is IDNA's own round trip (U-labels, no mapping). */
+function idnByIdna(s: string): boolean {
+  if (!/[^\x00-\x7f]/.test(s)) return true;
+  const ascii = domainToASCII(s);
+  return ascii !== '' && domainToUnicode(ascii) === s.normalize('NFC').toLowerCase();
+}
 function domainByGrammar(s: string): boolean {
-  if (s.length === 0 || Buffer.byteLength(s) > 255) return false;
+  if (s.length === 0 || Buffer.byteLength(s) > 255 || !idnByIdna(s)) return false;
   return s.split('.').every((label) => {
     const chars = [...label];
     const edge = (ch: string | undefined) => ch !== undefined && (LET_DIG_RE.test(ch) || nonAscii(ch));
@@ -245,4 +252,10 @@ test('MessageReceiver: memory follows the message size whatever its shape (bare 
     // 8 MB of input: a view per line ending held hundreds of MB of heap.
     assert.ok(peak < 40 * MB, `${mode} ${JSON.stringify(unit)}: heap grew by ${(peak / MB).toFixed(0)} MB`);
   }
+});
+
+test('a non-ASCII domain must be U-labels: line separators, C1 controls and what IDNA maps away are refused', () => {
+  for (const d of ['bücher.example', '例え.テスト', 'xn--bcher-kva.example', 'Bücher.example']) assert.equal(isDomain(d), true, d);
+  for (const d of ['a\u2028b.example', 'b.\u0085com', 'a\u00adb.example', 'a\u200bb.example', 'a\u202eb.example']) assert.equal(isDomain(d), false, JSON.stringify(d));
+  assert.equal(parseCommand(Buffer.from('EHLO a\u2028b.\u0085com')).ok, false);
 });

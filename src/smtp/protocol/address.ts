@@ -6,6 +6,7 @@
  * not a Dot-string), so the same mailbox always gives the same string. Source routes are parsed
  * and dropped (RFC 5321 §4.1.1.3 and Appendix C: servers MUST accept and SHOULD ignore them).
  */
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { DOMAIN_MAX, LOCAL_PART_MAX, PATH_MAX } from './limits.js';
 
 export interface Mailbox {
@@ -64,6 +65,7 @@ export function isDotString(s: string, utf8 = true): boolean {
 export function isDomain(s: string): boolean {
   if (s.length === 0 || Buffer.byteLength(s) > DOMAIN_MAX) return false;
   let labelStart = 0;
+  let nonAscii = false;
   for (let i = 0; i <= s.length; i++) {
     const c = i === s.length ? DOT : s.charCodeAt(i);
     if (c === DOT) {
@@ -74,9 +76,19 @@ export function isDomain(s: string): boolean {
       labelStart = i + 1;
     } else if (!(isLetDigOrUtf8(c) || c === HYPHEN)) {
       return false;
+    } else if (c > 0x7f) {
+      nonAscii = true;
     }
   }
-  return true;
+  return !nonAscii || isIdn(s);
+}
+
+/** Non-ASCII labels must be U-labels (RFC 5890 §2.3.2.1): IDNA takes the name to A-labels and
+ * back unchanged, but for case. Controls, line separators, and characters IDNA maps away
+ * (soft hyphen, zero-width space) are refused. */
+function isIdn(s: string): boolean {
+  const ascii = domainToASCII(s);
+  return ascii !== '' && domainToUnicode(ascii) === s.normalize('NFC').toLowerCase();
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;

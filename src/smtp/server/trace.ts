@@ -4,6 +4,7 @@
  * validated by the command parser (domains, address literals, mailboxes), and TLS names come
  * from node:tls; nothing else from the client is written.
  */
+import { domainToASCII } from 'node:url';
 import type { SessionInfo, Transaction } from './policy.js';
 
 /** RFC 3848 "with" keyword: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, LMTP..., UTF8 variants
@@ -43,13 +44,20 @@ export function receivedField(options: {
 }): string {
   const { session, tx, hostname, messageId, protocol, date } = options;
   const lines: string[] = [];
-  lines.push(`Received: from ${session.helo ?? 'unknown'} (${ipLiteral(session.remoteAddress)})`);
+  // A message without SMTPUTF8 gets an ASCII header: an IDN greeting goes in as A-labels.
+  const helo = session.helo === null ? 'unknown' : tx.params.smtputf8 ? session.helo : asciiDomain(session.helo);
+  lines.push(`Received: from ${helo} (${ipLiteral(session.remoteAddress)})`);
   let by = `\tby ${hostname} (Facteur) with ${protocol} id ${messageId}`;
   if (session.tls) by += `\r\n\t(version=${session.tls.version} cipher=${session.tls.cipher})`;
   lines.push(by);
   const only = tx.recipients.length === 1 ? tx.recipients[0] : undefined;
   lines.push(`${only ? `\tfor <${only.address}>` : '\t'}; ${rfc5322Date(date)}`);
   return `${lines.join('\r\n')}\r\n`;
+}
+
+/** A domain (or address literal) the parser accepted, with its U-labels as A-labels. */
+function asciiDomain(d: string): string {
+  return /^[\x00-\x7f]*$/.test(d) ? d : domainToASCII(d) || 'unknown';
 }
 
 /** RFC 5321 §4.4: the final delivery adds Return-Path with the reverse-path ("<>" when null). */
