@@ -421,8 +421,8 @@ test('a data line over the bound refuses the message after its end, in sync', as
     const c = await openTransaction(h.port, FROM, ['bob@example.com']);
     await c.cmd('DATA', 354);
     c.write(`Subject: long\r\n\r\n${'x'.repeat(1500)}\r\n${'y'.repeat(2500)}\r\n.\r\n`);
-    const r = await c.expect(500);
-    assert.match(r.text, /^5\.5\.2 /);
+    const r = await c.expect(554);
+    assert.match(r.text, /^5\.6\.0 .*line over 2000/);
     await c.cmd('NOOP', 250);
     assert.equal((await h.messages(bob.id)).length, 0);
     c.close();

@@ -119,6 +119,9 @@ test('command parser: RFC 5321 paths, ESMTP parameters and refusals', () => {
   const lit = ok('RCPT TO:<u@[IPv6:2001:db8::1]>');
   if (lit.verb === 'RCPT' && lit.to !== 'postmaster') assert.equal(lit.to.literal, true);
   assert.deepEqual(ok('BDAT 100 LAST'), { verb: 'BDAT', size: 100, last: true });
+  // RFC 3030: chunk-size = 1*DIGIT, leading zeros included.
+  assert.deepEqual(ok('BDAT 0000000000000006 LAST'), { verb: 'BDAT', size: 6, last: true });
+  assert.deepEqual(ok('BDAT 000'), { verb: 'BDAT', size: 0, last: false });
   assert.deepEqual(ok('AUTH plain AGJvYgBwdw=='), { verb: 'AUTH', mechanism: 'PLAIN', initialResponse: 'AGJvYgBwdw==' });
   bad('MAIL FROM:<a@b.c> SIZE=x', 501);
   bad('MAIL FROM:<a@b.c> XFOO', 555);

@@ -247,7 +247,8 @@ export function parseCommand(line: Buffer): CommandResult {
     }
     case 'BDAT': {
       // RFC 3030 §2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF
-      const m = /^(\d{1,15})( LAST)?$/i.exec(rest);
+      // chunk-size = 1*DIGIT: leading zeros allowed, at most 15 significant digits here.
+      const m = /^0*(\d{1,15})( LAST)?$/i.exec(rest);
       if (!m) return fail(R.paramSyntax('Syntax: BDAT size [LAST]'));
       return { ok: true, command: { verb: 'BDAT', size: Number(m[1]), last: m[2] !== undefined } };
     }

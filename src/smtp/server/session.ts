@@ -710,7 +710,8 @@ export class SmtpSession {
   private checkMessage(receiver: MessageReceiver, raw: Buffer, tx: Transaction): Reply | null {
     // RFC 1870 §6: 552 when the message exceeds the size limit
     if (receiver.tooBig) return R.tooBig();
-    if (receiver.lineTooLong) return reply(500, '5.5.2', `Message has a line over ${this.cfg.limits.maxDataLineLength} octets`);
+    // An end-of-data reply (RFC 5321 §4.3.2 lists 554 there, not 500): the message is refused.
+    if (receiver.lineTooLong) return reply(554, '5.6.0', `Message has a line over ${this.cfg.limits.maxDataLineLength} octets`);
     if (raw.length === 0) return reply(554, '5.6.0', 'Empty message');
     // RFC 5322 §2.1 / RFC 5321 §2.3.1: NUL is not text, in no body type we accept
     if (raw.indexOf(0) !== -1) return reply(554, '5.6.0', 'Message contains NUL octets');
