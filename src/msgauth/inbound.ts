@@ -5,13 +5,19 @@
  * A thin layer over mailauth; all DNS goes through the injected Resolver.
  *
  * Invariants: never throws for a DNS failure (that is a temperror result); fields the client
- * sent that claim our authserv-id are removed before delivery (RFC 8601 §5).
+ * sent that claim our authserv-id are removed before delivery (RFC 8601 §5); at most
+ * MAX_DKIM_SIGNATURES signatures are verified (RFC 6376 §6.1 lets a verifier limit them): each
+ * costs a DNS query and, with its own l= or canonicalization, a pass over the whole body, so a
+ * message carrying hundreds held the event loop for minutes.
  */
 import { authenticate, spf } from 'mailauth';
 import { mailauthResolver, type Resolver } from '../dns/resolver.js';
 import { scanHeader } from '../mail/headers.js';
 
 export type DmarcRejectAction = 'reject' | 'junk';
+
+/** DKIM-Signature fields verified, the topmost (the latest added) first; the rest are ignored. */
+export const MAX_DKIM_SIGNATURES = 8;
 
 export interface InboundCheckInput {
   /** The message as received, before any field is added. */
@@ -59,7 +65,7 @@ export function createInboundAuthenticator(options: InboundAuthOptions): Inbound
     async check(input) {
       const ip = stripIp(input.ip);
       const heloDomain = input.helo && !input.helo.startsWith('[') ? input.helo : null;
-      const result = await authenticate(input.raw, {
+      const result = await authenticate(limitDkimSignatures(input.raw), {
         ip,
         helo: input.helo ?? undefined,
         // RFC 7208 §2.4: with a null reverse-path, SPF checks postmaster@HELO
@@ -147,6 +153,25 @@ export function safeResInfo(info: string): string {
   return out;
 }
 
+/** The message as the verifier sees it: without the DKIM-Signature fields past the first
+ * MAX_DKIM_SIGNATURES (the same bytes when there are not that many). */
+export function limitDkimSignatures(raw: Buffer, max = MAX_DKIM_SIGNATURES): Buffer {
+  const fields = scanHeader(raw).fields.filter((f) => f.name === 'dkim-signature');
+  return fields.length <= max ? raw : withoutFields(raw, fields.slice(max));
+}
+
+/** `raw` without the given fields (in header order). */
+function withoutFields(raw: Buffer, drop: ReadonlyArray<{ start: number; end: number }>): Buffer {
+  const out: Buffer[] = [];
+  let pos = 0;
+  for (const d of drop) {
+    out.push(raw.subarray(pos, d.start));
+    pos = d.end;
+  }
+  out.push(raw.subarray(pos));
+  return Buffer.concat(out);
+}
+
 /**
  * RFC 8601 §5: Authentication-Results fields that claim this server's authserv-id and came from
  * outside are forgeries; they are removed. Returns the message unchanged when there are none.
@@ -162,13 +187,5 @@ export function removeOwnAuthResults(raw: Buffer, hostname: string): Buffer {
     const m = /^(?:\s|\([^)]*\))*([^\s;()]+)/.exec(value);
     if (m && m[1]!.toLowerCase() === id) drop.push({ start: f.start, end: f.end });
   }
-  if (drop.length === 0) return raw;
-  const out: Buffer[] = [];
-  let pos = 0;
-  for (const d of drop) {
-    out.push(raw.subarray(pos, d.start));
-    pos = d.end;
-  }
-  out.push(raw.subarray(pos));
-  return Buffer.concat(out);
+  return drop.length === 0 ? raw : withoutFields(raw, drop);
 }

@@ -266,3 +266,27 @@ test('safeResInfo: comments do not nest, unterminated ones are closed, control c
   assert.equal(safeResInfo('spf=none (a\r\nb) smtp.mailfrom=x\\'), 'spf=none (a  b) smtp.mailfrom=x\\\\');
   assert.equal(safeResInfo('dmarc=pass (p=NONE) header.from=example.org'), 'dmarc=pass (p=NONE) header.from=example.org');
 });
+
+test('at most 8 DKIM signatures are verified (each its own DNS query and body pass): the topmost, so a real signature above many forged ones still passes', async () => {
+  const resolver = createMockResolver(table('reject'));
+  const h = await startServer({ resolver });
+  try {
+    const bob = await h.ctx.addUser('bob@example.com', 'pw-bob-123456');
+    const body = message('many signatures');
+    const forged = Array.from({ length: 40 }, (_, i) =>
+      `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=evil.example; s=s${i}; l=${i}; h=from; bh=AAAA; b=AAAA\r\n`).join('');
+    const r = await send(h, await signed(Buffer.concat([Buffer.from(forged), body])));
+    assert.equal(r.code, 250, r.text);
+    const text = (await h.messages(bob.id))[0]!.toString();
+    const ar = /Authentication-Results: mail\.example\.test;\r\n((?:[ \t].*\r\n)+)/.exec(text)![1]!;
+    // One result per signature verified: 8, the first the real one.
+    const results = ar.match(/\bdkim=\w+/g) ?? [];
+    assert.equal(results.length, 8, ar);
+    assert.match(ar, /^ dkim=pass header\.i=@sender\.example/);
+    assert.match(ar, /dmarc=pass/);
+    // The stored message keeps every field it came with.
+    assert.equal(text.split('DKIM-Signature: ').length - 1, 41);
+  } finally {
+    await h.close();
+  }
+});
