@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import { strict as assert } from 'node:assert';
 import { parseMessage } from '../../src/mail/parse.js';
-import { startImap, type ImapFixture } from '../helpers/imap-transcript.js';
+import { startImap, TEST_USER, type ImapFixture } from '../helpers/imap-transcript.js';
+import { testMessage } from '../helpers/store.js';
 
 /** Another session, opened before the abuse, still works afterwards. */
 async function bystander(f: ImapFixture): Promise<() => Promise<void>> {
@@ -181,6 +182,44 @@ test('a sequence set of many overlapping ranges costs no more than one range', a
     assert.ok(many < 3 * baseline + 1000, `one range: ${baseline} ms CPU, 9,999 ranges: ${many} ms CPU`);
     const manyUid = await cpuMs('u', `UID STORE ${Array(4500).fill('1:4294967295').join(',')} +FLAGS.SILENT (\\Seen)`);
     assert.ok(manyUid < 3 * baseline + 1000, `one range: ${baseline} ms CPU, 4,500 UID ranges: ${manyUid} ms CPU`);
+  } finally {
+    await f.close();
+  }
+});
+
+test('FETCH naming one item many times answers it once; many distinct ranges of a message do not pile up in memory', async () => {
+  const f = await startImap();
+  try {
+    const account = (await f.ctx.store.getAccountByAddress(TEST_USER))!;
+    const inbox = (await f.ctx.store.getMailbox(account.id, 'INBOX'))!;
+    // Under the size past which a body is streamed anyway: held in memory when fetched.
+    await f.ctx.store.append(inbox.id, testMessage({ subject: 'mid', body: `${'x'.repeat(76)}\r\n`.repeat(2600) }));
+    const t = await f.login();
+    await t.command('s', 'SELECT INBOX');
+    const r = await t.command('f1', `FETCH 1 (${'BODY.PEEK[] '.repeat(300)}BODY[])`);
+    assert.equal(r.untagged.length, 1);
+    assert.equal(r.untagged[0]!.split('BODY[] {').length - 1, 1, 'one BODY[] item');
+    assert.match(r.untagged[0]!, /FLAGS \(\\Seen\b/, 'BODY[] among the PEEKs still sets \\Seen');
+    // Past FETCH_HELD_MAX (8 MB) of ranges in memory, the others are streamed: all 45 come, whole.
+    t.send(`f2 FETCH 1 (${Array.from({ length: 45 }, (_, i) => `BODY.PEEK[]<${i}.200000>`).join(' ')})`);
+    const ranged = await t.expectTagged('f2', 'OK', 60_000);
+    const sizes = [...ranged.untagged[0]!.matchAll(/BODY\[\]<(\d+)> \{(\d+)\}/g)].map((m) => [Number(m[1]), Number(m[2])]);
+    assert.equal(sizes.length, 45);
+    assert.ok(sizes.every(([origin, size], i) => origin === i && size === 200000));
+    // 500 ranges of 200 KB: 100 MB if each were read into memory before the response is written.
+    const check = await bystander(f);
+    const ranges = Array.from({ length: 500 }, (_, i) => `BODY.PEEK[]<${i}.200000>`).join(' ');
+    const before = process.memoryUsage().arrayBuffers;
+    t.pause();
+    t.sendRaw(`f3 FETCH 1 (${ranges})\r\n`);
+    let peak = 0;
+    for (let i = 0; i < 10; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    }
+    t.close();
+    assert.ok(peak < 48 * 1024 * 1024, `held ${(peak / 1048576).toFixed(0)} MB while the client did not read`);
+    await check();
   } finally {
     await f.close();
   }

@@ -326,8 +326,21 @@ function entryItem(att: FetchAtt, src: FetchSource, offset: (epochMs: number) =>
   }
 }
 
+/** What one message's response may hold in memory: past it, ranges of the message are streamed
+ * from the store, and a computed value (decoded BINARY, a header subset) is refused. */
+export const FETCH_HELD_MAX = 8 * 1024 * 1024;
+
+/** A message's response would hold more than FETCH_HELD_MAX in memory (many large computed
+ * items): the command answers NO [LIMIT]. */
+export class FetchTooLargeError extends Error {
+  constructor() {
+    super('Too much asked of one message at once: fetch fewer items');
+  }
+}
+
 /** Fetches the values of `atts` for one message. Throws UnknownCteError (binary.ts) for
- * BINARY of a part whose encoding cannot be decoded: the command answers NO [UNKNOWN-CTE]. */
+ * BINARY of a part whose encoding cannot be decoded: the command answers NO [UNKNOWN-CTE]; and
+ * FetchTooLargeError (see FETCH_HELD_MAX). */
 export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, opts: FetchOptions): Promise<ImapValue[]> {
   const { entry, store } = src;
   const hash = entry.blobHash;
@@ -336,18 +349,23 @@ export async function fetchValues(atts: readonly FetchAtt[], src: FetchSource, o
   let parsed = src.parsed;
   const getParsed = async (): Promise<ParsedMessage> => (parsed ??= await store.getParsed(hash));
 
+  /** Bytes of literals this response holds in memory (see FETCH_HELD_MAX). */
+  let held = 0;
   /** A literal from section bytes: in memory when small, streamed when large. */
   const literal = async (bytes: SectionBytes, binaryItem: boolean): Promise<ImapValue> => {
     if (bytes.kind === 'buffer') {
+      held += bytes.data.length;
+      if (held > FETCH_HELD_MAX) throw new FetchTooLargeError();
       // RFC 3516 §4.1: literal8 is needed when the content holds NUL, which a literal may not.
       return binaryItem && hasNul(bytes.data) ? { literal: bytes.data, binary: true } : { literal: bytes.data };
     }
     const size = Math.max(0, bytes.end - bytes.start);
-    if (size > large) {
+    if (size > large || held + size > FETCH_HELD_MAX) {
       // Unknown content: a BINARY item may always be a literal8 (RFC 3516 §4.1 grammar).
       const stream = store.streamBlob(hash, bytes.start, bytes.end);
       return binaryItem ? { stream, size, binary: true } : { stream, size };
     }
+    held += size;
     const data = size === 0 ? Buffer.alloc(0) : await store.readBlob(hash, bytes.start, bytes.end);
     return binaryItem && hasNul(data) ? { literal: data, binary: true } : { literal: data };
   };

@@ -5,6 +5,7 @@
  */
 import { asModSeq, type Uid } from '../../../lib/brand.js';
 import { UnknownCteError } from '../../fetch/binary.js';
+import { FetchTooLargeError } from '../../fetch/fetch.js';
 import { fetchTextInHand, fetchValues, inHandItems, needsSeenFlag } from '../../fetch/fetch.js';
 import type { FetchAtt, ImapValue } from '../../protocol/ast.js';
 import type { Request } from '../../protocol/parser.js';
@@ -29,7 +30,7 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
     if (!req.uid || req.changedSince === null) throw new BadError('VANISHED needs UID FETCH and CHANGEDSINCE');
   }
   let uids = targets(view, req);
-  let atts: FetchAtt[] = req.atts;
+  let atts: FetchAtt[] = distinctAtts(req.atts);
   // RFC 7162 §3.1: FETCH MODSEQ and CHANGEDSINCE are CONDSTORE enabling commands.
   if (req.changedSince !== null || atts.some((a) => a.kind === 'MODSEQ')) await s.enableCondstore();
   // RFC 7162 §3.1.4.1: CHANGEDSINCE keeps only messages changed after it.
@@ -117,6 +118,7 @@ export async function fetch(s: Session, _tag: string, req: Request): Promise<Don
             values = await fetchValues(atts, src, opts);
           } catch (err) {
             if (err instanceof UnknownCteError) throw new NoError('UNKNOWN-CTE', 'Cannot decode the content transfer encoding');
+            if (err instanceof FetchTooLargeError) throw new NoError('LIMIT', err.message);
             // Expunged meanwhile (held, or not yet known): RFC 9051 §7.5.1 lets the server omit it.
             if (view.held.has(uid) || (await store.getEntries(view.mailbox.id, [uid])).length === 0) {
               gone = true;
@@ -257,4 +259,20 @@ export async function copyOrMove(s: Session, _tag: string, req: Request): Promis
   if (!move) return { code };
   // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGE responses (sent by the sync).
   await s.status('*', 'OK', code, 'Moved');
+}
+
+/**
+ * The items asked for, each once: a FETCH naming one item a thousand times (the parser allows a
+ * thousand) would otherwise build a thousand copies of it for every message. BODY[x] and
+ * BODY.PEEK[x] answer as one item; it is not a PEEK when either is not (it sets \Seen).
+ */
+function distinctAtts(atts: readonly FetchAtt[]): FetchAtt[] {
+  const byKey = new Map<string, FetchAtt>();
+  for (const a of atts) {
+    const key = JSON.stringify({ ...a, peek: undefined });
+    const kept = byKey.get(key);
+    if (kept === undefined) byKey.set(key, a);
+    else if ('peek' in kept && kept.peek && 'peek' in a && !a.peek) byKey.set(key, { ...kept, peek: false } as FetchAtt);
+  }
+  return byKey.size === atts.length ? [...atts] : [...byKey.values()];
 }
