@@ -224,3 +224,35 @@ test('FETCH naming one item many times answers it once; many distinct ranges of 
     await f.close();
   }
 });
+
+test('keywords are bounded: 100 on a message, 1,000 in a mailbox (NO [LIMIT]), and a full mailbox drops \\* from PERMANENTFLAGS', async () => {
+  const f = await startImap();
+  try {
+    const account = (await f.ctx.store.getAccountByAddress(TEST_USER))!;
+    const inbox = (await f.ctx.store.getMailbox(account.id, 'INBOX'))!;
+    for (let i = 0; i < 11; i++) await f.ctx.store.append(inbox.id, testMessage({ subject: `m${i}` }));
+    const kw = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`).join(' ');
+    const t = await f.login();
+    await t.command('s', 'SELECT INBOX');
+    let r = await t.command('a', `STORE 1 +FLAGS.SILENT (${kw('a', 101)})`, 'NO');
+    assert.match(r.line, /^a NO \[LIMIT\] /);
+    await t.command('b', `STORE 1 +FLAGS.SILENT (${kw('b', 60)})`);
+    r = await t.command('c', `STORE 1 +FLAGS.SILENT (${kw('c', 50)})`, 'NO');
+    assert.match(r.line, /^c NO \[LIMIT\] /, 'sixty and fifty more on one message');
+    r = await t.command('e', `APPEND INBOX (${kw('e', 101)}) {8+}\r\nx: y\r\n\r\n`, 'NO');
+    assert.match(r.line, /^e NO \[LIMIT\] /);
+    // 60 + 9 x 100 + 40 = 1,000 keywords in the mailbox; then no new one, a known one yes.
+    for (let i = 2; i <= 10; i++) await t.command(`g${i}`, `STORE ${i} +FLAGS.SILENT (${kw(`g${i}x`, 100)})`);
+    await t.command('j', `STORE 11 +FLAGS.SILENT (${kw('j', 40)})`);
+    r = await t.command('h', 'STORE 11 +FLAGS.SILENT (one-more)', 'NO');
+    assert.match(r.line, /^h NO \[LIMIT\] /);
+    await t.command('i', `STORE 11 +FLAGS.SILENT (${kw('b', 5)})`, 'OK');
+    const again = await f.login();
+    const sel = await again.command('s2', 'SELECT INBOX');
+    const permanent = sel.untagged.find((l) => l.includes('PERMANENTFLAGS'))!;
+    assert.doesNotMatch(permanent, /\\\*/);
+    assert.match(permanent, /g10x99/);
+  } finally {
+    await f.close();
+  }
+});

@@ -149,6 +149,18 @@ export class MailboxView {
     return id;
   }
 
+  /** Keywords in use in the mailbox (as far as this view has seen). */
+  get keywordCount(): number {
+    return this.keywords.size;
+  }
+
+  /** Of these keywords (lowercased), how many the mailbox does not use yet. */
+  unknownKeywords(lowered: readonly string[]): number {
+    let n = 0;
+    for (const k of lowered) if (!this.keywords.has(k)) n++;
+    return n;
+  }
+
   private learnKeywords(flags: readonly string[]): boolean {
     let added = false;
     for (const f of flags) {

@@ -3,6 +3,7 @@
  * (RFC 3516), UTF8 literals (RFC 6855 §4), APPENDUID (RFC 4315) and APPENDLIMIT (RFC 7889).
  * The message is parsed once, here, and stored with its parse record.
  */
+import { checkMessageKeywords } from '../keyword-limits.js';
 import { encodeNulParts } from '../../../mail/nul-parts.js';
 import { parseMessage } from '../../../mail/parse.js';
 import type { AppendInput } from '../../../store/types.js';
@@ -24,6 +25,7 @@ export async function appendCommand(s: Session, _tag: string, req: Request): Pro
     if (m.utf8 && !s.utf8) throw new BadError('UTF8 APPEND needs ENABLE UTF8=ACCEPT');
     if (m.data.length === 0) throw new NoError('CANNOT', 'Cannot store an empty message');
     if (m.data.length > s.host.options.appendLimit) throw new NoError('TOOBIG', 'Message is larger than APPENDLIMIT');
+    checkMessageKeywords(m.flags);
     let raw = m.data;
     let parsed = parseMessage(raw);
     if (raw.includes(0)) {

@@ -6,6 +6,7 @@
 import { asModSeq, type Uid } from '../../../lib/brand.js';
 import { UnknownCteError } from '../../fetch/binary.js';
 import { FetchTooLargeError } from '../../fetch/fetch.js';
+import { checkStoreKeywords } from '../keyword-limits.js';
 import { fetchTextInHand, fetchValues, inHandItems, needsSeenFlag } from '../../fetch/fetch.js';
 import type { FetchAtt, ImapValue } from '../../protocol/ast.js';
 import type { Request } from '../../protocol/parser.js';
@@ -181,6 +182,7 @@ export async function store(s: Session, _tag: string, req: Request): Promise<Don
   const uids = view.live(all);
   const expungeIssued: Done = { code: [{ atom: 'EXPUNGEISSUED' }] };
   if (uids.length === 0) return all.length > 0 ? expungeIssued : undefined;
+  checkStoreKeywords(view, uids, req.mode, req.flags);
   const res = await s.ctx.store.setFlags(view.mailbox.id, uids, req.mode, req.flags, req.unchangedSince === null ? undefined : asModSeq(req.unchangedSince));
   view.stored(res);
   const flagsUpdate = view.keywordUpdate(res.updated);

@@ -2,6 +2,7 @@
  * SELECT / EXAMINE (RFC 9051 §6.3.2-3), CLOSE, UNSELECT (RFC 3691), CHECK, EXPUNGE and
  * UID EXPUNGE (RFC 4315).
  */
+import { canCreateKeywords } from '../keyword-limits.js';
 import { asModSeq, type Uid } from '../../../lib/brand.js';
 import { StoreError } from '../../../store/types.js';
 import type { ImapValue } from '../../protocol/ast.js';
@@ -38,8 +39,10 @@ export async function select(s: Session, _tag: string, req: Request): Promise<Do
   const flagsResponse = view.flagsResponse();
   const flags = flagsResponse[1] as ImapValue[];
   await s.untagged(flagsResponse);
-  // "\*": any keyword may be created (RFC 9051 §7.1). Nothing is permanent in a read-only view.
-  await s.status('*', 'OK', [{ atom: 'PERMANENTFLAGS' }, readOnly ? [] : [...flags, { atom: '\\*' }]], readOnly ? 'Read-only mailbox' : 'Flags permitted');
+  // "\*": any keyword may be created (RFC 9051 §7.1), unless the mailbox has as many as it may
+  // (keyword-limits.ts). Nothing is permanent in a read-only view.
+  const permanent = readOnly ? [] : canCreateKeywords(view) ? [...flags, { atom: '\\*' }] : flags;
+  await s.status('*', 'OK', [{ atom: 'PERMANENTFLAGS' }, permanent], readOnly ? 'Read-only mailbox' : 'Flags permitted');
   await s.untagged([view.exists, { atom: 'EXISTS' }]);
   if (!s.rev2) {
     // RFC 3501 §6.3.1: RECENT (IMAP4rev2 removed it, RFC 9051 §6.3.2).
