@@ -5,13 +5,14 @@
  * trickles one byte just before each timeout: it keeps a command (and its buffers and its
  * connection slot) open for ever.
  *
- * A command line gets `commandMs`; each literal byte announced (IMAP `{n}`) adds 1/minBytesPerSecond
- * second, so a large APPEND over a slow link still arrives while a stalled one does not. The
+ * A command line gets `commandMs`; each literal byte received (IMAP `{n}`) adds 1/minBytesPerSecond
+ * second, so a large APPEND over a slow link still arrives while a stalled one does not: the
+ * deadline is a minimum average rate after a grace of `commandMs` (announcing a 50 MB literal and
+ * sending nothing buys no time; its budget reservation is given back when the session ends). The
  * timer is per session (no module state) and unref'd, so it never keeps the process alive.
  *
- * The same clock bounds an SMTP message (DATA body, or every chunk of a BDAT transaction): there
- * the session passes the bytes received so far, so the deadline is a minimum average rate after a
- * grace of `commandMs`, and `maxMs` caps the whole phase however fast the bytes come.
+ * The same clock bounds an SMTP message (DATA body, or every chunk of a BDAT transaction), with
+ * `maxMs` capping the whole phase however fast the bytes come.
  */
 
 /** Time for one command line to arrive once started (also the floor for a command with literals). */
@@ -44,8 +45,8 @@ export class CommandDeadline {
     this.options = options;
   }
 
-  /** A command is partly received, with this many literal bytes announced so far (SMTP: message
-   * bytes received so far): starts the deadline at the first call, moves it when the count grows. */
+  /** A command is partly received, with this many literal bytes (SMTP: message bytes) received
+   * so far: starts the deadline at the first call, moves it when the count grows. */
   track(literalBytes: number): void {
     const now = (this.options.now ?? Date.now)();
     if (this.timer === null) this.startedAt = now;

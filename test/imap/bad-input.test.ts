@@ -158,6 +158,34 @@ test('APPEND literals share one memory budget: a client holding it makes others 
   }
 });
 
+test('one account holds at most a quarter of the APPEND budget, and a literal announced but not sent ends its session after the command timeout', async () => {
+  // 10 bytes/s: were announced bytes counted, a1's 400 would buy it 40 s.
+  const f = await startImap({ appendLimit: 400, appendBufferBytes: 1000, commandTimeoutMs: 700, minUploadBytesPerSecond: 10 });
+  try {
+    await f.ctx.addUser('bob@example.test', 'pw-bob-123456');
+    const a1 = await f.login();
+    const a2 = await f.login();
+    const bob = await f.login('bob@example.test', 'pw-bob-123456');
+    a1.send('a1 APPEND INBOX {400}');
+    await a1.expect(/^\+ /);
+    // The budget has 600 bytes left, but not for this account.
+    a2.send('a2 APPEND INBOX {100}');
+    await a2.expect('a2 NO [UNAVAILABLE] Server busy, try again later');
+    bob.send('b1 APPEND INBOX {400}');
+    await bob.expect(/^\+ /);
+    bob.sendRaw(`Subject: b\r\n${'y'.repeat(400 - 12)}\r\n`);
+    await bob.expectTagged('b1', 'OK');
+    // a1 never sends its 400 bytes: announcing them bought no time.
+    const started = Date.now();
+    await a1.expect(/^\* BYE /, 5000);
+    assert.ok(Date.now() - started < 3000, `ended after ${Date.now() - started} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+    await a2.command('a3', `APPEND INBOX {300+}\r\nSubject: a\r\n${'z'.repeat(300 - 12)}`);
+  } finally {
+    await f.close();
+  }
+});
+
 test('a sequence set of many overlapping ranges costs no more than one range', async () => {
   const f = await startImap();
   try {

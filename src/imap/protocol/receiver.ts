@@ -188,13 +188,14 @@ export class Receiver {
   }
 
   /**
-   * Null when no command is partly received; otherwise the literal bytes the command in progress
-   * has announced so far (0 for a partial line). The session bounds how long a started command
-   * may take to arrive, with more time for larger literals.
+   * Null when no command is partly received; otherwise the literal bytes of the command in
+   * progress received so far (0 for a partial line). The session bounds how long a started
+   * command may take to arrive, with more time as its literal bytes come: announcing a large
+   * literal buys no time, sending it does.
    */
-  get partial(): { literalBytes: number } | null {
+  get partial(): { literalBytesReceived: number } | null {
     if (this.buf.length === 0 && this.segments.length === 0 && this.literalLeft < 0) return null;
-    return { literalBytes: this.literalBytes };
+    return { literalBytesReceived: this.literalBytes - Math.max(0, this.literalLeft) };
   }
 
   /** The next unit is read as a plain line (IDLE DONE, AUTHENTICATE responses), not a command. */

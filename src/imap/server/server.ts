@@ -47,7 +47,11 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
 
   const recentFloors = new Map<MailboxId, number>();
   const budgetBytes = options.appendBufferBytes ?? DEFAULT_APPEND_BUFFER_BYTES;
+  // One account may hold a quarter of it (or one message at the limit, if more): its sessions
+  // announcing large literals and sending nothing cannot refuse every other account's APPEND.
+  const accountShare = Math.max(resolved.appendLimit, Math.floor(budgetBytes / 4));
   let appendBytesHeld = 0;
+  const heldByAccount = new Map<AccountId, number>();
   const host: SessionHost = {
     ctx,
     options: resolved,
@@ -55,13 +59,19 @@ export function createImapServer(ctx: ServerContext, options: ImapServerOptions)
     countCommand: commandCounter(ctx.metrics, 'imap'),
     fetchItems: new FetchItemCache(),
     appendBudget: {
-      reserve(bytes) {
-        if (appendBytesHeld + bytes > budgetBytes) return false;
+      reserve(bytes, account) {
+        const mine = account === null ? 0 : (heldByAccount.get(account) ?? 0);
+        if (appendBytesHeld + bytes > budgetBytes || mine + bytes > accountShare) return false;
         appendBytesHeld += bytes;
+        if (account !== null) heldByAccount.set(account, mine + bytes);
         return true;
       },
-      release(bytes) {
+      release(bytes, account) {
         appendBytesHeld = Math.max(0, appendBytesHeld - bytes);
+        if (account === null) return;
+        const left = (heldByAccount.get(account) ?? 0) - bytes;
+        if (left > 0) heldByAccount.set(account, left);
+        else heldByAccount.delete(account);
       },
     },
     recent: {

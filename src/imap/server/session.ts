@@ -77,8 +77,9 @@ export interface SessionHost {
   recent: RecentTracker;
   /** FETCH items kept written out by message content, shared by the listener's sessions. */
   fetchItems: FetchItemCache;
-  /** Bytes of APPEND literals all sessions may hold in memory at once. */
-  appendBudget: { reserve(bytes: number): boolean; release(bytes: number): void };
+  /** Bytes of APPEND literals all sessions may hold in memory at once, and one account's share
+   * of them (null before login: no APPEND then). */
+  appendBudget: { reserve(bytes: number, account: AccountId | null): boolean; release(bytes: number, account: AccountId | null): void };
   /** Counts an authenticated session of the account; false when over the limit. */
   claimAccount(id: AccountId): boolean;
   releaseAccount(id: AccountId): void;
@@ -151,7 +152,10 @@ export class Session {
     // DESIGN.md invariant 5: a client on the same host may send a password in clear.
     this.local = this.remoteAddress !== '' && this.remoteAddress === normalizeIp(socket.localAddress ?? '');
     this.log = host.ctx.log.child({ cid: this.id, proto: 'imap', ip: this.remoteAddress });
-    this.receiver = new Receiver({ appendLimit: host.options.appendLimit, budget: host.appendBudget, metadataMaxSize: METADATA_LIMITS.maxValueBytes });
+    // The account is the one logged in when the literal is reserved, and still when it is given
+    // back (a session never changes account).
+    const budget = { reserve: (bytes: number) => host.appendBudget.reserve(bytes, this.claimed), release: (bytes: number) => host.appendBudget.release(bytes, this.claimed) };
+    this.receiver = new Receiver({ appendLimit: host.options.appendLimit, budget, metadataMaxSize: METADATA_LIMITS.maxValueBytes });
     this.commandDeadline = new CommandDeadline({
       commandMs: host.options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
       minBytesPerSecond: host.options.minUploadBytesPerSecond ?? DEFAULT_MIN_UPLOAD_BYTES_PER_SECOND,
@@ -479,7 +483,7 @@ export class Session {
     if (this.closed || this.waiter === null || this.state.kind === 'not-authenticated') return;
     const partial = this.receiver.partial;
     if (partial === null) this.commandDeadline.stop();
-    else this.commandDeadline.track(partial.literalBytes);
+    else this.commandDeadline.track(partial.literalBytesReceived);
   }
 
   private readonly onSlowCommand = (): void => {
