@@ -3,7 +3,11 @@
  * unfolding, BODY[HEADER.FIELDS (..)] filtering (RFC 9051 §6.4.5), and RFC 2047 decoding.
  *
  * Invariants: never throws; work is linear in the header size; offsets are byte offsets into the
- * buffer given; LF and CRLF both end a line, and the bytes are never rewritten.
+ * buffer given; LF and CRLF both end a line, and the bytes are never rewritten. A header of more
+ * than MAX_HEADER_FIELDS fields keeps the rest as one unnamed block (found by no name, kept in
+ * HEADER and HEADER.FIELDS.NOT); RFC 2047 decoding reads at most MAX_DECODED_VALUE characters of
+ * a value. Both are far past real mail (a long Received chain is a hundred fields) and stop a
+ * message of millions of fields or encoded words from costing seconds of parsing at every ingest.
  */
 import { isUtf8 } from 'node:buffer';
 import { createCharsetDecoder, decodeUndeclared, type CharsetDecoder } from './charset.js';
@@ -14,6 +18,11 @@ const LF = 0x0a;
 const SP = 0x20;
 const HT = 0x09;
 const COLON = 0x3a;
+
+/** Fields a header is split into (see the invariants). */
+export const MAX_HEADER_FIELDS = 10_000;
+/** Characters of a header value that RFC 2047 decoding reads (see the invariants). */
+export const MAX_DECODED_VALUE = 1024 * 1024;
 
 export interface HeaderField {
   /** Field name, lowercased ('' for a line that is not a field, kept so nothing is lost). */
@@ -85,6 +94,14 @@ export function scanHeader(buf: Buffer, start = 0, end = buf.length): HeaderScan
     const first = buf[pos]!;
     if ((first === SP || first === HT) && current !== null) {
       current.end = next; // RFC 5322 §2.2.3 folding: a continuation line
+    } else if (fields.length >= MAX_HEADER_FIELDS) {
+      // Past the bound: one unnamed block to the header's end.
+      if (current!.name !== '') {
+        current = { name: '', start: pos, end: next, valueStart: pos };
+        fields.push(current);
+      } else {
+        current!.end = next;
+      }
     } else {
       const nameEnd = first === SP || first === HT ? -1 : fieldNameEnd(buf, pos, lineEnd);
       if (nameEnd >= 0) {
@@ -258,7 +275,8 @@ function decodeQ(text: string): Buffer {
  * turned into characters already (see headerBytesToString). Unknown charsets fall back (see
  * charset.ts) and are added to `decoder.unknown`.
  */
-export function decodeEncodedWords(value: string, decoder: CharsetDecoder = createCharsetDecoder()): string {
+export function decodeEncodedWords(whole: string, decoder: CharsetDecoder = createCharsetDecoder()): string {
+  const value = whole.length > MAX_DECODED_VALUE ? whole.slice(0, MAX_DECODED_VALUE) : whole;
   if (!value.includes('=?')) return value;
   let out = '';
   let last = 0;

@@ -6,11 +6,14 @@ import {
   getDecodedHeaderValue,
   getHeaderValue,
   getHeaderValues,
+  MAX_DECODED_VALUE,
+  MAX_HEADER_FIELDS,
   scanHeader,
   splitHeaderFields,
   unfold,
 } from '../../src/mail/headers.js';
 import { createCharsetDecoder } from '../../src/mail/charset.js';
+import { parseMessage } from '../../src/mail/parse.js';
 import { cpuTime } from './check.js';
 
 const HEADER = Buffer.from(
@@ -130,4 +133,30 @@ test('a header field of 100k characters is split in linear time', () => {
   assert.equal(f.length, 2);
   assert.equal(f[1]!.name, 'y');
   assert.ok(ms < 1000, `took ${ms} ms`);
+});
+
+test('past MAX_HEADER_FIELDS fields the rest of the header is one unnamed block; the header still ends where it ends', () => {
+  const raw = Buffer.from(`${'X-A: b\r\n'.repeat(MAX_HEADER_FIELDS + 5000)}Subject: late\r\n\r\nbody\r\n`);
+  const scan = scanHeader(raw);
+  assert.equal(scan.fields.length, MAX_HEADER_FIELDS + 1);
+  const block = scan.fields.at(-1)!;
+  assert.equal(block.name, '');
+  assert.equal(block.start, MAX_HEADER_FIELDS * 8);
+  assert.equal(block.end, scan.headerEnd);
+  assert.equal(raw.toString('latin1', scan.bodyStart), 'body\r\n');
+  // Found by no name; kept whole by HEADER.FIELDS.NOT.
+  assert.equal(getHeaderValue(raw, 'subject'), null);
+  assert.equal(filterHeaderFields(raw, ['x-a'], true).length, raw.length - MAX_HEADER_FIELDS * 8 - 'body\r\n'.length);
+  const parsed = parseMessage(raw);
+  assert.equal(parsed.subject, '');
+  assert.equal(parsed.text.trim(), 'body');
+});
+
+test('RFC 2047 decoding reads at most MAX_DECODED_VALUE characters of a value', () => {
+  const word = '=?utf-8?q?a?= ';
+  const value = word.repeat(Math.ceil((MAX_DECODED_VALUE * 3) / word.length));
+  const decoded = decodeEncodedWords(value);
+  // Adjacent encoded words join without their spaces: one "a" per word read.
+  assert.ok(decoded.length <= MAX_DECODED_VALUE / word.length + 16, `${decoded.length}`);
+  assert.match(decoded, /^a+/);
 });
