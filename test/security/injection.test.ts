@@ -97,7 +97,7 @@ test('IMAP: an oversized line gets BAD and BYE; an oversized literal is refused 
   }
 });
 
-test('SMTP: oversized command and header lines are refused with 500 and nothing is stored', async () => {
+test('SMTP: oversized command lines are refused with 500, oversized header lines with 554 after the data, and nothing is stored', async () => {
   const s = await startServers();
   try {
     const c = await s.smtp();
@@ -108,8 +108,9 @@ test('SMTP: oversized command and header lines are refused with 500 and nothing 
     await c.cmd('DATA', 354);
     c.write(`Subject: ${'y'.repeat(20_000)}\r\n\r\nbody\r\n.\r\n`);
     const r = await c.read();
-    assert.equal(r.code, 500);
-    assert.match(r.text, /^5\.5\.2/);
+    // An end-of-data reply (RFC 5321 §4.3.2): the message is refused, the session goes on.
+    assert.equal(r.code, 554);
+    assert.match(r.text, /^5\.6\.0 /);
     await c.cmd('QUIT', 221);
     assert.equal(await s.totalMessages(), 0);
     await s.stillServes();

@@ -47,7 +47,7 @@ test('IMAP after login: a command line trickled past commandTimeoutMs gets * BYE
   }
 });
 
-test('IMAP after login: a literal gets time in proportion to its size; a steady APPEND longer than the line bound succeeds, a stalled one is dropped', async () => {
+test('IMAP after login: a literal gets time in proportion to the bytes sent (not announced); a steady APPEND longer than the line bound succeeds, a stalled one is dropped', async () => {
   const s = await startServers({ imap: { commandTimeoutMs: 600, minUploadBytesPerSecond: 1000 } });
   try {
     const head = 'Subject: slow upload\r\n\r\n';
@@ -66,17 +66,28 @@ test('IMAP after login: a literal gets time in proportion to its size; a steady 
     assert.ok(Date.now() - started > 1000);
     assert.equal((await s.messages()).length, 1);
 
-    // The same literal stalled after 100 bytes: dropped once its 2.6 s are over, not at 600 ms.
+    // The same literal stalled after 100 bytes: 600 ms + 0.1 s; announcing 2,000 bytes bought
+    // no time (counted, they would have given it 2.6 s).
     const u = await s.imapLogin();
-    const begun = Date.now();
+    let begun = Date.now();
     u.send(`b1 APPEND INBOX {${message.length}}`);
     await u.expect(/^\+ /);
     u.sendRaw(message.subarray(0, 100));
     await u.expect(/^\* BYE /, 8000);
     await u.expectClosed();
-    const took = Date.now() - begun;
-    assert.ok(took >= 2400 && took < 7000, `dropped after ${took} ms`);
-    assert.equal((await s.messages()).length, 1, 'the stalled APPEND stored nothing');
+    let took = Date.now() - begun;
+    assert.ok(took >= 650 && took < 2400, `dropped after ${took} ms`);
+    // Stalled after 1,500 bytes: those bought 1.5 s more.
+    const v = await s.imapLogin();
+    begun = Date.now();
+    v.send(`c1 APPEND INBOX {${message.length}}`);
+    await v.expect(/^\+ /);
+    v.sendRaw(message.subarray(0, 1500));
+    await v.expect(/^\* BYE /, 8000);
+    await v.expectClosed();
+    took = Date.now() - begun;
+    assert.ok(took >= 1950 && took < 6000, `dropped after ${took} ms`);
+    assert.equal((await s.messages()).length, 1, 'the stalled APPENDs stored nothing');
     await s.stillServes();
   } finally {
     await s.close();
