@@ -125,7 +125,7 @@ export function createInboundPolicy(ctx: ServerContext, options: InboundPolicyOp
       // The domain and the address in one lookup; the probing limit is applied before its answer
       // is used.
       const check = await delivery.lookupRecipient(to.domain, to.address, tx.params.size);
-      if (check.kind === 'not-local') return { ok: false, reply: R.relayDenied() };
+      if (check.kind === 'not-local') return { ok: false, reply: R.relayDenied(), notLocal: true };
       const client = ipKey(session.remoteAddress);
       // RFC 3463 4.7.1: a temporary policy refusal; the same for every local recipient, so a
       // harvester learns nothing more until the window has passed.

@@ -62,7 +62,8 @@ export interface DataOutcome {
   summary: Reply;
 }
 
-export type RcptDecision = { ok: true; recipient: AcceptedRecipient; reply?: Reply } | { ok: false; reply: Reply };
+/** notLocal: refused because the domain is not one of ours (a relay), not for the address. */
+export type RcptDecision = { ok: true; recipient: AcceptedRecipient; reply?: Reply } | { ok: false; reply: Reply; notLocal?: boolean };
 
 export interface SmtpPolicy {
   /** After MAIL FROM passed grammar, SIZE and state checks. null accepts with 250. */

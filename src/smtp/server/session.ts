@@ -625,7 +625,7 @@ export class SmtpSession {
     const first = candidates[0]!;
     if (first.utf8 && !tx.params.smtputf8) return this.error(reply(553, '5.6.7', 'Non-ASCII address needs SMTPUTF8'));
     let decision = await this.cfg.policy.onRcptTo(this.info(), tx, first, params);
-    for (let i = 1; i < candidates.length && !decision.ok && isRelayDenied(decision.reply); i++) {
+    for (let i = 1; i < candidates.length && !decision.ok && decision.notLocal === true; i++) {
       decision = await this.cfg.policy.onRcptTo(this.info(), tx, candidates[i]!, params);
     }
     if (!decision.ok) return this.error(decision.reply);
@@ -861,6 +861,3 @@ function postmastersOf(hostname: string): Mailbox[] {
   return out;
 }
 
-function isRelayDenied(r: Reply): boolean {
-  return r.code === 554 && r.enhanced === '5.7.1';
-}
